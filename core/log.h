@@ -1,0 +1,18 @@
+/* Structured log lines on stderr: `ts=... level=... module=... msg="..." key=value`. */
+#ifndef BH_LOG_H
+#define BH_LOG_H
+
+#include <boilerhouse/plugin.h>
+
+void bh_log_set_level(enum bh_log_level level);
+/* Parses "error|warn|info|debug"; returns -1 if unknown. */
+int bh_log_parse_level(const char *name, enum bh_log_level *out);
+enum bh_log_level bh_log_level(void);
+void bh_log(enum bh_log_level level, const char *module, const char *fmt, ...) BH_PRINTF(3, 4);
+
+#define bh_error(mod, ...) bh_log(BH_LOG_ERROR, mod, __VA_ARGS__)
+#define bh_warn(mod, ...) bh_log(BH_LOG_WARN, mod, __VA_ARGS__)
+#define bh_info(mod, ...) bh_log(BH_LOG_INFO, mod, __VA_ARGS__)
+#define bh_debug(mod, ...) bh_log(BH_LOG_DEBUG, mod, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,68 @@
+/* The embedded resource store (local mode): SQLite in WAL mode under the state dir.
+ *
+ * Objects are Kubernetes-shaped cJSON documents {apiVersion, kind, metadata, spec, status}.
+ * The store owns the system metadata: uid, generation, resourceVersion (one global counter),
+ * creationTimestamp, deletionTimestamp. Every write is one SQLite transaction, durable on
+ * return, and appended to an event log that watchers read from a resourceVersion.
+ * Thread-safe: one connection behind a mutex.
+ *
+ * Besides the four API kinds the daemon keeps its own bookkeeping here as internal kinds
+ * (e.g. "Instance"), which are not validated against the CRD schemas.
+ */
+#ifndef BH_STORE_H
+#define BH_STORE_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct bh_store;
+
+enum bh_store_event_type { BH_EV_ADDED = 1, BH_EV_MODIFIED = 2, BH_EV_DELETED = 3 };
+
+struct bh_store_event {
+    enum bh_store_event_type type;
+    int64_t rv;
+    const char *kind;     /* borrowed */
+    const char *name;     /* borrowed */
+    const cJSON *object;  /* borrowed: the object after the change (before it, for DELETED) */
+};
+
+/* Called after each committed write, from the writing thread, without the store lock held,
+ * so a callback may call back into the store. Must not block for long. */
+typedef void (*bh_store_watch_fn)(const struct bh_store_event *ev, void *ud);
+
+int bh_store_open(const char *path, struct bh_store **out, struct bh_err *err);
+void bh_store_close(struct bh_store *s);
+
+/* Creates obj (borrowed; needs kind and metadata.name). BH_ECONFLICT if the name exists.
+ * *out (optional, owned) receives the stored object with system metadata filled in. */
+int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+/* BH_ENOTFOUND if absent. *out owned. */
+int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,
+                 struct bh_err *err);
+/* Replaces metadata.labels/annotations/finalizers and spec (status is kept). If obj carries
+ * metadata.resourceVersion and it is not the current one: BH_ECONFLICT. A spec change
+ * increments metadata.generation. If the object is being deleted and its finalizers are now
+ * empty, it is removed (a DELETED event). */
+int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+/* Replaces only status, with the same resourceVersion check. */
+int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out,
+                           struct bh_err *err);
+/* With finalizers: sets metadata.deletionTimestamp (MODIFIED). Without: removes (DELETED).
+ * BH_ENOTFOUND if absent. */
+int bh_store_delete(struct bh_store *s, const char *kind, const char *name, struct bh_err *err);
+/* All objects of kind, ordered by name, optionally filtered by a label selector "k=v,k2=v2".
+ * *out is an owned cJSON array; *rv (optional) the store's resourceVersion at list time. */
+int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector, cJSON **out,
+                  int64_t *rv, struct bh_err *err);
+/* Registers an in-process listener (the reconciler). Not removable; call before serving. */
+void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud);
+/* Events of kind (NULL: all kinds) with resourceVersion > since, as an owned cJSON array of
+ * {"type": "ADDED|MODIFIED|DELETED", "object": {...}}; waits up to timeout_ms for at least
+ * one. BH_ECONFLICT if `since` is older than the retained log (the client must re-list). */
+int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, int timeout_ms,
+                          cJSON **out, struct bh_err *err);
+
+#endif

@@ -1,0 +1,94 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "fs.h"
+#include "mem.h"
+#include "proc.h"
+
+static void test_err_wrap_keeps_code(void **state)
+{
+    struct bh_err err;
+    assert_int_equal(bh_err_set(&err, BH_ENOTFOUND, "workload %s", "web"), -1);
+    bh_err_wrap(&err, "claim");
+    assert_int_equal(err.code, BH_ENOTFOUND);
+    assert_string_equal(err.msg, "claim: workload web");
+    assert_int_equal(bh_err_http_status(BH_ECONFLICT), 409);
+    assert_int_equal(bh_err_http_status(99), 500);
+}
+
+static void test_write_atomic_replaces(void **state)
+{
+    char dir[] = "/tmp/bh-test-fs-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    bh_autofree char *path = bh_xasprintf("%s/a/b/file", dir);
+    bh_autofree char *sub = bh_xasprintf("%s/a/b", dir);
+    struct bh_err err;
+    assert_int_equal(bh_fs_mkdirp(sub, 0755, &err), 0);
+    assert_int_equal(bh_fs_write_atomic(path, "one", 3, 0600, &err), 0);
+    assert_int_equal(bh_fs_write_atomic(path, "second", 6, 0600, &err), 0);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(bh_fs_read_all(path, 1024, &data, &len, &err), 0);
+    assert_string_equal(data, "second");
+    free(data);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(bh_fs_read_all(path, 2, &data, &len, &err), -1);
+    assert_int_equal(err.code, BH_ETOOLARGE);
+    int rr = bh_fs_rmtree(dir, &err);
+    if (rr < 0)
+        fail_msg("%s", err.msg);
+    assert_false(bh_fs_exists(dir));
+}
+
+static void test_safe_component(void **state)
+{
+    assert_true(bh_fs_safe_component("alice"));
+    assert_false(bh_fs_safe_component(".."));
+    assert_false(bh_fs_safe_component("."));
+    assert_false(bh_fs_safe_component("a/b"));
+    assert_false(bh_fs_safe_component(""));
+}
+
+static void test_proc_captures_and_feeds_stdin(void **state)
+{
+    const char *argv[] = {"cat", NULL};
+    struct bh_proc_opts o = {.stdin_data = "hello", .stdin_len = 5, .stdout_fd = -1};
+    struct bh_proc_result res;
+    struct bh_err err;
+    assert_int_equal(bh_proc_run(argv, &o, &res, &err), 0);
+    assert_int_equal(res.exit_code, 0);
+    assert_string_equal(res.out, "hello");
+    bh_proc_result_free(&res);
+
+    const char *fail[] = {"sh", "-c", "echo boom >&2; exit 3", NULL};
+    assert_int_equal(bh_proc_check(fail, &err), -1);
+    assert_non_null(strstr(err.msg, "exited 3: boom"));
+
+    const char *slow[] = {"sleep", "5", NULL};
+    struct bh_proc_opts t = {.timeout_ms = 100, .stdout_fd = -1};
+    assert_int_equal(bh_proc_run(slow, &t, &res, &err), -1);
+    assert_int_equal(err.code, BH_ETIMEOUT);
+    bh_proc_result_free(&res);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err_wrap_keeps_code),
+        cmocka_unit_test(test_write_atomic_replaces),
+        cmocka_unit_test(test_safe_component),
+        cmocka_unit_test(test_proc_captures_and_feeds_stdin),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
