@@ -45,4 +45,8 @@ int bh_image_resolve(struct bh_image_store *st, const char *ref, struct bh_image
                      struct bh_err *err);
 void bh_image_free(struct bh_image *img);
 
+/* `boilerhouse image import PATH [NAME:TAG] | pull REF | ls` with --state-dir DIR (default
+ * $BOILERHOUSE_STATE_DIR or /var/lib/boilerhouse); argv[0] is "image". Returns an exit code. */
+int bh_image_cli_main(int argc, char **argv);
+
 #endif
