@@ -61,10 +61,9 @@ void bh_err_clear(struct bh_err *err)
 int bh_err_http_status(int code)
 {
     static const int map[] = {
-        [BH_OK] = 200,       [BH_EINVAL] = 400,   [BH_ENOTFOUND] = 404,
-        [BH_ECONFLICT] = 409, [BH_EIO] = 500,      [BH_EUNAVAIL] = 503,
-        [BH_ETIMEOUT] = 504, [BH_ETOOLARGE] = 413, [BH_EAUTH] = 401,
-        [BH_EFORBIDDEN] = 403,
+        [BH_OK] = 200,    [BH_EINVAL] = 400,     [BH_ENOTFOUND] = 404, [BH_ECONFLICT] = 409,
+        [BH_EIO] = 500,   [BH_EUNAVAIL] = 503,   [BH_ETIMEOUT] = 504,  [BH_ETOOLARGE] = 413,
+        [BH_EAUTH] = 401, [BH_EFORBIDDEN] = 403,
     };
     if (code < 0 || (size_t)code >= sizeof(map) / sizeof(map[0]) || map[code] == 0)
         return 500;

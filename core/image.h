@@ -15,12 +15,12 @@
 struct bh_image_store;
 
 struct bh_image {
-    char *ref;          /* normalised reference, e.g. "docker.io/library/busybox:1.36" */
-    char *digest;       /* manifest digest "sha256:<hex>" */
-    char **layer_dirs;  /* absolute paths of unpacked layers, bottom layer first */
+    char *ref;         /* normalised reference, e.g. "docker.io/library/busybox:1.36" */
+    char *digest;      /* manifest digest "sha256:<hex>" */
+    char **layer_dirs; /* absolute paths of unpacked layers, bottom layer first */
     size_t n_layers;
-    cJSON *config;      /* the image config's "config" object (Entrypoint, Cmd, Env,
-                           WorkingDir, User, ExposedPorts); never NULL (may be {}) */
+    cJSON *config; /* the image config's "config" object (Entrypoint, Cmd, Env,
+                      WorkingDir, User, ExposedPorts); never NULL (may be {}) */
 };
 
 /* registry_cfg (borrowed, may be NULL):
@@ -35,8 +35,8 @@ void bh_image_store_close(struct bh_image_store *st);
 /* Imports an OCI image layout directory, an OCI archive or a docker-archive (tar) at path.
  * name ("name:tag") may be NULL to use the image's own ref annotation / RepoTags.
  * *out_ref (optional, owned) receives the name it was stored under. */
-int bh_image_import(struct bh_image_store *st, const char *path, const char *name,
-                    char **out_ref, struct bh_err *err);
+int bh_image_import(struct bh_image_store *st, const char *path, const char *name, char **out_ref,
+                    struct bh_err *err);
 
 /* Resolves ref to an unpacked image: an imported name first, then the registry (pulling
  * what is missing). Manifest lists/indexes pick linux/amd64. Safe to call concurrently.

@@ -8,10 +8,10 @@
 #include "err.h"
 
 struct bh_proc_result {
-    int exit_code;  /* exit status, or 128+signal */
-    char *out;      /* captured stdout (owned, NUL-terminated), NULL if not captured */
+    int exit_code; /* exit status, or 128+signal */
+    char *out;     /* captured stdout (owned, NUL-terminated), NULL if not captured */
     size_t out_len;
-    char *errout;   /* captured stderr (owned) */
+    char *errout; /* captured stderr (owned) */
     size_t err_len;
 };
 

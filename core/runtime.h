@@ -14,18 +14,18 @@
 /* ---- config.json ---- */
 
 struct bh_oci_params {
-    const char *rootfs;        /* absolute path of the mounted rootfs */
-    char *const *args;         /* process argv (NULL-terminated) */
-    char *const *env;          /* "K=V" (NULL-terminated) */
-    const char *cwd;           /* "/" if NULL */
+    const char *rootfs; /* absolute path of the mounted rootfs */
+    char *const *args;  /* process argv (NULL-terminated) */
+    char *const *env;   /* "K=V" (NULL-terminated) */
+    const char *cwd;    /* "/" if NULL */
     const char *hostname;
-    double vcpus;              /* fractional allowed; 0 = no CPU limit */
-    long memory_mb;            /* 0 = no limit */
-    long pids_limit;           /* 0 = default (512) */
-    uint32_t uid_base;         /* host uid/gid that container root maps to */
-    uint32_t uid_size;         /* size of the mapping (65536) */
-    const char *socket_dir;    /* host dir bind-mounted rw at /run/boilerhouse, or NULL */
-    const char *cgroup_path;   /* e.g. "/boilerhouse/<id>" */
+    double vcpus;            /* fractional allowed; 0 = no CPU limit */
+    long memory_mb;          /* 0 = no limit */
+    long pids_limit;         /* 0 = default (512) */
+    uint32_t uid_base;       /* host uid/gid that container root maps to */
+    uint32_t uid_size;       /* size of the mapping (65536) */
+    const char *socket_dir;  /* host dir bind-mounted rw at /run/boilerhouse, or NULL */
+    const char *cgroup_path; /* e.g. "/boilerhouse/<id>" */
 };
 
 /* Builds a hardened runtime config: all capabilities dropped, noNewPrivileges, default

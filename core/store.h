@@ -24,9 +24,9 @@ enum bh_store_event_type { BH_EV_ADDED = 1, BH_EV_MODIFIED = 2, BH_EV_DELETED = 
 struct bh_store_event {
     enum bh_store_event_type type;
     int64_t rv;
-    const char *kind;     /* borrowed */
-    const char *name;     /* borrowed */
-    const cJSON *object;  /* borrowed: the object after the change (before it, for DELETED) */
+    const char *kind;    /* borrowed */
+    const char *name;    /* borrowed */
+    const cJSON *object; /* borrowed: the object after the change (before it, for DELETED) */
 };
 
 /* Called after each committed write, from the writing thread, without the store lock held,
@@ -48,8 +48,7 @@ int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON *
  * empty, it is removed (a DELETED event). */
 int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
 /* Replaces only status, with the same resourceVersion check. */
-int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out,
-                           struct bh_err *err);
+int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
 /* With finalizers: sets metadata.deletionTimestamp (MODIFIED). Without: removes (DELETED).
  * BH_ENOTFOUND if absent. */
 int bh_store_delete(struct bh_store *s, const char *kind, const char *name, struct bh_err *err);

@@ -1,0 +1,27 @@
+/* The reconciler's work queue: keys ("Kind/name") are queued at most once, reconciled by a
+ * pool of worker threads with at most one reconcile per key at a time (a key added while it
+ * is being reconciled runs again afterwards), delayed re-adds for requeue-after timers, and
+ * per-key exponential backoff when a reconcile fails. Level-triggered: a reconcile reads the
+ * current state, so coalescing several adds into one run loses nothing. */
+#ifndef BH_QUEUE_H
+#define BH_QUEUE_H
+
+#include "err.h"
+
+/* Returns 0 on success (optionally setting *requeue_ms > 0 to run again later) or -1 with
+ * err set, which requeues with backoff. */
+typedef int (*bh_reconcile_fn)(void *ctx, const char *key, long *requeue_ms, struct bh_err *err);
+
+struct bh_queue;
+
+struct bh_queue *bh_queue_new(int workers, bh_reconcile_fn fn, void *ctx);
+void bh_queue_add(struct bh_queue *q, const char *key);
+/* Adds key after delay_ms; an earlier pending deadline for the same key wins. */
+void bh_queue_add_after(struct bh_queue *q, const char *key, long delay_ms);
+/* Stops accepting work, waits for running reconciles, joins the workers. */
+void bh_queue_stop(struct bh_queue *q);
+void bh_queue_free(struct bh_queue *q);
+/* Number of keys queued, delayed or running (for tests and stats). */
+int bh_queue_pending(struct bh_queue *q);
+
+#endif
