@@ -26,5 +26,7 @@ int bh_resource_validate(cJSON *obj, struct bh_err *err);
 int bh_resource_validate_spec(const char *kind, cJSON *spec, struct bh_err *err);
 /* DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. */
 int bh_resource_name_valid(const char *name);
+/* Tenant IDs: 1-63 characters of [A-Za-z0-9._-], not "." or "..". */
+int bh_tenant_id_valid(const char *id);
 
 #endif

@@ -1,0 +1,249 @@
+/* The claim controller: gives a (tenant, workload) pair its one instance.
+ *
+ * Sources, in order: `existing` (an instance this tenant already holds) then `cold` (boot).
+ * The reconciler runs one reconcile per claim at a time and the claim's name is derived
+ * from (tenant, workload), so concurrent claims for one pair meet on one object and yield
+ * one instance. */
+#include "daemon.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "resource.h"
+#include "runtime.h"
+#include "store.h"
+
+#define CLAIM_KIND "BoilerhouseClaim"
+#define CLAIM_WAIT_WORKLOAD_MS 500
+#define CLAIM_DEFAULT_PROBE_S 10
+
+char *bh_claim_name(const char *tenant, const char *workload)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bh_autofree char *pair = bh_xasprintf("%s\n%s", tenant, workload);
+    EVP_Digest(pair, strlen(pair), md, &mdlen, EVP_sha256(), NULL);
+    /* Readable part: the tenant lower-cased with anything outside [a-z0-9-] as '-'. The hash
+     * keeps names unique when two tenants sanitise alike ("Bob" / "bob"). */
+    char readable[24];
+    size_t n = 0;
+    for (const char *p = tenant; *p && n < sizeof(readable) - 1; p++) {
+        char c = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+        readable[n++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '-';
+    }
+    readable[n] = '\0';
+    char hash[9];
+    snprintf(hash, sizeof(hash), "%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
+    bh_autofree char *wl = bh_xstrndup(workload, 30);
+    return bh_xasprintf("%s-%s-%s", wl, readable, hash);
+}
+
+/* Writes status (the controller owns it; no resourceVersion check) and wakes REST waiters. */
+static int claim_write_status(struct bh_daemon *d, cJSON *claim, struct bh_err *err)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(claim, "metadata"), "resourceVersion");
+    return bh_store_update_status(d->store, claim, NULL, err);
+}
+
+static int claim_set_phase(struct bh_daemon *d, cJSON *claim, const char *phase, const char *detail,
+                           struct bh_err *err)
+{
+    cJSON *status = bh_json_obj(claim, "status");
+    const char *old_phase = bh_json_str(status, "phase");
+    const char *old_detail = bh_json_str(status, "detail");
+    if (old_phase && strcmp(old_phase, phase) == 0 &&
+        ((!detail && !old_detail) || (detail && old_detail && strcmp(detail, old_detail) == 0)))
+        return 0;
+    bh_json_set_str(status, "phase", phase);
+    bh_json_set_str(status, "detail", detail);
+    return claim_write_status(d, claim, err);
+}
+
+static int claim_activate(struct bh_daemon *d, cJSON *claim, const cJSON *inst, const char *source,
+                          struct bh_err *err)
+{
+    cJSON *status = bh_json_obj(claim, "status");
+    char now[32];
+    bh_now_rfc3339(now);
+    bh_json_set_str(status, "phase", "Active");
+    bh_json_set_str(status, "detail", NULL);
+    bh_json_set_str(status, "instanceId", bh_json_str(inst, "metadata.name"));
+    bh_json_set_str(status, "source", source);
+    bh_json_set_str(status, "claimedAt", now);
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    const cJSON *ep = bh_json_get(inst, "status.endpoint");
+    cJSON_AddItemToObject(status, "endpoint", ep ? cJSON_Duplicate(ep, 1) : cJSON_CreateObject());
+    return claim_write_status(d, claim, err);
+}
+
+/* An instance this tenant already holds for the workload, if one runs. Owned or NULL. */
+static cJSON *claim_find_existing(struct bh_daemon *d, const char *tenant, const char *workload)
+{
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/tenant=%s,boilerhouse.dev/workload=%s", tenant, workload);
+    cJSON *list = NULL, *found = NULL;
+    struct bh_err err;
+    if (bh_store_list(d->store, "Instance", sel, &list, NULL, &err) < 0)
+        return NULL;
+    const cJSON *inst;
+    cJSON_ArrayForEach(inst, list)
+    {
+        const char *phase = bh_json_str(inst, "status.phase");
+        if (phase && strcmp(phase, "Running") == 0 && bh_instance_alive(d, inst)) {
+            found = cJSON_Duplicate(inst, 1);
+            break;
+        }
+    }
+    cJSON_Delete(list);
+    return found;
+}
+
+/* Loads the workload a claim refers to, once it is Ready. Sets the claim's phase and returns
+ * NULL when it is missing, failed, or still being prepared (then *requeue_ms is set). */
+static cJSON *claim_ready_workload(struct bh_daemon *d, cJSON *claim, long *requeue_ms,
+                                   struct bh_err *err)
+{
+    const char *name = bh_json_str(claim, "spec.workloadRef");
+    cJSON *wl = NULL;
+    struct bh_err gerr;
+    if (bh_store_get(d->store, "BoilerhouseWorkload", name, &wl, &gerr) < 0) {
+        bh_autofree char *msg = bh_xasprintf("workload %s not found", name);
+        claim_set_phase(d, claim, "Error", msg, err);
+        return NULL;
+    }
+    const char *phase = bh_json_str(wl, "status.phase");
+    if (phase && strcmp(phase, "Ready") == 0)
+        return wl;
+    if (phase && strcmp(phase, "Error") == 0) {
+        bh_autofree char *msg =
+            bh_xasprintf("workload %s is not ready: %s", name, bh_json_str(wl, "status.detail"));
+        claim_set_phase(d, claim, "Error", msg, err);
+    } else {
+        claim_set_phase(d, claim, "Pending", "waiting for the workload to become ready", err);
+        *requeue_ms = CLAIM_WAIT_WORKLOAD_MS;
+    }
+    cJSON_Delete(wl);
+    return NULL;
+}
+
+static int claim_pending(struct bh_daemon *d, cJSON *claim, long *requeue_ms, struct bh_err *err)
+{
+    cJSON *wl = claim_ready_workload(d, claim, requeue_ms, err);
+    if (!wl)
+        return 0;
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    const char *wname = bh_json_str(wl, "metadata.name");
+    cJSON *inst = claim_find_existing(d, tenant, wname);
+    const char *source = "existing";
+    int rc = 0;
+    if (!inst) {
+        source = "cold";
+        claim_set_phase(d, claim, "Pending", "booting an instance", err);
+        struct bh_err boot_err = {0};
+        if (bh_instance_boot(d, wl, tenant, bh_json_str(claim, "metadata.name"), &inst, &boot_err) <
+            0) {
+            bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), boot_err.msg);
+            rc = claim_set_phase(d, claim, "Error", boot_err.msg, err);
+        }
+    }
+    if (inst)
+        rc = claim_activate(d, claim, inst, source, err);
+    cJSON_Delete(inst);
+    cJSON_Delete(wl);
+    return rc;
+}
+
+/* Probes an active claim's instance; after unhealthyThreshold consecutive failures the
+ * instance is torn down and the claim reports why. */
+static int claim_check_health(struct bh_daemon *d, cJSON *claim, cJSON *inst, const cJSON *wl,
+                              struct bh_err *err)
+{
+    const char *id = bh_json_str(inst, "metadata.name");
+    bh_autofree char *log = bh_instance_log_path(d, id);
+    struct bh_err rerr;
+    if (bh_runtime_log_rotate(log, d->cfg.log_cap, &rerr) < 0)
+        bh_warn("claim", "log rotation for %s: %s", id, rerr.msg);
+    if (!bh_json_get(wl, "spec.health"))
+        return 0;
+    const char *host = bh_json_str(inst, "status.endpoint.host");
+    struct bh_err perr = {0};
+    int healthy =
+        bh_instance_probe(d, wl, id, (int)bh_json_int(inst, "status.pid", 0), host, &perr) == 0;
+    cJSON *status = bh_json_obj(inst, "status");
+    long long fails = healthy ? 0 : bh_json_int(status, "consecutiveFailures", 0) + 1;
+    if (fails != bh_json_int(status, "consecutiveFailures", 0)) {
+        bh_json_set_num(status, "consecutiveFailures", (double)fails);
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
+        if (bh_store_update_status(d->store, inst, NULL, err) < 0)
+            return -1;
+    }
+    long long threshold = bh_json_int(wl, "spec.health.unhealthyThreshold", 3);
+    if (fails < threshold)
+        return 0;
+    bh_autofree char *msg =
+        bh_xasprintf("instance %s failed %lld health checks: %s", id, fails, perr.msg);
+    if (bh_instance_destroy(d, id, err) < 0)
+        return -1;
+    return claim_set_phase(d, claim, "Error", msg, err);
+}
+
+static int claim_active(struct bh_daemon *d, cJSON *claim, long *requeue_ms, struct bh_err *err)
+{
+    const char *id = bh_json_str(claim, "status.instanceId");
+    cJSON *inst = NULL, *wl = NULL;
+    struct bh_err gerr;
+    if (!id || bh_store_get(d->store, "Instance", id, &inst, &gerr) < 0 ||
+        !bh_instance_alive(d, inst)) {
+        bh_autofree char *msg = bh_xasprintf("instance %s is no longer running", id ? id : "?");
+        if (inst)
+            bh_instance_destroy(d, id, &gerr);
+        cJSON_Delete(inst);
+        return claim_set_phase(d, claim, "Error", msg, err);
+    }
+    int rc = 0;
+    if (bh_store_get(d->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
+                     &gerr) == 0) {
+        rc = claim_check_health(d, claim, inst, wl, err);
+        *requeue_ms = bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
+    }
+    cJSON_Delete(wl);
+    cJSON_Delete(inst);
+    return rc;
+}
+
+/* Release: tear the instance down, then drop our finalizer so the store removes the claim. */
+static int claim_finalize(struct bh_daemon *d, cJSON *claim, struct bh_err *err)
+{
+    const char *id = bh_json_str(claim, "status.instanceId");
+    if (id && bh_instance_destroy(d, id, err) < 0) {
+        struct bh_err serr;
+        claim_set_phase(d, claim, "ReleaseFailed", err->msg, &serr);
+        return -1; /* retried with backoff */
+    }
+    cJSON *md = bh_json_obj(claim, "metadata");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "finalizers");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "resourceVersion");
+    return bh_store_update(d->store, claim, NULL, err);
+}
+
+int bh_claim_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, struct bh_err *err)
+{
+    cJSON *claim = NULL;
+    if (bh_store_get(d->store, CLAIM_KIND, name, &claim, err) < 0)
+        return err->code == BH_ENOTFOUND ? 0 : -1;
+    const char *phase = bh_json_str(claim, "status.phase");
+    int rc = 0;
+    if (bh_json_get(claim, "metadata.deletionTimestamp"))
+        rc = claim_finalize(d, claim, err);
+    else if (!phase || strcmp(phase, "Pending") == 0)
+        rc = claim_pending(d, claim, requeue_ms, err);
+    else if (strcmp(phase, "Active") == 0)
+        rc = claim_active(d, claim, requeue_ms, err);
+    cJSON_Delete(claim);
+    return rc;
+}

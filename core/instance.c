@@ -1,0 +1,601 @@
+/* Instances: one container for one workload (and, once claimed, one tenant).
+ *
+ * Every step that leaves something on the machine happens only after the Instance record
+ * is durable in the store, so after a crash the record says what to clean up; and the
+ * record is deleted only after everything it names is gone. */
+#include "daemon.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "image.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "plugin.h"
+#include "resource.h"
+#include "runtime.h"
+#include "store.h"
+
+#define INSTANCE_KIND "Instance"
+#define INSTANCE_UID_SIZE 65536
+#define INSTANCE_PROBE_GAP_MS 50
+
+static char *instance_new_id(void)
+{
+    unsigned char raw[6];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        abort(); /* the kernel's RNG does not fail for 6 bytes; if it does, nothing is safe */
+    char *id = bh_xmalloc(13);
+    for (size_t i = 0; i < sizeof(raw); i++)
+        sprintf(id + 2 * i, "%02x", raw[i]);
+    return id;
+}
+
+static char *instance_dir(struct bh_daemon *d, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s", d->cfg.state_dir, id);
+}
+
+char *bh_instance_log_path(struct bh_daemon *d, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s/log", d->cfg.state_dir, id);
+}
+
+static char *instance_container_id(const char *id)
+{
+    return bh_xasprintf("bh-%s", id);
+}
+
+/* Instance ids are 12 lowercase hex characters; anything else never names a path. */
+static int instance_id_valid(const char *id)
+{
+    if (!id || strlen(id) != 12)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    return 1;
+}
+
+static const char *instance_network_mode(const cJSON *workload)
+{
+    const char *mode = bh_json_str(workload, "spec.network.access");
+    return mode ? mode : "none";
+}
+
+static struct bh_plugin *instance_net_plugin(struct bh_daemon *d, const char *mode,
+                                             struct bh_err *err)
+{
+    struct bh_plugin *p = bh_plugins_find(d->plugins, BH_PLUGIN_NETWORK, mode);
+    if (!p)
+        bh_err_set(err, BH_EUNAVAIL, "network mode %s: plugin bh-network-%s.so is not loaded", mode,
+                   mode);
+    return p;
+}
+
+static cJSON *instance_record(const char *id, const cJSON *workload, const char *tenant,
+                              const char *claim)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
+    cJSON_AddStringToObject(obj, "kind", INSTANCE_KIND);
+    cJSON *md = cJSON_AddObjectToObject(obj, "metadata");
+    cJSON_AddStringToObject(md, "name", id);
+    cJSON *labels = cJSON_AddObjectToObject(md, "labels");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/managed", "true");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload",
+                            bh_json_str(workload, "metadata.name"));
+    if (tenant)
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", tenant);
+    cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
+    cJSON_AddStringToObject(spec, "workload", bh_json_str(workload, "metadata.name"));
+    cJSON_AddNumberToObject(spec, "workloadGeneration",
+                            (double)bh_json_int(workload, "metadata.generation", 0));
+    cJSON_AddStringToObject(spec, "network", instance_network_mode(workload));
+    if (tenant)
+        cJSON_AddStringToObject(spec, "tenantId", tenant);
+    if (claim)
+        cJSON_AddStringToObject(spec, "claim", claim);
+    cJSON *status = cJSON_AddObjectToObject(obj, "status");
+    cJSON_AddStringToObject(status, "phase", "Starting");
+    return obj;
+}
+
+/* The state of a boot in progress; owns what it holds. */
+struct boot {
+    struct bh_daemon *d;
+    const char *id;
+    const cJSON *workload;
+    char *dir;
+    char *cid;
+    struct bh_plugin *net;
+    struct bh_net_result net_res;
+    struct bh_image *image;
+    char **args, **env;
+    char *cwd;
+    int pid;
+};
+
+static void boot_free(struct boot *b)
+{
+    free(b->dir);
+    free(b->cid);
+    if (b->image)
+        bh_image_free(b->image);
+    bh_strv_free(b->args);
+    bh_strv_free(b->env);
+    free(b->cwd);
+}
+
+static struct bh_net_request boot_net_request(struct boot *b, const char *tenant, const char *netns,
+                                              char *net_json)
+{
+    struct bh_net_request req = {
+        .size = sizeof(req),
+        .instance_id = b->id,
+        .tenant_id = tenant,
+        .workload = bh_json_str(b->workload, "metadata.name"),
+        .network_json = net_json,
+        .netns_path = netns,
+        .pid = b->pid,
+    };
+    return req;
+}
+
+static int boot_dirs(struct boot *b, struct bh_err *err)
+{
+    uint32_t owner = b->d->cfg.uid_base;
+    const char *subdirs[] = {"rootfs", "upper", "work", "sock"};
+    if (bh_fs_mkdirp(b->dir, 0711, err) < 0)
+        return -1;
+    for (size_t i = 0; i < BH_ARRAY_LEN(subdirs); i++) {
+        bh_autofree char *p = bh_xasprintf("%s/%s", b->dir, subdirs[i]);
+        if (bh_fs_mkdirp(p, 0700, err) < 0)
+            return -1;
+        /* The container's root (mapped to owner) serves its socket dir. */
+        if (strcmp(subdirs[i], "sock") == 0 && chown(p, owner, owner) < 0)
+            return bh_err_errno(err, BH_EIO, "chown %s", p);
+    }
+    return 0;
+}
+
+static int boot_image(struct boot *b, struct bh_err *err)
+{
+    const char *ref = bh_json_str(b->workload, "status.imageRef");
+    if (!ref)
+        ref = bh_json_str(b->workload, "spec.image.ref");
+    if (!ref)
+        return bh_err_set(err, BH_EUNAVAIL, "workload has no resolved image yet");
+    if (bh_image_resolve(b->d->images, ref, &b->image, err) < 0)
+        return bh_err_wrap(err, "image %s", ref);
+    return 0;
+}
+
+static int boot_rootfs(struct boot *b, struct bh_err *err)
+{
+    bh_autofree char *upper = bh_xasprintf("%s/upper", b->dir);
+    bh_autofree char *work = bh_xasprintf("%s/work", b->dir);
+    bh_autofree char *target = bh_xasprintf("%s/rootfs", b->dir);
+    return bh_rootfs_mount(b->image->layer_dirs, b->image->n_layers, upper, work, target,
+                           b->d->cfg.uid_base, err);
+}
+
+/* Appends the network plugin's "NAME=value\n" lines to the environment. */
+static void boot_env_append(struct boot *b, const char *lines)
+{
+    size_t n = 0;
+    while (b->env && b->env[n])
+        n++;
+    bh_autofree char *copy = bh_xstrdup(lines);
+    char *save = NULL;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!strchr(line, '='))
+            continue;
+        b->env = bh_xrealloc(b->env, (n + 2) * sizeof(char *));
+        b->env[n++] = bh_xstrdup(line);
+        b->env[n] = NULL;
+    }
+}
+
+static int boot_bundle(struct boot *b, struct bh_err *err)
+{
+    const cJSON *entry = bh_json_get(b->workload, "spec.entrypoint");
+    if (bh_oci_process_resolve(b->image->config, entry, &b->args, &b->env, &b->cwd, err) < 0)
+        return -1;
+    boot_env_append(b, b->net_res.env);
+    bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", b->dir);
+    bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
+    bh_autofree char *cgroup = bh_xasprintf("/boilerhouse/%s", b->cid);
+    struct bh_oci_params p = {
+        .rootfs = rootfs,
+        .args = b->args,
+        .env = b->env,
+        .cwd = b->cwd,
+        .hostname = b->cid,
+        .vcpus = bh_json_num(b->workload, "spec.resources.vcpus", 1),
+        .memory_mb = (long)bh_json_int(b->workload, "spec.resources.memoryMb", 256),
+        .uid_base = b->d->cfg.uid_base,
+        .uid_size = INSTANCE_UID_SIZE,
+        .socket_dir = (b->net_res.flags & BH_NET_SOCKET_DIR) ? sock : NULL,
+        .cgroup_path = cgroup,
+    };
+    cJSON *config = bh_oci_config_build(&p);
+    bh_autofree char *text = bh_json_print(config);
+    cJSON_Delete(config);
+    bh_autofree char *path = bh_xasprintf("%s/config.json", b->dir);
+    return bh_fs_write_atomic(path, text, strlen(text), 0600, err);
+}
+
+static int boot_container(struct boot *b, const char *tenant, struct bh_err *err)
+{
+    bh_autofree char *log = bh_instance_log_path(b->d, b->id);
+    if (bh_runtime_create(b->d->runtime, b->cid, b->dir, log, err) < 0)
+        return -1;
+    struct bh_runtime_state st;
+    if (bh_runtime_state(b->d->runtime, b->cid, &st, err) < 0)
+        return -1;
+    b->pid = st.pid;
+    bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", st.pid);
+    bh_autofree char *net_json = bh_json_print(bh_json_get(b->workload, "spec.network"));
+    struct bh_net_request req = boot_net_request(b, tenant, netns, net_json);
+    const struct bh_network_ops *ops = b->net->info->ops;
+    if (ops->attach(b->net->state, &req, &b->net_res, err) < 0)
+        return bh_err_wrap(err, "network %s", b->net->info->name);
+    return bh_runtime_start(b->d->runtime, b->cid, err);
+}
+
+static int boot_prepare_net(struct boot *b, const char *tenant, struct bh_err *err)
+{
+    b->net = instance_net_plugin(b->d, instance_network_mode(b->workload), err);
+    if (!b->net)
+        return -1;
+    bh_autofree char *net_json = bh_json_print(bh_json_get(b->workload, "spec.network"));
+    struct bh_net_request req = boot_net_request(b, tenant, NULL, net_json);
+    b->net_res.size = sizeof(b->net_res);
+    const struct bh_network_ops *ops = b->net->info->ops;
+    return ops->prepare(b->net->state, &req, &b->net_res, err);
+}
+
+/* Endpoint as the claim reports it: {host, port} for addressable instances, {socket} for
+ * instances without a network. */
+static cJSON *boot_endpoint(struct boot *b)
+{
+    cJSON *ep = cJSON_CreateObject();
+    const cJSON *expose = bh_json_get(b->workload, "spec.network.expose");
+    int port = (int)bh_json_int(cJSON_GetArrayItem(expose, 0), "guest", 0);
+    if (b->net_res.host[0]) {
+        cJSON_AddStringToObject(ep, "host", b->net_res.host);
+        cJSON_AddNumberToObject(ep, "port", port);
+    }
+    if (b->net_res.flags & BH_NET_SOCKET_DIR) {
+        bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
+        cJSON_AddStringToObject(ep, "socket", sock);
+    }
+    return ep;
+}
+
+/* One probe of the workload's health check. */
+int bh_instance_probe(struct bh_daemon *d, const cJSON *workload, const char *id, int pid,
+                      const char *host, struct bh_err *err)
+{
+    const cJSON *health = bh_json_get(workload, "spec.health");
+    int timeout_ms = (int)bh_json_int(health, "timeoutSeconds", 2) * 1000;
+    if (bh_json_get(health, "httpGet")) {
+        const char *path = bh_json_str(health, "httpGet.path");
+        int port = (int)bh_json_int(health, "httpGet.port", 80);
+        bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", pid);
+        int direct = host && host[0];
+        return bh_health_http(direct ? NULL : netns, direct ? host : "127.0.0.1", port,
+                              path ? path : "/", timeout_ms, err);
+    }
+    const cJSON *cmd = bh_json_get(health, "exec.command");
+    if (cJSON_IsArray(cmd)) {
+        int n = cJSON_GetArraySize(cmd);
+        char **argv = bh_xcalloc((size_t)n + 1, sizeof(char *));
+        for (int i = 0; i < n; i++)
+            argv[i] = cJSON_GetArrayItem(cmd, i)->valuestring;
+        cJSON *res = NULL;
+        int rc = bh_instance_exec(d, id, argv, timeout_ms, &res, err);
+        free(argv);
+        long long code = bh_json_int(res, "exitCode", -1);
+        cJSON_Delete(res);
+        if (rc == 0 && code != 0)
+            rc = bh_err_set(err, BH_EUNAVAIL, "health command exited %lld", code);
+        return rc;
+    }
+    return 0;
+}
+
+/* The last bytes of the container log, for error details. */
+static char *instance_log_tail(struct bh_daemon *d, const char *id)
+{
+    bh_autofree char *path = bh_instance_log_path(d, id);
+    char *data = NULL;
+    size_t len = 0;
+    if (bh_fs_read_all(path, 1 << 20, &data, &len, NULL) < 0)
+        return bh_xstrdup("");
+    char *tail = bh_xstrdup(len > 300 ? data + len - 300 : data);
+    free(data);
+    return tail;
+}
+
+/* Probes until healthy, the container dies, or the deadline passes. */
+static int boot_wait_healthy(struct boot *b, struct bh_err *err)
+{
+    long long deadline = bh_now_ms() + b->d->cfg.claim_timeout_ms;
+    struct bh_err probe_err = {0};
+    for (;;) {
+        struct bh_runtime_state st;
+        if (bh_runtime_state(b->d->runtime, b->cid, &st, err) < 0 ||
+            strcmp(st.status, "running") != 0) {
+            bh_autofree char *tail = instance_log_tail(b->d, b->id);
+            return bh_err_set(err, BH_EIO, "container exited during start; log: %s", tail);
+        }
+        if (bh_instance_probe(b->d, b->workload, b->id, b->pid, b->net_res.host, &probe_err) == 0)
+            return 0;
+        if (bh_now_ms() > deadline)
+            return bh_err_set(err, BH_ETIMEOUT, "not healthy after %d ms: %s",
+                              b->d->cfg.claim_timeout_ms, probe_err.msg);
+        usleep(INSTANCE_PROBE_GAP_MS * 1000);
+    }
+}
+
+static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
+{
+    if (boot_image(b, err) < 0 || boot_dirs(b, err) < 0 || boot_prepare_net(b, tenant, err) < 0)
+        return -1;
+    if (boot_rootfs(b, err) < 0 || boot_bundle(b, err) < 0)
+        return -1;
+    if (boot_container(b, tenant, err) < 0)
+        return -1;
+    return boot_wait_healthy(b, err);
+}
+
+static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err)
+{
+    cJSON *obj = NULL;
+    if (bh_store_get(b->d->store, INSTANCE_KIND, b->id, &obj, err) < 0)
+        return -1;
+    cJSON *status = bh_json_obj(obj, "status");
+    char now[32];
+    bh_now_rfc3339(now);
+    bh_json_set_str(status, "phase", "Running");
+    bh_json_set_num(status, "pid", b->pid);
+    bh_json_set_str(status, "startedAt", now);
+    bh_json_set_str(status, "lastActivity", now);
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    cJSON_AddItemToObject(status, "endpoint", boot_endpoint(b));
+    int rc = bh_store_update_status(b->d->store, obj, out, err);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+int bh_instance_boot(struct bh_daemon *d, const cJSON *workload, const char *tenant,
+                     const char *claim, cJSON **out, struct bh_err *err)
+{
+    bh_autofree char *id = instance_new_id();
+    cJSON *rec = instance_record(id, workload, tenant, claim);
+    int rc = bh_store_create(d->store, rec, NULL, err);
+    cJSON_Delete(rec);
+    if (rc < 0)
+        return -1;
+    struct boot b = {.d = d, .id = id, .workload = workload};
+    b.dir = instance_dir(d, id);
+    b.cid = instance_container_id(id);
+    long long t0 = bh_now_ms();
+    rc = boot_run(&b, tenant, err);
+    if (rc == 0)
+        rc = instance_mark_running(&b, out, err);
+    boot_free(&b);
+    if (rc < 0) {
+        struct bh_err cleanup = {0};
+        if (bh_instance_destroy(d, id, &cleanup) < 0)
+            bh_error("instance", "cleanup of failed instance %s: %s", id, cleanup.msg);
+        return -1;
+    }
+    bh_info("instance", "instance %s of workload %s running after %lld ms", id,
+            bh_json_str(workload, "metadata.name"), bh_now_ms() - t0);
+    return 0;
+}
+
+/* Detaches the instance from its network; with mode unknown, asks every network plugin
+ * (detach is idempotent), so leftovers of unrecorded instances are cleaned too. */
+static void instance_net_detach(struct bh_daemon *d, const char *id, const char *mode)
+{
+    static const char *const modes[] = {"none", "unrestricted", "restricted"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(modes); i++) {
+        if (mode && strcmp(mode, modes[i]) != 0)
+            continue;
+        struct bh_plugin *p = bh_plugins_find(d->plugins, BH_PLUGIN_NETWORK, modes[i]);
+        if (!p)
+            continue;
+        struct bh_net_request req = {.size = sizeof(req), .instance_id = id};
+        struct bh_err err = {0};
+        const struct bh_network_ops *ops = p->info->ops;
+        if (ops->detach(p->state, &req, &err) < 0)
+            bh_warn("instance", "network detach of %s: %s", id, err.msg);
+    }
+}
+
+/* Everything but the record; safe to repeat. */
+static int instance_teardown(struct bh_daemon *d, const char *id, const char *mode,
+                             struct bh_err *err)
+{
+    bh_autofree char *cid = instance_container_id(id);
+    bh_autofree char *dir = instance_dir(d, id);
+    bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", dir);
+    if (bh_runtime_delete(d->runtime, cid, err) < 0)
+        return bh_err_wrap(err, "delete container %s", cid);
+    instance_net_detach(d, id, mode);
+    if (bh_rootfs_umount(rootfs, err) < 0)
+        return -1;
+    return bh_fs_rmtree(dir, err);
+}
+
+int bh_instance_destroy(struct bh_daemon *d, const char *id, struct bh_err *err)
+{
+    if (!instance_id_valid(id))
+        return bh_err_set(err, BH_EINVAL, "invalid instance id");
+    cJSON *rec = NULL;
+    struct bh_err get_err;
+    const char *mode = NULL;
+    if (bh_store_get(d->store, INSTANCE_KIND, id, &rec, &get_err) == 0)
+        mode = bh_json_str(rec, "spec.network");
+    int rc = instance_teardown(d, id, mode, err);
+    cJSON_Delete(rec);
+    if (rc < 0)
+        return -1;
+    if (bh_store_delete(d->store, INSTANCE_KIND, id, &get_err) < 0 &&
+        get_err.code != BH_ENOTFOUND) {
+        *err = get_err;
+        return -1;
+    }
+    bh_info("instance", "instance %s destroyed", id);
+    return 0;
+}
+
+int bh_instance_alive(struct bh_daemon *d, const cJSON *instance)
+{
+    const char *id = bh_json_str(instance, "metadata.name");
+    if (!instance_id_valid(id))
+        return 0;
+    bh_autofree char *cid = instance_container_id(id);
+    struct bh_runtime_state st;
+    struct bh_err err;
+    return bh_runtime_state(d->runtime, cid, &st, &err) == 0 && strcmp(st.status, "running") == 0;
+}
+
+int bh_instance_exec(struct bh_daemon *d, const char *id, char *const *argv, int timeout_ms,
+                     cJSON **out, struct bh_err *err)
+{
+    if (!instance_id_valid(id))
+        return bh_err_set(err, BH_ENOTFOUND, "instance not found");
+    bh_autofree char *cid = instance_container_id(id);
+    struct bh_proc_result res;
+    if (bh_runtime_exec(d->runtime, cid, argv, timeout_ms, &res, err) < 0) {
+        bh_proc_result_free(&res);
+        return -1;
+    }
+    for (size_t n = res.out_len; n > 0 && res.out[n - 1] == '\n'; n--)
+        res.out[n - 1] = '\0';
+    for (size_t n = res.err_len; n > 0 && res.errout[n - 1] == '\n'; n--)
+        res.errout[n - 1] = '\0';
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "stdout", res.out);
+    cJSON_AddStringToObject(o, "stderr", res.errout);
+    cJSON_AddNumberToObject(o, "exitCode", res.exit_code);
+    bh_proc_result_free(&res);
+    *out = o;
+    return 0;
+}
+
+/* ---- recovery ---- */
+
+/* Puts the claim that held a lost instance back to Pending so it boots again. */
+static void recover_requeue_claim(struct bh_daemon *d, const char *claim)
+{
+    cJSON *obj = NULL;
+    struct bh_err err;
+    if (!claim || bh_store_get(d->store, "BoilerhouseClaim", claim, &obj, &err) < 0)
+        return;
+    cJSON *status = bh_json_obj(obj, "status");
+    const char *phase = bh_json_str(status, "phase");
+    if (phase && (strcmp(phase, "Active") == 0 || strcmp(phase, "Pending") == 0)) {
+        bh_json_set_str(status, "phase", "Pending");
+        bh_json_set_str(status, "detail", "instance lost in a daemon restart; booting again");
+        cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
+        cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+        if (bh_store_update_status(d->store, obj, NULL, &err) < 0)
+            bh_warn("instance", "requeue claim %s: %s", claim, err.msg);
+    }
+    cJSON_Delete(obj);
+}
+
+static int recover_records(struct bh_daemon *d, struct bh_err *err)
+{
+    cJSON *list = NULL;
+    if (bh_store_list(d->store, INSTANCE_KIND, NULL, &list, NULL, err) < 0)
+        return -1;
+    const cJSON *inst;
+    cJSON_ArrayForEach(inst, list)
+    {
+        const char *id = bh_json_str(inst, "metadata.name");
+        const char *phase = bh_json_str(inst, "status.phase");
+        if (phase && strcmp(phase, "Running") == 0 && bh_instance_alive(d, inst)) {
+            bh_info("instance", "re-adopted running instance %s", id);
+            continue;
+        }
+        bh_info("instance", "instance %s was %s at restart; removing it", id,
+                phase ? phase : "unknown");
+        struct bh_err derr = {0};
+        if (bh_instance_destroy(d, id, &derr) < 0)
+            bh_error("instance", "remove %s: %s", id, derr.msg);
+        recover_requeue_claim(d, bh_json_str(inst, "spec.claim"));
+    }
+    cJSON_Delete(list);
+    return 0;
+}
+
+static int recover_has_record(struct bh_daemon *d, const char *id)
+{
+    cJSON *obj = NULL;
+    struct bh_err err;
+    int found = bh_store_get(d->store, INSTANCE_KIND, id, &obj, &err) == 0;
+    cJSON_Delete(obj);
+    return found;
+}
+
+/* Containers under our runtime root that no record accounts for. */
+static int recover_containers(struct bh_daemon *d, struct bh_err *err)
+{
+    char **ids = NULL;
+    if (bh_runtime_list(d->runtime, &ids, err) < 0)
+        return -1;
+    for (char **p = ids; p && *p; p++) {
+        const char *id = strncmp(*p, "bh-", 3) == 0 ? *p + 3 : *p;
+        if (instance_id_valid(id) && recover_has_record(d, id))
+            continue;
+        bh_info("instance", "deleting orphan container %s", *p);
+        struct bh_err derr = {0};
+        if (bh_runtime_delete(d->runtime, *p, &derr) < 0)
+            bh_error("instance", "delete orphan %s: %s", *p, derr.msg);
+    }
+    bh_strv_free(ids);
+    return 0;
+}
+
+/* Instance directories (and their mounts, network state) without a record. */
+static int recover_dirs(struct bh_daemon *d, struct bh_err *err)
+{
+    bh_autofree char *root = bh_xasprintf("%s/instances", d->cfg.state_dir);
+    DIR *dir = opendir(root);
+    if (!dir)
+        return errno == ENOENT ? 0 : bh_err_errno(err, BH_EIO, "open %s", root);
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (!instance_id_valid(de->d_name) || recover_has_record(d, de->d_name))
+            continue;
+        bh_info("instance", "removing leftovers of unrecorded instance %s", de->d_name);
+        struct bh_err terr = {0};
+        if (instance_teardown(d, de->d_name, NULL, &terr) < 0)
+            bh_error("instance", "leftovers of %s: %s", de->d_name, terr.msg);
+    }
+    closedir(dir);
+    return 0;
+}
+
+int bh_instance_recover(struct bh_daemon *d, struct bh_err *err)
+{
+    if (recover_records(d, err) < 0 || recover_containers(d, err) < 0)
+        return -1;
+    return recover_dirs(d, err);
+}
