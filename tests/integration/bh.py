@@ -1,0 +1,204 @@
+"""Test harness: runs the real boilerhouse daemon against a private state dir and cleans up
+everything it made (containers, mounts, bridge, processes, files), even when a test fails."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+BUILD = os.environ.get("BH_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+SOURCE = os.environ.get("BH_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+BINARY = os.path.join(BUILD, "boilerhouse")
+BUSYBOX_LAYOUT = os.path.join(BUILD, "images", "busybox")
+BUSYBOX_REF = "localhost/busybox:latest"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def read_manifest(name):
+    with open(os.path.join(SOURCE, "workloads", name)) as f:
+        return f.read()
+
+
+class Daemon:
+    """One daemon process with its own state dir, port, runtime root and bridge."""
+
+    def __init__(self, api_key=None, plugin_dir=None, extra_env=None):
+        self.state = tempfile.mkdtemp(prefix="bh-it-")
+        self.port = free_port()
+        self.api_key = api_key
+        self.plugin_dir = plugin_dir or os.path.join(BUILD, "plugins")
+        # A bridge and subnet of our own, so parallel daemons and tests never meet.
+        n = os.getpid() % 200 + 20
+        self.bridge = "bhit%d" % n
+        self.plugin_config = os.path.join(self.state, "plugins.json")
+        with open(self.plugin_config, "w") as f:
+            json.dump({"network/unrestricted": {"bridge": self.bridge,
+                                                "subnet": "10.231.%d.0/24" % n}}, f)
+        self.extra_env = extra_env or {}
+        self.proc = None
+        self.log_path = os.path.join(self.state, "daemon.log")
+        subprocess.run([BINARY, "image", "import", BUSYBOX_LAYOUT, BUSYBOX_REF,
+                        "--state-dir", self.state], check=True, capture_output=True)
+
+    # ---- process ----
+
+    def start(self, timeout=20, expect_fail=False):
+        env = dict(os.environ, **self.extra_env)
+        if self.api_key:
+            env["BOILERHOUSE_API_KEY"] = self.api_key
+        env.setdefault("BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", "30")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [BINARY, "serve", "--state-dir", self.state, "--listen", "127.0.0.1:%d" % self.port,
+             "--plugin-dir", self.plugin_dir, "--plugin-config", self.plugin_config,
+             "--log-level", "debug"],
+            stdout=log, stderr=log, env=env)
+        log.close()
+        if expect_fail:
+            return self.proc.wait(timeout=timeout)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("daemon exited %d:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                if self.request("GET", "/api/v1/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("daemon did not answer in %ds:\n%s" % (timeout, self.log()))
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-6000:]
+        except OSError:
+            return ""
+
+    # ---- API ----
+
+    def request(self, method, path, body=None, raw=None, headers=None, timeout=60):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if isinstance(data, str):
+            data = data.encode()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
+                                     method=method)
+        if self.api_key:
+            req.add_header("Authorization", "Bearer " + self.api_key)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def raw_request(self, method, path, body=b"", headers=None):
+        """Sends the path exactly as given (no client-side normalisation of '..')."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+            head = "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n" % (
+                method, path, len(body))
+            for k, v in (headers or {}).items():
+                head += "%s: %s\r\n" % (k, v)
+            if self.api_key:
+                head += "Authorization: Bearer %s\r\n" % self.api_key
+            s.sendall(head.encode() + b"\r\n" + body)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, payload = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        try:
+            return status, json.loads(payload.decode())
+        except ValueError:
+            return status, payload.decode()
+
+    def apply_workload(self, manifest_text, ready=True, timeout=60):
+        status, body = self.request("POST", "/api/v1/workloads", raw=manifest_text)
+        assert status == 201, (status, body)
+        name = body["name"]
+        if ready:
+            self.wait_workload(name, "Ready", timeout)
+        return name
+
+    def wait_workload(self, name, phase, timeout=60):
+        deadline = time.time() + timeout
+        body = None
+        while time.time() < deadline:
+            status, body = self.request("GET", "/api/v1/workloads/" + name)
+            if status == 200 and body["status"].get("phase") == phase:
+                return body
+            time.sleep(0.1)
+        raise AssertionError("workload %s not %s: %r\n%s" % (name, phase, body, self.log()))
+
+    def claim(self, tenant, workload):
+        return self.request("POST", "/api/v1/tenants/%s/claim" % tenant, {"workload": workload})
+
+    def release(self, tenant, workload):
+        return self.request("POST", "/api/v1/tenants/%s/release" % tenant, {"workload": workload})
+
+    # ---- machine state ----
+
+    def runtime_root(self):
+        return os.path.join(self.state, "runtime")
+
+    def containers(self):
+        """IDs the OCI runtime holds under this daemon's root."""
+        for rt in ("runc", "crun"):
+            if shutil.which(rt) is None:
+                continue
+            out = subprocess.run([rt, "--root", self.runtime_root(), "list", "-q"],
+                                 capture_output=True, text=True)
+            if out.returncode == 0:
+                return [l for l in out.stdout.split() if l]
+        return []
+
+    def mounts(self):
+        with open("/proc/mounts") as f:
+            return [l.split()[1] for l in f if self.state in l.split()[1]]
+
+    def cleanup(self):
+        self.stop()
+        for rt in ("runc", "crun"):
+            if shutil.which(rt):
+                for cid in self.containers():
+                    subprocess.run([rt, "--root", self.runtime_root(), "delete", "-f", cid],
+                                   capture_output=True)
+        for m in sorted(self.mounts(), reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        shutil.rmtree(self.state, ignore_errors=True)

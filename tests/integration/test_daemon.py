@@ -1,0 +1,176 @@
+"""The daemon end to end: real containers under the OCI runtime, real HTTP to them."""
+import os
+import threading
+import time
+import unittest
+
+from bh import Daemon, http_get, read_manifest
+
+
+class ClaimTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon()
+        try:
+            cls.d.start()
+            cls.d.apply_workload(read_manifest("httpserver.yaml"))
+            cls.d.apply_workload(read_manifest("sleeper.yaml"))
+        except Exception:
+            cls.d.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def claim_ok(self, tenant, workload, expect_status=201):
+        status, body = self.d.claim(tenant, workload)
+        self.assertEqual(status, expect_status, (body, self.d.log()))
+        self.assertEqual(body["phase"], "Active", body)
+        self.assertEqual(body["tenantId"], tenant)
+        self.assertEqual(body["workload"], workload)
+        self.assertIn("latencyMs", body)
+        return body
+
+    def test_two_tenants_get_own_reachable_instances_and_release_removes_them(self):
+        a = self.claim_ok("alice", "httpserver")
+        b = self.claim_ok("bob", "httpserver")
+        self.assertEqual(a["source"], "cold")
+        self.assertNotEqual(a["instanceId"], b["instanceId"])
+        self.assertNotEqual(a["endpoint"]["host"], b["endpoint"]["host"])
+        for c in (a, b):
+            ep = c["endpoint"]
+            self.assertEqual(ep["port"], 8080)
+            status, page = http_get("http://%s:%d/" % (ep["host"], ep["port"]))
+            self.assertEqual(status, 200)
+            self.assertIn("boilerhouse busybox httpd", page)
+        self.assertIn("bh-" + a["instanceId"], self.d.containers())
+
+        again = self.claim_ok("alice", "httpserver", expect_status=200)
+        self.assertEqual(again["source"], "existing")
+        self.assertEqual(again["instanceId"], a["instanceId"])
+
+        status, tenant = self.d.request("GET", "/api/v1/tenants/alice")
+        self.assertEqual(status, 200)
+        self.assertEqual(tenant["claims"][0]["instanceId"], a["instanceId"])
+        status, inst = self.d.request("GET", "/api/v1/instances/" + a["instanceId"])
+        self.assertEqual((status, inst["phase"], inst["tenantId"]), (200, "Running", "alice"))
+
+        for t in ("alice", "bob"):
+            status, body = self.d.release(t, "httpserver")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["status"], "released")
+        ids = self.d.containers()
+        self.assertNotIn("bh-" + a["instanceId"], ids)
+        self.assertNotIn("bh-" + b["instanceId"], ids)
+        self.assertFalse(os.path.exists(os.path.join(self.d.state, "instances", a["instanceId"])))
+        self.assertEqual([m for m in self.d.mounts() if a["instanceId"] in m], [])
+        with self.assertRaises(OSError):
+            http_get("http://%s:8080/" % a["endpoint"]["host"], timeout=1)
+        self.assertEqual(self.d.release("alice", "httpserver")[0], 404)
+
+    def test_concurrent_claims_for_one_tenant_yield_one_instance(self):
+        results = []
+
+        def claim():
+            results.append(self.d.claim("carol", "httpserver"))
+
+        threads = [threading.Thread(target=claim) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids = {body["instanceId"] for status, body in results}
+        self.assertEqual(len(ids), 1, results)
+        self.assertTrue(all(s in (200, 201) for s, _ in results), results)
+        status, insts = self.d.request("GET", "/api/v1/instances")
+        self.assertEqual([i["id"] for i in insts if i.get("tenantId") == "carol"], list(ids))
+        self.assertEqual(self.d.release("carol", "httpserver")[0], 200)
+
+    def test_no_network_instance_gets_a_socket_dir_and_runs_unprivileged(self):
+        c = self.claim_ok("dave", "sleeper")
+        sock = c["endpoint"]["socket"]
+        self.assertTrue(os.path.isdir(sock))
+        iid = c["instanceId"]
+        status, out = self.d.request("POST", "/api/v1/instances/%s/exec" % iid,
+                                     {"command": ["sh", "-c", "id -u; echo hi > /run/boilerhouse/f; cat /proc/net/dev"]})
+        self.assertEqual(status, 200, out)
+        self.assertEqual(out["exitCode"], 0, out)
+        lines = out["stdout"].splitlines()
+        self.assertEqual(lines[0], "0")  # root inside the container ...
+        self.assertNotIn("eth0", out["stdout"])  # ... with loopback only
+        with open(os.path.join(sock, "f")) as f:
+            self.assertEqual(f.read(), "hi\n")
+        # ... but an unprivileged user on the host.
+        st = os.stat(os.path.join(sock, "f"))
+        self.assertNotEqual(st.st_uid, 0)
+        status, logs = self.d.request("GET", "/api/v1/instances/%s/logs?tail=5" % iid)
+        self.assertEqual(status, 200)
+        self.assertIn("sleeper ready", logs)
+        status, out = self.d.request("POST", "/api/v1/instances/%s/exec" % iid,
+                                     {"command": ["sh", "-c", "echo x > /proc/sys/kernel/hostname"]})
+        self.assertNotEqual(out["exitCode"], 0)
+        status, body = self.d.request("POST", "/api/v1/instances/%s/destroy" % iid)
+        self.assertEqual((status, body["status"]), (200, "destroyed"))
+        self.assertNotIn("bh-" + iid, self.d.containers())
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            status, t = self.d.request("GET", "/api/v1/tenants/dave")
+            if t["claims"][0]["phase"] == "Error":
+                break
+            time.sleep(0.1)
+        self.assertEqual(t["claims"][0]["phase"], "Error")
+        self.assertIn("no longer running", t["claims"][0]["detail"])
+        # Claiming again boots a fresh instance.
+        again = self.claim_ok("dave", "sleeper")
+        self.assertNotEqual(again["instanceId"], iid)
+        self.assertEqual(self.d.release("dave", "sleeper")[0], 200)
+
+    def test_stats_and_listing(self):
+        status, stats = self.d.request("GET", "/api/v1/stats")
+        self.assertEqual(status, 200)
+        self.assertIn("byPhase", stats["instances"])
+        status, wls = self.d.request("GET", "/api/v1/workloads")
+        self.assertEqual(sorted(w["name"] for w in wls), ["httpserver", "sleeper"])
+        self.assertTrue(all(w["status"]["phase"] == "Ready" for w in wls))
+
+
+class RestartTest(unittest.TestCase):
+    def setUp(self):
+        self.d = Daemon()
+        self.addCleanup(self.d.cleanup)
+        self.d.start()
+        self.d.apply_workload(read_manifest("httpserver.yaml"))
+
+    def test_kill9_keeps_claims_and_leaves_no_orphans(self):
+        a = self.d.claim("erin", "httpserver")[1]
+        b = self.d.claim("frank", "httpserver")[1]
+        self.assertEqual((a["phase"], b["phase"]), ("Active", "Active"))
+        self.d.kill9()
+        # Something a crash could leave: a container no record accounts for.
+        orphan_dir = os.path.join(self.d.state, "instances", "0123456789ab")
+        os.makedirs(os.path.join(orphan_dir, "rootfs"))
+        self.d.start()
+        for c in (a, b):
+            status, body = self.d.claim(c["tenantId"], "httpserver")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["source"], "existing")
+            self.assertEqual(body["instanceId"], c["instanceId"])
+            self.assertEqual(body["endpoint"], c["endpoint"])
+            self.assertEqual(http_get("http://%s:8080/" % c["endpoint"]["host"])[0], 200)
+        self.assertFalse(os.path.exists(orphan_dir))
+        self.assertEqual(sorted(self.d.containers()),
+                         sorted("bh-" + c["instanceId"] for c in (a, b)))
+
+    def test_sigterm_stops_cleanly_and_restart_readopts(self):
+        a = self.d.claim("gina", "httpserver")[1]
+        self.d.stop()
+        self.assertEqual(self.d.proc.returncode, 0, self.d.log())
+        self.d.start()
+        status, body = self.d.request("GET", "/api/v1/tenants/gina")
+        self.assertEqual(body["claims"][0]["phase"], "Active")
+        self.assertEqual(http_get("http://%s:8080/" % a["endpoint"]["host"])[0], 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
