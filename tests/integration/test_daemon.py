@@ -1,5 +1,6 @@
 """The daemon end to end: real containers under the OCI runtime, real HTTP to them."""
 import os
+import shutil
 import threading
 import time
 import unittest
@@ -126,13 +127,26 @@ class ClaimTest(unittest.TestCase):
         self.assertNotEqual(again["instanceId"], iid)
         self.assertEqual(self.d.release("dave", "sleeper")[0], 200)
 
+    def test_dockerfile_workload_without_buildah_reports_why(self):
+        if shutil.which("buildah"):
+            self.skipTest("buildah is installed here; the build path is exercised instead")
+        manifest = read_manifest("examples/minimal.yaml").replace("name: minimal", "name: built")
+        name = self.d.apply_workload(manifest, ready=False)
+        body = self.d.wait_workload(name, "Error")
+        self.assertIn("buildah", body["status"]["detail"])
+        status, claim = self.d.claim("henry", "built")
+        self.assertEqual(status, 500, claim)
+        self.assertIn("not ready", claim["error"])
+        self.assertEqual(self.d.request("DELETE", "/api/v1/workloads/built")[0], 200)
+
     def test_stats_and_listing(self):
         status, stats = self.d.request("GET", "/api/v1/stats")
         self.assertEqual(status, 200)
         self.assertIn("byPhase", stats["instances"])
         status, wls = self.d.request("GET", "/api/v1/workloads")
-        self.assertEqual(sorted(w["name"] for w in wls), ["httpserver", "sleeper"])
-        self.assertTrue(all(w["status"]["phase"] == "Ready" for w in wls))
+        ready = [w["name"] for w in wls if w["status"]["phase"] == "Ready"]
+        self.assertIn("httpserver", ready)
+        self.assertIn("sleeper", ready)
 
 
 class RestartTest(unittest.TestCase):
