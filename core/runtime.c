@@ -155,11 +155,15 @@ static int rt_simple(struct bh_runtime *rt, const char *id, const char *const *a
  * image; `create` exercises everything that can fail here (user namespace, cgroups, mounts). */
 static int rt_probe_bundle(const char *dir, struct bh_err *err)
 {
+    /* Container root maps to an unprivileged uid that cannot create mount points. */
+    static const char *const mountpoints[] = {"usr", "proc", "dev", "sys", "tmp"};
     bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", dir);
-    bh_autofree char *usr = bh_xasprintf("%s/usr", rootfs);
+    for (size_t i = 0; i < BH_ARRAY_LEN(mountpoints); i++) {
+        bh_autofree char *mp = bh_xasprintf("%s/%s", rootfs, mountpoints[i]);
+        if (bh_fs_mkdirp(mp, 0755, err) < 0)
+            return -1;
+    }
     bh_autofree char *bin = bh_xasprintf("%s/bin", rootfs);
-    if (bh_fs_mkdirp(usr, 0755, err) < 0)
-        return -1;
     if (symlink("usr/bin", bin) < 0)
         return bh_err_errno(err, BH_EIO, "symlink %s", bin);
     char *const args[] = {"/bin/true", NULL}, *const env[] = {NULL};
@@ -189,7 +193,8 @@ static int rt_probe(struct bh_runtime *rt)
 {
     struct bh_err err = {0};
     bh_autofree char *id = bh_xasprintf("bh-probe-%d", (int)getpid());
-    bh_autofree char *dir = bh_xasprintf("%s/%s", rt->root, id);
+    /* Beside the root, not in it: the runtime keeps a directory per container id there. */
+    bh_autofree char *dir = bh_xasprintf("%s.%s", rt->root, id);
     bh_autofree char *log = bh_xasprintf("%s/%s.out", rt->root, id);
     int ok = rt_probe_bundle(dir, &err) == 0 && bh_runtime_create(rt, id, dir, log, &err) == 0;
     if (!ok)
