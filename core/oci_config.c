@@ -14,8 +14,8 @@ struct oci_mount {
     const char *opts[6];
 };
 
-/* /sys is a read-only rbind of the host's: a fresh sysfs cannot be mounted by an unprivileged
- * user namespace that does not own the network namespace's sysfs view. */
+/* A fresh sysfs (allowed because the container's user namespace owns its network namespace)
+ * shows only the container's own network devices, unlike a bind of the host's /sys. */
 static const struct oci_mount oci_mounts[] = {
     {"/proc", "proc", "proc", {NULL}},
     {"/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k", NULL}},
@@ -25,7 +25,7 @@ static const struct oci_mount oci_mounts[] = {
      {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", NULL}},
     {"/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL}},
     {"/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev", NULL}},
-    {"/sys", "none", "/sys", {"rbind", "nosuid", "noexec", "nodev", "ro", NULL}},
+    {"/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro", NULL}},
     {"/tmp", "tmpfs", "tmpfs", {"nosuid", "nodev", "mode=1777", "size=262144k", NULL}},
 };
 

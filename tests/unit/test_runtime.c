@@ -277,6 +277,12 @@ static void test_unprivileged(void **state)
     assert_int_not_equal(exec_in(sysctl, NULL), 0);
     char *const hostname[] = {"hostname", "x", NULL};
     assert_int_not_equal(exec_in(hostname, NULL), 0);
+    char *const sys_write[] = {"touch", "/sys/x", NULL};
+    assert_int_not_equal(exec_in(sys_write, NULL), 0);
+    char *const netdevs[] = {"ls", "/sys/class/net", NULL};
+    assert_int_equal(exec_in(netdevs, &out), 0);
+    assert_string_equal(out, "lo\n");
+    free(out);
     char *const mount[] = {"mount", "-t", "tmpfs", "none", "/mnt", NULL};
     assert_int_not_equal(exec_in(mount, NULL), 0);
 }
