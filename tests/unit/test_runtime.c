@@ -397,6 +397,48 @@ static void test_create_error_message(void **state)
     check(bh_runtime_delete(fx.rt, "bhtest-nobundle", &err), &err);
 }
 
+/* n lower layers each holding f = its index; the top (last) layer must win. Long layer paths
+ * push the mount options beyond a page, which takes the fsconfig path. */
+static void mount_layers(size_t n, const char *pad)
+{
+    struct bh_err err;
+    bh_autofree char *dir = bh_xasprintf("%s/layers-%zu", fx.base, n);
+    char **lowers = bh_xcalloc(n + 1, sizeof(*lowers));
+    for (size_t i = 0; i < n; i++) {
+        lowers[i] = bh_xasprintf("%s/%s-%zu", dir, pad, i);
+        check(bh_fs_mkdirp(lowers[i], 0755, &err), &err);
+        bh_autofree char *f = bh_xasprintf("%s/f", lowers[i]);
+        bh_autofree char *data = bh_xasprintf("%zu", i);
+        check(bh_fs_write_atomic(f, data, strlen(data), 0644, &err), &err);
+    }
+    bh_autofree char *upper = bh_xasprintf("%s/upper", dir);
+    bh_autofree char *work = bh_xasprintf("%s/work", dir);
+    bh_autofree char *target = bh_xasprintf("%s/merged", dir);
+    check(bh_rootfs_mount(lowers, n, upper, work, target, UID_BASE, &err), &err);
+    bh_autofree char *f = bh_xasprintf("%s/f", target);
+    bh_autofree char *top = bh_xasprintf("%zu", n - 1);
+    char *data = NULL;
+    size_t len;
+    int rc = bh_fs_read_all(f, 64, &data, &len, &err);
+    check(bh_rootfs_umount(target, &err), &err);
+    check(rc, &err);
+    assert_string_equal(data, top);
+    free(data);
+    struct stat st;
+    assert_int_equal(stat(upper, &st), 0);
+    assert_int_equal(st.st_uid, UID_BASE);
+    bh_strv_free(lowers);
+}
+
+static void test_rootfs_layers(void **state)
+{
+    mount_layers(3, "l");
+    char pad[200];
+    memset(pad, 'p', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    mount_layers(40, pad);
+}
+
 static void test_log_rotate(void **state)
 {
     struct bh_err err;
@@ -438,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_kill_delete),
         cmocka_unit_test(test_create_error_message),
         cmocka_unit_test(test_log_rotate),
+        cmocka_unit_test(test_rootfs_layers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
