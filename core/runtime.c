@@ -70,7 +70,8 @@ static char *rt_log_error(const char *log_path, off_t from)
         return NULL;
     buf[n] = '\0';
     char *found = NULL;
-    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         cJSON *j = cJSON_Parse(line);
         const cJSON *lvl = cJSON_GetObjectItemCaseSensitive(j, "level");
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "msg");
@@ -127,9 +128,15 @@ static int rt_exec(struct bh_runtime *rt, struct rt_call *call, const char *cons
     return 0;
 }
 
-static int rt_is_not_found(const char *msg)
+/* runc says "container does not exist"; crun fails to open the id's state directory. */
+static int rt_is_not_found(const struct bh_runtime *rt, const char *id, const char *msg)
 {
-    return msg && strstr(msg, "does not exist");
+    if (!msg || !id)
+        return 0;
+    if (strstr(msg, "does not exist"))
+        return 1;
+    bh_autofree char *state_dir = bh_xasprintf("%s/%s", rt->root, id);
+    return strstr(msg, state_dir) && strstr(msg, "No such file or directory");
 }
 
 /* Runs a runtime command whose only interesting result is success; unknown ids become
@@ -141,7 +148,7 @@ static int rt_simple(struct bh_runtime *rt, const char *id, const char *const *a
     struct bh_proc_result res;
     int rc = rt_exec(rt, &call, args, &res, err);
     if (rc == 0 && res.exit_code != 0) {
-        int code = rt_is_not_found(call.errmsg) ? BH_ENOTFOUND : BH_EIO;
+        int code = rt_is_not_found(rt, id, call.errmsg) ? BH_ENOTFOUND : BH_EIO;
         rc = bh_err_set(err, code, "%s %s %s: %s", rt->name, args[0], id, call.errmsg);
     }
     free(call.errmsg);
@@ -323,7 +330,7 @@ int bh_runtime_state(struct bh_runtime *rt, const char *id, struct bh_runtime_st
     struct bh_proc_result res;
     int rc = rt_exec(rt, &call, args, &res, err);
     if (rc == 0 && res.exit_code != 0) {
-        int code = rt_is_not_found(call.errmsg) ? BH_ENOTFOUND : BH_EIO;
+        int code = rt_is_not_found(rt, id, call.errmsg) ? BH_ENOTFOUND : BH_EIO;
         rc = bh_err_set(err, code, "%s state %s: %s", rt->name, id, call.errmsg);
     } else if (rc == 0) {
         rc = rt_parse_state(res.out, st, err);
@@ -382,6 +389,7 @@ int bh_runtime_exec(struct bh_runtime *rt, const char *id, char *const *argv, in
                     struct bh_proc_result *res, struct bh_err *err)
 {
     static atomic_uint seq;
+    memset(res, 0, sizeof(*res)); /* callers free res on every path */
     bh_autofree char *pidfile =
         bh_xasprintf("%s/%s.exec-%u.pid", rt->root, id, atomic_fetch_add(&seq, 1));
     const char *args[RT_MAX_ARGS] = {"exec", "--pid-file", pidfile, id};
@@ -400,7 +408,7 @@ int bh_runtime_exec(struct bh_runtime *rt, const char *id, char *const *argv, in
     /* A non-zero exit of the program itself is a result; the runtime failing to start it is
      * an error, and only then does the runtime write to its log. */
     if (rc == 0 && call.logged) {
-        int code = rt_is_not_found(call.errmsg) ? BH_ENOTFOUND : BH_EIO;
+        int code = rt_is_not_found(rt, id, call.errmsg) ? BH_ENOTFOUND : BH_EIO;
         rc = bh_err_set(err, code, "%s exec %s: %s", rt->name, id, call.errmsg);
         bh_proc_result_free(res);
     }

@@ -397,6 +397,28 @@ static void test_create_error_message(void **state)
     check(bh_runtime_delete(fx.rt, "bhtest-nobundle", &err), &err);
 }
 
+/* Both runtimes' ways of saying "no such container" map to BH_ENOTFOUND; crun is only driven
+ * this far because it cannot create containers on hosts with hybrid cgroups. */
+static void test_unknown_id(void **state)
+{
+    static const char *const names[] = {"runc", "crun"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(names); i++) {
+        struct bh_runtime *rt = NULL;
+        struct bh_err err;
+        if (bh_runtime_open(fx.root, names[i], &rt, &err) < 0) {
+            print_message("%s: %s\n", names[i], err.msg);
+            continue;
+        }
+        struct bh_runtime_state st;
+        assert_int_equal(bh_runtime_state(rt, "bhtest-nope", &st, &err), -1);
+        assert_int_equal(err.code, BH_ENOTFOUND);
+        assert_int_equal(bh_runtime_kill(rt, "bhtest-nope", SIGTERM, &err), -1);
+        assert_int_equal(err.code, BH_ENOTFOUND);
+        check(bh_runtime_delete(rt, "bhtest-nope", &err), &err);
+        bh_runtime_close(rt);
+    }
+}
+
 /* n lower layers each holding f = its index; the top (last) layer must win. Long layer paths
  * push the mount options beyond a page, which takes the fsconfig path. */
 static void mount_layers(size_t n, const char *pad)
@@ -481,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_create_error_message),
         cmocka_unit_test(test_log_rotate),
         cmocka_unit_test(test_rootfs_layers),
+        cmocka_unit_test(test_unknown_id),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
