@@ -99,11 +99,24 @@ struct rt_call {
     int logged;     /* errmsg came from the runtime's log, i.e. the runtime itself failed */
 };
 
+/* IDs go on the runtime's command line and name its state directory: [a-z0-9-], not starting
+ * with '-' so that no id can be taken for an option. */
+static int rt_valid_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 64 || id[0] == '-')
+        return 0;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
 /* Runs `<bin> --root R --log L --log-format json <args...>`. Returns 0 if it ran (exit code in
  * res, reason in call->errmsg when non-zero), -1 if it could not run or timed out. */
 static int rt_exec(struct bh_runtime *rt, struct rt_call *call, const char *const *args,
                    struct bh_proc_result *res, struct bh_err *err)
 {
+    memset(res, 0, sizeof(*res));
+    if (call->id && !rt_valid_id(call->id))
+        return bh_err_set(err, BH_EINVAL, "invalid container id \"%.64s\"", call->id);
     bh_autofree char *log = rt_log_path(rt, call->id);
     const char *argv[RT_MAX_ARGS] = {rt->bin, "--root",       rt->root, "--log",
                                      log,     "--log-format", "json"};

@@ -415,6 +415,8 @@ static void test_unknown_id(void **state)
         assert_int_equal(bh_runtime_kill(rt, "bhtest-nope", SIGTERM, &err), -1);
         assert_int_equal(err.code, BH_ENOTFOUND);
         check(bh_runtime_delete(rt, "bhtest-nope", &err), &err);
+        assert_int_equal(bh_runtime_start(rt, "--help", &err), -1);
+        assert_int_equal(err.code, BH_EINVAL);
         bh_runtime_close(rt);
     }
 }
