@@ -1,0 +1,233 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+static char *const test_args[] = {"/bin/sh", "-c", "true", NULL};
+static char *const test_env[] = {"PATH=/bin", NULL};
+
+static cJSON *build(double vcpus, const char *socket_dir)
+{
+    struct bh_oci_params p = {.rootfs = "/tmp/rootfs",
+                              .args = test_args,
+                              .env = test_env,
+                              .hostname = "h",
+                              .vcpus = vcpus,
+                              .memory_mb = 64,
+                              .uid_base = 1000000000,
+                              .uid_size = 65536,
+                              .socket_dir = socket_dir,
+                              .cgroup_path = "/boilerhouse/x"};
+    return bh_oci_config_build(&p);
+}
+
+static const cJSON *path(const cJSON *o, const char *a, const char *b, const char *c)
+{
+    o = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b)
+        o = cJSON_GetObjectItemCaseSensitive(o, b);
+    if (c)
+        o = cJSON_GetObjectItemCaseSensitive(o, c);
+    return o;
+}
+
+static int has_string(const cJSON *a, const char *s)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0) return 1;
+    return 0;
+}
+
+static const cJSON *find_mount(const cJSON *c, const char *dest)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(c, "mounts"))
+    {
+        if (strcmp(cJSON_GetObjectItem(m, "destination")->valuestring, dest) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+static void test_hardening(void **state)
+{
+    cJSON *c = build(0.5, NULL);
+    static const char *const sets[] = {"bounding", "effective", "inheritable", "permitted",
+                                       "ambient"};
+    for (size_t i = 0; i < 5; i++) {
+        const cJSON *s = path(c, "process", "capabilities", sets[i]);
+        assert_true(cJSON_IsArray(s));
+        assert_int_equal(cJSON_GetArraySize(s), 0);
+    }
+    assert_true(cJSON_IsTrue(path(c, "process", "noNewPrivileges", NULL)));
+    int user = 0;
+    const cJSON *ns;
+    cJSON_ArrayForEach(ns, path(c, "linux", "namespaces", NULL))
+    {
+        user |= strcmp(cJSON_GetObjectItem(ns, "type")->valuestring, "user") == 0;
+    }
+    assert_true(user);
+    const cJSON *map = cJSON_GetArrayItem(path(c, "linux", "uidMappings", NULL), 0);
+    assert_int_equal(cJSON_GetObjectItem(map, "hostID")->valuedouble, 1000000000);
+    assert_int_equal(cJSON_GetObjectItem(map, "size")->valueint, 65536);
+    assert_non_null(cJSON_GetArrayItem(path(c, "linux", "gidMappings", NULL), 0));
+    assert_true(has_string(path(c, "linux", "maskedPaths", NULL), "/proc/kcore"));
+    assert_true(has_string(path(c, "linux", "readonlyPaths", NULL), "/proc/sys"));
+    const cJSON *sc = path(c, "linux", "seccomp", NULL);
+    assert_string_equal(cJSON_GetObjectItem(sc, "defaultAction")->valuestring, "SCMP_ACT_ALLOW");
+    const cJSON *rule = cJSON_GetArrayItem(cJSON_GetObjectItem(sc, "syscalls"), 0);
+    assert_true(has_string(cJSON_GetObjectItem(rule, "names"), "kexec_load"));
+    assert_int_equal(cJSON_GetObjectItem(rule, "errnoRet")->valueint, 1);
+    cJSON_Delete(c);
+}
+
+static void test_resources(void **state)
+{
+    cJSON *c = build(0.5, NULL);
+    const cJSON *cpu = path(c, "linux", "resources", "cpu");
+    assert_int_equal(cJSON_GetObjectItem(cpu, "quota")->valueint, 50000);
+    assert_int_equal(cJSON_GetObjectItem(cpu, "period")->valueint, 100000);
+    const cJSON *mem = path(c, "linux", "resources", "memory");
+    assert_int_equal(cJSON_GetObjectItem(mem, "limit")->valuedouble, 64.0 * 1024 * 1024);
+    assert_int_equal(cJSON_GetObjectItem(mem, "swap")->valuedouble, 64.0 * 1024 * 1024);
+    assert_int_equal(path(c, "linux", "resources", "pids")->child->valueint, 512);
+    assert_string_equal(path(c, "linux", "cgroupsPath", NULL)->valuestring, "/boilerhouse/x");
+    cJSON_Delete(c);
+    c = build(0, NULL);
+    assert_null(path(c, "linux", "resources", "cpu"));
+    cJSON_Delete(c);
+}
+
+static void test_mounts(void **state)
+{
+    cJSON *c = build(1, NULL);
+    assert_null(find_mount(c, "/run/boilerhouse"));
+    const cJSON *tmp = find_mount(c, "/tmp");
+    assert_non_null(tmp);
+    assert_string_equal(cJSON_GetObjectItem(tmp, "type")->valuestring, "tmpfs");
+    assert_non_null(find_mount(c, "/proc"));
+    cJSON_Delete(c);
+    c = build(1, "/var/lib/bh/sock/x");
+    const cJSON *s = find_mount(c, "/run/boilerhouse");
+    assert_non_null(s);
+    assert_string_equal(cJSON_GetObjectItem(s, "source")->valuestring, "/var/lib/bh/sock/x");
+    assert_true(has_string(cJSON_GetObjectItem(s, "options"), "rbind"));
+    assert_true(has_string(cJSON_GetObjectItem(s, "options"), "rw"));
+    cJSON_Delete(c);
+}
+
+struct resolved {
+    char **args, **env, *cwd;
+};
+
+static int resolve(const char *img, const char *ep, struct resolved *r, struct bh_err *err)
+{
+    cJSON *i = img ? cJSON_Parse(img) : NULL, *e = ep ? cJSON_Parse(ep) : NULL;
+    int rc = bh_oci_process_resolve(i, e, &r->args, &r->env, &r->cwd, err);
+    cJSON_Delete(i);
+    cJSON_Delete(e);
+    return rc;
+}
+
+static void resolved_free(struct resolved *r)
+{
+    bh_strv_free(r->args);
+    bh_strv_free(r->env);
+    free(r->cwd);
+}
+
+static const char *img_cfg = "{\"Entrypoint\":[\"/entry\"],\"Cmd\":[\"serve\",\"-v\"],"
+                             "\"Env\":[\"PATH=/usr/bin\",\"A=1\"],\"WorkingDir\":\"/app\"}";
+
+static void test_resolve_image_only(void **state)
+{
+    struct resolved r;
+    struct bh_err err;
+    assert_int_equal(resolve(img_cfg, NULL, &r, &err), 0);
+    assert_string_equal(r.args[0], "/entry");
+    assert_string_equal(r.args[1], "serve");
+    assert_string_equal(r.args[2], "-v");
+    assert_null(r.args[3]);
+    assert_string_equal(r.env[0], "PATH=/usr/bin");
+    assert_string_equal(r.env[1], "A=1");
+    assert_null(r.env[2]);
+    assert_string_equal(r.cwd, "/app");
+    resolved_free(&r);
+}
+
+static void test_resolve_cmd_overrides(void **state)
+{
+    struct resolved r;
+    struct bh_err err;
+    assert_int_equal(
+        resolve(img_cfg, "{\"cmd\":\"/bin/other\",\"args\":[\"x\"],\"workdir\":\"/w\"}", &r, &err),
+        0);
+    assert_string_equal(r.args[0], "/bin/other");
+    assert_string_equal(r.args[1], "x");
+    assert_null(r.args[2]);
+    assert_string_equal(r.cwd, "/w");
+    resolved_free(&r);
+}
+
+static void test_resolve_args_override_cmd(void **state)
+{
+    struct resolved r;
+    struct bh_err err;
+    assert_int_equal(resolve(img_cfg, "{\"args\":[\"a\",\"b\"]}", &r, &err), 0);
+    assert_string_equal(r.args[0], "/entry");
+    assert_string_equal(r.args[1], "a");
+    assert_string_equal(r.args[2], "b");
+    assert_null(r.args[3]);
+    resolved_free(&r);
+}
+
+static void test_resolve_env_override(void **state)
+{
+    struct resolved r;
+    struct bh_err err;
+    assert_int_equal(resolve(img_cfg, "{\"env\":{\"A\":\"2\",\"B\":\"x=y\"}}", &r, &err), 0);
+    assert_string_equal(r.env[0], "PATH=/usr/bin");
+    assert_string_equal(r.env[1], "A=2");
+    assert_string_equal(r.env[2], "B=x=y");
+    assert_null(r.env[3]);
+    resolved_free(&r);
+    /* Without any PATH the default one is supplied, so bare program names resolve. */
+    assert_int_equal(resolve("{\"Cmd\":[\"sh\"]}", NULL, &r, &err), 0);
+    assert_string_equal(r.env[0],
+                        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    assert_string_equal(r.cwd, "/");
+    resolved_free(&r);
+}
+
+static void test_resolve_no_program(void **state)
+{
+    struct resolved r;
+    struct bh_err err;
+    assert_int_equal(resolve("{\"Env\":[\"A=1\"]}", NULL, &r, &err), -1);
+    assert_int_equal(err.code, BH_EINVAL);
+    assert_int_equal(resolve(NULL, "{\"args\":[]}", &r, &err), -1);
+    assert_int_equal(err.code, BH_EINVAL);
+    assert_int_equal(resolve(NULL, "{\"cmd\":42}", &r, &err), -1);
+    assert_int_equal(err.code, BH_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hardening),
+        cmocka_unit_test(test_resources),
+        cmocka_unit_test(test_mounts),
+        cmocka_unit_test(test_resolve_image_only),
+        cmocka_unit_test(test_resolve_cmd_overrides),
+        cmocka_unit_test(test_resolve_args_override_cmd),
+        cmocka_unit_test(test_resolve_env_override),
+        cmocka_unit_test(test_resolve_no_program),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
