@@ -2,7 +2,6 @@
  * resource_schema.c, producing "spec.a.b[0].c: <problem>" messages, and filling defaults. */
 #include "resource.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,8 +56,9 @@ static int resource_type_ok(enum bh_resource_type t, const cJSON *v)
     case BH_T_STRING:
         return cJSON_IsString(v);
     case BH_T_INT:
-        return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) &&
-               fabs(v->valuedouble) <= RESOURCE_MAX_EXACT_INT;
+        return cJSON_IsNumber(v) && v->valuedouble >= -RESOURCE_MAX_EXACT_INT &&
+               v->valuedouble <= RESOURCE_MAX_EXACT_INT &&
+               v->valuedouble == (double)(long long)v->valuedouble;
     case BH_T_NUMBER:
         return cJSON_IsNumber(v);
     case BH_T_BOOL:
