@@ -26,7 +26,19 @@ int bh_resource_validate(cJSON *obj, struct bh_err *err);
 int bh_resource_validate_spec(const char *kind, cJSON *spec, struct bh_err *err);
 /* DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. */
 int bh_resource_name_valid(const char *name);
-/* Tenant IDs: 1-63 characters of [A-Za-z0-9._-], not "." or "..". */
+/* The tenant ID rule, everywhere a tenant ID enters: [A-Za-z0-9._-]{1,63}, not "." or "..".
+ * Such an ID is one safe path component and never needs shell quoting. */
 int bh_tenant_id_valid(const char *id);
+
+/* Naming of a kind for the Kubernetes-compatible API: "boilerhouseworkloads", "bhw". NULL for
+ * an unknown kind. Static strings. */
+const char *bh_resource_plural(const char *kind);
+const char *bh_resource_short_name(const char *kind);
+/* The kind served under a plural resource name, or NULL. */
+const char *bh_resource_kind_for_plural(const char *plural);
+/* The OpenAPI v3 schema of spec for kind, as the validator's tables describe it (types,
+ * properties, required, enum, minimum/exclusiveMinimum/maximum, defaults); owned, NULL for an
+ * unknown kind. crds/ must carry the same schema; a unit test compares them. */
+cJSON *bh_resource_spec_schema(const char *kind);
 
 #endif

@@ -42,7 +42,9 @@ int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh
 /* BH_ENOTFOUND if absent. *out owned. */
 int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,
                  struct bh_err *err);
-/* Replaces metadata.labels/annotations/finalizers and spec (status is kept). If obj carries
+/* Replaces metadata.labels/annotations/finalizers and spec (status is kept; every top-level
+ * field but metadata and status counts as spec, for internal kinds). An update that changes
+ * nothing is not written and answers the current object. If obj carries
  * metadata.resourceVersion and it is not the current one: BH_ECONFLICT. A spec change
  * increments metadata.generation. If the object is being deleted and its finalizers are now
  * empty, it is removed (a DELETED event). */
@@ -56,11 +58,15 @@ int bh_store_delete(struct bh_store *s, const char *kind, const char *name, stru
  * *out is an owned cJSON array; *rv (optional) the store's resourceVersion at list time. */
 int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector, cJSON **out,
                   int64_t *rv, struct bh_err *err);
+/* How many recent events the log keeps (default 10000); older ones are dropped now and then,
+ * and a watcher resuming from before them gets BH_ECONFLICT. For tests and tuning. */
+void bh_store_set_event_retention(struct bh_store *s, int64_t n);
 /* Registers an in-process listener (the reconciler). Not removable; call before serving. */
 void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud);
-/* Events of kind (NULL: all kinds) with resourceVersion > since, as an owned cJSON array of
- * {"type": "ADDED|MODIFIED|DELETED", "object": {...}}; waits up to timeout_ms for at least
- * one. BH_ECONFLICT if `since` is older than the retained log (the client must re-list). */
+/* Events of kind (NULL: all kinds) with resourceVersion > since, oldest first, as an owned
+ * cJSON array of {"type": "ADDED|MODIFIED|DELETED", "object": {...}} (at most 1000: continue
+ * from the last object's resourceVersion); waits up to timeout_ms for at least one. BH_ECONFLICT if
+ * `since` is older than the retained log (the client must re-list). */
 int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, int timeout_ms,
                           cJSON **out, struct bh_err *err);
 

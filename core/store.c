@@ -1,0 +1,789 @@
+/* Embedded resource store: SQLite (WAL, synchronous=FULL) with a global resourceVersion and
+ * an append-only event log that watchers read from. See store.h for the contract. */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "log.h"
+#include "mem.h"
+
+#define STORE_MAX_SUBSCRIBERS 16
+#define STORE_DEFAULT_RETENTION 10000
+/* Compaction costs a DELETE over the event index, so it runs every N writes, not each one. */
+#define STORE_COMPACT_EVERY 256
+/* One events_since answer is bounded; the caller continues from the last rv it saw. */
+#define STORE_EVENTS_BATCH 1000
+
+struct store_sub {
+    bh_store_watch_fn fn;
+    void *ud;
+};
+
+struct bh_store {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    pthread_cond_t changed; /* broadcast after each commit; events_since waits on it */
+    struct store_sub subs[STORE_MAX_SUBSCRIBERS];
+    int nsubs;
+    int64_t retention;
+    int64_t writes_since_compact;
+};
+
+static const char *const store_schema =
+    "CREATE TABLE IF NOT EXISTS objects (kind TEXT NOT NULL, name TEXT NOT NULL,"
+    " uid TEXT NOT NULL, rv INTEGER NOT NULL, generation INTEGER NOT NULL, doc TEXT NOT NULL,"
+    " PRIMARY KEY (kind, name));"
+    "CREATE TABLE IF NOT EXISTS events (rv INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+    " name TEXT NOT NULL, type INTEGER NOT NULL, doc TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta VALUES ('rv', 0), ('compacted_rv', 0);";
+
+/* ---- small SQLite helpers ---------------------------------------------------------------- */
+
+static int store_sqlerr(struct bh_store *s, struct bh_err *err, const char *what)
+{
+    return bh_err_set(err, BH_EIO, "store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static int store_exec(struct bh_store *s, const char *sql, struct bh_err *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    bh_err_set(err, BH_EIO, "store: %s: %s", sql, msg ? msg : "failed");
+    sqlite3_free(msg);
+    return -1;
+}
+
+static void store_finalizep(sqlite3_stmt **st)
+{
+    sqlite3_finalize(*st);
+}
+#define store_autostmt __attribute__((cleanup(store_finalizep))) sqlite3_stmt *
+
+static int store_prepare(struct bh_store *s, const char *sql, sqlite3_stmt **st, struct bh_err *err)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
+        return store_sqlerr(s, err, "prepare");
+    return 0;
+}
+
+static int store_meta_get(struct bh_store *s, const char *key, int64_t *out, struct bh_err *err)
+{
+    store_autostmt st = NULL;
+    if (store_prepare(s, "SELECT value FROM meta WHERE key = ?", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return store_sqlerr(s, err, "read meta");
+    *out = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+static int store_meta_set(struct bh_store *s, const char *key, int64_t v, struct bh_err *err)
+{
+    store_autostmt st = NULL;
+    if (store_prepare(s, "UPDATE meta SET value = ? WHERE key = ?", &st, err) < 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, v);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_sqlerr(s, err, "write meta");
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------------------------ */
+
+static int store_init_db(struct bh_store *s, struct bh_err *err)
+{
+    sqlite3_busy_timeout(s->db, 5000);
+    if (store_exec(s, "PRAGMA journal_mode=WAL", err) < 0 ||
+        store_exec(s, "PRAGMA synchronous=FULL", err) < 0 ||
+        store_exec(s, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    if (store_exec(s, store_schema, err) < 0) {
+        store_exec(s, "ROLLBACK", NULL);
+        return -1;
+    }
+    return store_exec(s, "COMMIT", err);
+}
+
+static void store_init_sync(struct bh_store *s)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->changed, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->mu, NULL);
+}
+
+int bh_store_open(const char *path, struct bh_store **out, struct bh_err *err)
+{
+    struct bh_store *s = bh_xcalloc(1, sizeof(*s));
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        bh_err_set(err, BH_EIO, "store: open %s: %s", path,
+                   s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        sqlite3_close(s->db);
+        free(s);
+        return -1;
+    }
+    if (store_init_db(s, err) < 0) {
+        bh_err_wrap(err, "store: open %s", path);
+        sqlite3_close(s->db);
+        free(s);
+        return -1;
+    }
+    store_init_sync(s);
+    s->retention = STORE_DEFAULT_RETENTION;
+    *out = s;
+    return 0;
+}
+
+void bh_store_close(struct bh_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    pthread_cond_destroy(&s->changed);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void bh_store_set_event_retention(struct bh_store *s, int64_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    s->retention = n > 0 ? n : 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->nsubs == STORE_MAX_SUBSCRIBERS)
+        bh_error("store", "too many subscribers; dropping one");
+    else
+        s->subs[s->nsubs++] = (struct store_sub){fn, ud};
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- metadata helpers -------------------------------------------------------------------- */
+
+static void store_uuid4(char out[37])
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+        if (n < 0 && errno != EINTR)
+            abort(); /* the kernel CSPRNG failing is not recoverable */
+        got += n > 0 ? (size_t)n : 0;
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+static void store_now_rfc3339(char out[21])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void store_set(cJSON *obj, const char *key, cJSON *val)
+{
+    if (cJSON_HasObjectItem(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, val);
+    else
+        cJSON_AddItemToObject(obj, key, val);
+}
+
+static void store_set_rv(cJSON *meta, int64_t rv)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%lld", (long long)rv);
+    store_set(meta, "resourceVersion", cJSON_CreateString(buf));
+}
+
+static const char *store_name(const cJSON *obj)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "name"));
+}
+
+static const char *store_kind(const cJSON *obj)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "kind"));
+}
+
+static int store_has_finalizers(const cJSON *obj)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(meta, "finalizers")) > 0;
+}
+
+static int store_is_deleting(const cJSON *obj)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    return cJSON_HasObjectItem(meta, "deletionTimestamp");
+}
+
+/* The resourceVersion a write was based on, if the caller sent one: 0 means "none sent". */
+static int store_expected_rv(const cJSON *obj, int64_t *out, struct bh_err *err)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *rv = cJSON_GetObjectItemCaseSensitive(meta, "resourceVersion");
+    *out = 0;
+    if (!rv || cJSON_IsNull(rv) || (cJSON_IsString(rv) && !rv->valuestring[0]))
+        return 0;
+    char *end = NULL;
+    if (cJSON_IsString(rv))
+        *out = strtoll(rv->valuestring, &end, 10);
+    if (!end || *end || *out <= 0)
+        return bh_err_set(err, BH_EINVAL, "metadata.resourceVersion: must be a decimal string");
+    return 0;
+}
+
+/* ---- reading ----------------------------------------------------------------------------- */
+
+static cJSON *store_column_json(sqlite3_stmt *st, int col)
+{
+    return cJSON_Parse((const char *)sqlite3_column_text(st, col));
+}
+
+/* Locked. *out is NULL (and 0 returned) when absent. */
+static int store_load(struct bh_store *s, const char *kind, const char *name, cJSON **out,
+                      struct bh_err *err)
+{
+    store_autostmt st = NULL;
+    *out = NULL;
+    if (store_prepare(s, "SELECT doc FROM objects WHERE kind = ? AND name = ?", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return store_sqlerr(s, err, "read object");
+    *out = store_column_json(st, 0);
+    if (!*out)
+        return bh_err_set(err, BH_EIO, "store: %s/%s: stored document is corrupt", kind, name);
+    return 0;
+}
+
+int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,
+                 struct bh_err *err)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = store_load(s, kind, name, out, err);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0 && !*out)
+        return bh_err_set(err, BH_ENOTFOUND, "%s %s not found", kind, name);
+    return rc;
+}
+
+/* ---- label selectors --------------------------------------------------------------------- */
+
+/* One term of "k=v,k2!=v2,k3": matches labels? -1 if the term is malformed. */
+static int store_term_matches(const cJSON *labels, const char *term)
+{
+    const char *op = strpbrk(term, "!=");
+    size_t klen = op ? (size_t)(op - term) : strlen(term);
+    bh_autofree char *key = bh_xstrndup(term, klen);
+    const char *have = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(labels, key));
+    if (!klen)
+        return -1;
+    if (!op)
+        return have != NULL;
+    int negate = op[0] == '!';
+    if (negate && op[1] != '=')
+        return -1;
+    const char *val = op + (negate ? 2 : (op[1] == '=' ? 2 : 1));
+    if (strpbrk(val, "!="))
+        return -1;
+    int eq = have && strcmp(have, val) == 0;
+    return negate ? !eq : eq;
+}
+
+/* 1 if obj matches every term of selector, 0 if not, -1 if the selector is malformed. */
+static int store_selector_matches(const cJSON *obj, const char *selector)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(meta, "labels");
+    bh_autofree char *copy = bh_xstrdup(selector);
+    char *save = NULL;
+    int all = 1;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int m = store_term_matches(labels, t);
+        if (m < 0)
+            return -1;
+        all = all && m;
+    }
+    return all;
+}
+
+static int store_list_locked(struct bh_store *s, const char *kind, const char *selector, cJSON *arr,
+                             int64_t *rv, struct bh_err *err)
+{
+    store_autostmt st = NULL;
+    if (store_prepare(s, "SELECT doc FROM objects WHERE kind = ? ORDER BY name", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *obj = store_column_json(st, 0);
+        int m = obj && selector && *selector ? store_selector_matches(obj, selector) : 1;
+        if (m < 0) {
+            cJSON_Delete(obj);
+            return bh_err_set(err, BH_EINVAL, "invalid label selector \"%s\"", selector);
+        }
+        if (obj && m)
+            cJSON_AddItemToArray(arr, obj);
+        else
+            cJSON_Delete(obj);
+    }
+    if (rc != SQLITE_DONE)
+        return store_sqlerr(s, err, "list");
+    return rv ? store_meta_get(s, "rv", rv, err) : 0;
+}
+
+int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector, cJSON **out,
+                  int64_t *rv, struct bh_err *err)
+{
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&s->mu);
+    int rc = store_list_locked(s, kind, label_selector, arr, rv, err);
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0) {
+        cJSON_Delete(arr);
+        return -1;
+    }
+    *out = arr;
+    return 0;
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+/* One pending write: built under the lock, committed, then announced outside it. */
+struct store_write {
+    enum bh_store_event_type type;
+    int64_t rv;
+    cJSON *doc; /* owned: the document the event carries */
+};
+
+static int store_put_object(struct bh_store *s, const cJSON *doc, int64_t rv, struct bh_err *err)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
+    const cJSON *gen = cJSON_GetObjectItemCaseSensitive(meta, "generation");
+    bh_autofree char *text = cJSON_PrintUnformatted(doc);
+    store_autostmt st = NULL;
+    if (store_prepare(s, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, store_kind(doc), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, store_name(doc), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "uid")),
+                      -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, rv);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)cJSON_GetNumberValue(gen));
+    sqlite3_bind_text(st, 6, text, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_sqlerr(s, err, "write object");
+    return 0;
+}
+
+static int store_remove_object(struct bh_store *s, const cJSON *doc, struct bh_err *err)
+{
+    store_autostmt st = NULL;
+    if (store_prepare(s, "DELETE FROM objects WHERE kind = ? AND name = ?", &st, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, store_kind(doc), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, store_name(doc), -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_sqlerr(s, err, "delete object");
+    return 0;
+}
+
+static int store_append_event(struct bh_store *s, const struct store_write *w, struct bh_err *err)
+{
+    bh_autofree char *text = cJSON_PrintUnformatted(w->doc);
+    store_autostmt st = NULL;
+    if (store_prepare(s, "INSERT INTO events VALUES (?, ?, ?, ?, ?)", &st, err) < 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, w->rv);
+    sqlite3_bind_text(st, 2, store_kind(w->doc), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, store_name(w->doc), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, w->type);
+    sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_sqlerr(s, err, "append event");
+    return 0;
+}
+
+/* Drops events older than the retention window, remembering the newest dropped rv so that
+ * watchers resuming from before it are told to re-list instead of silently missing events. */
+static int store_compact(struct bh_store *s, int64_t rv, struct bh_err *err)
+{
+    if (++s->writes_since_compact < STORE_COMPACT_EVERY || rv <= s->retention)
+        return 0;
+    s->writes_since_compact = 0;
+    int64_t cut = rv - s->retention;
+    store_autostmt st = NULL;
+    if (store_prepare(s, "DELETE FROM events WHERE rv <= ?", &st, err) < 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, cut);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return store_sqlerr(s, err, "compact events");
+    return store_meta_set(s, "compacted_rv", cut, err);
+}
+
+/* Locked, inside a transaction: records w (whose doc already carries w->rv). */
+static int store_record(struct bh_store *s, const struct store_write *w, struct bh_err *err)
+{
+    int rc = w->type == BH_EV_DELETED ? store_remove_object(s, w->doc, err)
+                                      : store_put_object(s, w->doc, w->rv, err);
+    if (rc < 0 || store_append_event(s, w, err) < 0 || store_meta_set(s, "rv", w->rv, err) < 0)
+        return -1;
+    return store_compact(s, w->rv, err);
+}
+
+/* What the caller asked for: the object addressed, and its input document (NULL for delete). */
+struct store_req {
+    const char *kind;
+    const char *name;
+    const cJSON *in;
+};
+
+/* Builds the change from the current object (NULL if absent) and the request. Fills w->type
+ * and w->doc; w->doc stays NULL when there is nothing to write. */
+typedef int (*store_mutate_fn)(const cJSON *cur, const struct store_req *req, int64_t rv,
+                               struct store_write *w, struct bh_err *err);
+
+static void store_notify(struct bh_store *s, const struct store_write *w)
+{
+    struct bh_store_event ev = {w->type, w->rv, store_kind(w->doc), store_name(w->doc), w->doc};
+    pthread_mutex_lock(&s->mu);
+    int n = s->nsubs;
+    struct store_sub subs[STORE_MAX_SUBSCRIBERS];
+    memcpy(subs, s->subs, sizeof(subs));
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++)
+        subs[i].fn(&ev, subs[i].ud);
+}
+
+static int store_write_locked(struct bh_store *s, const struct store_req *req,
+                              store_mutate_fn mutate, struct store_write *w, struct bh_err *err)
+{
+    cJSON *cur = NULL;
+    int64_t rv = 0;
+    if (store_exec(s, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    int rc = store_load(s, req->kind, req->name, &cur, err);
+    if (rc == 0)
+        rc = store_meta_get(s, "rv", &rv, err);
+    if (rc == 0)
+        rc = mutate(cur, req, rv + 1, w, err);
+    if (rc == 0 && w->doc) {
+        w->rv = rv + 1;
+        rc = store_record(s, w, err);
+    }
+    if (rc == 0 && w->doc)
+        rc = store_exec(s, "COMMIT", err);
+    else
+        store_exec(s, "ROLLBACK", NULL);
+    if (rc == 0 && !w->doc)
+        w->doc = BH_STEAL(cur); /* a no-op write answers with the current object */
+    cJSON_Delete(cur);
+    return rc;
+}
+
+/* Runs one write transaction and, once committed, wakes watchers and calls subscribers.
+ * *out (optional) receives the resulting object. */
+static int store_write(struct bh_store *s, const struct store_req *req, store_mutate_fn mutate,
+                       cJSON **out, struct bh_err *err)
+{
+    struct store_write w = {0};
+    if (!req->kind || !req->name)
+        return bh_err_set(err, BH_EINVAL, "kind and metadata.name are required");
+    pthread_mutex_lock(&s->mu);
+    int rc = store_write_locked(s, req, mutate, &w, err);
+    if (rc == 0 && w.rv)
+        pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0 && w.rv)
+        store_notify(s, &w);
+    if (rc == 0 && out)
+        *out = BH_STEAL(w.doc);
+    cJSON_Delete(w.doc);
+    return rc;
+}
+
+/* The current object exists and the caller's resourceVersion (if any) is its current one. */
+static int store_check_current(const cJSON *cur, const struct store_req *req, struct bh_err *err)
+{
+    int64_t want;
+    if (!cur)
+        return bh_err_set(err, BH_ENOTFOUND, "%s %s not found", req->kind, req->name);
+    if (store_expected_rv(req->in, &want, err) < 0)
+        return -1;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(cur, "metadata");
+    const char *have =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "resourceVersion"));
+    if (want && (!have || strtoll(have, NULL, 10) != want))
+        return bh_err_set(err, BH_ECONFLICT,
+                          "%s %s: the object has been modified (resourceVersion %s, not %lld)",
+                          req->kind, req->name, have ? have : "?", (long long)want);
+    return 0;
+}
+
+/* The system metadata of a new object; user metadata (labels, ...) is copied from `in`. */
+static cJSON *store_new_metadata(const cJSON *in_meta, int64_t rv)
+{
+    cJSON *meta = cJSON_Duplicate(in_meta, 1);
+    static const char *const system[] = {"uid", "generation", "resourceVersion",
+                                         "creationTimestamp", "deletionTimestamp"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(system); i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(meta, system[i]);
+    char uid[37], ts[21];
+    store_uuid4(uid);
+    store_now_rfc3339(ts);
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(meta, "namespace")))
+        store_set(meta, "namespace", cJSON_CreateString("default"));
+    cJSON_AddStringToObject(meta, "uid", uid);
+    cJSON_AddNumberToObject(meta, "generation", 1);
+    store_set_rv(meta, rv);
+    cJSON_AddStringToObject(meta, "creationTimestamp", ts);
+    return meta;
+}
+
+static int store_mutate_create(const cJSON *cur, const struct store_req *req, int64_t rv,
+                               struct store_write *w, struct bh_err *err)
+{
+    if (cur)
+        return bh_err_set(err, BH_ECONFLICT, "%s %s already exists", req->kind, req->name);
+    w->type = BH_EV_ADDED;
+    w->doc = cJSON_Duplicate(req->in, 1);
+    store_set(w->doc, "metadata",
+              store_new_metadata(cJSON_GetObjectItemCaseSensitive(req->in, "metadata"), rv));
+    return 0;
+}
+
+static struct store_req store_req_of(const cJSON *obj)
+{
+    return (struct store_req){store_kind(obj), store_name(obj), obj};
+}
+
+int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    return store_write(s, &req, store_mutate_create, out, err);
+}
+
+/* Replaces key in dst with a copy of src's (or removes it when src has none). */
+static void store_copy_field(cJSON *dst, const cJSON *src, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, key);
+    if (v)
+        store_set(dst, key, cJSON_Duplicate(v, 1));
+    else
+        cJSON_DeleteItemFromObjectCaseSensitive(dst, key);
+}
+
+/* Everything but metadata and status is "the spec" for generation purposes, so internal kinds
+ * that keep their desired state in other top-level fields get the same semantics. */
+static int store_replace_spec(cJSON *doc, const cJSON *in)
+{
+    cJSON *before = cJSON_Duplicate(doc, 1);
+    const cJSON *f;
+    cJSON_ArrayForEach(f, in)
+    {
+        if (strcmp(f->string, "metadata") && strcmp(f->string, "status"))
+            store_set(doc, f->string, cJSON_Duplicate(f, 1));
+    }
+    for (cJSON *g = doc->child, *next; g; g = next) {
+        next = g->next;
+        if (strcmp(g->string, "metadata") && strcmp(g->string, "status") &&
+            !cJSON_HasObjectItem(in, g->string))
+            cJSON_DeleteItemFromObjectCaseSensitive(doc, g->string);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(before, "metadata");
+    cJSON_DeleteItemFromObjectCaseSensitive(before, "status");
+    cJSON *after = cJSON_Duplicate(doc, 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(after, "metadata");
+    cJSON_DeleteItemFromObjectCaseSensitive(after, "status");
+    int changed = !cJSON_Compare(before, after, 1);
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    return changed;
+}
+
+static void store_bump_generation(cJSON *meta)
+{
+    double g = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(meta, "generation"));
+    store_set(meta, "generation", cJSON_CreateNumber(g + 1));
+}
+
+/* Finishes a mutation that produced doc: a no-op is not written; a deleting object whose last
+ * finalizer went away is removed. */
+static void store_finish(const cJSON *cur, cJSON *doc, int64_t rv, struct store_write *w)
+{
+    if (cJSON_Compare(cur, doc, 1)) {
+        cJSON_Delete(doc);
+        return;
+    }
+    store_set_rv(cJSON_GetObjectItemCaseSensitive(doc, "metadata"), rv);
+    w->doc = doc;
+    w->type = store_is_deleting(doc) && !store_has_finalizers(doc) ? BH_EV_DELETED : BH_EV_MODIFIED;
+}
+
+static int store_mutate_update(const cJSON *cur, const struct store_req *req, int64_t rv,
+                               struct store_write *w, struct bh_err *err)
+{
+    if (store_check_current(cur, req, err) < 0)
+        return -1;
+    cJSON *doc = cJSON_Duplicate(cur, 1);
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
+    const cJSON *in_meta = cJSON_GetObjectItemCaseSensitive(req->in, "metadata");
+    static const char *const user[] = {"labels", "annotations", "finalizers"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(user); i++)
+        store_copy_field(meta, in_meta, user[i]);
+    if (store_replace_spec(doc, req->in))
+        store_bump_generation(meta);
+    store_finish(cur, doc, rv, w);
+    return 0;
+}
+
+int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    return store_write(s, &req, store_mutate_update, out, err);
+}
+
+static int store_mutate_status(const cJSON *cur, const struct store_req *req, int64_t rv,
+                               struct store_write *w, struct bh_err *err)
+{
+    if (store_check_current(cur, req, err) < 0)
+        return -1;
+    cJSON *doc = cJSON_Duplicate(cur, 1);
+    store_copy_field(doc, req->in, "status");
+    store_finish(cur, doc, rv, w);
+    return 0;
+}
+
+int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    return store_write(s, &req, store_mutate_status, out, err);
+}
+
+static int store_mutate_delete(const cJSON *cur, const struct store_req *req, int64_t rv,
+                               struct store_write *w, struct bh_err *err)
+{
+    if (store_check_current(cur, req, err) < 0)
+        return -1;
+    if (store_is_deleting(cur))
+        return 0; /* already waiting for its finalizers */
+    cJSON *doc = cJSON_Duplicate(cur, 1);
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
+    char ts[21];
+    store_now_rfc3339(ts);
+    cJSON_AddStringToObject(meta, "deletionTimestamp", ts);
+    store_finish(cur, doc, rv, w);
+    return 0;
+}
+
+int bh_store_delete(struct bh_store *s, const char *kind, const char *name, struct bh_err *err)
+{
+    struct store_req req = {kind, name, NULL};
+    return store_write(s, &req, store_mutate_delete, NULL, err);
+}
+
+/* ---- watching ---------------------------------------------------------------------------- */
+
+static const char *store_event_type_name(int type)
+{
+    static const char *const names[] = {"", "ADDED", "MODIFIED", "DELETED"};
+    return type >= BH_EV_ADDED && type <= BH_EV_DELETED ? names[type] : "ERROR";
+}
+
+static int store_read_events(struct bh_store *s, const char *kind, int64_t since, cJSON *arr,
+                             struct bh_err *err)
+{
+    store_autostmt st = NULL;
+    if (store_prepare(s,
+                      "SELECT type, doc FROM events WHERE rv > ?1 AND (?2 IS NULL OR kind = ?2)"
+                      " ORDER BY rv LIMIT ?3",
+                      &st, err) < 0)
+        return -1;
+    sqlite3_bind_int64(st, 1, since);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, STORE_EVENTS_BATCH);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "type", store_event_type_name(sqlite3_column_int(st, 0)));
+        cJSON *doc = store_column_json(st, 1);
+        cJSON_AddItemToObject(ev, "object", doc ? doc : cJSON_CreateNull());
+        cJSON_AddItemToArray(arr, ev);
+    }
+    return rc == SQLITE_DONE ? 0 : store_sqlerr(s, err, "read events");
+}
+
+static void store_deadline(struct timespec *ts, int timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static int store_events_locked(struct bh_store *s, const char *kind, int64_t since, int timeout_ms,
+                               cJSON *arr, struct bh_err *err)
+{
+    struct timespec deadline;
+    store_deadline(&deadline, timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        int64_t compacted;
+        if (store_meta_get(s, "compacted_rv", &compacted, err) < 0)
+            return -1;
+        if (since < compacted)
+            return bh_err_set(err, BH_ECONFLICT,
+                              "resourceVersion %lld is too old (oldest retained is %lld)",
+                              (long long)since, (long long)compacted + 1);
+        if (store_read_events(s, kind, since, arr, err) < 0)
+            return -1;
+        if (cJSON_GetArraySize(arr) > 0 ||
+            pthread_cond_timedwait(&s->changed, &s->mu, &deadline) == ETIMEDOUT)
+            return 0;
+    }
+}
+
+int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, int timeout_ms,
+                          cJSON **out, struct bh_err *err)
+{
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&s->mu);
+    int rc = store_events_locked(s, kind, since, timeout_ms, arr, err);
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0) {
+        cJSON_Delete(arr);
+        return -1;
+    }
+    *out = arr;
+    return 0;
+}

@@ -1,0 +1,439 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "mem.h"
+#include "store.h"
+
+struct fixture {
+    char dir[32];
+    char *path;
+    struct bh_store *s;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = bh_xcalloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/bh-test-store-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    f->path = bh_xasprintf("%s/store.db", f->dir);
+    struct bh_err err;
+    if (bh_store_open(f->path, &f->s, &err) < 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    bh_store_close(f->s);
+    bh_fs_rmtree(f->dir, &err);
+    free(f->path);
+    free(f);
+    return 0;
+}
+
+static cJSON *make_obj(const char *kind, const char *name, const char *spec_json)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "apiVersion", "boilerhouse.dev/v1alpha1");
+    cJSON_AddStringToObject(o, "kind", kind);
+    cJSON *meta = cJSON_AddObjectToObject(o, "metadata");
+    cJSON_AddStringToObject(meta, "name", name);
+    cJSON_AddItemToObject(o, "spec", cJSON_Parse(spec_json ? spec_json : "{}"));
+    return o;
+}
+
+static const char *meta_str(const cJSON *o, const char *key)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "metadata"), key));
+}
+
+static double meta_num(const cJSON *o, const char *key)
+{
+    return cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "metadata"), key));
+}
+
+static void create_simple(struct bh_store *s, const char *kind, const char *name)
+{
+    cJSON *o = make_obj(kind, name, NULL);
+    struct bh_err err;
+    assert_int_equal(bh_store_create(s, o, NULL, &err), 0);
+    cJSON_Delete(o);
+}
+
+static void test_crud(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    cJSON *in = make_obj("BoilerhouseWorkload", "web", "{\"version\":\"1\"}");
+    cJSON *out = NULL;
+    assert_int_equal(bh_store_create(f->s, in, &out, &err), 0);
+    assert_string_equal(meta_str(out, "namespace"), "default");
+    assert_string_equal(meta_str(out, "resourceVersion"), "1");
+    assert_int_equal(strlen(meta_str(out, "uid")), 36);
+    assert_int_equal(meta_str(out, "uid")[14], '4');
+    assert_int_equal(strlen(meta_str(out, "creationTimestamp")), 20);
+    assert_int_equal(meta_num(out, "generation"), 1);
+    cJSON_Delete(out);
+
+    assert_int_equal(bh_store_create(f->s, in, NULL, &err), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    cJSON_Delete(in);
+
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseWorkload", "web", &out, &err), 0);
+    assert_string_equal(cJSON_GetObjectItem(out, "spec")->child->valuestring, "1");
+    cJSON_Delete(out);
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseWorkload", "nope", &out, &err), -1);
+    assert_int_equal(err.code, BH_ENOTFOUND);
+    assert_int_equal(bh_store_get(f->s, "BoilerhousePool", "web", &out, &err), -1);
+
+    create_simple(f->s, "BoilerhouseWorkload", "api");
+    int64_t rv = 0;
+    assert_int_equal(bh_store_list(f->s, "BoilerhouseWorkload", NULL, &out, &rv, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(out), 2);
+    assert_string_equal(meta_str(cJSON_GetArrayItem(out, 0), "name"), "api");
+    assert_int_equal(rv, 2);
+    cJSON_Delete(out);
+
+    assert_int_equal(bh_store_delete(f->s, "BoilerhouseWorkload", "web", &err), 0);
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseWorkload", "web", &out, &err), -1);
+    assert_int_equal(bh_store_delete(f->s, "BoilerhouseWorkload", "web", &err), -1);
+    assert_int_equal(err.code, BH_ENOTFOUND);
+}
+
+static void test_stale_rv_conflicts(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    cJSON *in = make_obj("BoilerhouseWorkload", "web", "{\"version\":\"1\"}");
+    cJSON *v1 = NULL, *v2 = NULL;
+    assert_int_equal(bh_store_create(f->s, in, &v1, &err), 0);
+    cJSON_ReplaceItemInObject(v1, "spec", cJSON_Parse("{\"version\":\"2\"}"));
+    assert_int_equal(bh_store_update(f->s, v1, &v2, &err), 0);
+    assert_string_equal(meta_str(v2, "resourceVersion"), "2");
+
+    /* v1 still carries resourceVersion 1 */
+    cJSON_ReplaceItemInObject(v1, "spec", cJSON_Parse("{\"version\":\"3\"}"));
+    assert_int_equal(bh_store_update(f->s, v1, NULL, &err), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    assert_int_equal(bh_store_update_status(f->s, v1, NULL, &err), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+
+    cJSON *now = NULL;
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseWorkload", "web", &now, &err), 0);
+    assert_true(cJSON_Compare(now, v2, 1));
+    cJSON *evs = NULL;
+    assert_int_equal(bh_store_events_since(f->s, NULL, 0, 0, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 2);
+    cJSON_Delete(evs);
+    cJSON_Delete(now);
+    cJSON_Delete(in);
+    cJSON_Delete(v1);
+    cJSON_Delete(v2);
+}
+
+static void test_generation(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    cJSON *in = make_obj("BoilerhouseWorkload", "web", "{\"version\":\"1\"}");
+    cJSON *cur = NULL, *next = NULL;
+    assert_int_equal(bh_store_create(f->s, in, &cur, &err), 0);
+
+    /* labels only: no generation bump */
+    cJSON *labels = cJSON_AddObjectToObject(cJSON_GetObjectItem(cur, "metadata"), "labels");
+    cJSON_AddStringToObject(labels, "team", "a");
+    assert_int_equal(bh_store_update(f->s, cur, &next, &err), 0);
+    assert_int_equal(meta_num(next, "generation"), 1);
+    assert_string_equal(meta_str(next, "resourceVersion"), "2");
+    cJSON_Delete(cur);
+    cur = next;
+
+    /* status: no generation bump, spec kept */
+    cJSON_AddItemToObject(cur, "status", cJSON_Parse("{\"phase\":\"Ready\"}"));
+    assert_int_equal(bh_store_update_status(f->s, cur, &next, &err), 0);
+    assert_int_equal(meta_num(next, "generation"), 1);
+    assert_non_null(cJSON_GetObjectItem(next, "spec"));
+    cJSON_Delete(cur);
+    cur = next;
+
+    /* spec change: bump; status survives an update */
+    cJSON_ReplaceItemInObject(cur, "spec", cJSON_Parse("{\"version\":\"2\"}"));
+    cJSON_DeleteItemFromObject(cur, "status");
+    assert_int_equal(bh_store_update(f->s, cur, &next, &err), 0);
+    assert_int_equal(meta_num(next, "generation"), 2);
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(next, "status"), "phase")->valuestring, "Ready");
+    cJSON_Delete(cur);
+    cur = next;
+
+    /* identical update: nothing written */
+    assert_int_equal(bh_store_update(f->s, cur, &next, &err), 0);
+    assert_string_equal(meta_str(next, "resourceVersion"), meta_str(cur, "resourceVersion"));
+    cJSON_Delete(next);
+    cJSON_Delete(cur);
+    cJSON_Delete(in);
+}
+
+struct recorded {
+    int types[16];
+    int n;
+};
+
+static void record_event(const struct bh_store_event *ev, void *ud)
+{
+    struct recorded *r = ud;
+    assert_non_null(ev->object);
+    assert_string_equal(ev->kind, "BoilerhouseClaim");
+    if (r->n < 16)
+        r->types[r->n++] = ev->type;
+}
+
+static void test_finalizers_and_subscriber(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    struct recorded rec = {0};
+    bh_store_subscribe(f->s, record_event, &rec);
+    cJSON *in = make_obj("BoilerhouseClaim", "c1", NULL);
+    cJSON *fin = cJSON_AddArrayToObject(cJSON_GetObjectItem(in, "metadata"), "finalizers");
+    cJSON_AddItemToArray(fin, cJSON_CreateString("boilerhouse.dev/cleanup"));
+    cJSON *cur = NULL;
+    assert_int_equal(bh_store_create(f->s, in, &cur, &err), 0);
+    cJSON_Delete(cur);
+
+    assert_int_equal(bh_store_delete(f->s, "BoilerhouseClaim", "c1", &err), 0);
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseClaim", "c1", &cur, &err), 0);
+    assert_non_null(meta_str(cur, "deletionTimestamp"));
+    /* deleting again while finalizers remain changes nothing */
+    assert_int_equal(bh_store_delete(f->s, "BoilerhouseClaim", "c1", &err), 0);
+
+    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(cur, "metadata"), "finalizers");
+    assert_int_equal(bh_store_update(f->s, cur, NULL, &err), 0);
+    cJSON_Delete(cur);
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseClaim", "c1", &cur, &err), -1);
+    assert_int_equal(err.code, BH_ENOTFOUND);
+    assert_int_equal(rec.n, 3);
+    assert_int_equal(rec.types[0], BH_EV_ADDED);
+    assert_int_equal(rec.types[1], BH_EV_MODIFIED);
+    assert_int_equal(rec.types[2], BH_EV_DELETED);
+
+    cJSON *evs = NULL;
+    assert_int_equal(bh_store_events_since(f->s, "BoilerhouseClaim", 2, 0, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 1);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(evs, 0), "type")->valuestring,
+                        "DELETED");
+    cJSON_Delete(evs);
+    cJSON_Delete(in);
+}
+
+static void labelled(struct bh_store *s, const char *name, const char *labels_json)
+{
+    cJSON *o = make_obj("BoilerhouseClaim", name, NULL);
+    cJSON_AddItemToObject(cJSON_GetObjectItem(o, "metadata"), "labels", cJSON_Parse(labels_json));
+    struct bh_err err;
+    assert_int_equal(bh_store_create(s, o, NULL, &err), 0);
+    cJSON_Delete(o);
+}
+
+static int count_selected(struct bh_store *s, const char *selector)
+{
+    cJSON *out = NULL;
+    struct bh_err err;
+    if (bh_store_list(s, "BoilerhouseClaim", selector, &out, NULL, &err) < 0)
+        return -1;
+    int n = cJSON_GetArraySize(out);
+    cJSON_Delete(out);
+    return n;
+}
+
+static void test_label_selector(void **state)
+{
+    struct fixture *f = *state;
+    labelled(f->s, "a", "{\"tenant\":\"alice\",\"wl\":\"web\"}");
+    labelled(f->s, "b", "{\"tenant\":\"bob\",\"wl\":\"web\"}");
+    labelled(f->s, "c", "{\"tenant\":\"alice\"}");
+    assert_int_equal(count_selected(f->s, ""), 3);
+    assert_int_equal(count_selected(f->s, "tenant=alice"), 2);
+    assert_int_equal(count_selected(f->s, "tenant==alice"), 2);
+    assert_int_equal(count_selected(f->s, "tenant=alice,wl=web"), 1);
+    assert_int_equal(count_selected(f->s, "wl"), 2);
+    assert_int_equal(count_selected(f->s, "tenant!=alice"), 1);
+    assert_int_equal(count_selected(f->s, "wl!=web"), 1);
+    assert_int_equal(count_selected(f->s, "tenant=carol"), 0);
+    assert_int_equal(count_selected(f->s, "=x"), -1);
+    assert_int_equal(count_selected(f->s, "a=b=c"), -1);
+}
+
+static void test_events_order_and_filter(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    create_simple(f->s, "BoilerhouseWorkload", "w1");
+    create_simple(f->s, "BoilerhousePool", "p1");
+    create_simple(f->s, "BoilerhouseWorkload", "w2");
+    cJSON *evs = NULL;
+    assert_int_equal(bh_store_events_since(f->s, NULL, 0, 0, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 3);
+    for (int i = 0; i < 3; i++) {
+        cJSON *o = cJSON_GetObjectItem(cJSON_GetArrayItem(evs, i), "object");
+        assert_int_equal(atoi(meta_str(o, "resourceVersion")), i + 1);
+    }
+    cJSON_Delete(evs);
+    assert_int_equal(bh_store_events_since(f->s, "BoilerhouseWorkload", 1, 0, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 1);
+    assert_string_equal(meta_str(cJSON_GetObjectItem(evs->child, "object"), "name"), "w2");
+    cJSON_Delete(evs);
+    /* nothing new: returns empty after the timeout */
+    assert_int_equal(bh_store_events_since(f->s, NULL, 3, 50, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 0);
+    cJSON_Delete(evs);
+}
+
+static void test_compaction_conflicts(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    bh_store_set_event_retention(f->s, 10);
+    char name[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "w%d", i);
+        create_simple(f->s, "BoilerhouseWorkload", name);
+    }
+    cJSON *evs = NULL;
+    assert_int_equal(bh_store_events_since(f->s, NULL, 0, 0, &evs, &err), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    assert_int_equal(bh_store_events_since(f->s, NULL, 295, 0, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 5);
+    cJSON_Delete(evs);
+}
+
+static void *delayed_writer(void *arg)
+{
+    usleep(100 * 1000);
+    create_simple(arg, "BoilerhousePool", "late");
+    return NULL;
+}
+
+static void test_wait_woken_by_write(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    pthread_t t;
+    pthread_create(&t, NULL, delayed_writer, f->s);
+    cJSON *evs = NULL;
+    assert_int_equal(bh_store_events_since(f->s, "BoilerhousePool", 0, 5000, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 1);
+    assert_string_equal(cJSON_GetObjectItem(evs->child, "type")->valuestring, "ADDED");
+    cJSON_Delete(evs);
+    pthread_join(t, NULL);
+}
+
+static void test_reopen_durable(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    create_simple(f->s, "BoilerhouseWorkload", "w1");
+    create_simple(f->s, "BoilerhouseWorkload", "w2");
+    bh_store_close(f->s);
+    assert_int_equal(bh_store_open(f->path, &f->s, &err), 0);
+    cJSON *out = NULL;
+    int64_t rv = 0;
+    assert_int_equal(bh_store_list(f->s, "BoilerhouseWorkload", NULL, &out, &rv, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(out), 2);
+    assert_int_equal(rv, 2);
+    cJSON_Delete(out);
+    create_simple(f->s, "BoilerhouseWorkload", "w3");
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseWorkload", "w3", &out, &err), 0);
+    assert_string_equal(meta_str(out, "resourceVersion"), "3");
+    cJSON_Delete(out);
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void child_write_forever(const char *path)
+{
+    struct bh_store *s = NULL;
+    struct bh_err err;
+    if (bh_store_open(path, &s, &err) < 0)
+        _exit(1);
+    char name[32];
+    for (int i = 0;; i++) {
+        snprintf(name, sizeof(name), "w%d", i);
+        cJSON *o = make_obj("BoilerhouseWorkload", name, NULL);
+        bh_store_create(s, o, NULL, &err);
+        cJSON_Delete(o);
+        if (i % 3 == 0)
+            bh_store_delete(s, "BoilerhouseWorkload", name, &err);
+    }
+}
+
+static void test_sigkill_leaves_consistent_db(void **state)
+{
+    struct fixture *f = *state;
+    bh_store_close(f->s);
+    f->s = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        child_write_forever(f->path);
+    usleep(300 * 1000);
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+
+    struct bh_err err;
+    assert_int_equal(bh_store_open(f->path, &f->s, &err), 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    int64_t rv = query_int(db, "SELECT value FROM meta WHERE key = 'rv'");
+    assert_true(rv > 0);
+    assert_int_equal(rv, query_int(db, "SELECT max(rv) FROM events"));
+    assert_int_equal(query_int(db, "SELECT count(*) FROM objects WHERE rv > "
+                                   "(SELECT value FROM meta WHERE key = 'rv')"),
+                     0);
+    assert_string_equal(sqlite3_errmsg(db), "not an error");
+    sqlite3_close(db);
+    create_simple(f->s, "BoilerhousePool", "after");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_crud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_rv_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalizers_and_subscriber, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_label_selector, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_order_and_filter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compaction_conflicts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_woken_by_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_durable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_leaves_consistent_db, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
