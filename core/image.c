@@ -63,17 +63,14 @@ void bh_image_store_close(struct bh_image_store *st)
 int bh_image_refs_load(struct bh_image_store *st, cJSON **out, struct bh_err *err)
 {
     bh_autofree char *path = bh_xasprintf("%s/refs.json", st->dir);
-    bh_autofree char *data = NULL;
-    size_t len = 0;
     struct bh_err rerr;
-    if (bh_fs_read_all(path, BH_IMAGE_MAX_JSON, &data, &len, &rerr) < 0) {
+    if (bh_image_read_json_file(path, BH_IMAGE_MAX_JSON, out, &rerr) < 0) {
         if (rerr.code != BH_ENOTFOUND)
             return bh_err_set(err, rerr.code, "%s", rerr.msg);
         *out = cJSON_CreateObject();
         return 0;
     }
-    *out = cJSON_ParseWithLength(data, len);
-    if (!*out || !cJSON_IsObject(*out)) {
+    if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
         *out = NULL;
         return bh_err_set(err, BH_EIO, "%s is not a JSON object", path);

@@ -172,18 +172,23 @@ int bh_image_blob_put_file(struct bh_image_store *st, const char *path, const ch
     return bh_image_blobw_commit(w, expect, out_digest, err);
 }
 
+int bh_image_read_json_file(const char *path, size_t max, cJSON **out, struct bh_err *err)
+{
+    bh_autofree char *data = NULL;
+    size_t len = 0;
+    if (bh_fs_read_all(path, max, &data, &len, err) < 0)
+        return -1;
+    *out = cJSON_ParseWithLength(data, len);
+    return *out ? 0 : bh_err_set(err, BH_EINVAL, "%s is not valid JSON", path);
+}
+
 int bh_image_blob_read_json(const struct bh_image_store *st, const char *digest, cJSON **out,
                             struct bh_err *err)
 {
     if (!bh_image_digest_valid(digest))
         return bh_err_set(err, BH_EINVAL, "bad digest %s", digest ? digest : "(null)");
     bh_autofree char *path = bh_image_blob_path(st, digest);
-    bh_autofree char *data = NULL;
-    size_t len = 0;
-    if (bh_fs_read_all(path, BH_IMAGE_MAX_JSON, &data, &len, err) < 0)
+    if (bh_image_read_json_file(path, BH_IMAGE_MAX_JSON, out, err) < 0)
         return bh_err_wrap(err, "blob %s", digest);
-    *out = cJSON_ParseWithLength(data, len);
-    if (!*out)
-        return bh_err_set(err, BH_EINVAL, "blob %s is not valid JSON", digest);
     return 0;
 }

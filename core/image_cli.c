@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs.h"
-#include "image.h"
+#include "image_int.h"
 #include "mem.h"
 
 #define CLI_DEFAULT_STATE_DIR "/var/lib/boilerhouse"
@@ -68,11 +67,8 @@ static int cli_open(const struct cli_opts *o, struct bh_image_store **st, struct
         return -1;
     cJSON *cfg = NULL;
     if (o->registry_config) {
-        bh_autofree char *text = NULL;
-        size_t len = 0;
-        if (bh_fs_read_all(o->registry_config, 1u << 20, &text, &len, err) < 0)
+        if (bh_image_read_json_file(o->registry_config, 1u << 20, &cfg, err) < 0)
             return -1;
-        cfg = cJSON_ParseWithLength(text, len);
         if (!cJSON_IsObject(cfg)) {
             cJSON_Delete(cfg);
             return bh_err_set(err, BH_EINVAL, "%s: not a JSON object", o->registry_config);

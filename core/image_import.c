@@ -144,21 +144,17 @@ static int import_oci_layout(struct bh_image_store *st, const char *dir, const c
                              const char *fallback, char **out_ref, struct bh_err *err)
 {
     bh_autofree char *path = bh_xasprintf("%s/index.json", dir);
-    bh_autofree char *text = NULL;
-    size_t len = 0;
-    if (bh_fs_read_all(path, BH_IMAGE_MAX_JSON, &text, &len, err) < 0)
+    cJSON *index = NULL;
+    if (bh_image_read_json_file(path, BH_IMAGE_MAX_JSON, &index, err) < 0)
         return -1;
-    cJSON *index = cJSON_ParseWithLength(text, len);
-    const cJSON *desc = index ? layout_pick(index, given, err) : NULL;
+    const cJSON *desc = layout_pick(index, given, err);
     const char *digest = desc ? bh_image_desc_digest(desc, err) : NULL;
     bh_autofree char *ref = NULL, *mdigest = NULL;
     cJSON *manifest = NULL;
     int r = -1;
-    if (!index)
-        bh_err_set(err, BH_EINVAL, "%s is not valid JSON", path);
-    else if (digest && import_name(given, import_own_name(desc), fallback, &ref, err) == 0 &&
-             layout_manifest(st, dir, digest, 0, &mdigest, &manifest, err) == 0 &&
-             layout_fetch_parts(st, dir, manifest, err) == 0)
+    if (digest && import_name(given, import_own_name(desc), fallback, &ref, err) == 0 &&
+        layout_manifest(st, dir, digest, 0, &mdigest, &manifest, err) == 0 &&
+        layout_fetch_parts(st, dir, manifest, err) == 0)
         r = bh_image_refs_set(st, ref, mdigest, err);
     cJSON_Delete(manifest);
     cJSON_Delete(index);
@@ -231,11 +227,9 @@ static int import_docker(struct bh_image_store *st, const char *dir, const char 
                          const char *fallback, char **out_ref, struct bh_err *err)
 {
     bh_autofree char *path = bh_xasprintf("%s/manifest.json", dir);
-    bh_autofree char *text = NULL;
-    size_t len = 0;
-    if (bh_fs_read_all(path, BH_IMAGE_MAX_JSON, &text, &len, err) < 0)
+    cJSON *list = NULL;
+    if (bh_image_read_json_file(path, BH_IMAGE_MAX_JSON, &list, err) < 0)
         return -1;
-    cJSON *list = cJSON_ParseWithLength(text, len);
     const cJSON *entry = cJSON_GetArrayItem(list, 0);
     bh_autofree char *ref = NULL, *digest = NULL;
     int r = -1;

@@ -62,6 +62,9 @@ int bh_image_blob_put_mem(struct bh_image_store *st, const void *data, size_t le
                           const char *expect, char **out_digest, struct bh_err *err);
 int bh_image_blob_put_file(struct bh_image_store *st, const char *path, const char *expect,
                            char **out_digest, struct bh_err *err);
+/* Reads and parses a JSON file of at most max bytes; *out owned. A missing file is
+ * BH_ENOTFOUND. */
+int bh_image_read_json_file(const char *path, size_t max, cJSON **out, struct bh_err *err);
 /* Parses a stored JSON blob; *out owned. */
 int bh_image_blob_read_json(const struct bh_image_store *st, const char *digest, cJSON **out,
                             struct bh_err *err);
