@@ -2,12 +2,15 @@
 htpasswd basic auth). Needs docker-registry, skopeo and umoci; htpasswd (apache2-utils) for
 the basic-auth case."""
 
+import base64
+import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -69,6 +72,75 @@ class Registry:
         self.log.close()
 
 
+class TokenRegistry(http.server.ThreadingHTTPServer):
+    """A minimal registry in-process: Bearer challenge, a token service that wants Basic
+    credentials, an image index for the tag, and blobs from an OCI layout. tamper=True
+    serves a corrupted layer."""
+
+    TOKEN = "good-token"
+    CREDS = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+    def __init__(self, layout, tamper=False):
+        super().__init__(("127.0.0.1", 0), TokenHandler)
+        self.layout, self.tamper = layout, tamper
+        self.host = f"127.0.0.1:{self.server_address[1]}"
+        self.token_queries = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def blob(self, digest):
+        path = os.path.join(self.layout, "blobs/sha256", digest.split(":", 1)[1])
+        with open(path, "rb") as f:
+            return f.read()
+
+    def index(self):
+        with open(os.path.join(self.layout, "index.json")) as f:
+            desc = json.load(f)["manifests"][0]
+        desc = dict(desc, platform={"os": "linux", "architecture": "amd64"})
+        arm = dict(desc, platform={"os": "linux", "architecture": "arm64"}, digest="sha256:" + "0" * 64)
+        return json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [arm, desc]}
+        ).encode()
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class TokenHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, body=b"", headers=()):
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        srv = self.server
+        if self.path.startswith("/token?"):
+            srv.token_queries.append(self.path)
+            if self.headers.get("Authorization") != srv.CREDS:
+                return self.reply(401)
+            return self.reply(200, json.dumps({"token": srv.TOKEN}).encode())
+        if self.headers.get("Authorization") != "Bearer " + srv.TOKEN:
+            challenge = (f'Bearer realm="http://{srv.host}/token",service="fake",'
+                         'scope="repository:test/busybox:pull"')
+            return self.reply(401, b"{}", [("WWW-Authenticate", challenge)])
+        what, ref = self.path.split("/")[-2:]
+        if what == "manifests" and ref == "1":
+            return self.reply(200, srv.index())
+        if what in ("manifests", "blobs") and ref.startswith("sha256:"):
+            body = srv.blob(ref)
+            if srv.tamper and what == "blobs" and body[:2] == b"\x1f\x8b":
+                body = body + b"tampered"
+            return self.reply(200, body)
+        return self.reply(404)
+
+
 class RegistryPullTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -95,6 +167,17 @@ class RegistryPullTest(unittest.TestCase):
         for reg in self.registries:
             reg.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start_token_registry(self, tamper=False):
+        reg = TokenRegistry(self.layout, tamper)
+        self.addCleanup(reg.stop)
+        return reg
+
+    def write_creds(self, host):
+        cfg = os.path.join(self.tmp, "registries.json")
+        with open(cfg, "w") as f:
+            json.dump({"auths": {host: {"username": "alice", "password": "s3cret"}}}, f)
+        return cfg
 
     def start_registry(self, htpasswd=None):
         reg = Registry(self.tmp, htpasswd)
@@ -159,11 +242,27 @@ class RegistryPullTest(unittest.TestCase):
         denied = self.bh("pull", ref, check=False)
         self.assertNotEqual(denied.returncode, 0)
         self.assertIn("requires credentials", denied.stderr)
-        cfg = os.path.join(self.tmp, "registries.json")
-        with open(cfg, "w") as f:
-            json.dump({"auths": {reg.host: {"username": "alice", "password": "s3cret"}}}, f)
-        self.bh("pull", ref, "--registry-config", cfg)
+        self.bh("pull", ref, "--registry-config", self.write_creds(reg.host))
         self.assert_pulled(ref)
+
+    def test_bearer_token_and_index(self):
+        reg = self.start_token_registry()
+        ref = f"{reg.host}/test/busybox:1"
+        self.bh("pull", ref, "--registry-config", self.write_creds(reg.host))
+        self.assert_pulled(ref)  # the amd64 manifest of the index, not the arm64 one
+        self.assertIn("service=fake", reg.token_queries[0])
+        self.assertIn("scope=repository%3Atest%2Fbusybox%3Apull", reg.token_queries[0])
+
+    def test_tampered_layer_refused(self):
+        reg = self.start_token_registry(tamper=True)
+        ref = f"{reg.host}/test/busybox:1"
+        res = self.bh("pull", ref, "--registry-config", self.write_creds(reg.host), check=False)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("corrupt or tampered", res.stderr)
+        with open(os.path.join(self.layout, "index.json")) as f:
+            manifest = json.loads(reg.blob(json.load(f)["manifests"][0]["digest"]))
+        self.assertIn(manifest["layers"][0]["digest"], res.stderr)
+        self.assertNotIn(ref, self.bh("ls").stdout)
 
 
 if __name__ == "__main__":
