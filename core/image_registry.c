@@ -440,9 +440,17 @@ static int reg_pull(struct reg *r, char **out_digest, struct bh_err *err)
     return 0;
 }
 
+static void reg_global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 int bh_image_registry_pull(struct bh_image_store *st, const struct bh_image_ref *ref,
                            char **out_digest, struct bh_err *err)
 {
+    /* curl_easy_init would do this implicitly, but not safely from concurrent resolves. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, reg_global_init);
     struct reg r = {.st = st, .ref = ref, .h = curl_easy_init()};
     if (!r.h)
         return bh_err_set(err, BH_EIO, "curl_easy_init failed");
