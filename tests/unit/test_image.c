@@ -7,6 +7,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -111,7 +112,8 @@ static void assert_busybox(struct bh_image_store *st, const char *ref)
     bh_image_free(img);
 }
 
-static int dir_is_empty(const char *path)
+/* Entries in a directory, "." and ".." aside. */
+static int dir_count(const char *path)
 {
     DIR *d = opendir(path);
     assert_non_null(d);
@@ -119,7 +121,7 @@ static int dir_is_empty(const char *path)
     for (struct dirent *e; (e = readdir(d));)
         n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
     closedir(d);
-    return n == 0;
+    return n;
 }
 
 /* ---- tar building -------------------------------------------------------------------- */
@@ -237,6 +239,47 @@ static void test_import_layout_and_resolve(void **state)
     assert_int_equal(bh_image_list(st, &refs, &err), 0);
     assert_int_equal(cJSON_GetArraySize(refs), 2);
     cJSON_Delete(refs);
+    bh_image_store_close(st);
+}
+
+struct resolve_job {
+    struct bh_image_store *st;
+    int rc;
+    char dir[4096];
+};
+
+static void *resolve_thread(void *arg)
+{
+    struct resolve_job *j = arg;
+    struct bh_image *img = NULL;
+    struct bh_err err;
+    j->rc = bh_image_resolve(j->st, "conc:1", &img, &err);
+    if (j->rc == 0) {
+        snprintf(j->dir, sizeof(j->dir), "%s", img->layer_dirs[0]);
+        bh_image_free(img);
+    }
+    return NULL;
+}
+
+/* Resolves racing to unpack the same layer all get the one complete layer dir. */
+static void test_concurrent_resolve(void **state)
+{
+    struct bh_image_store *st = test_store("store-conc");
+    struct bh_err err;
+    assert_int_equal(bh_image_import(st, g_layout, "conc:1", NULL, &err), 0);
+    struct resolve_job jobs[4] = {{0}};
+    pthread_t tids[4];
+    for (size_t i = 0; i < BH_ARRAY_LEN(jobs); i++) {
+        jobs[i].st = st;
+        assert_int_equal(pthread_create(&tids[i], NULL, resolve_thread, &jobs[i]), 0);
+    }
+    for (size_t i = 0; i < BH_ARRAY_LEN(jobs); i++) {
+        pthread_join(tids[i], NULL);
+        assert_int_equal(jobs[i].rc, 0);
+        assert_string_equal(jobs[i].dir, jobs[0].dir);
+    }
+    bh_autofree char *layers = bh_xasprintf("%s/store-conc/layers/%u", g_tmp, TEST_SHIFT);
+    assert_int_equal(dir_count(layers), 1); /* no leftover .tmp-* dirs either */
     bh_image_store_close(st);
 }
 
@@ -392,7 +435,7 @@ static void test_oci_archive_import(void **state)
     assert_string_equal(ref, "docker.io/oci/arch:3");
     assert_busybox(st, "oci/arch:3");
     bh_autofree char *tmp = bh_xasprintf("%s/store-ociarch/tmp", g_tmp);
-    assert_true(dir_is_empty(tmp)); /* the extracted archive is gone */
+    assert_int_equal(dir_count(tmp), 0); /* the extracted archive is gone */
     bh_image_store_close(st);
 }
 
@@ -401,6 +444,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_normalize),
         cmocka_unit_test(test_import_layout_and_resolve),
+        cmocka_unit_test(test_concurrent_resolve),
         cmocka_unit_test(test_digest_mismatch_refused),
         cmocka_unit_test(test_layer_no_escape),
         cmocka_unit_test(test_layer_whiteouts),
