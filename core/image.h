@@ -12,6 +12,9 @@
 
 #include "err.h"
 
+/* uid_shift used when $BOILERHOUSE_UID_BASE is unset: container uid 0 is this host uid. */
+#define BH_DEFAULT_UID_BASE 1000000000u
+
 struct bh_image_store;
 
 struct bh_image {
@@ -37,6 +40,25 @@ void bh_image_store_close(struct bh_image_store *st);
  * *out_ref (optional, owned) receives the name it was stored under. */
 int bh_image_import(struct bh_image_store *st, const char *path, const char *name, char **out_ref,
                     struct bh_err *err);
+
+/* Normalises a reference like docker: "busybox" -> "docker.io/library/busybox:latest";
+ * "host[:port]/repo:tag" keeps its host; "name@sha256:<hex>" keeps the digest. *out owned. */
+int bh_image_ref_normalize(const char *ref, char **out, struct bh_err *err);
+
+/* Fetches ref from its registry (always asking the registry, unlike resolve) and records it.
+ * *out_digest (optional, owned) receives the image manifest digest. */
+int bh_image_pull(struct bh_image_store *st, const char *ref, char **out_digest,
+                  struct bh_err *err);
+
+/* The stored refs as a JSON object {"<ref>": "sha256:<hex>"}; *out owned. */
+int bh_image_list(struct bh_image_store *st, cJSON **out, struct bh_err *err);
+
+/* Unpacks one layer tar (gzip, zstd or plain, detected by magic) into the existing empty
+ * directory dest: absolute paths, ".." and writes through symlinks are refused, OCI
+ * whiteouts become overlayfs whiteouts, device nodes are skipped and owners are shifted by
+ * uid_shift. dest must be a canonical path (no symlinks in it). */
+int bh_image_layer_unpack(const char *tar_path, const char *dest, uint32_t uid_shift,
+                          struct bh_err *err);
 
 /* Resolves ref to an unpacked image: an imported name first, then the registry (pulling
  * what is missing). Manifest lists/indexes pick linux/amd64. Safe to call concurrently.

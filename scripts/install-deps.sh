@@ -8,7 +8,7 @@ PKGS=(
   libcjson-dev libyaml-dev libcurl4-openssl-dev libssl-dev libarchive-dev
   libzstd-dev liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev
   runc crun nftables iproute2 uidmap
-  busybox-static umoci skopeo docker-registry
+  busybox-static umoci skopeo docker-registry apache2-utils
 )
 
 missing=()
