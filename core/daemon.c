@@ -19,7 +19,6 @@
 #include "store.h"
 
 #define DAEMON_DEFAULT_STATE "/var/lib/boilerhouse"
-#define DAEMON_DEFAULT_UID_BASE 1000000000u
 
 long long bh_now_ms(void)
 {
@@ -66,7 +65,7 @@ void bh_daemon_config_defaults(struct bh_daemon_config *cfg)
     cfg->workers = (int)config_env_long("BOILERHOUSE_WORKERS", 8);
     cfg->max_body = (size_t)config_env_long("BOILERHOUSE_MAX_BODY_BYTES", 1 << 20);
     cfg->log_cap = (size_t)config_env_long("BOILERHOUSE_LOG_CAP_BYTES", 10 << 20);
-    cfg->uid_base = (uint32_t)config_env_long("BOILERHOUSE_UID_BASE", DAEMON_DEFAULT_UID_BASE);
+    cfg->uid_base = (uint32_t)config_env_long("BOILERHOUSE_UID_BASE", BH_DEFAULT_UID_BASE);
 }
 
 void bh_daemon_config_free(struct bh_daemon_config *cfg)

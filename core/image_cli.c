@@ -62,7 +62,7 @@ static int cli_uid_base(uint32_t *out, struct bh_err *err)
 
 static int cli_open(const struct cli_opts *o, struct bh_image_store **st, struct bh_err *err)
 {
-    uint32_t shift;
+    uint32_t shift = BH_DEFAULT_UID_BASE;
     if (cli_uid_base(&shift, err) < 0)
         return -1;
     cJSON *cfg = NULL;
