@@ -173,8 +173,11 @@ static int ur_check_id(const char *id, struct bh_err *err)
 static int ur_link_del(const char *ifname, struct bh_err *err)
 {
     const char *del[] = {"ip", "link", "del", "dev", ifname, NULL};
-    if (ur_run(del, err) == 0 || strstr(err->msg, "Cannot find device"))
+    struct bh_err local;
+    if (ur_run(del, &local) == 0 || strstr(local.msg, "Cannot find device"))
         return 0;
+    if (err)
+        *err = local;
     return -1;
 }
 
