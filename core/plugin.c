@@ -320,6 +320,8 @@ static int config_take_given(const char *path, const struct bh_plugin_info *info
         const struct bh_config_field *f = config_field(info, v->string);
         if (!f)
             return bh_err_set(err, BH_EINVAL, "%s: unknown config key \"%s\"", path, v->string);
+        if (cJSON_HasObjectItem(values, f->key))
+            return bh_err_set(err, BH_EINVAL, "%s: config key \"%s\" given twice", path, f->key);
         if (!config_value_ok(f->type, v))
             return bh_err_set(err, BH_EINVAL, "%s: config key \"%s\" must be %s", path, f->key,
                               config_type_names[f->type]);

@@ -93,6 +93,7 @@ static void test_bad_config_refused(void **state)
     assert_refused(good, "{\"greeting\": \"hi\", \"retries\": 1.5}", "\"retries\" must be an int");
     assert_refused(good, "{\"greeting\": \"hi\", \"verbose\": 1}", "\"verbose\" must be a bool");
     assert_refused(good, "[1]", "config must be an object");
+    assert_refused(good, "{\"greeting\": \"a\", \"greeting\": \"b\"}", "\"greeting\" given twice");
 }
 
 static void test_load_dir_loads_good_lists_refusals(void **state)
