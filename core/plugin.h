@@ -21,11 +21,13 @@ struct bh_plugin {
 struct bh_plugins;
 
 /* config (borrowed, may be NULL): {"network/unrestricted": {"key": value, ...}, ...}.
- * Loads every bh-*.so in dir; refused plugins are logged and listed by bh_plugins_errors.
- * Fails only if dir cannot be read. */
+ * Loads every bh-*.so in dir (sorted by name); refused plugins are logged at error level and
+ * listed by bh_plugins_describe. Fails only if dir cannot be read. */
 int bh_plugins_load_dir(const char *dir, const cJSON *config, struct bh_plugins **out,
                         struct bh_err *err);
-/* Loads one file; the building block of load_dir and of the loader's tests. */
+/* Loads one file; the building block of load_dir and of the loader's tests. config
+ * (borrowed, may be NULL) is the plugin's own object, {"key": value}. On refusal err->msg
+ * starts with path and says what is wrong. *out is owned; release with bh_plugin_unload. */
 int bh_plugin_load(const char *path, const cJSON *config, struct bh_plugin **out,
                    struct bh_err *err);
 void bh_plugin_unload(struct bh_plugin *p);
@@ -34,7 +36,7 @@ void bh_plugins_free(struct bh_plugins *ps);
 /* Finds a loaded plugin by kind and name; NULL if none. */
 struct bh_plugin *bh_plugins_find(struct bh_plugins *ps, enum bh_plugin_kind kind,
                                   const char *name);
-/* [{"file","kind","name","version"}] and refusals [{"file","error"}], owned. */
+/* {"loaded": [{"file","kind","name","version"}], "refused": [{"file","error"}]}, owned. */
 cJSON *bh_plugins_describe(struct bh_plugins *ps);
 
 /* The host API table handed to plugins (also used by plugin tests). */

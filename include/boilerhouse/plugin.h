@@ -102,7 +102,7 @@ struct bh_host_api {
     int (*config_bool)(const struct bh_config *cfg, const char *key);
     /* Runs argv[0] (absolute path or PATH lookup) without a shell, waits, captures up to
      * outlen-1 bytes of stdout into out (may be NULL). Non-zero exit is an error carrying
-     * the command's stderr. */
+     * the command's stderr; a command still running after 60 s is killed (BH_ETIMEOUT). */
     int (*run)(const char *const argv[], char *out, size_t outlen, struct bh_err *err);
     /* The daemon's state directory (absolute); plugins keep their files below it. */
     const char *(*state_dir)(void);
@@ -131,6 +131,8 @@ struct bh_net_result {
     char env[1024];   /* prepare(): extra NAME=value lines for the container, '\n'-separated */
 };
 
+/* In every ops table, init and fini may be NULL for a plugin that keeps no state; the host
+ * then passes a NULL state to the other calls. */
 struct bh_network_ops {
     size_t size;
     int (*init)(void **state, const struct bh_config *cfg, struct bh_err *err);
@@ -173,7 +175,9 @@ struct bh_plugin_info {
     const char *version;
     const struct bh_config_field *config_schema; /* may be NULL */
     size_t n_config;
-    const void *ops; /* struct bh_network_ops or struct bh_storage_ops, by kind */
+    /* struct bh_network_ops or struct bh_storage_ops, by kind. ABI 1.0 defines no ops for
+     * trigger and guard plugins yet: the host refuses them until it does. */
+    const void *ops;
 };
 
 typedef const struct bh_plugin_info *(*bh_plugin_entry_fn)(const struct bh_host_api *host);

@@ -1,0 +1,3 @@
+/* Claims a name that its file name does not carry. */
+#define FX_NAME "other"
+#include "fixture.h"

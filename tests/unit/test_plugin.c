@@ -1,0 +1,162 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "plugin.h"
+
+static char *fixture(const char *file)
+{
+    return bh_xasprintf("%s/%s", BH_TEST_PLUGIN_DIR, file);
+}
+
+/* Loads a fixture with config given as JSON text; returns the load result. */
+static int load_with(const char *file, const char *config_json, struct bh_plugin **p,
+                     struct bh_err *err)
+{
+    bh_autofree char *path = fixture(file);
+    cJSON *cfg = config_json ? cJSON_Parse(config_json) : NULL;
+    if (config_json)
+        assert_non_null(cfg);
+    int rc = bh_plugin_load(path, cfg, p, err);
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+static void assert_refused(const char *file, const char *config_json, const char *reason)
+{
+    bh_autofree char *path = fixture(file);
+    struct bh_plugin *p = NULL;
+    struct bh_err err;
+    assert_int_equal(load_with(file, config_json, &p, &err), -1);
+    assert_null(p);
+    if (strncmp(err.msg, path, strlen(path)) != 0 || !strstr(err.msg, reason))
+        fail_msg("want \"%s: ...%s...\", got \"%s\"", path, reason, err.msg);
+}
+
+static void test_good_loads_with_defaults(void **state)
+{
+    const struct bh_host_api *host = bh_plugin_host_api();
+    struct bh_plugin *p = NULL;
+    struct bh_err err;
+    int rc = load_with("bh-network-good.so", "{\"greeting\": \"hi\"}", &p, &err);
+    if (rc < 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(p->info->name, "good");
+    assert_string_equal(host->config_string(p->config, "greeting"), "hi");
+    assert_int_equal(host->config_int(p->config, "retries"), 3);
+    assert_int_equal(host->config_bool(p->config, "verbose"), 0);
+    assert_null(host->config_string(p->config, "undeclared"));
+    const struct bh_network_ops *ops = p->info->ops;
+    struct bh_net_result res = {.size = sizeof(res)};
+    assert_int_equal(ops->prepare(p->state, NULL, &res, &err), 0);
+    assert_int_equal(res.flags, BH_NET_NEW_NETNS);
+    bh_plugin_unload(p);
+}
+
+static void test_given_config_overrides_defaults(void **state)
+{
+    const struct bh_host_api *host = bh_plugin_host_api();
+    struct bh_plugin *p = NULL;
+    struct bh_err err;
+    const char *cfg = "{\"greeting\": \"yo\", \"retries\": 7, \"verbose\": true}";
+    assert_int_equal(load_with("bh-network-good.so", cfg, &p, &err), 0);
+    assert_int_equal(host->config_int(p->config, "retries"), 7);
+    assert_int_equal(host->config_bool(p->config, "verbose"), 1);
+    bh_plugin_unload(p);
+}
+
+static void test_bad_plugins_refused(void **state)
+{
+    assert_refused("bh-network-badabi.so", NULL, "ABI major 2, daemon supports 1");
+    assert_refused("bh-network-badsig.so", NULL, "build signature \"bh-abi-1-ptr4-1234\"");
+    assert_refused("bh-network-small.so", NULL, "info size");
+    assert_refused("bh-network-mismatch.so", NULL, "the file must be bh-network-other.so");
+    assert_refused("bh-network-noentry.so", NULL, "no bh_plugin_entry symbol");
+    assert_refused("bh-network-absent.so", NULL, "dlopen");
+}
+
+static void test_bad_config_refused(void **state)
+{
+    const char *good = "bh-network-good.so";
+    assert_refused(good, "{\"greeting\": \"hi\", \"colour\": 1}", "unknown config key \"colour\"");
+    assert_refused(good, NULL, "missing required config key \"greeting\"");
+    assert_refused(good, "{}", "missing required config key \"greeting\"");
+    assert_refused(good, "{\"greeting\": 5}", "\"greeting\" must be a string");
+    assert_refused(good, "{\"greeting\": \"hi\", \"retries\": \"3\"}",
+                   "\"retries\" must be an int");
+    assert_refused(good, "{\"greeting\": \"hi\", \"retries\": 1.5}", "\"retries\" must be an int");
+    assert_refused(good, "{\"greeting\": \"hi\", \"verbose\": 1}", "\"verbose\" must be a bool");
+    assert_refused(good, "[1]", "config must be an object");
+    assert_refused(good, "{\"greeting\": \"a\", \"greeting\": \"b\"}", "\"greeting\" given twice");
+}
+
+static void test_load_dir_loads_good_lists_refusals(void **state)
+{
+    struct bh_plugins *ps = NULL;
+    struct bh_err err;
+    cJSON *cfg = cJSON_Parse("{\"network/good\": {\"greeting\": \"hi\"}}");
+    assert_int_equal(bh_plugins_load_dir(BH_TEST_PLUGIN_DIR, cfg, &ps, &err), 0);
+    cJSON_Delete(cfg);
+    assert_non_null(bh_plugins_find(ps, BH_PLUGIN_NETWORK, "good"));
+    assert_null(bh_plugins_find(ps, BH_PLUGIN_NETWORK, "badabi"));
+    assert_null(bh_plugins_find(ps, BH_PLUGIN_STORAGE, "good"));
+    cJSON *d = bh_plugins_describe(ps);
+    cJSON *loaded = cJSON_GetObjectItem(d, "loaded"), *refused = cJSON_GetObjectItem(d, "refused");
+    assert_int_equal(cJSON_GetArraySize(loaded), 1);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(loaded, 0), "kind")->valuestring,
+                        "network");
+    assert_int_equal(cJSON_GetArraySize(refused), 5);
+    /* Sorted by file name: badabi comes first. */
+    const char *first = cJSON_GetObjectItem(cJSON_GetArrayItem(refused, 0), "error")->valuestring;
+    assert_non_null(strstr(first, "bh-network-badabi.so: ABI major 2"));
+    cJSON_Delete(d);
+    bh_plugins_free(ps);
+}
+
+static void test_load_dir_missing_dir_fails(void **state)
+{
+    struct bh_plugins *ps = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_plugins_load_dir("/nonexistent/bh-plugins", NULL, &ps, &err), -1);
+    assert_non_null(strstr(err.msg, "/nonexistent/bh-plugins"));
+}
+
+static void test_host_run_and_state_dir(void **state)
+{
+    const struct bh_host_api *host = bh_plugin_host_api();
+    char out[8];
+    struct bh_err err;
+    const char *echo[] = {"echo", "hello world", NULL};
+    assert_int_equal(host->run(echo, out, sizeof(out), &err), 0);
+    assert_string_equal(out, "hello w");
+    const char *fail[] = {"sh", "-c", "echo no such thing >&2; exit 2", NULL};
+    assert_int_equal(host->run(fail, NULL, 0, &err), -1);
+    assert_int_equal(err.code, BH_EIO);
+    assert_non_null(strstr(err.msg, "exited 2: no such thing"));
+    assert_int_equal(host->err_set(&err, BH_ECONFLICT, "taken %d", 4), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    assert_string_equal(err.msg, "taken 4");
+    bh_plugin_set_state_dir("/tmp/bh-state");
+    assert_string_equal(host->state_dir(), "/tmp/bh-state");
+    bh_plugin_set_state_dir(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_loads_with_defaults),
+        cmocka_unit_test(test_given_config_overrides_defaults),
+        cmocka_unit_test(test_bad_plugins_refused),
+        cmocka_unit_test(test_bad_config_refused),
+        cmocka_unit_test(test_load_dir_loads_good_lists_refusals),
+        cmocka_unit_test(test_load_dir_missing_dir_fails),
+        cmocka_unit_test(test_host_run_and_state_dir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
