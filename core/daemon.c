@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "fs.h"
@@ -199,7 +200,13 @@ static int daemon_open_parts(struct bh_daemon *d, struct bh_err *err)
     bh_autofree char *images = bh_xasprintf("%s/images", c->state_dir);
     bh_autofree char *rtroot = bh_xasprintf("%s/runtime", c->state_dir);
     cJSON *regcfg = NULL;
-    if (bh_fs_mkdirp(c->state_dir, 0711, err) < 0 || bh_store_open(db, &d->store, err) < 0)
+    if (bh_fs_mkdirp(c->state_dir, 0711, err) < 0)
+        return -1;
+    /* Instances run as an unprivileged uid range; their rootfs and socket dirs live below the
+     * state dir, which must therefore be traversable (but not listable) by others. */
+    if (chmod(c->state_dir, 0711) < 0)
+        return bh_err_errno(err, BH_EIO, "chmod %s", c->state_dir);
+    if (bh_store_open(db, &d->store, err) < 0)
         return -1;
     if (c->registry_config && daemon_read_json_file(c->registry_config, &regcfg, err) < 0)
         return -1;
