@@ -224,6 +224,34 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     }
 }
 
+static int api_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* URL unescaping that keeps "%00" encoded: a decoded NUL would silently cut the path short
+ * (".../tenants/%00/claim" would reach us as ".../tenants/"), and the literal "%00" is then
+ * rejected by whatever validates that segment. */
+static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = api_hexval(r[1])) >= 0 && (lo = api_hexval(r[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static int api_is_loopback(const char *host)
 {
     return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
@@ -248,7 +276,8 @@ int bh_api_start(struct bh_daemon *d, struct bh_api **out, struct bh_err *err)
         NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_NOTIFY_COMPLETED, api_completed, api, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)API_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+        MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL, MHD_OPTION_END);
     if (!api->mhd) {
         free(api);
         return bh_err_set(err, BH_EIO, "cannot listen on %s:%d (in use?)", host, d->cfg.port);

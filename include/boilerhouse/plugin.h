@@ -28,7 +28,8 @@ extern "C" {
 #define BH_PLUGIN_STR2(x) #x
 #define BH_PLUGIN_STR(x) BH_PLUGIN_STR2(x)
 #define BH_PLUGIN_BUILD_SIG                                                                        \
-    "bh-abi-" BH_PLUGIN_STR(BH_PLUGIN_ABI_MAJOR) "-ptr" BH_PLUGIN_STR(__SIZEOF_POINTER__) "-" BH_PLUGIN_STR(__BYTE_ORDER__)
+    "bh-abi-" BH_PLUGIN_STR(BH_PLUGIN_ABI_MAJOR) "-ptr" BH_PLUGIN_STR(                             \
+        __SIZEOF_POINTER__) "-" BH_PLUGIN_STR(__BYTE_ORDER__)
 
 #if defined(__GNUC__)
 #define BH_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -126,9 +127,9 @@ struct bh_net_request {
 
 struct bh_net_result {
     size_t size;
-    unsigned flags;   /* BH_NET_* from prepare() */
-    char host[64];    /* attach(): address the host reaches the instance at; "" if none */
-    char env[1024];   /* prepare(): extra NAME=value lines for the container, '\n'-separated */
+    unsigned flags; /* BH_NET_* from prepare() */
+    char host[64];  /* attach(): address the host reaches the instance at; "" if none */
+    char env[1024]; /* prepare(): extra NAME=value lines for the container, '\n'-separated */
 };
 
 /* In every ops table, init and fini may be NULL for a plugin that keeps no state; the host
@@ -171,7 +172,7 @@ struct bh_plugin_info {
     uint32_t abi_minor;
     const char *build_sig; /* BH_PLUGIN_BUILD_SIG */
     enum bh_plugin_kind kind;
-    const char *name;    /* must match the file name: bh-<kind>-<name>.so */
+    const char *name; /* must match the file name: bh-<kind>-<name>.so */
     const char *version;
     const struct bh_config_field *config_schema; /* may be NULL */
     size_t n_config;
