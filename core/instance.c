@@ -27,7 +27,8 @@
 
 #define INSTANCE_KIND "Instance"
 #define INSTANCE_UID_SIZE 65536
-#define INSTANCE_PROBE_GAP_MS 50
+#define INSTANCE_PROBE_GAP_MIN_MS 2
+#define INSTANCE_PROBE_GAP_MAX_MS 100
 
 static char *instance_new_id(void)
 {
@@ -328,15 +329,31 @@ static char *instance_log_tail(struct bh_daemon *d, const char *id)
     return tail;
 }
 
-/* Probes until healthy, the container dies, or the deadline passes. */
+/* True while pid exists and is not a zombie: cheaper than asking the runtime, which matters
+ * because the probe loop is on the cold-claim path. */
+static int instance_pid_alive(int pid)
+{
+    bh_autofree char *path = bh_xasprintf("/proc/%d/stat", pid);
+    char buf[256];
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* the command name may contain spaces */
+    return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+/* Probes until healthy, the container dies, or the deadline passes. The gap between probes
+ * starts small (most servers listen within milliseconds) and backs off. */
 static int boot_wait_healthy(struct boot *b, struct bh_err *err)
 {
     long long deadline = bh_now_ms() + b->d->cfg.claim_timeout_ms;
     struct bh_err probe_err = {0};
+    int gap_ms = INSTANCE_PROBE_GAP_MIN_MS;
     for (;;) {
-        struct bh_runtime_state st;
-        if (bh_runtime_state(b->d->runtime, b->cid, &st, err) < 0 ||
-            strcmp(st.status, "running") != 0) {
+        if (!instance_pid_alive(b->pid)) {
             bh_autofree char *tail = instance_log_tail(b->d, b->id);
             return bh_err_set(err, BH_EIO, "container exited during start; log: %s", tail);
         }
@@ -345,19 +362,31 @@ static int boot_wait_healthy(struct boot *b, struct bh_err *err)
         if (bh_now_ms() > deadline)
             return bh_err_set(err, BH_ETIMEOUT, "not healthy after %d ms: %s",
                               b->d->cfg.claim_timeout_ms, probe_err.msg);
-        usleep(INSTANCE_PROBE_GAP_MS * 1000);
+        usleep((useconds_t)gap_ms * 1000);
+        gap_ms = gap_ms * 2 > INSTANCE_PROBE_GAP_MAX_MS ? INSTANCE_PROBE_GAP_MAX_MS : gap_ms * 2;
     }
 }
 
 static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
 {
+    long long t[5];
+    t[0] = bh_now_ms();
     if (boot_image(b, err) < 0 || boot_dirs(b, err) < 0 || boot_prepare_net(b, tenant, err) < 0)
         return -1;
+    t[1] = bh_now_ms();
     if (boot_rootfs(b, err) < 0 || boot_bundle(b, err) < 0)
         return -1;
+    t[2] = bh_now_ms();
     if (boot_container(b, tenant, err) < 0)
         return -1;
-    return boot_wait_healthy(b, err);
+    t[3] = bh_now_ms();
+    int rc = boot_wait_healthy(b, err);
+    t[4] = bh_now_ms();
+    bh_debug("instance",
+             "boot %s: prepare %lld ms, rootfs+bundle %lld ms, container+network %lld "
+             "ms, healthy %lld ms",
+             b->id, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]);
+    return rc;
 }
 
 static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err)
