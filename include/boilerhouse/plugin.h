@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define BH_PLUGIN_ABI_MAJOR 1
-#define BH_PLUGIN_ABI_MINOR 0
+#define BH_PLUGIN_ABI_MINOR 1
 
 /* Changes whenever a layout-affecting build property differs (pointer size, byte order). */
 #define BH_PLUGIN_STR2(x) #x
@@ -107,7 +107,18 @@ struct bh_host_api {
     int (*run)(const char *const argv[], char *out, size_t outlen, struct bh_err *err);
     /* The daemon's state directory (absolute); plugins keep their files below it. */
     const char *(*state_dir)(void);
+    /* ABI 1.1: a secret value from the daemon's secret store. With tenant set, looks up the
+     * tenant's own secret (tenantSecretKeyRef). *value is malloc'd; the plugin frees it
+     * (and should wipe it first). BH_ENOTFOUND if absent. */
+    int (*secret_get)(const char *name, const char *key, const char *tenant, char **value,
+                      struct bh_err *err);
 };
+
+/* True if a size-prefixed struct from a peer is large enough to hold `field` (and, for a
+ * function pointer, that it is set): how both sides read fields added in later minors. */
+#define BH_HAS_FIELD(s, type, field)                                                               \
+    ((s)->size >= offsetof(type, field) + sizeof((s)->field))
+#define BH_HAS_OP(s, type, field) (BH_HAS_FIELD(s, type, field) && (s)->field != NULL)
 
 /* ---- network plugins ---------------------------------------------------------------------- */
 
@@ -146,6 +157,10 @@ struct bh_network_ops {
                   struct bh_err *err);
     /* Undo attach; must be idempotent and succeed when nothing is left to undo. */
     int (*detach)(void *state, const struct bh_net_request *req, struct bh_err *err);
+    /* ABI 1.1, optional: the instance now belongs to req->tenant_id (a cold boot for a tenant,
+     * or a warm pool instance being claimed). Per-tenant policy (credentials) is bound here,
+     * without restarting the instance. */
+    int (*bind_tenant)(void *state, const struct bh_net_request *req, struct bh_err *err);
 };
 
 /* ---- storage plugins ---------------------------------------------------------------------- */

@@ -1,0 +1,51 @@
+/* Snapshots of an instance's overlay directories: a tar archive (libarchive, zstd by default,
+ * gzip selectable) of each overlayDir as seen in the instance's merged rootfs, optionally
+ * encrypted with AES-256-GCM under a per-snapshot key derived from the master key.
+ *
+ * File format (documented in docs/snapshot-format.md):
+ *   plain:     the compressed tar itself
+ *   encrypted: "BHSNAP1\0" magic, 16-byte salt, then chunks of
+ *              [u32 BE length][12-byte nonce][ciphertext][16-byte tag], the last chunk's
+ *              length has the top bit set, so truncation is detected; the key is
+ *              HKDF(master, salt, "boilerhouse snapshot v1 <context>").
+ * Ownership: uids/gids are stored relative to the instance's uid base (container view), and
+ * shifted back on restore, so archives are portable between hosts with other bases. */
+#ifndef BH_SNAPSHOT_H
+#define BH_SNAPSHOT_H
+
+#include <stdint.h>
+
+#include "crypto.h"
+#include "err.h"
+
+enum bh_snapshot_compression { BH_SNAP_ZSTD = 0, BH_SNAP_GZIP = 1 };
+
+struct bh_snapshot_opts {
+    const char *rootfs;        /* host path of the instance's merged rootfs */
+    char *const *dirs;         /* overlayDirs: absolute in-container paths, NULL-terminated */
+    uint32_t uid_base;         /* host uid of container root */
+    uint32_t uid_size;         /* mapping size; ids outside it are refused on restore */
+    enum bh_snapshot_compression compression;
+    const uint8_t *master_key; /* NULL: no encryption */
+    const char *context;       /* binds the key to its owner, e.g. "<workload>/<tenant>" */
+};
+
+struct bh_snapshot_info {
+    char digest[65]; /* sha256 of the file as stored (after encryption) */
+    uint64_t size;   /* bytes as stored */
+    uint64_t files;  /* entries archived */
+};
+
+/* Archives opts->dirs into out_path (created 0600, written, fsync'd; the caller renames or
+ * hands it to storage). A missing overlay dir is archived as absent (restore removes it). */
+int bh_snapshot_create(const struct bh_snapshot_opts *opts, const char *out_path,
+                       struct bh_snapshot_info *info, struct bh_err *err);
+/* Verifies in_path against expected_digest first (BH_EINVAL "digest mismatch" if not), then
+ * decrypts (BH_EINVAL on a wrong key or tampering, before anything is written) and extracts
+ * into the rootfs: each overlay dir is emptied and refilled. Refuses absolute paths, "..",
+ * entries outside the listed dirs, symlink escapes, device nodes; ids are shifted by
+ * uid_base. Safe against a running instance writing concurrently only if frozen. */
+int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path,
+                        const char *expected_digest, struct bh_err *err);
+
+#endif
