@@ -116,8 +116,7 @@ struct bh_host_api {
 
 /* True if a size-prefixed struct from a peer is large enough to hold `field` (and, for a
  * function pointer, that it is set): how both sides read fields added in later minors. */
-#define BH_HAS_FIELD(s, type, field)                                                               \
-    ((s)->size >= offsetof(type, field) + sizeof((s)->field))
+#define BH_HAS_FIELD(s, type, field) ((s)->size >= offsetof(type, field) + sizeof((s)->field))
 #define BH_HAS_OP(s, type, field) (BH_HAS_FIELD(s, type, field) && (s)->field != NULL)
 
 /* ---- network plugins ---------------------------------------------------------------------- */
@@ -141,6 +140,9 @@ struct bh_net_result {
     unsigned flags; /* BH_NET_* from prepare() */
     char host[64];  /* attach(): address the host reaches the instance at; "" if none */
     char env[1024]; /* prepare(): extra NAME=value lines for the container, '\n'-separated */
+    /* ABI 1.1, prepare(): a PEM file (host path) the instance must trust; the host appends it
+     * to the instance's CA bundle and points SSL_CERT_FILE and friends at it. "" if none. */
+    char ca_pem_path[256];
 };
 
 /* In every ops table, init and fini may be NULL for a plugin that keeps no state; the host

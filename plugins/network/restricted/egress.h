@@ -1,0 +1,68 @@
+/* The egress engine of the `restricted` network mode (plugin-internal, not part of the SDK):
+ * a DNS filter and an HTTP/TLS egress proxy that instances reach on their bridge gateway.
+ *
+ *  - DNS (UDP and TCP): answers A/AAAA for names on the instance's allowlist (exact names and
+ *    "*.example.com" wildcards, which match subdomains only), NXDOMAIN for everything else,
+ *    so DNS cannot carry data out.
+ *  - Transparent HTTP (TCP 80 redirected here): allowed by Host header.
+ *  - Transparent TLS (TCP 443 redirected here): allowed by the ClientHello SNI; passed
+ *    through untouched, or, for a credentials domain, terminated with a leaf certificate
+ *    signed by the workload's CA, headers injected, and re-encrypted to the real upstream
+ *    with certificate verification.
+ *  - Explicit proxy (HTTP_PROXY/HTTPS_PROXY): absolute-URI requests and CONNECT, same rules.
+ *  - Refused: IP-literal destinations, names not on the allowlist (HTTP 403 with a body that
+ *    says why; a TLS handshake_failure alert for TLS).
+ *  - Plain HTTP to a credentials domain is sent upstream over TLS (so
+ *    ANTHROPIC_BASE_URL=http://api.anthropic.com works while the key stays outside).
+ * Policies are keyed by the instance's source address on the bridge. */
+#ifndef BH_EGRESS_H
+#define BH_EGRESS_H
+
+#include <boilerhouse/plugin.h>
+#include <stddef.h>
+
+struct egress;
+
+struct egress_config {
+    const char *listen_ip; /* the bridge gateway address */
+    int explicit_port;     /* HTTP_PROXY / HTTPS_PROXY (e.g. 3128) */
+    int http_port;         /* transparent HTTP (e.g. 3129) */
+    int tls_port;          /* transparent TLS (e.g. 3130) */
+    int dns_port;          /* DNS, UDP+TCP (53) */
+    const char *ca_dir;       /* per-workload CA keys/certs live here (0700; keys 0600) */
+    const char *trust_bundle; /* PEM bundle to verify upstreams; NULL = system store */
+    const char *hosts_file;   /* optional "ip name..." file consulted before the system
+                                 resolver for upstream names (tests use it) */
+    const struct bh_host_api *host; /* for logging and errors */
+};
+
+struct egress_header {
+    const char *name;
+    const char *value; /* resolved secret value; the engine keeps its own copy */
+};
+
+struct egress_credential {
+    const char *domain;
+    const struct egress_header *headers;
+    size_t n_headers;
+};
+
+struct egress_policy {
+    const char *workload; /* selects the CA that signs intercepted leaves */
+    const char *const *allowlist;
+    size_t n_allow;
+    const struct egress_credential *credentials;
+    size_t n_credentials;
+};
+
+int egress_start(const struct egress_config *cfg, struct egress **out, struct bh_err *err);
+void egress_stop(struct egress *eg);
+/* Installs or replaces the policy for traffic from src_ip (copied). */
+int egress_set_policy(struct egress *eg, const char *src_ip, const struct egress_policy *p,
+                      struct bh_err *err);
+void egress_clear_policy(struct egress *eg, const char *src_ip);
+/* PEM path of the workload's CA certificate (created on first use), for the instance's trust
+ * store. Owned by the engine, valid until egress_stop. */
+const char *egress_ca_cert(struct egress *eg, const char *workload, struct bh_err *err);
+
+#endif
