@@ -125,6 +125,26 @@ static void api_list_kind(const struct bh_api_req *req, struct bh_api_resp *resp
     bh_api_json(resp, 200, out);
 }
 
+/* lastActivity and idleTimeLeftSeconds of an instance, added to a response object. */
+static void api_add_idle(struct bh_daemon *d, cJSON *out, const char *instance_id)
+{
+    cJSON *inst = NULL, *wl = NULL;
+    struct bh_err err;
+    if (!instance_id || bh_store_get(d->store, "Instance", instance_id, &inst, &err) < 0)
+        return;
+    const char *last = bh_json_str(inst, "status.lastActivity");
+    if (last)
+        bh_json_set_str(out, "lastActivity", last);
+    if (bh_store_get(d->store, "BoilerhouseWorkload", bh_json_str(inst, "spec.workload"), &wl,
+                     &err) == 0) {
+        long long left = bh_idle_left_ms(inst, wl);
+        if (left >= 0)
+            bh_json_set_num(out, "idleTimeLeftSeconds", (double)(left / 1000));
+    }
+    cJSON_Delete(wl);
+    cJSON_Delete(inst);
+}
+
 /* ---- system ---- */
 
 static void h_health(const struct bh_api_req *req, struct bh_api_resp *resp)
@@ -167,27 +187,39 @@ static void h_stats(const struct bh_api_req *req, struct bh_api_resp *resp)
     bh_api_json(resp, 200, o);
 }
 
-/* ---- workloads ---- */
+/* ---- workloads and pools: {name, spec} or whole resources ---- */
 
-static void h_workloads_list(const struct bh_api_req *req, struct bh_api_resp *resp)
+static const char *api_kind_of(const struct bh_api_req *req)
 {
-    api_list_kind(req, resp, "BoilerhouseWorkload", NULL, api_workload_shape);
+    return strstr(req->url, "/api/v1/pools") == req->url ? "BoilerhousePool"
+                                                         : "BoilerhouseWorkload";
+}
+
+static const char *api_noun(const char *kind)
+{
+    return strcmp(kind, "BoilerhousePool") == 0 ? "pool" : "workload";
+}
+
+static void h_resources_list(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_list_kind(req, resp, api_kind_of(req), NULL, api_workload_shape);
 }
 
 /* Accepts the original's {name, spec} or a whole resource; returns an owned full object. */
-static cJSON *api_workload_object(cJSON *body, const char *url_name, struct bh_api_resp *resp)
+static cJSON *api_resource_object(cJSON *body, const char *kind, const char *url_name,
+                                  struct bh_api_resp *resp)
 {
     if (bh_json_get(body, "apiVersion") || bh_json_get(body, "kind")) {
-        const char *kind = bh_json_str(body, "kind");
-        if (!kind || strcmp(kind, "BoilerhouseWorkload") != 0) {
-            bh_api_error(resp, 400, "kind: must be BoilerhouseWorkload");
+        const char *k = bh_json_str(body, "kind");
+        if (!k || strcmp(k, kind) != 0) {
+            bh_api_error(resp, 400, "kind: must be %s", kind);
             return NULL;
         }
         return cJSON_Duplicate(body, 1);
     }
     for (cJSON *it = body->child; it; it = it->next) {
         if (strcmp(it->string, "name") != 0 && strcmp(it->string, "spec") != 0) {
-            bh_api_error(resp, 400, "%s: unknown field (expected name and spec)", it->string);
+            bh_api_error(resp, 400, "%.64s: unknown field (expected name and spec)", it->string);
             return NULL;
         }
     }
@@ -198,19 +230,20 @@ static cJSON *api_workload_object(cJSON *body, const char *url_name, struct bh_a
     }
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
-    cJSON_AddStringToObject(obj, "kind", "BoilerhouseWorkload");
+    cJSON_AddStringToObject(obj, "kind", kind);
     cJSON_AddStringToObject(cJSON_AddObjectToObject(obj, "metadata"), "name", name);
     const cJSON *spec = bh_json_get(body, "spec");
     cJSON_AddItemToObject(obj, "spec", spec ? cJSON_Duplicate(spec, 1) : cJSON_CreateObject());
     return obj;
 }
 
-static void h_workload_create(const struct bh_api_req *req, struct bh_api_resp *resp)
+static void h_resource_create(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
+    const char *kind = api_kind_of(req);
     cJSON *body = NULL, *stored = NULL;
     if (api_body(req, resp, &body) < 0)
         return;
-    cJSON *obj = api_workload_object(body, NULL, resp);
+    cJSON *obj = api_resource_object(body, kind, NULL, resp);
     cJSON_Delete(body);
     if (!obj)
         return;
@@ -218,7 +251,7 @@ static void h_workload_create(const struct bh_api_req *req, struct bh_api_resp *
     if (bh_resource_validate(obj, &err) < 0 ||
         bh_store_create(req->d->store, obj, &stored, &err) < 0) {
         if (err.code == BH_ECONFLICT)
-            bh_api_error(resp, 409, "workload %s already exists",
+            bh_api_error(resp, 409, "%s %s already exists", api_noun(kind),
                          bh_json_str(obj, "metadata.name"));
         else
             bh_api_from_err(resp, &err);
@@ -229,32 +262,34 @@ static void h_workload_create(const struct bh_api_req *req, struct bh_api_resp *
     cJSON_Delete(obj);
 }
 
-static void h_workload_get(const struct bh_api_req *req, struct bh_api_resp *resp)
+static void h_resource_get(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
+    const char *kind = api_kind_of(req);
     cJSON *obj = NULL;
     struct bh_err err;
-    if (bh_store_get(req->d->store, "BoilerhouseWorkload", req->params[0], &obj, &err) < 0) {
-        bh_api_error(resp, err.code == BH_ENOTFOUND ? 404 : 500, "workload %.64s not found",
-                     req->params[0]);
+    if (bh_store_get(req->d->store, kind, req->params[0], &obj, &err) < 0) {
+        bh_api_error(resp, err.code == BH_ENOTFOUND ? 404 : 500, "%s %.64s not found",
+                     api_noun(kind), req->params[0]);
         return;
     }
     bh_api_json(resp, 200, api_workload_shape(obj));
     cJSON_Delete(obj);
 }
 
-static void h_workload_put(const struct bh_api_req *req, struct bh_api_resp *resp)
+static void h_resource_put(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
+    const char *kind = api_kind_of(req);
     cJSON *body = NULL, *cur = NULL, *stored = NULL;
     struct bh_err err;
-    if (bh_store_get(req->d->store, "BoilerhouseWorkload", req->params[0], &cur, &err) < 0) {
-        bh_api_error(resp, 404, "workload %.64s not found", req->params[0]);
+    if (bh_store_get(req->d->store, kind, req->params[0], &cur, &err) < 0) {
+        bh_api_error(resp, 404, "%s %.64s not found", api_noun(kind), req->params[0]);
         return;
     }
     cJSON_Delete(cur);
     if (api_body(req, resp, &body) < 0)
         return;
     cJSON_DeleteItemFromObjectCaseSensitive(body, "name"); /* the URL names it */
-    cJSON *obj = api_workload_object(body, req->params[0], resp);
+    cJSON *obj = api_resource_object(body, kind, req->params[0], resp);
     cJSON_Delete(body);
     if (!obj)
         return;
@@ -270,11 +305,12 @@ static void h_workload_put(const struct bh_api_req *req, struct bh_api_resp *res
     cJSON_Delete(obj);
 }
 
-static void h_workload_delete(const struct bh_api_req *req, struct bh_api_resp *resp)
+static void h_resource_delete(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
+    const char *kind = api_kind_of(req);
     struct bh_err err;
-    if (bh_store_delete(req->d->store, "BoilerhouseWorkload", req->params[0], &err) < 0) {
-        bh_api_error(resp, err.code == BH_ENOTFOUND ? 404 : 500, "workload %.64s: %s",
+    if (bh_store_delete(req->d->store, kind, req->params[0], &err) < 0) {
+        bh_api_error(resp, err.code == BH_ENOTFOUND ? 404 : 500, "%s %.64s: %s", api_noun(kind),
                      req->params[0], err.code == BH_ENOTFOUND ? "not found" : err.msg);
         return;
     }
@@ -283,11 +319,17 @@ static void h_workload_delete(const struct bh_api_req *req, struct bh_api_resp *
     bh_api_json(resp, 200, o);
 }
 
-/* Snapshots are written by hibernation, which this build does not do yet: the lists are
- * truthfully empty. */
+static cJSON *api_snapshot_shape(const cJSON *snap)
+{
+    cJSON *o = cJSON_Duplicate(bh_json_get(snap, "spec"), 1);
+    return o ? o : cJSON_CreateObject();
+}
+
 static void h_snapshots(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
-    bh_api_json(resp, 200, cJSON_CreateArray());
+    bh_autofree char *sel =
+        req->n_params ? bh_xasprintf("boilerhouse.dev/workload=%s", req->params[0]) : NULL;
+    api_list_kind(req, resp, "Snapshot", sel, api_snapshot_shape);
 }
 
 /* ---- tenants and claims ---- */
@@ -344,7 +386,7 @@ static cJSON *api_claim_new(const char *name, const char *tenant, const char *wo
 /* Waits for the claim to reach a phase in `phases` ("Active|Error"), or to disappear when
  * phases is NULL. Returns the claim (owned) or NULL when gone / timed out (*timed_out). */
 static cJSON *api_claim_wait(struct bh_daemon *d, const char *name, const char *phases,
-                             int *timed_out)
+                             int while_deleting, int *timed_out)
 {
     long long deadline = bh_now_ms() + d->cfg.claim_timeout_ms;
     uint64_t seq = 0;
@@ -377,7 +419,7 @@ static cJSON *api_claim_ensure(struct bh_daemon *d, const char *name, const char
         bh_json_get(c, "metadata.deletionTimestamp")) {
         int timed_out;
         cJSON_Delete(c);
-        c = api_claim_wait(d, name, NULL, &timed_out); /* a release is finishing */
+        c = api_claim_wait(d, name, NULL, 0, &timed_out); /* a release is finishing */
         if (c) {
             cJSON_Delete(c);
             bh_err_set(err, BH_EUNAVAIL, "the previous claim is still being released");
@@ -435,7 +477,7 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     int timed_out = 0;
     if (!existing) {
         cJSON_Delete(c);
-        c = api_claim_wait(req->d, name, "Active|Error", &timed_out);
+        c = api_claim_wait(req->d, name, "Active|Error", 0, &timed_out);
     }
     if (!c) {
         bh_api_error(resp, 409, "claim %s was released while it was being made", name);
@@ -443,8 +485,12 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     }
     cJSON *out = api_claim_shape(c);
     cJSON_Delete(c);
-    if (existing)
+    if (existing) {
         bh_json_set_str(out, "source", "existing");
+        struct bh_err terr;
+        bh_idle_touch(req->d, bh_json_str(out, "instanceId"), &terr); /* a claim is activity */
+    }
+    api_add_idle(req->d, out, bh_json_str(out, "instanceId"));
     cJSON_AddNumberToObject(out, "latencyMs", (double)(bh_now_ms() - t0));
     const char *final = bh_json_str(out, "phase");
     if (timed_out) {
@@ -458,7 +504,51 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     }
 }
 
-static void h_release(const struct bh_api_req *req, struct bh_api_resp *resp)
+enum api_release_mode { RELEASE_NORMAL, RELEASE_FORCE, RELEASE_RETRY };
+
+/* Starts the release the mode asks for; answers errors itself. */
+static int api_release_start(const struct bh_api_req *req, struct bh_api_resp *resp,
+                             const char *name, enum api_release_mode mode)
+{
+    cJSON *c = NULL;
+    struct bh_err err;
+    if (bh_store_get(req->d->store, "BoilerhouseClaim", name, &c, &err) < 0) {
+        bh_api_error(resp, 404, "claim not found for tenant %s", req->params[0]);
+        return -1;
+    }
+    int rc = 0;
+    if (mode == RELEASE_RETRY) {
+        const char *phase = bh_json_str(c, "status.phase");
+        if (!phase || strcmp(phase, "ReleaseFailed") != 0) {
+            bh_api_error(resp, 409, "claim is %s, not ReleaseFailed: nothing to retry",
+                         phase ? phase : "Pending");
+            cJSON_Delete(c);
+            return -1;
+        }
+        bh_json_set_str(bh_json_obj(c, "status"), "phase", "Releasing");
+        bh_json_set_str(bh_json_obj(c, "status"), "detail", "release retried");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+        rc = bh_store_update_status(req->d->store, c, NULL, &err);
+    } else if (mode == RELEASE_FORCE) {
+        bh_json_set_str(bh_json_obj(c, "metadata.annotations"), "boilerhouse.dev/release", "force");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+        rc = bh_store_update(req->d->store, c, NULL, &err);
+    }
+    /* An idle-released claim is finished unless the tenant comes back; deleting it ends it. */
+    if (rc == 0 && (mode != RELEASE_RETRY || bh_json_get(c, "metadata.deletionTimestamp")))
+        rc = bh_store_delete(req->d->store, "BoilerhouseClaim", name, &err);
+    else if (rc == 0) {
+        bh_autofree char *key = bh_xasprintf("BoilerhouseClaim/%s", name);
+        bh_queue_add(req->d->queue, key);
+    }
+    cJSON_Delete(c);
+    if (rc < 0)
+        bh_api_from_err(resp, &err);
+    return rc;
+}
+
+static void api_release(const struct bh_api_req *req, struct bh_api_resp *resp,
+                        enum api_release_mode mode)
 {
     const char *tenant = req->params[0];
     if (!bh_tenant_id_valid(tenant)) {
@@ -469,29 +559,71 @@ static void h_release(const struct bh_api_req *req, struct bh_api_resp *resp)
     if (!workload)
         return;
     bh_autofree char *name = bh_claim_name(tenant, workload);
-    struct bh_err err;
-    if (bh_store_delete(req->d->store, "BoilerhouseClaim", name, &err) < 0) {
-        if (err.code == BH_ENOTFOUND)
-            bh_api_error(resp, 404, "claim not found for tenant %s and workload %s", tenant,
-                         workload);
-        else
-            bh_api_from_err(resp, &err);
+    if (api_release_start(req, resp, name, mode) < 0)
         return;
-    }
     int timed_out = 0;
-    cJSON *left = api_claim_wait(req->d, name, NULL, &timed_out);
-    if (left) {
+    cJSON *left = api_claim_wait(req->d, name, "ReleaseFailed|Released", 1, &timed_out);
+    const char *phase = bh_json_str(left, "status.phase");
+    if (left && !(phase && strcmp(phase, "Released") == 0)) {
         cJSON *out = api_claim_shape(left);
-        cJSON_Delete(left);
-        bh_json_set_str(out, "error", "release did not finish in time");
+        bh_json_set_str(out, "error",
+                        timed_out ? "release did not finish in time"
+                                  : bh_json_str(left, "status.detail"));
         bh_api_json(resp, timed_out ? 504 : 500, out);
+        cJSON_Delete(left);
         return;
     }
+    cJSON_Delete(left);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "released");
     cJSON_AddStringToObject(o, "tenantId", tenant);
     cJSON_AddStringToObject(o, "workload", workload);
+    if (mode == RELEASE_FORCE) {
+        cJSON_AddBoolToObject(o, "saved", 0);
+        cJSON_AddStringToObject(o, "detail", "forced: the instance was destroyed without saving");
+    }
     bh_api_json(resp, 200, o);
+}
+
+static void h_release(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_release(req, resp, RELEASE_NORMAL);
+}
+
+static void h_release_force(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_release(req, resp, RELEASE_FORCE);
+}
+
+static void h_release_retry(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_release(req, resp, RELEASE_RETRY);
+}
+
+static void h_keepalive(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *tenant = req->params[0];
+    if (!bh_tenant_id_valid(tenant)) {
+        api_bad_tenant(resp, tenant);
+        return;
+    }
+    bh_autofree char *workload = api_claim_workload(req, resp, NULL);
+    if (!workload)
+        return;
+    bh_autofree char *name = bh_claim_name(tenant, workload);
+    cJSON *c = NULL;
+    struct bh_err err;
+    const char *id = NULL;
+    if (bh_store_get(req->d->store, "BoilerhouseClaim", name, &c, &err) == 0)
+        id = bh_json_str(c, "status.instanceId");
+    if (!id || bh_idle_touch(req->d, id, &err) < 0) {
+        bh_api_error(resp, 404, "tenant %s has no active %s instance", tenant, workload);
+    } else {
+        cJSON *out = api_claim_shape(c);
+        api_add_idle(req->d, out, id);
+        bh_api_json(resp, 200, out);
+    }
+    cJSON_Delete(c);
 }
 
 /* Groups claims by tenant: [{tenantId, claims: [claimResponse]}]. */
@@ -515,6 +647,17 @@ static cJSON *api_group_tenants(const cJSON *claims)
     return out;
 }
 
+/* Adds idle fields to every claim of every tenant group. */
+static void api_groups_add_idle(struct bh_daemon *d, cJSON *groups)
+{
+    cJSON *g, *c;
+    cJSON_ArrayForEach(g, groups)
+    {
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "claims"))
+            api_add_idle(d, c, bh_json_str(c, "instanceId"));
+    }
+}
+
 static void h_tenants(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     cJSON *claims = NULL;
@@ -523,7 +666,9 @@ static void h_tenants(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_from_err(resp, &err);
         return;
     }
-    bh_api_json(resp, 200, api_group_tenants(claims));
+    cJSON *groups = api_group_tenants(claims);
+    api_groups_add_idle(req->d, groups);
+    bh_api_json(resp, 200, groups);
     cJSON_Delete(claims);
 }
 
@@ -543,6 +688,7 @@ static void h_tenant(const struct bh_api_req *req, struct bh_api_resp *resp)
     }
     cJSON *groups = api_group_tenants(claims);
     cJSON_Delete(claims);
+    api_groups_add_idle(req->d, groups);
     if (cJSON_GetArraySize(groups) == 0)
         bh_api_error(resp, 404, "tenant %s not found", tenant);
     else
@@ -571,8 +717,11 @@ static cJSON *api_instance_get(const struct bh_api_req *req, struct bh_api_resp 
 static void h_instance_get(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     cJSON *inst = api_instance_get(req, resp);
-    if (inst)
-        bh_api_json(resp, 200, api_instance_shape(inst));
+    if (inst) {
+        cJSON *out = api_instance_shape(inst);
+        api_add_idle(req->d, out, req->params[0]);
+        bh_api_json(resp, 200, out);
+    }
     cJSON_Delete(inst);
 }
 
@@ -639,8 +788,10 @@ static void h_instance_exec(const struct bh_api_req *req, struct bh_api_resp *re
         bh_api_error(resp, 400, "command: required, a non-empty array of strings");
     else if (bh_instance_exec(req->d, req->params[0], argv, API_EXEC_TIMEOUT_MS, &out, &err) < 0)
         bh_api_from_err(resp, &err);
-    else
+    else {
+        bh_idle_touch(req->d, req->params[0], &err); /* an exec is activity */
         bh_api_json(resp, 200, out);
+    }
     free(argv);
     cJSON_Delete(body);
 }
@@ -670,15 +821,23 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
 const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/health", h_health, 0},
     {"GET", "/api/v1/stats", h_stats, 1},
-    {"GET", "/api/v1/workloads", h_workloads_list, 1},
-    {"POST", "/api/v1/workloads", h_workload_create, 1},
-    {"GET", "/api/v1/workloads/*", h_workload_get, 1},
-    {"PUT", "/api/v1/workloads/*", h_workload_put, 1},
-    {"DELETE", "/api/v1/workloads/*", h_workload_delete, 1},
+    {"GET", "/api/v1/workloads", h_resources_list, 1},
+    {"POST", "/api/v1/workloads", h_resource_create, 1},
+    {"GET", "/api/v1/workloads/*", h_resource_get, 1},
+    {"PUT", "/api/v1/workloads/*", h_resource_put, 1},
+    {"DELETE", "/api/v1/workloads/*", h_resource_delete, 1},
+    {"GET", "/api/v1/pools", h_resources_list, 1},
+    {"POST", "/api/v1/pools", h_resource_create, 1},
+    {"GET", "/api/v1/pools/*", h_resource_get, 1},
+    {"PUT", "/api/v1/pools/*", h_resource_put, 1},
+    {"DELETE", "/api/v1/pools/*", h_resource_delete, 1},
     {"GET", "/api/v1/workloads/*/snapshots", h_snapshots, 1},
     {"GET", "/api/v1/snapshots", h_snapshots, 1},
     {"POST", "/api/v1/tenants/**/claim", h_claim, 1},
     {"POST", "/api/v1/tenants/**/release", h_release, 1},
+    {"POST", "/api/v1/tenants/**/release/force", h_release_force, 1},
+    {"POST", "/api/v1/tenants/**/release/retry", h_release_retry, 1},
+    {"POST", "/api/v1/tenants/**/keepalive", h_keepalive, 1},
     {"GET", "/api/v1/tenants", h_tenants, 1},
     {"GET", "/api/v1/tenants/**", h_tenant, 1},
     {"GET", "/api/v1/instances", h_instances_list, 1},

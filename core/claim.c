@@ -131,6 +131,41 @@ static cJSON *claim_ready_workload(struct bh_daemon *d, cJSON *claim, long *requ
     return NULL;
 }
 
+/* Takes a warm pool instance and, if the tenant has a snapshot, restores it while the
+ * instance runs (frozen meanwhile). A failed restore never reports success: the instance is
+ * destroyed and the claim says why. */
+static int claim_from_pool(struct bh_daemon *d, cJSON *claim, const cJSON *wl, const cJSON *snap,
+                           cJSON **inst, const char **source, struct bh_err *err)
+{
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    if (bh_pool_acquire(d, wl, tenant, bh_json_str(claim, "metadata.name"), inst, err) < 0)
+        return -1;
+    if (!*inst)
+        return 0;
+    const char *id = bh_json_str(*inst, "metadata.name");
+    *source = "pool";
+    int rc = bh_instance_bind_tenant(d, *inst, wl, tenant, err);
+    if (rc == 0 && snap) {
+        *source = "pool+data";
+        bh_autofree char *cid = bh_xasprintf("bh-%s", id);
+        bh_autofree char *rootfs = bh_instance_rootfs(d, id);
+        struct bh_err rerr;
+        rc = bh_runtime_pause(d->runtime, cid, err);
+        if (rc == 0) {
+            rc = bh_hibernate_restore(d, wl, snap, rootfs, err);
+            if (bh_runtime_resume(d->runtime, cid, &rerr) < 0 && rc == 0)
+                rc = (*err = rerr, -1);
+        }
+    }
+    if (rc < 0) {
+        struct bh_err derr;
+        bh_instance_destroy(d, id, &derr);
+        cJSON_Delete(*inst);
+        *inst = NULL;
+    }
+    return rc;
+}
+
 static int claim_pending(struct bh_daemon *d, cJSON *claim, long *requeue_ms, struct bh_err *err)
 {
     cJSON *wl = claim_ready_workload(d, claim, requeue_ms, err);
@@ -138,28 +173,37 @@ static int claim_pending(struct bh_daemon *d, cJSON *claim, long *requeue_ms, st
         return 0;
     const char *tenant = bh_json_str(claim, "spec.tenantId");
     const char *wname = bh_json_str(wl, "metadata.name");
-    cJSON *inst = claim_find_existing(d, tenant, wname);
     const char *source = "existing";
-    int rc = 0;
-    if (!inst) {
-        source = "cold";
+    cJSON *snap = NULL;
+    struct bh_err serr, cerr = {0};
+    cJSON *inst = claim_find_existing(d, tenant, wname);
+    if (!inst && bh_snapshot_get(d, tenant, wname, &snap, &serr) < 0)
+        snap = NULL;
+    int rc = inst ? 0 : claim_from_pool(d, claim, wl, snap, &inst, &source, &cerr);
+    if (rc == 0 && !inst) {
+        source = snap ? "cold+data" : "cold";
         claim_set_phase(d, claim, "Pending", "booting an instance", err);
-        struct bh_err boot_err = {0};
-        if (bh_instance_boot(d, wl, tenant, bh_json_str(claim, "metadata.name"), &inst, &boot_err) <
-            0) {
-            bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), boot_err.msg);
-            rc = claim_set_phase(d, claim, "Error", boot_err.msg, err);
-        }
+        struct bh_boot_req req = {.workload = wl,
+                                  .tenant = tenant,
+                                  .claim = bh_json_str(claim, "metadata.name"),
+                                  .snapshot = snap};
+        rc = bh_instance_boot(d, &req, &inst, &cerr);
     }
-    if (inst)
+    if (rc < 0) {
+        bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
+        rc = claim_set_phase(d, claim, "Error", cerr.msg, err);
+    } else {
+        bh_idle_touch(d, bh_json_str(inst, "metadata.name"), &serr);
         rc = claim_activate(d, claim, inst, source, err);
+    }
     cJSON_Delete(inst);
+    cJSON_Delete(snap);
     cJSON_Delete(wl);
     return rc;
 }
 
 /* Probes an active claim's instance; after unhealthyThreshold consecutive failures the
- * instance is torn down and the claim reports why. */
+ * instance is torn down and the claim reports why. Returns 1 if it did that. */
 static int claim_check_health(struct bh_daemon *d, cJSON *claim, cJSON *inst, const cJSON *wl,
                               struct bh_err *err)
 {
@@ -170,18 +214,11 @@ static int claim_check_health(struct bh_daemon *d, cJSON *claim, cJSON *inst, co
         bh_warn("claim", "log rotation for %s: %s", id, rerr.msg);
     if (!bh_json_get(wl, "spec.health"))
         return 0;
-    const char *host = bh_json_str(inst, "status.endpoint.host");
     struct bh_err perr = {0};
-    int healthy =
-        bh_instance_probe(d, wl, id, (int)bh_json_int(inst, "status.pid", 0), host, &perr) == 0;
+    int healthy = bh_instance_probe(d, wl, id, (int)bh_json_int(inst, "status.pid", 0), &perr) == 0;
     cJSON *status = bh_json_obj(inst, "status");
     long long fails = healthy ? 0 : bh_json_int(status, "consecutiveFailures", 0) + 1;
-    if (fails != bh_json_int(status, "consecutiveFailures", 0)) {
-        bh_json_set_num(status, "consecutiveFailures", (double)fails);
-        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
-        if (bh_store_update_status(d->store, inst, NULL, err) < 0)
-            return -1;
-    }
+    bh_json_set_num(status, "consecutiveFailures", (double)fails);
     long long threshold = bh_json_int(wl, "spec.health.unhealthyThreshold", 3);
     if (fails < threshold)
         return 0;
@@ -189,7 +226,54 @@ static int claim_check_health(struct bh_daemon *d, cJSON *claim, cJSON *inst, co
         bh_xasprintf("instance %s failed %lld health checks: %s", id, fails, perr.msg);
     if (bh_instance_destroy(d, id, err) < 0)
         return -1;
-    return claim_set_phase(d, claim, "Error", msg, err);
+    return claim_set_phase(d, claim, "Error", msg, err) < 0 ? -1 : 1;
+}
+
+/* Hibernates (or destroys) the claim's instance. force skips saving. */
+static int claim_release_instance(struct bh_daemon *d, cJSON *claim, int force, struct bh_err *err)
+{
+    const char *id = bh_json_str(claim, "status.instanceId");
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    cJSON *wl = NULL, *inst = NULL;
+    struct bh_err gerr;
+    bh_store_get(d->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
+                 &gerr);
+    int live = id && bh_store_get(d->store, "Instance", id, &inst, &gerr) == 0 &&
+               bh_instance_alive(d, inst);
+    int rc = 0;
+    if (live && wl && !force && bh_hibernate_wanted(wl))
+        rc = bh_hibernate_save(d, wl, tenant, id, err);
+    const char *action = bh_json_str(wl, "spec.idle.action");
+    if (rc == 0 && action && strcmp(action, "destroy") == 0)
+        rc = bh_hibernate_forget(d, tenant, bh_json_str(claim, "spec.workloadRef"), err);
+    if (rc == 0)
+        bh_crashpoint("release.before-destroy");
+    if (rc == 0 && id)
+        rc = bh_instance_destroy(d, id, err);
+    cJSON_Delete(wl);
+    cJSON_Delete(inst);
+    if (rc < 0) {
+        struct bh_err serr;
+        claim_set_phase(d, claim, "ReleaseFailed", err->msg, &serr);
+    }
+    return rc; /* a failure is retried with backoff; the instance keeps running meanwhile */
+}
+
+/* Idle timeout: release but keep the claim (phase Released) so the tenant's next claim
+ * restores. */
+static int claim_release_idle(struct bh_daemon *d, cJSON *claim, const cJSON *wl,
+                              struct bh_err *err)
+{
+    const char *action = bh_json_str(wl, "spec.idle.action");
+    bh_autofree char *detail = bh_xasprintf("idle timeout (%s)", action ? action : "hibernate");
+    if (claim_set_phase(d, claim, "Releasing", detail, err) < 0 ||
+        claim_release_instance(d, claim, 0, err) < 0)
+        return -1;
+    cJSON *status = bh_json_obj(claim, "status");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    bh_info("claim", "claim %s released after %s", bh_json_str(claim, "metadata.name"), detail);
+    return claim_set_phase(d, claim, "Released", detail, err);
 }
 
 static int claim_active(struct bh_daemon *d, cJSON *claim, long *requeue_ms, struct bh_err *err)
@@ -209,22 +293,38 @@ static int claim_active(struct bh_daemon *d, cJSON *claim, long *requeue_ms, str
     if (bh_store_get(d->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
                      &gerr) == 0) {
         rc = claim_check_health(d, claim, inst, wl, err);
-        *requeue_ms = bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
+        long long next =
+            bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
+        long long timeout = bh_json_int(wl, "spec.idle.timeoutSeconds", 0) * 1000;
+        long long idle_ms = 0;
+        if (rc == 0 && timeout > 0 && bh_idle_sample(d, inst, wl, &idle_ms, err) == 0) {
+            if (idle_ms >= timeout)
+                rc = claim_release_idle(d, claim, wl, err);
+            else if (timeout - idle_ms < next)
+                next = timeout - idle_ms;
+            if (bh_idle_sample_interval_ms() < next)
+                next = bh_idle_sample_interval_ms();
+        } else if (rc == 0) {
+            cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"),
+                                                    "resourceVersion");
+            rc = bh_store_update_status(d->store, inst, NULL, err);
+        }
+        *requeue_ms = next;
     }
     cJSON_Delete(wl);
     cJSON_Delete(inst);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
-/* Release: tear the instance down, then drop our finalizer so the store removes the claim. */
+/* Release: save/destroy the instance, then drop our finalizer so the store removes the
+ * claim. A save that fails keeps the finalizer (and the instance), and is retried. */
 static int claim_finalize(struct bh_daemon *d, cJSON *claim, struct bh_err *err)
 {
-    const char *id = bh_json_str(claim, "status.instanceId");
-    if (id && bh_instance_destroy(d, id, err) < 0) {
-        struct bh_err serr;
-        claim_set_phase(d, claim, "ReleaseFailed", err->msg, &serr);
-        return -1; /* retried with backoff */
-    }
+    const cJSON *ann = bh_json_get(claim, "metadata.annotations");
+    const cJSON *force = cJSON_GetObjectItemCaseSensitive(ann, "boilerhouse.dev/release");
+    int forced = cJSON_IsString(force) && strcmp(force->valuestring, "force") == 0;
+    if (claim_release_instance(d, claim, forced, err) < 0)
+        return -1;
     cJSON *md = bh_json_obj(claim, "metadata");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "finalizers");
     cJSON_DeleteItemFromObjectCaseSensitive(md, "resourceVersion");
@@ -244,6 +344,15 @@ int bh_claim_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, 
         rc = claim_pending(d, claim, requeue_ms, err);
     else if (strcmp(phase, "Active") == 0)
         rc = claim_active(d, claim, requeue_ms, err);
+    else if (strcmp(phase, "Releasing") == 0 || strcmp(phase, "ReleaseFailed") == 0) {
+        /* An idle release that failed or was cut short by a restart: finish it. */
+        cJSON *wl = NULL;
+        struct bh_err gerr;
+        if (bh_store_get(d->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"),
+                         &wl, &gerr) == 0)
+            rc = claim_release_idle(d, claim, wl, err);
+        cJSON_Delete(wl);
+    }
     cJSON_Delete(claim);
     return rc;
 }

@@ -3,11 +3,13 @@
 #include "daemon.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "crypto.h"
 #include "fs.h"
 #include "image.h"
 #include "json.h"
@@ -67,16 +69,28 @@ void bh_daemon_config_defaults(struct bh_daemon_config *cfg)
     cfg->max_body = (size_t)config_env_long("BOILERHOUSE_MAX_BODY_BYTES", 1 << 20);
     cfg->log_cap = (size_t)config_env_long("BOILERHOUSE_LOG_CAP_BYTES", 10 << 20);
     cfg->uid_base = (uint32_t)config_env_long("BOILERHOUSE_UID_BASE", BH_DEFAULT_UID_BASE);
+    cfg->storage = config_env("BOILERHOUSE_STORAGE", "local");
+    cfg->snapshot_compression = config_env("BOILERHOUSE_SNAPSHOT_COMPRESSION", "zstd");
 }
 
 void bh_daemon_config_free(struct bh_daemon_config *cfg)
 {
-    char **strs[] = {&cfg->state_dir,     &cfg->listen_host,   &cfg->api_key,
-                     &cfg->plugin_dir,    &cfg->plugin_config, &cfg->registry_config,
-                     &cfg->workloads_dir, &cfg->runtime};
+    char **strs[] = {&cfg->state_dir,           &cfg->listen_host,   &cfg->api_key,
+                     &cfg->plugin_dir,          &cfg->plugin_config, &cfg->registry_config,
+                     &cfg->workloads_dir,       &cfg->runtime,       &cfg->storage,
+                     &cfg->snapshot_compression};
     for (size_t i = 0; i < BH_ARRAY_LEN(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
+    }
+}
+
+void bh_crashpoint(const char *name)
+{
+    const char *at = getenv("BOILERHOUSE_CRASH_AT");
+    if (at && strcmp(at, name) == 0) {
+        bh_warn("daemon", "crash point %s reached: killing the daemon (test hook)", name);
+        raise(SIGKILL);
     }
 }
 
@@ -93,6 +107,8 @@ int bh_controller_reconcile(void *daemon, const char *key, long *requeue_ms, str
         return bh_workload_reconcile(d, slash + 1, requeue_ms, err);
     if (strncmp(key, "BoilerhouseClaim", klen) == 0 && klen == 16)
         return bh_claim_reconcile(d, slash + 1, requeue_ms, err);
+    if (strncmp(key, "BoilerhousePool", klen) == 0 && klen == 15)
+        return bh_pool_reconcile(d, slash + 1, requeue_ms, err);
     return 0; /* kinds without a controller yet are stored only */
 }
 
@@ -113,24 +129,59 @@ static void daemon_enqueue_claims_of(struct bh_daemon *d, const char *workload)
     cJSON_Delete(list);
 }
 
+static void daemon_enqueue_pools_of(struct bh_daemon *d, const char *workload)
+{
+    cJSON *list = NULL;
+    struct bh_err err;
+    if (bh_store_list(d->store, "BoilerhousePool", NULL, &list, NULL, &err) < 0)
+        return;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, list)
+    {
+        const char *ref = bh_json_str(p, "spec.workloadRef");
+        if (ref && strcmp(ref, workload) == 0) {
+            bh_autofree char *key =
+                bh_xasprintf("BoilerhousePool/%s", bh_json_str(p, "metadata.name"));
+            bh_queue_add(d->queue, key);
+        }
+    }
+    cJSON_Delete(list);
+}
+
+static void daemon_enqueue(struct bh_daemon *d, const char *kind, const char *name)
+{
+    bh_autofree char *key = bh_xasprintf("%s/%s", kind, name);
+    bh_queue_add(d->queue, key);
+}
+
+/* Maps a change to the keys whose desired state it may affect (level-triggered: extra
+ * reconciles are harmless, missing ones are bugs). */
 static void daemon_on_event(const struct bh_store_event *ev, void *ud)
 {
     struct bh_daemon *d = ud;
-    if (strcmp(ev->kind, "Instance") == 0)
+    if (strcmp(ev->kind, "Instance") == 0) {
+        const char *pool = bh_json_label(ev->object, "boilerhouse.dev/pool");
+        if (pool)
+            daemon_enqueue(d, "BoilerhousePool", pool);
         return;
+    }
     if (strcmp(ev->kind, "BoilerhouseClaim") == 0) {
         pthread_mutex_lock(&d->claim_lock);
         d->claim_seq++;
         pthread_cond_broadcast(&d->claim_cond);
         pthread_mutex_unlock(&d->claim_lock);
     }
-    if (ev->type == BH_EV_DELETED)
+    if (strcmp(ev->kind, "Snapshot") == 0)
         return;
-    bh_autofree char *key = bh_xasprintf("%s/%s", ev->kind, ev->name);
-    bh_queue_add(d->queue, key);
-    if (strcmp(ev->kind, "BoilerhouseWorkload") == 0 && bh_json_str(ev->object, "status.phase") &&
-        strcmp(bh_json_str(ev->object, "status.phase"), "Creating") != 0)
-        daemon_enqueue_claims_of(d, ev->name);
+    /* A deleted pool still has instances to drain. */
+    if (ev->type != BH_EV_DELETED || strcmp(ev->kind, "BoilerhousePool") == 0)
+        daemon_enqueue(d, ev->kind, ev->name);
+    if (strcmp(ev->kind, "BoilerhouseWorkload") == 0) {
+        const char *phase = bh_json_str(ev->object, "status.phase");
+        if (phase && strcmp(phase, "Creating") != 0)
+            daemon_enqueue_claims_of(d, ev->name);
+        daemon_enqueue_pools_of(d, ev->name);
+    }
 }
 
 void bh_daemon_wait_claim_change(struct bh_daemon *d, uint64_t *seq, long long deadline_ms)
@@ -210,6 +261,11 @@ static int daemon_open_parts(struct bh_daemon *d, struct bh_err *err)
         return -1;
     if (c->registry_config && daemon_read_json_file(c->registry_config, &regcfg, err) < 0)
         return -1;
+    /* Temp files of snapshots in flight belong to a previous run if they exist now. */
+    bh_autofree char *tmp = bh_xasprintf("%s/tmp", c->state_dir);
+    if (bh_fs_rmtree(tmp, err) < 0 || bh_fs_mkdirp(tmp, 0700, err) < 0 ||
+        bh_crypto_master_key(c->state_dir, d->master_key, err) < 0)
+        return -1;
     int rc = bh_image_store_open(images, c->uid_base, regcfg, &d->images, err);
     cJSON_Delete(regcfg);
     if (rc < 0 || bh_runtime_open(rtroot, c->runtime, &d->runtime, err) < 0)
@@ -232,6 +288,7 @@ int bh_daemon_open(struct bh_daemon_config *cfg, struct bh_daemon **out, struct 
     bh_store_subscribe(d->store, daemon_on_event, d);
     daemon_enqueue_all(d, "BoilerhouseWorkload");
     daemon_enqueue_all(d, "BoilerhouseClaim");
+    daemon_enqueue_all(d, "BoilerhousePool");
     bh_info("daemon", "state %s, runtime %s", d->cfg.state_dir, bh_runtime_name(d->runtime));
     *out = d;
     return 0;
@@ -252,6 +309,7 @@ void bh_daemon_close(struct bh_daemon *d)
     if (d->store)
         bh_store_close(d->store);
     bh_daemon_config_free(&d->cfg);
+    bh_crypto_wipe(d->master_key, sizeof(d->master_key));
     pthread_mutex_destroy(&d->claim_lock);
     pthread_cond_destroy(&d->claim_cond);
     free(d);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mem.h"
@@ -138,4 +140,100 @@ int bh_fs_exists(const char *path)
 {
     struct stat st;
     return lstat(path, &st) == 0;
+}
+
+static int fs_openat2_root(int rootfd, const char *path, int flags, mode_t mode)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .mode = (flags & O_CREAT) ? mode : 0,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+}
+
+/* Creates dir (absolute within root, a prefix of a path) if missing, in its parent as
+ * resolved in root. */
+static int fs_mkdir_in_root(int rootfd, char *dir, struct bh_err *err)
+{
+    int fd = fs_openat2_root(rootfd, dir, O_PATH | O_DIRECTORY, 0);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    char *cut = strrchr(dir, '/');
+    *cut = '\0';
+    int pfd = fs_openat2_root(rootfd, dir[0] ? dir : "/", O_PATH | O_DIRECTORY, 0);
+    *cut = '/';
+    if (pfd < 0)
+        return bh_err_errno(err, BH_EIO, "open parent of %s in rootfs", dir);
+    int rc = mkdirat(pfd, cut + 1, 0755) < 0 && errno != EEXIST;
+    close(pfd);
+    return rc ? bh_err_errno(err, BH_EIO, "create %s in rootfs", dir) : 0;
+}
+
+/* Opens (creating as needed) the directory part of path inside root; *base points at the
+ * last component of path. Every prefix is resolved in root, so symlinked dirs inside the
+ * rootfs work and none leads out. */
+static int fs_parent_in_root(int rootfd, const char *path, const char **base, struct bh_err *err)
+{
+    const char *slash = strrchr(path, '/');
+    if (path[0] != '/' || !slash[1] || !bh_fs_safe_component(slash + 1))
+        return bh_err_set(err, BH_EINVAL, "bad path %s", path);
+    *base = slash + 1;
+    bh_autofree char *dir = bh_xstrndup(path, (size_t)(slash - path));
+    for (char *p = strchr(dir + 1, '/'); dir[0]; p = strchr(p + 1, '/')) {
+        if (p)
+            *p = '\0';
+        int rc = fs_mkdir_in_root(rootfd, dir, err);
+        if (p)
+            *p = '/';
+        if (rc < 0)
+            return -1;
+        if (!p)
+            break;
+    }
+    int fd = fs_openat2_root(rootfd, dir[0] ? dir : "/", O_PATH | O_DIRECTORY, 0);
+    if (fd < 0)
+        return bh_err_errno(err, BH_EIO, "open %s in rootfs", dir);
+    return fd;
+}
+
+int bh_fs_read_in_root(const char *root, const char *path, size_t max, char **out, size_t *len,
+                       struct bh_err *err)
+{
+    bh_autoclose int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return bh_err_errno(err, BH_EIO, "open %s", root);
+    int fd = fs_openat2_root(rootfd, path, O_RDONLY, 0);
+    if (fd < 0)
+        return bh_err_errno(err, errno == ENOENT ? BH_ENOTFOUND : BH_EIO, "open %s in %s", path,
+                            root);
+    bh_autofree char *proc = bh_xasprintf("/proc/self/fd/%d", fd);
+    int rc = bh_fs_read_all(proc, max, out, len, err);
+    close(fd);
+    return rc;
+}
+
+int bh_fs_write_in_root(const char *root, const char *path, const void *data, size_t len,
+                        mode_t mode, struct bh_err *err)
+{
+    bh_autoclose int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return bh_err_errno(err, BH_EIO, "open %s", root);
+    const char *base = NULL;
+    bh_autoclose int dirfd = fs_parent_in_root(rootfd, path, &base, err);
+    if (dirfd < 0)
+        return -1;
+    bh_autofree char *tmp = bh_xasprintf(".%s.bh-tmp", base);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0)
+        return bh_err_errno(err, BH_EIO, "create %s in rootfs", path);
+    int bad = fchmod(fd, mode) < 0 || fs_write_full(fd, data, len) < 0 || fsync(fd) < 0;
+    close(fd);
+    if (bad || renameat(dirfd, tmp, dirfd, base) < 0) {
+        unlinkat(dirfd, tmp, 0);
+        return bh_err_errno(err, BH_EIO, "write %s in rootfs", path);
+    }
+    return 0;
 }

@@ -21,5 +21,13 @@ int bh_fs_fsync_dir(const char *dir, struct bh_err *err);
 /* True if `name` is one safe path component: non-empty, no '/', not "." or "..". */
 int bh_fs_safe_component(const char *name);
 int bh_fs_exists(const char *path);
+/* Files inside a container rootfs, resolved by the kernel as if root were "/" (openat2
+ * RESOLVE_IN_ROOT): a symlink in the rootfs can never lead to a host path. path is absolute
+ * within the rootfs. */
+int bh_fs_read_in_root(const char *root, const char *path, size_t max, char **out, size_t *len,
+                       struct bh_err *err);
+/* Atomic replace (temp + rename in the same dir), creating missing parent dirs (0755). */
+int bh_fs_write_in_root(const char *root, const char *path, const void *data, size_t len,
+                        mode_t mode, struct bh_err *err);
 
 #endif

@@ -26,6 +26,8 @@
 #include "store.h"
 
 #define INSTANCE_KIND "Instance"
+#define BH_CA_BUNDLE_PATH "/etc/ssl/certs/ca-certificates.crt"
+#define BH_CA_OWN_PATH "/etc/boilerhouse/ca-bundle.crt"
 #define INSTANCE_UID_SIZE 65536
 #define INSTANCE_PROBE_GAP_MIN_MS 2
 #define INSTANCE_PROBE_GAP_MAX_MS 100
@@ -83,9 +85,9 @@ static struct bh_plugin *instance_net_plugin(struct bh_daemon *d, const char *mo
     return p;
 }
 
-static cJSON *instance_record(const char *id, const cJSON *workload, const char *tenant,
-                              const char *claim)
+static cJSON *instance_record(const char *id, const struct bh_boot_req *req)
 {
+    const char *wname = bh_json_str(req->workload, "metadata.name");
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
     cJSON_AddStringToObject(obj, "kind", INSTANCE_KIND);
@@ -93,19 +95,24 @@ static cJSON *instance_record(const char *id, const cJSON *workload, const char 
     cJSON_AddStringToObject(md, "name", id);
     cJSON *labels = cJSON_AddObjectToObject(md, "labels");
     cJSON_AddStringToObject(labels, "boilerhouse.dev/managed", "true");
-    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload",
-                            bh_json_str(workload, "metadata.name"));
-    if (tenant)
-        cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", tenant);
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", wname);
+    if (req->tenant)
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", req->tenant);
+    if (req->pool) {
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/pool", req->pool);
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/pool-status", "warming");
+    }
     cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
-    cJSON_AddStringToObject(spec, "workload", bh_json_str(workload, "metadata.name"));
+    cJSON_AddStringToObject(spec, "workload", wname);
     cJSON_AddNumberToObject(spec, "workloadGeneration",
-                            (double)bh_json_int(workload, "metadata.generation", 0));
-    cJSON_AddStringToObject(spec, "network", instance_network_mode(workload));
-    if (tenant)
-        cJSON_AddStringToObject(spec, "tenantId", tenant);
-    if (claim)
-        cJSON_AddStringToObject(spec, "claim", claim);
+                            (double)bh_json_int(req->workload, "metadata.generation", 0));
+    cJSON_AddStringToObject(spec, "network", instance_network_mode(req->workload));
+    if (req->tenant)
+        cJSON_AddStringToObject(spec, "tenantId", req->tenant);
+    if (req->claim)
+        cJSON_AddStringToObject(spec, "claim", req->claim);
+    if (req->pool)
+        cJSON_AddStringToObject(spec, "pool", req->pool);
     cJSON *status = cJSON_AddObjectToObject(obj, "status");
     cJSON_AddStringToObject(status, "phase", "Starting");
     return obj;
@@ -115,6 +122,7 @@ static cJSON *instance_record(const char *id, const cJSON *workload, const char 
 struct boot {
     struct bh_daemon *d;
     const char *id;
+    const struct bh_boot_req *req;
     const cJSON *workload;
     char *dir;
     char *cid;
@@ -122,6 +130,7 @@ struct boot {
     struct bh_net_result net_res;
     struct bh_image *image;
     char **args, **env;
+    char *extra_env; /* NAME=value lines to add once env is resolved */
     char *cwd;
     int pid;
 };
@@ -135,6 +144,7 @@ static void boot_free(struct boot *b)
     bh_strv_free(b->args);
     bh_strv_free(b->env);
     free(b->cwd);
+    free(b->extra_env);
 }
 
 static struct bh_net_request boot_net_request(struct boot *b, const char *tenant, const char *netns,
@@ -207,12 +217,61 @@ static void boot_env_append(struct boot *b, const char *lines)
     }
 }
 
+static void boot_env_append_pending(struct boot *b, const char *lines);
+
+/* cold+data: the tenant's files are in place before any of its processes start. */
+static int boot_restore(struct boot *b, struct bh_err *err)
+{
+    if (!b->req->snapshot)
+        return 0;
+    bh_autofree char *rootfs = bh_instance_rootfs(b->d, b->id);
+    return bh_hibernate_restore(b->d, b->workload, b->req->snapshot, rootfs, err);
+}
+
+/* The network plugin's CA (egress interception) is appended to the image's CA bundle and
+ * written as a bundle of its own; the env points the common stacks at it. Paths inside the
+ * rootfs are resolved by the kernel as if the rootfs were / (no symlink leads out). */
+static int boot_trust_ca(struct boot *b, struct bh_err *err)
+{
+    static const char *const env_names[] = {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS",
+                                            "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"};
+    if (!BH_HAS_FIELD(&b->net_res, struct bh_net_result, ca_pem_path) || !b->net_res.ca_pem_path[0])
+        return 0;
+    bh_autofree char *pem = NULL;
+    bh_autofree char *bundle = NULL;
+    size_t pem_len = 0, bundle_len = 0;
+    bh_autofree char *rootfs = bh_instance_rootfs(b->d, b->id);
+    if (bh_fs_read_all(b->net_res.ca_pem_path, 1 << 20, &pem, &pem_len, err) < 0)
+        return -1;
+    if (bh_fs_read_in_root(rootfs, BH_CA_BUNDLE_PATH, 8 << 20, &bundle, &bundle_len, NULL) < 0)
+        bundle = bh_xstrdup("");
+    bh_autofree char *joined = bh_xasprintf("%s%s%s", bundle, bundle[0] ? "\n" : "", pem);
+    if (bh_fs_write_in_root(rootfs, BH_CA_BUNDLE_PATH, joined, strlen(joined), 0644, err) < 0 ||
+        bh_fs_write_in_root(rootfs, BH_CA_OWN_PATH, joined, strlen(joined), 0644, err) < 0)
+        return bh_err_wrap(err, "install the egress CA");
+    char lines[1024] = "";
+    for (size_t i = 0; i < BH_ARRAY_LEN(env_names); i++)
+        snprintf(lines + strlen(lines), sizeof(lines) - strlen(lines), "%s=%s\n", env_names[i],
+                 BH_CA_OWN_PATH);
+    boot_env_append_pending(b, lines);
+    return 0;
+}
+
+static void boot_env_append_pending(struct boot *b, const char *lines)
+{
+    char *joined = bh_xasprintf("%s%s", b->extra_env ? b->extra_env : "", lines);
+    free(b->extra_env);
+    b->extra_env = joined;
+}
+
 static int boot_bundle(struct boot *b, struct bh_err *err)
 {
     const cJSON *entry = bh_json_get(b->workload, "spec.entrypoint");
     if (bh_oci_process_resolve(b->image->config, entry, &b->args, &b->env, &b->cwd, err) < 0)
         return -1;
     boot_env_append(b, b->net_res.env);
+    if (b->extra_env)
+        boot_env_append(b, b->extra_env);
     bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", b->dir);
     bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
     bh_autofree char *cgroup = bh_xasprintf("/boilerhouse/%s", b->cid);
@@ -251,6 +310,10 @@ static int boot_container(struct boot *b, const char *tenant, struct bh_err *err
     const struct bh_network_ops *ops = b->net->info->ops;
     if (ops->attach(b->net->state, &req, &b->net_res, err) < 0)
         return bh_err_wrap(err, "network %s", b->net->info->name);
+    if (tenant && BH_HAS_OP(ops, struct bh_network_ops, bind_tenant) &&
+        ops->bind_tenant(b->net->state, &req, err) < 0)
+        return bh_err_wrap(err, "network %s: bind tenant", b->net->info->name);
+    bh_crashpoint("boot.before-start");
     return bh_runtime_start(b->d->runtime, b->cid, err);
 }
 
@@ -286,17 +349,17 @@ static cJSON *boot_endpoint(struct boot *b)
 
 /* One probe of the workload's health check. */
 int bh_instance_probe(struct bh_daemon *d, const cJSON *workload, const char *id, int pid,
-                      const char *host, struct bh_err *err)
+                      struct bh_err *err)
 {
     const cJSON *health = bh_json_get(workload, "spec.health");
     int timeout_ms = (int)bh_json_int(health, "timeoutSeconds", 2) * 1000;
     if (bh_json_get(health, "httpGet")) {
+        /* Probed on the instance's own loopback: it works for every network mode, and probe
+         * traffic never counts as tenant activity (idle detection ignores lo). */
         const char *path = bh_json_str(health, "httpGet.path");
         int port = (int)bh_json_int(health, "httpGet.port", 80);
         bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", pid);
-        int direct = host && host[0];
-        return bh_health_http(direct ? NULL : netns, direct ? host : "127.0.0.1", port,
-                              path ? path : "/", timeout_ms, err);
+        return bh_health_http(netns, "127.0.0.1", port, path ? path : "/", timeout_ms, err);
     }
     const cJSON *cmd = bh_json_get(health, "exec.command");
     if (cJSON_IsArray(cmd)) {
@@ -357,7 +420,7 @@ static int boot_wait_healthy(struct boot *b, struct bh_err *err)
             bh_autofree char *tail = instance_log_tail(b->d, b->id);
             return bh_err_set(err, BH_EIO, "container exited during start; log: %s", tail);
         }
-        if (bh_instance_probe(b->d, b->workload, b->id, b->pid, b->net_res.host, &probe_err) == 0)
+        if (bh_instance_probe(b->d, b->workload, b->id, b->pid, &probe_err) == 0)
             return 0;
         if (bh_now_ms() > deadline)
             return bh_err_set(err, BH_ETIMEOUT, "not healthy after %d ms: %s",
@@ -374,7 +437,8 @@ static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
     if (boot_image(b, err) < 0 || boot_dirs(b, err) < 0 || boot_prepare_net(b, tenant, err) < 0)
         return -1;
     t[1] = bh_now_ms();
-    if (boot_rootfs(b, err) < 0 || boot_bundle(b, err) < 0)
+    if (boot_rootfs(b, err) < 0 || boot_restore(b, err) < 0 || boot_trust_ca(b, err) < 0 ||
+        boot_bundle(b, err) < 0)
         return -1;
     t[2] = bh_now_ms();
     if (boot_container(b, tenant, err) < 0)
@@ -408,20 +472,20 @@ static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err
     return rc;
 }
 
-int bh_instance_boot(struct bh_daemon *d, const cJSON *workload, const char *tenant,
-                     const char *claim, cJSON **out, struct bh_err *err)
+int bh_instance_boot(struct bh_daemon *d, const struct bh_boot_req *req, cJSON **out,
+                     struct bh_err *err)
 {
     bh_autofree char *id = instance_new_id();
-    cJSON *rec = instance_record(id, workload, tenant, claim);
+    cJSON *rec = instance_record(id, req);
     int rc = bh_store_create(d->store, rec, NULL, err);
     cJSON_Delete(rec);
     if (rc < 0)
         return -1;
-    struct boot b = {.d = d, .id = id, .workload = workload};
+    struct boot b = {.d = d, .id = id, .req = req, .workload = req->workload};
     b.dir = instance_dir(d, id);
     b.cid = instance_container_id(id);
     long long t0 = bh_now_ms();
-    rc = boot_run(&b, tenant, err);
+    rc = boot_run(&b, req->tenant, err);
     if (rc == 0)
         rc = instance_mark_running(&b, out, err);
     boot_free(&b);
@@ -432,7 +496,39 @@ int bh_instance_boot(struct bh_daemon *d, const cJSON *workload, const char *ten
         return -1;
     }
     bh_info("instance", "instance %s of workload %s running after %lld ms", id,
-            bh_json_str(workload, "metadata.name"), bh_now_ms() - t0);
+            bh_json_str(req->workload, "metadata.name"), bh_now_ms() - t0);
+    return 0;
+}
+
+char *bh_instance_rootfs(struct bh_daemon *d, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s/rootfs", d->cfg.state_dir, id);
+}
+
+int bh_instance_bind_tenant(struct bh_daemon *d, const cJSON *instance, const cJSON *workload,
+                            const char *tenant, struct bh_err *err)
+{
+    const char *mode = bh_json_str(instance, "spec.network");
+    struct bh_plugin *p = instance_net_plugin(d, mode ? mode : "none", err);
+    if (!p)
+        return -1;
+    const struct bh_network_ops *ops = p->info->ops;
+    if (!BH_HAS_OP(ops, struct bh_network_ops, bind_tenant))
+        return 0;
+    bh_autofree char *net_json = bh_json_print(bh_json_get(workload, "spec.network"));
+    int pid = (int)bh_json_int(instance, "status.pid", 0);
+    bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", pid);
+    struct bh_net_request req = {
+        .size = sizeof(req),
+        .instance_id = bh_json_str(instance, "metadata.name"),
+        .tenant_id = tenant,
+        .workload = bh_json_str(workload, "metadata.name"),
+        .network_json = net_json,
+        .netns_path = netns,
+        .pid = pid,
+    };
+    if (ops->bind_tenant(p->state, &req, err) < 0)
+        return bh_err_wrap(err, "network %s: bind tenant", p->info->name);
     return 0;
 }
 

@@ -27,6 +27,12 @@ const char *bh_json_str(const cJSON *obj, const char *path)
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
+const char *bh_json_label(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(bh_json_get(obj, "metadata.labels"), key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 long long bh_json_int(const cJSON *obj, const char *path, long long def)
 {
     const cJSON *it = bh_json_get(obj, path);

@@ -12,6 +12,8 @@ const char *bh_json_str(const cJSON *obj, const char *path);
 long long bh_json_int(const cJSON *obj, const char *path, long long def);
 double bh_json_num(const cJSON *obj, const char *path, double def);
 int bh_json_bool(const cJSON *obj, const char *path, int def);
+/* metadata.labels[key] (label keys contain dots, so no dotted path), or NULL. Borrowed. */
+const char *bh_json_label(const cJSON *obj, const char *key);
 /* Object at path, created (with parents) if missing. Borrowed. */
 cJSON *bh_json_obj(cJSON *obj, const char *path);
 /* Sets key in obj to a string / number, replacing any old value. */

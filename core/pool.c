@@ -1,0 +1,269 @@
+/* The pool controller: keeps `size` healthy warm instances of a workload, boots at most
+ * maxFillConcurrency at once (in their own threads, so a slow boot never blocks the
+ * reconciler), drains instances built from an older workload generation, removes failed
+ * ones with backoff, and never touches instances tenants hold.
+ *
+ * Pool instances carry labels boilerhouse.dev/pool=<pool> and pool-status=warming|ready.
+ * Acquiring one is an optimistic-concurrency update of its record (resourceVersion checked),
+ * so two claims can never take the same instance. */
+#include "daemon.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+#include "store.h"
+
+#define POOL_KIND "BoilerhousePool"
+#define POOL_RESYNC_MS 10000
+#define POOL_BACKOFF_MAX_MS 60000
+
+struct pool_boot {
+    struct bh_daemon *d;
+    cJSON *workload;
+    char *pool;
+};
+
+static void pool_enqueue(struct bh_daemon *d, const char *pool)
+{
+    bh_autofree char *key = bh_xasprintf("%s/%s", POOL_KIND, pool);
+    bh_queue_add(d->queue, key);
+}
+
+/* Records the last boot failure on the pool (status.failures/detail) for backoff. */
+static void pool_note_boot(struct bh_daemon *d, const char *pool, const char *failure)
+{
+    cJSON *obj = NULL;
+    struct bh_err err;
+    if (bh_store_get(d->store, POOL_KIND, pool, &obj, &err) < 0)
+        return;
+    cJSON *status = bh_json_obj(obj, "status");
+    long long failures = failure ? bh_json_int(status, "failures", 0) + 1 : 0;
+    bh_json_set_num(status, "failures", (double)failures);
+    bh_json_set_num(status, "lastFailureAt", failure ? (double)bh_now_ms() : 0);
+    bh_json_set_str(status, "lastFailure", failure);
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(obj, "metadata"), "resourceVersion");
+    bh_store_update_status(d->store, obj, NULL, &err);
+    cJSON_Delete(obj);
+}
+
+static void *pool_boot_thread(void *arg)
+{
+    struct pool_boot *pb = arg;
+    struct bh_boot_req req = {.workload = pb->workload, .pool = pb->pool};
+    struct bh_err err = {0};
+    cJSON *inst = NULL;
+    if (bh_instance_boot(pb->d, &req, &inst, &err) < 0) {
+        bh_warn("pool", "pool %s: warm instance failed: %s", pb->pool, err.msg);
+        pool_note_boot(pb->d, pb->pool, err.msg);
+    } else {
+        /* Running and healthy: hand it to the pool. */
+        cJSON *labels = bh_json_obj(inst, "metadata.labels");
+        bh_json_set_str(labels, "boilerhouse.dev/pool-status", "ready");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
+        if (bh_store_update(pb->d->store, inst, NULL, &err) < 0)
+            bh_warn("pool", "pool %s: mark ready: %s", pb->pool, err.msg);
+        pool_note_boot(pb->d, pb->pool, NULL);
+    }
+    cJSON_Delete(inst);
+    pool_enqueue(pb->d, pb->pool);
+    cJSON_Delete(pb->workload);
+    free(pb->pool);
+    free(pb);
+    return NULL;
+}
+
+static void pool_start_boot(struct bh_daemon *d, const cJSON *workload, const char *pool)
+{
+    struct pool_boot *pb = bh_xcalloc(1, sizeof(*pb));
+    pb->d = d;
+    pb->workload = cJSON_Duplicate(workload, 1);
+    pb->pool = bh_xstrdup(pool);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, pool_boot_thread, pb) != 0) {
+        bh_error("pool", "pool %s: cannot start a boot thread", pool);
+        cJSON_Delete(pb->workload);
+        free(pb->pool);
+        free(pb);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Unclaimed instances of the pool (warming or ready). Owned array. */
+static cJSON *pool_members(struct bh_daemon *d, const char *pool)
+{
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/pool=%s,boilerhouse.dev/pool-status", pool);
+    cJSON *list = NULL;
+    struct bh_err err;
+    if (bh_store_list(d->store, "Instance", sel, &list, NULL, &err) < 0)
+        return cJSON_CreateArray();
+    return list;
+}
+
+static void pool_destroy_member(struct bh_daemon *d, const cJSON *inst, const char *why)
+{
+    const char *id = bh_json_str(inst, "metadata.name");
+    struct bh_err err;
+    bh_info("pool", "removing pool instance %s: %s", id, why);
+    if (bh_instance_destroy(d, id, &err) < 0)
+        bh_warn("pool", "remove %s: %s", id, err.msg);
+}
+
+/* Drains members that are stale, dead or surplus; counts the rest. */
+static void pool_prune(struct bh_daemon *d, const cJSON *pool, const cJSON *wl, int *ready,
+                       int *warming)
+{
+    const char *name = bh_json_str(pool, "metadata.name");
+    long long gen = wl ? bh_json_int(wl, "metadata.generation", 0) : -1;
+    long long size = bh_json_int(pool, "spec.size", 0);
+    cJSON *members = pool_members(d, name);
+    const cJSON *m;
+    *ready = *warming = 0;
+    cJSON_ArrayForEach(m, members)
+    {
+        const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
+        int is_ready = st && strcmp(st, "ready") == 0;
+        /* Warming members finish booting first (their boot thread owns them until then). */
+        if (is_ready && bh_json_int(m, "spec.workloadGeneration", -2) != gen)
+            pool_destroy_member(d, m, "built from an older workload spec");
+        else if (is_ready && !bh_instance_alive(d, m))
+            pool_destroy_member(d, m, "no longer running");
+        else if (is_ready && *ready + *warming >= size)
+            pool_destroy_member(d, m, "pool scaled down");
+        else
+            *(is_ready ? ready : warming) += 1;
+    }
+    cJSON_Delete(members);
+}
+
+static int pool_write_status(struct bh_daemon *d, cJSON *pool, int ready, int warming,
+                             const char *phase, const char *detail, struct bh_err *err)
+{
+    cJSON *status = bh_json_obj(pool, "status");
+    if (bh_json_int(status, "ready", -1) == ready &&
+        bh_json_int(status, "warming", -1) == warming && bh_json_str(status, "phase") &&
+        strcmp(bh_json_str(status, "phase"), phase) == 0)
+        return 0;
+    bh_json_set_num(status, "ready", ready);
+    bh_json_set_num(status, "warming", warming);
+    bh_json_set_str(status, "phase", phase);
+    bh_json_set_str(status, "detail", detail);
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(pool, "metadata"), "resourceVersion");
+    return bh_store_update_status(d->store, pool, NULL, err);
+}
+
+static long pool_backoff_ms(long long failures)
+{
+    long ms = 1000;
+    for (long long i = 1; i < failures && ms < POOL_BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    return ms < POOL_BACKOFF_MAX_MS ? ms : POOL_BACKOFF_MAX_MS;
+}
+
+/* A deleted pool: its unclaimed instances go; instances tenants hold are not members. */
+static int pool_drain_deleted(struct bh_daemon *d, const char *name)
+{
+    cJSON *members = pool_members(d, name);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, members) pool_destroy_member(d, m, "pool deleted");
+    cJSON_Delete(members);
+    return 0;
+}
+
+int bh_pool_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, struct bh_err *err)
+{
+    cJSON *pool = NULL, *wl = NULL;
+    if (bh_store_get(d->store, POOL_KIND, name, &pool, err) < 0)
+        return err->code == BH_ENOTFOUND ? pool_drain_deleted(d, name) : -1;
+    struct bh_err gerr;
+    const char *wname = bh_json_str(pool, "spec.workloadRef");
+    int have_wl = bh_store_get(d->store, "BoilerhouseWorkload", wname, &wl, &gerr) == 0;
+    const char *wphase = have_wl ? bh_json_str(wl, "status.phase") : NULL;
+    int wl_ready = wphase && strcmp(wphase, "Ready") == 0;
+    int ready = 0, warming = 0, rc;
+    pool_prune(d, pool, wl_ready ? wl : NULL, &ready, &warming);
+    long long size = bh_json_int(pool, "spec.size", 0);
+    long long max_fill = bh_json_int(pool, "spec.maxFillConcurrency", 2);
+    long long failures = bh_json_int(pool, "status.failures", 0);
+    *requeue_ms = POOL_RESYNC_MS;
+    if (!wl_ready) {
+        bh_autofree char *msg =
+            bh_xasprintf("workload %s is %s", wname, have_wl ? "not ready" : "not found");
+        rc = pool_write_status(d, pool, ready, warming, "Error", msg, err);
+    } else {
+        long long gap = size - ready - warming, room = max_fill - warming;
+        long long start = gap < room ? gap : room;
+        /* After failures, wait out the backoff, then try one at a time. */
+        long long wait = failures ? bh_json_int(pool, "status.lastFailureAt", 0) +
+                                        pool_backoff_ms(failures) - bh_now_ms()
+                                  : 0;
+        if (failures && (wait > 0 || warming > 0))
+            start = 0;
+        else if (failures && start > 1)
+            start = 1;
+        for (long long i = 0; i < start; i++, warming++)
+            pool_start_boot(d, wl, name);
+        if (wait > 0)
+            *requeue_ms = (long)wait;
+        const char *detail = failures ? bh_json_str(pool, "status.lastFailure")
+                                      : (ready < size ? "warming instances" : NULL);
+        rc = pool_write_status(d, pool, ready, warming, ready >= size ? "Healthy" : "Degraded",
+                               detail, err);
+    }
+    cJSON_Delete(wl);
+    cJSON_Delete(pool);
+    return rc;
+}
+
+int bh_pool_acquire(struct bh_daemon *d, const cJSON *workload, const char *tenant,
+                    const char *claim, cJSON **out, struct bh_err *err)
+{
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/workload=%s,boilerhouse.dev/pool-status=ready",
+                     bh_json_str(workload, "metadata.name"));
+    cJSON *list = NULL;
+    *out = NULL;
+    if (bh_store_list(d->store, "Instance", sel, &list, NULL, err) < 0)
+        return -1;
+    long long gen = bh_json_int(workload, "metadata.generation", 0);
+    cJSON *m;
+    cJSON_ArrayForEach(m, list)
+    {
+        /* An instance from an older spec is never handed out, whatever the pool did yet. */
+        if (bh_json_int(m, "spec.workloadGeneration", -1) != gen)
+            continue;
+        const char *pool = bh_json_label(m, "boilerhouse.dev/pool");
+        bh_autofree char *pool_name = bh_xstrdup(pool ? pool : "");
+        cJSON *labels = bh_json_obj(m, "metadata.labels");
+        cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool-status");
+        cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool");
+        bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
+        cJSON *spec = bh_json_obj(m, "spec");
+        bh_json_set_str(spec, "tenantId", tenant);
+        bh_json_set_str(spec, "claim", claim);
+        cJSON *taken = NULL;
+        struct bh_err uerr;
+        /* metadata.resourceVersion is still the listed one: a concurrent taker conflicts. */
+        if (bh_store_update(d->store, m, &taken, &uerr) < 0)
+            continue;
+        if (!bh_instance_alive(d, taken)) {
+            bh_instance_destroy(d, bh_json_str(taken, "metadata.name"), &uerr);
+            cJSON_Delete(taken);
+            continue;
+        }
+        *out = taken;
+        if (pool_name[0])
+            pool_enqueue(d, pool_name); /* refill */
+        break;
+    }
+    cJSON_Delete(list);
+    return 0;
+}
