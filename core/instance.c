@@ -588,6 +588,7 @@ int bh_instance_destroy(struct bh_daemon *d, const char *id, struct bh_err *err)
     return 0;
 }
 
+/* Running, or frozen by a hibernate in progress (which thaws or destroys it). */
 int bh_instance_alive(struct bh_daemon *d, const cJSON *instance)
 {
     const char *id = bh_json_str(instance, "metadata.name");
@@ -596,7 +597,8 @@ int bh_instance_alive(struct bh_daemon *d, const cJSON *instance)
     bh_autofree char *cid = instance_container_id(id);
     struct bh_runtime_state st;
     struct bh_err err;
-    return bh_runtime_state(d->runtime, cid, &st, &err) == 0 && strcmp(st.status, "running") == 0;
+    return bh_runtime_state(d->runtime, cid, &st, &err) == 0 &&
+           (strcmp(st.status, "running") == 0 || strcmp(st.status, "paused") == 0);
 }
 
 int bh_instance_exec(struct bh_daemon *d, const char *id, char *const *argv, int timeout_ms,
@@ -656,6 +658,11 @@ static int recover_records(struct bh_daemon *d, struct bh_err *err)
         const char *id = bh_json_str(inst, "metadata.name");
         const char *phase = bh_json_str(inst, "status.phase");
         if (phase && strcmp(phase, "Running") == 0 && bh_instance_alive(d, inst)) {
+            /* A crash during hibernate leaves it frozen; the release resumes from scratch. */
+            bh_autofree char *cid = instance_container_id(id);
+            struct bh_err rerr;
+            if (bh_runtime_resume(d->runtime, cid, &rerr) < 0)
+                bh_debug("instance", "resume %s: %s", id, rerr.msg);
             bh_info("instance", "re-adopted running instance %s", id);
             continue;
         }

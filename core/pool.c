@@ -134,9 +134,14 @@ static void pool_prune(struct bh_daemon *d, const cJSON *pool, const cJSON *wl, 
         /* Warming members finish booting first (their boot thread owns them until then). */
         if (is_ready && bh_json_int(m, "spec.workloadGeneration", -2) != gen)
             pool_destroy_member(d, m, "built from an older workload spec");
-        else if (is_ready && !bh_instance_alive(d, m))
-            pool_destroy_member(d, m, "no longer running");
-        else if (is_ready && *ready + *warming >= size)
+        else if (is_ready && !bh_instance_alive(d, m)) {
+            /* Counts as a failed boot, so a workload that dies right after starting backs
+             * off instead of being restarted in a tight loop. */
+            bh_autofree char *why =
+                bh_xasprintf("instance %s exited after start", bh_json_str(m, "metadata.name"));
+            pool_destroy_member(d, m, why);
+            pool_note_boot(d, name, why);
+        } else if (is_ready && *ready + *warming >= size)
             pool_destroy_member(d, m, "pool scaled down");
         else
             *(is_ready ? ready : warming) += 1;
@@ -190,6 +195,13 @@ int bh_pool_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, s
     int wl_ready = wphase && strcmp(wphase, "Ready") == 0;
     int ready = 0, warming = 0, rc;
     pool_prune(d, pool, wl_ready ? wl : NULL, &ready, &warming);
+    /* Pruning may have recorded failures in the pool's status: work from the fresh copy. */
+    cJSON_Delete(pool);
+    pool = NULL;
+    if (bh_store_get(d->store, POOL_KIND, name, &pool, err) < 0) {
+        cJSON_Delete(wl);
+        return err->code == BH_ENOTFOUND ? pool_drain_deleted(d, name) : -1;
+    }
     long long size = bh_json_int(pool, "spec.size", 0);
     long long max_fill = bh_json_int(pool, "spec.maxFillConcurrency", 2);
     long long failures = bh_json_int(pool, "status.failures", 0);
