@@ -21,10 +21,10 @@
 enum bh_snapshot_compression { BH_SNAP_ZSTD = 0, BH_SNAP_GZIP = 1 };
 
 struct bh_snapshot_opts {
-    const char *rootfs;        /* host path of the instance's merged rootfs */
-    char *const *dirs;         /* overlayDirs: absolute in-container paths, NULL-terminated */
-    uint32_t uid_base;         /* host uid of container root */
-    uint32_t uid_size;         /* mapping size; ids outside it are refused on restore */
+    const char *rootfs; /* host path of the instance's merged rootfs */
+    char *const *dirs;  /* overlayDirs: absolute in-container paths, NULL-terminated */
+    uint32_t uid_base;  /* host uid of container root */
+    uint32_t uid_size;  /* mapping size; ids outside it are refused on restore */
     enum bh_snapshot_compression compression;
     const uint8_t *master_key; /* NULL: no encryption */
     const char *context;       /* binds the key to its owner, e.g. "<workload>/<tenant>" */
