@@ -1,0 +1,471 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "fs.h"
+#include "mem.h"
+#include "snapshot.h"
+
+#define BASE 1000000000u
+#define BIG (5u << 20)
+
+struct fx {
+    char dir[64];
+    char *src, *dst, *snap, *victim;
+};
+
+static char *dirs_ws[] = {"/workspace", "/home/claude", NULL};
+
+static void put(const char *path, const char *data, size_t len, mode_t mode, uid_t uid)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    assert_int_equal(fchmod(fd, mode), 0);
+    assert_int_equal(fchown(fd, uid, uid), 0);
+    close(fd);
+}
+
+static void mk(const char *path, mode_t mode, uid_t uid)
+{
+    assert_int_equal(mkdir(path, mode), 0);
+    assert_int_equal(chmod(path, mode), 0);
+    assert_int_equal(lchown(path, uid, uid), 0);
+}
+
+static char *P(const char *a, const char *b)
+{
+    return bh_xasprintf("%s/%s", a, b);
+}
+
+/* src: workspace/{a.txt 0640, sub/deep.txt, empty/, link -> ../a.txt, big}, home/claude/rc */
+static void make_source(const char *root)
+{
+    uid_t u = BASE + 1000;
+    bh_autofree char *ws = P(root, "workspace"), *sub = P(ws, "sub"), *empty = P(ws, "empty");
+    bh_autofree char *home = P(root, "home"), *claude = P(home, "claude");
+    mk(ws, 0755, u);
+    mk(sub, 0700, u);
+    mk(empty, 0750, BASE);
+    mk(home, 0755, BASE);
+    mk(claude, 0700, u);
+    bh_autofree char *a = P(ws, "a.txt"), *deep = P(sub, "deep.txt"), *rc = P(claude, "rc");
+    put(a, "alpha", 5, 0640, u);
+    put(deep, "deep", 4, 0600, BASE + 5);
+    put(rc, "export X=1\n", 11, 0644, u);
+    bh_autofree char *big = P(ws, "big"), *data = bh_xmalloc(BIG);
+    uint64_t x = 88172645463325252ull; /* xorshift: incompressible, spans several chunks */
+    for (size_t i = 0; i < BIG; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        data[i] = (char)x;
+    }
+    put(big, data, BIG, 0644, u);
+    bh_autofree char *link = P(ws, "link");
+    assert_int_equal(symlink("../a.txt", link), 0);
+    assert_int_equal(lchown(link, u, u), 0);
+    struct timespec ts[2] = {{1600000000, 123456789}, {1600000000, 123456789}};
+    assert_int_equal(utimensat(AT_FDCWD, a, ts, 0), 0);
+    assert_int_equal(utimensat(AT_FDCWD, sub, ts, 0), 0);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = bh_xcalloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/bh-test-snap-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->src = P(f->dir, "src");
+    f->dst = P(f->dir, "dst");
+    f->snap = P(f->dir, "snap");
+    f->victim = P(f->dir, "victim");
+    mkdir(f->src, 0755);
+    mkdir(f->dst, 0755);
+    mkdir(f->victim, 0755);
+    bh_autofree char *home = P(f->dst, "home");
+    mkdir(home, 0755);
+    make_source(f->src);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    struct bh_err err;
+    assert_int_equal(bh_fs_rmtree(f->dir, &err), 0);
+    free(f->src);
+    free(f->dst);
+    free(f->snap);
+    free(f->victim);
+    free(f);
+    return 0;
+}
+
+static struct bh_snapshot_opts opts_for(const char *rootfs, const uint8_t *key)
+{
+    return (struct bh_snapshot_opts){.rootfs = rootfs,
+                                     .dirs = dirs_ws,
+                                     .uid_base = BASE,
+                                     .uid_size = 65536,
+                                     .master_key = key,
+                                     .context = "w/t"};
+}
+
+static void same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    assert_int_equal(lstat(a, &sa), 0);
+    assert_int_equal(lstat(b, &sb), 0);
+    assert_int_equal(sa.st_mode, sb.st_mode);
+    assert_int_equal(sa.st_uid, sb.st_uid);
+    assert_int_equal(sa.st_gid, sb.st_gid);
+    assert_int_equal(sa.st_size, sb.st_size);
+    if (!S_ISDIR(sa.st_mode))
+        assert_int_equal(sa.st_mtim.tv_sec, sb.st_mtim.tv_sec);
+    if (!S_ISREG(sa.st_mode))
+        return;
+    char *da, *db;
+    size_t la, lb;
+    struct bh_err err;
+    assert_int_equal(bh_fs_read_all(a, 64 << 20, &da, &la, &err), 0);
+    assert_int_equal(bh_fs_read_all(b, 64 << 20, &db, &lb, &err), 0);
+    assert_int_equal(la, lb);
+    assert_memory_equal(da, db, la);
+    free(da);
+    free(db);
+}
+
+static void check_tree(struct fx *f)
+{
+    static const char *paths[] = {
+        "workspace",       "workspace/a.txt", "workspace/sub", "workspace/sub/deep.txt",
+        "workspace/empty", "workspace/link",  "workspace/big", "home/claude",
+        "home/claude/rc"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(paths); i++) {
+        bh_autofree char *a = P(f->src, paths[i]), *b = P(f->dst, paths[i]);
+        same_file(a, b);
+    }
+    bh_autofree char *a = P(f->dst, "workspace/a.txt"), *link = P(f->dst, "workspace/link");
+    struct stat st;
+    assert_int_equal(stat(a, &st), 0);
+    assert_int_equal(st.st_mtim.tv_nsec, 123456789);
+    char target[64] = {0};
+    assert_int_equal(readlink(link, target, sizeof(target)), 8);
+    assert_string_equal(target, "../a.txt");
+}
+
+static int restore(struct fx *f, const uint8_t *key, struct bh_err *err)
+{
+    char hex[65];
+    struct bh_snapshot_opts o = opts_for(f->dst, key);
+    assert_int_equal(bh_crypto_sha256_file(f->snap, hex, err), 0);
+    return bh_snapshot_restore(&o, f->snap, hex, err);
+}
+
+static void roundtrip(struct fx *f, enum bh_snapshot_compression comp, const uint8_t *key)
+{
+    struct bh_snapshot_opts o = opts_for(f->src, key);
+    o.compression = comp;
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    if (bh_snapshot_create(&o, f->snap, &info, &err) < 0)
+        fail_msg("create: %s", err.msg);
+    assert_int_equal(info.files, 9);
+    char hex[65];
+    assert_int_equal(bh_crypto_sha256_file(f->snap, hex, &err), 0);
+    assert_string_equal(hex, info.digest);
+    struct stat st;
+    assert_int_equal(stat(f->snap, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal((uint64_t)st.st_size, info.size);
+    bh_autofree char *stray = P(f->dst, "workspace");
+    mkdir(stray, 0777);
+    bh_autofree char *junk = P(stray, "junk");
+    put(junk, "x", 1, 0644, 0);
+    if (restore(f, key, &err) < 0)
+        fail_msg("restore: %s", err.msg);
+    check_tree(f);
+    assert_false(bh_fs_exists(junk));
+}
+
+/* The plain archive stores container ids (host id - base). */
+static void check_stored_ids(const char *snap)
+{
+    struct archive *a = archive_read_new();
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    assert_int_equal(archive_read_open_filename(a, snap, 65536), ARCHIVE_OK);
+    struct archive_entry *e;
+    int seen = 0;
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+        if (!strcmp(archive_entry_pathname(e), "workspace/a.txt")) {
+            assert_int_equal(archive_entry_uid(e), 1000);
+            assert_int_equal(archive_entry_gid(e), 1000);
+            seen = 1;
+        }
+        assert_true(archive_entry_uid(e) < 65536);
+    }
+    archive_read_free(a);
+    assert_true(seen);
+}
+
+static void test_roundtrip_zstd(void **state)
+{
+    struct fx *f = *state;
+    roundtrip(f, BH_SNAP_ZSTD, NULL);
+    check_stored_ids(f->snap);
+}
+
+static void test_roundtrip_gzip(void **state)
+{
+    struct fx *f = *state;
+    roundtrip(f, BH_SNAP_GZIP, NULL);
+    check_stored_ids(f->snap);
+}
+
+static const uint8_t key1[BH_KEY_LEN] = {1, 2, 3}, key2[BH_KEY_LEN] = {9};
+
+static void test_roundtrip_encrypted(void **state)
+{
+    struct fx *f = *state;
+    roundtrip(f, BH_SNAP_ZSTD, key1);
+    char *data;
+    size_t len;
+    struct bh_err err;
+    assert_int_equal(bh_fs_read_all(f->snap, 64 << 20, &data, &len, &err), 0);
+    assert_memory_equal(data, "BHSNAP1", 8);
+    assert_null(memmem(data, len, "workspace/a.txt", 15));
+    free(data);
+}
+
+/* dst/workspace holds a marker; a refused restore must leave it in place. */
+static void marker(struct fx *f, int present)
+{
+    bh_autofree char *ws = P(f->dst, "workspace"), *m = P(ws, "marker");
+    if (present < 0) {
+        mkdir(ws, 0755);
+        put(m, "m", 1, 0644, 0);
+        return;
+    }
+    assert_int_equal(bh_fs_exists(m), present);
+}
+
+static void make_encrypted(struct fx *f)
+{
+    struct bh_snapshot_opts o = opts_for(f->src, key1);
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    assert_int_equal(bh_snapshot_create(&o, f->snap, &info, &err), 0);
+    marker(f, -1);
+}
+
+static void test_wrong_key_refused(void **state)
+{
+    struct fx *f = *state;
+    make_encrypted(f);
+    struct bh_err err;
+    assert_int_equal(restore(f, key2, &err), -1);
+    assert_int_equal(err.code, BH_EINVAL);
+    assert_non_null(strstr(err.msg, "authentication failed"));
+    assert_int_equal(restore(f, NULL, &err), -1);
+    marker(f, 1);
+}
+
+static void tamper_and_expect_refusal(struct fx *f, off_t at, int truncate_to, int append)
+{
+    int fd = open(f->snap, O_RDWR);
+    assert_true(fd >= 0);
+    if (truncate_to)
+        assert_int_equal(ftruncate(fd, at), 0);
+    else if (append)
+        assert_int_equal(pwrite(fd, "x", 1, lseek(fd, 0, SEEK_END)), 1);
+    else {
+        uint8_t b;
+        assert_int_equal(pread(fd, &b, 1, at), 1);
+        b ^= 0x40;
+        assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    }
+    close(fd);
+    struct bh_err err;
+    assert_int_equal(restore(f, key1, &err), -1);
+    assert_int_equal(err.code, BH_EINVAL);
+    marker(f, 1);
+}
+
+static void test_tampering_refused(void **state)
+{
+    struct fx *f = *state;
+    struct stat st;
+    /* magic, salt, first length word, first nonce, middle of chunk 2, last byte (tag),
+     * truncation at a chunk boundary region, appended garbage */
+    off_t spots[] = {0, 10, 24, 30, (1 << 20) + 4000, -1};
+    for (size_t i = 0; i < BH_ARRAY_LEN(spots); i++) {
+        make_encrypted(f);
+        assert_int_equal(stat(f->snap, &st), 0);
+        tamper_and_expect_refusal(f, spots[i] < 0 ? st.st_size - 1 : spots[i], 0, 0);
+    }
+    make_encrypted(f);
+    assert_int_equal(stat(f->snap, &st), 0);
+    tamper_and_expect_refusal(f, st.st_size - 20, 1, 0);
+    make_encrypted(f);
+    tamper_and_expect_refusal(f, (1 << 20) + 24 + 32, 1, 0);
+    make_encrypted(f);
+    tamper_and_expect_refusal(f, 0, 0, 1);
+}
+
+static void test_digest_mismatch(void **state)
+{
+    struct fx *f = *state;
+    struct bh_snapshot_opts o = opts_for(f->src, NULL);
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    assert_int_equal(bh_snapshot_create(&o, f->snap, &info, &err), 0);
+    marker(f, -1);
+    o.rootfs = f->dst;
+    info.digest[0] = info.digest[0] == 'a' ? 'b' : 'a';
+    assert_int_equal(bh_snapshot_restore(&o, f->snap, info.digest, &err), -1);
+    assert_non_null(strstr(err.msg, "digest mismatch"));
+    marker(f, 1);
+}
+
+struct hentry {
+    const char *path;
+    mode_t type;
+    const char *link;
+    int64_t uid;
+};
+
+static void build_hostile(const char *path, const struct hentry *es, size_t n)
+{
+    struct archive *a = archive_write_new();
+    archive_write_add_filter_zstd(a);
+    archive_write_set_format_pax_restricted(a);
+    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+    for (size_t i = 0; i < n; i++) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, es[i].path);
+        archive_entry_set_filetype(e, es[i].type);
+        archive_entry_set_perm(e, 0755);
+        archive_entry_set_uid(e, es[i].uid);
+        archive_entry_set_gid(e, 0);
+        if (es[i].link)
+            archive_entry_set_symlink(e, es[i].link);
+        if (es[i].type == AE_IFCHR)
+            archive_entry_set_rdev(e, makedev(1, 3));
+        archive_entry_set_size(e, es[i].type == AE_IFREG ? 4 : 0);
+        assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+        if (es[i].type == AE_IFREG)
+            archive_write_data(a, "evil", 4);
+        archive_entry_free(e);
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+static void test_hostile_archives(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *vx = P(f->victim, "x"), *l2 = bh_xasprintf("%s/x", f->victim + 1);
+    bh_autofree char *escape = bh_xasprintf("workspace/l/%s", l2);
+    const struct hentry ws = {"workspace", AE_IFDIR, NULL, 0};
+    const struct hentry cases[][2] = {
+        {ws, {"../x", AE_IFREG, NULL, 0}},
+        {ws, {"/etc/x", AE_IFREG, NULL, 0}},
+        {ws, {"workspace/../../x", AE_IFREG, NULL, 0}},
+        {{"workspace/l", AE_IFLNK, "/", 0}, {escape, AE_IFREG, NULL, 0}},
+        {ws, {"etc/x", AE_IFREG, NULL, 0}},
+        {ws, {"workspacex/x", AE_IFREG, NULL, 0}},
+        {ws, {"workspace/null", AE_IFCHR, NULL, 0}},
+        {ws, {"workspace/fifo", AE_IFIFO, NULL, 0}},
+        {ws, {"workspace/x", AE_IFREG, NULL, 65536}},
+    };
+    for (size_t i = 0; i < BH_ARRAY_LEN(cases); i++) {
+        marker(f, -1);
+        build_hostile(f->snap, cases[i], 2);
+        struct bh_err err;
+        assert_int_equal(restore(f, NULL, &err), -1);
+        assert_false(bh_fs_exists(vx));
+        bh_autofree char *abs_etc = P(f->dst, "etc");
+        assert_false(bh_fs_exists(abs_etc));
+        if (i != 3) /* refused by the pre-pass, before the rootfs changed */
+            marker(f, 1);
+    }
+}
+
+static void test_overlay_symlink_not_followed(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *ws = P(f->src, "workspace"), *moved = P(f->src, "ws-real");
+    bh_autofree char *secret = P(f->victim, "secret");
+    put(secret, "s", 1, 0600, 0);
+    assert_int_equal(rename(ws, moved), 0);
+    assert_int_equal(symlink(f->victim, ws), 0);
+    struct bh_snapshot_opts o = opts_for(f->src, NULL);
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    assert_int_equal(bh_snapshot_create(&o, f->snap, &info, &err), -1);
+    assert_non_null(strstr(err.msg, "symlink"));
+    /* restore into a rootfs whose /workspace points at the victim: refused, victim intact */
+    assert_int_equal(unlink(ws), 0);
+    assert_int_equal(rename(moved, ws), 0);
+    assert_int_equal(bh_snapshot_create(&o, f->snap, &info, &err), 0);
+    bh_autofree char *dws = P(f->dst, "workspace");
+    if (symlink(f->victim, dws) < 0)
+        fail_msg("symlink %s: %m", dws);
+    /* the symlink itself is replaced by the archived dir; nothing lands in the victim */
+    assert_int_equal(restore(f, NULL, &err), 0);
+    assert_true(bh_fs_exists(secret));
+    bh_autofree char *leak = P(f->victim, "a.txt");
+    assert_false(bh_fs_exists(leak));
+    struct stat st;
+    assert_int_equal(lstat(dws, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    /* a symlink above an overlay dir is refused outright */
+    bh_autofree char *home = P(f->dst, "home");
+    assert_int_equal(bh_fs_rmtree(home, &err), 0);
+    assert_int_equal(symlink(f->victim, home), 0);
+    assert_int_equal(restore(f, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "symlink"));
+    bh_autofree char *vclaude = P(f->victim, "claude");
+    assert_false(bh_fs_exists(vclaude));
+}
+
+static void test_absent_dir_removed(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *claude = P(f->src, "home/claude");
+    struct bh_err err;
+    assert_int_equal(bh_fs_rmtree(claude, &err), 0);
+    struct bh_snapshot_opts o = opts_for(f->src, NULL);
+    struct bh_snapshot_info info;
+    assert_int_equal(bh_snapshot_create(&o, f->snap, &info, &err), 0);
+    bh_autofree char *dclaude = P(f->dst, "home/claude");
+    mkdir(dclaude, 0755);
+    assert_int_equal(restore(f, NULL, &err), 0);
+    assert_false(bh_fs_exists(dclaude));
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_roundtrip_zstd),      T(test_roundtrip_gzip),
+        T(test_roundtrip_encrypted), T(test_wrong_key_refused),
+        T(test_tampering_refused),   T(test_digest_mismatch),
+        T(test_hostile_archives),    T(test_overlay_symlink_not_followed),
+        T(test_absent_dir_removed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
