@@ -304,10 +304,9 @@ static int claim_active(struct bh_daemon *d, cJSON *claim, long *requeue_ms, str
                 next = timeout - idle_ms;
             if (bh_idle_sample_interval_ms() < next)
                 next = bh_idle_sample_interval_ms();
-        } else if (rc == 0) {
-            cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"),
-                                                    "resourceVersion");
-            rc = bh_store_update_status(d->store, inst, NULL, err);
+        } else if (rc == 0 && bh_store_update_status(d->store, inst, NULL, err) < 0) {
+            /* A concurrent touch moved the record on; the next check recounts. */
+            rc = err->code == BH_ECONFLICT ? 0 : -1;
         }
         *requeue_ms = next;
     }

@@ -29,12 +29,14 @@ static long long idle_wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Milliseconds matter: with whole seconds a short timeout could fire up to a second early. */
 static void idle_rfc3339(long long ms, char buf[32])
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 32 - n, ".%03lldZ", ms % 1000);
 }
 
 static long long idle_read_ll(const char *path)
@@ -129,9 +131,13 @@ static long long idle_last_activity_ms(const cJSON *inst)
 {
     const char *s = bh_json_str(inst, "status.lastActivity");
     struct tm tm = {0};
-    if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!rest)
         return 0;
-    return (long long)timegm(&tm) * 1000;
+    long long ms = 0;
+    if (rest[0] == '.')
+        ms = strtoll(rest + 1, NULL, 10);
+    return (long long)timegm(&tm) * 1000 + ms;
 }
 
 /* Compares counters with the previous sample kept in status; true if anything moved. */
@@ -164,9 +170,15 @@ int bh_idle_sample(struct bh_daemon *d, cJSON *inst, const cJSON *workload, long
     char ts[32];
     idle_rfc3339(last, ts);
     bh_json_set_str(status, "lastActivity", ts);
-    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
     *idle_ms = now - last;
-    return bh_store_update_status(d->store, inst, NULL, err);
+    /* inst was read before the sample; a touch since then (resourceVersion moved) is newer
+     * activity than anything computed here, so it wins. */
+    if (bh_store_update_status(d->store, inst, NULL, err) < 0) {
+        if (err->code != BH_ECONFLICT)
+            return -1;
+        *idle_ms = 0;
+    }
+    return 0;
 }
 
 int bh_idle_touch(struct bh_daemon *d, const char *id, struct bh_err *err)

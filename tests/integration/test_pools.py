@@ -304,10 +304,10 @@ class IdleTest(Base):
 
     def test_keepalive_resets_the_clock(self):
         self.claim("max", "notes")
-        for _ in range(8):
+        for i in range(8):
             status, body = self.d.request("POST", "/api/v1/tenants/max/keepalive",
                                           {"workload": "notes"})
-            self.assertEqual(status, 200, body)
+            self.assertEqual(status, 200, (i, body, self.d.log()[-3000:]))
             self.assertGreaterEqual(body["idleTimeLeftSeconds"], 1)
             time.sleep(1)
         self.assertEqual(self.claim_phase("max"), "Active")
