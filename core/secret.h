@@ -21,8 +21,8 @@ int bh_secrets_set(struct bh_secrets *s, const char *tenant, const char *name, c
 int bh_secrets_get(struct bh_secrets *s, const char *tenant, const char *name, const char *key,
                    char **value, struct bh_err *err);
 /* Deletes one key, or the whole secret when key is NULL. */
-int bh_secrets_delete(struct bh_secrets *s, const char *tenant, const char *name,
-                      const char *key, struct bh_err *err);
+int bh_secrets_delete(struct bh_secrets *s, const char *tenant, const char *name, const char *key,
+                      struct bh_err *err);
 /* [{"name", "tenant"?, "keys": [...]}] without values. Owned. */
 int bh_secrets_list(struct bh_secrets *s, cJSON **out, struct bh_err *err);
 
