@@ -155,13 +155,15 @@ int bh_crypto_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size
     EVP_KDF_free(kdf);
     if (!ctx)
         return bh_err_set(err, BH_EIO, "HKDF unavailable");
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len),
-        OSSL_PARAM_construct_end(),
-    };
+    /* No salt means RFC 5869's default (zeros), which OpenSSL applies when the param is absent;
+     * it rejects an empty one. */
+    OSSL_PARAM params[5], *p = params;
+    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
+    if (salt_len)
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
+    *p = OSSL_PARAM_construct_end();
     int ok = EVP_KDF_derive(ctx, out, out_len, params);
     EVP_KDF_CTX_free(ctx);
     return ok == 1 ? 0 : bh_err_set(err, BH_EIO, "HKDF failed");

@@ -10,6 +10,7 @@
 #include "image.h"
 #include "log.h"
 #include "mem.h"
+#include "secret.h"
 
 static void usage(FILE *f)
 {
@@ -183,6 +184,8 @@ int main(int argc, char **argv)
         return main_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "image") == 0)
         return bh_image_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "secret") == 0)
+        return bh_secret_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("boilerhouse %s\n", BH_VERSION);
         return 0;
