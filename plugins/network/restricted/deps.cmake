@@ -4,7 +4,7 @@ target_sources(${target} PRIVATE ${CMAKE_SOURCE_DIR}/plugins/network/common/brid
                ${CMAKE_SOURCE_DIR}/plugins/network/common/lease.c)
 pkg_check_modules(BH_RESTRICTED REQUIRED libcjson openssl)
 target_include_directories(${target} PRIVATE ${BH_RESTRICTED_INCLUDE_DIRS})
-target_link_libraries(${target} PRIVATE ${BH_RESTRICTED_LINK_LIBRARIES} Threads::Threads)
+target_link_libraries(${target} PRIVATE ${BH_RESTRICTED_LINK_LIBRARIES} Threads::Threads ssl crypto)
 # Until the egress engine is in the tree the module cannot link (-z defs): compile the wiring
 # (so -Werror still checks it) but build no .so; the tests skip the restricted plugin then.
 file(GLOB bh_egress_engine ${dir}/egress*.c)
