@@ -168,6 +168,16 @@ static int bhn_nft(const struct bhn_bridge *b, const char *text, struct bh_err *
     return bhn_run_with_file(b, argv, text, err);
 }
 
+/* The nft lines that add (or remove) an instance's port elements. */
+static void bhn_elements(const struct bhn_bridge *b, const struct bhn_names *n, const char *verb,
+                         char *out, size_t outlen)
+{
+    snprintf(out, outlen,
+             "%s element bridge %s ifaces { \"%s\" }\n"
+             "%s element bridge %s ports { \"%s\" . %s }\n",
+             verb, b->table, n->host_if, verb, b->table, n->host_if, n->ip);
+}
+
 struct bhn_restore {
     const struct bhn_bridge *b;
     FILE *out;
@@ -178,9 +188,10 @@ static int bhn_restore_one(uint32_t addr, const char *id, void *ctx, struct bh_e
     struct bhn_restore *r = ctx;
     struct bhn_names n;
     bhn_names_for(r->b, addr, &n);
+    char text[512];
+    bhn_elements(r->b, &n, "add", text, sizeof(text));
     if (if_nametoindex(n.host_if) != 0)
-        fprintf(r->out, "add element bridge %s ports { \"%s\" . %s }\n", r->b->table, n.host_if,
-                n.ip);
+        fputs(text, r->out);
     return 0;
 }
 
@@ -192,16 +203,19 @@ int bhn_tables_apply(const struct bhn_bridge *b, const char *inet_body, struct b
     if (!out)
         return bhn_host->err_set(err, BH_EIO, "out of memory");
     const char *t = b->table;
-    /* "table X {}" then "delete table X" makes the rebuild idempotent and atomic. */
+    /* "table X {}" then "delete table X" makes the rebuild idempotent and atomic. A bridge
+     * hook sees every bridge on the host (and this kernel lacks `meta ibrname`): only frames
+     * entering this bridge's ports (set ifaces) are filtered. */
     fprintf(out,
             "table bridge %s {}\ndelete table bridge %s\n"
             "table bridge %s {\n"
+            "  set ifaces {\n    type ifname\n  }\n"
             "  set ports {\n    type ifname . ipv4_addr\n  }\n"
             "  chain prerouting {\n"
             "    type filter hook prerouting priority filter; policy accept;\n"
             "    iifname . ip saddr @ports accept\n"
             "    iifname . arp saddr ip @ports accept\n"
-            "    drop\n  }\n}\n"
+            "    iifname @ifaces drop\n  }\n}\n"
             "table inet %s {}\ndelete table inet %s\ntable inet %s {\n%s}\n",
             t, t, t, t, t, t, inet_body);
     struct bhn_restore r = {.b = b, .out = out};
@@ -253,7 +267,7 @@ static int bhn_link_del(const char *ifname, struct bh_err *err)
 static int bhn_wire(const struct bhn_bridge *b, const struct bh_net_request *req,
                     const struct bhn_names *n, struct bh_err *err)
 {
-    char host[512], inside[512], nft[256], netns[PATH_MAX + 8];
+    char host[512], inside[512], nft[512], netns[PATH_MAX + 8];
     snprintf(host, sizeof(host),
              "link add %s mtu %s type veth peer name %s mtu %s netns %d\n"
              "link set dev %s master %s\n"
@@ -265,8 +279,7 @@ static int bhn_wire(const struct bhn_bridge *b, const struct bh_net_request *req
              "link set dev %s name eth0\naddr add %s dev eth0\nlink set dev eth0 up\n"
              "link set dev lo up\nroute add default via %s\n",
              n->peer_if, n->cidr, b->gateway);
-    snprintf(nft, sizeof(nft), "add element bridge %s ports { \"%s\" . %s }\n", b->table,
-             n->host_if, n->ip);
+    bhn_elements(b, n, "add", nft, sizeof(nft));
     snprintf(netns, sizeof(netns), "--net=%s", req->netns_path);
     const char *ip_host[] = {"ip", "-batch", "@FILE", NULL};
     const char *ip_inside[] = {"nsenter", netns, "ip", "-batch", "@FILE", NULL};
@@ -290,11 +303,9 @@ int bhn_detach(const struct bhn_bridge *b, const char *id,
         if (on_release)
             on_release(n.ip, ctx);
         /* add-then-delete in one transaction: succeeds whether or not the element exists. */
-        char nft[512];
-        snprintf(nft, sizeof(nft),
-                 "add element bridge %s ports { \"%s\" . %s }\n"
-                 "delete element bridge %s ports { \"%s\" . %s }\n",
-                 b->table, n.host_if, n.ip, b->table, n.host_if, n.ip);
+        char nft[1024];
+        bhn_elements(b, &n, "add", nft, sizeof(nft) / 2);
+        bhn_elements(b, &n, "delete", nft + strlen(nft), sizeof(nft) / 2);
         if (bhn_link_del(n.host_if, err) < 0 || bhn_nft(b, nft, err) < 0 ||
             bhn_lease_release(b->leases, addr, err) < 0)
             return -1;

@@ -3,8 +3,8 @@
  * an nftables ruleset per bridge.
  *
  * nftables layout, per bridge BR (so daemons with their own bridges never clash):
- *  - `table bridge boilerhouse_BR`: set `ports` of (veth, address) pairs, one per attached
- *    instance; a frame entering the bridge from a port must carry that port's leased IPv4
+ *  - `table bridge boilerhouse_BR`: sets `ifaces` (veths) and `ports` (veth . address), one per
+ * attached instance; a frame entering the bridge from a port must carry that port's leased IPv4
  *    source (IP and ARP), or it is dropped. No instance can spoof another's address, which
  *    matters because the egress policy is keyed by source address.
  *  - `table inet boilerhouse_BR`: the plugin's own policy (NAT, host protection, redirects).
