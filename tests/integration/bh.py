@@ -45,10 +45,13 @@ class Daemon:
         # A bridge and subnet of our own, so parallel daemons and tests never meet.
         n = os.getpid() % 200 + 20
         self.bridge = "bhit%d" % n
+        self.rbridge = "bhitr%d" % n
         self.plugin_config = os.path.join(self.state, "plugins.json")
         with open(self.plugin_config, "w") as f:
             json.dump({"network/unrestricted": {"bridge": self.bridge,
-                                                "subnet": "10.231.%d.0/24" % n}}, f)
+                                                "subnet": "10.231.%d.0/24" % n},
+                       "network/restricted": {"bridge": self.rbridge,
+                                              "subnet": "10.232.%d.0/24" % n}}, f)
         self.extra_env = extra_env or {}
         self.proc = None
         self.log_path = os.path.join(self.state, "daemon.log")
@@ -200,5 +203,9 @@ class Daemon:
                                    capture_output=True)
         for m in sorted(self.mounts(), reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        for br in (self.bridge, self.rbridge):
+            subprocess.run(["ip", "link", "del", br], capture_output=True)
+            for family in ("inet", "bridge"):
+                subprocess.run(["nft", "delete", "table", family, "boilerhouse_" + br],
+                               capture_output=True)
         shutil.rmtree(self.state, ignore_errors=True)

@@ -23,68 +23,28 @@
 #include "fs.h"
 #include "mem.h"
 #include "plugin.h"
+#include "net_test.h"
 #include "proc.h"
-
-extern char **environ;
 
 #define N_SLEEPERS 4
 #define SUBNET "10.214.0.0/24"
 
+#define N_SERVERS 4
+
 struct net_fixture {
     char dir[64];
     char bridge[16];
+    char table[32];
     pid_t sleepers[N_SLEEPERS];
     struct bh_plugin *plugin;
+    /* The fake internet: netns bhtest-inet-<pid> behind veth bti<n>, 10.250.<n>.0/24 (host
+     * .1, server .2). The host side also holds 169.254.169.254 (this kernel has no dummy
+     * links), where a stand-in metadata service listens. */
+    char inet_ns[32];
+    char inet_if[16];
+    int n;
+    pid_t servers[N_SERVERS];
 };
-
-/* Waits until pid has left our network namespace (unshare has run and exec'd sleep). */
-static int sleeper_wait_unshared(pid_t pid)
-{
-    struct stat self, child;
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-    if (stat("/proc/self/ns/net", &self) < 0)
-        return -1;
-    for (int i = 0; i < 200; i++) {
-        if (stat(path, &child) == 0 && child.st_ino != self.st_ino)
-            return 0;
-        usleep(10000);
-    }
-    return -1;
-}
-
-static pid_t sleeper_start(void)
-{
-    const char *argv[] = {"unshare", "--net", "sleep", "60", NULL};
-    pid_t pid;
-    if (posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0)
-        return -1;
-    if (sleeper_wait_unshared(pid) < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return -1;
-    }
-    return pid;
-}
-
-static int run_quiet(const char *const argv[])
-{
-    struct bh_err err;
-    return bh_proc_check(argv, &err);
-}
-
-static int link_exists(const char *ifname)
-{
-    const char *show[] = {"ip", "link", "show", "dev", ifname, NULL};
-    return run_quiet(show) == 0;
-}
-
-static void link_del(const char *ifname)
-{
-    const char *del[] = {"ip", "link", "del", "dev", ifname, NULL};
-    if (link_exists(ifname))
-        run_quiet(del);
-}
 
 /* The plugin names host veths bhv<address in hex>. */
 static void veth_name(const char *ip, char out[16])
@@ -102,7 +62,10 @@ static int lease_exists(const struct net_fixture *f, const char *ip)
 
 static int fixture_load(struct net_fixture *f, const char *subnet, struct bh_err *err)
 {
-    bh_autofree char *path = bh_xasprintf("%s/bh-network-unrestricted.so", BH_PLUGIN_DIR);
+    /* BH_NET_PLUGIN_DIR measures another build of the plugin (attach timing). */
+    const char *dir = getenv("BH_NET_PLUGIN_DIR");
+    bh_autofree char *path =
+        bh_xasprintf("%s/bh-network-unrestricted.so", dir ? dir : BH_PLUGIN_DIR);
     cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "bridge", f->bridge);
     cJSON_AddStringToObject(cfg, "subnet", subnet);
@@ -119,7 +82,7 @@ static void teardown_veths(struct net_fixture *f)
         snprintf(ip, sizeof(ip), "10.214.0.%d", host);
         veth_name(ip, ifname);
         if (lease_exists(f, ip))
-            link_del(ifname);
+            nt_link_del(ifname);
     }
 }
 
@@ -134,8 +97,15 @@ static int teardown(void **state)
             waitpid(f->sleepers[i], NULL, 0);
         }
     }
+    for (int i = 0; i < N_SERVERS; i++)
+        nt_reap(&f->servers[i]);
     bh_plugin_unload(f->plugin);
-    link_del(f->bridge);
+    nt_link_del(f->bridge);
+    nt_link_del(f->inet_if);
+    const char *ns_del[] = {"ip", "netns", "del", f->inet_ns, NULL};
+    nt_run_quiet(ns_del);
+    nt_nft_table_del("inet", f->table);
+    nt_nft_table_del("bridge", f->table);
     if (f->dir[0]) {
         struct bh_err err;
         teardown_veths(f);
@@ -155,13 +125,17 @@ static int setup(void **state)
     struct net_fixture *f = bh_xcalloc(1, sizeof(*f));
     *state = f;
     snprintf(f->bridge, sizeof(f->bridge), "bhtest%d", (int)(getpid() % 1000));
+    snprintf(f->table, sizeof(f->table), "boilerhouse_%s", f->bridge);
+    f->n = (int)(getpid() % 200) + 20;
+    snprintf(f->inet_ns, sizeof(f->inet_ns), "bhtest-inet-%d", (int)getpid());
+    snprintf(f->inet_if, sizeof(f->inet_if), "bti%d", f->n);
     snprintf(f->dir, sizeof(f->dir), "/tmp/bh-test-net-XXXXXX");
     int ok = mkdtemp(f->dir) != NULL;
     if (!ok)
         f->dir[0] = '\0';
     bh_plugin_set_state_dir(f->dir);
     for (int i = 0; ok && i < N_SLEEPERS; i++)
-        ok = (f->sleepers[i] = sleeper_start()) > 0;
+        ok = (f->sleepers[i] = nt_sleeper_start()) > 0;
     if (!ok)
         teardown(state);
     return ok ? 0 : -1;
@@ -234,7 +208,7 @@ static void test_prepare_asks_for_netns(void **state)
     assert_int_equal(ops->prepare(f->plugin->state, &req, &res, &err), 0);
     assert_int_equal(res.flags, BH_NET_NEW_NETNS);
     assert_string_equal(res.env, "");
-    assert_true(link_exists(f->bridge));
+    assert_true(nt_link_exists(f->bridge));
 }
 
 static void test_attach_ping_reattach_detach(void **state)
@@ -253,9 +227,9 @@ static void test_attach_ping_reattach_detach(void **state)
 
     struct bh_err err;
     veth_name(a, veth);
-    assert_true(link_exists(veth));
+    assert_true(nt_link_exists(veth));
     assert_int_equal(detach(f, "inst-a", &err), 0);
-    assert_false(link_exists(veth));
+    assert_false(nt_link_exists(veth));
     assert_false(lease_exists(f, a));
     assert_int_equal(detach(f, "inst-a", &err), 0);
     assert_true(lease_exists(f, b));
@@ -276,7 +250,7 @@ static void test_failed_attach_leaves_nothing(void **state)
     assert_int_equal(attach_pid(f, gone, "inst-gone", ip, &err), -1);
     assert_false(lease_exists(f, "10.214.0.2"));
     veth_name("10.214.0.2", veth);
-    assert_false(link_exists(veth));
+    assert_false(nt_link_exists(veth));
 }
 
 struct attach_job {
@@ -316,6 +290,120 @@ static void test_concurrent_attaches_get_distinct_addresses(void **state)
     assert_pings(jobs[N_SLEEPERS - 1].ip);
 }
 
+static void run_ok(const char *const argv[])
+{
+    struct bh_err err;
+    if (bh_proc_check(argv, &err) < 0)
+        fail_msg("%s: %s", argv[0], err.msg);
+}
+
+/* Builds the fake internet and the metadata address, and starts the servers: the internet
+ * at 10.250.n.2:80, the metadata service at 169.254.169.254:80 and a host service at
+ * 10.250.n.1:8081 (the host's own address). */
+static void fake_internet(struct net_fixture *f)
+{
+    char host_cidr[24], peer_cidr[24], peer_if[16], inet_listen[32], host_listen[32];
+    snprintf(host_cidr, sizeof(host_cidr), "10.250.%d.1/24", f->n);
+    snprintf(peer_cidr, sizeof(peer_cidr), "10.250.%d.2/24", f->n);
+    snprintf(peer_if, sizeof(peer_if), "bto%d", f->n);
+    snprintf(inet_listen, sizeof(inet_listen), "10.250.%d.2:80", f->n);
+    snprintf(host_listen, sizeof(host_listen), "10.250.%d.1:8081", f->n);
+    const char *ns = f->inet_ns;
+    const char *const cmds[][12] = {
+        {"ip", "netns", "add", ns},
+        {"ip", "link", "add", f->inet_if, "type", "veth", "peer", "name", peer_if, "netns", ns},
+        {"ip", "addr", "add", host_cidr, "dev", f->inet_if},
+        {"ip", "link", "set", "dev", f->inet_if, "up"},
+        {"ip", "-n", ns, "addr", "add", peer_cidr, "dev", peer_if},
+        {"ip", "-n", ns, "link", "set", "dev", peer_if, "up"},
+        {"ip", "-n", ns, "link", "set", "dev", "lo", "up"},
+        {"ip", "addr", "add", "169.254.169.254/32", "dev", f->inet_if},
+    };
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        run_ok(cmds[i]);
+    bh_autofree char *doc = bh_xasprintf("%s/www", f->dir);
+    bh_autofree char *index = bh_xasprintf("%s/index.html", doc);
+    struct bh_err err;
+    assert_int_equal(bh_fs_mkdirp(doc, 0755, &err), 0);
+    assert_int_equal(bh_fs_write_atomic(index, "ok\n", 3, 0644, &err), 0);
+    const char *inet[] = {"ip", "netns", "exec",      ns,   "busybox", "httpd",
+                          "-f", "-p",    inet_listen, "-h", doc,       NULL};
+    f->servers[0] = nt_spawn(inet);
+    f->servers[1] = nt_httpd(0, "169.254.169.254:80", doc);
+    f->servers[2] = nt_httpd(0, host_listen, doc);
+}
+
+static void test_isolation(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    fake_internet(f);
+    char a[64], b[64], inet_url[64], host_url[64], b_url[80];
+    attach_ok(f, 0, "inst-a", a);
+    attach_ok(f, 1, "inst-b", b);
+    bh_autofree char *doc = bh_xasprintf("%s/www", f->dir);
+    f->servers[3] = nt_httpd(f->sleepers[1], "8080", doc);
+    snprintf(inet_url, sizeof(inet_url), "http://10.250.%d.2/", f->n);
+    snprintf(host_url, sizeof(host_url), "http://10.250.%d.1:8081/", f->n);
+    snprintf(b_url, sizeof(b_url), "http://%s:8080/", b);
+    const char *meta_url = "http://169.254.169.254/";
+    const char *gw_url = "http://10.214.0.1:8081/";
+    /* Every listener answers the host, so a refusal below is the policy's doing. */
+    assert_true(nt_wait_http(inet_url));
+    assert_true(nt_wait_http(meta_url));
+    assert_true(nt_wait_http(host_url));
+    assert_true(nt_wait_http(b_url));
+
+    pid_t pa = f->sleepers[0];
+    assert_true(nt_http_ok(pa, inet_url)); /* out through NAT */
+    assert_false(nt_http_ok(pa, meta_url));
+    assert_false(nt_http_ok(pa, host_url));
+    assert_false(nt_http_ok(pa, gw_url)); /* the host service via the gateway address */
+    assert_false(nt_http_ok(pa, b_url));
+    /* A spoofed source address is dropped at the bridge port, though its own goes out. */
+    char netns[64], inet_ip[16];
+    snprintf(netns, sizeof(netns), "--net=/proc/%d/ns/net", (int)pa);
+    snprintf(inet_ip, sizeof(inet_ip), "10.250.%d.2", f->n);
+    const char *spoof[] = {"nsenter",         netns, "ip",   "addr", "add",
+                           "10.214.0.200/24", "dev", "eth0", NULL};
+    run_ok(spoof);
+    const char *ping[] = {"nsenter", netns, "busybox", "ping",  "-c1",
+                          "-W1",     "-I",  a,         inet_ip, NULL};
+    const char *spoofed[] = {"nsenter", netns, "busybox",      "ping",  "-c1",
+                             "-W1",     "-I",  "10.214.0.200", inet_ip, NULL};
+    run_ok(ping);
+    assert_int_not_equal(nt_run_quiet(spoofed), 0);
+
+    struct bh_err err;
+    assert_int_equal(detach(f, "inst-a", &err), 0);
+    assert_int_equal(detach(f, "inst-b", &err), 0);
+    const char *list[] = {"nft", "list", "set", "bridge", f->table, "ports", NULL};
+    char out[4096] = "";
+    assert_int_equal(bh_plugin_host_api()->run(list, out, sizeof(out), &err), 0);
+    assert_null(strstr(out, "bhv")); /* no port element outlives its instance */
+}
+
+/* Mean wall time of attach + detach, to compare plugin builds (BH_NET_PLUGIN_DIR). */
+static void test_attach_timing(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    struct timespec t0, t1, t2;
+    double attach_ms = 0, detach_ms = 0;
+    const int rounds = 10;
+    for (int i = 0; i < rounds; i++) {
+        char ip[64];
+        struct bh_err err;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        attach_ok(f, i % N_SLEEPERS, "inst-t", ip);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_int_equal(detach(f, "inst-t", &err), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t2);
+        attach_ms += (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        detach_ms += (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6;
+    }
+    printf("attach %.1f ms, detach %.1f ms (mean of %d)\n", attach_ms / rounds, detach_ms / rounds,
+           rounds);
+}
+
 static void test_bad_config_refused(void **state)
 {
     struct net_fixture *f = *state;
@@ -326,7 +414,7 @@ static void test_bad_config_refused(void **state)
     assert_non_null(strstr(err.msg, "host bits set"));
     assert_int_equal(fixture_load(f, "10.214.0.0/31", &err), -1);
     assert_non_null(strstr(err.msg, "is not a.b.c.d/8..30"));
-    assert_false(link_exists(f->bridge));
+    assert_false(nt_link_exists(f->bridge));
 }
 
 #define NET_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -339,6 +427,8 @@ int main(void)
         NET_TEST(test_failed_attach_leaves_nothing),
         NET_TEST(test_concurrent_attaches_get_distinct_addresses),
         NET_TEST(test_bad_config_refused),
+        NET_TEST(test_isolation),
+        NET_TEST(test_attach_timing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

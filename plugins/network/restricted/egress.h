@@ -24,15 +24,15 @@
 struct egress;
 
 struct egress_config {
-    const char *listen_ip; /* the bridge gateway address */
-    int explicit_port;     /* HTTP_PROXY / HTTPS_PROXY (e.g. 3128) */
-    int http_port;         /* transparent HTTP (e.g. 3129) */
-    int tls_port;          /* transparent TLS (e.g. 3130) */
-    int dns_port;          /* DNS, UDP+TCP (53) */
-    const char *ca_dir;       /* per-workload CA keys/certs live here (0700; keys 0600) */
-    const char *trust_bundle; /* PEM bundle to verify upstreams; NULL = system store */
-    const char *hosts_file;   /* optional "ip name..." file consulted before the system
-                                 resolver for upstream names (tests use it) */
+    const char *listen_ip;          /* the bridge gateway address */
+    int explicit_port;              /* HTTP_PROXY / HTTPS_PROXY (e.g. 3128) */
+    int http_port;                  /* transparent HTTP (e.g. 3129) */
+    int tls_port;                   /* transparent TLS (e.g. 3130) */
+    int dns_port;                   /* DNS, UDP+TCP (53) */
+    const char *ca_dir;             /* per-workload CA keys/certs live here (0700; keys 0600) */
+    const char *trust_bundle;       /* PEM bundle to verify upstreams; NULL = system store */
+    const char *hosts_file;         /* optional "ip name..." file consulted before the system
+                                       resolver for upstream names (tests use it) */
     const struct bh_host_api *host; /* for logging and errors */
 };
 
@@ -64,5 +64,11 @@ void egress_clear_policy(struct egress *eg, const char *src_ip);
 /* PEM path of the workload's CA certificate (created on first use), for the instance's trust
  * store. Owned by the engine, valid until egress_stop. */
 const char *egress_ca_cert(struct egress *eg, const char *workload, struct bh_err *err);
+
+/* Additions for tests and benchmarks. The ports actually bound (useful when the config asked
+ * for port 0), and the upstream ports the proxy dials (80 and 443 unless changed). */
+void egress_ports(struct egress *eg, int *explicit_port, int *http_port, int *tls_port,
+                  int *dns_port);
+void egress_set_upstream_ports(struct egress *eg, int http_port, int tls_port);
 
 #endif

@@ -8,11 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "unrestricted.h"
+#include "bridge.h"
 
 #define LEASE_TMP_PREFIX ".tmp."
 
-void ur_ip_text(uint32_t addr, char buf[16])
+void bhn_ip_text(uint32_t addr, char buf[16])
 {
     struct in_addr in = {.s_addr = htonl(addr)};
     inet_ntop(AF_INET, &in, buf, 16);
@@ -20,7 +20,7 @@ void ur_ip_text(uint32_t addr, char buf[16])
 
 static int lease_errno(struct bh_err *err, const char *what, const char *path)
 {
-    return ur_host->err_set(err, BH_EIO, "%s %s: %s", what, path, strerror(errno));
+    return bhn_host->err_set(err, BH_EIO, "%s %s: %s", what, path, strerror(errno));
 }
 
 static int lease_fsync_dir(const char *dir, struct bh_err *err)
@@ -48,7 +48,7 @@ static int lease_names(const char *path, const char *id)
     return strcmp(buf, id) == 0;
 }
 
-int ur_lease_lookup(const char *dir, const char *id, uint32_t *addr, struct bh_err *err)
+int bhn_lease_lookup(const char *dir, const char *id, uint32_t *addr, struct bh_err *err)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -93,7 +93,7 @@ static int lease_link_free(const char *dir, const char *tmp, uint32_t net, int p
     uint32_t broadcast = net | (uint32_t)((1ull << (32 - prefix)) - 1);
     char path[PATH_MAX], ip[16];
     for (uint32_t a = net + 2; a < broadcast; a++) {
-        ur_ip_text(a, ip);
+        bhn_ip_text(a, ip);
         snprintf(path, sizeof(path), "%s/%s", dir, ip);
         if (link(tmp, path) == 0) {
             *addr = a;
@@ -105,10 +105,10 @@ static int lease_link_free(const char *dir, const char *tmp, uint32_t net, int p
     return 0;
 }
 
-int ur_lease_acquire(const char *dir, uint32_t net, int prefix, const char *id, uint32_t *addr,
-                     struct bh_err *err)
+int bhn_lease_acquire(const char *dir, uint32_t net, int prefix, const char *id, uint32_t *addr,
+                      struct bh_err *err)
 {
-    int found = ur_lease_lookup(dir, id, addr, err);
+    int found = bhn_lease_lookup(dir, id, addr, err);
     if (found != 0)
         return found < 0 ? -1 : 0;
     char tmp[PATH_MAX];
@@ -119,21 +119,21 @@ int ur_lease_acquire(const char *dir, uint32_t net, int prefix, const char *id, 
     if (linked < 0)
         return -1;
     if (linked == 0)
-        return ur_host->err_set(err, BH_EUNAVAIL, "no free address left in the subnet for %s", id);
+        return bhn_host->err_set(err, BH_EUNAVAIL, "no free address left in the subnet for %s", id);
     return lease_fsync_dir(dir, err);
 }
 
-int ur_lease_release(const char *dir, uint32_t addr, struct bh_err *err)
+int bhn_lease_release(const char *dir, uint32_t addr, struct bh_err *err)
 {
     char path[PATH_MAX], ip[16];
-    ur_ip_text(addr, ip);
+    bhn_ip_text(addr, ip);
     snprintf(path, sizeof(path), "%s/%s", dir, ip);
     if (unlink(path) < 0 && errno != ENOENT)
         return lease_errno(err, "remove", path);
     return lease_fsync_dir(dir, err);
 }
 
-int ur_lease_clean(const char *dir, struct bh_err *err)
+int bhn_lease_clean(const char *dir, struct bh_err *err)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -148,4 +148,31 @@ int ur_lease_clean(const char *dir, struct bh_err *err)
     }
     closedir(d);
     return 0;
+}
+
+int bhn_lease_each(const char *dir, bhn_lease_fn fn, void *ctx, struct bh_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return lease_errno(err, "open", dir);
+    struct dirent *e;
+    struct in_addr in;
+    char path[PATH_MAX], id[128];
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d))) {
+        if (inet_pton(AF_INET, e->d_name, &in) != 1)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, id, sizeof(id) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        id[n] = '\0';
+        rc = fn(ntohl(in.s_addr), id, ctx, err);
+    }
+    closedir(d);
+    return rc;
 }

@@ -1,0 +1,92 @@
+/* Code shared by the bridged network plugins (`unrestricted`, `restricted`), compiled into
+ * each .so (hidden there): a host bridge with a leased subnet, a veth pair per instance, and
+ * an nftables ruleset per bridge.
+ *
+ * nftables layout, per bridge BR (so daemons with their own bridges never clash):
+ *  - `table bridge boilerhouse_BR`: sets `ifaces` (veths) and `ports` (veth . address), one per
+ * attached instance; a frame entering the bridge from a port must carry that port's leased IPv4
+ *    source (IP and ARP), or it is dropped. No instance can spoof another's address, which
+ *    matters because the egress policy is keyed by source address.
+ *  - `table inet boilerhouse_BR`: the plugin's own policy (NAT, host protection, redirects).
+ * Both are rebuilt atomically from a generated file at init (`nft -f`, no shell), after which
+ * the elements of instances that still hold a lease are restored. Bridge ports are isolated
+ * (bridge_slave isolated on): instances never reach each other at layer 2. */
+#ifndef BH_NET_COMMON_BRIDGE_H
+#define BH_NET_COMMON_BRIDGE_H
+
+#include <boilerhouse/plugin.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Set by each plugin's bh_plugin_entry. */
+extern const struct bh_host_api *bhn_host;
+
+/* Addresses are host byte order throughout; bhn_ip_text formats one into buf[16]. */
+void bhn_ip_text(uint32_t addr, char buf[16]);
+
+struct bhn_bridge {
+    const char *plugin; /* plugin name, for logs and the state dir */
+    char bridge[16];    /* IFNAMSIZ */
+    uint32_t net;       /* subnet address */
+    int prefix;
+    char mtu[8];
+    char subnet[20];  /* a.b.c.d/p */
+    char gateway[16]; /* .1, the bridge's address */
+    char table[32];   /* boilerhouse_<bridge> */
+    char dir[PATH_MAX];
+    char leases[PATH_MAX];
+};
+
+/* The veth names derive from the leased address, which is unique among live instances. */
+struct bhn_names {
+    char host_if[16]; /* bhv<hex ip> */
+    char peer_if[16]; /* bhp<hex ip>, renamed eth0 inside the namespace */
+    char ip[16];
+    char cidr[20];
+};
+
+/* Reads the `bridge`, `subnet` and `mtu` keys every bridged plugin declares. */
+int bhn_configure(struct bhn_bridge *b, const char *plugin, const struct bh_config *cfg,
+                  struct bh_err *err);
+/* Idempotent: state dirs, leftover temp files, the bridge (kept if it exists) with the
+ * gateway address, IPv4 forwarding on. */
+int bhn_bridge_up(const struct bhn_bridge *b, struct bh_err *err);
+/* Replaces both tables with the bridge table plus inet_body (the inner text of the inet
+ * table), in one `nft -f` transaction, then restores the port elements of leased instances
+ * whose veth still exists. */
+int bhn_tables_apply(const struct bhn_bridge *b, const char *inet_body, struct bh_err *err);
+/* The host's own IPv4 addresses ("a, b, c"), from `ip -o -4 addr show`. */
+int bhn_host_addrs(char *out, size_t outlen, struct bh_err *err);
+
+/* Instance ids become file contents and log text: [a-z0-9-]{1,63} only. */
+int bhn_check_id(const char *id, struct bh_err *err);
+/* Leases an address, creates the veth (replacing a stale one), wires the namespace (eth0,
+ * lo, default route via the gateway) and registers the port; undoes itself on failure. */
+int bhn_attach(const struct bhn_bridge *b, const struct bh_net_request *req, struct bhn_names *n,
+               struct bh_err *err);
+/* Removes the instance's veth, port element and lease; fine if nothing is left. For each
+ * address released, calls on_release first (may be NULL). */
+int bhn_detach(const struct bhn_bridge *b, const char *id,
+               void (*on_release)(const char *ip, void *ctx), void *ctx, struct bh_err *err);
+
+/* Writes text to a fresh file under the plugin's state dir and runs argv with the file's
+ * path in place of the NULL-terminated argv's "@FILE" entry; the file is removed after. */
+int bhn_run_with_file(const struct bhn_bridge *b, const char *const argv[], const char *text,
+                      struct bh_err *err);
+
+/* Leases: one file per address, <dir>/<a.b.c.d>, holding the instance id. The file appears
+ * with its content already in place (link() of a written temp file), so a crash never leaves
+ * a lease that names nobody, and link()'s EEXIST makes two threads never share an address. */
+int bhn_lease_acquire(const char *dir, uint32_t net, int prefix, const char *id, uint32_t *addr,
+                      struct bh_err *err);
+/* 1 and *addr set if some lease names id, 0 if none. */
+int bhn_lease_lookup(const char *dir, const char *id, uint32_t *addr, struct bh_err *err);
+int bhn_lease_release(const char *dir, uint32_t addr, struct bh_err *err);
+/* Removes temp files a crash left between writing and linking a lease. */
+int bhn_lease_clean(const char *dir, struct bh_err *err);
+/* Calls fn for every lease; stops at the first non-zero return and returns it. */
+typedef int (*bhn_lease_fn)(uint32_t addr, const char *id, void *ctx, struct bh_err *err);
+int bhn_lease_each(const char *dir, bhn_lease_fn fn, void *ctx, struct bh_err *err);
+
+#endif
