@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "fs.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
 #include "queue.h"
 #include "resource.h"
+#include "secret.h"
 #include "store.h"
 
 #define API_CLAIM_FINALIZER "boilerhouse.dev/cleanup"
@@ -820,6 +822,66 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
     bh_api_json(resp, 200, o);
 }
 
+/* ---- secrets (values go in, never come out) ---- */
+
+static void h_secrets_list(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *out = NULL;
+    struct bh_err err;
+    if (bh_secrets_list(req->d->secrets, &out, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else
+        bh_api_json(resp, 200, out);
+}
+
+/* {name, key, value, tenantId?} */
+static void h_secret_set(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *body = NULL;
+    if (api_body(req, resp, &body) < 0)
+        return;
+    const char *name = bh_json_str(body, "name"), *key = bh_json_str(body, "key");
+    const char *value = bh_json_str(body, "value"), *tenant = bh_json_str(body, "tenantId");
+    struct bh_err err;
+    if (!name || !key || !value)
+        bh_api_error(resp, 400, "%s: required (a string)", !name ? "name" : !key ? "key" : "value");
+    else if (tenant && !bh_tenant_id_valid(tenant))
+        api_bad_tenant(resp, tenant);
+    else if (bh_secrets_set(req->d->secrets, tenant, name, key, value, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", name);
+        cJSON_AddStringToObject(o, "key", key);
+        if (tenant)
+            cJSON_AddStringToObject(o, "tenantId", tenant);
+        bh_api_json(resp, 201, o);
+    }
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "value");
+    if (cJSON_IsString(v))
+        bh_crypto_wipe(v->valuestring, strlen(v->valuestring));
+    cJSON_Delete(body);
+}
+
+/* DELETE /secrets/{name}?key=K&tenant=T: one key, or the whole secret. */
+static void h_secret_delete(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *key = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "key");
+    const char *tenant = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "tenant");
+    struct bh_err err;
+    if (tenant && !bh_tenant_id_valid(tenant)) {
+        api_bad_tenant(resp, tenant);
+        return;
+    }
+    if (bh_secrets_delete(req->d->secrets, tenant, req->params[0], key, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "deleted");
+    bh_api_json(resp, 200, o);
+}
+
 const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/health", h_health, 0},
     {"GET", "/api/v1/stats", h_stats, 1},
@@ -847,5 +909,8 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/instances/*/logs", h_instance_logs, 1},
     {"POST", "/api/v1/instances/*/exec", h_instance_exec, 1},
     {"POST", "/api/v1/instances/*/destroy", h_instance_destroy, 1},
+    {"GET", "/api/v1/secrets", h_secrets_list, 1},
+    {"POST", "/api/v1/secrets", h_secret_set, 1},
+    {"DELETE", "/api/v1/secrets/*", h_secret_delete, 1},
     {NULL, NULL, NULL, 0},
 };

@@ -19,6 +19,7 @@
 #include "queue.h"
 #include "resource.h"
 #include "runtime.h"
+#include "secret.h"
 #include "store.h"
 
 #define DAEMON_DEFAULT_STATE "/var/lib/boilerhouse"
@@ -239,6 +240,7 @@ static int daemon_open_plugins(struct bh_daemon *d, struct bh_err *err)
     if (d->cfg.plugin_config && daemon_read_json_file(d->cfg.plugin_config, &pcfg, err) < 0)
         return -1;
     bh_plugin_set_state_dir(d->cfg.state_dir);
+    bh_plugin_set_secrets(d->secrets);
     int rc = bh_plugins_load_dir(d->cfg.plugin_dir, pcfg, &d->plugins, err);
     cJSON_Delete(pcfg);
     return rc;
@@ -265,6 +267,8 @@ static int daemon_open_parts(struct bh_daemon *d, struct bh_err *err)
     bh_autofree char *tmp = bh_xasprintf("%s/tmp", c->state_dir);
     if (bh_fs_rmtree(tmp, err) < 0 || bh_fs_mkdirp(tmp, 0700, err) < 0 ||
         bh_crypto_master_key(c->state_dir, d->master_key, err) < 0)
+        return -1;
+    if (bh_secrets_open(c->state_dir, &d->secrets, err) < 0)
         return -1;
     int rc = bh_image_store_open(images, c->uid_base, regcfg, &d->images, err);
     cJSON_Delete(regcfg);
@@ -302,6 +306,9 @@ void bh_daemon_close(struct bh_daemon *d)
         bh_queue_free(d->queue);
     if (d->plugins)
         bh_plugins_free(d->plugins);
+    bh_plugin_set_secrets(NULL);
+    if (d->secrets)
+        bh_secrets_close(d->secrets);
     if (d->runtime)
         bh_runtime_close(d->runtime);
     if (d->images)

@@ -14,6 +14,7 @@ struct bh_image_store;
 struct bh_runtime;
 struct bh_plugins;
 struct bh_queue;
+struct bh_secrets;
 struct bh_store_event;
 
 struct bh_daemon_config {
@@ -42,6 +43,7 @@ struct bh_daemon {
     struct bh_runtime *runtime;
     struct bh_plugins *plugins;
     struct bh_queue *queue;
+    struct bh_secrets *secrets;
     uint8_t master_key[32]; /* snapshot encryption and secrets; wiped on close */
     /* Broadcast on every Claim change, so REST claims can wait for a phase. */
     pthread_mutex_t claim_lock;

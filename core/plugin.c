@@ -10,6 +10,7 @@
 #include "log.h"
 #include "mem.h"
 #include "proc.h"
+#include "secret.h"
 
 /* A plugin's validated configuration: every declared key that was given or has a default,
  * already typed, so the config_* accessors never parse. */
@@ -136,6 +137,16 @@ static const char *host_state_dir(void)
     return host_state_dir_path ? host_state_dir_path : HOST_DEFAULT_STATE_DIR;
 }
 
+static struct bh_secrets *host_secrets; /* borrowed from the daemon; NULL: no store */
+
+static int host_secret_get(const char *name, const char *key, const char *tenant, char **value,
+                           struct bh_err *err)
+{
+    if (!host_secrets)
+        return bh_err_set(err, BH_EUNAVAIL, "the host has no secret store");
+    return bh_secrets_get(host_secrets, tenant, name, key, value, err);
+}
+
 static const struct bh_host_api host_api = {
     .size = sizeof(struct bh_host_api),
     .abi_major = BH_PLUGIN_ABI_MAJOR,
@@ -147,11 +158,17 @@ static const struct bh_host_api host_api = {
     .config_bool = host_config_bool,
     .run = host_run,
     .state_dir = host_state_dir,
+    .secret_get = host_secret_get,
 };
 
 const struct bh_host_api *bh_plugin_host_api(void)
 {
     return &host_api;
+}
+
+void bh_plugin_set_secrets(struct bh_secrets *secrets)
+{
+    host_secrets = secrets;
 }
 
 void bh_plugin_set_state_dir(const char *dir)

@@ -41,6 +41,9 @@ cJSON *bh_plugins_describe(struct bh_plugins *ps);
 
 /* The host API table handed to plugins (also used by plugin tests). */
 const struct bh_host_api *bh_plugin_host_api(void);
+struct bh_secrets;
+/* The store host->secret_get() reads (borrowed; NULL detaches it). */
+void bh_plugin_set_secrets(struct bh_secrets *secrets);
 /* Sets what host->state_dir() returns. */
 void bh_plugin_set_state_dir(const char *dir);
 
