@@ -553,7 +553,10 @@ static void test_dns(void **state)
         sendto(fd, junk, jl, 0, (struct sockaddr *)&a, sizeof(a));
         close(fd);
     }
-    assert_int_equal(dns_udp("127.0.0.1", q, n, r), (int)n + 16); /* still alive */
+    int alive = 0; /* the flood may overflow the socket buffer: retry */
+    for (int i = 0; i < 5 && !alive; i++)
+        alive = dns_udp("127.0.0.1", q, n, r) == (int)n + 16;
+    assert_true(alive);
     /* TCP */
     int fd = dial("127.0.0.1", p_dns);
     unsigned char framed[514] = {0, (unsigned char)n};
