@@ -187,6 +187,8 @@ static int cli_response(struct cli *c, char *out, size_t cap)
             if (!cl && strstr(end, "\r\n0\r\n\r\n"))
                 break;
         }
+        if (len + 1 >= cap)
+            break;
         int r = cli_read(c, out + len, cap - len - 1);
         if (r <= 0)
             break;
@@ -288,6 +290,19 @@ static void test_http_keepalive_each_request_checked(void **state)
     assert_non_null(strstr(out, "a.allowed.test"));
     cli_write(&c, "POST / HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 5\r\n\r\nhello");
     assert_int_equal(cli_response(&c, out, sizeof(out)), 200);
+    cli_write(&c, "POST / HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 2\r\n"
+                  "Expect: 100-continue\r\n\r\n");
+    assert_int_equal(cli_response(&c, out, 26), 100); /* just the interim response */
+    cli_write(&c, "hi");
+    assert_int_equal(cli_response(&c, out, sizeof(out)), 200);
+    cli_write(&c, "POST / HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "2\r\nhi\r\n0\r\n\r\n");
+    assert_int_equal(cli_response(&c, out, sizeof(out)), 200);
+    cli_write(&c, "POST / HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 1\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n");
+    assert_int_equal(cli_response(&c, out, sizeof(out)), 400); /* smuggling shape */
+    cli_close(&c);
+    c.fd = dial("127.0.0.1", p_http);
     cli_write(&c, "GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n");
     assert_int_equal(cli_response(&c, out, sizeof(out)), 403);
     cli_close(&c);

@@ -939,7 +939,8 @@ static int build_request(struct sbuf *b, const struct http_head *h, const char *
     sb_add(b, " ", h->start[2], "\r\n");
     sb_add(b, "Host: ", host, "\r\n"); /* the checked name, never the client's spelling */
     for (size_t i = 0; i < h->nh; i++) {
-        int drop = hop_by_hop(h->name[i]) || strcasecmp(h->name[i], "Host") == 0;
+        int drop = hop_by_hop(h->name[i]) || strcasecmp(h->name[i], "Host") == 0 ||
+                   strcasecmp(h->name[i], "Expect") == 0;
         for (size_t j = 0; cred && j < cred->n && !drop; j++)
             drop = strcasecmp(h->name[i], cred->names[j]) == 0;
         if (!drop)
@@ -1148,10 +1149,16 @@ static int serve_one(struct serve *s, struct http_head *h)
         send_status(s->client, 502, "Bad Gateway", ok ? "upstream unreachable\n" : "bad request\n");
         return 0;
     }
-    ok = io_write(s->up.io, b->p, b->n) == 0 && copy_body(s->client, s->up.io, kind, len) == 0;
+    /* Expect is dropped upstream and answered here, so the body never waits on a 100 */
+    const char *expect = head_get(h, "Expect");
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ok = io_write(s->up.io, b->p, b->n) == 0 &&
+         (!expect || kind == BODY_NONE || io_write(s->client, cont, sizeof(cont) - 1) == 0) &&
+         copy_body(s->client, s->up.io, kind, len) == 0;
     OPENSSL_cleanse(b->p, b->n);
     free(b);
     int up_keep = 0;
+
     int keep = ok ? relay_response(s->up.io, s->client, h->start[0], wants_close(h), &up_keep) : -1;
     if (!up_keep)
         upstream_close(s->c, &s->up);
