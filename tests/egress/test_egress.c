@@ -585,6 +585,58 @@ static void test_dns(void **state)
     close(fd);
 }
 
+/* ---- parsers under random input ---------------------------------------------------------- */
+
+/* Plugin-internal parsers, linked in from the engine. */
+int eg_sni_parse(const unsigned char *buf, size_t len, char *out, size_t cap);
+size_t eg_dns_answer(struct egress *eg, const char *src_ip, const unsigned char *q, size_t qlen,
+                     unsigned char *out, size_t cap);
+
+static size_t client_hello(unsigned char *out, size_t cap, const char *sni)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_tlsext_host_name(ssl, sni);
+    SSL_set_connect_state(ssl);
+    SSL_do_handshake(ssl);
+    int n = BIO_read(wb, out, (int)cap);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return n > 0 ? (size_t)n : 0;
+}
+
+static void test_parsers_fuzz(void **state)
+{
+    unsigned char hello[4096], mut[4096], r[4096];
+    char sni[256];
+    size_t n = client_hello(hello, sizeof(hello), "API.Example.test");
+    assert_true(n > 50);
+    assert_int_equal(eg_sni_parse(hello, n, sni, sizeof(sni)), 1);
+    assert_string_equal(sni, "api.example.test");
+    for (size_t cut = 0; cut < n; cut++) /* every truncation is refused */
+        assert_int_not_equal(eg_sni_parse(hello, cut, sni, sizeof(sni)), 1);
+    srand(11);
+    for (int i = 0; i < 50000; i++) {
+        memcpy(mut, hello, n);
+        for (int k = 0; k < 1 + rand() % 4; k++)
+            mut[rand() % n] = (unsigned char)rand();
+        eg_sni_parse(mut, n, sni, sizeof(sni));
+        size_t ql = (size_t)(rand() % 300);
+        for (size_t k = 0; k < ql; k++)
+            mut[k] = (unsigned char)rand();
+        if (ql > 5) { /* mostly well-formed headers, so the question parser gets exercised */
+            mut[2] &= 0x07;
+            mut[4] = 0;
+            mut[5] = 1;
+            memset(mut + 6, 0, 6);
+        }
+        eg_dns_answer(eg, "127.0.0.1", mut, ql, r, 512);
+    }
+}
+
 /* ---- policy changes ---------------------------------------------------------------------- */
 
 static void test_policy_runtime(void **state)
@@ -632,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_explicit_connect),
         cmocka_unit_test(test_dns),
         cmocka_unit_test(test_policy_runtime),
+        cmocka_unit_test(test_parsers_fuzz),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

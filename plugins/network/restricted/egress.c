@@ -26,6 +26,7 @@
 #define EG_IO_BUF 16384
 #define EG_MAX_HEADERS 100
 #define EG_MAX_CONNS 4096
+#define EG_MAX_CONNS_PER_SRC 512 /* one tenant cannot take every slot */
 #define EG_IO_TIMEOUT_MS 30000
 #define EG_CONNECT_TIMEOUT_MS 5000
 #define EG_HELLO_TIMEOUT_MS 5000
@@ -1363,6 +1364,15 @@ static int peer_ip(int fd, char *out)
     return inet_ntop(AF_INET6, a6, out, INET6_ADDRSTRLEN) ? 0 : -1;
 }
 
+/* Connections open from src; conn_mu held. */
+static int conns_from(struct egress *eg, const char *src)
+{
+    int n = 0;
+    for (struct eg_conn *c = eg->conns; c; c = c->next)
+        n += strcmp(c->src, src) == 0;
+    return n;
+}
+
 static void conn_start(struct egress *eg, int fd, enum eg_kind kind)
 {
     struct eg_conn *c = xcalloc(1, sizeof(*c));
@@ -1372,7 +1382,8 @@ static void conn_start(struct egress *eg, int fd, enum eg_kind kind)
     c->ufd = -1;
     set_timeouts(fd, EG_IO_TIMEOUT_MS);
     pthread_mutex_lock(&eg->conn_mu);
-    int full = eg->n_conns >= EG_MAX_CONNS || peer_ip(fd, c->src) < 0;
+    int full = eg->n_conns >= EG_MAX_CONNS || peer_ip(fd, c->src) < 0 ||
+               conns_from(eg, c->src) >= EG_MAX_CONNS_PER_SRC;
     if (!full) {
         c->next = eg->conns;
         if (eg->conns)
