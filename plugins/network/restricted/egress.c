@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EG_IO_BUF 16384
@@ -643,7 +644,12 @@ static int io_copy_to_eof(struct eg_io *src, struct eg_io *dst)
 static ssize_t io_until(struct eg_io *io, const char *delim)
 {
     size_t dl = strlen(delim);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t); /* a head or line trickled in too slowly */
+        if ((t.tv_sec - t0.tv_sec) * 1000 > EG_IO_TIMEOUT_MS)
+            return -1;
         char *hit = memmem(io->buf + io->off, io->len, delim, dl);
         if (hit)
             return hit - (io->buf + io->off) + (ssize_t)dl;
