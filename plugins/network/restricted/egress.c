@@ -21,11 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EG_IO_BUF 16384
 #define EG_MAX_HEADERS 100
 #define EG_MAX_CONNS 4096
+#define EG_MAX_CONNS_PER_SRC 512 /* one tenant cannot take every slot */
 #define EG_IO_TIMEOUT_MS 30000
 #define EG_CONNECT_TIMEOUT_MS 5000
 #define EG_HELLO_TIMEOUT_MS 5000
@@ -642,7 +644,12 @@ static int io_copy_to_eof(struct eg_io *src, struct eg_io *dst)
 static ssize_t io_until(struct eg_io *io, const char *delim)
 {
     size_t dl = strlen(delim);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t); /* a head or line trickled in too slowly */
+        if ((t.tv_sec - t0.tv_sec) * 1000 > EG_IO_TIMEOUT_MS)
+            return -1;
         char *hit = memmem(io->buf + io->off, io->len, delim, dl);
         if (hit)
             return hit - (io->buf + io->off) + (ssize_t)dl;
@@ -939,7 +946,8 @@ static int build_request(struct sbuf *b, const struct http_head *h, const char *
     sb_add(b, " ", h->start[2], "\r\n");
     sb_add(b, "Host: ", host, "\r\n"); /* the checked name, never the client's spelling */
     for (size_t i = 0; i < h->nh; i++) {
-        int drop = hop_by_hop(h->name[i]) || strcasecmp(h->name[i], "Host") == 0;
+        int drop = hop_by_hop(h->name[i]) || strcasecmp(h->name[i], "Host") == 0 ||
+                   strcasecmp(h->name[i], "Expect") == 0;
         for (size_t j = 0; cred && j < cred->n && !drop; j++)
             drop = strcasecmp(h->name[i], cred->names[j]) == 0;
         if (!drop)
@@ -1148,10 +1156,16 @@ static int serve_one(struct serve *s, struct http_head *h)
         send_status(s->client, 502, "Bad Gateway", ok ? "upstream unreachable\n" : "bad request\n");
         return 0;
     }
-    ok = io_write(s->up.io, b->p, b->n) == 0 && copy_body(s->client, s->up.io, kind, len) == 0;
+    /* Expect is dropped upstream and answered here, so the body never waits on a 100 */
+    const char *expect = head_get(h, "Expect");
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ok = io_write(s->up.io, b->p, b->n) == 0 &&
+         (!expect || kind == BODY_NONE || io_write(s->client, cont, sizeof(cont) - 1) == 0) &&
+         copy_body(s->client, s->up.io, kind, len) == 0;
     OPENSSL_cleanse(b->p, b->n);
     free(b);
     int up_keep = 0;
+
     int keep = ok ? relay_response(s->up.io, s->client, h->start[0], wants_close(h), &up_keep) : -1;
     if (!up_keep)
         upstream_close(s->c, &s->up);
@@ -1356,6 +1370,15 @@ static int peer_ip(int fd, char *out)
     return inet_ntop(AF_INET6, a6, out, INET6_ADDRSTRLEN) ? 0 : -1;
 }
 
+/* Connections open from src; conn_mu held. */
+static int conns_from(struct egress *eg, const char *src)
+{
+    int n = 0;
+    for (struct eg_conn *c = eg->conns; c; c = c->next)
+        n += strcmp(c->src, src) == 0;
+    return n;
+}
+
 static void conn_start(struct egress *eg, int fd, enum eg_kind kind)
 {
     struct eg_conn *c = xcalloc(1, sizeof(*c));
@@ -1365,7 +1388,8 @@ static void conn_start(struct egress *eg, int fd, enum eg_kind kind)
     c->ufd = -1;
     set_timeouts(fd, EG_IO_TIMEOUT_MS);
     pthread_mutex_lock(&eg->conn_mu);
-    int full = eg->n_conns >= EG_MAX_CONNS || peer_ip(fd, c->src) < 0;
+    int full = eg->n_conns >= EG_MAX_CONNS || peer_ip(fd, c->src) < 0 ||
+               conns_from(eg, c->src) >= EG_MAX_CONNS_PER_SRC;
     if (!full) {
         c->next = eg->conns;
         if (eg->conns)
