@@ -162,10 +162,11 @@ class PoolTest(Base):
             'args: ["-c", "mkdir -p /workspace && exec sleep 2147483647"]', 'args: ["-c", "exit 3"]')
         self.d.apply_workload(broken)
         self.pool("bp", "broken", 2)
-        st = wait_for(lambda: self.pool_status("bp").get("lastFailure") and self.pool_status("bp"),
-                      what="pool failure recorded")
+        st = wait_for(lambda: "exited" in (self.pool_status("bp").get("detail") or "") and
+                      self.pool_status("bp"), what="pool failure reported")
         self.assertEqual(st["phase"], "Degraded")
-        self.assertIn("exited", st["detail"])
+        self.assertEqual(st["ready"], 0)
+        self.assertGreaterEqual(st["failures"], 1)
         time.sleep(1)
         self.assertEqual(self.d.containers(), [])
 
