@@ -469,6 +469,7 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_error(resp, 404, "workload %s not found", workload);
         return;
     }
+    bh_autofree char *websocket = bh_xstrdup(bh_json_str(wl, "spec.network.websocket"));
     cJSON_Delete(wl);
     bh_autofree char *name = bh_claim_name(tenant, workload);
     cJSON *c = api_claim_ensure(req->d, name, tenant, workload, resume, &err);
@@ -495,6 +496,8 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_idle_touch(req->d, bh_json_str(out, "instanceId"), &terr); /* a claim is activity */
     }
     api_add_idle(req->d, out, bh_json_str(out, "instanceId"));
+    if (websocket[0])
+        bh_json_set_str(out, "websocket", websocket);
     cJSON_AddNumberToObject(out, "latencyMs", (double)(bh_now_ms() - t0));
     const char *final = bh_json_str(out, "phase");
     if (timed_out) {

@@ -505,15 +505,18 @@ char *bh_instance_rootfs(struct bh_daemon *d, const char *id)
     return bh_xasprintf("%s/instances/%s/rootfs", d->cfg.state_dir, id);
 }
 
-int bh_instance_bind_tenant(struct bh_daemon *d, const cJSON *instance, const cJSON *workload,
-                            const char *tenant, struct bh_err *err)
+enum instance_net_call { NET_ATTACH, NET_BIND_TENANT };
+
+/* Calls a network op for a running instance outside of its boot. */
+static int instance_net_call(struct bh_daemon *d, const cJSON *instance, const cJSON *workload,
+                             const char *tenant, enum instance_net_call what, struct bh_err *err)
 {
     const char *mode = bh_json_str(instance, "spec.network");
     struct bh_plugin *p = instance_net_plugin(d, mode ? mode : "none", err);
     if (!p)
         return -1;
     const struct bh_network_ops *ops = p->info->ops;
-    if (!BH_HAS_OP(ops, struct bh_network_ops, bind_tenant))
+    if (what == NET_BIND_TENANT && !BH_HAS_OP(ops, struct bh_network_ops, bind_tenant))
         return 0;
     bh_autofree char *net_json = bh_json_print(bh_json_get(workload, "spec.network"));
     int pid = (int)bh_json_int(instance, "status.pid", 0);
@@ -527,9 +530,32 @@ int bh_instance_bind_tenant(struct bh_daemon *d, const cJSON *instance, const cJ
         .netns_path = netns,
         .pid = pid,
     };
-    if (ops->bind_tenant(p->state, &req, err) < 0)
-        return bh_err_wrap(err, "network %s: bind tenant", p->info->name);
-    return 0;
+    struct bh_net_result res = {.size = sizeof(res)};
+    int rc = what == NET_ATTACH ? ops->attach(p->state, &req, &res, err)
+                                : ops->bind_tenant(p->state, &req, err);
+    return rc < 0 ? bh_err_wrap(err, "network %s", p->info->name) : 0;
+}
+
+int bh_instance_bind_tenant(struct bh_daemon *d, const cJSON *instance, const cJSON *workload,
+                            const char *tenant, struct bh_err *err)
+{
+    return instance_net_call(d, instance, workload, tenant, NET_BIND_TENANT, err);
+}
+
+/* After a restart the network plugins have lost their in-memory state (egress policies):
+ * attach again (idempotent; the address is kept) and rebind the tenant. */
+static void instance_readopt_network(struct bh_daemon *d, const cJSON *inst)
+{
+    cJSON *wl = NULL;
+    struct bh_err err;
+    const char *tenant = bh_json_str(inst, "spec.tenantId");
+    if (bh_store_get(d->store, "BoilerhouseWorkload", bh_json_str(inst, "spec.workload"), &wl,
+                     &err) < 0 ||
+        instance_net_call(d, inst, wl, tenant, NET_ATTACH, &err) < 0 ||
+        (tenant && instance_net_call(d, inst, wl, tenant, NET_BIND_TENANT, &err) < 0))
+        bh_warn("instance", "re-wiring the network of %s: %s", bh_json_str(inst, "metadata.name"),
+                err.msg);
+    cJSON_Delete(wl);
 }
 
 /* Detaches the instance from its network; with mode unknown, asks every network plugin
@@ -663,6 +689,7 @@ static int recover_records(struct bh_daemon *d, struct bh_err *err)
             struct bh_err rerr;
             if (bh_runtime_resume(d->runtime, cid, &rerr) < 0)
                 bh_debug("instance", "resume %s: %s", id, rerr.msg);
+            instance_readopt_network(d, inst);
             bh_info("instance", "re-adopted running instance %s", id);
             continue;
         }

@@ -16,7 +16,7 @@ spec:
   image:
     ref: localhost/busybox:latest
   resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
-  network: {access: none}
+  network: {access: none, websocket: /ws}
   filesystem:
     overlayDirs: ["/workspace"]
     encryptOverlays: %(encrypt)s
@@ -96,6 +96,7 @@ class PoolTest(Base):
 
         a = self.claim("alice", "notes")
         self.assertEqual(a["source"], "pool")
+        self.assertEqual(a["websocket"], "/ws")
         self.assertIn(a["instanceId"], warm)
         self.exec(a["instanceId"], "echo 'alice was here' > /workspace/note.txt")
         self.wait_pool_ready("notes-pool", 2)  # refilled after the claim
