@@ -232,6 +232,41 @@ class RegistryPullTest(unittest.TestCase):
         self.assertNotEqual(missing.returncode, 0)
         self.assertIn("test/missing", missing.stderr)
 
+    def test_workload_pulls_its_image_ref_and_runs(self):
+        from bh import Daemon
+
+        reg = self.start_registry()
+        self.push(reg, "apps/busybox:2")
+        d = Daemon()
+        self.addCleanup(d.cleanup)
+        d.start()
+        manifest = {
+            "name": "pulled",
+            "spec": {
+                "version": "1",
+                "image": {"ref": f"{reg.host}/apps/busybox:2"},
+                "resources": {"vcpus": 0.5, "memoryMb": 64, "diskGb": 1},
+                "entrypoint": {"cmd": "sleep", "args": ["1000"]},
+            },
+        }
+        status, body = d.request("POST", "/api/v1/workloads", manifest)
+        self.assertEqual(status, 201, body)
+        ready = d.wait_workload("pulled", "Ready")
+        with open(os.path.join(self.layout, "index.json")) as f:
+            digest = json.load(f)["manifests"][0]["digest"]
+        self.assertEqual(ready["status"]["imageDigest"], digest)
+        status, claim = d.claim("pat", "pulled")
+        self.assertEqual((status, claim["phase"]), (201, "Active"), claim)
+        status, out = d.request("POST", "/api/v1/instances/%s/exec" % claim["instanceId"],
+                                {"command": ["cat", "/www/index.html"]})
+        self.assertIn("boilerhouse busybox httpd", out["stdout"])
+        # A ref the registry does not have: the workload says so.
+        manifest["name"] = "missing"
+        manifest["spec"]["image"]["ref"] = f"{reg.host}/apps/nothing:1"
+        self.assertEqual(d.request("POST", "/api/v1/workloads", manifest)[0], 201)
+        failed = d.wait_workload("missing", "Error")
+        self.assertIn("apps/nothing", failed["status"]["detail"])
+
     def test_basic_auth_pull(self):
         if not shutil.which("htpasswd"):
             self.skipTest("htpasswd (apache2-utils) not installed; bcrypt needs it")
