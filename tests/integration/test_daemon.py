@@ -139,6 +139,37 @@ class ClaimTest(unittest.TestCase):
         self.assertIn("not ready", claim["error"])
         self.assertEqual(self.d.request("DELETE", "/api/v1/workloads/built")[0], 200)
 
+    def test_exec_health_gates_readiness_and_failures_tear_down(self):
+        manifest = {
+            "name": "checked",
+            "spec": {
+                "version": "1",
+                "image": {"ref": "localhost/busybox:latest"},
+                "resources": {"vcpus": 0.5, "memoryMb": 64, "diskGb": 1},
+                "health": {"intervalSeconds": 1, "unhealthyThreshold": 2,
+                           "exec": {"command": ["test", "-f", "/tmp/ok"]}},
+                "entrypoint": {"cmd": "sh",
+                               "args": ["-c", "sleep 0.7; touch /tmp/ok; exec sleep 1000"]},
+            },
+        }
+        status, body = self.d.request("POST", "/api/v1/workloads", manifest)
+        self.assertEqual(status, 201, body)
+        self.d.wait_workload("checked", "Ready")
+        c = self.claim_ok("nina", "checked")
+        self.assertGreaterEqual(c["latencyMs"], 600)  # not handed out before it was healthy
+        self.d.request("POST", "/api/v1/instances/%s/exec" % c["instanceId"],
+                       {"command": ["rm", "/tmp/ok"]})
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            t = self.d.request("GET", "/api/v1/tenants/nina")[1]["claims"][0]
+            if t["phase"] == "Error":
+                break
+            time.sleep(0.2)
+        self.assertEqual(t["phase"], "Error", t)
+        self.assertIn("failed 2 health checks", t["detail"])
+        self.assertNotIn("bh-" + c["instanceId"], self.d.containers())
+        self.assertEqual(self.d.request("DELETE", "/api/v1/workloads/checked")[0], 200)
+
     def test_stats_and_listing(self):
         status, stats = self.d.request("GET", "/api/v1/stats")
         self.assertEqual(status, 200)
