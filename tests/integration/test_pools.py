@@ -305,10 +305,13 @@ class IdleTest(Base):
         self.assertEqual(self.claim_phase("lee"), "Released")  # the control really idled
 
     def test_keepalive_resets_the_clock(self):
-        self.claim("max", "notes")
+        # 4 s of idleness allowed, a keepalive every second: generous enough for a loaded
+        # machine, while 8 s in total is twice the timeout.
+        self.d.apply_workload(notes(name="slow", idle=4))
+        self.claim("max", "slow")
         for i in range(8):
             status, body = self.d.request("POST", "/api/v1/tenants/max/keepalive",
-                                          {"workload": "notes"})
+                                          {"workload": "slow"})
             self.assertEqual(status, 200, (i, body, self.d.log()[-3000:]))
             self.assertGreaterEqual(body["idleTimeLeftSeconds"], 1)
             time.sleep(1)
