@@ -367,6 +367,21 @@ static char *api_claim_workload(const struct bh_api_req *req, struct bh_api_resp
     return name;
 }
 
+/* The claim a tenant route is about: validates the tenant id, then reads {workload}.
+ * Answers 4xx itself and returns NULL on bad input; else the claim name (owned) and
+ * *workload (owned). */
+static char *api_tenant_claim(const struct bh_api_req *req, struct bh_api_resp *resp, int *resume,
+                              char **workload)
+{
+    const char *tenant = req->params[0];
+    if (!bh_tenant_id_valid(tenant)) {
+        api_bad_tenant(resp, tenant);
+        return NULL;
+    }
+    *workload = api_claim_workload(req, resp, resume);
+    return *workload ? bh_claim_name(tenant, *workload) : NULL;
+}
+
 static cJSON *api_claim_new(const char *name, const char *tenant, const char *workload, int resume)
 {
     cJSON *obj = cJSON_CreateObject();
@@ -455,13 +470,10 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     long long t0 = bh_now_ms();
     const char *tenant = req->params[0];
-    if (!bh_tenant_id_valid(tenant)) {
-        api_bad_tenant(resp, tenant);
-        return;
-    }
     int resume = 0;
-    bh_autofree char *workload = api_claim_workload(req, resp, &resume);
-    if (!workload)
+    bh_autofree char *workload = NULL;
+    bh_autofree char *name = api_tenant_claim(req, resp, &resume, &workload);
+    if (!name)
         return;
     struct bh_err err;
     cJSON *wl = NULL;
@@ -471,7 +483,6 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     }
     bh_autofree char *websocket = bh_xstrdup(bh_json_str(wl, "spec.network.websocket"));
     cJSON_Delete(wl);
-    bh_autofree char *name = bh_claim_name(tenant, workload);
     cJSON *c = api_claim_ensure(req->d, name, tenant, workload, resume, &err);
     if (!c) {
         bh_api_from_err(resp, &err);
@@ -558,15 +569,9 @@ static void api_release(const struct bh_api_req *req, struct bh_api_resp *resp,
                         enum api_release_mode mode)
 {
     const char *tenant = req->params[0];
-    if (!bh_tenant_id_valid(tenant)) {
-        api_bad_tenant(resp, tenant);
-        return;
-    }
-    bh_autofree char *workload = api_claim_workload(req, resp, NULL);
-    if (!workload)
-        return;
-    bh_autofree char *name = bh_claim_name(tenant, workload);
-    if (api_release_start(req, resp, name, mode) < 0)
+    bh_autofree char *workload = NULL;
+    bh_autofree char *name = api_tenant_claim(req, resp, NULL, &workload);
+    if (!name || api_release_start(req, resp, name, mode) < 0)
         return;
     int timed_out = 0;
     cJSON *left = api_claim_wait(req->d, name, "ReleaseFailed|Released", 1, &timed_out);
@@ -610,14 +615,10 @@ static void h_release_retry(const struct bh_api_req *req, struct bh_api_resp *re
 static void h_keepalive(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     const char *tenant = req->params[0];
-    if (!bh_tenant_id_valid(tenant)) {
-        api_bad_tenant(resp, tenant);
+    bh_autofree char *workload = NULL;
+    bh_autofree char *name = api_tenant_claim(req, resp, NULL, &workload);
+    if (!name)
         return;
-    }
-    bh_autofree char *workload = api_claim_workload(req, resp, NULL);
-    if (!workload)
-        return;
-    bh_autofree char *name = bh_claim_name(tenant, workload);
     cJSON *c = NULL;
     struct bh_err err;
     const char *id = NULL;
