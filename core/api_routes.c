@@ -232,10 +232,7 @@ static cJSON *api_resource_object(cJSON *body, const char *kind, const char *url
         bh_api_error(resp, 400, "name: required");
         return NULL;
     }
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
-    cJSON_AddStringToObject(obj, "kind", kind);
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(obj, "metadata"), "name", name);
+    cJSON *obj = bh_resource_new(kind, name);
     const cJSON *spec = bh_json_get(body, "spec");
     cJSON_AddItemToObject(obj, "spec", spec ? cJSON_Duplicate(spec, 1) : cJSON_CreateObject());
     return obj;
@@ -384,12 +381,9 @@ static char *api_tenant_claim(const struct bh_api_req *req, struct bh_api_resp *
 
 static cJSON *api_claim_new(const char *name, const char *tenant, const char *workload, int resume)
 {
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
-    cJSON_AddStringToObject(obj, "kind", "BoilerhouseClaim");
-    cJSON *md = cJSON_AddObjectToObject(obj, "metadata");
-    cJSON_AddStringToObject(md, "name", name);
-    cJSON *labels = cJSON_AddObjectToObject(md, "labels");
+    cJSON *obj = bh_resource_new("BoilerhouseClaim", name);
+    cJSON *md = bh_json_obj(obj, "metadata");
+    cJSON *labels = bh_json_obj(md, "labels");
     cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", tenant);
     cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", workload);
     cJSON_AddItemToObject(md, "finalizers",

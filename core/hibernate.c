@@ -90,12 +90,8 @@ static cJSON *hib_record(const char *tenant, const cJSON *workload, const char *
     bh_autofree char *name = bh_snapshot_name(tenant, wname);
     char now[32];
     bh_now_rfc3339(now);
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
-    cJSON_AddStringToObject(obj, "kind", SNAPSHOT_KIND);
-    cJSON *md = cJSON_AddObjectToObject(obj, "metadata");
-    cJSON_AddStringToObject(md, "name", name);
-    cJSON *labels = cJSON_AddObjectToObject(md, "labels");
+    cJSON *obj = bh_resource_new(SNAPSHOT_KIND, name);
+    cJSON *labels = bh_json_obj(obj, "metadata.labels");
     cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", tenant);
     cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", wname);
     cJSON *spec = cJSON_AddObjectToObject(obj, "spec");

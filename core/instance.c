@@ -88,12 +88,8 @@ static struct bh_plugin *instance_net_plugin(struct bh_daemon *d, const char *mo
 static cJSON *instance_record(const char *id, const struct bh_boot_req *req)
 {
     const char *wname = bh_json_str(req->workload, "metadata.name");
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
-    cJSON_AddStringToObject(obj, "kind", INSTANCE_KIND);
-    cJSON *md = cJSON_AddObjectToObject(obj, "metadata");
-    cJSON_AddStringToObject(md, "name", id);
-    cJSON *labels = cJSON_AddObjectToObject(md, "labels");
+    cJSON *obj = bh_resource_new(INSTANCE_KIND, id);
+    cJSON *labels = bh_json_obj(obj, "metadata.labels");
     cJSON_AddStringToObject(labels, "boilerhouse.dev/managed", "true");
     cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", wname);
     if (req->tenant)

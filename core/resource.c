@@ -317,3 +317,12 @@ cJSON *bh_resource_spec_schema(const char *kind)
     const struct bh_resource_kind *k = bh_resource_kind_find(kind);
     return k ? resource_object_schema(k->spec) : NULL;
 }
+
+cJSON *bh_resource_new(const char *kind, const char *name)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "apiVersion", BH_API_VERSION);
+    cJSON_AddStringToObject(obj, "kind", kind);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(obj, "metadata"), "name", name);
+    return obj;
+}

@@ -29,6 +29,8 @@ int bh_resource_name_valid(const char *name);
 /* The tenant ID rule, everywhere a tenant ID enters: [A-Za-z0-9._-]{1,63}, not "." or "..".
  * Such an ID is one safe path component and never needs shell quoting. */
 int bh_tenant_id_valid(const char *id);
+/* A new object {apiVersion, kind, metadata: {name}} of any kind, internal ones included. */
+cJSON *bh_resource_new(const char *kind, const char *name);
 
 /* Naming of a kind for the Kubernetes-compatible API: "boilerhouseworkloads", "bhw". NULL for
  * an unknown kind. Static strings. */
