@@ -21,7 +21,7 @@ import tempfile
 import time
 import unittest
 
-from bh import BUILD, BUSYBOX_LAYOUT, Daemon
+from bh import BUSYBOX_LAYOUT, BUSYBOX_REF, Daemon, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = ["api.example.test", "allowed.test", "a.allowed.test", "blocked.test"]
@@ -330,6 +330,43 @@ class RestrictedTest(unittest.TestCase):
             self.assertEqual(rc, 0, out)
             seen[tenant] = [r["headers"].get("x-api-key") for r in self.recorded(p)]
         self.assertEqual(seen, {t: [v] for t, v in TENANT_SECRETS.items()})
+
+    # ---- expose[].host: publishing on the host's addresses ----
+
+    def from_internet(self, port, timeout=10):
+        """Body of http://<host's veth address>:port/ fetched from the fake internet, or None."""
+        deadline = time.time() + timeout
+        while True:
+            out = subprocess.run(["ip", "netns", "exec", self.ns, "timeout", "2", "busybox", "wget",
+                                  "-q", "-O", "-", "http://%s:%d/" % (self.host_ip, port)],
+                                 capture_output=True, text=True)
+            if out.returncode == 0 or time.time() > deadline:
+                return out.stdout if out.returncode == 0 else None
+            time.sleep(0.2)
+
+    def test_expose_host_port(self):
+        hp, rhp = free_port(), free_port()
+        web = "exec httpd -f -p 8080 -h /www"
+        for name, access, port, image in (("pubweb", "unrestricted", hp, BUSYBOX_REF),
+                                          ("pubweb2", "unrestricted", hp, BUSYBOX_REF),
+                                          ("rspub", "restricted", rhp, "localhost/tlsbox:latest")):
+            self.d.apply_workload(workload(name, {"access": access, "expose": [
+                {"guest": 8080, "host": port}]}, cmd=web, image=image))
+        self.claim("pub-a", "pubweb")
+        self.assertIn("boilerhouse busybox httpd", self.from_internet(hp) or "")
+        self.claim("pub-r", "rspub")
+        self.assertIn("boilerhouse busybox httpd", self.from_internet(rhp) or "")
+        # The port is taken: another instance cannot publish it.
+        status, body = self.d.claim("pub-b", "pubweb2")
+        self.assertNotIn(status, (200, 201), body)
+        # Released: the DNAT goes with the instance, and the port is free again.
+        self.assertIn(self.d.release("pub-a", "pubweb")[0], (200, 202))
+        deadline = time.time() + 20
+        while self.from_internet(hp, timeout=0) is not None:
+            self.assertLess(time.time(), deadline, "port %d still published" % hp)
+            time.sleep(0.2)
+        self.claim("pub-b", "pubweb2")
+        self.assertIn("boilerhouse busybox httpd", self.from_internet(hp) or "")
 
 
 if __name__ == "__main__":
