@@ -37,7 +37,7 @@ def read_manifest(name):
 class Daemon:
     """One daemon process with its own state dir, port, runtime root and bridge."""
 
-    def __init__(self, api_key=None, plugin_dir=None, extra_env=None):
+    def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.api_key = api_key
@@ -46,17 +46,24 @@ class Daemon:
         n = os.getpid() % 200 + 20
         self.bridge = "bhit%d" % n
         self.rbridge = "bhitr%d" % n
+        self.subnet = "10.231.%d.0/24" % n
+        self.rsubnet = "10.232.%d.0/24" % n
+        self.rgateway = "10.232.%d.1" % n
+        # restricted_config adds keys of the restricted plugin (trust_bundle, hosts_file...).
+        restricted = dict({"bridge": self.rbridge, "subnet": self.rsubnet},
+                          **(restricted_config or {}))
         self.plugin_config = os.path.join(self.state, "plugins.json")
         with open(self.plugin_config, "w") as f:
-            json.dump({"network/unrestricted": {"bridge": self.bridge,
-                                                "subnet": "10.231.%d.0/24" % n},
-                       "network/restricted": {"bridge": self.rbridge,
-                                              "subnet": "10.232.%d.0/24" % n}}, f)
+            json.dump({"network/unrestricted": {"bridge": self.bridge, "subnet": self.subnet},
+                       "network/restricted": restricted}, f)
         self.extra_env = extra_env or {}
         self.proc = None
         self.log_path = os.path.join(self.state, "daemon.log")
-        subprocess.run([BINARY, "image", "import", BUSYBOX_LAYOUT, BUSYBOX_REF,
-                        "--state-dir", self.state], check=True, capture_output=True)
+        self.import_image(BUSYBOX_LAYOUT, BUSYBOX_REF)
+
+    def import_image(self, layout, ref):
+        subprocess.run([BINARY, "image", "import", layout, ref, "--state-dir", self.state],
+                       check=True, capture_output=True)
 
     # ---- process ----
 

@@ -216,8 +216,13 @@ int bhn_tables_apply(const struct bhn_bridge *b, const char *inet_body, struct b
             "    iifname . ip saddr @ports accept\n"
             "    iifname . arp saddr ip @ports accept\n"
             "    iifname @ifaces drop\n  }\n}\n"
-            "table inet %s {}\ndelete table inet %s\ntable inet %s {\n%s}\n",
-            t, t, t, t, t, t, inet_body);
+            "table inet %s {}\ndelete table inet %s\ntable inet %s {\n%s"
+            "  map expose {\n    type inet_service : ipv4_addr . inet_service\n  }\n"
+            "  chain expose {\n"
+            "    type nat hook prerouting priority dstnat - 5; policy accept;\n"
+            "    iifname != \"%s\" fib daddr type local dnat ip to tcp dport map @expose\n  }\n"
+            "}\n",
+            t, t, t, t, t, t, inet_body, b->bridge);
     struct bhn_restore r = {.b = b, .out = out};
     int rc = bhn_lease_each(b->leases, bhn_restore_one, &r, err);
     fclose(out);
@@ -294,6 +299,7 @@ int bhn_detach(const struct bhn_bridge *b, const char *id,
 {
     if (bhn_check_id(id, err) < 0)
         return -1;
+    bhn_expose_unpublish(b, id);
     uint32_t addr;
     int found;
     /* Normally one lease; a loop also sweeps any extra a racing double attach made. */
@@ -327,6 +333,11 @@ int bhn_attach(const struct bhn_bridge *b, const struct bh_net_request *req, str
     bhn_names_for(b, addr, n);
     if (bhn_wire(b, req, n, err) < 0) {
         /* Leave nothing behind: a failed attach must not hold an address or a veth. */
+        struct bh_err ignored;
+        bhn_detach(b, req->instance_id, NULL, NULL, &ignored);
+        return -1;
+    }
+    if (bhn_expose_publish(b, req, n->ip, err) < 0) {
         struct bh_err ignored;
         bhn_detach(b, req->instance_id, NULL, NULL, &ignored);
         return -1;

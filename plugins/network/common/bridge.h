@@ -70,6 +70,17 @@ int bhn_attach(const struct bhn_bridge *b, const struct bh_net_request *req, str
 int bhn_detach(const struct bhn_bridge *b, const char *id,
                void (*on_release)(const char *ip, void *ctx), void *ctx, struct bh_err *err);
 
+/* Host ports, spec.network.expose[].host: every inet table has a map `expose` (host port ->
+ * instance address . guest port) and a prerouting chain DNATing TCP to any host address on
+ * such a port, unless it comes from the plugin's own bridge; the plugin's forward chain must
+ * accept `ct status dnat` flows of its bridge. A port is published once per daemon, across
+ * plugins (a file per port under <state>/network-expose): publishing a port another instance
+ * holds is a BH_ECONFLICT error. Loopback (127.0.0.1:host) is not published. */
+int bhn_expose_publish(const struct bhn_bridge *b, const struct bh_net_request *req, const char *ip,
+                       struct bh_err *err);
+/* Removes every port the instance published through this plugin; fine if none. */
+void bhn_expose_unpublish(const struct bhn_bridge *b, const char *id);
+
 /* Writes text to a fresh file under the plugin's state dir and runs argv with the file's
  * path in place of the NULL-terminated argv's "@FILE" entry; the file is removed after. */
 int bhn_run_with_file(const struct bhn_bridge *b, const char *const argv[], const char *text,

@@ -45,12 +45,14 @@ static int rs_tables(const struct rs_state *s, struct bh_err *err)
              "    iifname \"%s\" drop\n  }\n"
              "  chain forward {\n"
              "    type filter hook forward priority filter - 10; policy accept;\n"
+             "    ct status dnat ct direction reply iifname \"%s\" accept\n"
+             "    ct status dnat oifname \"%s\" accept\n"
              "    iifname \"%s\" drop\n"
              "    oifname \"%s\" ct state established,related accept\n"
              "    oifname \"%s\" drop\n  }\n",
              br, gw, s->http_port, br, gw, s->tls_port, br, gw, s->dns_port, br, br, gw,
              s->explicit_port, s->http_port, s->tls_port, s->dns_port, br, gw, s->dns_port, br, br,
-             br, br);
+             br, br, br, br);
     return bhn_tables_apply(&s->b, body, err);
 }
 

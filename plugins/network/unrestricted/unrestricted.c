@@ -39,12 +39,13 @@ static int ur_tables(const struct bhn_bridge *b, struct bh_err *err)
              "    type filter hook forward priority filter - 10; policy accept;\n"
              "    iifname \"%s\" ip daddr @host_addrs drop\n"
              "    iifname \"%s\" meta nfproto ipv6 drop\n"
+             "    oifname \"%s\" ct status dnat accept\n"
              "    oifname \"%s\" ct state established,related accept\n"
              "    oifname \"%s\" drop\n  }\n"
              "  chain postrouting {\n"
              "    type nat hook postrouting priority srcnat; policy accept;\n"
              "    ip saddr %s oifname != \"%s\" masquerade\n  }\n",
-             addrs[0] ? ", " : "", addrs, br, br, br, br, br, br, b->subnet, br);
+             addrs[0] ? ", " : "", addrs, br, br, br, br, br, br, br, b->subnet, br);
     return bhn_tables_apply(b, body, err);
 }
 
