@@ -67,7 +67,6 @@ static void *pool_boot_thread(void *arg)
         cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
         if (bh_store_update(pb->d->store, inst, NULL, &err) < 0)
             bh_warn("pool", "pool %s: mark ready: %s", pb->pool, err.msg);
-        pool_note_boot(pb->d, pb->pool, NULL);
     }
     cJSON_Delete(inst);
     pool_enqueue(pb->d, pb->pool);
@@ -108,10 +107,21 @@ static cJSON *pool_members(struct bh_daemon *d, const char *pool)
     return list;
 }
 
+/* Removes a member, but only if it is still unclaimed: the listed record's resourceVersion
+ * guards the take, so a claim that acquired it a moment ago wins and keeps it. */
 static void pool_destroy_member(struct bh_daemon *d, const cJSON *inst, const char *why)
 {
     const char *id = bh_json_str(inst, "metadata.name");
+    cJSON *taken = cJSON_Duplicate(inst, 1);
+    bh_json_set_str(bh_json_obj(taken, "metadata.labels"), "boilerhouse.dev/pool-status",
+                    "draining");
     struct bh_err err;
+    int rc = bh_store_update(d->store, taken, NULL, &err);
+    cJSON_Delete(taken);
+    if (rc < 0) {
+        bh_debug("pool", "not removing %s: %s", id, err.msg);
+        return;
+    }
     bh_info("pool", "removing pool instance %s: %s", id, why);
     if (bh_instance_destroy(d, id, &err) < 0)
         bh_warn("pool", "remove %s: %s", id, err.msg);
@@ -131,6 +141,12 @@ static void pool_prune(struct bh_daemon *d, const cJSON *pool, const cJSON *wl, 
     {
         const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
         int is_ready = st && strcmp(st, "ready") == 0;
+        struct bh_err derr;
+        if (st && strcmp(st, "draining") == 0) { /* a removal that failed before: retry */
+            if (bh_instance_destroy(d, bh_json_str(m, "metadata.name"), &derr) < 0)
+                bh_warn("pool", "remove %s: %s", bh_json_str(m, "metadata.name"), derr.msg);
+            continue;
+        }
         /* Warming members finish booting first (their boot thread owns them until then). */
         if (is_ready && bh_json_int(m, "spec.workloadGeneration", -2) != gen)
             pool_destroy_member(d, m, "built from an older workload spec");
@@ -225,6 +241,16 @@ int bh_pool_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, s
             pool_start_boot(d, wl, name);
         if (wait > 0)
             *requeue_ms = (long)wait;
+        if (failures && ready >= size) {
+            pool_note_boot(d, name, NULL); /* healthy again: the backoff starts over */
+            failures = 0;
+            cJSON_Delete(pool);
+            pool = NULL;
+            if (bh_store_get(d->store, POOL_KIND, name, &pool, err) < 0) {
+                cJSON_Delete(wl);
+                return -1;
+            }
+        }
         const char *detail = failures ? bh_json_str(pool, "status.lastFailure")
                                       : (ready < size ? "warming instances" : NULL);
         rc = pool_write_status(d, pool, ready, warming, ready >= size ? "Healthy" : "Degraded",

@@ -163,8 +163,11 @@ class PoolTest(Base):
             'args: ["-c", "mkdir -p /workspace && exec sleep 2147483647"]', 'args: ["-c", "exit 3"]')
         self.d.apply_workload(broken)
         self.pool("bp", "broken", 2)
-        st = wait_for(lambda: "exited" in (self.pool_status("bp").get("detail") or "") and
-                      self.pool_status("bp"), what="pool failure reported")
+        def reported():
+            st = self.pool_status("bp")
+            return "exited" in (st.get("detail") or "") and st
+
+        st = wait_for(reported, what="pool failure reported")
         self.assertEqual(st["phase"], "Degraded")
         self.assertEqual(st["ready"], 0)
         self.assertGreaterEqual(st["failures"], 1)
