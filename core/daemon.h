@@ -132,7 +132,12 @@ struct bh_boot_req {
     const char *claim;     /* NULL for a pool instance */
     const char *pool;      /* pool name for a pool instance */
     const cJSON *snapshot; /* restored into the rootfs before the container starts */
+    const char *id;        /* a record made by bh_instance_reserve, or NULL for a new one */
 };
+
+/* Creates the Starting record of an instance (so it counts, and a crash leaves it to clean
+ * up) before the boot itself runs elsewhere. Owned id, NULL on error. */
+char *bh_instance_reserve(struct bh_daemon *d, const struct bh_boot_req *req, struct bh_err *err);
 
 /* Creates the Instance record first (so a crash leaves something to clean up), then its
  * rootfs, network, container; waits until healthy. *out (owned) is the Running instance. */

@@ -468,15 +468,26 @@ static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err
     return rc;
 }
 
-int bh_instance_boot(struct bh_daemon *d, const struct bh_boot_req *req, cJSON **out,
-                     struct bh_err *err)
+char *bh_instance_reserve(struct bh_daemon *d, const struct bh_boot_req *req, struct bh_err *err)
 {
-    bh_autofree char *id = instance_new_id();
+    char *id = instance_new_id();
     cJSON *rec = instance_record(id, req);
     int rc = bh_store_create(d->store, rec, NULL, err);
     cJSON_Delete(rec);
-    if (rc < 0)
+    if (rc < 0) {
+        free(id);
+        return NULL;
+    }
+    return id;
+}
+
+int bh_instance_boot(struct bh_daemon *d, const struct bh_boot_req *req, cJSON **out,
+                     struct bh_err *err)
+{
+    bh_autofree char *id = req->id ? bh_xstrdup(req->id) : bh_instance_reserve(d, req, err);
+    if (!id)
         return -1;
+    int rc;
     struct boot b = {.d = d, .id = id, .req = req, .workload = req->workload};
     b.dir = instance_dir(d, id);
     b.cid = instance_container_id(id);

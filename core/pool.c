@@ -26,6 +26,7 @@ struct pool_boot {
     struct bh_daemon *d;
     cJSON *workload;
     char *pool;
+    char *id; /* reserved before the thread starts, so the next reconcile counts it */
 };
 
 static void pool_enqueue(struct bh_daemon *d, const char *pool)
@@ -54,7 +55,7 @@ static void pool_note_boot(struct bh_daemon *d, const char *pool, const char *fa
 static void *pool_boot_thread(void *arg)
 {
     struct pool_boot *pb = arg;
-    struct bh_boot_req req = {.workload = pb->workload, .pool = pb->pool};
+    struct bh_boot_req req = {.workload = pb->workload, .pool = pb->pool, .id = pb->id};
     struct bh_err err = {0};
     cJSON *inst = NULL;
     if (bh_instance_boot(pb->d, &req, &inst, &err) < 0) {
@@ -72,13 +73,22 @@ static void *pool_boot_thread(void *arg)
     pool_enqueue(pb->d, pb->pool);
     cJSON_Delete(pb->workload);
     free(pb->pool);
+    free(pb->id);
     free(pb);
     return NULL;
 }
 
 static void pool_start_boot(struct bh_daemon *d, const cJSON *workload, const char *pool)
 {
+    struct bh_boot_req req = {.workload = workload, .pool = pool};
+    struct bh_err err;
+    char *id = bh_instance_reserve(d, &req, &err);
+    if (!id) {
+        bh_warn("pool", "pool %s: cannot record a new instance: %s", pool, err.msg);
+        return;
+    }
     struct pool_boot *pb = bh_xcalloc(1, sizeof(*pb));
+    pb->id = id;
     pb->d = d;
     pb->workload = cJSON_Duplicate(workload, 1);
     pb->pool = bh_xstrdup(pool);
@@ -88,6 +98,8 @@ static void pool_start_boot(struct bh_daemon *d, const cJSON *workload, const ch
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &attr, pool_boot_thread, pb) != 0) {
         bh_error("pool", "pool %s: cannot start a boot thread", pool);
+        bh_instance_destroy(d, id, &err);
+        free(pb->id);
         cJSON_Delete(pb->workload);
         free(pb->pool);
         free(pb);
