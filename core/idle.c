@@ -190,7 +190,8 @@ int bh_idle_touch(struct bh_daemon *d, const char *id, struct bh_err *err)
     idle_rfc3339(idle_wall_ms(), ts);
     bh_json_set_str(bh_json_obj(inst, "status"), "lastActivity", ts);
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
-    int rc = bh_store_update_status(d->store, inst, NULL, err);
+    /* Losing a touch in a crash only makes the instance look idle a little earlier. */
+    int rc = bh_store_update_status_lazy(d->store, inst, NULL, err);
     cJSON_Delete(inst);
     return rc;
 }

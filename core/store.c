@@ -1,5 +1,6 @@
-/* Embedded resource store: SQLite (WAL, synchronous=FULL) with a global resourceVersion and
- * an append-only event log that watchers read from. See store.h for the contract. */
+/* Embedded resource store: SQLite (WAL, synchronous=FULL; see bh_store_update_status_lazy) with a
+ * global resourceVersion and an append-only event log that watchers read from. See store.h for the
+ * contract. */
 #include "store.h"
 
 #include <errno.h>
@@ -464,6 +465,7 @@ struct store_req {
     const char *kind;
     const char *name;
     const cJSON *in;
+    int lazy; /* commit without syncing the WAL (bh_store_update_status_lazy) */
 };
 
 /* Builds the change from the current object (NULL if absent) and the request. Fills w->type
@@ -483,13 +485,25 @@ static void store_notify(struct bh_store *s, const struct store_write *w)
         subs[i].fn(&ev, subs[i].ud);
 }
 
+/* Back to synchronous=FULL after a lazy write. If that fails the store would silently stop
+ * syncing, which is not acceptable: abort (it only fails on a broken connection). */
+static int store_sync_restore(struct bh_store *s, const struct store_req *req, int rc)
+{
+    if (req->lazy && store_exec(s, "PRAGMA synchronous=FULL", NULL) < 0)
+        abort();
+    return rc;
+}
+
 static int store_write_locked(struct bh_store *s, const struct store_req *req,
                               store_mutate_fn mutate, struct store_write *w, struct bh_err *err)
 {
     cJSON *cur = NULL;
     int64_t rv = 0;
-    if (store_exec(s, "BEGIN IMMEDIATE", err) < 0)
+    /* The setting is the connection's; s->mu keeps every other write out until it is back. */
+    if (req->lazy && store_exec(s, "PRAGMA synchronous=NORMAL", err) < 0)
         return -1;
+    if (store_exec(s, "BEGIN IMMEDIATE", err) < 0)
+        return store_sync_restore(s, req, -1);
     int rc = store_load(s, req->kind, req->name, &cur, err);
     if (rc == 0)
         rc = store_meta_get(s, "rv", &rv, err);
@@ -506,7 +520,7 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
     if (rc == 0 && !w->doc)
         w->doc = BH_STEAL(cur); /* a no-op write answers with the current object */
     cJSON_Delete(cur);
-    return rc;
+    return store_sync_restore(s, req, rc);
 }
 
 /* Runs one write transaction and, once committed, wakes watchers and calls subscribers.
@@ -582,7 +596,7 @@ static int store_mutate_create(const cJSON *cur, const struct store_req *req, in
 
 static struct store_req store_req_of(const cJSON *obj)
 {
-    return (struct store_req){store_kind(obj), store_name(obj), obj};
+    return (struct store_req){store_kind(obj), store_name(obj), obj, 0};
 }
 
 int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
@@ -688,6 +702,14 @@ int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out, st
     return store_write(s, &req, store_mutate_status, out, err);
 }
 
+int bh_store_update_status_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    req.lazy = 1;
+    return store_write(s, &req, store_mutate_status, out, err);
+}
+
 static int store_mutate_delete(const cJSON *cur, const struct store_req *req, int64_t rv,
                                struct store_write *w, struct bh_err *err)
 {
@@ -706,7 +728,7 @@ static int store_mutate_delete(const cJSON *cur, const struct store_req *req, in
 
 int bh_store_delete(struct bh_store *s, const char *kind, const char *name, struct bh_err *err)
 {
-    struct store_req req = {kind, name, NULL};
+    struct store_req req = {kind, name, NULL, 0};
     return store_write(s, &req, store_mutate_delete, NULL, err);
 }
 

@@ -51,6 +51,12 @@ int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON *
 int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
 /* Replaces only status, with the same resourceVersion check. */
 int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+/* The same, committed without waiting for the disk (the WAL is not fsynced). Visible at once
+ * and ordered like every write; after a crash it may be lost, together with the lazy writes
+ * after it, but never without them, and it becomes durable with the next ordinary write
+ * (whose fsync covers the whole WAL). Only for what may be lost: activity timestamps. */
+int bh_store_update_status_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                struct bh_err *err);
 /* With finalizers: sets metadata.deletionTimestamp (MODIFIED). Without: removes (DELETED).
  * BH_ENOTFOUND if absent. */
 int bh_store_delete(struct bh_store *s, const char *kind, const char *name, struct bh_err *err);

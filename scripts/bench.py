@@ -1,23 +1,70 @@
 #!/usr/bin/env python3
-"""Claim latency benchmark on this machine, against baselines measured in the same run.
+"""Claim, hibernate and restore benchmark on this machine, against baselines measured in the
+same run on the same image and data. Prints one table.
 
-  scripts/bench.py [--claims N]
+  scripts/bench.py [--quick] [--claims N] [--big-claims N] [--parallel N]
 
-Starts a real daemon (build/ must exist: scripts/build.sh), applies the busybox httpserver
-workload, and measures N cold claims (REST round trip until the instance answers its health
-check) and N releases. Baseline: a bare `runc run -d` + `runc delete -f` of the same image
-(unpacked with umoci), with no overlay, network or health check. Prints one table."""
+Needs root and a build (scripts/build.sh or cmake --build build). Starts a real daemon through
+the integration harness (tests/integration/bh.py), which removes its containers, mounts, bridge
+and state dir at the end; the baseline's bundle and data sets live in one temp dir that is
+removed too.
+
+Claim latency is the REST round trip of POST /tenants/<t>/claim, which returns only once the
+claim is Active (its instance healthy), over a kept-alive HTTP connection. Sources:
+  existing   the tenant already holds a running instance
+  pool       a warm instance from a pool (size >= parallel); measured with the pool full
+  pool+data  a warm instance into which the tenant's snapshot is restored (1 MB / 100 MB)
+  cold       a fresh boot (overlay, network attach, runc create/start, health probe)
+  cold+data  a fresh boot with the tenant's snapshot restored before start
+Hibernate/restore times are the daemon's own (log lines "saved ... in N ms" and "restored
+... in N ms"): freeze, archive, store / fetch, verify, extract."""
 import argparse
+import http.client
+import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
-from bh import BUSYBOX_LAYOUT, Daemon, read_manifest  # noqa: E402
+from bh import BUSYBOX_LAYOUT, Daemon  # noqa: E402
+
+UID_BASE = 1000000000
+
+WORKLOAD = """
+apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhouseWorkload
+metadata:
+  name: %(name)s
+spec:
+  version: "1"
+  image:
+    ref: localhost/busybox:latest
+  resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
+  network:
+    access: unrestricted
+    expose:
+      - guest: 8080
+  filesystem:
+    overlayDirs: ["/workspace"]
+  idle:
+    timeoutSeconds: 3600
+    action: hibernate
+  health:
+    intervalSeconds: 60
+    httpGet: {path: /, port: 8080}
+  entrypoint:
+    cmd: sh
+    args: ["-c", "mkdir -p /workspace && exec httpd -f -p 8080 -h /www"]
+"""
+
+# (label, small files, small file size, large files, large file size)
+DATASETS = {"1MB": (100, 4096, 1, 600 * 1024), "100MB": (10000, 1024, 3, 30 << 20)}
 
 
 def pct(values, p):
@@ -26,53 +73,112 @@ def pct(values, p):
     return values[k]
 
 
-def row(name, values):
-    return "| %-34s | %5d | %8.1f | %8.1f | %8.1f |" % (
-        name, len(values), pct(values, 50), pct(values, 95), pct(values, 99))
+class Client:
+    """One kept-alive HTTP connection (one per thread)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def req(self, method, path, body=None):
+        data = json.dumps(body) if body is not None else None
+        for attempt in (0, 1):
+            try:
+                self.conn.request(method, path, body=data,
+                                  headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                text = r.read()
+                return r.status, json.loads(text) if text else None
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+                if attempt:
+                    raise
+
+    def claim(self, tenant, wl):
+        t0 = time.perf_counter()
+        status, body = self.req("POST", "/api/v1/tenants/%s/claim" % tenant, {"workload": wl})
+        ms = (time.perf_counter() - t0) * 1000
+        if status not in (200, 201) or body.get("phase") != "Active":
+            raise RuntimeError("claim %s/%s: %s %r" % (tenant, wl, status, body))
+        return ms, body
+
+    def release(self, tenant, wl, force=False):
+        path = "/api/v1/tenants/%s/release%s" % (tenant, "/force" if force else "")
+        status, body = self.req("POST", path, {"workload": wl})
+        if status != 200:
+            raise RuntimeError("release %s/%s: %s %r" % (tenant, wl, status, body))
 
 
-def bench_claims(n):
-    d = Daemon()
+# ---- data sets -----------------------------------------------------------------------------
+
+def make_dataset(dst, spec):
+    small, small_size, large, large_size = spec
+    os.makedirs(dst)
+    with open("/dev/urandom", "rb") as rnd:
+        for i in range(small):
+            d = os.path.join(dst, "d%03d" % (i // 100))
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "f%03d" % (i % 100)), "wb") as f:
+                f.write(rnd.read(small_size))
+        for i in range(large):
+            with open(os.path.join(dst, "large%d.bin" % i), "wb") as f:
+                left = large_size
+                while left:
+                    chunk = rnd.read(min(left, 1 << 20))
+                    f.write(chunk)
+                    left -= len(chunk)
+    subprocess.run(["chown", "-R", "%d:%d" % (UID_BASE, UID_BASE), dst], check=True)
+
+
+def dataset_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.lstat(os.path.join(root, f)).st_size for f in files)
+    return total
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+
+
+def bench_tar(work, label, src, n):
+    """tar czf / tar xzf of the same data, as the issue asks (gzip at its default level)."""
+    arch = os.path.join(work, "%s.tgz" % label)
+    out = os.path.join(work, "%s-out" % label)
+    create, extract = [], []
+    for _ in range(n):
+        drop_caches()
+        t0 = time.perf_counter()
+        subprocess.run(["tar", "-C", src, "-czf", arch, "."], check=True)
+        create.append((time.perf_counter() - t0) * 1000)
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        drop_caches()
+        t0 = time.perf_counter()
+        subprocess.run(["tar", "-C", out, "-xzf", arch], check=True)
+        extract.append((time.perf_counter() - t0) * 1000)
+    shutil.rmtree(out, ignore_errors=True)
+    os.unlink(arch)
+    return create, extract
+
+
+# ---- bare runc -----------------------------------------------------------------------------
+
+def bench_bare_runc(work, n):
+    bundle = os.path.join(work, "bundle")
+    subprocess.run(["umoci", "unpack", "--image", BUSYBOX_LAYOUT + ":latest", bundle],
+                   check=True, capture_output=True)
+    cfg = os.path.join(bundle, "config.json")
+    with open(cfg) as f:
+        c = json.load(f)
+    c["process"]["terminal"] = False
+    c["process"]["args"] = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    with open(cfg, "w") as f:
+        json.dump(c, f)
+    root = os.path.join(work, "runc-root")
+    run, delete = [], []
     try:
-        d.start()
-        d.apply_workload(read_manifest("httpserver.yaml"))
-        d.claim("warmup", "httpserver")
-        d.release("warmup", "httpserver")
-        claims, releases, existing = [], [], []
-        for i in range(n):
-            t0 = time.perf_counter()
-            status, body = d.claim("bench-%d" % i, "httpserver")
-            claims.append((time.perf_counter() - t0) * 1000)
-            assert status == 201 and body["phase"] == "Active", body
-            t0 = time.perf_counter()
-            status, body = d.claim("bench-%d" % i, "httpserver")
-            existing.append((time.perf_counter() - t0) * 1000)
-            assert body["source"] == "existing", body
-            t0 = time.perf_counter()
-            status, _ = d.release("bench-%d" % i, "httpserver")
-            releases.append((time.perf_counter() - t0) * 1000)
-            assert status == 200
-        return claims, existing, releases
-    finally:
-        d.cleanup()
-
-
-def bench_bare_runc(n):
-    work = tempfile.mkdtemp(prefix="bh-bench-")
-    try:
-        bundle = os.path.join(work, "bundle")
-        subprocess.run(["umoci", "unpack", "--image", BUSYBOX_LAYOUT + ":latest", bundle],
-                       check=True, capture_output=True)
-        cfg = os.path.join(bundle, "config.json")
-        import json
-        with open(cfg) as f:
-            c = json.load(f)
-        c["process"]["terminal"] = False
-        c["process"]["args"] = ["httpd", "-f", "-p", "8080", "-h", "/www"]
-        with open(cfg, "w") as f:
-            json.dump(c, f)
-        root = os.path.join(work, "root")
-        times = []
         for i in range(n):
             cid = "bh-bench-%d-%d" % (os.getpid(), i)
             t0 = time.perf_counter()
@@ -80,28 +186,252 @@ def bench_bare_runc(n):
             subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", bundle, cid],
                            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-            times.append((time.perf_counter() - t0) * 1000)
+            run.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
             subprocess.run(["runc", "--root", root, "delete", "-f", cid], check=True,
                            capture_output=True)
-        return times
+            delete.append((time.perf_counter() - t0) * 1000)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        out = subprocess.run(["runc", "--root", root, "list", "-q"], capture_output=True,
+                             text=True)
+        for cid in out.stdout.split():
+            subprocess.run(["runc", "--root", root, "delete", "-f", cid], capture_output=True)
+    return run, delete
+
+
+# ---- the daemon ----------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, d, args):
+        self.d = d
+        self.args = args
+        self.c = Client(d.port)
+        self.rows = []
+        self.log_pos = 0
+
+    def apply(self, name):
+        self.d.apply_workload(WORKLOAD % {"name": name})
+
+    def pool(self, name, wl, size):
+        status, out = self.c.req("POST", "/api/v1/pools", {
+            "name": name, "spec": {"workloadRef": wl, "size": size, "maxFillConcurrency": 2}})
+        assert status == 201, out
+
+    def wait_pool_full(self, name, size, timeout=300):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st = self.c.req("GET", "/api/v1/pools/" + name)[1].get("status", {})
+            if st.get("ready") == size and not st.get("warming"):
+                return
+            time.sleep(0.02)
+        raise RuntimeError("pool %s not full: %r" % (name, st))
+
+    def log_times(self, *patterns):
+        """Per pattern, its group 1 values in daemon log lines written since the last call."""
+        with open(self.d.log_path) as f:
+            f.seek(self.log_pos)
+            text = f.read()
+            self.log_pos = f.tell()
+        return [[float(m) for m in re.findall(p, text)] for p in patterns]
+
+    def skip_log(self):
+        self.log_times()
+
+    def seed(self, tenant, wl, src):
+        """Gives tenant a snapshot holding a copy of src as /workspace."""
+        _, body = self.c.claim(tenant, wl)
+        ws = os.path.join(self.d.state, "instances", body["instanceId"], "rootfs", "workspace")
+        subprocess.run(["cp", "-a", src + "/.", ws], check=True)
+        self.c.release(tenant, wl)
+
+    def seq(self, n, fn, between=None):
+        out = []
+        for i in range(n):
+            if between:
+                between(i)
+            out.append(fn(i))
+        return out
+
+    def par(self, n, rounds, fn, between=None):
+        """rounds x n concurrent calls of fn(i); returns every call's ms."""
+        out = []
+        for r in range(rounds):
+            if between:
+                between(r)
+            res = [None] * n
+            errs = []
+
+            def run(i):
+                try:
+                    res[i] = fn(r * n + i, Client(self.d.port))
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errs.append(e)
+            ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            if errs:
+                raise errs[0]
+            out.extend(res)
+        return out
+
+
+def run_daemon(args, datasets):
+    """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data."""
+    d = Daemon()
+    res = {}
+    try:
+        d.start()
+        b = Bench(d, args)
+        for wl in ("cold", "pooled", "datacold", "datapool"):
+            b.apply(wl)
+        n, p, big = args.claims, args.parallel, args.big_claims
+        rounds = max(1, -(-n // p))
+        # Warm-up: the first boot pays for page cache and first-use paths.
+        b.c.claim("warmup", "cold")
+        b.c.release("warmup", "cold", force=True)
+
+        # existing: the tenant claims what it already holds.
+        b.c.claim("holder", "cold")
+        res["existing"] = b.seq(n, lambda i: b.c.claim("holder", "cold")[0])
+        res["existing x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("holder", "cold")[0])
+        b.c.release("holder", "cold", force=True)
+
+        # cold
+        def cold(i, c=b.c, tag="c"):
+            ms, _ = c.claim("%s%d" % (tag, i), "cold")
+            return ms
+        res["cold"] = b.seq(n, cold)
+        for i in range(n):
+            b.c.release("c%d" % i, "cold", force=True)
+        res["cold x%d" % p] = b.par(p, rounds, lambda i, c: cold(i, c, "pc"))
+        for i in range(rounds * p):
+            b.c.release("pc%d" % i, "cold", force=True)
+
+        # pool: measured with the pool full (its refill boots not running meanwhile).
+        b.pool("pool", "pooled", p)
+
+        def pooled(i, c=b.c, tag="p"):
+            ms, body = c.claim("%s%d" % (tag, i), "pooled")
+            assert body["source"] == "pool", body
+            c.release("%s%d" % (tag, i), "pooled", force=True)
+            return ms
+        res["pool"] = b.seq(n, pooled, lambda i: b.wait_pool_full("pool", p))
+        b.wait_pool_full("pool", p)
+        res["pool x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("pp%d" % i, "pooled")[0],
+                                    lambda r: b.wait_pool_full("pool", p))
+        for i in range(rounds * p):
+            b.c.release("pp%d" % i, "pooled", force=True)
+
+        # data: seed snapshots, then claim+release (restore, hibernate) in a loop.
+        hib, rest = {}, {}
+        b.pool("dpool", "datapool", p)
+        for label, src in datasets.items():
+            count = n if label == "1MB" else big
+            for wl, tag in (("datacold", "cold+data"), ("datapool", "pool+data")):
+                tenant = "t%s%s" % (wl, label)
+                b.seed(tenant, wl, src)
+                b.skip_log()
+
+                def cycle(i, wl=wl, tenant=tenant):
+                    if wl == "datapool":
+                        b.wait_pool_full("dpool", p)
+                    ms, body = b.c.claim(tenant, wl)
+                    assert body["source"] == ("pool+data" if wl == "datapool" else "cold+data")
+                    b.c.release(tenant, wl)
+                    return ms
+                res["%s %s" % (tag, label)] = b.seq(count, cycle)
+                h, r = b.log_times(r"saved \d+ bytes \(\d+ files\) in (\d+) ms",
+                                   r"restored \S+ in (\d+) ms")
+                hib.setdefault(label, []).extend(h)
+                rest.setdefault(label, []).extend(r)
+        # parallel data claims: p tenants with 1 MB each.
+        for wl, tag in (("datacold", "cold+data"), ("datapool", "pool+data")):
+            for i in range(p):
+                b.seed("par%s%d" % (wl, i), wl, datasets["1MB"])
+            b.wait_pool_full("dpool", p)
+
+            def pclaim(i, c, wl=wl):
+                ms, body = c.claim("par%s%d" % (wl, i % p), wl)
+                return ms
+
+            def between(r, wl=wl):
+                if r:
+                    for i in range(p):
+                        b.c.release("par%s%d" % (wl, i), wl)
+                b.wait_pool_full("dpool", p)
+            res["%s 1MB x%d" % (tag, p)] = b.par(p, rounds, pclaim, between)
+            for i in range(p):
+                b.c.release("par%s%d" % (wl, i), wl)
+        res["_hibernate"], res["_restore"] = hib, rest
+        return res
+    except Exception:
+        sys.stderr.write(d.log()[-4000:])
+        raise
+    finally:
+        d.cleanup()
+
+
+def fmt_row(name, values):
+    return "| %-30s | %4d | %8.1f | %8.1f | %8.1f |" % (
+        name, len(values), pct(values, 50), pct(values, 95), pct(values, 99))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--claims", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="small counts (about 2 minutes)")
+    ap.add_argument("--claims", type=int, default=100)
+    ap.add_argument("--big-claims", type=int, default=20, help="claims with the 100 MB overlay")
+    ap.add_argument("--parallel", type=int, default=20)
+    ap.add_argument("--baseline-runs", type=int, default=100)
     args = ap.parse_args()
-    bare = bench_bare_runc(args.claims)
-    claims, existing, releases = bench_claims(args.claims)
-    print("| %-34s | %5s | %8s | %8s | %8s |" % ("measurement (ms)", "n", "p50", "p95", "p99"))
-    print("|" + "-" * 36 + "|-------|----------|----------|----------|")
-    print(row("bare runc run -d (same image)", bare))
-    print(row("claim: cold (until healthy)", claims))
-    print(row("claim: existing", existing))
-    print(row("release (destroy)", releases))
-    print("\ncold claim p50 / bare runc p50 = %.2f" % (
-        statistics.median(claims) / statistics.median(bare)))
+    if args.quick:
+        args.claims, args.big_claims, args.parallel, args.baseline_runs = 20, 3, 10, 20
+    work = tempfile.mkdtemp(prefix="bh-bench-")
+    try:
+        datasets = {}
+        for label, spec in DATASETS.items():
+            datasets[label] = os.path.join(work, label)
+            make_dataset(datasets[label], spec)
+        sizes = {k: dataset_bytes(v) for k, v in datasets.items()}
+        bare_run, bare_del = bench_bare_runc(work, args.baseline_runs)
+        tars = {k: bench_tar(work, k, v, 5 if k == "100MB" else 20) for k, v in datasets.items()}
+        res = run_daemon(args, datasets)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("| %-30s | %4s | %8s | %8s | %8s |" % ("claim latency (ms)", "n", "p50", "p95", "p99"))
+    print("|%s|------|----------|----------|----------|" % ("-" * 32))
+    for k, v in res.items():
+        if not k.startswith("_"):
+            print(fmt_row(k, v))
+    print(fmt_row("baseline: runc run -d", bare_run))
+    print(fmt_row("baseline: runc delete -f", bare_del))
+    print()
+    print("| %-30s | %4s | %8s | %8s | %8s |" % ("overlay save/restore", "n", "p50 ms", "MB",
+                                                 "MB/s"))
+    print("|%s|------|----------|----------|----------|" % ("-" * 32))
+    mbps = {}
+    for label in DATASETS:
+        mb = sizes[label] / 1e6
+        for name, vals in (("hibernate", res["_hibernate"][label]),
+                           ("restore", res["_restore"][label]),
+                           ("baseline: tar czf", tars[label][0]),
+                           ("baseline: tar xzf", tars[label][1])):
+            if not vals:
+                continue
+            p50 = pct(vals, 50)
+            mbps[(name, label)] = mb / (p50 / 1000) if p50 else float("inf")
+            print("| %-30s | %4d | %8.1f | %8.1f | %8.1f |" % (
+                "%s %s" % (name, label), len(vals), p50, mb, mbps[(name, label)]))
+    print()
+    print("cold claim p50 / bare runc run p50 = %.2f" % (
+        statistics.median(res["cold"]) / statistics.median(bare_run)))
+    for label in DATASETS:
+        if ("restore", label) in mbps:
+            print("restore MB/s / tar xzf MB/s (%s) = %.2f" % (
+                label, mbps[("restore", label)] / mbps[("baseline: tar xzf", label)]))
 
 
 if __name__ == "__main__":

@@ -169,7 +169,9 @@ struct bh_network_ops {
 
 /* Keys are relative paths built by the host from validated names: "<workload>/<tenant>.snap".
  * put() must be atomic and durable: after it returns 0 the object survives a crash, and
- * until then the previous object under the key is untouched. */
+ * until then the previous object under the key is untouched. put() may keep src_path's
+ * inode (a hard link) instead of copying it: the host never modifies src_path afterwards (it
+ * only unlinks it). get() writes a scratch copy for the host and need not sync it. */
 struct bh_storage_ops {
     size_t size;
     int (*init)(void **state, const struct bh_config *cfg, struct bh_err *err);

@@ -130,8 +130,9 @@ static int lc_copy_fd(int in, int out)
     }
 }
 
-/* Writes everything readable from src_fd to target through a temp file beside it. */
-static int lc_write_atomic(int src_fd, const char *target, struct bh_err *err)
+/* Writes everything readable from src_fd to target through a temp file beside it; durable
+ * adds the fsyncs (objects in the store), scratch copies handed to the caller skip them. */
+static int lc_write_atomic(int src_fd, const char *target, int durable, struct bh_err *err)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s" LC_TMP_MARK "XXXXXX", target) >= (int)sizeof(tmp))
@@ -139,7 +140,7 @@ static int lc_write_atomic(int src_fd, const char *target, struct bh_err *err)
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return lc_errno(err, "create", tmp);
-    int ok = lc_copy_fd(src_fd, fd) == 0 && fsync(fd) == 0;
+    int ok = lc_copy_fd(src_fd, fd) == 0 && (!durable || fsync(fd) == 0);
     if (!ok)
         lc_errno(err, "write", tmp);
     if (close(fd) < 0 && ok)
@@ -150,19 +151,50 @@ static int lc_write_atomic(int src_fd, const char *target, struct bh_err *err)
         unlink(tmp);
         return -1;
     }
+    if (!durable)
+        return 0;
     lc_parent(target, dir);
     return lc_fsync_dir(dir, err);
 }
 
 /* Copies the file at from to to, atomically at to. */
-static int lc_copy_file(const char *from, const char *to, struct bh_err *err)
+static int lc_copy_file(const char *from, const char *to, int durable, struct bh_err *err)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return lc_errno(err, "open", from);
-    int rc = lc_write_atomic(in, to, err);
+    int rc = lc_write_atomic(in, to, durable, err);
     close(in);
     return rc;
+}
+
+/* Stores from as to without copying when both are on one filesystem: a hard link under a
+ * temp name, its data fsynced (cheap when the writer synced it), renamed over to, the
+ * directory fsynced. 1: not possible here (the caller copies). The caller unlinks from. */
+static int lc_link_file(const char *from, const char *to, struct bh_err *err)
+{
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s" LC_TMP_MARK "XXXXXX", to) >= (int)sizeof(tmp))
+        return lc_host->err_set(err, BH_EINVAL, "path too long: %s", to);
+    int fd = mkostemp(tmp, O_CLOEXEC); /* reserves a unique name; replaced by the link */
+    if (fd < 0)
+        return lc_errno(err, "create", tmp);
+    close(fd);
+    if (unlink(tmp) < 0 || link(from, tmp) < 0)
+        return 1;
+    fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    int ok = fd >= 0 && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (ok && rename(tmp, to) < 0)
+        ok = 0;
+    if (!ok) {
+        lc_errno(err, "store", to);
+        unlink(tmp);
+        return -1;
+    }
+    lc_parent(to, dir);
+    return lc_fsync_dir(dir, err);
 }
 
 /* ---- operations ----------------------------------------------------------------------------- */
@@ -176,7 +208,10 @@ static int lc_put(void *state, const char *key, const char *src_path, struct bh_
     lc_parent(path, dir);
     if (lc_mkdirs(dir, err) < 0)
         return -1;
-    if (lc_copy_file(src_path, path, err) < 0) {
+    int linked = lc_link_file(src_path, path, err);
+    if (linked < 0)
+        return -1;
+    if (linked == 1 && lc_copy_file(src_path, path, 1, err) < 0) {
         /* A missing source is the caller's fault, not a missing object. */
         if (err && err->code == BH_ENOTFOUND)
             err->code = BH_EIO;
@@ -191,7 +226,7 @@ static int lc_get(void *state, const char *key, const char *dst_path, struct bh_
     if (lc_check_key(key, err) < 0)
         return -1;
     lc_path(state, key, path);
-    return lc_copy_file(path, dst_path, err);
+    return lc_copy_file(path, dst_path, 0, err); /* the caller's scratch copy */
 }
 
 static int lc_stat(void *state, const char *key, uint64_t *size, struct bh_err *err)
