@@ -441,7 +441,9 @@ static cJSON *api_claim_ensure(struct bh_daemon *d, const char *name, const char
     }
     if (!c) {
         cJSON *obj = api_claim_new(name, tenant, workload, resume);
-        int rc = bh_store_create(d->store, obj, &c, err);
+        /* Not fsynced: if it is lost in a crash, the caller never got an answer and claims
+         * again; the claim's Active status is durable before any answer. */
+        int rc = bh_store_create_lazy(d->store, obj, &c, err);
         cJSON_Delete(obj);
         if (rc < 0 && err->code == BH_ECONFLICT) /* a concurrent claim made it first */
             rc = bh_store_get(d->store, "BoilerhouseClaim", name, &c, err);

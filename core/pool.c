@@ -301,8 +301,10 @@ int bh_pool_acquire(struct bh_daemon *d, const cJSON *workload, const char *tena
         bh_json_set_str(spec, "claim", claim);
         cJSON *taken = NULL;
         struct bh_err uerr;
-        /* metadata.resourceVersion is still the listed one: a concurrent taker conflicts. */
-        if (bh_store_update(d->store, m, &taken, &uerr) < 0)
+        /* metadata.resourceVersion is still the listed one: a concurrent taker conflicts. Not
+         * fsynced: lost in a crash, the instance is simply unclaimed again; kept without the
+         * claim's Active status, the claim finds it as its tenant's existing instance. */
+        if (bh_store_update_lazy(d->store, m, &taken, &uerr) < 0)
             continue;
         if (!bh_instance_alive(d, taken)) {
             bh_instance_destroy(d, bh_json_str(taken, "metadata.name"), &uerr);

@@ -605,6 +605,13 @@ int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh
     return store_write(s, &req, store_mutate_create, out, err);
 }
 
+int bh_store_create_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    req.lazy = 1;
+    return store_write(s, &req, store_mutate_create, out, err);
+}
+
 /* Replaces key in dst with a copy of src's (or removes it when src has none). */
 static void store_copy_field(cJSON *dst, const cJSON *src, const char *key)
 {
@@ -682,6 +689,13 @@ static int store_mutate_update(const cJSON *cur, const struct store_req *req, in
 int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
 {
     struct store_req req = store_req_of(obj);
+    return store_write(s, &req, store_mutate_update, out, err);
+}
+
+int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    req.lazy = 1;
     return store_write(s, &req, store_mutate_update, out, err);
 }
 

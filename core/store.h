@@ -57,6 +57,11 @@ int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out, st
  * (whose fsync covers the whole WAL). Only for what may be lost: activity timestamps. */
 int bh_store_update_status_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
                                 struct bh_err *err);
+/* Lazy create and update, with the same guarantee: for steps whose loss in a crash is
+ * harmless because a later ordinary write (or recovery) completes them. The claim fast path
+ * uses them so that one fsync, of the claim turning Active, covers the whole claim. */
+int bh_store_create_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
 /* With finalizers: sets metadata.deletionTimestamp (MODIFIED). Without: removes (DELETED).
  * BH_ENOTFOUND if absent. */
 int bh_store_delete(struct bh_store *s, const char *kind, const char *name, struct bh_err *err);
