@@ -43,11 +43,15 @@ char *bh_claim_name(const char *tenant, const char *workload)
     return bh_xasprintf("%s-%s-%s", wl, readable, hash);
 }
 
-/* Writes status (the controller owns it; no resourceVersion check) and wakes REST waiters. */
+/* Writes status (the controller owns it; no resourceVersion check) and wakes REST waiters.
+ * Lazy (not fsynced): a claim's status and its instance live no longer than this machine's
+ * uptime. A daemon crash loses no committed write (it is in the OS page cache); a power loss
+ * loses the instances too, and recovery reboots what their claims still ask for. What must
+ * survive a power loss (resource specs, snapshot records) is written with fsync. */
 static int claim_write_status(struct bh_daemon *d, cJSON *claim, struct bh_err *err)
 {
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(claim, "metadata"), "resourceVersion");
-    return bh_store_update_status(d->store, claim, NULL, err);
+    return bh_store_update_status_lazy(d->store, claim, NULL, err);
 }
 
 static int claim_set_phase(struct bh_daemon *d, cJSON *claim, const char *phase, const char *detail,
@@ -304,7 +308,7 @@ static int claim_active(struct bh_daemon *d, cJSON *claim, long *requeue_ms, str
                 next = timeout - idle_ms;
             if (bh_idle_sample_interval_ms() < next)
                 next = bh_idle_sample_interval_ms();
-        } else if (rc == 0 && bh_store_update_status(d->store, inst, NULL, err) < 0) {
+        } else if (rc == 0 && bh_store_update_status_lazy(d->store, inst, NULL, err) < 0) {
             /* A concurrent touch moved the record on; the next check recounts. */
             rc = err->code == BH_ECONFLICT ? 0 : -1;
         }

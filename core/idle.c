@@ -173,7 +173,7 @@ int bh_idle_sample(struct bh_daemon *d, cJSON *inst, const cJSON *workload, long
     *idle_ms = now - last;
     /* inst was read before the sample; a touch since then (resourceVersion moved) is newer
      * activity than anything computed here, so it wins. */
-    if (bh_store_update_status(d->store, inst, NULL, err) < 0) {
+    if (bh_store_update_status_lazy(d->store, inst, NULL, err) < 0) {
         if (err->code != BH_ECONFLICT)
             return -1;
         *idle_ms = 0;

@@ -476,7 +476,7 @@ static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err
     bh_json_set_str(status, "lastActivity", now);
     cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
     cJSON_AddItemToObject(status, "endpoint", boot_endpoint(b));
-    int rc = bh_store_update_status(b->d->store, obj, out, err);
+    int rc = bh_store_update_status_lazy(b->d->store, obj, out, err);
     cJSON_Delete(obj);
     return rc;
 }
@@ -485,7 +485,7 @@ char *bh_instance_reserve(struct bh_daemon *d, const struct bh_boot_req *req, st
 {
     char *id = instance_new_id();
     cJSON *rec = instance_record(id, req);
-    int rc = bh_store_create(d->store, rec, NULL, err);
+    int rc = bh_store_create_lazy(d->store, rec, NULL, err);
     cJSON_Delete(rec);
     if (rc < 0) {
         free(id);

@@ -66,7 +66,7 @@ static void *pool_boot_thread(void *arg)
         cJSON *labels = bh_json_obj(inst, "metadata.labels");
         bh_json_set_str(labels, "boilerhouse.dev/pool-status", "ready");
         cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
-        if (bh_store_update(pb->d->store, inst, NULL, &err) < 0)
+        if (bh_store_update_lazy(pb->d->store, inst, NULL, &err) < 0)
             bh_warn("pool", "pool %s: mark ready: %s", pb->pool, err.msg);
     }
     cJSON_Delete(inst);
