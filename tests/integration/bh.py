@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -32,6 +33,28 @@ def http_get(url, timeout=5):
 def read_manifest(name):
     with open(os.path.join(SOURCE, "workloads", name)) as f:
         return f.read()
+
+
+class DaemonTestCase(unittest.TestCase):
+    """One daemon for the whole class, started with MANIFESTS (example workload file names)
+    applied and Ready; cleaned up after the class, or at once if setting up fails."""
+
+    MANIFESTS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon()
+        try:
+            cls.d.start()
+            for name in cls.MANIFESTS:
+                cls.d.apply_workload(read_manifest(name))
+        except Exception:
+            cls.d.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
 
 
 class Daemon:

@@ -5,23 +5,11 @@ import subprocess
 import tempfile
 import unittest
 
-from bh import BUILD, Daemon, read_manifest
+from bh import BUILD, Daemon, DaemonTestCase, read_manifest
 
 
-class BadInputTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon()
-        try:
-            cls.d.start()
-            cls.d.apply_workload(read_manifest("sleeper.yaml"))
-        except Exception:
-            cls.d.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.cleanup()
+class BadInputTest(DaemonTestCase):
+    MANIFESTS = ("sleeper.yaml",)
 
     def snapshot(self):
         return (self.d.request("GET", "/api/v1/workloads")[1],

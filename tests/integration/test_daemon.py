@@ -5,24 +5,11 @@ import threading
 import time
 import unittest
 
-from bh import Daemon, http_get, read_manifest
+from bh import Daemon, DaemonTestCase, http_get, read_manifest
 
 
-class ClaimTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon()
-        try:
-            cls.d.start()
-            cls.d.apply_workload(read_manifest("httpserver.yaml"))
-            cls.d.apply_workload(read_manifest("sleeper.yaml"))
-        except Exception:
-            cls.d.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.cleanup()
+class ClaimTest(DaemonTestCase):
+    MANIFESTS = ("httpserver.yaml", "sleeper.yaml")
 
     def claim_ok(self, tenant, workload, expect_status=201):
         status, body = self.d.claim(tenant, workload)

@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from bh import Daemon, read_manifest
+from bh import Daemon, DaemonTestCase, read_manifest
 
 
 def sh(*argv):
@@ -63,21 +63,8 @@ class FakeInternet:
         subprocess.run(["rm", "-rf", self.www])
 
 
-class NetworkTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon()
-        try:
-            cls.d.start()
-            cls.d.apply_workload(read_manifest("httpserver.yaml"))
-            cls.d.apply_workload(read_manifest("sleeper.yaml"))
-        except Exception:
-            cls.d.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.cleanup()
+class NetworkTest(DaemonTestCase):
+    MANIFESTS = ("httpserver.yaml", "sleeper.yaml")
 
     def setUp(self):
         self.inet = FakeInternet()
