@@ -54,7 +54,13 @@ void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err)
 
 /* Matches path segments against a pattern: "*" is one segment, "**" one or more (greedy up to
  * the remaining fixed segments), captured into params (owned by the caller). */
-static int api_match(const char *pattern, const char *path, char **params, int *n_params)
+static void api_free_params(char **params, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(params[i]);
+}
+
+static int api_match_into(const char *pattern, const char *path, char **params, int *n_params)
 {
     char pat[256], pth[2048];
     char *ps[16], *xs[64];
@@ -102,10 +108,14 @@ static int api_match(const char *pattern, const char *path, char **params, int *
     return xi == nx;
 }
 
-static void api_free_params(char **params, int n)
+/* Frees what a failed match captured, so callers own params only on success. */
+static int api_match(const char *pattern, const char *path, char **params, int *n_params)
 {
-    for (int i = 0; i < n; i++)
-        free(params[i]);
+    if (api_match_into(pattern, path, params, n_params))
+        return 1;
+    api_free_params(params, *n_params);
+    *n_params = 0;
+    return 0;
 }
 
 /* Bearer auth in constant time; no key configured means loopback-only open access. */

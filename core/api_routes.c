@@ -447,7 +447,13 @@ static cJSON *api_claim_ensure(struct bh_daemon *d, const char *name, const char
         cJSON_Delete(obj);
         if (rc < 0 && err->code == BH_ECONFLICT) /* a concurrent claim made it first */
             rc = bh_store_get(d->store, "BoilerhouseClaim", name, &c, err);
-        return rc < 0 ? NULL : c;
+        if (rc < 0)
+            return NULL;
+    }
+    if (!bh_claim_is_for(c, tenant, workload)) {
+        cJSON_Delete(c);
+        bh_err_set(err, BH_ECONFLICT, "claim %s belongs to another tenant or workload", name);
+        return NULL;
     }
     const char *phase = bh_json_str(c, "status.phase");
     if (phase && (strcmp(phase, "Error") == 0 || strcmp(phase, "Released") == 0)) {
@@ -526,7 +532,9 @@ static int api_release_start(const struct bh_api_req *req, struct bh_api_resp *r
 {
     cJSON *c = NULL;
     struct bh_err err;
-    if (bh_store_get(req->d->store, "BoilerhouseClaim", name, &c, &err) < 0) {
+    if (bh_store_get(req->d->store, "BoilerhouseClaim", name, &c, &err) < 0 ||
+        !bh_claim_is_for(c, req->params[0], bh_json_str(c, "spec.workloadRef"))) {
+        cJSON_Delete(c);
         bh_api_error(resp, 404, "claim not found for tenant %s", req->params[0]);
         return -1;
     }
@@ -618,7 +626,8 @@ static void h_keepalive(const struct bh_api_req *req, struct bh_api_resp *resp)
     cJSON *c = NULL;
     struct bh_err err;
     const char *id = NULL;
-    if (bh_store_get(req->d->store, "BoilerhouseClaim", name, &c, &err) == 0)
+    if (bh_store_get(req->d->store, "BoilerhouseClaim", name, &c, &err) == 0 &&
+        bh_claim_is_for(c, tenant, workload))
         id = bh_json_str(c, "status.instanceId");
     if (!id || bh_idle_touch(req->d, id, &err) < 0) {
         bh_api_error(resp, 404, "tenant %s has no active %s instance", tenant, workload);
@@ -806,7 +815,13 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
     if (!inst)
         return;
     bh_autofree char *claim = bh_xstrdup(bh_json_str(inst, "spec.claim"));
+    const char *phase = bh_json_str(inst, "status.phase");
+    int starting = phase && strcmp(phase, "Starting") == 0;
     cJSON_Delete(inst);
+    if (starting) { /* its boot owns it until it runs; tearing down now would race the boot */
+        bh_api_error(resp, 409, "instance %s is still starting", req->params[0]);
+        return;
+    }
     struct bh_err err;
     if (bh_instance_destroy(req->d, req->params[0], &err) < 0) {
         bh_api_from_err(resp, &err);

@@ -28,19 +28,28 @@ char *bh_claim_name(const char *tenant, const char *workload)
     unsigned int mdlen = 0;
     bh_autofree char *pair = bh_xasprintf("%s\n%s", tenant, workload);
     EVP_Digest(pair, strlen(pair), md, &mdlen, EVP_sha256(), NULL);
-    /* Readable part: the tenant lower-cased with anything outside [a-z0-9-] as '-'. The hash
-     * keeps names unique when two tenants sanitise alike ("Bob" / "bob"). */
-    char readable[24];
+    /* Readable part: the tenant lower-cased with anything outside [a-z0-9-] as '-'. The 128-bit
+     * hash keeps names unique (two pairs meeting on one name would share an instance and a
+     * snapshot); whoever reads a claim or snapshot by name still checks its spec. */
+    char readable[9];
     size_t n = 0;
     for (const char *p = tenant; *p && n < sizeof(readable) - 1; p++) {
         char c = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
         readable[n++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '-';
     }
     readable[n] = '\0';
-    char hash[9];
-    snprintf(hash, sizeof(hash), "%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
-    bh_autofree char *wl = bh_xstrndup(workload, 30);
+    char hash[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hash + 2 * i, 3, "%02x", md[i]);
+    bh_autofree char *wl = bh_xstrndup(workload, 20); /* 20 + 1 + 8 + 1 + 32 <= 63 */
     return bh_xasprintf("%s-%s-%s", wl, readable, hash);
+}
+
+int bh_claim_is_for(const cJSON *obj, const char *tenant, const char *workload)
+{
+    const char *t = bh_json_str(obj, "spec.tenantId");
+    const char *w = bh_json_str(obj, "spec.workloadRef");
+    return t && w && strcmp(t, tenant) == 0 && strcmp(w, workload) == 0;
 }
 
 /* Writes status (the controller owns it; no resourceVersion check) and wakes REST waiters.
@@ -98,7 +107,8 @@ static cJSON *claim_find_existing(struct bh_daemon *d, const char *tenant, const
     cJSON_ArrayForEach(inst, list)
     {
         const char *phase = bh_json_str(inst, "status.phase");
-        if (phase && strcmp(phase, "Running") == 0 && bh_instance_alive(d, inst)) {
+        if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&
+            bh_instance_alive(d, inst)) {
             found = cJSON_Duplicate(inst, 1);
             break;
         }
@@ -120,9 +130,9 @@ static cJSON *claim_ready_workload(struct bh_daemon *d, cJSON *claim, long *requ
         claim_set_phase(d, claim, "Error", msg, err);
         return NULL;
     }
-    const char *phase = bh_json_str(wl, "status.phase");
-    if (phase && strcmp(phase, "Ready") == 0)
+    if (bh_workload_ready(wl))
         return wl;
+    const char *phase = bh_json_str(wl, "status.phase");
     if (phase && strcmp(phase, "Error") == 0) {
         bh_autofree char *msg =
             bh_xasprintf("workload %s is not ready: %s", name, bh_json_str(wl, "status.detail"));
@@ -142,7 +152,8 @@ static int claim_from_pool(struct bh_daemon *d, cJSON *claim, const cJSON *wl, c
                            cJSON **inst, const char **source, struct bh_err *err)
 {
     const char *tenant = bh_json_str(claim, "spec.tenantId");
-    if (bh_pool_acquire(d, wl, tenant, bh_json_str(claim, "metadata.name"), inst, err) < 0)
+    if (bh_pool_acquire(d, wl, tenant, bh_json_str(claim, "metadata.name"), snap != NULL, inst,
+                        err) < 0)
         return -1;
     if (!*inst)
         return 0;
@@ -159,6 +170,11 @@ static int claim_from_pool(struct bh_daemon *d, cJSON *claim, const cJSON *wl, c
             rc = bh_hibernate_restore(d, wl, snap, rootfs, err);
             if (bh_runtime_resume(d->runtime, cid, &rerr) < 0 && rc == 0)
                 rc = (*err = rerr, -1);
+        }
+        if (rc == 0) { /* the data is in: now it is the tenant's instance */
+            cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(*inst, "metadata.labels"),
+                                                    BH_LABEL_RESTORING);
+            rc = bh_store_update_lazy(d->store, *inst, NULL, err);
         }
     }
     if (rc < 0) {
@@ -233,10 +249,37 @@ static int claim_check_health(struct bh_daemon *d, cJSON *claim, cJSON *inst, co
     return claim_set_phase(d, claim, "Error", msg, err) < 0 ? -1 : 1;
 }
 
+/* The instance a claim holds: its recorded one, or, when the claim never recorded it (a
+ * crash or failure between taking an instance and turning Active), the one made or taken
+ * for this claim. Owned or NULL. */
+static char *claim_held_instance(struct bh_daemon *d, const cJSON *claim)
+{
+    const char *id = bh_json_str(claim, "status.instanceId");
+    if (id)
+        return bh_xstrdup(id);
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/tenant=%s,boilerhouse.dev/workload=%s",
+                     bh_json_str(claim, "spec.tenantId"), bh_json_str(claim, "spec.workloadRef"));
+    cJSON *list = NULL, *inst;
+    char *found = NULL;
+    struct bh_err err;
+    if (bh_store_list(d->store, "Instance", sel, &list, NULL, &err) < 0)
+        return NULL;
+    const char *name = bh_json_str(claim, "metadata.name");
+    cJSON_ArrayForEach(inst, list)
+    {
+        const char *owner = bh_json_str(inst, "spec.claim");
+        if (!found && owner && strcmp(owner, name) == 0)
+            found = bh_xstrdup(bh_json_str(inst, "metadata.name"));
+    }
+    cJSON_Delete(list);
+    return found;
+}
+
 /* Hibernates (or destroys) the claim's instance. force skips saving. */
 static int claim_release_instance(struct bh_daemon *d, cJSON *claim, int force, struct bh_err *err)
 {
-    const char *id = bh_json_str(claim, "status.instanceId");
+    bh_autofree char *id = claim_held_instance(d, claim);
     const char *tenant = bh_json_str(claim, "spec.tenantId");
     cJSON *wl = NULL, *inst = NULL;
     struct bh_err gerr;
@@ -245,7 +288,8 @@ static int claim_release_instance(struct bh_daemon *d, cJSON *claim, int force, 
     int live = id && bh_store_get(d->store, "Instance", id, &inst, &gerr) == 0 &&
                bh_instance_alive(d, inst);
     int rc = 0;
-    if (live && wl && !force && bh_hibernate_wanted(wl))
+    /* A half-restored instance is never saved over the tenant's good snapshot. */
+    if (live && wl && !force && bh_hibernate_wanted(wl) && !bh_json_label(inst, BH_LABEL_RESTORING))
         rc = bh_hibernate_save(d, wl, tenant, id, err);
     const char *action = bh_json_str(wl, "spec.idle.action");
     if (rc == 0 && action && strcmp(action, "destroy") == 0)

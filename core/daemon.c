@@ -303,6 +303,14 @@ void bh_daemon_close(struct bh_daemon *d)
     if (!d)
         return;
     if (d->queue)
+        bh_queue_stop(d->queue);
+    /* Pool boot threads use everything below, the queue included; let them finish (a boot
+     * is bounded by the claim timeout) before anything is freed. */
+    pthread_mutex_lock(&d->claim_lock);
+    while (d->boots_running > 0)
+        pthread_cond_wait(&d->claim_cond, &d->claim_lock);
+    pthread_mutex_unlock(&d->claim_lock);
+    if (d->queue)
         bh_queue_free(d->queue);
     if (d->plugins)
         bh_plugins_free(d->plugins);

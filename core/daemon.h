@@ -49,6 +49,7 @@ struct bh_daemon {
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;
     uint64_t claim_seq;
+    int boots_running; /* pool boot threads alive (under claim_lock); close waits for 0 */
 };
 
 /* Fills cfg with defaults, then the environment (BOILERHOUSE_*). Owned strings. */
@@ -74,12 +75,18 @@ void bh_now_rfc3339(char buf[32]);
 
 /* The reconcile function the queue calls: routes "Kind/name" to its controller. */
 int bh_controller_reconcile(void *daemon, const char *key, long *requeue_ms, struct bh_err *err);
+/* Ready for the generation in its spec (status.observedGeneration caught up): only then may
+ * instances be built from it, or they would carry the new generation and the old image. */
+int bh_workload_ready(const cJSON *wl);
 int bh_workload_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms,
                           struct bh_err *err);
 int bh_claim_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, struct bh_err *err);
 /* Claim object name for (tenant, workload): "<workload>-<sanitised tenant>-<hash8>", a valid
  * DNS-1123 label, unique per pair. Owned. */
 char *bh_claim_name(const char *tenant, const char *workload);
+/* True if a claim or snapshot record really is (tenant, workload)'s: checked wherever one is
+ * found by its derived name. */
+int bh_claim_is_for(const cJSON *obj, const char *tenant, const char *workload);
 
 /* Test hook: when BOILERHOUSE_CRASH_AT names this point, the daemon kills itself (SIGKILL) there,
  * so tests can prove that every crash point converges on restart. */
@@ -103,7 +110,12 @@ int bh_pool_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, s
 /* Takes a ready, current pool instance of the workload for tenant/claim (atomically: two
  * claims never get the same one). *out owned, or NULL when none is ready. */
 int bh_pool_acquire(struct bh_daemon *d, const cJSON *workload, const char *tenant,
-                    const char *claim, cJSON **out, struct bh_err *err);
+                    const char *claim, int restoring, cJSON **out, struct bh_err *err);
+
+/* Set on an instance while a tenant's snapshot is restored into it. Such an instance is
+ * never anyone's "existing" instance, and a restart destroys it: a half-restored instance
+ * must not be handed out, nor hibernated over the tenant's good snapshot. */
+#define BH_LABEL_RESTORING "boilerhouse.dev/restoring"
 
 /* ---- snapshots (hibernate.c) ---- */
 

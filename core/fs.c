@@ -199,16 +199,34 @@ static int fs_parent_in_root(int rootfd, const char *path, const char **base, st
     return fd;
 }
 
+int bh_fs_open_in_root(const char *root, const char *path, int flags)
+{
+    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return -1;
+    int fd = fs_openat2_root(rootfd, path, flags, 0);
+    int saved = errno;
+    close(rootfd);
+    errno = saved;
+    return fd;
+}
+
 int bh_fs_read_in_root(const char *root, const char *path, size_t max, char **out, size_t *len,
                        struct bh_err *err)
 {
     bh_autoclose int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return bh_err_errno(err, BH_EIO, "open %s", root);
-    int fd = fs_openat2_root(rootfd, path, O_RDONLY, 0);
+    /* Non-blocking, and regular files only: a FIFO planted in an image must not hang us. */
+    int fd = fs_openat2_root(rootfd, path, O_RDONLY | O_NONBLOCK, 0);
     if (fd < 0)
         return bh_err_errno(err, errno == ENOENT ? BH_ENOTFOUND : BH_EIO, "open %s in %s", path,
                             root);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return bh_err_set(err, BH_EINVAL, "%s in %s is not a regular file", path, root);
+    }
     bh_autofree char *proc = bh_xasprintf("/proc/self/fd/%d", fd);
     int rc = bh_fs_read_all(proc, max, out, len, err);
     close(fd);

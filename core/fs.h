@@ -26,6 +26,8 @@ int bh_fs_exists(const char *path);
  * within the rootfs. */
 int bh_fs_read_in_root(const char *root, const char *path, size_t max, char **out, size_t *len,
                        struct bh_err *err);
+/* Opens path inside root the same way; returns an fd or -1 with errno set. */
+int bh_fs_open_in_root(const char *root, const char *path, int flags);
 /* Atomic replace (temp + rename in the same dir), creating missing parent dirs (0755). */
 int bh_fs_write_in_root(const char *root, const char *path, const void *data, size_t len,
                         mode_t mode, struct bh_err *err);

@@ -79,7 +79,14 @@ int bh_snapshot_get(struct bh_daemon *d, const char *tenant, const char *workloa
                     struct bh_err *err)
 {
     bh_autofree char *name = bh_snapshot_name(tenant, workload);
-    return bh_store_get(d->store, SNAPSHOT_KIND, name, out, err);
+    if (bh_store_get(d->store, SNAPSHOT_KIND, name, out, err) < 0)
+        return -1;
+    if (!bh_claim_is_for(*out, tenant, workload)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return bh_err_set(err, BH_ECONFLICT, "snapshot %s belongs to another tenant", name);
+    }
+    return 0;
 }
 
 static cJSON *hib_record(const char *tenant, const cJSON *workload, const char *key,
@@ -155,7 +162,10 @@ static int hib_archive_and_put(struct bh_daemon *d, const cJSON *workload, const
         return -1;
     }
     bh_crashpoint("hibernate.after-archive");
-    *key = bh_xasprintf("%s/%s/%.16s.snap", wname, tenant, info->digest);
+    /* The record's name, not the tenant id: [a-z0-9-] only, so no tenant id can make a key
+     * the storage plugin refuses (e.g. one containing ".tmp."). */
+    bh_autofree char *sname = bh_snapshot_name(tenant, wname);
+    *key = bh_xasprintf("%s/%s/%.16s.snap", wname, sname, info->digest);
     int rc = ops->put(st, *key, tmp, err);
     unlink(tmp);
     if (rc == 0)

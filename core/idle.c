@@ -5,12 +5,14 @@
  * idle.watchDirs (a bounded scan), or an API touch (claim, exec, keepalive). */
 #include "daemon.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fs.h"
 #include "json.h"
@@ -121,8 +123,13 @@ static long long idle_newest_mtime(struct bh_daemon *d, const char *id, const cJ
     {
         if (!cJSON_IsString(dir))
             continue;
-        bh_autofree char *path = bh_xasprintf("%s%s", rootfs, dir->valuestring);
+        /* Resolved in the rootfs: a tenant's symlink must not send the scan into the host. */
+        int fd = bh_fs_open_in_root(rootfs, dir->valuestring, O_PATH | O_DIRECTORY);
+        if (fd < 0)
+            continue;
+        bh_autofree char *path = bh_xasprintf("/proc/self/fd/%d/.", fd);
         nftw(path, idle_scan_entry, 16, FTW_PHYS | FTW_MOUNT);
+        close(fd);
     }
     return idle_scan_newest;
 }

@@ -724,7 +724,8 @@ static int recover_records(struct bh_daemon *d, struct bh_err *err)
     {
         const char *id = bh_json_str(inst, "metadata.name");
         const char *phase = bh_json_str(inst, "status.phase");
-        if (phase && strcmp(phase, "Running") == 0 && bh_instance_alive(d, inst)) {
+        if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&
+            bh_instance_alive(d, inst)) {
             /* A crash during hibernate leaves it frozen; the release resumes from scratch. */
             bh_autofree char *cid = instance_container_id(id);
             struct bh_err rerr;

@@ -65,16 +65,21 @@ static void *pool_boot_thread(void *arg)
         /* Running and healthy: hand it to the pool. */
         cJSON *labels = bh_json_obj(inst, "metadata.labels");
         bh_json_set_str(labels, "boilerhouse.dev/pool-status", "ready");
-        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(inst, "metadata"), "resourceVersion");
+        /* resourceVersion checked: if the pool started draining it meanwhile, that wins. */
         if (bh_store_update_lazy(pb->d->store, inst, NULL, &err) < 0)
-            bh_warn("pool", "pool %s: mark ready: %s", pb->pool, err.msg);
+            bh_debug("pool", "pool %s: mark ready: %s", pb->pool, err.msg);
     }
     cJSON_Delete(inst);
     pool_enqueue(pb->d, pb->pool);
+    struct bh_daemon *d = pb->d;
     cJSON_Delete(pb->workload);
     free(pb->pool);
     free(pb->id);
     free(pb);
+    pthread_mutex_lock(&d->claim_lock);
+    d->boots_running--;
+    pthread_cond_broadcast(&d->claim_cond);
+    pthread_mutex_unlock(&d->claim_lock);
     return NULL;
 }
 
@@ -92,12 +97,18 @@ static void pool_start_boot(struct bh_daemon *d, const cJSON *workload, const ch
     pb->d = d;
     pb->workload = cJSON_Duplicate(workload, 1);
     pb->pool = bh_xstrdup(pool);
+    pthread_mutex_lock(&d->claim_lock);
+    d->boots_running++;
+    pthread_mutex_unlock(&d->claim_lock);
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &attr, pool_boot_thread, pb) != 0) {
         bh_error("pool", "pool %s: cannot start a boot thread", pool);
+        pthread_mutex_lock(&d->claim_lock);
+        d->boots_running--;
+        pthread_mutex_unlock(&d->claim_lock);
         bh_instance_destroy(d, id, &err);
         free(pb->id);
         cJSON_Delete(pb->workload);
@@ -139,6 +150,17 @@ static void pool_destroy_member(struct bh_daemon *d, const cJSON *inst, const ch
         bh_warn("pool", "remove %s: %s", id, err.msg);
 }
 
+/* Relabels a member that finished booting as ready; false if it changed meanwhile. */
+static int pool_mark_ready(struct bh_daemon *d, const cJSON *inst)
+{
+    cJSON *copy = cJSON_Duplicate(inst, 1);
+    bh_json_set_str(bh_json_obj(copy, "metadata.labels"), "boilerhouse.dev/pool-status", "ready");
+    struct bh_err err;
+    int rc = bh_store_update_lazy(d->store, copy, NULL, &err);
+    cJSON_Delete(copy);
+    return rc == 0;
+}
+
 /* Drains members that are stale, dead or surplus; counts the rest. */
 static void pool_prune(struct bh_daemon *d, const cJSON *pool, const cJSON *wl, int *ready,
                        int *warming)
@@ -159,6 +181,10 @@ static void pool_prune(struct bh_daemon *d, const cJSON *pool, const cJSON *wl, 
                 bh_warn("pool", "remove %s: %s", bh_json_str(m, "metadata.name"), derr.msg);
             continue;
         }
+        /* Booted but never relabelled (a crash between the two writes): it is ready. */
+        if (!is_ready && bh_json_str(m, "status.phase") &&
+            strcmp(bh_json_str(m, "status.phase"), "Running") == 0 && pool_mark_ready(d, m))
+            is_ready = 1;
         /* Warming members finish booting first (their boot thread owns them until then). */
         if (is_ready && bh_json_int(m, "spec.workloadGeneration", -2) != gen)
             pool_destroy_member(d, m, "built from an older workload spec");
@@ -206,7 +232,13 @@ static int pool_drain_deleted(struct bh_daemon *d, const char *name)
 {
     cJSON *members = pool_members(d, name);
     const cJSON *m;
-    cJSON_ArrayForEach(m, members) pool_destroy_member(d, m, "pool deleted");
+    cJSON_ArrayForEach(m, members)
+    {
+        /* A member still booting is its boot thread's; once ready it comes back here. */
+        const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
+        if (!st || strcmp(st, "warming") != 0)
+            pool_destroy_member(d, m, "pool deleted");
+    }
     cJSON_Delete(members);
     return 0;
 }
@@ -219,8 +251,7 @@ int bh_pool_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, s
     struct bh_err gerr;
     const char *wname = bh_json_str(pool, "spec.workloadRef");
     int have_wl = bh_store_get(d->store, "BoilerhouseWorkload", wname, &wl, &gerr) == 0;
-    const char *wphase = have_wl ? bh_json_str(wl, "status.phase") : NULL;
-    int wl_ready = wphase && strcmp(wphase, "Ready") == 0;
+    int wl_ready = have_wl && bh_workload_ready(wl);
     int ready = 0, warming = 0, rc;
     pool_prune(d, pool, wl_ready ? wl : NULL, &ready, &warming);
     /* Pruning may have recorded failures in the pool's status: work from the fresh copy. */
@@ -274,7 +305,7 @@ int bh_pool_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms, s
 }
 
 int bh_pool_acquire(struct bh_daemon *d, const cJSON *workload, const char *tenant,
-                    const char *claim, cJSON **out, struct bh_err *err)
+                    const char *claim, int restoring, cJSON **out, struct bh_err *err)
 {
     bh_autofree char *sel =
         bh_xasprintf("boilerhouse.dev/workload=%s,boilerhouse.dev/pool-status=ready",
@@ -296,6 +327,8 @@ int bh_pool_acquire(struct bh_daemon *d, const cJSON *workload, const char *tena
         cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool-status");
         cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool");
         bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
+        if (restoring) /* not the tenant's until its data is in: see bh_instance_restored */
+            bh_json_set_str(labels, BH_LABEL_RESTORING, "true");
         cJSON *spec = bh_json_obj(m, "spec");
         bh_json_set_str(spec, "tenantId", tenant);
         bh_json_set_str(spec, "claim", claim);

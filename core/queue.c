@@ -165,6 +165,20 @@ static long queue_backoff_ms(int failures)
     return ms < QUEUE_BACKOFF_MAX_MS ? ms : QUEUE_BACKOFF_MAX_MS;
 }
 
+/* Drops an idle key that owes nothing (no failures to back off from), so the queue holds
+ * only live work however many tenants it has seen. */
+static void queue_forget(struct bh_queue *q, struct queue_item *it)
+{
+    for (struct queue_item **pp = &q->items; *pp; pp = &(*pp)->next) {
+        if (*pp == it) {
+            *pp = it->next;
+            free(it->key);
+            free(it);
+            return;
+        }
+    }
+}
+
 static void queue_finish(struct bh_queue *q, struct queue_item *it, int rc, long requeue_ms)
 {
     long long pending_due = it->due_ms; /* a delayed add that arrived while running */
@@ -184,6 +198,8 @@ static void queue_finish(struct bh_queue *q, struct queue_item *it, int rc, long
         long long left = pending_due - queue_now_ms();
         queue_schedule(q, it, left > 0 ? (long)left : 0);
     }
+    if (it->state == ITEM_IDLE && it->failures == 0)
+        queue_forget(q, it);
 }
 
 static void *queue_worker(void *arg)

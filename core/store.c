@@ -517,6 +517,9 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
         rc = store_exec(s, "COMMIT", err);
     else
         store_exec(s, "ROLLBACK", NULL);
+    /* A COMMIT that failed leaves the transaction open; close it or every later BEGIN fails. */
+    if (rc < 0 && w->doc && sqlite3_get_autocommit(s->db) == 0)
+        store_exec(s, "ROLLBACK", NULL);
     if (rc == 0 && !w->doc)
         w->doc = BH_STEAL(cur); /* a no-op write answers with the current object */
     cJSON_Delete(cur);

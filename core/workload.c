@@ -102,6 +102,14 @@ static int workload_resolve(struct bh_daemon *d, cJSON *wl, struct bh_err *err)
     return 0;
 }
 
+int bh_workload_ready(const cJSON *wl)
+{
+    const char *phase = bh_json_str(wl, "status.phase");
+    return phase && strcmp(phase, "Ready") == 0 &&
+           bh_json_int(wl, "status.observedGeneration", -1) ==
+               bh_json_int(wl, "metadata.generation", 0);
+}
+
 int bh_workload_reconcile(struct bh_daemon *d, const char *name, long *requeue_ms,
                           struct bh_err *err)
 {
