@@ -167,6 +167,7 @@ static int claim_from_pool(struct bh_daemon *d, cJSON *claim, const cJSON *wl, c
         struct bh_err rerr;
         rc = bh_runtime_pause(d->runtime, cid, err);
         if (rc == 0) {
+            bh_crashpoint("restore.pool");
             rc = bh_hibernate_restore(d, wl, snap, rootfs, err);
             if (bh_runtime_resume(d->runtime, cid, &rerr) < 0 && rc == 0)
                 rc = (*err = rerr, -1);

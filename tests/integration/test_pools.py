@@ -257,6 +257,33 @@ class SnapshotSafetyTest(Base):
             self.assertEqual(self.d.release("gus", "notes")[0], 200)
         self.assertNotEqual(self.snapshots()[0]["digest"], first["digest"])
 
+    def test_kill9_during_pool_restore_keeps_the_snapshot(self):
+        self.d.apply_workload(notes())
+        self.hibernate_note("quinn", "keep-me")
+        self.pool("p", "notes", 1)
+        self.wait_pool_ready("p", 1)
+        self.d.stop()
+        self.d.extra_env = {"BOILERHOUSE_CRASH_AT": "restore.pool"}
+        self.d.start()
+        try:
+            self.d.claim("quinn", "notes")
+        except OSError:
+            pass  # killed mid-restore, as asked
+        self.d.proc.wait(timeout=30)
+        self.d.extra_env = {}
+        self.d.start()
+        # The half-restored instance is gone, never handed out; the claim restores afresh.
+        c = wait_for(lambda: (lambda r: r[1].get("phase") == "Active" and r[1])(
+            self.d.claim("quinn", "notes")), what="claim after the crash")
+        self.assertEqual(self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"], "keep-me")
+        self.assertEqual(self.d.release("quinn", "notes")[0], 200)
+        snaps = [s for s in self.snapshots() if s["tenantId"] == "quinn"]
+        self.assertEqual(len(snaps), 1)
+        c = self.claim("quinn", "notes")
+        self.assertEqual(self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"], "keep-me")
+        held = {"bh-" + c["instanceId"]} | {"bh-" + i["id"] for i in self.pool_instances("notes")}
+        wait_for(lambda: set(self.d.containers()) <= held, what="no orphan containers")
+
     def test_kill9_during_cold_boot_converges(self):
         self.d.apply_workload(notes())
         self.d.stop()
