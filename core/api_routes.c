@@ -495,7 +495,16 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     int timed_out = 0;
     if (!existing) {
         cJSON_Delete(c);
-        c = api_claim_wait(req->d, name, "Active|Error", 0, &timed_out);
+        c = api_claim_wait(req->d, name, "Active|Error|Released", 0, &timed_out);
+        /* An idle release was finishing when the tenant came back: claim again once. */
+        if (c && !timed_out && strcmp(bh_json_str(c, "status.phase"), "Released") == 0) {
+            cJSON_Delete(c);
+            c = api_claim_ensure(req->d, name, tenant, workload, resume, &err);
+            if (c) {
+                cJSON_Delete(c);
+                c = api_claim_wait(req->d, name, "Active|Error", 0, &timed_out);
+            }
+        }
     }
     if (!c) {
         bh_api_error(resp, 409, "claim %s was released while it was being made", name);
