@@ -87,6 +87,9 @@ static int ref_validate(const char *in, struct bh_image_ref *r, struct bh_err *e
         return bh_err_set(err, BH_EINVAL, "image ref %s: bad tag", in);
     if (r->digest && !bh_image_digest_valid(r->digest))
         return bh_err_set(err, BH_EINVAL, "image ref %s: bad digest (want sha256:<64 hex>)", in);
+    /* The normalised form ("docker.io/library/...:latest") must itself parse. */
+    if (strlen(r->host) + strlen(r->repo) + strlen(r->digest ? r->digest : r->tag) + 2 > 1024)
+        return bh_err_set(err, BH_EINVAL, "image ref %s: too long once normalised", in);
     return 0;
 }
 

@@ -278,8 +278,13 @@ static int yaml_document(struct yaml_ctx *c, cJSON **doc)
 {
     yaml_event_t ev;
     *doc = NULL;
-    if (yaml_next(c, &ev) < 0 || yaml_node(c, &ev, 1, doc) < 0 || yaml_next(c, &ev) < 0)
+    if (yaml_next(c, &ev) < 0 || yaml_node(c, &ev, 1, doc) < 0)
         return -1;
+    if (yaml_next(c, &ev) < 0) { /* an error after the root node: drop what was built */
+        cJSON_Delete(*doc);
+        *doc = NULL;
+        return -1;
+    }
     yaml_event_delete(&ev); /* DOCUMENT_END */
     if (cJSON_IsNull(*doc)) {
         cJSON_Delete(*doc);

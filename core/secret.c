@@ -177,7 +177,7 @@ static void sec_unlockp(struct bh_secrets **s)
 }
 
 #define sec_locked(s)                                                                              \
-    __attribute__((cleanup(sec_unlockp))) struct bh_secrets *sec_lock_ =                           \
+    __attribute__((cleanup(sec_unlockp), unused)) struct bh_secrets *sec_lock_ =                   \
         flock((s)->lock_fd, LOCK_EX) == 0 ? (s) : NULL
 
 /* ---- the API ------------------------------------------------------------------------------- */

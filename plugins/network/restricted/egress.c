@@ -1015,6 +1015,8 @@ static int absolute_uri(char *target, char **host, char **path)
         return -1;
     char *h = target + 7, *slash = strchr(h, '/');
     static char root[] = "/";
+    if (slash == h) /* "http:///path": no host */
+        return -1;
     if (slash) {
         size_t hl = (size_t)(slash - h);
         memmove(h - 1, h, hl); /* make room for the NUL */
