@@ -65,6 +65,10 @@ static int api_match_into(const char *pattern, const char *path, char **params, 
     char pat[256], pth[2048];
     char *ps[16], *xs[64];
     int np = 0, nx = 0;
+    *n_params = 0;
+    /* A path too long to hold whole matches nothing, rather than a truncated prefix of it. */
+    if (strlen(path) >= sizeof(pth))
+        return 0;
     snprintf(pat, sizeof(pat), "%s", pattern);
     snprintf(pth, sizeof(pth), "%s", path);
     char *save = NULL;
@@ -79,6 +83,8 @@ static int api_match_into(const char *pattern, const char *path, char **params, 
         xs[nx++] = p;
         p = slash ? slash + 1 : NULL;
     }
+    if (p) /* more segments than we hold: no route has that many */
+        return 0;
     *n_params = 0;
     int xi = 0;
     for (int pi = 0; pi < np; pi++) {

@@ -93,6 +93,10 @@ class BadInputTest(DaemonTestCase):
         self.assertEqual(self.d.request("GET", "/api/v1/nothing")[0], 404)
         self.assertEqual(self.d.request("DELETE", "/api/v1/health")[0], 405)
         self.assertEqual(self.d.request("GET", "/api/v1/instances/abc/logs")[0], 404)
+        deep = "/api/v1/tenants/" + "/".join(["a"] * 80) + "/claim"
+        self.assertEqual(self.d.raw_request("POST", deep, b'{"workload":"sleeper"}')[0], 404)
+        long_path = "/api/v1/tenants/" + "b" * 3000 + "/claim"
+        self.assertEqual(self.d.raw_request("POST", long_path, b'{"workload":"sleeper"}')[0], 404)
 
 
 class AuthTest(unittest.TestCase):
