@@ -433,6 +433,8 @@ struct snap_fixup {
     size_t stage;
     char *rel; /* below the staging dir; "" is the staging dir itself */
     mode_t mode;
+    uid_t uid; /* host ids; only used for "" (other dirs are chowned when made) */
+    gid_t gid;
     struct timespec mtime;
 };
 
@@ -589,7 +591,7 @@ static int snap_make_room(int pfd, const char *name, const char *path, struct bh
 }
 
 static void snap_add_fixup(struct snap_restore *x, size_t si, const char *rel,
-                           struct archive_entry *e)
+                           struct archive_entry *e, uid_t uid, gid_t gid)
 {
     if (x->nfix == x->capfix) {
         x->capfix = x->capfix ? 2 * x->capfix : 64;
@@ -599,6 +601,8 @@ static void snap_add_fixup(struct snap_restore *x, size_t si, const char *rel,
         .stage = si,
         .rel = bh_xstrdup(rel),
         .mode = archive_entry_perm(e),
+        .uid = uid,
+        .gid = gid,
         .mtime = {archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
     };
 }
@@ -722,9 +726,7 @@ static int snap_restore_entry(struct snap_restore *x, struct archive_entry *e)
         if (type != AE_IFDIR)
             return bh_err_set(x->err, BH_EINVAL, "snapshot: refusing entry \"%s\": not a dir",
                               path);
-        if (fchown(s->fd, uid, gid) < 0)
-            return bh_err_errno(x->err, BH_EIO, "snapshot: chown %s", clean);
-        snap_add_fixup(x, si, "", e);
+        snap_add_fixup(x, si, "", e, uid, gid); /* chowned last: see snap_apply_fixups */
         return 0;
     }
     char *slash = strrchr(rel, '/');
@@ -739,7 +741,7 @@ static int snap_restore_entry(struct snap_restore *x, struct archive_entry *e)
     if (type == AE_IFDIR) {
         if (snap_mkdir(x, pfd, name, clean, uid, gid) < 0)
             return -1;
-        snap_add_fixup(x, si, rel, e);
+        snap_add_fixup(x, si, rel, e, uid, gid);
         return 0;
     }
     if (type == AE_IFLNK)
@@ -747,10 +749,13 @@ static int snap_restore_entry(struct snap_restore *x, struct archive_entry *e)
     return snap_file(x, pfd, name, clean, e, uid, gid);
 }
 
-/* Directory modes and times, deepest (latest) first, once nothing more is written below. */
+/* Directory modes and times, once nothing more is written below them (in archive order: a
+ * later duplicate wins). The staging dir itself stays 0700 and owned by the host's root until
+ * here, so until the archive verified the container cannot reach into the staged tree even if
+ * it is not frozen. */
 static int snap_apply_fixups(struct snap_restore *x)
 {
-    for (size_t i = x->nfix; i-- > 0;) {
+    for (size_t i = 0; i < x->nfix; i++) {
         const struct snap_fixup *f = &x->fix[i];
         int fd = x->st[f->stage].fd;
         int r = *f->rel ? snap_open_beneath(fd, f->rel, O_RDONLY | O_DIRECTORY, &fd, x->err) : 0;
@@ -759,11 +764,12 @@ static int snap_apply_fixups(struct snap_restore *x)
                          : bh_err_set(x->err, BH_EINVAL, "snapshot: %s/%s vanished",
                                       x->st[f->stage].dir, f->rel);
         struct timespec ts[2] = {f->mtime, f->mtime};
-        int rc = fchmod(fd, f->mode) < 0 || futimens(fd, ts) < 0;
+        int rc = (!*f->rel && fchown(fd, f->uid, f->gid) < 0) || fchmod(fd, f->mode) < 0 ||
+                 futimens(fd, ts) < 0;
         if (fd != x->st[f->stage].fd)
             close(fd);
         if (rc)
-            return bh_err_errno(x->err, BH_EIO, "snapshot: set mode/time of %s/%s",
+            return bh_err_errno(x->err, BH_EIO, "snapshot: set owner/mode/time of %s/%s",
                                 x->st[f->stage].dir, f->rel);
     }
     return 0;
