@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -376,27 +377,6 @@ static int snap_read_err(struct archive *a, struct bh_snapshot_reader *r, struct
     return bh_err_set(err, BH_EINVAL, "snapshot: corrupt archive: %s", archive_error_string(a));
 }
 
-/* Pass 1, before the rootfs is touched: decrypts (verifying every chunk through the final one)
- * and checks every entry header. */
-static int snap_verify(const struct bh_snapshot_opts *o, struct bh_snapshot_reader *r,
-                       struct bh_err *err)
-{
-    __attribute__((cleanup(snap_read_freep))) struct archive *a = snap_read_open(r, err);
-    if (!a)
-        return -1;
-    struct archive_entry *e;
-    int rc;
-    while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        if (snap_check_entry(o, e, err) < 0)
-            return -1;
-        if (archive_read_data_skip(a) != ARCHIVE_OK)
-            return snap_read_err(a, r, err);
-    }
-    if (rc != ARCHIVE_EOF)
-        return snap_read_err(a, r, err);
-    return bh_snapshot_reader_drain(r, err);
-}
-
 static int snap_rm_at(int parent, const char *name, dev_t dev, struct bh_err *err);
 
 static int snap_rm_children(int fd, dev_t dev, struct bh_err *err)
@@ -433,94 +413,424 @@ static int snap_rm_at(int parent, const char *name, dev_t dev, struct bh_err *er
     return 0;
 }
 
-/* Removes each overlay dir whole (extraction recreates it from its own entry). Its parent
- * must exist and be reachable without symlinks. */
-static int snap_clear_dirs(const struct bh_snapshot_opts *o, int rootfd, struct bh_err *err)
+/* ---- restore: staged extraction ------------------------------------------------------------ */
+
+/* One overlay dir being restored: its tree is extracted into a fresh staging dir next to it
+ * (same parent, so same filesystem) and swapped in only after the whole archive verified. */
+struct snap_stage {
+    const char *dir; /* relative ("a/b"), borrowed from opts */
+    size_t dir_len;
+    int nested;   /* inside another listed dir, which restores it */
+    int parent;   /* owned: the dir's parent, opened without symlinks */
+    int fd;       /* owned: the staging dir */
+    char tmp[32]; /* the staging dir's name in parent; "" until created */
+    int seen;     /* the archive holds the dir or something below it */
+    dev_t dev;    /* of parent */
+};
+
+/* A directory's mode and mtime, applied once its children are in (and writes changed it). */
+struct snap_fixup {
+    size_t stage;
+    char *rel; /* below the staging dir; "" is the staging dir itself */
+    mode_t mode;
+    uid_t uid; /* host ids; only used for "" (other dirs are chowned when made) */
+    gid_t gid;
+    struct timespec mtime;
+};
+
+struct snap_restore {
+    const struct bh_snapshot_opts *o;
+    struct bh_snapshot_reader *r;
+    struct archive *a; /* borrowed */
+    struct snap_stage *st;
+    size_t n;
+    struct snap_fixup *fix;
+    size_t nfix, capfix;
+    size_t cache_stage; /* the last parent dir opened, entries come in directory order */
+    char *cache_rel;
+    int cache_fd;
+    struct bh_err *err;
+};
+
+static int snap_nested(char *const *dirs, size_t i)
 {
-    for (char *const *d = o->dirs; *d; d++) {
-        bh_autofree char *parent = bh_xstrdup(*d + 1);
-        char *slash = strrchr(parent, '/');
-        const char *name = slash ? slash + 1 : parent;
-        int fd = rootfd;
-        if (slash) {
-            *slash = '\0';
-            int r = snap_open_beneath(rootfd, parent, O_RDONLY | O_DIRECTORY, &fd, err);
-            if (r != 0)
-                return r < 0 ? -1 : bh_err_set(err, BH_EINVAL, "snapshot: /%s is missing", parent);
-        }
-        struct stat st;
-        int rc = fstat(fd, &st) < 0 ? bh_err_errno(err, BH_EIO, "snapshot: stat")
-                                    : snap_rm_at(fd, name, st.st_dev, err);
-        if (fd != rootfd)
-            close(fd);
-        if (rc < 0)
-            return -1;
+    const char *d = dirs[i];
+    size_t dl = strlen(d);
+    for (size_t j = 0; dirs[j]; j++) {
+        size_t jl = strlen(dirs[j]);
+        if (j != i && jl < dl && !strncmp(d, dirs[j], jl) && d[jl] == '/')
+            return 1;
+        if (j < i && !strcmp(d, dirs[j]))
+            return 1; /* listed twice: the first restores it */
     }
     return 0;
 }
 
-static int snap_copy_entry(struct archive *in, struct archive *out, struct bh_snapshot_reader *r,
-                           struct bh_err *err)
+/* Opens the dir's parent (which must exist, reached without symlinks) and creates the
+ * staging dir in it. */
+static int snap_stage_open(struct snap_stage *s, int rootfd, struct bh_err *err)
+{
+    bh_autofree char *parent = bh_xstrndup(s->dir, s->dir_len);
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        s->parent = dup(rootfd);
+    else {
+        *slash = '\0';
+        int r = snap_open_beneath(rootfd, parent, O_RDONLY | O_DIRECTORY, &s->parent, err);
+        if (r != 0)
+            return r < 0 ? -1 : bh_err_set(err, BH_EINVAL, "snapshot: /%s is missing", parent);
+    }
+    struct stat st;
+    if (s->parent < 0 || fstat(s->parent, &st) < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot: open parent of /%s", s->dir);
+    s->dev = st.st_dev;
+    for (int tries = 0;; tries++) {
+        uint8_t rnd[6];
+        if (bh_crypto_random(rnd, sizeof(rnd), err) < 0)
+            return -1;
+        snprintf(s->tmp, sizeof(s->tmp), ".bh-restore-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+                 rnd[2], rnd[3], rnd[4], rnd[5]);
+        if (mkdirat(s->parent, s->tmp, 0700) == 0)
+            break;
+        int e = errno;
+        s->tmp[0] = '\0';
+        if (e != EEXIST || tries > 8) {
+            errno = e;
+            return bh_err_errno(err, BH_EIO, "snapshot: create staging dir for /%s", s->dir);
+        }
+    }
+    s->fd = openat(s->parent, s->tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (s->fd < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot: open staging dir for /%s", s->dir);
+    return 0;
+}
+
+static int snap_stages_open(struct snap_restore *x, int rootfd)
+{
+    for (char *const *d = x->o->dirs; *d; d++)
+        x->n++;
+    x->st = bh_xcalloc(x->n, sizeof(*x->st));
+    for (size_t i = 0; i < x->n; i++) {
+        struct snap_stage *s = &x->st[i];
+        s->dir = x->o->dirs[i] + 1;
+        s->dir_len = strlen(s->dir);
+        s->parent = s->fd = -1;
+        s->nested = snap_nested(x->o->dirs, i);
+    }
+    for (size_t i = 0; i < x->n; i++)
+        if (!x->st[i].nested && snap_stage_open(&x->st[i], rootfd, x->err) < 0)
+            return -1;
+    return 0;
+}
+
+/* Removes what is left staged (everything, after a failure) and frees the state. */
+static void snap_restore_free(struct snap_restore *x)
+{
+    for (size_t i = 0; i < x->n; i++) {
+        struct snap_stage *s = &x->st[i];
+        struct bh_err ignored;
+        if (s->tmp[0] && snap_rm_at(s->parent, s->tmp, s->dev, &ignored) < 0)
+            bh_warn("snapshot", "msg=\"cannot remove staging dir\" dir=\"/%s\" err=\"%s\"", s->dir,
+                    ignored.msg);
+        if (s->fd >= 0)
+            close(s->fd);
+        if (s->parent >= 0)
+            close(s->parent);
+    }
+    for (size_t i = 0; i < x->nfix; i++)
+        free(x->fix[i].rel);
+    if (x->cache_fd >= 0)
+        close(x->cache_fd);
+    free(x->cache_rel);
+    free(x->fix);
+    free(x->st);
+}
+
+/* The fd of the staged directory rel (borrowed), opened beneath the staging dir without
+ * following any symlink: an archived symlink cannot redirect a later entry. */
+static int snap_dir_fd(struct snap_restore *x, size_t si, const char *rel, int *out)
+{
+    if (!*rel) {
+        *out = x->st[si].fd;
+        return 0;
+    }
+    if (x->cache_fd >= 0 && x->cache_stage == si && !strcmp(x->cache_rel, rel)) {
+        *out = x->cache_fd;
+        return 0;
+    }
+    int fd = -1;
+    int r = snap_open_beneath(x->st[si].fd, rel, O_RDONLY | O_DIRECTORY, &fd, x->err);
+    if (r != 0)
+        return r < 0 ? -1
+                     : bh_err_set(x->err, BH_EINVAL,
+                                  "snapshot: refusing entries below %s/%s: not a directory "
+                                  "earlier in the archive",
+                                  x->st[si].dir, rel);
+    if (x->cache_fd >= 0)
+        close(x->cache_fd);
+    free(x->cache_rel);
+    x->cache_fd = fd;
+    x->cache_rel = bh_xstrdup(rel);
+    x->cache_stage = si;
+    *out = fd;
+    return 0;
+}
+
+/* A duplicate entry replaces an earlier non-directory (as tar does); never a directory. */
+static int snap_make_room(int pfd, const char *name, const char *path, struct bh_err *err)
+{
+    struct stat st;
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot: stat %s", path);
+    if (S_ISDIR(st.st_mode))
+        return bh_err_set(err, BH_EINVAL, "snapshot: refusing entry %s: replaces a directory",
+                          path);
+    if (unlinkat(pfd, name, 0) < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot: replace %s", path);
+    return 0;
+}
+
+static void snap_add_fixup(struct snap_restore *x, size_t si, const char *rel,
+                           struct archive_entry *e, uid_t uid, gid_t gid)
+{
+    if (x->nfix == x->capfix) {
+        x->capfix = x->capfix ? 2 * x->capfix : 64;
+        x->fix = bh_xrealloc(x->fix, x->capfix * sizeof(*x->fix));
+    }
+    x->fix[x->nfix++] = (struct snap_fixup){
+        .stage = si,
+        .rel = bh_xstrdup(rel),
+        .mode = archive_entry_perm(e),
+        .uid = uid,
+        .gid = gid,
+        .mtime = {archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
+    };
+}
+
+static int snap_mkdir(struct snap_restore *x, int pfd, const char *name, const char *path,
+                      uid_t uid, gid_t gid)
+{
+    struct stat st;
+    if (mkdirat(pfd, name, 0700) < 0) {
+        if (errno != EEXIST)
+            return bh_err_errno(x->err, BH_EIO, "snapshot: mkdir %s", path);
+        if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return bh_err_errno(x->err, BH_EIO, "snapshot: stat %s", path);
+        if (!S_ISDIR(st.st_mode)) {
+            if (snap_make_room(pfd, name, path, x->err) < 0)
+                return -1;
+            if (mkdirat(pfd, name, 0700) < 0)
+                return bh_err_errno(x->err, BH_EIO, "snapshot: mkdir %s", path);
+        }
+    }
+    if (fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+        return bh_err_errno(x->err, BH_EIO, "snapshot: chown %s", path);
+    return 0;
+}
+
+static int snap_symlink(struct snap_restore *x, int pfd, const char *name, const char *path,
+                        struct archive_entry *e, uid_t uid, gid_t gid)
+{
+    const char *target = archive_entry_symlink(e);
+    if (!target)
+        return bh_err_set(x->err, BH_EINVAL, "snapshot: symlink %s has no target", path);
+    int rc = symlinkat(target, pfd, name);
+    if (rc < 0 && errno == EEXIST) {
+        if (snap_make_room(pfd, name, path, x->err) < 0)
+            return -1;
+        rc = symlinkat(target, pfd, name);
+    }
+    if (rc < 0)
+        return bh_err_errno(x->err, BH_EIO, "snapshot: symlink %s", path);
+    struct timespec ts[2] = {{archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
+                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+    if (fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+        utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+        return bh_err_errno(x->err, BH_EIO, "snapshot: set owner/time of %s", path);
+    return 0;
+}
+
+static int snap_write_data(struct snap_restore *x, int fd, const char *path)
 {
     const void *buf;
     size_t len;
     int64_t off;
     int rc;
-    while ((rc = archive_read_data_block(in, &buf, &len, &off)) == ARCHIVE_OK)
-        if (archive_write_data_block(out, buf, len, off) < ARCHIVE_OK)
-            return bh_err_set(err, BH_EIO, "snapshot: write: %s", archive_error_string(out));
-    return rc == ARCHIVE_EOF ? 0 : snap_read_err(in, r, err);
+    while ((rc = archive_read_data_block(x->a, &buf, &len, &off)) == ARCHIVE_OK)
+        for (size_t done = 0; done < len;) {
+            ssize_t n = pwrite(fd, (const uint8_t *)buf + done, len - done, off + (off_t)done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return bh_err_errno(x->err, BH_EIO, "snapshot: write %s", path);
+            done += (size_t)n;
+        }
+    return rc == ARCHIVE_EOF ? 0 : snap_read_err(x->a, x->r, x->err);
 }
 
-static int snap_extract_entry(const struct bh_snapshot_opts *o, const char *rootfs,
-                              struct archive *in, struct archive *out, struct archive_entry *e,
-                              struct bh_snapshot_reader *r, struct bh_err *err)
+static int snap_file(struct snap_restore *x, int pfd, const char *name, const char *path,
+                     struct archive_entry *e, uid_t uid, gid_t gid)
 {
-    if (snap_check_entry(o, e, err) < 0)
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = openat(pfd, name, flags, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        if (snap_make_room(pfd, name, path, x->err) < 0)
+            return -1;
+        fd = openat(pfd, name, flags, 0600);
+    }
+    if (fd < 0)
+        return bh_err_errno(x->err, BH_EIO, "snapshot: create %s", path);
+    bh_autoclose int file = fd;
+    if (snap_write_data(x, file, path) < 0)
         return -1;
-    bh_autofree char *abs = bh_xasprintf("%s/%s", rootfs, archive_entry_pathname(e));
-    archive_entry_set_pathname(e, abs);
-    archive_entry_set_uid(e, archive_entry_uid(e) + o->uid_base);
-    archive_entry_set_gid(e, archive_entry_gid(e) + o->uid_base);
-    if (archive_write_header(out, e) < ARCHIVE_OK)
-        return bh_err_set(err, BH_EINVAL, "snapshot: refusing entry %s: %s", abs,
-                          archive_error_string(out));
-    if (snap_copy_entry(in, out, r, err) < 0)
-        return -1;
-    if (archive_write_finish_entry(out) < ARCHIVE_OK)
-        return bh_err_set(err, BH_EIO, "snapshot: %s: %s", abs, archive_error_string(out));
+    struct timespec ts[2] = {{archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
+                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+    /* chown first: it clears set-id bits that the chmod then restores */
+    if (fchown(file, uid, gid) < 0 || fchmod(file, archive_entry_perm(e)) < 0 ||
+        futimens(file, ts) < 0)
+        return bh_err_errno(x->err, BH_EIO, "snapshot: set owner/mode/time of %s", path);
     return 0;
 }
 
-static void snap_write_freep(struct archive **a)
+/* The one non-nested listed dir holding path (the checks guarantee one). */
+static size_t snap_stage_of(const struct snap_restore *x, const char *path)
 {
-    if (*a)
-        archive_write_free(*a);
+    for (size_t i = 0; i < x->n; i++) {
+        const struct snap_stage *s = &x->st[i];
+        if (!s->nested && !strncmp(path, s->dir, s->dir_len) &&
+            (!path[s->dir_len] || path[s->dir_len] == '/'))
+            return i;
+    }
+    return x->n;
 }
 
-/* Pass 2: extraction at absolute paths under the symlink-free rootfs (the daemon never
- * chdirs). libarchive refuses to write through any symlink on disk, so a symlink entry cannot
- * redirect a later one out of the rootfs. */
-static int snap_extract(const struct bh_snapshot_opts *o, const char *rootfs,
-                        struct bh_snapshot_reader *r, struct bh_err *err)
+static int snap_restore_entry(struct snap_restore *x, struct archive_entry *e)
 {
-    __attribute__((cleanup(snap_read_freep))) struct archive *in = snap_read_open(r, err);
-    __attribute__((cleanup(snap_write_freep))) struct archive *out = archive_write_disk_new();
-    if (!in)
+    if (snap_check_entry(x->o, e, x->err) < 0)
         return -1;
-    archive_write_disk_set_options(
-        out, ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                 ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME);
-    struct archive_entry *e;
-    int rc;
-    while ((rc = archive_read_next_header(in, &e)) == ARCHIVE_OK)
-        if (snap_extract_entry(o, rootfs, in, out, e, r, err) < 0)
+    const char *path = archive_entry_pathname(e);
+    bh_autofree char *clean = bh_xstrdup(path);
+    size_t len = strlen(clean);
+    if (len && clean[len - 1] == '/')
+        clean[len - 1] = '\0';
+    size_t si = snap_stage_of(x, clean);
+    if (si == x->n)
+        return bh_err_set(x->err, BH_EINVAL, "snapshot: refusing entry \"%s\"", path);
+    struct snap_stage *s = &x->st[si];
+    s->seen = 1;
+    uid_t uid = (uid_t)archive_entry_uid(e) + x->o->uid_base;
+    gid_t gid = (gid_t)archive_entry_gid(e) + x->o->uid_base;
+    mode_t type = archive_entry_filetype(e);
+    char *rel = clean + s->dir_len + (clean[s->dir_len] == '/');
+    if (!*rel) {
+        if (type != AE_IFDIR)
+            return bh_err_set(x->err, BH_EINVAL, "snapshot: refusing entry \"%s\": not a dir",
+                              path);
+        snap_add_fixup(x, si, "", e, uid, gid); /* chowned last: see snap_apply_fixups */
+        return 0;
+    }
+    char *slash = strrchr(rel, '/');
+    const char *name = slash ? slash + 1 : rel;
+    if (slash)
+        *slash = '\0';
+    int pfd = -1;
+    if (snap_dir_fd(x, si, slash ? rel : "", &pfd) < 0)
+        return -1;
+    if (slash)
+        *slash = '/';
+    if (type == AE_IFDIR) {
+        if (snap_mkdir(x, pfd, name, clean, uid, gid) < 0)
             return -1;
-    if (rc != ARCHIVE_EOF)
-        return snap_read_err(in, r, err);
-    if (archive_write_close(out) != ARCHIVE_OK)
-        return bh_err_set(err, BH_EIO, "snapshot: finish: %s", archive_error_string(out));
-    return bh_snapshot_reader_drain(r, err);
+        snap_add_fixup(x, si, rel, e, uid, gid);
+        return 0;
+    }
+    if (type == AE_IFLNK)
+        return snap_symlink(x, pfd, name, clean, e, uid, gid);
+    return snap_file(x, pfd, name, clean, e, uid, gid);
+}
+
+/* Directory modes and times, once nothing more is written below them (in archive order: a
+ * later duplicate wins). The staging dir itself stays 0700 and owned by the host's root until
+ * here, so until the archive verified the container cannot reach into the staged tree even if
+ * it is not frozen. */
+static int snap_apply_fixups(struct snap_restore *x)
+{
+    for (size_t i = 0; i < x->nfix; i++) {
+        const struct snap_fixup *f = &x->fix[i];
+        int fd = x->st[f->stage].fd;
+        int r = *f->rel ? snap_open_beneath(fd, f->rel, O_RDONLY | O_DIRECTORY, &fd, x->err) : 0;
+        if (r != 0) /* cannot happen: directories are never replaced */
+            return r < 0 ? -1
+                         : bh_err_set(x->err, BH_EINVAL, "snapshot: %s/%s vanished",
+                                      x->st[f->stage].dir, f->rel);
+        struct timespec ts[2] = {f->mtime, f->mtime};
+        int rc = (!*f->rel && fchown(fd, f->uid, f->gid) < 0) || fchmod(fd, f->mode) < 0 ||
+                 futimens(fd, ts) < 0;
+        if (fd != x->st[f->stage].fd)
+            close(fd);
+        if (rc)
+            return bh_err_errno(x->err, BH_EIO, "snapshot: set owner/mode/time of %s/%s",
+                                x->st[f->stage].dir, f->rel);
+    }
+    return 0;
+}
+
+/* Makes each verified staging dir live: exchanged with the old dir (then removed) so each
+ * overlay dir changes atomically; an overlay dir absent from the archive is removed. A live
+ * dir that is a symlink is exchanged as a link, never followed. */
+static int snap_swap_in(struct snap_restore *x)
+{
+    for (size_t i = 0; i < x->n; i++) {
+        struct snap_stage *s = &x->st[i];
+        if (s->nested)
+            continue;
+        const char *name = strrchr(s->dir, '/') ? strrchr(s->dir, '/') + 1 : s->dir;
+        if (!s->seen) {
+            if (snap_rm_at(s->parent, name, s->dev, x->err) < 0)
+                return -1;
+            continue; /* the empty staging dir goes with the cleanup */
+        }
+        if (renameat2(s->parent, s->tmp, s->parent, name, RENAME_EXCHANGE) < 0) {
+            if (errno != ENOENT)
+                return bh_err_errno(x->err, BH_EIO, "snapshot: swap in /%s", s->dir);
+            if (renameat2(s->parent, s->tmp, s->parent, name, RENAME_NOREPLACE) < 0)
+                return bh_err_errno(x->err, BH_EIO, "snapshot: move in /%s", s->dir);
+            s->tmp[0] = '\0';
+            continue;
+        }
+        if (snap_rm_at(s->parent, s->tmp, s->dev, x->err) < 0)
+            return -1;
+        s->tmp[0] = '\0';
+    }
+    return 0;
+}
+
+/* One pass: decrypts, checks and extracts every entry into the staging dirs, verifies the
+ * stream through its final chunk, then swaps. Any failure leaves the live dirs untouched. */
+static int snap_restore_staged(const struct bh_snapshot_opts *o, int rootfd,
+                               struct bh_snapshot_reader *r, struct bh_err *err)
+{
+    struct snap_restore x = {.o = o, .r = r, .cache_fd = -1, .err = err};
+    __attribute__((cleanup(snap_read_freep))) struct archive *a = NULL;
+    int rc = -1;
+    if (snap_stages_open(&x, rootfd) < 0 || !(a = snap_read_open(r, err)))
+        goto out;
+    x.a = a;
+    struct archive_entry *e;
+    int ar;
+    while ((ar = archive_read_next_header(a, &e)) == ARCHIVE_OK)
+        if (snap_restore_entry(&x, e) < 0)
+            goto out;
+    if (ar != ARCHIVE_EOF) {
+        snap_read_err(a, r, err);
+        goto out;
+    }
+    if (bh_snapshot_reader_drain(r, err) < 0 || snap_apply_fixups(&x) < 0 || snap_swap_in(&x) < 0)
+        goto out;
+    rc = 0;
+out:
+    snap_restore_free(&x);
+    return rc;
 }
 
 static int snap_check_digest(int fd, const char *expected, struct bh_err *err)
@@ -552,10 +862,8 @@ int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path
     struct bh_snapshot_reader r;
     bh_autoclose int rootfd = -1;
     int rc = bh_snapshot_reader_init(&r, fd, opts->master_key, opts->context, err);
-    rc = rc < 0 ? rc : snap_verify(opts, &r, err);
     rc = rc < 0 ? rc : snap_open_root(rootfs, &rootfd, err);
-    rc = rc < 0 ? rc : snap_clear_dirs(opts, rootfd, err);
-    rc = rc < 0 ? rc : snap_extract(opts, rootfs, &r, err);
+    rc = rc < 0 ? rc : snap_restore_staged(opts, rootfd, &r, err);
     bh_snapshot_reader_free(&r);
     return rc;
 }

@@ -41,10 +41,11 @@ struct bh_snapshot_info {
 int bh_snapshot_create(const struct bh_snapshot_opts *opts, const char *out_path,
                        struct bh_snapshot_info *info, struct bh_err *err);
 /* Verifies in_path against expected_digest first (BH_EINVAL "digest mismatch" if not), then
- * decrypts (BH_EINVAL on a wrong key or tampering, before anything is written) and extracts
- * into the rootfs: each overlay dir is emptied and refilled. Refuses absolute paths, "..",
- * entries outside the listed dirs, symlink escapes, device nodes; ids are shifted by
- * uid_base. Safe against a running instance writing concurrently only if frozen. */
+ * decrypts and extracts each overlay dir into a staging dir next to it, and only once the whole
+ * archive verified (BH_EINVAL on a wrong key, tampering or a refused entry, live dirs
+ * untouched) exchanges each staging dir with its overlay dir: atomic per dir. Refuses absolute
+ * paths, "..", entries outside the listed dirs, symlink escapes, device nodes; ids are shifted
+ * by uid_base. Safe against a running instance writing concurrently only if frozen. */
 int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path,
                         const char *expected_digest, struct bh_err *err);
 

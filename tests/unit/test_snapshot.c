@@ -6,6 +6,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +251,22 @@ static void test_roundtrip_encrypted(void **state)
     free(data);
 }
 
+/* A refused or finished restore leaves no staging dir next to any overlay dir. */
+static void no_staging(struct fx *f)
+{
+    bh_autofree char *home = P(f->dst, "home");
+    const char *parents[] = {f->dst, home};
+    for (size_t i = 0; i < BH_ARRAY_LEN(parents); i++) {
+        DIR *d = opendir(parents[i]);
+        if (!d)
+            continue;
+        for (struct dirent *de; (de = readdir(d));)
+            if (!strncmp(de->d_name, ".bh-restore", 11))
+                fail_msg("staging dir left: %s/%s", parents[i], de->d_name);
+        closedir(d);
+    }
+}
+
 /* dst/workspace holds a marker; a refused restore must leave it in place. */
 static void marker(struct fx *f, int present)
 {
@@ -260,6 +277,7 @@ static void marker(struct fx *f, int present)
         return;
     }
     assert_int_equal(bh_fs_exists(m), present);
+    no_staging(f);
 }
 
 static void make_encrypted(struct fx *f)
@@ -325,13 +343,21 @@ static void test_tampering_refused(void **state)
     tamper_and_expect_refusal(f, 0, 0, 1);
 }
 
+static void create_plain(struct fx *f, struct bh_snapshot_info *info)
+{
+    struct bh_snapshot_opts o = opts_for(f->src, NULL);
+    struct bh_err err;
+    if (bh_snapshot_create(&o, f->snap, info, &err) < 0)
+        fail_msg("create: %s", err.msg);
+}
+
 static void test_digest_mismatch(void **state)
 {
     struct fx *f = *state;
     struct bh_snapshot_opts o = opts_for(f->src, NULL);
     struct bh_snapshot_info info;
     struct bh_err err;
-    assert_int_equal(bh_snapshot_create(&o, f->snap, &info, &err), 0);
+    create_plain(f, &info);
     marker(f, -1);
     o.rootfs = f->dst;
     info.digest[0] = info.digest[0] == 'a' ? 'b' : 'a';
@@ -385,6 +411,9 @@ static void test_hostile_archives(void **state)
         {ws, {"/etc/x", AE_IFREG, NULL, 0}},
         {ws, {"workspace/../../x", AE_IFREG, NULL, 0}},
         {{"workspace/l", AE_IFLNK, "/", 0}, {escape, AE_IFREG, NULL, 0}},
+        {{"workspace/l", AE_IFLNK, ".", 0}, {"workspace/l/x", AE_IFREG, NULL, 0}},
+        {ws, {"workspace", AE_IFREG, NULL, 0}},
+        {ws, {"workspace/x/y", AE_IFREG, NULL, 0}},
         {ws, {"etc/x", AE_IFREG, NULL, 0}},
         {ws, {"workspacex/x", AE_IFREG, NULL, 0}},
         {ws, {"workspace/null", AE_IFCHR, NULL, 0}},
@@ -399,8 +428,7 @@ static void test_hostile_archives(void **state)
         assert_false(bh_fs_exists(vx));
         bh_autofree char *abs_etc = P(f->dst, "etc");
         assert_false(bh_fs_exists(abs_etc));
-        if (i != 3) /* refused by the pre-pass, before the rootfs changed */
-            marker(f, 1);
+        marker(f, 1); /* extraction went to a staging dir, never swapped in */
     }
 }
 
@@ -442,6 +470,56 @@ static void test_overlay_symlink_not_followed(void **state)
     assert_false(bh_fs_exists(vclaude));
 }
 
+/* Symlinks already in the live overlay dir are not written through: the dir is replaced. */
+static void test_live_symlinks_replaced(void **state)
+{
+    struct fx *f = *state;
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    create_plain(f, &info);
+    bh_autofree char *ws = P(f->dst, "workspace"), *sub = P(ws, "sub"), *a = P(ws, "a.txt");
+    mkdir(ws, 0755);
+    assert_int_equal(symlink(f->victim, sub), 0);
+    bh_autofree char *secret = P(f->victim, "secret");
+    put(secret, "s", 1, 0600, 0);
+    assert_int_equal(symlink(secret, a), 0);
+    if (restore(f, NULL, &err) < 0)
+        fail_msg("restore: %s", err.msg);
+    check_tree(f);
+    bh_autofree char *leak = P(f->victim, "deep.txt");
+    assert_false(bh_fs_exists(leak));
+    char *data;
+    size_t len;
+    assert_int_equal(bh_fs_read_all(secret, 16, &data, &len, &err), 0);
+    assert_int_equal(len, 1);
+    free(data);
+    no_staging(f);
+}
+
+/* A later duplicate replaces an earlier file (as tar does) but never a directory. */
+static void test_duplicate_entries(void **state)
+{
+    struct fx *f = *state;
+    const struct hentry ws = {"workspace", AE_IFDIR, NULL, 0};
+    const struct hentry file_twice[] = {
+        ws, {"workspace/x", AE_IFREG, NULL, 0}, {"workspace/x", AE_IFLNK, "t", 0}};
+    build_hostile(f->snap, file_twice, 3);
+    struct bh_err err;
+    if (restore(f, NULL, &err) < 0)
+        fail_msg("restore: %s", err.msg);
+    bh_autofree char *x = P(f->dst, "workspace/x");
+    struct stat st;
+    assert_int_equal(lstat(x, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    const struct hentry dir_then_file[] = {
+        ws, {"workspace/d", AE_IFDIR, NULL, 0}, {"workspace/d", AE_IFREG, NULL, 0}};
+    marker(f, -1);
+    build_hostile(f->snap, dir_then_file, 3);
+    assert_int_equal(restore(f, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "replaces a directory"));
+    marker(f, 1);
+}
+
 static void test_absent_dir_removed(void **state)
 {
     struct fx *f = *state;
@@ -461,10 +539,11 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_roundtrip_zstd),      T(test_roundtrip_gzip),
-        T(test_roundtrip_encrypted), T(test_wrong_key_refused),
-        T(test_tampering_refused),   T(test_digest_mismatch),
-        T(test_hostile_archives),    T(test_overlay_symlink_not_followed),
+        T(test_roundtrip_zstd),         T(test_roundtrip_gzip),
+        T(test_roundtrip_encrypted),    T(test_wrong_key_refused),
+        T(test_tampering_refused),      T(test_digest_mismatch),
+        T(test_hostile_archives),       T(test_overlay_symlink_not_followed),
+        T(test_live_symlinks_replaced), T(test_duplicate_entries),
         T(test_absent_dir_removed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
