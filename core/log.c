@@ -47,13 +47,18 @@ static void log_escape(FILE *f, const char *s)
 
 void bh_log(enum bh_log_level level, const char *module, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    bh_logv(level, module, fmt, ap);
+    va_end(ap);
+}
+
+void bh_logv(enum bh_log_level level, const char *module, const char *fmt, va_list ap)
+{
     if (level > log_level)
         return;
     char msg[2048], ts[40];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     struct timespec now;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);

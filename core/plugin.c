@@ -62,15 +62,12 @@ static void host_log(enum bh_log_level level, const char *plugin, const char *fm
     /* The level comes from outside the daemon: clamp it before it indexes anything. */
     if ((unsigned)level > BH_LOG_DEBUG)
         level = BH_LOG_DEBUG;
-    if (level > bh_log_level())
-        return;
-    char msg[2048], module[80];
+    char module[80];
+    snprintf(module, sizeof(module), "plugin/%s", plugin ? plugin : "?");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    bh_logv(level, module, fmt, ap);
     va_end(ap);
-    snprintf(module, sizeof(module), "plugin/%s", plugin ? plugin : "?");
-    bh_log(level, module, "%s", msg);
 }
 
 static int host_err_set(struct bh_err *err, int code, const char *fmt, ...)
