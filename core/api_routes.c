@@ -412,7 +412,7 @@ static cJSON *api_claim_wait(struct bh_daemon *d, const char *name, const char *
             return NULL;
         const char *phase = bh_json_str(c, "status.phase");
         if (phases && phase && strstr(phases, phase) &&
-            !bh_json_get(c, "metadata.deletionTimestamp"))
+            (while_deleting || !bh_json_get(c, "metadata.deletionTimestamp")))
             return c;
         if (bh_now_ms() >= deadline) {
             *timed_out = 1;

@@ -157,6 +157,12 @@ class PoolTest(Base):
         self.assertEqual(status, 200)
         wait_for(lambda: len(self.pool_instances("notes")) == 1, what="scaled down to 1")
         self.assertEqual(len(self.d.containers()), 1)
+        status, _ = self.d.request("PUT", "/api/v1/pools/p",
+                                   {"spec": {"workloadRef": "notes", "size": 2}})
+        self.assertEqual(status, 200)
+        self.wait_pool_ready("p", 2)
+        self.assertEqual(len(self.pool_instances("notes")), 2)
+        self.assertEqual(len(self.d.containers()), 2)
 
     def test_failing_warm_instances_back_off_without_blocking(self):
         broken = notes(name="broken").replace(
@@ -215,6 +221,34 @@ class SnapshotSafetyTest(Base):
         self.assertEqual(status, 500, body)
         self.assertIn("erin", body["error"])
         self.assertEqual(len(self.snapshots()), 1)
+
+    def test_failed_hibernate_keeps_the_instance_and_retry_saves_it(self):
+        self.d.apply_workload(notes())
+        c = self.claim("rita", "notes")
+        self.exec(c["instanceId"], "echo unsaved-work > /workspace/note.txt")
+        # Make the storage plugin unable to write: a file where its workload dir must go.
+        blocker = os.path.join(self.d.state, "snapshots", "notes")
+        os.makedirs(os.path.dirname(blocker), exist_ok=True)
+        with open(blocker, "w") as f:
+            f.write("in the way")
+        status, body = self.d.release("rita", "notes")
+        self.assertEqual(status, 500, body)
+        self.assertEqual(body["phase"], "ReleaseFailed")
+        self.assertEqual(self.snapshots(), [])
+        # The instance keeps running (thawed) with the tenant's work, while retries back off.
+        time.sleep(3)
+        self.assertEqual(self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"],
+                         "unsaved-work")
+        os.unlink(blocker)
+        status, body = self.d.request("POST", "/api/v1/tenants/rita/release/retry",
+                                      {"workload": "notes"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["status"], "released")
+        self.assertEqual([s["tenantId"] for s in self.snapshots()], ["rita"])
+        self.assertNotIn("bh-" + c["instanceId"], self.d.containers())
+        c = self.claim("rita", "notes")
+        self.assertEqual(self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"],
+                         "unsaved-work")
 
     def test_force_release_destroys_without_saving(self):
         self.d.apply_workload(notes())
