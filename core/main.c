@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "daemon.h"
 #include "image.h"
 #include "log.h"
@@ -30,7 +31,7 @@ static void usage(FILE *f)
           f);
 }
 
-static int main_set_listen(struct bh_daemon_config *cfg, const char *arg)
+static int main_set_listen(struct bh_settings *cfg, const char *arg)
 {
     const char *colon = strrchr(arg, ':');
     char *end = NULL;
@@ -62,7 +63,7 @@ static void main_replace(char **slot, const char *value)
     *slot = bh_xstrdup(value);
 }
 
-static int main_parse_serve(int argc, char **argv, struct bh_daemon_config *cfg)
+static int main_parse_serve(int argc, char **argv, struct bh_settings *cfg)
 {
     static const struct option opts[] = {{"state-dir", required_argument, NULL, 's'},
                                          {"listen", required_argument, NULL, 'l'},
@@ -134,7 +135,7 @@ static int main_absolutize(char **path)
 
 static int main_serve(int argc, char **argv)
 {
-    struct bh_daemon_config cfg;
+    struct bh_settings cfg;
     bh_daemon_config_defaults(&cfg);
     const char *lvl = getenv("BOILERHOUSE_LOG_LEVEL");
     if ((lvl && main_set_level(lvl) < 0) || main_parse_serve(argc, argv, &cfg) < 0 ||
@@ -150,27 +151,27 @@ static int main_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct bh_daemon *d = NULL;
+    struct bh_ctx *ctx = NULL;
     struct bh_api *api = NULL;
     struct bh_err err = {0};
-    if (bh_daemon_open(&cfg, &d, &err) < 0) {
+    if (bh_daemon_open(&cfg, &ctx, &err) < 0) {
         bh_error("main", "cannot start: %s", err.msg);
         bh_daemon_config_free(&cfg);
         return 1;
     }
-    if ((d->cfg.workloads_dir && bh_daemon_apply_dir(d, d->cfg.workloads_dir, &err) < 0) ||
-        bh_api_start(d, &api, &err) < 0) {
+    if ((ctx->cfg.workloads_dir && bh_daemon_apply_dir(ctx, ctx->cfg.workloads_dir, &err) < 0) ||
+        bh_api_start(ctx, &api, &err) < 0) {
         bh_error("main", "cannot start: %s", err.msg);
-        bh_daemon_close(d);
+        bh_daemon_close(ctx);
         return 1;
     }
-    bh_info("main", "listening on http://%s:%d (auth %s)", d->cfg.listen_host, d->cfg.port,
-            d->cfg.api_key ? "bearer" : "off");
+    bh_info("main", "listening on http://%s:%d (auth %s)", ctx->cfg.listen_host, ctx->cfg.port,
+            ctx->cfg.api_key ? "bearer" : "off");
     int sig = 0;
     sigwait(&set, &sig);
     bh_info("main", "signal %d: shutting down", sig);
     bh_api_stop(api);
-    bh_daemon_close(d);
+    bh_daemon_close(ctx);
     return 0;
 }
 

@@ -4,7 +4,8 @@
  * process (Entrypoint, Cmd, Env, WorkingDir) merged as an instance would. */
 #include "fuzz.h"
 #include "image_int.h"
-#include "runtime.h"
+#include "mem.h"
+#include "oci_config.h"
 
 #include <stdlib.h>
 

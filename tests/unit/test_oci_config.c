@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime.h"
+#include "mem.h"
+#include "oci_config.h"
 
 static char *const test_args[] = {"/bin/sh", "-c", "true", NULL};
 static char *const test_env[] = {"PATH=/bin", NULL};

@@ -9,6 +9,7 @@
 
 #include "fs.h"
 #include "mem.h"
+#include "name.h"
 #include "resource.h"
 
 #define WORKLOAD_FULL                                                                              \
@@ -395,18 +396,18 @@ static void test_tenant_ids(void **state)
     static const char *const bad[] = {"../x",  "",    ".",   "..", "a;rm -rf /",
                                       "$(id)", "a b", "a/b", "x\n"};
     for (size_t i = 0; i < BH_ARRAY_LEN(bad); i++)
-        assert_false(bh_tenant_id_valid(bad[i]));
+        assert_false(bh_name_tenant_valid(bad[i]));
     char long_id[65];
     memset(long_id, 'a', 64);
     long_id[64] = '\0';
-    assert_false(bh_tenant_id_valid(long_id));
+    assert_false(bh_name_tenant_valid(long_id));
     long_id[63] = '\0';
-    assert_true(bh_tenant_id_valid(long_id));
-    assert_false(bh_tenant_id_valid(NULL));
-    assert_true(bh_tenant_id_valid("alice"));
-    assert_true(bh_tenant_id_valid("A.b_c-1"));
-    assert_true(bh_resource_name_valid("web-1"));
-    assert_false(bh_resource_name_valid("web_1"));
+    assert_true(bh_name_tenant_valid(long_id));
+    assert_false(bh_name_tenant_valid(NULL));
+    assert_true(bh_name_tenant_valid("alice"));
+    assert_true(bh_name_tenant_valid("A.b_c-1"));
+    assert_true(bh_name_label_valid("web-1"));
+    assert_false(bh_name_label_valid("web_1"));
 }
 
 static void test_kind_names(void **state)

@@ -18,6 +18,9 @@
 
 #include "fs.h"
 #include "mem.h"
+#include "health.h"
+#include "oci_config.h"
+#include "rootfs.h"
 #include "runtime.h"
 
 #define UID_BASE 1000000000u

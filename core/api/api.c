@@ -1,0 +1,313 @@
+/* The REST API (/api/v1) on libmicrohttpd: routing, bearer auth, body limits, JSON errors.
+ * Handlers live in api_routes.c; this file is the HTTP plumbing. */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "ctx.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+
+#define API_MAX_PARAMS 4
+#define API_CONNECTION_LIMIT 512
+#define API_CONNECTION_TIMEOUT_S 300
+
+struct bh_api {
+    struct bh_ctx *ctx;
+    struct MHD_Daemon *mhd;
+};
+
+/* Per-request state kept by libmicrohttpd between upload callbacks. */
+struct api_conn {
+    char *body;
+    size_t len;
+    int too_large;
+};
+
+void bh_api_json(struct bh_api_resp *resp, int status, cJSON *body)
+{
+    resp->status = status;
+    cJSON_Delete(resp->json);
+    resp->json = body;
+}
+
+void bh_api_error(struct bh_api_resp *resp, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    bh_api_json(resp, status, o);
+}
+
+void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err)
+{
+    bh_api_error(resp, bh_err_http_status(err->code), "%s", err->msg);
+}
+
+/* Matches path segments against a pattern: "*" is one segment, "**" one or more (greedy up to
+ * the remaining fixed segments), captured into params (owned by the caller). */
+static void api_free_params(char **params, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(params[i]);
+}
+
+static int api_match_into(const char *pattern, const char *path, char **params, int *n_params)
+{
+    char pat[256], pth[2048];
+    char *ps[16], *xs[64];
+    int np = 0, nx = 0;
+    *n_params = 0;
+    /* A path too long to hold whole matches nothing, rather than a truncated prefix of it. */
+    if (strlen(path) >= sizeof(pth))
+        return 0;
+    snprintf(pat, sizeof(pat), "%s", pattern);
+    snprintf(pth, sizeof(pth), "%s", path);
+    char *save = NULL;
+    for (char *t = strtok_r(pat, "/", &save); t && np < 16; t = strtok_r(NULL, "/", &save))
+        ps[np++] = t;
+    /* Keep empty segments in the path: "/tenants//claim" must not match "*". */
+    char *p = pth + (pth[0] == '/');
+    while (p && nx < 64) {
+        char *slash = strchr(p, '/');
+        if (slash)
+            *slash = '\0';
+        xs[nx++] = p;
+        p = slash ? slash + 1 : NULL;
+    }
+    if (p) /* more segments than we hold: no route has that many */
+        return 0;
+    *n_params = 0;
+    int xi = 0;
+    for (int pi = 0; pi < np; pi++) {
+        if (strcmp(ps[pi], "**") == 0) {
+            int take = nx - xi - (np - pi - 1);
+            if (take < 1)
+                return 0;
+            char joined[2048] = "";
+            for (int k = 0; k < take; k++)
+                snprintf(joined + strlen(joined), sizeof(joined) - strlen(joined), "%s%s",
+                         k ? "/" : "", xs[xi + k]);
+            params[(*n_params)++] = bh_xstrdup(joined);
+            xi += take;
+            continue;
+        }
+        if (xi >= nx)
+            return 0;
+        if (strcmp(ps[pi], "*") == 0) {
+            if (!xs[xi][0])
+                return 0;
+            params[(*n_params)++] = bh_xstrdup(xs[xi]);
+        } else if (strcmp(ps[pi], xs[xi]) != 0) {
+            return 0;
+        }
+        xi++;
+    }
+    return xi == nx;
+}
+
+/* Frees what a failed match captured, so callers own params only on success. */
+static int api_match(const char *pattern, const char *path, char **params, int *n_params)
+{
+    if (api_match_into(pattern, path, params, n_params))
+        return 1;
+    api_free_params(params, *n_params);
+    *n_params = 0;
+    return 0;
+}
+
+/* Bearer auth in constant time; no key configured means loopback-only open access. */
+static int api_authorized(struct bh_api *api, struct MHD_Connection *conn)
+{
+    const char *key = api->ctx->cfg.api_key;
+    if (!key)
+        return 1;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return 0;
+    const char *token = h + 7;
+    size_t n = strlen(key);
+    return strlen(token) == n && CRYPTO_memcmp(token, key, n) == 0;
+}
+
+static enum MHD_Result api_send(struct MHD_Connection *conn, struct bh_api_resp *r)
+{
+    char *text = r->text;
+    const char *ctype = r->content_type ? r->content_type : "text/plain; charset=utf-8";
+    if (!text) {
+        text = r->json ? bh_json_print(r->json) : bh_xstrdup("{}");
+        ctype = "application/json";
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    cJSON_Delete(r->json);
+    r->text = NULL;
+    r->json = NULL;
+    return ret;
+}
+
+static void api_dispatch(struct bh_api *api, struct MHD_Connection *conn, const char *method,
+                         const char *url, struct api_conn *ac, struct bh_api_resp *resp)
+{
+    int path_matched = 0;
+    for (const struct bh_api_route *r = bh_api_routes; r->pattern; r++) {
+        char *params[API_MAX_PARAMS];
+        int n = 0;
+        if (!api_match(r->pattern, url, params, &n))
+            continue;
+        path_matched = 1;
+        if (strcmp(r->method, method) != 0) {
+            api_free_params(params, n);
+            continue;
+        }
+        if (r->auth && !api_authorized(api, conn)) {
+            bh_api_error(resp, 401, "missing or invalid bearer token");
+        } else {
+            struct bh_api_req req = {
+                api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n};
+            r->handler(&req, resp);
+        }
+        api_free_params(params, n);
+        return;
+    }
+    if (path_matched)
+        bh_api_error(resp, 405, "method %s not allowed on %s", method, url);
+    else
+        bh_api_error(resp, 404, "no route for %s %s", method, url);
+}
+
+/* Accumulates the body up to the limit; past it, keeps reading (to answer cleanly) but
+ * discards, and the request is answered 413. */
+static void api_take_upload(struct bh_api *api, struct api_conn *ac, const char *data, size_t size)
+{
+    if (ac->too_large || ac->len + size > api->ctx->cfg.max_body) {
+        ac->too_large = 1;
+        return;
+    }
+    ac->body = bh_xrealloc(ac->body, ac->len + size + 1);
+    memcpy(ac->body + ac->len, data, size);
+    ac->len += size;
+    ac->body[ac->len] = '\0';
+}
+
+static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct bh_api *api = cls;
+    struct api_conn *ac = *con_cls;
+    if (!ac) {
+        *con_cls = bh_xcalloc(1, sizeof(struct api_conn));
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        api_take_upload(api, ac, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    struct bh_api_resp resp = {0};
+    long long t0 = bh_clock_ms();
+    if (ac->too_large)
+        bh_api_error(&resp, 413, "request body exceeds %zu bytes", api->ctx->cfg.max_body);
+    else
+        api_dispatch(api, conn, method, url, ac, &resp);
+    bh_debug("api", "%s %s -> %d (%lld ms)", method, url, resp.status, bh_clock_ms() - t0);
+    return api_send(conn, &resp);
+}
+
+static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+    struct api_conn *ac = *con_cls;
+    if (ac) {
+        free(ac->body);
+        free(ac);
+        *con_cls = NULL;
+    }
+}
+
+static int api_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* URL unescaping that keeps "%00" encoded: a decoded NUL would silently cut the path short
+ * (".../tenants/%00/claim" would reach us as ".../tenants/"), and the literal "%00" is then
+ * rejected by whatever validates that segment. */
+static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = api_hexval(r[1])) >= 0 && (lo = api_hexval(r[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+static int api_is_loopback(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
+           strncmp(host, "127.", 4) == 0;
+}
+
+int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
+{
+    const char *host = ctx->cfg.listen_host;
+    if (!api_is_loopback(host) && !ctx->cfg.api_key)
+        return bh_err_set(err, BH_EINVAL,
+                          "refusing to listen on %s without an API key: set BOILERHOUSE_API_KEY "
+                          "or listen on 127.0.0.1",
+                          host);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ctx->cfg.port)};
+    if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa.sin_addr) != 1)
+        return bh_err_set(err, BH_EINVAL, "listen address %s is not an IPv4 address", host);
+    struct bh_api *api = bh_xcalloc(1, sizeof(*api));
+    api->ctx = ctx;
+    api->mhd = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_NOTIFY_COMPLETED, api_completed, api, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)API_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+        MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL, MHD_OPTION_END);
+    if (!api->mhd) {
+        free(api);
+        return bh_err_set(err, BH_EIO, "cannot listen on %s:%d (in use?)", host, ctx->cfg.port);
+    }
+    *out = api;
+    return 0;
+}
+
+void bh_api_stop(struct bh_api *api)
+{
+    if (!api)
+        return;
+    MHD_stop_daemon(api->mhd);
+    free(api);
+}

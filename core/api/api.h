@@ -1,0 +1,54 @@
+/* The REST API: the listener (api.c) and the interface between its HTTP plumbing and the
+ * route handlers (api_routes.c). */
+#ifndef BH_API_H
+#define BH_API_H
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "ctx.h"
+#include "err.h"
+
+struct MHD_Connection;
+
+struct bh_api_req {
+    struct bh_ctx *ctx;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *url;
+    const char *body; /* NUL-terminated, may be NULL */
+    size_t body_len;
+    const char *const *params; /* captured "*" / "**" path segments */
+    int n_params;
+};
+
+struct bh_api_resp {
+    int status;
+    cJSON *json;              /* owned; sent as application/json */
+    char *text;               /* owned; sent as content_type instead of json when set */
+    const char *content_type; /* static */
+};
+
+struct bh_api_route {
+    const char *method;
+    const char *pattern;
+    void (*handler)(const struct bh_api_req *req, struct bh_api_resp *resp);
+    int auth; /* needs the bearer key when one is configured */
+};
+
+/* The route table, terminated by a {NULL} entry; order matters only for equal patterns. */
+extern const struct bh_api_route bh_api_routes[];
+
+/* Responses: body ownership passes to resp. */
+void bh_api_json(struct bh_api_resp *resp, int status, cJSON *body);
+void bh_api_error(struct bh_api_resp *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err);
+
+struct bh_api;
+/* Starts listening on ctx->cfg's host and port. */
+int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err);
+void bh_api_stop(struct bh_api *api);
+
+#endif

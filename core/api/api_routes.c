@@ -1,0 +1,945 @@
+/* REST handlers for /api/v1: the original's routes and response shapes (workloadResponse,
+ * claimResponse, instanceResponse), with validation before anything is touched. */
+#include "api.h"
+
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "crypto.h"
+#include "ctx.h"
+#include "claim.h"
+#include "fs.h"
+#include "idle.h"
+#include "instance.h"
+#include "json.h"
+#include "mem.h"
+#include "name.h"
+#include "queue.h"
+#include "resource.h"
+#include "secret.h"
+#include "store.h"
+
+#define API_CLAIM_FINALIZER "boilerhouse.dev/cleanup"
+#define API_LOG_TAIL_DEFAULT 200
+#define API_LOG_TAIL_MAX 5000
+#define API_EXEC_TIMEOUT_MS 30000
+
+/* ---- shapes ---- */
+
+static cJSON *api_workload_shape(const cJSON *obj)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", bh_json_str(obj, "metadata.name"));
+    cJSON_AddItemToObject(o, "spec", cJSON_Duplicate(bh_json_get(obj, "spec"), 1));
+    const cJSON *st = bh_json_get(obj, "status");
+    cJSON_AddItemToObject(o, "status", st ? cJSON_Duplicate(st, 1) : cJSON_CreateObject());
+    cJSON_AddNumberToObject(o, "generation", (double)bh_json_int(obj, "metadata.generation", 0));
+    cJSON_AddStringToObject(o, "createdAt", bh_json_str(obj, "metadata.creationTimestamp"));
+    return o;
+}
+
+static void api_copy_str(cJSON *dst, const char *key, const cJSON *src, const char *path)
+{
+    const char *v = bh_json_str(src, path);
+    if (v)
+        cJSON_AddStringToObject(dst, key, v);
+}
+
+static cJSON *api_claim_shape(const cJSON *claim)
+{
+    cJSON *o = cJSON_CreateObject();
+    api_copy_str(o, "tenantId", claim, "spec.tenantId");
+    api_copy_str(o, "workload", claim, "spec.workloadRef");
+    const char *phase = bh_json_str(claim, "status.phase");
+    cJSON_AddStringToObject(o, "phase", phase ? phase : "Pending");
+    api_copy_str(o, "instanceId", claim, "status.instanceId");
+    const cJSON *ep = bh_json_get(claim, "status.endpoint");
+    if (ep)
+        cJSON_AddItemToObject(o, "endpoint", cJSON_Duplicate(ep, 1));
+    api_copy_str(o, "source", claim, "status.source");
+    api_copy_str(o, "claimedAt", claim, "status.claimedAt");
+    api_copy_str(o, "detail", claim, "status.detail");
+    return o;
+}
+
+static cJSON *api_instance_shape(const cJSON *inst)
+{
+    cJSON *o = cJSON_CreateObject();
+    api_copy_str(o, "id", inst, "metadata.name");
+    const char *phase = bh_json_str(inst, "status.phase");
+    cJSON_AddStringToObject(o, "phase", phase ? phase : "Unknown");
+    api_copy_str(o, "tenantId", inst, "spec.tenantId");
+    api_copy_str(o, "workloadRef", inst, "spec.workload");
+    api_copy_str(o, "network", inst, "spec.network");
+    cJSON_AddNumberToObject(o, "workloadGeneration",
+                            (double)bh_json_int(inst, "spec.workloadGeneration", 0));
+    const cJSON *ep = bh_json_get(inst, "status.endpoint");
+    if (ep)
+        cJSON_AddItemToObject(o, "endpoint", cJSON_Duplicate(ep, 1));
+    const cJSON *labels = bh_json_get(inst, "metadata.labels");
+    if (labels)
+        cJSON_AddItemToObject(o, "labels", cJSON_Duplicate(labels, 1));
+    api_copy_str(o, "createdAt", inst, "metadata.creationTimestamp");
+    api_copy_str(o, "startedAt", inst, "status.startedAt");
+    api_copy_str(o, "lastActivity", inst, "status.lastActivity");
+    return o;
+}
+
+/* ---- helpers ---- */
+
+/* Parses the request body (JSON or YAML) into *out; answers 400 itself on failure. */
+static int api_body(const struct bh_api_req *req, struct bh_api_resp *resp, cJSON **out)
+{
+    struct bh_err err;
+    if (!req->body || req->body_len == 0) {
+        bh_api_error(resp, 400, "request body is empty");
+        return -1;
+    }
+    if (bh_resource_parse(req->body, req->body_len, out, &err) < 0) {
+        bh_api_error(resp, 400, "invalid request body: %s", err.msg);
+        return -1;
+    }
+    if (!cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        bh_api_error(resp, 400, "request body must be an object");
+        return -1;
+    }
+    return 0;
+}
+
+/* Echoes at most 64 characters of user input in errors, so a hostile ID stays readable. */
+static void api_bad_tenant(struct bh_api_resp *resp, const char *tenant)
+{
+    bh_api_error(resp, 400,
+                 "invalid tenant id \"%.64s\": must be 1-63 characters of [A-Za-z0-9._-] and not "
+                 "\".\" or \"..\"",
+                 tenant);
+}
+
+static void api_list_kind(const struct bh_api_req *req, struct bh_api_resp *resp, const char *kind,
+                          const char *selector, cJSON *(*shape)(const cJSON *))
+{
+    cJSON *list = NULL;
+    struct bh_err err;
+    if (bh_store_list(req->ctx->store, kind, selector, &list, NULL, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list) cJSON_AddItemToArray(out, shape(o));
+    cJSON_Delete(list);
+    bh_api_json(resp, 200, out);
+}
+
+/* lastActivity and idleTimeLeftSeconds of an instance, added to a response object. */
+static void api_add_idle(struct bh_ctx *ctx, cJSON *out, const char *instance_id)
+{
+    cJSON *inst = NULL, *wl = NULL;
+    struct bh_err err;
+    if (!instance_id || bh_store_get(ctx->store, "Instance", instance_id, &inst, &err) < 0)
+        return;
+    const char *last = bh_json_str(inst, "status.lastActivity");
+    if (last)
+        bh_json_set_str(out, "lastActivity", last);
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(inst, "spec.workload"), &wl,
+                     &err) == 0) {
+        long long left = bh_idle_left_ms(inst, wl);
+        if (left >= 0)
+            bh_json_set_num(out, "idleTimeLeftSeconds", (double)(left / 1000));
+    }
+    cJSON_Delete(wl);
+    cJSON_Delete(inst);
+}
+
+/* ---- system ---- */
+
+static void h_health(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    bh_api_json(resp, 200, o);
+}
+
+static cJSON *api_count_phases(struct bh_ctx *ctx, const char *kind, const char *empty)
+{
+    cJSON *list = NULL, *out = cJSON_CreateObject(), *by = cJSON_CreateObject();
+    struct bh_err err;
+    int total = 0;
+    if (bh_store_list(ctx->store, kind, NULL, &list, NULL, &err) == 0) {
+        const cJSON *o;
+        cJSON_ArrayForEach(o, list)
+        {
+            const char *phase = bh_json_str(o, "status.phase");
+            phase = phase ? phase : empty;
+            cJSON *n = cJSON_GetObjectItemCaseSensitive(by, phase);
+            if (n)
+                cJSON_SetNumberValue(n, n->valuedouble + 1);
+            else
+                cJSON_AddNumberToObject(by, phase, 1);
+            total++;
+        }
+    }
+    cJSON_Delete(list);
+    cJSON_AddNumberToObject(out, "total", total);
+    cJSON_AddItemToObject(out, "byPhase", by);
+    return out;
+}
+
+static void h_stats(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "instances", api_count_phases(req->ctx, "Instance", "Unknown"));
+    cJSON_AddItemToObject(o, "claims", api_count_phases(req->ctx, "BoilerhouseClaim", "Pending"));
+    bh_api_json(resp, 200, o);
+}
+
+/* ---- workloads and pools: {name, spec} or whole resources ---- */
+
+static const char *api_kind_of(const struct bh_api_req *req)
+{
+    return strstr(req->url, "/api/v1/pools") == req->url ? "BoilerhousePool"
+                                                         : "BoilerhouseWorkload";
+}
+
+static const char *api_noun(const char *kind)
+{
+    return strcmp(kind, "BoilerhousePool") == 0 ? "pool" : "workload";
+}
+
+static void h_resources_list(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_list_kind(req, resp, api_kind_of(req), NULL, api_workload_shape);
+}
+
+/* Accepts the original's {name, spec} or a whole resource; returns an owned full object. */
+static cJSON *api_resource_object(cJSON *body, const char *kind, const char *url_name,
+                                  struct bh_api_resp *resp)
+{
+    if (bh_json_get(body, "apiVersion") || bh_json_get(body, "kind")) {
+        const char *k = bh_json_str(body, "kind");
+        if (!k || strcmp(k, kind) != 0) {
+            bh_api_error(resp, 400, "kind: must be %s", kind);
+            return NULL;
+        }
+        return cJSON_Duplicate(body, 1);
+    }
+    for (cJSON *it = body->child; it; it = it->next) {
+        if (strcmp(it->string, "name") != 0 && strcmp(it->string, "spec") != 0) {
+            bh_api_error(resp, 400, "%.64s: unknown field (expected name and spec)", it->string);
+            return NULL;
+        }
+    }
+    const char *name = url_name ? url_name : bh_json_str(body, "name");
+    if (!name) {
+        bh_api_error(resp, 400, "name: required");
+        return NULL;
+    }
+    cJSON *obj = bh_resource_new(kind, name);
+    const cJSON *spec = bh_json_get(body, "spec");
+    cJSON_AddItemToObject(obj, "spec", spec ? cJSON_Duplicate(spec, 1) : cJSON_CreateObject());
+    return obj;
+}
+
+static void h_resource_create(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *kind = api_kind_of(req);
+    cJSON *body = NULL, *stored = NULL;
+    if (api_body(req, resp, &body) < 0)
+        return;
+    cJSON *obj = api_resource_object(body, kind, NULL, resp);
+    cJSON_Delete(body);
+    if (!obj)
+        return;
+    struct bh_err err;
+    if (bh_resource_validate(obj, &err) < 0 ||
+        bh_store_create(req->ctx->store, obj, &stored, &err) < 0) {
+        if (err.code == BH_ECONFLICT)
+            bh_api_error(resp, 409, "%s %s already exists", api_noun(kind),
+                         bh_json_str(obj, "metadata.name"));
+        else
+            bh_api_from_err(resp, &err);
+    } else {
+        bh_api_json(resp, 201, api_workload_shape(stored));
+    }
+    cJSON_Delete(stored);
+    cJSON_Delete(obj);
+}
+
+static void h_resource_get(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *kind = api_kind_of(req);
+    cJSON *obj = NULL;
+    struct bh_err err;
+    if (bh_store_get(req->ctx->store, kind, req->params[0], &obj, &err) < 0) {
+        bh_api_error(resp, err.code == BH_ENOTFOUND ? 404 : 500, "%s %.64s not found",
+                     api_noun(kind), req->params[0]);
+        return;
+    }
+    bh_api_json(resp, 200, api_workload_shape(obj));
+    cJSON_Delete(obj);
+}
+
+static void h_resource_put(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *kind = api_kind_of(req);
+    cJSON *body = NULL, *cur = NULL, *stored = NULL;
+    struct bh_err err;
+    if (bh_store_get(req->ctx->store, kind, req->params[0], &cur, &err) < 0) {
+        bh_api_error(resp, 404, "%s %.64s not found", api_noun(kind), req->params[0]);
+        return;
+    }
+    cJSON_Delete(cur);
+    if (api_body(req, resp, &body) < 0)
+        return;
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "name"); /* the URL names it */
+    cJSON *obj = api_resource_object(body, kind, req->params[0], resp);
+    cJSON_Delete(body);
+    if (!obj)
+        return;
+    const char *name = bh_json_str(obj, "metadata.name");
+    if (name && strcmp(name, req->params[0]) != 0)
+        bh_api_error(resp, 400, "metadata.name: %s does not match the URL", name);
+    else if (bh_resource_validate(obj, &err) < 0 ||
+             bh_store_update(req->ctx->store, obj, &stored, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else
+        bh_api_json(resp, 200, api_workload_shape(stored));
+    cJSON_Delete(stored);
+    cJSON_Delete(obj);
+}
+
+static void h_resource_delete(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *kind = api_kind_of(req);
+    struct bh_err err;
+    if (bh_store_delete(req->ctx->store, kind, req->params[0], &err) < 0) {
+        bh_api_error(resp, err.code == BH_ENOTFOUND ? 404 : 500, "%s %.64s: %s", api_noun(kind),
+                     req->params[0], err.code == BH_ENOTFOUND ? "not found" : err.msg);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "deleted");
+    bh_api_json(resp, 200, o);
+}
+
+static cJSON *api_snapshot_shape(const cJSON *snap)
+{
+    cJSON *o = cJSON_Duplicate(bh_json_get(snap, "spec"), 1);
+    return o ? o : cJSON_CreateObject();
+}
+
+static void h_snapshots(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    bh_autofree char *sel =
+        req->n_params ? bh_xasprintf("boilerhouse.dev/workload=%s", req->params[0]) : NULL;
+    api_list_kind(req, resp, "Snapshot", sel, api_snapshot_shape);
+}
+
+/* ---- tenants and claims ---- */
+
+/* Reads {workload | workloadRef, resume?}; answers 400 itself. Owned name or NULL. */
+static char *api_claim_workload(const struct bh_api_req *req, struct bh_api_resp *resp, int *resume)
+{
+    cJSON *body = NULL;
+    if (api_body(req, resp, &body) < 0)
+        return NULL;
+    char *name = NULL;
+    for (cJSON *it = body->child; it; it = it->next) {
+        if (strcmp(it->string, "workload") && strcmp(it->string, "workloadRef") &&
+            strcmp(it->string, "resume")) {
+            bh_api_error(resp, 400, "%.64s: unknown field (expected workload, resume)", it->string);
+            cJSON_Delete(body);
+            return NULL;
+        }
+    }
+    const char *w = bh_json_str(body, "workload");
+    w = w ? w : bh_json_str(body, "workloadRef");
+    if (!w)
+        bh_api_error(resp, 400, "workload: required (a string)");
+    else if (!bh_name_label_valid(w))
+        bh_api_error(resp, 400, "workload: \"%.64s\" is not a valid name", w);
+    else
+        name = bh_xstrdup(w);
+    if (resume)
+        *resume = bh_json_bool(body, "resume", 0);
+    cJSON_Delete(body);
+    return name;
+}
+
+/* The claim a tenant route is about: validates the tenant id, then reads {workload}.
+ * Answers 4xx itself and returns NULL on bad input; else the claim name (owned) and
+ * *workload (owned). */
+static char *api_tenant_claim(const struct bh_api_req *req, struct bh_api_resp *resp, int *resume,
+                              char **workload)
+{
+    const char *tenant = req->params[0];
+    if (!bh_name_tenant_valid(tenant)) {
+        api_bad_tenant(resp, tenant);
+        return NULL;
+    }
+    *workload = api_claim_workload(req, resp, resume);
+    return *workload ? bh_name_pair(tenant, *workload) : NULL;
+}
+
+static cJSON *api_claim_new(const char *name, const char *tenant, const char *workload, int resume)
+{
+    cJSON *obj = bh_resource_new("BoilerhouseClaim", name);
+    cJSON *md = bh_json_obj(obj, "metadata");
+    cJSON *labels = bh_json_obj(md, "labels");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", tenant);
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", workload);
+    cJSON_AddItemToObject(md, "finalizers",
+                          cJSON_CreateStringArray(&(const char *){API_CLAIM_FINALIZER}, 1));
+    cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
+    cJSON_AddStringToObject(spec, "tenantId", tenant);
+    cJSON_AddStringToObject(spec, "workloadRef", workload);
+    if (resume)
+        cJSON_AddBoolToObject(spec, "resume", 1);
+    return obj;
+}
+
+/* Waits for the claim to reach a phase in `phases` ("Active|Error"), or to disappear when
+ * phases is NULL. Returns the claim (owned) or NULL when gone / timed out (*timed_out). */
+static cJSON *api_claim_wait(struct bh_ctx *ctx, const char *name, const char *phases,
+                             int while_deleting, int *timed_out)
+{
+    long long deadline = bh_clock_ms() + ctx->cfg.claim_timeout_ms;
+    uint64_t seq = 0;
+    bh_claim_wait_change(ctx, &seq, 0); /* snapshot the sequence before reading */
+    *timed_out = 0;
+    for (;;) {
+        cJSON *c = NULL;
+        struct bh_err err;
+        if (bh_store_get(ctx->store, "BoilerhouseClaim", name, &c, &err) < 0)
+            return NULL;
+        const char *phase = bh_json_str(c, "status.phase");
+        if (phases && phase && strstr(phases, phase) &&
+            (while_deleting || !bh_json_get(c, "metadata.deletionTimestamp")))
+            return c;
+        if (bh_clock_ms() >= deadline) {
+            *timed_out = 1;
+            return c;
+        }
+        cJSON_Delete(c);
+        bh_claim_wait_change(ctx, &seq, deadline);
+    }
+}
+
+/* Finds or creates the claim; a claim that ended (Error/Released) starts over. Owned. */
+static cJSON *api_claim_ensure(struct bh_ctx *ctx, const char *name, const char *tenant,
+                               const char *workload, int resume, struct bh_err *err)
+{
+    cJSON *c = NULL;
+    if (bh_store_get(ctx->store, "BoilerhouseClaim", name, &c, err) == 0 &&
+        bh_json_get(c, "metadata.deletionTimestamp")) {
+        int timed_out;
+        cJSON_Delete(c);
+        c = api_claim_wait(ctx, name, NULL, 0, &timed_out); /* a release is finishing */
+        if (c) {
+            cJSON_Delete(c);
+            bh_err_set(err, BH_EUNAVAIL, "the previous claim is still being released");
+            return NULL;
+        }
+    }
+    if (!c) {
+        cJSON *obj = api_claim_new(name, tenant, workload, resume);
+        /* Not fsynced: if it is lost in a crash, the caller never got an answer and claims
+         * again; the claim's Active status is durable before any answer. */
+        int rc = bh_store_create_lazy(ctx->store, obj, &c, err);
+        cJSON_Delete(obj);
+        if (rc < 0 && err->code == BH_ECONFLICT) /* a concurrent claim made it first */
+            rc = bh_store_get(ctx->store, "BoilerhouseClaim", name, &c, err);
+        if (rc < 0)
+            return NULL;
+    }
+    if (!bh_name_is_pair(c, tenant, workload)) {
+        cJSON_Delete(c);
+        bh_err_set(err, BH_ECONFLICT, "claim %s belongs to another tenant or workload", name);
+        return NULL;
+    }
+    const char *phase = bh_json_str(c, "status.phase");
+    if (phase && (strcmp(phase, "Error") == 0 || strcmp(phase, "Released") == 0)) {
+        bh_json_set_str(bh_json_obj(c, "status"), "phase", "Pending");
+        bh_json_set_str(bh_json_obj(c, "status"), "detail", "claimed again");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+        if (bh_store_update_status(ctx->store, c, NULL, err) < 0) {
+            cJSON_Delete(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    long long t0 = bh_clock_ms();
+    const char *tenant = req->params[0];
+    int resume = 0;
+    bh_autofree char *workload = NULL;
+    bh_autofree char *name = api_tenant_claim(req, resp, &resume, &workload);
+    if (!name)
+        return;
+    struct bh_err err;
+    cJSON *wl = NULL;
+    if (bh_store_get(req->ctx->store, "BoilerhouseWorkload", workload, &wl, &err) < 0) {
+        bh_api_error(resp, 404, "workload %s not found", workload);
+        return;
+    }
+    bh_autofree char *websocket = bh_xstrdup(bh_json_str(wl, "spec.network.websocket"));
+    cJSON_Delete(wl);
+    cJSON *c = api_claim_ensure(req->ctx, name, tenant, workload, resume, &err);
+    if (!c) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    const char *phase = bh_json_str(c, "status.phase");
+    int existing = phase && strcmp(phase, "Active") == 0;
+    int timed_out = 0;
+    if (!existing) {
+        cJSON_Delete(c);
+        c = api_claim_wait(req->ctx, name, "Active|Error|Released", 0, &timed_out);
+        /* An idle release was finishing when the tenant came back: claim again once. */
+        if (c && !timed_out && strcmp(bh_json_str(c, "status.phase"), "Released") == 0) {
+            cJSON_Delete(c);
+            c = api_claim_ensure(req->ctx, name, tenant, workload, resume, &err);
+            if (c) {
+                cJSON_Delete(c);
+                c = api_claim_wait(req->ctx, name, "Active|Error", 0, &timed_out);
+            }
+        }
+    }
+    if (!c) {
+        bh_api_error(resp, 409, "claim %s was released while it was being made", name);
+        return;
+    }
+    cJSON *out = api_claim_shape(c);
+    cJSON_Delete(c);
+    if (existing) {
+        bh_json_set_str(out, "source", "existing");
+        struct bh_err terr;
+        bh_idle_touch(req->ctx, bh_json_str(out, "instanceId"), &terr); /* a claim is activity */
+    }
+    api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"));
+    if (websocket[0])
+        bh_json_set_str(out, "websocket", websocket);
+    cJSON_AddNumberToObject(out, "latencyMs", (double)(bh_clock_ms() - t0));
+    const char *final = bh_json_str(out, "phase");
+    if (timed_out) {
+        bh_json_set_str(out, "error", "the instance did not become ready in time");
+        bh_api_json(resp, 504, out);
+    } else if (strcmp(final, "Active") != 0) {
+        bh_json_set_str(out, "error", bh_json_str(out, "detail"));
+        bh_api_json(resp, 500, out);
+    } else {
+        bh_api_json(resp, existing ? 200 : 201, out);
+    }
+}
+
+enum api_release_mode { RELEASE_NORMAL, RELEASE_FORCE, RELEASE_RETRY };
+
+/* Starts the release the mode asks for; answers errors itself. */
+static int api_release_start(const struct bh_api_req *req, struct bh_api_resp *resp,
+                             const char *name, enum api_release_mode mode)
+{
+    cJSON *c = NULL;
+    struct bh_err err;
+    if (bh_store_get(req->ctx->store, "BoilerhouseClaim", name, &c, &err) < 0 ||
+        !bh_name_is_pair(c, req->params[0], bh_json_str(c, "spec.workloadRef"))) {
+        cJSON_Delete(c);
+        bh_api_error(resp, 404, "claim not found for tenant %s", req->params[0]);
+        return -1;
+    }
+    int rc = 0;
+    if (mode == RELEASE_RETRY) {
+        const char *phase = bh_json_str(c, "status.phase");
+        if (!phase || strcmp(phase, "ReleaseFailed") != 0) {
+            bh_api_error(resp, 409, "claim is %s, not ReleaseFailed: nothing to retry",
+                         phase ? phase : "Pending");
+            cJSON_Delete(c);
+            return -1;
+        }
+        bh_json_set_str(bh_json_obj(c, "status"), "phase", "Releasing");
+        bh_json_set_str(bh_json_obj(c, "status"), "detail", "release retried");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+        rc = bh_store_update_status(req->ctx->store, c, NULL, &err);
+    } else if (mode == RELEASE_FORCE) {
+        bh_json_set_str(bh_json_obj(c, "metadata.annotations"), "boilerhouse.dev/release", "force");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+        rc = bh_store_update(req->ctx->store, c, NULL, &err);
+    }
+    /* An idle-released claim is finished unless the tenant comes back; deleting it ends it. */
+    if (rc == 0 && (mode != RELEASE_RETRY || bh_json_get(c, "metadata.deletionTimestamp")))
+        rc = bh_store_delete(req->ctx->store, "BoilerhouseClaim", name, &err);
+    else if (rc == 0) {
+        bh_autofree char *key = bh_xasprintf("BoilerhouseClaim/%s", name);
+        bh_queue_add(req->ctx->queue, key);
+    }
+    cJSON_Delete(c);
+    if (rc < 0)
+        bh_api_from_err(resp, &err);
+    return rc;
+}
+
+static void api_release(const struct bh_api_req *req, struct bh_api_resp *resp,
+                        enum api_release_mode mode)
+{
+    const char *tenant = req->params[0];
+    bh_autofree char *workload = NULL;
+    bh_autofree char *name = api_tenant_claim(req, resp, NULL, &workload);
+    if (!name || api_release_start(req, resp, name, mode) < 0)
+        return;
+    int timed_out = 0;
+    cJSON *left = api_claim_wait(req->ctx, name, "ReleaseFailed|Released", 1, &timed_out);
+    const char *phase = bh_json_str(left, "status.phase");
+    if (left && !(phase && strcmp(phase, "Released") == 0)) {
+        cJSON *out = api_claim_shape(left);
+        bh_json_set_str(out, "error",
+                        timed_out ? "release did not finish in time"
+                                  : bh_json_str(left, "status.detail"));
+        bh_api_json(resp, timed_out ? 504 : 500, out);
+        cJSON_Delete(left);
+        return;
+    }
+    cJSON_Delete(left);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "released");
+    cJSON_AddStringToObject(o, "tenantId", tenant);
+    cJSON_AddStringToObject(o, "workload", workload);
+    if (mode == RELEASE_FORCE) {
+        cJSON_AddBoolToObject(o, "saved", 0);
+        cJSON_AddStringToObject(o, "detail", "forced: the instance was destroyed without saving");
+    }
+    bh_api_json(resp, 200, o);
+}
+
+static void h_release(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_release(req, resp, RELEASE_NORMAL);
+}
+
+static void h_release_force(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_release(req, resp, RELEASE_FORCE);
+}
+
+static void h_release_retry(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_release(req, resp, RELEASE_RETRY);
+}
+
+static void h_keepalive(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *tenant = req->params[0];
+    bh_autofree char *workload = NULL;
+    bh_autofree char *name = api_tenant_claim(req, resp, NULL, &workload);
+    if (!name)
+        return;
+    cJSON *c = NULL;
+    struct bh_err err;
+    const char *id = NULL;
+    if (bh_store_get(req->ctx->store, "BoilerhouseClaim", name, &c, &err) == 0 &&
+        bh_name_is_pair(c, tenant, workload))
+        id = bh_json_str(c, "status.instanceId");
+    if (!id || bh_idle_touch(req->ctx, id, &err) < 0) {
+        bh_api_error(resp, 404, "tenant %s has no active %s instance", tenant, workload);
+    } else {
+        cJSON *out = api_claim_shape(c);
+        api_add_idle(req->ctx, out, id);
+        bh_api_json(resp, 200, out);
+    }
+    cJSON_Delete(c);
+}
+
+/* Groups claims by tenant: [{tenantId, claims: [claimResponse]}]. */
+static cJSON *api_group_tenants(const cJSON *claims)
+{
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *c;
+    cJSON_ArrayForEach(c, claims)
+    {
+        const char *tenant = bh_json_str(c, "spec.tenantId");
+        cJSON *group = NULL, *g;
+        cJSON_ArrayForEach(g, out) if (strcmp(bh_json_str(g, "tenantId"), tenant) == 0) group = g;
+        if (!group) {
+            group = cJSON_CreateObject();
+            cJSON_AddStringToObject(group, "tenantId", tenant);
+            cJSON_AddArrayToObject(group, "claims");
+            cJSON_AddItemToArray(out, group);
+        }
+        cJSON_AddItemToArray(cJSON_GetObjectItem(group, "claims"), api_claim_shape(c));
+    }
+    return out;
+}
+
+/* Adds idle fields to every claim of every tenant group. */
+static void api_groups_add_idle(struct bh_ctx *ctx, cJSON *groups)
+{
+    cJSON *g, *c;
+    cJSON_ArrayForEach(g, groups)
+    {
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "claims"))
+            api_add_idle(ctx, c, bh_json_str(c, "instanceId"));
+    }
+}
+
+static void h_tenants(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *claims = NULL;
+    struct bh_err err;
+    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", NULL, &claims, NULL, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *groups = api_group_tenants(claims);
+    api_groups_add_idle(req->ctx, groups);
+    bh_api_json(resp, 200, groups);
+    cJSON_Delete(claims);
+}
+
+static void h_tenant(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *tenant = req->params[0];
+    if (!bh_name_tenant_valid(tenant)) {
+        api_bad_tenant(resp, tenant);
+        return;
+    }
+    bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/tenant=%s", tenant);
+    cJSON *claims = NULL;
+    struct bh_err err;
+    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", sel, &claims, NULL, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *groups = api_group_tenants(claims);
+    cJSON_Delete(claims);
+    api_groups_add_idle(req->ctx, groups);
+    if (cJSON_GetArraySize(groups) == 0)
+        bh_api_error(resp, 404, "tenant %s not found", tenant);
+    else
+        bh_api_json(resp, 200, cJSON_DetachItemFromArray(groups, 0));
+    cJSON_Delete(groups);
+}
+
+/* ---- instances ---- */
+
+static void h_instances_list(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    api_list_kind(req, resp, "Instance", "boilerhouse.dev/managed=true", api_instance_shape);
+}
+
+static cJSON *api_instance_get(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *inst = NULL;
+    struct bh_err err;
+    if (bh_store_get(req->ctx->store, "Instance", req->params[0], &inst, &err) < 0) {
+        bh_api_error(resp, 404, "instance %.64s not found", req->params[0]);
+        return NULL;
+    }
+    return inst;
+}
+
+static void h_instance_get(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *inst = api_instance_get(req, resp);
+    if (inst) {
+        cJSON *out = api_instance_shape(inst);
+        api_add_idle(req->ctx, out, req->params[0]);
+        bh_api_json(resp, 200, out);
+    }
+    cJSON_Delete(inst);
+}
+
+/* The last n lines of text (a pointer into it). */
+static const char *api_tail_lines(const char *text, size_t len, long n)
+{
+    const char *p = text + len;
+    if (p > text && p[-1] == '\n')
+        p--;
+    while (p > text) {
+        if (p[-1] == '\n' && --n == 0)
+            break;
+        p--;
+    }
+    return p;
+}
+
+static void h_instance_logs(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *inst = api_instance_get(req, resp);
+    if (!inst)
+        return;
+    cJSON_Delete(inst);
+    const char *q = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "tail");
+    char *end = NULL;
+    long tail = q ? strtol(q, &end, 10) : API_LOG_TAIL_DEFAULT;
+    if (q && (*end || tail < 1 || tail > API_LOG_TAIL_MAX)) {
+        bh_api_error(resp, 400, "tail: must be an integer from 1 to %d", API_LOG_TAIL_MAX);
+        return;
+    }
+    bh_autofree char *path = bh_instance_log_path(req->ctx, req->params[0]);
+    char *text = NULL;
+    size_t len = 0;
+    struct bh_err err;
+    if (bh_fs_read_all(path, 64 << 20, &text, &len, &err) < 0) {
+        text = bh_xstrdup("");
+        len = 0;
+    }
+    resp->status = 200;
+    resp->text = bh_xstrdup(api_tail_lines(text, len, tail));
+    resp->content_type = "text/plain; charset=utf-8";
+    free(text);
+}
+
+static void h_instance_exec(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *inst = api_instance_get(req, resp), *body = NULL, *out = NULL;
+    if (!inst)
+        return;
+    cJSON_Delete(inst);
+    if (api_body(req, resp, &body) < 0)
+        return;
+    const cJSON *cmd = bh_json_get(body, "command");
+    int n = cJSON_IsArray(cmd) ? cJSON_GetArraySize(cmd) : 0;
+    char **argv = bh_xcalloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        const cJSON *a = cJSON_GetArrayItem(cmd, i);
+        argv[i] = cJSON_IsString(a) ? a->valuestring : NULL;
+        if (!argv[i])
+            n = 0;
+    }
+    struct bh_err err;
+    if (n == 0)
+        bh_api_error(resp, 400, "command: required, a non-empty array of strings");
+    else if (bh_instance_exec(req->ctx, req->params[0], argv, API_EXEC_TIMEOUT_MS, &out, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else {
+        bh_idle_touch(req->ctx, req->params[0], &err); /* an exec is activity */
+        bh_api_json(resp, 200, out);
+    }
+    free(argv);
+    cJSON_Delete(body);
+}
+
+static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *inst = api_instance_get(req, resp);
+    if (!inst)
+        return;
+    bh_autofree char *claim = bh_xstrdup(bh_json_str(inst, "spec.claim"));
+    const char *phase = bh_json_str(inst, "status.phase");
+    int starting = phase && strcmp(phase, "Starting") == 0;
+    cJSON_Delete(inst);
+    if (starting) { /* its boot owns it until it runs; tearing down now would race the boot */
+        bh_api_error(resp, 409, "instance %s is still starting", req->params[0]);
+        return;
+    }
+    struct bh_err err;
+    if (bh_instance_destroy(req->ctx, req->params[0], &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    if (claim[0]) { /* its claim notices the loss now rather than at its next check */
+        bh_autofree char *key = bh_xasprintf("BoilerhouseClaim/%s", claim);
+        bh_queue_add(req->ctx->queue, key);
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "destroyed");
+    cJSON_AddStringToObject(o, "instance", req->params[0]);
+    bh_api_json(resp, 200, o);
+}
+
+/* ---- secrets (values go in, never come out) ---- */
+
+static void h_secrets_list(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *out = NULL;
+    struct bh_err err;
+    if (bh_secrets_list(req->ctx->secrets, &out, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else
+        bh_api_json(resp, 200, out);
+}
+
+/* {name, key, value, tenantId?} */
+static void h_secret_set(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *body = NULL;
+    if (api_body(req, resp, &body) < 0)
+        return;
+    const char *name = bh_json_str(body, "name"), *key = bh_json_str(body, "key");
+    const char *value = bh_json_str(body, "value"), *tenant = bh_json_str(body, "tenantId");
+    struct bh_err err;
+    if (!name || !key || !value)
+        bh_api_error(resp, 400, "%s: required (a string)", !name ? "name" : !key ? "key" : "value");
+    else if (tenant && !bh_name_tenant_valid(tenant))
+        api_bad_tenant(resp, tenant);
+    else if (bh_secrets_set(req->ctx->secrets, tenant, name, key, value, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", name);
+        cJSON_AddStringToObject(o, "key", key);
+        if (tenant)
+            cJSON_AddStringToObject(o, "tenantId", tenant);
+        bh_api_json(resp, 201, o);
+    }
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "value");
+    if (cJSON_IsString(v))
+        bh_crypto_wipe(v->valuestring, strlen(v->valuestring));
+    cJSON_Delete(body);
+}
+
+/* DELETE /secrets/{name}?key=K&tenant=T: one key, or the whole secret. */
+static void h_secret_delete(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *key = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "key");
+    const char *tenant = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "tenant");
+    struct bh_err err;
+    if (tenant && !bh_name_tenant_valid(tenant)) {
+        api_bad_tenant(resp, tenant);
+        return;
+    }
+    if (bh_secrets_delete(req->ctx->secrets, tenant, req->params[0], key, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "deleted");
+    bh_api_json(resp, 200, o);
+}
+
+const struct bh_api_route bh_api_routes[] = {
+    {"GET", "/api/v1/health", h_health, 0},
+    {"GET", "/api/v1/stats", h_stats, 1},
+    {"GET", "/api/v1/workloads", h_resources_list, 1},
+    {"POST", "/api/v1/workloads", h_resource_create, 1},
+    {"GET", "/api/v1/workloads/*", h_resource_get, 1},
+    {"PUT", "/api/v1/workloads/*", h_resource_put, 1},
+    {"DELETE", "/api/v1/workloads/*", h_resource_delete, 1},
+    {"GET", "/api/v1/pools", h_resources_list, 1},
+    {"POST", "/api/v1/pools", h_resource_create, 1},
+    {"GET", "/api/v1/pools/*", h_resource_get, 1},
+    {"PUT", "/api/v1/pools/*", h_resource_put, 1},
+    {"DELETE", "/api/v1/pools/*", h_resource_delete, 1},
+    {"GET", "/api/v1/workloads/*/snapshots", h_snapshots, 1},
+    {"GET", "/api/v1/snapshots", h_snapshots, 1},
+    {"POST", "/api/v1/tenants/**/claim", h_claim, 1},
+    {"POST", "/api/v1/tenants/**/release", h_release, 1},
+    {"POST", "/api/v1/tenants/**/release/force", h_release_force, 1},
+    {"POST", "/api/v1/tenants/**/release/retry", h_release_retry, 1},
+    {"POST", "/api/v1/tenants/**/keepalive", h_keepalive, 1},
+    {"GET", "/api/v1/tenants", h_tenants, 1},
+    {"GET", "/api/v1/tenants/**", h_tenant, 1},
+    {"GET", "/api/v1/instances", h_instances_list, 1},
+    {"GET", "/api/v1/instances/*", h_instance_get, 1},
+    {"GET", "/api/v1/instances/*/logs", h_instance_logs, 1},
+    {"POST", "/api/v1/instances/*/exec", h_instance_exec, 1},
+    {"POST", "/api/v1/instances/*/destroy", h_instance_destroy, 1},
+    {"GET", "/api/v1/secrets", h_secrets_list, 1},
+    {"POST", "/api/v1/secrets", h_secret_set, 1},
+    {"DELETE", "/api/v1/secrets/*", h_secret_delete, 1},
+    {NULL, NULL, NULL, 0},
+};

@@ -1,0 +1,411 @@
+/* The claim controller: gives a (tenant, workload) pair its one instance.
+ *
+ * Sources, in order: `existing` (an instance this tenant already holds) then `cold` (boot).
+ * The reconciler runs one reconcile per claim at a time and the claim's name is derived
+ * from (tenant, workload), so concurrent claims for one pair meet on one object and yield
+ * one instance. */
+#include "claim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "crashpoint.h"
+#include "ctx.h"
+#include "hibernate.h"
+#include "idle.h"
+#include "instance.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "pool.h"
+#include "runtime.h"
+#include "store.h"
+#include "workload.h"
+
+#define CLAIM_KIND "BoilerhouseClaim"
+#define CLAIM_WAIT_WORKLOAD_MS 500
+#define CLAIM_DEFAULT_PROBE_S 10
+
+/* Writes status (the controller owns it; no resourceVersion check) and wakes REST waiters.
+ * Lazy (not fsynced): a claim's status and its instance live no longer than this machine's
+ * uptime. A daemon crash loses no committed write (it is in the OS page cache); a power loss
+ * loses the instances too, and recovery reboots what their claims still ask for. What must
+ * survive a power loss (resource specs, snapshot records) is written with fsync. */
+static int claim_write_status(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(claim, "metadata"), "resourceVersion");
+    return bh_store_update_status_lazy(ctx->store, claim, NULL, err);
+}
+
+static int claim_set_phase(struct bh_ctx *ctx, cJSON *claim, const char *phase, const char *detail,
+                           struct bh_err *err)
+{
+    cJSON *status = bh_json_obj(claim, "status");
+    const char *old_phase = bh_json_str(status, "phase");
+    const char *old_detail = bh_json_str(status, "detail");
+    if (old_phase && strcmp(old_phase, phase) == 0 &&
+        ((!detail && !old_detail) || (detail && old_detail && strcmp(detail, old_detail) == 0)))
+        return 0;
+    bh_json_set_str(status, "phase", phase);
+    bh_json_set_str(status, "detail", detail);
+    return claim_write_status(ctx, claim, err);
+}
+
+static int claim_activate(struct bh_ctx *ctx, cJSON *claim, const cJSON *inst, const char *source,
+                          struct bh_err *err)
+{
+    cJSON *status = bh_json_obj(claim, "status");
+    char now[32];
+    bh_clock_rfc3339(now);
+    bh_json_set_str(status, "phase", "Active");
+    bh_json_set_str(status, "detail", NULL);
+    bh_json_set_str(status, "instanceId", bh_json_str(inst, "metadata.name"));
+    bh_json_set_str(status, "source", source);
+    bh_json_set_str(status, "claimedAt", now);
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    const cJSON *ep = bh_json_get(inst, "status.endpoint");
+    cJSON_AddItemToObject(status, "endpoint", ep ? cJSON_Duplicate(ep, 1) : cJSON_CreateObject());
+    return claim_write_status(ctx, claim, err);
+}
+
+/* An instance this tenant already holds for the workload, if one runs. Owned or NULL. */
+static cJSON *claim_find_existing(struct bh_ctx *ctx, const char *tenant, const char *workload)
+{
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/tenant=%s,boilerhouse.dev/workload=%s", tenant, workload);
+    cJSON *list = NULL, *found = NULL;
+    struct bh_err err;
+    if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, &err) < 0)
+        return NULL;
+    const cJSON *inst;
+    cJSON_ArrayForEach(inst, list)
+    {
+        const char *phase = bh_json_str(inst, "status.phase");
+        if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&
+            bh_instance_alive(ctx, inst)) {
+            found = cJSON_Duplicate(inst, 1);
+            break;
+        }
+    }
+    cJSON_Delete(list);
+    return found;
+}
+
+/* Loads the workload a claim refers to, once it is Ready. Sets the claim's phase and returns
+ * NULL when it is missing, failed, or still being prepared (then *requeue_ms is set). */
+static cJSON *claim_ready_workload(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms,
+                                   struct bh_err *err)
+{
+    const char *name = bh_json_str(claim, "spec.workloadRef");
+    cJSON *wl = NULL;
+    struct bh_err gerr;
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", name, &wl, &gerr) < 0) {
+        bh_autofree char *msg = bh_xasprintf("workload %s not found", name);
+        claim_set_phase(ctx, claim, "Error", msg, err);
+        return NULL;
+    }
+    if (bh_workload_ready(wl))
+        return wl;
+    const char *phase = bh_json_str(wl, "status.phase");
+    if (phase && strcmp(phase, "Error") == 0) {
+        bh_autofree char *msg =
+            bh_xasprintf("workload %s is not ready: %s", name, bh_json_str(wl, "status.detail"));
+        claim_set_phase(ctx, claim, "Error", msg, err);
+    } else {
+        claim_set_phase(ctx, claim, "Pending", "waiting for the workload to become ready", err);
+        *requeue_ms = CLAIM_WAIT_WORKLOAD_MS;
+    }
+    cJSON_Delete(wl);
+    return NULL;
+}
+
+/* Takes a warm pool instance and, if the tenant has a snapshot, restores it while the
+ * instance runs (frozen meanwhile). A failed restore never reports success: the instance is
+ * destroyed and the claim says why. */
+static int claim_from_pool(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, const cJSON *snap,
+                           cJSON **inst, const char **source, struct bh_err *err)
+{
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    if (bh_pool_acquire(ctx, wl, tenant, bh_json_str(claim, "metadata.name"), snap != NULL, inst,
+                        err) < 0)
+        return -1;
+    if (!*inst)
+        return 0;
+    const char *id = bh_json_str(*inst, "metadata.name");
+    *source = "pool";
+    int rc = bh_instance_bind_tenant(ctx, *inst, wl, tenant, err);
+    if (rc == 0 && snap) {
+        *source = "pool+data";
+        bh_autofree char *cid = bh_xasprintf("bh-%s", id);
+        bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
+        struct bh_err rerr;
+        rc = bh_runtime_pause(ctx->runtime, cid, err);
+        if (rc == 0) {
+            bh_crashpoint("restore.pool");
+            rc = bh_hibernate_restore(ctx, wl, snap, rootfs, err);
+            if (bh_runtime_resume(ctx->runtime, cid, &rerr) < 0 && rc == 0)
+                rc = (*err = rerr, -1);
+        }
+        if (rc == 0) { /* the data is in: now it is the tenant's instance */
+            cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(*inst, "metadata.labels"),
+                                                    BH_LABEL_RESTORING);
+            rc = bh_store_update_lazy(ctx->store, *inst, NULL, err);
+        }
+    }
+    if (rc < 0) {
+        struct bh_err derr;
+        bh_instance_destroy(ctx, id, &derr);
+        cJSON_Delete(*inst);
+        *inst = NULL;
+    }
+    return rc;
+}
+
+static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
+{
+    cJSON *wl = claim_ready_workload(ctx, claim, requeue_ms, err);
+    if (!wl)
+        return 0;
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    const char *wname = bh_json_str(wl, "metadata.name");
+    const char *source = "existing";
+    cJSON *snap = NULL;
+    struct bh_err serr, cerr = {0};
+    cJSON *inst = claim_find_existing(ctx, tenant, wname);
+    if (!inst && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0)
+        snap = NULL;
+    int rc = inst ? 0 : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
+    if (rc == 0 && !inst) {
+        source = snap ? "cold+data" : "cold";
+        claim_set_phase(ctx, claim, "Pending", "booting an instance", err);
+        struct bh_boot_req req = {.workload = wl,
+                                  .tenant = tenant,
+                                  .claim = bh_json_str(claim, "metadata.name"),
+                                  .snapshot = snap};
+        rc = bh_instance_boot(ctx, &req, &inst, &cerr);
+    }
+    if (rc < 0) {
+        bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
+        rc = claim_set_phase(ctx, claim, "Error", cerr.msg, err);
+    } else {
+        bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
+        rc = claim_activate(ctx, claim, inst, source, err);
+    }
+    cJSON_Delete(inst);
+    cJSON_Delete(snap);
+    cJSON_Delete(wl);
+    return rc;
+}
+
+/* Probes an active claim's instance; after unhealthyThreshold consecutive failures the
+ * instance is torn down and the claim reports why. Returns 1 if it did that. */
+static int claim_check_health(struct bh_ctx *ctx, cJSON *claim, cJSON *inst, const cJSON *wl,
+                              struct bh_err *err)
+{
+    const char *id = bh_json_str(inst, "metadata.name");
+    bh_autofree char *log = bh_instance_log_path(ctx, id);
+    struct bh_err rerr;
+    if (bh_runtime_log_rotate(log, ctx->cfg.log_cap, &rerr) < 0)
+        bh_warn("claim", "log rotation for %s: %s", id, rerr.msg);
+    if (!bh_json_get(wl, "spec.health"))
+        return 0;
+    struct bh_err perr = {0};
+    int healthy =
+        bh_instance_probe(ctx, wl, id, (int)bh_json_int(inst, "status.pid", 0), &perr) == 0;
+    cJSON *status = bh_json_obj(inst, "status");
+    long long fails = healthy ? 0 : bh_json_int(status, "consecutiveFailures", 0) + 1;
+    bh_json_set_num(status, "consecutiveFailures", (double)fails);
+    long long threshold = bh_json_int(wl, "spec.health.unhealthyThreshold", 3);
+    if (fails < threshold)
+        return 0;
+    bh_autofree char *msg =
+        bh_xasprintf("instance %s failed %lld health checks: %s", id, fails, perr.msg);
+    if (bh_instance_destroy(ctx, id, err) < 0)
+        return -1;
+    return claim_set_phase(ctx, claim, "Error", msg, err) < 0 ? -1 : 1;
+}
+
+/* The instance a claim holds: its recorded one, or, when the claim never recorded it (a
+ * crash or failure between taking an instance and turning Active), the one made or taken
+ * for this claim. Owned or NULL. */
+static char *claim_held_instance(struct bh_ctx *ctx, const cJSON *claim)
+{
+    const char *id = bh_json_str(claim, "status.instanceId");
+    if (id)
+        return bh_xstrdup(id);
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/tenant=%s,boilerhouse.dev/workload=%s",
+                     bh_json_str(claim, "spec.tenantId"), bh_json_str(claim, "spec.workloadRef"));
+    cJSON *list = NULL, *inst;
+    char *found = NULL;
+    struct bh_err err;
+    if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, &err) < 0)
+        return NULL;
+    const char *name = bh_json_str(claim, "metadata.name");
+    cJSON_ArrayForEach(inst, list)
+    {
+        const char *owner = bh_json_str(inst, "spec.claim");
+        if (!found && owner && strcmp(owner, name) == 0)
+            found = bh_xstrdup(bh_json_str(inst, "metadata.name"));
+    }
+    cJSON_Delete(list);
+    return found;
+}
+
+/* Hibernates (or destroys) the claim's instance. force skips saving. */
+static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, struct bh_err *err)
+{
+    bh_autofree char *id = claim_held_instance(ctx, claim);
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    cJSON *wl = NULL, *inst = NULL;
+    struct bh_err gerr;
+    bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
+                 &gerr);
+    int live = id && bh_store_get(ctx->store, "Instance", id, &inst, &gerr) == 0 &&
+               bh_instance_alive(ctx, inst);
+    int rc = 0;
+    /* A half-restored instance is never saved over the tenant's good snapshot. */
+    if (live && wl && !force && bh_hibernate_wanted(wl) && !bh_json_label(inst, BH_LABEL_RESTORING))
+        rc = bh_hibernate_save(ctx, wl, tenant, id, err);
+    const char *action = bh_json_str(wl, "spec.idle.action");
+    if (rc == 0 && action && strcmp(action, "destroy") == 0)
+        rc = bh_hibernate_forget(ctx, tenant, bh_json_str(claim, "spec.workloadRef"), err);
+    if (rc == 0)
+        bh_crashpoint("release.before-destroy");
+    if (rc == 0 && id)
+        rc = bh_instance_destroy(ctx, id, err);
+    cJSON_Delete(wl);
+    cJSON_Delete(inst);
+    if (rc < 0) {
+        struct bh_err serr;
+        claim_set_phase(ctx, claim, "ReleaseFailed", err->msg, &serr);
+    }
+    return rc; /* a failure is retried with backoff; the instance keeps running meanwhile */
+}
+
+/* Idle timeout: release but keep the claim (phase Released) so the tenant's next claim
+ * restores. */
+static int claim_release_idle(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, struct bh_err *err)
+{
+    const char *action = bh_json_str(wl, "spec.idle.action");
+    bh_autofree char *detail = bh_xasprintf("idle timeout (%s)", action ? action : "hibernate");
+    if (claim_set_phase(ctx, claim, "Releasing", detail, err) < 0 ||
+        claim_release_instance(ctx, claim, 0, err) < 0)
+        return -1;
+    cJSON *status = bh_json_obj(claim, "status");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    bh_info("claim", "claim %s released after %s", bh_json_str(claim, "metadata.name"), detail);
+    return claim_set_phase(ctx, claim, "Released", detail, err);
+}
+
+static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
+{
+    const char *id = bh_json_str(claim, "status.instanceId");
+    cJSON *inst = NULL, *wl = NULL;
+    struct bh_err gerr;
+    if (!id || bh_store_get(ctx->store, "Instance", id, &inst, &gerr) < 0 ||
+        !bh_instance_alive(ctx, inst)) {
+        bh_autofree char *msg = bh_xasprintf("instance %s is no longer running", id ? id : "?");
+        if (inst)
+            bh_instance_destroy(ctx, id, &gerr);
+        cJSON_Delete(inst);
+        return claim_set_phase(ctx, claim, "Error", msg, err);
+    }
+    int rc = 0;
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
+                     &gerr) == 0) {
+        rc = claim_check_health(ctx, claim, inst, wl, err);
+        long long next =
+            bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
+        long long timeout = bh_json_int(wl, "spec.idle.timeoutSeconds", 0) * 1000;
+        long long idle_ms = 0;
+        if (rc == 0 && timeout > 0 && bh_idle_sample(ctx, inst, wl, &idle_ms, err) == 0) {
+            if (idle_ms >= timeout)
+                rc = claim_release_idle(ctx, claim, wl, err);
+            else if (timeout - idle_ms < next)
+                next = timeout - idle_ms;
+            if (bh_idle_sample_interval_ms() < next)
+                next = bh_idle_sample_interval_ms();
+        } else if (rc == 0 && bh_store_update_status_lazy(ctx->store, inst, NULL, err) < 0) {
+            /* A concurrent touch moved the record on; the next check recounts. */
+            rc = err->code == BH_ECONFLICT ? 0 : -1;
+        }
+        *requeue_ms = next;
+    }
+    cJSON_Delete(wl);
+    cJSON_Delete(inst);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Release: save/destroy the instance, then drop our finalizer so the store removes the
+ * claim. A save that fails keeps the finalizer (and the instance), and is retried. */
+static int claim_finalize(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
+{
+    const cJSON *ann = bh_json_get(claim, "metadata.annotations");
+    const cJSON *force = cJSON_GetObjectItemCaseSensitive(ann, "boilerhouse.dev/release");
+    int forced = cJSON_IsString(force) && strcmp(force->valuestring, "force") == 0;
+    if (claim_release_instance(ctx, claim, forced, err) < 0)
+        return -1;
+    cJSON *md = bh_json_obj(claim, "metadata");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "finalizers");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "resourceVersion");
+    return bh_store_update(ctx->store, claim, NULL, err);
+}
+
+int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err)
+{
+    cJSON *claim = NULL;
+    if (bh_store_get(ctx->store, CLAIM_KIND, name, &claim, err) < 0)
+        return err->code == BH_ENOTFOUND ? 0 : -1;
+    const char *phase = bh_json_str(claim, "status.phase");
+    int rc = 0;
+    if (bh_json_get(claim, "metadata.deletionTimestamp"))
+        rc = claim_finalize(ctx, claim, err);
+    else if (!phase || strcmp(phase, "Pending") == 0)
+        rc = claim_pending(ctx, claim, requeue_ms, err);
+    else if (strcmp(phase, "Active") == 0)
+        rc = claim_active(ctx, claim, requeue_ms, err);
+    else if (strcmp(phase, "Releasing") == 0 || strcmp(phase, "ReleaseFailed") == 0) {
+        /* An idle release that failed or was cut short by a restart: finish it. */
+        cJSON *wl = NULL;
+        struct bh_err gerr;
+        if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"),
+                         &wl, &gerr) == 0)
+            rc = claim_release_idle(ctx, claim, wl, err);
+        cJSON_Delete(wl);
+    }
+    cJSON_Delete(claim);
+    return rc;
+}
+
+void bh_claim_notify(struct bh_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->claim_lock);
+    ctx->claim_seq++;
+    pthread_cond_broadcast(&ctx->claim_cond);
+    pthread_mutex_unlock(&ctx->claim_lock);
+}
+
+void bh_claim_wait_change(struct bh_ctx *ctx, uint64_t *seq, long long deadline_ms)
+{
+    pthread_mutex_lock(&ctx->claim_lock);
+    while (ctx->claim_seq == *seq) {
+        long long left = deadline_ms - bh_clock_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&ctx->claim_cond, &ctx->claim_lock, &ts);
+    }
+    *seq = ctx->claim_seq;
+    pthread_mutex_unlock(&ctx->claim_lock);
+}

@@ -1,0 +1,57 @@
+/* The context the controllers run on: the settings and the parts the daemon opened (store,
+ * image store, runtime, plugins, reconciler queue, secrets). The daemon (daemon.c) fills and
+ * owns it; controllers and the API borrow it. */
+#ifndef BH_CTX_H
+#define BH_CTX_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bh_store;
+struct bh_image_store;
+struct bh_runtime;
+struct bh_plugins;
+struct bh_queue;
+struct bh_secrets;
+
+/* What an operator sets (environment or flags); strings owned. */
+struct bh_settings {
+    char *state_dir;            /* absolute */
+    char *listen_host;          /* "127.0.0.1" */
+    int port;                   /* 3000 */
+    char *api_key;              /* NULL: no auth (only allowed on loopback) */
+    char *plugin_dir;           /* where bh-*.so plugins are loaded from */
+    char *plugin_config;        /* JSON/YAML file path or NULL */
+    char *registry_config;      /* JSON file path or NULL */
+    char *workloads_dir;        /* applied at startup, or NULL */
+    char *runtime;              /* "runc", "crun" or NULL (auto) */
+    int claim_timeout_ms;       /* how long claims wait for Active */
+    int workers;                /* reconciler threads */
+    size_t max_body;            /* request body limit */
+    size_t log_cap;             /* container log cap, bytes */
+    uint32_t uid_base;          /* host uid that container root maps to */
+    char *storage;              /* snapshot storage plugin name ("local") */
+    char *snapshot_compression; /* "zstd" or "gzip" */
+};
+
+struct bh_ctx {
+    struct bh_settings cfg;
+    struct bh_store *store;
+    struct bh_image_store *images;
+    struct bh_runtime *runtime;
+    struct bh_plugins *plugins;
+    struct bh_queue *queue;
+    struct bh_secrets *secrets;
+    uint8_t master_key[32]; /* snapshot encryption and secrets; wiped on close */
+    /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
+    pthread_mutex_t claim_lock;
+    pthread_cond_t claim_cond;
+    uint64_t claim_seq;
+    /* Pool boot threads alive (pool.c); close waits for 0. */
+    pthread_mutex_t boot_lock;
+    pthread_cond_t boot_cond;
+    int boots_running;
+};
+
+#endif

@@ -1,0 +1,811 @@
+/* Instances: one container for one workload (and, once claimed, one tenant).
+ *
+ * Every step that leaves something on the machine happens only after the Instance record
+ * is durable in the store, so after a crash the record says what to clean up; and the
+ * record is deleted only after everything it names is gone. */
+#include "instance.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "crashpoint.h"
+#include "ctx.h"
+#include "fs.h"
+#include "health.h"
+#include "hibernate.h"
+#include "image.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "oci_config.h"
+#include "plugin.h"
+#include "proc.h"
+#include "resource.h"
+#include "rootfs.h"
+#include "runtime.h"
+#include "store.h"
+
+#define INSTANCE_KIND "Instance"
+#define BH_CA_BUNDLE_PATH "/etc/ssl/certs/ca-certificates.crt"
+#define BH_CA_OWN_PATH "/etc/boilerhouse/ca-bundle.crt"
+#define INSTANCE_UID_SIZE 65536
+#define INSTANCE_PROBE_GAP_MIN_MS 2
+#define INSTANCE_PROBE_GAP_MAX_MS 100
+
+static char *instance_new_id(void)
+{
+    unsigned char raw[6];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        abort(); /* the kernel's RNG does not fail for 6 bytes; if it does, nothing is safe */
+    char *id = bh_xmalloc(13);
+    for (size_t i = 0; i < sizeof(raw); i++)
+        sprintf(id + 2 * i, "%02x", raw[i]);
+    return id;
+}
+
+static char *instance_dir(struct bh_ctx *ctx, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s", ctx->cfg.state_dir, id);
+}
+
+char *bh_instance_log_path(struct bh_ctx *ctx, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s/log", ctx->cfg.state_dir, id);
+}
+
+static char *instance_container_id(const char *id)
+{
+    return bh_xasprintf("bh-%s", id);
+}
+
+/* Instance ids are 12 lowercase hex characters; anything else never names a path. */
+static int instance_id_valid(const char *id)
+{
+    if (!id || strlen(id) != 12)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    return 1;
+}
+
+static const char *instance_network_mode(const cJSON *workload)
+{
+    const char *mode = bh_json_str(workload, "spec.network.access");
+    return mode ? mode : "none";
+}
+
+static struct bh_plugin *instance_net_plugin(struct bh_ctx *ctx, const char *mode,
+                                             struct bh_err *err)
+{
+    struct bh_plugin *p = bh_plugins_find(ctx->plugins, BH_PLUGIN_NETWORK, mode);
+    if (!p)
+        bh_err_set(err, BH_EUNAVAIL, "network mode %s: plugin bh-network-%s.so is not loaded", mode,
+                   mode);
+    return p;
+}
+
+static cJSON *instance_record(const char *id, const struct bh_boot_req *req)
+{
+    const char *wname = bh_json_str(req->workload, "metadata.name");
+    cJSON *obj = bh_resource_new(INSTANCE_KIND, id);
+    cJSON *labels = bh_json_obj(obj, "metadata.labels");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/managed", "true");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", wname);
+    if (req->tenant)
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", req->tenant);
+    if (req->pool) {
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/pool", req->pool);
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/pool-status", "warming");
+    }
+    cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
+    cJSON_AddStringToObject(spec, "workload", wname);
+    cJSON_AddNumberToObject(spec, "workloadGeneration",
+                            (double)bh_json_int(req->workload, "metadata.generation", 0));
+    cJSON_AddStringToObject(spec, "network", instance_network_mode(req->workload));
+    if (req->tenant)
+        cJSON_AddStringToObject(spec, "tenantId", req->tenant);
+    if (req->claim)
+        cJSON_AddStringToObject(spec, "claim", req->claim);
+    if (req->pool)
+        cJSON_AddStringToObject(spec, "pool", req->pool);
+    cJSON *status = cJSON_AddObjectToObject(obj, "status");
+    cJSON_AddStringToObject(status, "phase", "Starting");
+    return obj;
+}
+
+/* The state of a boot in progress; owns what it holds. */
+struct boot {
+    struct bh_ctx *ctx;
+    const char *id;
+    const struct bh_boot_req *req;
+    const cJSON *workload;
+    char *dir;
+    char *cid;
+    struct bh_plugin *net;
+    struct bh_net_result net_res;
+    struct bh_image *image;
+    char **args, **env;
+    char *extra_env; /* NAME=value lines to add once env is resolved */
+    char *cwd;
+    int pid;
+};
+
+static void boot_free(struct boot *b)
+{
+    free(b->dir);
+    free(b->cid);
+    if (b->image)
+        bh_image_free(b->image);
+    bh_strv_free(b->args);
+    bh_strv_free(b->env);
+    free(b->cwd);
+    free(b->extra_env);
+}
+
+static struct bh_net_request boot_net_request(struct boot *b, const char *tenant, const char *netns,
+                                              char *net_json)
+{
+    struct bh_net_request req = {
+        .size = sizeof(req),
+        .instance_id = b->id,
+        .tenant_id = tenant,
+        .workload = bh_json_str(b->workload, "metadata.name"),
+        .network_json = net_json,
+        .netns_path = netns,
+        .pid = b->pid,
+    };
+    return req;
+}
+
+static int boot_dirs(struct boot *b, struct bh_err *err)
+{
+    uint32_t owner = b->ctx->cfg.uid_base;
+    const char *subdirs[] = {"rootfs", "upper", "work", "sock"};
+    if (bh_fs_mkdirp(b->dir, 0711, err) < 0)
+        return -1;
+    for (size_t i = 0; i < BH_ARRAY_LEN(subdirs); i++) {
+        bh_autofree char *p = bh_xasprintf("%s/%s", b->dir, subdirs[i]);
+        if (bh_fs_mkdirp(p, 0700, err) < 0)
+            return -1;
+        /* The container's root (mapped to owner) serves its socket dir. */
+        if (strcmp(subdirs[i], "sock") == 0 && chown(p, owner, owner) < 0)
+            return bh_err_errno(err, BH_EIO, "chown %s", p);
+    }
+    return 0;
+}
+
+static int boot_image(struct boot *b, struct bh_err *err)
+{
+    const char *ref = bh_json_str(b->workload, "status.imageRef");
+    if (!ref)
+        ref = bh_json_str(b->workload, "spec.image.ref");
+    if (!ref)
+        return bh_err_set(err, BH_EUNAVAIL, "workload has no resolved image yet");
+    if (bh_image_resolve(b->ctx->images, ref, &b->image, err) < 0)
+        return bh_err_wrap(err, "image %s", ref);
+    return 0;
+}
+
+static int boot_rootfs(struct boot *b, struct bh_err *err)
+{
+    bh_autofree char *upper = bh_xasprintf("%s/upper", b->dir);
+    bh_autofree char *work = bh_xasprintf("%s/work", b->dir);
+    bh_autofree char *target = bh_xasprintf("%s/rootfs", b->dir);
+    return bh_rootfs_mount(b->image->layer_dirs, b->image->n_layers, upper, work, target,
+                           b->ctx->cfg.uid_base, err);
+}
+
+/* Appends the network plugin's "NAME=value\n" lines to the environment. */
+static void boot_env_append(struct boot *b, const char *lines)
+{
+    size_t n = 0;
+    while (b->env && b->env[n])
+        n++;
+    bh_autofree char *copy = bh_xstrdup(lines);
+    char *save = NULL;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!strchr(line, '='))
+            continue;
+        b->env = bh_xrealloc(b->env, (n + 2) * sizeof(char *));
+        b->env[n++] = bh_xstrdup(line);
+        b->env[n] = NULL;
+    }
+}
+
+static void boot_env_append_pending(struct boot *b, const char *lines);
+
+/* cold+data: the tenant's files are in place before any of its processes start. */
+static int boot_restore(struct boot *b, struct bh_err *err)
+{
+    if (!b->req->snapshot)
+        return 0;
+    bh_autofree char *rootfs = bh_instance_rootfs(b->ctx, b->id);
+    return bh_hibernate_restore(b->ctx, b->workload, b->req->snapshot, rootfs, err);
+}
+
+/* The network plugin's CA (egress interception) is appended to the image's CA bundle and
+ * written as a bundle of its own; the env points the common stacks at it. Paths inside the
+ * rootfs are resolved by the kernel as if the rootfs were / (no symlink leads out). */
+static int boot_trust_ca(struct boot *b, struct bh_err *err)
+{
+    static const char *const env_names[] = {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS",
+                                            "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"};
+    if (!BH_HAS_FIELD(&b->net_res, struct bh_net_result, ca_pem_path) || !b->net_res.ca_pem_path[0])
+        return 0;
+    bh_autofree char *pem = NULL;
+    bh_autofree char *bundle = NULL;
+    size_t pem_len = 0, bundle_len = 0;
+    bh_autofree char *rootfs = bh_instance_rootfs(b->ctx, b->id);
+    if (bh_fs_read_all(b->net_res.ca_pem_path, 1 << 20, &pem, &pem_len, err) < 0)
+        return -1;
+    if (bh_fs_read_in_root(rootfs, BH_CA_BUNDLE_PATH, 8 << 20, &bundle, &bundle_len, NULL) < 0)
+        bundle = bh_xstrdup("");
+    bh_autofree char *joined = bh_xasprintf("%s%s%s", bundle, bundle[0] ? "\n" : "", pem);
+    if (bh_fs_write_in_root(rootfs, BH_CA_BUNDLE_PATH, joined, strlen(joined), 0644, err) < 0 ||
+        bh_fs_write_in_root(rootfs, BH_CA_OWN_PATH, joined, strlen(joined), 0644, err) < 0)
+        return bh_err_wrap(err, "install the egress CA");
+    char lines[1024] = "";
+    for (size_t i = 0; i < BH_ARRAY_LEN(env_names); i++)
+        snprintf(lines + strlen(lines), sizeof(lines) - strlen(lines), "%s=%s\n", env_names[i],
+                 BH_CA_OWN_PATH);
+    boot_env_append_pending(b, lines);
+    return 0;
+}
+
+static void boot_env_append_pending(struct boot *b, const char *lines)
+{
+    char *joined = bh_xasprintf("%s%s", b->extra_env ? b->extra_env : "", lines);
+    free(b->extra_env);
+    b->extra_env = joined;
+}
+
+static int boot_bundle(struct boot *b, struct bh_err *err)
+{
+    const cJSON *entry = bh_json_get(b->workload, "spec.entrypoint");
+    if (bh_oci_process_resolve(b->image->config, entry, &b->args, &b->env, &b->cwd, err) < 0)
+        return -1;
+    boot_env_append(b, b->net_res.env);
+    if (b->extra_env)
+        boot_env_append(b, b->extra_env);
+    bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", b->dir);
+    bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
+    bh_autofree char *cgroup = bh_xasprintf("/boilerhouse/%s", b->cid);
+    struct bh_oci_params p = {
+        .rootfs = rootfs,
+        .args = b->args,
+        .env = b->env,
+        .cwd = b->cwd,
+        .hostname = b->cid,
+        .vcpus = bh_json_num(b->workload, "spec.resources.vcpus", 1),
+        .memory_mb = (long)bh_json_int(b->workload, "spec.resources.memoryMb", 256),
+        .uid_base = b->ctx->cfg.uid_base,
+        .uid_size = INSTANCE_UID_SIZE,
+        .socket_dir = (b->net_res.flags & BH_NET_SOCKET_DIR) ? sock : NULL,
+        .cgroup_path = cgroup,
+    };
+    cJSON *config = bh_oci_config_build(&p);
+    bh_autofree char *text = bh_json_print(config);
+    cJSON_Delete(config);
+    bh_autofree char *path = bh_xasprintf("%s/config.json", b->dir);
+    return bh_fs_write_atomic(path, text, strlen(text), 0600, err);
+}
+
+/* The container's init pid from the file `create --pid-file` wrote: the runtime writes it
+ * before create returns, so asking it again (`runc state`, ~20 ms) is not needed. */
+static int boot_read_pid(struct boot *b, struct bh_err *err)
+{
+    bh_autofree char *path = bh_xasprintf("%s/pid", b->dir);
+    bh_autofree char *data = NULL;
+    size_t len = 0;
+    if (bh_fs_read_all(path, 64, &data, &len, err) < 0)
+        return bh_err_wrap(err, "container pid");
+    char *end = NULL;
+    long pid = strtol(data, &end, 10);
+    if (end == data || pid <= 0 || pid > INT32_MAX)
+        return bh_err_set(err, BH_EIO, "container pid file %s: \"%.20s\"", path, data);
+    b->pid = (int)pid;
+    return 0;
+}
+
+static int boot_container(struct boot *b, const char *tenant, struct bh_err *err)
+{
+    bh_autofree char *log = bh_instance_log_path(b->ctx, b->id);
+    if (bh_runtime_create(b->ctx->runtime, b->cid, b->dir, log, err) < 0 ||
+        boot_read_pid(b, err) < 0)
+        return -1;
+    bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", b->pid);
+    bh_autofree char *net_json = bh_json_print(bh_json_get(b->workload, "spec.network"));
+    struct bh_net_request req = boot_net_request(b, tenant, netns, net_json);
+    const struct bh_network_ops *ops = b->net->info->ops;
+    if (ops->attach(b->net->state, &req, &b->net_res, err) < 0)
+        return bh_err_wrap(err, "network %s", b->net->info->name);
+    if (tenant && BH_HAS_OP(ops, struct bh_network_ops, bind_tenant) &&
+        ops->bind_tenant(b->net->state, &req, err) < 0)
+        return bh_err_wrap(err, "network %s: bind tenant", b->net->info->name);
+    bh_crashpoint("boot.before-start");
+    return bh_runtime_start(b->ctx->runtime, b->cid, err);
+}
+
+static int boot_prepare_net(struct boot *b, const char *tenant, struct bh_err *err)
+{
+    b->net = instance_net_plugin(b->ctx, instance_network_mode(b->workload), err);
+    if (!b->net)
+        return -1;
+    bh_autofree char *net_json = bh_json_print(bh_json_get(b->workload, "spec.network"));
+    struct bh_net_request req = boot_net_request(b, tenant, NULL, net_json);
+    b->net_res.size = sizeof(b->net_res);
+    const struct bh_network_ops *ops = b->net->info->ops;
+    return ops->prepare(b->net->state, &req, &b->net_res, err);
+}
+
+/* Endpoint as the claim reports it: {host, port} for addressable instances, {socket} for
+ * instances without a network. */
+static cJSON *boot_endpoint(struct boot *b)
+{
+    cJSON *ep = cJSON_CreateObject();
+    const cJSON *expose = bh_json_get(b->workload, "spec.network.expose");
+    int port = (int)bh_json_int(cJSON_GetArrayItem(expose, 0), "guest", 0);
+    if (b->net_res.host[0]) {
+        cJSON_AddStringToObject(ep, "host", b->net_res.host);
+        cJSON_AddNumberToObject(ep, "port", port);
+    }
+    if (b->net_res.flags & BH_NET_SOCKET_DIR) {
+        bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
+        cJSON_AddStringToObject(ep, "socket", sock);
+    }
+    return ep;
+}
+
+/* One probe of the workload's health check. */
+int bh_instance_probe(struct bh_ctx *ctx, const cJSON *workload, const char *id, int pid,
+                      struct bh_err *err)
+{
+    const cJSON *health = bh_json_get(workload, "spec.health");
+    int timeout_ms = (int)bh_json_int(health, "timeoutSeconds", 2) * 1000;
+    if (bh_json_get(health, "httpGet")) {
+        /* Probed on the instance's own loopback: it works for every network mode, and probe
+         * traffic never counts as tenant activity (idle detection ignores lo). */
+        const char *path = bh_json_str(health, "httpGet.path");
+        int port = (int)bh_json_int(health, "httpGet.port", 80);
+        bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", pid);
+        return bh_health_http(netns, "127.0.0.1", port, path ? path : "/", timeout_ms, err);
+    }
+    const cJSON *cmd = bh_json_get(health, "exec.command");
+    if (cJSON_IsArray(cmd)) {
+        int n = cJSON_GetArraySize(cmd);
+        char **argv = bh_xcalloc((size_t)n + 1, sizeof(char *));
+        for (int i = 0; i < n; i++)
+            argv[i] = cJSON_GetArrayItem(cmd, i)->valuestring;
+        cJSON *res = NULL;
+        int rc = bh_instance_exec(ctx, id, argv, timeout_ms, &res, err);
+        free(argv);
+        long long code = bh_json_int(res, "exitCode", -1);
+        cJSON_Delete(res);
+        if (rc == 0 && code != 0)
+            rc = bh_err_set(err, BH_EUNAVAIL, "health command exited %lld", code);
+        return rc;
+    }
+    return 0;
+}
+
+/* The last bytes of the container log, for error details. */
+static char *instance_log_tail(struct bh_ctx *ctx, const char *id)
+{
+    bh_autofree char *path = bh_instance_log_path(ctx, id);
+    char *data = NULL;
+    size_t len = 0;
+    if (bh_fs_read_all(path, 1 << 20, &data, &len, NULL) < 0)
+        return bh_xstrdup("");
+    char *tail = bh_xstrdup(len > 300 ? data + len - 300 : data);
+    free(data);
+    return tail;
+}
+
+/* True while pid exists and is not a zombie: cheaper than asking the runtime, which matters
+ * because the probe loop is on the cold-claim path. */
+static int instance_pid_alive(int pid)
+{
+    bh_autofree char *path = bh_xasprintf("/proc/%d/stat", pid);
+    char buf[256];
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* the command name may contain spaces */
+    return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+/* Probes until healthy, the container dies, or the deadline passes. The gap between probes
+ * starts small (most servers listen within milliseconds) and backs off. */
+static int boot_wait_healthy(struct boot *b, struct bh_err *err)
+{
+    long long deadline = bh_clock_ms() + b->ctx->cfg.claim_timeout_ms;
+    struct bh_err probe_err = {0};
+    int gap_ms = INSTANCE_PROBE_GAP_MIN_MS;
+    for (;;) {
+        if (!instance_pid_alive(b->pid)) {
+            bh_autofree char *tail = instance_log_tail(b->ctx, b->id);
+            return bh_err_set(err, BH_EIO, "container exited during start; log: %s", tail);
+        }
+        if (bh_instance_probe(b->ctx, b->workload, b->id, b->pid, &probe_err) == 0)
+            return 0;
+        if (bh_clock_ms() > deadline)
+            return bh_err_set(err, BH_ETIMEOUT, "not healthy after %d ms: %s",
+                              b->ctx->cfg.claim_timeout_ms, probe_err.msg);
+        usleep((useconds_t)gap_ms * 1000);
+        gap_ms = gap_ms * 2 > INSTANCE_PROBE_GAP_MAX_MS ? INSTANCE_PROBE_GAP_MAX_MS : gap_ms * 2;
+    }
+}
+
+static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
+{
+    long long t[5];
+    t[0] = bh_clock_ms();
+    if (boot_image(b, err) < 0 || boot_dirs(b, err) < 0 || boot_prepare_net(b, tenant, err) < 0)
+        return -1;
+    t[1] = bh_clock_ms();
+    if (boot_rootfs(b, err) < 0 || boot_restore(b, err) < 0 || boot_trust_ca(b, err) < 0 ||
+        boot_bundle(b, err) < 0)
+        return -1;
+    t[2] = bh_clock_ms();
+    if (boot_container(b, tenant, err) < 0)
+        return -1;
+    t[3] = bh_clock_ms();
+    int rc = boot_wait_healthy(b, err);
+    t[4] = bh_clock_ms();
+    bh_debug("instance",
+             "boot %s: prepare %lld ms, rootfs+bundle %lld ms, container+network %lld "
+             "ms, healthy %lld ms",
+             b->id, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]);
+    return rc;
+}
+
+static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err)
+{
+    cJSON *obj = NULL;
+    if (bh_store_get(b->ctx->store, INSTANCE_KIND, b->id, &obj, err) < 0)
+        return -1;
+    cJSON *status = bh_json_obj(obj, "status");
+    char now[32];
+    bh_clock_rfc3339(now);
+    bh_json_set_str(status, "phase", "Running");
+    bh_json_set_num(status, "pid", b->pid);
+    bh_json_set_str(status, "startedAt", now);
+    bh_json_set_str(status, "lastActivity", now);
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    cJSON_AddItemToObject(status, "endpoint", boot_endpoint(b));
+    int rc = bh_store_update_status_lazy(b->ctx->store, obj, out, err);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+char *bh_instance_reserve(struct bh_ctx *ctx, const struct bh_boot_req *req, struct bh_err *err)
+{
+    char *id = instance_new_id();
+    cJSON *rec = instance_record(id, req);
+    int rc = bh_store_create_lazy(ctx->store, rec, NULL, err);
+    cJSON_Delete(rec);
+    if (rc < 0) {
+        free(id);
+        return NULL;
+    }
+    return id;
+}
+
+int bh_instance_boot(struct bh_ctx *ctx, const struct bh_boot_req *req, cJSON **out,
+                     struct bh_err *err)
+{
+    bh_autofree char *id = req->id ? bh_xstrdup(req->id) : bh_instance_reserve(ctx, req, err);
+    if (!id)
+        return -1;
+    int rc;
+    struct boot b = {.ctx = ctx, .id = id, .req = req, .workload = req->workload};
+    b.dir = instance_dir(ctx, id);
+    b.cid = instance_container_id(id);
+    long long t0 = bh_clock_ms();
+    rc = boot_run(&b, req->tenant, err);
+    if (rc == 0)
+        rc = instance_mark_running(&b, out, err);
+    boot_free(&b);
+    if (rc < 0) {
+        struct bh_err cleanup = {0};
+        if (bh_instance_destroy(ctx, id, &cleanup) < 0)
+            bh_error("instance", "cleanup of failed instance %s: %s", id, cleanup.msg);
+        return -1;
+    }
+    bh_info("instance", "instance %s of workload %s running after %lld ms", id,
+            bh_json_str(req->workload, "metadata.name"), bh_clock_ms() - t0);
+    return 0;
+}
+
+char *bh_instance_rootfs(struct bh_ctx *ctx, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s/rootfs", ctx->cfg.state_dir, id);
+}
+
+enum instance_net_call { NET_ATTACH, NET_BIND_TENANT };
+
+/* Calls a network op for a running instance outside of its boot. */
+static int instance_net_call(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
+                             const char *tenant, enum instance_net_call what, struct bh_err *err)
+{
+    const char *mode = bh_json_str(instance, "spec.network");
+    struct bh_plugin *p = instance_net_plugin(ctx, mode ? mode : "none", err);
+    if (!p)
+        return -1;
+    const struct bh_network_ops *ops = p->info->ops;
+    if (what == NET_BIND_TENANT && !BH_HAS_OP(ops, struct bh_network_ops, bind_tenant))
+        return 0;
+    bh_autofree char *net_json = bh_json_print(bh_json_get(workload, "spec.network"));
+    int pid = (int)bh_json_int(instance, "status.pid", 0);
+    bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", pid);
+    struct bh_net_request req = {
+        .size = sizeof(req),
+        .instance_id = bh_json_str(instance, "metadata.name"),
+        .tenant_id = tenant,
+        .workload = bh_json_str(workload, "metadata.name"),
+        .network_json = net_json,
+        .netns_path = netns,
+        .pid = pid,
+    };
+    struct bh_net_result res = {.size = sizeof(res)};
+    int rc = what == NET_ATTACH ? ops->attach(p->state, &req, &res, err)
+                                : ops->bind_tenant(p->state, &req, err);
+    return rc < 0 ? bh_err_wrap(err, "network %s", p->info->name) : 0;
+}
+
+int bh_instance_bind_tenant(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
+                            const char *tenant, struct bh_err *err)
+{
+    return instance_net_call(ctx, instance, workload, tenant, NET_BIND_TENANT, err);
+}
+
+/* After a restart the network plugins have lost their in-memory state (egress policies):
+ * attach again (idempotent; the address is kept) and rebind the tenant. */
+static void instance_readopt_network(struct bh_ctx *ctx, const cJSON *inst)
+{
+    cJSON *wl = NULL;
+    struct bh_err err;
+    const char *tenant = bh_json_str(inst, "spec.tenantId");
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(inst, "spec.workload"), &wl,
+                     &err) < 0 ||
+        instance_net_call(ctx, inst, wl, tenant, NET_ATTACH, &err) < 0 ||
+        (tenant && instance_net_call(ctx, inst, wl, tenant, NET_BIND_TENANT, &err) < 0))
+        bh_warn("instance", "re-wiring the network of %s: %s", bh_json_str(inst, "metadata.name"),
+                err.msg);
+    cJSON_Delete(wl);
+}
+
+/* Detaches the instance from its network; with mode unknown, asks every network plugin
+ * (detach is idempotent), so leftovers of unrecorded instances are cleaned too. */
+static void instance_net_detach(struct bh_ctx *ctx, const char *id, const char *mode)
+{
+    static const char *const modes[] = {"none", "unrestricted", "restricted"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(modes); i++) {
+        if (mode && strcmp(mode, modes[i]) != 0)
+            continue;
+        struct bh_plugin *p = bh_plugins_find(ctx->plugins, BH_PLUGIN_NETWORK, modes[i]);
+        if (!p)
+            continue;
+        struct bh_net_request req = {.size = sizeof(req), .instance_id = id};
+        struct bh_err err = {0};
+        const struct bh_network_ops *ops = p->info->ops;
+        if (ops->detach(p->state, &req, &err) < 0)
+            bh_warn("instance", "network detach of %s: %s", id, err.msg);
+    }
+}
+
+/* Everything but the record; safe to repeat. */
+static int instance_teardown(struct bh_ctx *ctx, const char *id, const char *mode,
+                             struct bh_err *err)
+{
+    bh_autofree char *cid = instance_container_id(id);
+    bh_autofree char *dir = instance_dir(ctx, id);
+    bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", dir);
+    if (bh_runtime_delete(ctx->runtime, cid, err) < 0)
+        return bh_err_wrap(err, "delete container %s", cid);
+    instance_net_detach(ctx, id, mode);
+    if (bh_rootfs_umount(rootfs, err) < 0)
+        return -1;
+    return bh_fs_rmtree(dir, err);
+}
+
+int bh_instance_destroy(struct bh_ctx *ctx, const char *id, struct bh_err *err)
+{
+    if (!instance_id_valid(id))
+        return bh_err_set(err, BH_EINVAL, "invalid instance id");
+    cJSON *rec = NULL;
+    struct bh_err get_err;
+    const char *mode = NULL;
+    if (bh_store_get(ctx->store, INSTANCE_KIND, id, &rec, &get_err) == 0)
+        mode = bh_json_str(rec, "spec.network");
+    int rc = instance_teardown(ctx, id, mode, err);
+    cJSON_Delete(rec);
+    if (rc < 0)
+        return -1;
+    if (bh_store_delete(ctx->store, INSTANCE_KIND, id, &get_err) < 0 &&
+        get_err.code != BH_ENOTFOUND) {
+        *err = get_err;
+        return -1;
+    }
+    bh_info("instance", "instance %s destroyed", id);
+    return 0;
+}
+
+/* True if pid lives (not a zombie) in the container's own cgroup: a recycled pid is in some
+ * other cgroup, and a container whose init died has been killed whole. A few file reads,
+ * against ~20 ms for `runc state` (a Go binary), on the claim path. */
+static int instance_pid_in_container(int pid, const char *cid)
+{
+    if (pid <= 0 || !instance_pid_alive(pid))
+        return 0;
+    bh_autofree char *path = bh_xasprintf("/proc/%d/cgroup", pid);
+    bh_autofree char *data = NULL;
+    size_t len = 0;
+    if (bh_fs_read_all(path, 64 << 10, &data, &len, NULL) < 0)
+        return 0;
+    bh_autofree char *want = bh_xasprintf("/boilerhouse/%s\n", cid);
+    for (const char *p = strstr(data, want); p; p = strstr(p + 1, want))
+        if (p > data && (p[-1] == ':' || p[-1] == '/'))
+            return 1;
+    return 0;
+}
+
+/* Running, or frozen by a hibernate in progress (which thaws or destroys it). */
+int bh_instance_alive(struct bh_ctx *ctx, const cJSON *instance)
+{
+    const char *id = bh_json_str(instance, "metadata.name");
+    if (!instance_id_valid(id))
+        return 0;
+    bh_autofree char *cid = instance_container_id(id);
+    if (instance_pid_in_container((int)bh_json_int(instance, "status.pid", 0), cid))
+        return 1;
+    struct bh_runtime_state st;
+    struct bh_err err;
+    return bh_runtime_state(ctx->runtime, cid, &st, &err) == 0 &&
+           (strcmp(st.status, "running") == 0 || strcmp(st.status, "paused") == 0);
+}
+
+int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int timeout_ms,
+                     cJSON **out, struct bh_err *err)
+{
+    if (!instance_id_valid(id))
+        return bh_err_set(err, BH_ENOTFOUND, "instance not found");
+    bh_autofree char *cid = instance_container_id(id);
+    struct bh_proc_result res;
+    if (bh_runtime_exec(ctx->runtime, cid, argv, timeout_ms, &res, err) < 0) {
+        bh_proc_result_free(&res);
+        return -1;
+    }
+    for (size_t n = res.out_len; n > 0 && res.out[n - 1] == '\n'; n--)
+        res.out[n - 1] = '\0';
+    for (size_t n = res.err_len; n > 0 && res.errout[n - 1] == '\n'; n--)
+        res.errout[n - 1] = '\0';
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "stdout", res.out);
+    cJSON_AddStringToObject(o, "stderr", res.errout);
+    cJSON_AddNumberToObject(o, "exitCode", res.exit_code);
+    bh_proc_result_free(&res);
+    *out = o;
+    return 0;
+}
+
+/* ---- recovery ---- */
+
+/* Puts the claim that held a lost instance back to Pending so it boots again. */
+static void recover_requeue_claim(struct bh_ctx *ctx, const char *claim)
+{
+    cJSON *obj = NULL;
+    struct bh_err err;
+    if (!claim || bh_store_get(ctx->store, "BoilerhouseClaim", claim, &obj, &err) < 0)
+        return;
+    cJSON *status = bh_json_obj(obj, "status");
+    const char *phase = bh_json_str(status, "phase");
+    if (phase && (strcmp(phase, "Active") == 0 || strcmp(phase, "Pending") == 0)) {
+        bh_json_set_str(status, "phase", "Pending");
+        bh_json_set_str(status, "detail", "instance lost in a daemon restart; booting again");
+        cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
+        cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+        if (bh_store_update_status(ctx->store, obj, NULL, &err) < 0)
+            bh_warn("instance", "requeue claim %s: %s", claim, err.msg);
+    }
+    cJSON_Delete(obj);
+}
+
+static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
+{
+    cJSON *list = NULL;
+    if (bh_store_list(ctx->store, INSTANCE_KIND, NULL, &list, NULL, err) < 0)
+        return -1;
+    const cJSON *inst;
+    cJSON_ArrayForEach(inst, list)
+    {
+        const char *id = bh_json_str(inst, "metadata.name");
+        const char *phase = bh_json_str(inst, "status.phase");
+        if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&
+            bh_instance_alive(ctx, inst)) {
+            /* A crash during hibernate leaves it frozen; the release resumes from scratch. */
+            bh_autofree char *cid = instance_container_id(id);
+            struct bh_err rerr;
+            if (bh_runtime_resume(ctx->runtime, cid, &rerr) < 0)
+                bh_debug("instance", "resume %s: %s", id, rerr.msg);
+            instance_readopt_network(ctx, inst);
+            bh_info("instance", "re-adopted running instance %s", id);
+            continue;
+        }
+        bh_info("instance", "instance %s was %s at restart; removing it", id,
+                phase ? phase : "unknown");
+        struct bh_err derr = {0};
+        if (bh_instance_destroy(ctx, id, &derr) < 0)
+            bh_error("instance", "remove %s: %s", id, derr.msg);
+        recover_requeue_claim(ctx, bh_json_str(inst, "spec.claim"));
+    }
+    cJSON_Delete(list);
+    return 0;
+}
+
+static int recover_has_record(struct bh_ctx *ctx, const char *id)
+{
+    cJSON *obj = NULL;
+    struct bh_err err;
+    int found = bh_store_get(ctx->store, INSTANCE_KIND, id, &obj, &err) == 0;
+    cJSON_Delete(obj);
+    return found;
+}
+
+/* Containers under our runtime root that no record accounts for. */
+static int recover_containers(struct bh_ctx *ctx, struct bh_err *err)
+{
+    char **ids = NULL;
+    if (bh_runtime_list(ctx->runtime, &ids, err) < 0)
+        return -1;
+    for (char **p = ids; p && *p; p++) {
+        const char *id = strncmp(*p, "bh-", 3) == 0 ? *p + 3 : *p;
+        if (instance_id_valid(id) && recover_has_record(ctx, id))
+            continue;
+        bh_info("instance", "deleting orphan container %s", *p);
+        struct bh_err derr = {0};
+        if (bh_runtime_delete(ctx->runtime, *p, &derr) < 0)
+            bh_error("instance", "delete orphan %s: %s", *p, derr.msg);
+    }
+    bh_strv_free(ids);
+    return 0;
+}
+
+/* Instance directories (and their mounts, network state) without a record. */
+static int recover_dirs(struct bh_ctx *ctx, struct bh_err *err)
+{
+    bh_autofree char *root = bh_xasprintf("%s/instances", ctx->cfg.state_dir);
+    DIR *dir = opendir(root);
+    if (!dir)
+        return errno == ENOENT ? 0 : bh_err_errno(err, BH_EIO, "open %s", root);
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (!instance_id_valid(de->d_name) || recover_has_record(ctx, de->d_name))
+            continue;
+        bh_info("instance", "removing leftovers of unrecorded instance %s", de->d_name);
+        struct bh_err terr = {0};
+        if (instance_teardown(ctx, de->d_name, NULL, &terr) < 0)
+            bh_error("instance", "leftovers of %s: %s", de->d_name, terr.msg);
+    }
+    closedir(dir);
+    return 0;
+}
+
+int bh_instance_recover(struct bh_ctx *ctx, struct bh_err *err)
+{
+    if (recover_records(ctx, err) < 0 || recover_containers(ctx, err) < 0)
+        return -1;
+    return recover_dirs(ctx, err);
+}

@@ -1,0 +1,55 @@
+/* Instances: the records and lifecycles of containers (boot, probe, exec, destroy, startup
+ * recovery) over the runtime and the network plugin. */
+#ifndef BH_INSTANCE_H
+#define BH_INSTANCE_H
+
+#include <cjson/cJSON.h>
+
+#include "ctx.h"
+#include "err.h"
+
+/* Set on an instance while a tenant's snapshot is restored into it. Such an instance is
+ * never anyone's "existing" instance, and a restart destroys it: a half-restored instance
+ * must not be handed out, nor hibernated over the tenant's good snapshot. */
+#define BH_LABEL_RESTORING "boilerhouse.dev/restoring"
+
+struct bh_boot_req {
+    const cJSON *workload;
+    const char *tenant;    /* NULL for a pool instance */
+    const char *claim;     /* NULL for a pool instance */
+    const char *pool;      /* pool name for a pool instance */
+    const cJSON *snapshot; /* restored into the rootfs before the container starts */
+    const char *id;        /* a record made by bh_instance_reserve, or NULL for a new one */
+};
+
+/* Creates the Starting record of an instance (so it counts, and a crash leaves it to clean
+ * up) before the boot itself runs elsewhere. Owned id, NULL on error. */
+char *bh_instance_reserve(struct bh_ctx *ctx, const struct bh_boot_req *req, struct bh_err *err);
+
+/* Creates the Instance record first (so a crash leaves something to clean up), then its
+ * rootfs, network, container; waits until healthy. *out (owned) is the Running instance. */
+int bh_instance_boot(struct bh_ctx *ctx, const struct bh_boot_req *req, cJSON **out,
+                     struct bh_err *err);
+/* The instance now belongs to tenant: tells its network plugin (per-tenant credentials). */
+int bh_instance_bind_tenant(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
+                            const char *tenant, struct bh_err *err);
+/* Host path of the instance's merged rootfs (owned). */
+char *bh_instance_rootfs(struct bh_ctx *ctx, const char *id);
+/* Tears down container, network, mounts and files, then deletes the record. Idempotent. */
+int bh_instance_destroy(struct bh_ctx *ctx, const char *id, struct bh_err *err);
+/* Startup recovery: adopts Running instances whose container runs; destroys the rest and
+ * anything the runtime or the instances dir holds that no record accounts for. */
+int bh_instance_recover(struct bh_ctx *ctx, struct bh_err *err);
+/* True if the instance's container is running now. */
+int bh_instance_alive(struct bh_ctx *ctx, const cJSON *instance);
+/* One probe of the workload's health check against the instance (pid: its init, whose
+ * network namespace HTTP probes enter). */
+int bh_instance_probe(struct bh_ctx *ctx, const cJSON *workload, const char *id, int pid,
+                      struct bh_err *err);
+/* Runs argv in the instance (exec API). */
+int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int timeout_ms,
+                     cJSON **out, struct bh_err *err);
+/* Path of the instance's container log (owned). */
+char *bh_instance_log_path(struct bh_ctx *ctx, const char *id);
+
+#endif

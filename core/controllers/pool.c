@@ -1,0 +1,358 @@
+/* The pool controller: keeps `size` healthy warm instances of a workload, boots at most
+ * maxFillConcurrency at once (in their own threads, so a slow boot never blocks the
+ * reconciler), drains instances built from an older workload generation, removes failed
+ * ones with backoff, and never touches instances tenants hold.
+ *
+ * Pool instances carry labels boilerhouse.dev/pool=<pool> and pool-status=warming|ready.
+ * Acquiring one is an optimistic-concurrency update of its record (resourceVersion checked),
+ * so two claims can never take the same instance. */
+#include "pool.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "ctx.h"
+#include "instance.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+#include "store.h"
+#include "workload.h"
+
+#define POOL_KIND "BoilerhousePool"
+#define POOL_RESYNC_MS 10000
+#define POOL_BACKOFF_MAX_MS 60000
+
+struct pool_boot {
+    struct bh_ctx *ctx;
+    cJSON *workload;
+    char *pool;
+    char *id; /* reserved before the thread starts, so the next reconcile counts it */
+};
+
+static void pool_enqueue(struct bh_ctx *ctx, const char *pool)
+{
+    bh_autofree char *key = bh_xasprintf("%s/%s", POOL_KIND, pool);
+    bh_queue_add(ctx->queue, key);
+}
+
+/* Records the last boot failure on the pool (status.failures/detail) for backoff. */
+static void pool_note_boot(struct bh_ctx *ctx, const char *pool, const char *failure)
+{
+    cJSON *obj = NULL;
+    struct bh_err err;
+    if (bh_store_get(ctx->store, POOL_KIND, pool, &obj, &err) < 0)
+        return;
+    cJSON *status = bh_json_obj(obj, "status");
+    long long failures = failure ? bh_json_int(status, "failures", 0) + 1 : 0;
+    bh_json_set_num(status, "failures", (double)failures);
+    bh_json_set_num(status, "lastFailureAt", failure ? (double)bh_clock_ms() : 0);
+    bh_json_set_str(status, "lastFailure", failure);
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(obj, "metadata"), "resourceVersion");
+    bh_store_update_status(ctx->store, obj, NULL, &err);
+    cJSON_Delete(obj);
+}
+
+static void *pool_boot_thread(void *arg)
+{
+    struct pool_boot *pb = arg;
+    struct bh_boot_req req = {.workload = pb->workload, .pool = pb->pool, .id = pb->id};
+    struct bh_err err = {0};
+    cJSON *inst = NULL;
+    if (bh_instance_boot(pb->ctx, &req, &inst, &err) < 0) {
+        bh_warn("pool", "pool %s: warm instance failed: %s", pb->pool, err.msg);
+        pool_note_boot(pb->ctx, pb->pool, err.msg);
+    } else {
+        /* Running and healthy: hand it to the pool. */
+        cJSON *labels = bh_json_obj(inst, "metadata.labels");
+        bh_json_set_str(labels, "boilerhouse.dev/pool-status", "ready");
+        /* resourceVersion checked: if the pool started draining it meanwhile, that wins. */
+        if (bh_store_update_lazy(pb->ctx->store, inst, NULL, &err) < 0)
+            bh_debug("pool", "pool %s: mark ready: %s", pb->pool, err.msg);
+    }
+    cJSON_Delete(inst);
+    pool_enqueue(pb->ctx, pb->pool);
+    struct bh_ctx *ctx = pb->ctx;
+    cJSON_Delete(pb->workload);
+    free(pb->pool);
+    free(pb->id);
+    free(pb);
+    pthread_mutex_lock(&ctx->boot_lock);
+    ctx->boots_running--;
+    pthread_cond_broadcast(&ctx->boot_cond);
+    pthread_mutex_unlock(&ctx->boot_lock);
+    return NULL;
+}
+
+static void pool_start_boot(struct bh_ctx *ctx, const cJSON *workload, const char *pool)
+{
+    struct bh_boot_req req = {.workload = workload, .pool = pool};
+    struct bh_err err;
+    char *id = bh_instance_reserve(ctx, &req, &err);
+    if (!id) {
+        bh_warn("pool", "pool %s: cannot record a new instance: %s", pool, err.msg);
+        return;
+    }
+    struct pool_boot *pb = bh_xcalloc(1, sizeof(*pb));
+    pb->id = id;
+    pb->ctx = ctx;
+    pb->workload = cJSON_Duplicate(workload, 1);
+    pb->pool = bh_xstrdup(pool);
+    pthread_mutex_lock(&ctx->boot_lock);
+    ctx->boots_running++;
+    pthread_mutex_unlock(&ctx->boot_lock);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, pool_boot_thread, pb) != 0) {
+        bh_error("pool", "pool %s: cannot start a boot thread", pool);
+        pthread_mutex_lock(&ctx->boot_lock);
+        ctx->boots_running--;
+        pthread_mutex_unlock(&ctx->boot_lock);
+        bh_instance_destroy(ctx, id, &err);
+        free(pb->id);
+        cJSON_Delete(pb->workload);
+        free(pb->pool);
+        free(pb);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Unclaimed instances of the pool (warming or ready). Owned array. */
+static cJSON *pool_members(struct bh_ctx *ctx, const char *pool)
+{
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/pool=%s,boilerhouse.dev/pool-status", pool);
+    cJSON *list = NULL;
+    struct bh_err err;
+    if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, &err) < 0)
+        return cJSON_CreateArray();
+    return list;
+}
+
+/* Removes a member, but only if it is still unclaimed: the listed record's resourceVersion
+ * guards the take, so a claim that acquired it a moment ago wins and keeps it. */
+static void pool_destroy_member(struct bh_ctx *ctx, const cJSON *inst, const char *why)
+{
+    const char *id = bh_json_str(inst, "metadata.name");
+    cJSON *taken = cJSON_Duplicate(inst, 1);
+    bh_json_set_str(bh_json_obj(taken, "metadata.labels"), "boilerhouse.dev/pool-status",
+                    "draining");
+    struct bh_err err;
+    int rc = bh_store_update(ctx->store, taken, NULL, &err);
+    cJSON_Delete(taken);
+    if (rc < 0) {
+        bh_debug("pool", "not removing %s: %s", id, err.msg);
+        return;
+    }
+    bh_info("pool", "removing pool instance %s: %s", id, why);
+    if (bh_instance_destroy(ctx, id, &err) < 0)
+        bh_warn("pool", "remove %s: %s", id, err.msg);
+}
+
+/* Relabels a member that finished booting as ready; false if it changed meanwhile. */
+static int pool_mark_ready(struct bh_ctx *ctx, const cJSON *inst)
+{
+    cJSON *copy = cJSON_Duplicate(inst, 1);
+    bh_json_set_str(bh_json_obj(copy, "metadata.labels"), "boilerhouse.dev/pool-status", "ready");
+    struct bh_err err;
+    int rc = bh_store_update_lazy(ctx->store, copy, NULL, &err);
+    cJSON_Delete(copy);
+    return rc == 0;
+}
+
+/* Drains members that are stale, dead or surplus; counts the rest. */
+static void pool_prune(struct bh_ctx *ctx, const cJSON *pool, const cJSON *wl, int *ready,
+                       int *warming)
+{
+    const char *name = bh_json_str(pool, "metadata.name");
+    long long gen = wl ? bh_json_int(wl, "metadata.generation", 0) : -1;
+    long long size = bh_json_int(pool, "spec.size", 0);
+    cJSON *members = pool_members(ctx, name);
+    const cJSON *m;
+    *ready = *warming = 0;
+    cJSON_ArrayForEach(m, members)
+    {
+        const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
+        int is_ready = st && strcmp(st, "ready") == 0;
+        struct bh_err derr;
+        if (st && strcmp(st, "draining") == 0) { /* a removal that failed before: retry */
+            if (bh_instance_destroy(ctx, bh_json_str(m, "metadata.name"), &derr) < 0)
+                bh_warn("pool", "remove %s: %s", bh_json_str(m, "metadata.name"), derr.msg);
+            continue;
+        }
+        /* Booted but never relabelled (a crash between the two writes): it is ready. */
+        if (!is_ready && bh_json_str(m, "status.phase") &&
+            strcmp(bh_json_str(m, "status.phase"), "Running") == 0 && pool_mark_ready(ctx, m))
+            is_ready = 1;
+        /* Warming members finish booting first (their boot thread owns them until then). */
+        if (is_ready && bh_json_int(m, "spec.workloadGeneration", -2) != gen)
+            pool_destroy_member(ctx, m, "built from an older workload spec");
+        else if (is_ready && !bh_instance_alive(ctx, m)) {
+            /* Counts as a failed boot, so a workload that dies right after starting backs
+             * off instead of being restarted in a tight loop. */
+            bh_autofree char *why =
+                bh_xasprintf("instance %s exited after start", bh_json_str(m, "metadata.name"));
+            pool_destroy_member(ctx, m, why);
+            pool_note_boot(ctx, name, why);
+        } else if (is_ready && *ready + *warming >= size)
+            pool_destroy_member(ctx, m, "pool scaled down");
+        else
+            *(is_ready ? ready : warming) += 1;
+    }
+    cJSON_Delete(members);
+}
+
+static int pool_write_status(struct bh_ctx *ctx, cJSON *pool, int ready, int warming,
+                             const char *phase, const char *detail, struct bh_err *err)
+{
+    cJSON *status = bh_json_obj(pool, "status");
+    if (bh_json_int(status, "ready", -1) == ready &&
+        bh_json_int(status, "warming", -1) == warming && bh_json_str(status, "phase") &&
+        strcmp(bh_json_str(status, "phase"), phase) == 0)
+        return 0;
+    bh_json_set_num(status, "ready", ready);
+    bh_json_set_num(status, "warming", warming);
+    bh_json_set_str(status, "phase", phase);
+    bh_json_set_str(status, "detail", detail);
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(pool, "metadata"), "resourceVersion");
+    return bh_store_update_status(ctx->store, pool, NULL, err);
+}
+
+static long pool_backoff_ms(long long failures)
+{
+    long ms = 1000;
+    for (long long i = 1; i < failures && ms < POOL_BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    return ms < POOL_BACKOFF_MAX_MS ? ms : POOL_BACKOFF_MAX_MS;
+}
+
+/* A deleted pool: its unclaimed instances go; instances tenants hold are not members. */
+static int pool_drain_deleted(struct bh_ctx *ctx, const char *name)
+{
+    cJSON *members = pool_members(ctx, name);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, members)
+    {
+        /* A member still booting is its boot thread's; once ready it comes back here. */
+        const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
+        if (!st || strcmp(st, "warming") != 0)
+            pool_destroy_member(ctx, m, "pool deleted");
+    }
+    cJSON_Delete(members);
+    return 0;
+}
+
+int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err)
+{
+    cJSON *pool = NULL, *wl = NULL;
+    if (bh_store_get(ctx->store, POOL_KIND, name, &pool, err) < 0)
+        return err->code == BH_ENOTFOUND ? pool_drain_deleted(ctx, name) : -1;
+    struct bh_err gerr;
+    const char *wname = bh_json_str(pool, "spec.workloadRef");
+    int have_wl = bh_store_get(ctx->store, "BoilerhouseWorkload", wname, &wl, &gerr) == 0;
+    int wl_ready = have_wl && bh_workload_ready(wl);
+    int ready = 0, warming = 0, rc;
+    pool_prune(ctx, pool, wl_ready ? wl : NULL, &ready, &warming);
+    /* Pruning may have recorded failures in the pool's status: work from the fresh copy. */
+    cJSON_Delete(pool);
+    pool = NULL;
+    if (bh_store_get(ctx->store, POOL_KIND, name, &pool, err) < 0) {
+        cJSON_Delete(wl);
+        return err->code == BH_ENOTFOUND ? pool_drain_deleted(ctx, name) : -1;
+    }
+    long long size = bh_json_int(pool, "spec.size", 0);
+    long long max_fill = bh_json_int(pool, "spec.maxFillConcurrency", 2);
+    long long failures = bh_json_int(pool, "status.failures", 0);
+    *requeue_ms = POOL_RESYNC_MS;
+    if (!wl_ready) {
+        bh_autofree char *msg =
+            bh_xasprintf("workload %s is %s", wname, have_wl ? "not ready" : "not found");
+        rc = pool_write_status(ctx, pool, ready, warming, "Error", msg, err);
+    } else {
+        long long gap = size - ready - warming, room = max_fill - warming;
+        long long start = gap < room ? gap : room;
+        /* After failures, wait out the backoff, then try one at a time. */
+        long long wait = failures ? bh_json_int(pool, "status.lastFailureAt", 0) +
+                                        pool_backoff_ms(failures) - bh_clock_ms()
+                                  : 0;
+        if (failures && (wait > 0 || warming > 0))
+            start = 0;
+        else if (failures && start > 1)
+            start = 1;
+        for (long long i = 0; i < start; i++, warming++)
+            pool_start_boot(ctx, wl, name);
+        if (wait > 0)
+            *requeue_ms = (long)wait;
+        if (failures && ready >= size) {
+            pool_note_boot(ctx, name, NULL); /* healthy again: the backoff starts over */
+            failures = 0;
+            cJSON_Delete(pool);
+            pool = NULL;
+            if (bh_store_get(ctx->store, POOL_KIND, name, &pool, err) < 0) {
+                cJSON_Delete(wl);
+                return -1;
+            }
+        }
+        const char *detail = failures ? bh_json_str(pool, "status.lastFailure")
+                                      : (ready < size ? "warming instances" : NULL);
+        rc = pool_write_status(ctx, pool, ready, warming, ready >= size ? "Healthy" : "Degraded",
+                               detail, err);
+    }
+    cJSON_Delete(wl);
+    cJSON_Delete(pool);
+    return rc;
+}
+
+int bh_pool_acquire(struct bh_ctx *ctx, const cJSON *workload, const char *tenant,
+                    const char *claim, int restoring, cJSON **out, struct bh_err *err)
+{
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/workload=%s,boilerhouse.dev/pool-status=ready",
+                     bh_json_str(workload, "metadata.name"));
+    cJSON *list = NULL;
+    *out = NULL;
+    if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, err) < 0)
+        return -1;
+    long long gen = bh_json_int(workload, "metadata.generation", 0);
+    cJSON *m;
+    cJSON_ArrayForEach(m, list)
+    {
+        /* An instance from an older spec is never handed out, whatever the pool did yet. */
+        if (bh_json_int(m, "spec.workloadGeneration", -1) != gen)
+            continue;
+        const char *pool = bh_json_label(m, "boilerhouse.dev/pool");
+        bh_autofree char *pool_name = bh_xstrdup(pool ? pool : "");
+        cJSON *labels = bh_json_obj(m, "metadata.labels");
+        cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool-status");
+        cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool");
+        bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
+        if (restoring) /* not the tenant's until its data is in: see bh_instance_restored */
+            bh_json_set_str(labels, BH_LABEL_RESTORING, "true");
+        cJSON *spec = bh_json_obj(m, "spec");
+        bh_json_set_str(spec, "tenantId", tenant);
+        bh_json_set_str(spec, "claim", claim);
+        cJSON *taken = NULL;
+        struct bh_err uerr;
+        /* metadata.resourceVersion is still the listed one: a concurrent taker conflicts. Not
+         * fsynced: lost in a crash, the instance is simply unclaimed again; kept without the
+         * claim's Active status, the claim finds it as its tenant's existing instance. */
+        if (bh_store_update_lazy(ctx->store, m, &taken, &uerr) < 0)
+            continue;
+        if (!bh_instance_alive(ctx, taken)) {
+            bh_instance_destroy(ctx, bh_json_str(taken, "metadata.name"), &uerr);
+            cJSON_Delete(taken);
+            continue;
+        }
+        *out = taken;
+        if (pool_name[0])
+            pool_enqueue(ctx, pool_name); /* refill */
+        break;
+    }
+    cJSON_Delete(list);
+    return 0;
+}

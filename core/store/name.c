@@ -1,0 +1,54 @@
+#include "name.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "json.h"
+#include "mem.h"
+
+int bh_name_label_valid(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (!len || len > 63 || name[0] == '-' || name[len - 1] == '-')
+        return 0;
+    return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") == len;
+}
+
+int bh_name_tenant_valid(const char *id)
+{
+    size_t len = id ? strlen(id) : 0;
+    if (!len || len > 63 || !strcmp(id, ".") || !strcmp(id, ".."))
+        return 0;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
+char *bh_name_pair(const char *tenant, const char *workload)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bh_autofree char *pair = bh_xasprintf("%s\n%s", tenant, workload);
+    EVP_Digest(pair, strlen(pair), md, &mdlen, EVP_sha256(), NULL);
+    /* Readable part: the tenant lower-cased with anything outside [a-z0-9-] as '-'. The 128-bit
+     * hash keeps names unique (two pairs meeting on one name would share an instance and a
+     * snapshot); whoever reads a claim or snapshot by name still checks its spec. */
+    char readable[9];
+    size_t n = 0;
+    for (const char *p = tenant; *p && n < sizeof(readable) - 1; p++) {
+        char c = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+        readable[n++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '-';
+    }
+    readable[n] = '\0';
+    char hash[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hash + 2 * i, 3, "%02x", md[i]);
+    bh_autofree char *wl = bh_xstrndup(workload, 20); /* 20 + 1 + 8 + 1 + 32 <= 63 */
+    return bh_xasprintf("%s-%s-%s", wl, readable, hash);
+}
+
+int bh_name_is_pair(const cJSON *obj, const char *tenant, const char *workload)
+{
+    const char *t = bh_json_str(obj, "spec.tenantId");
+    const char *w = bh_json_str(obj, "spec.workloadRef");
+    return t && w && strcmp(t, tenant) == 0 && strcmp(w, workload) == 0;
+}

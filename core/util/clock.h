@@ -1,0 +1,11 @@
+/* Clocks: a monotonic millisecond clock for deadlines and durations, and the wall clock as
+ * the RFC 3339 timestamps resources carry. */
+#ifndef BH_CLOCK_H
+#define BH_CLOCK_H
+
+/* CLOCK_MONOTONIC in milliseconds. */
+long long bh_clock_ms(void);
+/* Now, UTC, as "YYYY-MM-DDTHH:MM:SSZ" into buf[32]. */
+void bh_clock_rfc3339(char buf[32]);
+
+#endif
