@@ -21,7 +21,7 @@
 #include "plugin.h"
 #include "queue.h"
 #include "resource.h"
-#include "runtime.h"
+#include "runtime_oci.h"
 #include "secret.h"
 #include "store.h"
 
@@ -125,7 +125,7 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
         return -1;
     int rc = bh_image_store_open(images, c->uid_base, regcfg, &ctx->images, err);
     cJSON_Delete(regcfg);
-    if (rc < 0 || bh_runtime_open(rtroot, c->runtime, &ctx->runtime, err) < 0)
+    if (rc < 0 || bh_runtime_oci_open(rtroot, c->runtime, &ctx->runtime, err) < 0)
         return -1;
     return daemon_open_plugins(ctx, err);
 }

@@ -138,7 +138,7 @@ static int claim_from_pool(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, co
     int rc = bh_instance_bind_tenant(ctx, *inst, wl, tenant, err);
     if (rc == 0 && snap) {
         *source = "pool+data";
-        bh_autofree char *cid = bh_xasprintf("bh-%s", id);
+        bh_autofree char *cid = bh_runtime_container_id(id);
         bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
         struct bh_err rerr;
         rc = bh_runtime_pause(ctx->runtime, cid, err);

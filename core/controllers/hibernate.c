@@ -175,7 +175,7 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
                       struct bh_err *err)
 {
     long long t0 = bh_clock_ms();
-    bh_autofree char *cid = bh_xasprintf("bh-%s", id);
+    bh_autofree char *cid = bh_runtime_container_id(id);
     /* Frozen, the tenant's processes cannot change files while they are read. */
     if (bh_runtime_pause(ctx->runtime, cid, err) < 0)
         return bh_err_wrap(err, "freeze %s", id);
