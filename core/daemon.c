@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "claim.h"
 #include "crypto.h"
 #include "ctx.h"
 #include "dispatch.h"
@@ -139,7 +140,8 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
-    if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0) {
+    if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
+        bh_claim_recover(ctx, err) < 0) {
         bh_daemon_close(ctx);
         return -1;
     }

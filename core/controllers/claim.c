@@ -438,6 +438,44 @@ void bh_claim_wait_change(struct bh_ctx *ctx, uint64_t *seq, long long deadline_
     pthread_mutex_unlock(&ctx->claim_lock);
 }
 
+/* ---- startup recovery ---- */
+
+/* A claim whose instance a restart lost (its record is gone) boots again. */
+static void claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
+{
+    const char *phase = claim_phase(claim);
+    const char *id = bh_json_str(claim, "status.instanceId");
+    cJSON *inst = NULL;
+    struct bh_err err;
+    if (strcmp(phase, BH_CLAIM_ACTIVE) != 0 ||
+        bh_store_get(ctx->store, "Instance", id ? id : "", &inst, &err) == 0) {
+        cJSON_Delete(inst);
+        return;
+    }
+    cJSON *status = bh_json_obj(claim, "status");
+    bh_json_set_str(status, "phase", BH_CLAIM_PENDING);
+    bh_json_set_str(status, "detail", "instance lost in a daemon restart; booting again");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(claim, "metadata"), "resourceVersion");
+    if (bh_store_update_status(ctx->store, claim, NULL, &err) < 0)
+        bh_warn("claim", "recover claim %s: %s", bh_json_str(claim, "metadata.name"), err.msg);
+}
+
+int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
+{
+    cJSON *list = NULL, *claim;
+    if (bh_store_list(ctx->store, CLAIM_KIND, NULL, &list, NULL, err) < 0)
+        return -1;
+    cJSON_ArrayForEach(claim, list)
+    {
+        if (!bh_json_get(claim, "metadata.deletionTimestamp"))
+            claim_recover_one(ctx, claim);
+    }
+    cJSON_Delete(list);
+    return 0;
+}
+
 /* ---- the front door: what REST, triggers and the Kubernetes-compatible API call ---- */
 
 /* Waits for the claim to reach one of phases (NULL-terminated; NULL: until it is gone).

@@ -68,6 +68,10 @@ int bh_claim_release(struct bh_ctx *ctx, const char *tenant, const char *workloa
                      struct bh_err *err);
 void bh_claim_answer_free(struct bh_claim_answer *ans);
 
+/* Startup, after bh_instance_recover: an Active claim whose instance did not survive the
+ * restart goes back to Pending, so it boots again (a deleted claim's finalizer needs
+ * nothing). */
+int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err);
 int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err);
 /* Wakes everyone waiting for a claim change (called on every Claim event). */
 void bh_claim_notify(struct bh_ctx *ctx);

@@ -651,26 +651,6 @@ int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int 
 
 /* ---- recovery ---- */
 
-/* Puts the claim that held a lost instance back to Pending so it boots again. */
-static void recover_requeue_claim(struct bh_ctx *ctx, const char *claim)
-{
-    cJSON *obj = NULL;
-    struct bh_err err;
-    if (!claim || bh_store_get(ctx->store, "BoilerhouseClaim", claim, &obj, &err) < 0)
-        return;
-    cJSON *status = bh_json_obj(obj, "status");
-    const char *phase = bh_json_str(status, "phase");
-    if (phase && (strcmp(phase, "Active") == 0 || strcmp(phase, "Pending") == 0)) {
-        bh_json_set_str(status, "phase", "Pending");
-        bh_json_set_str(status, "detail", "instance lost in a daemon restart; booting again");
-        cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
-        cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
-        if (bh_store_update_status(ctx->store, obj, NULL, &err) < 0)
-            bh_warn("instance", "requeue claim %s: %s", claim, err.msg);
-    }
-    cJSON_Delete(obj);
-}
-
 static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
 {
     cJSON *list = NULL;
@@ -697,7 +677,6 @@ static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
         struct bh_err derr = {0};
         if (bh_instance_destroy(ctx, id, &derr) < 0)
             bh_error("instance", "remove %s: %s", id, derr.msg);
-        recover_requeue_claim(ctx, bh_json_str(inst, "spec.claim"));
     }
     cJSON_Delete(list);
     return 0;

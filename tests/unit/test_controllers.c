@@ -175,7 +175,8 @@ static void open_parts(struct bh_ctx *ctx)
     load_plugins(ctx);
 }
 
-static int setup(void **state)
+/* The context as the daemon has it at startup, before the reconciler runs: recovery first. */
+static int setup_stopped(void **state)
 {
     const char *tmp = getenv("TMPDIR");
     g_dir = bh_xasprintf("%s/bh-ctl-XXXXXX", tmp ? tmp : "/tmp");
@@ -192,9 +193,15 @@ static int setup(void **state)
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
     open_parts(ctx);
-    ctx->queue = bh_queue_new(4, bh_dispatch_reconcile, ctx);
-    bh_store_subscribe(ctx->store, bh_dispatch_event, ctx);
     g_ctx = ctx;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    setup_stopped(state);
+    g_ctx->queue = bh_queue_new(4, bh_dispatch_reconcile, g_ctx);
+    bh_store_subscribe(g_ctx->store, bh_dispatch_event, g_ctx);
     return 0;
 }
 
@@ -202,12 +209,14 @@ static int teardown(void **state)
 {
     struct bh_ctx *ctx = g_ctx;
     struct bh_err err;
-    bh_queue_stop(ctx->queue);
+    if (ctx->queue)
+        bh_queue_stop(ctx->queue);
     pthread_mutex_lock(&ctx->boot_lock);
     while (ctx->boots_running > 0)
         pthread_cond_wait(&ctx->boot_cond, &ctx->boot_lock);
     pthread_mutex_unlock(&ctx->boot_lock);
-    bh_queue_free(ctx->queue);
+    if (ctx->queue)
+        bh_queue_free(ctx->queue);
     bh_plugins_free(ctx->plugins);
     bh_runtime_close(ctx->runtime);
     bh_image_store_close(ctx->images);
@@ -512,14 +521,19 @@ static void test_pool_backoff_after_boot_failures(void **state)
 
 /* ---- idle ---- */
 
-static int claim_phase_is(const char *workload, const char *phase)
+static int claim_phase_is_for(const char *tenant, const char *workload, const char *phase)
 {
-    bh_autofree char *name = bh_name_pair(TENANT, workload);
+    bh_autofree char *name = bh_name_pair(tenant, workload);
     cJSON *c = get("BoilerhouseClaim", name);
     const char *ph = bh_json_str(c, "status.phase");
     int is = ph && strcmp(ph, phase) == 0;
     cJSON_Delete(c);
     return is;
+}
+
+static int claim_phase_is(const char *workload, const char *phase)
+{
+    return claim_phase_is_for(TENANT, workload, phase);
 }
 
 #define WL_IDLE(action)                                                                            \
@@ -561,6 +575,23 @@ static void put_instance(const char *id, int restoring)
     cJSON_Delete(inst);
 }
 
+/* An Active claim of (tenant, "rec") recorded as holding instance id. */
+static void put_active_claim(const char *tenant, const char *id)
+{
+    bh_autofree char *name = bh_name_pair(tenant, "rec");
+    cJSON *c = bh_resource_new("BoilerhouseClaim", name);
+    cJSON *spec = cJSON_AddObjectToObject(c, "spec");
+    cJSON_AddStringToObject(spec, "tenantId", tenant);
+    cJSON_AddStringToObject(spec, "workloadRef", "rec");
+    cJSON *status = cJSON_AddObjectToObject(c, "status");
+    cJSON_AddStringToObject(status, "phase", BH_CLAIM_ACTIVE);
+    cJSON_AddStringToObject(status, "instanceId", id);
+    struct bh_err err;
+    if (bh_store_create(g_ctx->store, c, NULL, &err) < 0)
+        fail_msg("claim of %s: %s", tenant, err.msg);
+    cJSON_Delete(c);
+}
+
 static void test_recover_decisions(void **state)
 {
     put_workload("rec", WL_PLAIN);
@@ -577,9 +608,13 @@ static void test_recover_decisions(void **state)
     fake_rt_add(rt, c_orphan);
     fake_rt_add(rt, c_restoring);
     fake_rt_add(rt, "not-ours");
+    put_active_claim("tenant-runs", runs);
+    put_active_claim("tenant-gone", gone);
     struct bh_err err;
-    if (bh_instance_recover(g_ctx, &err) < 0)
+    if (bh_instance_recover(g_ctx, &err) < 0 || bh_claim_recover(g_ctx, &err) < 0)
         fail_msg("recover: %s", err.msg);
+    assert_true(claim_phase_is_for("tenant-runs", "rec", BH_CLAIM_ACTIVE));
+    assert_true(claim_phase_is_for("tenant-gone", "rec", BH_CLAIM_PENDING));
     assert_true(exists("Instance", runs));
     assert_true(container_status_is(runs, "running"));
     assert_false(exists("Instance", gone));
@@ -599,7 +634,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_drains_stale_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_backoff_after_boot_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_hibernate_keeps_claim_released, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_recover_decisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_decisions, setup_stopped, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
