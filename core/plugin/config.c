@@ -41,11 +41,12 @@ int bh_plugin_schema_check(const char *path, const char *what, const struct bh_p
     return 0;
 }
 
-static const struct bh_config_field *config_field(const struct bh_plugin_info *info,
-                                                  const char *key)
+const struct bh_config_field *bh_plugin_field_find(const struct bh_plugin_info *info,
+                                                   const struct bh_config_field *table, size_t n,
+                                                   const char *key)
 {
-    for (size_t i = 0; i < info->n_config; i++) {
-        const struct bh_config_field *f = bh_plugin_field_at(info, info->config_schema, i);
+    for (size_t i = 0; i < n; i++) {
+        const struct bh_config_field *f = bh_plugin_field_at(info, table, i);
         if (strcmp(f->key, key) == 0)
             return f;
     }
@@ -98,7 +99,8 @@ static int config_take_given(const char *path, const struct bh_plugin_info *info
     const cJSON *v;
     cJSON_ArrayForEach(v, given)
     {
-        const struct bh_config_field *f = config_field(info, v->string);
+        const struct bh_config_field *f =
+            bh_plugin_field_find(info, info->config_schema, info->n_config, v->string);
         if (!f)
             return bh_err_set(err, BH_EINVAL, "%s: unknown config key \"%s\"", path, v->string);
         if (cJSON_HasObjectItem(values, f->key))

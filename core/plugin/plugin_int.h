@@ -30,6 +30,10 @@ void bh_plugin_handle_free(struct bh_plugin_handle *h);
 /* The i-th entry of a plugin's field table, stepping by the plugin's declared field_size. */
 const struct bh_config_field *bh_plugin_field_at(const struct bh_plugin_info *info,
                                                  const struct bh_config_field *table, size_t i);
+/* The entry of table (n entries) for key; NULL if none. */
+const struct bh_config_field *bh_plugin_field_find(const struct bh_plugin_info *info,
+                                                   const struct bh_config_field *table, size_t n,
+                                                   const char *key);
 /* Checks a declared table: entries have a key and a type in 1..max_type. what names it. */
 int bh_plugin_schema_check(const char *path, const char *what, const struct bh_plugin_info *info,
                            const struct bh_config_field *table, size_t n, uint32_t max_type,

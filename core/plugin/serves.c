@@ -39,17 +39,6 @@ static char *serves_list(struct bh_plugins *ps)
     return list;
 }
 
-static const struct bh_config_field *serves_field(const struct bh_plugin_info *info,
-                                                  const char *key)
-{
-    for (size_t i = 0; i < info->n_serves_schema; i++) {
-        const struct bh_config_field *f = bh_plugin_field_at(info, info->serves_schema, i);
-        if (strcmp(f->key, key) == 0)
-            return f;
-    }
-    return NULL;
-}
-
 static int serves_check_keys(const struct bh_plugin_info *info, const cJSON *network,
                              struct bh_err *err)
 {
@@ -58,7 +47,8 @@ static int serves_check_keys(const struct bh_plugin_info *info, const cJSON *net
     {
         if (serves_core_key(v->string))
             continue;
-        const struct bh_config_field *f = serves_field(info, v->string);
+        const struct bh_config_field *f =
+            bh_plugin_field_find(info, info->serves_schema, info->n_serves_schema, v->string);
         if (!f)
             return bh_err_set(err, BH_EINVAL, "spec.network.%s: not used by access %s", v->string,
                               info->serves);
