@@ -48,7 +48,7 @@ void bh_daemon_config_defaults(struct bh_settings *cfg)
     cfg->listen_host = config_env("BOILERHOUSE_LISTEN_HOST", "127.0.0.1");
     cfg->port = (int)config_env_long("BOILERHOUSE_PORT", 3000);
     cfg->api_key = config_env("BOILERHOUSE_API_KEY", NULL);
-    cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", BH_DEFAULT_PLUGIN_DIR);
+    cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", bh_daemon_default_plugin_dir);
     cfg->plugin_config = config_env("BOILERHOUSE_PLUGIN_CONFIG", NULL);
     cfg->registry_config = config_env("BOILERHOUSE_REGISTRY_CONFIG", NULL);
     cfg->workloads_dir = config_env("BOILERHOUSE_WORKLOADS_DIR", NULL);
