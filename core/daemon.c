@@ -49,7 +49,7 @@ void bh_daemon_config_defaults(struct bh_settings *cfg)
     cfg->listen_host = config_env("BOILERHOUSE_LISTEN_HOST", "127.0.0.1");
     cfg->port = (int)config_env_long("BOILERHOUSE_PORT", 3000);
     cfg->api_key = config_env("BOILERHOUSE_API_KEY", NULL);
-    cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", BH_DEFAULT_PLUGIN_DIR);
+    cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", bh_daemon_default_plugin_dir);
     cfg->plugin_config = config_env("BOILERHOUSE_PLUGIN_CONFIG", NULL);
     cfg->registry_config = config_env("BOILERHOUSE_REGISTRY_CONFIG", NULL);
     cfg->workloads_dir = config_env("BOILERHOUSE_WORKLOADS_DIR", NULL);
@@ -93,9 +93,8 @@ static int daemon_open_plugins(struct bh_ctx *ctx, struct bh_err *err)
     cJSON *pcfg = NULL;
     if (ctx->cfg.plugin_config && daemon_read_json_file(ctx->cfg.plugin_config, &pcfg, err) < 0)
         return -1;
-    bh_plugin_set_state_dir(ctx->cfg.state_dir);
-    bh_plugin_set_secrets(ctx->secrets);
-    int rc = bh_plugins_load_dir(ctx->cfg.plugin_dir, pcfg, &ctx->plugins, err);
+    const struct bh_plugin_env env = {.state_dir = ctx->cfg.state_dir, .secrets = ctx->secrets};
+    int rc = bh_plugins_load_dir(&env, ctx->cfg.plugin_dir, pcfg, &ctx->plugins, err);
     cJSON_Delete(pcfg);
     return rc;
 }
@@ -169,7 +168,6 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_queue_free(ctx->queue);
     if (ctx->plugins)
         bh_plugins_free(ctx->plugins);
-    bh_plugin_set_secrets(NULL);
     if (ctx->secrets)
         bh_secrets_close(ctx->secrets);
     if (ctx->runtime)
@@ -191,7 +189,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
 
 int bh_daemon_apply(struct bh_ctx *ctx, cJSON *obj, cJSON **out, struct bh_err *err)
 {
-    if (bh_resource_validate(obj, err) < 0)
+    if (bh_resource_validate(obj, err) < 0 || bh_plugins_check_resource(ctx->plugins, obj, err) < 0)
         return -1;
     const char *kind = bh_json_str(obj, "kind");
     const char *name = bh_json_str(obj, "metadata.name");

@@ -9,6 +9,9 @@
 #include "ctx.h"
 #include "err.h"
 
+/* Where plugins load from unless configured; defined per executable (plugin_dir.c). */
+extern const char bh_daemon_default_plugin_dir[];
+
 /* Fills cfg with defaults, then the environment (BOILERHOUSE_*). Owned strings. */
 void bh_daemon_config_defaults(struct bh_settings *cfg);
 void bh_daemon_config_free(struct bh_settings *cfg);

@@ -48,7 +48,7 @@ static int main_set_listen(struct bh_settings *cfg, const char *arg)
 
 static int main_set_level(const char *name)
 {
-    enum bh_log_level level;
+    uint32_t level;
     if (bh_log_parse_level(name, &level) < 0) {
         fprintf(stderr, "boilerhouse: unknown log level %s\n", name);
         return -1;

@@ -16,6 +16,7 @@
 #include "json.h"
 #include "mem.h"
 #include "name.h"
+#include "plugin.h"
 #include "queue.h"
 #include "resource.h"
 #include "secret.h"
@@ -255,6 +256,7 @@ static void h_resource_create(const struct bh_api_req *req, struct bh_api_resp *
         return;
     struct bh_err err;
     if (bh_resource_validate(obj, &err) < 0 ||
+        bh_plugins_check_resource(req->ctx->plugins, obj, &err) < 0 ||
         bh_store_create(req->ctx->store, obj, &stored, &err) < 0) {
         if (err.code == BH_ECONFLICT)
             bh_api_error(resp, 409, "%s %s already exists", api_noun(kind),
@@ -303,6 +305,7 @@ static void h_resource_put(const struct bh_api_req *req, struct bh_api_resp *res
     if (name && strcmp(name, req->params[0]) != 0)
         bh_api_error(resp, 400, "metadata.name: %s does not match the URL", name);
     else if (bh_resource_validate(obj, &err) < 0 ||
+             bh_plugins_check_resource(req->ctx->plugins, obj, &err) < 0 ||
              bh_store_update(req->ctx->store, obj, &stored, &err) < 0)
         bh_api_from_err(resp, &err);
     else

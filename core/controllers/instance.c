@@ -315,10 +315,10 @@ static int boot_container(struct boot *b, const char *tenant, struct bh_err *err
     bh_autofree char *net_json = bh_json_print(bh_json_get(b->workload, "spec.network"));
     struct bh_net_request req = boot_net_request(b, tenant, netns, net_json);
     const struct bh_network_ops *ops = b->net->info->ops;
-    if (ops->attach(b->net->state, &req, &b->net_res, err) < 0)
+    if (BH_PLUGIN_CALL(b->net, ops->attach(b->net->state, &req, &b->net_res, err)) < 0)
         return bh_err_wrap(err, "network %s", b->net->info->name);
     if (tenant && BH_HAS_OP(ops, struct bh_network_ops, bind_tenant) &&
-        ops->bind_tenant(b->net->state, &req, err) < 0)
+        BH_PLUGIN_CALL(b->net, ops->bind_tenant(b->net->state, &req, err)) < 0)
         return bh_err_wrap(err, "network %s: bind tenant", b->net->info->name);
     bh_crashpoint("boot.before-start");
     return bh_runtime_start(b->ctx->runtime, b->cid, err);
@@ -333,7 +333,7 @@ static int boot_prepare_net(struct boot *b, const char *tenant, struct bh_err *e
     struct bh_net_request req = boot_net_request(b, tenant, NULL, net_json);
     b->net_res.size = sizeof(b->net_res);
     const struct bh_network_ops *ops = b->net->info->ops;
-    return ops->prepare(b->net->state, &req, &b->net_res, err);
+    return BH_PLUGIN_CALL(b->net, ops->prepare(b->net->state, &req, &b->net_res, err));
 }
 
 /* Endpoint as the claim reports it: {host, port} for addressable instances, {socket} for
@@ -532,8 +532,8 @@ static int instance_net_call(struct bh_ctx *ctx, const cJSON *instance, const cJ
         .pid = pid,
     };
     struct bh_net_result res = {.size = sizeof(res)};
-    int rc = what == NET_ATTACH ? ops->attach(p->state, &req, &res, err)
-                                : ops->bind_tenant(p->state, &req, err);
+    int rc = what == NET_ATTACH ? BH_PLUGIN_CALL(p, ops->attach(p->state, &req, &res, err))
+                                : BH_PLUGIN_CALL(p, ops->bind_tenant(p->state, &req, err));
     return rc < 0 ? bh_err_wrap(err, "network %s", p->info->name) : 0;
 }
 
@@ -559,21 +559,18 @@ static void instance_readopt_network(struct bh_ctx *ctx, const cJSON *inst)
     cJSON_Delete(wl);
 }
 
-/* Detaches the instance from its network; with mode unknown, asks every network plugin
- * (detach is idempotent), so leftovers of unrecorded instances are cleaned too. */
+/* Detaches the instance from its network; with mode unknown, asks every loaded network
+ * plugin (detach is idempotent), so leftovers of unrecorded instances are cleaned too. */
 static void instance_net_detach(struct bh_ctx *ctx, const char *id, const char *mode)
 {
-    static const char *const modes[] = {"none", "unrestricted", "restricted"};
-    for (size_t i = 0; i < BH_ARRAY_LEN(modes); i++) {
-        if (mode && strcmp(mode, modes[i]) != 0)
-            continue;
-        struct bh_plugin *p = bh_plugins_find(ctx->plugins, BH_PLUGIN_NETWORK, modes[i]);
-        if (!p)
+    struct bh_plugin *p;
+    for (size_t i = 0; (p = bh_plugins_nth(ctx->plugins, BH_PLUGIN_NETWORK, i)); i++) {
+        if (mode && strcmp(mode, p->info->name) != 0)
             continue;
         struct bh_net_request req = {.size = sizeof(req), .instance_id = id};
         struct bh_err err = {0};
         const struct bh_network_ops *ops = p->info->ops;
-        if (ops->detach(p->state, &req, &err) < 0)
+        if (BH_PLUGIN_CALL(p, ops->detach(p->state, &req, &err)) < 0)
             bh_warn("instance", "network detach of %s: %s", id, err.msg);
     }
 }

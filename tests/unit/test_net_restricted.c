@@ -45,7 +45,6 @@ static int teardown(void **state)
     struct bh_err err;
     if (f->dir[0])
         bh_fs_rmtree(f->dir, &err);
-    bh_plugin_set_state_dir(NULL);
     free(f);
     *state = NULL;
     return 0;
@@ -64,7 +63,6 @@ static int setup(void **state)
     int ok = mkdtemp(f->dir) != NULL;
     if (!ok)
         f->dir[0] = '\0';
-    bh_plugin_set_state_dir(f->dir);
     ok = ok && (f->sleeper = nt_sleeper_start()) > 0;
     cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "bridge", f->bridge);
@@ -74,7 +72,8 @@ static int setup(void **state)
     cJSON_AddNumberToObject(cfg, "tls_port", 13130);
     cJSON_AddNumberToObject(cfg, "dns_port", 10053);
     struct bh_err err;
-    if (ok && bh_plugin_load(so, cfg, &f->plugin, &err) < 0) {
+    if (ok && bh_plugin_load(&(struct bh_plugin_env){.state_dir = f->dir}, so, cfg, &f->plugin,
+                             &err) < 0) {
         print_error("load: %s\n", err.msg);
         ok = 0;
     }
@@ -127,7 +126,7 @@ static char *nft_list(struct rs_fixture *f, const char *family)
     const char *argv[] = {"nft", "list", "table", family, f->table, NULL};
     struct bh_err err;
     out[0] = '\0';
-    if (bh_plugin_host_api()->run(argv, out, sizeof(out), &err) < 0)
+    if (bh_plugin_host_api()->run(NULL, argv, out, sizeof(out), &err) < 0)
         fail_msg("nft list: %s", err.msg);
     return out;
 }

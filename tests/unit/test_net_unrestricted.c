@@ -69,7 +69,8 @@ static int fixture_load(struct net_fixture *f, const char *subnet, struct bh_err
     cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "bridge", f->bridge);
     cJSON_AddStringToObject(cfg, "subnet", subnet);
-    int rc = bh_plugin_load(path, cfg, &f->plugin, err);
+    int rc =
+        bh_plugin_load(&(struct bh_plugin_env){.state_dir = f->dir}, path, cfg, &f->plugin, err);
     cJSON_Delete(cfg);
     return rc;
 }
@@ -111,7 +112,6 @@ static int teardown(void **state)
         teardown_veths(f);
         bh_fs_rmtree(f->dir, &err);
     }
-    bh_plugin_set_state_dir(NULL);
     free(f);
     *state = NULL;
     return 0;
@@ -133,7 +133,6 @@ static int setup(void **state)
     int ok = mkdtemp(f->dir) != NULL;
     if (!ok)
         f->dir[0] = '\0';
-    bh_plugin_set_state_dir(f->dir);
     for (int i = 0; ok && i < N_SLEEPERS; i++)
         ok = (f->sleepers[i] = nt_sleeper_start()) > 0;
     if (!ok)
@@ -378,7 +377,7 @@ static void test_isolation(void **state)
     assert_int_equal(detach(f, "inst-b", &err), 0);
     const char *list[] = {"nft", "list", "set", "bridge", f->table, "ports", NULL};
     char out[4096] = "";
-    assert_int_equal(bh_plugin_host_api()->run(list, out, sizeof(out), &err), 0);
+    assert_int_equal(bh_plugin_host_api()->run(NULL, list, out, sizeof(out), &err), 0);
     assert_null(strstr(out, "bhv")); /* no port element outlives its instance */
 }
 
