@@ -171,7 +171,7 @@ struct bh_net_request {
 
 struct bh_net_result {
     size_t size;
-    unsigned flags; /* BH_NET_* from prepare() */
+    uint32_t flags; /* BH_NET_* from prepare() */
     char host[64];  /* attach(): address the host reaches the instance at; "" if none */
     char env[1024]; /* prepare(): extra NAME=value lines for the container, '\n'-separated */
     /* prepare(): a PEM file (host path) the instance must trust; the host appends it

@@ -36,8 +36,11 @@ static const struct bh_plugin_info fk_info = {
     .abi_minor = BH_PLUGIN_ABI_MINOR,
     .build_sig = BH_PLUGIN_BUILD_SIG,
     .kind = BH_PLUGIN_NETWORK,
+    .flags = BH_PLUGIN_THREADSAFE, /* no state */
     .name = "none",
     .version = "0.0.1",
+    .field_size = sizeof(struct bh_config_field),
+    .serves = "none",
     .ops = &fk_ops,
 };
 

@@ -152,8 +152,8 @@ static void load_plugins(struct bh_ctx *ctx)
         bh_autofree char *to = bh_xasprintf("%s/%s", dir, links[i][1]);
         assert_int_equal(symlink(links[i][0], to), 0);
     }
-    bh_plugin_set_state_dir(g_dir);
-    assert_int_equal(bh_plugins_load_dir(dir, NULL, &ctx->plugins, &err), 0);
+    const struct bh_plugin_env env = {.state_dir = g_dir};
+    assert_int_equal(bh_plugins_load_dir(&env, dir, NULL, &ctx->plugins, &err), 0);
     assert_non_null(bh_plugins_find(ctx->plugins, BH_PLUGIN_NETWORK, "none"));
     assert_non_null(bh_plugins_find(ctx->plugins, BH_PLUGIN_STORAGE, "local"));
 }
