@@ -1,10 +1,11 @@
 """The daemon end to end: real containers under the OCI runtime, real HTTP to them."""
 import os
 import shutil
+import subprocess
 import threading
 import unittest
 
-from bh import Daemon, DaemonTestCase, http_get, path_without, read_manifest, wait_for
+from bh import BINARY, Daemon, DaemonTestCase, http_get, path_without, read_manifest, wait_for
 
 
 class ClaimTest(DaemonTestCase):
@@ -203,6 +204,33 @@ class RestartTest(unittest.TestCase):
         status, body = self.d.request("GET", "/api/v1/tenants/gina")
         self.assertEqual(body["claims"][0]["phase"], "Active")
         self.assertEqual(http_get("http://%s:8080/" % a["endpoint"]["host"])[0], 200)
+
+
+class CommandLineTest(unittest.TestCase):
+    def run_cli(self, *args, env=None):
+        return subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, **(env or {})))
+
+    def test_malformed_setting_stops_the_daemon_naming_it(self):
+        for env, args, named in (({"BOILERHOUSE_PORT": "abc"}, (), "BOILERHOUSE_PORT"),
+                                 ({"BOILERHOUSE_WORKERS": "0"}, (), "BOILERHOUSE_WORKERS"),
+                                 ({}, ("--workers", "0"), "--workers 0"),
+                                 ({}, ("--claim-timeout", "soon"), "--claim-timeout soon")):
+            out = self.run_cli("serve", "--state-dir", "/nonexistent/never-made", *args, env=env)
+            self.assertEqual(out.returncode, 2, (env, args, out.stderr))
+            self.assertIn(named, out.stderr)
+            self.assertFalse(os.path.exists("/nonexistent/never-made"))
+
+    def test_help_lists_every_subcommand_and_setting(self):
+        out = self.run_cli("--help")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for cmd in ("serve", "image", "secret", "version"):
+            self.assertIn("\n  %s " % cmd, out.stdout)
+        out = self.run_cli("serve", "--help")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for name in ("--state-dir", "--listen", "--workers", "BOILERHOUSE_PORT",
+                     "BOILERHOUSE_API_KEY", "BOILERHOUSE_CLAIM_TIMEOUT_SECONDS"):
+            self.assertIn(name, out.stdout)
 
 
 if __name__ == "__main__":
