@@ -123,13 +123,17 @@ class DaemonTestCase(unittest.TestCase):
 class Daemon:
     """One daemon process with its own state dir, port, runtime root and bridge."""
 
+    alive = 0  # Daemon objects not yet cleaned up in this process
+
     def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.api_key = api_key
         self.plugin_dir = plugin_dir or os.path.join(BUILD, "plugins")
-        # A bridge and subnet of our own, so parallel daemons and tests never meet.
-        n = os.getpid() % 200 + 20
+        # A bridge and subnet of our own, so parallel daemons and tests never meet: a second
+        # daemon alive in the same test process gets other ones.
+        Daemon.alive += 1
+        n = (os.getpid() + 100 * (Daemon.alive - 1)) % 200 + 20
         self.bridge = "bhit%d" % n
         self.rbridge = "bhitr%d" % n
         self.subnet = "10.231.%d.0/24" % n
@@ -288,6 +292,7 @@ class Daemon:
             return [l.split()[1] for l in f if self.state in l.split()[1]]
 
     def cleanup(self):
+        Daemon.alive -= 1
         self.stop()
         for rt in ("runc", "crun"):
             if shutil.which(rt):
