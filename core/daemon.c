@@ -24,56 +24,8 @@
 #include "resource.h"
 #include "runtime_oci.h"
 #include "secret.h"
+#include "settings.h"
 #include "store.h"
-
-#define DAEMON_DEFAULT_STATE "/var/lib/boilerhouse"
-
-static char *config_env(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return (v && *v) ? bh_xstrdup(v) : (def ? bh_xstrdup(def) : NULL);
-}
-
-static long config_env_long(const char *name, long def)
-{
-    const char *v = getenv(name);
-    char *end = NULL;
-    long n = v ? strtol(v, &end, 10) : def;
-    return (v && end && *end == '\0' && end != v) ? n : def;
-}
-
-void bh_daemon_config_defaults(struct bh_settings *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->state_dir = config_env("BOILERHOUSE_STATE_DIR", DAEMON_DEFAULT_STATE);
-    cfg->listen_host = config_env("BOILERHOUSE_LISTEN_HOST", "127.0.0.1");
-    cfg->port = (int)config_env_long("BOILERHOUSE_PORT", 3000);
-    cfg->api_key = config_env("BOILERHOUSE_API_KEY", NULL);
-    cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", bh_daemon_default_plugin_dir);
-    cfg->plugin_config = config_env("BOILERHOUSE_PLUGIN_CONFIG", NULL);
-    cfg->registry_config = config_env("BOILERHOUSE_REGISTRY_CONFIG", NULL);
-    cfg->workloads_dir = config_env("BOILERHOUSE_WORKLOADS_DIR", NULL);
-    cfg->runtime = config_env("BOILERHOUSE_RUNTIME", NULL);
-    cfg->claim_timeout_ms = (int)config_env_long("BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", 60) * 1000;
-    cfg->workers = (int)config_env_long("BOILERHOUSE_WORKERS", 8);
-    cfg->max_body = (size_t)config_env_long("BOILERHOUSE_MAX_BODY_BYTES", 1 << 20);
-    cfg->log_cap = (size_t)config_env_long("BOILERHOUSE_LOG_CAP_BYTES", 10 << 20);
-    cfg->uid_base = (uint32_t)config_env_long("BOILERHOUSE_UID_BASE", BH_DEFAULT_UID_BASE);
-    cfg->storage = config_env("BOILERHOUSE_STORAGE", "local");
-    cfg->snapshot_compression = config_env("BOILERHOUSE_SNAPSHOT_COMPRESSION", "zstd");
-}
-
-void bh_daemon_config_free(struct bh_settings *cfg)
-{
-    char **strs[] = {&cfg->state_dir,           &cfg->listen_host,   &cfg->api_key,
-                     &cfg->plugin_dir,          &cfg->plugin_config, &cfg->registry_config,
-                     &cfg->workloads_dir,       &cfg->runtime,       &cfg->storage,
-                     &cfg->snapshot_compression};
-    for (size_t i = 0; i < BH_ARRAY_LEN(strs); i++) {
-        free(*strs[i]);
-        *strs[i] = NULL;
-    }
-}
 
 /* ---- open / close ---- */
 
@@ -176,7 +128,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_image_store_close(ctx->images);
     if (ctx->store)
         bh_store_close(ctx->store);
-    bh_daemon_config_free(&ctx->cfg);
+    bh_settings_free(&ctx->cfg);
     bh_crypto_wipe(ctx->master_key, sizeof(ctx->master_key));
     pthread_mutex_destroy(&ctx->claim_lock);
     pthread_cond_destroy(&ctx->claim_cond);

@@ -402,7 +402,8 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_error(resp, 404, "workload %s not found", workload);
         return;
     }
-    bh_autofree char *websocket = bh_xstrdup(bh_json_str(wl, "spec.network.websocket"));
+    const char *ws = bh_json_str(wl, "spec.network.websocket");
+    bh_autofree char *websocket = ws ? bh_xstrdup(ws) : NULL;
     cJSON_Delete(wl);
     struct bh_claim_answer ans;
     if (bh_claim_open(req->ctx, &creq, &ans, &err) < 0) {
@@ -413,7 +414,7 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     if (ans.existing)
         bh_json_set_str(out, "source", "existing");
     api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"));
-    if (websocket[0])
+    if (websocket && websocket[0])
         bh_json_set_str(out, "websocket", websocket);
     cJSON_AddNumberToObject(out, "latencyMs", (double)(bh_clock_ms() - t0));
     if (ans.timed_out) {
@@ -675,7 +676,8 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
     cJSON *inst = api_instance_get(req, resp);
     if (!inst)
         return;
-    bh_autofree char *claim = bh_xstrdup(bh_json_str(inst, "spec.claim"));
+    const char *owner = bh_json_str(inst, "spec.claim");
+    bh_autofree char *claim = owner ? bh_xstrdup(owner) : NULL;
     const char *phase = bh_json_str(inst, "status.phase");
     int starting = phase && strcmp(phase, "Starting") == 0;
     cJSON_Delete(inst);
@@ -688,7 +690,7 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
         bh_api_from_err(resp, &err);
         return;
     }
-    if (claim[0]) { /* its claim notices the loss now rather than at its next check */
+    if (claim && claim[0]) { /* its claim notices the loss now rather than at its next check */
         bh_autofree char *key = bh_xasprintf("BoilerhouseClaim/%s", claim);
         bh_queue_add(req->ctx->queue, key);
     }
