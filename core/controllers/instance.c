@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "crashpoint.h"
 #include "ctx.h"
+#include "etc_files.h"
 #include "fs.h"
 #include "health.h"
 #include "hibernate.h"
@@ -169,12 +170,13 @@ static struct bh_net_request boot_net_request(struct boot *b, const char *tenant
 static int boot_dirs(struct boot *b, struct bh_err *err)
 {
     uint32_t owner = b->ctx->cfg.uid_base;
-    const char *subdirs[] = {"rootfs", "upper", "work", "sock"};
+    const char *subdirs[] = {"rootfs", "upper", "work", "sock", "etc"};
     if (bh_fs_mkdirp(b->dir, 0711, err) < 0)
         return -1;
     for (size_t i = 0; i < BH_ARRAY_LEN(subdirs); i++) {
         bh_autofree char *p = bh_xasprintf("%s/%s", b->dir, subdirs[i]);
-        if (bh_fs_mkdirp(p, 0700, err) < 0)
+        /* etc holds files the container's root reads through bind mounts. */
+        if (bh_fs_mkdirp(p, strcmp(subdirs[i], "etc") == 0 ? 0711 : 0700, err) < 0)
             return -1;
         /* The container's root (mapped to owner) serves its socket dir. */
         if (strcmp(subdirs[i], "sock") == 0 && chown(p, owner, owner) < 0)
@@ -268,6 +270,26 @@ static void boot_env_append_pending(struct boot *b, const char *lines)
     b->extra_env = joined;
 }
 
+/* The resolver the network plugin names, or NULL to keep the image's own resolv.conf (a
+ * plugin built before the field existed). */
+static const char *boot_nameservers(const struct boot *b)
+{
+    if (!BH_HAS_FIELD(&b->net_res, struct bh_net_result, nameservers) ||
+        !(b->net_res.flags & BH_NET_RESOLVER))
+        return NULL;
+    return b->net_res.nameservers;
+}
+
+static struct bh_etc_params boot_etc_params(const struct boot *b)
+{
+    struct bh_etc_params p = {
+        .hostname = b->cid,
+        .address = b->net_res.host[0] ? b->net_res.host : NULL,
+        .nameservers = boot_nameservers(b),
+    };
+    return p;
+}
+
 static int boot_bundle(struct boot *b, struct bh_err *err)
 {
     const cJSON *entry = bh_json_get(b->workload, "spec.entrypoint");
@@ -279,6 +301,10 @@ static int boot_bundle(struct boot *b, struct bh_err *err)
     bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", b->dir);
     bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
     bh_autofree char *cgroup = bh_xasprintf("/boilerhouse/%s", b->cid);
+    bh_autofree char *etc = bh_xasprintf("%s/etc", b->dir);
+    struct bh_etc_params etc_p = boot_etc_params(b);
+    if (bh_etc_files_write(etc, &etc_p, err) < 0)
+        return bh_err_wrap(err, "instance /etc files");
     struct bh_oci_params p = {
         .rootfs = rootfs,
         .args = b->args,
@@ -291,6 +317,8 @@ static int boot_bundle(struct boot *b, struct bh_err *err)
         .uid_size = INSTANCE_UID_SIZE,
         .socket_dir = (b->net_res.flags & BH_NET_SOCKET_DIR) ? sock : NULL,
         .cgroup_path = cgroup,
+        .etc_dir = etc,
+        .n_etc_files = etc_p.nameservers ? BH_ETC_N_FILES : BH_ETC_N_FILES - 1,
     };
     cJSON *config = bh_oci_config_build(&p);
     bh_autofree char *text = bh_json_print(config);
@@ -328,6 +356,10 @@ static int boot_container(struct boot *b, const char *tenant, struct bh_err *err
     const struct bh_network_ops *ops = b->net->info->ops;
     if (ops->attach(b->net->state, &req, &b->net_res, err) < 0)
         return bh_err_wrap(err, "network %s", b->net->info->name);
+    bh_autofree char *etc = bh_xasprintf("%s/etc", b->dir);
+    struct bh_etc_params etc_p = boot_etc_params(b);
+    if (etc_p.address && bh_etc_hosts_update(etc, &etc_p, err) < 0)
+        return bh_err_wrap(err, "instance /etc/hosts");
     if (tenant && BH_HAS_OP(ops, struct bh_network_ops, bind_tenant) &&
         ops->bind_tenant(b->net->state, &req, err) < 0)
         return bh_err_wrap(err, "network %s: bind tenant", b->net->info->name);
@@ -344,7 +376,9 @@ static int boot_prepare_net(struct boot *b, const char *tenant, struct bh_err *e
     struct bh_net_request req = boot_net_request(b, tenant, NULL, net_json);
     b->net_res.size = sizeof(b->net_res);
     const struct bh_network_ops *ops = b->net->info->ops;
-    return ops->prepare(b->net->state, &req, &b->net_res, err);
+    int rc = ops->prepare(b->net->state, &req, &b->net_res, err);
+    b->net_res.nameservers[sizeof(b->net_res.nameservers) - 1] = '\0';
+    return rc;
 }
 
 /* Endpoint as the claim reports it: {host, port} for addressable instances, {socket} for
