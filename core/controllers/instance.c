@@ -303,7 +303,8 @@ static int boot_bundle(struct boot *b, struct bh_err *err)
     bh_autofree char *cgroup = bh_xasprintf("/boilerhouse/%s", b->cid);
     bh_autofree char *etc = bh_xasprintf("%s/etc", b->dir);
     struct bh_etc_params etc_p = boot_etc_params(b);
-    if (bh_etc_files_write(etc, &etc_p, err) < 0)
+    size_t n_etc = etc_p.nameservers ? BH_ETC_N_FILES : BH_ETC_N_FILES - 1;
+    if (bh_etc_files_write(etc, &etc_p, err) < 0 || bh_etc_mountpoints(rootfs, n_etc, err) < 0)
         return bh_err_wrap(err, "instance /etc files");
     struct bh_oci_params p = {
         .rootfs = rootfs,
@@ -318,7 +319,7 @@ static int boot_bundle(struct boot *b, struct bh_err *err)
         .socket_dir = (b->net_res.flags & BH_NET_SOCKET_DIR) ? sock : NULL,
         .cgroup_path = cgroup,
         .etc_dir = etc,
-        .n_etc_files = etc_p.nameservers ? BH_ETC_N_FILES : BH_ETC_N_FILES - 1,
+        .n_etc_files = n_etc,
     };
     cJSON *config = bh_oci_config_build(&p);
     bh_autofree char *text = bh_json_print(config);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -82,5 +83,18 @@ int bh_etc_hosts_update(const char *dir, const struct bh_etc_params *p, struct b
         off += (size_t)n;
     }
     close(fd);
+    return 0;
+}
+
+int bh_etc_mountpoints(const char *rootfs, size_t n, struct bh_err *err)
+{
+    for (size_t i = 0; i < n && i < BH_ETC_N_FILES; i++) {
+        bh_autofree char *path = bh_xasprintf("/etc/%s", bh_etc_files[i]);
+        int fd = bh_fs_open_in_root(rootfs, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC);
+        if (fd < 0 && errno != EEXIST)
+            return bh_err_errno(err, BH_EIO, "create %s in %s", path, rootfs);
+        if (fd >= 0 && (fchmod(fd, 0644) < 0 || close(fd) < 0))
+            return bh_err_errno(err, BH_EIO, "chmod %s in %s", path, rootfs);
+    }
     return 0;
 }

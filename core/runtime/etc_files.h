@@ -4,6 +4,8 @@
 #ifndef BH_ETC_FILES_H
 #define BH_ETC_FILES_H
 
+#include <stddef.h>
+
 #include "err.h"
 
 /* The files, in the order they are mounted; resolv.conf is last, so a caller that keeps the
@@ -25,5 +27,10 @@ int bh_etc_files_write(const char *dir, const struct bh_etc_params *p, struct bh
  * created: a bind mount holds the inode it was made from, so a rename would not reach the
  * container. Called before the container starts, when nothing inside can read it. */
 int bh_etc_hosts_update(const char *dir, const struct bh_etc_params *p, struct bh_err *err);
+
+/* Creates the first n of bh_etc_files as empty files in the rootfs's /etc where the image has
+ * none: the runtime would have to create these mount points itself, as the container's root,
+ * which may not write to the image's /etc. Existing entries are left alone. */
+int bh_etc_mountpoints(const char *rootfs, size_t n, struct bh_err *err);
 
 #endif
