@@ -158,6 +158,7 @@ struct bh_host_api {
 /* Flags a network plugin returns from prepare(). */
 #define BH_NET_SOCKET_DIR 0x1 /* bind-mount a per-instance socket dir at /run/boilerhouse */
 #define BH_NET_NEW_NETNS 0x2  /* the container gets a fresh network namespace */
+#define BH_NET_RESOLVER 0x4   /* nameservers below is set: the host writes /etc/resolv.conf */
 
 struct bh_net_request {
     size_t size;
@@ -177,6 +178,11 @@ struct bh_net_result {
     /* prepare(): a PEM file (host path) the instance must trust; the host appends it
      * to the instance's CA bundle and points SSL_CERT_FILE and friends at it. "" if none. */
     char ca_pem_path[256];
+    /* prepare(): the nameservers the instance's /etc/resolv.conf lists, space-separated IPv4
+     * addresses the instance can reach; "" for none (lookups then fail at once). Written only
+     * by a plugin that sees the field (BH_HAS_FIELD); the host keeps the image's resolv.conf
+     * for a plugin that does not set BH_NET_RESOLVER. */
+    char nameservers[128];
 };
 
 /* Required: the head, prepare, attach, detach. The host loads a table that ends after detach

@@ -18,6 +18,9 @@ SOURCE = os.environ.get("BH_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 BINARY = os.path.join(BUILD, "boilerhouse")
 BUSYBOX_LAYOUT = os.path.join(BUILD, "images", "busybox")
 BUSYBOX_REF = "localhost/busybox:latest"
+# The real-world image scripts/build-debian-image.sh caches (Debian 12, curl, python3-requests,
+# nodejs, dnsutils).
+DEBIAN_LAYOUT = os.environ.get("BH_DEBIAN_IMAGE", "/var/cache/boilerhouse-test/debian-image")
 
 
 # Under CI=true (.ci/run) every test must really run: a missing dependency is a failure there,
@@ -125,7 +128,8 @@ class Daemon:
 
     alive = 0  # Daemon objects not yet cleaned up in this process
 
-    def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None):
+    def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
+                 unrestricted_config=None):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.api_key = api_key
@@ -144,7 +148,9 @@ class Daemon:
                           **(restricted_config or {}))
         self.plugin_config = os.path.join(self.state, "plugins.json")
         with open(self.plugin_config, "w") as f:
-            json.dump({"network/unrestricted": {"bridge": self.bridge, "subnet": self.subnet},
+            unrestricted = dict({"bridge": self.bridge, "subnet": self.subnet},
+                                **(unrestricted_config or {}))
+            json.dump({"network/unrestricted": unrestricted,
                        "network/restricted": restricted}, f)
         self.extra_env = extra_env or {}
         self.proc = None
