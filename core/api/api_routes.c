@@ -262,8 +262,9 @@ static void h_resource_create(const struct bh_api_req *req, struct bh_api_resp *
     struct bh_err err;
     if (bh_resource_validate(obj, &err) < 0 ||
         bh_plugins_check_resource(req->ctx->plugins, obj, &err) < 0 ||
-        bh_trigger_check(req->ctx, obj, &err) < 0 ||
-        bh_store_create(req->ctx->store, obj, &stored, &err) < 0) {
+        bh_trigger_check(req->ctx, obj, &err) < 0) {
+        bh_api_from_err(resp, &err);
+    } else if (bh_store_create(req->ctx->store, obj, &stored, &err) < 0) {
         if (err.code == BH_ECONFLICT)
             bh_api_error(resp, 409, "%s %s already exists", api_noun(kind),
                          bh_json_str(obj, "metadata.name"));
