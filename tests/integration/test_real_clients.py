@@ -23,40 +23,14 @@ import tempfile
 import time
 import unittest
 
+import fakenet
 from bh import DEBIAN_LAYOUT, Daemon
+from fakenet import sh
 
 NAMES = ["api.example.test", "allowed.test", "blocked.test"]
 SECRET = "sk-real-3c9d1e7a5b"
 IMAGE = "localhost/debian:test"
 BUNDLE = "etc/ssl/certs/ca-certificates.crt"
-
-SERVER = r'''
-import http.server, json, socketserver, ssl, sys, threading
-ip, record, cert, key = sys.argv[1:5]
-lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        with lock, open(record, "a") as f:
-            f.write(json.dumps({"port": self.server.server_address[1], "path": self.path,
-                                "headers": {k.lower(): v for k, v in self.headers.items()}}) + "\n")
-        body = ("hello %s\n" % self.headers.get("Host", "")).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-servers = [S((ip, 80), H), S((ip, 443), H)]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-servers[1].socket = ctx.wrap_socket(servers[1].socket, server_side=True)
-threading.Thread(target=servers[1].serve_forever, daemon=True).start()
-print("ready", flush=True)
-servers[0].serve_forever()
-'''
 
 # A UDP DNS server: A records for the names given, NOERROR/empty for other types of them,
 # NXDOMAIN for every other name.
@@ -92,10 +66,6 @@ NODE_HTTPS = ("require(process.argv[1].split(':')[0]).get(process.argv[1], r => 
 PY_REQUESTS = "import requests, sys; r = requests.get(sys.argv[1], timeout=8); print(r.text)"
 
 
-def sh(*argv, **kw):
-    return subprocess.run(argv, check=True, capture_output=True, **kw)
-
-
 def clients(url):
     """argv of each client fetching url ("{}" becomes the client's name); each prints the body
     and exits 0 on success."""
@@ -128,7 +98,7 @@ class RealClientsTest(unittest.TestCase):
         cls.ns, cls.veth = "bhit-cinet-%d" % os.getpid(), "btci%d" % n
         cls.host_ip, cls.inet_ip = "10.253.%d.1" % n, "10.253.%d.2" % n
         cls.record = os.path.join(cls.tmp, "requests.jsonl")
-        cls.make_ca()
+        cls.ca_crt = fakenet.make_ca(cls.tmp, NAMES, "Boilerhouse Real Clients Root")
         cls.make_image()
         cls.fake_internet()
         hosts = os.path.join(cls.tmp, "hosts")
@@ -156,22 +126,6 @@ class RealClientsTest(unittest.TestCase):
             cls.d.apply_workload(workload(name, net), timeout=120)
 
     # ---- fixtures ----
-
-    @classmethod
-    def make_ca(cls):
-        t = cls.tmp
-        cls.ca_crt = os.path.join(t, "ca.crt")
-        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-nodes", "-keyout", t + "/ca.key", "-out", cls.ca_crt, "-days", "2", "-subj",
-           "/CN=Boilerhouse Real Clients Root", "-addext", "basicConstraints=critical,CA:TRUE")
-        with open(t + "/ext.cnf", "w") as f:
-            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" %
-                    ",".join("DNS:" + x for x in NAMES))
-        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-           "-keyout", t + "/srv.key", "-out", t + "/srv.csr", "-subj", "/CN=fake-internet")
-        sh("openssl", "x509", "-req", "-in", t + "/srv.csr", "-CA", cls.ca_crt, "-CAkey",
-           t + "/ca.key", "-CAcreateserial", "-out", t + "/srv.crt", "-days", "2", "-extfile",
-           t + "/ext.cnf")
 
     @classmethod
     def image_bundle(cls):
@@ -211,26 +165,10 @@ class RealClientsTest(unittest.TestCase):
 
     @classmethod
     def fake_internet(cls):
-        cls.addClassCleanup(subprocess.run, ["ip", "netns", "del", cls.ns], capture_output=True)
-        cls.addClassCleanup(subprocess.run, ["ip", "link", "del", cls.veth], capture_output=True)
-        sh("ip", "netns", "add", cls.ns)
-        sh("ip", "link", "add", cls.veth, "type", "veth", "peer", "name", "btco", "netns", cls.ns)
-        sh("ip", "addr", "add", cls.host_ip + "/24", "dev", cls.veth)
-        sh("ip", "link", "set", "dev", cls.veth, "up")
-        sh("ip", "-n", cls.ns, "addr", "add", cls.inet_ip + "/24", "dev", "btco")
-        sh("ip", "-n", cls.ns, "link", "set", "dev", "btco", "up")
-        sh("ip", "-n", cls.ns, "link", "set", "dev", "lo", "up")
-        sh("ip", "-n", cls.ns, "route", "add", "default", "via", cls.host_ip)
-        cls.spawn(["ip", "netns", "exec", cls.ns, sys.executable, "-c", SERVER, cls.inet_ip,
-                   cls.record, cls.tmp + "/srv.crt", cls.tmp + "/srv.key"])
-        cls.spawn([sys.executable, "-c", DNS, cls.host_ip, cls.inet_ip] + NAMES)
-
-    @classmethod
-    def spawn(cls, argv):
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        cls.addClassCleanup(lambda: (p.kill(), p.wait(), p.stdout.close()))
-        if p.stdout.readline().strip() != "ready":
-            raise AssertionError("fake internet: %s did not start" % argv[-1])
+        fakenet.netns(cls.addClassCleanup, cls.ns, cls.veth, "btco", cls.host_ip, cls.inet_ip)
+        fakenet.upstream(cls.addClassCleanup, cls.ns, cls.inet_ip, cls.record, cls.tmp)
+        fakenet.spawn(cls.addClassCleanup, [sys.executable, "-c", DNS, cls.host_ip, cls.inet_ip]
+                      + NAMES)
 
     # ---- helpers ----
 
