@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "fs.h"
+#include "json.h"
 #include "mem.h"
 #include "proc.h"
 
@@ -82,6 +83,24 @@ static void test_proc_captures_and_feeds_stdin(void **state)
     bh_proc_result_free(&res);
 }
 
+/* A value or key borrowed from the item being replaced stays valid until it is copied (the
+ * ASan pass turns a regression into a heap-use-after-free). */
+static void test_json_set_borrowed_from_replaced(void **state)
+{
+    cJSON *obj = cJSON_Parse("{\"phase\":\"Running\",\"n\":1}");
+    bh_json_set_str(obj, "phase", bh_json_str(obj, "phase"));
+    assert_string_equal(bh_json_str(obj, "phase"), "Running");
+    bh_json_set_str(obj, cJSON_GetObjectItemCaseSensitive(obj, "phase")->string, "Stopped");
+    assert_string_equal(bh_json_str(obj, "phase"), "Stopped");
+    bh_json_set_num(obj, cJSON_GetObjectItemCaseSensitive(obj, "n")->string, 2);
+    assert_int_equal(bh_json_int(obj, "n", 0), 2);
+    bh_json_set_str(obj, "detail", "new");
+    bh_json_set_str(obj, "phase", NULL);
+    assert_null(bh_json_get(obj, "phase"));
+    assert_string_equal(bh_json_str(obj, "detail"), "new");
+    cJSON_Delete(obj);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -89,6 +108,7 @@ int main(void)
         cmocka_unit_test(test_write_atomic_replaces),
         cmocka_unit_test(test_safe_component),
         cmocka_unit_test(test_proc_captures_and_feeds_stdin),
+        cmocka_unit_test(test_json_set_borrowed_from_replaced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
