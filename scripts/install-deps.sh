@@ -9,6 +9,8 @@ PKGS=(
   libzstd-dev liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev
   runc crun nftables iproute2 uidmap
   busybox-static umoci skopeo docker-registry apache2-utils
+  # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh
+  libasan8 liblsan0 libubsan1 libtsan2 clang libclang-rt-dev
 )
 
 missing=()
