@@ -2,8 +2,8 @@
 everything it made (containers, mounts, bridge, processes, files), even when a test fails."""
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,6 +67,9 @@ _cleaned_in_test = []
 
 
 def _print_daemon_tails(test):
+    if getattr(test, "_bh_tails_printed", False):
+        return  # once per test, though it may both error and fail (in tearDown)
+    test._bh_tails_printed = True
     for d in _live_daemons + _cleaned_in_test:
         print("\n---- %s: tail of daemon log %s ----\n%s" % (test, d.kept_log or d.log_path,
                                                            d.log(4000)), file=sys.stderr)
