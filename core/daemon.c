@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "claim.h"
 #include "crypto.h"
 #include "ctx.h"
 #include "dispatch.h"
@@ -21,58 +22,10 @@
 #include "plugin.h"
 #include "queue.h"
 #include "resource.h"
-#include "runtime.h"
+#include "runtime_oci.h"
 #include "secret.h"
+#include "settings.h"
 #include "store.h"
-
-#define DAEMON_DEFAULT_STATE "/var/lib/boilerhouse"
-
-static char *config_env(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return (v && *v) ? bh_xstrdup(v) : (def ? bh_xstrdup(def) : NULL);
-}
-
-static long config_env_long(const char *name, long def)
-{
-    const char *v = getenv(name);
-    char *end = NULL;
-    long n = v ? strtol(v, &end, 10) : def;
-    return (v && end && *end == '\0' && end != v) ? n : def;
-}
-
-void bh_daemon_config_defaults(struct bh_settings *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->state_dir = config_env("BOILERHOUSE_STATE_DIR", DAEMON_DEFAULT_STATE);
-    cfg->listen_host = config_env("BOILERHOUSE_LISTEN_HOST", "127.0.0.1");
-    cfg->port = (int)config_env_long("BOILERHOUSE_PORT", 3000);
-    cfg->api_key = config_env("BOILERHOUSE_API_KEY", NULL);
-    cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", BH_DEFAULT_PLUGIN_DIR);
-    cfg->plugin_config = config_env("BOILERHOUSE_PLUGIN_CONFIG", NULL);
-    cfg->registry_config = config_env("BOILERHOUSE_REGISTRY_CONFIG", NULL);
-    cfg->workloads_dir = config_env("BOILERHOUSE_WORKLOADS_DIR", NULL);
-    cfg->runtime = config_env("BOILERHOUSE_RUNTIME", NULL);
-    cfg->claim_timeout_ms = (int)config_env_long("BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", 60) * 1000;
-    cfg->workers = (int)config_env_long("BOILERHOUSE_WORKERS", 8);
-    cfg->max_body = (size_t)config_env_long("BOILERHOUSE_MAX_BODY_BYTES", 1 << 20);
-    cfg->log_cap = (size_t)config_env_long("BOILERHOUSE_LOG_CAP_BYTES", 10 << 20);
-    cfg->uid_base = (uint32_t)config_env_long("BOILERHOUSE_UID_BASE", BH_DEFAULT_UID_BASE);
-    cfg->storage = config_env("BOILERHOUSE_STORAGE", "local");
-    cfg->snapshot_compression = config_env("BOILERHOUSE_SNAPSHOT_COMPRESSION", "zstd");
-}
-
-void bh_daemon_config_free(struct bh_settings *cfg)
-{
-    char **strs[] = {&cfg->state_dir,           &cfg->listen_host,   &cfg->api_key,
-                     &cfg->plugin_dir,          &cfg->plugin_config, &cfg->registry_config,
-                     &cfg->workloads_dir,       &cfg->runtime,       &cfg->storage,
-                     &cfg->snapshot_compression};
-    for (size_t i = 0; i < BH_ARRAY_LEN(strs); i++) {
-        free(*strs[i]);
-        *strs[i] = NULL;
-    }
-}
 
 /* ---- open / close ---- */
 
@@ -92,9 +45,8 @@ static int daemon_open_plugins(struct bh_ctx *ctx, struct bh_err *err)
     cJSON *pcfg = NULL;
     if (ctx->cfg.plugin_config && daemon_read_json_file(ctx->cfg.plugin_config, &pcfg, err) < 0)
         return -1;
-    bh_plugin_set_state_dir(ctx->cfg.state_dir);
-    bh_plugin_set_secrets(ctx->secrets);
-    int rc = bh_plugins_load_dir(ctx->cfg.plugin_dir, pcfg, &ctx->plugins, err);
+    const struct bh_plugin_env env = {.state_dir = ctx->cfg.state_dir, .secrets = ctx->secrets};
+    int rc = bh_plugins_load_dir(&env, ctx->cfg.plugin_dir, pcfg, &ctx->plugins, err);
     cJSON_Delete(pcfg);
     return rc;
 }
@@ -125,7 +77,7 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
         return -1;
     int rc = bh_image_store_open(images, c->uid_base, regcfg, &ctx->images, err);
     cJSON_Delete(regcfg);
-    if (rc < 0 || bh_runtime_open(rtroot, c->runtime, &ctx->runtime, err) < 0)
+    if (rc < 0 || bh_runtime_oci_open(rtroot, c->runtime, &ctx->runtime, err) < 0)
         return -1;
     return daemon_open_plugins(ctx, err);
 }
@@ -139,7 +91,8 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
-    if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0) {
+    if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
+        bh_claim_recover(ctx, err) < 0) {
         bh_daemon_close(ctx);
         return -1;
     }
@@ -167,7 +120,6 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_queue_free(ctx->queue);
     if (ctx->plugins)
         bh_plugins_free(ctx->plugins);
-    bh_plugin_set_secrets(NULL);
     if (ctx->secrets)
         bh_secrets_close(ctx->secrets);
     if (ctx->runtime)
@@ -176,7 +128,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_image_store_close(ctx->images);
     if (ctx->store)
         bh_store_close(ctx->store);
-    bh_daemon_config_free(&ctx->cfg);
+    bh_settings_free(&ctx->cfg);
     bh_crypto_wipe(ctx->master_key, sizeof(ctx->master_key));
     pthread_mutex_destroy(&ctx->claim_lock);
     pthread_cond_destroy(&ctx->claim_cond);
@@ -189,7 +141,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
 
 int bh_daemon_apply(struct bh_ctx *ctx, cJSON *obj, cJSON **out, struct bh_err *err)
 {
-    if (bh_resource_validate(obj, err) < 0)
+    if (bh_resource_validate(obj, err) < 0 || bh_plugins_check_resource(ctx->plugins, obj, err) < 0)
         return -1;
     const char *kind = bh_json_str(obj, "kind");
     const char *name = bh_json_str(obj, "metadata.name");

@@ -16,12 +16,12 @@
 #include "json.h"
 #include "mem.h"
 #include "name.h"
+#include "plugin.h"
 #include "queue.h"
 #include "resource.h"
 #include "secret.h"
 #include "store.h"
 
-#define API_CLAIM_FINALIZER "boilerhouse.dev/cleanup"
 #define API_LOG_TAIL_DEFAULT 200
 #define API_LOG_TAIL_MAX 5000
 #define API_EXEC_TIMEOUT_MS 30000
@@ -53,7 +53,7 @@ static cJSON *api_claim_shape(const cJSON *claim)
     api_copy_str(o, "tenantId", claim, "spec.tenantId");
     api_copy_str(o, "workload", claim, "spec.workloadRef");
     const char *phase = bh_json_str(claim, "status.phase");
-    cJSON_AddStringToObject(o, "phase", phase ? phase : "Pending");
+    cJSON_AddStringToObject(o, "phase", phase ? phase : BH_CLAIM_PENDING);
     api_copy_str(o, "instanceId", claim, "status.instanceId");
     const cJSON *ep = bh_json_get(claim, "status.endpoint");
     if (ep)
@@ -192,7 +192,8 @@ static void h_stats(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "instances", api_count_phases(req->ctx, "Instance", "Unknown"));
-    cJSON_AddItemToObject(o, "claims", api_count_phases(req->ctx, "BoilerhouseClaim", "Pending"));
+    cJSON_AddItemToObject(o, "claims",
+                          api_count_phases(req->ctx, "BoilerhouseClaim", BH_CLAIM_PENDING));
     bh_api_json(resp, 200, o);
 }
 
@@ -255,6 +256,7 @@ static void h_resource_create(const struct bh_api_req *req, struct bh_api_resp *
         return;
     struct bh_err err;
     if (bh_resource_validate(obj, &err) < 0 ||
+        bh_plugins_check_resource(req->ctx->plugins, obj, &err) < 0 ||
         bh_store_create(req->ctx->store, obj, &stored, &err) < 0) {
         if (err.code == BH_ECONFLICT)
             bh_api_error(resp, 409, "%s %s already exists", api_noun(kind),
@@ -303,6 +305,7 @@ static void h_resource_put(const struct bh_api_req *req, struct bh_api_resp *res
     if (name && strcmp(name, req->params[0]) != 0)
         bh_api_error(resp, 400, "metadata.name: %s does not match the URL", name);
     else if (bh_resource_validate(obj, &err) < 0 ||
+             bh_plugins_check_resource(req->ctx->plugins, obj, &err) < 0 ||
              bh_store_update(req->ctx->store, obj, &stored, &err) < 0)
         bh_api_from_err(resp, &err);
     else
@@ -384,231 +387,76 @@ static char *api_tenant_claim(const struct bh_api_req *req, struct bh_api_resp *
     return *workload ? bh_name_pair(tenant, *workload) : NULL;
 }
 
-static cJSON *api_claim_new(const char *name, const char *tenant, const char *workload, int resume)
-{
-    cJSON *obj = bh_resource_new("BoilerhouseClaim", name);
-    cJSON *md = bh_json_obj(obj, "metadata");
-    cJSON *labels = bh_json_obj(md, "labels");
-    cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", tenant);
-    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", workload);
-    cJSON_AddItemToObject(md, "finalizers",
-                          cJSON_CreateStringArray(&(const char *){API_CLAIM_FINALIZER}, 1));
-    cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
-    cJSON_AddStringToObject(spec, "tenantId", tenant);
-    cJSON_AddStringToObject(spec, "workloadRef", workload);
-    if (resume)
-        cJSON_AddBoolToObject(spec, "resume", 1);
-    return obj;
-}
-
-/* Waits for the claim to reach a phase in `phases` ("Active|Error"), or to disappear when
- * phases is NULL. Returns the claim (owned) or NULL when gone / timed out (*timed_out). */
-static cJSON *api_claim_wait(struct bh_ctx *ctx, const char *name, const char *phases,
-                             int while_deleting, int *timed_out)
-{
-    long long deadline = bh_clock_ms() + ctx->cfg.claim_timeout_ms;
-    uint64_t seq = 0;
-    bh_claim_wait_change(ctx, &seq, 0); /* snapshot the sequence before reading */
-    *timed_out = 0;
-    for (;;) {
-        cJSON *c = NULL;
-        struct bh_err err;
-        if (bh_store_get(ctx->store, "BoilerhouseClaim", name, &c, &err) < 0)
-            return NULL;
-        const char *phase = bh_json_str(c, "status.phase");
-        if (phases && phase && strstr(phases, phase) &&
-            (while_deleting || !bh_json_get(c, "metadata.deletionTimestamp")))
-            return c;
-        if (bh_clock_ms() >= deadline) {
-            *timed_out = 1;
-            return c;
-        }
-        cJSON_Delete(c);
-        bh_claim_wait_change(ctx, &seq, deadline);
-    }
-}
-
-/* Finds or creates the claim; a claim that ended (Error/Released) starts over. Owned. */
-static cJSON *api_claim_ensure(struct bh_ctx *ctx, const char *name, const char *tenant,
-                               const char *workload, int resume, struct bh_err *err)
-{
-    cJSON *c = NULL;
-    if (bh_store_get(ctx->store, "BoilerhouseClaim", name, &c, err) == 0 &&
-        bh_json_get(c, "metadata.deletionTimestamp")) {
-        int timed_out;
-        cJSON_Delete(c);
-        c = api_claim_wait(ctx, name, NULL, 0, &timed_out); /* a release is finishing */
-        if (c) {
-            cJSON_Delete(c);
-            bh_err_set(err, BH_EUNAVAIL, "the previous claim is still being released");
-            return NULL;
-        }
-    }
-    if (!c) {
-        cJSON *obj = api_claim_new(name, tenant, workload, resume);
-        /* Not fsynced: if it is lost in a crash, the caller never got an answer and claims
-         * again; the claim's Active status is durable before any answer. */
-        int rc = bh_store_create_lazy(ctx->store, obj, &c, err);
-        cJSON_Delete(obj);
-        if (rc < 0 && err->code == BH_ECONFLICT) /* a concurrent claim made it first */
-            rc = bh_store_get(ctx->store, "BoilerhouseClaim", name, &c, err);
-        if (rc < 0)
-            return NULL;
-    }
-    if (!bh_name_is_pair(c, tenant, workload)) {
-        cJSON_Delete(c);
-        bh_err_set(err, BH_ECONFLICT, "claim %s belongs to another tenant or workload", name);
-        return NULL;
-    }
-    const char *phase = bh_json_str(c, "status.phase");
-    if (phase && (strcmp(phase, "Error") == 0 || strcmp(phase, "Released") == 0)) {
-        bh_json_set_str(bh_json_obj(c, "status"), "phase", "Pending");
-        bh_json_set_str(bh_json_obj(c, "status"), "detail", "claimed again");
-        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
-        if (bh_store_update_status(ctx->store, c, NULL, err) < 0) {
-            cJSON_Delete(c);
-            return NULL;
-        }
-    }
-    return c;
-}
-
 static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     long long t0 = bh_clock_ms();
-    const char *tenant = req->params[0];
-    int resume = 0;
+    struct bh_claim_req creq = {.tenant = req->params[0]};
     bh_autofree char *workload = NULL;
-    bh_autofree char *name = api_tenant_claim(req, resp, &resume, &workload);
+    bh_autofree char *name = api_tenant_claim(req, resp, &creq.resume, &workload);
     if (!name)
         return;
+    creq.workload = workload;
     struct bh_err err;
     cJSON *wl = NULL;
     if (bh_store_get(req->ctx->store, "BoilerhouseWorkload", workload, &wl, &err) < 0) {
         bh_api_error(resp, 404, "workload %s not found", workload);
         return;
     }
-    bh_autofree char *websocket = bh_xstrdup(bh_json_str(wl, "spec.network.websocket"));
+    const char *ws = bh_json_str(wl, "spec.network.websocket");
+    bh_autofree char *websocket = ws ? bh_xstrdup(ws) : NULL;
     cJSON_Delete(wl);
-    cJSON *c = api_claim_ensure(req->ctx, name, tenant, workload, resume, &err);
-    if (!c) {
+    struct bh_claim_answer ans;
+    if (bh_claim_open(req->ctx, &creq, &ans, &err) < 0) {
         bh_api_from_err(resp, &err);
         return;
     }
-    const char *phase = bh_json_str(c, "status.phase");
-    int existing = phase && strcmp(phase, "Active") == 0;
-    int timed_out = 0;
-    if (!existing) {
-        cJSON_Delete(c);
-        c = api_claim_wait(req->ctx, name, "Active|Error|Released", 0, &timed_out);
-        /* An idle release was finishing when the tenant came back: claim again once. */
-        if (c && !timed_out && strcmp(bh_json_str(c, "status.phase"), "Released") == 0) {
-            cJSON_Delete(c);
-            c = api_claim_ensure(req->ctx, name, tenant, workload, resume, &err);
-            if (c) {
-                cJSON_Delete(c);
-                c = api_claim_wait(req->ctx, name, "Active|Error", 0, &timed_out);
-            }
-        }
-    }
-    if (!c) {
-        bh_api_error(resp, 409, "claim %s was released while it was being made", name);
-        return;
-    }
-    cJSON *out = api_claim_shape(c);
-    cJSON_Delete(c);
-    if (existing) {
+    cJSON *out = api_claim_shape(ans.claim);
+    if (ans.existing)
         bh_json_set_str(out, "source", "existing");
-        struct bh_err terr;
-        bh_idle_touch(req->ctx, bh_json_str(out, "instanceId"), &terr); /* a claim is activity */
-    }
     api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"));
-    if (websocket[0])
+    if (websocket && websocket[0])
         bh_json_set_str(out, "websocket", websocket);
     cJSON_AddNumberToObject(out, "latencyMs", (double)(bh_clock_ms() - t0));
-    const char *final = bh_json_str(out, "phase");
-    if (timed_out) {
+    if (ans.timed_out) {
         bh_json_set_str(out, "error", "the instance did not become ready in time");
         bh_api_json(resp, 504, out);
-    } else if (strcmp(final, "Active") != 0) {
+    } else if (strcmp(bh_json_str(out, "phase"), BH_CLAIM_ACTIVE) != 0) {
         bh_json_set_str(out, "error", bh_json_str(out, "detail"));
         bh_api_json(resp, 500, out);
     } else {
-        bh_api_json(resp, existing ? 200 : 201, out);
+        bh_api_json(resp, ans.existing ? 200 : 201, out);
     }
-}
-
-enum api_release_mode { RELEASE_NORMAL, RELEASE_FORCE, RELEASE_RETRY };
-
-/* Starts the release the mode asks for; answers errors itself. */
-static int api_release_start(const struct bh_api_req *req, struct bh_api_resp *resp,
-                             const char *name, enum api_release_mode mode)
-{
-    cJSON *c = NULL;
-    struct bh_err err;
-    if (bh_store_get(req->ctx->store, "BoilerhouseClaim", name, &c, &err) < 0 ||
-        !bh_name_is_pair(c, req->params[0], bh_json_str(c, "spec.workloadRef"))) {
-        cJSON_Delete(c);
-        bh_api_error(resp, 404, "claim not found for tenant %s", req->params[0]);
-        return -1;
-    }
-    int rc = 0;
-    if (mode == RELEASE_RETRY) {
-        const char *phase = bh_json_str(c, "status.phase");
-        if (!phase || strcmp(phase, "ReleaseFailed") != 0) {
-            bh_api_error(resp, 409, "claim is %s, not ReleaseFailed: nothing to retry",
-                         phase ? phase : "Pending");
-            cJSON_Delete(c);
-            return -1;
-        }
-        bh_json_set_str(bh_json_obj(c, "status"), "phase", "Releasing");
-        bh_json_set_str(bh_json_obj(c, "status"), "detail", "release retried");
-        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
-        rc = bh_store_update_status(req->ctx->store, c, NULL, &err);
-    } else if (mode == RELEASE_FORCE) {
-        bh_json_set_str(bh_json_obj(c, "metadata.annotations"), "boilerhouse.dev/release", "force");
-        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
-        rc = bh_store_update(req->ctx->store, c, NULL, &err);
-    }
-    /* An idle-released claim is finished unless the tenant comes back; deleting it ends it. */
-    if (rc == 0 && (mode != RELEASE_RETRY || bh_json_get(c, "metadata.deletionTimestamp")))
-        rc = bh_store_delete(req->ctx->store, "BoilerhouseClaim", name, &err);
-    else if (rc == 0) {
-        bh_autofree char *key = bh_xasprintf("BoilerhouseClaim/%s", name);
-        bh_queue_add(req->ctx->queue, key);
-    }
-    cJSON_Delete(c);
-    if (rc < 0)
-        bh_api_from_err(resp, &err);
-    return rc;
+    bh_claim_answer_free(&ans);
 }
 
 static void api_release(const struct bh_api_req *req, struct bh_api_resp *resp,
-                        enum api_release_mode mode)
+                        enum bh_claim_release_mode mode)
 {
     const char *tenant = req->params[0];
     bh_autofree char *workload = NULL;
     bh_autofree char *name = api_tenant_claim(req, resp, NULL, &workload);
-    if (!name || api_release_start(req, resp, name, mode) < 0)
+    struct bh_claim_answer ans;
+    struct bh_err err;
+    if (!name)
         return;
-    int timed_out = 0;
-    cJSON *left = api_claim_wait(req->ctx, name, "ReleaseFailed|Released", 1, &timed_out);
-    const char *phase = bh_json_str(left, "status.phase");
-    if (left && !(phase && strcmp(phase, "Released") == 0)) {
-        cJSON *out = api_claim_shape(left);
-        bh_json_set_str(out, "error",
-                        timed_out ? "release did not finish in time"
-                                  : bh_json_str(left, "status.detail"));
-        bh_api_json(resp, timed_out ? 504 : 500, out);
-        cJSON_Delete(left);
+    if (bh_claim_release(req->ctx, tenant, workload, mode, &ans, &err) < 0) {
+        bh_api_from_err(resp, &err);
         return;
     }
-    cJSON_Delete(left);
+    if (ans.claim) {
+        cJSON *out = api_claim_shape(ans.claim);
+        bh_json_set_str(out, "error",
+                        ans.timed_out ? "release did not finish in time"
+                                      : bh_json_str(ans.claim, "status.detail"));
+        bh_api_json(resp, ans.timed_out ? 504 : 500, out);
+        bh_claim_answer_free(&ans);
+        return;
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "released");
     cJSON_AddStringToObject(o, "tenantId", tenant);
     cJSON_AddStringToObject(o, "workload", workload);
-    if (mode == RELEASE_FORCE) {
+    if (mode == BH_CLAIM_RELEASE_FORCE) {
         cJSON_AddBoolToObject(o, "saved", 0);
         cJSON_AddStringToObject(o, "detail", "forced: the instance was destroyed without saving");
     }
@@ -617,17 +465,17 @@ static void api_release(const struct bh_api_req *req, struct bh_api_resp *resp,
 
 static void h_release(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
-    api_release(req, resp, RELEASE_NORMAL);
+    api_release(req, resp, BH_CLAIM_RELEASE_NORMAL);
 }
 
 static void h_release_force(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
-    api_release(req, resp, RELEASE_FORCE);
+    api_release(req, resp, BH_CLAIM_RELEASE_FORCE);
 }
 
 static void h_release_retry(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
-    api_release(req, resp, RELEASE_RETRY);
+    api_release(req, resp, BH_CLAIM_RELEASE_RETRY);
 }
 
 static void h_keepalive(const struct bh_api_req *req, struct bh_api_resp *resp)
@@ -828,7 +676,8 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
     cJSON *inst = api_instance_get(req, resp);
     if (!inst)
         return;
-    bh_autofree char *claim = bh_xstrdup(bh_json_str(inst, "spec.claim"));
+    const char *owner = bh_json_str(inst, "spec.claim");
+    bh_autofree char *claim = owner ? bh_xstrdup(owner) : NULL;
     const char *phase = bh_json_str(inst, "status.phase");
     int starting = phase && strcmp(phase, "Starting") == 0;
     cJSON_Delete(inst);
@@ -841,7 +690,7 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
         bh_api_from_err(resp, &err);
         return;
     }
-    if (claim[0]) { /* its claim notices the loss now rather than at its next check */
+    if (claim && claim[0]) { /* its claim notices the loss now rather than at its next check */
         bh_autofree char *key = bh_xasprintf("BoilerhouseClaim/%s", claim);
         bh_queue_add(req->ctx->queue, key);
     }

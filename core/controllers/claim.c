@@ -19,7 +19,10 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "name.h"
 #include "pool.h"
+#include "queue.h"
+#include "resource.h"
 #include "runtime.h"
 #include "store.h"
 #include "workload.h"
@@ -27,6 +30,14 @@
 #define CLAIM_KIND "BoilerhouseClaim"
 #define CLAIM_WAIT_WORKLOAD_MS 500
 #define CLAIM_DEFAULT_PROBE_S 10
+/* Set by a forced release: the finalizer destroys the instance without saving. */
+#define CLAIM_RELEASE_ANNOTATION "boilerhouse.dev/release"
+
+static const char *claim_phase(const cJSON *claim)
+{
+    const char *phase = bh_json_str(claim, "status.phase");
+    return phase ? phase : BH_CLAIM_PENDING;
+}
 
 /* Writes status (the controller owns it; no resourceVersion check) and wakes REST waiters.
  * Lazy (not fsynced): a claim's status and its instance live no longer than this machine's
@@ -59,7 +70,7 @@ static int claim_activate(struct bh_ctx *ctx, cJSON *claim, const cJSON *inst, c
     cJSON *status = bh_json_obj(claim, "status");
     char now[32];
     bh_clock_rfc3339(now);
-    bh_json_set_str(status, "phase", "Active");
+    bh_json_set_str(status, "phase", BH_CLAIM_ACTIVE);
     bh_json_set_str(status, "detail", NULL);
     bh_json_set_str(status, "instanceId", bh_json_str(inst, "metadata.name"));
     bh_json_set_str(status, "source", source);
@@ -103,7 +114,7 @@ static cJSON *claim_ready_workload(struct bh_ctx *ctx, cJSON *claim, long *reque
     struct bh_err gerr;
     if (bh_store_get(ctx->store, "BoilerhouseWorkload", name, &wl, &gerr) < 0) {
         bh_autofree char *msg = bh_xasprintf("workload %s not found", name);
-        claim_set_phase(ctx, claim, "Error", msg, err);
+        claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err);
         return NULL;
     }
     if (bh_workload_ready(wl))
@@ -112,9 +123,10 @@ static cJSON *claim_ready_workload(struct bh_ctx *ctx, cJSON *claim, long *reque
     if (phase && strcmp(phase, "Error") == 0) {
         bh_autofree char *msg =
             bh_xasprintf("workload %s is not ready: %s", name, bh_json_str(wl, "status.detail"));
-        claim_set_phase(ctx, claim, "Error", msg, err);
+        claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err);
     } else {
-        claim_set_phase(ctx, claim, "Pending", "waiting for the workload to become ready", err);
+        claim_set_phase(ctx, claim, BH_CLAIM_PENDING, "waiting for the workload to become ready",
+                        err);
         *requeue_ms = CLAIM_WAIT_WORKLOAD_MS;
     }
     cJSON_Delete(wl);
@@ -138,7 +150,7 @@ static int claim_from_pool(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, co
     int rc = bh_instance_bind_tenant(ctx, *inst, wl, tenant, err);
     if (rc == 0 && snap) {
         *source = "pool+data";
-        bh_autofree char *cid = bh_xasprintf("bh-%s", id);
+        bh_autofree char *cid = bh_runtime_container_id(id);
         bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
         struct bh_err rerr;
         rc = bh_runtime_pause(ctx->runtime, cid, err);
@@ -179,7 +191,7 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     int rc = inst ? 0 : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
     if (rc == 0 && !inst) {
         source = snap ? "cold+data" : "cold";
-        claim_set_phase(ctx, claim, "Pending", "booting an instance", err);
+        claim_set_phase(ctx, claim, BH_CLAIM_PENDING, "booting an instance", err);
         struct bh_boot_req req = {.workload = wl,
                                   .tenant = tenant,
                                   .claim = bh_json_str(claim, "metadata.name"),
@@ -188,7 +200,7 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     }
     if (rc < 0) {
         bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
-        rc = claim_set_phase(ctx, claim, "Error", cerr.msg, err);
+        rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, cerr.msg, err);
     } else {
         bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
         rc = claim_activate(ctx, claim, inst, source, err);
@@ -224,7 +236,7 @@ static int claim_check_health(struct bh_ctx *ctx, cJSON *claim, cJSON *inst, con
         bh_xasprintf("instance %s failed %lld health checks: %s", id, fails, perr.msg);
     if (bh_instance_destroy(ctx, id, err) < 0)
         return -1;
-    return claim_set_phase(ctx, claim, "Error", msg, err) < 0 ? -1 : 1;
+    return claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err) < 0 ? -1 : 1;
 }
 
 /* The instance a claim holds: its recorded one, or, when the claim never recorded it (a
@@ -261,13 +273,17 @@ static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, s
     const char *tenant = bh_json_str(claim, "spec.tenantId");
     cJSON *wl = NULL, *inst = NULL;
     struct bh_err gerr;
-    bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
-                 &gerr);
+    /* A deleted workload is released without saving; a failed read is not "deleted": the
+     * release fails (retried with backoff) rather than destroying unsaved tenant data. */
+    int rc = bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"),
+                          &wl, err);
+    if (rc < 0 && err->code == BH_ENOTFOUND)
+        rc = 0;
     int live = id && bh_store_get(ctx->store, "Instance", id, &inst, &gerr) == 0 &&
                bh_instance_alive(ctx, inst);
-    int rc = 0;
     /* A half-restored instance is never saved over the tenant's good snapshot. */
-    if (live && wl && !force && bh_hibernate_wanted(wl) && !bh_json_label(inst, BH_LABEL_RESTORING))
+    if (rc == 0 && live && wl && !force && bh_hibernate_wanted(wl) &&
+        !bh_json_label(inst, BH_LABEL_RESTORING))
         rc = bh_hibernate_save(ctx, wl, tenant, id, err);
     const char *action = bh_json_str(wl, "spec.idle.action");
     if (rc == 0 && action && strcmp(action, "destroy") == 0)
@@ -280,7 +296,7 @@ static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, s
     cJSON_Delete(inst);
     if (rc < 0) {
         struct bh_err serr;
-        claim_set_phase(ctx, claim, "ReleaseFailed", err->msg, &serr);
+        claim_set_phase(ctx, claim, BH_CLAIM_RELEASE_FAILED, err->msg, &serr);
     }
     return rc; /* a failure is retried with backoff; the instance keeps running meanwhile */
 }
@@ -291,14 +307,14 @@ static int claim_release_idle(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl,
 {
     const char *action = bh_json_str(wl, "spec.idle.action");
     bh_autofree char *detail = bh_xasprintf("idle timeout (%s)", action ? action : "hibernate");
-    if (claim_set_phase(ctx, claim, "Releasing", detail, err) < 0 ||
+    if (claim_set_phase(ctx, claim, BH_CLAIM_RELEASING, detail, err) < 0 ||
         claim_release_instance(ctx, claim, 0, err) < 0)
         return -1;
     cJSON *status = bh_json_obj(claim, "status");
     cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
     cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
     bh_info("claim", "claim %s released after %s", bh_json_str(claim, "metadata.name"), detail);
-    return claim_set_phase(ctx, claim, "Released", detail, err);
+    return claim_set_phase(ctx, claim, BH_CLAIM_RELEASED, detail, err);
 }
 
 static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
@@ -312,7 +328,7 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
         if (inst)
             bh_instance_destroy(ctx, id, &gerr);
         cJSON_Delete(inst);
-        return claim_set_phase(ctx, claim, "Error", msg, err);
+        return claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err);
     }
     int rc = 0;
     if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
@@ -345,7 +361,7 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
 static int claim_finalize(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
 {
     const cJSON *ann = bh_json_get(claim, "metadata.annotations");
-    const cJSON *force = cJSON_GetObjectItemCaseSensitive(ann, "boilerhouse.dev/release");
+    const cJSON *force = cJSON_GetObjectItemCaseSensitive(ann, CLAIM_RELEASE_ANNOTATION);
     int forced = cJSON_IsString(force) && strcmp(force->valuestring, "force") == 0;
     if (claim_release_instance(ctx, claim, forced, err) < 0)
         return -1;
@@ -355,28 +371,44 @@ static int claim_finalize(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
     return bh_store_update(ctx->store, claim, NULL, err);
 }
 
+/* An idle release that failed or was cut short by a restart: finish it. */
+static int claim_releasing(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
+{
+    cJSON *wl = NULL;
+    struct bh_err gerr;
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
+                     &gerr) < 0)
+        return 0; /* the workload's return re-enqueues its claims */
+    int rc = claim_release_idle(ctx, claim, wl, err);
+    cJSON_Delete(wl);
+    return rc;
+}
+
+/* What the controller does in each phase. Error and Released wait for a front door to claim
+ * again (bh_claim_ensure); a deleted claim is finalized whatever its phase. */
+static const struct {
+    const char *phase;
+    int (*step)(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err);
+} claim_steps[] = {
+    {BH_CLAIM_PENDING, claim_pending},
+    {BH_CLAIM_ACTIVE, claim_active},
+    {BH_CLAIM_RELEASING, claim_releasing},
+    {BH_CLAIM_RELEASE_FAILED, claim_releasing},
+};
+
 int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err)
 {
     cJSON *claim = NULL;
     if (bh_store_get(ctx->store, CLAIM_KIND, name, &claim, err) < 0)
         return err->code == BH_ENOTFOUND ? 0 : -1;
-    const char *phase = bh_json_str(claim, "status.phase");
+    const char *phase = claim_phase(claim);
     int rc = 0;
     if (bh_json_get(claim, "metadata.deletionTimestamp"))
         rc = claim_finalize(ctx, claim, err);
-    else if (!phase || strcmp(phase, "Pending") == 0)
-        rc = claim_pending(ctx, claim, requeue_ms, err);
-    else if (strcmp(phase, "Active") == 0)
-        rc = claim_active(ctx, claim, requeue_ms, err);
-    else if (strcmp(phase, "Releasing") == 0 || strcmp(phase, "ReleaseFailed") == 0) {
-        /* An idle release that failed or was cut short by a restart: finish it. */
-        cJSON *wl = NULL;
-        struct bh_err gerr;
-        if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"),
-                         &wl, &gerr) == 0)
-            rc = claim_release_idle(ctx, claim, wl, err);
-        cJSON_Delete(wl);
-    }
+    else
+        for (size_t i = 0; i < BH_ARRAY_LEN(claim_steps); i++)
+            if (strcmp(phase, claim_steps[i].phase) == 0)
+                rc = claim_steps[i].step(ctx, claim, requeue_ms, err);
     cJSON_Delete(claim);
     return rc;
 }
@@ -408,4 +440,254 @@ void bh_claim_wait_change(struct bh_ctx *ctx, uint64_t *seq, long long deadline_
     }
     *seq = ctx->claim_seq;
     pthread_mutex_unlock(&ctx->claim_lock);
+}
+
+/* ---- startup recovery ---- */
+
+/* A claim whose instance a restart lost (its record is gone) boots again. */
+static void claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
+{
+    const char *phase = claim_phase(claim);
+    const char *id = bh_json_str(claim, "status.instanceId");
+    cJSON *inst = NULL;
+    struct bh_err err;
+    if (strcmp(phase, BH_CLAIM_ACTIVE) != 0 ||
+        bh_store_get(ctx->store, "Instance", id ? id : "", &inst, &err) == 0) {
+        cJSON_Delete(inst);
+        return;
+    }
+    cJSON *status = bh_json_obj(claim, "status");
+    bh_json_set_str(status, "phase", BH_CLAIM_PENDING);
+    bh_json_set_str(status, "detail", "instance lost in a daemon restart; booting again");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(claim, "metadata"), "resourceVersion");
+    if (bh_store_update_status(ctx->store, claim, NULL, &err) < 0)
+        bh_warn("claim", "recover claim %s: %s", bh_json_str(claim, "metadata.name"), err.msg);
+}
+
+int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
+{
+    cJSON *list = NULL, *claim;
+    if (bh_store_list(ctx->store, CLAIM_KIND, NULL, &list, NULL, err) < 0)
+        return -1;
+    cJSON_ArrayForEach(claim, list)
+    {
+        if (!bh_json_get(claim, "metadata.deletionTimestamp"))
+            claim_recover_one(ctx, claim);
+    }
+    cJSON_Delete(list);
+    return 0;
+}
+
+/* ---- the front door: what REST, triggers and the Kubernetes-compatible API call ---- */
+
+/* Waits for the claim to reach one of phases (NULL-terminated; NULL: until it is gone).
+ * A claim being deleted counts only with while_deleting. Returns the claim (owned) or NULL
+ * when it is gone; on timeout the claim as it stands, with *timed_out set. */
+static cJSON *claim_wait(struct bh_ctx *ctx, const char *name, const char *const *phases,
+                         int while_deleting, int *timed_out)
+{
+    long long deadline = bh_clock_ms() + ctx->cfg.claim_timeout_ms;
+    uint64_t seq = 0;
+    bh_claim_wait_change(ctx, &seq, 0); /* snapshot the sequence before reading */
+    *timed_out = 0;
+    for (;;) {
+        cJSON *c = NULL;
+        struct bh_err err;
+        if (bh_store_get(ctx->store, CLAIM_KIND, name, &c, &err) < 0)
+            return NULL;
+        const char *phase = claim_phase(c);
+        for (const char *const *p = phases; p && *p; p++)
+            if (strcmp(phase, *p) == 0 &&
+                (while_deleting || !bh_json_get(c, "metadata.deletionTimestamp")))
+                return c;
+        if (bh_clock_ms() >= deadline) {
+            *timed_out = 1;
+            return c;
+        }
+        cJSON_Delete(c);
+        bh_claim_wait_change(ctx, &seq, deadline);
+    }
+}
+
+static cJSON *claim_new(const char *name, const struct bh_claim_req *req)
+{
+    cJSON *obj = bh_resource_new(CLAIM_KIND, name);
+    cJSON *md = bh_json_obj(obj, "metadata");
+    cJSON *labels = bh_json_obj(md, "labels");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", req->tenant);
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", req->workload);
+    cJSON_AddItemToObject(md, "finalizers",
+                          cJSON_CreateStringArray(&(const char *){BH_CLAIM_FINALIZER}, 1));
+    cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
+    cJSON_AddStringToObject(spec, "tenantId", req->tenant);
+    cJSON_AddStringToObject(spec, "workloadRef", req->workload);
+    if (req->resume)
+        cJSON_AddBoolToObject(spec, "resume", 1);
+    return obj;
+}
+
+/* The pair's claim as stored, once no release of it is finishing; NULL if there is none. */
+static int claim_get_settled(struct bh_ctx *ctx, const char *name, cJSON **out, struct bh_err *err)
+{
+    *out = NULL;
+    cJSON *c = NULL;
+    if (bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0)
+        return err->code == BH_ENOTFOUND ? 0 : -1;
+    if (!bh_json_get(c, "metadata.deletionTimestamp")) {
+        *out = c;
+        return 0;
+    }
+    cJSON_Delete(c);
+    int timed_out;
+    c = claim_wait(ctx, name, NULL, 0, &timed_out); /* a release is finishing */
+    if (c) {
+        cJSON_Delete(c);
+        return bh_err_set(err, BH_EUNAVAIL, "the previous claim is still being released");
+    }
+    return 0;
+}
+
+/* An ended claim (Error, Released) starts over. */
+static int claim_restart(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
+{
+    const char *phase = claim_phase(c);
+    if (strcmp(phase, BH_CLAIM_ERROR) != 0 && strcmp(phase, BH_CLAIM_RELEASED) != 0)
+        return 0;
+    bh_json_set_str(bh_json_obj(c, "status"), "phase", BH_CLAIM_PENDING);
+    bh_json_set_str(bh_json_obj(c, "status"), "detail", "claimed again");
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+    return bh_store_update_status(ctx->store, c, NULL, err);
+}
+
+int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
+                    struct bh_err *err)
+{
+    bh_autofree char *name = bh_name_pair(req->tenant, req->workload);
+    cJSON *c = NULL;
+    if (claim_get_settled(ctx, name, &c, err) < 0)
+        return -1;
+    if (!c) {
+        cJSON *obj = claim_new(name, req);
+        /* Not fsynced: if it is lost in a crash, the caller never got an answer and claims
+         * again; the claim's Active status is durable before any answer. */
+        int rc = bh_store_create_lazy(ctx->store, obj, &c, err);
+        cJSON_Delete(obj);
+        if (rc < 0 && err->code == BH_ECONFLICT) /* a concurrent claim made it first */
+            rc = bh_store_get(ctx->store, CLAIM_KIND, name, &c, err);
+        if (rc < 0)
+            return -1;
+    }
+    if (!bh_name_is_pair(c, req->tenant, req->workload)) {
+        cJSON_Delete(c);
+        return bh_err_set(err, BH_ECONFLICT, "claim %s belongs to another tenant or workload",
+                          name);
+    }
+    if (claim_restart(ctx, c, err) < 0) {
+        cJSON_Delete(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_claim_answer *ans,
+                  struct bh_err *err)
+{
+    static const char *const settled[] = {BH_CLAIM_ACTIVE, BH_CLAIM_ERROR, BH_CLAIM_RELEASED, NULL};
+    memset(ans, 0, sizeof(*ans));
+    if (bh_claim_ensure(ctx, req, &ans->claim, err) < 0)
+        return -1;
+    const char *name = bh_json_str(ans->claim, "metadata.name");
+    bh_autofree char *key = bh_xstrdup(name);
+    ans->existing = strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0;
+    if (ans->existing) {
+        struct bh_err terr; /* activity is best effort: the idle check re-samples anyway */
+        bh_idle_touch(ctx, bh_json_str(ans->claim, "status.instanceId"), &terr);
+        return 0;
+    }
+    cJSON_Delete(ans->claim);
+    ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
+    /* An idle release was finishing when the tenant came back: claim again, once. */
+    if (ans->claim && !ans->timed_out && strcmp(claim_phase(ans->claim), BH_CLAIM_RELEASED) == 0) {
+        cJSON_Delete(ans->claim);
+        ans->claim = NULL;
+        if (bh_claim_ensure(ctx, req, &ans->claim, err) < 0)
+            return -1;
+        cJSON_Delete(ans->claim);
+        ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
+    }
+    if (!ans->claim)
+        return bh_err_set(err, BH_ECONFLICT, "claim %s was released while it was being made", key);
+    return 0;
+}
+
+/* Marks a ReleaseFailed claim Releasing again, so the controller retries the save. */
+static int claim_retry_release(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
+{
+    const char *phase = claim_phase(c);
+    if (strcmp(phase, BH_CLAIM_RELEASE_FAILED) != 0)
+        return bh_err_set(err, BH_ECONFLICT, "claim is %s, not %s: nothing to retry", phase,
+                          BH_CLAIM_RELEASE_FAILED);
+    bh_json_set_str(bh_json_obj(c, "status"), "phase", BH_CLAIM_RELEASING);
+    bh_json_set_str(bh_json_obj(c, "status"), "detail", "release retried");
+    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+    return bh_store_update_status(ctx->store, c, NULL, err);
+}
+
+/* Starts the release mode asks for on the stored claim c. */
+static int claim_begin_release(struct bh_ctx *ctx, cJSON *c, enum bh_claim_release_mode mode,
+                               struct bh_err *err)
+{
+    const char *name = bh_json_str(c, "metadata.name");
+    if (mode == BH_CLAIM_RELEASE_RETRY) {
+        if (claim_retry_release(ctx, c, err) < 0)
+            return -1;
+        /* An idle release that failed keeps its claim: the controller finishes it. */
+        if (!bh_json_get(c, "metadata.deletionTimestamp")) {
+            bh_autofree char *key = bh_xasprintf("%s/%s", CLAIM_KIND, name);
+            bh_queue_add(ctx->queue, key);
+            return 0;
+        }
+    } else if (mode == BH_CLAIM_RELEASE_FORCE) {
+        bh_json_set_str(bh_json_obj(c, "metadata.annotations"), CLAIM_RELEASE_ANNOTATION, "force");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
+        if (bh_store_update(ctx->store, c, NULL, err) < 0)
+            return -1;
+    }
+    /* Deleting ends the claim; its finalizer keeps it until the instance is saved and gone. */
+    return bh_store_delete(ctx->store, CLAIM_KIND, name, err);
+}
+
+int bh_claim_release(struct bh_ctx *ctx, const char *tenant, const char *workload,
+                     enum bh_claim_release_mode mode, struct bh_claim_answer *ans,
+                     struct bh_err *err)
+{
+    static const char *const ended[] = {BH_CLAIM_RELEASE_FAILED, BH_CLAIM_RELEASED, NULL};
+    memset(ans, 0, sizeof(*ans));
+    bh_autofree char *name = bh_name_pair(tenant, workload);
+    cJSON *c = NULL;
+    if (bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0 ||
+        !bh_name_is_pair(c, tenant, workload)) {
+        cJSON_Delete(c);
+        return bh_err_set(err, BH_ENOTFOUND, "claim not found for tenant %s", tenant);
+    }
+    int rc = claim_begin_release(ctx, c, mode, err);
+    cJSON_Delete(c);
+    if (rc < 0)
+        return -1;
+    ans->claim = claim_wait(ctx, name, ended, 1, &ans->timed_out);
+    /* An idle-released claim that a retry finished stays, Released: it is done too. */
+    if (ans->claim && !ans->timed_out && strcmp(claim_phase(ans->claim), BH_CLAIM_RELEASED) == 0) {
+        cJSON_Delete(ans->claim);
+        ans->claim = NULL;
+    }
+    return 0;
+}
+
+void bh_claim_answer_free(struct bh_claim_answer *ans)
+{
+    cJSON_Delete(ans->claim);
+    ans->claim = NULL;
 }

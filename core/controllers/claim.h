@@ -9,6 +9,69 @@
 #include "ctx.h"
 #include "err.h"
 
+/* Phases of a claim (status.phase); a claim without one is Pending.
+ *
+ *   Pending --> Active --(idle)--> Releasing --> Released --(claimed again)--> Pending
+ *      |          |                    |
+ *      v          v                    v
+ *    Error     Error             ReleaseFailed --(retry)--> Releasing
+ *      \--(claimed again)--> Pending
+ *
+ * Deleting a claim (release) finalizes it from any phase: its instance is hibernated (or
+ * destroyed when forced) and the claim disappears; a failed save leaves it ReleaseFailed. */
+#define BH_CLAIM_PENDING "Pending"
+#define BH_CLAIM_ACTIVE "Active"
+#define BH_CLAIM_ERROR "Error"
+#define BH_CLAIM_RELEASING "Releasing"
+#define BH_CLAIM_RELEASE_FAILED "ReleaseFailed"
+#define BH_CLAIM_RELEASED "Released"
+
+/* The finalizer that keeps a deleted claim until its instance is saved and gone. */
+#define BH_CLAIM_FINALIZER "boilerhouse.dev/cleanup"
+
+/* A claim asked for by a front door (REST, a trigger, the Kubernetes-compatible API).
+ * Tenant and workload are validated names (bh_name_tenant_valid, bh_name_label_valid). */
+struct bh_claim_req {
+    const char *tenant;
+    const char *workload;
+    int resume; /* spec.resume */
+};
+
+/* How a claim stands when a front door's call returns. */
+struct bh_claim_answer {
+    cJSON *claim;  /* owned; NULL once a release removed it */
+    int existing;  /* the claim was already Active */
+    int timed_out; /* the claim timeout passed first */
+};
+
+enum bh_claim_release_mode {
+    BH_CLAIM_RELEASE_NORMAL, /* hibernate (or destroy, per the workload) and remove */
+    BH_CLAIM_RELEASE_RETRY,  /* again after ReleaseFailed */
+    BH_CLAIM_RELEASE_FORCE   /* destroy without saving, and remove */
+};
+
+/* Finds or creates (tenant, workload)'s claim without waiting; a claim that ended (Error,
+ * Released) starts over as Pending; one still being released is waited out (BH_EUNAVAIL
+ * if it outlasts the claim timeout). *out owned. */
+int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
+                    struct bh_err *err);
+/* bh_claim_ensure, then waits until the claim is Active or Error, or the claim timeout
+ * passes. An Active claim answers at once and counts as the tenant's activity. Fails only
+ * when the claim could not be made (err says why); a claim that ended in Error is an answer. */
+int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_claim_answer *ans,
+                  struct bh_err *err);
+/* Begins the release mode asks for and waits until the claim is gone (ans->claim NULL),
+ * ReleaseFailed, or the claim timeout passes. BH_ENOTFOUND without a claim; BH_ECONFLICT
+ * for a retry of a claim that is not ReleaseFailed. */
+int bh_claim_release(struct bh_ctx *ctx, const char *tenant, const char *workload,
+                     enum bh_claim_release_mode mode, struct bh_claim_answer *ans,
+                     struct bh_err *err);
+void bh_claim_answer_free(struct bh_claim_answer *ans);
+
+/* Startup, after bh_instance_recover: an Active claim whose instance did not survive the
+ * restart goes back to Pending, so it boots again (a deleted claim's finalizer needs
+ * nothing). */
+int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err);
 int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err);
 /* Wakes everyone waiting for a claim change (called on every Claim event). */
 void bh_claim_notify(struct bh_ctx *ctx);

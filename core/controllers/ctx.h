@@ -33,6 +33,7 @@ struct bh_settings {
     uint32_t uid_base;          /* host uid that container root maps to */
     char *storage;              /* snapshot storage plugin name ("local") */
     char *snapshot_compression; /* "zstd" or "gzip" */
+    int log_level;              /* enum bh_log_level */
 };
 
 struct bh_ctx {

@@ -27,7 +27,8 @@
 #define SNAPSHOT_KIND "Snapshot"
 #define HIBERNATE_UID_SIZE 65536
 
-static const struct bh_storage_ops *hib_storage(struct bh_ctx *ctx, void **state,
+/* The storage plugin's ops, and in *plugin the plugin to call them through (BH_PLUGIN_CALL). */
+static const struct bh_storage_ops *hib_storage(struct bh_ctx *ctx, struct bh_plugin **plugin,
                                                 struct bh_err *err)
 {
     struct bh_plugin *p = bh_plugins_find(ctx->plugins, BH_PLUGIN_STORAGE, ctx->cfg.storage);
@@ -36,7 +37,7 @@ static const struct bh_storage_ops *hib_storage(struct bh_ctx *ctx, void **state
                    ctx->cfg.storage);
         return NULL;
     }
-    *state = p->state;
+    *plugin = p;
     return p->info->ops;
 }
 
@@ -127,9 +128,9 @@ static int hib_commit(struct bh_ctx *ctx, cJSON *rec, struct bh_err *err)
         bh_crashpoint("hibernate.after-record");
     const char *old_key = bh_json_str(old, "spec.key");
     if (rc == 0 && old_key && strcmp(old_key, bh_json_str(rec, "spec.key")) != 0) {
-        void *st;
+        struct bh_plugin *st;
         const struct bh_storage_ops *ops = hib_storage(ctx, &st, &gerr);
-        if (ops && ops->del(st, old_key, &gerr) < 0)
+        if (ops && BH_PLUGIN_CALL(st, ops->del(st->state, old_key, &gerr)) < 0)
             bh_warn("hibernate", "old snapshot %s left behind: %s", old_key, gerr.msg);
     }
     cJSON_Delete(old);
@@ -153,7 +154,7 @@ static int hib_archive_and_put(struct bh_ctx *ctx, const cJSON *workload, const 
     bh_autofree char **dirs = hib_dirs(workload);
     struct bh_snapshot_opts o;
     hib_opts(ctx, workload, rootfs, context, dirs, &o);
-    void *st;
+    struct bh_plugin *st;
     const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
     if (!ops || bh_snapshot_create(&o, tmp, info, err) < 0) {
         unlink(tmp);
@@ -164,7 +165,7 @@ static int hib_archive_and_put(struct bh_ctx *ctx, const cJSON *workload, const 
      * the storage plugin refuses (e.g. one containing ".tmp."). */
     bh_autofree char *sname = bh_name_pair(tenant, wname);
     *key = bh_xasprintf("%s/%s/%.16s.snap", wname, sname, info->digest);
-    int rc = ops->put(st, *key, tmp, err);
+    int rc = BH_PLUGIN_CALL(st, ops->put(st->state, *key, tmp, err));
     unlink(tmp);
     if (rc == 0)
         bh_crashpoint("hibernate.after-put");
@@ -175,7 +176,7 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
                       struct bh_err *err)
 {
     long long t0 = bh_clock_ms();
-    bh_autofree char *cid = bh_xasprintf("bh-%s", id);
+    bh_autofree char *cid = bh_runtime_container_id(id);
     /* Frozen, the tenant's processes cannot change files while they are read. */
     if (bh_runtime_pause(ctx->runtime, cid, err) < 0)
         return bh_err_wrap(err, "freeze %s", id);
@@ -214,9 +215,9 @@ int bh_hibernate_restore(struct bh_ctx *ctx, const cJSON *workload, const cJSON 
     hib_opts(ctx, workload, rootfs, context, dirs, &o);
     /* The snapshot says whether it was encrypted; the workload may have changed since. */
     o.master_key = bh_json_bool(snapshot, "spec.encrypted", 0) ? ctx->master_key : NULL;
-    void *st;
+    struct bh_plugin *st;
     const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
-    if (!ops || ops->get(st, key, tmp, err) < 0) {
+    if (!ops || BH_PLUGIN_CALL(st, ops->get(st->state, key, tmp, err)) < 0) {
         unlink(tmp);
         return bh_err_wrap(err, "fetch snapshot %s", key ? key : "?");
     }
@@ -237,9 +238,9 @@ int bh_hibernate_forget(struct bh_ctx *ctx, const char *tenant, const char *work
         return 0;
     /* Record first: a crash then leaves an unreferenced object, never a dangling record. */
     int rc = bh_store_delete(ctx->store, SNAPSHOT_KIND, bh_json_str(rec, "metadata.name"), err);
-    void *st;
+    struct bh_plugin *st;
     const struct bh_storage_ops *ops = rc == 0 ? hib_storage(ctx, &st, err) : NULL;
-    if (ops && ops->del(st, bh_json_str(rec, "spec.key"), &gerr) < 0)
+    if (ops && BH_PLUGIN_CALL(st, ops->del(st->state, bh_json_str(rec, "spec.key"), &gerr)) < 0)
         bh_warn("hibernate", "snapshot object %s left behind: %s", bh_json_str(rec, "spec.key"),
                 gerr.msg);
     cJSON_Delete(rec);

@@ -1,7 +1,7 @@
 /* Idle detection that follows real activity. An instance is active when any of these moved
- * since the last sample: its cgroup's CPU time (above a small share of a core, so a busy
- * background job counts and a sleeping shell does not), bytes through its non-loopback
- * interfaces (health probes go over loopback, so they do not count), mtimes under
+ * since the last sample (CPU and network as the runtime counts them): its CPU time (above a small
+ * share of a core, so a busy background job counts and a sleeping shell does not), bytes through
+ * its non-loopback interfaces (health probes go over loopback, so they do not count), mtimes under
  * idle.watchDirs (a bounded scan), or an API touch (claim, exec, keepalive). */
 #include "idle.h"
 
@@ -19,6 +19,7 @@
 #include "instance.h"
 #include "json.h"
 #include "mem.h"
+#include "runtime.h"
 #include "store.h"
 
 #define IDLE_CPU_SHARE 0.02 /* of one core */
@@ -40,63 +41,6 @@ static void idle_rfc3339(long long ms, char buf[32])
     gmtime_r(&t, &tm);
     size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + n, 32 - n, ".%03lldZ", ms % 1000);
-}
-
-static long long idle_read_ll(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    long long v = -1;
-    if (f) {
-        if (fscanf(f, "%lld", &v) != 1)
-            v = -1;
-        fclose(f);
-    }
-    return v;
-}
-
-/* CPU nanoseconds used by the instance's cgroup (v1 cpuacct, or v2 cpu.stat). */
-static long long idle_cpu_ns(const char *id)
-{
-    bh_autofree char *v1 =
-        bh_xasprintf("/sys/fs/cgroup/cpuacct/boilerhouse/bh-%s/cpuacct.usage", id);
-    long long ns = idle_read_ll(v1);
-    if (ns >= 0)
-        return ns;
-    bh_autofree char *v2 = bh_xasprintf("/sys/fs/cgroup/boilerhouse/bh-%s/cpu.stat", id);
-    FILE *f = fopen(v2, "re");
-    long long usec = -1;
-    if (f) {
-        if (fscanf(f, "usage_usec %lld", &usec) != 1)
-            usec = -1;
-        fclose(f);
-    }
-    return usec >= 0 ? usec * 1000 : -1;
-}
-
-/* rx+tx bytes of every interface but lo in the instance's network namespace. */
-static long long idle_net_bytes(int pid)
-{
-    bh_autofree char *path = bh_xasprintf("/proc/%d/net/dev", pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    char line[512];
-    long long total = 0;
-    while (fgets(line, sizeof(line), f)) {
-        char *colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        *colon = '\0';
-        const char *name = line + strspn(line, " ");
-        unsigned long long rx = 0, tx = 0, skip;
-        if (strcmp(name, "lo") == 0 ||
-            sscanf(colon + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &rx, &skip, &skip,
-                   &skip, &skip, &skip, &skip, &skip, &tx) != 9)
-            continue;
-        total += (long long)(rx + tx);
-    }
-    fclose(f);
-    return total;
 }
 
 /* nftw has no user pointer; the scan state is per thread. */
@@ -165,9 +109,13 @@ int bh_idle_sample(struct bh_ctx *ctx, cJSON *inst, const cJSON *workload, long 
     long long now = idle_wall_ms();
     long long elapsed = now - bh_json_int(status, "sampledAt", now);
     long long cpu_budget = (long long)(IDLE_CPU_SHARE * 1e6 * (double)elapsed); /* ns */
-    int active = idle_counters_moved(status, "cpuUsageNs", idle_cpu_ns(id), cpu_budget);
-    active |= idle_counters_moved(status, "netBytes",
-                                  idle_net_bytes((int)bh_json_int(status, "pid", 0)), 0);
+    struct bh_runtime_stats st = {-1, -1};
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    struct bh_err serr;
+    if (bh_runtime_stats(ctx->runtime, cid, (int)bh_json_int(status, "pid", 0), &st, &serr) < 0)
+        st.cpu_ns = st.net_bytes = -1; /* unknown counters count as no activity */
+    int active = idle_counters_moved(status, "cpuUsageNs", st.cpu_ns, cpu_budget);
+    active |= idle_counters_moved(status, "netBytes", st.net_bytes, 0);
     bh_json_set_num(status, "sampledAt", (double)now);
     long long last = idle_last_activity_ms(inst);
     long long newest_file = idle_newest_mtime(ctx, id, workload);

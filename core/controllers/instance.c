@@ -29,7 +29,6 @@
 #include "plugin.h"
 #include "proc.h"
 #include "resource.h"
-#include "rootfs.h"
 #include "runtime.h"
 #include "store.h"
 
@@ -59,11 +58,6 @@ static char *instance_dir(struct bh_ctx *ctx, const char *id)
 char *bh_instance_log_path(struct bh_ctx *ctx, const char *id)
 {
     return bh_xasprintf("%s/instances/%s/log", ctx->cfg.state_dir, id);
-}
-
-static char *instance_container_id(const char *id)
-{
-    return bh_xasprintf("bh-%s", id);
 }
 
 /* Instance ids are 12 lowercase hex characters; anything else never names a path. */
@@ -130,6 +124,8 @@ struct boot {
     const cJSON *workload;
     char *dir;
     char *cid;
+    char *upper, *work, *rootfs, *log, *sock;
+    struct bh_runtime_spec spec; /* points into the above */
     struct bh_plugin *net;
     struct bh_net_result net_res;
     struct bh_image *image;
@@ -143,6 +139,11 @@ static void boot_free(struct boot *b)
 {
     free(b->dir);
     free(b->cid);
+    free(b->upper);
+    free(b->work);
+    free(b->rootfs);
+    free(b->log);
+    free(b->sock);
     if (b->image)
         bh_image_free(b->image);
     bh_strv_free(b->args);
@@ -195,13 +196,32 @@ static int boot_image(struct boot *b, struct bh_err *err)
     return 0;
 }
 
+/* The instance's directory layout, as the runtime is told it. */
+static void boot_init(struct boot *b, struct bh_ctx *ctx, const char *id)
+{
+    b->dir = instance_dir(ctx, id);
+    b->cid = bh_runtime_container_id(id);
+    b->upper = bh_xasprintf("%s/upper", b->dir);
+    b->work = bh_xasprintf("%s/work", b->dir);
+    b->rootfs = bh_instance_rootfs(ctx, id);
+    b->log = bh_instance_log_path(ctx, id);
+    b->sock = bh_xasprintf("%s/sock", b->dir);
+    b->spec = (struct bh_runtime_spec){.id = b->cid,
+                                       .bundle = b->dir,
+                                       .upper = b->upper,
+                                       .work = b->work,
+                                       .rootfs = b->rootfs,
+                                       .log_path = b->log,
+                                       .hostname = b->cid,
+                                       .uid_base = ctx->cfg.uid_base,
+                                       .uid_size = INSTANCE_UID_SIZE};
+}
+
 static int boot_rootfs(struct boot *b, struct bh_err *err)
 {
-    bh_autofree char *upper = bh_xasprintf("%s/upper", b->dir);
-    bh_autofree char *work = bh_xasprintf("%s/work", b->dir);
-    bh_autofree char *target = bh_xasprintf("%s/rootfs", b->dir);
-    return bh_rootfs_mount(b->image->layer_dirs, b->image->n_layers, upper, work, target,
-                           b->ctx->cfg.uid_base, err);
+    b->spec.layers = b->image->layer_dirs;
+    b->spec.n_layers = b->image->n_layers;
+    return bh_runtime_rootfs_prepare(b->ctx->runtime, &b->spec, err);
 }
 
 /* Appends the network plugin's "NAME=value\n" lines to the environment. */
@@ -268,7 +288,9 @@ static void boot_env_append_pending(struct boot *b, const char *lines)
     b->extra_env = joined;
 }
 
-static int boot_bundle(struct boot *b, struct bh_err *err)
+/* The process and its limits: the image's config merged with the workload's entrypoint, the
+ * network plugin's environment added. */
+static int boot_process(struct boot *b, struct bh_err *err)
 {
     const cJSON *entry = bh_json_get(b->workload, "spec.entrypoint");
     if (bh_oci_process_resolve(b->image->config, entry, &b->args, &b->env, &b->cwd, err) < 0)
@@ -276,60 +298,27 @@ static int boot_bundle(struct boot *b, struct bh_err *err)
     boot_env_append(b, b->net_res.env);
     if (b->extra_env)
         boot_env_append(b, b->extra_env);
-    bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", b->dir);
-    bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
-    bh_autofree char *cgroup = bh_xasprintf("/boilerhouse/%s", b->cid);
-    struct bh_oci_params p = {
-        .rootfs = rootfs,
-        .args = b->args,
-        .env = b->env,
-        .cwd = b->cwd,
-        .hostname = b->cid,
-        .vcpus = bh_json_num(b->workload, "spec.resources.vcpus", 1),
-        .memory_mb = (long)bh_json_int(b->workload, "spec.resources.memoryMb", 256),
-        .uid_base = b->ctx->cfg.uid_base,
-        .uid_size = INSTANCE_UID_SIZE,
-        .socket_dir = (b->net_res.flags & BH_NET_SOCKET_DIR) ? sock : NULL,
-        .cgroup_path = cgroup,
-    };
-    cJSON *config = bh_oci_config_build(&p);
-    bh_autofree char *text = bh_json_print(config);
-    cJSON_Delete(config);
-    bh_autofree char *path = bh_xasprintf("%s/config.json", b->dir);
-    return bh_fs_write_atomic(path, text, strlen(text), 0600, err);
-}
-
-/* The container's init pid from the file `create --pid-file` wrote: the runtime writes it
- * before create returns, so asking it again (`runc state`, ~20 ms) is not needed. */
-static int boot_read_pid(struct boot *b, struct bh_err *err)
-{
-    bh_autofree char *path = bh_xasprintf("%s/pid", b->dir);
-    bh_autofree char *data = NULL;
-    size_t len = 0;
-    if (bh_fs_read_all(path, 64, &data, &len, err) < 0)
-        return bh_err_wrap(err, "container pid");
-    char *end = NULL;
-    long pid = strtol(data, &end, 10);
-    if (end == data || pid <= 0 || pid > INT32_MAX)
-        return bh_err_set(err, BH_EIO, "container pid file %s: \"%.20s\"", path, data);
-    b->pid = (int)pid;
+    b->spec.args = b->args;
+    b->spec.env = b->env;
+    b->spec.cwd = b->cwd;
+    b->spec.vcpus = bh_json_num(b->workload, "spec.resources.vcpus", 1);
+    b->spec.memory_mb = (long)bh_json_int(b->workload, "spec.resources.memoryMb", 256);
+    b->spec.socket_dir = (b->net_res.flags & BH_NET_SOCKET_DIR) ? b->sock : NULL;
     return 0;
 }
 
 static int boot_container(struct boot *b, const char *tenant, struct bh_err *err)
 {
-    bh_autofree char *log = bh_instance_log_path(b->ctx, b->id);
-    if (bh_runtime_create(b->ctx->runtime, b->cid, b->dir, log, err) < 0 ||
-        boot_read_pid(b, err) < 0)
+    if (bh_runtime_create(b->ctx->runtime, &b->spec, &b->pid, err) < 0)
         return -1;
-    bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", b->pid);
+    bh_autofree char *netns = bh_runtime_netns_path(b->ctx->runtime, b->cid, b->pid);
     bh_autofree char *net_json = bh_json_print(bh_json_get(b->workload, "spec.network"));
     struct bh_net_request req = boot_net_request(b, tenant, netns, net_json);
     const struct bh_network_ops *ops = b->net->info->ops;
-    if (ops->attach(b->net->state, &req, &b->net_res, err) < 0)
+    if (BH_PLUGIN_CALL(b->net, ops->attach(b->net->state, &req, &b->net_res, err)) < 0)
         return bh_err_wrap(err, "network %s", b->net->info->name);
     if (tenant && BH_HAS_OP(ops, struct bh_network_ops, bind_tenant) &&
-        ops->bind_tenant(b->net->state, &req, err) < 0)
+        BH_PLUGIN_CALL(b->net, ops->bind_tenant(b->net->state, &req, err)) < 0)
         return bh_err_wrap(err, "network %s: bind tenant", b->net->info->name);
     bh_crashpoint("boot.before-start");
     return bh_runtime_start(b->ctx->runtime, b->cid, err);
@@ -344,7 +333,7 @@ static int boot_prepare_net(struct boot *b, const char *tenant, struct bh_err *e
     struct bh_net_request req = boot_net_request(b, tenant, NULL, net_json);
     b->net_res.size = sizeof(b->net_res);
     const struct bh_network_ops *ops = b->net->info->ops;
-    return ops->prepare(b->net->state, &req, &b->net_res, err);
+    return BH_PLUGIN_CALL(b->net, ops->prepare(b->net->state, &req, &b->net_res, err));
 }
 
 /* Endpoint as the claim reports it: {host, port} for addressable instances, {socket} for
@@ -358,10 +347,8 @@ static cJSON *boot_endpoint(struct boot *b)
         cJSON_AddStringToObject(ep, "host", b->net_res.host);
         cJSON_AddNumberToObject(ep, "port", port);
     }
-    if (b->net_res.flags & BH_NET_SOCKET_DIR) {
-        bh_autofree char *sock = bh_xasprintf("%s/sock", b->dir);
-        cJSON_AddStringToObject(ep, "socket", sock);
-    }
+    if (b->net_res.flags & BH_NET_SOCKET_DIR)
+        cJSON_AddStringToObject(ep, "socket", b->sock);
     return ep;
 }
 
@@ -376,7 +363,8 @@ int bh_instance_probe(struct bh_ctx *ctx, const cJSON *workload, const char *id,
          * traffic never counts as tenant activity (idle detection ignores lo). */
         const char *path = bh_json_str(health, "httpGet.path");
         int port = (int)bh_json_int(health, "httpGet.port", 80);
-        bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", pid);
+        bh_autofree char *cid = bh_runtime_container_id(id);
+        bh_autofree char *netns = bh_runtime_netns_path(ctx->runtime, cid, pid);
         return bh_health_http(netns, "127.0.0.1", port, path ? path : "/", timeout_ms, err);
     }
     const cJSON *cmd = bh_json_get(health, "exec.command");
@@ -410,22 +398,6 @@ static char *instance_log_tail(struct bh_ctx *ctx, const char *id)
     return tail;
 }
 
-/* True while pid exists and is not a zombie: cheaper than asking the runtime, which matters
- * because the probe loop is on the cold-claim path. */
-static int instance_pid_alive(int pid)
-{
-    bh_autofree char *path = bh_xasprintf("/proc/%d/stat", pid);
-    char buf[256];
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')'); /* the command name may contain spaces */
-    return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
-}
-
 /* Probes until healthy, the container dies, or the deadline passes. The gap between probes
  * starts small (most servers listen within milliseconds) and backs off. */
 static int boot_wait_healthy(struct boot *b, struct bh_err *err)
@@ -434,7 +406,7 @@ static int boot_wait_healthy(struct boot *b, struct bh_err *err)
     struct bh_err probe_err = {0};
     int gap_ms = INSTANCE_PROBE_GAP_MIN_MS;
     for (;;) {
-        if (!instance_pid_alive(b->pid)) {
+        if (!bh_runtime_alive(b->ctx->runtime, b->cid, b->pid)) {
             bh_autofree char *tail = instance_log_tail(b->ctx, b->id);
             return bh_err_set(err, BH_EIO, "container exited during start; log: %s", tail);
         }
@@ -456,7 +428,7 @@ static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
         return -1;
     t[1] = bh_clock_ms();
     if (boot_rootfs(b, err) < 0 || boot_restore(b, err) < 0 || boot_trust_ca(b, err) < 0 ||
-        boot_bundle(b, err) < 0)
+        boot_process(b, err) < 0)
         return -1;
     t[2] = bh_clock_ms();
     if (boot_container(b, tenant, err) < 0)
@@ -511,8 +483,7 @@ int bh_instance_boot(struct bh_ctx *ctx, const struct bh_boot_req *req, cJSON **
         return -1;
     int rc;
     struct boot b = {.ctx = ctx, .id = id, .req = req, .workload = req->workload};
-    b.dir = instance_dir(ctx, id);
-    b.cid = instance_container_id(id);
+    boot_init(&b, ctx, id);
     long long t0 = bh_clock_ms();
     rc = boot_run(&b, req->tenant, err);
     if (rc == 0)
@@ -549,7 +520,8 @@ static int instance_net_call(struct bh_ctx *ctx, const cJSON *instance, const cJ
         return 0;
     bh_autofree char *net_json = bh_json_print(bh_json_get(workload, "spec.network"));
     int pid = (int)bh_json_int(instance, "status.pid", 0);
-    bh_autofree char *netns = bh_xasprintf("/proc/%d/ns/net", pid);
+    bh_autofree char *cid = bh_runtime_container_id(bh_json_str(instance, "metadata.name"));
+    bh_autofree char *netns = bh_runtime_netns_path(ctx->runtime, cid, pid);
     struct bh_net_request req = {
         .size = sizeof(req),
         .instance_id = bh_json_str(instance, "metadata.name"),
@@ -560,8 +532,8 @@ static int instance_net_call(struct bh_ctx *ctx, const cJSON *instance, const cJ
         .pid = pid,
     };
     struct bh_net_result res = {.size = sizeof(res)};
-    int rc = what == NET_ATTACH ? ops->attach(p->state, &req, &res, err)
-                                : ops->bind_tenant(p->state, &req, err);
+    int rc = what == NET_ATTACH ? BH_PLUGIN_CALL(p, ops->attach(p->state, &req, &res, err))
+                                : BH_PLUGIN_CALL(p, ops->bind_tenant(p->state, &req, err));
     return rc < 0 ? bh_err_wrap(err, "network %s", p->info->name) : 0;
 }
 
@@ -587,21 +559,18 @@ static void instance_readopt_network(struct bh_ctx *ctx, const cJSON *inst)
     cJSON_Delete(wl);
 }
 
-/* Detaches the instance from its network; with mode unknown, asks every network plugin
- * (detach is idempotent), so leftovers of unrecorded instances are cleaned too. */
+/* Detaches the instance from its network; with mode unknown, asks every loaded network
+ * plugin (detach is idempotent), so leftovers of unrecorded instances are cleaned too. */
 static void instance_net_detach(struct bh_ctx *ctx, const char *id, const char *mode)
 {
-    static const char *const modes[] = {"none", "unrestricted", "restricted"};
-    for (size_t i = 0; i < BH_ARRAY_LEN(modes); i++) {
-        if (mode && strcmp(mode, modes[i]) != 0)
-            continue;
-        struct bh_plugin *p = bh_plugins_find(ctx->plugins, BH_PLUGIN_NETWORK, modes[i]);
-        if (!p)
+    struct bh_plugin *p;
+    for (size_t i = 0; (p = bh_plugins_nth(ctx->plugins, BH_PLUGIN_NETWORK, i)); i++) {
+        if (mode && strcmp(mode, p->info->name) != 0)
             continue;
         struct bh_net_request req = {.size = sizeof(req), .instance_id = id};
         struct bh_err err = {0};
         const struct bh_network_ops *ops = p->info->ops;
-        if (ops->detach(p->state, &req, &err) < 0)
+        if (BH_PLUGIN_CALL(p, ops->detach(p->state, &req, &err)) < 0)
             bh_warn("instance", "network detach of %s: %s", id, err.msg);
     }
 }
@@ -610,13 +579,13 @@ static void instance_net_detach(struct bh_ctx *ctx, const char *id, const char *
 static int instance_teardown(struct bh_ctx *ctx, const char *id, const char *mode,
                              struct bh_err *err)
 {
-    bh_autofree char *cid = instance_container_id(id);
+    bh_autofree char *cid = bh_runtime_container_id(id);
     bh_autofree char *dir = instance_dir(ctx, id);
-    bh_autofree char *rootfs = bh_xasprintf("%s/rootfs", dir);
+    bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
     if (bh_runtime_delete(ctx->runtime, cid, err) < 0)
         return bh_err_wrap(err, "delete container %s", cid);
     instance_net_detach(ctx, id, mode);
-    if (bh_rootfs_umount(rootfs, err) < 0)
+    if (bh_runtime_rootfs_release(ctx->runtime, rootfs, err) < 0)
         return -1;
     return bh_fs_rmtree(dir, err);
 }
@@ -643,38 +612,14 @@ int bh_instance_destroy(struct bh_ctx *ctx, const char *id, struct bh_err *err)
     return 0;
 }
 
-/* True if pid lives (not a zombie) in the container's own cgroup: a recycled pid is in some
- * other cgroup, and a container whose init died has been killed whole. A few file reads,
- * against ~20 ms for `runc state` (a Go binary), on the claim path. */
-static int instance_pid_in_container(int pid, const char *cid)
-{
-    if (pid <= 0 || !instance_pid_alive(pid))
-        return 0;
-    bh_autofree char *path = bh_xasprintf("/proc/%d/cgroup", pid);
-    bh_autofree char *data = NULL;
-    size_t len = 0;
-    if (bh_fs_read_all(path, 64 << 10, &data, &len, NULL) < 0)
-        return 0;
-    bh_autofree char *want = bh_xasprintf("/boilerhouse/%s\n", cid);
-    for (const char *p = strstr(data, want); p; p = strstr(p + 1, want))
-        if (p > data && (p[-1] == ':' || p[-1] == '/'))
-            return 1;
-    return 0;
-}
-
 /* Running, or frozen by a hibernate in progress (which thaws or destroys it). */
 int bh_instance_alive(struct bh_ctx *ctx, const cJSON *instance)
 {
     const char *id = bh_json_str(instance, "metadata.name");
     if (!instance_id_valid(id))
         return 0;
-    bh_autofree char *cid = instance_container_id(id);
-    if (instance_pid_in_container((int)bh_json_int(instance, "status.pid", 0), cid))
-        return 1;
-    struct bh_runtime_state st;
-    struct bh_err err;
-    return bh_runtime_state(ctx->runtime, cid, &st, &err) == 0 &&
-           (strcmp(st.status, "running") == 0 || strcmp(st.status, "paused") == 0);
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    return bh_runtime_alive(ctx->runtime, cid, (int)bh_json_int(instance, "status.pid", 0));
 }
 
 int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int timeout_ms,
@@ -682,7 +627,7 @@ int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int 
 {
     if (!instance_id_valid(id))
         return bh_err_set(err, BH_ENOTFOUND, "instance not found");
-    bh_autofree char *cid = instance_container_id(id);
+    bh_autofree char *cid = bh_runtime_container_id(id);
     struct bh_proc_result res;
     if (bh_runtime_exec(ctx->runtime, cid, argv, timeout_ms, &res, err) < 0) {
         bh_proc_result_free(&res);
@@ -703,26 +648,6 @@ int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int 
 
 /* ---- recovery ---- */
 
-/* Puts the claim that held a lost instance back to Pending so it boots again. */
-static void recover_requeue_claim(struct bh_ctx *ctx, const char *claim)
-{
-    cJSON *obj = NULL;
-    struct bh_err err;
-    if (!claim || bh_store_get(ctx->store, "BoilerhouseClaim", claim, &obj, &err) < 0)
-        return;
-    cJSON *status = bh_json_obj(obj, "status");
-    const char *phase = bh_json_str(status, "phase");
-    if (phase && (strcmp(phase, "Active") == 0 || strcmp(phase, "Pending") == 0)) {
-        bh_json_set_str(status, "phase", "Pending");
-        bh_json_set_str(status, "detail", "instance lost in a daemon restart; booting again");
-        cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
-        cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
-        if (bh_store_update_status(ctx->store, obj, NULL, &err) < 0)
-            bh_warn("instance", "requeue claim %s: %s", claim, err.msg);
-    }
-    cJSON_Delete(obj);
-}
-
 static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
 {
     cJSON *list = NULL;
@@ -736,7 +661,7 @@ static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
         if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&
             bh_instance_alive(ctx, inst)) {
             /* A crash during hibernate leaves it frozen; the release resumes from scratch. */
-            bh_autofree char *cid = instance_container_id(id);
+            bh_autofree char *cid = bh_runtime_container_id(id);
             struct bh_err rerr;
             if (bh_runtime_resume(ctx->runtime, cid, &rerr) < 0)
                 bh_debug("instance", "resume %s: %s", id, rerr.msg);
@@ -749,7 +674,6 @@ static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
         struct bh_err derr = {0};
         if (bh_instance_destroy(ctx, id, &derr) < 0)
             bh_error("instance", "remove %s: %s", id, derr.msg);
-        recover_requeue_claim(ctx, bh_json_str(inst, "spec.claim"));
     }
     cJSON_Delete(list);
     return 0;
@@ -771,8 +695,8 @@ static int recover_containers(struct bh_ctx *ctx, struct bh_err *err)
     if (bh_runtime_list(ctx->runtime, &ids, err) < 0)
         return -1;
     for (char **p = ids; p && *p; p++) {
-        const char *id = strncmp(*p, "bh-", 3) == 0 ? *p + 3 : *p;
-        if (instance_id_valid(id) && recover_has_record(ctx, id))
+        const char *id = bh_runtime_instance_id(*p);
+        if (id && instance_id_valid(id) && recover_has_record(ctx, id))
             continue;
         bh_info("instance", "deleting orphan container %s", *p);
         struct bh_err derr = {0};

@@ -1,43 +1,119 @@
-/* The OCI runtime driver: drives runc or crun through their CLI with a private --root under
- * the state dir. Container IDs are chosen by the daemon ([a-z0-9-]), never by tenants. */
+/* The runtime seam: what the controllers may ask of whatever runs instances. A runtime is an
+ * ops table; the runc/crun driver (runtime_oci.h) is one, the unit tests' in-process fake is
+ * another, a Kubernetes driver will be the next. Controllers name containers with
+ * bh_runtime_container_id and never reach past these calls (no runtime binary, no /proc, no
+ * cgroup files, no mounts). Calls may come from any thread at once. */
 #ifndef BH_RUNTIME_H
 #define BH_RUNTIME_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "proc.h"
-
-struct bh_runtime;
 
 struct bh_runtime_state {
     char status[16]; /* "created", "running", "paused", "stopped" */
     int pid;
 };
 
-/* prefer: "runc", "crun" or NULL (auto: the first that can really run a container here).
- * root_dir: the runtime's --root (created if missing). */
-int bh_runtime_open(const char *root_dir, const char *prefer, struct bh_runtime **out,
-                    struct bh_err *err);
-void bh_runtime_close(struct bh_runtime *rt);
-const char *bh_runtime_name(const struct bh_runtime *rt);
+/* Counters of a container since it started; -1 where the driver cannot tell. */
+struct bh_runtime_stats {
+    long long cpu_ns;    /* CPU time of all its processes */
+    long long net_bytes; /* rx+tx bytes of its interfaces but loopback */
+};
 
-/* `create --bundle <bundle>`: the container's stdout/stderr go to log_path (O_APPEND). */
-int bh_runtime_create(struct bh_runtime *rt, const char *id, const char *bundle,
-                      const char *log_path, struct bh_err *err);
+/* What one container is made of; every pointer is borrowed for the call. Directories are
+ * chosen by the caller and exist (rootfs, upper and work may be empty). */
+struct bh_runtime_spec {
+    const char *id;      /* container id, from bh_runtime_container_id */
+    const char *bundle;  /* a directory the driver may keep this container's files in */
+    char *const *layers; /* image layer dirs, bottom first */
+    size_t n_layers;
+    const char *upper;    /* the container's writable layer */
+    const char *work;     /* scratch dir of the writable layer */
+    const char *rootfs;   /* where the merged root appears on the host */
+    const char *log_path; /* the container's stdout/stderr (appended) */
+    char *const *args;    /* process argv (NULL-terminated) */
+    char *const *env;     /* "K=V" (NULL-terminated) */
+    const char *cwd;      /* "/" if NULL */
+    const char *hostname;
+    double vcpus;           /* fractional allowed; 0 = no CPU limit */
+    long memory_mb;         /* 0 = no limit */
+    uint32_t uid_base;      /* host uid/gid that container root maps to */
+    uint32_t uid_size;      /* size of the mapping */
+    const char *socket_dir; /* host dir the container sees at /run/boilerhouse, or NULL */
+};
+
+struct bh_runtime;
+
+/* Every op but close returns 0 or -1 with err set; ids are container ids. Unknown ids are
+ * BH_ENOTFOUND, except where said. `pid` arguments are the hint create returned (the driver
+ * may use it to answer without asking the runtime; a driver without pids ignores it). */
+struct bh_runtime_ops {
+    /* Makes spec->rootfs the merged root of layers + upper, before create (so files can be
+     * put into it before any process starts). */
+    int (*rootfs_prepare)(struct bh_runtime *rt, const struct bh_runtime_spec *spec,
+                          struct bh_err *err);
+    /* Releases what rootfs_prepare made at rootfs; succeeds if there is nothing. */
+    int (*rootfs_release)(struct bh_runtime *rt, const char *rootfs, struct bh_err *err);
+    /* Creates the container (its init waits for start); *pid is its init's pid hint. */
+    int (*create)(struct bh_runtime *rt, const struct bh_runtime_spec *spec, int *pid,
+                  struct bh_err *err);
+    int (*start)(struct bh_runtime *rt, const char *id, struct bh_err *err);
+    int (*state)(struct bh_runtime *rt, const char *id, struct bh_runtime_state *st,
+                 struct bh_err *err);
+    /* True if the container runs or is paused; cheap enough for the claim path. */
+    int (*alive)(struct bh_runtime *rt, const char *id, int pid);
+    int (*kill)(struct bh_runtime *rt, const char *id, int sig, struct bh_err *err);
+    /* Force-deletes; succeeds if id does not exist. */
+    int (*delete)(struct bh_runtime *rt, const char *id, struct bh_err *err);
+    int (*pause)(struct bh_runtime *rt, const char *id, struct bh_err *err);
+    int (*resume)(struct bh_runtime *rt, const char *id, struct bh_err *err);
+    /* Runs argv inside the container (no shell added); res is always safe to free. */
+    int (*exec)(struct bh_runtime *rt, const char *id, char *const *argv, int timeout_ms,
+                struct bh_proc_result *res, struct bh_err *err);
+    int (*stats)(struct bh_runtime *rt, const char *id, int pid, struct bh_runtime_stats *st,
+                 struct bh_err *err);
+    /* The container's network namespace as a path network plugins and probes can enter,
+     * owned; NULL when it has none of its own. */
+    char *(*netns_path)(struct bh_runtime *rt, const char *id, int pid);
+    /* Container ids the runtime holds, owned NULL-terminated (bh_strv_free). */
+    int (*list)(struct bh_runtime *rt, char ***ids, struct bh_err *err);
+    void (*close)(struct bh_runtime *rt);
+};
+
+/* A driver's state starts with this. */
+struct bh_runtime {
+    const struct bh_runtime_ops *ops;
+    const char *name; /* e.g. "runc"; borrowed from the driver */
+};
+
+/* The container id of an instance ("bh-<instance id>"), owned. */
+char *bh_runtime_container_id(const char *instance_id);
+/* The instance id a container id names (borrowed from cid), or NULL if it names none. */
+const char *bh_runtime_instance_id(const char *cid);
+
+const char *bh_runtime_name(const struct bh_runtime *rt);
+void bh_runtime_close(struct bh_runtime *rt);
+int bh_runtime_rootfs_prepare(struct bh_runtime *rt, const struct bh_runtime_spec *spec,
+                              struct bh_err *err);
+int bh_runtime_rootfs_release(struct bh_runtime *rt, const char *rootfs, struct bh_err *err);
+int bh_runtime_create(struct bh_runtime *rt, const struct bh_runtime_spec *spec, int *pid,
+                      struct bh_err *err);
 int bh_runtime_start(struct bh_runtime *rt, const char *id, struct bh_err *err);
-/* BH_ENOTFOUND if the runtime does not know id. */
 int bh_runtime_state(struct bh_runtime *rt, const char *id, struct bh_runtime_state *st,
                      struct bh_err *err);
+int bh_runtime_alive(struct bh_runtime *rt, const char *id, int pid);
 int bh_runtime_kill(struct bh_runtime *rt, const char *id, int sig, struct bh_err *err);
-/* Force-deletes; succeeds if id does not exist. */
 int bh_runtime_delete(struct bh_runtime *rt, const char *id, struct bh_err *err);
 int bh_runtime_pause(struct bh_runtime *rt, const char *id, struct bh_err *err);
 int bh_runtime_resume(struct bh_runtime *rt, const char *id, struct bh_err *err);
-/* Runs argv inside the container (no shell added), capturing output. */
 int bh_runtime_exec(struct bh_runtime *rt, const char *id, char *const *argv, int timeout_ms,
                     struct bh_proc_result *res, struct bh_err *err);
-/* IDs the runtime knows under its root. *ids owned NULL-terminated (bh_strv_free). */
+int bh_runtime_stats(struct bh_runtime *rt, const char *id, int pid, struct bh_runtime_stats *st,
+                     struct bh_err *err);
+char *bh_runtime_netns_path(struct bh_runtime *rt, const char *id, int pid);
 int bh_runtime_list(struct bh_runtime *rt, char ***ids, struct bh_err *err);
 
 /* Caps a container log: when path exceeds cap bytes, its content moves to path.1 (replacing

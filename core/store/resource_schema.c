@@ -166,7 +166,6 @@ static const struct bh_resource_field abs_path_item[] = {STRC("", 0, schema_abs_
 
 /* ---- BoilerhouseWorkload ----------------------------------------------------------------- */
 
-static const char *const access_enum[] = {"none", "restricted", "unrestricted", NULL};
 static const char *const idle_action_enum[] = {"hibernate", "destroy", NULL};
 
 static const struct bh_resource_field image_fields[] = {
@@ -217,10 +216,11 @@ static const struct bh_resource_field expose_fields[] = {
 static const struct bh_resource_field expose_item[] = {OBJ("", 0, expose_fields, NULL)};
 
 static const struct bh_resource_field network_fields[] = {
+    /* Open: the loaded network plugins say which values exist (bh_plugins_check_resource). */
     {.name = "access",
      .type = BH_T_STRING,
      .flags = BH_F_DEFAULT,
-     .enums = access_enum,
+     .check = schema_name,
      .default_str = "none"},
     ARR("expose", 0, expose_item),
     ARR("allowlist", 0, host_item),

@@ -9,25 +9,25 @@
 #include <strings.h>
 #include <time.h>
 
-static enum bh_log_level log_level = BH_LOG_INFO;
+static uint32_t log_level = BH_LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *const log_names[] = {"error", "warn", "info", "debug"};
 
-void bh_log_set_level(enum bh_log_level level)
+void bh_log_set_level(uint32_t level)
 {
     log_level = level;
 }
 
-enum bh_log_level bh_log_level(void)
+uint32_t bh_log_level(void)
 {
     return log_level;
 }
 
-int bh_log_parse_level(const char *name, enum bh_log_level *out)
+int bh_log_parse_level(const char *name, uint32_t *out)
 {
     for (size_t i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++) {
         if (strcasecmp(name, log_names[i]) == 0) {
-            *out = (enum bh_log_level)i;
+            *out = (uint32_t)i;
             return 0;
         }
     }
@@ -47,7 +47,7 @@ static void log_escape(FILE *f, const char *s)
     }
 }
 
-void bh_log(enum bh_log_level level, const char *module, const char *fmt, ...)
+void bh_log(uint32_t level, const char *module, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -55,7 +55,7 @@ void bh_log(enum bh_log_level level, const char *module, const char *fmt, ...)
     va_end(ap);
 }
 
-void bh_logv(enum bh_log_level level, const char *module, const char *fmt, va_list ap)
+void bh_logv(uint32_t level, const char *module, const char *fmt, va_list ap)
 {
     if (level > log_level)
         return;

@@ -7,9 +7,12 @@
  * info->size, info->abi_major and info->build_sig; a mismatch refuses the plugin with an
  * error naming the file, and the daemon starts without it.
  *
- * ABI rules: every struct that crosses the boundary starts with its size and only grows at
- * the end; a new field is read only when the peer's size says it is there. Fallible calls
- * return int (< 0 is an error) and take a caller-owned struct bh_err last.
+ * ABI rules (docs/plugin-abi.md): every struct that crosses the boundary starts with its size
+ * and only grows at the end; a new field is read only when the peer's size says it is there.
+ * A minor adds only optional ops and fields, so a plugin built against an older minor of the
+ * same major loads. Every host call takes the plugin instance's handle first. Memory the host
+ * hands out is released through host->free. Fallible calls return int (< 0 is an error) and
+ * take a caller-owned struct bh_err last. Threading: see BH_PLUGIN_THREADSAFE.
  */
 #ifndef BOILERHOUSE_PLUGIN_H
 #define BOILERHOUSE_PLUGIN_H
@@ -21,8 +24,8 @@
 extern "C" {
 #endif
 
-#define BH_PLUGIN_ABI_MAJOR 1
-#define BH_PLUGIN_ABI_MINOR 1
+#define BH_PLUGIN_ABI_MAJOR 2
+#define BH_PLUGIN_ABI_MINOR 0
 
 /* Changes whenever a layout-affecting build property differs (pointer size, byte order). */
 #define BH_PLUGIN_STR2(x) #x
@@ -62,30 +65,47 @@ struct bh_err {
 
 /* ---- plugin kinds ------------------------------------------------------------------------ */
 
-enum bh_plugin_kind {
-    BH_PLUGIN_TRIGGER = 1,
-    BH_PLUGIN_GUARD = 2,
-    BH_PLUGIN_STORAGE = 3,
-    BH_PLUGIN_NETWORK = 4
-};
+/* Fixed-width constants, not enums: an enum's size is the compiler's choice. */
+#define BH_PLUGIN_TRIGGER 1u
+#define BH_PLUGIN_GUARD 2u
+#define BH_PLUGIN_STORAGE 3u
+#define BH_PLUGIN_NETWORK 4u
+
+/* struct bh_plugin_info.flags */
+/* Every op may be called concurrently (from the 8 reconciler workers and the pool boot
+ * threads). Without this flag the host holds a per-plugin mutex around each op and init/fini,
+ * so the plugin sees one call at a time. */
+#define BH_PLUGIN_THREADSAFE 0x1u
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-enum bh_config_type { BH_CFG_STRING = 1, BH_CFG_INT = 2, BH_CFG_BOOL = 3 };
+#define BH_CFG_STRING 1u
+#define BH_CFG_INT 2u
+#define BH_CFG_BOOL 3u
+#define BH_CFG_LIST 4u /* a JSON array; only in a served-value schema (info->serves_schema) */
 
-/* One declared configuration key. The host validates a plugin's config against this table
- * (types, required keys, defaults) and rejects unknown keys before the plugin sees it. */
+/* One declared key. The host validates a plugin's config against this table (types, required
+ * keys, defaults) and rejects unknown keys before the plugin sees it. The same shape declares
+ * the keys of the plugin's part of a resource (info->serves_schema). Tables are read with
+ * the element size the plugin declares (info->field_size), so this struct may grow. */
 struct bh_config_field {
     const char *key;
-    enum bh_config_type type;
-    int required;
+    uint32_t type;             /* BH_CFG_* */
+    uint32_t required;         /* 0 or 1 */
     const char *default_value; /* as text; NULL for none */
     const char *help;
 };
 
-struct bh_config; /* opaque, owned by the host, valid for the plugin's lifetime */
+/* One instance of a plugin, owned by the host: the first argument of every host call. The
+ * host attributes log lines, keeps the config, the state directory and secret access per
+ * handle. A plugin kind may get several instances (one per trigger resource); each init gets
+ * its own handle, valid until its fini returns. */
+struct bh_plugin_handle;
 
-enum bh_log_level { BH_LOG_ERROR = 0, BH_LOG_WARN = 1, BH_LOG_INFO = 2, BH_LOG_DEBUG = 3 };
+#define BH_LOG_ERROR 0u
+#define BH_LOG_WARN 1u
+#define BH_LOG_INFO 2u
+#define BH_LOG_DEBUG 3u
 
 /* ---- the host's function table ---------------------------------------------------------- */
 
@@ -93,31 +113,45 @@ struct bh_host_api {
     size_t size;
     uint32_t abi_major;
     uint32_t abi_minor;
-    /* Structured log line attributed to the plugin. */
-    void (*log)(enum bh_log_level level, const char *plugin, const char *fmt, ...) BH_PRINTF(3, 4);
-    /* Fills err and returns -1, so plugins can write `return host->err_set(err, ...)`. */
-    int (*err_set)(struct bh_err *err, int code, const char *fmt, ...) BH_PRINTF(3, 4);
-    /* Typed access to the validated config; keys must be declared in the schema. */
-    const char *(*config_string)(const struct bh_config *cfg, const char *key);
-    long long (*config_int)(const struct bh_config *cfg, const char *key);
-    int (*config_bool)(const struct bh_config *cfg, const char *key);
+    /* Structured log line; the host names the plugin from the handle. */
+    void (*log)(struct bh_plugin_handle *h, uint32_t level, const char *fmt, ...) BH_PRINTF(3, 4);
+    /* Fills err and returns -1, so plugins can write `return host->err_set(h, err, ...)`. */
+    int (*err_set)(struct bh_plugin_handle *h, struct bh_err *err, int code, const char *fmt, ...)
+        BH_PRINTF(4, 5);
+    /* Typed access to the instance's validated config; keys must be declared in the schema.
+     * Strings are owned by the host and valid until fini. */
+    const char *(*config_string)(struct bh_plugin_handle *h, const char *key);
+    long long (*config_int)(struct bh_plugin_handle *h, const char *key);
+    int (*config_bool)(struct bh_plugin_handle *h, const char *key);
     /* Runs argv[0] (absolute path or PATH lookup) without a shell, waits, captures up to
      * outlen-1 bytes of stdout into out (may be NULL). Non-zero exit is an error carrying
      * the command's stderr; a command still running after 60 s is killed (BH_ETIMEOUT). */
-    int (*run)(const char *const argv[], char *out, size_t outlen, struct bh_err *err);
-    /* The daemon's state directory (absolute); plugins keep their files below it. */
-    const char *(*state_dir)(void);
-    /* ABI 1.1: a secret value from the daemon's secret store. With tenant set, looks up the
-     * tenant's own secret (tenantSecretKeyRef). *value is malloc'd; the plugin frees it
-     * (and should wipe it first). BH_ENOTFOUND if absent. */
-    int (*secret_get)(const char *name, const char *key, const char *tenant, char **value,
-                      struct bh_err *err);
+    int (*run)(struct bh_plugin_handle *h, const char *const argv[], char *out, size_t outlen,
+               struct bh_err *err);
+    /* This plugin's own directory (absolute) under the daemon's state dir; it may not exist
+     * yet. Owned by the host, valid until fini. */
+    const char *(*state_dir)(struct bh_plugin_handle *h);
+    /* A secret value from the daemon's secret store. With tenant set, looks up the tenant's
+     * own secret (tenantSecretKeyRef). *value is allocated by the host: release it with
+     * host->free (which wipes it). BH_ENOTFOUND if absent. */
+    int (*secret_get)(struct bh_plugin_handle *h, const char *name, const char *key,
+                      const char *tenant, char **value, struct bh_err *err);
+    /* Releases memory the host handed out (wiped first); NULL is a no-op. */
+    void (*free)(struct bh_plugin_handle *h, void *p);
 };
 
 /* True if a size-prefixed struct from a peer is large enough to hold `field` (and, for a
  * function pointer, that it is set): how both sides read fields added in later minors. */
 #define BH_HAS_FIELD(s, type, field) ((s)->size >= offsetof(type, field) + sizeof((s)->field))
 #define BH_HAS_OP(s, type, field) (BH_HAS_FIELD(s, type, field) && (s)->field != NULL)
+
+/* Every ops table starts with these three members; init and fini may be NULL for a plugin
+ * that keeps no state (the host then passes a NULL state to the other calls). init gets the
+ * instance's handle; a plugin that calls the host from its ops keeps it in *state. */
+#define BH_PLUGIN_OPS_HEAD                                                                         \
+    size_t size;                                                                                   \
+    int (*init)(struct bh_plugin_handle * h, void **state, struct bh_err *err);                    \
+    void (*fini)(void *state)
 
 /* ---- network plugins ---------------------------------------------------------------------- */
 
@@ -137,20 +171,21 @@ struct bh_net_request {
 
 struct bh_net_result {
     size_t size;
-    unsigned flags; /* BH_NET_* from prepare() */
+    uint32_t flags; /* BH_NET_* from prepare() */
     char host[64];  /* attach(): address the host reaches the instance at; "" if none */
     char env[1024]; /* prepare(): extra NAME=value lines for the container, '\n'-separated */
-    /* ABI 1.1, prepare(): a PEM file (host path) the instance must trust; the host appends it
+    /* prepare(): a PEM file (host path) the instance must trust; the host appends it
      * to the instance's CA bundle and points SSL_CERT_FILE and friends at it. "" if none. */
     char ca_pem_path[256];
 };
 
-/* In every ops table, init and fini may be NULL for a plugin that keeps no state; the host
- * then passes a NULL state to the other calls. */
+/* Required: the head, prepare, attach, detach. The host loads a table that ends after detach
+ * (a plugin built against an older minor) and treats the later ops as absent. A network
+ * plugin serves one value of spec.network.access (info->serves) and declares the other keys
+ * of spec.network it reads (info->serves_schema); the host refuses workloads that ask for
+ * an access no loaded plugin serves or give keys its plugin does not declare. */
 struct bh_network_ops {
-    size_t size;
-    int (*init)(void **state, const struct bh_config *cfg, struct bh_err *err);
-    void (*fini)(void *state);
+    BH_PLUGIN_OPS_HEAD;
     /* Before the container exists: say what the container needs. */
     int (*prepare)(void *state, const struct bh_net_request *req, struct bh_net_result *res,
                    struct bh_err *err);
@@ -159,7 +194,7 @@ struct bh_network_ops {
                   struct bh_err *err);
     /* Undo attach; must be idempotent and succeed when nothing is left to undo. */
     int (*detach)(void *state, const struct bh_net_request *req, struct bh_err *err);
-    /* ABI 1.1, optional: the instance now belongs to req->tenant_id (a cold boot for a tenant,
+    /* Optional: the instance now belongs to req->tenant_id (a cold boot for a tenant,
      * or a warm pool instance being claimed). Per-tenant policy (credentials) is bound here,
      * without restarting the instance. */
     int (*bind_tenant)(void *state, const struct bh_net_request *req, struct bh_err *err);
@@ -171,11 +206,10 @@ struct bh_network_ops {
  * put() must be atomic and durable: after it returns 0 the object survives a crash, and
  * until then the previous object under the key is untouched. put() may keep src_path's
  * inode (a hard link) instead of copying it: the host never modifies src_path afterwards (it
- * only unlinks it). get() writes a scratch copy for the host and need not sync it. */
+ * only unlinks it). get() writes a scratch copy for the host and need not sync it. All ops
+ * are required. */
 struct bh_storage_ops {
-    size_t size;
-    int (*init)(void **state, const struct bh_config *cfg, struct bh_err *err);
-    void (*fini)(void *state);
+    BH_PLUGIN_OPS_HEAD;
     int (*put)(void *state, const char *key, const char *src_path, struct bh_err *err);
     int (*get)(void *state, const char *key, const char *dst_path, struct bh_err *err);
     /* 0 and *size set if present; BH_ENOTFOUND error if absent. */
@@ -190,12 +224,20 @@ struct bh_plugin_info {
     uint32_t abi_major;
     uint32_t abi_minor;
     const char *build_sig; /* BH_PLUGIN_BUILD_SIG */
-    enum bh_plugin_kind kind;
-    const char *name; /* must match the file name: bh-<kind>-<name>.so */
+    uint32_t kind;         /* BH_PLUGIN_* */
+    uint32_t flags;        /* BH_PLUGIN_THREADSAFE */
+    const char *name;      /* must match the file name: bh-<kind>-<name>.so */
     const char *version;
+    size_t field_size; /* sizeof(struct bh_config_field) as the plugin was built */
     const struct bh_config_field *config_schema; /* may be NULL */
     size_t n_config;
-    /* struct bh_network_ops or struct bh_storage_ops, by kind. ABI 1.0 defines no ops for
+    /* The value of the resource field the plugin serves (network: spec.network.access), a
+     * DNS label; NULL for none. serves_schema declares the keys of the plugin's part of the
+     * resource (network: spec.network besides access and websocket). */
+    const char *serves;
+    const struct bh_config_field *serves_schema; /* may be NULL */
+    size_t n_serves_schema;
+    /* struct bh_network_ops or struct bh_storage_ops, by kind. ABI 2.0 defines no ops for
      * trigger and guard plugins yet: the host refuses them until it does. */
     const void *ops;
 };

@@ -30,7 +30,7 @@ static struct egress *eg;
 static struct fake https, http2, http3;
 static int p_explicit, p_http, p_tls, p_dns;
 
-static void test_log(enum bh_log_level level, const char *plugin, const char *fmt, ...)
+static void test_log(struct bh_plugin_handle *h, uint32_t level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -14,7 +14,7 @@ static void test_none_asks_for_netns_and_socket_dir(void **state)
     bh_autofree char *path = bh_xasprintf("%s/bh-network-none.so", BH_PLUGIN_DIR);
     struct bh_plugin *p = NULL;
     struct bh_err err;
-    if (bh_plugin_load(path, NULL, &p, &err) < 0)
+    if (bh_plugin_load(NULL, path, NULL, &p, &err) < 0)
         fail_msg("%s", err.msg);
     const struct bh_network_ops *ops = p->info->ops;
     struct bh_net_request req = {.size = sizeof(req),
@@ -42,7 +42,7 @@ static void test_none_takes_no_config(void **state)
     cJSON *cfg = cJSON_Parse("{\"bridge\": \"bh0\"}");
     struct bh_plugin *p = NULL;
     struct bh_err err;
-    assert_int_equal(bh_plugin_load(path, cfg, &p, &err), -1);
+    assert_int_equal(bh_plugin_load(NULL, path, cfg, &p, &err), -1);
     assert_non_null(strstr(err.msg, "unknown config key \"bridge\""));
     cJSON_Delete(cfg);
 }

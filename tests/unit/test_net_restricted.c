@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bh_test.h"
 #include "fs.h"
 #include "mem.h"
 #include "net_test.h"
@@ -44,8 +45,7 @@ static int teardown(void **state)
     nt_nft_table_del("bridge", f->table);
     struct bh_err err;
     if (f->dir[0])
-        bh_fs_rmtree(f->dir, &err);
-    bh_plugin_set_state_dir(NULL);
+        BH_IGNORE(bh_fs_rmtree(f->dir, &err)); /* teardown: best effort */
     free(f);
     *state = NULL;
     return 0;
@@ -54,8 +54,6 @@ static int teardown(void **state)
 static int setup(void **state)
 {
     bh_autofree char *so = bh_xasprintf("%s/bh-network-restricted.so", BH_PLUGIN_DIR);
-    if (geteuid() != 0 || !bh_fs_exists(so))
-        return 0; /* the tests skip themselves */
     struct rs_fixture *f = bh_xcalloc(1, sizeof(*f));
     *state = f;
     snprintf(f->bridge, sizeof(f->bridge), "bhtr%d", (int)(getpid() % 1000));
@@ -64,7 +62,6 @@ static int setup(void **state)
     int ok = mkdtemp(f->dir) != NULL;
     if (!ok)
         f->dir[0] = '\0';
-    bh_plugin_set_state_dir(f->dir);
     ok = ok && (f->sleeper = nt_sleeper_start()) > 0;
     cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "bridge", f->bridge);
@@ -74,7 +71,8 @@ static int setup(void **state)
     cJSON_AddNumberToObject(cfg, "tls_port", 13130);
     cJSON_AddNumberToObject(cfg, "dns_port", 10053);
     struct bh_err err;
-    if (ok && bh_plugin_load(so, cfg, &f->plugin, &err) < 0) {
+    if (ok && bh_plugin_load(&(struct bh_plugin_env){.state_dir = f->dir}, so, cfg, &f->plugin,
+                             &err) < 0) {
         print_error("load: %s\n", err.msg);
         ok = 0;
     }
@@ -82,13 +80,6 @@ static int setup(void **state)
     if (!ok)
         teardown(state);
     return ok ? 0 : -1;
-}
-
-static struct rs_fixture *fixture(void **state)
-{
-    if (!*state)
-        skip();
-    return *state;
 }
 
 static const struct bh_network_ops *ops_of(struct rs_fixture *f)
@@ -127,14 +118,14 @@ static char *nft_list(struct rs_fixture *f, const char *family)
     const char *argv[] = {"nft", "list", "table", family, f->table, NULL};
     struct bh_err err;
     out[0] = '\0';
-    if (bh_plugin_host_api()->run(argv, out, sizeof(out), &err) < 0)
+    if (bh_plugin_host_api()->run(NULL, argv, out, sizeof(out), &err) < 0)
         fail_msg("nft list: %s", err.msg);
     return out;
 }
 
 static void test_prepare_env(void **state)
 {
-    struct rs_fixture *f = fixture(state);
+    struct rs_fixture *f = *state;
     struct bh_net_request req = {
         .size = sizeof(req), .instance_id = "a", .workload = "w", .network_json = NET_JSON};
     struct bh_net_result res = {.size = sizeof(res)};
@@ -153,7 +144,7 @@ static void test_prepare_env(void **state)
 
 static void test_rules_follow_the_instance(void **state)
 {
-    struct rs_fixture *f = fixture(state);
+    struct rs_fixture *f = *state;
     char ip[64];
     assert_non_null(strstr(nft_list(f, "inet"), "dnat ip to " GW ":13129"));
     attach_ok(f, NET_JSON, ip);
@@ -167,7 +158,7 @@ static void test_rules_follow_the_instance(void **state)
 
 static void test_traffic(void **state)
 {
-    struct rs_fixture *f = fixture(state);
+    struct rs_fixture *f = *state;
     char ip[64], netns[64];
     attach_ok(f, NET_JSON, ip);
     snprintf(netns, sizeof(netns), "--net=/proc/%d/ns/net", (int)f->sleeper);
@@ -199,6 +190,11 @@ static void test_traffic(void **state)
 
 int main(void)
 {
+    bh_autofree char *so = bh_xasprintf("%s/bh-network-restricted.so", BH_PLUGIN_DIR);
+    if (geteuid() != 0)
+        bh_test_skip_or_fail("needs root (namespaces, bridges, nftables)");
+    if (!bh_fs_exists(so))
+        bh_test_skip_or_fail("bh-network-restricted.so is not built (needs libssl-dev)");
     const struct CMUnitTest tests[] = {
         RS_TEST(test_prepare_env),
         RS_TEST(test_rules_follow_the_instance),

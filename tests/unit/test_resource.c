@@ -205,8 +205,9 @@ static const struct invalid_case cases[] = {
     {WORKLOAD_MIN, "spec.resources.memoryMb", NULL, "spec.resources.memoryMb: required"},
     {WORKLOAD_MIN, "spec.resources.diskGb", "-1",
      "spec.resources.diskGb: must be greater than or equal to 0"},
-    {WORKLOAD_MIN, "spec.network.access", "\"open\"",
-     "spec.network.access: must be one of: none, restricted, unrestricted"},
+    {WORKLOAD_MIN, "spec.network.access", "\"Open!\"",
+     "spec.network.access: must be a DNS-1123 label (lowercase letters, digits and '-', at most "
+     "63 characters)"},
     {WORKLOAD_MIN, "spec.network.expose", "[{\"guest\":0}]",
      "spec.network.expose[0].guest: must be greater than or equal to 1"},
     {WORKLOAD_MIN, "spec.network.expose", "[{\"guest\":80},{\"guest\":65536}]",

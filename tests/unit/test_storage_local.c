@@ -23,7 +23,8 @@ static int st_load(struct st_fixture *f)
 {
     bh_autofree char *path = bh_xasprintf("%s/bh-storage-local.so", BH_PLUGIN_DIR);
     struct bh_err err;
-    if (bh_plugin_load(path, NULL, &f->plugin, &err) < 0)
+    if (bh_plugin_load(&(struct bh_plugin_env){.state_dir = f->dir}, path, NULL, &f->plugin, &err) <
+        0)
         return -1;
     f->ops = f->plugin->info->ops;
     return 0;
@@ -38,7 +39,6 @@ static int setup(void **state)
         free(f);
         return -1;
     }
-    bh_plugin_set_state_dir(f->dir);
     return 0;
 }
 
@@ -47,8 +47,7 @@ static int teardown(void **state)
     struct st_fixture *f = *state;
     struct bh_err err;
     bh_plugin_unload(f->plugin);
-    bh_fs_rmtree(f->dir, &err);
-    bh_plugin_set_state_dir(NULL);
+    BH_IGNORE(bh_fs_rmtree(f->dir, &err)); /* teardown: best effort */
     free(f);
     return 0;
 }
@@ -188,7 +187,7 @@ static void test_relative_dir_refused(void **state)
     cJSON *cfg = cJSON_Parse("{\"dir\": \"snaps\"}");
     struct bh_plugin *p = NULL;
     struct bh_err err;
-    assert_int_equal(bh_plugin_load(path, cfg, &p, &err), -1);
+    assert_int_equal(bh_plugin_load(NULL, path, cfg, &p, &err), -1);
     assert_non_null(strstr(err.msg, "must be an absolute path"));
     cJSON_Delete(cfg);
 }

@@ -14,6 +14,7 @@
 #include "bridge.h"
 
 const struct bh_host_api *bhn_host;
+struct bh_plugin_handle *bhn_handle;
 
 #define BHN_ID_MAX 63
 
@@ -25,18 +26,21 @@ static int bhn_parse_subnet(struct bhn_bridge *b, const char *subnet, struct bh_
     const char *slash = strchr(subnet, '/');
     struct in_addr in;
     if (!slash || (size_t)(slash - subnet) >= sizeof(addr))
-        return bhn_host->err_set(err, BH_EINVAL, "subnet \"%s\" is not a.b.c.d/prefix", subnet);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "subnet \"%s\" is not a.b.c.d/prefix",
+                                 subnet);
     memcpy(addr, subnet, (size_t)(slash - subnet));
     addr[slash - subnet] = '\0';
     char *end = NULL;
     long prefix = strtol(slash + 1, &end, 10);
     /* /30 is the smallest subnet with a gateway and one instance. */
     if (inet_pton(AF_INET, addr, &in) != 1 || !slash[1] || *end || prefix < 8 || prefix > 30)
-        return bhn_host->err_set(err, BH_EINVAL, "subnet \"%s\" is not a.b.c.d/8..30", subnet);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "subnet \"%s\" is not a.b.c.d/8..30",
+                                 subnet);
     b->net = ntohl(in.s_addr);
     b->prefix = (int)prefix;
     if (b->net & ((1u << (32 - prefix)) - 1))
-        return bhn_host->err_set(err, BH_EINVAL, "subnet \"%s\" has host bits set", subnet);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "subnet \"%s\" has host bits set",
+                                 subnet);
     snprintf(b->subnet, sizeof(b->subnet), "%s/%d", addr, b->prefix);
     bhn_ip_text(b->net + 1, b->gateway);
     return 0;
@@ -50,22 +54,22 @@ static int bhn_ifname_ok(const char *name)
            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
 }
 
-int bhn_configure(struct bhn_bridge *b, const char *plugin, const struct bh_config *cfg,
-                  struct bh_err *err)
+int bhn_configure(struct bhn_bridge *b, const char *plugin, struct bh_err *err)
 {
     b->plugin = plugin;
-    const char *bridge = bhn_host->config_string(cfg, "bridge");
+    const char *bridge = bhn_host->config_string(bhn_handle, "bridge");
     if (!bhn_ifname_ok(bridge))
-        return bhn_host->err_set(err, BH_EINVAL, "bridge \"%s\" is not [A-Za-z0-9_]{1,15}", bridge);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL,
+                                 "bridge \"%s\" is not [A-Za-z0-9_]{1,15}", bridge);
     snprintf(b->bridge, sizeof(b->bridge), "%s", bridge);
     snprintf(b->table, sizeof(b->table), "boilerhouse_%s", bridge);
-    long long mtu = bhn_host->config_int(cfg, "mtu");
+    long long mtu = bhn_host->config_int(bhn_handle, "mtu");
     if (mtu < 576 || mtu > 65535)
-        return bhn_host->err_set(err, BH_EINVAL, "mtu %lld is outside 576..65535", mtu);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "mtu %lld is outside 576..65535", mtu);
     snprintf(b->mtu, sizeof(b->mtu), "%lld", mtu);
-    snprintf(b->dir, sizeof(b->dir), "%s/net/%s", bhn_host->state_dir(), plugin);
+    snprintf(b->dir, sizeof(b->dir), "%s", bhn_host->state_dir(bhn_handle));
     snprintf(b->leases, sizeof(b->leases), "%s/leases", b->dir);
-    return bhn_parse_subnet(b, bhn_host->config_string(cfg, "subnet"), err);
+    return bhn_parse_subnet(b, bhn_host->config_string(bhn_handle, "subnet"), err);
 }
 
 /* ---- bridge ------------------------------------------------------------------------------ */
@@ -80,7 +84,7 @@ static int bhn_mkdirs(const char *path, struct bh_err *err)
         char c = *p;
         *p = '\0';
         if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-            return bhn_host->err_set(err, BH_EIO, "mkdir %s: %s", buf, strerror(errno));
+            return bhn_host->err_set(bhn_handle, err, BH_EIO, "mkdir %s: %s", buf, strerror(errno));
         if (c == '\0')
             return 0;
         *p = c;
@@ -93,7 +97,7 @@ static int bhn_forwarding_on(struct bh_err *err)
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     int ok = fd >= 0 && write(fd, "1", 1) == 1;
     if (!ok)
-        bhn_host->err_set(err, BH_EIO, "enable %s: %s", path, strerror(errno));
+        bhn_host->err_set(bhn_handle, err, BH_EIO, "enable %s: %s", path, strerror(errno));
     if (fd >= 0)
         close(fd);
     return ok ? 0 : -1;
@@ -111,9 +115,10 @@ int bhn_bridge_up(const struct bhn_bridge *b, struct bh_err *err)
     const char *addr[] = {"ip", "addr", "replace", cidr, "dev", b->bridge, NULL};
     const char *up[] = {"ip", "link", "set", "dev", b->bridge, "up", NULL};
     /* A daemon restart finds the bridge from last time and keeps it. */
-    if (if_nametoindex(b->bridge) == 0 && bhn_host->run(add, NULL, 0, err) < 0)
+    if (if_nametoindex(b->bridge) == 0 && bhn_host->run(bhn_handle, add, NULL, 0, err) < 0)
         return -1;
-    if (bhn_host->run(addr, NULL, 0, err) < 0 || bhn_host->run(up, NULL, 0, err) < 0)
+    if (bhn_host->run(bhn_handle, addr, NULL, 0, err) < 0 ||
+        bhn_host->run(bhn_handle, up, NULL, 0, err) < 0)
         return -1;
     return bhn_forwarding_on(err);
 }
@@ -127,18 +132,18 @@ int bhn_run_with_file(const struct bhn_bridge *b, const char *const argv[], cons
     snprintf(path, sizeof(path), "%s/tmp/cmd.XXXXXX", b->dir);
     int fd = mkostemp(path, O_CLOEXEC);
     if (fd < 0)
-        return bhn_host->err_set(err, BH_EIO, "create %s: %s", path, strerror(errno));
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "create %s: %s", path, strerror(errno));
     size_t len = strlen(text);
     int ok = write(fd, text, len) == (ssize_t)len;
     close(fd);
     if (!ok) {
         unlink(path);
-        return bhn_host->err_set(err, BH_EIO, "write %s: %s", path, strerror(errno));
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "write %s: %s", path, strerror(errno));
     }
     const char *av[24] = {0};
     for (size_t i = 0; argv[i] && i < 23; i++)
         av[i] = strcmp(argv[i], "@FILE") == 0 ? path : argv[i];
-    int rc = bhn_host->run(av, NULL, 0, err);
+    int rc = bhn_host->run(bhn_handle, av, NULL, 0, err);
     unlink(path);
     return rc;
 }
@@ -147,8 +152,9 @@ int bhn_check_id(const char *id, struct bh_err *err)
 {
     size_t n = id ? strlen(id) : 0;
     if (n == 0 || n > BHN_ID_MAX || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
-        return bhn_host->err_set(err, BH_EINVAL, "instance id \"%.80s\" is not [a-z0-9-]{1,%d}",
-                                 id ? id : "(null)", BHN_ID_MAX);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL,
+                                 "instance id \"%.80s\" is not [a-z0-9-]{1,%d}", id ? id : "(null)",
+                                 BHN_ID_MAX);
     return 0;
 }
 
@@ -201,7 +207,7 @@ int bhn_tables_apply(const struct bhn_bridge *b, const char *inet_body, struct b
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
     if (!out)
-        return bhn_host->err_set(err, BH_EIO, "out of memory");
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "out of memory");
     const char *t = b->table;
     /* "table X {}" then "delete table X" makes the rebuild idempotent and atomic. A bridge
      * hook sees every bridge on the host (and this kernel lacks `meta ibrname`): only frames
@@ -236,7 +242,7 @@ int bhn_host_addrs(char *out, size_t outlen, struct bh_err *err)
 {
     static char buf[65536];
     const char *argv[] = {"ip", "-o", "-4", "addr", "show", NULL};
-    if (bhn_host->run(argv, buf, sizeof(buf), err) < 0)
+    if (bhn_host->run(bhn_handle, argv, buf, sizeof(buf), err) < 0)
         return -1;
     size_t used = 0;
     out[0] = '\0';
@@ -247,7 +253,7 @@ int bhn_host_addrs(char *out, size_t outlen, struct bh_err *err)
             continue;
         int n = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", addr);
         if (n < 0 || (size_t)n >= outlen - used)
-            return bhn_host->err_set(err, BH_EIO, "too many host addresses");
+            return bhn_host->err_set(bhn_handle, err, BH_EIO, "too many host addresses");
         used += (size_t)n;
     }
     return 0;
@@ -262,7 +268,8 @@ static int bhn_link_del(const char *ifname, struct bh_err *err)
     struct bh_err local;
     if (if_nametoindex(ifname) == 0)
         return 0;
-    if (bhn_host->run(del, NULL, 0, &local) == 0 || strstr(local.msg, "Cannot find device"))
+    if (bhn_host->run(bhn_handle, del, NULL, 0, &local) == 0 ||
+        strstr(local.msg, "Cannot find device"))
         return 0;
     if (err)
         *err = local;
@@ -325,8 +332,8 @@ int bhn_attach(const struct bhn_bridge *b, const struct bh_net_request *req, str
     if (bhn_check_id(req->instance_id, err) < 0)
         return -1;
     if (!req->netns_path || req->pid <= 0)
-        return bhn_host->err_set(err, BH_EINVAL, "attach %s: netns_path and pid are required",
-                                 req->instance_id);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL,
+                                 "attach %s: netns_path and pid are required", req->instance_id);
     uint32_t addr;
     if (bhn_lease_acquire(b->leases, b->net, b->prefix, req->instance_id, &addr, err) < 0)
         return -1;

@@ -21,6 +21,8 @@
 
 /* Set by each plugin's bh_plugin_entry. */
 extern const struct bh_host_api *bhn_host;
+/* The plugin instance (set by init): a network plugin has one instance per daemon. */
+extern struct bh_plugin_handle *bhn_handle;
 
 /* Addresses are host byte order throughout; bhn_ip_text formats one into buf[16]. */
 void bhn_ip_text(uint32_t addr, char buf[16]);
@@ -47,8 +49,7 @@ struct bhn_names {
 };
 
 /* Reads the `bridge`, `subnet` and `mtu` keys every bridged plugin declares. */
-int bhn_configure(struct bhn_bridge *b, const char *plugin, const struct bh_config *cfg,
-                  struct bh_err *err);
+int bhn_configure(struct bhn_bridge *b, const char *plugin, struct bh_err *err);
 /* Idempotent: state dirs, leftover temp files, the bridge (kept if it exists) with the
  * gateway address, IPv4 forwarding on. */
 int bhn_bridge_up(const struct bhn_bridge *b, struct bh_err *err);

@@ -16,7 +16,9 @@
 
 static void bhn_expose_dir(char *out, size_t outlen)
 {
-    snprintf(out, outlen, "%s/network-expose", bhn_host->state_dir());
+    /* Host ports are one daemon-wide resource shared by every bridged plugin, so the registry
+     * sits beside the plugins' own dirs (<state>/net/<name>), where ABI 1 kept it. */
+    snprintf(out, outlen, "%s/../../network-expose", bhn_host->state_dir(bhn_handle));
 }
 
 /* 1 if the port's file names owner ("<id> <table>"), 0 if it names another, -1 if absent. */
@@ -40,23 +42,23 @@ static int bhn_expose_claim(int port, const char *owner, struct bh_err *err)
     char dir[PATH_MAX], path[PATH_MAX + 16], who[256];
     bhn_expose_dir(dir, sizeof(dir));
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return bhn_host->err_set(err, BH_EIO, "mkdir %s: %s", dir, strerror(errno));
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "mkdir %s: %s", dir, strerror(errno));
     snprintf(path, sizeof(path), "%s/%d", dir, port);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {
         if (bhn_expose_owner(path, owner, who, sizeof(who)) == 1)
             return 0; /* attached again (re-adoption): still ours */
-        return bhn_host->err_set(err, BH_ECONFLICT, "host port %d is already published (%s)", port,
-                                 who);
+        return bhn_host->err_set(bhn_handle, err, BH_ECONFLICT,
+                                 "host port %d is already published (%s)", port, who);
     }
     if (fd < 0)
-        return bhn_host->err_set(err, BH_EIO, "create %s: %s", path, strerror(errno));
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "create %s: %s", path, strerror(errno));
     size_t len = strlen(owner);
     int ok = write(fd, owner, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
     close(fd);
     if (!ok) {
         unlink(path);
-        return bhn_host->err_set(err, BH_EIO, "write %s: %s", path, strerror(errno));
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "write %s: %s", path, strerror(errno));
     }
     return 0;
 }
@@ -70,7 +72,7 @@ static int bhn_expose_one(const struct bhn_bridge *b, const char *owner, const c
         return 0;
     int hp = host->valueint, gp = cJSON_IsNumber(guest) ? guest->valueint : 0;
     if (hp < 1 || hp > 65535 || gp < 1 || gp > 65535)
-        return bhn_host->err_set(err, BH_EINVAL, "expose: ports must be 1..65535");
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "expose: ports must be 1..65535");
     if (bhn_expose_claim(hp, owner, err) < 0)
         return -1;
     char nft[256];
@@ -119,7 +121,7 @@ void bhn_expose_unpublish(const struct bhn_bridge *b, const char *id)
         const char *argv[] = {"nft", "-f", "@FILE", NULL};
         struct bh_err ignored;
         if (bhn_run_with_file(b, argv, nft, &ignored) < 0)
-            bhn_host->log(BH_LOG_DEBUG, b->plugin, "unpublish port %d: %s", port, ignored.msg);
+            bhn_host->log(bhn_handle, BH_LOG_DEBUG, "unpublish port %d: %s", port, ignored.msg);
         unlink(path);
     }
     closedir(d);

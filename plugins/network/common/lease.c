@@ -20,7 +20,7 @@ void bhn_ip_text(uint32_t addr, char buf[16])
 
 static int lease_errno(struct bh_err *err, const char *what, const char *path)
 {
-    return bhn_host->err_set(err, BH_EIO, "%s %s: %s", what, path, strerror(errno));
+    return bhn_host->err_set(bhn_handle, err, BH_EIO, "%s %s: %s", what, path, strerror(errno));
 }
 
 static int lease_fsync_dir(const char *dir, struct bh_err *err)
@@ -119,7 +119,8 @@ int bhn_lease_acquire(const char *dir, uint32_t net, int prefix, const char *id,
     if (linked < 0)
         return -1;
     if (linked == 0)
-        return bhn_host->err_set(err, BH_EUNAVAIL, "no free address left in the subnet for %s", id);
+        return bhn_host->err_set(bhn_handle, err, BH_EUNAVAIL,
+                                 "no free address left in the subnet for %s", id);
     return lease_fsync_dir(dir, err);
 }
 

@@ -36,8 +36,11 @@ static const struct bh_plugin_info none_info = {
     .abi_minor = BH_PLUGIN_ABI_MINOR,
     .build_sig = BH_PLUGIN_BUILD_SIG,
     .kind = BH_PLUGIN_NETWORK,
+    .flags = BH_PLUGIN_THREADSAFE, /* no state */
     .name = "none",
     .version = "0.1.0",
+    .field_size = sizeof(struct bh_config_field),
+    .serves = "none", /* no other key of spec.network: nothing to expose or filter */
     .ops = &none_ops,
 };
 

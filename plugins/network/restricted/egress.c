@@ -54,6 +54,7 @@ struct eg_conn {
 
 struct egress {
     const struct bh_host_api *host;
+    struct bh_plugin_handle *handle;
     char *listen_ip;
     int ports[EG_N_LISTEN];
     int lfd[EG_N_LISTEN];
@@ -80,7 +81,7 @@ struct egress {
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-void eg_log(struct egress *eg, enum bh_log_level lvl, const char *fmt, ...)
+void eg_log(struct egress *eg, uint32_t lvl, const char *fmt, ...)
 {
     if (!eg->host || !eg->host->log)
         return;
@@ -89,7 +90,7 @@ void eg_log(struct egress *eg, enum bh_log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    eg->host->log(lvl, "network-restricted", "egress: %s", line);
+    eg->host->log(eg->handle, lvl, "egress: %s", line);
 }
 
 int eg_stopping(struct egress *eg)
@@ -1541,6 +1542,7 @@ int egress_start(const struct egress_config *cfg, struct egress **out, struct bh
         return fail(err, BH_EINVAL, "egress: listen_ip and ca_dir are required");
     struct egress *eg = xcalloc(1, sizeof(*eg));
     eg->host = cfg->host;
+    eg->handle = cfg->handle;
     eg->listen_ip = xstrdup(cfg->listen_ip);
     eg->up_http_port = 80;
     eg->up_tls_port = 443;

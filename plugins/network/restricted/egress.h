@@ -24,16 +24,17 @@
 struct egress;
 
 struct egress_config {
-    const char *listen_ip;          /* the bridge gateway address */
-    int explicit_port;              /* HTTP_PROXY / HTTPS_PROXY (e.g. 3128) */
-    int http_port;                  /* transparent HTTP (e.g. 3129) */
-    int tls_port;                   /* transparent TLS (e.g. 3130) */
-    int dns_port;                   /* DNS, UDP+TCP (53) */
-    const char *ca_dir;             /* per-workload CA keys/certs live here (0700; keys 0600) */
-    const char *trust_bundle;       /* PEM bundle to verify upstreams; NULL = system store */
-    const char *hosts_file;         /* optional "ip name..." file consulted before the system
-                                       resolver for upstream names (tests use it) */
-    const struct bh_host_api *host; /* for logging and errors */
+    const char *listen_ip;           /* the bridge gateway address */
+    int explicit_port;               /* HTTP_PROXY / HTTPS_PROXY (e.g. 3128) */
+    int http_port;                   /* transparent HTTP (e.g. 3129) */
+    int tls_port;                    /* transparent TLS (e.g. 3130) */
+    int dns_port;                    /* DNS, UDP+TCP (53) */
+    const char *ca_dir;              /* per-workload CA keys/certs live here (0700; keys 0600) */
+    const char *trust_bundle;        /* PEM bundle to verify upstreams; NULL = system store */
+    const char *hosts_file;          /* optional "ip name..." file consulted before the system
+                                        resolver for upstream names (tests use it) */
+    const struct bh_host_api *host;  /* for logging and errors */
+    struct bh_plugin_handle *handle; /* the plugin instance the log lines belong to */
 };
 
 struct egress_header {

@@ -48,7 +48,7 @@ int eg_name_norm(const char *in, size_t len, char *out, size_t cap);
 /* Upstream addresses for name: the hosts file first, then the system resolver. family is
  * AF_INET, AF_INET6 or AF_UNSPEC. Returns the count (0 = none). */
 size_t eg_resolve(struct egress *eg, const char *name, int family, struct eg_addr *out, size_t cap);
-void eg_log(struct egress *eg, enum bh_log_level lvl, const char *fmt, ...) BH_PRINTF(3, 4);
+void eg_log(struct egress *eg, uint32_t lvl, const char *fmt, ...) BH_PRINTF(3, 4);
 int eg_stopping(struct egress *eg);
 
 /* ---- egress_tls.c ------------------------------------------------------------------------ */

@@ -58,22 +58,22 @@ static int rs_tables(const struct rs_state *s, struct bh_err *err)
 
 /* ---- init -------------------------------------------------------------------------------- */
 
-static int rs_port(const struct bh_config *cfg, const char *key, int *out, struct bh_err *err)
+static int rs_port(const char *key, int *out, struct bh_err *err)
 {
-    long long v = bhn_host->config_int(cfg, key);
+    long long v = bhn_host->config_int(bhn_handle, key);
     if (v < 1 || v > 65535)
-        return bhn_host->err_set(err, BH_EINVAL, "%s %lld is outside 1..65535", key, v);
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "%s %lld is outside 1..65535", key, v);
     *out = (int)v;
     return 0;
 }
 
-static const char *rs_opt(const struct bh_config *cfg, const char *key)
+static const char *rs_opt(const char *key)
 {
-    const char *v = bhn_host->config_string(cfg, key);
+    const char *v = bhn_host->config_string(bhn_handle, key);
     return v && v[0] ? v : NULL;
 }
 
-static int rs_start_engine(struct rs_state *s, const struct bh_config *cfg, struct bh_err *err)
+static int rs_start_engine(struct rs_state *s, struct bh_err *err)
 {
     char ca_dir[PATH_MAX + 8];
     snprintf(ca_dir, sizeof(ca_dir), "%s/ca", s->b.dir);
@@ -84,36 +84,37 @@ static int rs_start_engine(struct rs_state *s, const struct bh_config *cfg, stru
         .tls_port = s->tls_port,
         .dns_port = s->dns_port,
         .ca_dir = ca_dir,
-        .trust_bundle = rs_opt(cfg, "trust_bundle"),
-        .hosts_file = rs_opt(cfg, "hosts_file"),
+        .trust_bundle = rs_opt("trust_bundle"),
+        .hosts_file = rs_opt("hosts_file"),
         .host = bhn_host,
+        .handle = bhn_handle,
     };
     return egress_start(&ec, &s->eg, err);
 }
 
-static int rs_configure(struct rs_state *s, const struct bh_config *cfg, struct bh_err *err)
+static int rs_configure(struct rs_state *s, struct bh_err *err)
 {
-    if (bhn_configure(&s->b, RS_NAME, cfg, err) < 0 ||
-        rs_port(cfg, "explicit_port", &s->explicit_port, err) < 0 ||
-        rs_port(cfg, "http_port", &s->http_port, err) < 0 ||
-        rs_port(cfg, "tls_port", &s->tls_port, err) < 0 ||
-        rs_port(cfg, "dns_port", &s->dns_port, err) < 0)
+    if (bhn_configure(&s->b, RS_NAME, err) < 0 ||
+        rs_port("explicit_port", &s->explicit_port, err) < 0 ||
+        rs_port("http_port", &s->http_port, err) < 0 ||
+        rs_port("tls_port", &s->tls_port, err) < 0 || rs_port("dns_port", &s->dns_port, err) < 0)
         return -1;
     return 0;
 }
 
-static int rs_init(void **state, const struct bh_config *cfg, struct bh_err *err)
+static int rs_init(struct bh_plugin_handle *h, void **state, struct bh_err *err)
 {
+    bhn_handle = h;
     struct rs_state *s = calloc(1, sizeof(*s));
     if (!s)
-        return bhn_host->err_set(err, BH_EIO, "out of memory");
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "out of memory");
     /* The table goes in before the engine listens: no window with the bridge unfiltered. */
-    if (rs_configure(s, cfg, err) < 0 || bhn_bridge_up(&s->b, err) < 0 || rs_tables(s, err) < 0 ||
-        rs_start_engine(s, cfg, err) < 0) {
+    if (rs_configure(s, err) < 0 || bhn_bridge_up(&s->b, err) < 0 || rs_tables(s, err) < 0 ||
+        rs_start_engine(s, err) < 0) {
         free(s);
         return -1;
     }
-    bhn_host->log(BH_LOG_INFO, RS_NAME, "bridge %s up, egress on %s (proxy %d), table inet %s",
+    bhn_host->log(bhn_handle, BH_LOG_INFO, "bridge %s up, egress on %s (proxy %d), table inet %s",
                   s->b.bridge, s->b.gateway, s->explicit_port, s->b.table);
     *state = s;
     return 0;
@@ -130,7 +131,7 @@ static void rs_fini(void *state)
 /* ---- policy ------------------------------------------------------------------------------ */
 
 /* A policy built from spec.network: borrowed strings from the parsed JSON, secret values
- * owned (wiped and freed by rs_policy_free). */
+ * owned by the host (released through host->free by rs_policy_free). */
 struct rs_policy {
     cJSON *json;
     const char **allow;
@@ -143,10 +144,8 @@ struct rs_policy {
 
 static void rs_policy_free(struct rs_policy *rp)
 {
-    for (size_t i = 0; i < rp->n_secrets; i++) {
-        explicit_bzero(rp->secrets[i], strlen(rp->secrets[i]));
-        free(rp->secrets[i]);
-    }
+    for (size_t i = 0; i < rp->n_secrets; i++)
+        bhn_host->free(bhn_handle, rp->secrets[i]); /* wipes */
     free(rp->secrets);
     free(rp->headers);
     free(rp->creds);
@@ -174,7 +173,7 @@ static int rs_header_value(struct rs_policy *rp, const cJSON *h, const char *ten
     if (!ref) {
         ref = cJSON_GetObjectItemCaseSensitive(from, "tenantSecretKeyRef");
         if (!ref)
-            return bhn_host->err_set(err, BH_EINVAL, "header %s: no value or valueFrom",
+            return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "header %s: no value or valueFrom",
                                      rs_str(h, "name"));
         if (!tenant)
             return 0;
@@ -182,12 +181,12 @@ static int rs_header_value(struct rs_policy *rp, const cJSON *h, const char *ten
     }
     const char *name = rs_str(ref, "name"), *key = rs_str(ref, "key");
     if (!name || !key)
-        return bhn_host->err_set(err, BH_EINVAL, "header %s: secret ref needs name and key",
-                                 rs_str(h, "name"));
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL,
+                                 "header %s: secret ref needs name and key", rs_str(h, "name"));
     if (!BH_HAS_OP(bhn_host, struct bh_host_api, secret_get))
-        return bhn_host->err_set(err, BH_EUNAVAIL, "the host has no secret store");
+        return bhn_host->err_set(bhn_handle, err, BH_EUNAVAIL, "the host has no secret store");
     char *secret = NULL;
-    if (bhn_host->secret_get(name, key, owner, &secret, err) < 0)
+    if (bhn_host->secret_get(bhn_handle, name, key, owner, &secret, err) < 0)
         return -1;
     rp->secrets[rp->n_secrets++] = secret;
     *value = secret;
@@ -201,7 +200,7 @@ static int rs_credential(struct rs_policy *rp, const cJSON *c, size_t *nh, const
     cred->domain = rs_str(c, "domain");
     cred->headers = &rp->headers[*nh];
     if (!cred->domain)
-        return bhn_host->err_set(err, BH_EINVAL, "credentials: an entry has no domain");
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "credentials: an entry has no domain");
     const cJSON *h;
     cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(c, "headers"))
     {
@@ -234,7 +233,7 @@ static int rs_policy_build(struct rs_policy *rp, const struct bh_net_request *re
     memset(rp, 0, sizeof(*rp));
     rp->json = cJSON_Parse(req->network_json ? req->network_json : "{}");
     if (!rp->json)
-        return bhn_host->err_set(err, BH_EINVAL, "spec.network is not JSON");
+        return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "spec.network is not JSON");
     const cJSON *allow = cJSON_GetObjectItemCaseSensitive(rp->json, "allowlist");
     const cJSON *creds = cJSON_GetObjectItemCaseSensitive(rp->json, "credentials");
     size_t n_allow = (size_t)cJSON_GetArraySize(allow), n_creds = (size_t)cJSON_GetArraySize(creds);
@@ -244,14 +243,15 @@ static int rs_policy_build(struct rs_policy *rp, const struct bh_net_request *re
     rp->headers = calloc(n_headers + 1, sizeof(*rp->headers));
     rp->secrets = calloc(n_headers + 1, sizeof(*rp->secrets));
     if (!rp->allow || !rp->creds || !rp->headers || !rp->secrets)
-        return bhn_host->err_set(err, BH_EIO, "out of memory");
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "out of memory");
     rp->p = (struct egress_policy){
         .workload = req->workload, .allowlist = rp->allow, .credentials = rp->creds};
     const cJSON *a;
     cJSON_ArrayForEach(a, allow)
     {
         if (!cJSON_IsString(a))
-            return bhn_host->err_set(err, BH_EINVAL, "allowlist: entries must be strings");
+            return bhn_host->err_set(bhn_handle, err, BH_EINVAL,
+                                     "allowlist: entries must be strings");
         rp->allow[rp->p.n_allow++] = a->valuestring;
     }
     size_t nh = 0;
@@ -333,7 +333,7 @@ static int rs_attach(void *state, const struct bh_net_request *req, struct bh_ne
         return -1;
     }
     snprintf(res->host, sizeof(res->host), "%s", n.ip);
-    bhn_host->log(BH_LOG_DEBUG, RS_NAME, "%s attached at %s via %s", req->instance_id, n.ip,
+    bhn_host->log(bhn_handle, BH_LOG_DEBUG, "%s attached at %s via %s", req->instance_id, n.ip,
                   n.host_if);
     return 0;
 }
@@ -348,7 +348,7 @@ static int rs_bind_tenant(void *state, const struct bh_net_request *req, struct 
     int found = bhn_lease_lookup(s->b.leases, req->instance_id, &addr, err);
     if (found <= 0)
         return found < 0 ? -1
-                         : bhn_host->err_set(err, BH_ENOTFOUND, "bind %s: not attached",
+                         : bhn_host->err_set(bhn_handle, err, BH_ENOTFOUND, "bind %s: not attached",
                                              req->instance_id);
     char ip[16];
     bhn_ip_text(addr, ip);
@@ -367,6 +367,13 @@ static const struct bh_config_field rs_schema[] = {
     {"hosts_file", BH_CFG_STRING, 0, "", "\"ip name\" file consulted before DNS (tests)"},
 };
 
+/* The keys of spec.network this access reads. */
+static const struct bh_config_field rs_serves[] = {
+    {"expose", BH_CFG_LIST, 0, NULL, "host ports published to the instance"},
+    {"allowlist", BH_CFG_LIST, 0, NULL, "hosts the instance may reach through the egress proxy"},
+    {"credentials", BH_CFG_LIST, 0, NULL, "headers the proxy adds per domain"},
+};
+
 static const struct bh_network_ops rs_ops = {
     .size = sizeof(struct bh_network_ops),
     .init = rs_init,
@@ -383,10 +390,17 @@ static const struct bh_plugin_info rs_info = {
     .abi_minor = BH_PLUGIN_ABI_MINOR,
     .build_sig = BH_PLUGIN_BUILD_SIG,
     .kind = BH_PLUGIN_NETWORK,
+    /* Leases are claimed by exclusive file creation and the egress engine locks its policy
+     * table: calls may overlap, as they did under ABI 1. */
+    .flags = BH_PLUGIN_THREADSAFE,
     .name = RS_NAME,
     .version = "0.1.0",
+    .field_size = sizeof(struct bh_config_field),
     .config_schema = rs_schema,
     .n_config = sizeof(rs_schema) / sizeof(rs_schema[0]),
+    .serves = RS_NAME,
+    .serves_schema = rs_serves,
+    .n_serves_schema = sizeof(rs_serves) / sizeof(rs_serves[0]),
     .ops = &rs_ops,
 };
 

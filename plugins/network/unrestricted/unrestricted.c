@@ -49,17 +49,18 @@ static int ur_tables(const struct bhn_bridge *b, struct bh_err *err)
     return bhn_tables_apply(b, body, err);
 }
 
-static int ur_init(void **state, const struct bh_config *cfg, struct bh_err *err)
+static int ur_init(struct bh_plugin_handle *h, void **state, struct bh_err *err)
 {
+    bhn_handle = h;
     struct ur_state *s = calloc(1, sizeof(*s));
     if (!s)
-        return bhn_host->err_set(err, BH_EIO, "out of memory");
-    if (bhn_configure(&s->b, UR_NAME, cfg, err) < 0 || bhn_bridge_up(&s->b, err) < 0 ||
+        return bhn_host->err_set(bhn_handle, err, BH_EIO, "out of memory");
+    if (bhn_configure(&s->b, UR_NAME, err) < 0 || bhn_bridge_up(&s->b, err) < 0 ||
         ur_tables(&s->b, err) < 0) {
         free(s);
         return -1;
     }
-    bhn_host->log(BH_LOG_INFO, UR_NAME, "bridge %s up, table inet %s, leases in %s", s->b.bridge,
+    bhn_host->log(bhn_handle, BH_LOG_INFO, "bridge %s up, table inet %s, leases in %s", s->b.bridge,
                   s->b.table, s->b.leases);
     *state = s;
     return 0;
@@ -92,7 +93,7 @@ static int ur_attach(void *state, const struct bh_net_request *req, struct bh_ne
     if (bhn_attach(&s->b, req, &n, err) < 0)
         return -1;
     snprintf(res->host, sizeof(res->host), "%s", n.ip);
-    bhn_host->log(BH_LOG_DEBUG, UR_NAME, "%s attached at %s via %s", req->instance_id, n.ip,
+    bhn_host->log(bhn_handle, BH_LOG_DEBUG, "%s attached at %s via %s", req->instance_id, n.ip,
                   n.host_if);
     return 0;
 }
@@ -101,6 +102,11 @@ static const struct bh_config_field ur_schema[] = {
     {"bridge", BH_CFG_STRING, 0, "bh0", "host bridge the instances join"},
     {"subnet", BH_CFG_STRING, 0, "10.213.0.0/16", "instance addresses; the bridge gets .1"},
     {"mtu", BH_CFG_INT, 0, "1500", "MTU of the veth pairs"},
+};
+
+/* The keys of spec.network this access reads. */
+static const struct bh_config_field ur_serves[] = {
+    {"expose", BH_CFG_LIST, 0, NULL, "host ports published to the instance"},
 };
 
 static const struct bh_network_ops ur_ops = {
@@ -118,10 +124,17 @@ static const struct bh_plugin_info ur_info = {
     .abi_minor = BH_PLUGIN_ABI_MINOR,
     .build_sig = BH_PLUGIN_BUILD_SIG,
     .kind = BH_PLUGIN_NETWORK,
+    /* Leases and ports are claimed by exclusive file creation, nft updates are atomic:
+     * calls may overlap, as they did under ABI 1. */
+    .flags = BH_PLUGIN_THREADSAFE,
     .name = UR_NAME,
     .version = "0.2.0",
+    .field_size = sizeof(struct bh_config_field),
     .config_schema = ur_schema,
     .n_config = sizeof(ur_schema) / sizeof(ur_schema[0]),
+    .serves = UR_NAME,
+    .serves_schema = ur_serves,
+    .n_serves_schema = sizeof(ur_serves) / sizeof(ur_serves[0]),
     .ops = &ur_ops,
 };
 

@@ -19,6 +19,7 @@
 #define LC_KEY_MAX 1024
 
 static const struct bh_host_api *lc_host;
+static struct bh_plugin_handle *lc_handle; /* one instance: the daemon uses one storage plugin */
 
 struct lc_state {
     char dir[PATH_MAX]; /* absolute */
@@ -27,7 +28,7 @@ struct lc_state {
 static int lc_errno(struct bh_err *err, const char *what, const char *path)
 {
     int code = errno == ENOENT ? BH_ENOTFOUND : BH_EIO;
-    return lc_host->err_set(err, code, "%s %s: %s", what, path, strerror(errno));
+    return lc_host->err_set(lc_handle, err, code, "%s %s: %s", what, path, strerror(errno));
 }
 
 /* ---- keys and paths ------------------------------------------------------------------------ */
@@ -55,7 +56,7 @@ static int lc_check_key(const char *key, struct bh_err *err)
         c += len + 1;
     }
     if (!ok)
-        return lc_host->err_set(err, BH_EINVAL,
+        return lc_host->err_set(lc_handle, err, BH_EINVAL,
                                 "storage key \"%.100s\" is not a safe relative path",
                                 key ? key : "(null)");
     return 0;
@@ -136,7 +137,7 @@ static int lc_write_atomic(int src_fd, const char *target, int durable, struct b
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s" LC_TMP_MARK "XXXXXX", target) >= (int)sizeof(tmp))
-        return lc_host->err_set(err, BH_EINVAL, "path too long: %s", target);
+        return lc_host->err_set(lc_handle, err, BH_EINVAL, "path too long: %s", target);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return lc_errno(err, "create", tmp);
@@ -175,7 +176,7 @@ static int lc_link_file(const char *from, const char *to, struct bh_err *err)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s" LC_TMP_MARK "XXXXXX", to) >= (int)sizeof(tmp))
-        return lc_host->err_set(err, BH_EINVAL, "path too long: %s", to);
+        return lc_host->err_set(lc_handle, err, BH_EINVAL, "path too long: %s", to);
     int fd = mkostemp(tmp, O_CLOEXEC); /* reserves a unique name; replaced by the link */
     if (fd < 0)
         return lc_errno(err, "create", tmp);
@@ -239,7 +240,7 @@ static int lc_stat(void *state, const char *key, uint64_t *size, struct bh_err *
     if (stat(path, &st) < 0)
         return lc_errno(err, "stat", path);
     if (!S_ISREG(st.st_mode))
-        return lc_host->err_set(err, BH_EIO, "%s is not a regular file", path);
+        return lc_host->err_set(lc_handle, err, BH_EIO, "%s is not a regular file", path);
     *size = (uint64_t)st.st_size;
     return 0;
 }
@@ -263,25 +264,27 @@ static int lc_clean_entry(const char *path, const struct stat *st, int flag, str
     if (flag != FTW_F || !S_ISREG(st->st_mode) || !strstr(path + ftw->base, LC_TMP_MARK))
         return 0;
     if (unlink(path) == 0)
-        lc_host->log(BH_LOG_INFO, LC_NAME, "removed %s left by an interrupted write", path);
+        lc_host->log(lc_handle, BH_LOG_INFO, "removed %s left by an interrupted write", path);
     else
-        lc_host->log(BH_LOG_WARN, LC_NAME, "cannot remove %s: %s", path, strerror(errno));
+        lc_host->log(lc_handle, BH_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
     return 0;
 }
 
-static int lc_init(void **state, const struct bh_config *cfg, struct bh_err *err)
+static int lc_init(struct bh_plugin_handle *h, void **state, struct bh_err *err)
 {
-    const char *dir = lc_host->config_string(cfg, "dir");
+    lc_handle = h;
+    const char *dir = lc_host->config_string(lc_handle, "dir");
     struct lc_state *s = calloc(1, sizeof(*s));
     if (!s)
-        return lc_host->err_set(err, BH_EIO, "out of memory");
+        return lc_host->err_set(lc_handle, err, BH_EIO, "out of memory");
     if (dir && dir[0])
         snprintf(s->dir, sizeof(s->dir), "%s", dir);
     else
-        snprintf(s->dir, sizeof(s->dir), "%s/snapshots", lc_host->state_dir());
+        snprintf(s->dir, sizeof(s->dir), "%s", lc_host->state_dir(lc_handle));
     int rc = 0;
     if (s->dir[0] != '/')
-        rc = lc_host->err_set(err, BH_EINVAL, "dir \"%s\" must be an absolute path", s->dir);
+        rc = lc_host->err_set(lc_handle, err, BH_EINVAL, "dir \"%s\" must be an absolute path",
+                              s->dir);
     if (rc == 0)
         rc = lc_mkdirs(s->dir, err);
     if (rc == 0 && nftw(s->dir, lc_clean_entry, 16, FTW_PHYS | FTW_MOUNT) < 0)
@@ -319,8 +322,11 @@ static const struct bh_plugin_info lc_info = {
     .abi_minor = BH_PLUGIN_ABI_MINOR,
     .build_sig = BH_PLUGIN_BUILD_SIG,
     .kind = BH_PLUGIN_STORAGE,
+    /* Every write is a private temp file renamed into place: calls may overlap. */
+    .flags = BH_PLUGIN_THREADSAFE,
     .name = LC_NAME,
     .version = "0.1.0",
+    .field_size = sizeof(struct bh_config_field),
     .config_schema = lc_schema,
     .n_config = sizeof(lc_schema) / sizeof(lc_schema[0]),
     .ops = &lc_ops,
