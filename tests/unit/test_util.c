@@ -108,6 +108,13 @@ static void strdup_null(void)
     free(bh_xstrdup(NULL));
 }
 
+/* The sanitizers reserve terabytes of address space up front: an address-space limit cannot
+ * make malloc fail under them (the normal pass checks the cJSON half). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+
 /* Under an address-space limit 64 MB above what the process uses now, cJSON allocates until
  * memory runs out: hooked to the aborting allocator it aborts; unhooked it would return NULL
  * and this would exit 0. */
@@ -131,13 +138,16 @@ static void cjson_until_oom(void)
         ;
     _exit(0);
 }
+#endif
 
 static void test_allocation_failures_abort(void **state)
 {
     int st = in_child(strdup_null);
     assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+#if !SANITIZED
     st = in_child(cjson_until_oom);
     assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+#endif
 }
 
 /* A value or key borrowed from the item being replaced stays valid until it is copied (the
