@@ -18,6 +18,18 @@ KILLS = [r"cJSON_Delete\s*\(\s*{o}\s*\)", r"free\s*\(\s*{o}\s*\)",
          r"&\s*{o}\b(?!\s*->)", r"(?<![=!<>\w.>])\b{o}\s*=(?!=)"]
 
 
+def borrowers(files):
+    """Functions returning a pointer and taking a cJSON *: their answer may be borrowed."""
+    out = set()
+    for path in files:
+        text = open(path, errors="replace").read()
+        rx = r"^(?:static\s+)?(?:const\s+)?(?:char|cJSON)\s*\*\s*(\w+)\s*\(([^;{]*?)\)\s*\{"
+        for m in re.finditer(rx, text, re.M):
+            if re.search(r"\bcJSON\s*\*", m.group(2)):
+                out.add(m.group(1))
+    return out
+
+
 def mutators(files):
     """Functions taking a non-const cJSON * parameter: passing the object to one may change it."""
     out = {"cJSON_AddItemToObject", "cJSON_AddItemToArray", "cJSON_SetValuestring"}
@@ -42,12 +54,27 @@ def functions(text):
             start = None
 
 
+def enclosing_loop(body, i, after):
+    """Line of the for/while whose body holds line i (and which starts after line `after`),
+    or -1: a crude indentation walk."""
+    indent = len(body[i]) - len(body[i].lstrip())
+    for k in range(i - 1, after, -1):
+        ind = len(body[k]) - len(body[k].lstrip())
+        if body[k].strip() and ind < indent:
+            if re.match(r"\s*(for|while)\s*\(", body[k]):
+                return k
+            indent = ind
+    return -1
+
+
 def kills(line, obj, muts):
     o = re.escape(obj)
     if any(re.search(k.format(o=o), line) for k in KILLS):
         return True
-    return any(m.group(1) in muts and re.search(r"(?<![\w.>])%s\b(?!\s*->)" % o, m.group(2))
-               for m in re.finditer(r"\b(\w+)\s*\(([^;]*)", line))
+    # a call of a mutator, or through a function pointer (s.fn(...), p->fn(...)), given obj
+    return any((m.group(2) in muts or m.group(1)) and
+               re.search(r"(?<![\w.>])%s\b(?!\s*->)" % o, m.group(3))
+               for m in re.finditer(r"(\.|->)?\b(\w+)\s*\(([^;]*)", line))
 
 
 def scan(path, muts):
@@ -69,6 +96,14 @@ def scan(path, muts):
                     break
                 if killed is None and var != root and kills(body[i], root, muts):
                     killed = i
+                    loop = enclosing_loop(body, i, at)
+                    used = [k for k in range(loop + 1, i) if loop >= 0 and
+                            re.search(r"\b%s\b" % re.escape(var), body[k])]
+                    if used:  # the loop comes back to that use after the kill
+                        print("%s:%d: %s (from %s, line %d) used in a loop after line %d: %s" % (
+                            path, base + used[0] + 1, var, root, base + at + 1, base + i + 1,
+                            body[i].strip()))
+                        break
 
 
 def main():
@@ -76,6 +111,10 @@ def main():
         ["git", "ls-files", "core/*.c", "plugins/*.c"], capture_output=True, text=True,
         check=True).stdout.split()
     muts = mutators(files)
+    global BORROW
+    extra = borrowers(files) - {"bh_json_print"}  # owned answers are not borrows
+    BORROW = re.compile(BORROW.pattern.replace("(?:%s)" % BORROWERS,
+                                               "(?:%s|%s)" % (BORROWERS, "|".join(sorted(extra)))))
     for path in files:
         scan(path, muts)
 
