@@ -10,6 +10,8 @@ PKGS=(
   runc crun nftables iproute2 uidmap
   busybox-static umoci skopeo docker-registry apache2-utils
   debootstrap buildah
+  # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh
+  libasan8 liblsan0 libubsan1 libtsan2 clang libclang-rt-dev
 )
 
 missing=()
