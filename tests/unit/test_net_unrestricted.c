@@ -28,7 +28,6 @@
 #include "proc.h"
 
 #define N_SLEEPERS 4
-#define SUBNET "10.214.0.0/24"
 
 #define N_SERVERS 4
 
@@ -46,6 +45,13 @@ struct net_fixture {
     int n;
     pid_t servers[N_SERVERS];
 };
+
+/* This process's instance subnet, 10.214.<pid % 200>.0/24: two runs of this test at once (two
+ * checkouts on one host) must not hand out the same addresses on two bridges. */
+static char *inst_ip(int host)
+{
+    return bh_xasprintf("10.214.%d.%d", (int)(getpid() % 200), host);
+}
 
 /* The plugin names host veths bhv<address in hex>. */
 static void veth_name(const char *ip, char out[16])
@@ -80,8 +86,8 @@ static int fixture_load(struct net_fixture *f, const char *subnet, struct bh_err
 static void teardown_veths(struct net_fixture *f)
 {
     for (int host = 2; host < 255; host++) {
-        char ip[16], ifname[16];
-        snprintf(ip, sizeof(ip), "10.214.0.%d", host);
+        char ifname[16];
+        bh_autofree char *ip = inst_ip(host);
         veth_name(ip, ifname);
         if (lease_exists(f, ip))
             nt_link_del(ifname);
@@ -143,7 +149,8 @@ static struct net_fixture *fixture_loaded(void **state)
 {
     struct net_fixture *f = *state;
     struct bh_err err;
-    if (fixture_load(f, SUBNET, &err) < 0)
+    bh_autofree char *subnet = bh_xasprintf("10.214.%d.0/24", (int)(getpid() % 200));
+    if (fixture_load(f, subnet, &err) < 0)
         fail_msg("%s", err.msg);
     return f;
 }
@@ -215,7 +222,8 @@ static void test_attach_ping_reattach_detach(void **state)
     struct net_fixture *f = fixture_loaded(state);
     char a[64], again[64], b[64], veth[16];
     attach_ok(f, 0, "inst-a", a);
-    assert_string_equal(a, "10.214.0.2");
+    bh_autofree char *first = inst_ip(2);
+    assert_string_equal(a, first);
     assert_pings(a);
     attach_ok(f, 0, "inst-a", again);
     assert_string_equal(again, a);
@@ -247,8 +255,9 @@ static void test_failed_attach_leaves_nothing(void **state)
     char ip[64], veth[16];
     struct bh_err err;
     assert_int_equal(attach_pid(f, gone, "inst-gone", ip, &err), -1);
-    assert_false(lease_exists(f, "10.214.0.2"));
-    veth_name("10.214.0.2", veth);
+    bh_autofree char *first = inst_ip(2);
+    assert_false(lease_exists(f, first));
+    veth_name(first, veth);
     assert_false(nt_link_exists(veth));
 }
 
@@ -345,7 +354,9 @@ static void test_isolation(void **state)
     snprintf(host_url, sizeof(host_url), "http://10.250.%d.1:8081/", f->n);
     snprintf(b_url, sizeof(b_url), "http://%s:8080/", b);
     const char *meta_url = "http://169.254.169.254/";
-    const char *gw_url = "http://10.214.0.1:8081/";
+    bh_autofree char *gw = inst_ip(1), *spoof_ip = inst_ip(200);
+    bh_autofree char *gw_url = bh_xasprintf("http://%s:8081/", gw);
+    bh_autofree char *spoof_cidr = bh_xasprintf("%s/24", spoof_ip);
     /* Every listener answers the host, so a refusal below is the policy's doing. */
     assert_true(nt_wait_http(inet_url));
     assert_true(nt_wait_http(meta_url));
@@ -362,13 +373,12 @@ static void test_isolation(void **state)
     char netns[64], inet_ip[16];
     snprintf(netns, sizeof(netns), "--net=/proc/%d/ns/net", (int)pa);
     snprintf(inet_ip, sizeof(inet_ip), "10.250.%d.2", f->n);
-    const char *spoof[] = {"nsenter",         netns, "ip",   "addr", "add",
-                           "10.214.0.200/24", "dev", "eth0", NULL};
+    const char *spoof[] = {"nsenter", netns, "ip", "addr", "add", spoof_cidr, "dev", "eth0", NULL};
     run_ok(spoof);
     const char *ping[] = {"nsenter", netns, "busybox", "ping",  "-c1",
                           "-W1",     "-I",  a,         inet_ip, NULL};
-    const char *spoofed[] = {"nsenter", netns, "busybox",      "ping",  "-c1",
-                             "-W1",     "-I",  "10.214.0.200", inet_ip, NULL};
+    const char *spoofed[] = {"nsenter", netns, "busybox", "ping",  "-c1",
+                             "-W1",     "-I",  spoof_ip,  inet_ip, NULL};
     run_ok(ping);
     assert_int_not_equal(nt_run_quiet(spoofed), 0);
 
