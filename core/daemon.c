@@ -49,6 +49,8 @@ void bh_daemon_config_defaults(struct bh_settings *cfg)
     cfg->listen_host = config_env("BOILERHOUSE_LISTEN_HOST", "127.0.0.1");
     cfg->port = (int)config_env_long("BOILERHOUSE_PORT", 3000);
     cfg->api_key = config_env("BOILERHOUSE_API_KEY", NULL);
+    cfg->kube_host = config_env("BOILERHOUSE_KUBE_LISTEN_HOST", "127.0.0.1");
+    cfg->kube_port = (int)config_env_long("BOILERHOUSE_KUBE_PORT", 6443);
     cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", bh_daemon_default_plugin_dir);
     cfg->plugin_config = config_env("BOILERHOUSE_PLUGIN_CONFIG", NULL);
     cfg->registry_config = config_env("BOILERHOUSE_REGISTRY_CONFIG", NULL);
@@ -68,7 +70,7 @@ void bh_daemon_config_free(struct bh_settings *cfg)
     char **strs[] = {&cfg->state_dir,           &cfg->listen_host,   &cfg->api_key,
                      &cfg->plugin_dir,          &cfg->plugin_config, &cfg->registry_config,
                      &cfg->workloads_dir,       &cfg->runtime,       &cfg->storage,
-                     &cfg->snapshot_compression};
+                     &cfg->snapshot_compression, &cfg->kube_host};
     for (size_t i = 0; i < BH_ARRAY_LEN(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;

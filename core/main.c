@@ -9,6 +9,7 @@
 #include "api.h"
 #include "daemon.h"
 #include "image.h"
+#include "kapi.h"
 #include "log.h"
 #include "mem.h"
 #include "secret.h"
@@ -17,10 +18,13 @@ static void usage(FILE *f)
 {
     fputs("usage: boilerhouse serve [options]\n"
           "       boilerhouse image import PATH [NAME:TAG] | pull REF | ls\n"
+          "       boilerhouse kubeconfig [--state-dir DIR] [--kube-listen HOST:PORT]\n"
           "       boilerhouse version\n"
           "serve options (each also settable by environment):\n"
           "  --state-dir DIR       BOILERHOUSE_STATE_DIR (default /var/lib/boilerhouse)\n"
           "  --listen HOST:PORT    BOILERHOUSE_LISTEN_HOST / BOILERHOUSE_PORT (127.0.0.1:3000)\n"
+          "  --kube-listen H:P|off BOILERHOUSE_KUBE_LISTEN_HOST / BOILERHOUSE_KUBE_PORT: the\n"
+          "                        Kubernetes-compatible API, HTTPS (127.0.0.1:6443; port 0: off)\n"
           "  --plugin-dir DIR      BOILERHOUSE_PLUGIN_DIR\n"
           "  --plugin-config FILE  BOILERHOUSE_PLUGIN_CONFIG (YAML/JSON: {\"network/x\": {...}})\n"
           "  --registry-config F   BOILERHOUSE_REGISTRY_CONFIG (JSON)\n"
@@ -44,6 +48,29 @@ static int main_set_listen(struct bh_settings *cfg, const char *arg)
     cfg->listen_host = bh_xstrndup(arg, (size_t)(colon - arg));
     cfg->port = (int)port;
     return 0;
+}
+
+/* --kube-listen HOST:PORT, or "off". */
+static int main_set_kube_listen(struct bh_settings *cfg, const char *arg)
+{
+    if (strcmp(arg, "off") == 0) {
+        cfg->kube_port = 0;
+        return 0;
+    }
+    int port = cfg->port;
+    char *host = cfg->listen_host;
+    cfg->listen_host = NULL;
+    int rc = main_set_listen(cfg, arg);
+    if (rc == 0) {
+        free(cfg->kube_host);
+        cfg->kube_host = cfg->listen_host;
+        cfg->kube_port = cfg->port;
+    } else {
+        free(cfg->listen_host);
+    }
+    cfg->listen_host = host;
+    cfg->port = port;
+    return rc;
 }
 
 static int main_set_level(const char *name)
@@ -73,6 +100,7 @@ static int main_parse_serve(int argc, char **argv, struct bh_settings *cfg)
                                          {"workloads-dir", required_argument, NULL, 'w'},
                                          {"runtime", required_argument, NULL, 'R'},
                                          {"log-level", required_argument, NULL, 'v'},
+                                         {"kube-listen", required_argument, NULL, 'k'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -99,6 +127,10 @@ static int main_parse_serve(int argc, char **argv, struct bh_settings *cfg)
             break;
         case 'R':
             main_replace(&cfg->runtime, optarg);
+            break;
+        case 'k':
+            if (main_set_kube_listen(cfg, optarg) < 0)
+                return -1;
             break;
         case 'v':
             if (main_set_level(optarg) < 0)
@@ -153,6 +185,7 @@ static int main_serve(int argc, char **argv)
 
     struct bh_ctx *ctx = NULL;
     struct bh_api *api = NULL;
+    struct bh_kapi *kapi = NULL;
     struct bh_err err = {0};
     if (bh_daemon_open(&cfg, &ctx, &err) < 0) {
         bh_error("main", "cannot start: %s", err.msg);
@@ -160,8 +193,11 @@ static int main_serve(int argc, char **argv)
         return 1;
     }
     if ((ctx->cfg.workloads_dir && bh_daemon_apply_dir(ctx, ctx->cfg.workloads_dir, &err) < 0) ||
-        bh_api_start(ctx, &api, &err) < 0) {
+        bh_api_start(ctx, &api, &err) < 0 ||
+        (ctx->cfg.kube_port &&
+         bh_kapi_start(ctx, ctx->cfg.kube_host, ctx->cfg.kube_port, &kapi, &err) < 0)) {
         bh_error("main", "cannot start: %s", err.msg);
+        bh_api_stop(api);
         bh_daemon_close(ctx);
         return 1;
     }
@@ -170,9 +206,32 @@ static int main_serve(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     bh_info("main", "signal %d: shutting down", sig);
+    bh_kapi_stop(kapi);
     bh_api_stop(api);
     bh_daemon_close(ctx);
     return 0;
+}
+
+/* Prints a kubeconfig for the Kubernetes-compatible API (making its certificates if this is
+ * before the first serve), with the API key as the token. */
+static int main_kubeconfig(int argc, char **argv)
+{
+    struct bh_settings cfg;
+    bh_daemon_config_defaults(&cfg);
+    char *out = NULL;
+    struct bh_err err = {0};
+    int rc = main_parse_serve(argc, argv, &cfg) < 0 || main_absolutize(&cfg.state_dir) < 0 ? 2 : 0;
+    if (rc == 0 && bh_kapi_kubeconfig(cfg.state_dir, cfg.kube_host,
+                                      cfg.kube_port ? cfg.kube_port : BH_KAPI_DEFAULT_PORT,
+                                      cfg.api_key, &out, &err) < 0) {
+        fprintf(stderr, "boilerhouse kubeconfig: %s\n", err.msg);
+        rc = 1;
+    }
+    if (out)
+        fputs(out, stdout);
+    free(out);
+    bh_daemon_config_free(&cfg);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -183,6 +242,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0)
         return main_serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "kubeconfig") == 0)
+        return main_kubeconfig(argc - 1, argv + 1);
     if (strcmp(argv[1], "image") == 0)
         return bh_image_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "secret") == 0)
