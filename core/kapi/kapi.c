@@ -329,7 +329,15 @@ int bh_kapi_body(const struct bh_kapi_req *req, struct bh_kapi_resp *resp, cJSON
         bh_kapi_status(resp, 400, "BadRequest", "request body is empty");
         return -1;
     }
-    if (bh_resource_parse(req->body, req->body_len, out, &err) < 0) {
+    const char *ct = req->content_type ? req->content_type : "";
+    int proto = strncmp(ct, "application/vnd.kubernetes.protobuf", 35) == 0;
+    if (proto && strcmp(req->path->resource, "secrets") != 0) {
+        bh_kapi_status(resp, 415, "UnsupportedMediaType",
+                       "protobuf bodies are accepted only for secrets; send JSON");
+        return -1;
+    }
+    if ((proto ? bh_kapi_proto_secret(req->body, req->body_len, out, &err)
+               : bh_resource_parse(req->body, req->body_len, out, &err)) < 0) {
         bh_kapi_status(resp, 400, "BadRequest", "invalid request body: %s", err.msg);
         return -1;
     }

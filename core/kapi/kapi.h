@@ -92,4 +92,10 @@ void bh_kapi_merge_patch(cJSON **doc, const cJSON *patch);
  * operation, with *doc then in an unspecified state (callers patch a copy). */
 int bh_kapi_json_patch(cJSON **doc, const cJSON *ops, struct bh_err *err);
 
+/* ---- protobuf (kapi_proto.c) ---- */
+
+/* A v1 Secret in Kubernetes's protobuf envelope ("k8s\0"), as {kind, metadata{name, labels,
+ * annotations}, type, stringData} (binary values become strings; NUL bytes are refused). */
+int bh_kapi_proto_secret(const void *data, size_t len, cJSON **out, struct bh_err *err);
+
 #endif

@@ -268,10 +268,20 @@ static cJSON *obj_page(cJSON *all, const struct bh_kapi_sel *labels,
     return items;
 }
 
+/* The continue token is the last name returned: lists are ordered by name. */
+static void obj_continue(cJSON *doc, const cJSON *items, int more)
+{
+    int n = cJSON_GetArraySize(items);
+    if (more && n)
+        cJSON_AddStringToObject(bh_json_get(doc, "metadata"), "continue",
+                                bh_json_str(cJSON_GetArrayItem(items, n - 1), "metadata.name"));
+}
+
 static cJSON *obj_list_doc(struct obj_ctx *c, cJSON *items, int64_t rv, int more)
 {
     if (c->req->want_table) {
         cJSON *t = bh_kapi_table(c->kind->kind, items, rv);
+        obj_continue(t, items, more);
         cJSON_Delete(items);
         return t;
     }
@@ -283,10 +293,7 @@ static cJSON *obj_list_doc(struct obj_ctx *c, cJSON *items, int64_t rv, int more
     char buf[24];
     snprintf(buf, sizeof(buf), "%lld", (long long)rv);
     cJSON_AddStringToObject(md, "resourceVersion", buf);
-    int n = cJSON_GetArraySize(items);
-    if (more && n)
-        cJSON_AddStringToObject(md, "continue",
-                                bh_json_str(cJSON_GetArrayItem(items, n - 1), "metadata.name"));
+    obj_continue(l, items, more);
     cJSON_AddItemToObject(l, "items", items);
     return l;
 }
