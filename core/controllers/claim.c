@@ -604,10 +604,28 @@ static int claim_restart(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
     return bh_store_update_status(ctx->store, c, NULL, err);
 }
 
+/* The name of (tenant, workload)'s claim: the pair name, unless another door (kubectl)
+ * already made the pair's claim under a name of its choosing. Owned. */
+static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *workload)
+{
+    char *pair = bh_name_pair(tenant, workload);
+    cJSON *c = NULL;
+    struct bh_err err;
+    if (bh_store_get(ctx->store, CLAIM_KIND, pair, &c, &err) == 0) {
+        cJSON_Delete(c);
+        return pair;
+    }
+    char *other = claim_other_for_pair(ctx, tenant, workload);
+    if (!other)
+        return pair;
+    free(pair);
+    return other;
+}
+
 int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
                     struct bh_err *err)
 {
-    bh_autofree char *name = bh_name_pair(req->tenant, req->workload);
+    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload);
     cJSON *c = NULL;
     if (claim_get_settled(ctx, name, &c, err) < 0)
         return -1;
@@ -709,7 +727,7 @@ int bh_claim_release(struct bh_ctx *ctx, const char *tenant, const char *workloa
 {
     static const char *const ended[] = {BH_CLAIM_RELEASE_FAILED, BH_CLAIM_RELEASED, NULL};
     memset(ans, 0, sizeof(*ans));
-    bh_autofree char *name = bh_name_pair(tenant, workload);
+    bh_autofree char *name = claim_name_for(ctx, tenant, workload);
     cJSON *c = NULL;
     if (bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0 ||
         !bh_name_is_pair(c, tenant, workload)) {
