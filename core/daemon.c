@@ -67,10 +67,10 @@ void bh_daemon_config_defaults(struct bh_settings *cfg)
 
 void bh_daemon_config_free(struct bh_settings *cfg)
 {
-    char **strs[] = {&cfg->state_dir,           &cfg->listen_host,   &cfg->api_key,
-                     &cfg->plugin_dir,          &cfg->plugin_config, &cfg->registry_config,
-                     &cfg->workloads_dir,       &cfg->runtime,       &cfg->storage,
-                     &cfg->snapshot_compression, &cfg->kube_host};
+    char **strs[] = {
+        &cfg->state_dir,     &cfg->listen_host,          &cfg->api_key,       &cfg->plugin_dir,
+        &cfg->plugin_config, &cfg->registry_config,      &cfg->workloads_dir, &cfg->runtime,
+        &cfg->storage,       &cfg->snapshot_compression, &cfg->kube_host};
     for (size_t i = 0; i < BH_ARRAY_LEN(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;

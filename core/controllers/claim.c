@@ -559,8 +559,8 @@ int bh_claim_admit(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
     cJSON_Delete(held);
     if (other)
         return bh_err_set(err, BH_ECONFLICT,
-                          "tenant %s already has a claim of workload %s (%s): one per pair",
-                          tenant, workload, other);
+                          "tenant %s already has a claim of workload %s (%s): one per pair", tenant,
+                          workload, other);
     cJSON *md = bh_json_obj(claim, "metadata");
     cJSON *labels = bh_json_obj(md, "labels");
     bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);

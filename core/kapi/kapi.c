@@ -263,8 +263,8 @@ static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
         struct kapi_stream *s = bh_xcalloc(1, sizeof(*s));
         s->ctx = k->ctx;
         s->w = r->watch;
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s,
-                                                 stream_free);
+        resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
         r->status = 200;
     } else {
         char *text = r->json ? bh_json_print(r->json) : bh_xstrdup("{}");
@@ -279,8 +279,8 @@ static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
 }
 
 static enum MHD_Result kapi_handle(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_size, void **con_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_size, void **con_cls)
 {
     struct bh_kapi *k = cls;
     struct kapi_conn *kc = *con_cls;
@@ -361,8 +361,7 @@ static int kapi_listen(struct bh_kapi *k, const char *host, int port, struct bh_
         MHD_OPTION_HTTPS_MEM_KEY, k->key, MHD_OPTION_HTTPS_MEM_CERT, k->cert,
         MHD_OPTION_NOTIFY_COMPLETED, kapi_completed, k, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)KAPI_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)KAPI_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_END);
+        (unsigned)KAPI_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     if (!k->mhd)
         return bh_err_set(err, BH_EIO, "cannot listen on %s:%d for the kube API (in use?)", host,
                           port);

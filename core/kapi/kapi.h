@@ -44,20 +44,20 @@ int bh_kapi_tls_ensure(const char *dir, const char *host, char **ca_pem, char **
 
 enum bh_kapi_path_type {
     BH_KAPI_P_VERSION = 1,
-    BH_KAPI_P_LEGACY,      /* /api */
-    BH_KAPI_P_GROUPS,      /* /apis */
-    BH_KAPI_P_GROUP,       /* /apis/<group> */
-    BH_KAPI_P_RESOURCES,   /* /api/v1, /apis/<group>/<version> */
-    BH_KAPI_P_OBJECT,      /* a collection or an object */
-    BH_KAPI_P_OPENAPI_V2,  /* /openapi/v2 */
-    BH_KAPI_P_OPENAPI_V3,  /* /openapi/v3 */
-    BH_KAPI_P_OPENAPI_GV,  /* /openapi/v3/api/v1, /openapi/v3/apis/<group>/<version> */
-    BH_KAPI_P_HEALTH,      /* /healthz, /livez, /readyz */
+    BH_KAPI_P_LEGACY,     /* /api */
+    BH_KAPI_P_GROUPS,     /* /apis */
+    BH_KAPI_P_GROUP,      /* /apis/<group> */
+    BH_KAPI_P_RESOURCES,  /* /api/v1, /apis/<group>/<version> */
+    BH_KAPI_P_OBJECT,     /* a collection or an object */
+    BH_KAPI_P_OPENAPI_V2, /* /openapi/v2 */
+    BH_KAPI_P_OPENAPI_V3, /* /openapi/v3 */
+    BH_KAPI_P_OPENAPI_GV, /* /openapi/v3/api/v1, /openapi/v3/apis/<group>/<version> */
+    BH_KAPI_P_HEALTH,     /* /healthz, /livez, /readyz */
 };
 
 struct bh_kapi_path {
     enum bh_kapi_path_type type;
-    char group[64];    /* "" for the core group */
+    char group[64]; /* "" for the core group */
     char version[16];
     char ns[64];       /* "" when not namespaced in the URL */
     char resource[64]; /* plural */

@@ -77,8 +77,8 @@ static cJSON *secret_object(const cJSON *s)
     const char *tenant = bh_json_str(s, "tenant");
     if (tenant)
         cJSON_AddStringToObject(cJSON_AddObjectToObject(md, "labels"), TENANT_LABEL, tenant);
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(md, "annotations"),
-                            "boilerhouse.dev/values", "write-only");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(md, "annotations"), "boilerhouse.dev/values",
+                            "write-only");
     cJSON_AddStringToObject(o, "type", "Opaque");
     cJSON *data = cJSON_AddObjectToObject(o, "data"), *k;
     cJSON_ArrayForEach(k, cJSON_GetObjectItem(s, "keys"))
@@ -156,9 +156,10 @@ static int secret_put(struct bh_ctx *ctx, const cJSON *body, struct bh_err *err)
         return bh_err_set(err, BH_EINVAL, "metadata.labels: invalid tenant id");
     const cJSON *it;
     cJSON_ArrayForEach(it, bh_json_get(body, "data")) if (secret_put_one(ctx, tenant, name, it, 1,
-                                                                        err) < 0) return -1;
-    cJSON_ArrayForEach(it, bh_json_get(body, "stringData")) if (
-        secret_put_one(ctx, tenant, name, it, 0, err) < 0) return -1;
+                                                                         err) < 0) return -1;
+    cJSON_ArrayForEach(it,
+                       bh_json_get(body, "stringData")) if (secret_put_one(ctx, tenant, name, it, 0,
+                                                                           err) < 0) return -1;
     return 0;
 }
 
@@ -171,8 +172,7 @@ static void secret_write(const struct bh_kapi_req *req, struct bh_kapi_resp *res
     const char *name = bh_json_str(body, "metadata.name");
     if (core_is(req, "POST") && name && (out = secret_find(req->ctx, name, &err)) != NULL) {
         bh_kapi_status(resp, 409, "AlreadyExists", "secrets \"%.64s\" already exists", name);
-    } else if (secret_put(req->ctx, body, &err) < 0 ||
-               !(out = secret_find(req->ctx, name, &err))) {
+    } else if (secret_put(req->ctx, body, &err) < 0 || !(out = secret_find(req->ctx, name, &err))) {
         bh_kapi_status_from_err(resp, &err, "secrets", "Secret", name, NULL);
     } else {
         bh_kapi_json(resp, core_is(req, "POST") ? 201 : 200, out);
@@ -283,8 +283,8 @@ static void core_crds(const struct bh_kapi_req *req, struct bh_kapi_resp *resp)
         bh_kapi_status(resp, 404, "NotFound", "the server could not find the requested resource");
     else if (core_is(req, "GET") && !name[0] &&
              bh_store_list(req->ctx->store, CRD_KIND, NULL, &out, NULL, &err) == 0)
-        bh_kapi_json(resp, 200, core_list("apiextensions.k8s.io/v1", "CustomResourceDefinitionList",
-                                          out));
+        bh_kapi_json(resp, 200,
+                     core_list("apiextensions.k8s.io/v1", "CustomResourceDefinitionList", out));
     else if (core_is(req, "GET") && name[0] &&
              bh_store_get(req->ctx->store, CRD_KIND, name, &out, &err) == 0)
         bh_kapi_json(resp, 200, out);

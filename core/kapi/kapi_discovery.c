@@ -21,12 +21,12 @@ static cJSON *strs(const char *const *v)
     return a;
 }
 
-static const char *const verbs_all[] = {"create", "delete", "deletecollection", "get", "list",
-                                        "patch",  "update", "watch",            NULL};
+static const char *const verbs_all[] = {
+    "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch", NULL};
 static const char *const verbs_status[] = {"get", "patch", "update", NULL};
 static const char *const verbs_read[] = {"get", "list", "watch", NULL};
-static const char *const verbs_secret[] = {"create", "delete", "get", "list", "patch", "update",
-                                           NULL};
+static const char *const verbs_secret[] = {"create", "delete", "get", "list",
+                                           "patch",  "update", NULL};
 
 static cJSON *resource(const char *name, const char *singular, const char *kind, int namespaced,
                        const char *const *verbs)
@@ -208,8 +208,13 @@ static cJSON *gvk(const char *group, const char *version, const char *kind)
 static cJSON *object_meta(void)
 {
     cJSON *m = typed("object"), *props = cJSON_AddObjectToObject(m, "properties");
-    static const char *const s[] = {"name",         "namespace", "uid", "resourceVersion",
-                                    "generateName", "creationTimestamp", "deletionTimestamp"};
+    static const char *const s[] = {"name",
+                                    "namespace",
+                                    "uid",
+                                    "resourceVersion",
+                                    "generateName",
+                                    "creationTimestamp",
+                                    "deletionTimestamp"};
     cJSON_AddStringToObject(m, "description", "Standard object metadata.");
     for (size_t i = 0; i < BH_ARRAY_LEN(s); i++)
         cJSON_AddItemToObject(props, s[i], typed("string"));
@@ -231,8 +236,8 @@ static cJSON *top_schema(const char *group, const char *kind, cJSON *spec, const
     cJSON_AddItemToObject(props, "apiVersion", typed("string"));
     cJSON_AddItemToObject(props, "kind", typed("string"));
     cJSON *meta = cJSON_CreateObject();
-    bh_autofree char *ref = bh_xasprintf("%sio.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-                                         ref_prefix);
+    bh_autofree char *ref =
+        bh_xasprintf("%sio.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", ref_prefix);
     cJSON_AddStringToObject(meta, "$ref", ref);
     cJSON_AddItemToObject(props, "metadata", meta);
     if (spec)
@@ -297,9 +302,8 @@ static void fill_group(cJSON *schemas, cJSON *paths, const char *ref_prefix)
     for (size_t i = 0; i < bh_kapi_n_kinds; i++) {
         const struct bh_kapi_kind *k = &bh_kapi_kinds[i];
         bh_autofree char *id = bh_xasprintf("dev.boilerhouse." VERSION ".%s", k->kind);
-        cJSON_AddItemToObject(schemas, id,
-                              top_schema(GROUP, k->kind, bh_resource_spec_schema(k->kind),
-                                         ref_prefix));
+        cJSON_AddItemToObject(
+            schemas, id, top_schema(GROUP, k->kind, bh_resource_spec_schema(k->kind), ref_prefix));
         add_paths(paths, "/apis/" GROUP "/" VERSION, k->plural, GROUP, k->kind);
     }
 }
@@ -321,10 +325,12 @@ static void fill_ext(cJSON *schemas, cJSON *paths, const char *ref_prefix)
     cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItem(crd, "x-kubernetes-group-version-kind"), 0);
     bh_json_set_str(v, "version", "v1");
     cJSON_AddBoolToObject(crd, "x-kubernetes-preserve-unknown-fields", 1);
-    cJSON_AddItemToObject(schemas, "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1."
-                                   "CustomResourceDefinition",
+    cJSON_AddItemToObject(schemas,
+                          "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1."
+                          "CustomResourceDefinition",
                           crd);
-    bh_autofree char *item = bh_xasprintf("/apis/" EXT_GROUP "/v1/customresourcedefinitions/{name}");
+    bh_autofree char *item =
+        bh_xasprintf("/apis/" EXT_GROUP "/v1/customresourcedefinitions/{name}");
     cJSON *op = operation(EXT_GROUP, "CustomResourceDefinition");
     bh_json_set_str(cJSON_GetObjectItem(op, "x-kubernetes-group-version-kind"), "version", "v1");
     cJSON_AddItemToObject(cJSON_AddObjectToObject(paths, item), "patch", op);
@@ -338,9 +344,9 @@ static cJSON *openapi_doc(int v2, int core, int boilerhouse)
     cJSON_AddStringToObject(info, "title", "Boilerhouse (local mode)");
     cJSON_AddStringToObject(info, "version", BH_VERSION);
     cJSON *paths = cJSON_AddObjectToObject(o, "paths");
-    cJSON *schemas = v2 ? cJSON_AddObjectToObject(o, "definitions")
-                        : cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "components"),
-                                                  "schemas");
+    cJSON *schemas =
+        v2 ? cJSON_AddObjectToObject(o, "definitions")
+           : cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "components"), "schemas");
     const char *ref = v2 ? "#/definitions/" : "#/components/schemas/";
     cJSON_AddItemToObject(schemas, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
                           object_meta());

@@ -36,7 +36,7 @@ struct bh_kapi_watch {
 
 struct bh_kapi_resp {
     int status;
-    cJSON *json;           /* owned */
+    cJSON *json;                 /* owned */
     struct bh_kapi_watch *watch; /* owned; set instead of json to stream */
 };
 

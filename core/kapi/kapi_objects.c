@@ -111,7 +111,8 @@ static cJSON *obj_cell(const cJSON *obj, const struct bh_kapi_column *c)
         bh_autofree char *age = obj_age(cJSON_GetStringValue(v));
         return cJSON_CreateString(age);
     }
-    return v && !cJSON_IsObject(v) && !cJSON_IsArray(v) ? cJSON_Duplicate(v, 0) : cJSON_CreateNull();
+    return v && !cJSON_IsObject(v) && !cJSON_IsArray(v) ? cJSON_Duplicate(v, 0)
+                                                        : cJSON_CreateNull();
 }
 
 static cJSON *obj_column(const char *name, const char *type, const char *format)
@@ -358,8 +359,7 @@ static void obj_list(struct obj_ctx *c)
         return;
     }
     int more;
-    cJSON *items =
-        obj_page(all, &labels, &fields, bh_kapi_query(c->req, "continue"), limit, &more);
+    cJSON *items = obj_page(all, &labels, &fields, bh_kapi_query(c->req, "continue"), limit, &more);
     cJSON_Delete(all);
     bh_kapi_json(c->resp, 200, obj_list_doc(c, items, rv, more));
 }
@@ -374,8 +374,7 @@ static cJSON *obj_body(struct obj_ctx *c)
         return NULL;
     const char *kind = bh_json_str(obj, "kind"), *ns = bh_json_str(obj, "metadata.namespace");
     if (!cJSON_IsObject(obj) || !kind || strcmp(kind, c->kind->kind) != 0) {
-        bh_kapi_status(c->resp, 400, "BadRequest", "the body must be a %s object",
-                       c->kind->kind);
+        bh_kapi_status(c->resp, 400, "BadRequest", "the body must be a %s object", c->kind->kind);
     } else if (ns && strcmp(ns, c->req->path->ns[0] ? c->req->path->ns : BH_KAPI_NAMESPACE)) {
         bh_kapi_status(c->resp, 400, "BadRequest",
                        "the namespace of the provided object does not match the namespace sent "
@@ -444,8 +443,8 @@ static void obj_create(struct obj_ctx *c)
         obj_created(c, obj, NULL, 201);
     } else if (bh_store_create(c->req->ctx->store, obj, &stored, &err) < 0) {
         if (err.code == BH_ECONFLICT)
-            bh_kapi_status(c->resp, 409, "AlreadyExists", "%s \"%s\" already exists",
-                           c->resource, name);
+            bh_kapi_status(c->resp, 409, "AlreadyExists", "%s \"%s\" already exists", c->resource,
+                           name);
         else
             obj_fail(c, &err, name, obj);
     } else {
@@ -464,8 +463,8 @@ static void obj_write(struct obj_ctx *c, cJSON *obj)
     struct bh_err err;
     if (n && strcmp(n, name) != 0) {
         bh_kapi_status(c->resp, 400, "BadRequest",
-                       "the name of the object (%.64s) does not match the name on the URL (%s)",
-                       n, name);
+                       "the name of the object (%.64s) does not match the name on the URL (%s)", n,
+                       name);
         return;
     }
     if (!n)
@@ -475,7 +474,7 @@ static void obj_write(struct obj_ctx *c, cJSON *obj)
     else if (obj_dry_run(c))
         obj_created(c, obj, NULL, 200);
     else if ((status ? bh_store_update_status : bh_store_update)(c->req->ctx->store, obj, &stored,
-                                                                &err) < 0)
+                                                                 &err) < 0)
         obj_fail(c, &err, name, obj);
     else
         obj_created(c, obj, stored, 200);

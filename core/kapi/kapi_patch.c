@@ -180,8 +180,7 @@ static int jp_op(cJSON **doc, const cJSON *op, struct bh_err *err)
     } else {
         return bh_err_set(err, BH_EINVAL, "unknown operation \"%.32s\"", name);
     }
-    return rc < 0 ? bh_err_set(err, BH_EINVAL, "%s %.128s: no such path or test failed", name,
-                               path)
+    return rc < 0 ? bh_err_set(err, BH_EINVAL, "%s %.128s: no such path or test failed", name, path)
                   : 0;
 }
 

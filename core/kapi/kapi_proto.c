@@ -128,11 +128,12 @@ static int pb_message(struct pb m, const struct pb_rule *rules, size_t n, cJSON 
 }
 
 static const struct pb_rule pb_meta[] = {
-    {1, "name", 0}, {2, "generateName", 0}, {3, "namespace", 0}, {11, "labels", 1},
-    {12, "annotations", 1},
+    {1, "name", 0},    {2, "generateName", 0}, {3, "namespace", 0},
+    {11, "labels", 1}, {12, "annotations", 1},
 };
 /* Secret: data (2) holds bytes; taken as strings, since the secret store keeps strings. */
-static const struct pb_rule pb_secret[] = {{2, "stringData", 1}, {3, "type", 0}, {4, "stringData", 1}};
+static const struct pb_rule pb_secret[] = {
+    {2, "stringData", 1}, {3, "type", 0}, {4, "stringData", 1}};
 
 static int pb_metadata(struct pb m, cJSON *out)
 {

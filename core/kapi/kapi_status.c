@@ -83,10 +83,10 @@ static void status_invalid(struct bh_kapi_resp *resp, const char *msg, const cha
     bh_autofree char *field = colon ? bh_xstrndup(msg, (size_t)(colon - msg)) : NULL;
     const char *why = colon ? colon + 2 : msg;
     bh_autofree char *value = field && obj ? status_value_at(obj, field) : NULL;
-    bh_autofree char *detail =
-        !field    ? bh_xstrdup(why)
-        : value ? bh_xasprintf("%s: Invalid value: %s: %s", field, value, why)
-                  : bh_xasprintf("%s: Invalid value: %s", field, why);
+    bh_autofree char *detail = !field ? bh_xstrdup(why)
+                               : value
+                                   ? bh_xasprintf("%s: Invalid value: %s: %s", field, value, why)
+                                   : bh_xasprintf("%s: Invalid value: %s", field, why);
     bh_autofree char *full =
         bh_xasprintf("%s \"%s\" is invalid: %s", kind, name ? name : "", detail);
     cJSON *st = status_new(422, "Invalid", full);
@@ -105,9 +105,12 @@ static const struct {
     int http;
     const char *reason;
 } status_reasons[] = {
-    {BH_ENOTFOUND, 404, "NotFound"},   {BH_ECONFLICT, 409, "Conflict"},
-    {BH_EUNAVAIL, 503, "ServiceUnavailable"}, {BH_ETIMEOUT, 504, "Timeout"},
-    {BH_ETOOLARGE, 413, "RequestEntityTooLarge"}, {BH_EAUTH, 401, "Unauthorized"},
+    {BH_ENOTFOUND, 404, "NotFound"},
+    {BH_ECONFLICT, 409, "Conflict"},
+    {BH_EUNAVAIL, 503, "ServiceUnavailable"},
+    {BH_ETIMEOUT, 504, "Timeout"},
+    {BH_ETOOLARGE, 413, "RequestEntityTooLarge"},
+    {BH_EAUTH, 401, "Unauthorized"},
     {BH_EFORBIDDEN, 403, "Forbidden"},
 };
 
@@ -127,12 +130,10 @@ void bh_kapi_status_from_err(struct bh_kapi_resp *resp, const struct bh_err *err
             reason = status_reasons[i].reason;
         }
     bh_autofree char *msg =
-        err->code == BH_ENOTFOUND
-            ? bh_xasprintf("%s \"%s\" not found", resource, name ? name : "")
-            : err->code == BH_ECONFLICT
-                  ? bh_xasprintf("Operation cannot be fulfilled on %s \"%s\": %s", resource,
-                                 name ? name : "", err->msg)
-                  : bh_xstrdup(err->msg);
+        err->code == BH_ENOTFOUND ? bh_xasprintf("%s \"%s\" not found", resource, name ? name : "")
+        : err->code == BH_ECONFLICT ? bh_xasprintf("Operation cannot be fulfilled on %s \"%s\": %s",
+                                                   resource, name ? name : "", err->msg)
+                                    : bh_xstrdup(err->msg);
     cJSON *st = status_new(http, reason, msg);
     status_details(st, resource, kind, name);
     bh_kapi_json(resp, http, st);
