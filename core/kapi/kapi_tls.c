@@ -106,13 +106,19 @@ static int tls_make(const char *host, char **pem, struct bh_err *err)
     X509 *ca = tls_cert_new(ca_key, "boilerhouse-ca", NULL, NULL, TLS_DAYS_CA);
     X509 *srv = tls_cert_new(key, "boilerhouse", ca, ca_key, TLS_DAYS_SERVING);
     bh_autofree char *san = tls_san(host);
-    int rc = tls_add_ext(ca, ca, NID_basic_constraints, "critical,CA:TRUE") |
-             tls_add_ext(ca, ca, NID_key_usage, "critical,keyCertSign,cRLSign") |
-             tls_add_ext(ca, ca, NID_subject_key_identifier, "hash") | tls_sign(ca, ca_key) |
-             tls_add_ext(srv, ca, NID_basic_constraints, "critical,CA:FALSE") |
-             tls_add_ext(srv, ca, NID_key_usage, "critical,digitalSignature") |
-             tls_add_ext(srv, ca, NID_ext_key_usage, "serverAuth") |
-             tls_add_ext(srv, ca, NID_subject_alt_name, san) | tls_sign(srv, ca_key);
+    /* In order, each step only after the last succeeded: a certificate is signed after its
+     * extensions are in, and the serving one after its issuer is complete. */
+    int rc = tls_add_ext(ca, ca, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
+                     tls_add_ext(ca, ca, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+                     tls_add_ext(ca, ca, NID_subject_key_identifier, "hash") < 0 ||
+                     tls_sign(ca, ca_key) < 0 ||
+                     tls_add_ext(srv, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+                     tls_add_ext(srv, ca, NID_key_usage, "critical,digitalSignature") < 0 ||
+                     tls_add_ext(srv, ca, NID_ext_key_usage, "serverAuth") < 0 ||
+                     tls_add_ext(srv, ca, NID_subject_alt_name, san) < 0 ||
+                     tls_sign(srv, ca_key) < 0
+                 ? -1
+                 : 0;
     if (rc == 0) {
         pem[0] = tls_pem(tls_write_cert, ca);
         pem[1] = tls_pem(tls_write_key, ca_key);
