@@ -8,6 +8,7 @@
 #include "api.h"
 #include "daemon.h"
 #include "image.h"
+#include "kapi.h"
 #include "log.h"
 #include "secret.h"
 #include "settings.h"
@@ -20,6 +21,8 @@ static void usage(FILE *f)
           "                         manage the local image store\n"
           "  secret set NAME KEY (value on stdin) | get NAME KEY | list | delete NAME [KEY]\n"
           "                         manage workload secrets (--tenant T for a tenant's own)\n"
+          "  kubeconfig [options]   print a kubeconfig for the Kubernetes-compatible API\n"
+          "                         (takes serve's options: --state-dir, --kube-listen)\n"
           "  version                print the version\n"
           "  help                   this text\n",
           f);
@@ -60,6 +63,7 @@ static int main_serve(int argc, char **argv)
 
     struct bh_ctx *ctx = NULL;
     struct bh_api *api = NULL;
+    struct bh_kapi *kapi = NULL;
     struct bh_err err = {0};
     if (bh_daemon_open(&cfg, &ctx, &err) < 0) {
         bh_error("main", "cannot start: %s", err.msg);
@@ -67,8 +71,11 @@ static int main_serve(int argc, char **argv)
         return 1;
     }
     if ((ctx->cfg.workloads_dir && bh_daemon_apply_dir(ctx, ctx->cfg.workloads_dir, &err) < 0) ||
-        bh_api_start(ctx, &api, &err) < 0) {
+        bh_api_start(ctx, &api, &err) < 0 ||
+        (ctx->cfg.kube_port &&
+         bh_kapi_start(ctx, ctx->cfg.kube_host, ctx->cfg.kube_port, &kapi, &err) < 0)) {
         bh_error("main", "cannot start: %s", err.msg);
+        bh_api_stop(api);
         bh_daemon_close(ctx);
         return 1;
     }
@@ -77,9 +84,31 @@ static int main_serve(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     bh_info("main", "signal %d: shutting down", sig);
+    bh_kapi_stop(kapi);
     bh_api_stop(api);
     bh_daemon_close(ctx);
     return 0;
+}
+
+/* Prints a kubeconfig for the Kubernetes-compatible API (making its certificates if this is
+ * before the first serve), with the API key as the token. */
+static int main_kubeconfig(int argc, char **argv)
+{
+    struct bh_settings cfg;
+    int rc = main_settings(argc, argv, &cfg);
+    char *out = NULL;
+    struct bh_err err = {0};
+    if (rc == 0 && bh_kapi_kubeconfig(cfg.state_dir, cfg.kube_host,
+                                      cfg.kube_port ? cfg.kube_port : BH_KAPI_DEFAULT_PORT,
+                                      cfg.api_key, &out, &err) < 0) {
+        fprintf(stderr, "boilerhouse kubeconfig: %s\n", err.msg);
+        rc = 1;
+    }
+    if (out)
+        fputs(out, stdout);
+    free(out);
+    bh_settings_free(&cfg);
+    return rc < 0 ? 0 : rc;
 }
 
 int main(int argc, char **argv)
@@ -92,6 +121,8 @@ int main(int argc, char **argv)
         return main_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "image") == 0)
         return bh_image_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "kubeconfig") == 0)
+        return main_kubeconfig(argc - 1, argv + 1);
     if (strcmp(argv[1], "secret") == 0)
         return bh_secret_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {

@@ -22,7 +22,8 @@ enum settings_type {
     SET_SIZE,   /* size_t in [min, max] */
     SET_U32,    /* uint32_t in [min, max] */
     SET_LEVEL,  /* int: a log level name */
-    SET_LISTEN, /* HOST:PORT into listen_host and port (flag only) */
+    SET_LISTEN, /* HOST:PORT into the char * at offset and the int at ndef (flag only);
+                 * "off" (port 0) where min is 0 */
 };
 
 struct settings_entry {
@@ -32,7 +33,8 @@ struct settings_entry {
     enum settings_type type;
     size_t offset;      /* in struct bh_settings */
     const char *sdef;   /* string default (NULL: unset) */
-    long long ndef;     /* numeric default, in the unit of the input */
+    long long ndef;     /* numeric default, in the unit of the input; SET_LISTEN: the
+                         * offset of the port's int (the host's char * is at offset) */
     long long min, max; /* numeric range */
     int scale;          /* stored = input * scale (0: 1) */
     const char *choices;
@@ -44,12 +46,18 @@ struct settings_entry {
 static const struct settings_entry settings_table[] = {
     {"BOILERHOUSE_STATE_DIR", "state-dir", "DIR", SET_PATH, S_OFF(state_dir),
      SETTINGS_DEFAULT_STATE, 0, 0, 0, 0, NULL, "store, images, instances and snapshots"},
-    {NULL, "listen", "HOST:PORT", SET_LISTEN, 0, NULL, 0, 0, 0, 0, NULL,
-     "address of the REST API (sets both variables below)"},
+    {NULL, "listen", "HOST:PORT", SET_LISTEN, S_OFF(listen_host), NULL, S_OFF(port), 1, 65535, 0,
+     NULL, "address of the REST API (sets both variables below)"},
     {"BOILERHOUSE_LISTEN_HOST", NULL, "HOST", SET_STR, S_OFF(listen_host), "127.0.0.1", 0, 0, 0, 0,
      NULL, "host of the REST API; off loopback BOILERHOUSE_API_KEY is required"},
     {"BOILERHOUSE_PORT", NULL, "PORT", SET_INT, S_OFF(port), NULL, 3000, 1, 65535, 0, NULL,
      "port of the REST API"},
+    {NULL, "kube-listen", "HOST:PORT|off", SET_LISTEN, S_OFF(kube_host), NULL, S_OFF(kube_port), 0,
+     65535, 0, NULL, "address of the Kubernetes-compatible API, HTTPS (sets both variables below)"},
+    {"BOILERHOUSE_KUBE_LISTEN_HOST", NULL, "HOST", SET_STR, S_OFF(kube_host), "127.0.0.1", 0, 0, 0,
+     0, NULL, "host of the Kubernetes-compatible API; off loopback the API key is required"},
+    {"BOILERHOUSE_KUBE_PORT", NULL, "PORT", SET_INT, S_OFF(kube_port), NULL, 6443, 0, 65535, 0,
+     NULL, "port of the Kubernetes-compatible API; 0: not served"},
     {"BOILERHOUSE_API_KEY", NULL, "KEY", SET_STR, S_OFF(api_key), NULL, 0, 0, 0, 0, NULL,
      "bearer key for /api/v1 (environment only: flags show in ps)"},
     {"BOILERHOUSE_PLUGIN_DIR", "plugin-dir", "DIR", SET_STR, S_OFF(plugin_dir),
@@ -141,17 +149,23 @@ static int settings_set_path(struct bh_settings *s, const struct settings_entry 
     return 0;
 }
 
-static int settings_set_listen(struct bh_settings *s, const char *value, const char *what,
-                               struct bh_err *err)
+static int settings_set_listen(struct bh_settings *s, const struct settings_entry *e,
+                               const char *value, const char *what, struct bh_err *err)
 {
+    int *port_slot = (int *)((char *)s + e->ndef);
+    if (e->min == 0 && strcmp(value, "off") == 0) {
+        *port_slot = 0;
+        return 0;
+    }
     const char *colon = strrchr(value, ':');
     long long port = 0;
     if (!colon || colon == value || settings_number(colon + 1, &port) < 0 || port < 1 ||
-        port > 65535)
-        return bh_err_set(err, BH_EINVAL, "%s: expected HOST:PORT (port 1..65535)", what);
-    free(s->listen_host);
-    s->listen_host = bh_xstrndup(value, (size_t)(colon - value));
-    s->port = (int)port;
+        port > e->max)
+        return bh_err_set(err, BH_EINVAL, "%s: expected %s (port 1..%lld)", what, e->arg, e->max);
+    char **host_slot = settings_field(s, e);
+    free(*host_slot);
+    *host_slot = bh_xstrndup(value, (size_t)(colon - value));
+    *port_slot = (int)port;
     return 0;
 }
 
@@ -182,7 +196,7 @@ static int settings_set(struct bh_settings *s, const struct settings_entry *e, c
     case SET_LEVEL: /* a name among the choices checked above */
         return settings_set_level(s, e, value);
     case SET_LISTEN:
-        return settings_set_listen(s, value, what, err);
+        return settings_set_listen(s, e, value, what, err);
     default:
         if (settings_number(value, &n) < 0 || n < e->min || n > e->max)
             return bh_err_set(err, BH_EINVAL, "%s: expected an integer in %lld..%lld", what, e->min,

@@ -114,8 +114,8 @@ static int api_body(const struct bh_api_req *req, struct bh_api_resp *resp, cJSO
 static void api_bad_tenant(struct bh_api_resp *resp, const char *tenant)
 {
     bh_api_error(resp, 400,
-                 "invalid tenant id \"%.64s\": must be 1-63 characters of [A-Za-z0-9._-] and not "
-                 "\".\" or \"..\"",
+                 "invalid tenant id \"%.64s\": must be 1-63 characters of [A-Za-z0-9._-], "
+                 "beginning and ending with a letter or digit (a Kubernetes label value)",
                  tenant);
 }
 

@@ -531,6 +531,53 @@ static cJSON *claim_new(const char *name, const struct bh_claim_req *req)
     return obj;
 }
 
+/* The name of a claim of (tenant, workload) other than the pair-named one, or NULL. */
+static char *claim_other_for_pair(struct bh_ctx *ctx, const char *tenant, const char *workload)
+{
+    bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/tenant=%s", tenant);
+    cJSON *list = NULL, *c;
+    struct bh_err err;
+    char *found = NULL;
+    if (bh_store_list(ctx->store, CLAIM_KIND, sel, &list, NULL, &err) < 0)
+        return NULL;
+    cJSON_ArrayForEach(c, list) if (!found && bh_name_is_pair(c, tenant, workload)) found =
+        bh_xstrdup(bh_json_str(c, "metadata.name"));
+    cJSON_Delete(list);
+    return found;
+}
+
+int bh_claim_admit(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
+{
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    const char *workload = bh_json_str(claim, "spec.workloadRef");
+    if (!tenant || !bh_name_tenant_valid(tenant))
+        return bh_err_set(err, BH_EINVAL,
+                          "spec.tenantId: must be 1-63 characters of [A-Za-z0-9._-], beginning "
+                          "and ending with a letter or digit");
+    bh_autofree char *pair = bh_name_pair(tenant, workload);
+    cJSON *held = NULL;
+    struct bh_err gerr;
+    bh_autofree char *other = NULL;
+    if (bh_store_get(ctx->store, CLAIM_KIND, pair, &held, &gerr) == 0 &&
+        bh_name_is_pair(held, tenant, workload))
+        other = bh_xstrdup(pair);
+    else
+        other = claim_other_for_pair(ctx, tenant, workload);
+    cJSON_Delete(held);
+    if (other)
+        return bh_err_set(err, BH_ECONFLICT,
+                          "tenant %s already has a claim of workload %s (%s): one per pair", tenant,
+                          workload, other);
+    cJSON *md = bh_json_obj(claim, "metadata");
+    cJSON *labels = bh_json_obj(md, "labels");
+    bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
+    bh_json_set_str(labels, "boilerhouse.dev/workload", workload);
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "finalizers");
+    cJSON_AddItemToObject(md, "finalizers",
+                          cJSON_CreateStringArray(&(const char *){BH_CLAIM_FINALIZER}, 1));
+    return 0;
+}
+
 /* The pair's claim as stored, once no release of it is finishing; NULL if there is none. */
 static int claim_get_settled(struct bh_ctx *ctx, const char *name, cJSON **out, struct bh_err *err)
 {
@@ -564,10 +611,28 @@ static int claim_restart(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
     return bh_store_update_status(ctx->store, c, NULL, err);
 }
 
+/* The name of (tenant, workload)'s claim: the pair name, unless another door (kubectl)
+ * already made the pair's claim under a name of its choosing. Owned. */
+static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *workload)
+{
+    char *pair = bh_name_pair(tenant, workload);
+    cJSON *c = NULL;
+    struct bh_err err;
+    if (bh_store_get(ctx->store, CLAIM_KIND, pair, &c, &err) == 0) {
+        cJSON_Delete(c);
+        return pair;
+    }
+    char *other = claim_other_for_pair(ctx, tenant, workload);
+    if (!other)
+        return pair;
+    free(pair);
+    return other;
+}
+
 int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
                     struct bh_err *err)
 {
-    bh_autofree char *name = bh_name_pair(req->tenant, req->workload);
+    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload);
     cJSON *c = NULL;
     if (claim_get_settled(ctx, name, &c, err) < 0)
         return -1;
@@ -669,7 +734,7 @@ int bh_claim_release(struct bh_ctx *ctx, const char *tenant, const char *workloa
 {
     static const char *const ended[] = {BH_CLAIM_RELEASE_FAILED, BH_CLAIM_RELEASED, NULL};
     memset(ans, 0, sizeof(*ans));
-    bh_autofree char *name = bh_name_pair(tenant, workload);
+    bh_autofree char *name = claim_name_for(ctx, tenant, workload);
     cJSON *c = NULL;
     if (bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0 ||
         !bh_name_is_pair(c, tenant, workload)) {

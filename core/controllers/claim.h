@@ -60,6 +60,11 @@ int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **
  * when the claim could not be made (err says why); a claim that ended in Error is an answer. */
 int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_claim_answer *ans,
                   struct bh_err *err);
+/* A claim object a front door creates under a name of its choosing (the Kubernetes-compatible
+ * API): adds the tenant and workload labels and the cleanup finalizer the controller relies
+ * on. BH_EINVAL naming spec.tenantId for a bad tenant ID; BH_ECONFLICT if the pair already has
+ * a claim, so there stays one instance per pair whichever door opened it. In place. */
+int bh_claim_admit(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err);
 /* Begins the release mode asks for and waits until the claim is gone (ans->claim NULL),
  * ReleaseFailed, or the claim timeout passes. BH_ENOTFOUND without a claim; BH_ECONFLICT
  * for a retry of a claim that is not ReleaseFailed. */

@@ -22,6 +22,8 @@ struct bh_settings {
     char *listen_host;          /* "127.0.0.1" */
     int port;                   /* 3000 */
     char *api_key;              /* NULL: no auth (only allowed on loopback) */
+    char *kube_host;            /* the Kubernetes-compatible API: "127.0.0.1" */
+    int kube_port;              /* 6443; 0: not served */
     char *plugin_dir;           /* where bh-*.so plugins are loaded from */
     char *plugin_config;        /* JSON/YAML file path or NULL */
     char *registry_config;      /* JSON file path or NULL */

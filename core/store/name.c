@@ -15,10 +15,16 @@ int bh_name_label_valid(const char *name)
     return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") == len;
 }
 
+static int name_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* A Kubernetes label value, since the ID becomes the boilerhouse.dev/tenant label. */
 int bh_name_tenant_valid(const char *id)
 {
     size_t len = id ? strlen(id) : 0;
-    if (!len || len > 63 || !strcmp(id, ".") || !strcmp(id, ".."))
+    if (!len || len > 63 || !name_alnum(id[0]) || !name_alnum(id[len - 1]))
         return 0;
     return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
 }

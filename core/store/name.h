@@ -7,8 +7,9 @@
 
 /* DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. */
 int bh_name_label_valid(const char *name);
-/* The tenant ID rule, everywhere a tenant ID enters: [A-Za-z0-9._-]{1,63}, not "." or "..".
- * Such an ID is one safe path component and never needs shell quoting. */
+/* The tenant ID rule, everywhere a tenant ID enters: a Kubernetes label value (it becomes the
+ * boilerhouse.dev/tenant label): [A-Za-z0-9._-]{1,63}, beginning and ending with a letter or
+ * digit. Such an ID is one safe path component and never needs shell quoting. */
 int bh_name_tenant_valid(const char *id);
 /* The object name of (tenant, workload)'s claim and snapshot records:
  * "<workload>-<sanitised tenant>-<hash>", a valid DNS-1123 label, unique per pair. Owned. */

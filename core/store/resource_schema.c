@@ -54,7 +54,8 @@ static int schema_tenant_id(const cJSON *v, const char *path, struct bh_err *err
 {
     if (!bh_name_tenant_valid(v->valuestring))
         return bh_err_set(err, BH_EINVAL,
-                          "%s: must be 1-63 characters of [A-Za-z0-9._-], not \".\" or \"..\"",
+                          "%s: must be 1-63 characters of [A-Za-z0-9._-], beginning and ending "
+                          "with a letter or digit",
                           path);
     return 0;
 }

@@ -211,6 +211,7 @@ class Daemon:
                  unrestricted_config=None):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
+        self.kube_port = free_port()
         self.api_key = api_key
         self.plugin_dir = plugin_dir or os.path.join(BUILD, "plugins")
         # A bridge and subnet of our own, so parallel daemons and tests never meet: a second
@@ -252,6 +253,7 @@ class Daemon:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--state-dir", self.state, "--listen", "127.0.0.1:%d" % self.port,
+             "--kube-listen", "127.0.0.1:%d" % self.kube_port,
              "--plugin-dir", self.plugin_dir, "--plugin-config", self.plugin_config,
              "--log-level", "debug"],
             stdout=log, stderr=log, env=env)

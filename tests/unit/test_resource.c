@@ -277,7 +277,8 @@ static const struct invalid_case cases[] = {
     {POOL_MIN, "spec.workloadRef", NULL, "spec.workloadRef: required"},
     /* claim */
     {CLAIM_MIN, "spec.tenantId", "\"../x\"",
-     "spec.tenantId: must be 1-63 characters of [A-Za-z0-9._-], not \".\" or \"..\""},
+     "spec.tenantId: must be 1-63 characters of [A-Za-z0-9._-], beginning and ending with a letter "
+     "or digit"},
     {CLAIM_MIN, "spec.resume", "1", "spec.resume: must be a boolean"},
     {CLAIM_MIN, "spec.workloadRef", "\"a/b\"",
      "spec.workloadRef: must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 "
@@ -288,7 +289,8 @@ static const struct invalid_case cases[] = {
     {TRIGGER_MIN, "spec.tenant", "{\"prefix\":\"x\"}",
      "spec.tenant: one of static or from is required"},
     {TRIGGER_MIN, "spec.tenant", "{\"static\":\"..\"}",
-     "spec.tenant.static: must be 1-63 characters of [A-Za-z0-9._-], not \".\" or \"..\""},
+     "spec.tenant.static: must be 1-63 characters of [A-Za-z0-9._-], beginning and ending with a "
+     "letter or digit"},
     {TRIGGER_MIN, "spec.guards", "[{\"config\":{}}]", "spec.guards[0].type: required"},
     {TRIGGER_MIN, "spec.driverOptions", "[]", "spec.driverOptions: must be an object"},
     {TRIGGER_MIN, "spec.config", "\"x\"", "spec.config: must be an object"},
@@ -394,8 +396,8 @@ static void test_parse_all(void **state)
 
 static void test_tenant_ids(void **state)
 {
-    static const char *const bad[] = {"../x",  "",    ".",   "..", "a;rm -rf /",
-                                      "$(id)", "a b", "a/b", "x\n"};
+    static const char *const bad[] = {"../x", "",    ".", "..", "a;rm -rf /", "$(id)", "a b",
+                                      "a/b",  "x\n", "-", "-a", "a.",         "_x"};
     for (size_t i = 0; i < BH_ARRAY_LEN(bad); i++)
         assert_false(bh_name_tenant_valid(bad[i]));
     char long_id[65];

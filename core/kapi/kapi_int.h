@@ -1,0 +1,86 @@
+/* Between the Kubernetes-compatible API's listener (kapi.c) and its handlers. */
+#ifndef BH_KAPI_INT_H
+#define BH_KAPI_INT_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+#include "err.h"
+#include "kapi.h"
+
+struct MHD_Connection;
+
+struct bh_kapi_req {
+    struct bh_ctx *ctx;
+    struct MHD_Connection *conn;
+    const char *method;
+    const struct bh_kapi_path *path;
+    const char *body; /* NUL-terminated, may be NULL */
+    size_t body_len;
+    const char *content_type; /* may be NULL */
+    int want_table;           /* Accept asked for as=Table */
+};
+
+/* A watch the listener streams after the handler returns: events of kind from rv on. */
+struct bh_kapi_watch {
+    const char *kind; /* static */
+    int64_t rv;
+    struct bh_kapi_sel labels, fields;
+    int table, bookmarks;
+    int initial; /* first the current objects, as ADDED events */
+    long long deadline_ms;
+    char name[254]; /* only this object, when set */
+};
+
+struct bh_kapi_resp {
+    int status;
+    cJSON *json;                 /* owned */
+    struct bh_kapi_watch *watch; /* owned; set instead of json to stream */
+};
+
+/* Query parameter or NULL. */
+const char *bh_kapi_query(const struct bh_kapi_req *req, const char *key);
+
+/* ---- Status objects (kapi_status.c); all take over nothing and fill resp ---- */
+void bh_kapi_status(struct bh_kapi_resp *resp, int code, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A store/validation error about (kind, name): Invalid (with causes), NotFound, AlreadyExists,
+ * Conflict... with the message kubectl prints. obj (optional) supplies invalid values. */
+void bh_kapi_status_from_err(struct bh_kapi_resp *resp, const struct bh_err *err,
+                             const char *resource, const char *kind, const char *name,
+                             const cJSON *obj);
+void bh_kapi_status_ok(struct bh_kapi_resp *resp, const char *resource, const char *name);
+void bh_kapi_json(struct bh_kapi_resp *resp, int status, cJSON *body);
+
+/* ---- handlers ---- */
+void bh_kapi_discovery(const struct bh_kapi_req *req, struct bh_kapi_resp *resp);
+void bh_kapi_openapi(const struct bh_kapi_req *req, struct bh_kapi_resp *resp);
+void bh_kapi_objects(const struct bh_kapi_req *req, struct bh_kapi_resp *resp);
+void bh_kapi_core(const struct bh_kapi_req *req, struct bh_kapi_resp *resp);
+
+/* A printer column of a kind, as its CRD's additionalPrinterColumns has it. */
+struct bh_kapi_column {
+    const char *name, *type, *json_path; /* json_path: ".spec.image.ref" */
+};
+#define BH_KAPI_COLUMNS_MAX 6
+/* One of the four kinds as the API serves it. */
+struct bh_kapi_kind {
+    const char *kind, *plural, *singular, *short_name;
+    struct bh_kapi_column columns[BH_KAPI_COLUMNS_MAX]; /* ends at a NULL name */
+};
+extern const struct bh_kapi_kind bh_kapi_kinds[];
+extern const size_t bh_kapi_n_kinds;
+const struct bh_kapi_kind *bh_kapi_kind_by_plural(const char *plural);
+const struct bh_kapi_kind *bh_kapi_kind_by_name(const char *kind);
+
+/* The four kinds' printer columns and Tables (kapi_objects.c), for the watch stream too. */
+cJSON *bh_kapi_table(const char *kind, const cJSON *items, int64_t rv);
+/* Fills what the API shows but the store does not keep (namespace). In place. */
+void bh_kapi_decorate(cJSON *obj);
+
+/* Request bodies: JSON or YAML object, parsed; answers 400 itself. */
+int bh_kapi_body(const struct bh_kapi_req *req, struct bh_kapi_resp *resp, cJSON **out);
+
+#endif

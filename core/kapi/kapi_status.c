@@ -1,0 +1,140 @@
+/* Errors as Kubernetes Status objects: the reason kubectl branches on (NotFound,
+ * AlreadyExists, Conflict, Invalid...) and, for Invalid, details.causes[] with the field path,
+ * so kubectl prints `The BoilerhouseWorkload "x" is invalid: spec.resources.vcpus: ...`. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "kapi_int.h"
+#include "mem.h"
+#include "resource.h"
+
+static cJSON *status_new(int code, const char *reason, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "kind", "Status");
+    cJSON_AddStringToObject(o, "apiVersion", "v1");
+    cJSON_AddObjectToObject(o, "metadata");
+    cJSON_AddStringToObject(o, "status", code < 400 ? "Success" : "Failure");
+    cJSON_AddStringToObject(o, "message", msg);
+    if (reason)
+        cJSON_AddStringToObject(o, "reason", reason);
+    cJSON_AddNumberToObject(o, "code", code);
+    return o;
+}
+
+void bh_kapi_status(struct bh_kapi_resp *resp, int code, const char *reason, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    bh_kapi_json(resp, code, status_new(code, reason, msg));
+}
+
+void bh_kapi_status_ok(struct bh_kapi_resp *resp, const char *resource, const char *name)
+{
+    cJSON *o = status_new(200, NULL, "");
+    cJSON *d = cJSON_AddObjectToObject(o, "details");
+    cJSON_AddStringToObject(d, "name", name);
+    cJSON_AddStringToObject(d, "kind", resource);
+    bh_kapi_json(resp, 200, o);
+}
+
+static cJSON *status_details(cJSON *st, const char *resource, const char *kind, const char *name)
+{
+    cJSON *d = cJSON_AddObjectToObject(st, "details");
+    cJSON_AddStringToObject(d, "name", name ? name : "");
+    if (strstr(resource, ".")) /* "boilerhouseworkloads.boilerhouse.dev" */
+        cJSON_AddStringToObject(d, "group", strchr(resource, '.') + 1);
+    cJSON_AddStringToObject(d, "kind", kind ? kind : resource);
+    return d;
+}
+
+/* The offending value at a dotted path ("spec.resources.vcpus", "spec.env[0].name"), printed
+ * as kubectl shows it, or NULL. */
+static char *status_value_at(const cJSON *obj, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", path);
+    const cJSON *cur = obj;
+    for (char *save = NULL, *t = strtok_r(buf, ".", &save); t && cur;
+         t = strtok_r(NULL, ".", &save)) {
+        char *br = strchr(t, '[');
+        if (br)
+            *br = '\0';
+        cur = cJSON_GetObjectItemCaseSensitive(cur, t);
+        for (; br && cur; br = strchr(br + 1, '['))
+            cur = cJSON_GetArrayItem(cur, atoi(br + 1));
+    }
+    if (!cur || cJSON_IsObject(cur) || cJSON_IsArray(cur))
+        return NULL;
+    return cJSON_PrintUnformatted(cur);
+}
+
+/* "spec.x: must be ..." becomes a cause {field, message, reason} and the Invalid message. */
+static void status_invalid(struct bh_kapi_resp *resp, const char *msg, const char *resource,
+                           const char *kind, const char *name, const cJSON *obj)
+{
+    const char *colon = strstr(msg, ": ");
+    bh_autofree char *field = colon ? bh_xstrndup(msg, (size_t)(colon - msg)) : NULL;
+    const char *why = colon ? colon + 2 : msg;
+    bh_autofree char *value = field && obj ? status_value_at(obj, field) : NULL;
+    bh_autofree char *detail = !field ? bh_xstrdup(why)
+                               : value
+                                   ? bh_xasprintf("%s: Invalid value: %s: %s", field, value, why)
+                                   : bh_xasprintf("%s: Invalid value: %s", field, why);
+    bh_autofree char *full =
+        bh_xasprintf("%s \"%s\" is invalid: %s", kind, name ? name : "", detail);
+    cJSON *st = status_new(422, "Invalid", full);
+    cJSON *d = status_details(st, resource, kind, name);
+    cJSON *cause = cJSON_CreateObject();
+    cJSON_AddStringToObject(cause, "reason", "FieldValueInvalid");
+    cJSON_AddStringToObject(cause, "message", field ? detail + strlen(field) + 2 : why);
+    cJSON_AddStringToObject(cause, "field", field ? field : "");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(d, "causes"), cause);
+    bh_kapi_json(resp, 422, st);
+}
+
+/* Kubernetes's reasons for our error classes. */
+static const struct {
+    int code;
+    int http;
+    const char *reason;
+} status_reasons[] = {
+    {BH_ENOTFOUND, 404, "NotFound"},
+    {BH_ECONFLICT, 409, "Conflict"},
+    {BH_EUNAVAIL, 503, "ServiceUnavailable"},
+    {BH_ETIMEOUT, 504, "Timeout"},
+    {BH_ETOOLARGE, 413, "RequestEntityTooLarge"},
+    {BH_EAUTH, 401, "Unauthorized"},
+    {BH_EFORBIDDEN, 403, "Forbidden"},
+};
+
+void bh_kapi_status_from_err(struct bh_kapi_resp *resp, const struct bh_err *err,
+                             const char *resource, const char *kind, const char *name,
+                             const cJSON *obj)
+{
+    if (err->code == BH_EINVAL) {
+        status_invalid(resp, err->msg, resource, kind, name, obj);
+        return;
+    }
+    int http = 500;
+    const char *reason = "InternalError";
+    for (size_t i = 0; i < BH_ARRAY_LEN(status_reasons); i++)
+        if (status_reasons[i].code == err->code) {
+            http = status_reasons[i].http;
+            reason = status_reasons[i].reason;
+        }
+    bh_autofree char *msg =
+        err->code == BH_ENOTFOUND ? bh_xasprintf("%s \"%s\" not found", resource, name ? name : "")
+        : err->code == BH_ECONFLICT ? bh_xasprintf("Operation cannot be fulfilled on %s \"%s\": %s",
+                                                   resource, name ? name : "", err->msg)
+                                    : bh_xstrdup(err->msg);
+    cJSON *st = status_new(http, reason, msg);
+    status_details(st, resource, kind, name);
+    bh_kapi_json(resp, http, st);
+}
