@@ -26,6 +26,7 @@
 #include "secret.h"
 #include "settings.h"
 #include "store.h"
+#include "trigger.h"
 
 /* ---- open / close ---- */
 
@@ -96,6 +97,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
         bh_daemon_close(ctx);
         return -1;
     }
+    ctx->triggers = bh_triggers_new(ctx);
     ctx->queue = bh_queue_new(ctx->cfg.workers, bh_dispatch_reconcile, ctx);
     bh_store_subscribe(ctx->store, bh_dispatch_event, ctx);
     bh_dispatch_all(ctx);
@@ -116,6 +118,8 @@ void bh_daemon_close(struct bh_ctx *ctx)
     while (ctx->boots_running > 0)
         pthread_cond_wait(&ctx->boot_cond, &ctx->boot_lock);
     pthread_mutex_unlock(&ctx->boot_lock);
+    /* Adapters emit into the pipeline, which uses the queue: stop them before freeing it. */
+    bh_triggers_free(ctx->triggers);
     if (ctx->queue)
         bh_queue_free(ctx->queue);
     if (ctx->plugins)
@@ -141,7 +145,9 @@ void bh_daemon_close(struct bh_ctx *ctx)
 
 int bh_daemon_apply(struct bh_ctx *ctx, cJSON *obj, cJSON **out, struct bh_err *err)
 {
-    if (bh_resource_validate(obj, err) < 0 || bh_plugins_check_resource(ctx->plugins, obj, err) < 0)
+    if (bh_resource_validate(obj, err) < 0 ||
+        bh_plugins_check_resource(ctx->plugins, obj, err) < 0 ||
+        bh_trigger_check(ctx, obj, err) < 0)
         return -1;
     const char *kind = bh_json_str(obj, "kind");
     const char *name = bh_json_str(obj, "metadata.name");

@@ -9,6 +9,9 @@ PKGS=(
   libzstd-dev liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev
   runc crun nftables iproute2 uidmap e2fsprogs
   busybox-static umoci skopeo docker-registry apache2-utils
+  debootstrap buildah
+  # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh
+  libasan8 liblsan0 libubsan1 libtsan2 clang libclang-rt-dev
 )
 
 missing=()

@@ -1,11 +1,37 @@
 #!/usr/bin/env bash
 # One command for the whole suite on a fresh Debian 12 machine (as root): installs what is
-# needed, builds, builds the busybox test image and runs unit + integration tests with ctest.
+# needed, builds, builds the test images (busybox; Debian, cached) and runs unit + integration
+# tests with ctest. Extra args go to ctest. BH_SANITIZE selects a sanitizer pass in its own build dir:
+#   BH_SANITIZE=1 (or address)  ASan+UBSan+LSan, build-asan; any report fails the test
+#   BH_SANITIZE=thread          TSan, build-tsan (CI runs its unit tests: -L unit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh
+cmake_args=()
+case "${BH_SANITIZE:-}" in
+"" | 0) ;;
+1 | address)
+    export BH_BUILD_DIR=${BH_BUILD_DIR:-build-asan}
+    cmake_args=(-DBH_SANITIZE=ON)
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_error=0:check_initialization_order=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+    export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+    ;;
+thread)
+    export BH_BUILD_DIR=${BH_BUILD_DIR:-build-tsan}
+    cmake_args=(-DBH_TSAN=ON)
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp}
+    ;;
+*)
+    echo "BH_SANITIZE=$BH_SANITIZE: expected 1, address or thread" >&2
+    exit 2
+    ;;
+esac
+scripts/build.sh "${cmake_args[@]}"
 build=${BH_BUILD_DIR:-build}
 scripts/build-busybox-image.sh "$build/images/busybox" latest
+# The real-world Debian image, cached outside the repository (BH_DEBIAN_IMAGE overrides where).
+scripts/build-debian-image.sh "${BH_DEBIAN_IMAGE:-/var/cache/boilerhouse-test/debian-image}" latest
+rm -rf "$build/test-logs" # daemon logs kept by tests/integration/bh.py
 cd "$build"
 ctest --output-on-failure --timeout 900 "$@"

@@ -407,8 +407,11 @@ int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, s
         rc = claim_finalize(ctx, claim, err);
     else
         for (size_t i = 0; i < BH_ARRAY_LEN(claim_steps); i++)
-            if (strcmp(phase, claim_steps[i].phase) == 0)
+            if (strcmp(phase, claim_steps[i].phase) == 0) {
+                /* One step per pass: a step may replace status.phase, which phase borrows. */
                 rc = claim_steps[i].step(ctx, claim, requeue_ms, err);
+                break;
+            }
     cJSON_Delete(claim);
     return rc;
 }

@@ -14,6 +14,7 @@ struct bh_runtime;
 struct bh_plugins;
 struct bh_queue;
 struct bh_secrets;
+struct bh_triggers;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -44,7 +45,8 @@ struct bh_ctx {
     struct bh_plugins *plugins;
     struct bh_queue *queue;
     struct bh_secrets *secrets;
-    uint8_t master_key[32]; /* snapshot encryption and secrets; wiped on close */
+    struct bh_triggers *triggers; /* running trigger adapters (trigger.c) */
+    uint8_t master_key[32];       /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;

@@ -256,7 +256,9 @@ int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, st
     if (bh_store_get(ctx->store, POOL_KIND, name, &pool, err) < 0)
         return err->code == BH_ENOTFOUND ? pool_drain_deleted(ctx, name) : -1;
     struct bh_err gerr;
-    const char *wname = bh_json_str(pool, "spec.workloadRef");
+    /* Owned: the pool object is re-read below, and the name is still needed after that. */
+    const char *ref = bh_json_str(pool, "spec.workloadRef");
+    bh_autofree char *wname = ref ? bh_xstrdup(ref) : NULL;
     int have_wl = bh_store_get(ctx->store, "BoilerhouseWorkload", wname, &wl, &gerr) == 0;
     int wl_ready = have_wl && bh_workload_ready(wl);
     int ready = 0, warming = 0, rc;

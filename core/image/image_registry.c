@@ -261,12 +261,13 @@ static int reg_parse_token(struct reg *r, const char *body, struct bh_err *err)
     const char *tok = reg_cfg_string(j, "token");
     if (!tok)
         tok = reg_cfg_string(j, "access_token");
-    if (tok)
+    int found = tok != NULL; /* tok is borrowed from j */
+    if (found)
         r->authz = bh_xasprintf("Authorization: Bearer %s", tok);
     cJSON_Delete(j);
-    return tok ? 0
-               : bh_err_set(err, BH_EAUTH, "registry %s: token response has no token",
-                            r->ref->host);
+    return found ? 0
+                 : bh_err_set(err, BH_EAUTH, "registry %s: token response has no token",
+                              r->ref->host);
 }
 
 static int reg_fetch_token(struct reg *r, const struct reg_challenge *c, struct bh_err *err)

@@ -73,17 +73,29 @@ cJSON *bh_json_obj(cJSON *obj, const char *path)
     return cur;
 }
 
+/* Puts item (owned) at key. The replacement is built and its key copied before the old
+ * item is freed, so key or the new value may be borrowed from the item being replaced. */
+static void json_put(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!item)
+        return;
+    if (!cJSON_GetObjectItemCaseSensitive(obj, key))
+        cJSON_AddItemToObject(obj, key, item);
+    else if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item))
+        cJSON_Delete(item);
+}
+
 void bh_json_set_str(cJSON *obj, const char *key, const char *value)
 {
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
     if (value)
-        cJSON_AddStringToObject(obj, key, value);
+        json_put(obj, key, cJSON_CreateString(value));
+    else
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
 }
 
 void bh_json_set_num(cJSON *obj, const char *key, double value)
 {
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
-    cJSON_AddNumberToObject(obj, key, value);
+    json_put(obj, key, cJSON_CreateNumber(value));
 }
 
 char *bh_json_print(const cJSON *item)

@@ -16,7 +16,8 @@ int bh_json_bool(const cJSON *obj, const char *path, int def);
 const char *bh_json_label(const cJSON *obj, const char *key);
 /* Object at path, created (with parents) if missing. Borrowed. */
 cJSON *bh_json_obj(cJSON *obj, const char *path);
-/* Sets key in obj to a string / number, replacing any old value. */
+/* Sets key in obj to a string / number, replacing any old value (value and key may be
+ * borrowed from the item they replace). A NULL string removes the key. */
 void bh_json_set_str(cJSON *obj, const char *key, const char *value);
 void bh_json_set_num(cJSON *obj, const char *key, double value);
 /* Compact text of item (owned). */

@@ -3,6 +3,7 @@ everything it made (containers, mounts, bridge, processes, files), even when a t
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,87 @@ SOURCE = os.environ.get("BH_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 BINARY = os.path.join(BUILD, "boilerhouse")
 BUSYBOX_LAYOUT = os.path.join(BUILD, "images", "busybox")
 BUSYBOX_REF = "localhost/busybox:latest"
+# The real-world image scripts/build-debian-image.sh caches (Debian 12, curl, python3-requests,
+# nodejs, dnsutils).
+DEBIAN_LAYOUT = os.environ.get("BH_DEBIAN_IMAGE", "/var/cache/boilerhouse-test/debian-image")
+
+# Each daemon's log (its stdout and stderr) is kept here after cleanup (scripts/test.sh
+# empties it before a run); a failing test prints the tails of its daemons' logs.
+LOG_KEEP_DIR = os.path.join(BUILD, "test-logs")
+
+# What a sanitizer prints (ASan, LSan, UBSan, TSan); the -DBH_SANITIZE=ON pass of the suite
+# runs with halt_on_error, so a daemon-side report also ends the daemon.
+SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|UndefinedBehaviorSanitizer|"
+                          r"WARNING: ThreadSanitizer|runtime error:")
+
+
+def sanitizer_report(text, context=80):
+    """The sanitizer report in text (from a little before its first line), or None."""
+    m = SANITIZER_RE.search(text or "")
+    if not m:
+        return None
+    lines = text[:m.start()].splitlines()[-3:] + text[m.start():].splitlines()
+    return "\n".join(lines[:context + 3])
+
+
+def assert_no_sanitizer_report(text, what):
+    """Fails with the report if a process we started printed one (text: its output)."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    report = sanitizer_report(text)
+    if report:
+        raise AssertionError("sanitizer report from %s:\n%s" % (what, report))
+
+
+def run_checked(argv, what=None, **kw):
+    """subprocess.run with captured output for our own binaries: fails on a sanitizer report
+    in their output, and (check=True) on a non-zero exit with that output in the message."""
+    check = kw.pop("check", False)
+    kw.setdefault("capture_output", True)
+    res = subprocess.run(argv, **kw)
+    for out in (res.stdout, res.stderr):
+        assert_no_sanitizer_report(out, what or " ".join(argv[:3]))
+    if check and res.returncode != 0:
+        raise AssertionError("%s exited %d:\n%s" % (" ".join(argv), res.returncode,
+                                                     res.stderr))
+    return res
+
+
+# Daemons whose logs a failing test prints: those alive, and those cleaned up in the test.
+_live_daemons = []
+_cleaned_in_test = []
+
+
+def _print_daemon_tails(test):
+    if getattr(test, "_bh_tails_printed", False):
+        return  # once per test, though it may both error and fail (in tearDown)
+    test._bh_tails_printed = True
+    for d in _live_daemons + _cleaned_in_test:
+        print("\n---- %s: tail of daemon log %s ----\n%s" % (test, d.kept_log or d.log_path,
+                                                           d.log(4000)), file=sys.stderr)
+
+
+def _hook_results():
+    """Wraps unittest's result so a failed or errored test prints its daemons' log tails."""
+    r = unittest.TestResult
+    start, fail, error = r.startTest, r.addFailure, r.addError
+
+    def start_test(self, test):
+        _cleaned_in_test.clear()
+        start(self, test)
+
+    def add_failure(self, test, err):
+        _print_daemon_tails(test)
+        fail(self, test, err)
+
+    def add_error(self, test, err):
+        _print_daemon_tails(test)
+        error(self, test, err)
+
+    r.startTest, r.addFailure, r.addError = start_test, add_failure, add_error
+
+
+_hook_results()
 
 
 # Under CI=true (.ci/run) every test must really run: a missing dependency is a failure there,
@@ -126,7 +208,8 @@ class Daemon:
 
     alive = 0  # Daemon objects not yet cleaned up in this process
 
-    def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None):
+    def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
+                 unrestricted_config=None):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.api_key = api_key
@@ -145,16 +228,20 @@ class Daemon:
                           **(restricted_config or {}))
         self.plugin_config = os.path.join(self.state, "plugins.json")
         with open(self.plugin_config, "w") as f:
-            json.dump({"network/unrestricted": {"bridge": self.bridge, "subnet": self.subnet},
+            unrestricted = dict({"bridge": self.bridge, "subnet": self.subnet},
+                                **(unrestricted_config or {}))
+            json.dump({"network/unrestricted": unrestricted,
                        "network/restricted": restricted}, f)
         self.extra_env = extra_env or {}
         self.proc = None
         self.log_path = os.path.join(self.state, "daemon.log")
+        self.kept_log = None
+        _live_daemons.append(self)
         self.import_image(BUSYBOX_LAYOUT, BUSYBOX_REF)
 
     def import_image(self, layout, ref):
-        subprocess.run([BINARY, "image", "import", layout, ref, "--state-dir", self.state],
-                       check=True, capture_output=True)
+        run_checked([BINARY, "image", "import", layout, ref, "--state-dir", self.state],
+                    check=True)
 
     # ---- process ----
 
@@ -196,12 +283,24 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.kill9()
 
-    def log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-6000:]
-        except OSError:
-            return ""
+    def log(self, tail=6000):
+        for path in (self.log_path, self.kept_log):
+            try:
+                with open(path, errors="replace") as f:
+                    return f.read()[-tail:] if tail else f.read()
+            except (OSError, TypeError):
+                pass
+        return ""
+
+    def keep_log(self):
+        """Moves the log out of the state dir (removed by cleanup); fails on a sanitizer
+        report in it, printing the report, whatever the test's own assertions said."""
+        text = self.log(tail=None)
+        if os.path.exists(self.log_path):
+            os.makedirs(LOG_KEEP_DIR, exist_ok=True)
+            self.kept_log = os.path.join(LOG_KEEP_DIR, os.path.basename(self.state) + ".log")
+            shutil.move(self.log_path, self.kept_log)
+        assert_no_sanitizer_report(text, "the daemon (log %s)" % self.kept_log)
 
     # ---- API ----
 
@@ -320,4 +419,10 @@ class Daemon:
             for family in ("inet", "bridge"):
                 subprocess.run(["nft", "delete", "table", family, "boilerhouse_" + br],
                                capture_output=True)
-        shutil.rmtree(self.state, ignore_errors=True)
+        if self in _live_daemons:
+            _live_daemons.remove(self)
+            _cleaned_in_test.append(self)
+        try:
+            self.keep_log()
+        finally:
+            shutil.rmtree(self.state, ignore_errors=True)

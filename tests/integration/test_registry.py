@@ -16,7 +16,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from bh import require
+from bh import assert_no_sanitizer_report, require
 
 BUILD = os.environ.get("BH_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 SOURCE = os.environ.get("BH_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
@@ -204,6 +204,7 @@ class RegistryPullTest(unittest.TestCase):
             env=self.env,
             timeout=120,
         )
+        assert_no_sanitizer_report(res.stderr, f"boilerhouse image {' '.join(args)}")
         if check and res.returncode != 0:
             self.fail(f"boilerhouse image {' '.join(args)}: {res.stderr}")
         return res

@@ -21,46 +21,14 @@ import tempfile
 import time
 import unittest
 
+import fakenet
 from bh import BUSYBOX_LAYOUT, BUSYBOX_REF, Daemon, free_port, require
+from fakenet import sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = ["api.example.test", "allowed.test", "a.allowed.test", "blocked.test"]
 SECRET = "sk-test-5b1f0c9e7d2a4e6f"
 TENANT_SECRETS = {"rt-alpha": "tenant-alpha-7c41d9", "rt-beta": "tenant-beta-93e0aa"}
-
-SERVER = r'''
-import http.server, json, socketserver, ssl, sys, threading
-ip, record, cert, key = sys.argv[1:5]
-lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        with lock, open(record, "a") as f:
-            f.write(json.dumps({"port": self.server.server_address[1], "line": self.requestline,
-                                "headers": {k.lower(): v for k, v in self.headers.items()}}) + "\n")
-        body = ("hello %s\n" % self.headers.get("Host", "")).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-servers = [S((ip, 80), H), S((ip, 8080), H), S((ip, 443), H)]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-servers[2].socket = ctx.wrap_socket(servers[2].socket, server_side=True)
-for s in servers[1:]:
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-print("ready", flush=True)
-servers[0].serve_forever()
-'''
-
-
-def sh(*argv, **kw):
-    return subprocess.run(argv, check=True, capture_output=True, **kw)
-
 
 def workload(name, network, cmd="exec sleep 2147483647", image="localhost/tlsbox:latest"):
     return json.dumps({
@@ -89,7 +57,7 @@ class RestrictedTest(unittest.TestCase):
         cls.ns, cls.veth = "bhit-rinet-%d" % os.getpid(), "btri%d" % n
         cls.host_ip, cls.inet_ip = "10.252.%d.1" % n, "10.252.%d.2" % n
         cls.record = os.path.join(cls.tmp, "requests.jsonl")
-        cls.make_ca()
+        cls.ca_crt = fakenet.make_ca(cls.tmp, NAMES, "Boilerhouse Test Root")
         cls.make_image()
         cls.fake_internet()
         hosts = os.path.join(cls.tmp, "hosts")
@@ -108,22 +76,6 @@ class RestrictedTest(unittest.TestCase):
                                                                           "upstream", "apikey")}))
 
     # ---- fixtures ----
-
-    @classmethod
-    def make_ca(cls):
-        t = cls.tmp
-        cls.ca_crt = os.path.join(t, "ca.crt")
-        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-nodes", "-keyout", t + "/ca.key", "-out", cls.ca_crt, "-days", "2", "-subj",
-           "/CN=Boilerhouse Test Root", "-addext", "basicConstraints=critical,CA:TRUE")
-        with open(t + "/ext.cnf", "w") as f:
-            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" %
-                    ",".join("DNS:" + x for x in NAMES))
-        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-           "-keyout", t + "/srv.key", "-out", t + "/srv.csr", "-subj", "/CN=fake-internet")
-        sh("openssl", "x509", "-req", "-in", t + "/srv.csr", "-CA", cls.ca_crt, "-CAkey",
-           t + "/ca.key", "-CAcreateserial", "-out", t + "/srv.crt", "-days", "2", "-extfile",
-           t + "/ext.cnf")
 
     @classmethod
     def make_image(cls):
@@ -146,25 +98,9 @@ class RestrictedTest(unittest.TestCase):
 
     @classmethod
     def fake_internet(cls):
-        cls.addClassCleanup(subprocess.run, ["ip", "netns", "del", cls.ns], capture_output=True)
-        cls.addClassCleanup(subprocess.run, ["ip", "link", "del", cls.veth], capture_output=True)
-        sh("ip", "netns", "add", cls.ns)
-        sh("ip", "link", "add", cls.veth, "type", "veth", "peer", "name", "btro", "netns", cls.ns)
-        sh("ip", "addr", "add", cls.host_ip + "/24", "dev", cls.veth)
-        sh("ip", "link", "set", "dev", cls.veth, "up")
-        sh("ip", "-n", cls.ns, "addr", "add", cls.inet_ip + "/24", "dev", "btro")
-        sh("ip", "-n", cls.ns, "link", "set", "dev", "btro", "up")
-        sh("ip", "-n", cls.ns, "link", "set", "dev", "lo", "up")
-        sh("ip", "-n", cls.ns, "route", "add", "default", "via", cls.host_ip)
-        script = os.path.join(cls.tmp, "server.py")
-        with open(script, "w") as f:
-            f.write(SERVER)
-        p = subprocess.Popen(["ip", "netns", "exec", cls.ns, sys.executable, script, cls.inet_ip,
-                              cls.record, cls.tmp + "/srv.crt", cls.tmp + "/srv.key"],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        cls.addClassCleanup(lambda: (p.kill(), p.wait(), p.stdout.close()))
-        if p.stdout.readline().strip() != "ready":
-            raise AssertionError("fake internet did not start")
+        fakenet.netns(cls.addClassCleanup, cls.ns, cls.veth, "btro", cls.host_ip, cls.inet_ip)
+        fakenet.upstream(cls.addClassCleanup, cls.ns, cls.inet_ip, cls.record, cls.tmp,
+                         http="80,8080")
 
     @classmethod
     def secret(cls, name, key, value, tenant=None):

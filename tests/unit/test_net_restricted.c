@@ -131,7 +131,8 @@ static void test_prepare_env(void **state)
     struct bh_net_result res = {.size = sizeof(res)};
     struct bh_err err;
     assert_int_equal(ops_of(f)->prepare(f->plugin->state, &req, &res, &err), 0);
-    assert_int_equal(res.flags, BH_NET_NEW_NETNS);
+    assert_int_equal(res.flags, BH_NET_NEW_NETNS | BH_NET_RESOLVER);
+    assert_string_equal(res.nameservers, GW);
     assert_non_null(strstr(res.env, "HTTP_PROXY=http://" GW ":13128\n"));
     assert_non_null(strstr(res.env, "https_proxy=http://" GW ":13128\n"));
     assert_non_null(strstr(res.env, "NO_PROXY=localhost,127.0.0.1\n"));

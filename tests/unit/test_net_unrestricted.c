@@ -202,8 +202,11 @@ static void test_prepare_asks_for_netns(void **state)
     struct bh_net_result res = {.size = sizeof(res)};
     struct bh_err err;
     assert_int_equal(ops->prepare(f->plugin->state, &req, &res, &err), 0);
-    assert_int_equal(res.flags, BH_NET_NEW_NETNS);
+    assert_int_equal(res.flags, BH_NET_NEW_NETNS | BH_NET_RESOLVER);
     assert_string_equal(res.env, "");
+    /* The host's resolvers, or the gateway's forwarder: never a loopback address. */
+    assert_true(res.nameservers[0] != '\0');
+    assert_null(strstr(res.nameservers, "127."));
     assert_true(nt_link_exists(f->bridge));
 }
 
