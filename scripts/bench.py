@@ -45,7 +45,7 @@ spec:
   version: "1"
   image:
     ref: localhost/busybox:latest
-  resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
+  resources: {vcpus: 0.5, memoryMb: 64, diskGb: %(disk)d}
   network:
     access: unrestricted
     expose:
@@ -209,8 +209,8 @@ class Bench:
         self.rows = []
         self.log_pos = 0
 
-    def apply(self, name):
-        self.d.apply_workload(WORKLOAD % {"name": name})
+    def apply(self, name, disk=1):
+        self.d.apply_workload(WORKLOAD % {"name": name, "disk": disk})
 
     def pool(self, name, wl, size):
         status, out = self.c.req("POST", "/api/v1/pools", {
@@ -286,6 +286,7 @@ def run_daemon(args, datasets):
         b = Bench(d, args)
         for wl in ("cold", "pooled", "datacold", "datapool"):
             b.apply(wl)
+        b.apply("nodisk", disk=0)  # the same without an instance disk: what the disk costs
         n, p, big = args.claims, args.parallel, args.big_claims
         rounds = max(1, -(-n // p))
         # Warm-up: the first boot pays for page cache and first-use paths.
@@ -305,6 +306,10 @@ def run_daemon(args, datasets):
         res["cold"] = b.seq(n, cold)
         for i in range(n):
             b.c.release("c%d" % i, "cold", force=True)
+        res["cold, diskGb 0 (no disk)"] = b.seq(
+            n, lambda i: b.c.claim("nd%d" % i, "nodisk")[0])
+        for i in range(n):
+            b.c.release("nd%d" % i, "nodisk", force=True)
         res["cold x%d" % p] = b.par(p, rounds, lambda i, c: cold(i, c, "pc"))
         for i in range(rounds * p):
             b.c.release("pc%d" % i, "cold", force=True)

@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates curl python3 clang-format
   libcjson-dev libyaml-dev libcurl4-openssl-dev libssl-dev libarchive-dev
   libzstd-dev liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev
-  runc crun nftables iproute2 uidmap
+  runc crun nftables iproute2 uidmap e2fsprogs
   busybox-static umoci skopeo docker-registry apache2-utils
   debootstrap buildah
   # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh

@@ -56,6 +56,12 @@ static char *instance_dir(struct bh_ctx *ctx, const char *id)
     return bh_xasprintf("%s/instances/%s", ctx->cfg.state_dir, id);
 }
 
+/* What the instance writes outside tmpfs lives here (the runtime may make it a disk). */
+static char *instance_disk(struct bh_ctx *ctx, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s/disk", ctx->cfg.state_dir, id);
+}
+
 char *bh_instance_log_path(struct bh_ctx *ctx, const char *id)
 {
     return bh_xasprintf("%s/instances/%s/log", ctx->cfg.state_dir, id);
@@ -125,7 +131,7 @@ struct boot {
     const cJSON *workload;
     char *dir;
     char *cid;
-    char *upper, *work, *rootfs, *log, *sock, *etc;
+    char *disk, *disk_image, *upper, *work, *rootfs, *log, *sock, *etc;
     struct bh_runtime_spec spec; /* points into the above */
     struct bh_plugin *net;
     struct bh_net_result net_res;
@@ -140,6 +146,8 @@ static void boot_free(struct boot *b)
 {
     free(b->dir);
     free(b->cid);
+    free(b->disk);
+    free(b->disk_image);
     free(b->upper);
     free(b->work);
     free(b->rootfs);
@@ -171,20 +179,11 @@ static struct bh_net_request boot_net_request(struct boot *b, const char *tenant
 
 static int boot_dirs(struct boot *b, struct bh_err *err)
 {
-    uint32_t owner = b->ctx->cfg.uid_base;
-    const char *subdirs[] = {"rootfs", "upper", "work", "sock", "etc"};
-    if (bh_fs_mkdirp(b->dir, 0711, err) < 0)
+    if (bh_fs_mkdirp(b->dir, 0711, err) < 0 || bh_fs_mkdirp(b->rootfs, 0700, err) < 0 ||
+        bh_fs_mkdirp(b->disk, 0700, err) < 0)
         return -1;
-    for (size_t i = 0; i < BH_ARRAY_LEN(subdirs); i++) {
-        bh_autofree char *p = bh_xasprintf("%s/%s", b->dir, subdirs[i]);
-        /* etc holds files the container's root reads through bind mounts. */
-        if (bh_fs_mkdirp(p, strcmp(subdirs[i], "etc") == 0 ? 0711 : 0700, err) < 0)
-            return -1;
-        /* The container's root (mapped to owner) serves its socket dir. */
-        if (strcmp(subdirs[i], "sock") == 0 && chown(p, owner, owner) < 0)
-            return bh_err_errno(err, BH_EIO, "chown %s", p);
-    }
-    return 0;
+    /* etc holds files the container's root reads through bind mounts. */
+    return bh_fs_mkdirp(b->etc, 0711, err);
 }
 
 static int boot_image(struct boot *b, struct bh_err *err)
@@ -204,14 +203,18 @@ static void boot_init(struct boot *b, struct bh_ctx *ctx, const char *id)
 {
     b->dir = instance_dir(ctx, id);
     b->cid = bh_runtime_container_id(id);
-    b->upper = bh_xasprintf("%s/upper", b->dir);
-    b->work = bh_xasprintf("%s/work", b->dir);
+    b->disk = instance_disk(ctx, id);
+    b->disk_image = bh_xasprintf("%s/disk.img", b->dir);
+    b->upper = bh_xasprintf("%s/upper", b->disk);
+    b->work = bh_xasprintf("%s/work", b->disk);
     b->rootfs = bh_instance_rootfs(ctx, id);
     b->log = bh_instance_log_path(ctx, id);
-    b->sock = bh_xasprintf("%s/sock", b->dir);
+    b->sock = bh_xasprintf("%s/sock", b->disk);
     b->etc = bh_xasprintf("%s/etc", b->dir);
     b->spec = (struct bh_runtime_spec){.id = b->cid,
                                        .bundle = b->dir,
+                                       .disk = b->disk,
+                                       .disk_image = b->disk_image,
                                        .upper = b->upper,
                                        .work = b->work,
                                        .rootfs = b->rootfs,
@@ -221,11 +224,21 @@ static void boot_init(struct boot *b, struct bh_ctx *ctx, const char *id)
                                        .uid_size = INSTANCE_UID_SIZE};
 }
 
+/* The rootfs on a disk of diskGb; the socket dir is on that disk too, so that every file the
+ * container can create outside tmpfs counts against it. */
 static int boot_rootfs(struct boot *b, struct bh_err *err)
 {
+    uint32_t owner = b->ctx->cfg.uid_base;
     b->spec.layers = b->image->layer_dirs;
     b->spec.n_layers = b->image->n_layers;
-    return bh_runtime_rootfs_prepare(b->ctx->runtime, &b->spec, err);
+    b->spec.disk_bytes = (uint64_t)bh_json_int(b->workload, "spec.resources.diskGb", 0) << 30;
+    if (bh_runtime_rootfs_prepare(b->ctx->runtime, &b->spec, err) < 0 ||
+        bh_fs_mkdirp(b->sock, 0700, err) < 0)
+        return -1;
+    /* The container's root (mapped to owner) serves its socket dir. */
+    if (chown(b->sock, owner, owner) < 0)
+        return bh_err_errno(err, BH_EIO, "chown %s", b->sock);
+    return 0;
 }
 
 /* Appends the network plugin's "NAME=value\n" lines to the environment. */
@@ -623,10 +636,11 @@ static int instance_teardown(struct bh_ctx *ctx, const char *id, const char *mod
     bh_autofree char *cid = bh_runtime_container_id(id);
     bh_autofree char *dir = instance_dir(ctx, id);
     bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
+    bh_autofree char *disk = instance_disk(ctx, id);
     if (bh_runtime_delete(ctx->runtime, cid, err) < 0)
         return bh_err_wrap(err, "delete container %s", cid);
     instance_net_detach(ctx, id, mode);
-    if (bh_runtime_rootfs_release(ctx->runtime, rootfs, err) < 0)
+    if (bh_runtime_rootfs_release(ctx->runtime, rootfs, disk, err) < 0)
         return -1;
     return bh_fs_rmtree(dir, err);
 }

@@ -37,6 +37,11 @@ static char *rootfs_lowerdir(char *const *lower, size_t n)
     return s;
 }
 
+/* xino=on: with the upper dir on the instance's disk and the layers elsewhere, overlayfs would
+ * report the upper filesystem's st_dev for files, and the snapshot would take them for mount
+ * points; with xino every object reports the overlay's st_dev (inode numbers of both ext4
+ * filesystems fit in 32 bits, so the kernel can fold the layer into them). */
+
 /* The new mount API takes one lower dir per fsconfig call, so it has no page-size limit on
  * the option string that mount(2) has. */
 static int rootfs_mount_fsconfig(char *const *lower, size_t n, const char *upper, const char *work,
@@ -52,6 +57,7 @@ static int rootfs_mount_fsconfig(char *const *lower, size_t n, const char *upper
                                 "layers?)",
                                 lower[i], n);
     if (fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "xino", "on", 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0 ||
         fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return bh_err_errno(err, BH_EIO, "overlay config for %s", target);
@@ -71,7 +77,7 @@ int bh_rootfs_mount(char *const *lower_dirs, size_t n_lower, const char *upper, 
         return -1;
     bh_autofree char *lowers = rootfs_lowerdir(lower_dirs, n_lower);
     bh_autofree char *opts =
-        bh_xasprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowers, upper, work);
+        bh_xasprintf("lowerdir=%s,upperdir=%s,workdir=%s,xino=on", lowers, upper, work);
     if (strlen(opts) >= (size_t)sysconf(_SC_PAGESIZE))
         return rootfs_mount_fsconfig(lower_dirs, n_lower, upper, work, target, err);
     if (mount("overlay", target, "overlay", 0, opts) < 0)

@@ -39,9 +39,10 @@ int bh_runtime_rootfs_prepare(struct bh_runtime *rt, const struct bh_runtime_spe
     return rt->ops->rootfs_prepare(rt, spec, err);
 }
 
-int bh_runtime_rootfs_release(struct bh_runtime *rt, const char *rootfs, struct bh_err *err)
+int bh_runtime_rootfs_release(struct bh_runtime *rt, const char *rootfs, const char *disk,
+                              struct bh_err *err)
 {
-    return rt->ops->rootfs_release(rt, rootfs, err);
+    return rt->ops->rootfs_release(rt, rootfs, disk, err);
 }
 
 int bh_runtime_create(struct bh_runtime *rt, const struct bh_runtime_spec *spec, int *pid,

@@ -30,13 +30,16 @@ struct bh_runtime_spec {
     const char *bundle;  /* a directory the driver may keep this container's files in */
     char *const *layers; /* image layer dirs, bottom first */
     size_t n_layers;
-    const char *upper;    /* the container's writable layer */
-    const char *work;     /* scratch dir of the writable layer */
-    const char *rootfs;   /* where the merged root appears on the host */
-    const char *log_path; /* the container's stdout/stderr (appended) */
-    char *const *args;    /* process argv (NULL-terminated) */
-    char *const *env;     /* "K=V" (NULL-terminated) */
-    const char *cwd;      /* "/" if NULL */
+    const char *disk;       /* dir holding upper and work; the driver may mount a disk there */
+    const char *disk_image; /* the file a driver backs that disk with */
+    uint64_t disk_bytes;    /* bound on what the container writes outside tmpfs; 0 = none */
+    const char *upper;      /* the container's writable layer, below disk */
+    const char *work;       /* scratch dir of the writable layer, below disk */
+    const char *rootfs;     /* where the merged root appears on the host */
+    const char *log_path;   /* the container's stdout/stderr (appended) */
+    char *const *args;      /* process argv (NULL-terminated) */
+    char *const *env;       /* "K=V" (NULL-terminated) */
+    const char *cwd;        /* "/" if NULL */
     const char *hostname;
     double vcpus;           /* fractional allowed; 0 = no CPU limit */
     long memory_mb;         /* 0 = no limit */
@@ -54,11 +57,14 @@ struct bh_runtime;
  * may use it to answer without asking the runtime; a driver without pids ignores it). */
 struct bh_runtime_ops {
     /* Makes spec->rootfs the merged root of layers + upper, before create (so files can be
-     * put into it before any process starts). */
+     * put into it before any process starts). With disk_bytes, spec->disk first becomes a
+     * filesystem of that size (backed by disk_image), so writes past it fail with ENOSPC;
+     * then upper and work (and whatever else the caller puts below disk) are bounded. */
     int (*rootfs_prepare)(struct bh_runtime *rt, const struct bh_runtime_spec *spec,
                           struct bh_err *err);
-    /* Releases what rootfs_prepare made at rootfs; succeeds if there is nothing. */
-    int (*rootfs_release)(struct bh_runtime *rt, const char *rootfs, struct bh_err *err);
+    /* Releases what rootfs_prepare made at rootfs and disk; succeeds if there is nothing. */
+    int (*rootfs_release)(struct bh_runtime *rt, const char *rootfs, const char *disk,
+                          struct bh_err *err);
     /* Creates the container (its init waits for start); *pid is its init's pid hint. */
     int (*create)(struct bh_runtime *rt, const struct bh_runtime_spec *spec, int *pid,
                   struct bh_err *err);
@@ -100,7 +106,8 @@ const char *bh_runtime_name(const struct bh_runtime *rt);
 void bh_runtime_close(struct bh_runtime *rt);
 int bh_runtime_rootfs_prepare(struct bh_runtime *rt, const struct bh_runtime_spec *spec,
                               struct bh_err *err);
-int bh_runtime_rootfs_release(struct bh_runtime *rt, const char *rootfs, struct bh_err *err);
+int bh_runtime_rootfs_release(struct bh_runtime *rt, const char *rootfs, const char *disk,
+                              struct bh_err *err);
 int bh_runtime_create(struct bh_runtime *rt, const struct bh_runtime_spec *spec, int *pid,
                       struct bh_err *err);
 int bh_runtime_start(struct bh_runtime *rt, const char *id, struct bh_err *err);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disk.h"
 #include "etc_files.h"
 #include "fs.h"
 #include "json.h"
@@ -29,16 +30,36 @@ static char *oci_cgroup(const char *id)
     return bh_xasprintf("/boilerhouse/%s", id);
 }
 
+/* The disk is made fresh for each instance: mkfs on a sparse file costs ~20 ms and writes
+ * under 1 MB, and nothing of an earlier instance can leak into it. */
+static int oci_disk_prepare(const struct bh_runtime_spec *spec, struct bh_err *err)
+{
+    if (bh_fs_mkdirp(spec->disk, 0700, err) < 0)
+        return -1;
+    if (spec->disk_bytes == 0)
+        return 0;
+    if (bh_disk_create(spec->disk_image, spec->disk_bytes, err) < 0 ||
+        bh_disk_mount(spec->disk_image, spec->disk, err) < 0)
+        return bh_err_wrap(err, "disk of %s", spec->id);
+    return 0;
+}
+
 static int oci_rootfs_prepare(struct bh_runtime *rt, const struct bh_runtime_spec *spec,
                               struct bh_err *err)
 {
+    if (oci_disk_prepare(spec, err) < 0)
+        return -1;
     return bh_rootfs_mount(spec->layers, spec->n_layers, spec->upper, spec->work, spec->rootfs,
                            spec->uid_base, err);
 }
 
-static int oci_rootfs_release(struct bh_runtime *rt, const char *rootfs, struct bh_err *err)
+/* The overlay first: it keeps the disk busy. The loop device goes with the disk's mount. */
+static int oci_rootfs_release(struct bh_runtime *rt, const char *rootfs, const char *disk,
+                              struct bh_err *err)
 {
-    return bh_rootfs_umount(rootfs, err);
+    if (bh_rootfs_umount(rootfs, err) < 0)
+        return -1;
+    return disk ? bh_rootfs_umount(disk, err) : 0;
 }
 
 static int oci_write_config(const struct bh_runtime_spec *spec, struct bh_err *err)

@@ -178,7 +178,12 @@ static const struct bh_resource_field image_fields[] = {
 static const struct bh_resource_field resources_fields[] = {
     {.name = "vcpus", .type = BH_T_NUMBER, .flags = REQ | BH_F_EXCL_MIN, .min = 0},
     {.name = "memoryMb", .type = BH_T_INT, .flags = REQ | BH_F_EXCL_MIN, .min = 0},
-    INT_GE("diskGb", REQ, 0),
+    /* 0 = unbounded; at most 64 TiB, so the byte count fits anything that takes it. */
+    {.name = "diskGb",
+     .type = BH_T_INT,
+     .flags = REQ | BH_F_MIN | BH_F_MAX,
+     .min = 0,
+     .max = 65536},
     END,
 };
 

@@ -77,7 +77,8 @@ static int fake_rootfs_prepare(struct bh_runtime *rt, const struct bh_runtime_sp
     return failing ? -1 : bh_fs_mkdirp(spec->rootfs, 0755, err);
 }
 
-static int fake_rootfs_release(struct bh_runtime *rt, const char *rootfs, struct bh_err *err)
+static int fake_rootfs_release(struct bh_runtime *rt, const char *rootfs, const char *disk,
+                               struct bh_err *err)
 {
     return 0; /* a plain directory: removing the instance dir removes it */
 }

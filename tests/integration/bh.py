@@ -1,5 +1,6 @@
 """Test harness: runs the real boilerhouse daemon against a private state dir and cleans up
 everything it made (containers, mounts, bridge, processes, files), even when a test fails."""
+import glob
 import json
 import os
 import re
@@ -391,6 +392,19 @@ class Daemon:
     def mounts(self):
         with open("/proc/mounts") as f:
             return [l.split()[1] for l in f if self.state in l.split()[1]]
+
+    def loops(self):
+        """Backing files under this daemon's state dir of the host's bound loop devices."""
+        found = []
+        for dev in glob.glob("/sys/block/loop*/loop/backing_file"):
+            try:
+                with open(dev) as f:
+                    path = f.read().strip()
+            except OSError:
+                continue  # unbound between the listing and the read
+            if path.startswith(self.state + "/"):
+                found.append(path)
+        return found
 
     def cleanup(self):
         Daemon.alive -= 1

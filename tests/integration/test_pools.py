@@ -288,6 +288,7 @@ class SnapshotSafetyTest(Base):
             wait_for(lambda: self.d.request("GET", "/api/v1/tenants/gus")[0] == 404,
                      what="release finished after restart (%s)" % point)
             self.assertEqual(self.d.containers(), [], point)
+            self.assertEqual(self.d.loops(), [], point)  # no instance disk left behind
             self.assertEqual(os.listdir(os.path.join(self.d.state, "tmp")), [], point)
             c = self.claim("gus", "notes")
             text = self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"]
@@ -321,6 +322,8 @@ class SnapshotSafetyTest(Base):
         self.assertEqual(self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"], "keep-me")
         held = {"bh-" + c["instanceId"]} | {"bh-" + i["id"] for i in self.pool_instances("notes")}
         wait_for(lambda: set(self.d.containers()) <= held, what="no orphan containers")
+        disks = {os.path.join(self.d.state, "instances", c[3:], "disk.img") for c in held}
+        wait_for(lambda: set(self.d.loops()) <= disks, what="no orphan disks")
 
     def test_kill9_during_cold_boot_converges(self):
         self.d.apply_workload(notes())
@@ -337,6 +340,8 @@ class SnapshotSafetyTest(Base):
         c = wait_for(lambda: self.d.claim("hal", "notes")[1].get("phase") == "Active" and
                      self.d.claim("hal", "notes")[1], what="claim active after crash")
         self.assertEqual(self.d.containers(), ["bh-" + c["instanceId"]])
+        self.assertEqual(self.d.loops(),
+                         [os.path.join(self.d.state, "instances", c["instanceId"], "disk.img")])
 
 
 class IdleTest(Base):

@@ -205,6 +205,8 @@ static const struct invalid_case cases[] = {
     {WORKLOAD_MIN, "spec.resources.memoryMb", NULL, "spec.resources.memoryMb: required"},
     {WORKLOAD_MIN, "spec.resources.diskGb", "-1",
      "spec.resources.diskGb: must be greater than or equal to 0"},
+    {WORKLOAD_MIN, "spec.resources.diskGb", "65537",
+     "spec.resources.diskGb: must be less than or equal to 65536"},
     {WORKLOAD_MIN, "spec.network.access", "\"Open!\"",
      "spec.network.access: must be a DNS-1123 label (lowercase letters, digits and '-', at most "
      "63 characters)"},

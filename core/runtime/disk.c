@@ -1,0 +1,97 @@
+/* Instance disks: sparse ext4 images on loop devices (see disk.h). */
+#include "disk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "mem.h"
+#include "proc.h"
+
+#define DISK_LOOP_MAJOR 7
+/* Another process may take the free loop device between our asking and our claiming it. */
+#define DISK_LOOP_TRIES 16
+
+static const char *disk_mkfs(void)
+{
+    static const char *const paths[] = {"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4",
+                                        "/usr/local/sbin/mkfs.ext4"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(paths); i++)
+        if (access(paths[i], X_OK) == 0)
+            return paths[i];
+    return NULL;
+}
+
+int bh_disk_create(const char *image, uint64_t bytes, struct bh_err *err)
+{
+    const char *mkfs = disk_mkfs();
+    if (!mkfs)
+        return bh_err_set(err, BH_EUNAVAIL, "mkfs.ext4 not found (install e2fsprogs)");
+    bh_autoclose int fd = open(image, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0)
+        return bh_err_errno(err, BH_EIO, "disk image %s", image);
+    /* No reserved blocks: the tenant gets all of diskGb. No journal: the writable layer is not
+     * durable state (a host crash destroys the instance; hibernate archives it while frozen),
+     * and without one mkfs writes less than 1 MB. */
+    const char *argv[] = {
+        mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1", image, NULL};
+    if (bh_proc_check(argv, err) < 0)
+        return bh_err_wrap(err, "mkfs.ext4 %s", image);
+    return 0;
+}
+
+/* Opens /dev/loopN, making the node when the host's /dev is not a devtmpfs. */
+static int disk_loop_open(int n, char *dev, size_t len)
+{
+    snprintf(dev, len, "/dev/loop%d", n);
+    int fd = open(dev, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && mknod(dev, S_IFBLK | 0660, makedev(DISK_LOOP_MAJOR, n)) == 0)
+        fd = open(dev, O_RDWR | O_CLOEXEC);
+    return fd;
+}
+
+/* Binds a free loop device to img_fd with autoclear; returns its fd, dev names it. */
+static int disk_loop_attach(int img_fd, char *dev, size_t len, struct bh_err *err)
+{
+    bh_autoclose int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0)
+        return bh_err_errno(err, BH_EUNAVAIL, "open /dev/loop-control");
+    struct loop_config cfg = {.fd = (uint32_t)img_fd, .info.lo_flags = LO_FLAGS_AUTOCLEAR};
+    for (int i = 0; i < DISK_LOOP_TRIES; i++) {
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        if (n < 0)
+            return bh_err_errno(err, BH_EUNAVAIL, "no free loop device");
+        int fd = disk_loop_open(n, dev, len);
+        if (fd < 0)
+            return bh_err_errno(err, BH_EUNAVAIL, "open %s", dev);
+        if (ioctl(fd, LOOP_CONFIGURE, &cfg) == 0)
+            return fd;
+        int e = errno;
+        close(fd);
+        if (e != EBUSY)
+            return bh_err_set(err, BH_EIO, "loop device %s: %s", dev, strerror(e));
+    }
+    return bh_err_set(err, BH_EUNAVAIL, "loop devices: always taken by another process");
+}
+
+int bh_disk_mount(const char *image, const char *target, struct bh_err *err)
+{
+    bh_autoclose int img = open(image, O_RDWR | O_CLOEXEC);
+    if (img < 0)
+        return bh_err_errno(err, BH_EIO, "open disk image %s", image);
+    char dev[32];
+    bh_autoclose int loop = disk_loop_attach(img, dev, sizeof(dev), err);
+    if (loop < 0)
+        return -1;
+    /* Closing our fds leaves the mount as the loop device's only user: unmounting frees it. */
+    if (mount(dev, target, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL) < 0)
+        return bh_err_errno(err, BH_EIO, "mount %s (%s) at %s", image, dev, target);
+    return 0;
+}

@@ -1,0 +1,18 @@
+/* An instance's disk: a sparse ext4 image of the workload's diskGb, loop-mounted, that holds
+ * the container's writable layer. Whatever the container writes outside tmpfs lands on it, so
+ * a write past the size fails with ENOSPC inside the container and the host file never grows
+ * past it. */
+#ifndef BH_DISK_H
+#define BH_DISK_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+/* Makes image a sparse file of bytes with an empty ext4 filesystem on it (replacing any). */
+BH_MUST_CHECK int bh_disk_create(const char *image, uint64_t bytes, struct bh_err *err);
+/* Mounts image at target (an existing dir) through a loop device that the kernel frees by
+ * itself once the filesystem is unmounted, or if this process dies before mounting it. */
+BH_MUST_CHECK int bh_disk_mount(const char *image, const char *target, struct bh_err *err);
+
+#endif
