@@ -242,10 +242,13 @@ static cJSON *top_schema(const char *group, const char *kind, cJSON *spec, const
     cJSON_AddItemToObject(props, "metadata", meta);
     if (spec)
         cJSON_AddItemToObject(props, "spec", spec);
-    cJSON *status = typed("object");
-    cJSON_AddBoolToObject(status, "x-kubernetes-preserve-unknown-fields", 1);
-    cJSON_AddItemToObject(props, strcmp(kind, "Secret") == 0 ? "type" : "status",
-                          strcmp(kind, "Secret") == 0 ? typed("string") : status);
+    if (strcmp(kind, "Secret") == 0) {
+        cJSON_AddItemToObject(props, "type", typed("string"));
+    } else {
+        cJSON *status = typed("object");
+        cJSON_AddBoolToObject(status, "x-kubernetes-preserve-unknown-fields", 1);
+        cJSON_AddItemToObject(props, "status", status);
+    }
     cJSON *list = cJSON_CreateArray();
     cJSON_AddItemToArray(list, gvk(group, group[0] ? VERSION : "v1", kind));
     cJSON_AddItemToObject(s, "x-kubernetes-group-version-kind", list);
