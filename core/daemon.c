@@ -13,10 +13,12 @@
 #include "crypto.h"
 #include "ctx.h"
 #include "dispatch.h"
+#include "events.h"
 #include "fs.h"
 #include "image.h"
 #include "instance.h"
 #include "json.h"
+#include "metrics.h"
 #include "log.h"
 #include "mem.h"
 #include "plugin.h"
@@ -92,6 +94,9 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
+    /* Before the parts open: controllers may publish from recovery on. */
+    ctx->events = bh_events_new(ctx->cfg.events_buffer, ctx->cfg.ws_queue);
+    ctx->metrics = bh_metrics_new(ctx);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
         bh_claim_recover(ctx, err) < 0) {
         bh_daemon_close(ctx);
@@ -99,6 +104,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     }
     ctx->triggers = bh_triggers_new(ctx);
     ctx->queue = bh_queue_new(ctx->cfg.workers, bh_dispatch_reconcile, ctx);
+    bh_store_subscribe(ctx->store, bh_events_store_event, ctx->events);
     bh_store_subscribe(ctx->store, bh_dispatch_event, ctx);
     bh_dispatch_all(ctx);
     bh_info("daemon", "state %s, runtime %s", ctx->cfg.state_dir, bh_runtime_name(ctx->runtime));
@@ -132,6 +138,8 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_image_store_close(ctx->images);
     if (ctx->store)
         bh_store_close(ctx->store);
+    bh_metrics_free(ctx->metrics);
+    bh_events_free(ctx->events);
     bh_settings_free(&ctx->cfg);
     bh_crypto_wipe(ctx->master_key, sizeof(ctx->master_key));
     pthread_mutex_destroy(&ctx->claim_lock);

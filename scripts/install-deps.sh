@@ -10,6 +10,7 @@ PKGS=(
   runc crun nftables iproute2 uidmap
   busybox-static umoci skopeo docker-registry apache2-utils
   debootstrap buildah
+  prometheus
 )
 
 missing=()
