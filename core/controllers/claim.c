@@ -622,6 +622,7 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
                   struct bh_err *err)
 {
     static const char *const settled[] = {BH_CLAIM_ACTIVE, BH_CLAIM_ERROR, BH_CLAIM_RELEASED, NULL};
+    long long t0 = bh_clock_ms();
     memset(ans, 0, sizeof(*ans));
     if (bh_claim_ensure(ctx, req, &ans->claim, err) < 0)
         return -1;
@@ -631,6 +632,8 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     if (ans->existing) {
         struct bh_err terr; /* activity is best effort: the idle check re-samples anyway */
         bh_idle_touch(ctx, bh_json_str(ans->claim, "status.instanceId"), &terr);
+        /* Served by the instance the tenant holds: a claim like any other for operators. */
+        claim_publish(ctx, ans->claim, "existing", t0, NULL);
         return 0;
     }
     cJSON_Delete(ans->claim);
