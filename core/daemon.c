@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "audit.h"
 #include "claim.h"
 #include "crypto.h"
 #include "ctx.h"
@@ -67,7 +68,9 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
      * state dir, which must therefore be traversable (but not listable) by others. */
     if (chmod(c->state_dir, 0711) < 0)
         return bh_err_errno(err, BH_EIO, "chmod %s", c->state_dir);
-    if (bh_store_open(db, &ctx->store, err) < 0)
+    bh_autofree char *audit = bh_xasprintf("%s/audit.db", c->state_dir);
+    if (bh_store_open(db, &ctx->store, err) < 0 ||
+        bh_audit_open(audit, (long long)c->audit_max, &ctx->audit, err) < 0)
         return -1;
     if (c->registry_config && daemon_read_json_file(c->registry_config, &regcfg, err) < 0)
         return -1;
@@ -138,6 +141,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_image_store_close(ctx->images);
     if (ctx->store)
         bh_store_close(ctx->store);
+    bh_audit_close(ctx->audit);
     bh_metrics_free(ctx->metrics);
     bh_events_free(ctx->events);
     bh_settings_free(&ctx->cfg);

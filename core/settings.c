@@ -79,6 +79,8 @@ static const struct settings_entry settings_table[] = {
      16, 1 << 20, 0, NULL, "operator events kept for /ws replay"},
     {"BOILERHOUSE_WS_QUEUE", "ws-queue", "N", SET_SIZE, S_OFF(ws_queue), NULL, 256, 1, 1 << 20, 0,
      NULL, "events a /ws client may fall behind before it is cut"},
+    {"BOILERHOUSE_AUDIT_MAX_RECORDS", "audit-max-records", "N", SET_SIZE, S_OFF(audit_max), NULL,
+     100000, 10, 1LL << 32, 0, NULL, "audit records kept (the oldest are dropped)"},
     {"BOILERHOUSE_WS_PING_SECONDS", "ws-ping", "SECONDS", SET_INT, S_OFF(ws_ping_ms), NULL, 20, 1,
      3600, 1000, NULL, "/ws keepalive ping interval"},
     {"BOILERHOUSE_STORAGE", "storage", "NAME", SET_STR, S_OFF(storage), "local", 0, 0, 0, 0, NULL,

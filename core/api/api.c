@@ -185,6 +185,8 @@ static void api_dispatch(struct bh_api *api, struct MHD_Connection *conn, const 
             struct bh_api_req req = {
                 api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n};
             r->handler(&req, resp);
+            if (r->auth)
+                bh_api_audit(&req, api->ctx->cfg.api_key ? "admin" : "anonymous", r->pattern, resp);
         }
         api_free_params(params, n);
         return;

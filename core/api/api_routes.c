@@ -858,6 +858,7 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/health", h_health, 0},
     {"GET", "/metrics", h_metrics, 1},
     {"POST", "/api/v1/ws/token", h_ws_token, 1},
+    {"GET", "/api/v1/audit", bh_api_audit_list, 1},
     {"GET", "/api/v1/stats", h_stats, 1},
     {"GET", "/api/v1/workloads", h_resources_list, 1},
     {"POST", "/api/v1/workloads", h_resource_create, 1},

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "claim.h"
+#include "audit.h"
 #include "clock.h"
 #include "events.h"
 #include "json.h"
@@ -220,10 +221,30 @@ static int emit_claim(struct emit_run *r, struct bh_claim_answer *ans)
     return 0;
 }
 
+/* The claim a trigger made, in the audit log with the trigger as the actor. */
+static void emit_audit(struct emit_run *r, int failed)
+{
+    struct bh_audit *audit = r->t->ts->ctx->audit;
+    if (!audit)
+        return;
+    bh_autofree char *actor = bh_xasprintf("trigger:%s", r->t->name);
+    struct bh_audit_rec rec = {.actor = actor,
+                               .action = "claim",
+                               .tenant = r->tenant,
+                               .target = bh_json_str(r->t->spec, "workloadRef"),
+                               .outcome = failed ? "error" : "ok",
+                               .error = failed ? r->reply->reason : NULL};
+    struct bh_err err;
+    if (bh_audit_append(audit, &rec, &err) < 0)
+        bh_error("audit", "claim by %s not recorded: %s", actor, err.msg);
+}
+
 static int emit_deliver(struct emit_run *r)
 {
     struct bh_claim_answer ans = {0};
-    if (emit_claim(r, &ans) < 0) {
+    int failed = emit_claim(r, &ans) < 0;
+    emit_audit(r, failed);
+    if (failed) {
         bh_claim_answer_free(&ans);
         return -1;
     }

@@ -292,5 +292,71 @@ class TestMetrics(ObserveBase):
         self.assertTrue(query("boilerhouse_pool_ready") is not None)
 
 
+class TestAudit(ObserveBase):
+    def audit(self, query=""):
+        status, body = self.d.request("GET", "/api/v1/audit" + query)
+        self.assertEqual(status, 200, body)
+        return body
+
+    def test_each_state_change_leaves_one_record_that_survives_kill9(self):
+        d = self.d
+        since = self.audit("?limit=1")
+        start = since[0]["id"] if since else 0
+        self.claim("ann")
+        self.release("ann")
+        iid = self.claim("bea")["instanceId"]
+        self.assertEqual(d.request("POST", "/api/v1/instances/%s/exec" % iid,
+                                   {"command": ["true"]})[0], 200)
+        self.assertEqual(d.request("POST", "/api/v1/instances/%s/destroy" % iid)[0], 200)
+        self.claim("cid")
+        status, _ = d.request("POST", "/api/v1/tenants/cid/release/force", {"workload": "notes"})
+        self.assertEqual(status, 200)
+        status, _ = d.request("POST", "/api/v1/tenants/nobody/release", {"workload": "notes"})
+        self.assertEqual(status, 404)
+        d.apply_workload(NOTES % "other", ready=False)
+        self.assertEqual(d.request("DELETE", "/api/v1/workloads/other")[0], 200)
+        pool = {"name": "p", "spec": {"workloadRef": "notes", "size": 0}}
+        self.assertEqual(d.request("POST", "/api/v1/pools", pool)[0], 201)
+        self.assertEqual(d.request("DELETE", "/api/v1/pools/p")[0], 200)
+        self.assertEqual(d.request("POST", "/api/v1/secrets", {"name": "s1", "key": "k",
+                                                               "value": "hunter2-value"})[0],
+                         201)
+        self.assertEqual(d.request("DELETE", "/api/v1/secrets/s1")[0], 200)
+        self.assertEqual(d.request("POST", "/api/v1/ws/token")[0], 200)
+        d.request("GET", "/api/v1/workloads")  # reads are not audited
+
+        want = [("claim", "ann", "notes", "ok"), ("release", "ann", "notes", "ok"),
+                ("claim", "bea", "notes", "ok"), ("instance.exec", None, iid, "ok"),
+                ("instance.destroy", None, iid, "ok"), ("claim", "cid", "notes", "ok"),
+                ("release.force", "cid", "notes", "ok"),
+                ("release", "nobody", "notes", "error"),
+                ("workload.create", None, "other", "ok"),
+                ("workload.delete", None, "other", "ok"), ("pool.create", None, "p", "ok"),
+                ("pool.delete", None, "p", "ok"), ("secret.set", None, "s1", "ok"),
+                ("secret.delete", None, "s1", "ok"), ("token.mint", None, None, "ok")]
+
+        def ours():
+            recs = [r for r in reversed(self.audit("?limit=1000")) if r["id"] > start]
+            return [(r["action"], r.get("tenant"), r.get("target"), r["outcome"]) for r in recs]
+
+        self.assertEqual(ours(), want)
+        every = self.audit("?limit=1000")
+        self.assertTrue(all(r["actor"] == "admin" for r in every))
+        self.assertNotIn("hunter2", json.dumps(every))
+        failed = [r for r in every if r["outcome"] == "error"][0]
+        self.assertEqual(failed["status"], 404)
+        self.assertTrue(failed["error"])
+        # Filters.
+        self.assertEqual({r["tenant"] for r in self.audit("?tenant=ann")}, {"ann"})
+        self.assertEqual(self.audit("?actor=trigger:none"), [])
+        self.assertEqual(len(self.audit("?limit=2")), 2)
+        self.assertEqual(self.audit("?since=2999-01-01T00:00:00Z"), [])
+        self.assertEqual(d.request("GET", "/api/v1/audit?since=yesterday")[0], 400)
+        # kill -9 keeps every record.
+        d.kill9()
+        d.start()
+        self.assertEqual(ours(), want)
+
+
 if __name__ == "__main__":
     unittest.main()
