@@ -9,14 +9,17 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "audit.h"
 #include "claim.h"
 #include "crypto.h"
 #include "ctx.h"
 #include "dispatch.h"
+#include "events.h"
 #include "fs.h"
 #include "image.h"
 #include "instance.h"
 #include "json.h"
+#include "metrics.h"
 #include "log.h"
 #include "mem.h"
 #include "plugin.h"
@@ -65,7 +68,9 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
      * state dir, which must therefore be traversable (but not listable) by others. */
     if (chmod(c->state_dir, 0711) < 0)
         return bh_err_errno(err, BH_EIO, "chmod %s", c->state_dir);
-    if (bh_store_open(db, &ctx->store, err) < 0)
+    bh_autofree char *audit = bh_xasprintf("%s/audit.db", c->state_dir);
+    if (bh_store_open(db, &ctx->store, err) < 0 ||
+        bh_audit_open(audit, (long long)c->audit_max, &ctx->audit, err) < 0)
         return -1;
     if (c->registry_config && daemon_read_json_file(c->registry_config, &regcfg, err) < 0)
         return -1;
@@ -92,6 +97,9 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
+    /* Before the parts open: controllers may publish from recovery on. */
+    ctx->events = bh_events_new(ctx->cfg.events_buffer, ctx->cfg.ws_queue);
+    ctx->metrics = bh_metrics_new(ctx);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
         bh_claim_recover(ctx, err) < 0) {
         bh_daemon_close(ctx);
@@ -99,6 +107,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     }
     ctx->triggers = bh_triggers_new(ctx);
     ctx->queue = bh_queue_new(ctx->cfg.workers, bh_dispatch_reconcile, ctx);
+    bh_store_subscribe(ctx->store, bh_events_store_event, ctx->events);
     bh_store_subscribe(ctx->store, bh_dispatch_event, ctx);
     bh_dispatch_all(ctx);
     bh_info("daemon", "state %s, runtime %s", ctx->cfg.state_dir, bh_runtime_name(ctx->runtime));
@@ -132,6 +141,9 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_image_store_close(ctx->images);
     if (ctx->store)
         bh_store_close(ctx->store);
+    bh_audit_close(ctx->audit);
+    bh_metrics_free(ctx->metrics);
+    bh_events_free(ctx->events);
     bh_settings_free(&ctx->cfg);
     bh_crypto_wipe(ctx->master_key, sizeof(ctx->master_key));
     pthread_mutex_destroy(&ctx->claim_lock);

@@ -10,6 +10,7 @@ PKGS=(
   runc crun nftables iproute2 uidmap e2fsprogs
   busybox-static umoci skopeo docker-registry apache2-utils
   debootstrap buildah
+  prometheus
   # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh
   libasan8 liblsan0 libubsan1 libtsan2 clang libclang-rt-dev
 )

@@ -10,9 +10,11 @@
 
 #include "clock.h"
 #include "ctx.h"
+#include "events.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "ws.h"
 
 #define API_MAX_PARAMS 4
 #define API_CONNECTION_LIMIT 512
@@ -21,6 +23,7 @@
 struct bh_api {
     struct bh_ctx *ctx;
     struct MHD_Daemon *mhd;
+    struct bh_ws_env ws;
 };
 
 /* Per-request state kept by libmicrohttpd between upload callbacks. */
@@ -182,6 +185,8 @@ static void api_dispatch(struct bh_api *api, struct MHD_Connection *conn, const 
             struct bh_api_req req = {
                 api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n};
             r->handler(&req, resp);
+            if (r->auth)
+                bh_api_audit(&req, api->ctx->cfg.api_key ? "admin" : "anonymous", r->pattern, resp);
         }
         api_free_params(params, n);
         return;
@@ -206,6 +211,20 @@ static void api_take_upload(struct bh_api *api, struct api_conn *ac, const char 
     ac->body[ac->len] = '\0';
 }
 
+/* GET /ws: authorized like every route, or by a browser token in the query. */
+static enum MHD_Result api_ws(struct bh_api *api, struct MHD_Connection *conn)
+{
+    const char *token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+    struct bh_api_resp resp = {0};
+    if (!api_authorized(api, conn) && !bh_ws_token_valid(api->ctx, token))
+        bh_api_error(&resp, 401, "missing or invalid bearer token");
+    else if (!bh_ws_wanted(conn))
+        bh_api_error(&resp, 400, "GET /ws expects a WebSocket upgrade");
+    else
+        return bh_ws_answer(&api->ws, conn);
+    return api_send(conn, &resp);
+}
+
 static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -221,6 +240,8 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    if (strcmp(url, "/ws") == 0 && strcmp(method, "GET") == 0)
+        return api_ws(api, conn);
     struct bh_api_resp resp = {0};
     long long t0 = bh_clock_ms();
     if (ac->too_large)
@@ -289,13 +310,15 @@ int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
         return bh_err_set(err, BH_EINVAL, "listen address %s is not an IPv4 address", host);
     struct bh_api *api = bh_xcalloc(1, sizeof(*api));
     api->ctx = ctx;
-    api->mhd = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_NOTIFY_COMPLETED, api_completed, api, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)API_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)API_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL, MHD_OPTION_END);
+    api->ws.ctx = ctx;
+    api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                    MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE,
+                                0, NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR,
+                                (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
+                                api, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTION_LIMIT,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S,
+                                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_UNESCAPE_CALLBACK,
+                                api_unescape, NULL, MHD_OPTION_END);
     if (!api->mhd) {
         free(api);
         return bh_err_set(err, BH_EIO, "cannot listen on %s:%d (in use?)", host, ctx->cfg.port);
@@ -308,6 +331,10 @@ void bh_api_stop(struct bh_api *api)
 {
     if (!api)
         return;
+    /* WebSocket streams run on connection threads the stop joins: end them first. */
+    __atomic_store_n(&api->ws.stopping, 1, __ATOMIC_RELEASE);
+    if (api->ctx->events)
+        bh_events_wake(api->ctx->events);
     MHD_stop_daemon(api->mhd);
     free(api);
 }

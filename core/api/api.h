@@ -46,6 +46,13 @@ void bh_api_error(struct bh_api_resp *resp, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err);
 
+/* Records a state-changing call (audit_api.c) after its handler answered; other calls are
+ * not recorded. pattern is the matched route's. */
+void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *pattern,
+                  const struct bh_api_resp *resp);
+/* GET /api/v1/audit?tenant=&actor=&since=&limit= */
+void bh_api_audit_list(const struct bh_api_req *req, struct bh_api_resp *resp);
+
 struct bh_api;
 /* Starts listening on ctx->cfg's host and port. */
 int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err);

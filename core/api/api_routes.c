@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "crypto.h"
+#include "metrics.h"
 #include "ctx.h"
 #include "claim.h"
 #include "fs.h"
@@ -22,6 +23,7 @@
 #include "secret.h"
 #include "store.h"
 #include "trigger.h"
+#include "ws.h"
 
 #define API_LOG_TAIL_DEFAULT 200
 #define API_LOG_TAIL_MAX 5000
@@ -187,6 +189,34 @@ static cJSON *api_count_phases(struct bh_ctx *ctx, const char *kind, const char 
     cJSON_AddNumberToObject(out, "total", total);
     cJSON_AddItemToObject(out, "byPhase", by);
     return out;
+}
+
+/* Prometheus text format. */
+static void h_metrics(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    struct bh_err err;
+    if (bh_metrics_render(req->ctx, &resp->text, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* A short-lived token a browser passes to /ws as ?token= (it cannot set headers there). */
+static void h_ws_token(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    bh_autofree char *token = NULL;
+    long long expires = 0;
+    struct bh_err err;
+    if (bh_ws_token_mint(req->ctx, &token, &expires, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "token", token);
+    cJSON_AddNumberToObject(o, "expiresAt", (double)expires);
+    bh_api_json(resp, 200, o);
 }
 
 static void h_stats(const struct bh_api_req *req, struct bh_api_resp *resp)
@@ -826,6 +856,9 @@ static void h_secret_delete(const struct bh_api_req *req, struct bh_api_resp *re
 
 const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/health", h_health, 0},
+    {"GET", "/metrics", h_metrics, 1},
+    {"POST", "/api/v1/ws/token", h_ws_token, 1},
+    {"GET", "/api/v1/audit", bh_api_audit_list, 1},
     {"GET", "/api/v1/stats", h_stats, 1},
     {"GET", "/api/v1/workloads", h_resources_list, 1},
     {"POST", "/api/v1/workloads", h_resource_create, 1},

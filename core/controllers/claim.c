@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "crashpoint.h"
+#include "events.h"
 #include "ctx.h"
 #include "hibernate.h"
 #include "idle.h"
@@ -175,8 +176,26 @@ static int claim_from_pool(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, co
     return rc;
 }
 
+/* Tells operators how a claim was served (or why not) and how long the controller took. */
+static void claim_publish(struct bh_ctx *ctx, const cJSON *claim, const char *source, long long t0,
+                          const char *error)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "claim", bh_json_str(claim, "metadata.name"));
+    cJSON_AddStringToObject(d, "source", source);
+    cJSON_AddNumberToObject(d, "latencyMs", (double)(bh_clock_ms() - t0));
+    if (error)
+        cJSON_AddStringToObject(d, "error", error);
+    else
+        cJSON_AddStringToObject(d, "instanceId", bh_json_str(claim, "status.instanceId"));
+    bh_events_publish(ctx->events, error ? BH_EVT_CLAIM_FAILED : BH_EVT_CLAIMED,
+                      bh_json_str(claim, "spec.workloadRef"), bh_json_str(claim, "spec.tenantId"),
+                      d);
+}
+
 static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
 {
+    long long t0 = bh_clock_ms();
     cJSON *wl = claim_ready_workload(ctx, claim, requeue_ms, err);
     if (!wl)
         return 0;
@@ -201,9 +220,11 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     if (rc < 0) {
         bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
         rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, cerr.msg, err);
+        claim_publish(ctx, claim, source, t0, cerr.msg);
     } else {
         bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
         rc = claim_activate(ctx, claim, inst, source, err);
+        claim_publish(ctx, claim, source, t0, rc < 0 ? err->msg : NULL);
     }
     cJSON_Delete(inst);
     cJSON_Delete(snap);
@@ -307,6 +328,11 @@ static int claim_release_idle(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl,
 {
     const char *action = bh_json_str(wl, "spec.idle.action");
     bh_autofree char *detail = bh_xasprintf("idle timeout (%s)", action ? action : "hibernate");
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "claim", bh_json_str(claim, "metadata.name"));
+    cJSON_AddStringToObject(d, "action", action ? action : "hibernate");
+    bh_events_publish(ctx->events, BH_EVT_IDLE_TIMEOUT, bh_json_str(claim, "spec.workloadRef"),
+                      bh_json_str(claim, "spec.tenantId"), d);
     if (claim_set_phase(ctx, claim, BH_CLAIM_RELEASING, detail, err) < 0 ||
         claim_release_instance(ctx, claim, 0, err) < 0)
         return -1;
@@ -664,6 +690,7 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
                   struct bh_err *err)
 {
     static const char *const settled[] = {BH_CLAIM_ACTIVE, BH_CLAIM_ERROR, BH_CLAIM_RELEASED, NULL};
+    long long t0 = bh_clock_ms();
     memset(ans, 0, sizeof(*ans));
     if (bh_claim_ensure(ctx, req, &ans->claim, err) < 0)
         return -1;
@@ -673,6 +700,8 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     if (ans->existing) {
         struct bh_err terr; /* activity is best effort: the idle check re-samples anyway */
         bh_idle_touch(ctx, bh_json_str(ans->claim, "status.instanceId"), &terr);
+        /* Served by the instance the tenant holds: a claim like any other for operators. */
+        claim_publish(ctx, ans->claim, "existing", t0, NULL);
         return 0;
     }
     cJSON_Delete(ans->claim);

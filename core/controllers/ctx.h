@@ -15,6 +15,9 @@ struct bh_plugins;
 struct bh_queue;
 struct bh_secrets;
 struct bh_triggers;
+struct bh_events;
+struct bh_audit;
+struct bh_metrics;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -37,6 +40,10 @@ struct bh_settings {
     char *storage;              /* snapshot storage plugin name ("local") */
     char *snapshot_compression; /* "zstd" or "gzip" */
     int log_level;              /* enum bh_log_level */
+    size_t events_buffer;       /* operator events kept for replay */
+    size_t ws_queue;            /* events a /ws client may fall behind before it is cut */
+    int ws_ping_ms;             /* /ws keepalive ping interval */
+    size_t audit_max;           /* audit records kept */
 };
 
 struct bh_ctx {
@@ -48,6 +55,9 @@ struct bh_ctx {
     struct bh_queue *queue;
     struct bh_secrets *secrets;
     struct bh_triggers *triggers; /* running trigger adapters (trigger.c) */
+    struct bh_events *events;     /* operator events (events.c); NULL in unit tests */
+    struct bh_metrics *metrics;   /* Prometheus metrics (metrics.c); may be NULL */
+    struct bh_audit *audit;       /* the audit log (store/audit.c); may be NULL */
     uint8_t master_key[32];       /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "crashpoint.h"
 #include "ctx.h"
+#include "events.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
@@ -172,14 +173,29 @@ static int hib_archive_and_put(struct bh_ctx *ctx, const cJSON *workload, const 
     return rc;
 }
 
+/* Tells operators how a save or restore went: bytes (of the archive) and time taken. */
+static void hib_publish(struct bh_ctx *ctx, const char *type, const cJSON *workload,
+                        const char *tenant, double bytes, long long t0, const struct bh_err *err)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "bytes", bytes);
+    cJSON_AddNumberToObject(d, "ms", (double)(bh_clock_ms() - t0));
+    if (err)
+        cJSON_AddStringToObject(d, "error", err->msg);
+    bh_events_publish(ctx->events, type, bh_json_str(workload, "metadata.name"), tenant, d);
+}
+
 int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *tenant, const char *id,
                       struct bh_err *err)
 {
     long long t0 = bh_clock_ms();
     bh_autofree char *cid = bh_runtime_container_id(id);
     /* Frozen, the tenant's processes cannot change files while they are read. */
-    if (bh_runtime_pause(ctx->runtime, cid, err) < 0)
-        return bh_err_wrap(err, "freeze %s", id);
+    if (bh_runtime_pause(ctx->runtime, cid, err) < 0) {
+        bh_err_wrap(err, "freeze %s", id);
+        hib_publish(ctx, BH_EVT_HIBERNATE_FAILED, workload, tenant, 0, t0, err);
+        return -1;
+    }
     struct bh_snapshot_info info = {0};
     bh_autofree char *key = NULL;
     int rc = hib_archive_and_put(ctx, workload, tenant, id, &info, &key, err);
@@ -193,8 +209,11 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
         struct bh_err rerr;
         if (bh_runtime_resume(ctx->runtime, cid, &rerr) < 0)
             bh_error("hibernate", "thaw %s after a failed save: %s", id, rerr.msg);
-        return bh_err_wrap(err, "hibernate %s", id);
+        bh_err_wrap(err, "hibernate %s", id);
+        hib_publish(ctx, BH_EVT_HIBERNATE_FAILED, workload, tenant, 0, t0, err);
+        return -1;
     }
+    hib_publish(ctx, BH_EVT_HIBERNATE_DONE, workload, tenant, (double)info.size, t0, NULL);
     bh_info("hibernate", "tenant %s workload %s: saved %llu bytes (%llu files) in %lld ms", tenant,
             bh_json_str(workload, "metadata.name"), (unsigned long long)info.size,
             (unsigned long long)info.files, bh_clock_ms() - t0);
@@ -217,14 +236,21 @@ int bh_hibernate_restore(struct bh_ctx *ctx, const cJSON *workload, const cJSON 
     o.master_key = bh_json_bool(snapshot, "spec.encrypted", 0) ? ctx->master_key : NULL;
     struct bh_plugin *st;
     const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
+    double bytes = bh_json_num(snapshot, "spec.sizeBytes", 0);
     if (!ops || BH_PLUGIN_CALL(st, ops->get(st->state, key, tmp, err)) < 0) {
         unlink(tmp);
-        return bh_err_wrap(err, "fetch snapshot %s", key ? key : "?");
+        bh_err_wrap(err, "fetch snapshot %s", key ? key : "?");
+        hib_publish(ctx, BH_EVT_RESTORE_FAILED, workload, tenant, bytes, t0, err);
+        return -1;
     }
     int rc = bh_snapshot_restore(&o, tmp, bh_json_str(snapshot, "spec.digest"), err);
     unlink(tmp);
-    if (rc < 0)
-        return bh_err_wrap(err, "restore snapshot of %s", tenant);
+    if (rc < 0) {
+        bh_err_wrap(err, "restore snapshot of %s", tenant);
+        hib_publish(ctx, BH_EVT_RESTORE_FAILED, workload, tenant, bytes, t0, err);
+        return -1;
+    }
+    hib_publish(ctx, BH_EVT_RESTORE_DONE, workload, tenant, bytes, t0, NULL);
     bh_info("hibernate", "tenant %s: restored %s in %lld ms", tenant, key, bh_clock_ms() - t0);
     return 0;
 }

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "claim.h"
+#include "audit.h"
 #include "clock.h"
+#include "events.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
@@ -219,10 +221,30 @@ static int emit_claim(struct emit_run *r, struct bh_claim_answer *ans)
     return 0;
 }
 
+/* The claim a trigger made, in the audit log with the trigger as the actor. */
+static void emit_audit(struct emit_run *r, int failed)
+{
+    struct bh_audit *audit = r->t->ts->ctx->audit;
+    if (!audit)
+        return;
+    bh_autofree char *actor = bh_xasprintf("trigger:%s", r->t->name);
+    struct bh_audit_rec rec = {.actor = actor,
+                               .action = "claim",
+                               .tenant = r->tenant,
+                               .target = bh_json_str(r->t->spec, "workloadRef"),
+                               .outcome = failed ? "error" : "ok",
+                               .error = failed ? r->reply->reason : NULL};
+    struct bh_err err;
+    if (bh_audit_append(audit, &rec, &err) < 0)
+        bh_error("audit", "claim by %s not recorded: %s", actor, err.msg);
+}
+
 static int emit_deliver(struct emit_run *r)
 {
     struct bh_claim_answer ans = {0};
-    if (emit_claim(r, &ans) < 0) {
+    int failed = emit_claim(r, &ans) < 0;
+    emit_audit(r, failed);
+    if (failed) {
         bh_claim_answer_free(&ans);
         return -1;
     }
@@ -264,6 +286,18 @@ static const char *const emit_verdict_names[] = {[BH_VERDICT_ALLOW] = "allow",
                                                  [BH_VERDICT_BUSY] = "busy",
                                                  [BH_VERDICT_ERROR] = "error"};
 
+static void emit_publish(struct emit_run *r, const struct trigger_event_rec *rec)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "trigger", r->t->name);
+    cJSON_AddStringToObject(d, "verdict", rec->verdict);
+    cJSON_AddNumberToObject(d, "latencyMs", (double)rec->ms);
+    if (rec->error[0])
+        cJSON_AddStringToObject(d, "error", rec->error);
+    bh_events_publish(r->t->ts->ctx->events, BH_EVT_TRIGGER_EVENT,
+                      bh_json_str(r->t->spec, "workloadRef"), r->tenant[0] ? r->tenant : NULL, d);
+}
+
 static void emit_account(struct emit_run *r)
 {
     struct trigger *t = r->t;
@@ -285,6 +319,7 @@ static void emit_account(struct emit_run *r)
     /* The counters reach status.* through the trigger's reconcile (coalesced by the queue). */
     bh_autofree char *key = bh_xasprintf("%s/%s", BH_TRIGGER_KIND, t->name);
     bh_queue_add(t->ts->ctx->queue, key);
+    emit_publish(r, &rec);
     bh_info("trigger", "%s: event from %s -> tenant %s: %s (%lld ms)%s%s", t->name,
             r->ev->source ? r->ev->source : "?", r->tenant[0] ? r->tenant : "-", rec.verdict,
             rec.ms, rec.error[0] ? ": " : "", rec.error);

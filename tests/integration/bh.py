@@ -186,14 +186,16 @@ class DaemonTestCase(unittest.TestCase):
     applied and Ready; cleaned up after the class, or at once if setting up fails."""
 
     MANIFESTS = ()
+    MANIFEST_TEXTS = ()  # workload manifests given inline
+    DAEMON_KW = {}  # Daemon() arguments
 
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon()
+        cls.d = Daemon(**cls.DAEMON_KW)
         try:
             cls.d.start()
-            for name in cls.MANIFESTS:
-                cls.d.apply_workload(read_manifest(name))
+            for text in [read_manifest(n) for n in cls.MANIFESTS] + list(cls.MANIFEST_TEXTS):
+                cls.d.apply_workload(text)
         except Exception:
             cls.d.cleanup()
             raise

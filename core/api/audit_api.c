@@ -1,0 +1,128 @@
+/* Which REST calls the audit log records, and what of each: a table from route to action,
+ * with where the tenant and the target come from. Only names are taken from bodies (a
+ * secret's value never is). */
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "audit.h"
+#include "json.h"
+#include "log.h"
+#include "mem.h"
+#include "resource.h"
+
+enum audit_from { FROM_NONE, FROM_PARAM, FROM_BODY_NAME, FROM_BODY_WORKLOAD };
+
+static const struct {
+    const char *method, *pattern, *action;
+    int tenant_param; /* take the tenant from the first path parameter */
+    enum audit_from target;
+} audit_table[] = {
+    {"POST", "/api/v1/tenants/**/claim", "claim", 1, FROM_BODY_WORKLOAD},
+    {"POST", "/api/v1/tenants/**/release", "release", 1, FROM_BODY_WORKLOAD},
+    {"POST", "/api/v1/tenants/**/release/force", "release.force", 1, FROM_BODY_WORKLOAD},
+    {"POST", "/api/v1/tenants/**/release/retry", "release.retry", 1, FROM_BODY_WORKLOAD},
+    {"POST", "/api/v1/workloads", "workload.create", 0, FROM_BODY_NAME},
+    {"PUT", "/api/v1/workloads/*", "workload.update", 0, FROM_PARAM},
+    {"DELETE", "/api/v1/workloads/*", "workload.delete", 0, FROM_PARAM},
+    {"POST", "/api/v1/pools", "pool.create", 0, FROM_BODY_NAME},
+    {"PUT", "/api/v1/pools/*", "pool.update", 0, FROM_PARAM},
+    {"DELETE", "/api/v1/pools/*", "pool.delete", 0, FROM_PARAM},
+    {"POST", "/api/v1/triggers", "trigger.create", 0, FROM_BODY_NAME},
+    {"PUT", "/api/v1/triggers/*", "trigger.update", 0, FROM_PARAM},
+    {"DELETE", "/api/v1/triggers/*", "trigger.delete", 0, FROM_PARAM},
+    {"POST", "/api/v1/triggers/*/test", "trigger.test", 0, FROM_PARAM},
+    {"POST", "/api/v1/instances/*/exec", "instance.exec", 0, FROM_PARAM},
+    {"POST", "/api/v1/instances/*/destroy", "instance.destroy", 0, FROM_PARAM},
+    {"POST", "/api/v1/secrets", "secret.set", 0, FROM_BODY_NAME},
+    {"DELETE", "/api/v1/secrets/*", "secret.delete", 0, FROM_PARAM},
+    {"POST", "/api/v1/ws/token", "token.mint", 0, FROM_NONE},
+};
+
+/* A name from the body: "name", else metadata.name (manifests), else "workload". Owned. */
+static char *audit_body_field(const struct bh_api_req *req, enum audit_from from)
+{
+    cJSON *body = NULL;
+    struct bh_err err;
+    if (!req->body || bh_resource_parse(req->body, req->body_len, &body, &err) < 0)
+        return NULL;
+    const char *v =
+        from == FROM_BODY_WORKLOAD ? bh_json_str(body, "workload") : bh_json_str(body, "name");
+    if (!v && from == FROM_BODY_NAME)
+        v = bh_json_str(body, "metadata.name");
+    char *out = v ? bh_xstrdup(v) : NULL;
+    cJSON_Delete(body);
+    return out;
+}
+
+void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *pattern,
+                  const struct bh_api_resp *resp)
+{
+    if (!req->ctx->audit)
+        return;
+    for (size_t i = 0; i < BH_ARRAY_LEN(audit_table); i++) {
+        if (strcmp(audit_table[i].pattern, pattern) != 0 ||
+            strcmp(audit_table[i].method, req->method) != 0)
+            continue;
+        enum audit_from from = audit_table[i].target;
+        bh_autofree char *body_target = from >= FROM_BODY_NAME ? audit_body_field(req, from) : NULL;
+        const char *param = req->n_params > 0 ? req->params[0] : NULL;
+        struct bh_audit_rec rec = {
+            .actor = actor,
+            .action = audit_table[i].action,
+            .tenant = audit_table[i].tenant_param ? param : NULL,
+            .target = from == FROM_PARAM ? param : body_target,
+            .outcome = resp->status < 400 ? "ok" : "error",
+            .status = resp->status,
+            .error = resp->status >= 400 ? bh_json_str(resp->json, "error") : NULL,
+        };
+        struct bh_err err;
+        if (bh_audit_append(req->ctx->audit, &rec, &err) < 0)
+            bh_error("audit", "%s by %s not recorded: %s", rec.action, actor, err.msg);
+        return;
+    }
+}
+
+/* since= as RFC 3339 (UTC, "Z") or unix seconds, into unix milliseconds; -1 if malformed. */
+static long long audit_parse_since(const char *s)
+{
+    struct tm tm = {0};
+    char *end = NULL;
+    if (!s || !*s)
+        return 0;
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest) {
+        if (*rest == '.')
+            rest += 1 + strspn(rest + 1, "0123456789");
+        return strcmp(rest, "Z") == 0 ? (long long)timegm(&tm) * 1000 : -1;
+    }
+    long long secs = strtoll(s, &end, 10);
+    return *end ? -1 : secs * 1000;
+}
+
+void bh_api_audit_list(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    struct MHD_Connection *c = req->conn;
+    const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+    const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    struct bh_audit_query q = {
+        .tenant = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "tenant"),
+        .actor = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "actor"),
+        .since_ms = audit_parse_since(since),
+        .limit = limit ? atoi(limit) : 100,
+    };
+    cJSON *list = NULL;
+    struct bh_err err;
+    if (!req->ctx->audit)
+        bh_api_error(resp, 503, "the audit log is not open");
+    else if (q.since_ms < 0)
+        bh_api_error(resp, 400, "since: RFC 3339 time (UTC, ending in Z) or unix seconds");
+    else if (q.limit < 1 || q.limit > 10000)
+        bh_api_error(resp, 400, "limit: 1 to 10000");
+    else if (bh_audit_query(req->ctx->audit, &q, &list, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else
+        bh_api_json(resp, 200, list);
+}

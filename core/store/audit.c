@@ -1,0 +1,165 @@
+/* The audit log (audit.h) on SQLite: one table, an index per filter, pruned by id. */
+#include "audit.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "mem.h"
+
+/* Pruning runs every this many appends, so the bound costs one DELETE per batch. */
+#define AUDIT_PRUNE_EVERY 64
+
+struct bh_audit {
+    pthread_mutex_t lock;
+    sqlite3 *db;
+    long long max_records;
+    int appends;
+};
+
+static const char audit_schema[] =
+    "PRAGMA journal_mode=WAL;"
+    /* A process crash keeps every commit (it is in the OS); only a power loss may lose the
+     * last ones, which is the store's rule for what is not a resource spec. */
+    "PRAGMA synchronous=NORMAL;"
+    "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT "
+    "NULL, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, tenant TEXT, target "
+    "TEXT, outcome TEXT, status INTEGER, error TEXT);"
+    "CREATE INDEX IF NOT EXISTS audit_tenant ON audit(tenant, id);"
+    "CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, id);";
+
+int bh_audit_open(const char *path, long long max_records, struct bh_audit **out,
+                  struct bh_err *err)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        bh_err_set(err, BH_EIO, "open audit log %s: %s", path, db ? sqlite3_errmsg(db) : "?");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_exec(db, audit_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        bh_err_set(err, BH_EIO, "audit log %s: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sqlite3_close(db);
+        return -1;
+    }
+    struct bh_audit *a = bh_xcalloc(1, sizeof(*a));
+    pthread_mutex_init(&a->lock, NULL);
+    a->db = db;
+    a->max_records = max_records;
+    *out = a;
+    return 0;
+}
+
+void bh_audit_close(struct bh_audit *a)
+{
+    if (!a)
+        return;
+    sqlite3_close(a->db);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+static void audit_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void audit_prune(struct bh_audit *a)
+{
+    sqlite3_stmt *st = NULL;
+    if (++a->appends % AUDIT_PRUNE_EVERY != 0 && a->appends != 1)
+        return;
+    if (sqlite3_prepare_v2(a->db, "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, a->max_records);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+}
+
+int bh_audit_append(struct bh_audit *a, const struct bh_audit_rec *r, struct bh_err *err)
+{
+    static const char sql[] = "INSERT INTO audit (at_ms, at, actor, action, tenant, target, "
+                              "outcome, status, error) VALUES (?,?,?,?,?,?,?,?,?)";
+    struct timespec ts;
+    char at[32];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    bh_clock_rfc3339(at);
+    pthread_mutex_lock(&a->lock);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+        const char *texts[] = {at, r->actor, r->action, r->tenant, r->target, r->outcome};
+        for (int i = 0; i < 6; i++)
+            audit_bind_text(st, i + 2, texts[i]);
+        sqlite3_bind_int(st, 8, r->status);
+        audit_bind_text(st, 9, r->error);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        audit_prune(a);
+    else
+        bh_err_set(err, BH_EIO, "audit append: %s", sqlite3_errmsg(a->db));
+    pthread_mutex_unlock(&a->lock);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static cJSON *audit_row(sqlite3_stmt *st)
+{
+    static const char *const cols[] = {"at", "actor", "action", "tenant", "target", "outcome"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
+    for (int i = 0; i < 6; i++) {
+        const unsigned char *v = sqlite3_column_text(st, i + 1);
+        if (v)
+            cJSON_AddStringToObject(o, cols[i], (const char *)v);
+    }
+    if (sqlite3_column_int(st, 7))
+        cJSON_AddNumberToObject(o, "status", sqlite3_column_int(st, 7));
+    const unsigned char *e = sqlite3_column_text(st, 8);
+    if (e)
+        cJSON_AddStringToObject(o, "error", (const char *)e);
+    return o;
+}
+
+int bh_audit_query(struct bh_audit *a, const struct bh_audit_query *q, cJSON **out,
+                   struct bh_err *err)
+{
+    static const char sql[] =
+        "SELECT id, at, actor, action, tenant, target, outcome, status, error FROM audit "
+        "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR actor = ?2) AND at_ms >= ?3 "
+        "ORDER BY id DESC LIMIT ?4";
+    pthread_mutex_lock(&a->lock);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL);
+    cJSON *list = cJSON_CreateArray();
+    if (rc == SQLITE_OK) {
+        audit_bind_text(st, 1, q->tenant);
+        audit_bind_text(st, 2, q->actor);
+        sqlite3_bind_int64(st, 3, q->since_ms);
+        sqlite3_bind_int(st, 4, q->limit > 0 ? q->limit : 100);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            cJSON_AddItemToArray(list, audit_row(st));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        bh_err_set(err, BH_EIO, "audit query: %s", sqlite3_errmsg(a->db));
+        cJSON_Delete(list);
+        list = NULL;
+    }
+    pthread_mutex_unlock(&a->lock);
+    *out = list;
+    return list ? 0 : -1;
+}
