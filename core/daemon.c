@@ -18,6 +18,7 @@
 #include "instance.h"
 #include "json.h"
 #include "log.h"
+#include "lua_host.h"
 #include "mem.h"
 #include "plugin.h"
 #include "queue.h"
@@ -61,14 +62,15 @@ void bh_daemon_config_defaults(struct bh_settings *cfg)
     cfg->uid_base = (uint32_t)config_env_long("BOILERHOUSE_UID_BASE", BH_DEFAULT_UID_BASE);
     cfg->storage = config_env("BOILERHOUSE_STORAGE", "local");
     cfg->snapshot_compression = config_env("BOILERHOUSE_SNAPSHOT_COMPRESSION", "zstd");
+    cfg->policy_dir = config_env("BOILERHOUSE_POLICY_DIR", NULL);
 }
 
 void bh_daemon_config_free(struct bh_settings *cfg)
 {
-    char **strs[] = {&cfg->state_dir,           &cfg->listen_host,   &cfg->api_key,
-                     &cfg->plugin_dir,          &cfg->plugin_config, &cfg->registry_config,
-                     &cfg->workloads_dir,       &cfg->runtime,       &cfg->storage,
-                     &cfg->snapshot_compression};
+    char **strs[] = {
+        &cfg->state_dir,     &cfg->listen_host,          &cfg->api_key,       &cfg->plugin_dir,
+        &cfg->plugin_config, &cfg->registry_config,      &cfg->workloads_dir, &cfg->runtime,
+        &cfg->storage,       &cfg->snapshot_compression, &cfg->policy_dir};
     for (size_t i = 0; i < BH_ARRAY_LEN(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -99,6 +101,17 @@ static int daemon_open_plugins(struct bh_ctx *ctx, struct bh_err *err)
     return rc;
 }
 
+/* The policy dir defaults to <state>/policies; scripts load on first use. */
+static int daemon_open_policies(struct bh_ctx *ctx, struct bh_err *err)
+{
+    if (!ctx->cfg.policy_dir)
+        ctx->cfg.policy_dir = bh_xasprintf("%s/policies", ctx->cfg.state_dir);
+    const struct bh_lua_limits limits = BH_LUA_LIMITS_DEFAULT;
+    if (bh_lua_policies_open(ctx->cfg.policy_dir, ctx->store, &limits, &ctx->policies, err) < 0)
+        return bh_err_wrap(err, "policies");
+    return 0;
+}
+
 static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
 {
     const struct bh_settings *c = &ctx->cfg;
@@ -127,6 +140,8 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
     cJSON_Delete(regcfg);
     if (rc < 0 || bh_runtime_oci_open(rtroot, c->runtime, &ctx->runtime, err) < 0)
         return -1;
+    if (daemon_open_policies(ctx, err) < 0)
+        return -1;
     return daemon_open_plugins(ctx, err);
 }
 
@@ -138,6 +153,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_mutex_init(&ctx->claim_lock, NULL);
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
+    pthread_mutex_init(&ctx->admit_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
         bh_claim_recover(ctx, err) < 0) {
@@ -168,6 +184,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_queue_free(ctx->queue);
     if (ctx->plugins)
         bh_plugins_free(ctx->plugins);
+    bh_lua_policies_close(ctx->policies);
     if (ctx->secrets)
         bh_secrets_close(ctx->secrets);
     if (ctx->runtime)
@@ -181,6 +198,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
     pthread_mutex_destroy(&ctx->claim_lock);
     pthread_cond_destroy(&ctx->claim_cond);
     pthread_mutex_destroy(&ctx->boot_lock);
+    pthread_mutex_destroy(&ctx->admit_lock);
     pthread_cond_destroy(&ctx->boot_cond);
     free(ctx);
 }

@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "image.h"
 #include "log.h"
+#include "lua_host.h"
 #include "mem.h"
 #include "secret.h"
 
@@ -17,6 +18,7 @@ static void usage(FILE *f)
 {
     fputs("usage: boilerhouse serve [options]\n"
           "       boilerhouse image import PATH [NAME:TAG] | pull REF | ls\n"
+          "       boilerhouse policy test SCRIPT --event FILE|JSON [--workload FILE|JSON]\n"
           "       boilerhouse version\n"
           "serve options (each also settable by environment):\n"
           "  --state-dir DIR       BOILERHOUSE_STATE_DIR (default /var/lib/boilerhouse)\n"
@@ -26,6 +28,8 @@ static void usage(FILE *f)
           "  --registry-config F   BOILERHOUSE_REGISTRY_CONFIG (JSON)\n"
           "  --workloads-dir DIR   BOILERHOUSE_WORKLOADS_DIR: apply *.yaml there at startup\n"
           "  --runtime runc|crun   BOILERHOUSE_RUNTIME (default: detect)\n"
+          "  --policy-dir DIR      BOILERHOUSE_POLICY_DIR: Lua claim policies and guards\n"
+          "                        (default STATE_DIR/policies)\n"
           "  --log-level LEVEL     BOILERHOUSE_LOG_LEVEL: error, warn, info, debug\n"
           "  BOILERHOUSE_API_KEY   bearer key for /api/v1 (required off loopback)\n",
           f);
@@ -72,6 +76,7 @@ static int main_parse_serve(int argc, char **argv, struct bh_settings *cfg)
                                          {"registry-config", required_argument, NULL, 'r'},
                                          {"workloads-dir", required_argument, NULL, 'w'},
                                          {"runtime", required_argument, NULL, 'R'},
+                                         {"policy-dir", required_argument, NULL, 'P'},
                                          {"log-level", required_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -99,6 +104,9 @@ static int main_parse_serve(int argc, char **argv, struct bh_settings *cfg)
             break;
         case 'R':
             main_replace(&cfg->runtime, optarg);
+            break;
+        case 'P':
+            main_replace(&cfg->policy_dir, optarg);
             break;
         case 'v':
             if (main_set_level(optarg) < 0)
@@ -139,7 +147,8 @@ static int main_serve(int argc, char **argv)
     bh_daemon_config_defaults(&cfg);
     const char *lvl = getenv("BOILERHOUSE_LOG_LEVEL");
     if ((lvl && main_set_level(lvl) < 0) || main_parse_serve(argc, argv, &cfg) < 0 ||
-        main_absolutize(&cfg.state_dir) < 0 || main_absolutize(&cfg.workloads_dir) < 0) {
+        main_absolutize(&cfg.state_dir) < 0 || main_absolutize(&cfg.workloads_dir) < 0 ||
+        main_absolutize(&cfg.policy_dir) < 0) {
         bh_daemon_config_free(&cfg);
         return 2;
     }
@@ -187,6 +196,8 @@ int main(int argc, char **argv)
         return bh_image_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "secret") == 0)
         return bh_secret_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "policy") == 0)
+        return bh_lua_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("boilerhouse %s\n", BH_VERSION);
         return 0;

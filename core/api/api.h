@@ -46,6 +46,10 @@ void bh_api_error(struct bh_api_resp *resp, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err);
 
+/* Lua policies (api_policies.c): GET /api/v1/policies, POST /api/v1/policies/test. */
+void bh_api_policies_list(const struct bh_api_req *req, struct bh_api_resp *resp);
+void bh_api_policies_test(const struct bh_api_req *req, struct bh_api_resp *resp);
+
 struct bh_api;
 /* Starts listening on ctx->cfg's host and port. */
 int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err);

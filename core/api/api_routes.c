@@ -420,8 +420,12 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_json_set_str(out, "error", "the instance did not become ready in time");
         bh_api_json(resp, 504, out);
     } else if (strcmp(bh_json_str(out, "phase"), BH_CLAIM_ACTIVE) != 0) {
+        /* A claim policy's no (or its failure, fail closed) is a refusal, not a fault. */
+        const char *reason = bh_json_str(ans.claim, "status.reason");
         bh_json_set_str(out, "error", bh_json_str(out, "detail"));
-        bh_api_json(resp, 500, out);
+        if (reason)
+            bh_json_set_str(out, "reason", reason);
+        bh_api_json(resp, reason ? 403 : 500, out);
     } else {
         bh_api_json(resp, ans.existing ? 200 : 201, out);
     }
@@ -788,5 +792,7 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/secrets", h_secrets_list, 1},
     {"POST", "/api/v1/secrets", h_secret_set, 1},
     {"DELETE", "/api/v1/secrets/*", h_secret_delete, 1},
+    {"GET", "/api/v1/policies", bh_api_policies_list, 1},
+    {"POST", "/api/v1/policies/test", bh_api_policies_test, 1},
     {NULL, NULL, NULL, 0},
 };

@@ -14,6 +14,7 @@ struct bh_runtime;
 struct bh_plugins;
 struct bh_queue;
 struct bh_secrets;
+struct bh_lua_policies;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -33,6 +34,7 @@ struct bh_settings {
     uint32_t uid_base;          /* host uid that container root maps to */
     char *storage;              /* snapshot storage plugin name ("local") */
     char *snapshot_compression; /* "zstd" or "gzip" */
+    char *policy_dir;           /* Lua claim policies and guards; NULL: <state_dir>/policies */
 };
 
 struct bh_ctx {
@@ -43,11 +45,15 @@ struct bh_ctx {
     struct bh_plugins *plugins;
     struct bh_queue *queue;
     struct bh_secrets *secrets;
-    uint8_t master_key[32]; /* snapshot encryption and secrets; wiped on close */
+    struct bh_lua_policies *policies; /* NULL: no policy dir, every claim is allowed */
+    uint8_t master_key[32];           /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;
     uint64_t claim_seq;
+    /* Claim admission (claim.c): one policy decision at a time, so a quota counts the claims
+     * admitted just before. */
+    pthread_mutex_t admit_lock;
     /* Pool boot threads alive (pool.c); close waits for 0. */
     pthread_mutex_t boot_lock;
     pthread_cond_t boot_cond;

@@ -86,6 +86,8 @@ void bh_lua_decision_free(struct bh_lua_decision *d);
  * now}. activeClaims are the tenant's other claims that hold or are getting an instance. */
 cJSON *bh_lua_claim_event(struct bh_store *store, const char *tenant, const cJSON *workload,
                           const cJSON *labels);
+/* True if a claim policy applies to the workload's claims (its own or the default). */
+int bh_lua_policy_applies(struct bh_lua_policies *p, const cJSON *workload);
 /* Runs the workload's claim policy (or the default) on event. No policy: allow. Fails only
  * on a bad call (err); a script that fails is a decision with failed set. */
 int bh_lua_policy_decide(struct bh_lua_policies *p, const cJSON *workload, const cJSON *event,
@@ -103,5 +105,8 @@ int bh_lua_policy_test(struct bh_lua_policies *p, const char *script, const char
 /* Every script of the dir (reloaded if changed): {name, versionHash, loadedAt, lastError,
  * calls, denials, failures, p99Micros}. Owned array. */
 cJSON *bh_lua_policies_list(struct bh_lua_policies *p);
+
+/* `boilerhouse policy ...` (policy_cli.c); argv[0] is "policy". Exit status. */
+int bh_lua_cli_main(int argc, char **argv);
 
 #endif

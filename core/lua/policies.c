@@ -303,6 +303,11 @@ static const char *policy_for(struct bh_lua_policies *p, const cJSON *workload)
                : NULL;
 }
 
+int bh_lua_policy_applies(struct bh_lua_policies *p, const cJSON *workload)
+{
+    return policy_for(p, workload) != NULL;
+}
+
 /* A script that cannot decide denies: fail closed. */
 static void policy_failed(struct bh_lua_decision *d, const struct bh_err *err)
 {
