@@ -61,6 +61,9 @@ static cJSON *api_claim_shape(const cJSON *claim)
     api_copy_str(o, "source", claim, "status.source");
     api_copy_str(o, "claimedAt", claim, "status.claimedAt");
     api_copy_str(o, "detail", claim, "status.detail");
+    const cJSON *policy = bh_json_get(claim, "status.policy");
+    if (policy && policy->child) /* the claim policy that admitted it, and its overrides */
+        cJSON_AddItemToObject(o, "policy", cJSON_Duplicate(policy, 1));
     return o;
 }
 
