@@ -25,57 +25,9 @@
 #include "resource.h"
 #include "runtime_oci.h"
 #include "secret.h"
+#include "settings.h"
 #include "store.h"
-
-#define DAEMON_DEFAULT_STATE "/var/lib/boilerhouse"
-
-static char *config_env(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return (v && *v) ? bh_xstrdup(v) : (def ? bh_xstrdup(def) : NULL);
-}
-
-static long config_env_long(const char *name, long def)
-{
-    const char *v = getenv(name);
-    char *end = NULL;
-    long n = v ? strtol(v, &end, 10) : def;
-    return (v && end && *end == '\0' && end != v) ? n : def;
-}
-
-void bh_daemon_config_defaults(struct bh_settings *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->state_dir = config_env("BOILERHOUSE_STATE_DIR", DAEMON_DEFAULT_STATE);
-    cfg->listen_host = config_env("BOILERHOUSE_LISTEN_HOST", "127.0.0.1");
-    cfg->port = (int)config_env_long("BOILERHOUSE_PORT", 3000);
-    cfg->api_key = config_env("BOILERHOUSE_API_KEY", NULL);
-    cfg->plugin_dir = config_env("BOILERHOUSE_PLUGIN_DIR", bh_daemon_default_plugin_dir);
-    cfg->plugin_config = config_env("BOILERHOUSE_PLUGIN_CONFIG", NULL);
-    cfg->registry_config = config_env("BOILERHOUSE_REGISTRY_CONFIG", NULL);
-    cfg->workloads_dir = config_env("BOILERHOUSE_WORKLOADS_DIR", NULL);
-    cfg->runtime = config_env("BOILERHOUSE_RUNTIME", NULL);
-    cfg->claim_timeout_ms = (int)config_env_long("BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", 60) * 1000;
-    cfg->workers = (int)config_env_long("BOILERHOUSE_WORKERS", 8);
-    cfg->max_body = (size_t)config_env_long("BOILERHOUSE_MAX_BODY_BYTES", 1 << 20);
-    cfg->log_cap = (size_t)config_env_long("BOILERHOUSE_LOG_CAP_BYTES", 10 << 20);
-    cfg->uid_base = (uint32_t)config_env_long("BOILERHOUSE_UID_BASE", BH_DEFAULT_UID_BASE);
-    cfg->storage = config_env("BOILERHOUSE_STORAGE", "local");
-    cfg->snapshot_compression = config_env("BOILERHOUSE_SNAPSHOT_COMPRESSION", "zstd");
-    cfg->policy_dir = config_env("BOILERHOUSE_POLICY_DIR", NULL);
-}
-
-void bh_daemon_config_free(struct bh_settings *cfg)
-{
-    char **strs[] = {
-        &cfg->state_dir,     &cfg->listen_host,          &cfg->api_key,       &cfg->plugin_dir,
-        &cfg->plugin_config, &cfg->registry_config,      &cfg->workloads_dir, &cfg->runtime,
-        &cfg->storage,       &cfg->snapshot_compression, &cfg->policy_dir};
-    for (size_t i = 0; i < BH_ARRAY_LEN(strs); i++) {
-        free(*strs[i]);
-        *strs[i] = NULL;
-    }
-}
+#include "trigger.h"
 
 /* ---- open / close ---- */
 
@@ -160,6 +112,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
         bh_daemon_close(ctx);
         return -1;
     }
+    ctx->triggers = bh_triggers_new(ctx);
     ctx->queue = bh_queue_new(ctx->cfg.workers, bh_dispatch_reconcile, ctx);
     bh_store_subscribe(ctx->store, bh_dispatch_event, ctx);
     bh_dispatch_all(ctx);
@@ -180,6 +133,8 @@ void bh_daemon_close(struct bh_ctx *ctx)
     while (ctx->boots_running > 0)
         pthread_cond_wait(&ctx->boot_cond, &ctx->boot_lock);
     pthread_mutex_unlock(&ctx->boot_lock);
+    /* Adapters emit into the pipeline, which uses the queue: stop them before freeing it. */
+    bh_triggers_free(ctx->triggers);
     if (ctx->queue)
         bh_queue_free(ctx->queue);
     if (ctx->plugins)
@@ -193,7 +148,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_image_store_close(ctx->images);
     if (ctx->store)
         bh_store_close(ctx->store);
-    bh_daemon_config_free(&ctx->cfg);
+    bh_settings_free(&ctx->cfg);
     bh_crypto_wipe(ctx->master_key, sizeof(ctx->master_key));
     pthread_mutex_destroy(&ctx->claim_lock);
     pthread_cond_destroy(&ctx->claim_cond);
@@ -207,7 +162,9 @@ void bh_daemon_close(struct bh_ctx *ctx)
 
 int bh_daemon_apply(struct bh_ctx *ctx, cJSON *obj, cJSON **out, struct bh_err *err)
 {
-    if (bh_resource_validate(obj, err) < 0 || bh_plugins_check_resource(ctx->plugins, obj, err) < 0)
+    if (bh_resource_validate(obj, err) < 0 ||
+        bh_plugins_check_resource(ctx->plugins, obj, err) < 0 ||
+        bh_trigger_check(ctx, obj, err) < 0)
         return -1;
     const char *kind = bh_json_str(obj, "kind");
     const char *name = bh_json_str(obj, "metadata.name");

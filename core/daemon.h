@@ -9,15 +9,8 @@
 #include "ctx.h"
 #include "err.h"
 
-/* Where plugins load from unless configured; defined per executable (plugin_dir.c). */
-extern const char bh_daemon_default_plugin_dir[];
-
-/* Fills cfg with defaults, then the environment (BOILERHOUSE_*). Owned strings. */
-void bh_daemon_config_defaults(struct bh_settings *cfg);
-void bh_daemon_config_free(struct bh_settings *cfg);
-
-/* Opens everything under cfg (taken over), recovers what a previous run left, starts the
- * reconciler. */
+/* Opens everything under cfg (taken over: settings.h fills it), recovers what a previous run left,
+ * starts the reconciler. */
 int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *err);
 void bh_daemon_close(struct bh_ctx *ctx);
 /* Creates or updates every object in the YAML files of dir. */

@@ -1,5 +1,5 @@
 /* Compiled into each executable with its own BH_DEFAULT_PLUGIN_DIR: the build tree's daemon
  * and the installed daemon are one source with two defaults. */
-#include "daemon.h"
+#include "settings.h"
 
-const char bh_daemon_default_plugin_dir[] = BH_DEFAULT_PLUGIN_DIR;
+const char bh_settings_default_plugin_dir[] = BH_DEFAULT_PLUGIN_DIR;

@@ -9,6 +9,7 @@ PKGS=(
   libzstd-dev liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev
   runc crun nftables iproute2 uidmap
   busybox-static umoci skopeo docker-registry apache2-utils
+  debootstrap buildah
 )
 
 missing=()

@@ -21,6 +21,7 @@
 #include "resource.h"
 #include "secret.h"
 #include "store.h"
+#include "trigger.h"
 
 #define API_LOG_TAIL_DEFAULT 200
 #define API_LOG_TAIL_MAX 5000
@@ -204,12 +205,16 @@ static void h_stats(const struct bh_api_req *req, struct bh_api_resp *resp)
 
 static const char *api_kind_of(const struct bh_api_req *req)
 {
+    if (strstr(req->url, "/api/v1/triggers") == req->url)
+        return BH_TRIGGER_KIND;
     return strstr(req->url, "/api/v1/pools") == req->url ? "BoilerhousePool"
                                                          : "BoilerhouseWorkload";
 }
 
 static const char *api_noun(const char *kind)
 {
+    if (strcmp(kind, BH_TRIGGER_KIND) == 0)
+        return "trigger";
     return strcmp(kind, "BoilerhousePool") == 0 ? "pool" : "workload";
 }
 
@@ -260,7 +265,9 @@ static void h_resource_create(const struct bh_api_req *req, struct bh_api_resp *
     struct bh_err err;
     if (bh_resource_validate(obj, &err) < 0 ||
         bh_plugins_check_resource(req->ctx->plugins, obj, &err) < 0 ||
-        bh_store_create(req->ctx->store, obj, &stored, &err) < 0) {
+        bh_trigger_check(req->ctx, obj, &err) < 0) {
+        bh_api_from_err(resp, &err);
+    } else if (bh_store_create(req->ctx->store, obj, &stored, &err) < 0) {
         if (err.code == BH_ECONFLICT)
             bh_api_error(resp, 409, "%s %s already exists", api_noun(kind),
                          bh_json_str(obj, "metadata.name"));
@@ -309,6 +316,7 @@ static void h_resource_put(const struct bh_api_req *req, struct bh_api_resp *res
         bh_api_error(resp, 400, "metadata.name: %s does not match the URL", name);
     else if (bh_resource_validate(obj, &err) < 0 ||
              bh_plugins_check_resource(req->ctx->plugins, obj, &err) < 0 ||
+             bh_trigger_check(req->ctx, obj, &err) < 0 ||
              bh_store_update(req->ctx->store, obj, &stored, &err) < 0)
         bh_api_from_err(resp, &err);
     else
@@ -405,7 +413,8 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_error(resp, 404, "workload %s not found", workload);
         return;
     }
-    bh_autofree char *websocket = bh_xstrdup(bh_json_str(wl, "spec.network.websocket"));
+    const char *ws = bh_json_str(wl, "spec.network.websocket");
+    bh_autofree char *websocket = ws ? bh_xstrdup(ws) : NULL;
     cJSON_Delete(wl);
     struct bh_claim_answer ans;
     if (bh_claim_open(req->ctx, &creq, &ans, &err) < 0) {
@@ -416,7 +425,7 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     if (ans.existing)
         bh_json_set_str(out, "source", "existing");
     api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"));
-    if (websocket[0])
+    if (websocket && websocket[0])
         bh_json_set_str(out, "websocket", websocket);
     cJSON_AddNumberToObject(out, "latencyMs", (double)(bh_clock_ms() - t0));
     if (ans.timed_out) {
@@ -682,7 +691,8 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
     cJSON *inst = api_instance_get(req, resp);
     if (!inst)
         return;
-    bh_autofree char *claim = bh_xstrdup(bh_json_str(inst, "spec.claim"));
+    const char *owner = bh_json_str(inst, "spec.claim");
+    bh_autofree char *claim = owner ? bh_xstrdup(owner) : NULL;
     const char *phase = bh_json_str(inst, "status.phase");
     int starting = phase && strcmp(phase, "Starting") == 0;
     cJSON_Delete(inst);
@@ -695,7 +705,7 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
         bh_api_from_err(resp, &err);
         return;
     }
-    if (claim[0]) { /* its claim notices the loss now rather than at its next check */
+    if (claim && claim[0]) { /* its claim notices the loss now rather than at its next check */
         bh_autofree char *key = bh_xasprintf("BoilerhouseClaim/%s", claim);
         bh_queue_add(req->ctx->queue, key);
     }
@@ -706,6 +716,62 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
 }
 
 /* ---- secrets (values go in, never come out) ---- */
+
+/* ---- triggers: test, events, and the shared listener's routes ---- */
+
+static void h_trigger_test(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *body = NULL, *out = NULL;
+    if (req->body_len > 0 && api_body(req, resp, &body) < 0)
+        return;
+    struct bh_err err;
+    if (bh_trigger_test(req->ctx, req->params[0], body, &out, &err) < 0)
+        bh_api_from_err(resp, &err);
+    else
+        bh_api_json(resp, 200, out);
+    cJSON_Delete(body);
+}
+
+static void h_trigger_events(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *lim = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    char *end = NULL;
+    long limit = lim ? strtol(lim, &end, 10) : 50;
+    if (lim && (*end || limit < 1 || limit > 1000)) {
+        bh_api_error(resp, 400, "limit: must be 1..1000");
+        return;
+    }
+    cJSON *list = NULL;
+    struct bh_err err;
+    if (bh_trigger_events(req->ctx, req->params[0], (int)limit, &list, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "events", list);
+    bh_api_json(resp, 200, o);
+}
+
+static const char *api_header(void *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* Webhooks authenticate with their own signatures, not the API key. */
+static void h_hook(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const struct bh_trigger_http_req hr = {req->method,   req->url,   req->body ? req->body : "",
+                                           req->body_len, api_header, req->conn};
+    struct bh_http_response hresp = {0};
+    bh_trigger_http(req->ctx, &hr, &hresp);
+    resp->status = hresp.status ? hresp.status : 500;
+    resp->text = hresp.body ? hresp.body : bh_xstrdup("");
+    resp->content_type = hresp.content_type && strstr(hresp.content_type, "json")
+                             ? "application/json"
+                             : "text/plain; charset=utf-8";
+    hresp.body = NULL;
+    bh_http_response_clear(&hresp);
+}
 
 static void h_secrets_list(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
@@ -792,6 +858,14 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/instances/*/logs", h_instance_logs, 1},
     {"POST", "/api/v1/instances/*/exec", h_instance_exec, 1},
     {"POST", "/api/v1/instances/*/destroy", h_instance_destroy, 1},
+    {"GET", "/api/v1/triggers", h_resources_list, 1},
+    {"POST", "/api/v1/triggers", h_resource_create, 1},
+    {"GET", "/api/v1/triggers/*", h_resource_get, 1},
+    {"PUT", "/api/v1/triggers/*", h_resource_put, 1},
+    {"DELETE", "/api/v1/triggers/*", h_resource_delete, 1},
+    {"POST", "/api/v1/triggers/*/test", h_trigger_test, 1},
+    {"GET", "/api/v1/triggers/*/events", h_trigger_events, 1},
+    {"POST", "/hooks/**", h_hook, 0},
     {"GET", "/api/v1/secrets", h_secrets_list, 1},
     {"POST", "/api/v1/secrets", h_secret_set, 1},
     {"DELETE", "/api/v1/secrets/*", h_secret_delete, 1},

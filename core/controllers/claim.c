@@ -334,12 +334,19 @@ static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, s
     const char *tenant = bh_json_str(claim, "spec.tenantId");
     cJSON *inst = NULL;
     struct bh_err gerr;
-    cJSON *wl = claim_workload(ctx, claim);
+    /* A deleted workload is released without saving; a failed read is not "deleted": the
+     * release fails (retried with backoff) rather than destroying unsaved tenant data. */
+    cJSON *wl = NULL;
+    int rc = bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"),
+                          &wl, err);
+    if (rc < 0 && err->code == BH_ENOTFOUND)
+        rc = 0;
+    bh_admit_apply(claim, wl);
     int live = id && bh_store_get(ctx->store, "Instance", id, &inst, &gerr) == 0 &&
                bh_instance_alive(ctx, inst);
-    int rc = 0;
     /* A half-restored instance is never saved over the tenant's good snapshot. */
-    if (live && wl && !force && bh_hibernate_wanted(wl) && !bh_json_label(inst, BH_LABEL_RESTORING))
+    if (rc == 0 && live && wl && !force && bh_hibernate_wanted(wl) &&
+        !bh_json_label(inst, BH_LABEL_RESTORING))
         rc = bh_hibernate_save(ctx, wl, tenant, id, err);
     const char *action = bh_json_str(wl, "spec.idle.action");
     if (rc == 0 && action && strcmp(action, "destroy") == 0)

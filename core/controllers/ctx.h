@@ -15,6 +15,7 @@ struct bh_plugins;
 struct bh_queue;
 struct bh_secrets;
 struct bh_lua_policies;
+struct bh_triggers;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -35,6 +36,7 @@ struct bh_settings {
     char *storage;              /* snapshot storage plugin name ("local") */
     char *snapshot_compression; /* "zstd" or "gzip" */
     char *policy_dir;           /* Lua claim policies and guards; NULL: <state_dir>/policies */
+    int log_level;              /* enum bh_log_level */
 };
 
 struct bh_ctx {
@@ -46,7 +48,8 @@ struct bh_ctx {
     struct bh_queue *queue;
     struct bh_secrets *secrets;
     struct bh_lua_policies *policies; /* NULL: no policy dir, every claim is allowed */
-    uint8_t master_key[32];           /* snapshot encryption and secrets; wiped on close */
+    struct bh_triggers *triggers; /* running trigger adapters (trigger.c) */
+    uint8_t master_key[32];       /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;

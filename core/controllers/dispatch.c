@@ -9,6 +9,7 @@
 #include "pool.h"
 #include "queue.h"
 #include "store.h"
+#include "trigger.h"
 #include "workload.h"
 
 typedef int (*dispatch_fn)(struct bh_ctx *ctx, const char *name, long *requeue_ms,
@@ -22,6 +23,7 @@ static const struct {
     {"BoilerhouseWorkload", bh_workload_reconcile},
     {"BoilerhouseClaim", bh_claim_reconcile},
     {"BoilerhousePool", bh_pool_reconcile},
+    {"BoilerhouseTrigger", bh_trigger_reconcile},
 };
 
 int bh_dispatch_reconcile(void *ctx, const char *key, long *requeue_ms, struct bh_err *err)
@@ -78,8 +80,9 @@ void bh_dispatch_event(const struct bh_store_event *ev, void *ud)
         bh_claim_notify(ctx);
     if (strcmp(ev->kind, "Snapshot") == 0)
         return;
-    /* A deleted pool still has instances to drain. */
-    if (ev->type != BH_EV_DELETED || strcmp(ev->kind, "BoilerhousePool") == 0)
+    /* A deleted pool still has instances to drain; a deleted trigger an adapter to stop. */
+    if (ev->type != BH_EV_DELETED || strcmp(ev->kind, "BoilerhousePool") == 0 ||
+        strcmp(ev->kind, "BoilerhouseTrigger") == 0)
         dispatch_enqueue(ctx, ev->kind, ev->name);
     if (strcmp(ev->kind, "BoilerhouseWorkload") == 0) {
         const char *phase = bh_json_str(ev->object, "status.phase");

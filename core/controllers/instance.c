@@ -19,6 +19,7 @@
 #include "crashpoint.h"
 #include "ctx.h"
 #include "fs.h"
+#include "etc_files.h"
 #include "health.h"
 #include "hibernate.h"
 #include "image.h"
@@ -124,7 +125,7 @@ struct boot {
     const cJSON *workload;
     char *dir;
     char *cid;
-    char *upper, *work, *rootfs, *log, *sock;
+    char *upper, *work, *rootfs, *log, *sock, *etc;
     struct bh_runtime_spec spec; /* points into the above */
     struct bh_plugin *net;
     struct bh_net_result net_res;
@@ -144,6 +145,7 @@ static void boot_free(struct boot *b)
     free(b->rootfs);
     free(b->log);
     free(b->sock);
+    free(b->etc);
     if (b->image)
         bh_image_free(b->image);
     bh_strv_free(b->args);
@@ -170,12 +172,13 @@ static struct bh_net_request boot_net_request(struct boot *b, const char *tenant
 static int boot_dirs(struct boot *b, struct bh_err *err)
 {
     uint32_t owner = b->ctx->cfg.uid_base;
-    const char *subdirs[] = {"rootfs", "upper", "work", "sock"};
+    const char *subdirs[] = {"rootfs", "upper", "work", "sock", "etc"};
     if (bh_fs_mkdirp(b->dir, 0711, err) < 0)
         return -1;
     for (size_t i = 0; i < BH_ARRAY_LEN(subdirs); i++) {
         bh_autofree char *p = bh_xasprintf("%s/%s", b->dir, subdirs[i]);
-        if (bh_fs_mkdirp(p, 0700, err) < 0)
+        /* etc holds files the container's root reads through bind mounts. */
+        if (bh_fs_mkdirp(p, strcmp(subdirs[i], "etc") == 0 ? 0711 : 0700, err) < 0)
             return -1;
         /* The container's root (mapped to owner) serves its socket dir. */
         if (strcmp(subdirs[i], "sock") == 0 && chown(p, owner, owner) < 0)
@@ -206,6 +209,7 @@ static void boot_init(struct boot *b, struct bh_ctx *ctx, const char *id)
     b->rootfs = bh_instance_rootfs(ctx, id);
     b->log = bh_instance_log_path(ctx, id);
     b->sock = bh_xasprintf("%s/sock", b->dir);
+    b->etc = bh_xasprintf("%s/etc", b->dir);
     b->spec = (struct bh_runtime_spec){.id = b->cid,
                                        .bundle = b->dir,
                                        .upper = b->upper,
@@ -288,6 +292,38 @@ static void boot_env_append_pending(struct boot *b, const char *lines)
     b->extra_env = joined;
 }
 
+/* The resolver the network plugin names, or NULL to keep the image's own resolv.conf (a
+ * plugin built before the field existed). */
+static const char *boot_nameservers(const struct boot *b)
+{
+    if (!BH_HAS_FIELD(&b->net_res, struct bh_net_result, nameservers) ||
+        !(b->net_res.flags & BH_NET_RESOLVER))
+        return NULL;
+    return b->net_res.nameservers;
+}
+
+static struct bh_etc_params boot_etc_params(const struct boot *b)
+{
+    struct bh_etc_params p = {
+        .hostname = b->cid,
+        .address = b->net_res.host[0] ? b->net_res.host : NULL,
+        .nameservers = boot_nameservers(b),
+    };
+    return p;
+}
+
+/* The identity files the runtime binds over the image's own (/etc/hostname, hosts and, when
+ * the network plugin names a resolver, resolv.conf). */
+static int boot_etc(struct boot *b, struct bh_err *err)
+{
+    struct bh_etc_params p = boot_etc_params(b);
+    if (bh_etc_files_write(b->etc, &p, err) < 0)
+        return bh_err_wrap(err, "instance /etc files");
+    b->spec.etc_dir = b->etc;
+    b->spec.n_etc_files = p.nameservers ? BH_ETC_N_FILES : BH_ETC_N_FILES - 1;
+    return 0;
+}
+
 /* The process and its limits: the image's config merged with the workload's entrypoint, the
  * network plugin's environment added. */
 static int boot_process(struct boot *b, struct bh_err *err)
@@ -304,7 +340,7 @@ static int boot_process(struct boot *b, struct bh_err *err)
     b->spec.vcpus = bh_json_num(b->workload, "spec.resources.vcpus", 1);
     b->spec.memory_mb = (long)bh_json_int(b->workload, "spec.resources.memoryMb", 256);
     b->spec.socket_dir = (b->net_res.flags & BH_NET_SOCKET_DIR) ? b->sock : NULL;
-    return 0;
+    return boot_etc(b, err);
 }
 
 static int boot_container(struct boot *b, const char *tenant, struct bh_err *err)
@@ -317,6 +353,9 @@ static int boot_container(struct boot *b, const char *tenant, struct bh_err *err
     const struct bh_network_ops *ops = b->net->info->ops;
     if (BH_PLUGIN_CALL(b->net, ops->attach(b->net->state, &req, &b->net_res, err)) < 0)
         return bh_err_wrap(err, "network %s", b->net->info->name);
+    struct bh_etc_params etc_p = boot_etc_params(b); /* the address attach just learnt */
+    if (etc_p.address && bh_etc_hosts_update(b->etc, &etc_p, err) < 0)
+        return bh_err_wrap(err, "instance /etc/hosts");
     if (tenant && BH_HAS_OP(ops, struct bh_network_ops, bind_tenant) &&
         BH_PLUGIN_CALL(b->net, ops->bind_tenant(b->net->state, &req, err)) < 0)
         return bh_err_wrap(err, "network %s: bind tenant", b->net->info->name);
@@ -333,7 +372,9 @@ static int boot_prepare_net(struct boot *b, const char *tenant, struct bh_err *e
     struct bh_net_request req = boot_net_request(b, tenant, NULL, net_json);
     b->net_res.size = sizeof(b->net_res);
     const struct bh_network_ops *ops = b->net->info->ops;
-    return BH_PLUGIN_CALL(b->net, ops->prepare(b->net->state, &req, &b->net_res, err));
+    int rc = BH_PLUGIN_CALL(b->net, ops->prepare(b->net->state, &req, &b->net_res, err));
+    b->net_res.nameservers[sizeof(b->net_res.nameservers) - 1] = '\0';
+    return rc;
 }
 
 /* Endpoint as the claim reports it: {host, port} for addressable instances, {socket} for

@@ -52,7 +52,10 @@ static void pool_note_boot(struct bh_ctx *ctx, const char *pool, const char *fai
     bh_json_set_num(status, "lastFailureAt", failure ? (double)bh_clock_ms() : 0);
     bh_json_set_str(status, "lastFailure", failure);
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(obj, "metadata"), "resourceVersion");
-    bh_store_update_status(ctx->store, obj, NULL, &err);
+    /* The backoff reads this count: a lost write must at least be seen. */
+    if (bh_store_update_status(ctx->store, obj, NULL, &err) < 0)
+        bh_warn("pool", "pool %s: boot failure %lld not recorded, backoff cannot see it: %s", pool,
+                failures, err.msg);
     cJSON_Delete(obj);
 }
 

@@ -31,40 +31,41 @@ struct bh_image {
  *    "auths": {"host:port": {"username": "...", "password": "..."}},
  *    "caFile": "/path/ca.pem"}                            extra trust for HTTPS
  * Registries on 127.0.0.1/localhost are always allowed over plain HTTP. */
-int bh_image_store_open(const char *dir, uint32_t uid_shift, const cJSON *registry_cfg,
-                        struct bh_image_store **out, struct bh_err *err);
+BH_MUST_CHECK int bh_image_store_open(const char *dir, uint32_t uid_shift,
+                                      const cJSON *registry_cfg, struct bh_image_store **out,
+                                      struct bh_err *err);
 void bh_image_store_close(struct bh_image_store *st);
 
 /* Imports an OCI image layout directory, an OCI archive or a docker-archive (tar) at path.
  * name ("name:tag") may be NULL to use the image's own ref annotation / RepoTags.
  * *out_ref (optional, owned) receives the name it was stored under. */
-int bh_image_import(struct bh_image_store *st, const char *path, const char *name, char **out_ref,
-                    struct bh_err *err);
+BH_MUST_CHECK int bh_image_import(struct bh_image_store *st, const char *path, const char *name,
+                                  char **out_ref, struct bh_err *err);
 
 /* Normalises a reference like docker: "busybox" -> "docker.io/library/busybox:latest";
  * "host[:port]/repo:tag" keeps its host; "name@sha256:<hex>" keeps the digest. *out owned. */
-int bh_image_ref_normalize(const char *ref, char **out, struct bh_err *err);
+BH_MUST_CHECK int bh_image_ref_normalize(const char *ref, char **out, struct bh_err *err);
 
 /* Fetches ref from its registry (always asking the registry, unlike resolve) and records it.
  * *out_digest (optional, owned) receives the image manifest digest. */
-int bh_image_pull(struct bh_image_store *st, const char *ref, char **out_digest,
-                  struct bh_err *err);
+BH_MUST_CHECK int bh_image_pull(struct bh_image_store *st, const char *ref, char **out_digest,
+                                struct bh_err *err);
 
 /* The stored refs as a JSON object {"<ref>": "sha256:<hex>"}; *out owned. */
-int bh_image_list(struct bh_image_store *st, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_image_list(struct bh_image_store *st, cJSON **out, struct bh_err *err);
 
 /* Unpacks one layer tar (gzip, zstd or plain, detected by magic) into the existing empty
  * directory dest: absolute paths, ".." and writes through symlinks are refused, OCI
  * whiteouts become overlayfs whiteouts, device nodes are skipped and owners are shifted by
  * uid_shift. dest must be a canonical path (no symlinks in it). */
-int bh_image_layer_unpack(const char *tar_path, const char *dest, uint32_t uid_shift,
-                          struct bh_err *err);
+BH_MUST_CHECK int bh_image_layer_unpack(const char *tar_path, const char *dest, uint32_t uid_shift,
+                                        struct bh_err *err);
 
 /* Resolves ref to an unpacked image: an imported name first, then the registry (pulling
  * what is missing). Manifest lists/indexes pick linux/amd64. Safe to call concurrently.
  * *out owned, free with bh_image_free. */
-int bh_image_resolve(struct bh_image_store *st, const char *ref, struct bh_image **out,
-                     struct bh_err *err);
+BH_MUST_CHECK int bh_image_resolve(struct bh_image_store *st, const char *ref,
+                                   struct bh_image **out, struct bh_err *err);
 void bh_image_free(struct bh_image *img);
 
 /* `boilerhouse image import PATH [NAME:TAG] | pull REF | ls` with --state-dir DIR (default

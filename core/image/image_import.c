@@ -291,7 +291,7 @@ static int import_archive(struct bh_image_store *st, const char *path, const cha
     else
         bh_err_wrap(err, "import %s", path);
     struct bh_err ignored;
-    bh_fs_rmtree(tmp, &ignored);
+    BH_IGNORE(bh_fs_rmtree(tmp, &ignored)); /* a temp dir: a leftover costs space only */
     return r;
 }
 

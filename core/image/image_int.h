@@ -36,7 +36,7 @@ struct bh_image_ref {
     char *digest; /* "sha256:<hex>", or NULL */
 };
 
-int bh_image_ref_parse(const char *in, struct bh_image_ref *out, struct bh_err *err);
+BH_MUST_CHECK int bh_image_ref_parse(const char *in, struct bh_image_ref *out, struct bh_err *err);
 void bh_image_ref_clear(struct bh_image_ref *ref);
 /* "host/repo:tag" or "host/repo@digest" (owned). */
 char *bh_image_ref_format(const struct bh_image_ref *ref);
@@ -50,31 +50,33 @@ char *bh_image_blob_path(const struct bh_image_store *st, const char *digest);
 /* Streaming blob writer: hashes while writing to a temp file; commit verifies against the
  * expected digest (if any) and renames the file into place. */
 struct bh_image_blobw;
-int bh_image_blobw_open(struct bh_image_store *st, struct bh_image_blobw **out, struct bh_err *err);
-int bh_image_blobw_write(struct bh_image_blobw *w, const void *data, size_t len,
-                         struct bh_err *err);
+BH_MUST_CHECK int bh_image_blobw_open(struct bh_image_store *st, struct bh_image_blobw **out,
+                                      struct bh_err *err);
+BH_MUST_CHECK int bh_image_blobw_write(struct bh_image_blobw *w, const void *data, size_t len,
+                                       struct bh_err *err);
 /* Consumes w (also on error). expect may be NULL; *out_digest (optional) is owned. */
-int bh_image_blobw_commit(struct bh_image_blobw *w, const char *expect, char **out_digest,
-                          struct bh_err *err);
+BH_MUST_CHECK int bh_image_blobw_commit(struct bh_image_blobw *w, const char *expect,
+                                        char **out_digest, struct bh_err *err);
 void bh_image_blobw_abort(struct bh_image_blobw *w);
 
-int bh_image_blob_put_mem(struct bh_image_store *st, const void *data, size_t len,
-                          const char *expect, char **out_digest, struct bh_err *err);
-int bh_image_blob_put_file(struct bh_image_store *st, const char *path, const char *expect,
-                           char **out_digest, struct bh_err *err);
+BH_MUST_CHECK int bh_image_blob_put_mem(struct bh_image_store *st, const void *data, size_t len,
+                                        const char *expect, char **out_digest, struct bh_err *err);
+BH_MUST_CHECK int bh_image_blob_put_file(struct bh_image_store *st, const char *path,
+                                         const char *expect, char **out_digest, struct bh_err *err);
 /* Reads and parses a JSON file of at most max bytes; *out owned. A missing file is
  * BH_ENOTFOUND. */
-int bh_image_read_json_file(const char *path, size_t max, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_image_read_json_file(const char *path, size_t max, cJSON **out,
+                                          struct bh_err *err);
 /* Parses a stored JSON blob; *out owned. */
-int bh_image_blob_read_json(const struct bh_image_store *st, const char *digest, cJSON **out,
-                            struct bh_err *err);
+BH_MUST_CHECK int bh_image_blob_read_json(const struct bh_image_store *st, const char *digest,
+                                          cJSON **out, struct bh_err *err);
 
 /* refs.json; ref must be normalised. get returns BH_ENOTFOUND when absent. */
-int bh_image_refs_set(struct bh_image_store *st, const char *ref, const char *digest,
-                      struct bh_err *err);
-int bh_image_refs_get(struct bh_image_store *st, const char *ref, char **out_digest,
-                      struct bh_err *err);
-int bh_image_refs_load(struct bh_image_store *st, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_image_refs_set(struct bh_image_store *st, const char *ref, const char *digest,
+                                    struct bh_err *err);
+BH_MUST_CHECK int bh_image_refs_get(struct bh_image_store *st, const char *ref, char **out_digest,
+                                    struct bh_err *err);
+BH_MUST_CHECK int bh_image_refs_load(struct bh_image_store *st, cJSON **out, struct bh_err *err);
 
 /* True if the manifest JSON is an index / manifest list rather than an image manifest. */
 int bh_image_manifest_is_index(const cJSON *manifest);
@@ -84,16 +86,17 @@ const cJSON *bh_image_index_pick(const cJSON *index, struct bh_err *err);
 const char *bh_image_desc_digest(const cJSON *desc, struct bh_err *err);
 
 /* Returns <store>/layers/<shift>/<hex> (owned), unpacking the stored blob first if needed. */
-int bh_image_layer_ensure(struct bh_image_store *st, const char *digest, char **out_dir,
-                          struct bh_err *err);
+BH_MUST_CHECK int bh_image_layer_ensure(struct bh_image_store *st, const char *digest,
+                                        char **out_dir, struct bh_err *err);
 
 /* Fetches ref's manifest (platform-picked), config and layers into the store and records
  * the ref. *out_digest (optional, owned) is the image manifest digest. */
-int bh_image_registry_pull(struct bh_image_store *st, const struct bh_image_ref *ref,
-                           char **out_digest, struct bh_err *err);
+BH_MUST_CHECK int bh_image_registry_pull(struct bh_image_store *st, const struct bh_image_ref *ref,
+                                         char **out_digest, struct bh_err *err);
 
 /* Copies a manifest's config and layer blobs from an OCI layout dir (verified). */
-int bh_image_import_dir(struct bh_image_store *st, const char *dir, const char *name,
-                        const char *fallback_name, char **out_ref, struct bh_err *err);
+BH_MUST_CHECK int bh_image_import_dir(struct bh_image_store *st, const char *dir, const char *name,
+                                      const char *fallback_name, char **out_ref,
+                                      struct bh_err *err);
 
 #endif

@@ -298,7 +298,8 @@ static int layer_materialise(struct bh_image_store *st, const char *digest, cons
     if (r == 0 && rename(tmp, final) < 0 && errno != EEXIST && errno != ENOTEMPTY)
         r = bh_err_errno(err, BH_EIO, "rename layer %s", digest);
     struct bh_err ignored;
-    bh_fs_rmtree(tmp, &ignored); /* only left when failed or beaten to the rename */
+    /* Only left when failed or beaten to the rename; a leftover temp dir costs space only. */
+    BH_IGNORE(bh_fs_rmtree(tmp, &ignored));
     if (r < 0)
         return bh_err_wrap(err, "layer %s", digest);
     bh_autofree char *parent = bh_xasprintf("%s/layers/%u", st->dir, st->uid_shift);

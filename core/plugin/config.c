@@ -9,7 +9,8 @@
 static const char *const config_type_names[] = {[BH_CFG_STRING] = "a string",
                                                 [BH_CFG_INT] = "an int",
                                                 [BH_CFG_BOOL] = "a bool",
-                                                [BH_CFG_LIST] = "a list"};
+                                                [BH_CFG_LIST] = "a list",
+                                                [BH_CFG_JSON] = "a JSON value"};
 
 const char *bh_plugin_type_name(uint32_t type)
 {
@@ -74,6 +75,8 @@ int bh_plugin_value_ok(uint32_t type, const cJSON *v)
         return cJSON_IsBool(v);
     case BH_CFG_LIST:
         return cJSON_IsArray(v);
+    case BH_CFG_JSON:
+        return v && !cJSON_IsNull(v);
     }
     return 0;
 }
@@ -93,14 +96,21 @@ static cJSON *config_parse_default(const struct bh_config_field *f)
     return (s[0] && *end == '\0') ? cJSON_CreateNumber((double)n) : NULL;
 }
 
+/* A schema to build a config from: the plugin's own (config_schema) or its part of a
+ * resource (serves_schema, for trigger and guard instances). */
+struct config_table {
+    const struct bh_config_field *fields;
+    size_t n;
+};
+
 static int config_take_given(const char *path, const struct bh_plugin_info *info,
-                             const cJSON *given, cJSON *values, struct bh_err *err)
+                             const struct config_table *t, const cJSON *given, cJSON *values,
+                             struct bh_err *err)
 {
     const cJSON *v;
     cJSON_ArrayForEach(v, given)
     {
-        const struct bh_config_field *f =
-            bh_plugin_field_find(info, info->config_schema, info->n_config, v->string);
+        const struct bh_config_field *f = bh_plugin_field_find(info, t->fields, t->n, v->string);
         if (!f)
             return bh_err_set(err, BH_EINVAL, "%s: unknown config key \"%s\"", path, v->string);
         if (cJSON_HasObjectItem(values, f->key))
@@ -113,11 +123,11 @@ static int config_take_given(const char *path, const struct bh_plugin_info *info
     return 0;
 }
 
-static int config_fill_defaults(const char *path, const struct bh_plugin_info *info, cJSON *values,
-                                struct bh_err *err)
+static int config_fill_defaults(const char *path, const struct bh_plugin_info *info,
+                                const struct config_table *t, cJSON *values, struct bh_err *err)
 {
-    for (size_t i = 0; i < info->n_config; i++) {
-        const struct bh_config_field *f = bh_plugin_field_at(info, info->config_schema, i);
+    for (size_t i = 0; i < t->n; i++) {
+        const struct bh_config_field *f = bh_plugin_field_at(info, t->fields, i);
         if (cJSON_HasObjectItem(values, f->key))
             continue;
         if (f->required)
@@ -134,23 +144,39 @@ static int config_fill_defaults(const char *path, const struct bh_plugin_info *i
     return 0;
 }
 
-int bh_plugin_config_build(const char *path, const struct bh_plugin_info *info, const cJSON *given,
-                           struct bh_config **out, struct bh_err *err)
+static int config_build(const char *path, const struct bh_plugin_info *info,
+                        const struct config_table *t, const cJSON *given, struct bh_config **out,
+                        struct bh_err *err)
 {
-    if (bh_plugin_schema_check(path, "config schema", info, info->config_schema, info->n_config,
-                               BH_CFG_BOOL, err) < 0)
-        return -1;
     if (given && !cJSON_IsObject(given))
         return bh_err_set(err, BH_EINVAL, "%s: config must be an object", path);
     cJSON *values = cJSON_CreateObject();
-    if (config_take_given(path, info, given, values, err) < 0 ||
-        config_fill_defaults(path, info, values, err) < 0) {
+    if (config_take_given(path, info, t, given, values, err) < 0 ||
+        config_fill_defaults(path, info, t, values, err) < 0) {
         cJSON_Delete(values);
         return -1;
     }
     *out = bh_xcalloc(1, sizeof(**out));
     (*out)->values = values;
     return 0;
+}
+
+int bh_plugin_config_build(const char *path, const struct bh_plugin_info *info, const cJSON *given,
+                           struct bh_config **out, struct bh_err *err)
+{
+    if (bh_plugin_schema_check(path, "config schema", info, info->config_schema, info->n_config,
+                               BH_CFG_BOOL, err) < 0)
+        return -1;
+    const struct config_table t = {info->config_schema, info->n_config};
+    return config_build(path, info, &t, given, out, err);
+}
+
+int bh_plugin_instance_config(const struct bh_plugin *p, const char *where, const cJSON *given,
+                              struct bh_config **out, struct bh_err *err)
+{
+    /* The serves schema was checked when the plugin loaded. */
+    const struct config_table t = {p->info->serves_schema, p->info->n_serves_schema};
+    return config_build(where, p->info, &t, given, out, err);
 }
 
 void bh_plugin_config_free(struct bh_config *cfg)

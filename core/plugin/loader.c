@@ -38,6 +38,18 @@ static int net_ops_ok(const void *ops)
     return o->prepare && o->attach && o->detach;
 }
 
+static int trigger_ops_ok(const void *ops)
+{
+    const struct bh_trigger_ops *o = ops;
+    return o->start && o->stop;
+}
+
+static int guard_ops_ok(const void *ops)
+{
+    const struct bh_guard_ops *o = ops;
+    return o->open && o->close && o->evaluate;
+}
+
 static int storage_ops_ok(const void *ops)
 {
     const struct bh_storage_ops *o = ops;
@@ -46,8 +58,7 @@ static int storage_ops_ok(const void *ops)
 
 /* What the loader knows about each kind. ops_min is the end of the kind's required ops, not
  * sizeof: a table from an older minor ends there, and the optional ops after it read as
- * absent (BH_HAS_OP). ops_min 0: ABI 2 defines no ops for the kind yet, so its plugins are
- * refused rather than guessed at. state_fmt places an instance's own directory below the
+ * absent (BH_HAS_OP). state_fmt places an instance's own directory below the
  * daemon's state dir (%s: the plugin name); network and storage keep the ABI 1 places. */
 struct plugin_kind {
     uint32_t kind;
@@ -58,8 +69,10 @@ struct plugin_kind {
 };
 
 static const struct plugin_kind plugin_kinds[] = {
-    {BH_PLUGIN_TRIGGER, "trigger", 0, NULL, "triggers/%s"},
-    {BH_PLUGIN_GUARD, "guard", 0, NULL, "guards/%s"},
+    /* Trigger and guard ops since 2.1; an instance's own directory is below these. */
+    {BH_PLUGIN_TRIGGER, "trigger", OPS_END(struct bh_trigger_ops, stop), trigger_ops_ok,
+     "triggers/%s"},
+    {BH_PLUGIN_GUARD, "guard", OPS_END(struct bh_guard_ops, evaluate), guard_ops_ok, "guards/%s"},
     /* The daemon uses one storage plugin (BOILERHOUSE_STORAGE): its area is the snapshots. */
     {BH_PLUGIN_STORAGE, "storage", OPS_END(struct bh_storage_ops, del), storage_ops_ok,
      "snapshots"},
@@ -110,9 +123,6 @@ static int plugin_check_ops(const char *path, const struct plugin_kind *k, const
                             struct bh_err *err)
 {
     const struct plugin_ops_head *head = ops;
-    if (k->ops_min == 0)
-        return bh_err_set(err, BH_EINVAL, "%s: ABI %d defines no ops for %s plugins yet", path,
-                          BH_PLUGIN_ABI_MAJOR, k->name);
     if (!head)
         return bh_err_set(err, BH_EINVAL, "%s: ops table is NULL", path);
     if (head->size < k->ops_min)
@@ -132,7 +142,7 @@ static int plugin_check_serves(const char *path, const struct bh_plugin_info *in
         return bh_err_set(err, BH_EINVAL, "%s: serves \"%.64s\", which is not a DNS label", path,
                           v);
     return bh_plugin_schema_check(path, "serves schema", info, info->serves_schema,
-                                  info->n_serves_schema, BH_CFG_LIST, err);
+                                  info->n_serves_schema, BH_CFG_JSON, err);
 }
 
 /* Kind, name (which must match the file name), ops and served values. */
@@ -363,6 +373,19 @@ struct bh_plugin *bh_plugins_find(struct bh_plugins *ps, uint32_t kind, const ch
 {
     for (size_t i = 0; ps && i < ps->n; i++)
         if (ps->items[i]->info->kind == kind && strcmp(ps->items[i]->info->name, name) == 0)
+            return ps->items[i];
+    return NULL;
+}
+
+const char *bh_plugin_serves(const struct bh_plugin *p)
+{
+    return p->info->serves ? p->info->serves : p->info->name;
+}
+
+struct bh_plugin *bh_plugins_serving(struct bh_plugins *ps, uint32_t kind, const char *value)
+{
+    for (size_t i = 0; ps && value && i < ps->n; i++)
+        if (ps->items[i]->info->kind == kind && strcmp(bh_plugin_serves(ps->items[i]), value) == 0)
             return ps->items[i];
     return NULL;
 }

@@ -64,6 +64,51 @@ void bh_plugin_leave(struct bh_plugin *p);
         bh_call_rc_;                                                                               \
     })
 
+/* ---- trigger and guard instances (ABI 2.1) ---- */
+
+struct bh_config;
+
+/* A handler's answer on the shared listener (struct bh_http_response of the SDK): filled by
+ * host->http_respond, sent and freed by the listener. */
+struct bh_http_response {
+    int status;         /* 0: the handler gave none (the listener answers 500) */
+    char *content_type; /* owned */
+    char *body;         /* owned */
+    size_t len;
+};
+void bh_http_response_clear(struct bh_http_response *r);
+
+/* Who serves an instance's 2.1 host calls (the trigger controller): the same shapes as the
+ * SDK's host calls, reached through the instance's handle. */
+struct bh_plugin_hooks {
+    int (*emit)(struct bh_plugin_handle *h, const struct bh_event *ev, struct bh_event_reply *reply,
+                struct bh_err *err);
+    int (*http_route)(struct bh_plugin_handle *h, const char *path, bh_http_handler_fn fn,
+                      void *arg, struct bh_err *err);
+    void (*failed)(struct bh_plugin_handle *h, const char *reason);
+    void (*status_set)(struct bh_plugin_handle *h, const char *key, const char *value);
+};
+
+/* The value of a resource field that names the plugin (trigger spec.type, guard type):
+ * info->serves, or the plugin's name. */
+const char *bh_plugin_serves(const struct bh_plugin *p);
+/* Finds the loaded plugin of kind serving value; NULL if none. */
+struct bh_plugin *bh_plugins_serving(struct bh_plugins *ps, uint32_t kind, const char *value);
+/* Validates an instance's config (a trigger's spec.config, a guard's config) against the
+ * plugin's serves_schema; where names the field in errors ("spec.config"). *out owned. */
+int bh_plugin_instance_config(const struct bh_plugin *p, const char *where, const cJSON *given,
+                              struct bh_config **out, struct bh_err *err);
+/* A handle for one instance named name (a trigger's name, "<trigger>.guard<i>"): its config
+ * (taken), a state dir below the plugin's, the plugin's secrets, and hooks/owner for its 2.1
+ * calls. */
+struct bh_plugin_handle *bh_plugin_instance_handle(struct bh_plugin *p, const char *name,
+                                                   struct bh_config *cfg,
+                                                   const struct bh_plugin_hooks *hooks,
+                                                   void *owner);
+void bh_plugin_instance_handle_free(struct bh_plugin_handle *h);
+void *bh_plugin_handle_owner(struct bh_plugin_handle *h);
+void bh_plugin_config_free(struct bh_config *cfg);
+
 /* For a BoilerhouseWorkload (other kinds pass): spec.network.access must be served by a loaded
  * network plugin, and every other key of spec.network but websocket declared by that plugin
  * with the declared type. BH_EINVAL naming the path and the served values. */

@@ -17,6 +17,11 @@ struct bh_plugin_handle {
     char *state_dir;            /* owned: the instance's own directory */
     struct bh_secrets *secrets; /* borrowed; may be NULL */
     struct bh_config *config;   /* owned */
+    /* Trigger and guard instances: who serves their 2.1 host calls. */
+    const struct bh_plugin_hooks *hooks; /* borrowed; NULL for plugin-level handles */
+    void *owner;                         /* the hooks' own data */
+    cJSON *json_texts;                   /* owned: config_json answers, kept until fini */
+    pthread_mutex_t json_lock;
 };
 
 /* The end of the ABI 2.0 struct bh_config_field: a plugin's field_size must reach it. */
@@ -46,7 +51,6 @@ const char *bh_plugin_type_name(uint32_t type);
 /* given (borrowed, may be NULL): the plugin's own config object. *out is owned. */
 int bh_plugin_config_build(const char *path, const struct bh_plugin_info *info, const cJSON *given,
                            struct bh_config **out, struct bh_err *err);
-void bh_plugin_config_free(struct bh_config *cfg);
 const cJSON *bh_plugin_config_item(const struct bh_config *cfg, const char *key);
 
 #endif

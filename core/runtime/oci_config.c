@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etc_files.h"
 #include "mem.h"
 
 #define OCI_CPU_PERIOD 100000
@@ -163,6 +164,12 @@ static cJSON *oci_mounts_json(const struct bh_oci_params *p)
     if (p->socket_dir) {
         static const char *const opts[] = {"rbind", "rw", "nosuid", "nodev", NULL};
         cJSON_AddItemToArray(a, oci_mount_json("/run/boilerhouse", "none", p->socket_dir, opts));
+    }
+    for (size_t i = 0; p->etc_dir && i < p->n_etc_files && i < BH_ETC_N_FILES; i++) {
+        static const char *const opts[] = {"bind", "ro", "nosuid", "nodev", "noexec", NULL};
+        bh_autofree char *src = bh_xasprintf("%s/%s", p->etc_dir, bh_etc_files[i]);
+        bh_autofree char *dest = bh_xasprintf("/etc/%s", bh_etc_files[i]);
+        cJSON_AddItemToArray(a, oci_mount_json(dest, "none", src, opts));
     }
     return a;
 }

@@ -3,6 +3,7 @@
 #define BH_OCI_CONFIG_H
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -20,6 +21,10 @@ struct bh_oci_params {
     uint32_t uid_size;       /* size of the mapping (65536) */
     const char *socket_dir;  /* host dir bind-mounted rw at /run/boilerhouse, or NULL */
     const char *cgroup_path; /* e.g. "/boilerhouse/<id>" */
+    /* Host dir holding the first n_etc_files of bh_etc_files (etc_files.h), each bind-mounted
+     * read-only at /etc/<name>; NULL for none. */
+    const char *etc_dir;
+    size_t n_etc_files;
 };
 
 /* Builds a hardened runtime config: all capabilities dropped, noNewPrivileges, default

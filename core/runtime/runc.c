@@ -223,7 +223,7 @@ static int rt_probe(struct bh_runc *rt)
     if (!ok)
         bh_info("runtime", "%s cannot run containers here: %s", rt->name, err.msg);
     bh_runc_delete(rt, id, &err);
-    bh_fs_rmtree(dir, &err);
+    BH_IGNORE(bh_fs_rmtree(dir, &err)); /* the probe's bundle: a leftover costs space only */
     unlink(log);
     return ok;
 }

@@ -43,6 +43,8 @@ struct bh_runtime_spec {
     uint32_t uid_base;      /* host uid/gid that container root maps to */
     uint32_t uid_size;      /* size of the mapping */
     const char *socket_dir; /* host dir the container sees at /run/boilerhouse, or NULL */
+    const char *etc_dir;    /* host dir of identity files bound over /etc (etc_files.h), or NULL */
+    size_t n_etc_files;     /* how many of bh_etc_files it holds */
 };
 
 struct bh_runtime;

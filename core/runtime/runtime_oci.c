@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etc_files.h"
 #include "fs.h"
 #include "json.h"
 #include "mem.h"
@@ -55,6 +56,8 @@ static int oci_write_config(const struct bh_runtime_spec *spec, struct bh_err *e
         .uid_size = spec->uid_size,
         .socket_dir = spec->socket_dir,
         .cgroup_path = cgroup,
+        .etc_dir = spec->etc_dir,
+        .n_etc_files = spec->etc_dir ? spec->n_etc_files : 0,
     };
     cJSON *config = bh_oci_config_build(&p);
     bh_autofree char *text = bh_json_print(config);
@@ -83,6 +86,8 @@ static int oci_read_pid(const char *bundle, int *pid, struct bh_err *err)
 static int oci_create(struct bh_runtime *rt, const struct bh_runtime_spec *spec, int *pid,
                       struct bh_err *err)
 {
+    if (spec->etc_dir && bh_etc_mountpoints(spec->rootfs, spec->n_etc_files, err) < 0)
+        return bh_err_wrap(err, "instance /etc files");
     if (oci_write_config(spec, err) < 0 ||
         bh_runc_create(oci_runc(rt), spec->id, spec->bundle, spec->log_path, err) < 0)
         return -1;

@@ -38,15 +38,15 @@ struct bh_snapshot_info {
 
 /* Archives opts->dirs into out_path (created 0600, written, fsync'd; the caller renames or
  * hands it to storage). A missing overlay dir is archived as absent (restore removes it). */
-int bh_snapshot_create(const struct bh_snapshot_opts *opts, const char *out_path,
-                       struct bh_snapshot_info *info, struct bh_err *err);
+BH_MUST_CHECK int bh_snapshot_create(const struct bh_snapshot_opts *opts, const char *out_path,
+                                     struct bh_snapshot_info *info, struct bh_err *err);
 /* Verifies in_path against expected_digest first (BH_EINVAL "digest mismatch" if not), then
  * decrypts and extracts each overlay dir into a staging dir next to it, and only once the whole
  * archive verified (BH_EINVAL on a wrong key, tampering or a refused entry, live dirs
  * untouched) exchanges each staging dir with its overlay dir: atomic per dir. Refuses absolute
  * paths, "..", entries outside the listed dirs, symlink escapes, device nodes; ids are shifted
  * by uid_base. Safe against a running instance writing concurrently only if frozen. */
-int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path,
-                        const char *expected_digest, struct bh_err *err);
+BH_MUST_CHECK int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path,
+                                      const char *expected_digest, struct bh_err *err);
 
 #endif

@@ -37,23 +37,25 @@ struct bh_snapshot_reader {
 };
 
 /* master NULL: plain. Encrypted: writes the magic and a fresh salt. */
-int bh_snapshot_writer_init(struct bh_snapshot_writer *w, int fd, const uint8_t *master,
-                            const char *context, struct bh_err *err);
+BH_MUST_CHECK int bh_snapshot_writer_init(struct bh_snapshot_writer *w, int fd,
+                                          const uint8_t *master, const char *context,
+                                          struct bh_err *err);
 /* archive_write_open callback. */
 ssize_t bh_snapshot_writer_cb(struct archive *a, void *ud, const void *buf, size_t n);
 /* Seals the final chunk, fsyncs, and fills info's digest and size. */
-int bh_snapshot_writer_finish(struct bh_snapshot_writer *w, struct bh_snapshot_info *info,
-                              struct bh_err *err);
+BH_MUST_CHECK int bh_snapshot_writer_finish(struct bh_snapshot_writer *w,
+                                            struct bh_snapshot_info *info, struct bh_err *err);
 void bh_snapshot_writer_free(struct bh_snapshot_writer *w);
 
 /* Detects the format by its magic and refuses a mismatch with master (NULL: expect plain). */
-int bh_snapshot_reader_init(struct bh_snapshot_reader *r, int fd, const uint8_t *master,
-                            const char *context, struct bh_err *err);
+BH_MUST_CHECK int bh_snapshot_reader_init(struct bh_snapshot_reader *r, int fd,
+                                          const uint8_t *master, const char *context,
+                                          struct bh_err *err);
 void bh_snapshot_reader_rewind(struct bh_snapshot_reader *r);
 /* archive_read_open callback: plaintext only after its chunk's tag verified. */
 ssize_t bh_snapshot_reader_cb(struct archive *a, void *ud, const void **buf);
 /* Reads and verifies the chunks libarchive did not ask for, through the final one. */
-int bh_snapshot_reader_drain(struct bh_snapshot_reader *r, struct bh_err *err);
+BH_MUST_CHECK int bh_snapshot_reader_drain(struct bh_snapshot_reader *r, struct bh_err *err);
 void bh_snapshot_reader_free(struct bh_snapshot_reader *r);
 
 #endif

@@ -13,17 +13,18 @@
 
 /* Parses one document, JSON or YAML (detected), into *out (owned). YAML scalars become
  * numbers/bools/null per the YAML 1.2 core schema unless quoted. Errors name line/column. */
-int bh_resource_parse(const char *body, size_t len, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_resource_parse(const char *body, size_t len, cJSON **out, struct bh_err *err);
 /* Parses a multi-document YAML (or a JSON object/array) into an owned array of objects. */
-int bh_resource_parse_all(const char *body, size_t len, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_resource_parse_all(const char *body, size_t len, cJSON **out,
+                                        struct bh_err *err);
 /* Validates a whole object of one of the four kinds against its schema: apiVersion, kind,
  * metadata (name a DNS-1123 label), spec (required fields, types, enums, minimums, unknown
  * fields rejected), status if present. Fills defaults into spec (idle.action=hibernate,
  * network.access=none, pool maxFillConcurrency=2). BH_EINVAL with a message that starts with
  * the field path: "spec.resources.vcpus: must be greater than 0". */
-int bh_resource_validate(cJSON *obj, struct bh_err *err);
+BH_MUST_CHECK int bh_resource_validate(cJSON *obj, struct bh_err *err);
 /* Validates only a spec for kind ("BoilerhouseWorkload", ...), path-prefixed with "spec". */
-int bh_resource_validate_spec(const char *kind, cJSON *spec, struct bh_err *err);
+BH_MUST_CHECK int bh_resource_validate_spec(const char *kind, cJSON *spec, struct bh_err *err);
 /* A new object {apiVersion, kind, metadata: {name}} of any kind, internal ones included. */
 cJSON *bh_resource_new(const char *kind, const char *name);
 

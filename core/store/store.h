@@ -33,42 +33,48 @@ struct bh_store_event {
  * so a callback may call back into the store. Must not block for long. */
 typedef void (*bh_store_watch_fn)(const struct bh_store_event *ev, void *ud);
 
-int bh_store_open(const char *path, struct bh_store **out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_open(const char *path, struct bh_store **out, struct bh_err *err);
 void bh_store_close(struct bh_store *s);
 
 /* Creates obj (borrowed; needs kind and metadata.name). BH_ECONFLICT if the name exists.
  * *out (optional, owned) receives the stored object with system metadata filled in. */
-int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                  struct bh_err *err);
 /* BH_ENOTFOUND if absent. *out owned. */
-int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,
-                 struct bh_err *err);
+BH_MUST_CHECK int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,
+                               struct bh_err *err);
 /* Replaces metadata.labels/annotations/finalizers and spec (status is kept; every top-level
  * field but metadata and status counts as spec, for internal kinds). An update that changes
  * nothing is not written and answers the current object. If obj carries
  * metadata.resourceVersion and it is not the current one: BH_ECONFLICT. A spec change
  * increments metadata.generation. If the object is being deleted and its finalizers are now
  * empty, it is removed (a DELETED event). */
-int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                  struct bh_err *err);
 /* Replaces only status, with the same resourceVersion check. */
-int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_update_status(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                         struct bh_err *err);
 /* The same, committed without waiting for the disk (the WAL is not fsynced). Visible at once
  * and ordered like every write; after a crash it may be lost, together with the lazy writes
  * after it, but never without them, and it becomes durable with the next ordinary write
  * (whose fsync covers the whole WAL). Only for what may be lost: activity timestamps. */
-int bh_store_update_status_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
-                                struct bh_err *err);
+BH_MUST_CHECK int bh_store_update_status_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                              struct bh_err *err);
 /* Lazy create and update, with the same guarantee: for steps whose loss in a crash is
  * harmless because a later ordinary write (or recovery) completes them. The claim fast path
  * uses them so that one fsync, of the claim turning Active, covers the whole claim. */
-int bh_store_create_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
-int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_create_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                       struct bh_err *err);
+BH_MUST_CHECK int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                       struct bh_err *err);
 /* With finalizers: sets metadata.deletionTimestamp (MODIFIED). Without: removes (DELETED).
  * BH_ENOTFOUND if absent. */
-int bh_store_delete(struct bh_store *s, const char *kind, const char *name, struct bh_err *err);
+BH_MUST_CHECK int bh_store_delete(struct bh_store *s, const char *kind, const char *name,
+                                  struct bh_err *err);
 /* All objects of kind, ordered by name, optionally filtered by a label selector "k=v,k2=v2".
  * *out is an owned cJSON array; *rv (optional) the store's resourceVersion at list time. */
-int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector, cJSON **out,
-                  int64_t *rv, struct bh_err *err);
+BH_MUST_CHECK int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector,
+                                cJSON **out, int64_t *rv, struct bh_err *err);
 /* How many recent events the log keeps (default 10000); older ones are dropped now and then,
  * and a watcher resuming from before them gets BH_ECONFLICT. For tests and tuning. */
 void bh_store_set_event_retention(struct bh_store *s, int64_t n);
@@ -78,19 +84,20 @@ void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud);
  * cJSON array of {"type": "ADDED|MODIFIED|DELETED", "object": {...}} (at most 1000: continue
  * from the last object's resourceVersion); waits up to timeout_ms for at least one. BH_ECONFLICT if
  * `since` is older than the retained log (the client must re-list). */
-int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, int timeout_ms,
-                          cJSON **out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since,
+                                        int timeout_ms, cJSON **out, struct bh_err *err);
 
 /* A key-value store per namespace (a Lua script's name) with expiry, for scripts' counters and
  * rate limits. Values are strings; ttl_s > 0 sets an expiry, 0 none. Durable across a daemon
  * restart (a power loss may lose the last changes: see bh_store_update_status_lazy). */
-int bh_store_kv_get(struct bh_store *s, const char *ns, const char *key, char **out,
-                    struct bh_err *err); /* *out owned, NULL if absent or expired */
-int bh_store_kv_set(struct bh_store *s, const char *ns, const char *key, const char *value,
-                    long long ttl_s, struct bh_err *err);
+BH_MUST_CHECK int bh_store_kv_get(struct bh_store *s, const char *ns, const char *key, char **out,
+                                  struct bh_err *err); /* *out owned, NULL if absent or expired */
+BH_MUST_CHECK int bh_store_kv_set(struct bh_store *s, const char *ns, const char *key,
+                                  const char *value, long long ttl_s, struct bh_err *err);
 /* Atomically adds 1 (an absent or expired key starts at 1 with ttl_s); *out the new value. */
-int bh_store_kv_incr(struct bh_store *s, const char *ns, const char *key, long long ttl_s,
-                     long long *out, struct bh_err *err);
-int bh_store_kv_del(struct bh_store *s, const char *ns, const char *key, struct bh_err *err);
+BH_MUST_CHECK int bh_store_kv_incr(struct bh_store *s, const char *ns, const char *key,
+                                   long long ttl_s, long long *out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_kv_del(struct bh_store *s, const char *ns, const char *key,
+                                  struct bh_err *err);
 
 #endif

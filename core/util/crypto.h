@@ -14,30 +14,34 @@
 
 /* The master key: BOILERHOUSE_SECRET_KEY (64 hex chars or base64 of 32 bytes) if set, else
  * <state_dir>/master.key (32 random bytes, created 0600 atomically on first use). */
-int bh_crypto_master_key(const char *state_dir, uint8_t key[BH_KEY_LEN], struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_master_key(const char *state_dir, uint8_t key[BH_KEY_LEN],
+                                       struct bh_err *err);
 /* HKDF-SHA256(master, salt, info=context) -> out. */
-int bh_crypto_derive(const uint8_t master[BH_KEY_LEN], const uint8_t *salt, size_t salt_len,
-                     const char *context, uint8_t out[BH_KEY_LEN], struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_derive(const uint8_t master[BH_KEY_LEN], const uint8_t *salt,
+                                   size_t salt_len, const char *context, uint8_t out[BH_KEY_LEN],
+                                   struct bh_err *err);
 /* General HKDF-SHA256 (RFC 5869), which bh_crypto_derive specializes. */
-int bh_crypto_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
-                   const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len,
-                   struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt,
+                                 size_t salt_len, const uint8_t *info, size_t info_len,
+                                 uint8_t *out, size_t out_len, struct bh_err *err);
 /* Lowercase hex SHA-256 of a file, into hex[65]. */
-int bh_crypto_sha256_file(const char *path, char hex[65], struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_sha256_file(const char *path, char hex[65], struct bh_err *err);
 /* The same for an open file, read from offset 0 with pread (the offset is left alone). */
-int bh_crypto_sha256_fd(int fd, char hex[65], struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_sha256_fd(int fd, char hex[65], struct bh_err *err);
 /* Fills buf with n bytes from the CSPRNG. */
-int bh_crypto_random(void *buf, size_t n, struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_random(void *buf, size_t n, struct bh_err *err);
 /* AES-256-GCM encryption of len bytes in -> out (same length; may alias), authenticating aad
  * too; writes the tag. A (key, nonce) pair must never be reused. */
-int bh_crypto_seal(const uint8_t key[BH_KEY_LEN], const uint8_t nonce[BH_GCM_NONCE_LEN],
-                   const void *aad, size_t aad_len, const void *in, size_t len, void *out,
-                   uint8_t tag[BH_GCM_TAG_LEN], struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_seal(const uint8_t key[BH_KEY_LEN],
+                                 const uint8_t nonce[BH_GCM_NONCE_LEN], const void *aad,
+                                 size_t aad_len, const void *in, size_t len, void *out,
+                                 uint8_t tag[BH_GCM_TAG_LEN], struct bh_err *err);
 /* The inverse; BH_EINVAL if the tag does not verify (wrong key or tampering). out is
  * unspecified on failure, so callers must not use it. */
-int bh_crypto_open(const uint8_t key[BH_KEY_LEN], const uint8_t nonce[BH_GCM_NONCE_LEN],
-                   const void *aad, size_t aad_len, const void *in, size_t len, void *out,
-                   const uint8_t tag[BH_GCM_TAG_LEN], struct bh_err *err);
+BH_MUST_CHECK int bh_crypto_open(const uint8_t key[BH_KEY_LEN],
+                                 const uint8_t nonce[BH_GCM_NONCE_LEN], const void *aad,
+                                 size_t aad_len, const void *in, size_t len, void *out,
+                                 const uint8_t tag[BH_GCM_TAG_LEN], struct bh_err *err);
 
 /* Incremental SHA-256 for streams that are hashed while written or read. */
 struct bh_sha256;

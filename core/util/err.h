@@ -5,6 +5,13 @@
 
 #include <boilerhouse/plugin.h>
 
+/* On a fallible function's declaration: its status must be looked at (with -Werror, a
+ * silently dropped result is a build failure). */
+#define BH_MUST_CHECK __attribute__((warn_unused_result))
+/* Deliberately drops the status of call; every use carries a comment saying why. The ! is
+ * needed: GCC does not let a (void) cast alone silence warn_unused_result. */
+#define BH_IGNORE(call) ((void)!(call))
+
 /* Sets err (if non-NULL) and returns -1. */
 int bh_err_set(struct bh_err *err, int code, const char *fmt, ...) BH_PRINTF(3, 4);
 /* Like bh_err_set, appending ": strerror(errno)". */

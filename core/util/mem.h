@@ -9,6 +9,8 @@
 void *bh_xmalloc(size_t n);
 void *bh_xcalloc(size_t n, size_t size);
 void *bh_xrealloc(void *p, size_t n);
+/* s must not be NULL: a NULL is a caller's bug, so it aborts naming itself (it used to
+ * return "" silently, hiding the bug). Copy an optional string with s ? bh_xstrdup(s) : NULL. */
 char *bh_xstrdup(const char *s);
 char *bh_xstrndup(const char *s, size_t n);
 char *bh_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -25,10 +25,10 @@ struct bh_proc_opts {
 
 /* Runs argv and waits. Returns 0 when it ran (check res->exit_code), -1 if it could not be
  * started or timed out. */
-int bh_proc_run(const char *const argv[], const struct bh_proc_opts *opts,
-                struct bh_proc_result *res, struct bh_err *err);
+BH_MUST_CHECK int bh_proc_run(const char *const argv[], const struct bh_proc_opts *opts,
+                              struct bh_proc_result *res, struct bh_err *err);
 /* Runs argv; a non-zero exit becomes an error carrying the first line(s) of its stderr. */
-int bh_proc_check(const char *const argv[], struct bh_err *err);
+BH_MUST_CHECK int bh_proc_check(const char *const argv[], struct bh_err *err);
 void bh_proc_result_free(struct bh_proc_result *res);
 
 #endif

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define BH_PLUGIN_ABI_MAJOR 2
-#define BH_PLUGIN_ABI_MINOR 0
+#define BH_PLUGIN_ABI_MINOR 1
 
 /* Changes whenever a layout-affecting build property differs (pointer size, byte order). */
 #define BH_PLUGIN_STR2(x) #x
@@ -83,6 +83,9 @@ struct bh_err {
 #define BH_CFG_INT 2u
 #define BH_CFG_BOOL 3u
 #define BH_CFG_LIST 4u /* a JSON array; only in a served-value schema (info->serves_schema) */
+/* 2.1: any JSON value (a string or an object, say); only in a served-value schema. Read it
+ * with host->config_json. */
+#define BH_CFG_JSON 5u
 
 /* One declared key. The host validates a plugin's config against this table (types, required
  * keys, defaults) and rejects unknown keys before the plugin sees it. The same shape declares
@@ -106,6 +109,53 @@ struct bh_plugin_handle;
 #define BH_LOG_WARN 1u
 #define BH_LOG_INFO 2u
 #define BH_LOG_DEBUG 3u
+
+/* ---- events (2.1): what triggers emit and guards judge ------------------------------------ */
+
+/* A normalised event. Strings are borrowed for the duration of the call they are passed to. */
+struct bh_event {
+    size_t size;
+    const char *text;     /* the message for the agent; "" if none */
+    const char *source;   /* who sent it, free text for logs ("telegram:@jane", "cron") */
+    const char *raw_json; /* the payload as JSON text; tenant.from reads dot paths in it */
+    /* Set by the host when it hands the event to a guard; triggers leave them NULL. */
+    const char *tenant;  /* the resolved tenant ID */
+    const char *trigger; /* the trigger's name */
+};
+
+/* struct bh_event_reply.verdict */
+#define BH_VERDICT_ALLOW 0u /* delivered: body is the driver's answer */
+#define BH_VERDICT_DENY 1u  /* refused (tenant not resolvable, or a guard said no): see reason */
+#define BH_VERDICT_BUSY 2u  /* the tenant's queue is full: try again later */
+#define BH_VERDICT_ERROR 3u /* a guard errored (fail closed) or the claim or delivery failed */
+
+struct bh_event_reply {
+    size_t size;
+    uint32_t verdict; /* BH_VERDICT_* */
+    uint32_t status;  /* the HTTP status a request/response channel answers with */
+    char *body;       /* the driver's answer, host-owned: release with host->reply_free */
+    size_t body_len;
+    char tenant[64];  /* the resolved tenant, "" if none */
+    char reason[512]; /* for DENY/BUSY/ERROR: what to tell the sender */
+};
+
+/* One request to a trigger's route on the shared listener. Borrowed for the handler call. */
+struct bh_http_request {
+    size_t size;
+    const char *method;
+    const char *path;
+    const char *body; /* NUL-terminated */
+    size_t body_len;
+    /* A request header by name (case-insensitive); NULL if absent. */
+    const char *(*header)(const struct bh_http_request *req, const char *name);
+    void *host_ctx; /* the host's; leave alone */
+};
+
+/* The answer a handler builds with host->http_respond; opaque to plugins. */
+struct bh_http_response;
+
+typedef void (*bh_http_handler_fn)(void *arg, const struct bh_http_request *req,
+                                   struct bh_http_response *resp);
 
 /* ---- the host's function table ---------------------------------------------------------- */
 
@@ -138,6 +188,34 @@ struct bh_host_api {
                       const char *tenant, char **value, struct bh_err *err);
     /* Releases memory the host handed out (wiped first); NULL is a no-op. */
     void (*free)(struct bh_plugin_handle *h, void *p);
+
+    /* ---- 2.1: triggers and guards. Read them only when BH_HAS_OP(host, ...) says so. ---- */
+
+    /* A config value of any type as JSON text (BH_CFG_JSON keys); NULL if unset. Owned by
+     * the host, valid until the instance stops. */
+    const char *(*config_json)(struct bh_plugin_handle *h, const char *key);
+    /* Trigger instances: runs one event through the pipeline (tenant, guards, claim, driver)
+     * and waits for the outcome, which it writes into *reply. Thread-safe; blocks for as long
+     * as the claim and the delivery take. 0 when the event got a verdict (allowed or not);
+     * -1 only when the call itself was wrong (err says why). */
+    int (*emit)(struct bh_plugin_handle *h, const struct bh_event *ev, struct bh_event_reply *reply,
+                struct bh_err *err);
+    /* Releases what emit wrote into *reply (reply->body). */
+    void (*reply_free)(struct bh_plugin_handle *h, struct bh_event_reply *reply);
+    /* Trigger instances: serves POSTs to path ("/hooks/..." on the daemon's listener) with
+     * fn until the instance stops. BH_ECONFLICT if another trigger holds path. */
+    int (*http_route)(struct bh_plugin_handle *h, const char *path, bh_http_handler_fn fn,
+                      void *arg, struct bh_err *err);
+    /* From a route handler: the answer. The host copies body. */
+    void (*http_respond)(struct bh_plugin_handle *h, struct bh_http_response *resp, uint32_t status,
+                         const char *content_type, const char *body, size_t len);
+    /* Trigger instances: the adapter has stopped working (its poll loop died). The host
+     * reports reason in the trigger's status, stops the instance and starts it again with
+     * backoff. Callable from any thread; the instance must not emit afterwards. */
+    void (*failed)(struct bh_plugin_handle *h, const char *reason);
+    /* Status the host shows beside the trigger's phase (status.adapter.<key>), e.g. the next
+     * scheduled time of a cron trigger. value NULL removes it. */
+    void (*status_set)(struct bh_plugin_handle *h, const char *key, const char *value);
 };
 
 /* True if a size-prefixed struct from a peer is large enough to hold `field` (and, for a
@@ -158,6 +236,7 @@ struct bh_host_api {
 /* Flags a network plugin returns from prepare(). */
 #define BH_NET_SOCKET_DIR 0x1 /* bind-mount a per-instance socket dir at /run/boilerhouse */
 #define BH_NET_NEW_NETNS 0x2  /* the container gets a fresh network namespace */
+#define BH_NET_RESOLVER 0x4   /* nameservers below is set: the host writes /etc/resolv.conf */
 
 struct bh_net_request {
     size_t size;
@@ -177,6 +256,11 @@ struct bh_net_result {
     /* prepare(): a PEM file (host path) the instance must trust; the host appends it
      * to the instance's CA bundle and points SSL_CERT_FILE and friends at it. "" if none. */
     char ca_pem_path[256];
+    /* prepare(): the nameservers the instance's /etc/resolv.conf lists, space-separated IPv4
+     * addresses the instance can reach; "" for none (lookups then fail at once). Written only
+     * by a plugin that sees the field (BH_HAS_FIELD); the host keeps the image's resolv.conf
+     * for a plugin that does not set BH_NET_RESOLVER. */
+    char nameservers[128];
 };
 
 /* Required: the head, prepare, attach, detach. The host loads a table that ends after detach
@@ -217,6 +301,55 @@ struct bh_storage_ops {
     int (*del)(void *state, const char *key, struct bh_err *err);
 };
 
+/* ---- trigger plugins (2.1) ------------------------------------------------------------------ */
+
+/* A trigger plugin serves one value of a BoilerhouseTrigger's spec.type (info->serves; the
+ * plugin's name if NULL) and declares the keys of spec.config in info->serves_schema; the
+ * host validates a trigger's config against it when the trigger is applied (a 4xx naming the
+ * key), so start() sees only declared, typed keys through host->config_*(inst, key). A key
+ * named "path" is a route on the shared listener: the host refuses two triggers with one.
+ *
+ * start() is called once per trigger object, with that trigger's own handle `inst` (its
+ * config, log attribution, state dir); it must return promptly, starting any thread it
+ * needs, and emit events with host->emit(inst, ...). stop() undoes start(): when it returns
+ * no thread of the instance may call the host any more. A spec change is stop() then start()
+ * with the new config. Required: the head, start, stop. */
+struct bh_trigger_ops {
+    BH_PLUGIN_OPS_HEAD;
+    int (*start)(void *state, struct bh_plugin_handle *inst, void **inst_state, struct bh_err *err);
+    void (*stop)(void *inst_state);
+};
+
+/* ---- guard plugins (2.1) ----------------------------------------------------------------------
+ */
+
+/* struct bh_guard_verdict.verdict */
+#define BH_GUARD_ALLOW 0u
+#define BH_GUARD_DENY 1u
+
+struct bh_guard_verdict {
+    size_t size;
+    uint32_t verdict; /* BH_GUARD_* */
+    char reason[512]; /* for DENY: shown to the sender */
+};
+
+/* A guard plugin serves one guard type (spec.guards[].type: info->serves, or its name) and
+ * declares the keys of spec.guards[].config in info->serves_schema. open() makes one guard
+ * instance per guard entry of a running trigger, with its own handle. evaluate() judges one
+ * event: 0 with *v filled, or -1 for an error, which refuses the event (fail closed). The host
+ * gives evaluate a deadline (BH_GUARD_DEADLINE_MS): past it the event is refused and the
+ * late answer ignored, so evaluate must not keep pointers into ev after it returns. Required:
+ * the head, open, close, evaluate. */
+#define BH_GUARD_DEADLINE_MS 5000
+
+struct bh_guard_ops {
+    BH_PLUGIN_OPS_HEAD;
+    int (*open)(void *state, struct bh_plugin_handle *inst, void **inst_state, struct bh_err *err);
+    void (*close)(void *inst_state);
+    int (*evaluate)(void *inst_state, const struct bh_event *ev, struct bh_guard_verdict *v,
+                    struct bh_err *err);
+};
+
 /* ---- the entry point ---------------------------------------------------------------------- */
 
 struct bh_plugin_info {
@@ -233,12 +366,13 @@ struct bh_plugin_info {
     size_t n_config;
     /* The value of the resource field the plugin serves (network: spec.network.access), a
      * DNS label; NULL for none. serves_schema declares the keys of the plugin's part of the
-     * resource (network: spec.network besides access and websocket). */
+     * resource (network: spec.network besides access and websocket; trigger: spec.config of a
+     * BoilerhouseTrigger; guard: spec.guards[].config). */
     const char *serves;
     const struct bh_config_field *serves_schema; /* may be NULL */
     size_t n_serves_schema;
-    /* struct bh_network_ops or struct bh_storage_ops, by kind. ABI 2.0 defines no ops for
-     * trigger and guard plugins yet: the host refuses them until it does. */
+    /* struct bh_network_ops, bh_storage_ops, bh_trigger_ops or bh_guard_ops, by kind
+     * (trigger and guard ops since 2.1). */
     const void *ops;
 };
 

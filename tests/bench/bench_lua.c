@@ -146,6 +146,6 @@ int main(int argc, char **argv)
     cJSON_Delete(c.event);
     bh_lua_policies_close(c.p);
     bh_store_close(c.store);
-    bh_fs_rmtree(dir, &err);
+    BH_IGNORE(bh_fs_rmtree(dir, &err));
     return 0;
 }

@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -17,6 +18,71 @@ SOURCE = os.environ.get("BH_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 BINARY = os.path.join(BUILD, "boilerhouse")
 BUSYBOX_LAYOUT = os.path.join(BUILD, "images", "busybox")
 BUSYBOX_REF = "localhost/busybox:latest"
+# The real-world image scripts/build-debian-image.sh caches (Debian 12, curl, python3-requests,
+# nodejs, dnsutils).
+DEBIAN_LAYOUT = os.environ.get("BH_DEBIAN_IMAGE", "/var/cache/boilerhouse-test/debian-image")
+
+
+# Under CI=true (.ci/run) every test must really run: a missing dependency is a failure there,
+# a skip only on a developer's machine.
+CI = os.environ.get("CI") == "true"
+
+
+def require(ok, reason):
+    """Use instead of skipTest/SkipTest when a test needs something the machine may lack:
+    skips the test (or, from setUpClass, the class) locally, fails it under CI=true."""
+    if ok:
+        return
+    if CI:
+        raise AssertionError("CI=true: cannot run: " + reason)
+    raise unittest.SkipTest(reason)
+
+
+def _skip_is_failure(self, test, reason):
+    try:
+        raise AssertionError("CI=true: skipped tests fail: " + reason)
+    except AssertionError:
+        self.addFailure(test, sys.exc_info())
+
+
+# Catches any skip not routed through require() (a decorator, a stray skipTest): under CI=true
+# the unittest run reports it as a failure. Every test module imports bh, so this is in force.
+if CI:
+    unittest.TestResult.addSkip = _skip_is_failure
+    unittest.TextTestResult.addSkip = _skip_is_failure
+
+
+def wait_for(cond, timeout=60, what="condition", step=0.1):
+    """Polls cond() until it returns something true, and returns that. The deadline only
+    bounds a hang (generous, so a slow machine still passes); it is never what a test checks.
+    Fails naming what was awaited and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = cond()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s (last: %r)"
+                                 % (timeout, what, last))
+        time.sleep(step)
+
+
+def path_without(program):
+    """A PATH value under which `program` is not found but every other program of PATH is:
+    directories holding it are replaced by a directory of links to their other entries."""
+    shadow = tempfile.mkdtemp(prefix="bh-it-path-")
+    dirs = []
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        if not os.path.exists(os.path.join(d, program)):
+            dirs.append(d)
+            continue
+        for name in os.listdir(d):
+            if name != program and not os.path.exists(os.path.join(shadow, name)):
+                os.symlink(os.path.join(d, name), os.path.join(shadow, name))
+        if shadow not in dirs:
+            dirs.append(shadow)
+    return ":".join(dirs), shadow
 
 
 def free_port():
@@ -60,13 +126,18 @@ class DaemonTestCase(unittest.TestCase):
 class Daemon:
     """One daemon process with its own state dir, port, runtime root and bridge."""
 
-    def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None):
+    alive = 0  # Daemon objects not yet cleaned up in this process
+
+    def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
+                 unrestricted_config=None):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.api_key = api_key
         self.plugin_dir = plugin_dir or os.path.join(BUILD, "plugins")
-        # A bridge and subnet of our own, so parallel daemons and tests never meet.
-        n = os.getpid() % 200 + 20
+        # A bridge and subnet of our own, so parallel daemons and tests never meet: a second
+        # daemon alive in the same test process gets other ones.
+        Daemon.alive += 1
+        n = (os.getpid() + 100 * (Daemon.alive - 1)) % 200 + 20
         self.bridge = "bhit%d" % n
         self.rbridge = "bhitr%d" % n
         self.subnet = "10.231.%d.0/24" % n
@@ -77,7 +148,9 @@ class Daemon:
                           **(restricted_config or {}))
         self.plugin_config = os.path.join(self.state, "plugins.json")
         with open(self.plugin_config, "w") as f:
-            json.dump({"network/unrestricted": {"bridge": self.bridge, "subnet": self.subnet},
+            unrestricted = dict({"bridge": self.bridge, "subnet": self.subnet},
+                                **(unrestricted_config or {}))
+            json.dump({"network/unrestricted": unrestricted,
                        "network/restricted": restricted}, f)
         self.extra_env = extra_env or {}
         self.proc = None
@@ -225,6 +298,7 @@ class Daemon:
             return [l.split()[1] for l in f if self.state in l.split()[1]]
 
     def cleanup(self):
+        Daemon.alive -= 1
         self.stop()
         for rt in ("runc", "crun"):
             if shutil.which(rt):

@@ -1,11 +1,11 @@
 """The daemon end to end: real containers under the OCI runtime, real HTTP to them."""
 import os
 import shutil
+import subprocess
 import threading
-import time
 import unittest
 
-from bh import Daemon, DaemonTestCase, http_get, read_manifest
+from bh import BINARY, Daemon, DaemonTestCase, http_get, path_without, read_manifest, wait_for
 
 
 class ClaimTest(DaemonTestCase):
@@ -19,6 +19,11 @@ class ClaimTest(DaemonTestCase):
         self.assertEqual(body["workload"], workload)
         self.assertIn("latencyMs", body)
         return body
+
+    def claim_in(self, tenant, phase):
+        """The tenant's (only) claim if it is in phase, else None."""
+        claim = self.d.request("GET", "/api/v1/tenants/" + tenant)[1]["claims"][0]
+        return claim if claim["phase"] == phase else None
 
     def test_two_tenants_get_own_reachable_instances_and_release_removes_them(self):
         a = self.claim_ok("alice", "httpserver")
@@ -101,30 +106,32 @@ class ClaimTest(DaemonTestCase):
         status, body = self.d.request("POST", "/api/v1/instances/%s/destroy" % iid)
         self.assertEqual((status, body["status"]), (200, "destroyed"))
         self.assertNotIn("bh-" + iid, self.d.containers())
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            status, t = self.d.request("GET", "/api/v1/tenants/dave")
-            if t["claims"][0]["phase"] == "Error":
-                break
-            time.sleep(0.1)
-        self.assertEqual(t["claims"][0]["phase"], "Error")
-        self.assertIn("no longer running", t["claims"][0]["detail"])
+        claim = wait_for(lambda: self.claim_in("dave", "Error"), what="dave's claim in Error")
+        self.assertEqual(claim["phase"], "Error")
+        self.assertIn("no longer running", claim["detail"])
         # Claiming again boots a fresh instance.
         again = self.claim_ok("dave", "sleeper")
         self.assertNotEqual(again["instanceId"], iid)
         self.assertEqual(self.d.release("dave", "sleeper")[0], 200)
 
     def test_dockerfile_workload_without_buildah_reports_why(self):
+        d = self.d
         if shutil.which("buildah"):
-            self.skipTest("buildah is installed here; the build path is exercised instead")
+            # Runs everywhere, not skipped where buildah is installed: a daemon of its own
+            # whose PATH hides buildah.
+            path, shadow = path_without("buildah")
+            self.addCleanup(shutil.rmtree, shadow, True)
+            d = Daemon(extra_env={"PATH": path})
+            self.addCleanup(d.cleanup)
+            d.start()
         manifest = read_manifest("examples/minimal.yaml").replace("name: minimal", "name: built")
-        name = self.d.apply_workload(manifest, ready=False)
-        body = self.d.wait_workload(name, "Error")
+        name = d.apply_workload(manifest, ready=False)
+        body = d.wait_workload(name, "Error")
         self.assertIn("buildah", body["status"]["detail"])
-        status, claim = self.d.claim("henry", "built")
+        status, claim = d.claim("henry", "built")
         self.assertEqual(status, 500, claim)
         self.assertIn("not ready", claim["error"])
-        self.assertEqual(self.d.request("DELETE", "/api/v1/workloads/built")[0], 200)
+        self.assertEqual(d.request("DELETE", "/api/v1/workloads/built")[0], 200)
 
     def test_exec_health_gates_readiness_and_failures_tear_down(self):
         manifest = {
@@ -146,12 +153,7 @@ class ClaimTest(DaemonTestCase):
         self.assertGreaterEqual(c["latencyMs"], 600)  # not handed out before it was healthy
         self.d.request("POST", "/api/v1/instances/%s/exec" % c["instanceId"],
                        {"command": ["rm", "/tmp/ok"]})
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            t = self.d.request("GET", "/api/v1/tenants/nina")[1]["claims"][0]
-            if t["phase"] == "Error":
-                break
-            time.sleep(0.2)
+        t = wait_for(lambda: self.claim_in("nina", "Error"), what="nina's claim in Error")
         self.assertEqual(t["phase"], "Error", t)
         self.assertIn("failed 2 health checks", t["detail"])
         self.assertNotIn("bh-" + c["instanceId"], self.d.containers())
@@ -202,6 +204,33 @@ class RestartTest(unittest.TestCase):
         status, body = self.d.request("GET", "/api/v1/tenants/gina")
         self.assertEqual(body["claims"][0]["phase"], "Active")
         self.assertEqual(http_get("http://%s:8080/" % a["endpoint"]["host"])[0], 200)
+
+
+class CommandLineTest(unittest.TestCase):
+    def run_cli(self, *args, env=None):
+        return subprocess.run([BINARY] + list(args), capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, **(env or {})))
+
+    def test_malformed_setting_stops_the_daemon_naming_it(self):
+        for env, args, named in (({"BOILERHOUSE_PORT": "abc"}, (), "BOILERHOUSE_PORT"),
+                                 ({"BOILERHOUSE_WORKERS": "0"}, (), "BOILERHOUSE_WORKERS"),
+                                 ({}, ("--workers", "0"), "--workers 0"),
+                                 ({}, ("--claim-timeout", "soon"), "--claim-timeout soon")):
+            out = self.run_cli("serve", "--state-dir", "/nonexistent/never-made", *args, env=env)
+            self.assertEqual(out.returncode, 2, (env, args, out.stderr))
+            self.assertIn(named, out.stderr)
+            self.assertFalse(os.path.exists("/nonexistent/never-made"))
+
+    def test_help_lists_every_subcommand_and_setting(self):
+        out = self.run_cli("--help")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for cmd in ("serve", "image", "secret", "version"):
+            self.assertIn("\n  %s " % cmd, out.stdout)
+        out = self.run_cli("serve", "--help")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for name in ("--state-dir", "--listen", "--workers", "BOILERHOUSE_PORT",
+                     "BOILERHOUSE_API_KEY", "BOILERHOUSE_CLAIM_TIMEOUT_SECONDS"):
+            self.assertIn(name, out.stdout)
 
 
 if __name__ == "__main__":

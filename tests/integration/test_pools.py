@@ -4,7 +4,7 @@ import os
 import time
 import unittest
 
-from bh import Daemon
+from bh import Daemon, wait_for
 
 NOTES = """
 apiVersion: boilerhouse.dev/v1alpha1
@@ -34,17 +34,6 @@ def notes(name="notes", version="1", encrypt="false", idle=0):
     return NOTES % {"name": name, "version": version, "encrypt": encrypt, "idle": idle}
 
 
-def wait_for(fn, timeout=30, step=0.1, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
 class Base(unittest.TestCase):
     def setUp(self):
         self.d = Daemon()
@@ -61,6 +50,11 @@ class Base(unittest.TestCase):
         code, body = self.d.claim(tenant, workload)
         self.assertIn(code, status, (body, self.d.log()))
         return body
+
+    def reconcile_failures(self, word):
+        """How many failed reconciles of a key holding word the daemon has logged so far."""
+        with open(self.d.log_path) as f:
+            return sum(1 for l in f if "reconcile " in l and word in l and " failed: " in l)
 
     def pool(self, name, workload, size):
         body = {"name": name, "spec": {"workloadRef": workload, "size": size}}
@@ -243,8 +237,10 @@ class SnapshotSafetyTest(Base):
         self.assertEqual(status, 500, body)
         self.assertEqual(body["phase"], "ReleaseFailed")
         self.assertEqual(self.snapshots(), [])
-        # The instance keeps running (thawed) with the tenant's work, while retries back off.
-        time.sleep(3)
+        # The instance keeps running (thawed) with the tenant's work, while retries back off:
+        # checked once the reconciler has retried the release (not after a fixed time).
+        failed = self.reconcile_failures("rita")
+        wait_for(lambda: self.reconcile_failures("rita") > failed, what="a release retry")
         self.assertEqual(self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"],
                          "unsaved-work")
         os.unlink(blocker)
@@ -355,7 +351,7 @@ class IdleTest(Base):
         c = self.claim("ivy", "notes")
         self.assertIn("idleTimeLeftSeconds", c)
         self.exec(c["instanceId"], "echo idle-data > /workspace/note.txt")
-        wait_for(lambda: self.claim_phase("ivy") == "Released", timeout=30, what="idle release")
+        wait_for(lambda: self.claim_phase("ivy") == "Released", what="idle release")
         status, t = self.d.request("GET", "/api/v1/tenants/ivy")
         self.assertIn("idle timeout", t["claims"][0]["detail"])
         self.assertEqual(self.d.containers(), [])
@@ -371,7 +367,8 @@ class IdleTest(Base):
         self.exec(b["instanceId"],
                   "(while :; do date > /workspace/tick; sleep 0.5; done) >/dev/null 2>&1 &")
         c = self.claim("lee", "notes")
-        time.sleep(12)
+        # The control idles out; jay and kim, claimed earlier, had at least as long to.
+        wait_for(lambda: self.claim_phase("lee") == "Released", what="the control's idle release")
         self.assertEqual(self.claim_phase("jay"), "Active")
         self.assertEqual(self.claim_phase("kim"), "Active")
         self.assertEqual(self.claim_phase("lee"), "Released")  # the control really idled

@@ -16,6 +16,8 @@ import unittest
 import urllib.error
 import urllib.request
 
+from bh import require
+
 BUILD = os.environ.get("BH_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 SOURCE = os.environ.get("BH_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 BINARY = os.path.join(BUILD, "boilerhouse")
@@ -147,8 +149,7 @@ class RegistryPullTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         for tool in ("docker-registry", "skopeo", "umoci"):
-            if not shutil.which(tool):
-                raise unittest.SkipTest(f"{tool} not installed")
+            require(shutil.which(tool), f"{tool} not installed")
         cls.layout_dir = tempfile.mkdtemp(prefix="bh-it-layout-")
         cls.layout = os.path.join(cls.layout_dir, "busybox")
         subprocess.run(
@@ -268,8 +269,7 @@ class RegistryPullTest(unittest.TestCase):
         self.assertIn("apps/nothing", failed["status"]["detail"])
 
     def test_basic_auth_pull(self):
-        if not shutil.which("htpasswd"):
-            self.skipTest("htpasswd (apache2-utils) not installed; bcrypt needs it")
+        require(shutil.which("htpasswd"), "htpasswd (apache2-utils) not installed; bcrypt needs it")
         line = subprocess.run(
             ["htpasswd", "-Bbn", "alice", "s3cret"], check=True, capture_output=True, text=True
         ).stdout

@@ -25,7 +25,7 @@ static inline int nt_wait_unshared(pid_t pid)
     snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
     if (stat("/proc/self/ns/net", &self) < 0)
         return -1;
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 3000; i++) { /* up to 30 s: generous for a slow machine */
         if (stat(path, &child) == 0 && child.st_ino != self.st_ino)
             return 0;
         usleep(10000);

@@ -27,8 +27,9 @@ static void test_none_asks_for_netns_and_socket_dir(void **state)
     memset(&res, 'x', sizeof(res));
     res.size = sizeof(res);
     assert_int_equal(ops->prepare(p->state, &req, &res, &err), 0);
-    assert_int_equal(res.flags, BH_NET_SOCKET_DIR | BH_NET_NEW_NETNS);
+    assert_int_equal(res.flags, BH_NET_SOCKET_DIR | BH_NET_NEW_NETNS | BH_NET_RESOLVER);
     assert_string_equal(res.env, "");
+    assert_string_equal(res.nameservers, "");
     assert_int_equal(ops->attach(p->state, &req, &res, &err), 0);
     assert_string_equal(res.host, "");
     assert_int_equal(ops->detach(p->state, &req, &err), 0);

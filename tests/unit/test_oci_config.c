@@ -6,7 +6,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "etc_files.h"
+#include "fs.h"
 #include "mem.h"
 #include "oci_config.h"
 
@@ -103,6 +106,75 @@ static void test_resources(void **state)
     c = build(0, NULL);
     assert_null(path(c, "linux", "resources", "cpu"));
     cJSON_Delete(c);
+}
+
+/* /etc/hostname, /etc/hosts and (when the network plugin names resolvers) /etc/resolv.conf
+ * are read-only binds of the instance's own files. */
+static void test_etc_mounts(void **state)
+{
+    struct bh_oci_params p = {.rootfs = "/r",
+                              .args = test_args,
+                              .env = test_env,
+                              .etc_dir = "/st/etc",
+                              .n_etc_files = BH_ETC_N_FILES};
+    cJSON *c = bh_oci_config_build(&p);
+    const cJSON *m = find_mount(c, "/etc/resolv.conf");
+    assert_non_null(m);
+    assert_string_equal(cJSON_GetObjectItem(m, "source")->valuestring, "/st/etc/resolv.conf");
+    assert_true(has_string(cJSON_GetObjectItem(m, "options"), "ro"));
+    assert_true(has_string(cJSON_GetObjectItem(m, "options"), "bind"));
+    assert_non_null(find_mount(c, "/etc/hosts"));
+    assert_non_null(find_mount(c, "/etc/hostname"));
+    cJSON_Delete(c);
+    p.n_etc_files = BH_ETC_N_FILES - 1;
+    c = bh_oci_config_build(&p);
+    assert_null(find_mount(c, "/etc/resolv.conf"));
+    assert_non_null(find_mount(c, "/etc/hosts"));
+    cJSON_Delete(c);
+}
+
+static char *read_text(const char *dir, const char *name)
+{
+    bh_autofree char *path = bh_xasprintf("%s/%s", dir, name);
+    char *out = NULL;
+    size_t len = 0;
+    struct bh_err err;
+    assert_int_equal(bh_fs_read_all(path, 1 << 16, &out, &len, &err), 0);
+    return out;
+}
+
+static void test_etc_files(void **state)
+{
+    char dir[] = "/tmp/bh-etc-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct bh_err err;
+    struct bh_etc_params p = {.hostname = "bh-abc", .nameservers = "10.0.0.1 10.0.0.2"};
+    assert_int_equal(bh_etc_files_write(dir, &p, &err), 0);
+    bh_autofree char *hostname = read_text(dir, "hostname");
+    assert_string_equal(hostname, "bh-abc\n");
+    bh_autofree char *hosts = read_text(dir, "hosts");
+    assert_non_null(strstr(hosts, "127.0.0.1\tlocalhost\n"));
+    assert_non_null(strstr(hosts, "::1\tlocalhost"));
+    assert_non_null(strstr(hosts, "127.0.1.1\tbh-abc\n"));
+    bh_autofree char *resolv = read_text(dir, "resolv.conf");
+    assert_non_null(strstr(resolv, "nameserver 10.0.0.1\nnameserver 10.0.0.2\n"));
+    /* The address arrives after the container exists: same inode, new content. */
+    bh_autofree char *hosts_path = bh_xasprintf("%s/hosts", dir);
+    struct stat before, after;
+    assert_int_equal(stat(hosts_path, &before), 0);
+    p.address = "10.9.0.7";
+    assert_int_equal(bh_etc_hosts_update(dir, &p, &err), 0);
+    assert_int_equal(stat(hosts_path, &after), 0);
+    assert_int_equal(before.st_ino, after.st_ino);
+    bh_autofree char *hosts2 = read_text(dir, "hosts");
+    assert_non_null(strstr(hosts2, "10.9.0.7\tbh-abc\n"));
+    assert_null(strstr(hosts2, "127.0.1.1"));
+    /* No resolver named: no nameserver line at all, so lookups fail at once. */
+    p.nameservers = "";
+    assert_int_equal(bh_etc_files_write(dir, &p, &err), 0);
+    bh_autofree char *empty = read_text(dir, "resolv.conf");
+    assert_null(strstr(empty, "nameserver"));
+    assert_int_equal(bh_fs_rmtree(dir, &err), 0);
 }
 
 static void test_mounts(void **state)
@@ -224,6 +296,8 @@ int main(void)
         cmocka_unit_test(test_hardening),
         cmocka_unit_test(test_resources),
         cmocka_unit_test(test_mounts),
+        cmocka_unit_test(test_etc_mounts),
+        cmocka_unit_test(test_etc_files),
         cmocka_unit_test(test_resolve_image_only),
         cmocka_unit_test(test_resolve_cmd_overrides),
         cmocka_unit_test(test_resolve_args_override_cmd),

@@ -11,27 +11,45 @@
 
 #include "queue.h"
 
+/* Deadlines below only bound a hang; no assertion depends on how fast the machine is. */
+#define WAIT_MS 30000
+
 struct probe {
     pthread_mutex_t lock;
-    int runs;             /* total reconciles */
-    int concurrent;       /* reconciles of the key running now */
-    int max_concurrent;   /* the most seen at once */
-    int fail_first;       /* fail this many times */
-    long requeue_once_ms; /* ask for one requeue */
-    int sleep_ms;
+    pthread_cond_t cond;
+    int runs;                         /* total reconciles */
+    int concurrent;                   /* reconciles running now */
+    int max_concurrent;               /* the most seen at once */
+    int fail_first;                   /* fail this many times */
+    long requeue_once_ms;             /* ask for one requeue */
+    int hold;                         /* reconciles wait while set (probe_release clears it) */
+    long long start_ms[8], end_ms[8]; /* of the first runs, monotonic */
 };
+
+#define PROBE_INIT .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int probe_reconcile(void *ctx, const char *key, long *requeue_ms, struct bh_err *err)
 {
     struct probe *p = ctx;
     pthread_mutex_lock(&p->lock);
+    if (p->runs < 8)
+        p->start_ms[p->runs] = now_ms();
     p->concurrent++;
     if (p->concurrent > p->max_concurrent)
         p->max_concurrent = p->concurrent;
-    pthread_mutex_unlock(&p->lock);
-    usleep((useconds_t)p->sleep_ms * 1000);
-    pthread_mutex_lock(&p->lock);
+    pthread_cond_broadcast(&p->cond);
+    while (p->hold)
+        pthread_cond_wait(&p->cond, &p->lock);
     p->concurrent--;
+    if (p->runs < 8)
+        p->end_ms[p->runs] = now_ms();
     p->runs++;
     int fail = p->fail_first > 0;
     if (fail)
@@ -40,83 +58,122 @@ static int probe_reconcile(void *ctx, const char *key, long *requeue_ms, struct 
         *requeue_ms = p->requeue_once_ms;
         p->requeue_once_ms = 0;
     }
+    pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     return fail ? bh_err_set(err, BH_EIO, "injected failure for %s", key) : 0;
 }
 
-static void wait_idle(struct bh_queue *q, int max_ms)
-{
-    for (int i = 0; i < max_ms / 5 && bh_queue_pending(q) > 0; i++)
-        usleep(5000);
-}
-
-static int probe_runs(struct probe *p)
+/* Reads a probe field under its lock. */
+static int probe_get(struct probe *p, const int *field)
 {
     pthread_mutex_lock(&p->lock);
-    int r = p->runs;
+    int v = *field;
     pthread_mutex_unlock(&p->lock);
-    return r;
+    return v;
+}
+
+/* Waits until *field == want; fails the test if that takes WAIT_MS. */
+static void probe_wait(struct probe *p, const int *field, int want)
+{
+    long long deadline = now_ms() + WAIT_MS;
+    pthread_mutex_lock(&p->lock);
+    while (*field != want && now_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    }
+    int v = *field;
+    pthread_mutex_unlock(&p->lock);
+    assert_int_equal(v, want);
+}
+
+static void probe_release(struct probe *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->hold = 0;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Waits until the queue holds nothing; fails the test if that takes WAIT_MS. */
+static void wait_idle(struct bh_queue *q)
+{
+    long long deadline = now_ms() + WAIT_MS;
+    while (bh_queue_pending(q) > 0 && now_ms() < deadline)
+        usleep(5000);
+    assert_int_equal(bh_queue_pending(q), 0);
 }
 
 static void test_one_reconcile_per_key_and_coalescing(void **state)
 {
-    struct probe p = {.lock = PTHREAD_MUTEX_INITIALIZER, .sleep_ms = 50};
+    struct probe p = {PROBE_INIT, .hold = 1};
     struct bh_queue *q = bh_queue_new(4, probe_reconcile, &p);
     bh_queue_add(q, "Claim/a");
-    usleep(10000); /* let it start running */
+    probe_wait(&p, &p.concurrent, 1); /* running, and held there */
     for (int i = 0; i < 20; i++)
         bh_queue_add(q, "Claim/a");
-    wait_idle(q, 2000);
+    probe_release(&p);
+    wait_idle(q);
     /* The running one, then exactly one more for all adds that arrived meanwhile. */
-    assert_int_equal(probe_runs(&p), 2);
-    assert_int_equal(p.max_concurrent, 1);
+    assert_int_equal(probe_get(&p, &p.runs), 2);
+    assert_int_equal(probe_get(&p, &p.max_concurrent), 1);
     bh_queue_free(q);
 }
 
 static void test_backoff_retries_until_success(void **state)
 {
-    struct probe p = {.lock = PTHREAD_MUTEX_INITIALIZER, .fail_first = 3};
+    struct probe p = {PROBE_INIT, .fail_first = 3};
     struct bh_queue *q = bh_queue_new(2, probe_reconcile, &p);
     bh_queue_add(q, "Workload/w");
-    wait_idle(q, 3000);
+    wait_idle(q);
     /* 3 failures with backoff 100, 200, 400 ms, then success. */
-    assert_int_equal(probe_runs(&p), 4);
+    assert_int_equal(probe_get(&p, &p.runs), 4);
+    for (int i = 1; i < 4; i++)
+        assert_true(p.start_ms[i] - p.end_ms[i - 1] >= (100 << (i - 1)) - 1);
     bh_queue_free(q);
 }
 
 static void test_requeue_after_runs_later(void **state)
 {
-    struct probe p = {.lock = PTHREAD_MUTEX_INITIALIZER, .requeue_once_ms = 200};
+    struct probe p = {PROBE_INIT, .requeue_once_ms = 200};
     struct bh_queue *q = bh_queue_new(2, probe_reconcile, &p);
     bh_queue_add(q, "Claim/b");
-    usleep(100000);
-    assert_int_equal(probe_runs(&p), 1);
-    wait_idle(q, 2000);
-    assert_int_equal(probe_runs(&p), 2);
+    probe_wait(&p, &p.runs, 1);
+    wait_idle(q);
+    assert_int_equal(probe_get(&p, &p.runs), 2);
+    /* Not at once: the second run waited for the requeue delay (ms clock: 1 ms slack). */
+    assert_true(p.start_ms[1] - p.end_ms[0] >= 199);
     bh_queue_free(q);
 }
 
 static void test_distinct_keys_run_in_parallel(void **state)
 {
-    struct probe p = {.lock = PTHREAD_MUTEX_INITIALIZER, .sleep_ms = 100};
+    struct probe p = {PROBE_INIT, .hold = 1};
     struct bh_queue *q = bh_queue_new(4, probe_reconcile, &p);
     bh_queue_add(q, "Claim/x");
     bh_queue_add(q, "Claim/y");
     bh_queue_add(q, "Claim/z");
-    wait_idle(q, 2000);
-    assert_int_equal(probe_runs(&p), 3);
-    assert_true(p.max_concurrent >= 2);
+    probe_wait(&p, &p.concurrent, 3); /* all three held at once */
+    probe_release(&p);
+    wait_idle(q);
+    assert_int_equal(probe_get(&p, &p.runs), 3);
+    assert_true(probe_get(&p, &p.max_concurrent) >= 2);
     bh_queue_free(q);
 }
 
 static void test_earliest_delay_wins(void **state)
 {
-    struct probe p = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    struct probe p = {PROBE_INIT};
     struct bh_queue *q = bh_queue_new(1, probe_reconcile, &p);
+    long long t0 = now_ms();
     bh_queue_add_after(q, "Pool/p", 5000);
     bh_queue_add_after(q, "Pool/p", 50);
-    usleep(300000);
-    assert_int_equal(probe_runs(&p), 1);
+    /* Idle right after the one run: a queue that kept the 5 s deadline too would still hold
+     * the key, run it again at 5 s, and fail the count. */
+    wait_idle(q);
+    assert_int_equal(probe_get(&p, &p.runs), 1);
+    assert_true(p.start_ms[0] - t0 >= 49);
     bh_queue_free(q);
 }
 

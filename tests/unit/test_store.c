@@ -41,7 +41,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     struct bh_err err;
     bh_store_close(f->s);
-    bh_fs_rmtree(f->dir, &err);
+    BH_IGNORE(bh_fs_rmtree(f->dir, &err)); /* teardown: best effort */
     free(f->path);
     free(f);
     return 0;
@@ -337,7 +337,7 @@ static void test_wait_woken_by_write(void **state)
     pthread_t t;
     pthread_create(&t, NULL, delayed_writer, f->s);
     cJSON *evs = NULL;
-    assert_int_equal(bh_store_events_since(f->s, "BoilerhousePool", 0, 5000, &evs, &err), 0);
+    assert_int_equal(bh_store_events_since(f->s, "BoilerhousePool", 0, 30000, &evs, &err), 0);
     assert_int_equal(cJSON_GetArraySize(evs), 1);
     assert_string_equal(cJSON_GetObjectItem(evs->child, "type")->valuestring, "ADDED");
     cJSON_Delete(evs);
@@ -374,7 +374,8 @@ static int64_t query_int(sqlite3 *db, const char *sql)
     return v;
 }
 
-static void child_write_forever(const char *path)
+/* Writes until killed; one byte on ready_fd after the first write has committed. */
+static void child_write_forever(const char *path, int ready_fd)
 {
     struct bh_store *s = NULL;
     struct bh_err err;
@@ -384,10 +385,12 @@ static void child_write_forever(const char *path)
     for (int i = 0;; i++) {
         snprintf(name, sizeof(name), "w%d", i);
         cJSON *o = make_obj("BoilerhouseWorkload", name, NULL);
-        bh_store_create(s, o, NULL, &err);
+        if (bh_store_create(s, o, NULL, &err) == 0 && i == 0 && write(ready_fd, "x", 1) != 1)
+            _exit(1);
         cJSON_Delete(o);
         if (i % 3 == 0)
-            bh_store_delete(s, "BoilerhouseWorkload", name, &err);
+            BH_IGNORE(
+                bh_store_delete(s, "BoilerhouseWorkload", name, &err)); /* churn until killed */
     }
 }
 
@@ -396,11 +399,18 @@ static void test_sigkill_leaves_consistent_db(void **state)
     struct fixture *f = *state;
     bh_store_close(f->s);
     f->s = NULL;
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        child_write_forever(f->path);
-    usleep(300 * 1000);
+        child_write_forever(f->path, ready[1]);
+    /* Killed mid-stream once it has written (however slow the machine), not at a fixed time. */
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+    usleep(100 * 1000);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);

@@ -6,8 +6,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "err.h"
 #include "fs.h"
@@ -82,10 +88,62 @@ static void test_proc_captures_and_feeds_stdin(void **state)
     bh_proc_result_free(&res);
 }
 
+/* Runs fn in a child process and returns its wait status. */
+static int in_child(void (*fn)(void))
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fn();
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void strdup_null(void)
+{
+    free(bh_xstrdup(NULL));
+}
+
+/* Under an address-space limit 64 MB above what the process uses now, cJSON allocates until
+ * memory runs out: hooked to the aborting allocator it aborts; unhooked it would return NULL
+ * and this would exit 0. */
+static void cjson_until_oom(void)
+{
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld", &pages) != 1)
+        _exit(2);
+    fclose(f);
+    rlim_t limit = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64u << 20);
+    struct rlimit rl = {limit, limit};
+    if (setrlimit(RLIMIT_AS, &rl) < 0)
+        _exit(2);
+    char *big = malloc(1 << 20);
+    if (!big)
+        _exit(2);
+    memset(big, 'x', (1 << 20) - 1);
+    big[(1 << 20) - 1] = '\0';
+    while (cJSON_CreateString(big)) /* leaked on purpose: the point is to run out */
+        ;
+    _exit(0);
+}
+
+static void test_allocation_failures_abort(void **state)
+{
+    int st = in_child(strdup_null);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    st = in_child(cjson_until_oom);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_wrap_keeps_code),
+        cmocka_unit_test(test_allocation_failures_abort),
         cmocka_unit_test(test_write_atomic_replaces),
         cmocka_unit_test(test_safe_component),
         cmocka_unit_test(test_proc_captures_and_feeds_stdin),

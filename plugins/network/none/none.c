@@ -8,6 +8,11 @@ static int none_prepare(void *state, const struct bh_net_request *req, struct bh
 {
     res->flags = BH_NET_SOCKET_DIR | BH_NET_NEW_NETNS;
     res->env[0] = '\0';
+    /* No resolver at all: a lookup fails at once instead of waiting for a timeout. */
+    if (BH_HAS_FIELD(res, struct bh_net_result, nameservers)) {
+        res->flags |= BH_NET_RESOLVER;
+        res->nameservers[0] = '\0';
+    }
     return 0;
 }
 

@@ -299,6 +299,12 @@ static int rs_prepare(void *state, const struct bh_net_request *req, struct bh_n
     if (!BH_HAS_FIELD(res, struct bh_net_result, ca_pem_path))
         return 0;
     res->ca_pem_path[0] = '\0';
+    /* libc resolution goes to the DNS filter, so clients that ignore HTTP_PROXY (Node's
+     * fetch) resolve allowlisted names and reach them through the transparent ports. */
+    if (BH_HAS_FIELD(res, struct bh_net_result, nameservers)) {
+        res->flags |= BH_NET_RESOLVER;
+        snprintf(res->nameservers, sizeof(res->nameservers), "%s", s->b.gateway);
+    }
     if (!rs_has_credentials(req->network_json))
         return 0;
     const char *ca = egress_ca_cert(s->eg, req->workload, err);

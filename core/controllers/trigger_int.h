@@ -1,0 +1,86 @@
+/* Shared by the trigger controller (trigger.c) and its event pipeline (trigger_event.c,
+ * trigger_driver.c); not part of the layer's interface. */
+#ifndef BH_TRIGGER_INT_H
+#define BH_TRIGGER_INT_H
+
+#include <pthread.h>
+
+#include "guard.h"
+#include "trigger.h"
+
+#define TRIGGER_RING 64 /* recent events kept per trigger */
+
+struct trigger_event_rec {
+    char at[32];
+    char tenant[64];
+    const char *verdict; /* static */
+    long long ms;
+    char error[256];
+};
+
+/* One trigger object as the controller runs it. Fields below `lock` are under ts->lock;
+ * the others belong to the trigger's reconcile (one at a time per key) and, while running,
+ * are read-only for the pipeline. */
+struct trigger {
+    struct bh_triggers *ts;
+    char *name;
+    long long generation; /* of the running (or last tried) spec */
+    cJSON *spec;          /* owned copy of the running spec */
+    struct bh_plugin *plugin;
+    struct bh_plugin_handle *handle;
+    void *inst;
+    int running;
+    struct bh_guard **guards;
+    size_t n_guards;
+    /* Failure and backoff. */
+    char *failure; /* why the adapter is not running; owned */
+    int failures;  /* consecutive */
+    long long restart_at;
+    /* --- lock --- */
+    char *failed_reason; /* the adapter reported failure (host->failed); owned */
+    long long events, denied, failed;
+    char last_event_at[32];
+    cJSON *adapter_status; /* status.adapter, owned */
+    struct trigger_event_rec ring[TRIGGER_RING];
+    size_t ring_n, ring_next;
+    struct trigger *next;
+};
+
+/* Events of one tenant to one workload, in arrival order (a ticket lock). */
+struct trigger_lane {
+    char *key;
+    unsigned long next_ticket, serving;
+    int waiting; /* holders of a ticket, the one being served included */
+    pthread_cond_t cond;
+    struct trigger_lane *next;
+};
+
+struct trigger_route {
+    char *path;
+    struct trigger *t;
+    bh_http_handler_fn fn;
+    void *arg;
+    struct trigger_route *next;
+};
+
+struct bh_triggers {
+    struct bh_ctx *ctx;
+    pthread_mutex_t lock;
+    pthread_cond_t idle; /* a route handler finished */
+    struct trigger *list;
+    struct trigger_route *routes;
+    int handlers_running;
+    struct trigger_lane *lanes;
+};
+
+/* The pipeline (trigger_event.c). stages (may be NULL) collects each stage's outcome. */
+int trigger_emit(struct trigger *t, const struct bh_event *ev, struct bh_event_reply *reply,
+                 cJSON *stages, struct bh_err *err);
+/* The http driver (trigger_driver.c): delivers the event JSON to the claim's endpoint.
+ * *out owned (the instance's answer). */
+int trigger_driver_deliver(const cJSON *spec, const cJSON *claim, const char *event_json,
+                           char **out, size_t *out_len, struct bh_err *err);
+/* Checks spec.driver and spec.driverOptions. */
+int trigger_driver_check(const cJSON *spec, struct bh_err *err);
+
+#endif

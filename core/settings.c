@@ -1,0 +1,296 @@
+/* The settings table and the three things it drives: environment, flags, help. */
+#include "settings.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "log.h"
+#include "mem.h"
+
+#define SETTINGS_DEFAULT_STATE "/var/lib/boilerhouse"
+
+/* How a value is parsed and where it is stored. */
+enum settings_type {
+    SET_STR,    /* char *; choices "a|b" if given */
+    SET_PATH,   /* char *, made absolute (instance paths derived from it go to the runtime) */
+    SET_INT,    /* int in [min, max], times scale */
+    SET_SIZE,   /* size_t in [min, max] */
+    SET_U32,    /* uint32_t in [min, max] */
+    SET_LEVEL,  /* int: a log level name */
+    SET_LISTEN, /* HOST:PORT into listen_host and port (flag only) */
+};
+
+struct settings_entry {
+    const char *env;  /* NULL: flag only */
+    const char *flag; /* NULL: environment only */
+    const char *arg;  /* the value's name in help */
+    enum settings_type type;
+    size_t offset;      /* in struct bh_settings */
+    const char *sdef;   /* string default (NULL: unset) */
+    long long ndef;     /* numeric default, in the unit of the input */
+    long long min, max; /* numeric range */
+    int scale;          /* stored = input * scale (0: 1) */
+    const char *choices;
+    const char *help;
+};
+
+#define S_OFF(f) offsetof(struct bh_settings, f)
+
+static const struct settings_entry settings_table[] = {
+    {"BOILERHOUSE_STATE_DIR", "state-dir", "DIR", SET_PATH, S_OFF(state_dir),
+     SETTINGS_DEFAULT_STATE, 0, 0, 0, 0, NULL, "store, images, instances and snapshots"},
+    {NULL, "listen", "HOST:PORT", SET_LISTEN, 0, NULL, 0, 0, 0, 0, NULL,
+     "address of the REST API (sets both variables below)"},
+    {"BOILERHOUSE_LISTEN_HOST", NULL, "HOST", SET_STR, S_OFF(listen_host), "127.0.0.1", 0, 0, 0, 0,
+     NULL, "host of the REST API; off loopback BOILERHOUSE_API_KEY is required"},
+    {"BOILERHOUSE_PORT", NULL, "PORT", SET_INT, S_OFF(port), NULL, 3000, 1, 65535, 0, NULL,
+     "port of the REST API"},
+    {"BOILERHOUSE_API_KEY", NULL, "KEY", SET_STR, S_OFF(api_key), NULL, 0, 0, 0, 0, NULL,
+     "bearer key for /api/v1 (environment only: flags show in ps)"},
+    {"BOILERHOUSE_PLUGIN_DIR", "plugin-dir", "DIR", SET_STR, S_OFF(plugin_dir),
+     bh_settings_default_plugin_dir, 0, 0, 0, 0, NULL, "where bh-*.so plugins are loaded from"},
+    {"BOILERHOUSE_PLUGIN_CONFIG", "plugin-config", "FILE", SET_STR, S_OFF(plugin_config), NULL, 0,
+     0, 0, 0, NULL, "plugin settings, YAML/JSON: {\"network/x\": {...}}"},
+    {"BOILERHOUSE_REGISTRY_CONFIG", "registry-config", "FILE", SET_STR, S_OFF(registry_config),
+     NULL, 0, 0, 0, 0, NULL, "registry credentials and mirrors (JSON)"},
+    {"BOILERHOUSE_WORKLOADS_DIR", "workloads-dir", "DIR", SET_PATH, S_OFF(workloads_dir), NULL, 0,
+     0, 0, 0, NULL, "apply the *.yaml files there at startup"},
+    {"BOILERHOUSE_POLICY_DIR", "policy-dir", "DIR", SET_PATH, S_OFF(policy_dir), NULL, 0, 0, 0, 0,
+     NULL, "Lua claim policies and guards (docs/lua.md); default STATE_DIR/policies"},
+    {"BOILERHOUSE_RUNTIME", "runtime", "NAME", SET_STR, S_OFF(runtime), NULL, 0, 0, 0, 0,
+     "runc|crun", "OCI runtime; detected when unset"},
+    {"BOILERHOUSE_LOG_LEVEL", "log-level", "LEVEL", SET_LEVEL, S_OFF(log_level), "info", 0, 0, 0, 0,
+     "error|warn|info|debug", "least severe level logged"},
+    {"BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", "claim-timeout", "SECONDS", SET_INT,
+     S_OFF(claim_timeout_ms), NULL, 60, 1, 86400, 1000, NULL,
+     "how long a claim waits for its instance"},
+    {"BOILERHOUSE_WORKERS", "workers", "N", SET_INT, S_OFF(workers), NULL, 8, 1, 256, 0, NULL,
+     "reconciler threads"},
+    {"BOILERHOUSE_MAX_BODY_BYTES", "max-body-bytes", "BYTES", SET_SIZE, S_OFF(max_body), NULL,
+     1 << 20, 1024, 1LL << 30, 0, NULL, "request body limit"},
+    {"BOILERHOUSE_LOG_CAP_BYTES", "log-cap-bytes", "BYTES", SET_SIZE, S_OFF(log_cap), NULL,
+     10 << 20, 4096, 1LL << 40, 0, NULL, "container log cap"},
+    {"BOILERHOUSE_UID_BASE", "uid-base", "UID", SET_U32, S_OFF(uid_base), NULL, BH_DEFAULT_UID_BASE,
+     0, 4294901759LL, 0, NULL, "host uid that container root maps to; 65536 uids from there"},
+    {"BOILERHOUSE_STORAGE", "storage", "NAME", SET_STR, S_OFF(storage), "local", 0, 0, 0, 0, NULL,
+     "snapshot storage plugin"},
+    {"BOILERHOUSE_SNAPSHOT_COMPRESSION", "snapshot-compression", "NAME", SET_STR,
+     S_OFF(snapshot_compression), "zstd", 0, 0, 0, 0, "zstd|gzip", "snapshot compression"},
+};
+
+#define SETTINGS_N ((int)BH_ARRAY_LEN(settings_table))
+/* getopt_long's value for the table's entry i: above every character it returns itself. */
+#define SETTINGS_OPT(i) (1000 + (i))
+
+static void *settings_field(struct bh_settings *s, const struct settings_entry *e)
+{
+    return (char *)s + e->offset;
+}
+
+static int settings_is_string(const struct settings_entry *e)
+{
+    return e->type == SET_STR || e->type == SET_PATH;
+}
+
+/* 1 if value is one of the "a|b|c" choices. */
+static int settings_choice_ok(const char *choices, const char *value)
+{
+    size_t n = strlen(value);
+    for (const char *p = choices; p; p = strchr(p, '|')) {
+        p += *p == '|';
+        if (strncmp(p, value, n) == 0 && (p[n] == '|' || p[n] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+static int settings_number(const char *value, long long *out)
+{
+    char *end = NULL;
+    if (value[0] != '-' && (value[0] < '0' || value[0] > '9'))
+        return -1;
+    errno = 0;
+    *out = strtoll(value, &end, 10);
+    return (errno || *end) ? -1 : 0;
+}
+
+static int settings_set_number(struct bh_settings *s, const struct settings_entry *e, long long n)
+{
+    void *field = settings_field(s, e);
+    if (e->type == SET_INT)
+        *(int *)field = (int)(n * (e->scale ? e->scale : 1));
+    else if (e->type == SET_SIZE)
+        *(size_t *)field = (size_t)n;
+    else
+        *(uint32_t *)field = (uint32_t)n;
+    return 0;
+}
+
+static int settings_set_path(struct bh_settings *s, const struct settings_entry *e,
+                             const char *value, const char *what, struct bh_err *err)
+{
+    char **slot = settings_field(s, e);
+    char cwd[4096];
+    if (value[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+        return bh_err_errno(err, BH_EINVAL, "%s: cannot make %s absolute", what, value);
+    free(*slot);
+    *slot = value[0] == '/' ? bh_xstrdup(value) : bh_xasprintf("%s/%s", cwd, value);
+    return 0;
+}
+
+static int settings_set_listen(struct bh_settings *s, const char *value, const char *what,
+                               struct bh_err *err)
+{
+    const char *colon = strrchr(value, ':');
+    long long port = 0;
+    if (!colon || colon == value || settings_number(colon + 1, &port) < 0 || port < 1 ||
+        port > 65535)
+        return bh_err_set(err, BH_EINVAL, "%s: expected HOST:PORT (port 1..65535)", what);
+    free(s->listen_host);
+    s->listen_host = bh_xstrndup(value, (size_t)(colon - value));
+    s->port = (int)port;
+    return 0;
+}
+
+static int settings_set_level(struct bh_settings *s, const struct settings_entry *e,
+                              const char *value)
+{
+    uint32_t level;
+    if (bh_log_parse_level(value, &level) < 0)
+        return -1;
+    *(int *)settings_field(s, e) = (int)level;
+    return 0;
+}
+
+/* Parses value (from what: "BOILERHOUSE_X=\"v\"" or "--x v") into e's field. */
+static int settings_set(struct bh_settings *s, const struct settings_entry *e, const char *value,
+                        const char *what, struct bh_err *err)
+{
+    if (e->choices && !settings_choice_ok(e->choices, value))
+        return bh_err_set(err, BH_EINVAL, "%s: expected one of %s", what, e->choices);
+    long long n = 0;
+    switch (e->type) {
+    case SET_STR:
+        free(*(char **)settings_field(s, e));
+        *(char **)settings_field(s, e) = bh_xstrdup(value);
+        return 0;
+    case SET_PATH:
+        return settings_set_path(s, e, value, what, err);
+    case SET_LEVEL: /* a name among the choices checked above */
+        return settings_set_level(s, e, value);
+    case SET_LISTEN:
+        return settings_set_listen(s, value, what, err);
+    default:
+        if (settings_number(value, &n) < 0 || n < e->min || n > e->max)
+            return bh_err_set(err, BH_EINVAL, "%s: expected an integer in %lld..%lld", what, e->min,
+                              e->max);
+        return settings_set_number(s, e, n);
+    }
+}
+
+static void settings_defaults(struct bh_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (int i = 0; i < SETTINGS_N; i++) {
+        const struct settings_entry *e = &settings_table[i];
+        if (e->type == SET_LISTEN)
+            continue;
+        if (e->sdef)
+            BH_IGNORE(settings_set(s, e, e->sdef, "default", NULL)); /* the table's own value */
+        else if (!settings_is_string(e))
+            BH_IGNORE(settings_set_number(s, e, e->ndef)); /* cannot fail */
+    }
+}
+
+int bh_settings_from_env(struct bh_settings *s, struct bh_err *err)
+{
+    settings_defaults(s);
+    for (int i = 0; i < SETTINGS_N; i++) {
+        const struct settings_entry *e = &settings_table[i];
+        const char *v = e->env ? getenv(e->env) : NULL;
+        if (!v || !*v)
+            continue;
+        bh_autofree char *what = bh_xasprintf("%s=\"%.64s\"", e->env, v);
+        if (settings_set(s, e, v, what, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int bh_settings_from_args(struct bh_settings *s, int argc, char **argv, int *help,
+                          struct bh_err *err)
+{
+    struct option opts[SETTINGS_N + 2];
+    int n = 0;
+    for (int i = 0; i < SETTINGS_N; i++)
+        if (settings_table[i].flag)
+            opts[n++] =
+                (struct option){settings_table[i].flag, required_argument, NULL, SETTINGS_OPT(i)};
+    opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    opts[n] = (struct option){NULL, 0, NULL, 0};
+    *help = 0;
+    optind = 0; /* GNU: start over (the tests parse several argument lists) */
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'h') {
+            *help = 1;
+            return 0;
+        }
+        if (c == ':' || c == '?')
+            return bh_err_set(err, BH_EINVAL, "%s: %s", argv[optind - 1],
+                              c == ':' ? "needs a value" : "unknown option");
+        const struct settings_entry *e = &settings_table[c - SETTINGS_OPT(0)];
+        bh_autofree char *what = bh_xasprintf("--%s %.64s", e->flag, optarg);
+        if (settings_set(s, e, optarg, what, err) < 0)
+            return -1;
+    }
+    if (optind != argc)
+        return bh_err_set(err, BH_EINVAL, "unexpected argument %s", argv[optind]);
+    return 0;
+}
+
+static void settings_print_default(FILE *f, const struct settings_entry *e)
+{
+    if (e->sdef)
+        fprintf(f, " (default %s)", e->sdef);
+    else if (!settings_is_string(e) && e->type != SET_LISTEN)
+        fprintf(f, " (default %lld, %lld..%lld)", e->ndef, e->min, e->max);
+}
+
+void bh_settings_print_help(FILE *f)
+{
+    fputs("usage: boilerhouse serve [options]\n"
+          "Each setting comes from its flag, else its environment variable, else its default;\n"
+          "a malformed value stops the daemon (exit 2) naming the flag or variable.\n",
+          f);
+    for (int i = 0; i < SETTINGS_N; i++) {
+        const struct settings_entry *e = &settings_table[i];
+        fputs("  ", f);
+        if (e->flag)
+            fprintf(f, "--%s %s%s", e->flag, e->arg, e->env ? ", " : "");
+        if (e->env)
+            fprintf(f, "%s=%s", e->env, e->arg);
+        fprintf(f, "\n      %s", e->help);
+        if (e->choices)
+            fprintf(f, ": %s", e->choices);
+        settings_print_default(f, e);
+        fputc('\n', f);
+    }
+}
+
+void bh_settings_free(struct bh_settings *s)
+{
+    for (int i = 0; i < SETTINGS_N; i++) {
+        if (settings_is_string(&settings_table[i])) {
+            char **slot = settings_field(s, &settings_table[i]);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}

@@ -1,0 +1,215 @@
+"""Triggers end to end: the real daemon, the webhook trigger and allowlist guard plugins, a
+real echo-agent container answering the http driver, signed requests from this process."""
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+from bh import DaemonTestCase
+
+SECRET = "gh-signing-secret"
+STD_KEY = b"standard-webhooks-key-0123456789"
+STD_SECRET = "whsec_" + base64.b64encode(STD_KEY).decode()
+
+
+def github_sig(body, secret=SECRET):
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def std_headers(body, msg_id=None, ts=None, key=STD_KEY):
+    msg_id = msg_id or "msg_" + uuid.uuid4().hex
+    ts = str(int(time.time()) if ts is None else ts)
+    mac = hmac.new(key, ("%s.%s." % (msg_id, ts)).encode() + body, hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": ts,
+            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+
+
+def trigger(name, path, signature="github", secret_name="hook", guards=None, **spec):
+    s = {"type": "webhook", "workloadRef": "echo-agent",
+         "tenant": {"from": "user.login", "prefix": "gh-"},
+         "driver": "http", "driverOptions": {"path": "/cgi-bin/agent"},
+         "guards": guards if guards is not None else
+         [{"type": "allowlist", "config": {"tenants": ["GH-Jane", "gh-ann"],
+                                           "denyMessage": "not for you"}}],
+         "config": {"path": path, "signature": signature, "secretName": secret_name}}
+    s.update(spec)
+    return {"name": name, "spec": s}
+
+
+class TriggerTest(DaemonTestCase):
+    MANIFESTS = ("echo-agent.yaml",)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for name, value in (("hook", SECRET), ("std", STD_SECRET)):
+            status, body = cls.d.request("POST", "/api/v1/secrets",
+                                         {"name": name, "key": "secret", "value": value})
+            assert status == 201, (status, body)
+
+    # ---- helpers ----
+
+    def create(self, t, expect=201):
+        status, body = self.d.request("POST", "/api/v1/triggers", t)
+        self.assertEqual(status, expect, body)
+        return body
+
+    def wait_phase(self, name, phase, timeout=30):
+        deadline = time.time() + timeout
+        body = None
+        while time.time() < deadline:
+            status, body = self.d.request("GET", "/api/v1/triggers/" + name)
+            if status == 200 and body["status"].get("phase") == phase:
+                return body
+            time.sleep(0.05)
+        self.fail("trigger %s not %s: %r\n%s" % (name, phase, body, self.d.log()))
+
+    def post(self, path, payload, headers=None, raw=None):
+        body = raw if raw is not None else json.dumps(payload).encode()
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return self.d.request("POST", path, raw=body, headers=h)
+
+    def signed(self, path, payload, **extra):
+        body = json.dumps(payload).encode()
+        h = {"X-Hub-Signature-256": github_sig(body)}
+        h.update(extra)
+        return self.post(path, None, h, raw=body)
+
+    def claimed(self, tenant):
+        status, body = self.d.request("GET", "/api/v1/tenants/" + tenant)
+        return status == 200 and any(c.get("workload") == "echo-agent"
+                                     for c in body.get("claims", []))
+
+    # ---- tests ----
+
+    def test_apply_time_validation_names_the_field(self):
+        cases = [
+            (dict(config={"path": "/hooks/v1", "signatur": "github"}), "signatur"),
+            (dict(guards=[{"type": "nosuch"}]), "spec.guards[0].type"),
+            (dict(guards=[{"type": "allowlist", "config": {"tenants": "x"}}]),
+             "spec.guards[0].config"),
+            (dict(driver="carrier-pigeon"), "spec.driver"),
+            (dict(driverOptions={"path": "x?y"}), "spec.driverOptions.path"),
+            (dict(config={"path": "/api/v1/x", "secretName": "hook"}), "spec.config.path"),
+        ]
+        for override, field in cases:
+            t = trigger("bad", "/hooks/bad")
+            t["spec"].update(override)
+            status, body = self.d.request("POST", "/api/v1/triggers", t)
+            self.assertTrue(400 <= status < 500, (override, status, body))
+            self.assertIn(field, body["error"], override)
+            self.assertEqual(self.d.request("GET", "/api/v1/triggers/bad")[0], 404)
+
+    def test_github_webhook_end_to_end(self):
+        self.create(trigger("gh", "/hooks/gh"))
+        self.wait_phase("gh", "Active")
+        status, body = self.signed("/hooks/gh", {"user": {"login": "jane"}, "text": "hello"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["agent"], "echo")
+        self.assertEqual(body["received"]["tenantId"], "gh-jane")
+        self.assertEqual(body["received"]["text"], "hello")
+        self.assertEqual(body["received"]["payload"]["user"]["login"], "jane")
+        self.assertTrue(self.claimed("gh-jane"))  # the claim is the REST one
+        # A second event reuses the instance.
+        status, body = self.signed("/hooks/gh", {"user": {"login": "jane"}, "text": "again"})
+        self.assertEqual((status, body["received"]["text"]), (200, "again"))
+
+        # Refusals: each the right 4xx, and no claim for the sender.
+        payload = json.dumps({"user": {"login": "ann"}}).encode()
+        self.assertEqual(self.post("/hooks/gh", None, raw=payload)[0], 401)  # unsigned
+        bad = {"X-Hub-Signature-256": github_sig(payload, "wrong")}
+        self.assertEqual(self.post("/hooks/gh", None, bad, raw=payload)[0], 401)
+        self.assertEqual(self.d.request("GET", "/hooks/gh")[0], 405)
+        big = json.dumps({"user": {"login": "ann"}, "x": "y" * 300000}).encode()
+        self.assertEqual(self.post("/hooks/gh", None, {"X-Hub-Signature-256": github_sig(big)},
+                                   raw=big)[0], 413)
+        self.assertFalse(self.claimed("gh-ann"))
+        # A guard's refusal reaches the sender with its message.
+        status, body = self.signed("/hooks/gh", {"user": {"login": "mallory"}})
+        self.assertEqual((status, body["error"]), (403, "not for you"))
+        self.assertFalse(self.claimed("gh-mallory"))
+        # A payload without the tenant field is refused with a reason.
+        status, body = self.signed("/hooks/gh", {"text": "who am I"})
+        self.assertEqual(status, 422, body)
+        self.assertIn("spec.tenant.from", body["error"])
+        # Replayed delivery id.
+        d = str(uuid.uuid4())
+        self.assertEqual(self.signed("/hooks/gh", {"user": {"login": "jane"}},
+                                     **{"X-GitHub-Delivery": d})[0], 200)
+        self.assertEqual(self.signed("/hooks/gh", {"user": {"login": "jane"}},
+                                     **{"X-GitHub-Delivery": d})[0], 409)
+
+        # Counters and the event log.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st = self.wait_phase("gh", "Active")["status"]
+            if st.get("events", 0) >= 5 and st.get("denied", 0) >= 2:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(st["events"], 5, st)
+        self.assertGreaterEqual(st["denied"], 2, st)
+        self.assertIn("lastEventAt", st)
+        status, body = self.d.request("GET", "/api/v1/triggers/gh/events?limit=3")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body["events"]), 3)
+        self.assertEqual(body["events"][0]["verdict"], "allow")
+        self.assertIn("latencyMs", body["events"][0])
+
+    def test_standard_webhooks(self):
+        self.create(trigger("std", "/hooks/std", signature="standard", secret_name="std"))
+        self.wait_phase("std", "Active")
+        body = json.dumps({"user": {"login": "ann"}, "text": "std"}).encode()
+        h = std_headers(body)
+        status, reply = self.post("/hooks/std", None, h, raw=body)
+        self.assertEqual(status, 200, reply)
+        self.assertEqual(reply["received"]["tenantId"], "gh-ann")
+        self.assertEqual(self.post("/hooks/std", None, h, raw=body)[0], 409)  # replay
+        stale = std_headers(body, ts=int(time.time()) - 600)
+        self.assertEqual(self.post("/hooks/std", None, stale, raw=body)[0], 401)
+        forged = std_headers(body, key=b"another-key")
+        self.assertEqual(self.post("/hooks/std", None, forged, raw=body)[0], 401)
+
+    def test_route_lifecycle(self):
+        self.create(trigger("life", "/hooks/life"))
+        self.wait_phase("life", "Active")
+        # Another trigger cannot take the same path.
+        status, body = self.d.request("POST", "/api/v1/triggers", trigger("thief", "/hooks/life"))
+        self.assertEqual(status, 409, body)
+        self.assertIn("spec.config.path", body["error"])
+        # A spec change restarts exactly this adapter on its new route.
+        status, body = self.d.request("PUT", "/api/v1/triggers/life",
+                                      {"spec": trigger("life", "/hooks/life2")["spec"]})
+        self.assertEqual(status, 200, body)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.signed("/hooks/life2", {"user": {"login": "jane"}})[0] == 200:
+                break
+            time.sleep(0.05)
+        self.assertEqual(self.signed("/hooks/life", {"user": {"login": "jane"}})[0], 404)
+        # The test endpoint walks the stages.
+        status, body = self.d.request("POST", "/api/v1/triggers/life/test",
+                                      {"text": "t", "payload": {"user": {"login": "jane"}}})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["verdict"], "allow", body)
+        self.assertEqual([s["stage"] for s in body["stages"]],
+                         ["tenant", "guard[0] allowlist", "claim", "driver"])
+        # Deleting stops the adapter and frees its route.
+        self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/life")[0], 200)
+        deadline = time.time() + 30
+        while time.time() < deadline and self.signed("/hooks/life2", {})[0] != 404:
+            time.sleep(0.05)
+        self.assertEqual(self.signed("/hooks/life2", {})[0], 404)
+        self.create(trigger("heir", "/hooks/life2"))
+        self.wait_phase("heir", "Active")
+
+    def test_missing_secret_is_an_error_phase_then_recovers(self):
+        self.create(trigger("nosecret", "/hooks/nosecret", secret_name="later"))
+        st = self.wait_phase("nosecret", "Error")["status"]
+        self.assertIn("later", st["detail"])
+        status, _ = self.d.request("POST", "/api/v1/secrets",
+                                   {"name": "later", "key": "secret", "value": "x"})
+        self.assertEqual(status, 201)
+        self.wait_phase("nosecret", "Active", timeout=90)
