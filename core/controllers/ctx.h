@@ -48,8 +48,8 @@ struct bh_ctx {
     struct bh_queue *queue;
     struct bh_secrets *secrets;
     struct bh_lua_policies *policies; /* NULL: no policy dir, every claim is allowed */
-    struct bh_triggers *triggers; /* running trigger adapters (trigger.c) */
-    uint8_t master_key[32];       /* snapshot encryption and secrets; wiped on close */
+    struct bh_triggers *triggers;     /* running trigger adapters (trigger.c) */
+    uint8_t master_key[32];           /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;
