@@ -14,6 +14,7 @@
 #include "ctx.h"
 #include "dispatch.h"
 #include "fs.h"
+#include "guard_lua.h"
 #include "image.h"
 #include "instance.h"
 #include "json.h"
@@ -61,7 +62,7 @@ static int daemon_open_policies(struct bh_ctx *ctx, struct bh_err *err)
     const struct bh_lua_limits limits = BH_LUA_LIMITS_DEFAULT;
     if (bh_lua_policies_open(ctx->cfg.policy_dir, ctx->store, &limits, &ctx->policies, err) < 0)
         return bh_err_wrap(err, "policies");
-    return 0;
+    return bh_guard_lua_register(ctx, err);
 }
 
 static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
