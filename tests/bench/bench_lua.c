@@ -132,8 +132,8 @@ int main(int argc, char **argv)
                           "\"source\":\"telegram\",\"text\":\"/start\",\"raw\":{}}");
     printf("| %-36s | %9s | %10s | %8s | %8s |\n", "row (one core)", "calls", "calls/s", "p50 us",
            "p99 us");
-    printf(
-        "|--------------------------------------|-----------|------------|----------|----------|\n");
+    printf("|--------------------------------------|-----------|------------|----------|----------|"
+           "\n");
     bench_row("guard (inline, telegram commands)", secs, run_guard, &c);
     c.workload = cJSON_Parse("{\"metadata\":{\"name\":\"w\"},\"spec\":{\"claimPolicy\":"
                              "\"quota.lua\",\"resources\":{\"vcpus\":1,\"memoryMb\":64}}}");
