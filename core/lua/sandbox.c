@@ -187,6 +187,66 @@ static void sandbox_base(lua_State *L)
     lua_remove(L, -2);
 }
 
+/* A pattern match runs in C, where neither the hook nor the deadline reaches it, and
+ * backtracking makes it polynomial in the subject with the pattern's quantifiers as degree:
+ * ("a"):rep(20000):find(".-.-.-b") would run for hours. So a match is refused when the
+ * subject's length to the power (quantifiers + 1) passes SANDBOX_MATCH_COST. */
+#define SANDBOX_MATCH_COST 1e8
+
+/* (n + 1) ^ (quantifiers + 1) > SANDBOX_MATCH_COST, without overflow. */
+static int sandbox_too_costly(size_t n, int quantifiers)
+{
+    double cost = 1;
+    for (int i = 0; i <= quantifiers && cost <= SANDBOX_MATCH_COST; i++)
+        cost *= (double)n + 1;
+    return cost > SANDBOX_MATCH_COST;
+}
+
+static int sandbox_quantifiers(const char *p, size_t len)
+{
+    int q = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '%' && i + 1 < len) {
+            q += p[i + 1] == 'b'; /* %bxy scans for its balance */
+            i++;
+        } else if (p[i] == '[') { /* a set: its - and ] are not quantifiers */
+            for (i++; i < len && p[i] != ']'; i++)
+                i += p[i] == '%';
+        } else {
+            q += p[i] == '*' || p[i] == '+' || p[i] == '-' || p[i] == '?';
+        }
+    }
+    return q;
+}
+
+/* Upvalue 1: the real find/match/gmatch/gsub. A plain find (4th argument true) is linear. */
+static int sandbox_match(lua_State *L)
+{
+    size_t n, plen;
+    luaL_checklstring(L, 1, &n);
+    const char *p = luaL_checklstring(L, 2, &plen);
+    int plain = lua_gettop(L) >= 4 && lua_toboolean(L, 4);
+    if (!plain && sandbox_too_costly(n, sandbox_quantifiers(p, plen)))
+        return luaL_error(L,
+                          "pattern too costly for a subject of %d bytes (simplify it, or "
+                          "shorten the subject)",
+                          (int)n);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static void sandbox_wrap_matchers(lua_State *L, int strlib)
+{
+    static const char *const names[] = {"find", "match", "gmatch", "gsub"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(names); i++) {
+        lua_getfield(L, strlib, names[i]);
+        lua_pushcclosure(L, sandbox_match, 1);
+        lua_setfield(L, strlib, names[i]);
+    }
+}
+
 /* No bytecode out (string.dump), and no way to the string metatable (its __index is the real
  * string table). */
 static void sandbox_lock_strings(lua_State *L)
@@ -195,6 +255,7 @@ static void sandbox_lock_strings(lua_State *L)
     lua_getfield(L, -1, LUA_STRLIBNAME);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    sandbox_wrap_matchers(L, lua_gettop(L));
     lua_pop(L, 2);
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);

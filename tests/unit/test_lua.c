@@ -141,6 +141,32 @@ static void test_forbidden_functions(void **state)
                    "__gc metamethods are not allowed");
 }
 
+/* Pattern matching runs in C, out of the hook's reach: costly matches are refused up front. */
+static void test_costly_patterns(void **state)
+{
+    expect_stopped("return string.rep('a', 20000):find('.-.-.-b')", "pattern too costly");
+    expect_stopped("return ('a'):rep(5000):match('(a*)*b')", "pattern too costly");
+    expect_stopped("for w in ('ab'):rep(20000):gmatch('%ba') do end", "pattern too costly");
+    struct bh_err err;
+    struct bh_lua_script *s =
+        compile("function policy(e)\n"
+                "  local long = ('a'):rep(100000)\n"
+                "  return {a = ('/start now'):match('^/(%w+)'), b = long:find('aab', 1, true),\n"
+                "          c = ('x-y'):gsub('[-]', '+'), d = #long:gsub('a', 'b')}\n"
+                "end",
+                &err);
+    assert_non_null(s);
+    cJSON *ret = NULL;
+    assert_int_equal(run(s, &ret, &err), 0);
+    const cJSON *t = cJSON_GetArrayItem(ret, 0);
+    assert_string_equal(bh_json_str(t, "a"), "start");
+    assert_null(bh_json_get(t, "b"));
+    assert_string_equal(bh_json_str(t, "c"), "x+y");
+    assert_int_equal(bh_json_int(t, "d", 0), 100000);
+    cJSON_Delete(ret);
+    bh_lua_script_free(s);
+}
+
 static void test_shared_globals_locked(void **state)
 {
     expect_stopped("setmetatable(_ENV, {})", "protected metatable");
@@ -612,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_forbidden_functions),
         cmocka_unit_test(test_shared_globals_locked),
+        cmocka_unit_test(test_costly_patterns),
         cmocka_unit_test(test_bytecode_refused),
         cmocka_unit_test(test_top_level_yield),
         cmocka_unit_test(test_compile_errors),
