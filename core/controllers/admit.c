@@ -16,7 +16,7 @@ int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, str
     a->record = cJSON_CreateObject();
     if (!ctx->policies || !bh_lua_policy_applies(ctx->policies, wl))
         return 0;
-    cJSON *ev = bh_lua_claim_event(ctx->store, bh_json_str(claim, "spec.tenantId"), wl,
+    cJSON *ev = bh_lua_claim_event(bh_json_str(claim, "spec.tenantId"), wl,
                                    bh_json_get(claim, "metadata.labels"));
     struct bh_lua_decision d;
     int rc = bh_lua_policy_decide(ctx->policies, wl, ev, &d, err);

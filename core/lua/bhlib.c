@@ -107,31 +107,76 @@ static int bhlib_claims(lua_State *L)
     return 1;
 }
 
+void bh_lua_pool_counts(struct bh_store *store, const char *workload, long long *ready,
+                        long long *warming)
+{
+    cJSON *list = NULL, *p;
+    struct bh_err err;
+    *ready = *warming = 0;
+    if (!store || !workload || bh_store_list(store, "BoilerhousePool", NULL, &list, NULL, &err) < 0)
+        return;
+    cJSON_ArrayForEach(p, list)
+    {
+        const char *ref = bh_json_str(p, "spec.workloadRef");
+        if (ref && strcmp(ref, workload) == 0) {
+            *ready += bh_json_int(p, "status.ready", 0);
+            *warming += bh_json_int(p, "status.warming", 0);
+        }
+    }
+    cJSON_Delete(list);
+}
+
 /* bh.pool(workload): {ready, warming} summed over the workload's pools. */
 static int bhlib_pool(lua_State *L)
 {
     const char *wl = luaL_checkstring(L, 1);
-    struct bh_lua_script *s = bhlib_script(L);
-    cJSON *list = NULL, *p;
-    struct bh_err err;
-    long long ready = 0, warming = 0;
-    if (s->store && bh_store_list(s->store, "BoilerhousePool", NULL, &list, NULL, &err) == 0) {
-        cJSON_ArrayForEach(p, list)
-        {
-            const char *ref = bh_json_str(p, "spec.workloadRef");
-            if (ref && strcmp(ref, wl) == 0) {
-                ready += bh_json_int(p, "status.ready", 0);
-                warming += bh_json_int(p, "status.warming", 0);
-            }
-        }
-    }
-    cJSON_Delete(list);
+    long long ready, warming;
+    bh_lua_pool_counts(bhlib_script(L)->store, wl, &ready, &warming);
     lua_createtable(L, 0, 2);
     lua_pushinteger(L, ready);
     lua_setfield(L, -2, "ready");
     lua_pushinteger(L, warming);
     lua_setfield(L, -2, "warming");
     return 1;
+}
+
+/* A claim event's activeClaims and poolReady, read from the store when the script first
+ * reads them (most policies need one or neither): __index of the event table. */
+static int bhlib_event_index(lua_State *L)
+{
+    struct bh_lua_script *s = bhlib_script(L);
+    const char *key = lua_tostring(L, 2);
+    lua_getfield(L, 1, "tenantId");
+    lua_getfield(L, 1, "workload");
+    const char *tenant = lua_tostring(L, -2), *workload = lua_tostring(L, -1);
+    if (!key || !tenant || !workload)
+        return lua_pushnil(L), 1;
+    if (strcmp(key, "activeClaims") == 0) {
+        cJSON *arr = bh_lua_tenant_claims(s->store, tenant, workload);
+        bh_lua_push_json(L, arr);
+        cJSON_Delete(arr);
+    } else if (strcmp(key, "poolReady") == 0) {
+        long long ready, warming;
+        bh_lua_pool_counts(s->store, workload, &ready, &warming);
+        lua_pushinteger(L, ready);
+    } else {
+        return lua_pushnil(L), 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1); /* read once per call */
+    return 1;
+}
+
+void bh_lua_lazy_event(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, bhlib_event_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "locked"); /* the loader reads any tenant's claims: keep it out of reach */
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, idx);
 }
 
 /* ---- bh.kv: per-script, durable, with TTLs ---- */

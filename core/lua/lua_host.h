@@ -82,10 +82,10 @@ struct bh_lua_decision {
 };
 void bh_lua_decision_free(struct bh_lua_decision *d);
 
-/* The claim event of (tenant, workload): {tenantId, workload, labels, activeClaims, poolReady,
- * now}. activeClaims are the tenant's other claims that hold or are getting an instance. */
-cJSON *bh_lua_claim_event(struct bh_store *store, const char *tenant, const cJSON *workload,
-                          const cJSON *labels);
+/* The claim event of (tenant, workload): {tenantId, workload, labels, now}. A policy also
+ * reads activeClaims (the tenant's other claims that hold or are getting an instance) and
+ * poolReady, which the host reads from the store when (if) the script does. */
+cJSON *bh_lua_claim_event(const char *tenant, const cJSON *workload, const cJSON *labels);
 /* True if a claim policy applies to the workload's claims (its own or the default). */
 int bh_lua_policy_applies(struct bh_lua_policies *p, const cJSON *workload);
 /* Runs the workload's claim policy (or the default) on event. No policy: allow. Fails only

@@ -36,6 +36,12 @@ void bh_lua_open_bh(lua_State *L);
 void bh_lua_readonly(lua_State *L, int idx);
 /* The tenant's claims as a Lua-ready JSON array (bhlib.c), skipping workload `except`. */
 cJSON *bh_lua_tenant_claims(struct bh_store *store, const char *tenant, const char *except);
+/* Pools of workload: ready and warming instances. */
+void bh_lua_pool_counts(struct bh_store *store, const char *workload, long long *ready,
+                        long long *warming);
+/* Makes the claim event table at idx fill activeClaims and poolReady from the store when the
+ * script reads them. */
+void bh_lua_lazy_event(lua_State *L, int idx);
 /* Lua value at idx as JSON (depth-limited; functions and the like are refused). NULL + msg. */
 cJSON *bh_lua_to_json(lua_State *L, int idx, int depth, const char **why);
 /* Pushes JSON as Lua values. */

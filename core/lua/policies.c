@@ -266,27 +266,13 @@ static void policy_put(struct bh_lua_policies *p, struct policy_file *f, struct 
 
 /* ---- calls ---- */
 
-cJSON *bh_lua_claim_event(struct bh_store *store, const char *tenant, const cJSON *workload,
-                          const cJSON *labels)
+cJSON *bh_lua_claim_event(const char *tenant, const cJSON *workload, const cJSON *labels)
 {
     const char *wname = bh_json_str(workload, "metadata.name");
     cJSON *ev = cJSON_CreateObject();
     cJSON_AddStringToObject(ev, "tenantId", tenant);
     cJSON_AddStringToObject(ev, "workload", wname ? wname : "");
     cJSON_AddItemToObject(ev, "labels", labels ? cJSON_Duplicate(labels, 1) : cJSON_CreateObject());
-    cJSON_AddItemToObject(ev, "activeClaims", bh_lua_tenant_claims(store, tenant, wname));
-    long long ready = 0;
-    cJSON *pools = NULL, *pl;
-    struct bh_err err;
-    if (store && bh_store_list(store, "BoilerhousePool", NULL, &pools, NULL, &err) == 0)
-        cJSON_ArrayForEach(pl, pools)
-        {
-            const char *ref = bh_json_str(pl, "spec.workloadRef");
-            if (ref && wname && strcmp(ref, wname) == 0)
-                ready += bh_json_int(pl, "status.ready", 0);
-        }
-    cJSON_Delete(pools);
-    cJSON_AddNumberToObject(ev, "poolReady", (double)ready);
     cJSON_AddNumberToObject(ev, "now", (double)time(NULL));
     return ev;
 }

@@ -347,6 +347,8 @@ static int sandbox_run(lua_State *L)
     if (lua_getfield(L, 1, s->entry) != LUA_TFUNCTION)
         return luaL_error(L, "%s: defines no function '%s'", s->name, s->entry);
     bh_lua_push_json(L, event);
+    if (s->store && strcmp(s->entry, "policy") == 0)
+        bh_lua_lazy_event(L, -1);
     lua_call(L, 1, LUA_MULTRET);
     if (!lua_checkstack(L, 2 * SANDBOX_JSON_DEPTH + 8))
         return luaL_error(L, "not enough memory");

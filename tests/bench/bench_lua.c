@@ -1,5 +1,5 @@
 /* Lua host throughput on one core: guard calls per second (an inline guard, as a trigger
- * would run it), and claim-policy decisions with their event built from a real store.
+ * would run it), and claim-policy decisions over a real store (what they read of it).
  * Usage: bench_lua [seconds per row]. Built, not run by ctest (scripts/bench-lua.py runs it). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +74,7 @@ static int run_guard(void *ud)
 static int run_policy(void *ud)
 {
     struct ctx *c = ud;
-    cJSON *ev = bh_lua_claim_event(c->store, "alice", c->workload, NULL);
+    cJSON *ev = bh_lua_claim_event("alice", c->workload, NULL);
     struct bh_lua_decision d;
     struct bh_err err;
     int rc = bh_lua_policy_decide(c->p, c->workload, ev, &d, &err);
@@ -82,13 +82,6 @@ static int run_policy(void *ud)
     bh_lua_decision_free(&d);
     cJSON_Delete(ev);
     return rc;
-}
-
-static int run_event(void *ud)
-{
-    struct ctx *c = ud;
-    cJSON_Delete(bh_lua_claim_event(c->store, "alice", c->workload, NULL));
-    return 0;
 }
 
 static void put_file(const char *dir, const char *name, const char *text)
@@ -137,11 +130,10 @@ int main(int argc, char **argv)
     bench_row("guard (inline, telegram commands)", secs, run_guard, &c);
     c.workload = cJSON_Parse("{\"metadata\":{\"name\":\"w\"},\"spec\":{\"claimPolicy\":"
                              "\"quota.lua\",\"resources\":{\"vcpus\":1,\"memoryMb\":64}}}");
-    bench_row("claim event only (store reads)", secs, run_event, &c);
-    bench_row("claim policy quota.lua (with event)", secs, run_policy, &c);
+    bench_row("claim policy quota.lua (reads claims)", secs, run_policy, &c);
     cJSON_ReplaceItemInObject(bh_json_obj(c.workload, "spec"), "claimPolicy",
                               cJSON_CreateString("rate.lua"));
-    bench_row("claim policy rate.lua (kv incr)", secs, run_policy, &c);
+    bench_row("claim policy rate limit (kv incr)", secs, run_policy, &c);
     cJSON_Delete(c.workload);
     cJSON_Delete(c.event);
     bh_lua_policies_close(c.p);

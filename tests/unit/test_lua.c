@@ -352,7 +352,7 @@ static cJSON *workload(const char *policy)
 static void decide(struct fixture *f, const char *policy, struct bh_lua_decision *d)
 {
     cJSON *wl = workload(policy);
-    cJSON *ev = bh_lua_claim_event(f->store, "alice", wl, NULL);
+    cJSON *ev = bh_lua_claim_event("alice", wl, NULL);
     struct bh_err err;
     assert_int_equal(bh_lua_policy_decide(f->p, wl, ev, d, &err), 0);
     cJSON_Delete(ev);
@@ -465,6 +465,39 @@ static void test_policy_decisions(void **state)
     decide(f, "../store.db", &d);
     assert_true(!d.allow && d.failed);
     assert_non_null(strstr(d.reason, "not a script name"));
+    bh_lua_decision_free(&d);
+}
+
+/* activeClaims and poolReady come from the store when the script reads them. */
+static void test_lazy_event_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    static const char *const docs[] = {
+        "{\"kind\":\"BoilerhouseClaim\",\"metadata\":{\"name\":\"c1\",\"labels\":"
+        "{\"boilerhouse.dev/tenant\":\"alice\"}},\"spec\":{\"tenantId\":\"alice\","
+        "\"workloadRef\":\"db\"}}",
+        "{\"kind\":\"BoilerhousePool\",\"metadata\":{\"name\":\"p1\"},\"spec\":"
+        "{\"workloadRef\":\"web\",\"size\":3}}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *o = cJSON_Parse(docs[i]), *saved = NULL;
+        assert_int_equal(bh_store_create(f->store, o, &saved, &err), 0);
+        cJSON_Delete(o);
+        bh_json_set_num(bh_json_obj(saved, "status"), "ready", 2);
+        bh_json_set_str(bh_json_obj(saved, "status"), "phase", "Active");
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(saved, "metadata"), "resourceVersion");
+        assert_int_equal(bh_store_update_status(f->store, saved, NULL, &err), 0);
+        cJSON_Delete(saved);
+    }
+    put_script(f, "lazy.lua",
+               "function policy(e)\n"
+               "  return false, #e.activeClaims .. ' ' .. e.activeClaims[1].workload .. ' ' ..\n"
+               "                e.poolReady .. ' ' .. #bh.claims() .. ' ' .. bh.pool('web').ready\n"
+               "end\n");
+    struct bh_lua_decision d;
+    decide(f, "lazy.lua", &d);
+    assert_string_equal(d.reason, "1 db 2 1 2");
     bh_lua_decision_free(&d);
 }
 
@@ -587,14 +620,14 @@ static void test_examples(void **state)
     struct bh_lua_decision d;
     /* quota: 2 concurrent instances per tenant across workloads */
     cJSON *wl = workload("quota.lua");
-    cJSON *ev = bh_lua_claim_event(f->store, "alice", wl, NULL);
+    cJSON *ev = bh_lua_claim_event("alice", wl, NULL);
     struct bh_err err;
     assert_int_equal(bh_lua_policy_decide(f->p, wl, ev, &d, &err), 0);
     assert_true(d.allow);
     bh_lua_decision_free(&d);
     cJSON *claims = cJSON_Parse("[{\"workload\":\"a\",\"phase\":\"Active\"},"
                                 "{\"workload\":\"b\",\"phase\":\"Active\"}]");
-    cJSON_ReplaceItemInObject(ev, "activeClaims", claims);
+    cJSON_AddItemToObject(ev, "activeClaims", claims); /* given: the store is not read */
     assert_int_equal(bh_lua_policy_decide(f->p, wl, ev, &d, &err), 0);
     assert_false(d.allow);
     assert_non_null(strstr(d.reason, "at most 2"));
@@ -648,6 +681,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_decisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_event_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard, setup, teardown),
