@@ -61,13 +61,16 @@ static long long bhlib_age_s(const char *rfc3339)
     return age > 0 ? age : 0;
 }
 
-/* Claims that hold or are getting an instance: Active, or Pending and admitted by a policy
- * or not yet looked at. Released and Error ones hold nothing. */
+/* Claims that hold or are getting an instance: Active, or Pending and admitted (a claim
+ * policy's decision is on it, status.policy). Counting a Pending claim not yet decided would
+ * let two simultaneous claims deny each other. Released and Error ones hold nothing. */
 static int bhlib_claim_counts(const cJSON *claim)
 {
     const char *phase = bh_json_str(claim, "status.phase");
-    return !bh_json_get(claim, "metadata.deletionTimestamp") &&
-           (!phase || strcmp(phase, "Active") == 0 || strcmp(phase, "Pending") == 0);
+    if (bh_json_get(claim, "metadata.deletionTimestamp") || !phase)
+        return 0;
+    return strcmp(phase, "Active") == 0 ||
+           (strcmp(phase, "Pending") == 0 && bh_json_get(claim, "status.policy"));
 }
 
 cJSON *bh_lua_tenant_claims(struct bh_store *store, const char *tenant, const char *except)
