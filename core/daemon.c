@@ -16,11 +16,13 @@
 #include "dispatch.h"
 #include "events.h"
 #include "fs.h"
+#include "guard_lua.h"
 #include "image.h"
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
 #include "log.h"
+#include "lua_host.h"
 #include "mem.h"
 #include "plugin.h"
 #include "queue.h"
@@ -55,6 +57,17 @@ static int daemon_open_plugins(struct bh_ctx *ctx, struct bh_err *err)
     return rc;
 }
 
+/* The policy dir defaults to <state>/policies; scripts load on first use. */
+static int daemon_open_policies(struct bh_ctx *ctx, struct bh_err *err)
+{
+    if (!ctx->cfg.policy_dir)
+        ctx->cfg.policy_dir = bh_xasprintf("%s/policies", ctx->cfg.state_dir);
+    const struct bh_lua_limits limits = BH_LUA_LIMITS_DEFAULT;
+    if (bh_lua_policies_open(ctx->cfg.policy_dir, ctx->store, &limits, &ctx->policies, err) < 0)
+        return bh_err_wrap(err, "policies");
+    return bh_guard_lua_register(ctx, err);
+}
+
 static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
 {
     const struct bh_settings *c = &ctx->cfg;
@@ -85,6 +98,8 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
     cJSON_Delete(regcfg);
     if (rc < 0 || bh_runtime_oci_open(rtroot, c->runtime, &ctx->runtime, err) < 0)
         return -1;
+    if (daemon_open_policies(ctx, err) < 0)
+        return -1;
     return daemon_open_plugins(ctx, err);
 }
 
@@ -96,6 +111,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_mutex_init(&ctx->claim_lock, NULL);
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
+    pthread_mutex_init(&ctx->admit_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
     /* Before the parts open: controllers may publish from recovery on. */
     ctx->events = bh_events_new(ctx->cfg.events_buffer, ctx->cfg.ws_queue);
@@ -133,6 +149,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_queue_free(ctx->queue);
     if (ctx->plugins)
         bh_plugins_free(ctx->plugins);
+    bh_lua_policies_close(ctx->policies);
     if (ctx->secrets)
         bh_secrets_close(ctx->secrets);
     if (ctx->runtime)
@@ -149,6 +166,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
     pthread_mutex_destroy(&ctx->claim_lock);
     pthread_cond_destroy(&ctx->claim_cond);
     pthread_mutex_destroy(&ctx->boot_lock);
+    pthread_mutex_destroy(&ctx->admit_lock);
     pthread_cond_destroy(&ctx->boot_cond);
     free(ctx);
 }

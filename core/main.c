@@ -10,6 +10,7 @@
 #include "image.h"
 #include "kapi.h"
 #include "log.h"
+#include "lua_host.h"
 #include "secret.h"
 #include "settings.h"
 
@@ -23,6 +24,8 @@ static void usage(FILE *f)
           "                         manage workload secrets (--tenant T for a tenant's own)\n"
           "  kubeconfig [options]   print a kubeconfig for the Kubernetes-compatible API\n"
           "                         (takes serve's options: --state-dir, --kube-listen)\n"
+          "  policy test SCRIPT --event FILE|JSON [--workload FILE|JSON]\n"
+          "                         run a Lua claim policy or guard on a sample event\n"
           "  version                print the version\n"
           "  help                   this text\n",
           f);
@@ -125,6 +128,8 @@ int main(int argc, char **argv)
         return main_kubeconfig(argc - 1, argv + 1);
     if (strcmp(argv[1], "secret") == 0)
         return bh_secret_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "policy") == 0)
+        return bh_lua_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("boilerhouse %s\n", BH_VERSION);
         return 0;

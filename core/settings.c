@@ -68,6 +68,8 @@ static const struct settings_entry settings_table[] = {
      NULL, 0, 0, 0, 0, NULL, "registry credentials and mirrors (JSON)"},
     {"BOILERHOUSE_WORKLOADS_DIR", "workloads-dir", "DIR", SET_PATH, S_OFF(workloads_dir), NULL, 0,
      0, 0, 0, NULL, "apply the *.yaml files there at startup"},
+    {"BOILERHOUSE_POLICY_DIR", "policy-dir", "DIR", SET_PATH, S_OFF(policy_dir), NULL, 0, 0, 0, 0,
+     NULL, "Lua claim policies and guards (docs/lua.md); default STATE_DIR/policies"},
     {"BOILERHOUSE_RUNTIME", "runtime", "NAME", SET_STR, S_OFF(runtime), NULL, 0, 0, 0, 0,
      "runc|crun", "OCI runtime; detected when unset"},
     {"BOILERHOUSE_LOG_LEVEL", "log-level", "LEVEL", SET_LEVEL, S_OFF(log_level), "info", 0, 0, 0, 0,

@@ -52,6 +52,9 @@ void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *p
                   const struct bh_api_resp *resp);
 /* GET /api/v1/audit?tenant=&actor=&since=&limit= */
 void bh_api_audit_list(const struct bh_api_req *req, struct bh_api_resp *resp);
+/* Lua policies (api_policies.c): GET /api/v1/policies, POST /api/v1/policies/test. */
+void bh_api_policies_list(const struct bh_api_req *req, struct bh_api_resp *resp);
+void bh_api_policies_test(const struct bh_api_req *req, struct bh_api_resp *resp);
 
 struct bh_api;
 /* Starts listening on ctx->cfg's host and port. */

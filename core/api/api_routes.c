@@ -64,6 +64,9 @@ static cJSON *api_claim_shape(const cJSON *claim)
     api_copy_str(o, "source", claim, "status.source");
     api_copy_str(o, "claimedAt", claim, "status.claimedAt");
     api_copy_str(o, "detail", claim, "status.detail");
+    const cJSON *policy = bh_json_get(claim, "status.policy");
+    if (policy && policy->child) /* the claim policy that admitted it, and its overrides */
+        cJSON_AddItemToObject(o, "policy", cJSON_Duplicate(policy, 1));
     return o;
 }
 
@@ -459,8 +462,12 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_json_set_str(out, "error", "the instance did not become ready in time");
         bh_api_json(resp, 504, out);
     } else if (strcmp(bh_json_str(out, "phase"), BH_CLAIM_ACTIVE) != 0) {
+        /* A claim policy's no (or its failure, fail closed) is a refusal, not a fault. */
+        const char *reason = bh_json_str(ans.claim, "status.reason");
         bh_json_set_str(out, "error", bh_json_str(out, "detail"));
-        bh_api_json(resp, 500, out);
+        if (reason)
+            bh_json_set_str(out, "reason", reason);
+        bh_api_json(resp, reason ? 403 : 500, out);
     } else {
         bh_api_json(resp, ans.existing ? 200 : 201, out);
     }
@@ -895,5 +902,7 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/secrets", h_secrets_list, 1},
     {"POST", "/api/v1/secrets", h_secret_set, 1},
     {"DELETE", "/api/v1/secrets/*", h_secret_delete, 1},
+    {"GET", "/api/v1/policies", bh_api_policies_list, 1},
+    {"POST", "/api/v1/policies/test", bh_api_policies_test, 1},
     {NULL, NULL, NULL, 0},
 };

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admit.h"
 #include "clock.h"
 #include "crashpoint.h"
 #include "events.h"
@@ -105,6 +106,18 @@ static cJSON *claim_find_existing(struct bh_ctx *ctx, const char *tenant, const 
     return found;
 }
 
+/* The claim's workload as its claim policy adjusted it (bh_admit_apply). Owned or NULL. */
+static cJSON *claim_workload(struct bh_ctx *ctx, const cJSON *claim)
+{
+    cJSON *wl = NULL;
+    struct bh_err gerr;
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
+                     &gerr) < 0)
+        return NULL;
+    bh_admit_apply(claim, wl);
+    return wl;
+}
+
 /* Loads the workload a claim refers to, once it is Ready. Sets the claim's phase and returns
  * NULL when it is missing, failed, or still being prepared (then *requeue_ms is set). */
 static cJSON *claim_ready_workload(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms,
@@ -193,12 +206,57 @@ static void claim_publish(struct bh_ctx *ctx, const cJSON *claim, const char *so
                       d);
 }
 
+/* Stamps the labels a policy asked for on the claim (metadata, so selectors find it). */
+static int claim_stamp_labels(struct bh_ctx *ctx, cJSON *claim, const cJSON *labels,
+                              struct bh_err *err)
+{
+    if (!labels || !labels->child)
+        return 0;
+    cJSON *md = bh_json_obj(claim, "metadata");
+    cJSON *mine = bh_json_obj(md, "labels");
+    for (const cJSON *l = labels->child; l; l = l->next)
+        bh_json_set_str(mine, l->string, l->valuestring);
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "resourceVersion");
+    return bh_store_update_lazy(ctx->store, claim, NULL, err);
+}
+
+/* The claim policy's decision, taken once per claim (Pending, before anything is spent on it)
+ * whatever front door made it: kubectl's claims arrive only here. Returns 1 admitted (the
+ * decision is on the claim, status.policy), 0 denied (the claim is in Error, the reason in its
+ * detail), -1 on error. One admission at a time: a quota counts the claims admitted before. */
+static int claim_admit(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, struct bh_err *err)
+{
+    if (bh_json_get(claim, "status.policy"))
+        return 1;
+    struct bh_admit a;
+    pthread_mutex_lock(&ctx->admit_lock);
+    int rc = bh_admit_decide(ctx, claim, wl, &a, err);
+    if (rc == 0 && a.allow) {
+        rc = claim_stamp_labels(ctx, claim, bh_json_get(a.record, "overrides.labels"), err);
+        cJSON *status = bh_json_obj(claim, "status");
+        cJSON_AddItemToObject(status, "policy", BH_STEAL(a.record));
+        rc = rc < 0 ? -1 : claim_write_status(ctx, claim, err) < 0 ? -1 : 1;
+    } else if (rc == 0) {
+        bh_warn("claim", "claim %s denied: %s", bh_json_str(claim, "metadata.name"), a.reason);
+        bh_json_set_str(bh_json_obj(claim, "status"), "reason",
+                        a.failed ? "PolicyFailed" : "PolicyDenied");
+        rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, a.reason, err);
+    }
+    pthread_mutex_unlock(&ctx->admit_lock);
+    bh_admit_free(&a);
+    return rc;
+}
+
 static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
 {
     long long t0 = bh_clock_ms();
     cJSON *wl = claim_ready_workload(ctx, claim, requeue_ms, err);
-    if (!wl)
-        return 0;
+    int admitted = wl ? claim_admit(ctx, claim, wl, err) : 0;
+    if (admitted <= 0) {
+        cJSON_Delete(wl);
+        return admitted;
+    }
+    bh_admit_apply(claim, wl);
     const char *tenant = bh_json_str(claim, "spec.tenantId");
     const char *wname = bh_json_str(wl, "metadata.name");
     const char *source = "existing";
@@ -207,7 +265,10 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     cJSON *inst = claim_find_existing(ctx, tenant, wname);
     if (!inst && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0)
         snap = NULL;
-    int rc = inst ? 0 : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
+    const char *want = bh_admit_source(claim);
+    int rc = inst || (want && strcmp(want, "cold") == 0)
+                 ? 0
+                 : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
     if (rc == 0 && !inst) {
         source = snap ? "cold+data" : "cold";
         claim_set_phase(ctx, claim, BH_CLAIM_PENDING, "booting an instance", err);
@@ -292,14 +353,16 @@ static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, s
 {
     bh_autofree char *id = claim_held_instance(ctx, claim);
     const char *tenant = bh_json_str(claim, "spec.tenantId");
-    cJSON *wl = NULL, *inst = NULL;
+    cJSON *inst = NULL;
     struct bh_err gerr;
     /* A deleted workload is released without saving; a failed read is not "deleted": the
      * release fails (retried with backoff) rather than destroying unsaved tenant data. */
+    cJSON *wl = NULL;
     int rc = bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"),
                           &wl, err);
     if (rc < 0 && err->code == BH_ENOTFOUND)
         rc = 0;
+    bh_admit_apply(claim, wl);
     int live = id && bh_store_get(ctx->store, "Instance", id, &inst, &gerr) == 0 &&
                bh_instance_alive(ctx, inst);
     /* A half-restored instance is never saved over the tenant's good snapshot. */
@@ -357,8 +420,7 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
         return claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err);
     }
     int rc = 0;
-    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
-                     &gerr) == 0) {
+    if ((wl = claim_workload(ctx, claim)) != NULL) {
         rc = claim_check_health(ctx, claim, inst, wl, err);
         long long next =
             bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
@@ -400,10 +462,8 @@ static int claim_finalize(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
 /* An idle release that failed or was cut short by a restart: finish it. */
 static int claim_releasing(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
 {
-    cJSON *wl = NULL;
-    struct bh_err gerr;
-    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(claim, "spec.workloadRef"), &wl,
-                     &gerr) < 0)
+    cJSON *wl = claim_workload(ctx, claim);
+    if (!wl)
         return 0; /* the workload's return re-enqueues its claims */
     int rc = claim_release_idle(ctx, claim, wl, err);
     cJSON_Delete(wl);
@@ -631,8 +691,12 @@ static int claim_restart(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
     const char *phase = claim_phase(c);
     if (strcmp(phase, BH_CLAIM_ERROR) != 0 && strcmp(phase, BH_CLAIM_RELEASED) != 0)
         return 0;
-    bh_json_set_str(bh_json_obj(c, "status"), "phase", BH_CLAIM_PENDING);
-    bh_json_set_str(bh_json_obj(c, "status"), "detail", "claimed again");
+    cJSON *status = bh_json_obj(c, "status");
+    bh_json_set_str(status, "phase", BH_CLAIM_PENDING);
+    bh_json_set_str(status, "detail", "claimed again");
+    /* A new claim, a new decision. */
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "policy");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "reason");
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(c, "metadata"), "resourceVersion");
     return bh_store_update_status(ctx->store, c, NULL, err);
 }
@@ -686,6 +750,23 @@ int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **
     return 0;
 }
 
+/* A claim of an Active claim is a claim too: the policy runs again (a quota or business hours
+ * may say no now; BH_EFORBIDDEN). The instance keeps running and its first overrides stay. */
+static int claim_admit_again(struct bh_ctx *ctx, const cJSON *claim, struct bh_err *err)
+{
+    cJSON *wl = NULL;
+    if (!ctx->policies || bh_store_get(ctx->store, "BoilerhouseWorkload",
+                                       bh_json_str(claim, "spec.workloadRef"), &wl, err) < 0)
+        return 0; /* no policies; or the workload went away, which the controller reports */
+    struct bh_admit a;
+    int rc = bh_admit_decide(ctx, claim, wl, &a, err);
+    if (rc == 0 && !a.allow)
+        rc = bh_err_set(err, BH_EFORBIDDEN, "%s", a.reason);
+    bh_admit_free(&a);
+    cJSON_Delete(wl);
+    return rc;
+}
+
 int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_claim_answer *ans,
                   struct bh_err *err)
 {
@@ -697,6 +778,10 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     const char *name = bh_json_str(ans->claim, "metadata.name");
     bh_autofree char *key = bh_xstrdup(name);
     ans->existing = strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0;
+    if (ans->existing && claim_admit_again(ctx, ans->claim, err) < 0) {
+        bh_claim_answer_free(ans);
+        return -1;
+    }
     if (ans->existing) {
         struct bh_err terr; /* activity is best effort: the idle check re-samples anyway */
         bh_idle_touch(ctx, bh_json_str(ans->claim, "status.instanceId"), &terr);

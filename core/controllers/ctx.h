@@ -14,6 +14,7 @@ struct bh_runtime;
 struct bh_plugins;
 struct bh_queue;
 struct bh_secrets;
+struct bh_lua_policies;
 struct bh_triggers;
 struct bh_events;
 struct bh_audit;
@@ -39,6 +40,7 @@ struct bh_settings {
     uint32_t uid_base;          /* host uid that container root maps to */
     char *storage;              /* snapshot storage plugin name ("local") */
     char *snapshot_compression; /* "zstd" or "gzip" */
+    char *policy_dir;           /* Lua claim policies and guards; NULL: <state_dir>/policies */
     int log_level;              /* enum bh_log_level */
     size_t events_buffer;       /* operator events kept for replay */
     size_t ws_queue;            /* events a /ws client may fall behind before it is cut */
@@ -54,15 +56,19 @@ struct bh_ctx {
     struct bh_plugins *plugins;
     struct bh_queue *queue;
     struct bh_secrets *secrets;
-    struct bh_triggers *triggers; /* running trigger adapters (trigger.c) */
-    struct bh_events *events;     /* operator events (events.c); NULL in unit tests */
-    struct bh_metrics *metrics;   /* Prometheus metrics (metrics.c); may be NULL */
-    struct bh_audit *audit;       /* the audit log (store/audit.c); may be NULL */
-    uint8_t master_key[32];       /* snapshot encryption and secrets; wiped on close */
+    struct bh_lua_policies *policies; /* NULL: no policy dir, every claim is allowed */
+    struct bh_triggers *triggers;     /* running trigger adapters (trigger.c) */
+    struct bh_events *events;         /* operator events (events.c); NULL in unit tests */
+    struct bh_metrics *metrics;       /* Prometheus metrics (metrics.c); may be NULL */
+    struct bh_audit *audit;           /* the audit log (store/audit.c); may be NULL */
+    uint8_t master_key[32];           /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;
     uint64_t claim_seq;
+    /* Claim admission (claim.c): one policy decision at a time, so a quota counts the claims
+     * admitted just before. */
+    pthread_mutex_t admit_lock;
     /* Pool boot threads alive (pool.c); close waits for 0. */
     pthread_mutex_t boot_lock;
     pthread_cond_t boot_cond;

@@ -282,6 +282,21 @@ static const struct bh_resource_field api_access_fields[] = {
     END,
 };
 
+/* A file name in the policy dir (docs/lua.md): nothing that could leave it. */
+static int schema_policy(const cJSON *v, const char *path, struct bh_err *err)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+    const char *s = v->valuestring;
+    size_t n = strlen(s);
+    if (n <= 4 || n > 63 || s[0] == '.' || s[0] == '-' || strspn(s, ok) != n ||
+        strcmp(s + n - 4, ".lua") != 0)
+        return bh_err_set(err, BH_EINVAL,
+                          "%s: must be a script file name NAME.lua (letters, digits, '.', '_', "
+                          "'-'; at most 63 characters)",
+                          path);
+    return 0;
+}
+
 static const struct bh_resource_field workload_spec[] = {
     STR("version", REQ),
     OBJ("image", REQ, image_fields, schema_image),
@@ -292,6 +307,7 @@ static const struct bh_resource_field workload_spec[] = {
     OBJ("health", 0, health_fields, NULL),
     OBJ("entrypoint", 0, entrypoint_fields, NULL),
     OBJ("apiAccess", 0, api_access_fields, NULL),
+    STRC("claimPolicy", 0, schema_policy),
     END,
 };
 

@@ -44,7 +44,9 @@ static const char *const store_schema =
     "CREATE TABLE IF NOT EXISTS events (rv INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
     " name TEXT NOT NULL, type INTEGER NOT NULL, doc TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES ('rv', 0), ('compacted_rv', 0);";
+    "INSERT OR IGNORE INTO meta VALUES ('rv', 0), ('compacted_rv', 0);"
+    "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    " expires INTEGER NOT NULL, PRIMARY KEY (ns, key));";
 
 /* ---- small SQLite helpers ---------------------------------------------------------------- */
 
@@ -825,4 +827,83 @@ int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, i
     }
     *out = arr;
     return 0;
+}
+
+/* ---- the key-value store of Lua scripts ---------------------------------------------------- */
+
+/* One kv statement, lazily committed (like bh_store_update_status_lazy: a daemon crash loses
+ * nothing, a power loss the counts since the last ordinary write). s->mu keeps it out of the
+ * transactions of resource writes on the same connection. */
+static int store_kv_run(struct bh_store *s, const char *sql, const char *ns, const char *key,
+                        const char *value, long long expires, char **out, struct bh_err *err)
+{
+    const struct store_req lazy = {.lazy = 1};
+    pthread_mutex_lock(&s->mu);
+    int rc = store_exec(s, "PRAGMA synchronous=NORMAL", err);
+    sqlite3_stmt *st = NULL;
+    if (rc == 0)
+        rc = store_prepare(s, sql, &st, err);
+    if (rc == 0) {
+        /* Statements use the parameters they need; binding one a statement lacks is a no-op. */
+        long long now = (long long)time(NULL);
+        sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_text(st, 4, value ? value : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, expires > 0 ? now + expires : 0);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW && out)
+            *out = bh_xstrdup((const char *)sqlite3_column_text(st, 0));
+        else if (step != SQLITE_ROW && step != SQLITE_DONE)
+            rc = store_sqlerr(s, err, "kv");
+    }
+    sqlite3_finalize(st);
+    rc = store_sync_restore(s, &lazy, rc);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* A row whose expires is set and past counts as absent (?3 is now). */
+#define STORE_KV_LIVE "(expires = 0 OR expires > ?3)"
+
+int bh_store_kv_get(struct bh_store *s, const char *ns, const char *key, char **out,
+                    struct bh_err *err)
+{
+    *out = NULL;
+    return store_kv_run(s, "SELECT value FROM kv WHERE ns = ?1 AND key = ?2 AND " STORE_KV_LIVE, ns,
+                        key, NULL, 0, out, err);
+}
+
+int bh_store_kv_set(struct bh_store *s, const char *ns, const char *key, const char *value,
+                    long long ttl_s, struct bh_err *err)
+{
+    return store_kv_run(s,
+                        "INSERT INTO kv VALUES (?1, ?2, ?4, ?5) ON CONFLICT (ns, key) DO UPDATE"
+                        " SET value = ?4, expires = ?5",
+                        ns, key, value, ttl_s, NULL, err);
+}
+
+int bh_store_kv_incr(struct bh_store *s, const char *ns, const char *key, long long ttl_s,
+                     long long *out, struct bh_err *err)
+{
+    /* One statement, so concurrent increments never lose a count. An expired counter starts
+     * over with a fresh TTL; a live one keeps the expiry it was given when it started. */
+    bh_autofree char *v = NULL;
+    int rc = store_kv_run(
+        s,
+        "INSERT INTO kv VALUES (?1, ?2, '1', ?5) ON CONFLICT (ns, key) DO UPDATE SET"
+        " value = CASE WHEN " STORE_KV_LIVE " THEN CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+        " ELSE '1' END,"
+        " expires = CASE WHEN " STORE_KV_LIVE " THEN expires ELSE ?5 END"
+        " RETURNING value",
+        ns, key, NULL, ttl_s, &v, err);
+    if (rc == 0)
+        *out = v ? strtoll(v, NULL, 10) : 0;
+    return rc;
+}
+
+int bh_store_kv_del(struct bh_store *s, const char *ns, const char *key, struct bh_err *err)
+{
+    return store_kv_run(s, "DELETE FROM kv WHERE ns = ?1 AND key = ?2", ns, key, NULL, 0, NULL,
+                        err);
 }

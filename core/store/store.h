@@ -87,4 +87,17 @@ void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud);
 BH_MUST_CHECK int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since,
                                         int timeout_ms, cJSON **out, struct bh_err *err);
 
+/* A key-value store per namespace (a Lua script's name) with expiry, for scripts' counters and
+ * rate limits. Values are strings; ttl_s > 0 sets an expiry, 0 none. Durable across a daemon
+ * restart (a power loss may lose the last changes: see bh_store_update_status_lazy). */
+BH_MUST_CHECK int bh_store_kv_get(struct bh_store *s, const char *ns, const char *key, char **out,
+                                  struct bh_err *err); /* *out owned, NULL if absent or expired */
+BH_MUST_CHECK int bh_store_kv_set(struct bh_store *s, const char *ns, const char *key,
+                                  const char *value, long long ttl_s, struct bh_err *err);
+/* Atomically adds 1 (an absent or expired key starts at 1 with ttl_s); *out the new value. */
+BH_MUST_CHECK int bh_store_kv_incr(struct bh_store *s, const char *ns, const char *key,
+                                   long long ttl_s, long long *out, struct bh_err *err);
+BH_MUST_CHECK int bh_store_kv_del(struct bh_store *s, const char *ns, const char *key,
+                                  struct bh_err *err);
+
 #endif

@@ -24,6 +24,7 @@
 #include "image.h"
 #include "instance.h"
 #include "json.h"
+#include "lua_host.h"
 #include "mem.h"
 #include "name.h"
 #include "plugin.h"
@@ -192,6 +193,7 @@ static int setup_stopped(void **state)
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
+    pthread_mutex_init(&ctx->admit_lock, NULL);
     open_parts(ctx);
     g_ctx = ctx;
     return 0;
@@ -218,6 +220,7 @@ static int teardown(void **state)
     if (ctx->queue)
         bh_queue_free(ctx->queue);
     bh_plugins_free(ctx->plugins);
+    bh_lua_policies_close(ctx->policies);
     bh_runtime_close(ctx->runtime);
     bh_image_store_close(ctx->images);
     bh_store_close(ctx->store);
@@ -558,6 +561,61 @@ static void test_idle_hibernate_keeps_claim_released(void **state)
     release("idle", BH_CLAIM_RELEASE_NORMAL, NULL);
 }
 
+/* ---- claim policies ---- */
+
+/* A claim made straight in the store, as the Kubernetes-compatible API makes kubectl's. */
+static void put_claim(const char *tenant, const char *workload)
+{
+    bh_autofree char *name = bh_name_pair(tenant, workload);
+    cJSON *c = bh_resource_new("BoilerhouseClaim", name);
+    cJSON *labels = bh_json_obj(c, "metadata.labels");
+    bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
+    bh_json_set_str(labels, "boilerhouse.dev/workload", workload);
+    cJSON *spec = bh_json_obj(c, "spec");
+    bh_json_set_str(spec, "tenantId", tenant);
+    bh_json_set_str(spec, "workloadRef", workload);
+    struct bh_err err;
+    assert_int_equal(bh_store_create(g_ctx->store, c, NULL, &err), 0);
+    cJSON_Delete(c);
+}
+
+static void test_claim_policy(void **state)
+{
+    struct bh_err err;
+    bh_autofree char *dir = bh_xasprintf("%s/policies", g_dir);
+    const struct bh_lua_limits lim = BH_LUA_LIMITS_DEFAULT;
+    assert_int_equal(bh_lua_policies_open(dir, g_ctx->store, &lim, &g_ctx->policies, &err), 0);
+    bh_autofree char *path = bh_xasprintf("%s/p.lua", dir);
+    const char *src = "function policy(e)\n"
+                      "  if e.tenantId == 'bob' then return false, 'bob is banned' end\n"
+                      "  return {idleTimeoutSeconds = 1, idleAction = 'destroy',\n"
+                      "          labels = {tier = 'gold'}}\n"
+                      "end\n";
+    assert_int_equal(bh_fs_write_atomic(path, src, strlen(src), 0600, &err), 0);
+    put_workload("pol", "{\"image\":{\"ref\":\"test/app:1\"},\"claimPolicy\":\"p.lua\","
+                        "\"idle\":{\"timeoutSeconds\":300,\"action\":\"hibernate\"}}");
+    /* kubectl's claim meets the policy in the controller: Error, the reason as detail. */
+    put_claim("bob", "pol");
+    WAIT_FOR(claim_phase_is_for("bob", "pol", BH_CLAIM_ERROR));
+    bh_autofree char *bob = bh_name_pair("bob", "pol");
+    cJSON *c = get("BoilerhouseClaim", bob);
+    assert_string_equal(bh_json_str(c, "status.detail"), "bob is banned");
+    assert_string_equal(bh_json_str(c, "status.reason"), "PolicyDenied");
+    cJSON_Delete(c);
+    assert_int_equal(count("Instance", "boilerhouse.dev/tenant=bob"), 0);
+    /* The front door's claim: admitted with overrides, which the controller applies: the
+     * policy's 1 s idle timeout (not the workload's 300) releases it, destroying. */
+    bh_autofree char *id = claim_active("pol", "cold");
+    bh_autofree char *mine = bh_name_pair(TENANT, "pol");
+    c = get("BoilerhouseClaim", mine);
+    assert_string_equal(bh_json_label(c, "tier"), "gold");
+    assert_string_equal(bh_json_str(c, "status.policy.script"), "p.lua");
+    cJSON_Delete(c);
+    WAIT_FOR(claim_phase_is("pol", BH_CLAIM_RELEASED));
+    assert_false(snapshot_exists("pol"));
+    assert_true(container_status_is(id, NULL));
+}
+
 /* ---- restart recovery ---- */
 
 static void put_instance(const char *id, int restoring)
@@ -634,6 +692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_drains_stale_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_backoff_after_boot_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_hibernate_keeps_claim_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_decisions, setup_stopped, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,68 @@
+/* Claim admission through the Lua host; see admit.h. */
+#include "admit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "lua_host.h"
+#include "mem.h"
+
+int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, struct bh_admit *a,
+                    struct bh_err *err)
+{
+    memset(a, 0, sizeof(*a));
+    a->allow = 1;
+    a->record = cJSON_CreateObject();
+    if (!ctx->policies || !bh_lua_policy_applies(ctx->policies, wl))
+        return 0;
+    cJSON *ev = bh_lua_claim_event(bh_json_str(claim, "spec.tenantId"), wl,
+                                   bh_json_get(claim, "metadata.labels"));
+    struct bh_lua_decision d;
+    int rc = bh_lua_policy_decide(ctx->policies, wl, ev, &d, err);
+    cJSON_Delete(ev);
+    if (rc < 0)
+        return -1;
+    a->allow = d.allow;
+    a->failed = d.failed;
+    a->reason = BH_STEAL(d.reason);
+    cJSON_AddStringToObject(a->record, "script", d.script);
+    if (d.overrides)
+        cJSON_AddItemToObject(a->record, "overrides", BH_STEAL(d.overrides));
+    bh_lua_decision_free(&d);
+    return 0;
+}
+
+void bh_admit_free(struct bh_admit *a)
+{
+    free(a->reason);
+    cJSON_Delete(a->record);
+    memset(a, 0, sizeof(*a));
+}
+
+/* Sets wl's spec.<obj>.<key> to a copy of v, if v is set. */
+static void admit_set(cJSON *wl, const char *obj, const char *key, const cJSON *v)
+{
+    if (!v)
+        return;
+    cJSON *o = bh_json_obj(bh_json_obj(wl, "spec"), obj);
+    cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+    cJSON_AddItemToObject(o, key, cJSON_Duplicate(v, 1));
+}
+
+void bh_admit_apply(const cJSON *claim, cJSON *wl)
+{
+    const cJSON *o = bh_json_get(claim, "status.policy.overrides");
+    if (!o || !wl)
+        return;
+    admit_set(wl, "idle", "timeoutSeconds", bh_json_get(o, "idleTimeoutSeconds"));
+    admit_set(wl, "idle", "action", bh_json_get(o, "idleAction"));
+    admit_set(wl, "resources", "vcpus", bh_json_get(o, "resources.vcpus"));
+    admit_set(wl, "resources", "memoryMb", bh_json_get(o, "resources.memoryMb"));
+}
+
+const char *bh_admit_source(const cJSON *claim)
+{
+    const cJSON *o = bh_json_get(claim, "status.policy.overrides");
+    return bh_json_get(o, "resources") ? "cold" : bh_json_str(o, "source");
+}
