@@ -140,7 +140,9 @@ static void *cron_run_main(void *arg)
     struct bh_err err = {0};
     if (host->emit(c->h, &ev, &reply, &err) < 0)
         host->log(c->h, BH_LOG_ERROR, "run %s: %s", when, err.msg);
-    else if (reply.verdict != BH_VERDICT_ALLOW)
+    else if (reply.verdict == BH_VERDICT_ALLOW)
+        host->log(c->h, BH_LOG_DEBUG, "run %s: answer: %.300s", when, reply.body ? reply.body : "");
+    else
         host->log(c->h, BH_LOG_WARN, "run %s: %s: %s", when,
                   cron_verdicts[reply.verdict < 4 ? reply.verdict : 3], reply.reason);
     host->status_set(c->h, "lastResult", cron_verdicts[reply.verdict < 4 ? reply.verdict : 3]);
@@ -380,6 +382,17 @@ static int cron_start(void *state, struct bh_plugin_handle *h, void **inst, stru
     return 0;
 }
 
+/* Apply time: the schedule, zone, policy and payload, as start() would read them. */
+static int cron_check(void *state, struct bh_plugin_handle *h, struct bh_err *err)
+{
+    struct cron c = {.h = h};
+    int rc = cron_configure(&c, err);
+    tz_free(c.zone);
+    free(c.text);
+    free(c.raw);
+    return rc;
+}
+
 static const struct bh_config_field cron_schema[] = {
     {"schedule", BH_CFG_STRING, 1, NULL,
      "5-field cron expression, @hourly-style macro, or @every <n>s|m|h"},
@@ -395,6 +408,7 @@ static const struct bh_trigger_ops cron_ops = {
     .size = sizeof(struct bh_trigger_ops),
     .start = cron_start,
     .stop = cron_stop,
+    .check = cron_check,
 };
 
 static const struct bh_plugin_info cron_info = {
