@@ -237,6 +237,23 @@ static struct bh_plugin *trigger_plugin(struct bh_ctx *ctx, const cJSON *spec, s
     return p;
 }
 
+/* The plugin's own check of its config (2.2, optional), on a handle that is never started.
+ * Takes cfg. */
+static int check_config(struct bh_plugin *p, const char *name, struct bh_config *cfg,
+                        struct bh_err *err)
+{
+    const struct bh_trigger_ops *ops = p->info->ops;
+    if (!BH_HAS_OP(ops, struct bh_trigger_ops, check)) {
+        bh_plugin_config_free(cfg);
+        return 0;
+    }
+    struct bh_plugin_handle *h =
+        bh_plugin_instance_handle(p, name ? name : "check", cfg, NULL, NULL);
+    int rc = BH_PLUGIN_CALL(p, ops->check(p->state, h, err));
+    bh_plugin_instance_handle_free(h);
+    return rc;
+}
+
 int bh_trigger_check(struct bh_ctx *ctx, const cJSON *obj, struct bh_err *err)
 {
     const char *kind = bh_json_str(obj, "kind");
@@ -246,9 +263,9 @@ int bh_trigger_check(struct bh_ctx *ctx, const cJSON *obj, struct bh_err *err)
     struct bh_plugin *p = trigger_plugin(ctx, spec, err);
     struct bh_config *cfg = NULL;
     if (!p ||
-        bh_plugin_instance_config(p, "spec.config", bh_json_get(spec, "config"), &cfg, err) < 0)
+        bh_plugin_instance_config(p, "spec.config", bh_json_get(spec, "config"), &cfg, err) < 0 ||
+        check_config(p, bh_json_str(obj, "metadata.name"), cfg, err) < 0)
         return -1;
-    bh_plugin_config_free(cfg);
     if (check_guards(ctx, spec, err) < 0 || trigger_driver_check(spec, err) < 0)
         return -1;
     return check_route(ctx, obj, err);

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define BH_PLUGIN_ABI_MAJOR 2
-#define BH_PLUGIN_ABI_MINOR 1
+#define BH_PLUGIN_ABI_MINOR 2
 
 /* Changes whenever a layout-affecting build property differs (pointer size, byte order). */
 #define BH_PLUGIN_STR2(x) #x
@@ -318,6 +318,11 @@ struct bh_trigger_ops {
     BH_PLUGIN_OPS_HEAD;
     int (*start)(void *state, struct bh_plugin_handle *inst, void **inst_state, struct bh_err *err);
     void (*stop)(void *inst_state);
+    /* 2.2, optional: checks a trigger's config beyond its schema's types (a cron expression,
+     * a zone name) when the trigger is applied; an error is the apply's 4xx, so it should
+     * name the key (spec.config.<key>). inst serves config_*, err_set and log only; it is
+     * never started. */
+    int (*check)(void *state, struct bh_plugin_handle *inst, struct bh_err *err);
 };
 
 /* ---- guard plugins (2.1) ----------------------------------------------------------------------

@@ -3,7 +3,9 @@ real echo-agent container answering the http driver, signed requests from this p
 import base64
 import hashlib
 import hmac
+import http.server
 import json
+import threading
 import time
 import uuid
 
@@ -38,15 +40,56 @@ def trigger(name, path, signature="github", secret_name="hook", guards=None, **s
     return {"name": name, "spec": s}
 
 
+class PolicyServer:
+    """A real policy service for the api guard on loopback: records each request and answers
+    by tenant (jane allowed, mallory denied with an overlong multi-line reason, slow past the
+    guard's timeout, broken with 500, garbage with a body that is not JSON)."""
+
+    def __init__(self):
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"auth": self.headers.get("Authorization"), "body": body})
+                tenant = body.get("tenantId")
+                if tenant == "gh-slow":
+                    time.sleep(2)
+                status, answer = {
+                    "gh-jane": (200, {"allow": True}),
+                    "gh-mallory": (200, {"allow": False,
+                                         "reason": "Mallory\nis banned " + "x" * 1000}),
+                    "gh-broken": (500, {"allow": True}),
+                }.get(tenant, (200, None))
+                raw = b"<html>not json" if answer is None else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/check" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class TriggerTest(DaemonTestCase):
     MANIFESTS = ("echo-agent.yaml",)
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        for name, value in (("hook", SECRET), ("std", STD_SECRET)):
+        for name, key, value in (("hook", "secret", SECRET), ("std", "secret", STD_SECRET),
+                                 ("policy", "token", "policy-s3cret")):
             status, body = cls.d.request("POST", "/api/v1/secrets",
-                                         {"name": name, "key": "secret", "value": value})
+                                         {"name": name, "key": key, "value": value})
             assert status == 201, (status, body)
 
     # ---- helpers ----
@@ -213,3 +256,40 @@ class TriggerTest(DaemonTestCase):
                                    {"name": "later", "key": "secret", "value": "x"})
         self.assertEqual(status, 201)
         self.wait_phase("nosecret", "Active", timeout=90)
+
+    def test_api_guard_asks_a_policy_service_and_fails_closed(self):
+        policy = PolicyServer()
+        self.addCleanup(policy.close)
+        guard = {"type": "api", "config": {"url": policy.url, "secretName": "policy",
+                                           "timeoutMs": 500}}
+        self.create(trigger("pol", "/hooks/pol", guards=[guard]))
+        self.wait_phase("pol", "Active")
+        status, body = self.signed("/hooks/pol", {"user": {"login": "jane"}, "text": "hi"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["received"]["tenantId"], "gh-jane")
+        self.assertTrue(self.claimed("gh-jane"))
+        req = policy.requests[-1]
+        self.assertEqual(req["auth"], "Bearer policy-s3cret")
+        self.assertEqual(req["body"], {"trigger": "pol", "tenantId": "gh-jane",
+                                       "payload": {"user": {"login": "jane"}, "text": "hi"}})
+        # A deny reaches the sender with the service's reason, capped, controls replaced.
+        status, body = self.signed("/hooks/pol", {"user": {"login": "mallory"}})
+        self.assertEqual(status, 403, body)
+        self.assertTrue(body["error"].startswith("Mallory is banned xxx"), body)
+        self.assertLessEqual(len(body["error"]), 300)
+        # Fail closed: too slow, a 500, an answer that is not a verdict. The sender learns the
+        # service failed, not where it lives.
+        for login, why in (("slow", "did not answer within 500 ms"),
+                           ("broken", "answered 500"), ("garbage", "gave no verdict")):
+            status, body = self.signed("/hooks/pol", {"user": {"login": login}})
+            self.assertEqual(status, 403, (login, body))
+            self.assertIn(why, body["error"])
+            self.assertNotIn("127.0.0.1", body["error"])
+            self.assertFalse(self.claimed("gh-" + login))
+        self.assertFalse(self.claimed("gh-mallory"))
+        # No service at all: refused too.
+        policy.close()
+        status, body = self.signed("/hooks/pol", {"user": {"login": "jane"}})
+        self.assertEqual(status, 403, body)
+        self.assertIn("could not be asked", body["error"])
+        self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/pol")[0], 200)
