@@ -164,3 +164,20 @@ class S3Test(unittest.TestCase):
         self.assertEqual(self.exec(d2, c["instanceId"], "cat /workspace/note.txt")["stdout"],
                          "virtual")
         self.assertEqual(d2.release("cy", "notes")[0], 200)
+
+    def test_resume_false_starts_clean_and_keeps_the_snapshot(self):
+        snap = self.save(self.d, "di", "echo kept > /workspace/note.txt")
+        status, c = self.d.request("POST", "/api/v1/tenants/di/claim",
+                                   {"workload": "notes", "resume": False})
+        self.assertIn(status, (200, 201), c)
+        out = self.exec(self.d, c["instanceId"], "cat /workspace/note.txt 2>&1 || echo none")
+        self.assertIn("none", out["stdout"])
+        self.assertEqual(self.snapshot(self.d, "di")["key"], snap["key"])
+        self.assertEqual(self.s3.objects(), ["it/" + snap["key"]])
+        status, body = self.d.request("POST", "/api/v1/tenants/di/release/force",
+                                      {"workload": "notes"})
+        self.assertEqual(status, 200, body)
+        c = self.claim(self.d, "di")  # resume unset: the snapshot comes back
+        self.assertEqual(self.exec(self.d, c["instanceId"],
+                                   "cat /workspace/note.txt")["stdout"], "kept")
+        self.assertEqual(self.d.release("di", "notes")[0], 200)
