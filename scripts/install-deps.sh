@@ -29,3 +29,15 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
+# An S3-compatible server for the S3 storage plugin's tests, pinned, in a cache outside the
+# repo (tests/integration/test_s3.py looks there; BH_S3RVER overrides).
+S3RVER_VERSION=3.7.1
+S3RVER_DIR=/var/cache/boilerhouse/s3rver
+if [ "$(cat "$S3RVER_DIR/.version" 2>/dev/null)" != "$S3RVER_VERSION" ]; then
+  # Debian's npm (a machine may already have node with its own npm: leave that alone).
+  command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends nodejs npm >/dev/null
+  mkdir -p "$S3RVER_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$S3RVER_DIR" "s3rver@$S3RVER_VERSION" >/dev/null
+  echo "$S3RVER_VERSION" >"$S3RVER_DIR/.version"
+fi

@@ -407,8 +407,9 @@ static char *api_claim_workload(const struct bh_api_req *req, struct bh_api_resp
         bh_api_error(resp, 400, "workload: \"%.64s\" is not a valid name", w);
     else
         name = bh_xstrdup(w);
-    if (resume)
-        *resume = bh_json_bool(body, "resume", 0);
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(body, "resume");
+    if (resume && r)
+        *resume = cJSON_IsTrue(r) ? 1 : cJSON_IsFalse(r) ? -1 : 0;
     cJSON_Delete(body);
     return name;
 }

@@ -263,7 +263,9 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     cJSON *snap = NULL;
     struct bh_err serr, cerr = {0};
     cJSON *inst = claim_find_existing(ctx, tenant, wname);
-    if (!inst && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0)
+    /* resume: false starts clean: the snapshot is neither restored nor deleted. */
+    int clean = cJSON_IsFalse(bh_json_get(claim, "spec.resume"));
+    if (!inst && !clean && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0)
         snap = NULL;
     const char *want = bh_admit_source(claim);
     int rc = inst || (want && strcmp(want, "cold") == 0)
@@ -613,7 +615,7 @@ static cJSON *claim_new(const char *name, const struct bh_claim_req *req)
     cJSON_AddStringToObject(spec, "tenantId", req->tenant);
     cJSON_AddStringToObject(spec, "workloadRef", req->workload);
     if (req->resume)
-        cJSON_AddBoolToObject(spec, "resume", 1);
+        cJSON_AddBoolToObject(spec, "resume", req->resume > 0);
     return obj;
 }
 

@@ -34,7 +34,10 @@
 struct bh_claim_req {
     const char *tenant;
     const char *workload;
-    int resume; /* spec.resume */
+    /* spec.resume: 0 unset (restore the tenant's snapshot, the default), 1 true, -1 false
+     * (start clean; the snapshot is kept, and replaced only when this claim's instance is
+     * saved at release). */
+    int resume;
 };
 
 /* How a claim stands when a front door's call returns. */

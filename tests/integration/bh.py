@@ -211,7 +211,7 @@ class Daemon:
     alive = 0  # Daemon objects not yet cleaned up in this process
 
     def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
-                 unrestricted_config=None):
+                 unrestricted_config=None, plugin_configs=None):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.kube_port = free_port()
@@ -233,8 +233,9 @@ class Daemon:
         with open(self.plugin_config, "w") as f:
             unrestricted = dict({"bridge": self.bridge, "subnet": self.subnet},
                                 **(unrestricted_config or {}))
-            json.dump({"network/unrestricted": unrestricted,
-                       "network/restricted": restricted}, f)
+            # plugin_configs adds other plugins' sections, e.g. {"storage/s3": {...}}.
+            json.dump(dict({"network/unrestricted": unrestricted,
+                            "network/restricted": restricted}, **(plugin_configs or {})), f)
         self.extra_env = extra_env or {}
         self.proc = None
         self.log_path = os.path.join(self.state, "daemon.log")
