@@ -364,8 +364,10 @@ int bh_build_run(struct bh_ctx *ctx, const cJSON *wl, char **ref, struct bh_err 
         return -1;
     bh_autofree char *context = bh_xstrdup(file);
     *strrchr(context, '/') = '\0';
+    /* localhost/: buildah's own prefix, and a name the image store never looks up on a
+     * public registry. */
     bh_autofree char *tag =
-        bh_xasprintf("boilerhouse/%s:%s", name, bh_json_str(wl, "spec.version"));
+        bh_xasprintf("localhost/boilerhouse/%s:%s", name, bh_json_str(wl, "spec.version"));
     bh_autofree char *dir = bh_xasprintf("%s/builds/%s", ctx->cfg.state_dir, name);
     bh_autofree char *layout = bh_xasprintf("%s/layout", dir);
     bh_autofree char *log = bh_build_log_path(ctx, name);

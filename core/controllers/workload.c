@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "build.h"
 #include "clock.h"
@@ -35,10 +36,10 @@ static int workload_build(struct bh_ctx *ctx, cJSON *wl, const char *fingerprint
                           struct bh_err *err)
 {
     long long t0 = bh_clock_ms();
+    cJSON *build = bh_json_obj(bh_json_obj(wl, "status"), "build");
+    bh_json_set_str(build, "contextHash", fingerprint); /* failed builds too: see waiting */
     if (bh_build_run(ctx, wl, ref, err) < 0)
         return -1;
-    cJSON *build = bh_json_obj(bh_json_obj(wl, "status"), "build");
-    bh_json_set_str(build, "contextHash", fingerprint);
     bh_json_set_num(build, "durationMs", (double)(bh_clock_ms() - t0));
     return 0;
 }
@@ -82,6 +83,24 @@ static int workload_settled(const cJSON *wl, const char *fingerprint)
     return bh_workload_ready(wl) && (!fingerprint[0] || (built && strcmp(built, fingerprint) == 0));
 }
 
+/* A failure of this generation and context less than WORKLOAD_RETRY_MS ago: retried only
+ * then, since its own status writes wake the controller again. *wait_ms: what is left. */
+static int workload_backing_off(const cJSON *wl, const char *fingerprint, long *wait_ms)
+{
+    const char *phase = bh_json_str(wl, "status.phase");
+    const char *tried = bh_json_str(wl, "status.build.contextHash");
+    if (!phase || strcmp(phase, "Error") != 0 ||
+        bh_json_int(wl, "status.observedGeneration", -1) !=
+            bh_json_int(wl, "metadata.generation", 0) ||
+        (fingerprint[0] && (!tried || strcmp(tried, fingerprint) != 0)))
+        return 0;
+    long long since = (long long)time(NULL) - bh_json_int(wl, "status.failedAt", 0);
+    if (since < 0 || since * 1000 >= WORKLOAD_RETRY_MS)
+        return 0;
+    *wait_ms = WORKLOAD_RETRY_MS - (long)since * 1000;
+    return 1;
+}
+
 int bh_workload_ready(const cJSON *wl)
 {
     const char *phase = bh_json_str(wl, "status.phase");
@@ -99,8 +118,8 @@ int bh_workload_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms
     char fingerprint[65];
     workload_fingerprint(ctx, wl, fingerprint);
     int rc = 0;
-    if (workload_settled(wl, fingerprint)) {
-        if (fingerprint[0])
+    if (workload_settled(wl, fingerprint) || workload_backing_off(wl, fingerprint, requeue_ms)) {
+        if (fingerprint[0] && (*requeue_ms == 0 || *requeue_ms > WORKLOAD_WATCH_MS))
             *requeue_ms = WORKLOAD_WATCH_MS; /* no inotify: a context is polled */
         cJSON_Delete(wl);
         return 0;
@@ -113,6 +132,7 @@ int bh_workload_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms
     long long t0 = bh_clock_ms();
     if (workload_resolve(ctx, wl, fingerprint, &rerr) < 0) {
         bh_warn("workload", "workload %s: %s", name, rerr.msg);
+        bh_json_set_num(bh_json_obj(wl, "status"), "failedAt", (double)time(NULL));
         rc = workload_write_status(ctx, wl, "Error", rerr.msg, err);
         *requeue_ms = WORKLOAD_RETRY_MS;
     } else {
