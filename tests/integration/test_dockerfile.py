@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import unittest
 
-from bh import DEBIAN_LAYOUT, Daemon, require, wait_for
+from bh import DEBIAN_LAYOUT, SOURCE, Daemon, require, wait_for
 from test_registry import Registry
 
 BUILD_TIMEOUT = 300  # a first build pulls the Debian base from the registry
@@ -111,6 +111,23 @@ class DockerfileTest(unittest.TestCase):
         # Retried after a back-off, not in a loop woken by its own status writes.
         self.assertLessEqual(self.d.log(tail=None).count("workload broken: build"), 2)
         self.assertNotEqual(self.d.claim("t3", "broken")[0], 201)
+
+    def test_the_example_workloads_build_and_run(self):
+        """workloads/examples/{minimal,httpserver}, their base swapped for the registry's."""
+        for name in ("minimal", "httpserver"):
+            src = os.path.join(SOURCE, "workloads/examples", name)
+            shutil.copytree(src, os.path.join(self.wdir, name))
+            path = os.path.join(self.wdir, name, "Dockerfile")
+            with open(path) as f:
+                text = f.read().replace("docker.io/library/debian:12-slim", self.base)
+            write(path, text)
+            with open(os.path.join(SOURCE, "workloads/examples", name + ".yaml")) as f:
+                self.d.apply_workload(f.read(), timeout=BUILD_TIMEOUT)
+        self.assertEqual(self.exec_in("t4", "minimal", ["cat", "/etc/boilerhouse-minimal"]),
+                         "built by buildah for boilerhouse")
+        # Active means its health check (GET / on 8080) passed: http.server serves.
+        self.assertIn("python3 http.server",
+                      self.exec_in("t5", "httpserver", ["cat", "/srv/www/index.html"]))
 
     def test_dockerfile_outside_the_workloads_dir_is_refused(self):
         outside = os.path.join(self.tmp, "outside")
