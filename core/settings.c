@@ -72,6 +72,8 @@ static const struct settings_entry settings_table[] = {
      NULL, "Lua claim policies and guards (docs/lua.md); default STATE_DIR/policies"},
     {"BOILERHOUSE_RUNTIME", "runtime", "NAME", SET_STR, S_OFF(runtime), NULL, 0, 0, 0, 0,
      "runc|crun", "OCI runtime; detected when unset"},
+    {"BOILERHOUSE_BUILD_NETWORK", "build-network", "MODE", SET_STR, S_OFF(build_network), "none", 0,
+     0, 0, 0, "none|host", "network of Dockerfile RUN steps (buildah --network)"},
     {"BOILERHOUSE_LOG_LEVEL", "log-level", "LEVEL", SET_LEVEL, S_OFF(log_level), "info", 0, 0, 0, 0,
      "error|warn|info|debug", "least severe level logged"},
     {"BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", "claim-timeout", "SECONDS", SET_INT,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build.h"
 #include "clock.h"
 #include "crypto.h"
 #include "metrics.h"
@@ -660,12 +661,10 @@ static const char *api_tail_lines(const char *text, size_t len, long n)
     return p;
 }
 
-static void h_instance_logs(const struct bh_api_req *req, struct bh_api_resp *resp)
+/* Answers the last ?tail= lines (default API_LOG_TAIL_DEFAULT) of a log file; a log not
+ * written yet is empty. */
+static void api_log_tail(const struct bh_api_req *req, struct bh_api_resp *resp, const char *path)
 {
-    cJSON *inst = api_instance_get(req, resp);
-    if (!inst)
-        return;
-    cJSON_Delete(inst);
     const char *q = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "tail");
     char *end = NULL;
     long tail = q ? strtol(q, &end, 10) : API_LOG_TAIL_DEFAULT;
@@ -673,7 +672,6 @@ static void h_instance_logs(const struct bh_api_req *req, struct bh_api_resp *re
         bh_api_error(resp, 400, "tail: must be an integer from 1 to %d", API_LOG_TAIL_MAX);
         return;
     }
-    bh_autofree char *path = bh_instance_log_path(req->ctx, req->params[0]);
     char *text = NULL;
     size_t len = 0;
     struct bh_err err;
@@ -685,6 +683,31 @@ static void h_instance_logs(const struct bh_api_req *req, struct bh_api_resp *re
     resp->text = bh_xstrdup(api_tail_lines(text, len, tail));
     resp->content_type = "text/plain; charset=utf-8";
     free(text);
+}
+
+static void h_instance_logs(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *inst = api_instance_get(req, resp);
+    if (!inst)
+        return;
+    cJSON_Delete(inst);
+    bh_autofree char *path = bh_instance_log_path(req->ctx, req->params[0]);
+    api_log_tail(req, resp, path);
+}
+
+/* The log of the workload's last Dockerfile build. */
+static void h_workload_logs(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *wl = NULL;
+    struct bh_err err;
+    if (!bh_name_label_valid(req->params[0]) ||
+        bh_store_get(req->ctx->store, "BoilerhouseWorkload", req->params[0], &wl, &err) < 0) {
+        bh_api_error(resp, 404, "workload %.64s not found", req->params[0]);
+        return;
+    }
+    cJSON_Delete(wl);
+    bh_autofree char *path = bh_build_log_path(req->ctx, req->params[0]);
+    api_log_tail(req, resp, path);
 }
 
 static void h_instance_exec(const struct bh_api_req *req, struct bh_api_resp *resp)
@@ -879,6 +902,7 @@ const struct bh_api_route bh_api_routes[] = {
     {"PUT", "/api/v1/pools/*", h_resource_put, 1},
     {"DELETE", "/api/v1/pools/*", h_resource_delete, 1},
     {"GET", "/api/v1/workloads/*/snapshots", h_snapshots, 1},
+    {"GET", "/api/v1/workloads/*/logs", h_workload_logs, 1},
     {"GET", "/api/v1/snapshots", h_snapshots, 1},
     {"POST", "/api/v1/tenants/**/claim", h_claim, 1},
     {"POST", "/api/v1/tenants/**/release", h_release, 1},

@@ -33,6 +33,7 @@ struct bh_settings {
     char *registry_config;      /* JSON file path or NULL */
     char *workloads_dir;        /* applied at startup, or NULL */
     char *runtime;              /* "runc", "crun" or NULL (auto) */
+    char *build_network;        /* Dockerfile RUN steps: "none" (default) or "host" */
     int claim_timeout_ms;       /* how long claims wait for Active */
     int workers;                /* reconciler threads */
     size_t max_body;            /* request body limit */

@@ -4,20 +4,20 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
+#include "build.h"
 #include "clock.h"
 #include "ctx.h"
-#include "fs.h"
 #include "image.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
-#include "proc.h"
 #include "store.h"
 
 #define WORKLOAD_KIND "BoilerhouseWorkload"
 #define WORKLOAD_RETRY_MS 30000
+#define WORKLOAD_WATCH_MS 2000 /* how soon an edited Dockerfile context is rebuilt */
 
 static int workload_write_status(struct bh_ctx *ctx, cJSON *wl, const char *phase,
                                  const char *detail, struct bh_err *err)
@@ -31,66 +31,26 @@ static int workload_write_status(struct bh_ctx *ctx, cJSON *wl, const char *phas
     return bh_store_update_status(ctx->store, wl, NULL, err);
 }
 
-static int workload_find_program(const char *name)
+/* Builds the Dockerfile; status.build records what it was built from. */
+static int workload_build(struct bh_ctx *ctx, cJSON *wl, const char *fingerprint, char **ref,
+                          struct bh_err *err)
 {
-    const char *path = getenv("PATH");
-    bh_autofree char *copy = bh_xstrdup(path ? path : "/usr/bin:/bin");
-    char *save = NULL;
-    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-        bh_autofree char *p = bh_xasprintf("%s/%s", dir, name);
-        if (access(p, X_OK) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* The Dockerfile path is relative to the workloads dir and may not leave it. */
-static int workload_dockerfile_path(struct bh_ctx *ctx, const char *rel, char **out,
-                                    struct bh_err *err)
-{
-    if (!ctx->cfg.workloads_dir)
-        return bh_err_set(err, BH_EINVAL,
-                          "spec.image.dockerfile: no workloads directory is configured");
-    if (rel[0] == '/' || strstr(rel, ".."))
-        return bh_err_set(err, BH_EINVAL,
-                          "spec.image.dockerfile: must be a relative path inside the workloads "
-                          "directory");
-    *out = bh_xasprintf("%s/%s", ctx->cfg.workloads_dir, rel);
-    return 0;
-}
-
-/* buildah bud, then push into an OCI layout and import it like any other image. */
-static int workload_build(struct bh_ctx *ctx, const cJSON *wl, char **ref, struct bh_err *err)
-{
-    const char *rel = bh_json_str(wl, "spec.image.dockerfile");
-    if (!workload_find_program("buildah"))
-        return bh_err_set(err, BH_EUNAVAIL,
-                          "spec.image.dockerfile needs buildah, which is not installed on this "
-                          "host; install it or use spec.image.ref");
-    bh_autofree char *file = NULL;
-    if (workload_dockerfile_path(ctx, rel, &file, err) < 0)
+    long long t0 = bh_clock_ms();
+    cJSON *build = bh_json_obj(bh_json_obj(wl, "status"), "build");
+    bh_json_set_str(build, "contextHash", fingerprint); /* failed builds too: see waiting */
+    if (bh_build_run(ctx, wl, ref, err) < 0)
         return -1;
-    bh_autofree char *context = bh_xstrdup(file);
-    *strrchr(context, '/') = '\0';
-    bh_autofree char *tag = bh_xasprintf("boilerhouse/%s:%s", bh_json_str(wl, "metadata.name"),
-                                         bh_json_str(wl, "spec.version"));
-    bh_autofree char *layout =
-        bh_xasprintf("%s/builds/%s", ctx->cfg.state_dir, bh_json_str(wl, "metadata.name"));
-    bh_autofree char *dest = bh_xasprintf("oci:%s:latest", layout);
-    const char *bud[] = {"buildah", "bud", "--quiet", "-f", file, "-t", tag, context, NULL};
-    const char *push[] = {"buildah", "push", "--quiet", tag, dest, NULL};
-    if (bh_fs_rmtree(layout, err) < 0 || bh_proc_check(bud, err) < 0 ||
-        bh_proc_check(push, err) < 0)
-        return bh_err_wrap(err, "build %s", rel);
-    return bh_image_import(ctx->images, layout, tag, ref, err);
+    bh_json_set_num(build, "durationMs", (double)(bh_clock_ms() - t0));
+    return 0;
 }
 
-static int workload_resolve(struct bh_ctx *ctx, cJSON *wl, struct bh_err *err)
+static int workload_resolve(struct bh_ctx *ctx, cJSON *wl, const char *fingerprint,
+                            struct bh_err *err)
 {
     bh_autofree char *built = NULL;
     const char *ref = bh_json_str(wl, "spec.image.ref");
     if (!ref) {
-        if (workload_build(ctx, wl, &built, err) < 0)
+        if (workload_build(ctx, wl, fingerprint, &built, err) < 0)
             return -1;
         ref = built;
     }
@@ -102,6 +62,43 @@ static int workload_resolve(struct bh_ctx *ctx, cJSON *wl, struct bh_err *err)
     bh_json_set_str(status, "imageDigest", img->digest);
     bh_image_free(img);
     return 0;
+}
+
+/* A Dockerfile workload's context fingerprint; "" for image refs (nothing to watch), or when
+ * it cannot be read (the build then reports why). */
+static void workload_fingerprint(struct bh_ctx *ctx, const cJSON *wl, char hex[65])
+{
+    struct bh_err ignored;
+    hex[0] = '\0';
+    if (bh_json_str(wl, "spec.image.dockerfile") &&
+        bh_build_fingerprint(ctx, wl, hex, &ignored) < 0)
+        hex[0] = '\0';
+}
+
+/* Settled: Ready for this generation and, for a Dockerfile, built from the context as it
+ * is now. */
+static int workload_settled(const cJSON *wl, const char *fingerprint)
+{
+    const char *built = bh_json_str(wl, "status.build.contextHash");
+    return bh_workload_ready(wl) && (!fingerprint[0] || (built && strcmp(built, fingerprint) == 0));
+}
+
+/* A failure of this generation and context less than WORKLOAD_RETRY_MS ago: retried only
+ * then, since its own status writes wake the controller again. *wait_ms: what is left. */
+static int workload_backing_off(const cJSON *wl, const char *fingerprint, long *wait_ms)
+{
+    const char *phase = bh_json_str(wl, "status.phase");
+    const char *tried = bh_json_str(wl, "status.build.contextHash");
+    if (!phase || strcmp(phase, "Error") != 0 ||
+        bh_json_int(wl, "status.observedGeneration", -1) !=
+            bh_json_int(wl, "metadata.generation", 0) ||
+        (fingerprint[0] && (!tried || strcmp(tried, fingerprint) != 0)))
+        return 0;
+    long long since = (long long)time(NULL) - bh_json_int(wl, "status.failedAt", 0);
+    if (since < 0 || since * 1000 >= WORKLOAD_RETRY_MS)
+        return 0;
+    *wait_ms = WORKLOAD_RETRY_MS - (long)since * 1000;
+    return 1;
 }
 
 int bh_workload_ready(const cJSON *wl)
@@ -118,26 +115,37 @@ int bh_workload_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms
     cJSON *wl = NULL;
     if (bh_store_get(ctx->store, WORKLOAD_KIND, name, &wl, err) < 0)
         return err->code == BH_ENOTFOUND ? 0 : -1;
-    const char *phase = bh_json_str(wl, "status.phase");
-    long long gen = bh_json_int(wl, "metadata.generation", 0);
+    char fingerprint[65];
+    workload_fingerprint(ctx, wl, fingerprint);
     int rc = 0;
-    if (phase && strcmp(phase, "Ready") == 0 &&
-        bh_json_int(wl, "status.observedGeneration", -1) == gen) {
+    if (workload_settled(wl, fingerprint) || workload_backing_off(wl, fingerprint, requeue_ms)) {
+        if (fingerprint[0] && (*requeue_ms == 0 || *requeue_ms > WORKLOAD_WATCH_MS))
+            *requeue_ms = WORKLOAD_WATCH_MS; /* no inotify: a context is polled */
         cJSON_Delete(wl);
-        return 0; /* this generation is settled */
+        return 0;
     }
-    if (!phase || strcmp(phase, "Creating") != 0)
-        workload_write_status(ctx, wl, "Creating", "resolving image", err);
+    /* A changed context rebuilds while instances keep starting from the last image. */
+    if (!bh_workload_ready(wl))
+        workload_write_status(ctx, wl, "Creating",
+                              fingerprint[0] ? "building the Dockerfile" : "resolving image", err);
     struct bh_err rerr = {0};
     long long t0 = bh_clock_ms();
-    if (workload_resolve(ctx, wl, &rerr) < 0) {
+    if (workload_resolve(ctx, wl, fingerprint, &rerr) < 0) {
         bh_warn("workload", "workload %s: %s", name, rerr.msg);
+        bh_json_set_num(bh_json_obj(wl, "status"), "failedAt", (double)time(NULL));
         rc = workload_write_status(ctx, wl, "Error", rerr.msg, err);
         *requeue_ms = WORKLOAD_RETRY_MS;
     } else {
         bh_info("workload", "workload %s ready (image %s, %lld ms)", name,
                 bh_json_str(wl, "status.imageRef"), bh_clock_ms() - t0);
-        rc = workload_write_status(ctx, wl, "Ready", NULL, err);
+        bh_autofree char *detail =
+            fingerprint[0]
+                ? bh_xasprintf("built in %lld ms; build log: GET /api/v1/workloads/%s/logs",
+                               bh_clock_ms() - t0, name)
+                : NULL;
+        rc = workload_write_status(ctx, wl, "Ready", detail, err);
+        if (fingerprint[0])
+            *requeue_ms = WORKLOAD_WATCH_MS;
     }
     cJSON_Delete(wl);
     return rc;
