@@ -544,6 +544,8 @@ int bh_instance_boot(struct bh_ctx *ctx, const struct bh_boot_req *req, cJSON **
         rc = instance_mark_running(&b, out, err);
     boot_free(&b);
     if (rc < 0) {
+        if (req->on_failure)
+            req->on_failure(ctx, req, err->msg);
         struct bh_err cleanup = {0};
         if (bh_instance_destroy(ctx, id, &cleanup) < 0)
             bh_error("instance", "cleanup of failed instance %s: %s", id, cleanup.msg);

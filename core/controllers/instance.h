@@ -20,6 +20,10 @@ struct bh_boot_req {
     const char *pool;      /* pool name for a pool instance */
     const cJSON *snapshot; /* restored into the rootfs before the container starts */
     const char *id;        /* a record made by bh_instance_reserve, or NULL for a new one */
+    /* Called when the boot fails, before its record is removed, so whoever keeps a failure
+     * count (a pool's backoff) has it by the time the record's deletion wakes its
+     * reconcile. May be NULL. */
+    void (*on_failure)(struct bh_ctx *ctx, const struct bh_boot_req *req, const char *why);
 };
 
 /* Creates the Starting record of an instance (so it counts, and a crash leaves it to clean

@@ -39,36 +39,51 @@ static void pool_enqueue(struct bh_ctx *ctx, const char *pool)
     bh_queue_add(ctx->queue, key);
 }
 
-/* Records the last boot failure on the pool (status.failures/detail) for backoff. */
+/* Status changes of the pool made beside its reconcile (a boot thread's failure, a recovery):
+ * read-modify-write with the resourceVersion checked, again on a conflict, so two boot
+ * threads failing at once both count. */
+#define POOL_NOTE_TRIES 16
+
+/* Records the last boot failure on the pool (status.failures/detail) for backoff; NULL
+ * failure resets the count. */
 static void pool_note_boot(struct bh_ctx *ctx, const char *pool, const char *failure)
 {
-    cJSON *obj = NULL;
-    struct bh_err err;
-    if (bh_store_get(ctx->store, POOL_KIND, pool, &obj, &err) < 0)
-        return;
-    cJSON *status = bh_json_obj(obj, "status");
-    long long failures = failure ? bh_json_int(status, "failures", 0) + 1 : 0;
-    bh_json_set_num(status, "failures", (double)failures);
-    bh_json_set_num(status, "lastFailureAt", failure ? (double)bh_clock_ms() : 0);
-    bh_json_set_str(status, "lastFailure", failure);
-    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(obj, "metadata"), "resourceVersion");
+    struct bh_err err = {0};
+    long long failures = 0;
+    for (int i = 0; i < POOL_NOTE_TRIES; i++) {
+        cJSON *obj = NULL;
+        if (bh_store_get(ctx->store, POOL_KIND, pool, &obj, &err) < 0)
+            return;
+        cJSON *status = bh_json_obj(obj, "status");
+        failures = failure ? bh_json_int(status, "failures", 0) + 1 : 0;
+        bh_json_set_num(status, "failures", (double)failures);
+        bh_json_set_num(status, "lastFailureAt", failure ? (double)bh_clock_ms() : 0);
+        bh_json_set_str(status, "lastFailure", failure);
+        int rc = bh_store_update_status(ctx->store, obj, NULL, &err);
+        cJSON_Delete(obj);
+        if (rc == 0 || err.code != BH_ECONFLICT)
+            break;
+    }
     /* The backoff reads this count: a lost write must at least be seen. */
-    if (bh_store_update_status(ctx->store, obj, NULL, &err) < 0)
+    if (err.code)
         bh_warn("pool", "pool %s: boot failure %lld not recorded, backoff cannot see it: %s", pool,
                 failures, err.msg);
-    cJSON_Delete(obj);
+}
+
+static void pool_boot_failed(struct bh_ctx *ctx, const struct bh_boot_req *req, const char *why)
+{
+    bh_warn("pool", "pool %s: warm instance failed: %s", req->pool, why);
+    pool_note_boot(ctx, req->pool, why);
 }
 
 static void *pool_boot_thread(void *arg)
 {
     struct pool_boot *pb = arg;
-    struct bh_boot_req req = {.workload = pb->workload, .pool = pb->pool, .id = pb->id};
+    struct bh_boot_req req = {
+        .workload = pb->workload, .pool = pb->pool, .id = pb->id, .on_failure = pool_boot_failed};
     struct bh_err err = {0};
     cJSON *inst = NULL;
-    if (bh_instance_boot(pb->ctx, &req, &inst, &err) < 0) {
-        bh_warn("pool", "pool %s: warm instance failed: %s", pb->pool, err.msg);
-        pool_note_boot(pb->ctx, pb->pool, err.msg);
-    } else {
+    if (bh_instance_boot(pb->ctx, &req, &inst, &err) == 0) {
         /* Running and healthy: hand it to the pool. */
         cJSON *labels = bh_json_obj(inst, "metadata.labels");
         bh_json_set_str(labels, "boilerhouse.dev/pool-status", "ready");
@@ -222,8 +237,10 @@ static int pool_write_status(struct bh_ctx *ctx, cJSON *pool, int ready, int war
     bh_json_set_num(status, "warming", warming);
     bh_json_set_str(status, "phase", phase);
     bh_json_set_str(status, "detail", detail);
-    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(pool, "metadata"), "resourceVersion");
-    return bh_store_update_status(ctx->store, pool, NULL, err);
+    /* resourceVersion checked: a failure a boot thread recorded since this copy was read must
+     * not be overwritten; that write queued another reconcile, which sees both. */
+    int rc = bh_store_update_status(ctx->store, pool, NULL, err);
+    return rc < 0 && err->code == BH_ECONFLICT ? 0 : rc;
 }
 
 static long pool_backoff_ms(long long failures)
