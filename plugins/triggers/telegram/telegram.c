@@ -14,14 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "state_file.h"
 #include "tg_update.h"
 
 #define TG_ANSWER_MAX (4 << 20)
 #define TG_RETRY_S 2
-#define TG_FAILS_MAX 5 /* consecutive failed polls before the adapter reports failure */
+#define TG_FAILS_MAX 5          /* consecutive failed polls before the adapter reports failure */
+#define TG_OFFSET_FILE "offset" /* in the state dir: the next update to handle */
 
 static const struct bh_host_api *host;
 
@@ -111,53 +112,6 @@ static int tg_call(struct tg *t, const char *method, cJSON *body, long timeout_s
         *result = cJSON_DetachItemFromObjectCaseSensitive(answer, "result");
     cJSON_Delete(answer);
     return 0;
-}
-
-/* ---- the persisted offset ---- */
-
-static void tg_offset_path(struct tg *t, char *out, size_t len, const char *suffix)
-{
-    snprintf(out, len, "%s/offset%s", host->state_dir(t->h), suffix);
-}
-
-static long long tg_offset_read(struct tg *t)
-{
-    char path[1024];
-    tg_offset_path(t, path, sizeof(path), "");
-    FILE *f = fopen(path, "r");
-    long long v = 0;
-    if (f && fscanf(f, "%lld", &v) != 1)
-        v = 0;
-    if (f)
-        fclose(f);
-    return v;
-}
-
-static void tg_mkdir_p(const char *dir)
-{
-    char p[1024];
-    snprintf(p, sizeof(p), "%s", dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = '\0';
-            mkdir(p, 0700);
-            *s = '/';
-        }
-    mkdir(p, 0700);
-}
-
-static int tg_offset_write(struct tg *t, long long offset)
-{
-    char path[1024], tmp[1040];
-    tg_mkdir_p(host->state_dir(t->h));
-    tg_offset_path(t, path, sizeof(path), "");
-    tg_offset_path(t, tmp, sizeof(tmp), ".tmp");
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fprintf(f, "%lld\n", offset) > 0;
-    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    if (f)
-        fclose(f);
-    return ok && rename(tmp, path) == 0 ? 0 : -1;
 }
 
 /* ---- answering ---- */
@@ -272,7 +226,7 @@ static int tg_poll_once(struct tg *t, struct bh_err *err)
             continue;
         tg_handle(t, u);
         t->offset = id + 1;
-        if (tg_offset_write(t, t->offset) < 0)
+        if (bht_state_write(host, t->h, TG_OFFSET_FILE, t->offset) < 0)
             host->log(t->h, BH_LOG_WARN, "cannot persist the offset %lld", t->offset);
     }
     cJSON_Delete(updates);
@@ -369,7 +323,7 @@ static int tg_start(void *state, struct bh_plugin_handle *h, void **inst, struct
         tg_stop(t);
         return host->err_set(h, err, BH_EINVAL, "the bot token holds characters a token has not");
     }
-    t->offset = tg_offset_read(t);
+    t->offset = bht_state_read(host, t->h, TG_OFFSET_FILE, 0);
     if (pthread_create(&t->thread, NULL, tg_main, t) != 0) {
         tg_stop(t);
         return host->err_set(h, err, BH_EIO, "cannot start the polling thread");
