@@ -171,30 +171,26 @@ static const char *tg_reply_text(const struct bh_event_reply *r, cJSON **parsed)
     return r->body ? r->body : "";
 }
 
-static void tg_handle(struct tg *t, const cJSON *u)
+/* Update u, read into up (its strings borrowed from u). */
+static void tg_handle(struct tg *t, const cJSON *u, const struct tg_update *up)
 {
-    struct tg_update up;
-    long long id = -1;
-    if (tg_update_parse(u, &up, &id) < 0) {
-        host->log(t->h, BH_LOG_DEBUG, "update %lld: not a message from a user: skipped", id);
-        return;
-    }
-    if (up.callback_id)
-        tg_answer_callback(t, up.callback_id);
-    tg_typing(t, up.chat_id);
-    char *payload = tg_update_payload(&up, u);
+    long long id = up->update_id;
+    if (up->callback_id)
+        tg_answer_callback(t, up->callback_id);
+    tg_typing(t, up->chat_id);
+    char *payload = tg_update_payload(up, u);
     char source[64];
-    snprintf(source, sizeof(source), "telegram:%s%s", up.username[0] ? "@" : "",
-             up.username[0] ? up.username : "user");
+    snprintf(source, sizeof(source), "telegram:%s%s", up->username[0] ? "@" : "",
+             up->username[0] ? up->username : "user");
     const struct bh_event ev = {
-        .size = sizeof(ev), .text = up.text, .source = source, .raw_json = payload};
+        .size = sizeof(ev), .text = up->text, .source = source, .raw_json = payload};
     struct bh_event_reply reply = {.size = sizeof(reply)};
     struct bh_err err = {0};
     cJSON *parsed = NULL;
     if (host->emit(t->h, &ev, &reply, &err) < 0)
         host->log(t->h, BH_LOG_ERROR, "update %lld: %s", id, err.msg);
     else
-        tg_send(t, up.chat_id,
+        tg_send(t, up->chat_id,
                 reply.verdict == BH_VERDICT_ALLOW ? tg_reply_text(&reply, &parsed) : reply.reason);
     cJSON_Delete(parsed);
     host->reply_free(t->h, &reply);
@@ -220,11 +216,14 @@ static int tg_poll_once(struct tg *t, struct bh_err *err)
     {
         long long id = -1;
         struct tg_update up;
-        tg_update_parse(u, &up, &id);
+        int usable = tg_update_parse(u, &up, &id) == 0;
         if (t->stopping || id < 0 ||
             id < t->offset) /* stale, or stopping: the next start takes it */
             continue;
-        tg_handle(t, u);
+        if (usable)
+            tg_handle(t, u, &up);
+        else
+            host->log(t->h, BH_LOG_DEBUG, "update %lld: not a message from a user: skipped", id);
         t->offset = id + 1;
         if (bht_state_write(host, t->h, TG_OFFSET_FILE, t->offset) < 0)
             host->log(t->h, BH_LOG_WARN, "cannot persist the offset %lld", t->offset);
