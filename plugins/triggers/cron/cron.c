@@ -84,7 +84,11 @@ static void cron_state_write(struct cron *c, int64_t scheduled)
 
 /* ---- runs ---- */
 
-static const char *const cron_verdicts[] = {"allow", "deny", "busy", "error"};
+static const char *cron_verdict(uint32_t v)
+{
+    static const char *const names[] = {"allow", "deny", "busy", "error"};
+    return names[v < 4 ? v : 3];
+}
 
 static void *cron_run_main(void *arg)
 {
@@ -102,9 +106,9 @@ static void *cron_run_main(void *arg)
     else if (reply.verdict == BH_VERDICT_ALLOW)
         host->log(c->h, BH_LOG_DEBUG, "run %s: answer: %.300s", when, reply.body ? reply.body : "");
     else
-        host->log(c->h, BH_LOG_WARN, "run %s: %s: %s", when,
-                  cron_verdicts[reply.verdict < 4 ? reply.verdict : 3], reply.reason);
-    host->status_set(c->h, "lastResult", cron_verdicts[reply.verdict < 4 ? reply.verdict : 3]);
+        host->log(c->h, BH_LOG_WARN, "run %s: %s: %s", when, cron_verdict(reply.verdict),
+                  reply.reason);
+    host->status_set(c->h, "lastResult", cron_verdict(reply.verdict));
     host->reply_free(c->h, &reply);
     free(r);
     pthread_mutex_lock(&c->lock);
@@ -264,10 +268,9 @@ static int cron_policy(struct cron *c, struct bh_err *err)
         return host->err_set(c->h, err, BH_EINVAL,
                              "spec.config.concurrencyPolicy: \"%.32s\" (Allow or Forbid)", p);
     c->forbid = strcmp(p, "Forbid") == 0;
-    c->deadline = host->config_json(c->h, "startingDeadlineSeconds")
-                      ? host->config_int(c->h, "startingDeadlineSeconds")
-                      : -1;
-    if (host->config_json(c->h, "startingDeadlineSeconds") && c->deadline < 0)
+    int has_deadline = host->config_json(c->h, "startingDeadlineSeconds") != NULL;
+    c->deadline = has_deadline ? host->config_int(c->h, "startingDeadlineSeconds") : -1;
+    if (has_deadline && c->deadline < 0)
         return host->err_set(c->h, err, BH_EINVAL,
                              "spec.config.startingDeadlineSeconds: must not be negative");
     return 0;
