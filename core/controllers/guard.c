@@ -235,7 +235,11 @@ static struct guard_job *guard_job_new(struct bh_guard *g, const struct bh_event
 {
     struct guard_job *j = bh_xcalloc(1, sizeof(*j));
     pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->cond, NULL);
+    pthread_condattr_t ca; /* the deadline is not moved by wall-clock steps */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cond, &ca);
+    pthread_condattr_destroy(&ca);
     j->refs = 2;
     pthread_mutex_lock(&g->lock);
     g->refs++;
@@ -253,7 +257,7 @@ static struct guard_job *guard_job_new(struct bh_guard *g, const struct bh_event
 static int guard_job_wait(struct guard_job *j, long deadline_ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += deadline_ms / 1000;
     until.tv_nsec += (deadline_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {

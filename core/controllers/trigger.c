@@ -147,7 +147,7 @@ static int hook_emit(struct bh_plugin_handle *h, const struct bh_event *ev,
     return trigger_emit(bh_plugin_handle_owner(h), ev, reply, NULL, err);
 }
 
-static void trigger_enqueue(struct trigger *t)
+void trigger_enqueue(struct trigger *t)
 {
     bh_autofree char *key = bh_xasprintf("%s/%s", BH_TRIGGER_KIND, t->name);
     bh_queue_add(t->ts->ctx->queue, key);
@@ -523,8 +523,7 @@ int bh_trigger_test(struct bh_ctx *ctx, const char *name, const cJSON *event, cJ
     cJSON *o = cJSON_CreateObject();
     cJSON *stages = cJSON_AddArrayToObject(o, "stages");
     trigger_emit(t, &ev, &reply, stages, err);
-    static const char *const verdicts[] = {"allow", "deny", "busy", "error"};
-    cJSON_AddStringToObject(o, "verdict", verdicts[reply.verdict]);
+    cJSON_AddStringToObject(o, "verdict", trigger_verdict_name(reply.verdict));
     cJSON_AddNumberToObject(o, "status", reply.status);
     cJSON_AddStringToObject(o, "tenant", reply.tenant);
     if (reply.reason[0])

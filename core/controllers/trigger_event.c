@@ -14,7 +14,6 @@
 #include "log.h"
 #include "mem.h"
 #include "name.h"
-#include "queue.h"
 #include "trigger_int.h"
 
 /* Events waiting (or being delivered) per tenant and workload before the next is refused
@@ -27,8 +26,21 @@ struct emit_run {
     struct bh_event_reply *reply;
     cJSON *stages; /* may be NULL */
     long long t0;
+    const char *workload; /* spec.workloadRef, borrowed from t->spec */
+    cJSON *payload;       /* ev->raw_json parsed (NULL if absent or not JSON); owned */
+    int payload_parsed;
     char tenant[64];
 };
+
+/* The payload, parsed at most once per event: tenant.from and the delivered event read it. */
+static const cJSON *emit_payload(struct emit_run *r)
+{
+    if (!r->payload_parsed) {
+        r->payload = r->ev->raw_json ? cJSON_Parse(r->ev->raw_json) : NULL;
+        r->payload_parsed = 1;
+    }
+    return r->payload;
+}
 
 static void emit_stage(struct emit_run *r, const char *stage, const char *outcome,
                        const char *detail, long long since)
@@ -78,14 +90,9 @@ static int emit_tenant(struct emit_run *r)
     const char *fixed = bh_json_str(tenant, "static");
     const char *from = bh_json_str(tenant, "from");
     const char *prefix = bh_json_str(tenant, "prefix");
-    bh_autofree char *value = NULL;
-    if (fixed) {
-        value = bh_xstrdup(fixed);
-    } else {
-        cJSON *payload = cJSON_Parse(r->ev->raw_json ? r->ev->raw_json : "null");
-        value = from ? emit_from_value(payload, from) : NULL;
-        cJSON_Delete(payload);
-    }
+    bh_autofree char *value = fixed  ? bh_xstrdup(fixed)
+                              : from ? emit_from_value(emit_payload(r), from)
+                                     : NULL;
     bh_autofree char *id = value ? bh_xasprintf("%s%s", prefix ? prefix : "", value) : NULL;
     if (!id || !bh_name_tenant_valid(id)) {
         emit_stage(r, "tenant", "refused", "no valid tenant ID", t0);
@@ -189,8 +196,11 @@ static char *emit_event_json(struct emit_run *r)
     cJSON_AddStringToObject(o, "tenantId", r->tenant);
     cJSON_AddStringToObject(o, "text", r->ev->text ? r->ev->text : "");
     cJSON_AddStringToObject(o, "source", r->ev->source ? r->ev->source : "");
-    cJSON *payload = r->ev->raw_json ? cJSON_Parse(r->ev->raw_json) : NULL;
-    cJSON_AddItemToObject(o, "payload", payload ? payload : cJSON_CreateNull());
+    const cJSON *payload = emit_payload(r);
+    if (payload)
+        cJSON_AddItemReferenceToObject(o, "payload", (cJSON *)payload);
+    else
+        cJSON_AddNullToObject(o, "payload");
     char *text = bh_json_print(o);
     cJSON_Delete(o);
     return text;
@@ -199,8 +209,7 @@ static char *emit_event_json(struct emit_run *r)
 static int emit_claim(struct emit_run *r, struct bh_claim_answer *ans)
 {
     long long t0 = bh_clock_ms();
-    const struct bh_claim_req req = {.tenant = r->tenant,
-                                     .workload = bh_json_str(r->t->spec, "workloadRef")};
+    const struct bh_claim_req req = {.tenant = r->tenant, .workload = r->workload};
     struct bh_err err = {0};
     if (bh_claim_open(r->t->ts->ctx, &req, ans, &err) < 0) {
         emit_stage(r, "claim", "error", err.msg, t0);
@@ -231,7 +240,7 @@ static void emit_audit(struct emit_run *r, int failed)
     struct bh_audit_rec rec = {.actor = actor,
                                .action = "claim",
                                .tenant = r->tenant,
-                               .target = bh_json_str(r->t->spec, "workloadRef"),
+                               .target = r->workload,
                                .outcome = failed ? "error" : "ok",
                                .error = failed ? r->reply->reason : NULL};
     struct bh_err err;
@@ -266,8 +275,7 @@ static int emit_deliver(struct emit_run *r)
 
 static int emit_in_line(struct emit_run *r)
 {
-    bh_autofree char *key =
-        bh_xasprintf("%s\n%s", r->tenant, bh_json_str(r->t->spec, "workloadRef"));
+    bh_autofree char *key = bh_xasprintf("%s\n%s", r->tenant, r->workload);
     struct trigger_lane *lane = lane_enter(r->t->ts, key);
     if (!lane) {
         emit_stage(r, "queue", "busy", NULL, bh_clock_ms());
@@ -281,10 +289,14 @@ static int emit_in_line(struct emit_run *r)
 
 /* ---- accounting ---- */
 
-static const char *const emit_verdict_names[] = {[BH_VERDICT_ALLOW] = "allow",
-                                                 [BH_VERDICT_DENY] = "deny",
-                                                 [BH_VERDICT_BUSY] = "busy",
-                                                 [BH_VERDICT_ERROR] = "error"};
+const char *trigger_verdict_name(uint32_t verdict)
+{
+    static const char *const names[] = {[BH_VERDICT_ALLOW] = "allow",
+                                        [BH_VERDICT_DENY] = "deny",
+                                        [BH_VERDICT_BUSY] = "busy",
+                                        [BH_VERDICT_ERROR] = "error"};
+    return verdict < sizeof(names) / sizeof(names[0]) ? names[verdict] : "error";
+}
 
 static void emit_publish(struct emit_run *r, const struct trigger_event_rec *rec)
 {
@@ -294,15 +306,15 @@ static void emit_publish(struct emit_run *r, const struct trigger_event_rec *rec
     cJSON_AddNumberToObject(d, "latencyMs", (double)rec->ms);
     if (rec->error[0])
         cJSON_AddStringToObject(d, "error", rec->error);
-    bh_events_publish(r->t->ts->ctx->events, BH_EVT_TRIGGER_EVENT,
-                      bh_json_str(r->t->spec, "workloadRef"), r->tenant[0] ? r->tenant : NULL, d);
+    bh_events_publish(r->t->ts->ctx->events, BH_EVT_TRIGGER_EVENT, r->workload,
+                      r->tenant[0] ? r->tenant : NULL, d);
 }
 
 static void emit_account(struct emit_run *r)
 {
     struct trigger *t = r->t;
     struct trigger_event_rec rec = {.ms = bh_clock_ms() - r->t0,
-                                    .verdict = emit_verdict_names[r->reply->verdict]};
+                                    .verdict = trigger_verdict_name(r->reply->verdict)};
     bh_clock_rfc3339(rec.at);
     snprintf(rec.tenant, sizeof(rec.tenant), "%s", r->tenant);
     snprintf(rec.error, sizeof(rec.error), "%s", r->reply->reason);
@@ -317,8 +329,7 @@ static void emit_account(struct emit_run *r)
         t->ring_n++;
     pthread_mutex_unlock(&t->ts->lock);
     /* The counters reach status.* through the trigger's reconcile (coalesced by the queue). */
-    bh_autofree char *key = bh_xasprintf("%s/%s", BH_TRIGGER_KIND, t->name);
-    bh_queue_add(t->ts->ctx->queue, key);
+    trigger_enqueue(t);
     emit_publish(r, &rec);
     bh_info("trigger", "%s: event from %s -> tenant %s: %s (%lld ms)%s%s", t->name,
             r->ev->source ? r->ev->source : "?", r->tenant[0] ? r->tenant : "-", rec.verdict,
@@ -334,10 +345,16 @@ int trigger_emit(struct trigger *t, const struct bh_event *ev, struct bh_event_r
     size_t size = reply->size;
     memset(reply, 0, sizeof(*reply));
     reply->size = size;
-    struct emit_run r = {.t = t, .ev = ev, .reply = reply, .stages = stages, .t0 = bh_clock_ms()};
+    struct emit_run r = {.t = t,
+                         .ev = ev,
+                         .reply = reply,
+                         .stages = stages,
+                         .t0 = bh_clock_ms(),
+                         .workload = bh_json_str(t->spec, "workloadRef")};
     /* Each stage either passes or has written the refusal into reply. */
     if (emit_tenant(&r) == 0 && emit_guards(&r) == 0)
         emit_in_line(&r);
     emit_account(&r);
+    cJSON_Delete(r.payload);
     return 0;
 }

@@ -82,5 +82,9 @@ int trigger_driver_deliver(const cJSON *spec, const cJSON *claim, const char *ev
                            char **out, size_t *out_len, struct bh_err *err);
 /* Checks spec.driver and spec.driverOptions. */
 int trigger_driver_check(const cJSON *spec, struct bh_err *err);
+/* "allow", "deny", "busy" or "error" (trigger_event.c). */
+const char *trigger_verdict_name(uint32_t verdict);
+/* Queues t's reconcile, which writes its status (trigger.c). */
+void trigger_enqueue(struct trigger *t);
 
 #endif

@@ -625,6 +625,21 @@ static int s3_put(void *state, const char *key, const char *src_path, struct bh_
 
 /* ---- get, stat, del ------------------------------------------------------------------------- */
 
+/* One request (no body) with credentials loaded for it; resp may be NULL (out of memory). */
+static int s3_request_keyed(struct s3_state *s, const char *method, const char *key,
+                            struct s3_resp *resp, struct bh_err *err)
+{
+    struct s3_creds cr;
+    if (!resp)
+        return s3_host->err_set(s->h, err, BH_EIO, "out of memory");
+    if (s3_creds_load(s, &cr, err) < 0)
+        return -1;
+    const struct s3_call c = {.method = method, .key = key, .query = ""};
+    int rc = s3_request(s, &cr, &c, resp, err);
+    s3_creds_free(s, &cr);
+    return rc;
+}
+
 /* The object's body checked against a single-part ETag (a multipart ETag is not an MD5). */
 static int s3_check_download(struct s3_state *s, const char *key, struct s3_resp *resp,
                              uint64_t written, struct bh_err *err)
@@ -647,18 +662,11 @@ static int s3_check_download(struct s3_state *s, const char *key, struct s3_resp
 static int s3_get(void *state, const char *key, const char *dst_path, struct bh_err *err)
 {
     struct s3_state *s = state;
-    struct s3_creds cr;
     int fd = open(dst_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return s3_host->err_set(s->h, err, BH_EIO, "create %s: %s", dst_path, strerror(errno));
     struct s3_resp *resp = s3_resp_new(fd);
-    int rc =
-        resp ? s3_creds_load(s, &cr, err) : s3_host->err_set(s->h, err, BH_EIO, "out of memory");
-    if (rc == 0) {
-        struct s3_call c = {.method = "GET", .key = key, .query = ""};
-        rc = s3_request(s, &cr, &c, resp, err);
-        s3_creds_free(s, &cr);
-    }
+    int rc = s3_request_keyed(s, "GET", key, resp, err);
     off_t written = rc == 0 ? lseek(fd, 0, SEEK_CUR) : 0;
     if (rc == 0)
         rc = s3_check_download(s, key, resp, (uint64_t)written, err);
@@ -672,15 +680,8 @@ static int s3_get(void *state, const char *key, const char *dst_path, struct bh_
 static int s3_stat(void *state, const char *key, uint64_t *size, struct bh_err *err)
 {
     struct s3_state *s = state;
-    struct s3_creds cr;
     struct s3_resp *resp = s3_resp_new(-1);
-    int rc =
-        resp ? s3_creds_load(s, &cr, err) : s3_host->err_set(s->h, err, BH_EIO, "out of memory");
-    if (rc == 0) {
-        struct s3_call c = {.method = "HEAD", .key = key, .query = ""};
-        rc = s3_request(s, &cr, &c, resp, err);
-        s3_creds_free(s, &cr);
-    }
+    int rc = s3_request_keyed(s, "HEAD", key, resp, err);
     if (rc == 0 && resp->length < 0)
         rc = s3_host->err_set(s->h, err, BH_EIO, "HEAD %s: no Content-Length", key);
     if (rc == 0)
@@ -692,15 +693,8 @@ static int s3_stat(void *state, const char *key, uint64_t *size, struct bh_err *
 static int s3_del(void *state, const char *key, struct bh_err *err)
 {
     struct s3_state *s = state;
-    struct s3_creds cr;
     struct s3_resp *resp = s3_resp_new(-1);
-    int rc =
-        resp ? s3_creds_load(s, &cr, err) : s3_host->err_set(s->h, err, BH_EIO, "out of memory");
-    if (rc == 0) {
-        struct s3_call c = {.method = "DELETE", .key = key, .query = ""};
-        rc = s3_request(s, &cr, &c, resp, err);
-        s3_creds_free(s, &cr);
-    }
+    int rc = s3_request_keyed(s, "DELETE", key, resp, err);
     s3_resp_free(resp);
     return rc < 0 && err->code == BH_ENOTFOUND ? 0 : rc; /* already gone */
 }

@@ -14,11 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cron_expr.h"
+#include "state_file.h"
 #include "tz.h"
 
 #define CRON_TICK_S 30
@@ -75,57 +74,21 @@ static void cron_status_time(struct cron *c, const char *key, int64_t t)
 
 /* ---- the persisted last scheduled time ---- */
 
-static void cron_state_path(struct cron *c, char *out, size_t len, const char *suffix)
-{
-    snprintf(out, len, "%s/" CRON_STATE_FILE "%s", host->state_dir(c->h), suffix);
-}
-
-static int64_t cron_state_read(struct cron *c)
-{
-    char path[1024];
-    cron_state_path(c, path, sizeof(path), "");
-    FILE *f = fopen(path, "r");
-    long long v = -1;
-    if (f && fscanf(f, "%lld", &v) != 1)
-        v = -1;
-    if (f)
-        fclose(f);
-    return v;
-}
-
-/* mkdir -p of the state directory (the plugin's own may not exist yet). */
-static void cron_state_mkdir(const char *dir)
-{
-    char p[1024];
-    snprintf(p, sizeof(p), "%s", dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = '\0';
-            mkdir(p, 0700);
-            *s = '/';
-        }
-    mkdir(p, 0700);
-}
-
 /* Written before the run starts, atomically, so a crash never starts a run twice. */
 static void cron_state_write(struct cron *c, int64_t scheduled)
 {
-    char path[1024], tmp[1040];
-    cron_state_mkdir(host->state_dir(c->h));
-    cron_state_path(c, path, sizeof(path), "");
-    cron_state_path(c, tmp, sizeof(tmp), ".tmp");
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fprintf(f, "%lld\n", (long long)scheduled) > 0;
-    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    if (f)
-        fclose(f);
-    if (!ok || rename(tmp, path) < 0)
-        host->log(c->h, BH_LOG_WARN, "cannot record the last run in %s: %s", path, strerror(errno));
+    if (bht_state_write(host, c->h, CRON_STATE_FILE, (long long)scheduled) < 0)
+        host->log(c->h, BH_LOG_WARN, "cannot record the last run in %s/" CRON_STATE_FILE ": %s",
+                  host->state_dir(c->h), strerror(errno));
 }
 
 /* ---- runs ---- */
 
-static const char *const cron_verdicts[] = {"allow", "deny", "busy", "error"};
+static const char *cron_verdict(uint32_t v)
+{
+    static const char *const names[] = {"allow", "deny", "busy", "error"};
+    return names[v < 4 ? v : 3];
+}
 
 static void *cron_run_main(void *arg)
 {
@@ -143,9 +106,9 @@ static void *cron_run_main(void *arg)
     else if (reply.verdict == BH_VERDICT_ALLOW)
         host->log(c->h, BH_LOG_DEBUG, "run %s: answer: %.300s", when, reply.body ? reply.body : "");
     else
-        host->log(c->h, BH_LOG_WARN, "run %s: %s: %s", when,
-                  cron_verdicts[reply.verdict < 4 ? reply.verdict : 3], reply.reason);
-    host->status_set(c->h, "lastResult", cron_verdicts[reply.verdict < 4 ? reply.verdict : 3]);
+        host->log(c->h, BH_LOG_WARN, "run %s: %s: %s", when, cron_verdict(reply.verdict),
+                  reply.reason);
+    host->status_set(c->h, "lastResult", cron_verdict(reply.verdict));
     host->reply_free(c->h, &reply);
     free(r);
     pthread_mutex_lock(&c->lock);
@@ -249,7 +212,8 @@ static int cron_sleep_until(struct cron *c, int64_t at)
 static void *cron_main(void *arg)
 {
     struct cron *c = arg;
-    int64_t now = (int64_t)time(NULL), last = cron_state_read(c), next;
+    int64_t now = (int64_t)time(NULL), next;
+    int64_t last = bht_state_read(host, c->h, CRON_STATE_FILE, -1);
     if (last >= 0 && last < now)
         next = cron_catch_up(c, last, now);
     else if (!cron_next(&c->expr, c->zone, last > now ? last : now, &next))
@@ -304,10 +268,9 @@ static int cron_policy(struct cron *c, struct bh_err *err)
         return host->err_set(c->h, err, BH_EINVAL,
                              "spec.config.concurrencyPolicy: \"%.32s\" (Allow or Forbid)", p);
     c->forbid = strcmp(p, "Forbid") == 0;
-    c->deadline = host->config_json(c->h, "startingDeadlineSeconds")
-                      ? host->config_int(c->h, "startingDeadlineSeconds")
-                      : -1;
-    if (host->config_json(c->h, "startingDeadlineSeconds") && c->deadline < 0)
+    int has_deadline = host->config_json(c->h, "startingDeadlineSeconds") != NULL;
+    c->deadline = has_deadline ? host->config_int(c->h, "startingDeadlineSeconds") : -1;
+    if (has_deadline && c->deadline < 0)
         return host->err_set(c->h, err, BH_EINVAL,
                              "spec.config.startingDeadlineSeconds: must not be negative");
     return 0;

@@ -14,14 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "state_file.h"
 #include "tg_update.h"
 
 #define TG_ANSWER_MAX (4 << 20)
 #define TG_RETRY_S 2
-#define TG_FAILS_MAX 5 /* consecutive failed polls before the adapter reports failure */
+#define TG_FAILS_MAX 5          /* consecutive failed polls before the adapter reports failure */
+#define TG_OFFSET_FILE "offset" /* in the state dir: the next update to handle */
 
 static const struct bh_host_api *host;
 
@@ -113,53 +114,6 @@ static int tg_call(struct tg *t, const char *method, cJSON *body, long timeout_s
     return 0;
 }
 
-/* ---- the persisted offset ---- */
-
-static void tg_offset_path(struct tg *t, char *out, size_t len, const char *suffix)
-{
-    snprintf(out, len, "%s/offset%s", host->state_dir(t->h), suffix);
-}
-
-static long long tg_offset_read(struct tg *t)
-{
-    char path[1024];
-    tg_offset_path(t, path, sizeof(path), "");
-    FILE *f = fopen(path, "r");
-    long long v = 0;
-    if (f && fscanf(f, "%lld", &v) != 1)
-        v = 0;
-    if (f)
-        fclose(f);
-    return v;
-}
-
-static void tg_mkdir_p(const char *dir)
-{
-    char p[1024];
-    snprintf(p, sizeof(p), "%s", dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = '\0';
-            mkdir(p, 0700);
-            *s = '/';
-        }
-    mkdir(p, 0700);
-}
-
-static int tg_offset_write(struct tg *t, long long offset)
-{
-    char path[1024], tmp[1040];
-    tg_mkdir_p(host->state_dir(t->h));
-    tg_offset_path(t, path, sizeof(path), "");
-    tg_offset_path(t, tmp, sizeof(tmp), ".tmp");
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fprintf(f, "%lld\n", offset) > 0;
-    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    if (f)
-        fclose(f);
-    return ok && rename(tmp, path) == 0 ? 0 : -1;
-}
-
 /* ---- answering ---- */
 
 static void tg_send(struct tg *t, long long chat, const char *text)
@@ -217,30 +171,26 @@ static const char *tg_reply_text(const struct bh_event_reply *r, cJSON **parsed)
     return r->body ? r->body : "";
 }
 
-static void tg_handle(struct tg *t, const cJSON *u)
+/* Update u, read into up (its strings borrowed from u). */
+static void tg_handle(struct tg *t, const cJSON *u, const struct tg_update *up)
 {
-    struct tg_update up;
-    long long id = -1;
-    if (tg_update_parse(u, &up, &id) < 0) {
-        host->log(t->h, BH_LOG_DEBUG, "update %lld: not a message from a user: skipped", id);
-        return;
-    }
-    if (up.callback_id)
-        tg_answer_callback(t, up.callback_id);
-    tg_typing(t, up.chat_id);
-    char *payload = tg_update_payload(&up, u);
+    long long id = up->update_id;
+    if (up->callback_id)
+        tg_answer_callback(t, up->callback_id);
+    tg_typing(t, up->chat_id);
+    char *payload = tg_update_payload(up, u);
     char source[64];
-    snprintf(source, sizeof(source), "telegram:%s%s", up.username[0] ? "@" : "",
-             up.username[0] ? up.username : "user");
+    snprintf(source, sizeof(source), "telegram:%s%s", up->username[0] ? "@" : "",
+             up->username[0] ? up->username : "user");
     const struct bh_event ev = {
-        .size = sizeof(ev), .text = up.text, .source = source, .raw_json = payload};
+        .size = sizeof(ev), .text = up->text, .source = source, .raw_json = payload};
     struct bh_event_reply reply = {.size = sizeof(reply)};
     struct bh_err err = {0};
     cJSON *parsed = NULL;
     if (host->emit(t->h, &ev, &reply, &err) < 0)
         host->log(t->h, BH_LOG_ERROR, "update %lld: %s", id, err.msg);
     else
-        tg_send(t, up.chat_id,
+        tg_send(t, up->chat_id,
                 reply.verdict == BH_VERDICT_ALLOW ? tg_reply_text(&reply, &parsed) : reply.reason);
     cJSON_Delete(parsed);
     host->reply_free(t->h, &reply);
@@ -266,13 +216,16 @@ static int tg_poll_once(struct tg *t, struct bh_err *err)
     {
         long long id = -1;
         struct tg_update up;
-        tg_update_parse(u, &up, &id);
+        int usable = tg_update_parse(u, &up, &id) == 0;
         if (t->stopping || id < 0 ||
             id < t->offset) /* stale, or stopping: the next start takes it */
             continue;
-        tg_handle(t, u);
+        if (usable)
+            tg_handle(t, u, &up);
+        else
+            host->log(t->h, BH_LOG_DEBUG, "update %lld: not a message from a user: skipped", id);
         t->offset = id + 1;
-        if (tg_offset_write(t, t->offset) < 0)
+        if (bht_state_write(host, t->h, TG_OFFSET_FILE, t->offset) < 0)
             host->log(t->h, BH_LOG_WARN, "cannot persist the offset %lld", t->offset);
     }
     cJSON_Delete(updates);
@@ -369,7 +322,7 @@ static int tg_start(void *state, struct bh_plugin_handle *h, void **inst, struct
         tg_stop(t);
         return host->err_set(h, err, BH_EINVAL, "the bot token holds characters a token has not");
     }
-    t->offset = tg_offset_read(t);
+    t->offset = bht_state_read(host, t->h, TG_OFFSET_FILE, 0);
     if (pthread_create(&t->thread, NULL, tg_main, t) != 0) {
         tg_stop(t);
         return host->err_set(h, err, BH_EIO, "cannot start the polling thread");
