@@ -112,9 +112,7 @@ class RealClientsTest(unittest.TestCase):
         cls.addClassCleanup(cls.d.cleanup)
         cls.d.import_image(cls.layout, IMAGE)
         cls.d.start()
-        status, out = cls.d.request("POST", "/api/v1/secrets",
-                                    {"name": "upstream", "key": "apikey", "value": SECRET})
-        assert status in (200, 201), (status, out)
+        cls.d.put_secret("upstream", "apikey", SECRET, ok=(200, 201))
         cred = [{"domain": "api.example.test", "headers": [
             {"name": "x-api-key",
              "valueFrom": {"secretKeyRef": {"name": "upstream", "key": "apikey"}}}]}]

@@ -88,9 +88,7 @@ class TriggerTest(DaemonTestCase):
         super().setUpClass()
         for name, key, value in (("hook", "secret", SECRET), ("std", "secret", STD_SECRET),
                                  ("policy", "token", "policy-s3cret")):
-            status, body = cls.d.request("POST", "/api/v1/secrets",
-                                         {"name": name, "key": key, "value": value})
-            assert status == 201, (status, body)
+            cls.d.put_secret(name, key, value)
 
     # ---- helpers ----
 
@@ -243,9 +241,7 @@ class TriggerTest(DaemonTestCase):
         self.create(trigger("nosecret", "/hooks/nosecret", secret_name="later"))
         st = self.wait_phase("nosecret", "Error")["status"]
         self.assertIn("later", st["detail"])
-        status, _ = self.d.request("POST", "/api/v1/secrets",
-                                   {"name": "later", "key": "secret", "value": "x"})
-        self.assertEqual(status, 201)
+        self.d.put_secret("later", "secret", "x")
         self.wait_phase("nosecret", "Active", timeout=90)
 
     def test_api_guard_asks_a_policy_service_and_fails_closed(self):
