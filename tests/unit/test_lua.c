@@ -21,6 +21,9 @@
 #include "store.h"
 
 static const struct bh_lua_limits limits = {200000, 4u << 20, 2000};
+/* What a stopped call may take past its deadline: one hook step plus a loaded machine's stall
+ * (as in the fuzz harness). Only a hang or a deadline in the wrong unit exceeds it. */
+#define SLACK_MS 2000
 
 static long long now_ms(void)
 {
@@ -62,7 +65,7 @@ static void expect_stopped(const char *body, const char *want)
         cJSON *ret = NULL;
         long long t0 = now_ms();
         assert_int_equal(run(s, &ret, &err), -1);
-        assert_true(now_ms() - t0 < 2500);
+        assert_true(now_ms() - t0 < limits.deadline_ms + SLACK_MS);
         assert_null(ret);
         if (!strstr(err.msg, want) || strncmp(err.msg, "t.lua:", 6) != 0)
             fail_msg("script:\n%s\nerror: %s (wanted t.lua:LINE: ...%s...)", body, err.msg, want);
@@ -119,7 +122,7 @@ static void test_deadline(void **state)
     cJSON *ret = NULL;
     long long t0 = now_ms();
     assert_int_equal(run(s, &ret, &err), -1);
-    assert_true(now_ms() - t0 < 1000);
+    assert_true(now_ms() - t0 < lim.deadline_ms + SLACK_MS); /* 50 ms, not 50 s */
     assert_non_null(strstr(err.msg, "t.lua:1: deadline exceeded"));
     bh_lua_script_free(s);
 }
