@@ -399,11 +399,15 @@ static void test_kv_ttl(void **state)
     struct bh_err err;
     long long n = 0;
     char *v = NULL;
-    assert_int_equal(bh_store_kv_incr(f->store, "s", "k", 1, &n, &err), 0);
-    assert_int_equal(bh_store_kv_incr(f->store, "s", "k", 1, &n, &err), 0);
+    /* Expiry has whole-second resolution (live while now < start + ttl): a 1 s TTL started at
+     * x.999 would be gone a millisecond later, before the second increment. With 2 s the
+     * counter lives at least a full second. */
+    assert_int_equal(bh_store_kv_incr(f->store, "s", "k", 2, &n, &err), 0);
+    assert_int_equal(bh_store_kv_incr(f->store, "s", "k", 2, &n, &err), 0);
     assert_int_equal(n, 2);
-    /* Waits on the condition (the second the TTL ends), not a fixed sleep. */
-    time_t until = time(NULL) + 3;
+    /* Waits on the condition (the second the TTL ends), not a fixed sleep; the bound only
+     * stops a counter that never expires. */
+    time_t until = time(NULL) + 30;
     while (time(NULL) < until) {
         assert_int_equal(bh_store_kv_get(f->store, "s", "k", &v, &err), 0);
         if (!v)
