@@ -129,7 +129,9 @@ class PolicyTest(DaemonTestCase):
         self.assertEqual(broken["versionHash"], good["versionHash"])
         self.assertIn("gate.lua:2:", broken["lastError"])
         self.assertGreaterEqual(broken["calls"], 3)
-        self.assertGreaterEqual(broken["p99Micros"], 0)
+        # Measured, not a placeholder: the slowest of 3+ calls (each builds the event table
+        # and runs the VM, timed on CLOCK_MONOTONIC) takes at least a microsecond.
+        self.assertGreater(broken["p99Micros"], 0)
         # A script that fails at run time fails closed, naming script, line and cause.
         self.put("gate.lua", "function policy(e)\n  return e.nothing.here\nend\n")
         body = self.claim("heidi", "gated", 403)
