@@ -370,6 +370,14 @@ class Daemon:
             time.sleep(0.1)
         raise AssertionError("workload %s not %s: %r\n%s" % (name, phase, body, self.log()))
 
+    def put_secret(self, name, key, value, tenant=None, ok=(201,)):
+        """Stores a secret (a tenant's when tenant is given); asserts the status is in ok."""
+        body = {"name": name, "key": key, "value": value}
+        if tenant:
+            body["tenantId"] = tenant
+        status, out = self.request("POST", "/api/v1/secrets", body)
+        assert status in ok, (status, out)
+
     def claim(self, tenant, workload):
         return self.request("POST", "/api/v1/tenants/%s/claim" % tenant, {"workload": workload})
 

@@ -7,7 +7,7 @@ import subprocess
 import time
 import unittest
 
-from bh import BINARY, SOURCE, DaemonTestCase, read_manifest
+from bh import BINARY, SOURCE, DaemonTestCase, read_manifest, wait_for
 
 
 def example(name):
@@ -109,15 +109,11 @@ class PolicyTest(DaemonTestCase):
                                    "  return {idleTimeoutSeconds = 1, idleAction = 'destroy'}\n"
                                    "end\n")
         self.claim("erin", "short", 201)
-        deadline = time.time() + 60
-        phase = None
-        while time.time() < deadline:
+        def phase():
             status, t = self.d.request("GET", "/api/v1/tenants/erin")
-            phase = t["claims"][0]["phase"] if status == 200 and t.get("claims") else None
-            if phase == "Released":
-                break
-            time.sleep(0.2)
-        self.assertEqual(phase, "Released", self.d.log())
+            return t["claims"][0]["phase"] if status == 200 and t.get("claims") else None
+
+        wait_for(lambda: phase() == "Released", what="erin's claim released at its 1 s idle")
         self.release_all([("erin", "short")])
 
     def test_edit_takes_effect_and_broken_edit_keeps_the_old_version(self):
@@ -133,7 +129,9 @@ class PolicyTest(DaemonTestCase):
         self.assertEqual(broken["versionHash"], good["versionHash"])
         self.assertIn("gate.lua:2:", broken["lastError"])
         self.assertGreaterEqual(broken["calls"], 3)
-        self.assertGreaterEqual(broken["p99Micros"], 0)
+        # Measured, not a placeholder: the slowest of 3+ calls (each builds the event table
+        # and runs the VM, timed on CLOCK_MONOTONIC) takes at least a microsecond.
+        self.assertGreater(broken["p99Micros"], 0)
         # A script that fails at run time fails closed, naming script, line and cause.
         self.put("gate.lua", "function policy(e)\n  return e.nothing.here\nend\n")
         body = self.claim("heidi", "gated", 403)

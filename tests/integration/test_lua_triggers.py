@@ -25,9 +25,7 @@ class LuaTriggerTest(DaemonTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        status, body = cls.d.request("POST", "/api/v1/secrets",
-                                     {"name": "hook", "key": "secret", "value": SECRET})
-        assert status == 201, (status, body)
+        cls.d.put_secret("hook", "secret", SECRET)
 
     # The helpers of test_triggers (the module, not its class: unittest would run it here).
     create = test_triggers.TriggerTest.create

@@ -104,11 +104,7 @@ class RestrictedTest(unittest.TestCase):
 
     @classmethod
     def secret(cls, name, key, value, tenant=None):
-        body = {"name": name, "key": key, "value": value}
-        if tenant:
-            body["tenantId"] = tenant
-        status, out = cls.d.request("POST", "/api/v1/secrets", body)
-        assert status in (200, 201), (status, out)
+        cls.d.put_secret(name, key, value, tenant, ok=(200, 201))
 
     # ---- helpers ----
 

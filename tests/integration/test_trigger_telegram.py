@@ -110,9 +110,7 @@ class TelegramTriggerTest(DaemonTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        status, body = cls.d.request("POST", "/api/v1/secrets",
-                                     {"name": "tg", "key": "token", "value": TOKEN})
-        assert status == 201, (status, body)
+        cls.d.put_secret("tg", "token", TOKEN)
 
     def claimed(self, tenant):
         status, body = self.d.request("GET", "/api/v1/tenants/" + tenant)

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 
-from bh import DaemonTestCase
+from bh import DaemonTestCase, wait_for
 
 SECRET = "gh-signing-secret"
 STD_KEY = b"standard-webhooks-key-0123456789"
@@ -88,9 +88,7 @@ class TriggerTest(DaemonTestCase):
         super().setUpClass()
         for name, key, value in (("hook", "secret", SECRET), ("std", "secret", STD_SECRET),
                                  ("policy", "token", "policy-s3cret")):
-            status, body = cls.d.request("POST", "/api/v1/secrets",
-                                         {"name": name, "key": key, "value": value})
-            assert status == 201, (status, body)
+            cls.d.put_secret(name, key, value)
 
     # ---- helpers ----
 
@@ -99,15 +97,12 @@ class TriggerTest(DaemonTestCase):
         self.assertEqual(status, expect, body)
         return body
 
-    def wait_phase(self, name, phase, timeout=30):
-        deadline = time.time() + timeout
-        body = None
-        while time.time() < deadline:
+    def wait_phase(self, name, phase, timeout=60):
+        def reached():
             status, body = self.d.request("GET", "/api/v1/triggers/" + name)
-            if status == 200 and body["status"].get("phase") == phase:
-                return body
-            time.sleep(0.05)
-        self.fail("trigger %s not %s: %r\n%s" % (name, phase, body, self.d.log()))
+            return status == 200 and body["status"].get("phase") == phase and body
+
+        return wait_for(reached, timeout, "trigger %s %s" % (name, phase), step=0.05)
 
     def post(self, path, payload, headers=None, raw=None):
         body = raw if raw is not None else json.dumps(payload).encode()
@@ -186,12 +181,11 @@ class TriggerTest(DaemonTestCase):
                                      **{"X-GitHub-Delivery": d})[0], 409)
 
         # Counters and the event log.
-        deadline = time.time() + 10
-        while time.time() < deadline:
+        def counted():
             st = self.wait_phase("gh", "Active")["status"]
-            if st.get("events", 0) >= 5 and st.get("denied", 0) >= 2:
-                break
-            time.sleep(0.05)
+            return st.get("events", 0) >= 5 and st.get("denied", 0) >= 2 and st
+
+        st = wait_for(counted, what="5 events, 2 denied counted", step=0.05)
         self.assertGreaterEqual(st["events"], 5, st)
         self.assertGreaterEqual(st["denied"], 2, st)
         self.assertIn("lastEventAt", st)
@@ -226,11 +220,8 @@ class TriggerTest(DaemonTestCase):
         status, body = self.d.request("PUT", "/api/v1/triggers/life",
                                       {"spec": trigger("life", "/hooks/life2")["spec"]})
         self.assertEqual(status, 200, body)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.signed("/hooks/life2", {"user": {"login": "jane"}})[0] == 200:
-                break
-            time.sleep(0.05)
+        wait_for(lambda: self.signed("/hooks/life2", {"user": {"login": "jane"}})[0] == 200,
+                 what="the adapter serving its new route", step=0.05)
         self.assertEqual(self.signed("/hooks/life", {"user": {"login": "jane"}})[0], 404)
         # The test endpoint walks the stages.
         status, body = self.d.request("POST", "/api/v1/triggers/life/test",
@@ -241,10 +232,8 @@ class TriggerTest(DaemonTestCase):
                          ["tenant", "guard[0] allowlist", "claim", "driver"])
         # Deleting stops the adapter and frees its route.
         self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/life")[0], 200)
-        deadline = time.time() + 30
-        while time.time() < deadline and self.signed("/hooks/life2", {})[0] != 404:
-            time.sleep(0.05)
-        self.assertEqual(self.signed("/hooks/life2", {})[0], 404)
+        wait_for(lambda: self.signed("/hooks/life2", {})[0] == 404, what="the route freed",
+                 step=0.05)
         self.create(trigger("heir", "/hooks/life2"))
         self.wait_phase("heir", "Active")
 
@@ -252,9 +241,7 @@ class TriggerTest(DaemonTestCase):
         self.create(trigger("nosecret", "/hooks/nosecret", secret_name="later"))
         st = self.wait_phase("nosecret", "Error")["status"]
         self.assertIn("later", st["detail"])
-        status, _ = self.d.request("POST", "/api/v1/secrets",
-                                   {"name": "later", "key": "secret", "value": "x"})
-        self.assertEqual(status, 201)
+        self.d.put_secret("later", "secret", "x")
         self.wait_phase("nosecret", "Active", timeout=90)
 
     def test_api_guard_asks_a_policy_service_and_fails_closed(self):

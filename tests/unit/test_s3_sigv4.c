@@ -16,6 +16,23 @@
 #define S3_DOC_KEY_ID "AKIAIOSFODNN7EXAMPLE"
 #define S3_DOC_SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
+/* A request of the S3 reference's examples: their date, region, service and credentials. */
+static struct s3_sign_req s3_doc_req(const char *method, const char *uri, const char *query,
+                                     const struct s3_header *h, size_t n, const char *payload)
+{
+    return (struct s3_sign_req){.method = method,
+                                .uri = uri,
+                                .query = query,
+                                .headers = h,
+                                .n_headers = n,
+                                .payload_hash = payload,
+                                .amz_date = "20130524T000000Z",
+                                .region = "us-east-1",
+                                .service = "s3",
+                                .access_key = S3_DOC_KEY_ID,
+                                .secret_key = S3_DOC_SECRET};
+}
+
 static void test_get_vanilla(void **state)
 {
     const struct s3_header h[] = {{"host", "example.amazonaws.com"},
@@ -48,17 +65,7 @@ static void test_s3_get_object_range(void **state)
                                   {"range", "bytes=0-9"},
                                   {"x-amz-content-sha256", EMPTY_SHA256},
                                   {"x-amz-date", "20130524T000000Z"}};
-    struct s3_sign_req r = {.method = "GET",
-                            .uri = "/test.txt",
-                            .query = "",
-                            .headers = h,
-                            .n_headers = 4,
-                            .payload_hash = EMPTY_SHA256,
-                            .amz_date = "20130524T000000Z",
-                            .region = "us-east-1",
-                            .service = "s3",
-                            .access_key = S3_DOC_KEY_ID,
-                            .secret_key = S3_DOC_SECRET};
+    struct s3_sign_req r = s3_doc_req("GET", "/test.txt", "", h, 4, EMPTY_SHA256);
     char hash[S3_HEX_SHA256_LEN], sig[S3_HEX_SHA256_LEN];
     assert_int_equal(s3_sigv4_canonical_hash(&r, hash), 0);
     assert_string_equal(hash, "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972");
@@ -80,17 +87,7 @@ static void test_s3_put_object(void **state)
                                   {"x-amz-content-sha256", payload},
                                   {"x-amz-date", "20130524T000000Z"},
                                   {"x-amz-storage-class", "REDUCED_REDUNDANCY"}};
-    struct s3_sign_req r = {.method = "PUT",
-                            .uri = uri,
-                            .query = "",
-                            .headers = h,
-                            .n_headers = 5,
-                            .payload_hash = payload,
-                            .amz_date = "20130524T000000Z",
-                            .region = "us-east-1",
-                            .service = "s3",
-                            .access_key = S3_DOC_KEY_ID,
-                            .secret_key = S3_DOC_SECRET};
+    struct s3_sign_req r = s3_doc_req("PUT", uri, "", h, 5, payload);
     assert_int_equal(s3_sigv4_signature(&r, sig), 0);
     assert_string_equal(sig, "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
 }
@@ -100,17 +97,7 @@ static void test_s3_get_bucket_lifecycle(void **state)
     const struct s3_header h[] = {{"host", "examplebucket.s3.amazonaws.com"},
                                   {"x-amz-content-sha256", EMPTY_SHA256},
                                   {"x-amz-date", "20130524T000000Z"}};
-    struct s3_sign_req r = {.method = "GET",
-                            .uri = "/",
-                            .query = "lifecycle=",
-                            .headers = h,
-                            .n_headers = 3,
-                            .payload_hash = EMPTY_SHA256,
-                            .amz_date = "20130524T000000Z",
-                            .region = "us-east-1",
-                            .service = "s3",
-                            .access_key = S3_DOC_KEY_ID,
-                            .secret_key = S3_DOC_SECRET};
+    struct s3_sign_req r = s3_doc_req("GET", "/", "lifecycle=", h, 3, EMPTY_SHA256);
     char sig[S3_HEX_SHA256_LEN];
     assert_int_equal(s3_sigv4_signature(&r, sig), 0);
     assert_string_equal(sig, "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");
