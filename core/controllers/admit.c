@@ -14,7 +14,7 @@ int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, str
     memset(a, 0, sizeof(*a));
     a->allow = 1;
     a->record = cJSON_CreateObject();
-    if (!ctx->policies || !bh_lua_policy_applies(ctx->policies, wl))
+    if (!ctx->policies)
         return 0;
     cJSON *ev = bh_lua_claim_event(bh_json_str(claim, "spec.tenantId"), wl,
                                    bh_json_get(claim, "metadata.labels"));
@@ -23,6 +23,8 @@ int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, str
     cJSON_Delete(ev);
     if (rc < 0)
         return -1;
+    if (!d.script) /* no policy applies */
+        return 0;
     a->allow = d.allow;
     a->failed = d.failed;
     a->reason = BH_STEAL(d.reason);

@@ -666,12 +666,13 @@ int bh_claim_admit(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
     return 0;
 }
 
-/* The pair's claim as stored, once no release of it is finishing; NULL if there is none. */
+/* The pair's claim as stored, once no release of it is finishing; NULL if there is none.
+ * *out on entry: the claim as just read (owned), or NULL to read it. */
 static int claim_get_settled(struct bh_ctx *ctx, const char *name, cJSON **out, struct bh_err *err)
 {
+    cJSON *c = *out;
     *out = NULL;
-    cJSON *c = NULL;
-    if (bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0)
+    if (!c && bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0)
         return err->code == BH_ENOTFOUND ? 0 : -1;
     if (!bh_json_get(c, "metadata.deletionTimestamp")) {
         *out = c;
@@ -704,16 +705,16 @@ static int claim_restart(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
 }
 
 /* The name of (tenant, workload)'s claim: the pair name, unless another door (kubectl)
- * already made the pair's claim under a name of its choosing. Owned. */
-static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *workload)
+ * already made the pair's claim under a name of its choosing. Owned. *pair_claim (owned) is
+ * the pair-named claim as read here, so the caller need not read it again; else NULL. */
+static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *workload,
+                            cJSON **pair_claim)
 {
     char *pair = bh_name_pair(tenant, workload);
-    cJSON *c = NULL;
     struct bh_err err;
-    if (bh_store_get(ctx->store, CLAIM_KIND, pair, &c, &err) == 0) {
-        cJSON_Delete(c);
+    *pair_claim = NULL;
+    if (bh_store_get(ctx->store, CLAIM_KIND, pair, pair_claim, &err) == 0)
         return pair;
-    }
     char *other = claim_other_for_pair(ctx, tenant, workload);
     if (!other)
         return pair;
@@ -724,8 +725,8 @@ static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *
 int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
                     struct bh_err *err)
 {
-    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload);
     cJSON *c = NULL;
+    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload, &c);
     if (claim_get_settled(ctx, name, &c, err) < 0)
         return -1;
     if (!c) {
@@ -850,9 +851,9 @@ int bh_claim_release(struct bh_ctx *ctx, const char *tenant, const char *workloa
 {
     static const char *const ended[] = {BH_CLAIM_RELEASE_FAILED, BH_CLAIM_RELEASED, NULL};
     memset(ans, 0, sizeof(*ans));
-    bh_autofree char *name = claim_name_for(ctx, tenant, workload);
     cJSON *c = NULL;
-    if (bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0 ||
+    bh_autofree char *name = claim_name_for(ctx, tenant, workload, &c);
+    if ((!c && bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0) ||
         !bh_name_is_pair(c, tenant, workload)) {
         cJSON_Delete(c);
         return bh_err_set(err, BH_ENOTFOUND, "claim not found for tenant %s", tenant);

@@ -86,10 +86,9 @@ void bh_lua_decision_free(struct bh_lua_decision *d);
  * reads activeClaims (the tenant's other claims that hold or are getting an instance) and
  * poolReady, which the host reads from the store when (if) the script does. */
 cJSON *bh_lua_claim_event(const char *tenant, const cJSON *workload, const cJSON *labels);
-/* True if a claim policy applies to the workload's claims (its own or the default). */
-int bh_lua_policy_applies(struct bh_lua_policies *p, const cJSON *workload);
-/* Runs the workload's claim policy (or the default) on event. No policy: allow. Fails only
- * on a bad call (err); a script that fails is a decision with failed set. */
+/* Runs the workload's claim policy (or the default) on event. No policy applies (p NULL, or
+ * no spec.claimPolicy and no default script): allow, d->script NULL. Fails only on a bad call
+ * (err); a script that fails is a decision with failed set. */
 int bh_lua_policy_decide(struct bh_lua_policies *p, const cJSON *workload, const cJSON *event,
                          struct bh_lua_decision *d, struct bh_err *err);
 /* A guard: script is a file of the policy dir, or source (inline) when script is NULL.

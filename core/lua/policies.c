@@ -277,21 +277,11 @@ cJSON *bh_lua_claim_event(const char *tenant, const cJSON *workload, const cJSON
     return ev;
 }
 
-/* The script a workload's claims run: spec.claimPolicy, else the default if it exists. */
-static const char *policy_for(struct bh_lua_policies *p, const cJSON *workload)
+/* The script a workload's claims run: spec.claimPolicy, else the default. */
+static const char *policy_for(const cJSON *workload)
 {
     const char *name = bh_json_str(workload, "spec.claimPolicy");
-    if (name)
-        return name;
-    struct stat st;
-    return fstatat(p->dirfd, BH_LUA_DEFAULT_POLICY, &st, AT_SYMLINK_NOFOLLOW) == 0
-               ? BH_LUA_DEFAULT_POLICY
-               : NULL;
-}
-
-int bh_lua_policy_applies(struct bh_lua_policies *p, const cJSON *workload)
-{
-    return policy_for(p, workload) != NULL;
+    return name ? name : BH_LUA_DEFAULT_POLICY;
 }
 
 /* A script that cannot decide denies: fail closed. */
@@ -310,13 +300,16 @@ int bh_lua_policy_decide(struct bh_lua_policies *p, const cJSON *workload, const
 {
     memset(d, 0, sizeof(*d));
     d->allow = 1;
-    const char *name = p ? policy_for(p, workload) : NULL;
-    if (!name)
+    if (!p)
+        return 0;
+    const char *name = policy_for(workload);
+    struct policy_file *f = NULL;
+    struct bh_err cerr = {0};
+    struct policy_ver *v = policy_get(p, name, &f, &cerr);
+    /* No spec.claimPolicy and no default script: no policy applies. */
+    if (!v && cerr.code == BH_ENOTFOUND && !bh_json_str(workload, "spec.claimPolicy"))
         return 0;
     d->script = bh_xstrdup(name);
-    struct policy_file *f = NULL;
-    struct bh_err cerr;
-    struct policy_ver *v = policy_get(p, name, &f, &cerr);
     if (!v) {
         policy_failed(d, &cerr);
         return 0;

@@ -21,6 +21,8 @@
 #define STORE_COMPACT_EVERY 256
 /* One events_since answer is bounded; the caller continues from the last rv it saw. */
 #define STORE_EVENTS_BATCH 1000
+/* The label objects_tenant indexes (see store_schema). */
+#define STORE_INDEXED_LABEL "boilerhouse.dev/tenant"
 
 struct store_sub {
     bh_store_watch_fn fn;
@@ -46,7 +48,12 @@ static const char *const store_schema =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta VALUES ('rv', 0), ('compacted_rv', 0);"
     "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-    " expires INTEGER NOT NULL, PRIMARY KEY (ns, key));";
+    " expires INTEGER NOT NULL, PRIMARY KEY (ns, key));"
+    /* Per-claim paths list a tenant's claims and instances (one active instance per pair,
+     * a claim policy's activeClaims): index that label so they read only the tenant's rows.
+     * The expression is the one store_list_sql writes for a selector term on this key. */
+    "CREATE INDEX IF NOT EXISTS objects_tenant ON objects (kind,"
+    " json_extract(doc, '$.metadata.labels.\"" STORE_INDEXED_LABEL "\"'), name);";
 
 /* ---- small SQLite helpers ---------------------------------------------------------------- */
 
@@ -338,22 +345,58 @@ static int store_selector_matches(const cJSON *obj, const char *selector)
     return all;
 }
 
+/* The list query: one equality term "k=v" of the selector (k of plain label characters, so
+ * it can stand in the JSON path literally; the indexed label's if there is one, else the
+ * first) is filtered in SQL, where objects_tenant serves the indexed label; the whole
+ * selector is still checked on each row. *val is the term's value to bind, or NULL. Owned. */
+static char *store_list_sql(const char *selector, char **val)
+{
+    bh_autofree char *copy = bh_xstrdup(selector ? selector : "");
+    char *save = NULL, *key = NULL;
+    *val = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        size_t klen = strcspn(t, "!=");
+        if (klen == 0 || t[klen] != '=' ||
+            strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") != klen)
+            continue;
+        char *v = t + klen + (t[klen + 1] == '=' ? 2 : 1);
+        t[klen] = '\0';
+        if (key && strcmp(t, STORE_INDEXED_LABEL) != 0)
+            continue;
+        key = t;
+        free(*val);
+        *val = bh_xstrdup(v);
+        if (strcmp(key, STORE_INDEXED_LABEL) == 0)
+            break;
+    }
+    if (!key)
+        return bh_xstrdup("SELECT doc FROM objects WHERE kind = ? ORDER BY name");
+    return bh_xasprintf("SELECT doc FROM objects WHERE kind = ? AND"
+                        " json_extract(doc, '$.metadata.labels.\"%s\"') = ? ORDER BY name",
+                        key);
+}
+
 static int store_list_locked(struct bh_store *s, const char *kind, const char *selector, cJSON *arr,
                              int64_t *rv, struct bh_err *err)
 {
+    int filter = selector && *selector;
+    cJSON *none = cJSON_CreateObject();
+    int valid = !filter || store_selector_matches(none, selector) >= 0;
+    cJSON_Delete(none);
+    if (!valid)
+        return bh_err_set(err, BH_EINVAL, "invalid label selector \"%s\"", selector);
+    bh_autofree char *val = NULL;
+    bh_autofree char *sql = store_list_sql(selector, &val);
     store_autostmt st = NULL;
-    if (store_prepare(s, "SELECT doc FROM objects WHERE kind = ? ORDER BY name", &st, err) < 0)
+    if (store_prepare(s, sql, &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    if (val)
+        sqlite3_bind_text(st, 2, val, -1, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cJSON *obj = store_column_json(st, 0);
-        int m = obj && selector && *selector ? store_selector_matches(obj, selector) : 1;
-        if (m < 0) {
-            cJSON_Delete(obj);
-            return bh_err_set(err, BH_EINVAL, "invalid label selector \"%s\"", selector);
-        }
-        if (obj && m)
+        if (obj && (!filter || store_selector_matches(obj, selector) > 0))
             cJSON_AddItemToArray(arr, obj);
         else
             cJSON_Delete(obj);
