@@ -594,18 +594,28 @@ static void api_groups_add_idle(struct bh_ctx *ctx, cJSON *groups)
     }
 }
 
-static void h_tenants(const struct bh_api_req *req, struct bh_api_resp *resp)
+/* The claims matching selector (NULL: all), grouped by tenant with their idle fields; NULL
+ * once it answered the error itself. */
+static cJSON *api_tenant_groups(const struct bh_api_req *req, struct bh_api_resp *resp,
+                                const char *selector)
 {
     cJSON *claims = NULL;
     struct bh_err err;
-    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", NULL, &claims, NULL, &err) < 0) {
+    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", selector, &claims, NULL, &err) < 0) {
         bh_api_from_err(resp, &err);
-        return;
+        return NULL;
     }
     cJSON *groups = api_group_tenants(claims);
-    api_groups_add_idle(req->ctx, groups);
-    bh_api_json(resp, 200, groups);
     cJSON_Delete(claims);
+    api_groups_add_idle(req->ctx, groups);
+    return groups;
+}
+
+static void h_tenants(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *groups = api_tenant_groups(req, resp, NULL);
+    if (groups)
+        bh_api_json(resp, 200, groups);
 }
 
 static void h_tenant(const struct bh_api_req *req, struct bh_api_resp *resp)
@@ -616,15 +626,9 @@ static void h_tenant(const struct bh_api_req *req, struct bh_api_resp *resp)
         return;
     }
     bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/tenant=%s", tenant);
-    cJSON *claims = NULL;
-    struct bh_err err;
-    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", sel, &claims, NULL, &err) < 0) {
-        bh_api_from_err(resp, &err);
+    cJSON *groups = api_tenant_groups(req, resp, sel);
+    if (!groups)
         return;
-    }
-    cJSON *groups = api_group_tenants(claims);
-    cJSON_Delete(claims);
-    api_groups_add_idle(req->ctx, groups);
     if (cJSON_GetArraySize(groups) == 0)
         bh_api_error(resp, 404, "tenant %s not found", tenant);
     else
