@@ -141,23 +141,35 @@ static void api_list_kind(const struct bh_api_req *req, struct bh_api_resp *resp
     bh_api_json(resp, 200, out);
 }
 
-/* lastActivity and idleTimeLeftSeconds of an instance, added to a response object. */
-static void api_add_idle(struct bh_ctx *ctx, cJSON *out, const char *instance_id)
+/* lastActivity and idleTimeLeftSeconds of inst, added to a response object; wl (optional,
+ * borrowed) is the caller's copy of the workload, read here only if it is not inst's. */
+static void api_add_idle_of(struct bh_ctx *ctx, cJSON *out, const cJSON *inst, const cJSON *wl)
 {
-    cJSON *inst = NULL, *wl = NULL;
-    struct bh_err err;
-    if (!instance_id || bh_store_get(ctx->store, "Instance", instance_id, &inst, &err) < 0)
-        return;
     const char *last = bh_json_str(inst, "status.lastActivity");
     if (last)
         bh_json_set_str(out, "lastActivity", last);
-    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(inst, "spec.workload"), &wl,
-                     &err) == 0) {
-        long long left = bh_idle_left_ms(inst, wl);
-        if (left >= 0)
-            bh_json_set_num(out, "idleTimeLeftSeconds", (double)(left / 1000));
+    const char *name = bh_json_str(inst, "spec.workload");
+    cJSON *read = NULL;
+    struct bh_err err;
+    if (!wl || !name || strcmp(bh_json_str(wl, "metadata.name") ?: "", name) != 0) {
+        if (!name || bh_store_get(ctx->store, "BoilerhouseWorkload", name, &read, &err) < 0)
+            return;
+        wl = read;
     }
-    cJSON_Delete(wl);
+    long long left = bh_idle_left_ms(inst, wl);
+    if (left >= 0)
+        bh_json_set_num(out, "idleTimeLeftSeconds", (double)(left / 1000));
+    cJSON_Delete(read);
+}
+
+/* The same for the instance named instance_id (NULL: none). */
+static void api_add_idle(struct bh_ctx *ctx, cJSON *out, const char *instance_id, const cJSON *wl)
+{
+    cJSON *inst = NULL;
+    struct bh_err err;
+    if (!instance_id || bh_store_get(ctx->store, "Instance", instance_id, &inst, &err) < 0)
+        return;
+    api_add_idle_of(ctx, out, inst, wl);
     cJSON_Delete(inst);
 }
 
@@ -445,20 +457,22 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_error(resp, 404, "workload %s not found", workload);
         return;
     }
-    const char *ws = bh_json_str(wl, "spec.network.websocket");
-    bh_autofree char *websocket = ws ? bh_xstrdup(ws) : NULL;
-    cJSON_Delete(wl);
     struct bh_claim_answer ans;
     if (bh_claim_open(req->ctx, &creq, &ans, &err) < 0) {
         bh_api_from_err(resp, &err);
+        cJSON_Delete(wl);
         return;
     }
     cJSON *out = api_claim_shape(ans.claim);
     if (ans.existing)
         bh_json_set_str(out, "source", "existing");
-    api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"));
+    /* An existing claim answers at once, so the workload read above is still current; after
+     * a boot it is read again. */
+    api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"), ans.existing ? wl : NULL);
+    const char *websocket = bh_json_str(wl, "spec.network.websocket");
     if (websocket && websocket[0])
         bh_json_set_str(out, "websocket", websocket);
+    cJSON_Delete(wl);
     cJSON_AddNumberToObject(out, "latencyMs", (double)(bh_clock_ms() - t0));
     if (ans.timed_out) {
         bh_json_set_str(out, "error", "the instance did not become ready in time");
@@ -542,7 +556,7 @@ static void h_keepalive(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_error(resp, 404, "tenant %s has no active %s instance", tenant, workload);
     } else {
         cJSON *out = api_claim_shape(c);
-        api_add_idle(req->ctx, out, id);
+        api_add_idle(req->ctx, out, id, NULL);
         bh_api_json(resp, 200, out);
     }
     cJSON_Delete(c);
@@ -576,22 +590,32 @@ static void api_groups_add_idle(struct bh_ctx *ctx, cJSON *groups)
     cJSON_ArrayForEach(g, groups)
     {
         cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "claims"))
-            api_add_idle(ctx, c, bh_json_str(c, "instanceId"));
+            api_add_idle(ctx, c, bh_json_str(c, "instanceId"), NULL);
     }
+}
+
+/* The claims matching selector (NULL: all), grouped by tenant with their idle fields; NULL
+ * once it answered the error itself. */
+static cJSON *api_tenant_groups(const struct bh_api_req *req, struct bh_api_resp *resp,
+                                const char *selector)
+{
+    cJSON *claims = NULL;
+    struct bh_err err;
+    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", selector, &claims, NULL, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return NULL;
+    }
+    cJSON *groups = api_group_tenants(claims);
+    cJSON_Delete(claims);
+    api_groups_add_idle(req->ctx, groups);
+    return groups;
 }
 
 static void h_tenants(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
-    cJSON *claims = NULL;
-    struct bh_err err;
-    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", NULL, &claims, NULL, &err) < 0) {
-        bh_api_from_err(resp, &err);
-        return;
-    }
-    cJSON *groups = api_group_tenants(claims);
-    api_groups_add_idle(req->ctx, groups);
-    bh_api_json(resp, 200, groups);
-    cJSON_Delete(claims);
+    cJSON *groups = api_tenant_groups(req, resp, NULL);
+    if (groups)
+        bh_api_json(resp, 200, groups);
 }
 
 static void h_tenant(const struct bh_api_req *req, struct bh_api_resp *resp)
@@ -602,15 +626,9 @@ static void h_tenant(const struct bh_api_req *req, struct bh_api_resp *resp)
         return;
     }
     bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/tenant=%s", tenant);
-    cJSON *claims = NULL;
-    struct bh_err err;
-    if (bh_store_list(req->ctx->store, "BoilerhouseClaim", sel, &claims, NULL, &err) < 0) {
-        bh_api_from_err(resp, &err);
+    cJSON *groups = api_tenant_groups(req, resp, sel);
+    if (!groups)
         return;
-    }
-    cJSON *groups = api_group_tenants(claims);
-    cJSON_Delete(claims);
-    api_groups_add_idle(req->ctx, groups);
     if (cJSON_GetArraySize(groups) == 0)
         bh_api_error(resp, 404, "tenant %s not found", tenant);
     else
@@ -641,7 +659,7 @@ static void h_instance_get(const struct bh_api_req *req, struct bh_api_resp *res
     cJSON *inst = api_instance_get(req, resp);
     if (inst) {
         cJSON *out = api_instance_shape(inst);
-        api_add_idle(req->ctx, out, req->params[0]);
+        api_add_idle_of(req->ctx, out, inst, NULL);
         bh_api_json(resp, 200, out);
     }
     cJSON_Delete(inst);

@@ -41,7 +41,8 @@ static const struct {
     {"POST", "/api/v1/ws/token", "token.mint", 0, FROM_NONE},
 };
 
-/* A name from the body: "name", else metadata.name (manifests), else "workload". Owned. */
+/* A name from the body: "name", else metadata.name (manifests); or the claim's "workload",
+ * else "workloadRef" (h_claim takes either). Owned. */
 static char *audit_body_field(const struct bh_api_req *req, enum audit_from from)
 {
     cJSON *body = NULL;
@@ -50,8 +51,8 @@ static char *audit_body_field(const struct bh_api_req *req, enum audit_from from
         return NULL;
     const char *v =
         from == FROM_BODY_WORKLOAD ? bh_json_str(body, "workload") : bh_json_str(body, "name");
-    if (!v && from == FROM_BODY_NAME)
-        v = bh_json_str(body, "metadata.name");
+    if (!v)
+        v = bh_json_str(body, from == FROM_BODY_NAME ? "metadata.name" : "workloadRef");
     char *out = v ? bh_xstrdup(v) : NULL;
     cJSON_Delete(body);
     return out;

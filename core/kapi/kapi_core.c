@@ -214,9 +214,9 @@ static void core_secrets(const struct bh_kapi_req *req, struct bh_kapi_resp *res
 static int crd_ours(const char *name)
 {
     for (size_t i = 0; name && i < bh_kapi_n_kinds; i++) {
-        size_t n = strlen(bh_kapi_kinds[i].plural);
-        if (strncmp(name, bh_kapi_kinds[i].plural, n) == 0 &&
-            strcmp(name + n, "." BH_API_GROUP) == 0)
+        const char *plural = bh_resource_plural(bh_kapi_kinds[i].kind);
+        size_t n = strlen(plural);
+        if (strncmp(name, plural, n) == 0 && strcmp(name + n, "." BH_API_GROUP) == 0)
             return 1;
     }
     return 0;

@@ -56,12 +56,14 @@ static cJSON *group_resources(void)
     static const char *const cats[] = {"boilerhouse", "all", NULL};
     for (size_t i = 0; i < bh_kapi_n_kinds; i++) {
         const struct bh_kapi_kind *k = &bh_kapi_kinds[i];
-        cJSON *r = resource(k->plural, k->singular, k->kind, 1, verbs_all);
-        const char *sn[] = {k->short_name, NULL};
+        const char *plural = bh_resource_plural(k->kind);
+        bh_autofree char *singular = bh_xstrndup(plural, strlen(plural) - 1);
+        cJSON *r = resource(plural, singular, k->kind, 1, verbs_all);
+        const char *sn[] = {bh_resource_short_name(k->kind), NULL};
         cJSON_AddItemToObject(r, "shortNames", strs(sn));
         cJSON_AddItemToObject(r, "categories", strs(cats));
         cJSON_AddItemToArray(rs, r);
-        bh_autofree char *st = bh_xasprintf("%s/status", k->plural);
+        bh_autofree char *st = bh_xasprintf("%s/status", plural);
         cJSON_AddItemToArray(rs, resource(st, "", k->kind, 1, verbs_status));
     }
     return o;
@@ -307,7 +309,7 @@ static void fill_group(cJSON *schemas, cJSON *paths, const char *ref_prefix)
         bh_autofree char *id = bh_xasprintf("dev.boilerhouse." VERSION ".%s", k->kind);
         cJSON_AddItemToObject(
             schemas, id, top_schema(GROUP, k->kind, bh_resource_spec_schema(k->kind), ref_prefix));
-        add_paths(paths, "/apis/" GROUP "/" VERSION, k->plural, GROUP, k->kind);
+        add_paths(paths, "/apis/" GROUP "/" VERSION, bh_resource_plural(k->kind), GROUP, k->kind);
     }
 }
 

@@ -65,9 +65,10 @@ struct bh_kapi_column {
     const char *name, *type, *json_path; /* json_path: ".spec.image.ref" */
 };
 #define BH_KAPI_COLUMNS_MAX 6
-/* One of the four kinds as the API serves it. */
+/* One of the four kinds as the API serves it; its names (plural, short name) are the store's
+ * (bh_resource_plural, bh_resource_short_name). */
 struct bh_kapi_kind {
-    const char *kind, *plural, *singular, *short_name;
+    const char *kind;
     struct bh_kapi_column columns[BH_KAPI_COLUMNS_MAX]; /* ends at a NULL name */
 };
 extern const struct bh_kapi_kind bh_kapi_kinds[];

@@ -23,34 +23,22 @@
 /* The columns are those of crds/ (additionalPrinterColumns); test_kapi compares them. */
 const struct bh_kapi_kind bh_kapi_kinds[] = {
     {"BoilerhouseWorkload",
-     "boilerhouseworkloads",
-     "boilerhouseworkload",
-     "bhw",
      {{"Phase", "string", ".status.phase"},
       {"Version", "string", ".spec.version"},
       {"Image", "string", ".spec.image.ref"},
       {"Age", "date", ".metadata.creationTimestamp"}}},
     {"BoilerhousePool",
-     "boilerhousepools",
-     "boilerhousepool",
-     "bhp",
      {{"Workload", "string", ".spec.workloadRef"},
       {"Size", "integer", ".spec.size"},
       {"Ready", "integer", ".status.ready"},
       {"Phase", "string", ".status.phase"}}},
     {"BoilerhouseClaim",
-     "boilerhouseclaims",
-     "boilerhouseclaim",
-     "bhc",
      {{"Tenant", "string", ".spec.tenantId"},
       {"Workload", "string", ".spec.workloadRef"},
       {"Phase", "string", ".status.phase"},
       {"Endpoint", "string", ".status.endpoint.host"},
       {"Age", "date", ".metadata.creationTimestamp"}}},
     {"BoilerhouseTrigger",
-     "boilerhousetriggers",
-     "boilerhousetrigger",
-     "bht",
      {{"Type", "string", ".spec.type"},
       {"Workload", "string", ".spec.workloadRef"},
       {"Phase", "string", ".status.phase"}}},
@@ -59,10 +47,12 @@ const size_t bh_kapi_n_kinds = BH_ARRAY_LEN(bh_kapi_kinds);
 
 const struct bh_kapi_kind *bh_kapi_kind_by_plural(const char *plural)
 {
-    for (size_t i = 0; i < bh_kapi_n_kinds; i++)
-        if (strcmp(bh_kapi_kinds[i].plural, plural) == 0 ||
-            strcmp(bh_kapi_kinds[i].short_name, plural) == 0)
+    for (size_t i = 0; i < bh_kapi_n_kinds; i++) {
+        const char *kind = bh_kapi_kinds[i].kind;
+        if (strcmp(bh_resource_plural(kind), plural) == 0 ||
+            strcmp(bh_resource_short_name(kind), plural) == 0)
             return &bh_kapi_kinds[i];
+    }
     return NULL;
 }
 
@@ -576,9 +566,9 @@ static void obj_delete(struct obj_ctx *c)
             bh_kapi_json(c->resp, 200, obj_out(cur, 0, NULL));
             return;
         }
-        bh_kapi_status_ok(c->resp, c->kind->plural, name);
+        bh_kapi_status_ok(c->resp, bh_resource_plural(c->kind->kind), name);
     } else {
-        bh_kapi_status_ok(c->resp, c->kind->plural, name);
+        bh_kapi_status_ok(c->resp, bh_resource_plural(c->kind->kind), name);
     }
     cJSON_Delete(cur);
 }
@@ -597,7 +587,7 @@ void bh_kapi_objects(const struct bh_kapi_req *req, struct bh_kapi_resp *resp)
         bh_kapi_status(resp, 404, "NotFound", "the server could not find the requested resource");
         return;
     }
-    snprintf(c.resource, sizeof(c.resource), "%s." BH_API_GROUP, c.kind->plural);
+    snprintf(c.resource, sizeof(c.resource), "%s." BH_API_GROUP, bh_resource_plural(c.kind->kind));
     const char *m = req->method;
     int item = p->name[0] != 0;
     if (strcmp(m, "GET") == 0)

@@ -16,6 +16,7 @@
 struct bh_audit {
     pthread_mutex_t lock;
     sqlite3 *db;
+    sqlite3_stmt *insert; /* prepared once: an append is on every audited call's path */
     long long max_records;
     int appends;
 };
@@ -31,6 +32,9 @@ static const char audit_schema[] =
     "CREATE INDEX IF NOT EXISTS audit_tenant ON audit(tenant, id);"
     "CREATE INDEX IF NOT EXISTS audit_actor ON audit(actor, id);";
 
+static const char audit_insert[] = "INSERT INTO audit (at_ms, at, actor, action, tenant, target, "
+                                   "outcome, status, error) VALUES (?,?,?,?,?,?,?,?,?)";
+
 int bh_audit_open(const char *path, long long max_records, struct bh_audit **out,
                   struct bh_err *err)
 {
@@ -43,8 +47,10 @@ int bh_audit_open(const char *path, long long max_records, struct bh_audit **out
         return -1;
     }
     sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_exec(db, audit_schema, NULL, NULL, &msg) != SQLITE_OK) {
-        bh_err_set(err, BH_EIO, "audit log %s: %s", path, msg ? msg : "?");
+    sqlite3_stmt *insert = NULL;
+    if (sqlite3_exec(db, audit_schema, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, audit_insert, -1, &insert, NULL) != SQLITE_OK) {
+        bh_err_set(err, BH_EIO, "audit log %s: %s", path, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         sqlite3_close(db);
         return -1;
@@ -52,6 +58,7 @@ int bh_audit_open(const char *path, long long max_records, struct bh_audit **out
     struct bh_audit *a = bh_xcalloc(1, sizeof(*a));
     pthread_mutex_init(&a->lock, NULL);
     a->db = db;
+    a->insert = insert;
     a->max_records = max_records;
     *out = a;
     return 0;
@@ -61,6 +68,7 @@ void bh_audit_close(struct bh_audit *a)
 {
     if (!a)
         return;
+    sqlite3_finalize(a->insert);
     sqlite3_close(a->db);
     pthread_mutex_destroy(&a->lock);
     free(a);
@@ -89,29 +97,24 @@ static void audit_prune(struct bh_audit *a)
 
 int bh_audit_append(struct bh_audit *a, const struct bh_audit_rec *r, struct bh_err *err)
 {
-    static const char sql[] = "INSERT INTO audit (at_ms, at, actor, action, tenant, target, "
-                              "outcome, status, error) VALUES (?,?,?,?,?,?,?,?,?)";
     struct timespec ts;
     char at[32];
     clock_gettime(CLOCK_REALTIME, &ts);
     bh_clock_rfc3339(at);
     pthread_mutex_lock(&a->lock);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-        const char *texts[] = {at, r->actor, r->action, r->tenant, r->target, r->outcome};
-        for (int i = 0; i < 6; i++)
-            audit_bind_text(st, i + 2, texts[i]);
-        sqlite3_bind_int(st, 8, r->status);
-        audit_bind_text(st, 9, r->error);
-        rc = sqlite3_step(st);
-    }
-    sqlite3_finalize(st);
+    sqlite3_stmt *st = a->insert;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    const char *texts[] = {at, r->actor, r->action, r->tenant, r->target, r->outcome};
+    for (int i = 0; i < 6; i++)
+        audit_bind_text(st, i + 2, texts[i]);
+    sqlite3_bind_int(st, 8, r->status);
+    audit_bind_text(st, 9, r->error);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        bh_err_set(err, BH_EIO, "audit append: %s", sqlite3_errmsg(a->db));
+    sqlite3_reset(st);
     if (rc == SQLITE_DONE)
         audit_prune(a);
-    else
-        bh_err_set(err, BH_EIO, "audit append: %s", sqlite3_errmsg(a->db));
     pthread_mutex_unlock(&a->lock);
     return rc == SQLITE_DONE ? 0 : -1;
 }
