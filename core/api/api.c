@@ -4,11 +4,11 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "crypto.h"
 #include "ctx.h"
 #include "events.h"
 #include "json.h"
@@ -135,12 +135,8 @@ static int api_authorized(struct bh_api *api, struct MHD_Connection *conn)
     const char *key = api->ctx->cfg.api_key;
     if (!key)
         return 1;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
-        return 0;
-    const char *token = h + 7;
-    size_t n = strlen(key);
-    return strlen(token) == n && CRYPTO_memcmp(token, key, n) == 0;
+    return bh_crypto_bearer_matches(
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
 }
 
 static enum MHD_Result api_send(struct MHD_Connection *conn, struct bh_api_resp *r)

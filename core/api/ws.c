@@ -67,7 +67,8 @@ static void ws_accept_key(const char *key, char out[29])
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_Digest(cat, strlen(cat), md, &n, EVP_sha1(), NULL);
-    EVP_EncodeBlock((unsigned char *)out, md, (int)n);
+    bh_autofree char *b64 = bh_crypto_base64(md, n);
+    snprintf(out, 29, "%s", b64);
 }
 
 static int ws_token_mac(struct bh_ctx *ctx, long long expires, char hex[65])

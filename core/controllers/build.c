@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,10 +215,8 @@ static char *build_authfile(const cJSON *regcfg)
         if (!user || !pass)
             continue;
         bh_autofree char *plain = bh_xasprintf("%s:%s", user, pass);
-        size_t n = strlen(plain);
-        bh_autofree char *b64 = bh_xmalloc(4 * ((n + 2) / 3) + 1);
-        EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)plain, (int)n);
-        bh_crypto_wipe(plain, n);
+        bh_autofree char *b64 = bh_crypto_base64(plain, strlen(plain));
+        bh_crypto_wipe(plain, strlen(plain));
         cJSON_AddStringToObject(cJSON_AddObjectToObject(auths, it->string), "auth", b64);
     }
     char *text = bh_json_print(out);

@@ -5,11 +5,11 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "crypto.h"
 #include "json.h"
 #include "kapi_int.h"
 #include "log.h"
@@ -51,11 +51,8 @@ static int kapi_authorized(struct bh_kapi *k, struct MHD_Connection *conn)
     const char *key = k->ctx->cfg.api_key;
     if (!key)
         return 1;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0)
-        return 0;
-    size_t n = strlen(key);
-    return strlen(h + 7) == n && CRYPTO_memcmp(h + 7, key, n) == 0;
+    return bh_crypto_bearer_matches(
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
 }
 
 /* ---- watch stream ---- */
@@ -404,14 +401,6 @@ void bh_kapi_stop(struct bh_kapi *k)
     free(k);
 }
 
-static char *kapi_b64(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = bh_xmalloc(4 * ((n + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-    return out;
-}
-
 int bh_kapi_kubeconfig(const char *state_dir, const char *host, int port, const char *token,
                        char **out, struct bh_err *err)
 {
@@ -419,7 +408,7 @@ int bh_kapi_kubeconfig(const char *state_dir, const char *host, int port, const 
     bh_autofree char *ca = NULL;
     if (bh_kapi_tls_ensure(dir, host, &ca, NULL, NULL, err) < 0)
         return -1;
-    bh_autofree char *ca64 = kapi_b64(ca);
+    bh_autofree char *ca64 = bh_crypto_base64(ca, strlen(ca));
     const char *server = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host;
     /* Without a key the listener is open (loopback only), but kubectl asks for a user name
      * when a user has no credentials at all: it gets a token the listener ignores. */

@@ -116,19 +116,8 @@ static void secret_list(const struct bh_kapi_req *req, struct bh_kapi_resp *resp
 /* Decodes base64 data into an owned NUL-terminated string, or NULL. */
 static char *secret_b64(const char *in)
 {
-    size_t n = strlen(in);
-    if (n % 4)
-        return NULL;
-    unsigned char *out = bh_xmalloc(n / 4 * 3 + 1);
-    int len = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
-    if (len < 0) {
-        free(out);
-        return NULL;
-    }
-    for (const char *p = in + n; p > in && p[-1] == '='; p--)
-        len--;
-    out[len] = '\0';
-    return (char *)out;
+    size_t len;
+    return (char *)bh_crypto_unbase64(in, &len);
 }
 
 static int secret_put_one(struct bh_ctx *ctx, const char *tenant, const char *name,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
@@ -55,21 +56,52 @@ static int crypto_parse_hex(const char *s, uint8_t key[BH_KEY_LEN])
     return 0;
 }
 
-/* Base64 of 32 bytes is 44 characters ending in exactly one '='; EVP_DecodeBlock counts the
- * padding as a 33rd (zero) byte. */
+char *bh_crypto_base64(const void *data, size_t n)
+{
+    char *out = bh_xmalloc(4 * ((n + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)out, data, (int)n);
+    return out;
+}
+
+unsigned char *bh_crypto_unbase64(const char *in, size_t *len)
+{
+    size_t n = strlen(in);
+    if (n % 4)
+        return NULL;
+    unsigned char *out = bh_xmalloc(n / 4 * 3 + 1);
+    int got = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    if (got < 0) {
+        free(out);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts each '=' of padding as a decoded zero byte. */
+    for (const char *p = in + n; p > in && p[-1] == '='; p--)
+        got--;
+    out[got] = '\0';
+    *len = (size_t)got;
+    return out;
+}
+
+int bh_crypto_bearer_matches(const char *header, const char *key)
+{
+    if (!header || strncmp(header, "Bearer ", 7) != 0)
+        return 0;
+    size_t n = strlen(key);
+    return strlen(header + 7) == n && CRYPTO_memcmp(header + 7, key, n) == 0;
+}
+
+/* The base64 form of the master key: 32 bytes, so 44 characters with one '='. */
 static int crypto_parse_base64(const char *s, uint8_t key[BH_KEY_LEN])
 {
-    uint8_t buf[BH_KEY_LEN + 3];
-    if (strlen(s) != 44 || s[43] != '=' || s[42] == '=')
-        return -1;
-    int n = EVP_DecodeBlock(buf, (const unsigned char *)s, 44);
-    if (n != BH_KEY_LEN + 1) {
-        bh_crypto_wipe(buf, sizeof(buf));
-        return -1;
-    }
-    memcpy(key, buf, BH_KEY_LEN);
-    bh_crypto_wipe(buf, sizeof(buf));
-    return 0;
+    size_t n = 0;
+    unsigned char *buf = strlen(s) == 44 ? bh_crypto_unbase64(s, &n) : NULL;
+    int ok = buf && n == BH_KEY_LEN;
+    if (ok)
+        memcpy(key, buf, BH_KEY_LEN);
+    if (buf)
+        bh_crypto_wipe(buf, n);
+    free(buf);
+    return ok ? 0 : -1;
 }
 
 static int crypto_key_from_env(const char *s, uint8_t key[BH_KEY_LEN], struct bh_err *err)

@@ -28,6 +28,13 @@ BH_MUST_CHECK int bh_crypto_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8
 BH_MUST_CHECK int bh_crypto_sha256_file(const char *path, char hex[65], struct bh_err *err);
 /* The same for an open file, read from offset 0 with pread (the offset is left alone). */
 BH_MUST_CHECK int bh_crypto_sha256_fd(int fd, char hex[65], struct bh_err *err);
+/* Standard padded base64 of n bytes: owned, NUL-terminated. */
+char *bh_crypto_base64(const void *data, size_t n);
+/* Decodes standard padded base64 into an owned buffer with a NUL after its *len bytes;
+ * NULL if in is not base64. */
+unsigned char *bh_crypto_unbase64(const char *in, size_t *len);
+/* True if an Authorization header value is "Bearer <key>", compared in constant time. */
+int bh_crypto_bearer_matches(const char *header, const char *key);
 /* Fills buf with n bytes from the CSPRNG. */
 BH_MUST_CHECK int bh_crypto_random(void *buf, size_t n, struct bh_err *err);
 /* AES-256-GCM encryption of len bytes in -> out (same length; may alias), authenticating aad

@@ -138,12 +138,44 @@ static void test_sha256_file(void **state)
     unlink(path);
 }
 
+/* RFC 4648 §10 vectors, a malformed input, and the bearer check the listeners share. */
+static void test_base64_and_bearer(void **state)
+{
+    static const char *const vec[][2] = {{"", ""},
+                                         {"f", "Zg=="},
+                                         {"fo", "Zm8="},
+                                         {"foo", "Zm9v"},
+                                         {"foob", "Zm9vYg=="},
+                                         {"fooba", "Zm9vYmE="},
+                                         {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+        char *enc = bh_crypto_base64(vec[i][0], strlen(vec[i][0]));
+        assert_string_equal(enc, vec[i][1]);
+        size_t len = 99;
+        unsigned char *dec = bh_crypto_unbase64(enc, &len);
+        assert_non_null(dec);
+        assert_int_equal(len, strlen(vec[i][0]));
+        assert_string_equal((char *)dec, vec[i][0]);
+        free(dec);
+        free(enc);
+    }
+    size_t len;
+    assert_null(bh_crypto_unbase64("Zm9", &len));  /* not a multiple of 4 */
+    assert_null(bh_crypto_unbase64("Zm9!", &len)); /* not the alphabet */
+    assert_true(bh_crypto_bearer_matches("Bearer s3cret", "s3cret"));
+    assert_false(bh_crypto_bearer_matches("Bearer s3cre", "s3cret"));
+    assert_false(bh_crypto_bearer_matches("Bearer s3cretX", "s3cret"));
+    assert_false(bh_crypto_bearer_matches("Basic s3cret", "s3cret"));
+    assert_false(bh_crypto_bearer_matches(NULL, "s3cret"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hkdf_rfc5869_case1), cmocka_unit_test(test_derive_depends_on_context),
         cmocka_unit_test(test_seal_open),          cmocka_unit_test(test_master_key_env),
         cmocka_unit_test(test_master_key_file),    cmocka_unit_test(test_sha256_file),
+        cmocka_unit_test(test_base64_and_bearer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
