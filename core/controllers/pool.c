@@ -24,6 +24,7 @@
 
 #define POOL_KIND "BoilerhousePool"
 #define POOL_RESYNC_MS 10000
+#define POOL_BACKOFF_MIN_MS 1000
 #define POOL_BACKOFF_MAX_MS 60000
 
 struct pool_boot {
@@ -243,14 +244,6 @@ static int pool_write_status(struct bh_ctx *ctx, cJSON *pool, int ready, int war
     return rc < 0 && err->code == BH_ECONFLICT ? 0 : rc;
 }
 
-static long pool_backoff_ms(long long failures)
-{
-    long ms = 1000;
-    for (long long i = 1; i < failures && ms < POOL_BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < POOL_BACKOFF_MAX_MS ? ms : POOL_BACKOFF_MAX_MS;
-}
-
 /* A deleted pool: its unclaimed instances go; instances tenants hold are not members. */
 static int pool_drain_deleted(struct bh_ctx *ctx, const char *name)
 {
@@ -299,9 +292,11 @@ int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, st
         long long gap = size - ready - warming, room = max_fill - warming;
         long long start = gap < room ? gap : room;
         /* After failures, wait out the backoff, then try one at a time. */
-        long long wait = failures ? bh_json_int(pool, "status.lastFailureAt", 0) +
-                                        pool_backoff_ms(failures) - bh_clock_ms()
-                                  : 0;
+        long long wait =
+            failures ? bh_json_int(pool, "status.lastFailureAt", 0) +
+                           bh_clock_backoff_ms(failures, POOL_BACKOFF_MIN_MS, POOL_BACKOFF_MAX_MS) -
+                           bh_clock_ms()
+                     : 0;
         if (failures && (wait > 0 || warming > 0))
             start = 0;
         else if (failures && start > 1)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -157,14 +158,6 @@ static struct queue_item *queue_take(struct bh_queue *q)
     return NULL;
 }
 
-static long queue_backoff_ms(int failures)
-{
-    long ms = QUEUE_BACKOFF_BASE_MS;
-    for (int i = 1; i < failures && ms < QUEUE_BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < QUEUE_BACKOFF_MAX_MS ? ms : QUEUE_BACKOFF_MAX_MS;
-}
-
 /* Drops an idle key that owes nothing (no failures to back off from), so the queue holds
  * only live work however many tenants it has seen. */
 static void queue_forget(struct bh_queue *q, struct queue_item *it)
@@ -191,7 +184,8 @@ static void queue_finish(struct bh_queue *q, struct queue_item *it, int rc, long
         return;
     }
     if (rc < 0)
-        queue_schedule(q, it, queue_backoff_ms(it->failures));
+        queue_schedule(
+            q, it, bh_clock_backoff_ms(it->failures, QUEUE_BACKOFF_BASE_MS, QUEUE_BACKOFF_MAX_MS));
     else if (requeue_ms > 0)
         queue_schedule(q, it, requeue_ms);
     if (pending_due > 0) {

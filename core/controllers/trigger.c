@@ -389,20 +389,13 @@ static void trigger_forget(struct bh_triggers *ts, const char *name)
     free(t);
 }
 
-static long trigger_backoff_ms(int failures)
-{
-    long ms = TRIGGER_BACKOFF_MIN_MS;
-    for (int i = 1; i < failures && ms < TRIGGER_BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < TRIGGER_BACKOFF_MAX_MS ? ms : TRIGGER_BACKOFF_MAX_MS;
-}
-
 static void trigger_note_failure(struct trigger *t, const char *why)
 {
     free(t->failure);
     t->failure = bh_xstrdup(why);
     t->failures++;
-    t->restart_at = bh_clock_ms() + trigger_backoff_ms(t->failures);
+    t->restart_at = bh_clock_ms() + bh_clock_backoff_ms(t->failures, TRIGGER_BACKOFF_MIN_MS,
+                                                        TRIGGER_BACKOFF_MAX_MS);
 }
 
 /* A failure the adapter reported since the last reconcile: stop it, back off. */
@@ -440,7 +433,8 @@ static int trigger_run(struct trigger *t, cJSON *obj, long *requeue_ms, struct b
             return trigger_write_status(ctx, obj, trigger_status(t, BH_TRIGGER_ERROR, serr.msg),
                                         err);
         trigger_note_failure(t, serr.msg);
-        *requeue_ms = trigger_backoff_ms(t->failures);
+        *requeue_ms =
+            bh_clock_backoff_ms(t->failures, TRIGGER_BACKOFF_MIN_MS, TRIGGER_BACKOFF_MAX_MS);
         return trigger_write_status(ctx, obj, trigger_status(t, BH_TRIGGER_ERROR, serr.msg), err);
     }
     free(t->failure);

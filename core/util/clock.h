@@ -7,5 +7,8 @@
 long long bh_clock_ms(void);
 /* Now, UTC, as "YYYY-MM-DDTHH:MM:SSZ" into buf[32]. */
 void bh_clock_rfc3339(char buf[32]);
+/* Exponential backoff after `failures` consecutive failures (1 or more): min_ms, doubling
+ * each time, at most max_ms. */
+long bh_clock_backoff_ms(long long failures, long min_ms, long max_ms);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "clock.h"
 #include "err.h"
 #include "fs.h"
 #include "json.h"
@@ -168,10 +169,22 @@ static void test_json_set_borrowed_from_replaced(void **state)
     cJSON_Delete(obj);
 }
 
+/* The backoff pools, the queue and triggers share: doubling from min, capped at max. */
+static void test_backoff_doubles_to_cap(void **state)
+{
+    assert_int_equal(bh_clock_backoff_ms(1, 1000, 60000), 1000);
+    assert_int_equal(bh_clock_backoff_ms(2, 1000, 60000), 2000);
+    assert_int_equal(bh_clock_backoff_ms(6, 1000, 60000), 32000);
+    assert_int_equal(bh_clock_backoff_ms(7, 1000, 60000), 60000);
+    assert_int_equal(bh_clock_backoff_ms(1000, 1000, 60000), 60000);
+    assert_int_equal(bh_clock_backoff_ms(3, 100, 250), 250);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_wrap_keeps_code),
+        cmocka_unit_test(test_backoff_doubles_to_cap),
         cmocka_unit_test(test_allocation_failures_abort),
         cmocka_unit_test(test_write_atomic_replaces),
         cmocka_unit_test(test_safe_component),
