@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "image.h"
 #include "log.h"
 #include "mem.h"
+#include "num.h"
 
 #define SETTINGS_DEFAULT_STATE "/var/lib/boilerhouse"
 
@@ -129,12 +131,7 @@ static int settings_choice_ok(const char *choices, const char *value)
 
 static int settings_number(const char *value, long long *out)
 {
-    char *end = NULL;
-    if (value[0] != '-' && (value[0] < '0' || value[0] > '9'))
-        return -1;
-    errno = 0;
-    *out = strtoll(value, &end, 10);
-    return (errno || *end) ? -1 : 0;
+    return bh_num_parse(value, LLONG_MIN, LLONG_MAX, out, NULL);
 }
 
 static int settings_set_number(struct bh_settings *s, const struct settings_entry *e, long long n)

@@ -14,6 +14,7 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "num.h"
 #include "ws.h"
 
 #define API_MAX_PARAMS 4
@@ -55,6 +56,19 @@ void bh_api_error(struct bh_api_resp *resp, int status, const char *fmt, ...)
 void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err)
 {
     bh_api_error(resp, bh_err_http_status(err->code), "%s", err->msg);
+}
+
+int bh_api_query_int(const struct bh_api_req *req, struct bh_api_resp *resp, const char *name,
+                     long long def, long long min, long long max, long long *out)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    struct bh_err err;
+    *out = def;
+    if (v && bh_num_parse(v, min, max, out, &err) < 0) {
+        bh_api_error(resp, 400, "%s: %s", name, err.msg);
+        return -1;
+    }
+    return 0;
 }
 
 /* Matches path segments against a pattern: "*" is one segment, "**" one or more (greedy up to

@@ -45,6 +45,10 @@ void bh_api_json(struct bh_api_resp *resp, int status, cJSON *body);
 void bh_api_error(struct bh_api_resp *resp, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err);
+/* The integer query parameter name (def when absent) in [min, max] into *out; on a bad value
+ * answers 400 naming the parameter and returns -1. */
+int bh_api_query_int(const struct bh_api_req *req, struct bh_api_resp *resp, const char *name,
+                     long long def, long long min, long long max, long long *out);
 
 /* Records a state-changing call (audit_api.c) after its handler answered; other calls are
  * not recorded. pattern is the matched route's. */

@@ -683,13 +683,9 @@ static const char *api_tail_lines(const char *text, size_t len, long n)
  * written yet is empty. */
 static void api_log_tail(const struct bh_api_req *req, struct bh_api_resp *resp, const char *path)
 {
-    const char *q = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "tail");
-    char *end = NULL;
-    long tail = q ? strtol(q, &end, 10) : API_LOG_TAIL_DEFAULT;
-    if (q && (*end || tail < 1 || tail > API_LOG_TAIL_MAX)) {
-        bh_api_error(resp, 400, "tail: must be an integer from 1 to %d", API_LOG_TAIL_MAX);
+    long long tail;
+    if (bh_api_query_int(req, resp, "tail", API_LOG_TAIL_DEFAULT, 1, API_LOG_TAIL_MAX, &tail) < 0)
         return;
-    }
     char *text = NULL;
     size_t len = 0;
     struct bh_err err;
@@ -806,13 +802,9 @@ static void h_trigger_test(const struct bh_api_req *req, struct bh_api_resp *res
 
 static void h_trigger_events(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
-    const char *lim = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit");
-    char *end = NULL;
-    long limit = lim ? strtol(lim, &end, 10) : 50;
-    if (lim && (*end || limit < 1 || limit > 1000)) {
-        bh_api_error(resp, 400, "limit: must be 1..1000");
+    long long limit;
+    if (bh_api_query_int(req, resp, "limit", 50, 1, 1000, &limit) < 0)
         return;
-    }
     cJSON *list = NULL;
     struct bh_err err;
     if (bh_trigger_events(req->ctx, req->params[0], (int)limit, &list, &err) < 0) {

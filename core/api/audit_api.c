@@ -1,6 +1,7 @@
 /* Which REST calls the audit log records, and what of each: a table from route to action,
  * with where the tenant and the target come from. Only names are taken from bodies (a
  * secret's value never is). */
+#include <limits.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +9,11 @@
 
 #include "api.h"
 #include "audit.h"
+#include "clock.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "num.h"
 #include "resource.h"
 
 enum audit_from { FROM_NONE, FROM_PARAM, FROM_BODY_NAME, FROM_BODY_WORKLOAD };
@@ -89,39 +92,33 @@ void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *p
 /* since= as RFC 3339 (UTC, "Z") or unix seconds, into unix milliseconds; -1 if malformed. */
 static long long audit_parse_since(const char *s)
 {
-    struct tm tm = {0};
-    char *end = NULL;
+    long long secs;
     if (!s || !*s)
         return 0;
-    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (rest) {
-        if (*rest == '.')
-            rest += 1 + strspn(rest + 1, "0123456789");
-        return strcmp(rest, "Z") == 0 ? (long long)timegm(&tm) * 1000 : -1;
-    }
-    long long secs = strtoll(s, &end, 10);
-    return *end ? -1 : secs * 1000;
+    if (strchr(s, 'T'))
+        return bh_clock_parse_rfc3339(s);
+    return bh_num_parse(s, 0, LLONG_MAX / 1000, &secs, NULL) < 0 ? -1 : secs * 1000;
 }
 
 void bh_api_audit_list(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     struct MHD_Connection *c = req->conn;
     const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
-    const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     struct bh_audit_query q = {
         .tenant = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "tenant"),
         .actor = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "actor"),
         .since_ms = audit_parse_since(since),
-        .limit = limit ? atoi(limit) : 100,
     };
+    long long limit;
+    if (bh_api_query_int(req, resp, "limit", 100, 1, 10000, &limit) < 0)
+        return;
+    q.limit = (int)limit;
     cJSON *list = NULL;
     struct bh_err err;
     if (!req->ctx->audit)
         bh_api_error(resp, 503, "the audit log is not open");
     else if (q.since_ms < 0)
         bh_api_error(resp, 400, "since: RFC 3339 time (UTC, ending in Z) or unix seconds");
-    else if (q.limit < 1 || q.limit > 10000)
-        bh_api_error(resp, 400, "limit: 1 to 10000");
     else if (bh_audit_query(req->ctx->audit, &q, &list, &err) < 0)
         bh_api_from_err(resp, &err);
     else

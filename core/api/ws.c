@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <limits.h>
 #include <time.h>
 
 #include "clock.h"
@@ -22,6 +23,7 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "num.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_IN_MAX 4096          /* client frames we accept: control frames and small texts */
@@ -310,12 +312,12 @@ static void ws_run(struct ws_conn *c, int ping_ms)
     }
 }
 
-static int64_t ws_arg_int(struct MHD_Connection *conn, const char *name)
+/* ?since=<event id>: replay what came after it; absent means live events only (-1). */
+static int ws_since(struct MHD_Connection *conn, long long *out)
 {
-    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
-    char *end = NULL;
-    long long n = v && *v ? strtoll(v, &end, 10) : -1;
-    return end && *end ? -1 : n;
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
+    *out = -1;
+    return v && *v ? bh_num_parse(v, 0, LLONG_MAX, out, NULL) : 0;
 }
 
 static void ws_hello(struct ws_conn *c, int resync)
@@ -344,14 +346,15 @@ static void ws_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, c
         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "workload"),
         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tenant")};
     int resync = 0;
-    c.reader = bh_events_reader_open(ctx->events, ws_arg_int(conn, "since"), &filter, &resync);
+    long long since;
+    BH_IGNORE(ws_since(conn, &since)); /* bh_ws_answer refused a malformed one */
+    c.reader = bh_events_reader_open(ctx->events, since, &filter, &resync);
     c.last_heard = bh_clock_ms();
     c.next_ping = c.last_heard + ctx->cfg.ws_ping_ms;
     memcpy(c.in, extra, extra_len < WS_IN_MAX ? extra_len : WS_IN_MAX);
     c.in_len = extra_len < WS_IN_MAX ? extra_len : WS_IN_MAX;
     ws_hello(&c, resync);
-    bh_debug("ws", "client connected (since %lld%s)", (long long)ws_arg_int(conn, "since"),
-             resync ? ", resync" : "");
+    bh_debug("ws", "client connected (since %lld%s)", since, resync ? ", resync" : "");
     ws_run(&c, ctx->cfg.ws_ping_ms);
     bh_events_reader_close(c.reader);
     free(c.out);
@@ -378,6 +381,9 @@ enum MHD_Result bh_ws_answer(struct bh_ws_env *env, struct MHD_Connection *conn)
                                "Sec-WebSocket-Key are required)");
     if (!ver || strcmp(ver, "13") != 0)
         return ws_refuse(conn, "unsupported Sec-WebSocket-Version: 13 is required");
+    long long since;
+    if (ws_since(conn, &since) < 0)
+        return ws_refuse(conn, "since: must be an event id (a non-negative integer)");
     char accept[29];
     ws_accept_key(key, accept);
     struct MHD_Response *r = MHD_create_response_for_upgrade(ws_upgraded, env);

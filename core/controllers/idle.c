@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctx.h"
 #include "fs.h"
 #include "instance.h"
@@ -81,15 +82,8 @@ static long long idle_newest_mtime(struct bh_ctx *ctx, const char *id, const cJS
 
 static long long idle_last_activity_ms(const cJSON *inst)
 {
-    const char *s = bh_json_str(inst, "status.lastActivity");
-    struct tm tm = {0};
-    const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-    if (!rest)
-        return 0;
-    long long ms = 0;
-    if (rest[0] == '.')
-        ms = strtoll(rest + 1, NULL, 10);
-    return (long long)timegm(&tm) * 1000 + ms;
+    long long ms = bh_clock_parse_rfc3339(bh_json_str(inst, "status.lastActivity"));
+    return ms < 0 ? 0 : ms;
 }
 
 /* Compares counters with the previous sample kept in status; true if anything moved. */

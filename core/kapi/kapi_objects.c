@@ -1,6 +1,7 @@
 /* The four boilerhouse.dev kinds over the Kubernetes-compatible API: get, list, watch,
  * create, update, patch, delete and /status, on the same store, validation and controllers
  * as REST. The store has no namespaces: every object lives in BH_KAPI_NAMESPACE. */
+#include <limits.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "json.h"
 #include "kapi_int.h"
 #include "mem.h"
+#include "num.h"
 #include "plugin.h"
 #include "resource.h"
 #include "store.h"
@@ -76,10 +78,10 @@ void bh_kapi_decorate(cJSON *obj)
 /* Kubernetes's short ages: 45s, 3m12s, 2h5m, 4d. */
 static char *obj_age(const char *ts)
 {
-    struct tm tm = {0};
-    if (!ts || !strptime(ts, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    long long ms = bh_clock_parse_rfc3339(ts);
+    if (ms < 0)
         return bh_xstrdup("<unknown>");
-    long long s = (long long)(time(NULL) - timegm(&tm));
+    long long s = (long long)time(NULL) - ms / 1000;
     s = s < 0 ? 0 : s;
     if (s < 120)
         return bh_xasprintf("%llds", s);
@@ -292,14 +294,13 @@ static cJSON *obj_list_doc(struct obj_ctx *c, cJSON *items, int64_t rv, int more
 static long obj_long_param(struct obj_ctx *c, const char *key, long max, int *bad)
 {
     const char *v = bh_kapi_query(c->req, key);
-    char *end = NULL;
-    long n = v ? strtol(v, &end, 10) : 0;
-    if (v && (*end || n < 0 || n > max)) {
-        bh_kapi_status(c->resp, 400, "BadRequest", "%s: must be an integer from 0 to %ld", key,
-                       max);
+    long long n = 0;
+    struct bh_err err;
+    if (v && *v && bh_num_parse(v, 0, max, &n, &err) < 0) { /* "" is unset, as upstream */
+        bh_kapi_status(c->resp, 400, "BadRequest", "%s: %s", key, err.msg);
         *bad = 1;
     }
-    return n;
+    return (long)n;
 }
 
 static void obj_watch(struct obj_ctx *c, const struct bh_kapi_sel *labels,
@@ -307,12 +308,12 @@ static void obj_watch(struct obj_ctx *c, const struct bh_kapi_sel *labels,
 {
     int bad = 0;
     long timeout = obj_long_param(c, "timeoutSeconds", 86400, &bad);
+    long rv = bad ? 0 : obj_long_param(c, "resourceVersion", LONG_MAX, &bad);
     if (bad)
         return;
     struct bh_kapi_watch *w = bh_xcalloc(1, sizeof(*w));
     w->kind = c->kind->kind;
-    const char *rv = bh_kapi_query(c->req, "resourceVersion");
-    w->rv = rv ? strtoll(rv, NULL, 10) : 0;
+    w->rv = rv;
     w->initial = w->rv == 0; /* no version: the current objects first, as ADDED */
     w->labels = *labels;
     w->fields = *fields;

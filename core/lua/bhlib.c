@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "json.h"
 #include "log.h"
 #include "lua_int.h"
@@ -54,10 +55,8 @@ static int bhlib_now(lua_State *L)
 
 static long long bhlib_age_s(const char *rfc3339)
 {
-    struct tm tm = {0};
-    if (!rfc3339 || !strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        return 0;
-    long long age = (long long)(time(NULL) - timegm(&tm));
+    long long ms = bh_clock_parse_rfc3339(rfc3339);
+    long long age = ms < 0 ? 0 : (long long)time(NULL) - ms / 1000;
     return age > 0 ? age : 0;
 }
 

@@ -1,7 +1,6 @@
-
-
 #include "clock.h"
 
+#include <string.h>
 #include <time.h>
 
 long long bh_clock_ms(void)
@@ -25,4 +24,25 @@ void bh_clock_rfc3339(char buf[32])
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+long long bh_clock_parse_rfc3339(const char *s)
+{
+    struct tm tm = {0};
+    const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!rest)
+        return -1;
+    long long ms = 0;
+    if (*rest == '.') {
+        size_t digits = strspn(++rest, "0123456789");
+        if (digits == 0)
+            return -1;
+        for (size_t i = 0; i < 3; i++) /* ".5" is 500 ms: scale the first three digits */
+            ms = ms * 10 + (i < digits ? rest[i] - '0' : 0);
+        rest += digits;
+    }
+    if (strcmp(rest, "Z") != 0)
+        return -1;
+    time_t t = timegm(&tm);
+    return t < 0 ? -1 : (long long)t * 1000 + ms;
 }

@@ -7,6 +7,9 @@
 long long bh_clock_ms(void);
 /* Now, UTC, as "YYYY-MM-DDTHH:MM:SSZ" into buf[32]. */
 void bh_clock_rfc3339(char buf[32]);
+/* Parses a UTC RFC 3339 time, "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (the form resources carry),
+ * into unix milliseconds. -1 if s is anything else (an offset other than Z included). */
+long long bh_clock_parse_rfc3339(const char *s);
 /* Exponential backoff after `failures` consecutive failures (1 or more): min_ms, doubling
  * each time, at most max_ms. */
 long bh_clock_backoff_ms(long long failures, long min_ms, long max_ms);

@@ -6,6 +6,7 @@ import tempfile
 import unittest
 
 from bh import BUILD, Daemon, DaemonTestCase, read_manifest
+from wsclient import WsClient
 
 
 class BadInputTest(DaemonTestCase):
@@ -50,6 +51,32 @@ class BadInputTest(DaemonTestCase):
             status, body = self.d.request("POST", "/api/v1/workloads", raw=raw)
             self.assertRejected(status, body, code, *words)
         self.assertEqual(self.snapshot(), before)
+
+    def test_bad_query_values_name_the_parameter(self):
+        cases = [
+            ("/api/v1/audit?limit=5abc", "limit", "not an integer"),
+            ("/api/v1/audit?limit=0", "limit", "from 1 to 10000"),
+            ("/api/v1/audit?limit=99999999999999999999", "limit", "from 1 to 10000"),
+            ("/api/v1/audit?since=yesterday", "since", "RFC 3339"),
+            ("/api/v1/audit?since=2026-12-02T05:00:00%2B01:00", "since", "RFC 3339"),
+            ("/api/v1/workloads/sleeper/logs?tail=-1", "tail", "from 1"),
+            ("/api/v1/workloads/sleeper/logs?tail=%2010", "tail", "not an integer"),
+        ]
+        for path, param, words in cases:
+            status, body = self.d.request("GET", path)
+            self.assertRejected(status, body, 400, param + ":", words)
+        status, body = self.d.request("GET", "/api/v1/audit?limit=2&since=2026-01-01T00:00:00.5Z")
+        self.assertEqual(status, 200, body)
+        ws = WsClient(self.d.port, "/ws?since=12x")
+        self.assertEqual(ws.status, 400)
+        body = ws.body
+        while b"}" not in body:  # the JSON body may follow the head in a later segment
+            chunk = ws.sock.recv(4096)
+            if not chunk:
+                break
+            body += chunk
+        ws.sock.close()
+        self.assertIn(b"since:", body)
 
     def test_duplicate_workload_is_a_conflict(self):
         status, body = self.d.request("POST", "/api/v1/workloads", raw=read_manifest("sleeper.yaml"))

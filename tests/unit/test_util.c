@@ -11,7 +11,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <limits.h>
 
 #include <cjson/cJSON.h>
 
@@ -20,6 +22,7 @@
 #include "fs.h"
 #include "json.h"
 #include "mem.h"
+#include "num.h"
 #include "proc.h"
 
 static void test_err_wrap_keeps_code(void **state)
@@ -180,11 +183,58 @@ static void test_backoff_doubles_to_cap(void **state)
     assert_int_equal(bh_clock_backoff_ms(3, 100, 250), 250);
 }
 
+static void test_num_parse_strict(void **state)
+{
+    (void)state;
+    struct bh_err err;
+    long long n = 7;
+    assert_int_equal(bh_num_parse("42", 0, 100, &n, &err), 0);
+    assert_int_equal(n, 42);
+    assert_int_equal(bh_num_parse("-3", -5, 5, &n, &err), 0);
+    assert_int_equal(n, -3);
+    const char *bad[] = {"",   "-",    "+4",  " 4",  "4 ",
+                         "4x", "0x10", "1e3", "--1", "99999999999999999999"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(bad); i++) {
+        n = 7;
+        assert_int_equal(bh_num_parse(bad[i], LLONG_MIN, LLONG_MAX, &n, &err), -1);
+        assert_int_equal(n, 7); /* unchanged on failure */
+    }
+    assert_int_equal(bh_num_parse("101", 0, 100, &n, &err), -1);
+    assert_non_null(strstr(err.msg, "from 0 to 100"));
+    assert_int_equal(bh_num_parse(NULL, 0, 1, &n, NULL), -1);
+}
+
+static void test_rfc3339_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(bh_clock_parse_rfc3339("1970-01-01T00:00:01Z"), 1000);
+    assert_int_equal(bh_clock_parse_rfc3339("2026-12-02T05:00:00Z"), 1796187600000LL);
+    /* a fraction is a fraction: .5 is 500 ms, digits past milliseconds are dropped */
+    assert_int_equal(bh_clock_parse_rfc3339("1970-01-01T00:00:01.5Z"), 1500);
+    assert_int_equal(bh_clock_parse_rfc3339("1970-01-01T00:00:01.123456Z"), 1123);
+    const char *bad[] = {"",
+                         "2026-12-02",
+                         "2026-12-02T05:00:00",
+                         "2026-12-02T05:00:00+01:00",
+                         "2026-12-02T05:00:00.Z",
+                         "2026-12-02T05:00:00Zx",
+                         "yesterday"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(bad); i++)
+        assert_int_equal(bh_clock_parse_rfc3339(bad[i]), -1);
+    assert_int_equal(bh_clock_parse_rfc3339(NULL), -1);
+    char now[32];
+    bh_clock_rfc3339(now); /* what we write, we read back */
+    long long ms = bh_clock_parse_rfc3339(now);
+    assert_true(ms / 1000 >= (long long)time(NULL) - 5 && ms / 1000 <= (long long)time(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err_wrap_keeps_code),
         cmocka_unit_test(test_backoff_doubles_to_cap),
+        cmocka_unit_test(test_num_parse_strict),
+        cmocka_unit_test(test_rfc3339_parse),
         cmocka_unit_test(test_allocation_failures_abort),
         cmocka_unit_test(test_write_atomic_replaces),
         cmocka_unit_test(test_safe_component),
