@@ -20,6 +20,7 @@
 #include "image.h"
 #include "instance.h"
 #include "json.h"
+#include "kevents.h"
 #include "metrics.h"
 #include "log.h"
 #include "lua_host.h"
@@ -32,6 +33,9 @@
 #include "settings.h"
 #include "store.h"
 #include "trigger.h"
+
+/* Kubernetes Events kept for kubectl describe (kevents.h): the least recently seen go. */
+#define DAEMON_KEVENTS_KEPT 1000
 
 /* ---- open / close ---- */
 
@@ -115,6 +119,8 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_cond_init(&ctx->boot_cond, NULL);
     /* Before the parts open: controllers may publish from recovery on. */
     ctx->events = bh_events_new(ctx->cfg.events_buffer, ctx->cfg.ws_queue);
+    ctx->kevents = bh_kevents_new(DAEMON_KEVENTS_KEPT);
+    bh_events_listen(ctx->events, bh_kevents_on_hub, ctx->kevents);
     ctx->metrics = bh_metrics_new(ctx);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
         bh_claim_recover(ctx, err) < 0) {
@@ -161,6 +167,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
     bh_audit_close(ctx->audit);
     bh_metrics_free(ctx->metrics);
     bh_events_free(ctx->events);
+    bh_kevents_free(ctx->kevents);
     bh_settings_free(&ctx->cfg);
     bh_crypto_wipe(ctx->master_key, sizeof(ctx->master_key));
     pthread_mutex_destroy(&ctx->claim_lock);

@@ -17,6 +17,7 @@ struct bh_secrets;
 struct bh_lua_policies;
 struct bh_triggers;
 struct bh_events;
+struct bh_kevents;
 struct bh_audit;
 struct bh_metrics;
 
@@ -60,6 +61,7 @@ struct bh_ctx {
     struct bh_lua_policies *policies; /* NULL: no policy dir, every claim is allowed */
     struct bh_triggers *triggers;     /* running trigger adapters (trigger.c) */
     struct bh_events *events;         /* operator events (events.c); NULL in unit tests */
+    struct bh_kevents *kevents;       /* Kubernetes Events derived from them (kevents.c) */
     struct bh_metrics *metrics;       /* Prometheus metrics (metrics.c); may be NULL */
     struct bh_audit *audit;           /* the audit log (store/audit.c); may be NULL */
     uint8_t master_key[32];           /* snapshot encryption and secrets; wiped on close */

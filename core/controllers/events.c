@@ -465,6 +465,8 @@ static void events_pool(struct bh_events *h, const struct bh_store_event *ev)
     cJSON_AddNumberToObject(d, "ready", ev->type == BH_EV_DELETED ? 0 : (double)ready);
     cJSON_AddNumberToObject(d, "warming", ev->type == BH_EV_DELETED ? 0 : (double)warming);
     cJSON_AddNumberToObject(d, "size", ev->type == BH_EV_DELETED ? 0 : (double)size);
+    if (ev->type != BH_EV_DELETED && bh_json_str(o, "status.phase"))
+        cJSON_AddStringToObject(d, "phase", bh_json_str(o, "status.phase"));
     bh_events_publish(h, BH_EVT_POOL_STATUS, bh_json_str(o, "spec.workloadRef"), NULL, d);
 }
 

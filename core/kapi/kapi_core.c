@@ -1,14 +1,17 @@
 /* The core kinds kubectl habits need beside ours: namespaces (local mode has one), secrets
- * mapped onto the secret store (values go in, never come out), events (none recorded yet:
- * an empty list, so `describe` works), and the CustomResourceDefinitions of crds/, stored as
+ * mapped onto the secret store (values go in, never come out), events (the controllers'
+ * Kubernetes Events, kevents.h, so `describe` shows what happened), and the
+ * CustomResourceDefinitions of crds/, stored as
  * sent so `kubectl apply -f crds/` succeeds as on a cluster (the schema served stays the
  * compiled one). */
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "crypto.h"
 #include "json.h"
 #include "kapi_int.h"
+#include "kevents.h"
 #include "mem.h"
 #include "name.h"
 #include "resource.h"
@@ -198,6 +201,60 @@ static void core_secrets(const struct bh_kapi_req *req, struct bh_kapi_resp *res
         bh_kapi_status(resp, 405, "MethodNotAllowed", "the server does not allow this method");
 }
 
+/* ---- events ---- */
+
+/* kubectl describe asks for an object's events by involvedObject kind, name, namespace and
+ * uid. Events are kept by name (a new object of the same name sees its predecessor's, as
+ * `kubectl get events` does for a while on a cluster), so the uid is not compared. */
+static void events_drop_uid(struct bh_kapi_sel *sel)
+{
+    int w = 0;
+    for (int i = 0; i < sel->n; i++)
+        if (strcmp(sel->req[i].key, "involvedObject.uid") != 0)
+            sel->req[w++] = sel->req[i];
+    sel->n = w;
+}
+
+static void core_events(const struct bh_kapi_req *req, struct bh_kapi_resp *resp)
+{
+    struct bh_kapi_sel fields, labels;
+    struct bh_err err;
+    long long rv = 0;
+    if (req->path->ns[0] && strcmp(req->path->ns, BH_KAPI_NAMESPACE) != 0) {
+        bh_kapi_json(resp, 200, core_list("v1", "EventList", cJSON_CreateArray()));
+        return;
+    }
+    if (bh_kapi_sel_parse(bh_kapi_query(req, "fieldSelector"), &fields, &err) < 0 ||
+        bh_kapi_sel_parse(bh_kapi_query(req, "labelSelector"), &labels, &err) < 0) {
+        bh_kapi_status(resp, 400, "BadRequest", "%s", err.msg);
+        return;
+    }
+    events_drop_uid(&fields);
+    cJSON *all = bh_kevents_list(req->ctx->kevents, BH_KAPI_NAMESPACE, &rv);
+    cJSON *items = cJSON_CreateArray(), *e, *one = NULL;
+    cJSON_ArrayForEach(e, all)
+    {
+        if (req->path->name[0] && !one && !strcmp(bh_json_str(e, "metadata.name"), req->path->name))
+            one = cJSON_Duplicate(e, 1);
+        if (bh_kapi_sel_match_fields(&fields, e) && bh_kapi_sel_match_labels(&labels, e))
+            cJSON_AddItemToArray(items, cJSON_Duplicate(e, 1));
+    }
+    cJSON_Delete(all);
+    if (req->path->name[0]) {
+        cJSON_Delete(items);
+        if (one)
+            bh_kapi_json(resp, 200, one);
+        else
+            bh_kapi_status(resp, 404, "NotFound", "events \"%.200s\" not found", req->path->name);
+        return;
+    }
+    cJSON *l = core_list("v1", "EventList", items);
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%lld", rv);
+    bh_json_set_str(bh_json_obj(l, "metadata"), "resourceVersion", buf);
+    bh_kapi_json(resp, 200, l);
+}
+
 /* ---- CustomResourceDefinitions ---- */
 
 static int crd_ours(const char *name)
@@ -301,7 +358,7 @@ void bh_kapi_core(const struct bh_kapi_req *req, struct bh_kapi_resp *resp)
     else if (strcmp(p->resource, "secrets") == 0)
         core_secrets(req, resp);
     else if (strcmp(p->resource, "events") == 0 && core_is(req, "GET"))
-        bh_kapi_json(resp, 200, core_list("v1", "EventList", cJSON_CreateArray()));
+        core_events(req, resp);
     else
         bh_kapi_status(resp, 404, "NotFound", "the server could not find the requested resource");
 }
