@@ -252,6 +252,22 @@ static void kapi_dispatch(struct bh_kapi *k, struct MHD_Connection *conn, const 
     kapi_route(&req, resp);
 }
 
+/* RFC 7234 warn-code 299 with the text quoted, as the API server sends it. */
+static char *kapi_warning_header(const char *text)
+{
+    size_t n = strlen(text), w = 0;
+    char *q = bh_xmalloc(2 * n + 1);
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == '"' || text[i] == '\\')
+            q[w++] = '\\';
+        q[w++] = (text[i] == '\r' || text[i] == '\n') ? ' ' : text[i];
+    }
+    q[w] = '\0';
+    char *h = bh_xasprintf("299 - \"%s\"", q);
+    free(q);
+    return h;
+}
+
 static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
                                  struct bh_kapi_resp *r)
 {
@@ -269,6 +285,10 @@ static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-cache, private");
+    for (int i = 0; i < r->n_warnings; i++) {
+        bh_autofree char *w = kapi_warning_header(r->warnings[i]);
+        MHD_add_response_header(resp, "Warning", w);
+    }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     cJSON_Delete(r->json);

@@ -34,10 +34,14 @@ struct bh_kapi_watch {
     char name[254]; /* only this object, when set */
 };
 
+#define BH_KAPI_WARN_MAX 8
 struct bh_kapi_resp {
     int status;
     cJSON *json;                 /* owned */
     struct bh_kapi_watch *watch; /* owned; set instead of json to stream */
+    /* Warning: headers (fieldValidation=Warn), which kubectl prints as "Warning: ..." */
+    char warnings[BH_KAPI_WARN_MAX][256];
+    int n_warnings;
 };
 
 /* Query parameter or NULL. */
@@ -51,6 +55,13 @@ void bh_kapi_status(struct bh_kapi_resp *resp, int code, const char *reason, con
 void bh_kapi_status_from_err(struct bh_kapi_resp *resp, const struct bh_err *err,
                              const char *resource, const char *kind, const char *name,
                              const cJSON *obj);
+struct bh_ssa_result;
+/* A server-side apply's conflicts: 409 with FieldManagerConflict causes. */
+void bh_kapi_status_conflicts(struct bh_kapi_resp *resp, const struct bh_ssa_result *res,
+                              const char *resource, const char *kind, const char *name);
+/* Adds a Warning: header (at most BH_KAPI_WARN_MAX; more are dropped). */
+void bh_kapi_warn(struct bh_kapi_resp *resp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void bh_kapi_status_ok(struct bh_kapi_resp *resp, const char *resource, const char *name);
 void bh_kapi_json(struct bh_kapi_resp *resp, int status, cJSON *body);
 

@@ -17,10 +17,12 @@
 #include "num.h"
 #include "plugin.h"
 #include "resource.h"
+#include "ssa.h"
 #include "store.h"
 
 #define OBJ_LIST_CHUNK_MAX 10000
 #define OBJ_WATCH_DEFAULT_S 1800
+#define OBJ_UNKNOWN_MAX 64 /* unknown fields dropped from one body under Warn or Ignore */
 
 /* The columns are those of crds/ (additionalPrinterColumns); test_kapi compares them. */
 const struct bh_kapi_kind bh_kapi_kinds[] = {
@@ -167,6 +169,8 @@ struct obj_ctx {
 static void obj_fail(struct obj_ctx *c, const struct bh_err *err, const char *name,
                      const cJSON *obj)
 {
+    if (c->resp->json) /* answered already (a strict field validation) */
+        return;
     bh_kapi_status_from_err(c->resp, err, c->resource, c->kind->kind, name, obj);
 }
 
@@ -400,11 +404,71 @@ static int obj_generate_name(cJSON *obj, struct bh_err *err)
     return 0;
 }
 
+/* The field manager of a write: ?fieldManager=, else the client's name from its User-Agent
+ * ("kubectl/v1.32.4 (linux/amd64)" is "kubectl"), as the API server defaults it. */
+static void obj_manager(const struct obj_ctx *c, char *out, size_t cap)
+{
+    const char *m = bh_kapi_query(c->req, "fieldManager");
+    const char *ua = MHD_lookup_connection_value(c->req->conn, MHD_HEADER_KIND, "User-Agent");
+    if (m && *m)
+        snprintf(out, cap, "%.127s", m);
+    else if (ua && *ua && *ua != '/')
+        snprintf(out, cap, "%.*s", (int)(strcspn(ua, "/ ") < 127 ? strcspn(ua, "/ ") : 127), ua);
+    else
+        snprintf(out, cap, "unknown");
+}
+
+/* Removes the field at a dotted path ("spec.foo"); 0 if there was one. */
+static int obj_drop_field(cJSON *obj, const char *path)
+{
+    bh_autofree char *parent = bh_xstrdup(path);
+    char *dot = strrchr(parent, '.');
+    cJSON *holder = obj;
+    const char *key = path;
+    if (dot) {
+        *dot = '\0';
+        holder = bh_json_get(obj, parent);
+        key = dot + 1;
+    }
+    cJSON *gone =
+        cJSON_IsObject(holder) ? cJSON_DetachItemFromObjectCaseSensitive(holder, key) : NULL;
+    cJSON_Delete(gone);
+    return gone ? 0 : -1;
+}
+
+/* Validation and defaulting shared with REST, honouring ?fieldValidation=: Strict (400 naming
+ * the unknown field), Warn (dropped, with a Warning: header kubectl prints) or Ignore
+ * (dropped). Without the parameter an unknown field is Invalid (422), as over REST. */
+static int obj_validate(struct obj_ctx *c, cJSON *obj, struct bh_err *err)
+{
+    const char *mode = bh_kapi_query(c->req, "fieldValidation");
+    int lenient = mode && (!strcmp(mode, "Warn") || !strcmp(mode, "Ignore"));
+    for (int i = 0;; i++) {
+        if (bh_resource_validate(obj, err) == 0)
+            return 0;
+        const char *tail = strstr(err->msg, ": unknown field");
+        if (!tail || tail[15] != '\0' || !mode)
+            return -1;
+        bh_autofree char *field = bh_xstrndup(err->msg, (size_t)(tail - err->msg));
+        if (!lenient) {
+            bh_kapi_status(c->resp, 400, "BadRequest",
+                           "%s in version \"v1alpha1\" cannot be handled as a %s: strict "
+                           "decoding error: unknown field \"%s\"",
+                           c->kind->kind, c->kind->kind, field);
+            return bh_err_set(err, BH_EINVAL, "answered");
+        }
+        if (i >= OBJ_UNKNOWN_MAX || obj_drop_field(obj, field) < 0)
+            return -1;
+        if (!strcmp(mode, "Warn"))
+            bh_kapi_warn(c->resp, "unknown field \"%s\"", field);
+    }
+}
+
 /* Validation and defaulting shared with REST, then the plugins' checks. */
 static int obj_admit(struct obj_ctx *c, cJSON *obj, int create, struct bh_err *err)
 {
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_get(obj, "metadata"), "generateName");
-    if (bh_resource_validate(obj, err) < 0 ||
+    if (obj_validate(c, obj, err) < 0 ||
         bh_plugins_check_resource(c->req->ctx->plugins, obj, err) < 0)
         return -1;
     if (create && strcmp(c->kind->kind, "BoilerhouseClaim") == 0)
@@ -417,21 +481,30 @@ static void obj_created(struct obj_ctx *c, cJSON *obj, cJSON *stored, int code)
     bh_kapi_json(c->resp, code, obj_out(stored ? stored : cJSON_Duplicate(obj, 1), 0, NULL));
 }
 
-static void obj_create(struct obj_ctx *c)
+/* Records the write's field manager in obj's managedFields (old: the object before; NULL on
+ * create). */
+static void obj_own(struct obj_ctx *c, const cJSON *old, cJSON *obj)
 {
-    if (!obj_ns_ok(c) || !c->req->path->ns[0]) {
-        obj_ns_missing(c);
+    char manager[128], now[32];
+    obj_manager(c, manager, sizeof(manager));
+    bh_clock_rfc3339(now);
+    bh_ssa_update(old, obj, manager, BH_API_VERSION, now);
+}
+
+/* Admits and stores a new object (owned by the caller). apply: its managedFields are made
+ * already. */
+static void obj_insert(struct obj_ctx *c, cJSON *obj, int apply)
+{
+    cJSON *stored = NULL;
+    struct bh_err err;
+    const char *name = bh_json_str(obj, "metadata.name");
+    if (obj_admit(c, obj, 1, &err) < 0) {
+        obj_fail(c, &err, name, obj);
         return;
     }
-    cJSON *obj = obj_body(c), *stored = NULL;
-    if (!obj)
-        return;
-    struct bh_err err;
-    int named = obj_generate_name(obj, &err);
-    const char *name = bh_json_str(obj, "metadata.name");
-    if (named < 0 || obj_admit(c, obj, 1, &err) < 0) {
-        obj_fail(c, &err, name, obj);
-    } else if (obj_dry_run(c)) {
+    if (!apply)
+        obj_own(c, NULL, obj);
+    if (obj_dry_run(c)) {
         obj_created(c, obj, NULL, 201);
     } else if (bh_store_create(c->req->ctx->store, obj, &stored, &err) < 0) {
         if (err.code == BH_ECONFLICT)
@@ -442,12 +515,29 @@ static void obj_create(struct obj_ctx *c)
     } else {
         obj_created(c, obj, stored, 201);
     }
+}
+
+static void obj_create(struct obj_ctx *c)
+{
+    if (!obj_ns_ok(c) || !c->req->path->ns[0]) {
+        obj_ns_missing(c);
+        return;
+    }
+    cJSON *obj = obj_body(c);
+    if (!obj)
+        return;
+    struct bh_err err;
+    if (obj_generate_name(obj, &err) < 0)
+        obj_fail(c, &err, bh_json_str(obj, "metadata.name"), obj);
+    else
+        obj_insert(c, obj, 0);
     cJSON_Delete(obj);
 }
 
 /* Writes obj (a whole object for the URL's name) as an update of spec and metadata, or of
- * status for the subresource. */
-static void obj_write(struct obj_ctx *c, cJSON *obj)
+ * status for the subresource. old: the object before, whose field owners the write updates
+ * (NULL: obj's managedFields are final, as an apply made them). */
+static void obj_write(struct obj_ctx *c, cJSON *obj, const cJSON *old)
 {
     const char *name = c->req->path->name, *n = bh_json_str(obj, "metadata.name");
     int status = strcmp(c->req->path->sub, "status") == 0;
@@ -461,9 +551,13 @@ static void obj_write(struct obj_ctx *c, cJSON *obj)
     }
     if (!n)
         bh_json_set_str(bh_json_obj(obj, "metadata"), "name", name);
-    if (obj_admit(c, obj, 0, &err) < 0)
+    if (obj_admit(c, obj, 0, &err) < 0) {
         obj_fail(c, &err, name, obj);
-    else if (obj_dry_run(c))
+        return;
+    }
+    if (old && !status)
+        obj_own(c, old, obj);
+    if (obj_dry_run(c))
         obj_created(c, obj, NULL, 200);
     else if ((status ? bh_store_update_status : bh_store_update)(c->req->ctx->store, obj, &stored,
                                                                  &err) < 0)
@@ -478,15 +572,17 @@ static void obj_update(struct obj_ctx *c)
         obj_ns_missing(c);
         return;
     }
-    cJSON *obj = obj_body(c);
+    cJSON *obj = obj_body(c), *old = NULL;
+    struct bh_err err;
     if (!obj)
         return;
-    if (strcmp(c->req->path->sub, "status") == 0 || bh_json_get(obj, "status") == NULL) {
-        obj_write(c, obj);
-    } else { /* status comes in with the object but is written only through /status */
+    if (strcmp(c->req->path->sub, "status") != 0) /* status is written only through /status */
         cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
-        obj_write(c, obj);
-    }
+    if (bh_store_get(c->req->ctx->store, c->kind->kind, c->req->path->name, &old, &err) < 0)
+        obj_fail(c, &err, c->req->path->name, NULL);
+    else
+        obj_write(c, obj, old);
+    cJSON_Delete(old);
     cJSON_Delete(obj);
 }
 
@@ -499,8 +595,7 @@ static cJSON *obj_patched(struct obj_ctx *c, cJSON *cur)
     if (bh_kapi_body(c->req, c->resp, &patch) < 0)
         return NULL;
     int rc = 0;
-    if (strncmp(ct, "application/merge-patch+json", 28) == 0 ||
-        strncmp(ct, "application/apply-patch+yaml", 28) == 0) {
+    if (strncmp(ct, "application/merge-patch+json", 28) == 0) {
         bh_kapi_merge_patch(&cur, patch);
     } else if (strncmp(ct, "application/json-patch+json", 27) == 0) {
         rc = bh_kapi_json_patch(&cur, patch, &err);
@@ -521,6 +616,78 @@ static cJSON *obj_patched(struct obj_ctx *c, cJSON *cur)
     return cur;
 }
 
+/* ---- server-side apply ---- */
+
+/* The applied configuration: an object of this kind named as the URL. Answers 4xx itself. */
+static cJSON *obj_apply_body(struct obj_ctx *c)
+{
+    cJSON *config = obj_body(c);
+    const char *n = bh_json_str(config, "metadata.name");
+    if (config && n && strcmp(n, c->req->path->name) != 0) {
+        bh_kapi_status(c->resp, 400, "BadRequest",
+                       "the name of the object (%.64s) does not match the name on the URL (%s)", n,
+                       c->req->path->name);
+        cJSON_Delete(config);
+        return NULL;
+    }
+    return config;
+}
+
+/* The object an apply starts from: the stored one, or a new one of the URL's name (an apply
+ * creates). *exists tells which. NULL (answered) on a store error. */
+static cJSON *obj_apply_base(struct obj_ctx *c, int *exists)
+{
+    cJSON *live = NULL;
+    struct bh_err err;
+    *exists = bh_store_get(c->req->ctx->store, c->kind->kind, c->req->path->name, &live, &err) == 0;
+    if (*exists)
+        return live;
+    if (err.code != BH_ENOTFOUND) {
+        obj_fail(c, &err, c->req->path->name, NULL);
+        return NULL;
+    }
+    return bh_resource_new(c->kind->kind, c->req->path->name);
+}
+
+/* application/apply-patch+yaml: the body is the manager's whole intent for the fields it
+ * sets; fields other managers own with other values are conflicts unless ?force=true. */
+static void obj_apply(struct obj_ctx *c)
+{
+    const char *manager = bh_kapi_query(c->req, "fieldManager"),
+               *force = bh_kapi_query(c->req, "force");
+    if (!manager || !*manager) {
+        bh_kapi_status(c->resp, 400, "BadRequest",
+                       "PATCH request must have fieldManager for "
+                       "apply (application/apply-patch+yaml)");
+        return;
+    }
+    int exists = 0;
+    cJSON *config = obj_apply_body(c), *live = config ? obj_apply_base(c, &exists) : NULL;
+    struct bh_ssa_result res;
+    struct bh_err err;
+    char now[32];
+    bh_clock_rfc3339(now);
+    if (!live) {
+        cJSON_Delete(config);
+        return;
+    }
+    if (bh_ssa_apply(&live, config, manager, force && !strcmp(force, "true"), BH_API_VERSION, now,
+                     &res, &err) < 0) {
+        if (err.code == BH_ECONFLICT)
+            bh_kapi_status_conflicts(c->resp, &res, c->resource, c->kind->kind, c->req->path->name);
+        else
+            bh_kapi_status(c->resp, 400, "BadRequest", "%s", err.msg);
+    } else if (exists) {
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_get(live, "metadata"), "namespace");
+        cJSON_DeleteItemFromObjectCaseSensitive(live, "status");
+        obj_write(c, live, NULL);
+    } else {
+        obj_insert(c, live, 1);
+    }
+    cJSON_Delete(live);
+    cJSON_Delete(config);
+}
+
 static void obj_patch(struct obj_ctx *c)
 {
     cJSON *cur = NULL;
@@ -530,17 +697,23 @@ static void obj_patch(struct obj_ctx *c)
         obj_ns_missing(c);
         return;
     }
+    const char *ct = c->req->content_type ? c->req->content_type : "";
+    if (strncmp(ct, "application/apply-patch+yaml", 28) == 0) {
+        obj_apply(c);
+        return;
+    }
     if (bh_store_get(c->req->ctx->store, c->kind->kind, name, &cur, &err) < 0) {
         obj_fail(c, &err, name, NULL);
         return;
     }
+    cJSON *old = cJSON_Duplicate(cur, 1);
     cJSON *obj = obj_patched(c, cur);
-    if (!obj)
-        return;
-    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_get(obj, "metadata"), "namespace");
-    cJSON_DeleteItemFromObjectCaseSensitive(bh_json_get(obj, "metadata"), "managedFields");
-    obj_write(c, obj);
+    if (obj) {
+        cJSON_DeleteItemFromObjectCaseSensitive(bh_json_get(obj, "metadata"), "namespace");
+        obj_write(c, obj, old);
+    }
     cJSON_Delete(obj);
+    cJSON_Delete(old);
 }
 
 /* With finalizers (a claim's) the object stays, marked, until its controller lets it go:

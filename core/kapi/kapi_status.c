@@ -10,6 +10,7 @@
 #include "kapi_int.h"
 #include "mem.h"
 #include "resource.h"
+#include "ssa.h"
 
 static cJSON *status_new(int code, const char *reason, const char *msg)
 {
@@ -137,4 +138,35 @@ void bh_kapi_status_from_err(struct bh_kapi_resp *resp, const struct bh_err *err
     cJSON *st = status_new(http, reason, msg);
     status_details(st, resource, kind, name);
     bh_kapi_json(resp, http, st);
+}
+
+/* A server-side apply that conflicts: 409 Conflict with one FieldManagerConflict cause per
+ * field, naming the manager that owns it, as kubectl's --force-conflicts advice expects. */
+void bh_kapi_status_conflicts(struct bh_kapi_resp *resp, const struct bh_ssa_result *res,
+                              const char *resource, const char *kind, const char *name)
+{
+    bh_autofree char *msg = bh_ssa_conflict_message(res, BH_API_VERSION);
+    cJSON *st = status_new(409, "Conflict", msg);
+    cJSON *causes = cJSON_AddArrayToObject(status_details(st, resource, kind, name), "causes");
+    int n = res->n_conflicts < BH_SSA_CONFLICTS_MAX ? res->n_conflicts : BH_SSA_CONFLICTS_MAX;
+    for (int i = 0; i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        bh_autofree char *m = bh_xasprintf("conflict with \"%s\" using %s",
+                                           res->conflicts[i].manager, BH_API_VERSION);
+        cJSON_AddStringToObject(c, "reason", "FieldManagerConflict");
+        cJSON_AddStringToObject(c, "message", m);
+        cJSON_AddStringToObject(c, "field", res->conflicts[i].field);
+        cJSON_AddItemToArray(causes, c);
+    }
+    bh_kapi_json(resp, 409, st);
+}
+
+void bh_kapi_warn(struct bh_kapi_resp *resp, const char *fmt, ...)
+{
+    if (resp->n_warnings >= BH_KAPI_WARN_MAX)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(resp->warnings[resp->n_warnings++], sizeof(resp->warnings[0]), fmt, ap);
+    va_end(ap);
 }

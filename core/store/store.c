@@ -728,6 +728,10 @@ static int store_mutate_update(const cJSON *cur, const struct store_req *req, in
     static const char *const user[] = {"labels", "annotations", "finalizers"};
     for (size_t i = 0; i < BH_ARRAY_LEN(user); i++)
         store_copy_field(meta, in_meta, user[i]);
+    /* Field owners (the Kubernetes-compatible API's server-side apply) change only when a
+     * writer sends them; the controllers' writes keep them. */
+    if (cJSON_GetObjectItemCaseSensitive(in_meta, "managedFields"))
+        store_copy_field(meta, in_meta, "managedFields");
     if (store_replace_spec(doc, req->in))
         store_bump_generation(meta);
     store_finish(cur, doc, rv, w);

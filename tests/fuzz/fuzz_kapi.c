@@ -1,11 +1,14 @@
 /* The Kubernetes-compatible API's parsers of outside input: request paths, label and field
- * selectors, the protobuf Secret decoder, and the merge and JSON patch appliers. The input is
- * split at the first two NUL bytes: path-or-selector, patch document, target document. */
+ * selectors, the protobuf Secret decoder, and the patch appliers: merge, JSON patch and
+ * server-side apply (the patch document as an applied configuration, then as an update, with
+ * the target's managedFields as they came). The input is split at the first two NUL bytes:
+ * path-or-selector, patch document, target document. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "kapi.h"
+#include "ssa.h"
 
 static void fuzz_patches(const char *patch_text, size_t patch_len, const char *doc_text)
 {
@@ -15,6 +18,14 @@ static void fuzz_patches(const char *patch_text, size_t patch_len, const char *d
     cJSON *doc = cJSON_Parse(doc_text);
     cJSON *copy = cJSON_Duplicate(doc, 1);
     struct bh_err err = {0};
+    cJSON *applied = cJSON_Duplicate(doc, 1), *updated = cJSON_Duplicate(patch, 1);
+    struct bh_ssa_result res;
+    if (bh_ssa_apply(&applied, patch, "fuzz", 0, "v1", "now", &res, &err) < 0)
+        bh_ssa_apply(&applied, patch, "fuzz", 1, "v1", "now", &res, &err);
+    if (cJSON_IsObject(updated))
+        bh_ssa_update(doc, updated, "fuzz-update", "v1", "now");
+    cJSON_Delete(applied);
+    cJSON_Delete(updated);
     bh_kapi_merge_patch(&doc, patch);
     bh_kapi_json_patch(&copy, patch, &err);
     cJSON_Delete(doc);
