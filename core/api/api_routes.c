@@ -439,7 +439,7 @@ static char *api_tenant_claim(const struct bh_api_req *req, struct bh_api_resp *
         return NULL;
     }
     *workload = api_claim_workload(req, resp, resume);
-    return *workload ? bh_name_pair(tenant, *workload) : NULL;
+    return *workload ? bh_claim_name(req->ctx, tenant, *workload) : NULL;
 }
 
 static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)

@@ -642,7 +642,7 @@ int bh_claim_admit(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
         return bh_err_set(err, BH_EINVAL,
                           "spec.tenantId: must be 1-63 characters of [A-Za-z0-9._-], beginning "
                           "and ending with a letter or digit");
-    bh_autofree char *pair = bh_name_pair(tenant, workload);
+    bh_autofree char *pair = bh_name_claim(tenant, workload);
     cJSON *held = NULL;
     struct bh_err gerr;
     bh_autofree char *other = NULL;
@@ -704,13 +704,14 @@ static int claim_restart(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
     return bh_store_update_status(ctx->store, c, NULL, err);
 }
 
-/* The name of (tenant, workload)'s claim: the pair name, unless another door (kubectl)
- * already made the pair's claim under a name of its choosing. Owned. *pair_claim (owned) is
- * the pair-named claim as read here, so the caller need not read it again; else NULL. */
+/* The name of (tenant, workload)'s claim: the default (bh_name_claim), unless another door
+ * (kubectl) already made the pair's claim under a name of its choosing. Owned. *pair_claim
+ * (owned) is the default-named claim as read here, so the caller need not read it again;
+ * else NULL. */
 static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *workload,
                             cJSON **pair_claim)
 {
-    char *pair = bh_name_pair(tenant, workload);
+    char *pair = bh_name_claim(tenant, workload);
     struct bh_err err;
     *pair_claim = NULL;
     if (bh_store_get(ctx->store, CLAIM_KIND, pair, pair_claim, &err) == 0)
@@ -720,6 +721,14 @@ static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *
         return pair;
     free(pair);
     return other;
+}
+
+char *bh_claim_name(struct bh_ctx *ctx, const char *tenant, const char *workload)
+{
+    cJSON *c = NULL;
+    char *name = claim_name_for(ctx, tenant, workload, &c);
+    cJSON_Delete(c);
+    return name;
 }
 
 int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,

@@ -53,6 +53,9 @@ enum bh_claim_release_mode {
     BH_CLAIM_RELEASE_FORCE   /* destroy without saving, and remove */
 };
 
+/* The name of (tenant, workload)'s claim: the one it has under any name (kubectl may have
+ * made it), else the default (bh_name_claim). Owned. */
+char *bh_claim_name(struct bh_ctx *ctx, const char *tenant, const char *workload);
 /* Finds or creates (tenant, workload)'s claim without waiting; a claim that ended (Error,
  * Released) starts over as Pending; one still being released is waited out (BH_EUNAVAIL
  * if it outlasts the claim timeout). *out owned. */

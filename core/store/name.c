@@ -52,6 +52,39 @@ char *bh_name_pair(const char *tenant, const char *workload)
     return bh_xasprintf("%s-%s-%s", wl, readable, hash);
 }
 
+/* The first 8 bytes of SHA-256("tenant\nworkload") in hex. */
+static void name_pair_hash(const char *tenant, const char *workload, char out[17])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bh_autofree char *pair = bh_xasprintf("%s\n%s", tenant, workload);
+    EVP_Digest(pair, strlen(pair), md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+char *bh_name_claim(const char *tenant, const char *workload)
+{
+    size_t tlen = strlen(tenant);
+    char *plain = bh_xasprintf("claim-%s-%s", tenant, workload);
+    if (tlen && strspn(tenant, "abcdefghijklmnopqrstuvwxyz0123456789") == tlen &&
+        bh_name_label_valid(plain))
+        return plain;
+    free(plain);
+    char lower[17], hash[17]; /* 6 + 16 + 1 + 22 + 1 + 16 = 62 */
+    size_t n = 0;
+    for (const char *p = tenant; *p && n < sizeof(lower) - 1; p++) {
+        char c = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+        lower[n++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '-';
+    }
+    lower[n] = '\0';
+    name_pair_hash(tenant, workload, hash);
+    bh_autofree char *wl = bh_xstrndup(workload, 22);
+    char *name = bh_xasprintf("claim-%s-%s-%s", lower, wl, hash);
+    /* a DNS label has no "--" rule, but may not end in '-': the hash never does */
+    return name;
+}
+
 int bh_name_is_pair(const cJSON *obj, const char *tenant, const char *workload)
 {
     const char *t = bh_json_str(obj, "spec.tenantId");

@@ -14,6 +14,12 @@ int bh_name_tenant_valid(const char *id);
 /* The object name of (tenant, workload)'s claim and snapshot records:
  * "<workload>-<sanitised tenant>-<hash>", a valid DNS-1123 label, unique per pair. Owned. */
 char *bh_name_pair(const char *tenant, const char *workload);
+/* The default name of (tenant, workload)'s claim, as documented: "claim-<tenant>-<workload>"
+ * when the tenant ID is written in it as it is (lowercase letters and digits only: with no
+ * '-' in the tenant part, two pairs never meet on one name) and the whole is a DNS-1123
+ * label; else "claim-<tenant lower-cased, other characters as '-'>-<workload>-<hash>", cut to
+ * 63 characters, the hash (of the exact pair) keeping it unique. Owned. */
+char *bh_name_claim(const char *tenant, const char *workload);
 /* True if a record found by its pair name really is (tenant, workload)'s (spec.tenantId and
  * spec.workloadRef): checked wherever one is read by that name. */
 int bh_name_is_pair(const cJSON *obj, const char *tenant, const char *workload);

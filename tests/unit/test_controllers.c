@@ -348,7 +348,7 @@ static void retry_release(const char *workload)
         err.code != BH_ENOTFOUND)
         fail_msg("retry: %s", err.msg);
     assert_null(ans.claim);
-    bh_autofree char *name = bh_name_pair(TENANT, workload);
+    bh_autofree char *name = bh_name_claim(TENANT, workload);
     assert_false(exists("BoilerhouseClaim", name));
 }
 
@@ -399,7 +399,7 @@ static void test_claim_cold_then_existing(void **state)
     bh_autofree char *id = claim_active("cold", "cold");
     assert_true(container_status_is(id, "running"));
     /* An ended claim whose instance still runs gets that instance back. */
-    bh_autofree char *name = bh_name_pair(TENANT, "cold");
+    bh_autofree char *name = bh_name_claim(TENANT, "cold");
     cJSON *c = get("BoilerhouseClaim", name);
     bh_json_set_str(bh_json_obj(c, "status"), "phase", BH_CLAIM_ERROR);
     struct bh_err err;
@@ -526,7 +526,7 @@ static void test_pool_backoff_after_boot_failures(void **state)
 
 static int claim_phase_is_for(const char *tenant, const char *workload, const char *phase)
 {
-    bh_autofree char *name = bh_name_pair(tenant, workload);
+    bh_autofree char *name = bh_claim_name(g_ctx, tenant, workload);
     cJSON *c = get("BoilerhouseClaim", name);
     const char *ph = bh_json_str(c, "status.phase");
     int is = ph && strcmp(ph, phase) == 0;
@@ -606,7 +606,7 @@ static void test_claim_policy(void **state)
     /* The front door's claim: admitted with overrides, which the controller applies: the
      * policy's 1 s idle timeout (not the workload's 300) releases it, destroying. */
     bh_autofree char *id = claim_active("pol", "cold");
-    bh_autofree char *mine = bh_name_pair(TENANT, "pol");
+    bh_autofree char *mine = bh_name_claim(TENANT, "pol");
     c = get("BoilerhouseClaim", mine);
     assert_string_equal(bh_json_label(c, "tier"), "gold");
     assert_string_equal(bh_json_str(c, "status.policy.script"), "p.lua");
@@ -636,7 +636,7 @@ static void put_instance(const char *id, int restoring)
 /* An Active claim of (tenant, "rec") recorded as holding instance id. */
 static void put_active_claim(const char *tenant, const char *id)
 {
-    bh_autofree char *name = bh_name_pair(tenant, "rec");
+    bh_autofree char *name = bh_name_claim(tenant, "rec");
     cJSON *c = bh_resource_new("BoilerhouseClaim", name);
     cJSON *spec = cJSON_AddObjectToObject(c, "spec");
     cJSON_AddStringToObject(spec, "tenantId", tenant);

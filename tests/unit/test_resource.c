@@ -415,6 +415,33 @@ static void test_tenant_ids(void **state)
     assert_false(bh_name_label_valid("web_1"));
 }
 
+/* claim-<tenant>-<workload> whenever the tenant is written as it is; else lower-cased with
+ * a hash of the exact pair, so pairs that look alike never share a name. */
+static void test_claim_names(void **state)
+{
+    bh_autofree char *plain = bh_name_claim("alice", "my-agent");
+    assert_string_equal(plain, "claim-alice-my-agent");
+    bh_autofree char *upper = bh_name_claim("Alice", "my-agent");
+    bh_autofree char *dash = bh_name_claim("a-b", "c");
+    bh_autofree char *other = bh_name_claim("a", "b-c");
+    assert_string_equal(other, "claim-a-b-c");
+    assert_string_not_equal(dash, other); /* "claim-a-b-c" twice would be one claim */
+    assert_int_equal(strncmp(upper, "claim-alice-my-agent-", 21), 0);
+    assert_int_equal(strlen(upper), 21 + 16);
+    const char *odd[] = {"Alice", "a-b", "a.b", "a_b", "A.b_c-1", "x"};
+    char long_id[64];
+    memset(long_id, 'z', 63);
+    long_id[63] = '\0';
+    for (size_t i = 0; i < BH_ARRAY_LEN(odd); i++) {
+        bh_autofree char *n = bh_name_claim(odd[i], "a-long-workload-name-that-goes-on");
+        assert_true(bh_name_label_valid(n));
+        bh_autofree char *l = bh_name_claim(long_id, odd[i][0] == 'x' ? "w" : "my-agent");
+        assert_true(bh_name_label_valid(l));
+    }
+    bh_autofree char *a1 = bh_name_claim("A", "w"), *a2 = bh_name_claim("a", "w");
+    assert_string_not_equal(a1, a2);
+}
+
 static void test_kind_names(void **state)
 {
     assert_string_equal(bh_resource_plural("BoilerhouseClaim"), "boilerhouseclaims");
@@ -491,11 +518,12 @@ static void test_crds_match_tables(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_objects), cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_invalid_cases), cmocka_unit_test(test_yaml_types),
-        cmocka_unit_test(test_parse_errors),  cmocka_unit_test(test_json_body_not_terminated),
-        cmocka_unit_test(test_parse_all),     cmocka_unit_test(test_tenant_ids),
-        cmocka_unit_test(test_kind_names),    cmocka_unit_test(test_crds_match_tables),
+        cmocka_unit_test(test_valid_objects),     cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_invalid_cases),     cmocka_unit_test(test_yaml_types),
+        cmocka_unit_test(test_parse_errors),      cmocka_unit_test(test_json_body_not_terminated),
+        cmocka_unit_test(test_parse_all),         cmocka_unit_test(test_tenant_ids),
+        cmocka_unit_test(test_claim_names),       cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_crds_match_tables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
