@@ -248,6 +248,15 @@ static void core_events(const struct bh_kapi_req *req, struct bh_kapi_resp *resp
             bh_kapi_status(resp, 404, "NotFound", "events \"%.200s\" not found", req->path->name);
         return;
     }
+    if (req->want_table) { /* kubectl get events */
+        static const struct bh_kapi_column cols[] = {
+            {"Last Seen", "date", ".lastTimestamp"}, {"Type", "string", ".type"},
+            {"Reason", "string", ".reason"},         {"Object", "string", ".involvedObject.name"},
+            {"Message", "string", ".message"},       {NULL, NULL, NULL}};
+        bh_kapi_json(resp, 200, bh_kapi_table_of(cols, items, rv));
+        cJSON_Delete(items);
+        return;
+    }
     cJSON *l = core_list("v1", "EventList", items);
     char buf[24];
     snprintf(buf, sizeof(buf), "%lld", rv);

@@ -132,7 +132,11 @@ static cJSON *obj_partial(const cJSON *obj)
 
 cJSON *bh_kapi_table(const char *kind, const cJSON *items, int64_t rv)
 {
-    const struct bh_kapi_kind *k = bh_kapi_kind_by_name(kind);
+    return bh_kapi_table_of(bh_kapi_kind_by_name(kind)->columns, items, rv);
+}
+
+cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, const cJSON *items, int64_t rv)
+{
     cJSON *t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "kind", "Table");
     cJSON_AddStringToObject(t, "apiVersion", "meta.k8s.io/v1");
@@ -141,7 +145,7 @@ cJSON *bh_kapi_table(const char *kind, const cJSON *items, int64_t rv)
     cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "metadata"), "resourceVersion", buf);
     cJSON *cols = cJSON_AddArrayToObject(t, "columnDefinitions");
     cJSON_AddItemToArray(cols, obj_column("Name", "string", "name"));
-    for (const struct bh_kapi_column *c = k->columns; c->name; c++)
+    for (const struct bh_kapi_column *c = columns; c->name; c++)
         cJSON_AddItemToArray(cols, obj_column(c->name, c->type, ""));
     cJSON *rows = cJSON_AddArrayToObject(t, "rows");
     const cJSON *o;
@@ -149,7 +153,7 @@ cJSON *bh_kapi_table(const char *kind, const cJSON *items, int64_t rv)
     {
         cJSON *row = cJSON_CreateObject(), *cells = cJSON_AddArrayToObject(row, "cells");
         cJSON_AddItemToArray(cells, cJSON_CreateString(bh_json_str(o, "metadata.name") ?: ""));
-        for (const struct bh_kapi_column *c = k->columns; c->name; c++)
+        for (const struct bh_kapi_column *c = columns; c->name; c++)
             cJSON_AddItemToArray(cells, obj_cell(o, c));
         cJSON_AddItemToObject(row, "object", obj_partial(o));
         cJSON_AddItemToArray(rows, row);

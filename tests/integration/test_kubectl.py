@@ -2,6 +2,7 @@
 with the real kubectl and the generated kubeconfig, asserting on kubectl's own output and exit
 codes. Needs kubectl on PATH (scripts/install-deps.sh); without it the test is skipped, and
 fails under CI=true."""
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,53 @@ spec:
   tenantId: alice
   workloadRef: httpserver
 """
+
+SSA = """apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhouseWorkload
+metadata:
+  name: ssa-demo
+spec:
+  version: "1"
+  image: {ref: localhost/busybox:latest}
+  resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
+"""
+
+UNKNOWN = SSA.replace("ssa-demo", "loose").replace('version: "1"', 'version: "1"\n  bogus: 1')
+
+CRED = """apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhouseWorkload
+metadata:
+  name: %s
+spec:
+  version: "1"
+  image: {ref: localhost/busybox:latest}
+  resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
+  entrypoint: {cmd: sh, args: ["-c", "exec sleep 2147483647"]}
+  network:
+    access: restricted
+    allowlist: [api.example.test]
+    credentials:
+      - domain: api.example.test
+        headers:
+          - name: x-api-key
+            valueFrom:
+              secretKeyRef: {name: %s, key: key}
+"""
+
+DATA = """apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhouseWorkload
+metadata:
+  name: datakeeper
+spec:
+  version: "1"
+  image: {ref: localhost/busybox:latest}
+  resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
+  filesystem: {overlayDirs: [/data]}
+  entrypoint: {cmd: sh, args: ["-c", "echo kept > /data/f; exec sleep 2147483647"]}
+"""
+
+DAVE = CLAIM.replace("claim-alice-httpserver", "daves-box").replace("alice", "dave").replace(
+    "httpserver", "datakeeper")
 
 BAD = """apiVersion: boilerhouse.dev/v1alpha1
 kind: BoilerhouseWorkload
@@ -99,6 +147,51 @@ class KubectlTest(DaemonTestCase):
         self.assertEqual(self.out("get", "bhw", "sleeper", "-o", "jsonpath={.metadata.generation}"),
                          str(gen + 1))
 
+    def test_03b_server_side_apply(self):
+        self.assertIn("ssa-demo serverside-applied",
+                      self.out("apply", "--server-side", "-f", "-", stdin=SSA))
+        managers = self.out("get", "bhw", "ssa-demo", "-o",
+                            "jsonpath={.metadata.managedFields[*].manager}")
+        self.assertEqual(managers, "kubectl")
+        # Another manager changing kubectl's field: kubectl's own conflict report, no change.
+        other = SSA.replace('version: "1"', 'version: "2"')
+        r = self.kubectl("apply", "--server-side", "--field-manager=other", "-f", "-",
+                         stdin=other, ok=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('Apply failed with 1 conflict: conflict with "kubectl" using '
+                      'boilerhouse.dev/v1alpha1: .spec.version', r.stderr)
+        self.assertIn("--force-conflicts", r.stderr)
+        self.assertEqual(self.out("get", "bhw", "ssa-demo", "-o", "jsonpath={.spec.version}"), "1")
+        # Forced, the field changes hands.
+        self.assertIn("serverside-applied", self.out("apply", "--server-side",
+                                                     "--field-manager=other", "--force-conflicts",
+                                                     "-f", "-", stdin=other))
+        self.assertEqual(self.out("get", "bhw", "ssa-demo", "-o", "jsonpath={.spec.version}"), "2")
+        owners = self.out("get", "bhw", "ssa-demo", "-o", "json", "--show-managed-fields")
+        fields = {m["manager"]: m["fieldsV1"] for m in
+                  json.loads(owners)["metadata"]["managedFields"]}
+        self.assertIn("f:version", fields["other"]["f:spec"])
+        self.assertNotIn("f:version", fields["kubectl"]["f:spec"])
+        # kubectl re-applying without the field leaves other's value alone.
+        self.out("apply", "--server-side", "-f", "-",
+                 stdin=SSA.replace('  version: "1"\n', ""))
+        self.assertEqual(self.out("get", "bhw", "ssa-demo", "-o", "jsonpath={.spec.version}"), "2")
+        self.assertIn("deleted", self.out("delete", "bhw", "ssa-demo"))
+
+    def test_03c_field_validation(self):
+        r = self.kubectl("create", "--validate=strict", "-f", "-", stdin=UNKNOWN, ok=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('strict decoding error: unknown field "spec.bogus"', r.stderr)
+        self.assertIn("NotFound", self.kubectl("get", "bhw", "loose", ok=False).stderr)
+        r = self.kubectl("create", "--validate=warn", "-f", "-", stdin=UNKNOWN)
+        self.assertIn('Warning: unknown field "spec.bogus"', r.stderr)
+        self.assertIn("loose created", r.stdout)
+        self.assertEqual(self.out("get", "bhw", "loose", "-o", "jsonpath={.spec.bogus}"), "")
+        self.out("delete", "bhw", "loose")
+        r = self.kubectl("create", "--validate=ignore", "-f", "-", stdin=UNKNOWN)
+        self.assertNotIn("Warning", r.stderr)
+        self.out("delete", "bhw", "loose")
+
     def test_04_explain(self):
         text = self.out("explain", "bhw.spec.network.access")
         self.assertIn("KIND:       BoilerhouseWorkload", text)
@@ -124,6 +217,22 @@ class KubectlTest(DaemonTestCase):
         status, body = self.d.request("GET", "/api/v1/secrets")
         self.assertEqual(status, 200)
         self.assertIn("anthropic-api", [s["name"] for s in body])
+        # A credential workload resolves the secret kubectl made when its instance starts;
+        # one naming a secret nobody made fails that start, naming it.
+        self.out("apply", "-f", "-", stdin=CRED % ("cred", "anthropic-api"))
+        self.out("apply", "-f", "-", stdin=CRED % ("nocred", "missing-api"))
+        for wl in ("cred", "nocred"):
+            self.out("wait", "bhw/" + wl, "--for=jsonpath={.status.phase}=Ready",
+                     "--timeout=60s")
+        status, body = self.d.request("POST", "/api/v1/tenants/erin/claim", {"workload": "cred"})
+        self.assertEqual(status, 201, body)
+        status, body = self.d.request("POST", "/api/v1/tenants/erin/claim",
+                                      {"workload": "nocred"})
+        self.assertGreaterEqual(status, 400, body)
+        self.assertIn("missing-api", json.dumps(body))
+        for wl in ("cred", "nocred"):
+            self.d.request("POST", "/api/v1/tenants/erin/release/force", {"workload": wl})
+            self.out("delete", "bhw", wl, "--timeout=90s")
 
     def test_07_label_annotate_patch_conflict(self):
         self.assertIn("labeled", self.out("label", "bhw", "httpserver", "team=a"))
@@ -157,6 +266,10 @@ class KubectlTest(DaemonTestCase):
             host = self.out("get", "bhc", "claim-alice-httpserver", "-o",
                             "jsonpath={.status.endpoint.host}")
             self.assertEqual(http_get("http://%s:8080/" % host)[0], 200)
+            described = self.out("describe", "bhc", "claim-alice-httpserver")
+            self.assertRegex(described, r"Events:\s+Type\s+Reason\s+Age\s+From\s+Message")
+            self.assertRegex(described, r"Normal\s+Active\s+\S+\s+boilerhouse\s+Active: "
+                                        r"instance \S+ from (cold|pool|restore|existing) in \d+ ms")
             # REST claims of the same pair find kubectl's claim: one instance per pair.
             status, body = self.d.request("POST", "/api/v1/tenants/alice/claim",
                                           {"workload": "httpserver"})
@@ -167,12 +280,40 @@ class KubectlTest(DaemonTestCase):
                                           {"workload": "httpserver"})
             self.assertEqual(status, 201, body)
             self.assertIn("claim-alice-httpserver", self.out("get", "bhc"))
+            # REST names its claims as documented; repeats aggregate into one event.
+            self.assertRegex(self.out("get", "bhc"), r"claim-bob-httpserver\s+bob\s+httpserver")
+            status, body = self.d.request("POST", "/api/v1/tenants/alice/claim",
+                                          {"workload": "httpserver"})
+            self.assertEqual(body["source"], "existing")
+            # A claim kubectl made under any name is the pair's claim for REST too; deleting
+            # it releases it, hibernating its data first, and its events say so.
+            self.out("apply", "-f", "-", stdin=DATA)
+            self.out("wait", "bhw/datakeeper", "--for=jsonpath={.status.phase}=Ready",
+                     "--timeout=60s")
+            self.out("apply", "-f", "-", stdin=DAVE)
+            self.out("wait", "bhc/daves-box", "--for=jsonpath={.status.phase}=Active",
+                     "--timeout=60s")
+            status, body = self.d.request("POST", "/api/v1/tenants/dave/keepalive",
+                                          {"workload": "datakeeper"})
+            self.assertEqual(status, 200, body)
+            status, body = self.d.request("POST", "/api/v1/tenants/dave/claim",
+                                          {"workload": "datakeeper"})
+            self.assertEqual((status, body["source"]), (200, "existing"), body)
+            self.assertNotIn("claim-dave-datakeeper", self.out("get", "bhc"))
+            self.assertIn("deleted", self.out("delete", "bhc", "daves-box", "--timeout=90s"))
+            events = self.out("get", "events", "--field-selector=involvedObject.name=daves-box")
+            self.assertRegex(events, r"Normal\s+Hibernated\s+daves-box\s+tenant dave: \d+ bytes")
+            self.assertRegex(events, r"Normal\s+Released\s+daves-box\s+released \(normal\)")
+            self.out("delete", "bhw", "datakeeper")
             r = self.kubectl("create", "-f", "-", stdin=CLAIM.replace(
                 "claim-alice-httpserver", "another-alice"), ok=False)
             self.assertIn("already has a claim", r.stderr)
             self.assertIn("deleted", self.out("delete", "bhc", "claim-alice-httpserver",
                                               "--timeout=90s"))
             self.assertNotIn("claim-alice-httpserver", self.out("get", "bhc"))
+            events = self.out("get", "events",
+                              "--field-selector=involvedObject.name=claim-alice-httpserver")
+            self.assertRegex(events, r"Normal\s+Released\s+claim-alice-httpserver")
             status, _ = self.d.request("POST", "/api/v1/tenants/bob/release",
                                        {"workload": "httpserver"})
             self.assertEqual(status, 200)
