@@ -84,7 +84,9 @@ class BadInputTest(DaemonTestCase):
 
     def test_invalid_tenant_ids_are_refused_before_anything_happens(self):
         before = self.snapshot()
-        bad = ["..", ".", "a" * 64, "a%3Bb", "%24(id)", "a%20b", "x%2F..%2Fy", "%00"]
+        # Not Kubernetes label values (the boilerhouse.dev/tenant label): "-", "-a", "a.", "_x".
+        bad = ["..", ".", "a" * 64, "a%3Bb", "%24(id)", "a%20b", "x%2F..%2Fy", "%00", "-", "-a",
+               "a.", "_x"]
         for t in bad:
             status, body = self.d.raw_request("POST", "/api/v1/tenants/%s/claim" % t,
                                               b'{"workload":"sleeper"}')

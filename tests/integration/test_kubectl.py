@@ -204,6 +204,11 @@ class KubectlTest(DaemonTestCase):
                       'Invalid value: -1', r.stderr)
         r = self.kubectl("get", "bhw", "bad", ok=False)
         self.assertIn('boilerhouseworkloads.boilerhouse.dev "bad" not found', r.stderr)
+        # A tenant ID that is no Kubernetes label value is refused, naming the rule.
+        r = self.kubectl("create", "-f", "-", stdin=CLAIM.replace("tenantId: alice",
+                                                                 "tenantId: _x"), ok=False)
+        self.assertIn('spec.tenantId: Invalid value: "_x": must be 1-63 characters of '
+                      '[A-Za-z0-9._-], beginning and ending with a letter or digit', r.stderr)
 
     def test_06_secret_write_only(self):
         self.assertIn("secret/anthropic-api created",

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Kubernetes-compatible API benchmark: kubectl against local mode, beside the REST API, in one
+run against one real daemon (tests/integration/bh.py: its own state dir, ports and cleanup).
+
+  scripts/bench-kapi.py [--runs N] [--claims N] [--events N] [--watchers N]
+
+1. `kubectl apply -f workloads/` (the whole process, the three workloads created each time)
+   beside its REST equivalent, one `curl -X POST --data-binary @file` process per file.
+2. With --claims claims stored (default 1,000; their workload has no image, so they settle in
+   Error and no container runs): `kubectl get bhc` (whole process) beside `curl
+   /api/v1/tenants` (the REST listing of every claim); the list request as the server timed it
+   (the daemon's debug log: "kapi GET ... (N ms)"), and both doors' JSON lists timed by a
+   client on a kept-alive connection.
+3. Watch fan-out: W watchers (default 50) of one claim, each receiving --events events (label
+   changes by merge patch, default 1,000); delivery latency per event and watcher, from just
+   before the write was sent, and from its acknowledgement. Baseline in the same run: one
+   watcher.
+
+Needs root (the daemon's bridge) and kubectl on PATH."""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+from bh import BINARY, SOURCE, Daemon  # noqa: E402
+
+GROUP = "/apis/boilerhouse.dev/v1alpha1/namespaces/boilerhouse"
+NOIMAGE = """{"apiVersion": "boilerhouse.dev/v1alpha1", "kind": "BoilerhouseWorkload",
+ "metadata": {"name": "benchwl"},
+ "spec": {"version": "1", "image": {"ref": "localhost/absent:1"},
+          "resources": {"vcpus": 0.5, "memoryMb": 64, "diskGb": 1}}}"""
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[max(0, min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1)))))]
+
+
+def row(name, values):
+    if not values:
+        return "| %-40s | %5d | %9s | %9s | %9s |" % (name, 0, "-", "-", "-")
+    return "| %-40s | %5d | %9.1f | %9.1f | %9.1f |" % (name, len(values), pct(values, 50),
+                                                        pct(values, 95), pct(values, 99))
+
+
+HEADER = ("| %-40s | %5s | %9s | %9s | %9s |\n|%s|%s|%s|%s|%s|" %
+          ("ms", "n", "p50", "p95", "p99", "-" * 42, "-" * 7, "-" * 11, "-" * 11, "-" * 11))
+
+
+class Kapi:
+    """HTTPS to the daemon's Kubernetes-compatible API, trusting its CA."""
+
+    def __init__(self, d):
+        self.port = d.kube_port
+        self.ctx = ssl.create_default_context(cafile=os.path.join(d.state, "kapi", "ca.crt"))
+
+    def conn(self):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=120)
+
+    def call(self, conn, method, path, body=None, ctype="application/json"):
+        conn.request(method, path, body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        data = r.read()
+        if r.status >= 300:
+            raise RuntimeError("%s %s: %d %s" % (method, path, r.status, data[:300]))
+        return json.loads(data) if data else None
+
+
+def timed(argv, env=None):
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, capture_output=True, text=True, env=env)
+    ms = (time.perf_counter() - t0) * 1000
+    if r.returncode != 0:
+        raise RuntimeError("%s: %s%s" % (" ".join(argv), r.stdout, r.stderr))
+    return ms, r.stdout
+
+
+def bench_apply(d, env, runs):
+    files = sorted(os.path.join(SOURCE, "workloads", f) for f in os.listdir(
+        os.path.join(SOURCE, "workloads")) if f.endswith(".yaml"))
+    names = [re.search(r"^  name: (\S+)", open(f).read(), re.M).group(1) for f in files]
+    kube, rest = [], []
+    base = "http://127.0.0.1:%d/api/v1/workloads" % d.port
+    for _ in range(runs):
+        for n in names:
+            d.request("DELETE", "/api/v1/workloads/" + n)
+        ms, out = timed(["kubectl", "apply", "-f", os.path.join(SOURCE, "workloads")], env)
+        assert out.count("created") == len(files), out
+        kube.append(ms)
+        for n in names:
+            d.request("DELETE", "/api/v1/workloads/" + n)
+        t0 = time.perf_counter()
+        for f in files:
+            timed(["curl", "-sSf", "-X", "POST", "--data-binary", "@" + f, base])
+        rest.append((time.perf_counter() - t0) * 1000)
+    return kube, rest, len(files)
+
+
+def make_claims(d, kapi, n):
+    d.request("POST", "/api/v1/workloads", raw=NOIMAGE)
+    conns = [kapi.conn() for _ in range(4)]
+
+    def worker(k):
+        for i in range(k, n, len(conns)):
+            body = json.dumps({"apiVersion": "boilerhouse.dev/v1alpha1",
+                               "kind": "BoilerhouseClaim",
+                               "metadata": {"name": "claim-t%d-benchwl" % i},
+                               "spec": {"tenantId": "t%d" % i, "workloadRef": "benchwl"}})
+            kapi.call(conns[k], "POST", GROUP + "/boilerhouseclaims", body)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(conns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.time() + 300
+    c = kapi.conn()
+    while time.time() < deadline:  # settled: every claim has a phase
+        items = kapi.call(c, "GET", GROUP + "/boilerhouseclaims")["items"]
+        if len(items) == n and all(i.get("status", {}).get("phase") for i in items):
+            return
+        time.sleep(0.5)
+    raise RuntimeError("claims did not settle")
+
+
+def server_list_ms(d, since):
+    with open(d.log_path) as f:
+        f.seek(since)
+        text = f.read()
+    pat = r'module=kapi msg="GET /apis/boilerhouse.dev/v1alpha1/namespaces/boilerhouse/' \
+          r'boilerhouseclaims -> 200 \((\d+) ms\)"'
+    return [float(m) for m in re.findall(pat, text)]
+
+
+def bench_list(d, kapi, env, runs, n):
+    since = os.path.getsize(d.log_path)
+    kube, rest = [], []
+    for _ in range(runs):
+        ms, out = timed(["kubectl", "get", "bhc"], env)
+        assert len(out.splitlines()) == n + 1, len(out.splitlines())
+        kube.append(ms)
+        ms, out = timed(["curl", "-sSf", "http://127.0.0.1:%d/api/v1/tenants" % d.port])
+        assert len(json.loads(out)) == n
+        rest.append(ms)
+    server = server_list_ms(d, since)
+    c, h = kapi.conn(), http.client.HTTPConnection("127.0.0.1", d.port, timeout=120)
+    kjson, rjson = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        assert len(kapi.call(c, "GET", GROUP + "/boilerhouseclaims")["items"]) == n
+        kjson.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        h.request("GET", "/api/v1/tenants")
+        assert len(json.loads(h.getresponse().read())) == n
+        rjson.append((time.perf_counter() - t0) * 1000)
+    return kube, rest, server, kjson, rjson
+
+
+def watcher(kapi, rv, n, got, ready):
+    c = kapi.conn()
+    c.request("GET", GROUP + "/boilerhouseclaims?watch=true&resourceVersion=%s&fieldSelector="
+              "metadata.name%%3Dclaim-t0-benchwl" % rv)
+    r = c.getresponse()
+    ready.release()
+    seen = 0
+    while seen < n:
+        line = r.readline()
+        if not line:
+            break
+        t = time.perf_counter()
+        m = re.search(rb'"seq":"(\d+)"', line)
+        if m:
+            got.append((int(m.group(1)), t))
+            seen += 1
+    c.close()
+
+
+def bench_watch(kapi, watchers, n):
+    c = kapi.conn()
+    path = GROUP + "/boilerhouseclaims/claim-t0-benchwl"
+    rv = kapi.call(c, "GET", path)["metadata"]["resourceVersion"]
+    results, threads, ready = [], [], threading.Semaphore(0)
+    for _ in range(watchers):
+        got = []
+        results.append(got)
+        t = threading.Thread(target=watcher, args=(kapi, rv, n, got, ready))
+        t.start()
+        threads.append(t)
+    for _ in range(watchers):
+        ready.acquire()
+    sent, acked = {}, {}
+    for i in range(n):
+        body = json.dumps({"metadata": {"labels": {"seq": str(i)}}})
+        sent[i] = time.perf_counter()
+        kapi.call(c, "PATCH", path, body, "application/merge-patch+json")
+        acked[i] = time.perf_counter()
+    for t in threads:
+        t.join(timeout=120)
+    from_send = [(t - sent[s]) * 1000 for got in results for s, t in got]
+    from_ack = [(t - acked[s]) * 1000 for got in results for s, t in got]
+    write = [(acked[i] - sent[i]) * 1000 for i in range(n)]
+    received = sum(len(g) for g in results)
+    return from_send, from_ack, write, received
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--claims", type=int, default=1000)
+    ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--watchers", type=int, default=50)
+    a = ap.parse_args()
+    if not shutil.which("kubectl"):
+        sys.exit("kubectl is needed (scripts/install-deps.sh)")
+    d = Daemon()
+    tmp = tempfile.mkdtemp(prefix="bh-bench-kapi-")
+    try:
+        d.start()
+        kc = os.path.join(tmp, "kubeconfig")
+        with open(kc, "w") as f:
+            f.write(subprocess.run([BINARY, "kubeconfig", "--state-dir", d.state, "--kube-listen",
+                                    "127.0.0.1:%d" % d.kube_port], capture_output=True,
+                                   text=True, check=True).stdout)
+        env = dict(os.environ, KUBECONFIG=kc)
+        kapi = Kapi(d)
+        timed(["kubectl", "apply", "-f", os.path.join(SOURCE, "crds")], env)
+        kube_apply, rest_apply, nfiles = bench_apply(d, env, a.runs)
+        make_claims(d, kapi, a.claims)
+        kube_get, rest_get, server, kjson, rjson = bench_list(d, kapi, env, a.runs, a.claims)
+        one = bench_watch(kapi, 1, a.events)
+        many = bench_watch(kapi, a.watchers, a.events)
+    finally:
+        d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(HEADER)
+    print(row("kubectl apply -f workloads/ (%d files)" % nfiles, kube_apply))
+    print(row("REST: curl POST x%d" % nfiles, rest_apply))
+    print(row("kubectl get bhc (%d claims)" % a.claims, kube_get))
+    print(row("REST: curl GET /api/v1/tenants", rest_get))
+    print(row("server time: list as Table (kapi log)", server))
+    print(row("client: kapi JSON list, kept-alive", kjson))
+    print(row("client: REST JSON list, kept-alive", rjson))
+    for label, (from_send, from_ack, write, received) in (("1 watcher", one),
+                                                          ("%d watchers" % a.watchers, many)):
+        print(row("watch %s: delivery from send" % label, from_send))
+        print(row("watch %s: delivery from ack" % label, from_ack))
+        print(row("watch %s: the write (PATCH)" % label, write))
+        print("watch %s: %d of %d events received" % (label, received,
+                                                      a.events * (1 if label == "1 watcher"
+                                                                  else a.watchers)))
+
+
+if __name__ == "__main__":
+    main()
