@@ -22,7 +22,8 @@
 
 #define OBJ_LIST_CHUNK_MAX 10000
 #define OBJ_WATCH_DEFAULT_S 1800
-#define OBJ_UNKNOWN_MAX 64 /* unknown fields dropped from one body under Warn or Ignore */
+#define OBJ_FIELDS_MAX 1024 /* members of one object checked for duplicates */
+#define OBJ_UNKNOWN_MAX 64  /* unknown fields dropped from one body under Warn or Ignore */
 
 /* The columns are those of crds/ (additionalPrinterColumns); test_kapi compares them. */
 const struct bh_kapi_kind bh_kapi_kinds[] = {
@@ -440,13 +441,61 @@ static int obj_drop_field(cJSON *obj, const char *path)
     return gone ? 0 : -1;
 }
 
+/* A strict decoding error, as the API server words it; answered here. */
+static int obj_strict(struct obj_ctx *c, const char *what, const char *field, struct bh_err *err)
+{
+    bh_kapi_status(c->resp, 400, "BadRequest",
+                   "%s in version \"v1alpha1\" cannot be handled as a %s: strict decoding error: "
+                   "%s field \"%s\"",
+                   c->kind->kind, c->kind->kind, what, field);
+    return bh_err_set(err, BH_EINVAL, "answered");
+}
+
+/* Duplicate keys in the JSON body (cJSON keeps them all): under Strict a 400 naming the first;
+ * under Warn and Ignore the last one stays, as the API server decodes. Returns -1 (answered)
+ * only under Strict. */
+static int obj_duplicates(struct obj_ctx *c, cJSON *node, const char *path, int strict, int warn,
+                          int depth, struct bh_err *err)
+{
+    if (depth > OBJ_UNKNOWN_MAX || !(cJSON_IsObject(node) || cJSON_IsArray(node)))
+        return 0;
+    if (cJSON_IsObject(node) && cJSON_GetArraySize(node) > OBJ_FIELDS_MAX) /* bounds the scan */
+        return strict ? obj_strict(c, "too many fields in one object at", path, err) : 0;
+    for (cJSON *m = node->child, *next; m; m = next) {
+        next = m->next;
+        bh_autofree char *child = m->string
+                                      ? bh_xasprintf("%s%s%s", path, *path ? "." : "", m->string)
+                                      : bh_xstrdup(path);
+        int dup = 0;
+        for (const cJSON *o = m->next; cJSON_IsObject(node) && o && !dup; o = o->next)
+            dup = !strcmp(o->string, m->string);
+        if (dup && strict)
+            return obj_strict(c, "duplicate", child, err);
+        if (dup && warn)
+            bh_kapi_warn(c->resp, "duplicate field \"%s\"", child);
+        if (dup)
+            cJSON_Delete(cJSON_DetachItemViaPointer(node, m));
+        else if (obj_duplicates(c, m, child, strict, warn, depth + 1, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Validation and defaulting shared with REST, honouring ?fieldValidation=: Strict (400 naming
- * the unknown field), Warn (dropped, with a Warning: header kubectl prints) or Ignore
- * (dropped). Without the parameter an unknown field is Invalid (422), as over REST. */
+ * the unknown or duplicate field), Warn (dropped, with a Warning: header kubectl prints) or
+ * Ignore (dropped). Without the parameter an unknown field is Invalid (422), as over REST. */
 static int obj_validate(struct obj_ctx *c, cJSON *obj, struct bh_err *err)
 {
     const char *mode = bh_kapi_query(c->req, "fieldValidation");
-    int lenient = mode && (!strcmp(mode, "Warn") || !strcmp(mode, "Ignore"));
+    if (mode && strcmp(mode, "Strict") && strcmp(mode, "Warn") && strcmp(mode, "Ignore")) {
+        bh_kapi_status(c->resp, 400, "BadRequest",
+                       "fieldValidation: must be one of Strict, Warn or Ignore, not \"%.32s\"",
+                       mode);
+        return bh_err_set(err, BH_EINVAL, "answered");
+    }
+    int lenient = mode && strcmp(mode, "Strict") != 0, warn = mode && !strcmp(mode, "Warn");
+    if (mode && obj_duplicates(c, obj, "", !lenient, warn, 0, err) < 0)
+        return -1;
     for (int i = 0;; i++) {
         if (bh_resource_validate(obj, err) == 0)
             return 0;
@@ -454,16 +503,11 @@ static int obj_validate(struct obj_ctx *c, cJSON *obj, struct bh_err *err)
         if (!tail || tail[15] != '\0' || !mode)
             return -1;
         bh_autofree char *field = bh_xstrndup(err->msg, (size_t)(tail - err->msg));
-        if (!lenient) {
-            bh_kapi_status(c->resp, 400, "BadRequest",
-                           "%s in version \"v1alpha1\" cannot be handled as a %s: strict "
-                           "decoding error: unknown field \"%s\"",
-                           c->kind->kind, c->kind->kind, field);
-            return bh_err_set(err, BH_EINVAL, "answered");
-        }
+        if (!lenient)
+            return obj_strict(c, "unknown", field, err);
         if (i >= OBJ_UNKNOWN_MAX || obj_drop_field(obj, field) < 0)
             return -1;
-        if (!strcmp(mode, "Warn"))
+        if (warn)
             bh_kapi_warn(c->resp, "unknown field \"%s\"", field);
     }
 }

@@ -2,9 +2,11 @@
 with the real kubectl and the generated kubeconfig, asserting on kubectl's own output and exit
 codes. Needs kubectl on PATH (scripts/install-deps.sh); without it the test is skipped, and
 fails under CI=true."""
+import http.client
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import unittest
@@ -103,6 +105,18 @@ class KubectlTest(DaemonTestCase):
                 " ".join(args), r.stdout, r.stderr, self.d.log()))
         return r
 
+    def kapi(self, method, path, body):
+        """A raw request to the Kubernetes-compatible API: (status, headers, text)."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.d.state, "kapi", "ca.crt"))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.d.kube_port, context=ctx,
+                                           timeout=60)
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            return r.status, r.headers, r.read().decode()
+        finally:
+            conn.close()
+
     def out(self, *args, **kw):
         return self.kubectl(*args, **kw).stdout
 
@@ -191,6 +205,21 @@ class KubectlTest(DaemonTestCase):
         r = self.kubectl("create", "--validate=ignore", "-f", "-", stdin=UNKNOWN)
         self.assertNotIn("Warning", r.stderr)
         self.out("delete", "bhw", "loose")
+        # Duplicate keys (kubectl's YAML parser refuses them first; a raw JSON client can send
+        # them): Strict names the field, Warn keeps the last value and says so.
+        body = ('{"apiVersion":"boilerhouse.dev/v1alpha1","kind":"BoilerhouseWorkload",'
+                '"metadata":{"name":"twice"},"spec":{"version":"1","version":"2",'
+                '"image":{"ref":"localhost/busybox:latest"},'
+                '"resources":{"vcpus":0.5,"memoryMb":64,"diskGb":1}}}')
+        path = "/apis/boilerhouse.dev/v1alpha1/namespaces/boilerhouse/boilerhouseworkloads"
+        status, _, text = self.kapi("POST", path + "?fieldValidation=Strict", body)
+        self.assertEqual(status, 400, text)
+        self.assertIn('strict decoding error: duplicate field \\"spec.version\\"', text)
+        status, headers, text = self.kapi("POST", path + "?fieldValidation=Warn", body)
+        self.assertEqual(status, 201, text)
+        self.assertIn('duplicate field \\"spec.version\\"', headers.get("Warning", ""))
+        self.assertEqual(self.out("get", "bhw", "twice", "-o", "jsonpath={.spec.version}"), "2")
+        self.out("delete", "bhw", "twice")
 
     def test_04_explain(self):
         text = self.out("explain", "bhw.spec.network.access")
