@@ -324,8 +324,11 @@ static enum MHD_Result kapi_handle(void *cls, struct MHD_Connection *conn, const
                        k->ctx->cfg.max_body);
     else
         kapi_dispatch(k, conn, method, url, kc, &resp);
-    bh_debug("kapi", "%s %s -> %d (%lld ms)", method, url, resp.status, bh_clock_ms() - t0);
-    return kapi_send(k, conn, &resp);
+    int status = resp.status;
+    enum MHD_Result ret = kapi_send(k, conn, &resp);
+    /* The server's time: the answer made and encoded (a watch: until its stream starts). */
+    bh_debug("kapi", "%s %s -> %d (%lld ms)", method, url, status, bh_clock_ms() - t0);
+    return ret;
 }
 
 static void kapi_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -253,19 +253,21 @@ static int obj_selectors(struct obj_ctx *c, struct bh_kapi_sel *labels, struct b
 static cJSON *obj_page(cJSON *all, const struct bh_kapi_sel *labels,
                        const struct bh_kapi_sel *fields, const char *after, long limit, int *more)
 {
-    cJSON *items = cJSON_CreateArray(), *o;
+    cJSON *items = cJSON_CreateArray();
+    long n = 0;
     *more = 0;
-    cJSON_ArrayForEach(o, all)
-    {
+    for (cJSON *o = all->child, *next; o; o = next) {
+        next = o->next;
         bh_kapi_decorate(o);
         if ((after && strcmp(bh_json_str(o, "metadata.name"), after) <= 0) ||
             !bh_kapi_sel_match_labels(labels, o) || !bh_kapi_sel_match_fields(fields, o))
             continue;
-        if (limit > 0 && cJSON_GetArraySize(items) == limit) {
+        if (limit > 0 && n == limit) {
             *more = 1;
             break;
         }
-        cJSON_AddItemToArray(items, cJSON_Duplicate(o, 1));
+        cJSON_AddItemToArray(items, cJSON_DetachItemViaPointer(all, o)); /* moved, not copied */
+        n++;
     }
     return items;
 }
@@ -282,6 +284,9 @@ static void obj_continue(cJSON *doc, const cJSON *items, int more)
 static cJSON *obj_list_doc(struct obj_ctx *c, cJSON *items, int64_t rv, int more)
 {
     if (c->req->want_table) {
+        cJSON *o; /* rows carry metadata for kubectl; not who owns which field */
+        cJSON_ArrayForEach(o, items)
+            cJSON_DeleteItemFromObjectCaseSensitive(bh_json_get(o, "metadata"), "managedFields");
         cJSON *t = bh_kapi_table(c->kind->kind, items, rv);
         obj_continue(t, items, more);
         cJSON_Delete(items);
