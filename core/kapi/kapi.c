@@ -24,6 +24,7 @@
 
 struct bh_kapi {
     struct bh_ctx *ctx;
+    struct bh_kapi_fanout *fan; /* what every watch reads */
     struct MHD_Daemon *mhd;
     char *cert, *key;
 };
@@ -59,6 +60,7 @@ static int kapi_authorized(struct bh_kapi *k, struct MHD_Connection *conn)
 
 struct kapi_stream {
     struct bh_ctx *ctx;
+    struct bh_kapi_fanout *fan;
     struct bh_kapi_watch *w;
     char *buf; /* pending bytes */
     size_t len, off;
@@ -151,7 +153,7 @@ static void stream_fill(struct kapi_stream *s)
             return;
     }
     int wait = left < KAPI_WATCH_WAIT_MS ? (int)left : KAPI_WATCH_WAIT_MS;
-    if (bh_store_events_since(s->ctx->store, s->w->kind, s->w->rv, wait, &evs, &err) < 0) {
+    if (bh_kapi_fanout_since(s->fan, s->w->kind, s->w->rv, wait, &evs, &err) < 0) {
         if (err.code == BH_ECONFLICT)
             stream_gone(s, err.msg);
         else
@@ -275,6 +277,7 @@ static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
     if (r->watch) {
         struct kapi_stream *s = bh_xcalloc(1, sizeof(*s));
         s->ctx = k->ctx;
+        s->fan = k->fan;
         s->w = r->watch;
         resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
@@ -401,6 +404,7 @@ int bh_kapi_start(struct bh_ctx *ctx, const char *host, int port, struct bh_kapi
     struct bh_kapi *k = bh_xcalloc(1, sizeof(*k));
     k->ctx = ctx;
     bh_autofree char *dir = bh_xasprintf("%s/kapi", ctx->cfg.state_dir);
+    k->fan = bh_kapi_fanout_start(ctx->store);
     if (bh_kapi_tls_ensure(dir, host, NULL, &k->cert, &k->key, err) < 0 ||
         kapi_listen(k, host, port, err) < 0) {
         bh_kapi_stop(k);
@@ -417,6 +421,7 @@ void bh_kapi_stop(struct bh_kapi *k)
         return;
     if (k->mhd)
         MHD_stop_daemon(k->mhd);
+    bh_kapi_fanout_stop(k->fan); /* after the watches it feeds */
     if (k->key)
         OPENSSL_cleanse(k->key, strlen(k->key));
     free(k->key);

@@ -94,6 +94,18 @@ cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, const cJSON *items
 /* Fills what the API shows but the store does not keep (namespace). In place. */
 void bh_kapi_decorate(cJSON *obj);
 
+/* ---- watch fan-out (kapi_fanout.c) ---- */
+
+struct bh_store;
+struct bh_kapi_fanout;
+/* Starts the feeder thread that reads the store's change log for every watch. */
+struct bh_kapi_fanout *bh_kapi_fanout_start(struct bh_store *store);
+void bh_kapi_fanout_stop(struct bh_kapi_fanout *f);
+/* bh_store_events_since(kind, since, timeout_ms) answered from memory when it holds every
+ * event after since, else by the store (BH_ECONFLICT: since was compacted away). */
+int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t since, int timeout_ms,
+                         cJSON **out, struct bh_err *err);
+
 /* Request bodies: JSON or YAML object, parsed; answers 400 itself. */
 int bh_kapi_body(const struct bh_kapi_req *req, struct bh_kapi_resp *resp, cJSON **out);
 

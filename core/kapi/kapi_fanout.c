@@ -1,0 +1,180 @@
+/* Watch fan-out (kapi.h): one feeder thread reads the store's change log once and keeps the
+ * recent events in memory; every watch reads them from there. Without it each watch queried
+ * SQLite itself under the store's one mutex, so a write woke every watcher into a queue (and
+ * the next write waited behind them). A watcher whose version is older than what memory holds,
+ * or any trouble in the feeder, goes to the store as before (which answers 410 when the version
+ * has been compacted away). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "json.h"
+#include "kapi.h"
+#include "mem.h"
+#include "store.h"
+
+#define FANOUT_RING 4096 /* events kept */
+/* The feeder's wait per store read, which bounds how long stopping it takes. */
+#define FANOUT_FEED_WAIT_MS 1000
+
+struct fanout_ev {
+    int64_t rv;
+    char *kind;
+    cJSON *ev; /* {"type", "object"} as the store gives it */
+};
+
+struct bh_kapi_fanout {
+    struct bh_store *store;
+    pthread_t feeder;
+    pthread_mutex_t mu;
+    pthread_cond_t grew;
+    struct fanout_ev ring[FANOUT_RING];
+    size_t head, n;      /* oldest at head */
+    int64_t floor, last; /* the ring holds every event with floor < rv <= last */
+    int broken, stop;
+};
+
+static int64_t fanout_rv(const cJSON *ev)
+{
+    const char *rv = bh_json_str(ev, "object.metadata.resourceVersion");
+    return rv ? strtoll(rv, NULL, 10) : 0;
+}
+
+/* Appends the store's events (owned array) under the lock and wakes the watchers. */
+static void fanout_append(struct bh_kapi_fanout *f, cJSON *evs)
+{
+    pthread_mutex_lock(&f->mu);
+    for (cJSON *ev = evs->child, *next; ev; ev = next) {
+        next = ev->next;
+        int64_t rv = fanout_rv(ev);
+        if (f->n == FANOUT_RING) { /* full: the oldest goes, and with it the floor */
+            struct fanout_ev *old = &f->ring[f->head];
+            f->floor = old->rv;
+            free(old->kind);
+            cJSON_Delete(old->ev);
+            f->head = (f->head + 1) % FANOUT_RING;
+            f->n--;
+        }
+        struct fanout_ev *e = &f->ring[(f->head + f->n++) % FANOUT_RING];
+        e->rv = rv;
+        e->kind = bh_xstrdup(bh_json_str(ev, "object.kind") ?: "");
+        e->ev = cJSON_DetachItemViaPointer(evs, ev);
+        if (rv > f->last)
+            f->last = rv;
+    }
+    pthread_cond_broadcast(&f->grew);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void *fanout_feed(void *arg)
+{
+    struct bh_kapi_fanout *f = arg;
+    for (;;) {
+        pthread_mutex_lock(&f->mu);
+        int stop = f->stop;
+        int64_t since = f->last;
+        pthread_mutex_unlock(&f->mu);
+        if (stop)
+            return NULL;
+        cJSON *evs = NULL;
+        struct bh_err err;
+        if (bh_store_events_since(f->store, NULL, since, FANOUT_FEED_WAIT_MS, &evs, &err) < 0) {
+            pthread_mutex_lock(&f->mu); /* watchers read the store themselves from now on */
+            f->broken = 1;
+            pthread_cond_broadcast(&f->grew);
+            pthread_mutex_unlock(&f->mu);
+            return NULL;
+        }
+        fanout_append(f, evs);
+        cJSON_Delete(evs);
+    }
+}
+
+struct bh_kapi_fanout *bh_kapi_fanout_start(struct bh_store *store)
+{
+    struct bh_kapi_fanout *f = bh_xcalloc(1, sizeof(*f));
+    cJSON *none = NULL;
+    struct bh_err err;
+    f->store = store;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->grew, &ca);
+    pthread_condattr_destroy(&ca);
+    /* The store's version now: the ring starts empty from there. */
+    if (bh_store_list(store, "BoilerhouseWorkload", NULL, &none, &f->last, &err) < 0 ||
+        pthread_create(&f->feeder, NULL, fanout_feed, f) != 0)
+        f->broken = 2; /* no feeder thread to join */
+    cJSON_Delete(none);
+    f->floor = f->last;
+    return f;
+}
+
+void bh_kapi_fanout_stop(struct bh_kapi_fanout *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->stop = 1;
+    int joinable = f->broken != 2;
+    pthread_mutex_unlock(&f->mu);
+    if (joinable)
+        pthread_join(f->feeder, NULL);
+    for (size_t i = 0; i < f->n; i++) {
+        struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
+        free(e->kind);
+        cJSON_Delete(e->ev);
+    }
+    pthread_cond_destroy(&f->grew);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+/* Copies the ring's events of kind after since into out; the count. Under the lock. */
+static int fanout_collect(struct bh_kapi_fanout *f, const char *kind, int64_t since, cJSON *out)
+{
+    int got = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        const struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
+        if (e->rv > since && strcmp(e->kind, kind) == 0) {
+            cJSON_AddItemToArray(out, cJSON_Duplicate(e->ev, 1));
+            got++;
+        }
+    }
+    return got;
+}
+
+int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t since, int timeout_ms,
+                         cJSON **out, struct bh_err *err)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    int direct = 0;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        if (f->broken || since < f->floor) {
+            direct = 1;
+            break;
+        }
+        if (fanout_collect(f, kind, since, arr) > 0 ||
+            pthread_cond_timedwait(&f->grew, &f->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (direct) {
+        cJSON_Delete(arr);
+        return bh_store_events_since(f->store, kind, since, timeout_ms, out, err);
+    }
+    *out = arr;
+    return 0;
+}
