@@ -205,11 +205,23 @@ static cJSON *ssa_managed(const cJSON *obj)
     return out;
 }
 
+static cJSON *ssa_set_of(const cJSON *entry)
+{
+    return cJSON_GetObjectItemCaseSensitive(entry, "fieldsV1");
+}
+
+/* manager's entry for op, made if missing; an existing one remembers its fields as "before"
+ * (removed by ssa_store) so an unchanged entry keeps its time. */
 static cJSON *ssa_entry(cJSON *mf, const char *manager, const char *op)
 {
     cJSON *e;
-    cJSON_ArrayForEach(e, mf) if (!strcmp(ssa_str(e, "manager"), manager) &&
-                                  !strcmp(ssa_str(e, "operation"), op)) return e;
+    cJSON_ArrayForEach(e, mf)
+    {
+        if (!strcmp(ssa_str(e, "manager"), manager) && !strcmp(ssa_str(e, "operation"), op)) {
+            cJSON_AddItemToObject(e, "before", cJSON_Duplicate(ssa_set_of(e), 1));
+            return e;
+        }
+    }
     e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "manager", manager);
     cJSON_AddStringToObject(e, "operation", op);
@@ -218,16 +230,17 @@ static cJSON *ssa_entry(cJSON *mf, const char *manager, const char *op)
     return e;
 }
 
-static cJSON *ssa_set_of(const cJSON *entry)
-{
-    return cJSON_GetObjectItemCaseSensitive(entry, "fieldsV1");
-}
-
 /* Stamps entry and writes mf (owned) into obj, without the entries that own nothing. */
 static void ssa_store(cJSON *obj, cJSON *mf, cJSON *entry, const char *api_version, const char *now)
 {
-    bh_json_set_str(entry, "apiVersion", api_version);
-    bh_json_set_str(entry, "time", now);
+    /* An entry whose fields did not change keeps its time: a write that changes nothing stays
+     * a no-op the store does not record. */
+    const cJSON *was = cJSON_GetObjectItemCaseSensitive(entry, "before");
+    if (!was || !cJSON_Compare(was, ssa_set_of(entry), 1) || !ssa_str(entry, "time")) {
+        bh_json_set_str(entry, "apiVersion", api_version);
+        bh_json_set_str(entry, "time", now);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(entry, "before");
     bh_json_set_str(entry, "fieldsType", "FieldsV1");
     cJSON *set = cJSON_DetachItemFromObjectCaseSensitive(entry, "fieldsV1");
     cJSON_AddItemToObject(entry, "fieldsV1", set); /* keeps fieldsV1 last, as the server does */

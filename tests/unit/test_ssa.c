@@ -166,6 +166,31 @@ static void test_a_noop_update_adds_no_owner(void **state)
     cJSON_Delete(live);
 }
 
+/* Writing again what is there changes nothing, managedFields' times included, so the store
+ * records no change. */
+static void test_a_repeat_keeps_the_entry_time(void **state)
+{
+    cJSON *live = J(BASE "}");
+    struct bh_ssa_result res;
+    const char *cfg = BASE ",\"spec\":{\"version\":\"1\"}}";
+    assert_int_equal(apply(&live, cfg, "alice", 0, &res), 0);
+    cJSON *c = J(cfg), *first = cJSON_Duplicate(live, 1);
+    struct bh_err err;
+    assert_int_equal(bh_ssa_apply(&live, c, "alice", 0, GV, "2030-01-01T00:00:00Z", &res, &err), 0);
+    assert_true(cJSON_Compare(first, live, 1));
+    cJSON *edited = cJSON_Duplicate(live, 1);
+    bh_json_set_str(bh_json_obj(edited, "spec"), "version", "2");
+    bh_ssa_update(live, edited, "ed", GV, NOW);
+    cJSON *again = cJSON_Duplicate(edited, 1);
+    bh_ssa_update(edited, again, "ed", GV, "2030-01-01T00:00:00Z");
+    assert_true(cJSON_Compare(edited, again, 1));
+    cJSON_Delete(again);
+    cJSON_Delete(edited);
+    cJSON_Delete(c);
+    cJSON_Delete(first);
+    cJSON_Delete(live);
+}
+
 static void test_bad_input_is_refused(void **state)
 {
     cJSON *live = J(BASE "}");
@@ -189,6 +214,7 @@ int main(void)
         cmocka_unit_test(test_dropped_fields_are_removed_unless_someone_else_owns_them),
         cmocka_unit_test(test_an_update_takes_the_fields_it_changes),
         cmocka_unit_test(test_a_noop_update_adds_no_owner),
+        cmocka_unit_test(test_a_repeat_keeps_the_entry_time),
         cmocka_unit_test(test_bad_input_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
