@@ -32,6 +32,10 @@ build=${BH_BUILD_DIR:-build}
 scripts/build-busybox-image.sh "$build/images/busybox" latest
 # The real-world Debian image, cached outside the repository (BH_DEBIAN_IMAGE overrides where).
 scripts/build-debian-image.sh "${BH_DEBIAN_IMAGE:-/var/cache/boilerhouse-test/debian-image}" latest
+# A real kube-apiserver (and Debian's etcd) for the Kubernetes-mode tests, built once from
+# Debian's source package and cached outside the repository (BH_KUBE_CACHE overrides where).
+export BH_KUBE_APISERVER
+BH_KUBE_APISERVER=$(scripts/build-kube-apiserver.sh "${BH_KUBE_CACHE:-/var/cache/boilerhouse-test/kube}")
 rm -rf "$build/test-logs" # daemon logs kept by tests/integration/bh.py
 cd "$build"
 ctest --output-on-failure --timeout 900 "$@"

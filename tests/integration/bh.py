@@ -370,6 +370,15 @@ class Daemon:
             time.sleep(0.1)
         raise AssertionError("workload %s not %s: %r\n%s" % (name, phase, body, self.log()))
 
+    def kubeconfig(self):
+        """Writes the kubeconfig `boilerhouse kubeconfig` prints for this daemon; its path."""
+        path = os.path.join(self.state, "kubeconfig")
+        out = run_checked([BINARY, "kubeconfig", "--state-dir", self.state,
+                           "--kube-listen", "127.0.0.1:%d" % self.kube_port], check=True)
+        with open(path, "wb") as f:
+            f.write(out.stdout)
+        return path
+
     def put_secret(self, name, key, value, tenant=None, ok=(201,)):
         """Stores a secret (a tenant's when tenant is given); asserts the status is in ok."""
         body = {"name": name, "key": key, "value": value}
