@@ -327,8 +327,7 @@ int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
                                 (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
                                 api, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTION_LIMIT,
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S,
-                                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_UNESCAPE_CALLBACK,
-                                api_unescape, NULL, MHD_OPTION_END);
+                                MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL, MHD_OPTION_END);
     if (!api->mhd) {
         free(api);
         return bh_err_set(err, BH_EIO, "cannot listen on %s:%d (in use?)", host, ctx->cfg.port);

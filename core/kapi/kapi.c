@@ -377,14 +377,14 @@ static int kapi_listen(struct bh_kapi *k, const char *host, int port, struct bh_
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa.sin_addr) != 1)
         return bh_err_set(err, BH_EINVAL, "kube API address %s is not an IPv4 address", host);
-    k->mhd = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, kapi_handle, k, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_HTTPS_MEM_KEY, k->key, MHD_OPTION_HTTPS_MEM_CERT, k->cert,
-        MHD_OPTION_NOTIFY_COMPLETED, kapi_completed, k, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)KAPI_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)KAPI_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+    k->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                  MHD_USE_TLS | MHD_USE_ERROR_LOG,
+                              0, NULL, NULL, kapi_handle, k, MHD_OPTION_SOCK_ADDR,
+                              (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY, k->key,
+                              MHD_OPTION_HTTPS_MEM_CERT, k->cert, MHD_OPTION_NOTIFY_COMPLETED,
+                              kapi_completed, k, MHD_OPTION_CONNECTION_LIMIT,
+                              (unsigned)KAPI_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                              (unsigned)KAPI_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (!k->mhd)
         return bh_err_set(err, BH_EIO, "cannot listen on %s:%d for the kube API (in use?)", host,
                           port);
