@@ -22,7 +22,7 @@ import time
 import unittest
 
 import fakenet
-from bh import BUSYBOX_LAYOUT, BUSYBOX_REF, Daemon, free_port, require
+from bh import BUSYBOX_REF, Daemon, busybox_with, free_port, require
 from fakenet import sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,16 +85,8 @@ class RestrictedTest(unittest.TestCase):
                               os.path.join(HERE, "tlsget.c"), "-lssl", "-lcrypto", "-lpthread"],
                              capture_output=True, text=True)
         require(out.returncode == 0, "cannot build a static TLS client: " + out.stderr[-500:])
-        cls.layout = os.path.join(t, "tlsbox")
-        shutil.copytree(BUSYBOX_LAYOUT, cls.layout)
-        bundle = os.path.join(t, "bundle")
-        sh("umoci", "unpack", "--image", cls.layout + ":latest", bundle)
-        root = os.path.join(bundle, "rootfs")
-        shutil.copy(tlsget, os.path.join(root, "bin", "tlsget"))
-        os.makedirs(os.path.join(root, "etc/ssl/certs"), exist_ok=True)
-        shutil.copy(cls.ca_crt, os.path.join(root, "etc/ssl/certs/ca-certificates.crt"))
-        sh("umoci", "repack", "--image", cls.layout + ":latest", bundle)
-        shutil.rmtree(bundle)
+        cls.layout = busybox_with(t, "tlsbox", {
+            "/bin/tlsget": tlsget, "/etc/ssl/certs/ca-certificates.crt": cls.ca_crt})
 
     @classmethod
     def fake_internet(cls):
