@@ -14,6 +14,7 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "num.h"
 #include "store.h"
 #include "token.h"
 
@@ -38,14 +39,14 @@ static int tcli_usage(void)
 
 static int tcli_option(struct tcli *o, const char *opt, const char *val)
 {
-    char *end = NULL;
+    struct bh_err err;
     if (!strcmp(opt, "--state-dir"))
         o->state_dir = val;
     else if (!strcmp(opt, "--scope") && o->n_scopes < BH_TOKEN_MAX_SCOPES)
         o->scopes[o->n_scopes++] = val;
-    else if (!strcmp(opt, "--ttl") && (o->ttl_s = strtoll(val, &end, 10), *val && !*end))
-        return 0;
-    else
+    else if (!strcmp(opt, "--ttl") && bh_num_parse(val, 0, LLONG_MAX, &o->ttl_s, &err) < 0)
+        return fprintf(stderr, "boilerhouse token: --ttl: %s\n", err.msg), -1;
+    else if (strcmp(opt, "--ttl") != 0)
         return -1;
     return 0;
 }
