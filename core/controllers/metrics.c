@@ -12,6 +12,7 @@
 #include "events.h"
 #include "json.h"
 #include "mem.h"
+#include "plugin.h"
 #include "queue.h"
 #include "store.h"
 
@@ -391,6 +392,61 @@ static int metrics_write_snapshots(FILE *f, struct bh_ctx *ctx, struct bh_err *e
     return rc;
 }
 
+/* The egress counters network plugins keep (bh_network_ops.stats), summed per workload over
+ * the plugins that have them. */
+static cJSON *metrics_egress_collect(struct bh_ctx *ctx)
+{
+    cJSON *sum = cJSON_CreateObject();
+    struct bh_plugin *pl;
+    static char buf[64 << 10]; /* under egress_lock: one scrape at a time */
+    for (size_t i = 0; ctx->plugins && (pl = bh_plugins_nth(ctx->plugins, BH_PLUGIN_NETWORK, i));
+         i++) {
+        const struct bh_network_ops *ops = pl->info->ops;
+        if (!BH_HAS_OP(ops, struct bh_network_ops, stats) ||
+            BH_PLUGIN_CALL(pl, ops->stats(pl->state, buf, sizeof(buf))) < 0)
+            continue;
+        buf[sizeof(buf) - 1] = '\0';
+        cJSON *one = cJSON_Parse(buf), *w;
+        cJSON_ArrayForEach(w, one)
+        {
+            cJSON *mine = cJSON_GetObjectItemCaseSensitive(sum, w->string);
+            if (!mine)
+                mine = cJSON_AddObjectToObject(sum, w->string);
+            static const char *const keys[] = {"requests", "bytes", "denials"};
+            for (size_t k = 0; k < BH_ARRAY_LEN(keys); k++)
+                metrics_tally(mine, keys[k], bh_json_num(w, keys[k], 0));
+        }
+        cJSON_Delete(one);
+    }
+    return sum;
+}
+
+static void metrics_write_egress(FILE *f, struct bh_ctx *ctx)
+{
+    static pthread_mutex_t egress_lock = PTHREAD_MUTEX_INITIALIZER;
+    static const char *const series[][3] = {
+        {"boilerhouse_egress_requests_total", "requests",
+         "Requests (and TLS connections) the egress proxy let through, by workload."},
+        {"boilerhouse_egress_bytes_total", "bytes",
+         "Bytes through the egress proxy (client side, both ways), by workload."},
+        {"boilerhouse_egress_denials_total", "denials",
+         "Requests and TLS handshakes the egress proxy refused, by workload."},
+    };
+    pthread_mutex_lock(&egress_lock);
+    cJSON *sum = metrics_egress_collect(ctx);
+    pthread_mutex_unlock(&egress_lock);
+    for (size_t i = 0; i < BH_ARRAY_LEN(series); i++) {
+        metrics_head(f, series[i][0], "counter", series[i][2]);
+        const cJSON *w;
+        cJSON_ArrayForEach(w, sum)
+        {
+            bh_autofree char *k = metrics_labels2("workload", w->string, NULL, NULL);
+            fprintf(f, "%s{%s} %.0f\n", series[i][0], k, bh_json_num(w, series[i][1], 0));
+        }
+    }
+    cJSON_Delete(sum);
+}
+
 /* A "Key:   value kB" line of /proc/self/status, in units of the file. */
 static long long metrics_proc_status(const char *key)
 {
@@ -466,6 +522,7 @@ int bh_metrics_render(struct bh_ctx *ctx, char **out, struct bh_err *err)
         rc = metrics_write_pools(f, ctx, err);
     if (rc == 0)
         rc = metrics_write_snapshots(f, ctx, err);
+    metrics_write_egress(f, ctx);
     metrics_write_process(f, ctx);
     fclose(f);
     if (rc < 0) {
