@@ -41,7 +41,7 @@ static const struct {
     {"POST", "/api/v1/instances/*/destroy", "instance.destroy", 0, FROM_PARAM},
     {"POST", "/api/v1/secrets", "secret.set", 0, FROM_BODY_NAME},
     {"DELETE", "/api/v1/secrets/*", "secret.delete", 0, FROM_PARAM},
-    {"POST", "/api/v1/ws/token", "wstoken.mint", 0, FROM_NONE},
+    {"POST", "/api/v1/ws/token", "token.mint", 0, FROM_NONE}, /* a browser's /ws token */
     {"POST", "/api/v1/tokens", "token.mint", 0, FROM_BODY_NAME},
     {"DELETE", "/api/v1/tokens/*", "token.revoke", 0, FROM_PARAM},
 };

@@ -4,8 +4,8 @@
  *
  * Credentials: the admin key (BOILERHOUSE_API_KEY) is the principal "admin" with scope admin;
  * a token from the store (token.h) is "token:<id>" with its scopes. With no admin key set
- * (loopback only) a caller without a credential is "anonymous" with scope admin, except on the
- * instance socket, where a token is always required. */
+ * (loopback only) a caller without a valid token is "anonymous" with scope admin, except on
+ * the instance socket, where a token is always required. */
 #ifndef BH_AUTH_H
 #define BH_AUTH_H
 

@@ -161,7 +161,10 @@ static void test_admin_key_and_open_access(void **state)
     f->ctx.cfg.api_key = NULL; /* loopback without a key: open, but never from an instance */
     assert_int_equal(principal(f, NULL, BH_AUTH_VIA_LISTENER, &p), 0);
     assert_string_equal(p.actor, "anonymous");
+    assert_int_equal(principal(f, "local-mode", BH_AUTH_VIA_LISTENER, &p), 0);
+    assert_string_equal(p.actor, "anonymous");
     assert_int_equal(principal(f, NULL, BH_AUTH_VIA_INSTANCE, &p), -1);
+    assert_int_equal(principal(f, "local-mode", BH_AUTH_VIA_INSTANCE, &p), -1);
 }
 
 /* The decision table: scope x need x tenant. */
