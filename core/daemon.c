@@ -127,6 +127,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
         bh_daemon_close(ctx);
         return -1;
     }
+    bh_store_on_commit(ctx->store, bh_metrics_store_commit, ctx->metrics);
     ctx->triggers = bh_triggers_new(ctx);
     ctx->queue = bh_queue_new(ctx->cfg.workers, bh_dispatch_reconcile, ctx);
     bh_store_subscribe(ctx->store, bh_events_store_event, ctx->events);

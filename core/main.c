@@ -12,6 +12,7 @@
 #include "log.h"
 #include "lua_host.h"
 #include "secret.h"
+#include "token.h"
 #include "settings.h"
 
 static void usage(FILE *f)
@@ -22,6 +23,8 @@ static void usage(FILE *f)
           "                         manage the local image store\n"
           "  secret set NAME KEY (value on stdin) | get NAME KEY | list | delete NAME [KEY]\n"
           "                         manage workload secrets (--tenant T for a tenant's own)\n"
+          "  token create NAME --scope admin|viewer|tenant:ID [--ttl S] | list | revoke ID\n"
+          "                         manage API tokens (the token is printed once)\n"
           "  kubeconfig [options]   print a kubeconfig for the Kubernetes-compatible API\n"
           "                         (takes serve's options: --state-dir, --kube-listen)\n"
           "  policy test SCRIPT --event FILE|JSON [--workload FILE|JSON]\n"
@@ -128,6 +131,8 @@ int main(int argc, char **argv)
         return main_kubeconfig(argc - 1, argv + 1);
     if (strcmp(argv[1], "secret") == 0)
         return bh_secret_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "token") == 0)
+        return bh_token_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "policy") == 0)
         return bh_lua_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {

@@ -4,13 +4,19 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "crypto.h"
 #include "ctx.h"
 #include "events.h"
+#include "instance.h"
 #include "json.h"
 #include "log.h"
 #include "mem.h"
@@ -25,10 +31,14 @@ struct bh_api {
     struct bh_ctx *ctx;
     struct MHD_Daemon *mhd;
     struct bh_ws_env ws;
+    enum bh_auth_via via; /* the TCP listener, or the socket instances reach */
+    struct bh_api *inst;  /* the listener on the instance socket (owned by the TCP one) */
 };
 
-/* Per-request state kept by libmicrohttpd between upload callbacks. */
+/* Per-request state kept by libmicrohttpd between upload callbacks. ws first: an upgraded
+ * connection's ws.c reads it (ws.h). */
 struct api_conn {
+    struct bh_ws_req ws;
     char *body;
     size_t len;
     int too_large;
@@ -143,14 +153,31 @@ static int api_match(const char *pattern, const char *path, char **params, int *
     return 0;
 }
 
-/* Bearer auth in constant time; no key configured means loopback-only open access. */
-static int api_authorized(struct bh_api *api, struct MHD_Connection *conn)
+/* The caller's principal (auth.h); on failure resp holds the 401 (or 500). */
+static int api_principal(struct bh_api *api, struct MHD_Connection *conn, struct bh_principal *who,
+                         struct bh_api_resp *resp)
 {
-    const char *key = api->ctx->cfg.api_key;
-    if (!key)
+    struct bh_err err;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (bh_auth_principal(api->ctx, h, api->via, who, &err) == 0)
+        return 0;
+    bh_api_from_err(resp, &err);
+    return -1;
+}
+
+/* Whether the route's need is met: the tenant is the first parameter of the tenant routes,
+ * the workload a claim's body names. On refusal resp holds the 403. */
+static int api_allowed(const struct bh_api_route *r, const struct bh_api_req *req,
+                       struct bh_api_resp *resp)
+{
+    struct bh_err err;
+    int tenant_route = r->need == BH_AUTH_CLAIM || r->need == BH_AUTH_TENANT_READ;
+    const char *tenant = tenant_route && req->n_params > 0 ? req->params[0] : NULL;
+    bh_autofree char *workload = r->need == BH_AUTH_CLAIM ? bh_api_body_workload(req) : NULL;
+    if (bh_auth_allow(req->who, r->need, tenant, workload, &err) == 0)
         return 1;
-    return bh_crypto_bearer_matches(
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
+    bh_api_from_err(resp, &err);
+    return 0;
 }
 
 static enum MHD_Result api_send(struct MHD_Connection *conn, struct bh_api_resp *r)
@@ -189,14 +216,16 @@ static void api_dispatch(struct bh_api *api, struct MHD_Connection *conn, const 
             api_free_params(params, n);
             continue;
         }
-        if (r->auth && !api_authorized(api, conn)) {
-            bh_api_error(resp, 401, "missing or invalid bearer token");
-        } else {
-            struct bh_api_req req = {
-                api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n};
+        struct bh_principal who;
+        struct bh_api_req req = {
+            api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n, NULL};
+        if (r->need == BH_AUTH_PUBLIC) {
             r->handler(&req, resp);
-            if (r->auth)
-                bh_api_audit(&req, api->ctx->cfg.api_key ? "admin" : "anonymous", r->pattern, resp);
+        } else if (api_principal(api, conn, &who, resp) == 0) {
+            req.who = &who;
+            if (api_allowed(r, &req, resp))
+                r->handler(&req, resp);
+            bh_api_audit(&req, who.actor, r->pattern, resp);
         }
         api_free_params(params, n);
         return;
@@ -221,17 +250,28 @@ static void api_take_upload(struct bh_api *api, struct api_conn *ac, const char 
     ac->body[ac->len] = '\0';
 }
 
-/* GET /ws: authorized like every route, or by a browser token in the query. */
-static enum MHD_Result api_ws(struct bh_api *api, struct MHD_Connection *conn)
+/* GET /ws: authorized like every route, or by a browser token in the query (minted by a
+ * viewer or admin: it reads every event). A tenant-scoped caller's stream is filtered to its
+ * tenant, whatever the query asks. */
+static enum MHD_Result api_ws(struct bh_api *api, struct MHD_Connection *conn, struct api_conn *ac)
 {
     const char *token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+    const char *asked = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tenant");
     struct bh_api_resp resp = {0};
-    if (!api_authorized(api, conn) && !bh_ws_token_valid(api->ctx, token))
-        bh_api_error(&resp, 401, "missing or invalid bearer token");
+    struct bh_principal who;
+    const char *tenant = NULL;
+    struct bh_err err;
+    int browser = api->via == BH_AUTH_VIA_LISTENER && bh_ws_token_valid(api->ctx, token);
+    if (!browser && api_principal(api, conn, &who, &resp) < 0)
+        return api_send(conn, &resp);
+    if (!browser && bh_auth_ws_tenant(&who, asked, &tenant, &err) < 0)
+        bh_api_from_err(&resp, &err);
     else if (!bh_ws_wanted(conn))
         bh_api_error(&resp, 400, "GET /ws expects a WebSocket upgrade");
-    else
+    else {
+        snprintf(ac->ws.tenant, sizeof(ac->ws.tenant), "%s", tenant ? tenant : "");
         return bh_ws_answer(&api->ws, conn);
+    }
     return api_send(conn, &resp);
 }
 
@@ -251,7 +291,7 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (strcmp(url, "/ws") == 0 && strcmp(method, "GET") == 0)
-        return api_ws(api, conn);
+        return api_ws(api, conn, ac);
     struct bh_api_resp resp = {0};
     long long t0 = bh_clock_ms();
     if (ac->too_large)
@@ -307,6 +347,78 @@ static int api_is_loopback(const char *host)
            strncmp(host, "127.", 4) == 0;
 }
 
+static struct MHD_Daemon *api_mhd_start(struct bh_api *api, struct sockaddr_in *sa, int fd)
+{
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
+    struct MHD_OptionItem common[] = {
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)api_completed, api},
+        {MHD_OPTION_CONNECTION_LIMIT, API_CONNECTION_LIMIT, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, API_CONNECTION_TIMEOUT_S, NULL},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)api_unescape, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    /* The listeners differ only in where they listen: an address, or a socket made already. */
+    if (fd >= 0)
+        return MHD_start_daemon(flags, 0, NULL, NULL, api_handle, api, MHD_OPTION_LISTEN_SOCKET,
+                                (MHD_socket)fd, MHD_OPTION_ARRAY, common, MHD_OPTION_END);
+    return MHD_start_daemon(flags, 0, NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)sa, MHD_OPTION_ARRAY, common, MHD_OPTION_END);
+}
+
+/* The unix socket instances that asked for API access reach the API through
+ * (<state>/api.sock, bind-mounted into them). World-connectable, because a container's root is
+ * an unprivileged host uid; the state dir around it is not, and every call on it needs a token
+ * (no open access, even without an admin key). */
+static int api_unix_listen(const char *path, struct bh_err *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return bh_err_set(err, BH_EINVAL, "instance API socket path %s is too long", path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bh_err_errno(err, BH_EIO, "socket");
+    unlink(path); /* a stale socket from an earlier run */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+        listen(fd, 128) < 0) {
+        bh_err_errno(err, BH_EIO, "instance API socket %s", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int api_start_instance_socket(struct bh_api *api, struct bh_err *err)
+{
+    bh_autofree char *path = bh_instance_api_socket(api->ctx);
+    int fd = api_unix_listen(path, err);
+    if (fd < 0)
+        return -1;
+    struct bh_api *inst = bh_xcalloc(1, sizeof(*inst));
+    inst->ctx = api->ctx;
+    inst->ws.ctx = api->ctx;
+    inst->via = BH_AUTH_VIA_INSTANCE;
+    inst->mhd = api_mhd_start(inst, NULL, fd);
+    if (!inst->mhd) {
+        close(fd);
+        free(inst);
+        return bh_err_set(err, BH_EIO, "cannot serve the instance API socket %s", path);
+    }
+    api->inst = inst;
+    return 0;
+}
+
+static void api_stop_one(struct bh_api *api)
+{
+    /* WebSocket streams run on connection threads the stop joins: end them first. */
+    __atomic_store_n(&api->ws.stopping, 1, __ATOMIC_RELEASE);
+    if (api->ctx->events)
+        bh_events_wake(api->ctx->events);
+    MHD_stop_daemon(api->mhd);
+    free(api);
+}
+
 int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
 {
     const char *host = ctx->cfg.listen_host;
@@ -321,16 +433,15 @@ int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
     struct bh_api *api = bh_xcalloc(1, sizeof(*api));
     api->ctx = ctx;
     api->ws.ctx = ctx;
-    api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                    MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE,
-                                0, NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR,
-                                (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
-                                api, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTION_LIMIT,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S,
-                                MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL, MHD_OPTION_END);
+    api->via = BH_AUTH_VIA_LISTENER;
+    api->mhd = api_mhd_start(api, &sa, -1);
     if (!api->mhd) {
         free(api);
         return bh_err_set(err, BH_EIO, "cannot listen on %s:%d (in use?)", host, ctx->cfg.port);
+    }
+    if (api_start_instance_socket(api, err) < 0) {
+        api_stop_one(api);
+        return -1;
     }
     *out = api;
     return 0;
@@ -340,10 +451,7 @@ void bh_api_stop(struct bh_api *api)
 {
     if (!api)
         return;
-    /* WebSocket streams run on connection threads the stop joins: end them first. */
-    __atomic_store_n(&api->ws.stopping, 1, __ATOMIC_RELEASE);
-    if (api->ctx->events)
-        bh_events_wake(api->ctx->events);
-    MHD_stop_daemon(api->mhd);
-    free(api);
+    if (api->inst)
+        api_stop_one(api->inst);
+    api_stop_one(api);
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#include "auth.h"
 #include "ctx.h"
 #include "err.h"
 
@@ -21,6 +22,7 @@ struct bh_api_req {
     size_t body_len;
     const char *const *params; /* captured "*" / "**" path segments */
     int n_params;
+    const struct bh_principal *who; /* the authenticated caller (NULL on public routes) */
 };
 
 struct bh_api_resp {
@@ -34,7 +36,7 @@ struct bh_api_route {
     const char *method;
     const char *pattern;
     void (*handler)(const struct bh_api_req *req, struct bh_api_resp *resp);
-    int auth; /* needs the bearer key when one is configured */
+    enum bh_auth_need need; /* who may call it (auth.h); the tenant is the first parameter */
 };
 
 /* The route table, terminated by a {NULL} entry; order matters only for equal patterns. */
@@ -49,11 +51,22 @@ void bh_api_from_err(struct bh_api_resp *resp, const struct bh_err *err);
  * answers 400 naming the parameter and returns -1. */
 int bh_api_query_int(const struct bh_api_req *req, struct bh_api_resp *resp, const char *name,
                      long long def, long long min, long long max, long long *out);
+/* The request body as a JSON/YAML object (*out owned); on failure resp holds the 400. */
+int bh_api_body(const struct bh_api_req *req, struct bh_api_resp *resp, cJSON **out);
 
 /* Records a state-changing call (audit_api.c) after its handler answered; other calls are
  * not recorded. pattern is the matched route's. */
 void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *pattern,
                   const struct bh_api_resp *resp);
+/* The workload a claim-family body names ("workload", else "workloadRef"); owned, NULL if
+ * none or the body is not JSON/YAML. */
+char *bh_api_body_workload(const struct bh_api_req *req);
+/* Tokens (api_tokens.c): GET/POST /api/v1/tokens, DELETE /api/v1/tokens/{id}, and
+ * GET /api/v1/whoami. */
+void bh_api_tokens_list(const struct bh_api_req *req, struct bh_api_resp *resp);
+void bh_api_tokens_create(const struct bh_api_req *req, struct bh_api_resp *resp);
+void bh_api_tokens_revoke(const struct bh_api_req *req, struct bh_api_resp *resp);
+void bh_api_whoami(const struct bh_api_req *req, struct bh_api_resp *resp);
 /* GET /api/v1/audit?tenant=&actor=&since=&limit= */
 void bh_api_audit_list(const struct bh_api_req *req, struct bh_api_resp *resp);
 /* Lua policies (api_policies.c): GET /api/v1/policies, POST /api/v1/policies/test. */

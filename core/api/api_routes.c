@@ -97,7 +97,7 @@ static cJSON *api_instance_shape(const cJSON *inst)
 /* ---- helpers ---- */
 
 /* Parses the request body (JSON or YAML) into *out; answers 400 itself on failure. */
-static int api_body(const struct bh_api_req *req, struct bh_api_resp *resp, cJSON **out)
+int bh_api_body(const struct bh_api_req *req, struct bh_api_resp *resp, cJSON **out)
 {
     struct bh_err err;
     if (!req->body || req->body_len == 0) {
@@ -299,7 +299,7 @@ static void h_resource_create(const struct bh_api_req *req, struct bh_api_resp *
 {
     const char *kind = api_kind_of(req);
     cJSON *body = NULL, *stored = NULL;
-    if (api_body(req, resp, &body) < 0)
+    if (bh_api_body(req, resp, &body) < 0)
         return;
     cJSON *obj = api_resource_object(body, kind, NULL, resp);
     cJSON_Delete(body);
@@ -347,7 +347,7 @@ static void h_resource_put(const struct bh_api_req *req, struct bh_api_resp *res
         return;
     }
     cJSON_Delete(cur);
-    if (api_body(req, resp, &body) < 0)
+    if (bh_api_body(req, resp, &body) < 0)
         return;
     cJSON_DeleteItemFromObjectCaseSensitive(body, "name"); /* the URL names it */
     cJSON *obj = api_resource_object(body, kind, req->params[0], resp);
@@ -401,7 +401,7 @@ static void h_snapshots(const struct bh_api_req *req, struct bh_api_resp *resp)
 static char *api_claim_workload(const struct bh_api_req *req, struct bh_api_resp *resp, int *resume)
 {
     cJSON *body = NULL;
-    if (api_body(req, resp, &body) < 0)
+    if (bh_api_body(req, resp, &body) < 0)
         return NULL;
     char *name = NULL;
     for (cJSON *it = body->child; it; it = it->next) {
@@ -730,7 +730,7 @@ static void h_instance_exec(const struct bh_api_req *req, struct bh_api_resp *re
     if (!inst)
         return;
     cJSON_Delete(inst);
-    if (api_body(req, resp, &body) < 0)
+    if (bh_api_body(req, resp, &body) < 0)
         return;
     const cJSON *cmd = bh_json_get(body, "command");
     int n = cJSON_IsArray(cmd) ? cJSON_GetArraySize(cmd) : 0;
@@ -790,7 +790,7 @@ static void h_instance_destroy(const struct bh_api_req *req, struct bh_api_resp 
 static void h_trigger_test(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     cJSON *body = NULL, *out = NULL;
-    if (req->body_len > 0 && api_body(req, resp, &body) < 0)
+    if (req->body_len > 0 && bh_api_body(req, resp, &body) < 0)
         return;
     struct bh_err err;
     if (bh_trigger_test(req->ctx, req->params[0], body, &out, &err) < 0)
@@ -851,7 +851,7 @@ static void h_secrets_list(const struct bh_api_req *req, struct bh_api_resp *res
 static void h_secret_set(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     cJSON *body = NULL;
-    if (api_body(req, resp, &body) < 0)
+    if (bh_api_body(req, resp, &body) < 0)
         return;
     const char *name = bh_json_str(body, "name"), *key = bh_json_str(body, "key");
     const char *value = bh_json_str(body, "value"), *tenant = bh_json_str(body, "tenantId");
@@ -896,48 +896,52 @@ static void h_secret_delete(const struct bh_api_req *req, struct bh_api_resp *re
 }
 
 const struct bh_api_route bh_api_routes[] = {
-    {"GET", "/api/v1/health", h_health, 0},
-    {"GET", "/metrics", h_metrics, 1},
-    {"POST", "/api/v1/ws/token", h_ws_token, 1},
-    {"GET", "/api/v1/audit", bh_api_audit_list, 1},
-    {"GET", "/api/v1/stats", h_stats, 1},
-    {"GET", "/api/v1/workloads", h_resources_list, 1},
-    {"POST", "/api/v1/workloads", h_resource_create, 1},
-    {"GET", "/api/v1/workloads/*", h_resource_get, 1},
-    {"PUT", "/api/v1/workloads/*", h_resource_put, 1},
-    {"DELETE", "/api/v1/workloads/*", h_resource_delete, 1},
-    {"GET", "/api/v1/pools", h_resources_list, 1},
-    {"POST", "/api/v1/pools", h_resource_create, 1},
-    {"GET", "/api/v1/pools/*", h_resource_get, 1},
-    {"PUT", "/api/v1/pools/*", h_resource_put, 1},
-    {"DELETE", "/api/v1/pools/*", h_resource_delete, 1},
-    {"GET", "/api/v1/workloads/*/snapshots", h_snapshots, 1},
-    {"GET", "/api/v1/workloads/*/logs", h_workload_logs, 1},
-    {"GET", "/api/v1/snapshots", h_snapshots, 1},
-    {"POST", "/api/v1/tenants/**/claim", h_claim, 1},
-    {"POST", "/api/v1/tenants/**/release", h_release, 1},
-    {"POST", "/api/v1/tenants/**/release/force", h_release_force, 1},
-    {"POST", "/api/v1/tenants/**/release/retry", h_release_retry, 1},
-    {"POST", "/api/v1/tenants/**/keepalive", h_keepalive, 1},
-    {"GET", "/api/v1/tenants", h_tenants, 1},
-    {"GET", "/api/v1/tenants/**", h_tenant, 1},
-    {"GET", "/api/v1/instances", h_instances_list, 1},
-    {"GET", "/api/v1/instances/*", h_instance_get, 1},
-    {"GET", "/api/v1/instances/*/logs", h_instance_logs, 1},
-    {"POST", "/api/v1/instances/*/exec", h_instance_exec, 1},
-    {"POST", "/api/v1/instances/*/destroy", h_instance_destroy, 1},
-    {"GET", "/api/v1/triggers", h_resources_list, 1},
-    {"POST", "/api/v1/triggers", h_resource_create, 1},
-    {"GET", "/api/v1/triggers/*", h_resource_get, 1},
-    {"PUT", "/api/v1/triggers/*", h_resource_put, 1},
-    {"DELETE", "/api/v1/triggers/*", h_resource_delete, 1},
-    {"POST", "/api/v1/triggers/*/test", h_trigger_test, 1},
-    {"GET", "/api/v1/triggers/*/events", h_trigger_events, 1},
-    {"POST", "/hooks/**", h_hook, 0},
-    {"GET", "/api/v1/secrets", h_secrets_list, 1},
-    {"POST", "/api/v1/secrets", h_secret_set, 1},
-    {"DELETE", "/api/v1/secrets/*", h_secret_delete, 1},
-    {"GET", "/api/v1/policies", bh_api_policies_list, 1},
-    {"POST", "/api/v1/policies/test", bh_api_policies_test, 1},
+    {"GET", "/api/v1/health", h_health, BH_AUTH_PUBLIC},
+    {"GET", "/metrics", h_metrics, BH_AUTH_READ},
+    {"POST", "/api/v1/ws/token", h_ws_token, BH_AUTH_READ},
+    {"GET", "/api/v1/audit", bh_api_audit_list, BH_AUTH_READ},
+    {"GET", "/api/v1/stats", h_stats, BH_AUTH_READ},
+    {"GET", "/api/v1/workloads", h_resources_list, BH_AUTH_READ},
+    {"POST", "/api/v1/workloads", h_resource_create, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/workloads/*", h_resource_get, BH_AUTH_READ},
+    {"PUT", "/api/v1/workloads/*", h_resource_put, BH_AUTH_ADMIN},
+    {"DELETE", "/api/v1/workloads/*", h_resource_delete, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/pools", h_resources_list, BH_AUTH_READ},
+    {"POST", "/api/v1/pools", h_resource_create, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/pools/*", h_resource_get, BH_AUTH_READ},
+    {"PUT", "/api/v1/pools/*", h_resource_put, BH_AUTH_ADMIN},
+    {"DELETE", "/api/v1/pools/*", h_resource_delete, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/workloads/*/snapshots", h_snapshots, BH_AUTH_READ},
+    {"GET", "/api/v1/workloads/*/logs", h_workload_logs, BH_AUTH_READ},
+    {"GET", "/api/v1/snapshots", h_snapshots, BH_AUTH_READ},
+    {"POST", "/api/v1/tenants/**/claim", h_claim, BH_AUTH_CLAIM},
+    {"POST", "/api/v1/tenants/**/release", h_release, BH_AUTH_CLAIM},
+    {"POST", "/api/v1/tenants/**/release/force", h_release_force, BH_AUTH_CLAIM},
+    {"POST", "/api/v1/tenants/**/release/retry", h_release_retry, BH_AUTH_CLAIM},
+    {"POST", "/api/v1/tenants/**/keepalive", h_keepalive, BH_AUTH_CLAIM},
+    {"GET", "/api/v1/tenants", h_tenants, BH_AUTH_READ},
+    {"GET", "/api/v1/tenants/**", h_tenant, BH_AUTH_TENANT_READ},
+    {"GET", "/api/v1/instances", h_instances_list, BH_AUTH_READ},
+    {"GET", "/api/v1/instances/*", h_instance_get, BH_AUTH_READ},
+    {"GET", "/api/v1/instances/*/logs", h_instance_logs, BH_AUTH_READ},
+    {"POST", "/api/v1/instances/*/exec", h_instance_exec, BH_AUTH_ADMIN},
+    {"POST", "/api/v1/instances/*/destroy", h_instance_destroy, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/triggers", h_resources_list, BH_AUTH_READ},
+    {"POST", "/api/v1/triggers", h_resource_create, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/triggers/*", h_resource_get, BH_AUTH_READ},
+    {"PUT", "/api/v1/triggers/*", h_resource_put, BH_AUTH_ADMIN},
+    {"DELETE", "/api/v1/triggers/*", h_resource_delete, BH_AUTH_ADMIN},
+    {"POST", "/api/v1/triggers/*/test", h_trigger_test, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/triggers/*/events", h_trigger_events, BH_AUTH_READ},
+    {"POST", "/hooks/**", h_hook, BH_AUTH_PUBLIC},
+    {"GET", "/api/v1/secrets", h_secrets_list, BH_AUTH_ADMIN},
+    {"POST", "/api/v1/secrets", h_secret_set, BH_AUTH_ADMIN},
+    {"DELETE", "/api/v1/secrets/*", h_secret_delete, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/whoami", bh_api_whoami, BH_AUTH_ANY},
+    {"GET", "/api/v1/tokens", bh_api_tokens_list, BH_AUTH_ADMIN},
+    {"POST", "/api/v1/tokens", bh_api_tokens_create, BH_AUTH_ADMIN},
+    {"DELETE", "/api/v1/tokens/*", bh_api_tokens_revoke, BH_AUTH_ADMIN},
+    {"GET", "/api/v1/policies", bh_api_policies_list, BH_AUTH_READ},
+    {"POST", "/api/v1/policies/test", bh_api_policies_test, BH_AUTH_ADMIN},
     {NULL, NULL, NULL, 0},
 };

@@ -41,7 +41,9 @@ static const struct {
     {"POST", "/api/v1/instances/*/destroy", "instance.destroy", 0, FROM_PARAM},
     {"POST", "/api/v1/secrets", "secret.set", 0, FROM_BODY_NAME},
     {"DELETE", "/api/v1/secrets/*", "secret.delete", 0, FROM_PARAM},
-    {"POST", "/api/v1/ws/token", "token.mint", 0, FROM_NONE},
+    {"POST", "/api/v1/ws/token", "token.mint", 0, FROM_NONE}, /* a browser's /ws token */
+    {"POST", "/api/v1/tokens", "token.mint", 0, FROM_BODY_NAME},
+    {"DELETE", "/api/v1/tokens/*", "token.revoke", 0, FROM_PARAM},
 };
 
 /* A name from the body: "name", else metadata.name (manifests); or the claim's "workload",
@@ -59,6 +61,11 @@ static char *audit_body_field(const struct bh_api_req *req, enum audit_from from
     char *out = v ? bh_xstrdup(v) : NULL;
     cJSON_Delete(body);
     return out;
+}
+
+char *bh_api_body_workload(const struct bh_api_req *req)
+{
+    return audit_body_field(req, FROM_BODY_WORKLOAD);
 }
 
 void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *pattern,

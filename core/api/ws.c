@@ -341,10 +341,12 @@ static void ws_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, c
     int sndbuf = WS_SNDBUF;
     setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     struct bh_ctx *ctx = c.env->ctx;
+    const struct bh_ws_req *wr = con_cls;
     const struct bh_events_filter filter = {
         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "types"),
         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "workload"),
-        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tenant")};
+        wr && wr->tenant[0] ? wr->tenant
+                            : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tenant")};
     int resync = 0;
     long long since;
     BH_IGNORE(ws_since(conn, &since)); /* bh_ws_answer refused a malformed one */

@@ -27,6 +27,12 @@ struct bh_ws_env {
     int stopping; /* set (atomically) by the listener's stop */
 };
 
+/* What the listener decided about an upgraded connection; its per-connection state (con_cls)
+ * starts with this. */
+struct bh_ws_req {
+    char tenant[64]; /* "" or the one tenant the stream is filtered to (a tenant scope) */
+};
+
 /* Whether the request asks for a WebSocket upgrade. */
 int bh_ws_wanted(struct MHD_Connection *conn);
 /* Answers an authorized upgrade request: 101 and then the stream (on this connection's

@@ -7,6 +7,7 @@
 #include "json.h"
 #include "lua_host.h"
 #include "mem.h"
+#include "metrics.h"
 
 int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, struct bh_admit *a,
                     struct bh_err *err)
@@ -19,12 +20,21 @@ int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, str
     cJSON *ev = bh_lua_claim_event(bh_json_str(claim, "spec.tenantId"), wl,
                                    bh_json_get(claim, "metadata.labels"));
     struct bh_lua_decision d;
+    double t0 = bh_metrics_clock();
     int rc = bh_lua_policy_decide(ctx->policies, wl, ev, &d, err);
     cJSON_Delete(ev);
-    if (rc < 0)
+    if (rc < 0) {
+        bh_metrics_policy_run(ctx->metrics, BH_METRICS_CLAIM_POLICY, BH_METRICS_ERROR,
+                              bh_metrics_clock() - t0);
         return -1;
+    }
     if (!d.script) /* no policy applies */
         return 0;
+    bh_metrics_policy_run(ctx->metrics, BH_METRICS_CLAIM_POLICY,
+                          d.failed  ? BH_METRICS_ERROR
+                          : d.allow ? BH_METRICS_ALLOW
+                                    : BH_METRICS_DENY,
+                          bh_metrics_clock() - t0);
     a->allow = d.allow;
     a->failed = d.failed;
     a->reason = BH_STEAL(d.reason);

@@ -11,8 +11,10 @@
 #include <string.h>
 
 #include "admit.h"
+#include "audit.h"
 #include "clock.h"
 #include "crashpoint.h"
+#include "crypto.h"
 #include "events.h"
 #include "ctx.h"
 #include "hibernate.h"
@@ -27,6 +29,7 @@
 #include "resource.h"
 #include "runtime.h"
 #include "store.h"
+#include "token.h"
 #include "workload.h"
 
 #define CLAIM_KIND "BoilerhouseClaim"
@@ -81,6 +84,75 @@ static int claim_activate(struct bh_ctx *ctx, cJSON *claim, const cJSON *inst, c
     const cJSON *ep = bh_json_get(inst, "status.endpoint");
     cJSON_AddItemToObject(status, "endpoint", ep ? cJSON_Duplicate(ep, 1) : cJSON_CreateObject());
     return claim_write_status(ctx, claim, err);
+}
+
+/* ---- per-claim tokens ---- */
+
+/* Records a per-claim token's mint or revocation (ids and names only) in the audit log. */
+static void claim_audit_token(struct bh_ctx *ctx, const cJSON *claim, const char *action,
+                              const char *what)
+{
+    if (!ctx->audit)
+        return;
+    bh_autofree char *target =
+        bh_xasprintf("%s (claim %s)", what, bh_json_str(claim, "metadata.name") ?: "?");
+    struct bh_audit_rec rec = {.actor = "controller:claim",
+                               .action = action,
+                               .tenant = bh_json_str(claim, "spec.tenantId"),
+                               .target = target,
+                               .outcome = "ok"};
+    struct bh_err err;
+    if (bh_audit_append(ctx->audit, &rec, &err) < 0)
+        bh_error("audit", "%s not recorded: %s", action, err.msg);
+}
+
+/* Revokes the claim's API tokens: at once, before its instance is saved or destroyed. */
+static void claim_revoke_tokens(struct bh_ctx *ctx, const cJSON *claim)
+{
+    struct bh_err err;
+    const char *name = bh_json_str(claim, "metadata.name");
+    int n = 0;
+    if (name && bh_token_revoke_claim(ctx->store, name, &n, &err) < 0)
+        bh_error("claim", "claim %s: revoking its API token: %s", name, err.msg);
+    else if (n) {
+        bh_info("claim", "claim %s: API token revoked", name);
+        claim_audit_token(ctx, claim, "token.revoke", "per-claim token");
+    }
+    const char *id = bh_json_str(claim, "status.instanceId");
+    if (id)
+        bh_instance_api_clear(ctx, id);
+}
+
+/* A workload asking for API access gets a token per claim, scoped to the claim's tenant and
+ * workload, written into the instance (pool and cold alike) before the claim turns Active. */
+static int claim_grant_token(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl,
+                             const cJSON *inst, struct bh_err *err)
+{
+    if (!bh_instance_api_wanted(wl))
+        return 0;
+    const char *name = bh_json_str(claim, "metadata.name");
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    bh_autofree char *scope = bh_xasprintf("tenant:%s", tenant);
+    const char *scopes[] = {scope};
+    struct bh_token_spec spec = {.name = "claim",
+                                 .scopes = scopes,
+                                 .n_scopes = 1,
+                                 .workload = bh_json_str(wl, "metadata.name"),
+                                 .claim = name,
+                                 .created_by = "claim"};
+    char id[BH_TOKEN_ID_LEN];
+    char *secret = NULL;
+    if (bh_token_revoke_claim(ctx->store, name, NULL, err) < 0 ||
+        bh_token_mint(ctx->store, &spec, &secret, id, err) < 0)
+        return bh_err_wrap(err, "API token");
+    int rc = bh_instance_api_grant(ctx, bh_json_str(inst, "metadata.name"), secret, err);
+    bh_crypto_wipe(secret, strlen(secret));
+    free(secret);
+    if (rc < 0)
+        BH_IGNORE(bh_token_revoke(ctx->store, id, NULL)); /* the error says what failed */
+    else
+        claim_audit_token(ctx, claim, "token.mint", id);
+    return rc;
 }
 
 /* An instance this tenant already holds for the workload, if one runs. Owned or NULL. */
@@ -284,6 +356,13 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
         bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
         rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, cerr.msg, err);
         claim_publish(ctx, claim, source, t0, cerr.msg);
+    } else if (claim_grant_token(ctx, claim, wl, inst, &cerr) < 0) {
+        bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
+        struct bh_err derr;
+        if (strcmp(source, "existing") != 0)
+            bh_instance_destroy(ctx, bh_json_str(inst, "metadata.name"), &derr);
+        rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, cerr.msg, err);
+        claim_publish(ctx, claim, source, t0, cerr.msg);
     } else {
         bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
         rc = claim_activate(ctx, claim, inst, source, err);
@@ -318,6 +397,7 @@ static int claim_check_health(struct bh_ctx *ctx, cJSON *claim, cJSON *inst, con
         return 0;
     bh_autofree char *msg =
         bh_xasprintf("instance %s failed %lld health checks: %s", id, fails, perr.msg);
+    claim_revoke_tokens(ctx, claim);
     if (bh_instance_destroy(ctx, id, err) < 0)
         return -1;
     return claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err) < 0 ? -1 : 1;
@@ -353,6 +433,7 @@ static char *claim_held_instance(struct bh_ctx *ctx, const cJSON *claim)
 /* Hibernates (or destroys) the claim's instance. force skips saving. */
 static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, struct bh_err *err)
 {
+    claim_revoke_tokens(ctx, claim);
     bh_autofree char *id = claim_held_instance(ctx, claim);
     const char *tenant = bh_json_str(claim, "spec.tenantId");
     cJSON *inst = NULL;
@@ -416,6 +497,7 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
     if (!id || bh_store_get(ctx->store, "Instance", id, &inst, &gerr) < 0 ||
         !bh_instance_alive(ctx, inst)) {
         bh_autofree char *msg = bh_xasprintf("instance %s is no longer running", id ? id : "?");
+        claim_revoke_tokens(ctx, claim);
         if (inst)
             bh_instance_destroy(ctx, id, &gerr);
         cJSON_Delete(inst);

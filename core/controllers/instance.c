@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "crashpoint.h"
+#include "crypto.h"
 #include "ctx.h"
 #include "fs.h"
 #include "etc_files.h"
@@ -132,6 +133,7 @@ struct boot {
     char *dir;
     char *cid;
     char *disk, *disk_image, *upper, *work, *rootfs, *log, *sock, *etc;
+    char *api, *api_sock;        /* the per-claim token's dir and the daemon's instance socket */
     struct bh_runtime_spec spec; /* points into the above */
     struct bh_plugin *net;
     struct bh_net_result net_res;
@@ -154,6 +156,8 @@ static void boot_free(struct boot *b)
     free(b->log);
     free(b->sock);
     free(b->etc);
+    free(b->api);
+    free(b->api_sock);
     if (b->image)
         bh_image_free(b->image);
     bh_strv_free(b->args);
@@ -337,6 +341,84 @@ static int boot_etc(struct boot *b, struct bh_err *err)
     return 0;
 }
 
+/* ---- the daemon's API inside the instance (per-claim tokens) ---- */
+
+int bh_instance_api_wanted(const cJSON *workload)
+{
+    const cJSON *s;
+    int want = 0;
+    cJSON_ArrayForEach(s, bh_json_get(workload, "spec.apiAccess.scopes"))
+    {
+        const char *v = cJSON_GetStringValue(s);
+        if (v && strcmp(v, "none") == 0)
+            return 0;
+        want |= v && strcmp(v, "tenant") == 0;
+    }
+    return want;
+}
+
+char *bh_instance_api_socket(struct bh_ctx *ctx)
+{
+    return bh_xasprintf("%s/api.sock", ctx->cfg.state_dir);
+}
+
+static char *instance_api_dir(struct bh_ctx *ctx, const char *id)
+{
+    return bh_xasprintf("%s/instances/%s/api", ctx->cfg.state_dir, id);
+}
+
+/* A workload that asks for API access gets, whatever its network mode, a read-only dir with
+ * the daemon's instance socket in it; the token lands there when a claim takes the instance
+ * (a pool instance boots long before). The dir is beside the disk, never in a snapshot. */
+static int boot_api(struct boot *b, struct bh_err *err)
+{
+    if (!bh_instance_api_wanted(b->workload))
+        return 0;
+    b->api = instance_api_dir(b->ctx, b->id);
+    b->api_sock = bh_instance_api_socket(b->ctx);
+    bh_autofree char *mount_point = bh_xasprintf("%s/api.sock", b->api);
+    if (bh_fs_mkdirp(b->api, 0755, err) < 0 ||
+        bh_fs_write_atomic(mount_point, "", 0, 0644, err) < 0)
+        return bh_err_wrap(err, "instance API dir");
+    b->spec.api_dir = b->api;
+    b->spec.api_socket = b->api_sock;
+    boot_env_append(b, "BOILERHOUSE_API_URL=http://localhost\n"
+                       "BOILERHOUSE_API_SOCKET=" BH_RUNTIME_API_DIR "/api.sock\n"
+                       "BOILERHOUSE_API_KEY_FILE=" BH_RUNTIME_API_DIR "/token\n"
+                       "BOILERHOUSE_API_ENV=" BH_RUNTIME_API_DIR "/env\n");
+    return 0;
+}
+
+int bh_instance_api_grant(struct bh_ctx *ctx, const char *id, const char *token, struct bh_err *err)
+{
+    if (!instance_id_valid(id))
+        return bh_err_set(err, BH_EINVAL, "invalid instance id");
+    bh_autofree char *dir = instance_api_dir(ctx, id);
+    bh_autofree char *key = bh_xasprintf("%s/token", dir);
+    bh_autofree char *env = bh_xasprintf("%s/env", dir);
+    bh_autofree char *lines = bh_xasprintf(
+        "BOILERHOUSE_API_URL=http://localhost\nBOILERHOUSE_API_SOCKET=" BH_RUNTIME_API_DIR
+        "/api.sock\nBOILERHOUSE_API_KEY=%s\n",
+        token);
+    /* Readable by the container's root, which is an unprivileged uid on the host. */
+    int rc = bh_fs_write_atomic(key, token, strlen(token), 0444, err);
+    if (rc == 0)
+        rc = bh_fs_write_atomic(env, lines, strlen(lines), 0444, err);
+    bh_crypto_wipe(lines, strlen(lines));
+    return rc < 0 ? bh_err_wrap(err, "instance %s: API token", id) : 0;
+}
+
+void bh_instance_api_clear(struct bh_ctx *ctx, const char *id)
+{
+    if (!instance_id_valid(id))
+        return;
+    bh_autofree char *dir = instance_api_dir(ctx, id);
+    bh_autofree char *key = bh_xasprintf("%s/token", dir);
+    bh_autofree char *env = bh_xasprintf("%s/env", dir);
+    unlink(key);
+    unlink(env);
+}
+
 /* The process and its limits: the image's config merged with the workload's entrypoint, the
  * network plugin's environment added. */
 static int boot_process(struct boot *b, struct bh_err *err)
@@ -347,6 +429,8 @@ static int boot_process(struct boot *b, struct bh_err *err)
     boot_env_append(b, b->net_res.env);
     if (b->extra_env)
         boot_env_append(b, b->extra_env);
+    if (boot_api(b, err) < 0)
+        return -1;
     b->spec.args = b->args;
     b->spec.env = b->env;
     b->spec.cwd = b->cwd;

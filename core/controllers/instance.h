@@ -56,4 +56,14 @@ int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int 
 /* Path of the instance's container log (owned). */
 char *bh_instance_log_path(struct bh_ctx *ctx, const char *id);
 
+/* Per-claim API access (docs/architecture.md "Per-claim tokens"): whether the workload asks
+ * for it (spec.apiAccess.scopes holds "tenant" and not "none"); the daemon's instance socket
+ * (owned path); writing a claim's token into the instance's API dir (token and an env file,
+ * seen read-only inside at BH_RUNTIME_API_DIR) and removing it. */
+int bh_instance_api_wanted(const cJSON *workload);
+char *bh_instance_api_socket(struct bh_ctx *ctx);
+BH_MUST_CHECK int bh_instance_api_grant(struct bh_ctx *ctx, const char *id, const char *token,
+                                        struct bh_err *err);
+void bh_instance_api_clear(struct bh_ctx *ctx, const char *id);
+
 #endif

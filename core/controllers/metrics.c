@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "events.h"
 #include "json.h"
 #include "mem.h"
+#include "plugin.h"
 #include "queue.h"
 #include "store.h"
 
@@ -20,6 +22,10 @@ static const double metrics_secs[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                       1,     2.5,  5,     10,   30,  60,   120};
 static const double metrics_bytes[] = {1 << 10, 1 << 14, 1 << 17, 1 << 20,  1 << 23,
                                        1 << 26, 1 << 28, 1 << 30, 1LL << 32};
+/* Store commits and policy runs take micro- to milliseconds. */
+static const double metrics_fast[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                      0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
+#define METRICS_NFAST BH_ARRAY_LEN(metrics_fast)
 #define METRICS_NSECS BH_ARRAY_LEN(metrics_secs)
 #define METRICS_NBYTES BH_ARRAY_LEN(metrics_bytes)
 
@@ -34,6 +40,8 @@ static const char *const metrics_sources[] = {"existing", "pool",      "pool+dat
 static const char *const metrics_outcomes[] = {"success", "error"};
 static const char *const metrics_variants[] = {"normal", "force", "idle", "other"};
 static const char *const metrics_ops[] = {"hibernate", "restore"};
+static const char *const metrics_policy_kinds[] = {"claim_policy", "guard"};
+static const char *const metrics_verdicts[] = {"allow", "deny", "error"};
 #define N_SOURCES BH_ARRAY_LEN(metrics_sources)
 #define N_VARIANTS BH_ARRAY_LEN(metrics_variants)
 
@@ -52,6 +60,8 @@ struct bh_metrics {
     struct metrics_hist op_bytes[2];   /* successful ones */
     struct metrics_trigger *triggers;
     int n_triggers;
+    struct metrics_hist policy[2][3]; /* [claim_policy|guard][allow|deny|error] */
+    struct metrics_hist commit;       /* store commits */
 };
 
 static size_t metrics_index(const char *const *names, size_t n, const char *v)
@@ -130,6 +140,33 @@ struct bh_metrics *bh_metrics_new(struct bh_ctx *ctx)
     return m;
 }
 
+double bh_metrics_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void bh_metrics_policy_run(struct bh_metrics *m, enum bh_metrics_policy kind,
+                           enum bh_metrics_verdict verdict, double seconds)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    metrics_observe(&m->policy[kind][verdict], metrics_fast, METRICS_NFAST, seconds);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void bh_metrics_store_commit(double seconds, void *ud)
+{
+    struct bh_metrics *m = ud;
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    metrics_observe(&m->commit, metrics_fast, METRICS_NFAST, seconds);
+    pthread_mutex_unlock(&m->lock);
+}
+
 void bh_metrics_free(struct bh_metrics *m)
 {
     if (!m)
@@ -168,13 +205,16 @@ static void metrics_hist_write(FILE *f, const char *name, const char *labels,
                                const struct metrics_hist *h, const double *bounds, size_t n)
 {
     unsigned long long cum = 0;
+    const char *sep = labels ? "," : "";
+    labels = labels ? labels : "";
     for (size_t i = 0; i < n; i++) {
         cum += h->bucket[i];
-        fprintf(f, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, bounds[i], cum);
+        fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, bounds[i], cum);
     }
-    fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, h->count);
-    fprintf(f, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name, labels,
-            h->count);
+    fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, h->count);
+    const char *open = *labels ? "{" : "", *close = *labels ? "}" : "";
+    fprintf(f, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, labels, close, h->sum, name,
+            open, labels, close, h->count);
 }
 
 static void metrics_write_claims(FILE *f, struct bh_metrics *m)
@@ -231,6 +271,24 @@ static void metrics_write_ops(FILE *f, struct bh_metrics *m)
         metrics_label_value(f, t->trigger);
         fprintf(f, "\",verdict=\"%s\"} %llu\n", t->verdict, t->n);
     }
+}
+
+static void metrics_write_runs(FILE *f, struct bh_metrics *m)
+{
+    metrics_head(f, "boilerhouse_policy_duration_seconds", "histogram",
+                 "Run time of Lua claim policies and trigger guards, by kind and verdict.");
+    for (size_t k = 0; k < BH_ARRAY_LEN(metrics_policy_kinds); k++)
+        for (size_t v = 0; v < BH_ARRAY_LEN(metrics_verdicts); v++) {
+            char labels[64];
+            snprintf(labels, sizeof(labels), "kind=\"%s\",verdict=\"%s\"", metrics_policy_kinds[k],
+                     metrics_verdicts[v]);
+            metrics_hist_write(f, "boilerhouse_policy_duration_seconds", labels, &m->policy[k][v],
+                               metrics_fast, METRICS_NFAST);
+        }
+    metrics_head(f, "boilerhouse_store_commit_duration_seconds", "histogram",
+                 "Time a store write took to commit, waiting for the store included.");
+    metrics_hist_write(f, "boilerhouse_store_commit_duration_seconds", NULL, &m->commit,
+                       metrics_fast, METRICS_NFAST);
 }
 
 /* Adds 1 (or v) to the count kept under a label-set key in map. */
@@ -334,6 +392,61 @@ static int metrics_write_snapshots(FILE *f, struct bh_ctx *ctx, struct bh_err *e
     return rc;
 }
 
+/* The egress counters network plugins keep (bh_network_ops.stats), summed per workload over
+ * the plugins that have them. */
+static cJSON *metrics_egress_collect(struct bh_ctx *ctx)
+{
+    cJSON *sum = cJSON_CreateObject();
+    struct bh_plugin *pl;
+    static char buf[64 << 10]; /* under egress_lock: one scrape at a time */
+    for (size_t i = 0; ctx->plugins && (pl = bh_plugins_nth(ctx->plugins, BH_PLUGIN_NETWORK, i));
+         i++) {
+        const struct bh_network_ops *ops = pl->info->ops;
+        if (!BH_HAS_OP(ops, struct bh_network_ops, stats) ||
+            BH_PLUGIN_CALL(pl, ops->stats(pl->state, buf, sizeof(buf))) < 0)
+            continue;
+        buf[sizeof(buf) - 1] = '\0';
+        cJSON *one = cJSON_Parse(buf), *w;
+        cJSON_ArrayForEach(w, one)
+        {
+            cJSON *mine = cJSON_GetObjectItemCaseSensitive(sum, w->string);
+            if (!mine)
+                mine = cJSON_AddObjectToObject(sum, w->string);
+            static const char *const keys[] = {"requests", "bytes", "denials"};
+            for (size_t k = 0; k < BH_ARRAY_LEN(keys); k++)
+                metrics_tally(mine, keys[k], bh_json_num(w, keys[k], 0));
+        }
+        cJSON_Delete(one);
+    }
+    return sum;
+}
+
+static void metrics_write_egress(FILE *f, struct bh_ctx *ctx)
+{
+    static pthread_mutex_t egress_lock = PTHREAD_MUTEX_INITIALIZER;
+    static const char *const series[][3] = {
+        {"boilerhouse_egress_requests_total", "requests",
+         "Requests (and TLS connections) the egress proxy let through, by workload."},
+        {"boilerhouse_egress_bytes_total", "bytes",
+         "Bytes through the egress proxy (client side, both ways), by workload."},
+        {"boilerhouse_egress_denials_total", "denials",
+         "Requests and TLS handshakes the egress proxy refused, by workload."},
+    };
+    pthread_mutex_lock(&egress_lock);
+    cJSON *sum = metrics_egress_collect(ctx);
+    pthread_mutex_unlock(&egress_lock);
+    for (size_t i = 0; i < BH_ARRAY_LEN(series); i++) {
+        metrics_head(f, series[i][0], "counter", series[i][2]);
+        const cJSON *w;
+        cJSON_ArrayForEach(w, sum)
+        {
+            bh_autofree char *k = metrics_labels2("workload", w->string, NULL, NULL);
+            fprintf(f, "%s{%s} %.0f\n", series[i][0], k, bh_json_num(w, series[i][1], 0));
+        }
+    }
+    cJSON_Delete(sum);
+}
+
 /* A "Key:   value kB" line of /proc/self/status, in units of the file. */
 static long long metrics_proc_status(const char *key)
 {
@@ -377,6 +490,10 @@ static void metrics_write_process(FILE *f, struct bh_ctx *ctx)
                  "Keys queued, delayed or being reconciled.");
     fprintf(f, "boilerhouse_reconcile_queue_depth %d\n",
             ctx->queue ? bh_queue_pending(ctx->queue) : 0);
+    metrics_head(f, "boilerhouse_reconcile_retries_total", "counter",
+                 "Reconciles that failed and were queued again with backoff.");
+    fprintf(f, "boilerhouse_reconcile_retries_total %llu\n",
+            ctx->queue ? bh_queue_retries(ctx->queue) : 0ULL);
     metrics_head(f, "process_resident_memory_bytes", "gauge", "Resident memory of the daemon.");
     fprintf(f, "process_resident_memory_bytes %lld\n", metrics_proc_status("VmRSS") * 1024);
     metrics_head(f, "process_open_fds", "gauge", "Open file descriptors of the daemon.");
@@ -397,6 +514,7 @@ int bh_metrics_render(struct bh_ctx *ctx, char **out, struct bh_err *err)
         pthread_mutex_lock(&m->lock);
         metrics_write_claims(f, m);
         metrics_write_ops(f, m);
+        metrics_write_runs(f, m);
         pthread_mutex_unlock(&m->lock);
     }
     int rc = metrics_write_instances(f, ctx, err);
@@ -404,6 +522,7 @@ int bh_metrics_render(struct bh_ctx *ctx, char **out, struct bh_err *err)
         rc = metrics_write_pools(f, ctx, err);
     if (rc == 0)
         rc = metrics_write_snapshots(f, ctx, err);
+    metrics_write_egress(f, ctx);
     metrics_write_process(f, ctx);
     fclose(f);
     if (rc < 0) {

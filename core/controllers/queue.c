@@ -35,6 +35,7 @@ struct bh_queue {
     pthread_t *workers;
     bh_reconcile_fn fn;
     void *ctx;
+    unsigned long long retries; /* failed reconciles scheduled again (metrics) */
 };
 
 static long long queue_now_ms(void)
@@ -178,6 +179,7 @@ static void queue_finish(struct bh_queue *q, struct queue_item *it, int rc, long
     it->state = ITEM_IDLE;
     it->due_ms = 0;
     it->failures = rc < 0 ? it->failures + 1 : 0;
+    q->retries += rc < 0;
     if (it->dirty) {
         it->dirty = 0;
         queue_schedule(q, it, 0);
@@ -243,6 +245,14 @@ void bh_queue_stop(struct bh_queue *q)
     pthread_mutex_unlock(&q->lock);
     for (int i = 0; i < q->n_workers; i++)
         pthread_join(q->workers[i], NULL);
+}
+
+unsigned long long bh_queue_retries(struct bh_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    unsigned long long n = q->retries;
+    pthread_mutex_unlock(&q->lock);
+    return n;
 }
 
 int bh_queue_pending(struct bh_queue *q)

@@ -23,5 +23,7 @@ void bh_queue_stop(struct bh_queue *q);
 void bh_queue_free(struct bh_queue *q);
 /* Number of keys queued, delayed or running (for tests and stats). */
 int bh_queue_pending(struct bh_queue *q);
+/* How many reconciles failed and were scheduled again (with backoff) since the start. */
+unsigned long long bh_queue_retries(struct bh_queue *q);
 
 #endif

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "name.h"
 #include "trigger_int.h"
 
@@ -122,7 +123,14 @@ static int emit_guards(struct emit_run *r)
         struct bh_guard_verdict v = {.size = sizeof(v)};
         struct bh_err err = {0};
         bh_autofree char *stage = bh_xasprintf("guard[%zu] %s", i, bh_guard_type_name(g));
-        if (bh_guard_evaluate(g, &gev, BH_GUARD_DEADLINE_MS, &v, &err) < 0) {
+        double s0 = bh_metrics_clock();
+        int rc = bh_guard_evaluate(g, &gev, BH_GUARD_DEADLINE_MS, &v, &err);
+        bh_metrics_policy_run(r->t->ts->ctx->metrics, BH_METRICS_GUARD,
+                              rc < 0                       ? BH_METRICS_ERROR
+                              : v.verdict == BH_GUARD_DENY ? BH_METRICS_DENY
+                                                           : BH_METRICS_ALLOW,
+                              bh_metrics_clock() - s0);
+        if (rc < 0) {
             emit_stage(r, stage, "error", err.msg, t0);
             return emit_refuse(r, BH_VERDICT_ERROR, 403, "refused: %s", err.msg);
         }

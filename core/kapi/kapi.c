@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "crypto.h"
 #include "json.h"
@@ -47,13 +48,27 @@ void bh_kapi_json(struct bh_kapi_resp *resp, int status, cJSON *body)
     resp->json = body;
 }
 
-static int kapi_authorized(struct bh_kapi *k, struct MHD_Connection *conn)
+/* The caller's principal (auth.h), and whether it may use this method: viewers get, list and
+ * watch (all GET); tenant scopes have no part of this API (it lists every tenant's claims). */
+static int kapi_authorized(struct bh_kapi *k, struct MHD_Connection *conn, const char *method,
+                           struct bh_kapi_resp *resp)
 {
-    const char *key = k->ctx->cfg.api_key;
-    if (!key)
-        return 1;
-    return bh_crypto_bearer_matches(
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
+    struct bh_principal who;
+    struct bh_err err;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (bh_auth_principal(k->ctx, h, BH_AUTH_VIA_LISTENER, &who, &err) < 0) {
+        if (err.code == BH_EAUTH)
+            bh_kapi_status(resp, 401, "Unauthorized", "Unauthorized");
+        else
+            bh_kapi_status(resp, 500, "InternalError", "%s", err.msg);
+        return 0;
+    }
+    int read = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (bh_auth_allow(&who, read ? BH_AUTH_READ : BH_AUTH_ADMIN, NULL, NULL, &err) < 0) {
+        bh_kapi_status(resp, 403, "Forbidden", "%s", err.msg);
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- watch stream ---- */
@@ -233,10 +248,8 @@ static void kapi_dispatch(struct bh_kapi *k, struct MHD_Connection *conn, const 
 {
     struct bh_kapi_path path;
     struct bh_err err;
-    if (!kapi_authorized(k, conn)) {
-        bh_kapi_status(resp, 401, "Unauthorized", "Unauthorized");
+    if (!kapi_authorized(k, conn, method, resp))
         return;
-    }
     if (bh_kapi_path_parse(url, &path, &err) < 0) {
         bh_kapi_status(resp, 404, "NotFound", "the server could not find the requested resource");
         return;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "etc_files.h"
+#include "runtime.h"
 #include "mem.h"
 
 #define OCI_CPU_PERIOD 100000
@@ -164,6 +165,15 @@ static cJSON *oci_mounts_json(const struct bh_oci_params *p)
     if (p->socket_dir) {
         static const char *const opts[] = {"rbind", "rw", "nosuid", "nodev", NULL};
         cJSON_AddItemToArray(a, oci_mount_json("/run/boilerhouse", "none", p->socket_dir, opts));
+    }
+    if (p->api_dir) { /* the daemon writes the claim's token here; the instance only reads */
+        static const char *const opts[] = {"bind", "ro", "nosuid", "nodev", "noexec", NULL};
+        cJSON_AddItemToArray(a, oci_mount_json(BH_RUNTIME_API_DIR, "none", p->api_dir, opts));
+    }
+    if (p->api_dir && p->api_socket) {
+        static const char *const opts[] = {"bind", "nosuid", "nodev", "noexec", NULL};
+        cJSON_AddItemToArray(
+            a, oci_mount_json(BH_RUNTIME_API_DIR "/api.sock", "none", p->api_socket, opts));
     }
     for (size_t i = 0; p->etc_dir && i < p->n_etc_files && i < BH_ETC_N_FILES; i++) {
         static const char *const opts[] = {"bind", "ro", "nosuid", "nodev", "noexec", NULL};

@@ -20,6 +20,8 @@ struct bh_oci_params {
     uint32_t uid_base;       /* host uid/gid that container root maps to */
     uint32_t uid_size;       /* size of the mapping (65536) */
     const char *socket_dir;  /* host dir bind-mounted rw at /run/boilerhouse, or NULL */
+    const char *api_dir;     /* host dir bind-mounted ro at BH_RUNTIME_API_DIR, or NULL */
+    const char *api_socket;  /* host socket bound at BH_RUNTIME_API_DIR/api.sock, or NULL */
     const char *cgroup_path; /* e.g. "/boilerhouse/<id>" */
     /* Host dir holding the first n_etc_files of bh_etc_files (etc_files.h), each bind-mounted
      * read-only at /etc/<name>; NULL for none. */

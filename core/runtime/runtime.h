@@ -25,6 +25,9 @@ struct bh_runtime_stats {
 
 /* What one container is made of; every pointer is borrowed for the call. Directories are
  * chosen by the caller and exist (rootfs, upper and work may be empty). */
+/* Where an instance sees the daemon's API dir (bh_runtime_spec.api_dir). */
+#define BH_RUNTIME_API_DIR "/run/boilerhouse-api"
+
 struct bh_runtime_spec {
     const char *id;      /* container id, from bh_runtime_container_id */
     const char *bundle;  /* a directory the driver may keep this container's files in */
@@ -46,8 +49,13 @@ struct bh_runtime_spec {
     uint32_t uid_base;      /* host uid/gid that container root maps to */
     uint32_t uid_size;      /* size of the mapping */
     const char *socket_dir; /* host dir the container sees at /run/boilerhouse, or NULL */
-    const char *etc_dir;    /* host dir of identity files bound over /etc (etc_files.h), or NULL */
-    size_t n_etc_files;     /* how many of bh_etc_files it holds */
+    /* The daemon's API for the instance (per-claim tokens): api_dir is bound read-only at
+     * BH_RUNTIME_API_DIR, api_socket (the daemon's instance socket) at .../api.sock inside it
+     * (api_dir holds an empty api.sock to mount over). Both NULL: none. */
+    const char *api_dir;
+    const char *api_socket;
+    const char *etc_dir; /* host dir of identity files bound over /etc (etc_files.h), or NULL */
+    size_t n_etc_files;  /* how many of bh_etc_files it holds */
 };
 
 struct bh_runtime;

@@ -76,6 +76,8 @@ static int oci_write_config(const struct bh_runtime_spec *spec, struct bh_err *e
         .uid_base = spec->uid_base,
         .uid_size = spec->uid_size,
         .socket_dir = spec->socket_dir,
+        .api_dir = spec->api_dir,
+        .api_socket = spec->api_dir ? spec->api_socket : NULL,
         .cgroup_path = cgroup,
         .etc_dir = spec->etc_dir,
         .n_etc_files = spec->etc_dir ? spec->n_etc_files : 0,

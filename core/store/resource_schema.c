@@ -277,8 +277,14 @@ static const struct bh_resource_field entrypoint_fields[] = {
     END,
 };
 
+/* What a claim's token may do (docs: "Per-claim tokens"): "tenant" is the claim's own tenant
+ * scope narrowed to the workload; "none" (or no apiAccess) mints no token. */
+static const char *const api_scope_enum[] = {"tenant", "none", NULL};
+static const struct bh_resource_field api_scope_item[] = {
+    {.name = "", .type = BH_T_STRING, .enums = api_scope_enum}};
+
 static const struct bh_resource_field api_access_fields[] = {
-    ARR("scopes", 0, string_item),
+    ARR("scopes", 0, api_scope_item),
     END,
 };
 

@@ -37,6 +37,8 @@ struct bh_store {
     int nsubs;
     int64_t retention;
     int64_t writes_since_compact;
+    bh_store_commit_fn on_commit; /* metrics: how long each commit took */
+    void *on_commit_ud;
 };
 
 static const char *const store_schema =
@@ -54,6 +56,20 @@ static const char *const store_schema =
      * The expression is the one store_list_sql writes for a selector term on this key. */
     "CREATE INDEX IF NOT EXISTS objects_tenant ON objects (kind,"
     " json_extract(doc, '$.metadata.labels.\"" STORE_INDEXED_LABEL "\"'), name);";
+
+/* API tokens (core/store/token.c): only the SHA-256 of a token is kept. claim is set for the
+ * per-claim tokens the claim controller mints and revokes. */
+static const char *const store_schema_tokens =
+    "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+    " hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL, workload TEXT, claim TEXT,"
+    " created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+    " revoked_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS tokens_claim ON tokens (claim) WHERE claim IS NOT NULL;";
+
+/* Schema migrations, applied in order: the database's user_version is how many ran. The first
+ * is the schema from before versioning (idempotent, so a database made then takes it again
+ * harmlessly). Append only; never edit one that shipped. */
+static const char *const store_migrations[] = {store_schema, store_schema_tokens};
 
 /* ---- small SQLite helpers ---------------------------------------------------------------- */
 
@@ -111,6 +127,27 @@ static int store_meta_set(struct bh_store *s, const char *key, int64_t v, struct
 
 /* ---- open / close ------------------------------------------------------------------------ */
 
+/* Runs the migrations the database has not had, in the caller's transaction. */
+static int store_migrate(struct bh_store *s, struct bh_err *err)
+{
+    int64_t have = 0, want = (int64_t)BH_ARRAY_LEN(store_migrations);
+    store_autostmt st = NULL;
+    if (store_prepare(s, "PRAGMA user_version", &st, err) < 0)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        have = sqlite3_column_int64(st, 0);
+    if (have > want)
+        return bh_err_set(err, BH_EINVAL,
+                          "store schema version %lld is newer than this daemon's (%lld)",
+                          (long long)have, (long long)want);
+    for (int64_t i = have; i < want; i++)
+        if (store_exec(s, store_migrations[i], err) < 0)
+            return bh_err_wrap(err, "migration %lld", (long long)i + 1);
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)want);
+    return have == want ? 0 : store_exec(s, sql, err);
+}
+
 static int store_init_db(struct bh_store *s, struct bh_err *err)
 {
     sqlite3_busy_timeout(s->db, 5000);
@@ -118,7 +155,7 @@ static int store_init_db(struct bh_store *s, struct bh_err *err)
         store_exec(s, "PRAGMA synchronous=FULL", err) < 0 ||
         store_exec(s, "BEGIN IMMEDIATE", err) < 0)
         return -1;
-    if (store_exec(s, store_schema, err) < 0) {
+    if (store_migrate(s, err) < 0) {
         store_exec(s, "ROLLBACK", NULL);
         return -1;
     }
@@ -183,6 +220,29 @@ void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud)
     else
         s->subs[s->nsubs++] = (struct store_sub){fn, ud};
     pthread_mutex_unlock(&s->mu);
+}
+
+void bh_store_on_commit(struct bh_store *s, bh_store_commit_fn fn, void *ud)
+{
+    pthread_mutex_lock(&s->mu);
+    s->on_commit = fn;
+    s->on_commit_ud = ud;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static double store_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reports a write's duration (lock wait included: that is what callers wait for). */
+static void store_observe(struct bh_store *s, double t0)
+{
+    bh_store_commit_fn fn = s->on_commit;
+    if (fn)
+        fn(store_now() - t0, s->on_commit_ud);
 }
 
 /* ---- metadata helpers -------------------------------------------------------------------- */
@@ -579,11 +639,14 @@ static int store_write(struct bh_store *s, const struct store_req *req, store_mu
     struct store_write w = {0};
     if (!req->kind || !req->name)
         return bh_err_set(err, BH_EINVAL, "kind and metadata.name are required");
+    double t0 = store_now();
     pthread_mutex_lock(&s->mu);
     int rc = store_write_locked(s, req, mutate, &w, err);
     if (rc == 0 && w.rv)
         pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->mu);
+    if (w.rv)
+        store_observe(s, t0);
     if (rc == 0 && w.rv)
         store_notify(s, &w);
     if (rc == 0 && out)
@@ -953,4 +1016,60 @@ int bh_store_kv_del(struct bh_store *s, const char *ns, const char *key, struct 
 {
     return store_kv_run(s, "DELETE FROM kv WHERE ns = ?1 AND key = ?2", ns, key, NULL, 0, NULL,
                         err);
+}
+
+/* ---- statements of modules with their own tables (token.c) ---------------------------------- */
+
+static cJSON *store_row_json(sqlite3_stmt *st)
+{
+    cJSON *row = cJSON_CreateObject();
+    for (int i = 0; i < sqlite3_column_count(st); i++) {
+        const char *col = sqlite3_column_name(st, i);
+        int type = sqlite3_column_type(st, i);
+        if (type == SQLITE_INTEGER)
+            cJSON_AddNumberToObject(row, col, (double)sqlite3_column_int64(st, i));
+        else if (type == SQLITE_NULL)
+            cJSON_AddNullToObject(row, col);
+        else
+            cJSON_AddStringToObject(row, col, (const char *)sqlite3_column_text(st, i));
+    }
+    return row;
+}
+
+static int store_sql_locked(struct bh_store *s, const char *sql, const char *const *args, int nargs,
+                            cJSON *rows, int *changes, struct bh_err *err)
+{
+    store_autostmt st = NULL;
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    for (int i = 0; i < nargs; i++)
+        sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (rows)
+            cJSON_AddItemToArray(rows, store_row_json(st));
+    if (rc != SQLITE_DONE)
+        return store_sqlerr(s, err, "statement");
+    if (changes)
+        *changes = sqlite3_changes(s->db);
+    return 0;
+}
+
+int bh_store_sql(struct bh_store *s, const char *sql, const char *const *args, int nargs,
+                 cJSON **rows, int *changes, struct bh_err *err)
+{
+    cJSON *arr = rows ? cJSON_CreateArray() : NULL;
+    double t0 = store_now();
+    pthread_mutex_lock(&s->mu);
+    int rc = store_sql_locked(s, sql, args, nargs, arr, changes, err);
+    pthread_mutex_unlock(&s->mu);
+    if (changes && *changes > 0)
+        store_observe(s, t0);
+    if (rc < 0) {
+        cJSON_Delete(arr);
+        return -1;
+    }
+    if (rows)
+        *rows = arr;
+    return 0;
 }

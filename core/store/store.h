@@ -100,4 +100,17 @@ BH_MUST_CHECK int bh_store_kv_incr(struct bh_store *s, const char *ns, const cha
 BH_MUST_CHECK int bh_store_kv_del(struct bh_store *s, const char *ns, const char *key,
                                   struct bh_err *err);
 
+/* One statement on the store's database for a module that keeps its own table there
+ * (token.c; tables are created by the store's migrations). args are bound in order as text
+ * (SQLite's column affinity turns numeric text into numbers), committed durably. *rows
+ * (optional, owned): an array of objects keyed by column name, integers as numbers. *changes
+ * (optional): how many rows the statement changed. */
+BH_MUST_CHECK int bh_store_sql(struct bh_store *s, const char *sql, const char *const *args,
+                               int nargs, cJSON **rows, int *changes, struct bh_err *err);
+
+/* Called after each committed write with its duration in seconds (waiting for the store's lock
+ * included), from the writing thread; for the commit-latency metric. One observer. */
+typedef void (*bh_store_commit_fn)(double seconds, void *ud);
+void bh_store_on_commit(struct bh_store *s, bh_store_commit_fn fn, void *ud);
+
 #endif

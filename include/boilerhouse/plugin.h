@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define BH_PLUGIN_ABI_MAJOR 2
-#define BH_PLUGIN_ABI_MINOR 2
+#define BH_PLUGIN_ABI_MINOR 3
 
 /* Changes whenever a layout-affecting build property differs (pointer size, byte order). */
 #define BH_PLUGIN_STR2(x) #x
@@ -282,6 +282,11 @@ struct bh_network_ops {
      * or a warm pool instance being claimed). Per-tenant policy (credentials) is bound here,
      * without restarting the instance. */
     int (*bind_tenant)(void *state, const struct bh_net_request *req, struct bh_err *err);
+    /* Optional (2.3): counters since init, per workload, as JSON into json[cap]:
+     * {"<workload>": {"requests": n, "bytes": n, "denials": n}, ...}; the host exports them as
+     * boilerhouse_egress_*_total{workload}. Keep the keys bounded (a few hundred at most).
+     * Called at scrape time from any thread. 0, or -1 if there is nothing to say. */
+    int (*stats)(void *state, char *json, size_t cap);
 };
 
 /* ---- storage plugins ---------------------------------------------------------------------- */

@@ -317,6 +317,40 @@ static void test_unknown_source(void **state)
     assert_non_null(strstr(out, "no egress policy"));
 }
 
+/* One counter of egress_stats: {"<workload>":{"requests":n,"bytes":n,"denials":n},...}. */
+static unsigned long long stat_of(const char *workload, const char *key)
+{
+    char json[4096], want[96];
+    assert_int_equal(egress_stats(eg, json, sizeof(json)), 0);
+    snprintf(want, sizeof(want), "\"%s\":{", workload);
+    const char *w = strstr(json, want);
+    if (!w)
+        return 0;
+    snprintf(want, sizeof(want), "\"%s\":", key);
+    const char *k = strstr(w, want);
+    assert_non_null(k);
+    return strtoull(k + strlen(want), NULL, 10);
+}
+
+static void test_stats_per_workload(void **state)
+{
+    char out[4096];
+    unsigned long long req = stat_of("agent", "requests"), den = stat_of("agent", "denials");
+    unsigned long long bytes = stat_of("agent", "bytes"), unk = stat_of("_unknown", "denials");
+    assert_int_equal(get_host("plain.test", out, sizeof(out)), 200);
+    assert_int_equal(get_host("evil.test", out, sizeof(out)), 403);
+    assert_int_equal(http_once("127.0.0.5", p_http, "GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n",
+                               out, sizeof(out)),
+                     403);
+    assert_int_equal(stat_of("agent", "requests") - req, 1);
+    assert_int_equal(stat_of("agent", "denials") - den, 1);
+    assert_int_equal(stat_of("_unknown", "denials") - unk, 1);
+    /* A connection's bytes are added once the proxy is done with it (after the client closed). */
+    for (int i = 0; i < 500 && stat_of("agent", "bytes") - bytes < 100; i++)
+        usleep(10000);
+    assert_true(stat_of("agent", "bytes") - bytes >= 100);
+}
+
 /* ---- transparent TLS --------------------------------------------------------------------- */
 
 static void test_tls_passthrough(void **state)
@@ -676,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_http_wildcard),
         cmocka_unit_test(test_http_keepalive_each_request_checked),
         cmocka_unit_test(test_unknown_source),
+        cmocka_unit_test(test_stats_per_workload),
         cmocka_unit_test(test_tls_passthrough),
         cmocka_unit_test(test_tls_refused),
         cmocka_unit_test(test_tls_intercept_injects),

@@ -165,6 +165,24 @@ def path_without(program):
     return ":".join(dirs), shadow
 
 
+def busybox_with(tmp, name, files):
+    """A copy of the busybox image layout at tmp/name with files added: {path in the rootfs:
+    host file}. Built with umoci; returns the layout's path."""
+    layout = os.path.join(tmp, name)
+    shutil.copytree(BUSYBOX_LAYOUT, layout)
+    bundle = os.path.join(tmp, name + "-bundle")
+    subprocess.run(["umoci", "unpack", "--image", layout + ":latest", bundle], check=True,
+                   capture_output=True)
+    for dest, src in files.items():
+        target = os.path.join(bundle, "rootfs", dest.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy(src, target)
+    subprocess.run(["umoci", "repack", "--image", layout + ":latest", bundle], check=True,
+                   capture_output=True)
+    shutil.rmtree(bundle)
+    return layout
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -309,14 +327,17 @@ class Daemon:
 
     # ---- API ----
 
-    def request(self, method, path, body=None, raw=None, headers=None, timeout=60):
+    def request(self, method, path, body=None, raw=None, headers=None, timeout=60,
+                token=None, anonymous=False):
+        """With the admin key, or token instead, or no credential at all (anonymous)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if isinstance(data, str):
             data = data.encode()
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
                                      method=method)
-        if self.api_key:
-            req.add_header("Authorization", "Bearer " + self.api_key)
+        bearer = None if anonymous else token or self.api_key
+        if bearer:
+            req.add_header("Authorization", "Bearer " + bearer)
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:

@@ -57,7 +57,15 @@ class PolicyTest(DaemonTestCase):
         self.assertEqual(status, 200, body)
         return next(p for p in body["policies"] if p["name"] == name)
 
+    def policy_runs(self, verdict):
+        status, text = self.d.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        series = 'boilerhouse_policy_duration_seconds_count{kind="claim_policy",verdict="%s"} '
+        line = [l for l in text.splitlines() if l.startswith(series % verdict)]
+        return float(line[0].split()[1])
+
     def test_quota_across_workloads(self):
+        allowed, denied_before = self.policy_runs("allow"), self.policy_runs("deny")
         self.put("quota.lua", example("quota.lua"))
         self.claim("alice", "q1", 201)
         self.claim("alice", "q2", 201)
@@ -72,6 +80,9 @@ class PolicyTest(DaemonTestCase):
         p = self.policy("quota.lua")
         self.assertGreaterEqual(p["calls"], 5)
         self.assertGreaterEqual(p["denials"], 1)
+        # The run time of each decision is in /metrics, by verdict.
+        self.assertGreaterEqual(self.policy_runs("allow") - allowed, 4)
+        self.assertGreaterEqual(self.policy_runs("deny") - denied_before, 1)
         self.release_all([("alice", "q2"), ("alice", "q3"), ("bob", "q3")])
 
     def test_business_hours(self):

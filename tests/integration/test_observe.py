@@ -2,6 +2,7 @@
 typed events, replay by id, resync, filters, slow-consumer cut, keepalive) and /metrics
 (promtool-clean, histogram counts equal to the claims made, scraped by a real Prometheus)."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -243,6 +244,16 @@ class TestMetrics(ObserveBase):
             self.value(after, 'boilerhouse_instances{workload="notes",phase="Running"}'), 2)
         self.assertGreater(self.value(after, "process_resident_memory_bytes"), 1 << 20)
         self.assertGreater(self.value(after, "process_threads"), 1)
+        self.assertGreater(self.value(after, "process_open_fds"), 3)
+        # Every claim commits to the store (claim created, instance recorded, claim Active).
+        commits = "boilerhouse_store_commit_duration_seconds_count"
+        self.assertGreaterEqual(self.value(after, commits) - self.value(before, commits), 3 * 3)
+        for series in ("boilerhouse_reconcile_retries_total",
+                       "boilerhouse_reconcile_queue_depth",
+                       'boilerhouse_policy_duration_seconds_count{kind="guard",verdict="deny"}',
+                       'boilerhouse_policy_duration_seconds_count{kind="claim_policy",'
+                       'verdict="allow"}'):
+            self.assertRegex(after, r"(?m)^%s \d" % re.escape(series))
         for t in tenants:  # no tenant ID is ever a label
             self.assertNotIn('"%s"' % t, after)
         check = subprocess.run(["promtool", "check", "metrics"], input=after, text=True,

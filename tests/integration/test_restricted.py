@@ -22,7 +22,7 @@ import time
 import unittest
 
 import fakenet
-from bh import BUSYBOX_LAYOUT, BUSYBOX_REF, Daemon, free_port, require
+from bh import BUSYBOX_REF, Daemon, busybox_with, free_port, require, wait_for
 from fakenet import sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,16 +85,8 @@ class RestrictedTest(unittest.TestCase):
                               os.path.join(HERE, "tlsget.c"), "-lssl", "-lcrypto", "-lpthread"],
                              capture_output=True, text=True)
         require(out.returncode == 0, "cannot build a static TLS client: " + out.stderr[-500:])
-        cls.layout = os.path.join(t, "tlsbox")
-        shutil.copytree(BUSYBOX_LAYOUT, cls.layout)
-        bundle = os.path.join(t, "bundle")
-        sh("umoci", "unpack", "--image", cls.layout + ":latest", bundle)
-        root = os.path.join(bundle, "rootfs")
-        shutil.copy(tlsget, os.path.join(root, "bin", "tlsget"))
-        os.makedirs(os.path.join(root, "etc/ssl/certs"), exist_ok=True)
-        shutil.copy(cls.ca_crt, os.path.join(root, "etc/ssl/certs/ca-certificates.crt"))
-        sh("umoci", "repack", "--image", cls.layout + ":latest", bundle)
-        shutil.rmtree(bundle)
+        cls.layout = busybox_with(t, "tlsbox", {
+            "/bin/tlsget": tlsget, "/etc/ssl/certs/ca-certificates.crt": cls.ca_crt})
 
     @classmethod
     def fake_internet(cls):
@@ -157,7 +149,15 @@ class RestrictedTest(unittest.TestCase):
 
     # ---- tests ----
 
+    def egress(self, what, workload="rsbox"):
+        """boilerhouse_egress_<what>_total{workload=...} from /metrics."""
+        status, text = self.d.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        series = 'boilerhouse_egress_%s_total{workload="%s"} ' % (what, workload)
+        return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(series))
+
     def test_allowlisted_names_reachable_over_http_and_https(self):
+        requests, nbytes = self.egress("requests"), self.egress("bytes")
         iid = self.claim("rs-allow", "rsbox")["instanceId"]
         for name in ("allowed.test", "a.allowed.test"):
             for proxy in (False, True):
@@ -173,8 +173,14 @@ class RestrictedTest(unittest.TestCase):
                     rc, out = self.http(iid, "http://%s%s" % (self.inet_ip, p), host=name)
                 self.assertEqual(rc, 0, (name, proxy, out))
                 self.assertEqual([r["headers"]["host"] for r in self.recorded(p)], [name])
+        # 2 names x (HTTPS + HTTP) x (transparent + explicit proxy), counted per workload; the
+        # bytes of a connection are added when the proxy is done with it.
+        self.assertGreaterEqual(self.egress("requests") - requests, 8)
+        wait_for(lambda: self.egress("bytes") - nbytes > 8 * 100, timeout=30,
+                 what="the egress byte count")
 
     def test_other_names_ip_literals_and_ports_refused(self):
+        denials = self.egress("denials")
         iid = self.claim("rs-deny", "rsbox")["instanceId"]
         for proxy in (False, True):
             p = self.mark()
@@ -200,6 +206,9 @@ class RestrictedTest(unittest.TestCase):
         rc, out = self.run_in(iid, "http_proxy= timeout 5 wget -S -O - --header 'Host: blocked.test'"
                               " http://%s/ 2>&1" % self.inet_ip)
         self.assertIn("403", out)
+        # Every refusal that reached the proxy above (not those DNS already refused) is a
+        # denial of this workload in /metrics.
+        self.assertGreaterEqual(self.egress("denials") - denials, 6)
         # Any other port, straight to the fake internet: dropped.
         rc, out = self.run_in(iid, "echo 'GET /nc HTTP/1.0' | timeout 4 nc -w 2 %s 8080"
                               % self.inet_ip)

@@ -77,7 +77,20 @@ struct egress {
     pthread_cond_t conn_cv;
     struct eg_conn *conns;
     int n_conns;
+
+    pthread_mutex_t stats_mu; /* per-workload counters (egress_stats) */
+    struct eg_stat *stats;
+    int n_stats;
 };
+
+/* What the proxy did for one workload; "_unknown" is a source without a policy, "_other"
+ * every workload past EG_MAX_STATS (the series a scrape shows stay bounded). */
+struct eg_stat {
+    char workload[64];
+    unsigned long long requests, bytes, denials;
+    struct eg_stat *next;
+};
+#define EG_MAX_STATS 256
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -556,6 +569,7 @@ static int upstream_connect(struct eg_conn *c, const char *name, int port)
 struct eg_io {
     int fd;
     SSL *ssl;
+    unsigned long long bytes; /* read and written, for the workload's counters */
     size_t off, len;
     char buf[EG_IO_BUF];
 };
@@ -565,6 +579,8 @@ static ssize_t io_raw_read(struct eg_io *io, void *p, size_t n)
     if (io->ssl) {
         int r = SSL_read(io->ssl, p, (int)(n > 65536 ? 65536 : n));
         if (r > 0)
+            io->bytes += (unsigned long long)r;
+        if (r > 0)
             return r;
         return SSL_get_error(io->ssl, r) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
     }
@@ -572,11 +588,13 @@ static ssize_t io_raw_read(struct eg_io *io, void *p, size_t n)
     do
         r = recv(io->fd, p, n, 0);
     while (r < 0 && errno == EINTR);
+    io->bytes += r > 0 ? (unsigned long long)r : 0;
     return r;
 }
 
 static int io_write(struct eg_io *io, const void *p, size_t n)
 {
+    io->bytes += n;
     if (!io->ssl)
         return send_all(io->fd, p, n);
     while (n > 0) {
@@ -880,8 +898,62 @@ static void send_status(struct eg_io *io, int code, const char *reason, const ch
     io_write(io, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 }
 
+/* ---- per-workload counters ---------------------------------------------------------------- */
+
+static void eg_count(struct egress *eg, const char *workload, unsigned long long requests,
+                     unsigned long long bytes, unsigned long long denials)
+{
+    if (!workload || !workload[0])
+        workload = "_unknown";
+    pthread_mutex_lock(&eg->stats_mu);
+    struct eg_stat *s = eg->stats;
+    while (s && strcmp(s->workload, workload) != 0)
+        s = s->next;
+    if (!s && eg->n_stats >= EG_MAX_STATS)
+        for (s = eg->stats; s && strcmp(s->workload, "_other") != 0; s = s->next)
+            ;
+    if (!s) {
+        s = xcalloc(1, sizeof(*s));
+        snprintf(s->workload, sizeof(s->workload), "%s",
+                 eg->n_stats >= EG_MAX_STATS ? "_other" : workload);
+        s->next = eg->stats;
+        eg->stats = s;
+        eg->n_stats++;
+    }
+    s->requests += requests;
+    s->bytes += bytes;
+    s->denials += denials;
+    pthread_mutex_unlock(&eg->stats_mu);
+}
+
+/* The workload of a source's policy, into out ("" without one). */
+static void eg_workload_of(struct egress *eg, const char *src, char *out, size_t cap)
+{
+    struct eg_policy *p = eg_policy_get(eg, src);
+    snprintf(out, cap, "%s", p && p->workload ? p->workload : "");
+    eg_policy_put(p);
+}
+
+int egress_stats(struct egress *eg, char *json, size_t cap)
+{
+    size_t n = (size_t)snprintf(json, cap, "{");
+    pthread_mutex_lock(&eg->stats_mu);
+    for (struct eg_stat *s = eg->stats; s && n < cap; s = s->next)
+        n += (size_t)snprintf(
+            json + n, cap - n, "%s\"%s\":{\"requests\":%llu,\"bytes\":%llu,\"denials\":%llu}",
+            s == eg->stats ? "" : ",", s->workload, s->requests, s->bytes, s->denials);
+    pthread_mutex_unlock(&eg->stats_mu);
+    if (n + 2 > cap)
+        return -1;
+    memcpy(json + n, "}", 2);
+    return 0;
+}
+
 static void refuse(struct eg_conn *c, struct eg_io *io, const char *host, const char *why)
 {
+    char workload[64];
+    eg_workload_of(c->eg, c->src, workload, sizeof(workload));
+    eg_count(c->eg, workload, 0, 0, 1);
     char body[600];
     snprintf(body, sizeof(body), "egress to %.300s %s\n", host, why);
     eg_log(c->eg, BH_LOG_INFO, "refused %s -> %.300s: %s", c->src, host, why);
@@ -1059,6 +1131,7 @@ static int split_authority(char *auth, int want_port, char *name, size_t cap, co
 struct serve {
     struct eg_conn *c;
     struct eg_io *client;
+    char workload[64]; /* of the policy that admitted the last request */
     enum serve_mode mode;
     const char *fixed; /* SNI name for SERVE_INTERCEPT */
     struct upstream up;
@@ -1078,6 +1151,8 @@ static struct eg_policy *admit(struct serve *s, const char *name, const char *sh
         refuse(s->c, s->client, shown, "is not on this workload's allowlist");
         return NULL;
     }
+    snprintf(s->workload, sizeof(s->workload), "%s", p->workload ? p->workload : "");
+    eg_count(s->c->eg, s->workload, 1, 0, 0);
     return p;
 }
 
@@ -1182,6 +1257,9 @@ static void serve_http(struct serve *s)
         ;
     upstream_close(s->c, &s->up);
     free(h);
+    /* The client side's bytes both ways (headers included), once the connection is done. */
+    if (s->workload[0])
+        eg_count(s->c->eg, s->workload, 0, s->client->bytes, 0);
 }
 
 /* ---- TLS --------------------------------------------------------------------------------- */
@@ -1211,28 +1289,32 @@ static int peek_sni(int fd, char *sni, size_t cap)
     return 0;
 }
 
-/* Copies bytes both ways until both sides are done or idle too long. */
-static void splice_fds(int a, int b)
+/* Copies bytes both ways until both sides are done or idle too long; how many it copied. */
+static unsigned long long splice_fds(int a, int b)
 {
     char buf[EG_IO_BUF];
     struct pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
     int open_dirs = 2;
+    unsigned long long copied = 0;
     while (open_dirs > 0 && poll(p, 2, EG_IO_TIMEOUT_MS) > 0) {
         for (int i = 0; i < 2; i++) {
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             ssize_t r = recv(p[i].fd, buf, sizeof(buf), 0);
-            if (r > 0 && send_all(p[1 - i].fd, buf, (size_t)r) == 0)
+            if (r > 0 && send_all(p[1 - i].fd, buf, (size_t)r) == 0) {
+                copied += (unsigned long long)r;
                 continue;
+            }
             if (r < 0 && errno == EINTR)
                 continue;
             if (r < 0 || r > 0)
-                return;
+                return copied;
             shutdown(p[1 - i].fd, SHUT_WR);
             p[i].fd = -1;
             open_dirs--;
         }
     }
+    return copied;
 }
 
 static void serve_tls(struct eg_conn *c, const char *connect_host)
@@ -1245,6 +1327,7 @@ static void serve_tls(struct eg_conn *c, const char *connect_host)
     if (!ok) {
         eg_log(c->eg, BH_LOG_INFO, "refused TLS from %s (SNI %s)", c->src,
                p ? "not allowed" : "missing, bad or no policy");
+        eg_count(c->eg, p ? p->workload : NULL, 0, 0, 1);
         eg_policy_put(p);
         send_all(c->cfd, tls_alert, sizeof(tls_alert));
         return;
@@ -1255,10 +1338,11 @@ static void serve_tls(struct eg_conn *c, const char *connect_host)
     eg_policy_put(p);
     if (!intercept) {
         int ufd = upstream_connect(c, sni, c->eg->up_tls_port);
-        if (ufd >= 0)
-            splice_fds(c->cfd, ufd);
-        else
+        /* A CONNECT's request was counted when it was admitted. */
+        unsigned long long copied = ufd >= 0 ? splice_fds(c->cfd, ufd) : 0;
+        if (ufd < 0)
             send_all(c->cfd, tls_alert, sizeof(tls_alert));
+        eg_count(c->eg, workload, connect_host ? 0 : 1, copied, 0);
         return;
     }
     SSL_CTX *ctx = eg_tls_leaf_ctx(c->eg->tls, workload, sni, NULL);
@@ -1552,6 +1636,7 @@ int egress_start(const struct egress_config *cfg, struct egress **out, struct bh
         eg->lfd[k] = -1;
     pthread_rwlock_init(&eg->lock, NULL);
     pthread_mutex_init(&eg->conn_mu, NULL);
+    pthread_mutex_init(&eg->stats_mu, NULL);
     pthread_cond_init(&eg->conn_cv, NULL);
     hosts_load(eg, cfg->hosts_file);
     if (eg_tls_init(&eg->tls, cfg->ca_dir, cfg->trust_bundle, err) < 0 ||
@@ -1617,6 +1702,11 @@ void egress_stop(struct egress *eg)
     pthread_rwlock_destroy(&eg->lock);
     pthread_mutex_destroy(&eg->conn_mu);
     pthread_cond_destroy(&eg->conn_cv);
+    for (struct eg_stat *s = eg->stats, *n; s; s = n) {
+        n = s->next;
+        free(s);
+    }
+    pthread_mutex_destroy(&eg->stats_mu);
     free(eg->listen_ip);
     free(eg);
 }

@@ -71,5 +71,10 @@ const char *egress_ca_cert(struct egress *eg, const char *workload, struct bh_er
 void egress_ports(struct egress *eg, int *explicit_port, int *http_port, int *tls_port,
                   int *dns_port);
 void egress_set_upstream_ports(struct egress *eg, int http_port, int tls_port);
+/* Counters per workload since the start, as JSON into json[cap]:
+ * {"<workload>": {"requests": n, "bytes": n, "denials": n}, ...}. requests: HTTP requests and
+ * TLS connections let through; bytes: what crossed the client side, both ways; denials: 403s
+ * and refused handshakes. -1 if cap is too small. */
+int egress_stats(struct egress *eg, char *json, size_t cap);
 
 #endif

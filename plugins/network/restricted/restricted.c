@@ -380,6 +380,12 @@ static const struct bh_config_field rs_serves[] = {
     {"credentials", BH_CFG_LIST, 0, NULL, "headers the proxy adds per domain"},
 };
 
+static int rs_stats(void *state, char *json, size_t cap)
+{
+    struct rs_state *s = state;
+    return s->eg ? egress_stats(s->eg, json, cap) : -1;
+}
+
 static const struct bh_network_ops rs_ops = {
     .size = sizeof(struct bh_network_ops),
     .init = rs_init,
@@ -388,6 +394,7 @@ static const struct bh_network_ops rs_ops = {
     .attach = rs_attach,
     .detach = rs_detach,
     .bind_tenant = rs_bind_tenant,
+    .stats = rs_stats,
 };
 
 static const struct bh_plugin_info rs_info = {
