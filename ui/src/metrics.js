@@ -44,7 +44,16 @@ function Chart({ title, unit, seriesMap, points }) {
         })),
       ],
       // A few points must not stretch the time axis over years: pad around them instead.
-      scales: { x: { time: true, range: (u, min, max) => [min - 60, max + 60] } },
+      scales: {
+        x: {
+          time: true,
+          range: (u) => {
+            const xs = u.data[0];
+            const now = Date.now() / 1000;
+            return xs.length ? [xs[0] - 60, xs[xs.length - 1] + 60] : [now - 600, now];
+          },
+        },
+      },
       axes: [{}, { label: unit, size: 60 }],
       legend: { show: true },
     };
@@ -114,7 +123,7 @@ export function MetricsPage() {
   for (const p of store.hibernate) (hib[p.kind] ||= []).push({ t: p.t, y: p.ms });
   return html`<section aria-labelledby="met-h">
     <h1 id="met-h">Metrics</h1>
-    <p class="muted">Charts follow the daemon's event stream from the moment this dashboard opened; the table is
+    <p class="muted">Charts follow the daemon's event stream from the moment this dashboard opened; the table is${' '}
       <a href="/metrics">/metrics</a> (Prometheus text), re-read when events arrive.</p>
     <div class="grid2">
       <${Chart} title="Claim latency by source" unit="ms" seriesMap=${latency} points />
