@@ -64,6 +64,8 @@ static const struct settings_entry settings_table[] = {
      "bearer key for /api/v1 (environment only: flags show in ps)"},
     {"BOILERHOUSE_PLUGIN_DIR", "plugin-dir", "DIR", SET_STR, S_OFF(plugin_dir),
      bh_settings_default_plugin_dir, 0, 0, 0, 0, NULL, "where bh-*.so plugins are loaded from"},
+    {"BOILERHOUSE_UI_DIR", "ui-dir", "DIR", SET_PATH, S_OFF(ui_dir), bh_settings_default_ui_dir, 0,
+     0, 0, 0, NULL, "the dashboard's built files, served at /ui"},
     {"BOILERHOUSE_PLUGIN_CONFIG", "plugin-config", "FILE", SET_STR, S_OFF(plugin_config), NULL, 0,
      0, 0, 0, NULL, "plugin settings, YAML/JSON: {\"network/x\": {...}}"},
     {"BOILERHOUSE_REGISTRY_CONFIG", "registry-config", "FILE", SET_STR, S_OFF(registry_config),

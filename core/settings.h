@@ -13,6 +13,8 @@
 /* Where plugins load from unless configured: defined per executable (plugin_dir.c), so the
  * build tree's daemon and the installed one are one source with two defaults. */
 extern const char bh_settings_default_plugin_dir[];
+/* The same for the dashboard's built files (served at /ui). */
+extern const char bh_settings_default_ui_dir[];
 
 /* Sets every default, then what the environment sets (an empty variable counts as unset).
  * s is always filled (owned strings): bh_settings_free it even on error. */

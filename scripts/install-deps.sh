@@ -11,6 +11,9 @@ PKGS=(
   busybox-static umoci skopeo docker-registry apache2-utils
   debootstrap buildah
   prometheus
+  # the dashboard's browser test (tests/integration/test_ui.py): Debian's Chromium, driven by
+  # playwright-core from ui/package-lock.json (the build's npm ci installs it)
+  chromium
   # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh
   libasan8 liblsan0 libubsan1 libtsan2 clang libclang-rt-dev
 )
@@ -29,14 +32,16 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
+# node and npm: the build bundles the dashboard (ui/, `npm ci` from the npm registry), the
+# tests run s3rver and playwright-core. Debian's, unless the machine already has node with
+# its own npm (NodeSource's nodejs ships npm and conflicts with Debian's npm): leave that alone.
+command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  --no-install-recommends nodejs npm >/dev/null
 # An S3-compatible server for the S3 storage plugin's tests, pinned, in a cache outside the
 # repo (tests/integration/test_s3.py looks there; BH_S3RVER overrides).
 S3RVER_VERSION=3.7.1
 S3RVER_DIR=/var/cache/boilerhouse/s3rver
 if [ "$(cat "$S3RVER_DIR/.version" 2>/dev/null)" != "$S3RVER_VERSION" ]; then
-  # Debian's npm (a machine may already have node with its own npm: leave that alone).
-  command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends nodejs npm >/dev/null
   mkdir -p "$S3RVER_DIR"
   npm install --silent --no-audit --no-fund --prefix "$S3RVER_DIR" "s3rver@$S3RVER_VERSION" >/dev/null
   echo "$S3RVER_VERSION" >"$S3RVER_DIR/.version"

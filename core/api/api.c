@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mem.h"
 #include "num.h"
+#include "ui.h"
 #include "ws.h"
 
 #define API_MAX_PARAMS 4
@@ -292,6 +293,8 @@ static enum MHD_Result api_handle(void *cls, struct MHD_Connection *conn, const 
     }
     if (strcmp(url, "/ws") == 0 && strcmp(method, "GET") == 0)
         return api_ws(api, conn, ac);
+    if (bh_ui_wanted(url))
+        return bh_ui_answer(api->ctx->cfg.ui_dir, conn, url, method);
     struct bh_api_resp resp = {0};
     long long t0 = bh_clock_ms();
     if (ac->too_large)

@@ -20,6 +20,7 @@
 #include "name.h"
 #include "plugin.h"
 #include "queue.h"
+#include "runtime.h"
 #include "resource.h"
 #include "secret.h"
 #include "store.h"
@@ -665,6 +666,34 @@ static void h_instance_get(const struct bh_api_req *req, struct bh_api_resp *res
     cJSON_Delete(inst);
 }
 
+/* GET /instances/{id}/stats: what the instance's cgroup uses now (the dashboard derives CPU
+ * use from two readings); -1 where the runtime cannot tell. */
+static void h_instance_stats(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    cJSON *inst = api_instance_get(req, resp);
+    if (!inst)
+        return;
+    struct bh_runtime_stats st = {-1, -1, -1, -1};
+    bh_autofree char *cid = bh_runtime_container_id(req->params[0]);
+    struct bh_err err;
+    const char *phase = bh_json_str(inst, "status.phase");
+    int pid = (int)bh_json_int(inst, "status.pid", 0);
+    if (pid > 0 && bh_runtime_stats(req->ctx->runtime, cid, pid, &st, &err) < 0)
+        st.cpu_ns = st.net_bytes = st.mem_bytes = st.mem_limit = -1;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", req->params[0]);
+    cJSON_AddStringToObject(o, "phase", phase ? phase : "Unknown");
+    cJSON_AddNumberToObject(o, "cpuNs", (double)st.cpu_ns);
+    cJSON_AddNumberToObject(o, "memoryBytes", (double)st.mem_bytes);
+    cJSON_AddNumberToObject(o, "memoryLimitBytes", (double)st.mem_limit);
+    cJSON_AddNumberToObject(o, "netBytes", (double)st.net_bytes);
+    char ts[32];
+    bh_clock_rfc3339(ts);
+    cJSON_AddStringToObject(o, "sampledAt", ts);
+    cJSON_Delete(inst);
+    bh_api_json(resp, 200, o);
+}
+
 /* The last n lines of text (a pointer into it). */
 static const char *api_tail_lines(const char *text, size_t len, long n)
 {
@@ -924,6 +953,7 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/instances", h_instances_list, BH_AUTH_READ},
     {"GET", "/api/v1/instances/*", h_instance_get, BH_AUTH_READ},
     {"GET", "/api/v1/instances/*/logs", h_instance_logs, BH_AUTH_READ},
+    {"GET", "/api/v1/instances/*/stats", h_instance_stats, BH_AUTH_READ},
     {"POST", "/api/v1/instances/*/exec", h_instance_exec, BH_AUTH_ADMIN},
     {"POST", "/api/v1/instances/*/destroy", h_instance_destroy, BH_AUTH_ADMIN},
     {"GET", "/api/v1/triggers", h_resources_list, BH_AUTH_READ},

@@ -30,6 +30,7 @@ struct bh_settings {
     char *kube_host;            /* the Kubernetes-compatible API: "127.0.0.1" */
     int kube_port;              /* 6443; 0: not served */
     char *plugin_dir;           /* where bh-*.so plugins are loaded from */
+    char *ui_dir;               /* the dashboard's built files, served at /ui */
     char *plugin_config;        /* JSON/YAML file path or NULL */
     char *registry_config;      /* JSON file path or NULL */
     char *workloads_dir;        /* applied at startup, or NULL */

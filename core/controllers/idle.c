@@ -103,7 +103,7 @@ int bh_idle_sample(struct bh_ctx *ctx, cJSON *inst, const cJSON *workload, long 
     long long now = idle_wall_ms();
     long long elapsed = now - bh_json_int(status, "sampledAt", now);
     long long cpu_budget = (long long)(IDLE_CPU_SHARE * 1e6 * (double)elapsed); /* ns */
-    struct bh_runtime_stats st = {-1, -1};
+    struct bh_runtime_stats st = {-1, -1, -1, -1};
     bh_autofree char *cid = bh_runtime_container_id(id);
     struct bh_err serr;
     if (bh_runtime_stats(ctx->runtime, cid, (int)bh_json_int(status, "pid", 0), &st, &serr) < 0)

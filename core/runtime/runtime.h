@@ -21,6 +21,8 @@ struct bh_runtime_state {
 struct bh_runtime_stats {
     long long cpu_ns;    /* CPU time of all its processes */
     long long net_bytes; /* rx+tx bytes of its interfaces but loopback */
+    long long mem_bytes; /* memory charged to its cgroup now */
+    long long mem_limit; /* its cgroup's memory limit; -1 also when unlimited */
 };
 
 /* What one container is made of; every pointer is borrowed for the call. Directories are

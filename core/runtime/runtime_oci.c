@@ -225,6 +225,25 @@ static long long oci_cpu_ns(const char *id)
     return usec >= 0 ? usec * 1000 : -1;
 }
 
+/* Memory charged to the container's cgroup and its limit (v1 memory controller, or v2);
+ * a limit above 2^60 is v1's "unlimited". */
+static void oci_memory(const char *id, long long *used, long long *limit)
+{
+    bh_autofree char *cgroup = oci_cgroup(id);
+    bh_autofree char *v1 = bh_xasprintf("/sys/fs/cgroup/memory%s/memory.usage_in_bytes", cgroup);
+    bh_autofree char *v1max = bh_xasprintf("/sys/fs/cgroup/memory%s/memory.limit_in_bytes", cgroup);
+    bh_autofree char *v2 = bh_xasprintf("/sys/fs/cgroup%s/memory.current", cgroup);
+    bh_autofree char *v2max = bh_xasprintf("/sys/fs/cgroup%s/memory.max", cgroup);
+    *used = oci_read_ll(v1, "%lld");
+    *limit = oci_read_ll(v1max, "%lld");
+    if (*used < 0) {
+        *used = oci_read_ll(v2, "%lld");
+        *limit = oci_read_ll(v2max, "%lld"); /* "max" does not parse: unlimited */
+    }
+    if (*limit >= (1LL << 60))
+        *limit = -1;
+}
+
 /* rx+tx bytes of every interface but lo in the network namespace of pid. */
 static long long oci_net_bytes(int pid)
 {
@@ -256,6 +275,7 @@ static int oci_stats(struct bh_runtime *rt, const char *id, int pid, struct bh_r
 {
     st->cpu_ns = oci_cpu_ns(id);
     st->net_bytes = oci_net_bytes(pid);
+    oci_memory(id, &st->mem_bytes, &st->mem_limit);
     return 0;
 }
 

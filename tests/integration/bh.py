@@ -350,14 +350,15 @@ class Daemon:
         except ValueError:
             return status, text
 
-    def raw_request(self, method, path, body=b"", headers=None):
-        """Sends the path exactly as given (no client-side normalisation of '..')."""
+    def raw_exchange(self, method, path, body=b"", headers=None, auth=True):
+        """Sends the path exactly as given (no client-side normalisation of '..'), with the
+        API key when auth is set; returns the whole raw response."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
             head = "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n" % (
                 method, path, len(body))
             for k, v in (headers or {}).items():
                 head += "%s: %s\r\n" % (k, v)
-            if self.api_key:
+            if self.api_key and auth:
                 head += "Authorization: Bearer %s\r\n" % self.api_key
             s.sendall(head.encode() + b"\r\n" + body)
             data = b""
@@ -366,7 +367,11 @@ class Daemon:
                 if not chunk:
                     break
                 data += chunk
-        head, _, payload = data.partition(b"\r\n\r\n")
+        return data
+
+    def raw_request(self, method, path, body=b"", headers=None):
+        """raw_exchange answering (status, JSON body or text)."""
+        head, _, payload = self.raw_exchange(method, path, body, headers).partition(b"\r\n\r\n")
         status = int(head.split()[1])
         try:
             return status, json.loads(payload.decode())
