@@ -5,12 +5,11 @@ puts the workload in Error with buildah's message."""
 
 import os
 import shutil
-import subprocess
 import tempfile
 import unittest
 
-from bh import DEBIAN_LAYOUT, SOURCE, Daemon, require, wait_for
-from test_registry import Registry
+from bh import SOURCE, Daemon, wait_for
+from test_registry import debian_base_registry
 
 BUILD_TIMEOUT = 300  # a first build pulls the Debian base from the registry
 
@@ -24,20 +23,11 @@ def write(path, text):
 class DockerfileTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        for tool in ("buildah", "docker-registry", "skopeo"):
-            require(shutil.which(tool), f"{tool} not installed (scripts/install-deps.sh)")
-        require(os.path.exists(os.path.join(DEBIAN_LAYOUT, "index.json")),
-                "no Debian test image at %s (scripts/build-debian-image.sh)" % DEBIAN_LAYOUT)
         cls.tmp = tempfile.mkdtemp(prefix="bh-it-dockerfile-")
         cls.reg = None
         cls.d = None
         try:
-            cls.reg = Registry(cls.tmp)
-            cls.reg.wait_ready()
-            cls.base = f"{cls.reg.host}/test/debian:12"
-            subprocess.run(["skopeo", "copy", "--dest-tls-verify=false",
-                            f"oci:{DEBIAN_LAYOUT}:latest", f"docker://{cls.base}"],
-                           check=True, capture_output=True)
+            cls.reg, cls.base = debian_base_registry(cls.tmp)
             cls.wdir = os.path.join(cls.tmp, "workloads")
             os.makedirs(cls.wdir)
             cls.d = Daemon(extra_env={"BOILERHOUSE_WORKLOADS_DIR": cls.wdir})
