@@ -509,6 +509,8 @@ static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err
     bh_json_set_num(status, "pid", b->pid);
     bh_json_set_str(status, "startedAt", now);
     bh_json_set_str(status, "lastActivity", now);
+    /* What it runs: a rebuilt Dockerfile keeps its ref, so pools compare digests. */
+    bh_json_set_str(status, "imageDigest", b->image->digest);
     cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
     cJSON_AddItemToObject(status, "endpoint", boot_endpoint(b));
     int rc = bh_store_update_status_lazy(b->ctx->store, obj, out, err);

@@ -88,6 +88,48 @@ class DockerfileTest(unittest.TestCase):
         self.d.wait_workload("app", "Ready")
         self.assertEqual(self.exec_in("t2", "app", ["cat", "/greeting.txt"]), "hello v2")
 
+    def test_a_rebuild_replaces_the_warm_pool(self):
+        """Pool members of the old image are drained once the rebuild is Ready, and the next
+        claim from the pool runs the new image (the tag stays boilerhouse/<name>:<version>)."""
+        write(os.path.join(self.wdir, "pooled/Dockerfile"),
+              f"FROM {self.base}\nCOPY v.txt /v.txt\n")
+        write(os.path.join(self.wdir, "pooled/v.txt"), "old\n")
+        self.apply("pooled", "pooled/Dockerfile")
+        first = self.d.wait_workload("pooled", "Ready", BUILD_TIMEOUT)["status"]["imageDigest"]
+        status, body = self.d.request("POST", "/api/v1/pools",
+                                      {"name": "pooled-pool",
+                                       "spec": {"workloadRef": "pooled", "size": 1}})
+        self.assertEqual(status, 201, body)
+        self.addCleanup(self.d.request, "DELETE", "/api/v1/pools/pooled-pool")
+        old = wait_for(lambda: self.warm("pooled"), 120, "a warm instance of the first build")
+        self.assertEqual(old[0]["imageDigest"], first)
+
+        write(os.path.join(self.wdir, "pooled/v.txt"), "new\n")
+        second = wait_for(lambda: self.d.request("GET", "/api/v1/workloads/pooled")[1]["status"]
+                          .get("imageDigest") not in (None, first) and
+                          self.d.request("GET", "/api/v1/workloads/pooled")[1]["status"]
+                          ["imageDigest"], BUILD_TIMEOUT, "a rebuild")
+        fresh = wait_for(lambda: [i for i in self.warm("pooled")
+                                  if i["imageDigest"] == second and i["id"] != old[0]["id"]],
+                         120, "a warm instance of the rebuilt image")
+        wait_for(lambda: [i["id"] for i in self.warm("pooled")] == [fresh[0]["id"]], 60,
+                 "the old member drained")
+        self.assertNotIn("bh-" + old[0]["id"], self.d.containers())
+        status, claim = self.d.claim("t6", "pooled")
+        self.assertEqual((status, claim.get("source")), (201, "pool"), claim)
+        self.assertEqual(claim["instanceId"], fresh[0]["id"])
+        out = self.d.request("POST", "/api/v1/instances/%s/exec" % claim["instanceId"],
+                             {"command": ["cat", "/v.txt"]})[1]
+        self.assertEqual(out["stdout"], "new")
+        self.assertEqual(self.d.release("t6", "pooled")[0], 200)
+
+    def warm(self, workload):
+        """The workload's unclaimed running instances: [{id, imageDigest}]."""
+        return [{"id": i["id"], "imageDigest": i.get("imageDigest")}
+                for i in self.d.request("GET", "/api/v1/instances")[1]
+                if i["workloadRef"] == workload and "tenantId" not in i
+                and i.get("phase") == "Running"]
+
     def test_broken_dockerfile_puts_the_workload_in_error_with_the_build_message(self):
         write(os.path.join(self.wdir, "broken/Dockerfile"),
               f"FROM {self.base}\nRUN echo about to fail && exit 7\n")
