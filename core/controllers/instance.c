@@ -509,8 +509,12 @@ static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err
     bh_json_set_num(status, "pid", b->pid);
     bh_json_set_str(status, "startedAt", now);
     bh_json_set_str(status, "lastActivity", now);
-    /* What it runs: a rebuilt Dockerfile keeps its ref, so pools compare digests. */
-    bh_json_set_str(status, "imageDigest", b->image->digest);
+    /* The image the workload had resolved when this boot began: a rebuilt Dockerfile keeps
+     * its tag, so pools compare this with the workload's digest to drain members of an older
+     * build. The workload's, not the one resolved here: an image re-imported under the same
+     * ref (the workload not re-resolved) must not make every new member look stale. */
+    const char *digest = bh_json_str(b->workload, "status.imageDigest");
+    bh_json_set_str(status, "imageDigest", digest ? digest : b->image->digest);
     cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
     cJSON_AddItemToObject(status, "endpoint", boot_endpoint(b));
     int rc = bh_store_update_status_lazy(b->ctx->store, obj, out, err);
