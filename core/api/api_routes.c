@@ -83,6 +83,7 @@ static cJSON *api_instance_shape(const cJSON *inst)
     api_copy_str(o, "network", inst, "spec.network");
     cJSON_AddNumberToObject(o, "workloadGeneration",
                             (double)bh_json_int(inst, "spec.workloadGeneration", 0));
+    api_copy_str(o, "imageDigest", inst, "status.imageDigest");
     const cJSON *ep = bh_json_get(inst, "status.endpoint");
     if (ep)
         cJSON_AddItemToObject(o, "endpoint", cJSON_Duplicate(ep, 1));

@@ -24,13 +24,11 @@
 #include "log.h"
 #include "mem.h"
 #include "num.h"
+#include "wsframe.h"
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_IN_MAX 4096          /* client frames we accept: control frames and small texts */
 #define WS_CLOSE_GRACE_MS 10000 /* how long a close frame may take to leave */
 #define WS_SNDBUF (32 << 10)    /* kernel memory a stalled client may pin (doubled by Linux) */
-
-enum { WS_OP_TEXT = 0x1, WS_OP_CLOSE = 0x8, WS_OP_PING = 0x9, WS_OP_PONG = 0xA };
 
 struct ws_conn {
     struct bh_ws_env *env;
@@ -60,17 +58,6 @@ static int ws_header_has(struct MHD_Connection *conn, const char *name, const ch
 int bh_ws_wanted(struct MHD_Connection *conn)
 {
     return ws_header_has(conn, "Upgrade", "websocket");
-}
-
-/* base64(SHA-1(key + GUID)) into out[29]. */
-static void ws_accept_key(const char *key, char out[29])
-{
-    bh_autofree char *cat = bh_xasprintf("%s%s", key, WS_GUID);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(cat, strlen(cat), md, &n, EVP_sha1(), NULL);
-    bh_autofree char *b64 = bh_crypto_base64(md, n);
-    snprintf(out, 29, "%s", b64);
 }
 
 static int ws_token_mac(struct bh_ctx *ctx, long long expires, char hex[65])
@@ -118,32 +105,13 @@ int bh_ws_token_valid(struct bh_ctx *ctx, const char *token)
 /* Appends one unmasked server frame to the outgoing queue. */
 static void ws_queue_frame(struct ws_conn *c, int opcode, const void *data, size_t len)
 {
-    unsigned char head[10];
-    size_t h = 2;
-    head[0] = (unsigned char)(0x80 | opcode);
-    if (len < 126) {
-        head[1] = (unsigned char)len;
-    } else if (len < 65536) {
-        head[1] = 126;
-        head[2] = (unsigned char)(len >> 8);
-        head[3] = (unsigned char)len;
-        h = 4;
-    } else {
-        head[1] = 127;
-        for (int i = 0; i < 8; i++)
-            head[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-        h = 10;
-    }
-    c->out = bh_xrealloc(c->out, c->out_len + h + len);
-    memcpy(c->out + c->out_len, head, h);
-    memcpy(c->out + c->out_len + h, data, len);
-    c->out_len += h + len;
+    bh_wsframe_append(&c->out, &c->out_len, opcode, data, len, 0);
 }
 
 static void ws_queue_json(struct ws_conn *c, cJSON *msg)
 {
     bh_autofree char *text = bh_json_print(msg);
-    ws_queue_frame(c, WS_OP_TEXT, text, strlen(text));
+    ws_queue_frame(c, BH_WS_OP_TEXT, text, strlen(text));
     cJSON_Delete(msg);
 }
 
@@ -157,7 +125,7 @@ static void ws_begin_close(struct ws_conn *c, int code, const char *reason)
     body[0] = (unsigned char)(code >> 8);
     body[1] = (unsigned char)code;
     memcpy(body + 2, reason, n);
-    ws_queue_frame(c, WS_OP_CLOSE, body, n + 2);
+    ws_queue_frame(c, BH_WS_OP_CLOSE, body, n + 2);
     c->close_deadline = bh_clock_ms() + WS_CLOSE_GRACE_MS;
 }
 
@@ -165,9 +133,9 @@ static void ws_begin_close(struct ws_conn *c, int code, const char *reason)
 static void ws_on_frame(struct ws_conn *c, int opcode, const unsigned char *p, size_t len)
 {
     c->last_heard = bh_clock_ms();
-    if (opcode == WS_OP_PING) {
-        ws_queue_frame(c, WS_OP_PONG, p, len);
-    } else if (opcode == WS_OP_CLOSE) {
+    if (opcode == BH_WS_OP_PING) {
+        ws_queue_frame(c, BH_WS_OP_PONG, p, len);
+    } else if (opcode == BH_WS_OP_CLOSE) {
         int code = len >= 2 ? (p[0] << 8 | p[1]) : 1000;
         if (c->close_deadline) /* theirs answers ours: done once ours has left */
             c->done = c->out_len == 0;
@@ -179,32 +147,15 @@ static void ws_on_frame(struct ws_conn *c, int opcode, const unsigned char *p, s
 /* Parses the complete frames at the start of c->in; returns -1 on a protocol error. */
 static int ws_parse(struct ws_conn *c)
 {
-    while (c->in_len >= 2) {
-        unsigned char *b = c->in;
-        size_t len = b[1] & 0x7f, h = 2;
-        if (!(b[1] & 0x80))
-            return -1; /* clients must mask */
-        if (len == 126) {
-            if (c->in_len < 4)
-                return 0;
-            len = (size_t)b[2] << 8 | b[3];
-            h = 4;
-        } else if (len == 127) {
-            return -1; /* nothing a client sends us is that large */
-        }
-        if (h + 4 + len > WS_IN_MAX)
-            return -1;
-        if (c->in_len < h + 4 + len)
-            return 0;
-        unsigned char *mask = b + h, *p = b + h + 4;
-        for (size_t i = 0; i < len; i++)
-            p[i] ^= mask[i % 4];
-        ws_on_frame(c, b[0] & 0x0f, p, len);
-        size_t used = h + 4 + len;
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= used;
+    struct bh_wsframe f;
+    ssize_t used;
+    /* Nothing a client sends us is larger than what the buffer holds. */
+    while ((used = bh_wsframe_parse(c->in, c->in_len, WS_IN_MAX - 14, 1, &f)) > 0) {
+        ws_on_frame(c, f.opcode, f.payload, f.len);
+        memmove(c->in, c->in + used, c->in_len - (size_t)used);
+        c->in_len -= (size_t)used;
     }
-    return 0;
+    return used < 0 ? -1 : 0;
 }
 
 /* ---- the connection loop ---- */
@@ -269,7 +220,7 @@ static void ws_fill(struct ws_conn *c, int ping_ms)
     if (c->out_len > 0)
         return;
     if (now >= c->next_ping) {
-        ws_queue_frame(c, WS_OP_PING, "bh", 2);
+        ws_queue_frame(c, BH_WS_OP_PING, "bh", 2);
         c->next_ping = now + ping_ms;
         return;
     }
@@ -278,7 +229,7 @@ static void ws_fill(struct ws_conn *c, int ping_ms)
     if (got == BH_EVENTS_LAGGED)
         ws_cut_slow(c);
     else if (got == BH_EVENTS_GOT)
-        ws_queue_frame(c, WS_OP_TEXT, json, strlen(json));
+        ws_queue_frame(c, BH_WS_OP_TEXT, json, strlen(json));
     free(json);
 }
 
@@ -387,7 +338,7 @@ enum MHD_Result bh_ws_answer(struct bh_ws_env *env, struct MHD_Connection *conn)
     if (ws_since(conn, &since) < 0)
         return ws_refuse(conn, "since: must be an event id (a non-negative integer)");
     char accept[29];
-    ws_accept_key(key, accept);
+    bh_wsframe_accept_key(key, accept);
     struct MHD_Response *r = MHD_create_response_for_upgrade(ws_upgraded, env);
     MHD_add_response_header(r, "Upgrade", "websocket");
     MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);

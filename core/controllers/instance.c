@@ -593,6 +593,12 @@ static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err
     bh_json_set_num(status, "pid", b->pid);
     bh_json_set_str(status, "startedAt", now);
     bh_json_set_str(status, "lastActivity", now);
+    /* The image the workload had resolved when this boot began: a rebuilt Dockerfile keeps
+     * its tag, so pools compare this with the workload's digest to drain members of an older
+     * build. The workload's, not the one resolved here: an image re-imported under the same
+     * ref (the workload not re-resolved) must not make every new member look stale. */
+    const char *digest = bh_json_str(b->workload, "status.imageDigest");
+    bh_json_set_str(status, "imageDigest", digest ? digest : b->image->digest);
     cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
     cJSON_AddItemToObject(status, "endpoint", boot_endpoint(b));
     int rc = bh_store_update_status_lazy(b->ctx->store, obj, out, err);

@@ -1,7 +1,8 @@
 /* The pool controller: keeps `size` healthy warm instances of a workload, boots at most
  * maxFillConcurrency at once (in their own threads, so a slow boot never blocks the
- * reconciler), drains instances built from an older workload generation, removes failed
- * ones with backoff, and never touches instances tenants hold.
+ * reconciler), drains instances built from an older workload generation or image (a rebuilt
+ * Dockerfile keeps its tag, so the digest tells), removes failed ones with backoff, and never
+ * touches instances tenants hold.
  *
  * Pool instances carry labels boilerhouse.dev/pool=<pool> and pool-status=warming|ready.
  * Acquiring one is an optimistic-concurrency update of its record (resourceVersion checked),
@@ -184,12 +185,22 @@ static int pool_mark_ready(struct bh_ctx *ctx, const cJSON *inst)
     return rc == 0;
 }
 
+/* Whether member m runs wl as it is now: its generation, and the image the workload resolved
+ * last (a member that recorded none predates the check: stale too). */
+static int pool_member_current(const cJSON *m, const cJSON *wl)
+{
+    const char *want = bh_json_str(wl, "status.imageDigest");
+    const char *has = bh_json_str(m, "status.imageDigest");
+    return bh_json_int(m, "spec.workloadGeneration", -2) ==
+               bh_json_int(wl, "metadata.generation", 0) &&
+           (!want || (has && strcmp(want, has) == 0));
+}
+
 /* Drains members that are stale, dead or surplus; counts the rest. */
 static void pool_prune(struct bh_ctx *ctx, const cJSON *pool, const cJSON *wl, int *ready,
                        int *warming)
 {
     const char *name = bh_json_str(pool, "metadata.name");
-    long long gen = wl ? bh_json_int(wl, "metadata.generation", 0) : -1;
     long long size = bh_json_int(pool, "spec.size", 0);
     cJSON *members = pool_members(ctx, name);
     const cJSON *m;
@@ -209,8 +220,8 @@ static void pool_prune(struct bh_ctx *ctx, const cJSON *pool, const cJSON *wl, i
             strcmp(bh_json_str(m, "status.phase"), "Running") == 0 && pool_mark_ready(ctx, m))
             is_ready = 1;
         /* Warming members finish booting first (their boot thread owns them until then). */
-        if (is_ready && bh_json_int(m, "spec.workloadGeneration", -2) != gen)
-            pool_destroy_member(ctx, m, "built from an older workload spec");
+        if (is_ready && (!wl || !pool_member_current(m, wl)))
+            pool_destroy_member(ctx, m, "built from an older workload spec or image");
         else if (is_ready && !bh_instance_alive(ctx, m)) {
             /* Counts as a failed boot, so a workload that dies right after starting backs
              * off instead of being restarted in a tight loop. */
@@ -335,12 +346,12 @@ int bh_pool_acquire(struct bh_ctx *ctx, const cJSON *workload, const char *tenan
     *out = NULL;
     if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, err) < 0)
         return -1;
-    long long gen = bh_json_int(workload, "metadata.generation", 0);
     cJSON *m;
     cJSON_ArrayForEach(m, list)
     {
-        /* An instance from an older spec is never handed out, whatever the pool did yet. */
-        if (bh_json_int(m, "spec.workloadGeneration", -1) != gen)
+        /* An instance from an older spec or image is never handed out, whatever the pool did
+         * yet. */
+        if (!pool_member_current(m, workload))
             continue;
         const char *pool = bh_json_label(m, "boilerhouse.dev/pool");
         bh_autofree char *pool_name = bh_xstrdup(pool ? pool : "");

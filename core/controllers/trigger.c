@@ -287,6 +287,7 @@ static void trigger_stop(struct trigger *t)
         t->inst = NULL;
         bh_info("trigger", "%s: adapter stopped", t->name);
     }
+    trigger_ws_close_all(t);
     for (size_t i = 0; i < t->n_guards; i++)
         bh_guard_close(t->guards[i]);
     free(t->guards);

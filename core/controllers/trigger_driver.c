@@ -1,6 +1,7 @@
 /* Drivers: how an event reaches the claimed instance. `http` (the default) POSTs the event
  * JSON to the claim's endpoint, {host, port}, or over a unix socket in the instance's socket
- * directory for workloads without a network. The claim is Active only once the instance
+ * directory for workloads without a network; `websocket` speaks the agents' message protocol
+ * over a session per tenant (trigger_ws.c). The claim is Active only once the instance
  * passed its health check, so the first delivery never races the boot. */
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -35,18 +36,61 @@ static size_t driver_write(char *ptr, size_t size, size_t n, void *ud)
     return add;
 }
 
-/* The path is appended to a URL: a plain absolute path, no query or fragment tricks. */
-static int driver_path_ok(const char *p)
+int trigger_driver_path_ok(const char *p)
 {
     return p[0] == '/' && strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                     "0123456789/-._~") == strlen(p);
 }
 
+/* driverOptions keys each driver takes. */
+static const char *const driver_opts_http[] = {"path", "socket", "timeoutSeconds", NULL};
+static const char *const driver_opts_ws[] = {"path", "socket", "timeoutSeconds", "protocol", NULL};
+
+static int driver_opt_known(const char *const *known, const char *k)
+{
+    for (; *known; known++)
+        if (strcmp(*known, k) == 0)
+            return 1;
+    return 0;
+}
+
+static int driver_opt_check(const char *driver, const char *const *known, const cJSON *o,
+                            struct bh_err *err)
+{
+    const char *k = o->string;
+    if (!driver_opt_known(known, k))
+        return bh_err_set(err, BH_EINVAL, "spec.driverOptions.%.64s: unknown (%s: %s)", k, driver,
+                          known == driver_opts_ws ? "path, socket, timeoutSeconds, protocol"
+                                                  : "path, socket, timeoutSeconds");
+    if (strcmp(k, "path") == 0 && !(cJSON_IsString(o) && trigger_driver_path_ok(o->valuestring)))
+        return bh_err_set(err, BH_EINVAL,
+                          "spec.driverOptions.path: must be an absolute path of "
+                          "[A-Za-z0-9/-._~]");
+    if (strcmp(k, "socket") == 0 && !(cJSON_IsString(o) && bh_name_tenant_valid(o->valuestring)))
+        return bh_err_set(err, BH_EINVAL,
+                          "spec.driverOptions.socket: must be a file name [A-Za-z0-9._-]");
+    if (strcmp(k, "timeoutSeconds") == 0 &&
+        !(cJSON_IsNumber(o) && o->valuedouble >= 1 && o->valuedouble <= 3600))
+        return bh_err_set(err, BH_EINVAL, "spec.driverOptions.timeoutSeconds: 1..3600");
+    if (strcmp(k, "protocol") == 0 &&
+        !(cJSON_IsString(o) &&
+          (strcmp(o->valuestring, "claude-code") == 0 || strcmp(o->valuestring, "pi") == 0)))
+        return bh_err_set(err, BH_EINVAL,
+                          "spec.driverOptions.protocol: \"claude-code\" (init, then prompts) "
+                          "or \"pi\" (prompts only)");
+    return 0;
+}
+
 int trigger_driver_check(const cJSON *spec, struct bh_err *err)
 {
     const char *driver = bh_json_str(spec, "driver");
-    if (driver && strcmp(driver, "http") != 0)
-        return bh_err_set(err, BH_EINVAL, "spec.driver: \"%.32s\" is not available (drivers: http)",
+    driver = driver ? driver : "http";
+    const char *const *known = strcmp(driver, "http") == 0        ? driver_opts_http
+                               : strcmp(driver, "websocket") == 0 ? driver_opts_ws
+                                                                  : NULL;
+    if (!known)
+        return bh_err_set(err, BH_EINVAL,
+                          "spec.driver: \"%.32s\" is not available (drivers: http, websocket)",
                           driver);
     const cJSON *opts = bh_json_get(spec, "driverOptions");
     if (opts && !cJSON_IsObject(opts))
@@ -54,38 +98,19 @@ int trigger_driver_check(const cJSON *spec, struct bh_err *err)
     const cJSON *o;
     cJSON_ArrayForEach(o, opts)
     {
-        const char *k = o->string;
-        if (strcmp(k, "path") == 0 && !(cJSON_IsString(o) && driver_path_ok(o->valuestring)))
-            return bh_err_set(err, BH_EINVAL,
-                              "spec.driverOptions.path: must be an absolute path of "
-                              "[A-Za-z0-9/-._~]");
-        else if (strcmp(k, "socket") == 0 &&
-                 !(cJSON_IsString(o) && bh_name_tenant_valid(o->valuestring)))
-            return bh_err_set(err, BH_EINVAL,
-                              "spec.driverOptions.socket: must be a file name [A-Za-z0-9._-]");
-        else if (strcmp(k, "timeoutSeconds") == 0 &&
-                 !(cJSON_IsNumber(o) && o->valuedouble >= 1 && o->valuedouble <= 3600))
-            return bh_err_set(err, BH_EINVAL, "spec.driverOptions.timeoutSeconds: 1..3600");
-        else if (strcmp(k, "path") != 0 && strcmp(k, "socket") != 0 &&
-                 strcmp(k, "timeoutSeconds") != 0)
-            return bh_err_set(err, BH_EINVAL,
-                              "spec.driverOptions.%.64s: unknown (http: path, socket, "
-                              "timeoutSeconds)",
-                              k);
+        if (driver_opt_check(driver, known, o, err) < 0)
+            return -1;
     }
     return 0;
 }
 
-/* The URL (and unix socket path, if any) for the claim's endpoint. */
-static int driver_target(const cJSON *spec, const cJSON *claim, char **url, char **sock,
-                         struct bh_err *err)
+int trigger_driver_target(const cJSON *spec, const cJSON *claim, const char *path, char **url,
+                          char **sock, struct bh_err *err)
 {
     const cJSON *ep = bh_json_get(claim, "status.endpoint");
     const char *host = bh_json_str(ep, "host");
     const char *dir = bh_json_str(ep, "socket");
-    const char *path = bh_json_str(spec, "driverOptions.path");
     const char *sockname = bh_json_str(spec, "driverOptions.socket");
-    path = path ? path : "/";
     *sock = NULL;
     if (host) {
         *url = bh_xasprintf("http://%s:%lld%s", host, bh_json_int(ep, "port", 80), path);
@@ -99,12 +124,15 @@ static int driver_target(const cJSON *spec, const cJSON *claim, char **url, char
     return bh_err_set(err, BH_EUNAVAIL, "the claim has no endpoint to deliver to");
 }
 
-int trigger_driver_deliver(const cJSON *spec, const cJSON *claim, const char *event_json,
-                           char **out, size_t *out_len, struct bh_err *err)
+static int driver_http(const struct trigger_delivery *d, char **out, size_t *out_len,
+                       struct bh_err *err)
 {
+    const cJSON *spec = d->t->spec;
+    const char *path = bh_json_str(spec, "driverOptions.path");
+    const char *event_json = d->event_json;
     bh_autofree char *url = NULL;
     bh_autofree char *sock = NULL;
-    if (driver_target(spec, claim, &url, &sock, err) < 0)
+    if (trigger_driver_target(spec, d->claim, path ? path : "/", &url, &sock, err) < 0)
         return -1;
     CURL *c = curl_easy_init();
     if (!c)
@@ -142,4 +170,13 @@ int trigger_driver_deliver(const cJSON *spec, const cJSON *claim, const char *ev
     *out = buf.data ? buf.data : bh_xstrdup("");
     *out_len = buf.len;
     return 0;
+}
+
+int trigger_driver_deliver(const struct trigger_delivery *d, char **out, size_t *out_len,
+                           struct bh_err *err)
+{
+    const char *driver = bh_json_str(d->t->spec, "driver");
+    if (driver && strcmp(driver, "websocket") == 0)
+        return trigger_ws_deliver(d, out, out_len, err);
+    return driver_http(d, out, out_len, err);
 }

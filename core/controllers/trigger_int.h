@@ -32,6 +32,7 @@ struct trigger {
     int running;
     struct bh_guard **guards;
     size_t n_guards;
+    struct trigger_ws *ws; /* the websocket driver's sessions (trigger_ws.c), under ts->lock */
     /* Failure and backoff. */
     char *failure; /* why the adapter is not running; owned */
     int failures;  /* consecutive */
@@ -76,12 +77,30 @@ struct bh_triggers {
 /* The pipeline (trigger_event.c). stages (may be NULL) collects each stage's outcome. */
 int trigger_emit(struct trigger *t, const struct bh_event *ev, struct bh_event_reply *reply,
                  cJSON *stages, struct bh_err *err);
-/* The http driver (trigger_driver.c): delivers the event JSON to the claim's endpoint.
- * *out owned (the instance's answer). */
-int trigger_driver_deliver(const cJSON *spec, const cJSON *claim, const char *event_json,
-                           char **out, size_t *out_len, struct bh_err *err);
+/* One event on its way into the claimed instance. */
+struct trigger_delivery {
+    struct trigger *t;
+    const char *tenant;
+    const char *text;       /* the event's text (the websocket driver's prompt) */
+    const char *event_json; /* the whole event (the http driver's body) */
+    const cJSON *claim;
+};
+/* Delivers through spec.driver (trigger_driver.c). *out owned (the instance's answer). */
+int trigger_driver_deliver(const struct trigger_delivery *d, char **out, size_t *out_len,
+                           struct bh_err *err);
 /* Checks spec.driver and spec.driverOptions. */
 int trigger_driver_check(const cJSON *spec, struct bh_err *err);
+/* Whether p may be appended to an instance URL: an absolute path, no query or escapes. */
+int trigger_driver_path_ok(const char *p);
+/* The URL (and unix socket path, *sock NULL if none) of path on the claim's endpoint. */
+int trigger_driver_target(const cJSON *spec, const cJSON *claim, const char *path, char **url,
+                          char **sock, struct bh_err *err);
+/* The websocket driver (trigger_ws.c): the claude-code / pi protocol over the tenant's
+ * session. *out is {"text": ...}, owned. */
+int trigger_ws_deliver(const struct trigger_delivery *d, char **out, size_t *out_len,
+                       struct bh_err *err);
+/* Closes t's sessions (its adapter stopped); one in use is freed by its delivery. */
+void trigger_ws_close_all(struct trigger *t);
 /* "allow", "deny", "busy" or "error" (trigger_event.c). */
 const char *trigger_verdict_name(uint32_t verdict);
 /* Queues t's reconcile, which writes its status (trigger.c). */

@@ -792,8 +792,15 @@ static int snap_swap_in(struct snap_restore *x)
             continue; /* the empty staging dir goes with the cleanup */
         }
         if (renameat2(s->parent, s->tmp, s->parent, name, RENAME_EXCHANGE) < 0) {
-            if (errno != ENOENT)
+            /* EXDEV: the live dir comes from an image layer (a Dockerfile's `RUN mkdir
+             * /workspace`), which overlayfs cannot rename without redirect_dir. It is removed
+             * (a whiteout) and the staged dir moved in, which overlayfs marks opaque. Not
+             * atomic, but the instance is frozen or not started while a restore runs. */
+            int why = errno;
+            if (why != ENOENT && why != EXDEV)
                 return bh_err_errno(x->err, BH_EIO, "snapshot: swap in /%s", s->dir);
+            if (why == EXDEV && snap_rm_at(s->parent, name, s->dev, x->err) < 0)
+                return -1;
             if (renameat2(s->parent, s->tmp, s->parent, name, RENAME_NOREPLACE) < 0)
                 return bh_err_errno(x->err, BH_EIO, "snapshot: move in /%s", s->dir);
             s->tmp[0] = '\0';

@@ -52,8 +52,10 @@ def spawn(add_cleanup, argv):
         raise AssertionError("fake internet: %s did not start" % argv)
 
 
-def upstream(add_cleanup, ns, ip, record, tmp, http="80", https="443"):
-    """The recording web server at ip inside ns, with tmp's server certificate."""
+def upstream(add_cleanup, ns, ip, record, tmp, http="80", https="443", model_key=None):
+    """The recording web server at ip inside ns, with tmp's server certificate; with
+    model_key, also the fake model API (upstream_server.py)."""
     spawn(add_cleanup, ["ip", "netns", "exec", ns, sys.executable,
                         os.path.join(HERE, "upstream_server.py"), ip, record, tmp + "/srv.crt",
-                        tmp + "/srv.key", "--http", http, "--https", https])
+                        tmp + "/srv.key", "--http", http, "--https", https]
+          + (["--model-key", model_key] if model_key else []))

@@ -5,12 +5,11 @@ puts the workload in Error with buildah's message."""
 
 import os
 import shutil
-import subprocess
 import tempfile
 import unittest
 
-from bh import DEBIAN_LAYOUT, SOURCE, Daemon, require, wait_for
-from test_registry import Registry
+from bh import SOURCE, Daemon, wait_for
+from test_registry import debian_base_registry
 
 BUILD_TIMEOUT = 300  # a first build pulls the Debian base from the registry
 
@@ -24,20 +23,11 @@ def write(path, text):
 class DockerfileTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        for tool in ("buildah", "docker-registry", "skopeo"):
-            require(shutil.which(tool), f"{tool} not installed (scripts/install-deps.sh)")
-        require(os.path.exists(os.path.join(DEBIAN_LAYOUT, "index.json")),
-                "no Debian test image at %s (scripts/build-debian-image.sh)" % DEBIAN_LAYOUT)
         cls.tmp = tempfile.mkdtemp(prefix="bh-it-dockerfile-")
         cls.reg = None
         cls.d = None
         try:
-            cls.reg = Registry(cls.tmp)
-            cls.reg.wait_ready()
-            cls.base = f"{cls.reg.host}/test/debian:12"
-            subprocess.run(["skopeo", "copy", "--dest-tls-verify=false",
-                            f"oci:{DEBIAN_LAYOUT}:latest", f"docker://{cls.base}"],
-                           check=True, capture_output=True)
+            cls.reg, cls.base = debian_base_registry(cls.tmp)
             cls.wdir = os.path.join(cls.tmp, "workloads")
             os.makedirs(cls.wdir)
             cls.d = Daemon(extra_env={"BOILERHOUSE_WORKLOADS_DIR": cls.wdir})
@@ -97,6 +87,48 @@ class DockerfileTest(unittest.TestCase):
                  .get("imageDigest") not in (None, first), BUILD_TIMEOUT, "a rebuild")
         self.d.wait_workload("app", "Ready")
         self.assertEqual(self.exec_in("t2", "app", ["cat", "/greeting.txt"]), "hello v2")
+
+    def test_a_rebuild_replaces_the_warm_pool(self):
+        """Pool members of the old image are drained once the rebuild is Ready, and the next
+        claim from the pool runs the new image (the tag stays boilerhouse/<name>:<version>)."""
+        write(os.path.join(self.wdir, "pooled/Dockerfile"),
+              f"FROM {self.base}\nCOPY v.txt /v.txt\n")
+        write(os.path.join(self.wdir, "pooled/v.txt"), "old\n")
+        self.apply("pooled", "pooled/Dockerfile")
+        first = self.d.wait_workload("pooled", "Ready", BUILD_TIMEOUT)["status"]["imageDigest"]
+        status, body = self.d.request("POST", "/api/v1/pools",
+                                      {"name": "pooled-pool",
+                                       "spec": {"workloadRef": "pooled", "size": 1}})
+        self.assertEqual(status, 201, body)
+        self.addCleanup(self.d.request, "DELETE", "/api/v1/pools/pooled-pool")
+        old = wait_for(lambda: self.warm("pooled"), 120, "a warm instance of the first build")
+        self.assertEqual(old[0]["imageDigest"], first)
+
+        write(os.path.join(self.wdir, "pooled/v.txt"), "new\n")
+        second = wait_for(lambda: self.d.request("GET", "/api/v1/workloads/pooled")[1]["status"]
+                          .get("imageDigest") not in (None, first) and
+                          self.d.request("GET", "/api/v1/workloads/pooled")[1]["status"]
+                          ["imageDigest"], BUILD_TIMEOUT, "a rebuild")
+        fresh = wait_for(lambda: [i for i in self.warm("pooled")
+                                  if i["imageDigest"] == second and i["id"] != old[0]["id"]],
+                         120, "a warm instance of the rebuilt image")
+        wait_for(lambda: [i["id"] for i in self.warm("pooled")] == [fresh[0]["id"]], 60,
+                 "the old member drained")
+        self.assertNotIn("bh-" + old[0]["id"], self.d.containers())
+        status, claim = self.d.claim("t6", "pooled")
+        self.assertEqual((status, claim.get("source")), (201, "pool"), claim)
+        self.assertEqual(claim["instanceId"], fresh[0]["id"])
+        out = self.d.request("POST", "/api/v1/instances/%s/exec" % claim["instanceId"],
+                             {"command": ["cat", "/v.txt"]})[1]
+        self.assertEqual(out["stdout"], "new")
+        self.assertEqual(self.d.release("t6", "pooled")[0], 200)
+
+    def warm(self, workload):
+        """The workload's unclaimed running instances: [{id, imageDigest}]."""
+        return [{"id": i["id"], "imageDigest": i.get("imageDigest")}
+                for i in self.d.request("GET", "/api/v1/instances")[1]
+                if i["workloadRef"] == workload and "tenantId" not in i
+                and i.get("phase") == "Running"]
 
     def test_broken_dockerfile_puts_the_workload_in_error_with_the_build_message(self):
         write(os.path.join(self.wdir, "broken/Dockerfile"),

@@ -74,6 +74,28 @@ class Registry:
         self.log.close()
 
 
+def debian_base_registry(workdir):
+    """For Dockerfile builds: a registry serving the Debian test image
+    (scripts/build-debian-image.sh) as <host>/test/debian:12. Returns (registry, base ref);
+    the caller stops the registry. Requires buildah, docker-registry, skopeo and the image."""
+    from bh import DEBIAN_LAYOUT
+    for tool in ("buildah", "docker-registry", "skopeo"):
+        require(shutil.which(tool), f"{tool} not installed (scripts/install-deps.sh)")
+    require(os.path.exists(os.path.join(DEBIAN_LAYOUT, "index.json")),
+            "no Debian test image at %s (scripts/build-debian-image.sh)" % DEBIAN_LAYOUT)
+    reg = Registry(workdir)
+    try:
+        reg.wait_ready()
+        base = f"{reg.host}/test/debian:12"
+        subprocess.run(["skopeo", "copy", "--dest-tls-verify=false",
+                        f"oci:{DEBIAN_LAYOUT}:latest", f"docker://{base}"],
+                       check=True, capture_output=True)
+    except Exception:
+        reg.stop()
+        raise
+    return reg, base
+
+
 class TokenRegistry(http.server.ThreadingHTTPServer):
     """A minimal registry in-process: Bearer challenge, a token service that wants Basic
     credentials, an image index for the tag, and blobs from an OCI layout. tamper=True

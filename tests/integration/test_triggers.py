@@ -131,6 +131,9 @@ class TriggerTest(DaemonTestCase):
              "spec.guards[0].config"),
             (dict(driver="carrier-pigeon"), "spec.driver"),
             (dict(driverOptions={"path": "x?y"}), "spec.driverOptions.path"),
+            (dict(driverOptions={"protocol": "pi"}), "spec.driverOptions.protocol: unknown"),
+            (dict(driver="websocket", driverOptions={"protocol": "morse"}),
+             "spec.driverOptions.protocol"),
             (dict(config={"path": "/api/v1/x", "secretName": "hook"}), "spec.config.path"),
         ]
         for override, field in cases:

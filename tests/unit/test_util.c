@@ -24,6 +24,7 @@
 #include "mem.h"
 #include "num.h"
 #include "proc.h"
+#include "wsframe.h"
 
 static void test_err_wrap_keeps_code(void **state)
 {
@@ -228,6 +229,42 @@ static void test_rfc3339_parse(void **state)
     assert_true(ms / 1000 >= (long long)time(NULL) - 5 && ms / 1000 <= (long long)time(NULL));
 }
 
+/* Frames as both ends build and parse them: sizes at each length encoding, a client's
+ * masking undone, partial input, wrong masking and oversize refused; RFC 6455's example key. */
+static void test_wsframe_round_trips(void **state)
+{
+    static const size_t sizes[] = {0, 5, 125, 126, 65535, 65536};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        for (int mask = 0; mask <= 1; mask++) {
+            char *data = bh_xmalloc(sizes[i] + 1);
+            for (size_t j = 0; j < sizes[i]; j++)
+                data[j] = (char)('a' + j % 26);
+            char *buf = NULL;
+            size_t len = 0;
+            bh_wsframe_append(&buf, &len, BH_WS_OP_TEXT, data, sizes[i], mask);
+            struct bh_wsframe f;
+            /* Every strict prefix is incomplete, not an error. */
+            size_t step = len > 300 ? len / 7 + 1 : 1;
+            for (size_t cut = 0; cut < len; cut += step)
+                assert_int_equal(bh_wsframe_parse((unsigned char *)buf, cut, 1 << 20, mask, &f), 0);
+            assert_int_equal(bh_wsframe_parse((unsigned char *)buf, len, 1 << 20, !mask, &f), -1);
+            assert_int_equal(bh_wsframe_parse((unsigned char *)buf, len, 1 << 20, mask, &f),
+                             (ssize_t)len);
+            assert_int_equal(f.opcode, BH_WS_OP_TEXT);
+            assert_true(f.fin);
+            assert_int_equal(f.len, sizes[i]);
+            assert_memory_equal(f.payload, data, sizes[i]);
+            if (sizes[i] > 0)
+                assert_int_equal(
+                    bh_wsframe_parse((unsigned char *)buf, len, sizes[i] - 1, mask, &f), -1);
+            free(buf);
+            free(data);
+        }
+    char accept[29];
+    bh_wsframe_accept_key("dGhlIHNhbXBsZSBub25jZQ==", accept);
+    assert_string_equal(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_safe_component),
         cmocka_unit_test(test_proc_captures_and_feeds_stdin),
         cmocka_unit_test(test_json_set_borrowed_from_replaced),
+        cmocka_unit_test(test_wsframe_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

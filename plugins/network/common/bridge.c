@@ -158,8 +158,14 @@ int bhn_check_id(const char *id, struct bh_err *err)
     return 0;
 }
 
+/* The instance's MAC follows from its address, so an address reused by the next instance keeps
+ * the MAC the host's neighbour cache holds for it; with a fresh random MAC the host went on
+ * sending to the gone instance's MAC until the entry expired (connects from the daemon to a
+ * new instance timed out for up to half a minute). */
 static void bhn_names_for(const struct bhn_bridge *b, uint32_t addr, struct bhn_names *n)
 {
+    snprintf(n->mac, sizeof(n->mac), "02:42:%02x:%02x:%02x:%02x", addr >> 24, (addr >> 16) & 255,
+             (addr >> 8) & 255, addr & 255);
     snprintf(n->host_if, sizeof(n->host_if), "bhv%08x", addr);
     snprintf(n->peer_if, sizeof(n->peer_if), "bhp%08x", addr);
     bhn_ip_text(addr, n->ip);
@@ -288,9 +294,9 @@ static int bhn_wire(const struct bhn_bridge *b, const struct bh_net_request *req
              n->host_if, b->mtu, n->peer_if, b->mtu, req->pid, n->host_if, b->bridge, n->host_if,
              n->host_if);
     snprintf(inside, sizeof(inside),
-             "link set dev %s name eth0\naddr add %s dev eth0\nlink set dev eth0 up\n"
-             "link set dev lo up\nroute add default via %s\n",
-             n->peer_if, n->cidr, b->gateway);
+             "link set dev %s address %s name eth0\naddr add %s dev eth0\n"
+             "link set dev eth0 up\nlink set dev lo up\nroute add default via %s\n",
+             n->peer_if, n->mac, n->cidr, b->gateway);
     bhn_elements(b, n, "add", nft, sizeof(nft));
     snprintf(netns, sizeof(netns), "--net=%s", req->netns_path);
     const char *ip_host[] = {"ip", "-batch", "@FILE", NULL};

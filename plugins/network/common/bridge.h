@@ -46,6 +46,7 @@ struct bhn_names {
     char peer_if[16]; /* bhp<hex ip>, renamed eth0 inside the namespace */
     char ip[16];
     char cidr[20];
+    char mac[18]; /* 02:42:<ip>, as Docker derives it: see bhn_names_for */
 };
 
 /* Reads the `bridge`, `subnet` and `mtu` keys every bridged plugin declares. */
