@@ -260,8 +260,8 @@ static int emit_deliver(struct emit_run *r)
     long long t0 = bh_clock_ms();
     bh_autofree char *event = emit_event_json(r);
     struct bh_err err = {0};
-    int rc = trigger_driver_deliver(r->t->spec, ans.claim, event, &r->reply->body,
-                                    &r->reply->body_len, &err);
+    int rc =
+        trigger_driver_deliver(r->t, ans.claim, event, &r->reply->body, &r->reply->body_len, &err);
     bh_claim_answer_free(&ans);
     if (rc < 0) {
         emit_stage(r, "driver", "error", err.msg, t0);

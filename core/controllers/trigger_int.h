@@ -76,12 +76,27 @@ struct bh_triggers {
 /* The pipeline (trigger_event.c). stages (may be NULL) collects each stage's outcome. */
 int trigger_emit(struct trigger *t, const struct bh_event *ev, struct bh_event_reply *reply,
                  cJSON *stages, struct bh_err *err);
-/* The http driver (trigger_driver.c): delivers the event JSON to the claim's endpoint.
- * *out owned (the instance's answer). */
-int trigger_driver_deliver(const cJSON *spec, const cJSON *claim, const char *event_json,
+/* The drivers (trigger_driver.c): deliver the event JSON to the claim's instance by
+ * spec.driver. *out owned (the instance's answer). */
+int trigger_driver_deliver(struct trigger *t, const cJSON *claim, const char *event_json,
                            char **out, size_t *out_len, struct bh_err *err);
 /* Checks spec.driver and spec.driverOptions. */
 int trigger_driver_check(const cJSON *spec, struct bh_err *err);
+/* POSTs body with hdrs to the claim's endpoint (driverOptions.path, else default_path; over
+ * its unix socket if it has no address) within driverOptions.timeoutSeconds, the answer to
+ * write(…, ud); a write that returns short fails the call. Non-2xx is an error. */
+struct curl_slist;
+int trigger_driver_post(const cJSON *spec, const cJSON *claim, const char *default_path,
+                        struct curl_slist *hdrs, const char *body,
+                        size_t (*write)(char *, size_t, size_t, void *), void *ud,
+                        struct bh_err *err);
+/* The openclaw driver (trigger_openclaw.c): OpenAI-style chat completions with SSE streaming,
+ * the tenant as the session key; *out is {"text": <the streamed answer>}. */
+int trigger_openclaw_deliver(struct trigger *t, const cJSON *claim, const char *event_json,
+                             char **out, size_t *out_len, struct bh_err *err);
+/* One driverOptions key for openclaw: 0 valid, -1 invalid (err set), 1 not openclaw's own
+ * (the common keys check it). */
+int trigger_openclaw_check_option(const cJSON *o, struct bh_err *err);
 /* "allow", "deny", "busy" or "error" (trigger_event.c). */
 const char *trigger_verdict_name(uint32_t verdict);
 /* Queues t's reconcile, which writes its status (trigger.c). */

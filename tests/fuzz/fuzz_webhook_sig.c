@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../plugins/triggers/webhook/sig.h"
+#include "../../plugins/triggers/common/sig.h"
 
 static char *fuzz_field(char **p)
 {
