@@ -19,6 +19,7 @@ class FakeBotApi:
     def __init__(self):
         self.calls = []
         self.updates = []
+        self.broken = False  # answers every call with an error (Telegram down)
         self.cond = threading.Condition()
         outer = self
 
@@ -38,6 +39,8 @@ class FakeBotApi:
                 with outer.cond:
                     outer.calls.append((method, body))
                     outer.cond.notify_all()
+                if outer.broken:
+                    return self.answer(502, {"ok": False, "description": "Bad Gateway"})
                 self.answer(200, {"ok": True, "result": outer.result(method, body)})
 
             def answer(self, status, obj):
@@ -46,7 +49,10 @@ class FakeBotApi:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
-                self.wfile.write(raw)
+                try:
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # a long poll the daemon gave up on (it stopped or restarted)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
@@ -56,7 +62,7 @@ class FakeBotApi:
         if method == "getMe":
             return {"id": 99, "is_bot": True, "username": "bh_test_bot"}
         if method != "getUpdates":
-            return True if method in ("deleteWebhook", "sendChatAction",
+            return True if method in ("deleteWebhook", "setWebhook", "sendChatAction",
                                       "answerCallbackQuery") else {"message_id": 1}
         deadline = time.monotonic() + body.get("timeout", 0)
         with self.cond:
@@ -209,3 +215,89 @@ class TelegramTriggerTest(DaemonTestCase):
                                  "while you were away"])
         self.assertEqual(self.replies(api, 80), ["Ask the admin for access."])
         self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/tg")[0], 200)
+
+    def status(self, name):
+        return self.d.request("GET", "/api/v1/triggers/" + name)[1]["status"]
+
+    def test_webhook_mode_end_to_end(self):
+        api = FakeBotApi()
+        self.addCleanup(api.close)
+        spec = {"type": "telegram", "workloadRef": "echo-agent",
+                "tenant": {"from": "usernameOrId", "prefix": "tg-"},
+                "driverOptions": {"path": "/cgi-bin/agent"},
+                "guards": [{"type": "allowlist",
+                            "config": {"tenants": ["tg-ann01"],
+                                       "denyMessage": "Ask the admin for access."}}],
+                "config": {"secretName": "tg", "apiBaseUrl": api.url, "mode": "webhook",
+                           "path": "/hooks/tg", "webhookUrl": "https://bot.example/hooks/tg"}}
+        status, body = self.d.request("POST", "/api/v1/triggers", {"name": "tgw", "spec": spec})
+        self.assertEqual(status, 201, body)
+        self.addCleanup(self.d.request, "DELETE", "/api/v1/triggers/tgw")
+        hook = wait_for(lambda: api.sent("setWebhook"), timeout=30, what="setWebhook")[0]
+        self.assertEqual(hook["url"], "https://bot.example/hooks/tg")
+        self.assertEqual(sorted(hook["allowed_updates"]),
+                         ["callback_query", "edited_message", "message"])
+        token = hook["secret_token"]
+        self.assertRegex(token, r"^[0-9a-f]{64}$")
+        self.assertEqual(api.sent("getUpdates"), [])  # no polling in webhook mode
+        wait_for(lambda: self.status("tgw").get("adapter", {}).get("mode") == "webhook",
+                 timeout=30, what="status.adapter.mode webhook")
+
+        def post(update, secret=token):
+            h = {"Content-Type": "application/json"}
+            if secret is not None:
+                h["X-Telegram-Bot-Api-Secret-Token"] = secret
+            return self.d.request("POST", "/hooks/tg", raw=json.dumps(update).encode(), headers=h)
+
+        # Without the secret token, or with another, nothing happens.
+        self.assertEqual(post(message(10, 9, "ann01", "forged"), secret=None)[0], 401)
+        self.assertEqual(post(message(10, 9, "ann01", "forged"), secret="0" * 64)[0], 401)
+        self.assertEqual(post(message(10, 9, "ann01", "forged"), secret=token[:-1])[0], 401)
+        self.assertEqual(self.d.request("POST", "/hooks/tg", raw=b"{not json", headers={
+            "X-Telegram-Bot-Api-Secret-Token": token})[0], 400)
+        self.assertFalse(self.claimed("tg-ann01"))
+
+        # An allowed user: acknowledged at once, then "typing" and the answer in her chat.
+        self.assertEqual(post(message(11, 9, "Ann01", "via webhook")), (200, {"ok": "queued"}))
+        got = wait_for(lambda: self.replies(api, 90), timeout=90, what="the answer to ann")
+        self.assertEqual(json.loads(got[0])["received"]["text"], "via webhook")
+        self.assertTrue(self.claimed("tg-ann01"))
+        self.assertEqual(api.sent("sendChatAction", chat=90)[0]["action"], "typing")
+        # A denied user gets the guard's message and no claim.
+        self.assertEqual(post(message(12, 8, "mallory", "let me in"))[0], 200)
+        wait_for(lambda: self.replies(api, 80), timeout=30, what="the refusal")
+        self.assertEqual(self.replies(api, 80), ["Ask the admin for access."])
+        self.assertFalse(self.claimed("tg-mallory"))
+        # Telegram's retry of update 11 is acknowledged and not answered again; a callback
+        # after it is (one chat's updates keep their order, so the retry was dropped).
+        self.assertEqual(post(message(11, 9, "Ann01", "via webhook")), (200, {"ok": "skipped"}))
+        self.assertEqual(post(callback(13, 9, "ann01", "button-2"))[0], 200)
+        wait_for(lambda: len(self.replies(api, 90)) >= 2, timeout=30, what="callback answer")
+        self.assertIn("button-2", self.replies(api, 90)[1])
+        self.assertEqual(len(self.replies(api, 90)), 2)
+
+    def test_a_failing_adapter_is_restarted_with_backoff(self):
+        api = FakeBotApi()
+        self.addCleanup(api.close)
+        api.broken = True
+        spec = {"type": "telegram", "workloadRef": "echo-agent",
+                "tenant": {"from": "usernameOrId", "prefix": "tg-"},
+                "config": {"secretName": "tg", "apiBaseUrl": api.url,
+                           "pollTimeoutSeconds": 1}}
+        status, body = self.d.request("POST", "/api/v1/triggers", {"name": "tgf", "spec": spec})
+        self.assertEqual(status, 201, body)
+        self.addCleanup(self.d.request, "DELETE", "/api/v1/triggers/tgf")
+        # The adapter's thread dies on getMe; the phase says why and when it restarts.
+        st = wait_for(lambda: (lambda s: s.get("phase") == "Error" and s)(self.status("tgf")),
+                      timeout=60, what="phase Error", step=0.05)
+        self.assertIn("adapter failed: getMe: Bad Gateway", st["detail"])
+        self.assertRegex(st["detail"], r"restart \d+ in \d+ s")
+        # It is started again, and fails again, with a growing count (backoff).
+        st = wait_for(lambda: (lambda s: s.get("restarts", 0) >= 2 and s)(self.status("tgf")),
+                      timeout=60, what="a second failed restart", step=0.1)
+        self.assertGreaterEqual(len(api.sent("getMe")), 2)
+        # Telegram is back: the next restart stays up.
+        api.broken = False
+        wait_for(lambda: self.status("tgf").get("phase") == "Active" and
+                 api.sent("getUpdates"), timeout=90, what="Active again and polling")
+        self.assertEqual(self.status("tgf").get("adapter", {}).get("bot"), "bh_test_bot")
