@@ -81,13 +81,14 @@ class PolicyServer:
 
 
 class TriggerTest(DaemonTestCase):
-    MANIFESTS = ("echo-agent.yaml",)
+    MANIFESTS = ("echo-agent.yaml", "openclaw-agent.yaml")
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         for name, key, value in (("hook", "secret", SECRET), ("std", "secret", STD_SECRET),
-                                 ("policy", "token", "policy-s3cret")):
+                                 ("policy", "token", "policy-s3cret"),
+                                 ("gateway", "token", "gw-t0ken")):
             cls.d.put_secret(name, key, value)
 
     # ---- helpers ----
@@ -280,3 +281,42 @@ class TriggerTest(DaemonTestCase):
         self.assertEqual(status, 403, body)
         self.assertIn("could not be asked", body["error"])
         self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/pol")[0], 200)
+
+    def test_openclaw_driver_streams_a_chat_completion(self):
+        t = trigger("claw", "/hooks/claw", signature="none", guards=[], driver="openclaw",
+                    workloadRef="openclaw-agent",
+                    driverOptions={"path": "/cgi-bin/chat", "model": "oc-test",
+                                   "gatewayTokenSecretRef": {"name": "gateway", "key": "token"}})
+        self.create(t)
+        self.wait_phase("claw", "Active")
+        status, body = self.post("/hooks/claw", {"user": {"login": "jane"}, "text": "hi claw"})
+        self.assertEqual(status, 200, body)
+        # The chunks, concatenated: the tenant as the session key, the gateway token as a
+        # bearer token, and the chat completion request the instance got.
+        head, _, request = body["text"].partition(" {")
+        self.assertEqual(head, "session=gh-jane auth=Bearer gw-t0ken")
+        self.assertEqual(json.loads("{" + request),
+                         {"model": "oc-test", "stream": True, "user": "gh-jane",
+                          "messages": [{"role": "user", "content": "hi claw"}]})
+        # Another tenant is another session.
+        status, body = self.post("/hooks/claw", {"user": {"login": "ann"}, "text": "x"})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body["text"].startswith("session=gh-ann "), body)
+        # Validation names the driver's keys; a missing gateway secret fails the delivery.
+        bad = trigger("claw2", "/hooks/claw2", signature="none", driver="openclaw",
+                      driverOptions={"gatewayTokenSecretRef": {"name": "x"}})
+        status, body = self.d.request("POST", "/api/v1/triggers", bad)
+        self.assertTrue(400 <= status < 500, (status, body))
+        self.assertIn("spec.driverOptions.gatewayTokenSecretRef", body["error"])
+        bad["spec"]["driverOptions"] = {"modle": "x"}
+        status, body = self.d.request("POST", "/api/v1/triggers", bad)
+        self.assertTrue(400 <= status < 500, (status, body))
+        self.assertIn("spec.driverOptions.modle: unknown (openclaw:", body["error"])
+        t["spec"]["driverOptions"]["gatewayTokenSecretRef"]["name"] = "nosuch"
+        status, body = self.d.request("PUT", "/api/v1/triggers/claw", {"spec": t["spec"]})
+        self.assertEqual(status, 200, body)
+        wait_for(lambda: self.post("/hooks/claw", {"user": {"login": "jane"}})[0] == 502,
+                 what="delivery failing without the gateway secret", step=0.05)
+        status, body = self.post("/hooks/claw", {"user": {"login": "jane"}})
+        self.assertIn("gatewayTokenSecretRef", body["error"])
+        self.assertNotIn("gw-t0ken", json.dumps(body))
