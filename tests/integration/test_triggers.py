@@ -5,11 +5,12 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import threading
 import time
 import uuid
 
-from bh import DaemonTestCase, wait_for
+from bh import SOURCE, DaemonTestCase, wait_for
 
 SECRET = "gh-signing-secret"
 STD_KEY = b"standard-webhooks-key-0123456789"
@@ -320,3 +321,19 @@ class TriggerTest(DaemonTestCase):
         status, body = self.post("/hooks/claw", {"user": {"login": "jane"}})
         self.assertIn("gatewayTokenSecretRef", body["error"])
         self.assertNotIn("gw-t0ken", json.dumps(body))
+
+    def test_example_trigger_manifests_apply(self):
+        """Every workloads/triggers/*.yaml is accepted as it is (one per trigger type)."""
+        d = os.path.join(SOURCE, "workloads", "triggers")
+        names = sorted(n for n in os.listdir(d) if n.endswith(".yaml"))
+        types = set()
+        for n in names:
+            with open(os.path.join(d, n)) as f:
+                text = f.read()
+            status, body = self.d.request("POST", "/api/v1/triggers", raw=text,
+                                          headers={"Content-Type": "application/yaml"})
+            self.assertEqual(status, 201, (n, body))
+            status, obj = self.d.request("GET", "/api/v1/triggers/" + body["name"])
+            types.add(obj["spec"]["type"])
+            self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/" + body["name"])[0], 200)
+        self.assertEqual(types, {"webhook", "cron", "telegram", "slack"})
