@@ -1,6 +1,7 @@
 /* The event pipeline: resolve the tenant, run the guards in order (fail closed), take the
  * tenant's place in line, claim through bh_claim_open (the call REST makes), deliver through
  * the driver, and account the outcome. Refusals carry a reason for the sender. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +79,9 @@ static char *emit_from_value(const cJSON *payload, const char *path)
     const cJSON *v = bh_json_get(payload, path);
     if (cJSON_IsString(v))
         return bh_xstrdup(v->valuestring);
-    if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble)
+    /* The range first: converting a double outside long long's range is undefined. */
+    if (cJSON_IsNumber(v) && fabs(v->valuedouble) <= 9007199254740992.0 &&
+        v->valuedouble == (double)(long long)v->valuedouble)
         return bh_xasprintf("%lld", (long long)v->valuedouble);
     return NULL;
 }

@@ -175,6 +175,9 @@ class TriggerTest(DaemonTestCase):
         status, body = self.signed("/hooks/gh", {"text": "who am I"})
         self.assertEqual(status, 422, body)
         self.assertIn("spec.tenant.from", body["error"])
+        # A number too large for an ID is no tenant either (and no undefined conversion).
+        status, body = self.signed("/hooks/gh", {"user": {"login": 1e300}})
+        self.assertEqual(status, 422, body)
         # Replayed delivery id.
         d = str(uuid.uuid4())
         self.assertEqual(self.signed("/hooks/gh", {"user": {"login": "jane"}},
