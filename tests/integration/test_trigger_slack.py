@@ -5,7 +5,6 @@ containers. Also the per-tenant ordering of the event pipeline and its bounded q
 an agent that holds an event until the test opens its gate."""
 import hashlib
 import hmac
-import http.server
 import json
 import threading
 import time
@@ -13,6 +12,7 @@ import urllib.request
 import uuid
 
 from bh import DaemonTestCase, wait_for
+from fakeapi import FakeJsonApi
 
 SIGNING = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-0123456789"
@@ -72,53 +72,26 @@ spec:
 """
 
 
-class FakeSlackApi:
-    """Records every Web API call (method, JSON body, Authorization header)."""
+class FakeSlackApi(FakeJsonApi):
+    """Records every Web API call; auth.test names the bot, other calls succeed."""
 
     def __init__(self):
-        self.calls = []
-        self.cond = threading.Condition()
-        outer = self
+        super().__init__()
+        self.url = self.base + "/api"
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n) or b"{}")
-                method = self.path.rsplit("/", 1)[-1]
-                auth = self.headers.get("Authorization")
-                with outer.cond:
-                    outer.calls.append((method, body, auth))
-                    outer.cond.notify_all()
-                if auth != "Bearer " + BOT_TOKEN:
-                    answer = {"ok": False, "error": "invalid_auth"}
-                elif method == "auth.test":
-                    answer = {"ok": True, "user_id": BOT_USER, "user": "bh-bot"}
-                else:
-                    answer = {"ok": True, "ts": "%.6f" % time.time()}
-                raw = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/api" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def handle(self, path, body, auth):
+        method = path.rsplit("/", 1)[-1]
+        self.record(method, body, auth)
+        if auth != "Bearer " + BOT_TOKEN:
+            return 200, {"ok": False, "error": "invalid_auth"}
+        if method == "auth.test":
+            return 200, {"ok": True, "user_id": BOT_USER, "user": "bh-bot"}
+        return 200, {"ok": True, "ts": "%.6f" % time.time()}
 
     def posted(self, thread=None):
         with self.cond:
             return [b for m, b, _ in self.calls if m == "chat.postMessage" and
                     (thread is None or b.get("thread_ts") == thread)]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def signed_headers(body, ts=None, secret=SIGNING):

@@ -1,62 +1,35 @@
 """The telegram trigger end to end against a fake Telegram Bot API server in this process
 (real HTTP on loopback, the Bot API's shapes: /bot<token>/<method>, getUpdates long polling
 with offset confirmation), the real daemon and a real echo-agent container."""
-import http.server
 import json
-import threading
 import time
 
 from bh import DaemonTestCase, wait_for
+from fakeapi import FakeJsonApi
 
 TOKEN = "123456:TEST-token_abc"
 
 
-class FakeBotApi:
+class FakeBotApi(FakeJsonApi):
     """Records every call; getUpdates returns the queued updates at or after `offset` (an
     offset confirms, and drops, the ones before it, as Telegram does) or waits up to `timeout`
     seconds for one to be queued."""
 
     def __init__(self):
-        self.calls = []
         self.updates = []
         self.broken = False  # answers every call with an error (Telegram down)
-        self.cond = threading.Condition()
-        outer = self
+        super().__init__()
+        self.url = self.base
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n) or b"{}")
-                prefix = "/bot" + TOKEN + "/"
-                if not self.path.startswith(prefix):
-                    return self.answer(401, {"ok": False, "description": "Unauthorized"})
-                method = self.path[len(prefix):]
-                with outer.cond:
-                    outer.calls.append((method, body))
-                    outer.cond.notify_all()
-                if outer.broken:
-                    return self.answer(502, {"ok": False, "description": "Bad Gateway"})
-                self.answer(200, {"ok": True, "result": outer.result(method, body)})
-
-            def answer(self, status, obj):
-                raw = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                try:
-                    self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # a long poll the daemon gave up on (it stopped or restarted)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def handle(self, path, body, auth):
+        prefix = "/bot" + TOKEN + "/"
+        if not path.startswith(prefix):
+            return 401, {"ok": False, "description": "Unauthorized"}
+        method = path[len(prefix):]
+        self.record(method, body, auth)
+        if self.broken:
+            return 502, {"ok": False, "description": "Bad Gateway"}
+        return 200, {"ok": True, "result": self.result(method, body)}
 
     def result(self, method, body):
         if method == "getMe":
@@ -80,12 +53,18 @@ class FakeBotApi:
 
     def sent(self, method="sendMessage", chat=None):
         with self.cond:
-            return [b for m, b in self.calls if m == method and
+            return [b for m, b, _ in self.calls if m == method and
                     (chat is None or b.get("chat_id") == chat)]
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+
+def tg_spec(api, allowed, **config):
+    return {"type": "telegram", "workloadRef": "echo-agent",
+            "tenant": {"from": "usernameOrId", "prefix": "tg-"},
+            "driverOptions": {"path": "/cgi-bin/agent"},
+            "guards": [{"type": "allowlist",
+                        "config": {"tenants": allowed,
+                                   "denyMessage": "Ask the admin for access."}}],
+            "config": dict({"secretName": "tg", "apiBaseUrl": api.url}, **config)}
 
 
 def user(uid, username=None):
@@ -129,7 +108,11 @@ class TelegramTriggerTest(DaemonTestCase):
     def test_bad_config_is_refused_at_apply(self):
         for config, want in ((dict(apiBaseUrl="ftp://x"), "spec.config.apiBaseUrl"),
                              (dict(pollTimeoutSeconds=99), "spec.config.pollTimeoutSeconds"),
-                             (dict(secretKey=5), "secretKey")):
+                             (dict(secretKey=5), "secretKey"),
+                             (dict(mode="pigeon"), "spec.config.mode"),
+                             (dict(mode="webhook", webhookUrl="https://x/h"), "spec.config.path"),
+                             (dict(mode="webhook", path="/hooks/x"), "spec.config.webhookUrl"),
+                             (dict(path="/hooks/x"), "spec.config.path: only in webhook")):
             spec = {"type": "telegram", "workloadRef": "echo-agent",
                     "tenant": {"from": "username"}, "config": dict({"secretName": "tg"},
                                                                    **config)}
@@ -141,18 +124,11 @@ class TelegramTriggerTest(DaemonTestCase):
     def test_polling_end_to_end_and_restart(self):
         api = FakeBotApi()
         self.addCleanup(api.close)
-        spec = {"type": "telegram", "workloadRef": "echo-agent",
-                "tenant": {"from": "usernameOrId", "prefix": "tg-"},
-                "driverOptions": {"path": "/cgi-bin/agent"},
-                "guards": [{"type": "allowlist",
-                            "config": {"tenants": ["tg-jane"],
-                                       "denyMessage": "Ask the admin for access."}}],
-                "config": {"secretName": "tg", "apiBaseUrl": api.url,
-                           "pollTimeoutSeconds": 1}}
+        spec = tg_spec(api, ["tg-jane"], pollTimeoutSeconds=1)
         status, body = self.d.request("POST", "/api/v1/triggers", {"name": "tg", "spec": spec})
         self.assertEqual(status, 201, body)
         wait_for(lambda: api.sent("getUpdates"), timeout=30, what="the first poll")
-        self.assertEqual([m for m, _ in api.calls[:2]], ["getMe", "deleteWebhook"])
+        self.assertEqual([c[0] for c in api.calls[:2]], ["getMe", "deleteWebhook"])
         st = wait_for(lambda: self.d.request("GET", "/api/v1/triggers/tg")[1]["status"]
                       .get("adapter", {}).get("bot"), timeout=30, what="status.adapter.bot")
         self.assertEqual(st, "bh_test_bot")
@@ -222,14 +198,8 @@ class TelegramTriggerTest(DaemonTestCase):
     def test_webhook_mode_end_to_end(self):
         api = FakeBotApi()
         self.addCleanup(api.close)
-        spec = {"type": "telegram", "workloadRef": "echo-agent",
-                "tenant": {"from": "usernameOrId", "prefix": "tg-"},
-                "driverOptions": {"path": "/cgi-bin/agent"},
-                "guards": [{"type": "allowlist",
-                            "config": {"tenants": ["tg-ann01"],
-                                       "denyMessage": "Ask the admin for access."}}],
-                "config": {"secretName": "tg", "apiBaseUrl": api.url, "mode": "webhook",
-                           "path": "/hooks/tg", "webhookUrl": "https://bot.example/hooks/tg"}}
+        spec = tg_spec(api, ["tg-ann01"], mode="webhook", path="/hooks/tg",
+                       webhookUrl="https://bot.example/hooks/tg")
         status, body = self.d.request("POST", "/api/v1/triggers", {"name": "tgw", "spec": spec})
         self.assertEqual(status, 201, body)
         self.addCleanup(self.d.request, "DELETE", "/api/v1/triggers/tgw")

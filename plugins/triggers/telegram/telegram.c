@@ -14,7 +14,8 @@
  *
  * Either way each message, edited_message or callback_query becomes an event whose payload
  * carries the tenant candidates (username, userId, chatId, usernameOrId; spec.tenant.from
- * picks one); the chat sees "typing" while the agent works, then the answer (or the refusal)
+ * picks one); the chat sees "typing" while the agent works (repeated every 4 s, as it fades
+ * after 5), then the answer (or the refusal)
  * as sendMessage, split at 4096 characters. */
 #include <boilerhouse/plugin.h>
 #include <cjson/cJSON.h>
@@ -115,6 +116,64 @@ static void tg_typing(struct tg *t, long long chat)
     cJSON_Delete(b);
 }
 
+/* "typing" lasts about 5 s in the chat: a thread per update repeats it every 4 s until the
+ * agent has answered. */
+#define TG_TYPING_EVERY_S 4
+
+struct tg_typist {
+    struct tg *t;
+    long long chat;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    pthread_t thread;
+};
+
+static void *tg_typist_main(void *arg)
+{
+    struct tg_typist *ty = arg;
+    pthread_mutex_lock(&ty->lock);
+    for (;;) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += TG_TYPING_EVERY_S;
+        while (!ty->done && pthread_cond_timedwait(&ty->cond, &ty->lock, &until) == 0)
+            ;
+        if (ty->done || ty->t->stopping)
+            break;
+        pthread_mutex_unlock(&ty->lock);
+        tg_typing(ty->t, ty->chat);
+        pthread_mutex_lock(&ty->lock);
+    }
+    pthread_mutex_unlock(&ty->lock);
+    return NULL;
+}
+
+/* Sends "typing" to chat now and starts repeating it; 0, or -1 (sent once, nothing to stop). */
+static int tg_typist_start(struct tg_typist *ty, struct tg *t, long long chat)
+{
+    tg_typing(t, chat);
+    *ty = (struct tg_typist){.t = t, .chat = chat};
+    pthread_mutex_init(&ty->lock, NULL);
+    pthread_cond_init(&ty->cond, NULL);
+    if (pthread_create(&ty->thread, NULL, tg_typist_main, ty) == 0)
+        return 0;
+    pthread_cond_destroy(&ty->cond);
+    pthread_mutex_destroy(&ty->lock);
+    return -1;
+}
+
+static void tg_typist_stop(struct tg_typist *ty)
+{
+    pthread_mutex_lock(&ty->lock);
+    ty->done = 1;
+    pthread_cond_signal(&ty->cond);
+    pthread_mutex_unlock(&ty->lock);
+    pthread_join(ty->thread, NULL);
+    pthread_cond_destroy(&ty->cond);
+    pthread_mutex_destroy(&ty->lock);
+}
+
 static void tg_answer_callback(struct tg *t, const char *id)
 {
     cJSON *b = cJSON_CreateObject();
@@ -131,7 +190,8 @@ static void tg_handle(struct tg *t, const cJSON *u, const struct tg_update *up)
     long long id = up->update_id;
     if (up->callback_id)
         tg_answer_callback(t, up->callback_id);
-    tg_typing(t, up->chat_id);
+    struct tg_typist typist;
+    int typing = tg_typist_start(&typist, t, up->chat_id) == 0;
     char *payload = tg_update_payload(up, u);
     char source[64];
     snprintf(source, sizeof(source), "telegram:%s%s", up->username[0] ? "@" : "",
@@ -141,7 +201,10 @@ static void tg_handle(struct tg *t, const cJSON *u, const struct tg_update *up)
     struct bh_event_reply reply = {.size = sizeof(reply)};
     struct bh_err err = {0};
     cJSON *parsed = NULL;
-    if (host->emit(t->h, &ev, &reply, &err) < 0)
+    int rc = host->emit(t->h, &ev, &reply, &err);
+    if (typing) /* stopped before the answer: "typing" never follows it */
+        tg_typist_stop(&typist);
+    if (rc < 0)
         host->log(t->h, BH_LOG_ERROR, "update %lld: %s", id, err.msg);
     else
         tg_send(t, up->chat_id,
