@@ -316,7 +316,7 @@ class SlackTriggerTest(DaemonTestCase):
         for t in threads:
             t.join(120)
         self.assertTrue(all(s in (200, 429) for s, _ in results), results)
-        ok = [json.loads(json.dumps(b)) for s, b in results if s == 200]
+        ok = [b for s, b in results if s == 200]
         self.assertTrue(ok and all(b["overlap"] is False for b in ok), results)
         for e in (block, second, third):
             self.reply(e["event"]["ts"])
