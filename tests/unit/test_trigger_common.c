@@ -170,7 +170,7 @@ static int push(struct bht_workq *q, int id, int key, int hold)
 static void test_workq(void **state)
 {
     struct record r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-    struct bht_workq *q = bht_workq_new(4, 6, job_run, free, &r);
+    struct bht_workq *q = bht_workq_new(4, 16, job_run, free, &r);
     assert_non_null(q);
     /* a0 holds until b has run: b runs beside it (parallel keys). a1..a3 wait behind a0. */
     assert_int_equal(push(q, 0, 0, 1), 0);
@@ -180,9 +180,7 @@ static void test_workq(void **state)
     for (int i = 1; i <= 3; i++)
         assert_int_equal(push(q, i, 0, 0), 0);
     assert_int_equal(push(q, 10, 1, 0), 0);
-    /* 5 queued or running; one more fits, the next is refused (the bound). */
     assert_int_equal(push(q, 4, 0, 0), 0);
-    assert_int_equal(push(q, 5, 0, 0), -1);
     pthread_mutex_lock(&r.lock);
     assert_true(wait_until(&r, &r.b_done));
     r.gate_open = 1;
@@ -201,6 +199,30 @@ static void test_workq(void **state)
     assert_int_equal(na, 5);
     assert_memory_equal(a_order, want, sizeof(want));
     assert_int_equal(r.order[0], 10); /* b finished first, while a0 held */
+}
+
+/* At most max_jobs queued or running: the next push is refused (the caller answers busy). */
+static void test_workq_bound(void **state)
+{
+    struct record r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    r.b_done = 1;
+    struct bht_workq *q = bht_workq_new(2, 3, job_run, free, &r);
+    assert_int_equal(push(q, 0, 0, 1), 0); /* held while running */
+    pthread_mutex_lock(&r.lock);
+    assert_true(wait_until(&r, &r.hold_inside));
+    pthread_mutex_unlock(&r.lock);
+    assert_int_equal(push(q, 1, 0, 0), 0); /* both wait behind it (one key) */
+    assert_int_equal(push(q, 2, 0, 0), 0);
+    assert_int_equal(push(q, 3, 0, 0), -1);
+    assert_int_equal(push(q, 4, 1, 0), -1); /* full for every key */
+    pthread_mutex_lock(&r.lock);
+    r.gate_open = 1;
+    pthread_cond_broadcast(&r.cond);
+    while (r.n < 3)
+        assert_true(pthread_cond_wait(&r.cond, &r.lock) == 0);
+    pthread_mutex_unlock(&r.lock);
+    assert_int_equal(push(q, 5, 0, 0), 0); /* room again */
+    bht_workq_free(q);
 }
 
 /* Queued jobs are dropped (freed) when the queue stops; running ones finish. */
@@ -231,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_token),
         cmocka_unit_test(test_seen),
         cmocka_unit_test(test_workq),
+        cmocka_unit_test(test_workq_bound),
         cmocka_unit_test(test_workq_free_drops_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
