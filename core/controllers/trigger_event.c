@@ -1,7 +1,6 @@
 /* The event pipeline: resolve the tenant, run the guards in order (fail closed), take the
  * tenant's place in line, claim through bh_claim_open (the call REST makes), deliver through
  * the driver, and account the outcome. Refusals carry a reason for the sender. */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +79,8 @@ static char *emit_from_value(const cJSON *payload, const char *path)
     if (cJSON_IsString(v))
         return bh_xstrdup(v->valuestring);
     /* The range first: converting a double outside long long's range is undefined. */
-    if (cJSON_IsNumber(v) && fabs(v->valuedouble) <= 9007199254740992.0 &&
+    if (cJSON_IsNumber(v) && v->valuedouble <= 9007199254740992.0 &&
+        v->valuedouble >= -9007199254740992.0 &&
         v->valuedouble == (double)(long long)v->valuedouble)
         return bh_xasprintf("%lld", (long long)v->valuedouble);
     return NULL;
