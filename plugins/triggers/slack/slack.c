@@ -148,8 +148,8 @@ static const char *slack_skip(struct slack *s, const struct slack_event *e)
     return NULL;
 }
 
-/* Queues the event; a full queue answers "busy" in the thread at once. */
-static void slack_enqueue(struct slack *s, const struct slack_event *e, const cJSON *body)
+/* Queues the event: 0, or -1 when the queue is full and "busy" was answered in the thread. */
+static int slack_enqueue(struct slack *s, const struct slack_event *e, const cJSON *body)
 {
     const char *thread = e->thread_ts ? e->thread_ts : e->ts;
     struct slack_job *j = calloc(1, sizeof(*j));
@@ -163,12 +163,13 @@ static void slack_enqueue(struct slack *s, const struct slack_event *e, const cJ
     const char *keys[BHT_WORKQ_KEYS] = {e->user, e->channel};
     if (j && j->payload && j->text && j->channel && j->thread_ts && j->user &&
         bht_workq_push(s->queue, keys, j) == 0)
-        return;
+        return 0;
     if (j)
         slack_job_free(j);
     host->log(s->h, BH_LOG_WARN, "event %s: queue full, answered busy", e->event_id);
     /* Short: the acknowledgement waits for it. */
     slack_post(s, e->channel, thread, "busy: too many messages are waiting; try again shortly", 2);
+    return -1;
 }
 
 static void slack_handle(void *arg, const struct bh_http_request *req,
@@ -192,9 +193,9 @@ static void slack_handle(void *arg, const struct bh_http_request *req,
         slack_respond(s, resp, 200, "challenge", e.challenge);
     } else {
         const char *skip = slack_skip(s, &e);
-        if (!skip)
-            slack_enqueue(s, &e, body);
-        else if (req->header(req, "X-Slack-Retry-Num"))
+        if (!skip && slack_enqueue(s, &e, body) < 0)
+            skip = "busy (answered in the thread)";
+        else if (skip && req->header(req, "X-Slack-Retry-Num"))
             host->log(s->h, BH_LOG_DEBUG, "event %s: retry %s: %s", e.event_id,
                       req->header(req, "X-Slack-Retry-Num"), skip);
         /* 200 either way: Slack must not retry what is skipped on purpose. */

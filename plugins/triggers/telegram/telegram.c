@@ -353,9 +353,9 @@ static int tg_seen(struct tg *t, long long id)
     return seen;
 }
 
-/* Queues update u (taken), one at a time per chat and user; a full queue answers "busy" in
- * the chat. */
-static void tg_enqueue(struct tg *t, cJSON *u, const struct tg_update *up)
+/* Queues update u (taken), one at a time per chat and user: 0, or -1 when the queue is full
+ * and "busy" was answered in the chat. */
+static int tg_enqueue(struct tg *t, cJSON *u, const struct tg_update *up)
 {
     char chat[32], user[32];
     snprintf(chat, sizeof(chat), "c%lld", up->chat_id);
@@ -363,11 +363,12 @@ static void tg_enqueue(struct tg *t, cJSON *u, const struct tg_update *up)
     const char *keys[BHT_WORKQ_KEYS] = {chat, user};
     struct tg_job *j = calloc(1, sizeof(*j));
     if (j && (j->u = u) && bht_workq_push(t->queue, keys, j) == 0)
-        return;
+        return 0;
     free(j);
     cJSON_Delete(u);
     host->log(t->h, BH_LOG_WARN, "chat %lld: queue full, answered busy", up->chat_id);
     tg_send(t, up->chat_id, "busy: too many messages are waiting; try again shortly");
+    return -1;
 }
 
 static void tg_webhook_handle(void *arg, const struct bh_http_request *req,
@@ -393,8 +394,8 @@ static void tg_webhook_handle(void *arg, const struct bh_http_request *req,
         /* 200 all the same: Telegram must not retry what is skipped on purpose. */
         return tg_respond(t, resp, 200, id < 0 ? "not an update" : "skipped");
     }
-    tg_enqueue(t, u, &up);
-    tg_respond(t, resp, 200, "queued");
+    /* 200 when busy too: the chat was told, a retry by Telegram would only repeat that. */
+    tg_respond(t, resp, 200, tg_enqueue(t, u, &up) == 0 ? "queued" : "busy");
 }
 
 /* ---- start and stop ---- */
