@@ -355,17 +355,35 @@ static cJSON *trigger_status(struct trigger *t, const char *phase, const char *d
     return st;
 }
 
-/* Writes status only when it changed: every write is a store event that reconciles again. */
+/* 1 if st differs from old only in what may be lost in a crash: the event counters, the
+ * last event's time and the adapter's own status, all rebuilt as events come. */
+static int trigger_status_counters_only(const cJSON *old, const cJSON *st)
+{
+    static const char *const keys[] = {"phase", "detail", "observedGeneration", "restarts"};
+    if (!old)
+        return 0;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (!cJSON_Compare(bh_json_get(old, keys[i]), bh_json_get(st, keys[i]), 1))
+            return 0;
+    return 1;
+}
+
+/* Writes status only when it changed: every write is a store event that reconciles again.
+ * A change of counters alone is written lazily (no fsync of its own): an fsync per event
+ * would hold the store, and so the next event's claim, for a disk flush. */
 static int trigger_write_status(struct bh_ctx *ctx, cJSON *obj, cJSON *st, struct bh_err *err)
 {
-    if (cJSON_Compare(bh_json_get(obj, "status"), st, 1)) {
+    const cJSON *old = bh_json_get(obj, "status");
+    if (cJSON_Compare(old, st, 1)) {
         cJSON_Delete(st);
         return 0;
     }
+    int lazy = trigger_status_counters_only(old, st);
     cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
     cJSON_AddItemToObject(obj, "status", st);
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(obj, "metadata"), "resourceVersion");
-    return bh_store_update_status(ctx->store, obj, NULL, err);
+    return lazy ? bh_store_update_status_lazy(ctx->store, obj, NULL, err)
+                : bh_store_update_status(ctx->store, obj, NULL, err);
 }
 
 /* ---- reconcile ---- */

@@ -79,7 +79,10 @@ static char *emit_from_value(const cJSON *payload, const char *path)
     const cJSON *v = bh_json_get(payload, path);
     if (cJSON_IsString(v))
         return bh_xstrdup(v->valuestring);
-    if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble)
+    /* The range first: converting a double outside long long's range is undefined. */
+    if (cJSON_IsNumber(v) && v->valuedouble <= 9007199254740992.0 &&
+        v->valuedouble >= -9007199254740992.0 &&
+        v->valuedouble == (double)(long long)v->valuedouble)
         return bh_xasprintf("%lld", (long long)v->valuedouble);
     return NULL;
 }

@@ -95,6 +95,21 @@ int trigger_driver_path_ok(const char *p);
 /* The URL (and unix socket path, *sock NULL if none) of path on the claim's endpoint. */
 int trigger_driver_target(const cJSON *spec, const cJSON *claim, const char *path, char **url,
                           char **sock, struct bh_err *err);
+/* POSTs body with hdrs to the claim's endpoint (driverOptions.path, else default_path; over
+ * its unix socket if it has no address) within driverOptions.timeoutSeconds, the answer to
+ * write(…, ud); a write that returns short fails the call. Non-2xx is an error. */
+struct curl_slist;
+int trigger_driver_post(const cJSON *spec, const cJSON *claim, const char *default_path,
+                        struct curl_slist *hdrs, const char *body,
+                        size_t (*write)(char *, size_t, size_t, void *), void *ud,
+                        struct bh_err *err);
+/* The openclaw driver (trigger_openclaw.c): OpenAI-style chat completions with SSE streaming,
+ * the tenant as the session key; *out is {"text": <the streamed answer>}. */
+int trigger_openclaw_deliver(const struct trigger_delivery *d, char **out, size_t *out_len,
+                             struct bh_err *err);
+/* One driverOptions key for openclaw: 0 valid, -1 invalid (err set), 1 not openclaw's own
+ * (the common keys check it). */
+int trigger_openclaw_check_option(const cJSON *o, struct bh_err *err);
 /* The websocket driver (trigger_ws.c): the claude-code / pi protocol over the tenant's
  * session. *out is {"text": ...}, owned. */
 int trigger_ws_deliver(const struct trigger_delivery *d, char **out, size_t *out_len,

@@ -1,5 +1,6 @@
-/* Webhook signature headers from the network: GitHub's X-Hub-Signature-256 and the Standard
- * Webhooks id/timestamp/signature triple. Input: four NUL-or-newline-separated fields
+/* Signature headers from the network: GitHub's X-Hub-Signature-256, the Standard Webhooks
+ * id/timestamp/signature triple, Slack's X-Slack-Request-Timestamp / X-Slack-Signature and
+ * Telegram's secret token header. Input: four NUL-or-newline-separated fields
  * (header or id, timestamp, signature header, body). Parsing must never crash, and a random
  * signature must not verify. */
 #include "fuzz.h"
@@ -7,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../plugins/triggers/webhook/sig.h"
+#include "../../plugins/triggers/common/sig.h"
 
 static char *fuzz_field(char **p)
 {
@@ -38,6 +39,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         SIG_OK)
         abort();
     sig_standard_verify(a, a, ts, sig, body, strlen(body), 1700000000);
+    if (sig_slack_verify("fuzz-key", ts, sig, body, strlen(body), 1700000000) == SIG_OK)
+        abort();
+    if (sig_token_verify("fuzz-token-0123456789", a) == SIG_OK &&
+        strcmp(a, "fuzz-token-0123456789") != 0)
+        abort();
     free(in);
     return 0;
 }

@@ -1,62 +1,41 @@
 """The telegram trigger end to end against a fake Telegram Bot API server in this process
 (real HTTP on loopback, the Bot API's shapes: /bot<token>/<method>, getUpdates long polling
 with offset confirmation), the real daemon and a real echo-agent container."""
-import http.server
 import json
-import threading
 import time
 
 from bh import DaemonTestCase, wait_for
+from fakeapi import FakeJsonApi
 
 TOKEN = "123456:TEST-token_abc"
 
 
-class FakeBotApi:
+class FakeBotApi(FakeJsonApi):
     """Records every call; getUpdates returns the queued updates at or after `offset` (an
     offset confirms, and drops, the ones before it, as Telegram does) or waits up to `timeout`
     seconds for one to be queued."""
 
     def __init__(self):
-        self.calls = []
         self.updates = []
-        self.cond = threading.Condition()
-        outer = self
+        self.broken = False  # answers every call with an error (Telegram down)
+        super().__init__()
+        self.url = self.base
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n) or b"{}")
-                prefix = "/bot" + TOKEN + "/"
-                if not self.path.startswith(prefix):
-                    return self.answer(401, {"ok": False, "description": "Unauthorized"})
-                method = self.path[len(prefix):]
-                with outer.cond:
-                    outer.calls.append((method, body))
-                    outer.cond.notify_all()
-                self.answer(200, {"ok": True, "result": outer.result(method, body)})
-
-            def answer(self, status, obj):
-                raw = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def handle(self, path, body, auth):
+        prefix = "/bot" + TOKEN + "/"
+        if not path.startswith(prefix):
+            return 401, {"ok": False, "description": "Unauthorized"}
+        method = path[len(prefix):]
+        self.record(method, body, auth)
+        if self.broken:
+            return 502, {"ok": False, "description": "Bad Gateway"}
+        return 200, {"ok": True, "result": self.result(method, body)}
 
     def result(self, method, body):
         if method == "getMe":
             return {"id": 99, "is_bot": True, "username": "bh_test_bot"}
         if method != "getUpdates":
-            return True if method in ("deleteWebhook", "sendChatAction",
+            return True if method in ("deleteWebhook", "setWebhook", "sendChatAction",
                                       "answerCallbackQuery") else {"message_id": 1}
         deadline = time.monotonic() + body.get("timeout", 0)
         with self.cond:
@@ -74,12 +53,18 @@ class FakeBotApi:
 
     def sent(self, method="sendMessage", chat=None):
         with self.cond:
-            return [b for m, b in self.calls if m == method and
+            return [b for m, b, _ in self.calls if m == method and
                     (chat is None or b.get("chat_id") == chat)]
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+
+def tg_spec(api, allowed, **config):
+    return {"type": "telegram", "workloadRef": "echo-agent",
+            "tenant": {"from": "usernameOrId", "prefix": "tg-"},
+            "driverOptions": {"path": "/cgi-bin/agent"},
+            "guards": [{"type": "allowlist",
+                        "config": {"tenants": allowed,
+                                   "denyMessage": "Ask the admin for access."}}],
+            "config": dict({"secretName": "tg", "apiBaseUrl": api.url}, **config)}
 
 
 def user(uid, username=None):
@@ -123,7 +108,11 @@ class TelegramTriggerTest(DaemonTestCase):
     def test_bad_config_is_refused_at_apply(self):
         for config, want in ((dict(apiBaseUrl="ftp://x"), "spec.config.apiBaseUrl"),
                              (dict(pollTimeoutSeconds=99), "spec.config.pollTimeoutSeconds"),
-                             (dict(secretKey=5), "secretKey")):
+                             (dict(secretKey=5), "secretKey"),
+                             (dict(mode="pigeon"), "spec.config.mode"),
+                             (dict(mode="webhook", webhookUrl="https://x/h"), "spec.config.path"),
+                             (dict(mode="webhook", path="/hooks/x"), "spec.config.webhookUrl"),
+                             (dict(path="/hooks/x"), "spec.config.path: only in webhook")):
             spec = {"type": "telegram", "workloadRef": "echo-agent",
                     "tenant": {"from": "username"}, "config": dict({"secretName": "tg"},
                                                                    **config)}
@@ -135,18 +124,11 @@ class TelegramTriggerTest(DaemonTestCase):
     def test_polling_end_to_end_and_restart(self):
         api = FakeBotApi()
         self.addCleanup(api.close)
-        spec = {"type": "telegram", "workloadRef": "echo-agent",
-                "tenant": {"from": "usernameOrId", "prefix": "tg-"},
-                "driverOptions": {"path": "/cgi-bin/agent"},
-                "guards": [{"type": "allowlist",
-                            "config": {"tenants": ["tg-jane"],
-                                       "denyMessage": "Ask the admin for access."}}],
-                "config": {"secretName": "tg", "apiBaseUrl": api.url,
-                           "pollTimeoutSeconds": 1}}
+        spec = tg_spec(api, ["tg-jane"], pollTimeoutSeconds=1)
         status, body = self.d.request("POST", "/api/v1/triggers", {"name": "tg", "spec": spec})
         self.assertEqual(status, 201, body)
         wait_for(lambda: api.sent("getUpdates"), timeout=30, what="the first poll")
-        self.assertEqual([m for m, _ in api.calls[:2]], ["getMe", "deleteWebhook"])
+        self.assertEqual([c[0] for c in api.calls[:2]], ["getMe", "deleteWebhook"])
         st = wait_for(lambda: self.d.request("GET", "/api/v1/triggers/tg")[1]["status"]
                       .get("adapter", {}).get("bot"), timeout=30, what="status.adapter.bot")
         self.assertEqual(st, "bh_test_bot")
@@ -209,3 +191,83 @@ class TelegramTriggerTest(DaemonTestCase):
                                  "while you were away"])
         self.assertEqual(self.replies(api, 80), ["Ask the admin for access."])
         self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/tg")[0], 200)
+
+    def status(self, name):
+        return self.d.request("GET", "/api/v1/triggers/" + name)[1]["status"]
+
+    def test_webhook_mode_end_to_end(self):
+        api = FakeBotApi()
+        self.addCleanup(api.close)
+        spec = tg_spec(api, ["tg-ann01"], mode="webhook", path="/hooks/tg",
+                       webhookUrl="https://bot.example/hooks/tg")
+        status, body = self.d.request("POST", "/api/v1/triggers", {"name": "tgw", "spec": spec})
+        self.assertEqual(status, 201, body)
+        self.addCleanup(self.d.request, "DELETE", "/api/v1/triggers/tgw")
+        hook = wait_for(lambda: api.sent("setWebhook"), timeout=30, what="setWebhook")[0]
+        self.assertEqual(hook["url"], "https://bot.example/hooks/tg")
+        self.assertEqual(sorted(hook["allowed_updates"]),
+                         ["callback_query", "edited_message", "message"])
+        token = hook["secret_token"]
+        self.assertRegex(token, r"^[0-9a-f]{64}$")
+        self.assertEqual(api.sent("getUpdates"), [])  # no polling in webhook mode
+        wait_for(lambda: self.status("tgw").get("adapter", {}).get("mode") == "webhook",
+                 timeout=30, what="status.adapter.mode webhook")
+
+        def post(update, secret=token):
+            h = {"Content-Type": "application/json"}
+            if secret is not None:
+                h["X-Telegram-Bot-Api-Secret-Token"] = secret
+            return self.d.request("POST", "/hooks/tg", raw=json.dumps(update).encode(), headers=h)
+
+        # Without the secret token, or with another, nothing happens.
+        self.assertEqual(post(message(10, 9, "ann01", "forged"), secret=None)[0], 401)
+        self.assertEqual(post(message(10, 9, "ann01", "forged"), secret="0" * 64)[0], 401)
+        self.assertEqual(post(message(10, 9, "ann01", "forged"), secret=token[:-1])[0], 401)
+        self.assertEqual(self.d.request("POST", "/hooks/tg", raw=b"{not json", headers={
+            "X-Telegram-Bot-Api-Secret-Token": token})[0], 400)
+        self.assertFalse(self.claimed("tg-ann01"))
+
+        # An allowed user: acknowledged at once, then "typing" and the answer in her chat.
+        self.assertEqual(post(message(11, 9, "Ann01", "via webhook")), (200, {"ok": "queued"}))
+        got = wait_for(lambda: self.replies(api, 90), timeout=90, what="the answer to ann")
+        self.assertEqual(json.loads(got[0])["received"]["text"], "via webhook")
+        self.assertTrue(self.claimed("tg-ann01"))
+        self.assertEqual(api.sent("sendChatAction", chat=90)[0]["action"], "typing")
+        # A denied user gets the guard's message and no claim.
+        self.assertEqual(post(message(12, 8, "mallory", "let me in"))[0], 200)
+        wait_for(lambda: self.replies(api, 80), timeout=30, what="the refusal")
+        self.assertEqual(self.replies(api, 80), ["Ask the admin for access."])
+        self.assertFalse(self.claimed("tg-mallory"))
+        # Telegram's retry of update 11 is acknowledged and not answered again; a callback
+        # after it is (one chat's updates keep their order, so the retry was dropped).
+        self.assertEqual(post(message(11, 9, "Ann01", "via webhook")), (200, {"ok": "skipped"}))
+        self.assertEqual(post(callback(13, 9, "ann01", "button-2"))[0], 200)
+        wait_for(lambda: len(self.replies(api, 90)) >= 2, timeout=30, what="callback answer")
+        self.assertIn("button-2", self.replies(api, 90)[1])
+        self.assertEqual(len(self.replies(api, 90)), 2)
+
+    def test_a_failing_adapter_is_restarted_with_backoff(self):
+        api = FakeBotApi()
+        self.addCleanup(api.close)
+        api.broken = True
+        spec = {"type": "telegram", "workloadRef": "echo-agent",
+                "tenant": {"from": "usernameOrId", "prefix": "tg-"},
+                "config": {"secretName": "tg", "apiBaseUrl": api.url,
+                           "pollTimeoutSeconds": 1}}
+        status, body = self.d.request("POST", "/api/v1/triggers", {"name": "tgf", "spec": spec})
+        self.assertEqual(status, 201, body)
+        self.addCleanup(self.d.request, "DELETE", "/api/v1/triggers/tgf")
+        # The adapter's thread dies on getMe; the phase says why and when it restarts.
+        st = wait_for(lambda: (lambda s: s.get("phase") == "Error" and s)(self.status("tgf")),
+                      timeout=60, what="phase Error", step=0.05)
+        self.assertIn("adapter failed: getMe: Bad Gateway", st["detail"])
+        self.assertRegex(st["detail"], r"restart \d+ in \d+ s")
+        # It is started again, and fails again, with a growing count (backoff).
+        st = wait_for(lambda: (lambda s: s.get("restarts", 0) >= 2 and s)(self.status("tgf")),
+                      timeout=60, what="a second failed restart", step=0.1)
+        self.assertGreaterEqual(len(api.sent("getMe")), 2)
+        # Telegram is back: the next restart stays up.
+        api.broken = False
+        wait_for(lambda: self.status("tgf").get("phase") == "Active" and
+                 api.sent("getUpdates"), timeout=90, what="Active again and polling")
+        self.assertEqual(self.status("tgf").get("adapter", {}).get("bot"), "bh_test_bot")

@@ -5,11 +5,12 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import threading
 import time
 import uuid
 
-from bh import DaemonTestCase, wait_for
+from bh import SOURCE, DaemonTestCase, wait_for
 
 SECRET = "gh-signing-secret"
 STD_KEY = b"standard-webhooks-key-0123456789"
@@ -81,13 +82,14 @@ class PolicyServer:
 
 
 class TriggerTest(DaemonTestCase):
-    MANIFESTS = ("echo-agent.yaml",)
+    MANIFESTS = ("echo-agent.yaml", "openclaw-agent.yaml")
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         for name, key, value in (("hook", "secret", SECRET), ("std", "secret", STD_SECRET),
-                                 ("policy", "token", "policy-s3cret")):
+                                 ("policy", "token", "policy-s3cret"),
+                                 ("gateway", "token", "gw-t0ken")):
             cls.d.put_secret(name, key, value)
 
     # ---- helpers ----
@@ -176,6 +178,9 @@ class TriggerTest(DaemonTestCase):
         status, body = self.signed("/hooks/gh", {"text": "who am I"})
         self.assertEqual(status, 422, body)
         self.assertIn("spec.tenant.from", body["error"])
+        # A number too large for an ID is no tenant either (and no undefined conversion).
+        status, body = self.signed("/hooks/gh", {"user": {"login": 1e300}})
+        self.assertEqual(status, 422, body)
         # Replayed delivery id.
         d = str(uuid.uuid4())
         self.assertEqual(self.signed("/hooks/gh", {"user": {"login": "jane"}},
@@ -283,3 +288,58 @@ class TriggerTest(DaemonTestCase):
         self.assertEqual(status, 403, body)
         self.assertIn("could not be asked", body["error"])
         self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/pol")[0], 200)
+
+    def test_openclaw_driver_streams_a_chat_completion(self):
+        t = trigger("claw", "/hooks/claw", signature="none", guards=[], driver="openclaw",
+                    workloadRef="openclaw-agent",
+                    driverOptions={"path": "/cgi-bin/chat", "model": "oc-test",
+                                   "gatewayTokenSecretRef": {"name": "gateway", "key": "token"}})
+        self.create(t)
+        self.wait_phase("claw", "Active")
+        status, body = self.post("/hooks/claw", {"user": {"login": "jane"}, "text": "hi claw"})
+        self.assertEqual(status, 200, body)
+        # The chunks, concatenated: the tenant as the session key, the gateway token as a
+        # bearer token, and the chat completion request the instance got.
+        head, _, request = body["text"].partition(" {")
+        self.assertEqual(head, "session=gh-jane auth=Bearer gw-t0ken")
+        self.assertEqual(json.loads("{" + request),
+                         {"model": "oc-test", "stream": True, "user": "gh-jane",
+                          "messages": [{"role": "user", "content": "hi claw"}]})
+        # Another tenant is another session.
+        status, body = self.post("/hooks/claw", {"user": {"login": "ann"}, "text": "x"})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body["text"].startswith("session=gh-ann "), body)
+        # Validation names the driver's keys; a missing gateway secret fails the delivery.
+        bad = trigger("claw2", "/hooks/claw2", signature="none", driver="openclaw",
+                      driverOptions={"gatewayTokenSecretRef": {"name": "x"}})
+        status, body = self.d.request("POST", "/api/v1/triggers", bad)
+        self.assertTrue(400 <= status < 500, (status, body))
+        self.assertIn("spec.driverOptions.gatewayTokenSecretRef", body["error"])
+        bad["spec"]["driverOptions"] = {"modle": "x"}
+        status, body = self.d.request("POST", "/api/v1/triggers", bad)
+        self.assertTrue(400 <= status < 500, (status, body))
+        self.assertIn("spec.driverOptions.modle: unknown (openclaw:", body["error"])
+        t["spec"]["driverOptions"]["gatewayTokenSecretRef"]["name"] = "nosuch"
+        status, body = self.d.request("PUT", "/api/v1/triggers/claw", {"spec": t["spec"]})
+        self.assertEqual(status, 200, body)
+        wait_for(lambda: self.post("/hooks/claw", {"user": {"login": "jane"}})[0] == 502,
+                 what="delivery failing without the gateway secret", step=0.05)
+        status, body = self.post("/hooks/claw", {"user": {"login": "jane"}})
+        self.assertIn("gatewayTokenSecretRef", body["error"])
+        self.assertNotIn("gw-t0ken", json.dumps(body))
+
+    def test_example_trigger_manifests_apply(self):
+        """Every workloads/triggers/*.yaml is accepted as it is (one per trigger type)."""
+        d = os.path.join(SOURCE, "workloads", "triggers")
+        names = sorted(n for n in os.listdir(d) if n.endswith(".yaml"))
+        types = set()
+        for n in names:
+            with open(os.path.join(d, n)) as f:
+                text = f.read()
+            status, body = self.d.request("POST", "/api/v1/triggers", raw=text,
+                                          headers={"Content-Type": "application/yaml"})
+            self.assertEqual(status, 201, (n, body))
+            status, obj = self.d.request("GET", "/api/v1/triggers/" + body["name"])
+            types.add(obj["spec"]["type"])
+            self.assertEqual(self.d.request("DELETE", "/api/v1/triggers/" + body["name"])[0], 200)
+        self.assertEqual(types, {"webhook", "cron", "telegram", "slack"})

@@ -9,8 +9,10 @@
 static int tg_int(const cJSON *o, const char *key, long long *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble ||
-        v->valuedouble > 9007199254740992.0 || v->valuedouble < -9007199254740992.0)
+    /* The range first: converting a double outside long long's range is undefined. */
+    if (!cJSON_IsNumber(v) ||
+        !(v->valuedouble <= 9007199254740992.0 && v->valuedouble >= -9007199254740992.0) ||
+        v->valuedouble != (double)(long long)v->valuedouble)
         return -1;
     *out = (long long)v->valuedouble;
     return 0;

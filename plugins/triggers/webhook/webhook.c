@@ -10,9 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "seen.h"
 #include "sig.h"
-
-#define WEBHOOK_REPLAY_MAX 4096
 
 static const struct bh_host_api *host;
 
@@ -26,12 +25,7 @@ struct webhook {
     /* Token bucket: rate per minute, refilled continuously. */
     double tokens, rate_per_s, burst;
     double last_refill;
-    /* Delivery ids seen within the window (expiry, id). */
-    struct {
-        long long expires;
-        char id[80];
-    } seen[WEBHOOK_REPLAY_MAX];
-    size_t n_seen;
+    struct bht_seen seen; /* delivery ids seen within the window */
 };
 
 #define WEBHOOK_GITHUB 0
@@ -71,30 +65,10 @@ static int webhook_take_token(struct webhook *w)
     return ok;
 }
 
-/* 1 if id was seen within the window; otherwise remembers it. Full: the entry closest to
- * expiry makes room (it is the least useful to keep). */
 static int webhook_replayed(struct webhook *w, const char *id)
 {
-    long long now = (long long)time(NULL);
     pthread_mutex_lock(&w->lock);
-    int seen = 0;
-    size_t slot = w->n_seen, oldest = 0;
-    for (size_t i = 0; i < w->n_seen; i++) {
-        if (w->seen[i].expires < now && slot == w->n_seen)
-            slot = i;
-        else if (w->seen[i].expires >= now && strcmp(w->seen[i].id, id) == 0)
-            seen = 1;
-        if (w->seen[i].expires < w->seen[oldest].expires)
-            oldest = i;
-    }
-    if (!seen) {
-        if (slot == w->n_seen && w->n_seen == WEBHOOK_REPLAY_MAX)
-            slot = oldest;
-        else if (slot == w->n_seen)
-            w->n_seen++;
-        w->seen[slot].expires = now + 2 * SIG_WINDOW_S;
-        snprintf(w->seen[slot].id, sizeof(w->seen[slot].id), "%s", id);
-    }
+    int seen = bht_seen_check(&w->seen, id, (long long)time(NULL), 2 * SIG_WINDOW_S);
     pthread_mutex_unlock(&w->lock);
     return seen;
 }
@@ -118,7 +92,7 @@ static uint32_t webhook_verify(struct webhook *w, const struct bh_http_request *
     *why = sig_error(rc);
     if (rc != SIG_OK)
         return 401;
-    if (id && strlen(id) >= 80) {
+    if (id && strlen(id) >= BHT_SEEN_ID) {
         *why = "delivery id longer than 79 characters";
         return 400;
     }

@@ -19,25 +19,33 @@ static int sig_hexval(char c)
     return -1;
 }
 
-int sig_github_verify(const uint8_t *key, size_t key_len, const char *header, const char *body,
-                      size_t body_len)
+/* header: "<prefix><64 hex>", the HMAC-SHA256 of msg under key. */
+static int sig_hex_verify(const uint8_t *key, size_t key_len, const char *prefix,
+                          const char *header, const char *msg, size_t msg_len)
 {
+    size_t pn = strlen(prefix);
     if (!header)
         return SIG_MISSING;
-    if (strncmp(header, "sha256=", 7) != 0 || strlen(header + 7) != 64)
+    if (strncmp(header, prefix, pn) != 0 || strlen(header + pn) != 64)
         return SIG_MALFORMED;
     uint8_t given[32];
     for (int i = 0; i < 32; i++) {
-        int hi = sig_hexval(header[7 + 2 * i]), lo = sig_hexval(header[8 + 2 * i]);
+        int hi = sig_hexval(header[pn + 2 * i]), lo = sig_hexval(header[pn + 1 + 2 * i]);
         if (hi < 0 || lo < 0)
             return SIG_MALFORMED;
         given[i] = (uint8_t)(hi * 16 + lo);
     }
     uint8_t mac[32];
     unsigned int mac_len = 0;
-    if (!HMAC(EVP_sha256(), key, (int)key_len, (const uint8_t *)body, body_len, mac, &mac_len))
+    if (!HMAC(EVP_sha256(), key, (int)key_len, (const uint8_t *)msg, msg_len, mac, &mac_len))
         return SIG_MISMATCH;
     return CRYPTO_memcmp(mac, given, 32) == 0 ? SIG_OK : SIG_MISMATCH;
+}
+
+int sig_github_verify(const uint8_t *key, size_t key_len, const char *header, const char *body,
+                      size_t body_len)
+{
+    return sig_hex_verify(key, key_len, "sha256=", header, body, body_len);
 }
 
 /* Decodes standard base64 of n chars into out (room for n*3/4); length or -1. */
@@ -130,6 +138,40 @@ int sig_standard_verify(const char *secret, const char *id, const char *ts, cons
     OPENSSL_cleanse(key, key_len);
     free(key);
     return ok && sig_any_matches(header, mac) ? SIG_OK : SIG_MISMATCH;
+}
+
+int sig_slack_verify(const char *secret, const char *ts, const char *header, const char *body,
+                     size_t body_len, long long now)
+{
+    if (!ts || !header)
+        return SIG_MISSING;
+    int rc = sig_ts_ok(ts, now);
+    if (rc != SIG_OK)
+        return rc;
+    /* The signed base string: "v0:<timestamp>:<body>". */
+    size_t head_len = strlen(ts) + 4;
+    char *msg = malloc(head_len + body_len + 1);
+    if (!msg)
+        return SIG_MISMATCH;
+    memcpy(msg, "v0:", 3);
+    memcpy(msg + 3, ts, strlen(ts));
+    msg[head_len - 1] = ':';
+    memcpy(msg + head_len, body, body_len);
+    rc = sig_hex_verify((const uint8_t *)secret, strlen(secret), "v0=", header, msg,
+                        head_len + body_len);
+    free(msg);
+    return rc;
+}
+
+int sig_token_verify(const char *expected, const char *given)
+{
+    if (!given)
+        return SIG_MISSING;
+    size_t n = strlen(expected);
+    /* Lengths first (a token's length is no secret), then every byte, in constant time. */
+    if (strlen(given) != n || n == 0)
+        return SIG_MISMATCH;
+    return CRYPTO_memcmp(expected, given, n) == 0 ? SIG_OK : SIG_MISMATCH;
 }
 
 const char *sig_error(int rc)
