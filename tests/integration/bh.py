@@ -211,7 +211,7 @@ class Daemon:
     alive = 0  # Daemon objects not yet cleaned up in this process
 
     def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
-                 unrestricted_config=None, plugin_configs=None):
+                 unrestricted_config=None, plugin_configs=None, log_level="debug"):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.kube_port = free_port()
@@ -237,6 +237,7 @@ class Daemon:
             json.dump(dict({"network/unrestricted": unrestricted,
                             "network/restricted": restricted}, **(plugin_configs or {})), f)
         self.extra_env = extra_env or {}
+        self.log_level = log_level  # benchmarks use "info": a debug line per request costs
         self.proc = None
         self.log_path = os.path.join(self.state, "daemon.log")
         self.kept_log = None
@@ -259,7 +260,7 @@ class Daemon:
             [BINARY, "serve", "--state-dir", self.state, "--listen", "127.0.0.1:%d" % self.port,
              "--kube-listen", "127.0.0.1:%d" % self.kube_port,
              "--plugin-dir", self.plugin_dir, "--plugin-config", self.plugin_config,
-             "--log-level", "debug"],
+             "--log-level", self.log_level],
             stdout=log, stderr=log, env=env)
         log.close()
         if expect_fail:

@@ -5,6 +5,7 @@ reason), leave no instance, no container and no claim that boots later, and a re
 advertised delay succeeds."""
 import http.client
 import json
+import sys
 import threading
 import time
 import unittest
@@ -97,6 +98,9 @@ class AdmissionTest(unittest.TestCase):
 
         admitted = {"s%03d" % i: r[2] for i, r in enumerate(results) if r[0] in (200, 201)}
         refused = {"s%03d" % i: r for i, r in enumerate(results) if r[0] not in (200, 201)}
+        sys.stderr.write("storm: %d admitted (%d from the pool), %d refused\n" % (
+            len(admitted), sum(1 for b in admitted.values() if b.get("source") == "pool"),
+            len(refused)))
         for tenant, body in admitted.items():
             self.assertEqual(body["phase"], "Active", (tenant, body))
         self.assertGreaterEqual(len(admitted), POOL)  # the pool's instances at least
