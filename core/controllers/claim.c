@@ -976,6 +976,12 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     bh_autofree char *key = bh_xstrdup(name);
     if (strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0)
         return claim_answer_existing(ctx, req, ans, t0, err);
+    /* A new claim's first step runs here rather than after a queue hop: a pool instance (or
+     * a refusal) is the answer at once; a cold boot goes off to its own thread either way. */
+    if (ctx->queue && strcmp(claim_phase(ans->claim), BH_CLAIM_PENDING) == 0) {
+        bh_autofree char *qkey = bh_xasprintf("%s/%s", CLAIM_KIND, key);
+        bh_queue_run_here(ctx->queue, qkey);
+    }
     cJSON_Delete(ans->claim);
     ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
     /* An idle release was finishing when the tenant came back: claim again, once. */
