@@ -357,18 +357,26 @@ def wrk(port, path, conns, seconds, body=None):
             "p50": ms("50"), "p99": ms("99"), "non2xx": int(m.group(1)) if m else 0}
 
 
+class use_build:
+    """Within it, daemons run the build in dir build (None: this one): a baseline measured with
+    the same rows in the same run, e.g. main's build."""
+
+    def __init__(self, build):
+        self.build, self.saved = build, bh.BINARY
+
+    def __enter__(self):
+        if self.build:
+            bh.BINARY = os.path.join(self.build, "boilerhouse")
+        return {"plugin_dir": os.path.join(self.build, "plugins")} if self.build else {}
+
+    def __exit__(self, *exc):
+        bh.BINARY = self.saved
+
+
 def run_rates(args, build=None):
-    """run_rates_on a daemon of this build, or of the build in dir build (a baseline: the same
-    rows for another commit, in the same run)."""
-    saved = bh.BINARY
-    kw = {"log_level": "info"}
-    if build:
-        bh.BINARY = os.path.join(build, "boilerhouse")
-        kw["plugin_dir"] = os.path.join(build, "plugins")
-    try:
-        return run_rates_on(args, Daemon(**kw))
-    finally:
-        bh.BINARY = saved
+    """run_rates_on a daemon of this build, or of the build in dir build."""
+    with use_build(build) as kw:
+        return run_rates_on(args, Daemon(log_level="info", **kw))
 
 
 def run_rates_on(args, d):
@@ -421,11 +429,12 @@ def print_rates(rates):
     print()
 
 
-def run_daemon(args, datasets):
+def run_daemon(args, datasets, build=None):
     """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data.
     The boot bound (admission control) is raised to the parallel claims measured: the rows time
     claims, not refusals."""
-    d = Daemon(extra_env={"BOILERHOUSE_MAX_BOOTS": str(max(4, args.parallel))})
+    with use_build(build) as kw:
+        d = Daemon(extra_env={"BOILERHOUSE_MAX_BOOTS": str(max(4, args.parallel))}, **kw)
     res = {}
     try:
         d.start()
@@ -567,7 +576,11 @@ def main():
         sizes = {k: dataset_bytes(v) for k, v in datasets.items()}
         bare_run, bare_del, bare_probe = bench_bare_runc(work, args.baseline_runs)
         tars = {k: bench_tar(work, k, v, 5 if k == "100MB" else 20) for k, v in datasets.items()}
-        res = run_daemon(args, datasets)
+        res = {}
+        if args.before_build and args.claims_only:
+            for k, v in run_daemon(args, datasets, args.before_build).items():
+                res[k if k.startswith("_") else "before: " + k] = v
+        res.update(run_daemon(args, datasets))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
