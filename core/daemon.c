@@ -10,13 +10,16 @@
 #include <time.h>
 
 #include "audit.h"
+#include "boots.h"
 #include "claim.h"
+#include "claim_index.h"
 #include "crypto.h"
 #include "ctx.h"
 #include "dispatch.h"
 #include "events.h"
 #include "fs.h"
 #include "guard_lua.h"
+#include "idle.h"
 #include "image.h"
 #include "instance.h"
 #include "json.h"
@@ -122,6 +125,9 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     ctx->kevents = bh_kevents_new(DAEMON_KEVENTS_KEPT);
     bh_events_listen(ctx->events, bh_kevents_on_hub, ctx->kevents);
     ctx->metrics = bh_metrics_new(ctx);
+    ctx->claim_index = bh_claim_index_new();
+    ctx->idle = bh_idle_new();
+    ctx->boots = bh_boots_new(ctx->cfg.max_boots);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
         bh_claim_recover(ctx, err) < 0) {
         bh_daemon_close(ctx);
@@ -167,6 +173,9 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_store_close(ctx->store);
     bh_audit_close(ctx->audit);
     bh_metrics_free(ctx->metrics);
+    bh_claim_index_free(ctx->claim_index);
+    bh_idle_free(ctx->idle);
+    bh_boots_free(ctx->boots); /* its threads are done: boots_running was waited for above */
     bh_events_free(ctx->events);
     bh_kevents_free(ctx->kevents);
     bh_settings_free(&ctx->cfg);

@@ -85,6 +85,13 @@ static const struct settings_entry settings_table[] = {
      "how long a claim waits for its instance"},
     {"BOILERHOUSE_WORKERS", "workers", "N", SET_INT, S_OFF(workers), NULL, 8, 1, 256, 0, NULL,
      "reconciler threads"},
+    {"BOILERHOUSE_MAX_BOOTS", "max-boots", "N", SET_INT, S_OFF(max_boots), NULL, 4, 1, 1024, 0,
+     NULL,
+     "instance boots and snapshot restores claims run at once; a claim needing one more is "
+     "refused with 503 and Retry-After"},
+    {"BOILERHOUSE_MAX_TENANT_INSTANCES", "max-tenant-instances", "N", SET_INT,
+     S_OFF(max_tenant_instances), NULL, 16, 0, 1000000, 0, NULL,
+     "instances one tenant may hold at once (0: no limit); a claim past it is refused with 429"},
     {"BOILERHOUSE_MAX_BODY_BYTES", "max-body-bytes", "BYTES", SET_SIZE, S_OFF(max_body), NULL,
      1 << 20, 1024, 1LL << 30, 0, NULL, "request body limit"},
     {"BOILERHOUSE_LOG_CAP_BYTES", "log-cap-bytes", "BYTES", SET_SIZE, S_OFF(log_cap), NULL,

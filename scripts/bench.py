@@ -19,12 +19,16 @@ claim is Active (its instance healthy), over a kept-alive HTTP connection. Sourc
 Hibernate/restore times are the daemon's own (log lines "saved ... in N ms" and "restored
 ... in N ms"): freeze, archive, store / fetch, verify, extract."""
 import argparse
+import ctypes
+import fcntl
 import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+import bh  # noqa: E402
 from bh import BUSYBOX_LAYOUT, Daemon  # noqa: E402
 
 UID_BASE = 1000000000
@@ -165,7 +170,49 @@ def bench_tar(work, label, src, n):
 
 # ---- bare runc -----------------------------------------------------------------------------
 
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def probe_in_netns(pid, port, deadline_s=10):
+    """One HTTP probe of 127.0.0.1:port inside pid's network namespace, retried until it answers
+    (what the daemon's health check does): brings lo up if the runtime left it down, as the
+    daemon's network setup does. Runs on a thread of its own (setns moves only that thread)."""
+    out = {}
+
+    def run():
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open("/proc/%d/ns/net" % pid) as ns:
+            if libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
+                out["err"] = "setns: errno %d" % ctypes.get_errno()
+                return
+        s = socket.socket()
+        ifr = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
+        s.close()
+        end = time.time() + deadline_s
+        while time.time() < end:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    if c.recv(64).startswith(b"HTTP/"):
+                        out["ok"] = True
+                        return
+            except OSError:
+                time.sleep(0.001)
+        out["err"] = "no answer on port %d" % port
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if not out.get("ok"):
+        raise RuntimeError("probe of pid %d: %s" % (pid, out.get("err")))
+
+
 def bench_bare_runc(work, n):
+    """runc run -d of the same image and command as the bench workload; and the same followed
+    by one successful HTTP probe inside the container (the floor of a cold claim)."""
     bundle = os.path.join(work, "bundle")
     subprocess.run(["umoci", "unpack", "--image", BUSYBOX_LAYOUT + ":latest", bundle],
                    check=True, capture_output=True)
@@ -177,16 +224,21 @@ def bench_bare_runc(work, n):
     with open(cfg, "w") as f:
         json.dump(c, f)
     root = os.path.join(work, "runc-root")
-    run, delete = [], []
+    pidfile = os.path.join(work, "runc.pid")
+    run, delete, probed = [], [], []
     try:
         for i in range(n):
             cid = "bh-bench-%d-%d" % (os.getpid(), i)
             t0 = time.perf_counter()
             # Detached: the container keeps its stdio, so give it /dev/null, not a pipe.
-            subprocess.run(["runc", "--root", root, "run", "-d", "--bundle", bundle, cid],
+            subprocess.run(["runc", "--root", root, "run", "-d", "--pid-file", pidfile,
+                            "--bundle", bundle, cid],
                            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
             run.append((time.perf_counter() - t0) * 1000)
+            with open(pidfile) as f:
+                probe_in_netns(int(f.read()), 8080)
+            probed.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
             subprocess.run(["runc", "--root", root, "delete", "-f", cid], check=True,
                            capture_output=True)
@@ -196,7 +248,7 @@ def bench_bare_runc(work, n):
                              text=True)
         for cid in out.stdout.split():
             subprocess.run(["runc", "--root", root, "delete", "-f", cid], capture_output=True)
-    return run, delete
+    return run, delete, probed
 
 
 # ---- the daemon ----------------------------------------------------------------------------
@@ -277,9 +329,112 @@ class Bench:
         return out
 
 
-def run_daemon(args, datasets):
-    """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data."""
-    d = Daemon()
+# ---- request rates (wrk) -------------------------------------------------------------------
+
+def wrk(port, path, conns, seconds, body=None):
+    """wrk against one route: {"rps", "p50", "p99", "non2xx"} (latencies in ms)."""
+    script = None
+    cmd = ["wrk", "-t", "2", "-c", str(conns), "-d", "%ds" % seconds, "--latency"]
+    if body is not None:
+        fd, script = tempfile.mkstemp(suffix=".lua")
+        with os.fdopen(fd, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.body = %s\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n' % json.dumps(
+                        json.dumps(body)))
+        cmd += ["-s", script]
+    try:
+        out = subprocess.run(cmd + ["http://127.0.0.1:%d%s" % (port, path)], check=True,
+                             capture_output=True, text=True).stdout
+    finally:
+        if script:
+            os.unlink(script)
+
+    def ms(label):
+        m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % label, out, re.M)
+        return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else -1
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": ms("50"), "p99": ms("99"), "non2xx": int(m.group(1)) if m else 0}
+
+
+class use_build:
+    """Within it, daemons run the build in dir build (None: this one): a baseline measured with
+    the same rows in the same run, e.g. main's build."""
+
+    def __init__(self, build):
+        self.build, self.saved = build, bh.BINARY
+
+    def __enter__(self):
+        if self.build:
+            bh.BINARY = os.path.join(self.build, "boilerhouse")
+        return {"plugin_dir": os.path.join(self.build, "plugins")} if self.build else {}
+
+    def __exit__(self, *exc):
+        bh.BINARY = self.saved
+
+
+def run_rates(args, build=None):
+    """run_rates_on a daemon of this build, or of the build in dir build."""
+    with use_build(build) as kw:
+        return run_rates_on(args, Daemon(log_level="info", **kw))
+
+
+def run_rates_on(args, d):
+    """Request rates on one daemon: health (the listener's ceiling), an existing claim, and a
+    list of 1,000 claims. The 1,000 claims are real claim objects made through REST, of a
+    workload whose image is absent: the workload is in Error, so each claim ends in Error at
+    once (no boot) -- listing costs the same per object whatever its phase."""
+    res = {}
+    try:
+        d.start()
+        b = Bench(d, args)
+        b.apply("cold")
+        _, first = b.c.claim("holder", "cold")
+        secs = args.wrk_seconds
+        res["health"] = {c: wrk(d.port, "/api/v1/health", c, secs) for c in (50,)}
+        res["existing claim"] = {
+            c: wrk(d.port, "/api/v1/tenants/holder/claim", c, secs, {"workload": "cold"})
+            for c in (20, 50)}
+        # The claim must have held through the load: the same instance, still Active.
+        _, after = b.c.claim("holder", "cold")
+        assert after["instanceId"] == first["instanceId"], (first, after)
+        b.c.release("holder", "cold", force=True)
+        d.apply_workload((WORKLOAD % {"name": "noimage", "disk": 0}).replace(
+            "localhost/busybox:latest", "localhost/absent:latest"), ready=False)
+        d.wait_workload("noimage", "Error")
+        for i in range(args.list_claims):
+            status, body = b.c.req("POST", "/api/v1/tenants/l%04d/claim" % i,
+                                   {"workload": "noimage"})
+            assert status in (500, 503), (status, body)
+        status, body = b.c.req("GET", "/api/v1/tenants")
+        assert status == 200 and len(body) >= args.list_claims, (status, len(body))
+        res["list %d claims" % args.list_claims] = {
+            c: wrk(d.port, "/api/v1/tenants", c, secs) for c in (50,)}
+        return res
+    except Exception:
+        sys.stderr.write(d.log()[-4000:])
+        raise
+    finally:
+        d.cleanup()
+
+
+def print_rates(rates):
+    print("| %-30s | %5s | %9s | %8s | %8s | %6s |" % ("request rate (wrk, 2 threads)", "conns",
+                                                       "req/s", "p50 ms", "p99 ms", "non-2xx"))
+    print("|%s|-------|-----------|----------|----------|--------|" % ("-" * 32))
+    for name, by_conns in rates.items():
+        for c, r in by_conns.items():
+            print("| %-30s | %5d | %9.0f | %8.2f | %8.2f | %6d |" % (
+                name, c, r["rps"], r["p50"], r["p99"], r["non2xx"]))
+    print()
+
+
+def run_daemon(args, datasets, build=None):
+    """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data.
+    The boot bound (admission control) is raised to the parallel claims measured: the rows time
+    claims, not refusals."""
+    with use_build(build) as kw:
+        d = Daemon(extra_env={"BOILERHOUSE_MAX_BOOTS": str(max(4, args.parallel))}, **kw)
     res = {}
     try:
         d.start()
@@ -331,6 +486,9 @@ def run_daemon(args, datasets):
 
         # data: seed snapshots, then claim+release (restore, hibernate) in a loop.
         hib, rest = {}, {}
+        res["_hibernate"], res["_restore"] = hib, rest
+        if not datasets:  # --claims-only
+            return res
         b.pool("dpool", "datapool", p)
         for label, src in datasets.items():
             count = n if label == "1MB" else big
@@ -390,19 +548,39 @@ def main():
     ap.add_argument("--big-claims", type=int, default=20, help="claims with the 100 MB overlay")
     ap.add_argument("--parallel", type=int, default=20)
     ap.add_argument("--baseline-runs", type=int, default=100)
+    ap.add_argument("--wrk-seconds", type=int, default=10)
+    ap.add_argument("--list-claims", type=int, default=1000)
+    ap.add_argument("--rates-only", action="store_true", help="only the wrk request rates")
+    ap.add_argument("--before-build", metavar="DIR",
+                    help="also measure the request rates on the build in DIR (e.g. main's)")
+    ap.add_argument("--claims-only", action="store_true",
+                    help="claim latency and request rates, without the data sets")
     args = ap.parse_args()
     if args.quick:
         args.claims, args.big_claims, args.parallel, args.baseline_runs = 20, 3, 10, 20
+    if args.rates_only or args.claims_only:
+        rates = {}
+        if args.before_build:
+            for k, v in run_rates(args, args.before_build).items():
+                rates["before: " + k] = v
+        rates.update(run_rates(args))
+        print_rates(rates)
+    if args.rates_only:
+        return
     work = tempfile.mkdtemp(prefix="bh-bench-")
     try:
         datasets = {}
-        for label, spec in DATASETS.items():
+        for label, spec in DATASETS.items() if not args.claims_only else ():
             datasets[label] = os.path.join(work, label)
             make_dataset(datasets[label], spec)
         sizes = {k: dataset_bytes(v) for k, v in datasets.items()}
-        bare_run, bare_del = bench_bare_runc(work, args.baseline_runs)
+        bare_run, bare_del, bare_probe = bench_bare_runc(work, args.baseline_runs)
         tars = {k: bench_tar(work, k, v, 5 if k == "100MB" else 20) for k, v in datasets.items()}
-        res = run_daemon(args, datasets)
+        res = {}
+        if args.before_build and args.claims_only:
+            for k, v in run_daemon(args, datasets, args.before_build).items():
+                res[k if k.startswith("_") else "before: " + k] = v
+        res.update(run_daemon(args, datasets))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -412,13 +590,14 @@ def main():
         if not k.startswith("_"):
             print(fmt_row(k, v))
     print(fmt_row("baseline: runc run -d", bare_run))
+    print(fmt_row("baseline: runc run -d + probe", bare_probe))
     print(fmt_row("baseline: runc delete -f", bare_del))
     print()
     print("| %-30s | %4s | %8s | %8s | %8s |" % ("overlay save/restore", "n", "p50 ms", "MB",
                                                  "MB/s"))
     print("|%s|------|----------|----------|----------|" % ("-" * 32))
     mbps = {}
-    for label in DATASETS:
+    for label in sizes:
         mb = sizes[label] / 1e6
         for name, vals in (("hibernate", res["_hibernate"][label]),
                            ("restore", res["_restore"][label]),
@@ -433,7 +612,13 @@ def main():
     print()
     print("cold claim p50 / bare runc run p50 = %.2f" % (
         statistics.median(res["cold"]) / statistics.median(bare_run)))
-    for label in DATASETS:
+    print("cold claim p50 / (runc run -d + probe) p50 = %.2f" % (
+        statistics.median(res["cold"]) / statistics.median(bare_probe)))
+    cold_par = [k for k in res if k.startswith("cold x")]
+    if cold_par:
+        print("%s p50 / cold claim p50 = %.2f" % (cold_par[0], statistics.median(
+            res[cold_par[0]]) / statistics.median(res["cold"])))
+    for label in sizes:
         if ("restore", label) in mbps:
             print("restore MB/s / tar xzf MB/s (%s) = %.2f" % (
                 label, mbps[("restore", label)] / mbps[("baseline: tar xzf", label)]))

@@ -30,6 +30,7 @@ struct bh_api_resp {
     cJSON *json;              /* owned; sent as application/json */
     char *text;               /* owned; sent as content_type instead of json when set */
     const char *content_type; /* static */
+    int retry_after;          /* seconds; > 0: sent as Retry-After (429, 503) */
 };
 
 struct bh_api_route {

@@ -1,5 +1,6 @@
 /* REST handlers for /api/v1: the original's routes and response shapes (workloadResponse,
  * claimResponse, instanceResponse), with validation before anything is touched. */
+#include "admit.h"
 #include "api.h"
 
 #include <microhttpd.h>
@@ -459,6 +460,7 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_error(resp, 404, "workload %s not found", workload);
         return;
     }
+    creq.wl = wl;
     struct bh_claim_answer ans;
     if (bh_claim_open(req->ctx, &creq, &ans, &err) < 0) {
         bh_api_from_err(resp, &err);
@@ -466,11 +468,21 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         return;
     }
     cJSON *out = api_claim_shape(ans.claim);
-    if (ans.existing)
+    if (ans.existing) {
+        /* The claim touched the instance just now: its activity is now, its idle time whole
+         * (no instance read on this, the hottest path). */
         bh_json_set_str(out, "source", "existing");
-    /* An existing claim answers at once, so the workload read above is still current; after
-     * a boot it is read again. */
-    api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"), ans.existing ? wl : NULL);
+        char now[32];
+        bh_clock_rfc3339_ms(bh_clock_wall_ms(), now);
+        bh_json_set_str(out, "lastActivity", now);
+        bh_admit_apply(ans.claim, wl); /* a policy's idle timeout */
+        long long timeout = bh_json_int(wl, "spec.idle.timeoutSeconds", 0);
+        if (timeout > 0)
+            bh_json_set_num(out, "idleTimeLeftSeconds", (double)timeout);
+    } else {
+        /* After a boot the workload is read again: it may have changed meanwhile. */
+        api_add_idle(req->ctx, out, bh_json_str(out, "instanceId"), NULL);
+    }
     const char *websocket = bh_json_str(wl, "spec.network.websocket");
     if (websocket && websocket[0])
         bh_json_set_str(out, "websocket", websocket);
@@ -480,12 +492,21 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_json_set_str(out, "error", "the instance did not become ready in time");
         bh_api_json(resp, 504, out);
     } else if (strcmp(bh_json_str(out, "phase"), BH_CLAIM_ACTIVE) != 0) {
-        /* A claim policy's no (or its failure, fail closed) is a refusal, not a fault. */
+        /* A claim policy's no (or its failure, fail closed) is a refusal, not a fault; so is
+         * admission control's (busy: 503, the tenant's limit: 429, both with Retry-After). */
         const char *reason = bh_json_str(ans.claim, "status.reason");
         bh_json_set_str(out, "error", bh_json_str(out, "detail"));
         if (reason)
             bh_json_set_str(out, "reason", reason);
-        bh_api_json(resp, reason ? 403 : 500, out);
+        int status = !reason                                             ? 500
+                     : strcmp(reason, BH_CLAIM_REASON_OVERLOADED) == 0   ? 503
+                     : strcmp(reason, BH_CLAIM_REASON_TENANT_LIMIT) == 0 ? 429
+                                                                         : 403;
+        if (status == 503 || status == 429) {
+            resp->retry_after = (int)bh_json_int(ans.claim, "status.retryAfterSeconds", 1);
+            bh_json_set_num(out, "retryAfterSeconds", resp->retry_after);
+        }
+        bh_api_json(resp, status, out);
     } else {
         bh_api_json(resp, ans.existing ? 200 : 201, out);
     }

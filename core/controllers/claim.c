@@ -12,6 +12,8 @@
 
 #include "admit.h"
 #include "audit.h"
+#include "boots.h"
+#include "claim_index.h"
 #include "clock.h"
 #include "crashpoint.h"
 #include "crypto.h"
@@ -37,6 +39,9 @@
 #define CLAIM_DEFAULT_PROBE_S 10
 /* Set by a forced release: the finalizer destroys the instance without saving. */
 #define CLAIM_RELEASE_ANNOTATION "boilerhouse.dev/release"
+#define CLAIM_TENANT_RETRY_S 10
+/* How often a deleted claim whose boot is still running looks again. */
+#define CLAIM_BOOT_POLL_MS 50
 
 static const char *claim_phase(const cJSON *claim)
 {
@@ -292,6 +297,48 @@ static int claim_stamp_labels(struct bh_ctx *ctx, cJSON *claim, const cJSON *lab
     return bh_store_update_lazy(ctx->store, claim, NULL, err);
 }
 
+/* Ends a claim that admission control refused: Error with a reason and a retry hint; nothing
+ * was made for it, and it boots nothing until it is claimed again. */
+static int claim_refuse(struct bh_ctx *ctx, cJSON *claim, const char *reason, int retry_s,
+                        const char *detail, struct bh_err *err)
+{
+    bh_info("claim", "claim %s refused: %s", bh_json_str(claim, "metadata.name"), detail);
+    cJSON *status = bh_json_obj(claim, "status");
+    bh_json_set_str(status, "reason", reason);
+    bh_json_set_num(status, "retryAfterSeconds", retry_s);
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "policy"); /* not admitted */
+    return claim_set_phase(ctx, claim, BH_CLAIM_ERROR, detail, err);
+}
+
+/* Claims of the tenant other than claim that hold an instance or are admitted to get one. */
+static int claim_tenant_holding(struct bh_ctx *ctx, const cJSON *claim)
+{
+    static const char *const holding[] = {BH_CLAIM_PENDING, BH_CLAIM_ACTIVE, BH_CLAIM_RELEASING,
+                                          BH_CLAIM_RELEASE_FAILED};
+    bh_autofree char *sel =
+        bh_xasprintf("boilerhouse.dev/tenant=%s", bh_json_str(claim, "spec.tenantId"));
+    cJSON *list = NULL;
+    struct bh_err err;
+    if (bh_store_list(ctx->store, CLAIM_KIND, sel, &list, NULL, &err) < 0)
+        return 0;
+    const char *me = bh_json_str(claim, "metadata.name");
+    int n = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list)
+    {
+        const char *phase = claim_phase(c);
+        /* A Pending claim counts once admitted: the ones not yet admitted come after us. */
+        int counts = strcmp(phase, BH_CLAIM_PENDING) != 0 || bh_json_get(c, "status.policy");
+        for (size_t i = 0; counts && i < BH_ARRAY_LEN(holding); i++)
+            if (strcmp(phase, holding[i]) == 0 && strcmp(bh_json_str(c, "metadata.name"), me)) {
+                n++;
+                break;
+            }
+    }
+    cJSON_Delete(list);
+    return n;
+}
+
 /* The claim policy's decision, taken once per claim (Pending, before anything is spent on it)
  * whatever front door made it: kubectl's claims arrive only here. Returns 1 admitted (the
  * decision is on the claim, status.policy), 0 denied (the claim is in Error, the reason in its
@@ -300,8 +347,19 @@ static int claim_admit(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, struct
 {
     if (bh_json_get(claim, "status.policy"))
         return 1;
-    struct bh_admit a;
+    struct bh_admit a = {0};
     pthread_mutex_lock(&ctx->admit_lock);
+    int limit = ctx->cfg.max_tenant_instances,
+        held = limit > 0 ? claim_tenant_holding(ctx, claim) : 0;
+    if (limit > 0 && held >= limit) {
+        bh_autofree char *msg = bh_xasprintf(
+            "tenant %s already holds %d instances (the limit per tenant is %d): release one first",
+            bh_json_str(claim, "spec.tenantId"), held, limit);
+        int rc =
+            claim_refuse(ctx, claim, BH_CLAIM_REASON_TENANT_LIMIT, CLAIM_TENANT_RETRY_S, msg, err);
+        pthread_mutex_unlock(&ctx->admit_lock);
+        return rc < 0 ? -1 : 0;
+    }
     int rc = bh_admit_decide(ctx, claim, wl, &a, err);
     if (rc == 0 && a.allow) {
         rc = claim_stamp_labels(ctx, claim, bh_json_get(a.record, "overrides.labels"), err);
@@ -319,9 +377,91 @@ static int claim_admit(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, struct
     return rc;
 }
 
+/* The end of a claim's Pending step: Active on inst (rc 0), or Error saying why (cerr). */
+static int claim_conclude(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, int rc,
+                          const cJSON *inst, const char *source, long long t0, struct bh_err *cerr,
+                          struct bh_err *err)
+{
+    struct bh_err serr;
+    if (rc == 0 && claim_grant_token(ctx, claim, wl, inst, cerr) < 0) {
+        rc = -1;
+        if (strcmp(source, "existing") != 0) /* an instance made for this claim goes with it */
+            BH_IGNORE(bh_instance_destroy(ctx, bh_json_str(inst, "metadata.name"), &serr));
+    }
+    if (rc < 0) {
+        bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr->msg);
+        rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, cerr->msg, err);
+        claim_publish(ctx, claim, source, t0, cerr->msg);
+        return rc;
+    }
+    bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
+    rc = claim_activate(ctx, claim, inst, source, err);
+    claim_publish(ctx, claim, source, t0, rc < 0 ? err->msg : NULL);
+    return rc;
+}
+
+/* The claim's cold boot on its own thread (boots.c): 0 none; 1 it runs, or it finished and
+ * the claim took its outcome (*rc). */
+static int claim_boot_outcome(struct bh_ctx *ctx, cJSON *claim, int *rc, struct bh_err *err)
+{
+    cJSON *inst = NULL;
+    bh_autofree char *error = NULL;
+    bh_autofree char *source = NULL;
+    long long t0 = 0;
+    int state = bh_boots_result(ctx->boots, bh_json_str(claim, "metadata.name"), &inst, &error,
+                                &source, &t0);
+    *rc = 0;
+    if (state == 2) {
+        struct bh_err cerr = {0};
+        if (!inst)
+            bh_err_set(&cerr, BH_EIO, "%s", error ? error : "boot failed");
+        cJSON *wl = claim_workload(ctx, claim);
+        *rc = claim_conclude(ctx, claim, wl, inst ? 0 : -1, inst, source, t0, &cerr, err);
+        cJSON_Delete(wl);
+        cJSON_Delete(inst);
+    }
+    return state != 0;
+}
+
+/* Takes a boot slot for this claim, or refuses the claim (returns 0; *rc its outcome). */
+static int claim_take_slot(struct bh_ctx *ctx, cJSON *claim, int *rc, struct bh_err *err)
+{
+    int retry_s, busy;
+    if (bh_boots_take(ctx->boots, &retry_s, &busy))
+        return 1;
+    bh_autofree char *msg = bh_xasprintf(
+        "%d instances are booting or restoring, the most this daemon runs at once: retry in %d s",
+        busy, retry_s);
+    *rc = claim_refuse(ctx, claim, BH_CLAIM_REASON_OVERLOADED, retry_s, msg, err);
+    return 0;
+}
+
+/* Boots a fresh instance for the claim, holding a slot: on a thread of its own when there is
+ * a boot registry (the claim stays Pending until it is done), else here. Returns 1 when the
+ * boot went off to its thread. */
+static int claim_boot(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, const cJSON *snap,
+                      const char *source, cJSON **inst, struct bh_err *cerr, int *rc)
+{
+    struct bh_err serr;
+    claim_set_phase(ctx, claim, BH_CLAIM_PENDING, "booting an instance", &serr);
+    struct bh_boot_req req = {.workload = wl,
+                              .tenant = bh_json_str(claim, "spec.tenantId"),
+                              .claim = bh_json_str(claim, "metadata.name"),
+                              .snapshot = snap};
+    if (ctx->boots) {
+        bh_boots_start(ctx, &req, source);
+        return 1;
+    }
+    *rc = bh_instance_boot(ctx, &req, inst, cerr);
+    return 0;
+}
+
 static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
 {
     long long t0 = bh_clock_ms();
+    int rc = 0;
+    if (claim_boot_outcome(ctx, claim, &rc, err))
+        return rc;
     cJSON *wl = claim_ready_workload(ctx, claim, requeue_ms, err);
     int admitted = wl ? claim_admit(ctx, claim, wl, err) : 0;
     if (admitted <= 0) {
@@ -340,34 +480,24 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     if (!inst && !clean && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0)
         snap = NULL;
     const char *want = bh_admit_source(claim);
-    int rc = inst || (want && strcmp(want, "cold") == 0)
-                 ? 0
-                 : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
+    /* A restore (into a pool instance or a fresh one) takes a slot from the start. */
+    int slot = !inst && snap ? claim_take_slot(ctx, claim, &rc, err) : 0;
+    if (!inst && snap && !slot)
+        goto out;
+    rc = inst || (want && strcmp(want, "cold") == 0)
+             ? 0
+             : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
     if (rc == 0 && !inst) {
         source = snap ? "cold+data" : "cold";
-        claim_set_phase(ctx, claim, BH_CLAIM_PENDING, "booting an instance", err);
-        struct bh_boot_req req = {.workload = wl,
-                                  .tenant = tenant,
-                                  .claim = bh_json_str(claim, "metadata.name"),
-                                  .snapshot = snap};
-        rc = bh_instance_boot(ctx, &req, &inst, &cerr);
+        if (!slot && !(slot = claim_take_slot(ctx, claim, &rc, err)))
+            goto out;
+        if (claim_boot(ctx, claim, wl, snap, source, &inst, &cerr, &rc))
+            goto out; /* the slot went with the boot */
     }
-    if (rc < 0) {
-        bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
-        rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, cerr.msg, err);
-        claim_publish(ctx, claim, source, t0, cerr.msg);
-    } else if (claim_grant_token(ctx, claim, wl, inst, &cerr) < 0) {
-        bh_warn("claim", "claim %s: %s", bh_json_str(claim, "metadata.name"), cerr.msg);
-        struct bh_err derr;
-        if (strcmp(source, "existing") != 0)
-            bh_instance_destroy(ctx, bh_json_str(inst, "metadata.name"), &derr);
-        rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, cerr.msg, err);
-        claim_publish(ctx, claim, source, t0, cerr.msg);
-    } else {
-        bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
-        rc = claim_activate(ctx, claim, inst, source, err);
-        claim_publish(ctx, claim, source, t0, rc < 0 ? err->msg : NULL);
-    }
+    if (slot)
+        bh_boots_give(ctx->boots, bh_clock_ms() - t0);
+    rc = claim_conclude(ctx, claim, wl, rc, inst, source, t0, &cerr, err);
+out:
     cJSON_Delete(inst);
     cJSON_Delete(snap);
     cJSON_Delete(wl);
@@ -572,8 +702,20 @@ int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, s
     if (bh_store_get(ctx->store, CLAIM_KIND, name, &claim, err) < 0)
         return err->code == BH_ENOTFOUND ? 0 : -1;
     const char *phase = claim_phase(claim);
-    int rc = 0;
-    if (bh_json_get(claim, "metadata.deletionTimestamp"))
+    int rc = 0, booting = 0;
+    if (bh_json_get(claim, "metadata.deletionTimestamp")) {
+        /* An admitted boot completes first; then the release takes its instance down. */
+        cJSON *inst = NULL;
+        char *error = NULL, *source = NULL;
+        long long t0;
+        booting = bh_boots_result(ctx->boots, name, &inst, &error, &source, &t0) == 1;
+        cJSON_Delete(inst);
+        free(error);
+        free(source);
+    }
+    if (booting)
+        *requeue_ms = CLAIM_BOOT_POLL_MS;
+    else if (bh_json_get(claim, "metadata.deletionTimestamp"))
         rc = claim_finalize(ctx, claim, err);
     else
         for (size_t i = 0; i < BH_ARRAY_LEN(claim_steps); i++)
@@ -584,6 +726,20 @@ int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, s
             }
     cJSON_Delete(claim);
     return rc;
+}
+
+/* What the claim index keeps: the claim is Active and not being released. */
+static int claim_indexed_active(const cJSON *claim)
+{
+    return strcmp(claim_phase(claim), BH_CLAIM_ACTIVE) == 0 &&
+           !bh_json_get(claim, "metadata.deletionTimestamp");
+}
+
+void bh_claim_observe(struct bh_ctx *ctx, const struct bh_store_event *ev)
+{
+    bh_claim_index_observe(ctx->claim_index, ev->object, ev->rv,
+                           ev->type != BH_EV_DELETED && claim_indexed_active(ev->object));
+    bh_claim_notify(ctx);
 }
 
 void bh_claim_notify(struct bh_ctx *ctx)
@@ -617,8 +773,9 @@ void bh_claim_wait_change(struct bh_ctx *ctx, uint64_t *seq, long long deadline_
 
 /* ---- startup recovery ---- */
 
-/* A claim whose instance a restart lost (its record is gone) boots again. */
-static void claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
+/* A claim whose instance a restart lost (its record is gone) boots again. Returns 1 if it
+ * changed the claim. */
+static int claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
 {
     const char *phase = claim_phase(claim);
     const char *id = bh_json_str(claim, "status.instanceId");
@@ -627,7 +784,7 @@ static void claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
     if (strcmp(phase, BH_CLAIM_ACTIVE) != 0 ||
         bh_store_get(ctx->store, "Instance", id ? id : "", &inst, &err) == 0) {
         cJSON_Delete(inst);
-        return;
+        return 0;
     }
     cJSON *status = bh_json_obj(claim, "status");
     bh_json_set_str(status, "phase", BH_CLAIM_PENDING);
@@ -637,6 +794,7 @@ static void claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(claim, "metadata"), "resourceVersion");
     if (bh_store_update_status(ctx->store, claim, NULL, &err) < 0)
         bh_warn("claim", "recover claim %s: %s", bh_json_str(claim, "metadata.name"), err.msg);
+    return 1;
 }
 
 int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
@@ -646,8 +804,12 @@ int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
         return -1;
     cJSON_ArrayForEach(claim, list)
     {
-        if (!bh_json_get(claim, "metadata.deletionTimestamp"))
-            claim_recover_one(ctx, claim);
+        if (!bh_json_get(claim, "metadata.deletionTimestamp") && claim_recover_one(ctx, claim))
+            continue;
+        /* Before the store's events reach the index: it starts from what survived. */
+        const char *rv = bh_json_str(claim, "metadata.resourceVersion");
+        bh_claim_index_observe(ctx->claim_index, claim, rv ? strtoll(rv, NULL, 10) : 0,
+                               claim_indexed_active(claim));
     }
     cJSON_Delete(list);
     return 0;
@@ -846,19 +1008,38 @@ int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **
 
 /* A claim of an Active claim is a claim too: the policy runs again (a quota or business hours
  * may say no now; BH_EFORBIDDEN). The instance keeps running and its first overrides stay. */
-static int claim_admit_again(struct bh_ctx *ctx, const cJSON *claim, struct bh_err *err)
+static int claim_admit_again(struct bh_ctx *ctx, const cJSON *claim, const cJSON *given,
+                             struct bh_err *err)
 {
     cJSON *wl = NULL;
-    if (!ctx->policies || bh_store_get(ctx->store, "BoilerhouseWorkload",
-                                       bh_json_str(claim, "spec.workloadRef"), &wl, err) < 0)
+    if (!ctx->policies ||
+        (!given && bh_store_get(ctx->store, "BoilerhouseWorkload",
+                                bh_json_str(claim, "spec.workloadRef"), &wl, err) < 0))
         return 0; /* no policies; or the workload went away, which the controller reports */
     struct bh_admit a;
-    int rc = bh_admit_decide(ctx, claim, wl, &a, err);
+    int rc = bh_admit_decide(ctx, claim, given ? given : wl, &a, err);
     if (rc == 0 && !a.allow)
         rc = bh_err_set(err, BH_EFORBIDDEN, "%s", a.reason);
     bh_admit_free(&a);
     cJSON_Delete(wl);
     return rc;
+}
+
+/* The answer for a claim that is already Active (ans->claim): the policy again, the activity
+ * touch, the operator event. */
+static int claim_answer_existing(struct bh_ctx *ctx, const struct bh_claim_req *req,
+                                 struct bh_claim_answer *ans, long long t0, struct bh_err *err)
+{
+    ans->existing = 1;
+    if (claim_admit_again(ctx, ans->claim, req->wl, err) < 0) {
+        bh_claim_answer_free(ans);
+        return -1;
+    }
+    struct bh_err terr; /* activity is best effort: the idle check re-samples anyway */
+    bh_idle_touch(ctx, bh_json_str(ans->claim, "status.instanceId"), &terr);
+    /* Served by the instance the tenant holds: a claim like any other for operators. */
+    claim_publish(ctx, ans->claim, "existing", t0, NULL);
+    return 0;
 }
 
 int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_claim_answer *ans,
@@ -867,21 +1048,21 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     static const char *const settled[] = {BH_CLAIM_ACTIVE, BH_CLAIM_ERROR, BH_CLAIM_RELEASED, NULL};
     long long t0 = bh_clock_ms();
     memset(ans, 0, sizeof(*ans));
+    /* The pair's claim is Active: answered from the index, without a store read. */
+    ans->claim = bh_claim_index_active(ctx->claim_index, req->tenant, req->workload);
+    if (ans->claim)
+        return claim_answer_existing(ctx, req, ans, t0, err);
     if (bh_claim_ensure(ctx, req, &ans->claim, err) < 0)
         return -1;
     const char *name = bh_json_str(ans->claim, "metadata.name");
     bh_autofree char *key = bh_xstrdup(name);
-    ans->existing = strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0;
-    if (ans->existing && claim_admit_again(ctx, ans->claim, err) < 0) {
-        bh_claim_answer_free(ans);
-        return -1;
-    }
-    if (ans->existing) {
-        struct bh_err terr; /* activity is best effort: the idle check re-samples anyway */
-        bh_idle_touch(ctx, bh_json_str(ans->claim, "status.instanceId"), &terr);
-        /* Served by the instance the tenant holds: a claim like any other for operators. */
-        claim_publish(ctx, ans->claim, "existing", t0, NULL);
-        return 0;
+    if (strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0)
+        return claim_answer_existing(ctx, req, ans, t0, err);
+    /* A new claim's first step runs here rather than after a queue hop: a pool instance (or
+     * a refusal) is the answer at once; a cold boot goes off to its own thread either way. */
+    if (ctx->queue && strcmp(claim_phase(ans->claim), BH_CLAIM_PENDING) == 0) {
+        bh_autofree char *qkey = bh_xasprintf("%s/%s", CLAIM_KIND, key);
+        bh_queue_run_here(ctx->queue, qkey);
     }
     cJSON_Delete(ans->claim);
     ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);

@@ -26,6 +26,12 @@
 #define BH_CLAIM_RELEASE_FAILED "ReleaseFailed"
 #define BH_CLAIM_RELEASED "Released"
 
+/* status.reason of a claim admission control refused (status.retryAfterSeconds says when to
+ * try again; nothing was made for it): too many boots and restores at once, or the tenant's
+ * instance limit. Front doors answer 503 and 429 with Retry-After. */
+#define BH_CLAIM_REASON_OVERLOADED "Overloaded"
+#define BH_CLAIM_REASON_TENANT_LIMIT "TenantLimit"
+
 /* The finalizer that keeps a deleted claim until its instance is saved and gone. */
 #define BH_CLAIM_FINALIZER "boilerhouse.dev/cleanup"
 
@@ -38,6 +44,9 @@ struct bh_claim_req {
      * (start clean; the snapshot is kept, and replaced only when this claim's instance is
      * saved at release). */
     int resume;
+    /* The workload as the front door just read it (borrowed), or NULL: spares the existing
+     * claim's policy check a store read. */
+    const cJSON *wl;
 };
 
 /* How a claim stands when a front door's call returns. */
@@ -84,6 +93,10 @@ void bh_claim_answer_free(struct bh_claim_answer *ans);
  * nothing). */
 int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err);
 int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err);
+/* A Claim event from the store: updates the claim index (claim_index.h) and wakes the
+ * waiters. */
+struct bh_store_event;
+void bh_claim_observe(struct bh_ctx *ctx, const struct bh_store_event *ev);
 /* Wakes everyone waiting for a claim change (called on every Claim event). */
 void bh_claim_notify(struct bh_ctx *ctx);
 /* Waits until the claim sequence moves past *seq or deadline_ms (bh_clock_ms) passes. */

@@ -20,6 +20,9 @@ struct bh_events;
 struct bh_kevents;
 struct bh_audit;
 struct bh_metrics;
+struct bh_claim_index;
+struct bh_idle;
+struct bh_boots;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -49,6 +52,8 @@ struct bh_settings {
     size_t ws_queue;            /* events a /ws client may fall behind before it is cut */
     int ws_ping_ms;             /* /ws keepalive ping interval */
     size_t audit_max;           /* audit records kept */
+    int max_boots;              /* claims' boots and restores at once; 0: no bound */
+    int max_tenant_instances;   /* instances (claims holding one) per tenant; 0: no bound */
 };
 
 struct bh_ctx {
@@ -59,13 +64,16 @@ struct bh_ctx {
     struct bh_plugins *plugins;
     struct bh_queue *queue;
     struct bh_secrets *secrets;
-    struct bh_lua_policies *policies; /* NULL: no policy dir, every claim is allowed */
-    struct bh_triggers *triggers;     /* running trigger adapters (trigger.c) */
-    struct bh_events *events;         /* operator events (events.c); NULL in unit tests */
-    struct bh_kevents *kevents;       /* Kubernetes Events derived from them (kevents.c) */
-    struct bh_metrics *metrics;       /* Prometheus metrics (metrics.c); may be NULL */
-    struct bh_audit *audit;           /* the audit log (store/audit.c); may be NULL */
-    uint8_t master_key[32];           /* snapshot encryption and secrets; wiped on close */
+    struct bh_lua_policies *policies;   /* NULL: no policy dir, every claim is allowed */
+    struct bh_triggers *triggers;       /* running trigger adapters (trigger.c) */
+    struct bh_events *events;           /* operator events (events.c); NULL in unit tests */
+    struct bh_kevents *kevents;         /* Kubernetes Events derived from them (kevents.c) */
+    struct bh_metrics *metrics;         /* Prometheus metrics (metrics.c); may be NULL */
+    struct bh_audit *audit;             /* the audit log (store/audit.c); may be NULL */
+    struct bh_claim_index *claim_index; /* Active claims by pair (claim_index.c); may be NULL */
+    struct bh_idle *idle;               /* activity touches in memory (idle.c); may be NULL */
+    struct bh_boots *boots; /* claims' boot slots and threads (boots.c); NULL: boot inline */
+    uint8_t master_key[32]; /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;

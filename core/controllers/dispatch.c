@@ -77,7 +77,7 @@ void bh_dispatch_event(const struct bh_store_event *ev, void *ud)
         return;
     }
     if (strcmp(ev->kind, "BoilerhouseClaim") == 0)
-        bh_claim_notify(ctx);
+        bh_claim_observe(ctx, ev);
     if (strcmp(ev->kind, "Snapshot") == 0)
         return;
     /* A deleted pool still has instances to drain; a deleted trigger an adapter to stop. */

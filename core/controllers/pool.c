@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "boots.h"
 #include "clock.h"
 #include "ctx.h"
 #include "instance.h"
@@ -100,10 +101,7 @@ static void *pool_boot_thread(void *arg)
     free(pb->pool);
     free(pb->id);
     free(pb);
-    pthread_mutex_lock(&ctx->boot_lock);
-    ctx->boots_running--;
-    pthread_cond_broadcast(&ctx->boot_cond);
-    pthread_mutex_unlock(&ctx->boot_lock);
+    bh_boots_thread_done(ctx);
     return NULL;
 }
 
@@ -121,25 +119,14 @@ static void pool_start_boot(struct bh_ctx *ctx, const cJSON *workload, const cha
     pb->ctx = ctx;
     pb->workload = cJSON_Duplicate(workload, 1);
     pb->pool = bh_xstrdup(pool);
-    pthread_mutex_lock(&ctx->boot_lock);
-    ctx->boots_running++;
-    pthread_mutex_unlock(&ctx->boot_lock);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, pool_boot_thread, pb) != 0) {
+    if (bh_boots_thread(ctx, pool_boot_thread, pb) < 0) {
         bh_error("pool", "pool %s: cannot start a boot thread", pool);
-        pthread_mutex_lock(&ctx->boot_lock);
-        ctx->boots_running--;
-        pthread_mutex_unlock(&ctx->boot_lock);
         bh_instance_destroy(ctx, id, &err);
         free(pb->id);
         cJSON_Delete(pb->workload);
         free(pb->pool);
         free(pb);
     }
-    pthread_attr_destroy(&attr);
 }
 
 /* Unclaimed instances of the pool (warming or ready). Owned array. */

@@ -31,6 +31,7 @@ struct bh_queue {
     struct queue_item *items;
     struct queue_item *ready_head, *ready_tail;
     int stopping;
+    int inline_runs; /* bh_queue_run_here calls running; stop waits for them */
     int n_workers;
     pthread_t *workers;
     bh_reconcile_fn fn;
@@ -198,25 +199,68 @@ static void queue_finish(struct bh_queue *q, struct queue_item *it, int rc, long
         queue_forget(q, it);
 }
 
+/* Locked on entry and return: reconciles it (RUNNING) without the lock, then settles it. */
+static void queue_run(struct bh_queue *q, struct queue_item *it)
+{
+    char *key = bh_xstrdup(it->key);
+    pthread_mutex_unlock(&q->lock);
+    long requeue_ms = 0;
+    struct bh_err err = {0};
+    int rc = q->fn(q->ctx, key, &requeue_ms, &err);
+    if (rc < 0)
+        bh_warn("queue", "reconcile %s failed: %s", key, err.msg);
+    free(key);
+    pthread_mutex_lock(&q->lock);
+    queue_finish(q, it, rc, requeue_ms);
+}
+
 static void *queue_worker(void *arg)
 {
     struct bh_queue *q = arg;
     pthread_mutex_lock(&q->lock);
     struct queue_item *it;
-    while ((it = queue_take(q)) != NULL) {
-        char *key = bh_xstrdup(it->key);
-        pthread_mutex_unlock(&q->lock);
-        long requeue_ms = 0;
-        struct bh_err err = {0};
-        int rc = q->fn(q->ctx, key, &requeue_ms, &err);
-        if (rc < 0)
-            bh_warn("queue", "reconcile %s failed: %s", key, err.msg);
-        free(key);
-        pthread_mutex_lock(&q->lock);
-        queue_finish(q, it, rc, requeue_ms);
-    }
+    while ((it = queue_take(q)) != NULL)
+        queue_run(q, it);
     pthread_mutex_unlock(&q->lock);
     return NULL;
+}
+
+/* Locked: takes a QUEUED item out of the ready FIFO. */
+static void queue_unlink_ready(struct bh_queue *q, struct queue_item *it)
+{
+    struct queue_item *prev = NULL;
+    for (struct queue_item *r = q->ready_head; r; prev = r, r = r->next_ready) {
+        if (r != it)
+            continue;
+        if (prev)
+            prev->next_ready = r->next_ready;
+        else
+            q->ready_head = r->next_ready;
+        if (q->ready_tail == r)
+            q->ready_tail = prev;
+        return;
+    }
+}
+
+int bh_queue_run_here(struct bh_queue *q, const char *key)
+{
+    pthread_mutex_lock(&q->lock);
+    struct queue_item *it = q->stopping ? NULL : queue_item_get(q, key);
+    if (!it || it->state == ITEM_RUNNING) {
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+    }
+    if (it->state == ITEM_QUEUED)
+        queue_unlink_ready(q, it);
+    it->state = ITEM_RUNNING; /* a pending delay is moot: the reconcile runs now */
+    it->dirty = 0;
+    it->due_ms = 0;
+    q->inline_runs++;
+    queue_run(q, it);
+    q->inline_runs--;
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+    return 1;
 }
 
 struct bh_queue *bh_queue_new(int workers, bh_reconcile_fn fn, void *ctx)
@@ -242,6 +286,8 @@ void bh_queue_stop(struct bh_queue *q)
     }
     q->stopping = 1;
     pthread_cond_broadcast(&q->cond);
+    while (q->inline_runs > 0)
+        pthread_cond_wait(&q->cond, &q->lock);
     pthread_mutex_unlock(&q->lock);
     for (int i = 0; i < q->n_workers; i++)
         pthread_join(q->workers[i], NULL);

@@ -18,6 +18,11 @@ struct bh_queue *bh_queue_new(int workers, bh_reconcile_fn fn, void *ctx);
 void bh_queue_add(struct bh_queue *q, const char *key);
 /* Adds key after delay_ms; an earlier pending deadline for the same key wins. */
 void bh_queue_add_after(struct bh_queue *q, const char *key, long delay_ms);
+/* Runs key's reconcile now on the calling thread, unless a worker is running it (then 0): the
+ * key's one-at-a-time rule holds, a queued run of it is taken over, and an add meanwhile runs
+ * again afterwards on a worker, as usual. Returns 1 if it ran. For a front door that would
+ * otherwise wait for a worker to pick its key up. */
+int bh_queue_run_here(struct bh_queue *q, const char *key);
 /* Stops accepting work, waits for running reconciles, joins the workers. */
 void bh_queue_stop(struct bh_queue *q);
 void bh_queue_free(struct bh_queue *q);

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,8 +14,25 @@
 /* Pruning runs every this many appends, so the bound costs one DELETE per batch. */
 #define AUDIT_PRUNE_EVERY 64
 
+/* An append waiting for its commit; lives on the appender's stack until done. */
+struct audit_wait {
+    struct audit_wait *next;
+    const struct bh_audit_rec *rec;
+    long long at_ms;
+    char at[32];
+    int done, rc;
+    char error[256];
+};
+
+/* Group commit: appenders queue their records; whichever finds no commit running writes the
+ * whole queue in one transaction while the next ones queue up behind it. Every append still
+ * returns only once its record is committed; concurrent appends share the commit's cost. */
 struct bh_audit {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;  /* the connection */
+    pthread_mutex_t qlock; /* the queue below */
+    pthread_cond_t qdone;
+    struct audit_wait *head, **tail;
+    int writing;
     sqlite3 *db;
     sqlite3_stmt *insert; /* prepared once: an append is on every audited call's path */
     long long max_records;
@@ -57,6 +75,9 @@ int bh_audit_open(const char *path, long long max_records, struct bh_audit **out
     }
     struct bh_audit *a = bh_xcalloc(1, sizeof(*a));
     pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->qlock, NULL);
+    pthread_cond_init(&a->qdone, NULL);
+    a->tail = &a->head;
     a->db = db;
     a->insert = insert;
     a->max_records = max_records;
@@ -71,6 +92,8 @@ void bh_audit_close(struct bh_audit *a)
     sqlite3_finalize(a->insert);
     sqlite3_close(a->db);
     pthread_mutex_destroy(&a->lock);
+    pthread_mutex_destroy(&a->qlock);
+    pthread_cond_destroy(&a->qdone);
     free(a);
 }
 
@@ -95,28 +118,71 @@ static void audit_prune(struct bh_audit *a)
     sqlite3_finalize(st);
 }
 
-int bh_audit_append(struct bh_audit *a, const struct bh_audit_rec *r, struct bh_err *err)
+/* Locked (lock). Inserts one record; 0 or -1 with w->error set. */
+static int audit_insert_one(struct bh_audit *a, struct audit_wait *w)
 {
-    struct timespec ts;
-    char at[32];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    bh_clock_rfc3339(at);
-    pthread_mutex_lock(&a->lock);
+    const struct bh_audit_rec *r = w->rec;
     sqlite3_stmt *st = a->insert;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    const char *texts[] = {at, r->actor, r->action, r->tenant, r->target, r->outcome};
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)w->at_ms);
+    const char *texts[] = {w->at, r->actor, r->action, r->tenant, r->target, r->outcome};
     for (int i = 0; i < 6; i++)
         audit_bind_text(st, i + 2, texts[i]);
     sqlite3_bind_int(st, 8, r->status);
     audit_bind_text(st, 9, r->error);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE)
-        bh_err_set(err, BH_EIO, "audit append: %s", sqlite3_errmsg(a->db));
+        snprintf(w->error, sizeof(w->error), "audit append: %s", sqlite3_errmsg(a->db));
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)
         audit_prune(a);
-    pthread_mutex_unlock(&a->lock);
     return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Writes a batch (a list of waits) in one transaction and marks each done. */
+static void audit_commit(struct bh_audit *a, struct audit_wait *batch)
+{
+    pthread_mutex_lock(&a->lock);
+    int tx = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    for (struct audit_wait *w = batch; w; w = w->next)
+        w->rc = audit_insert_one(a, w);
+    if (tx && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        for (struct audit_wait *w = batch; w; w = w->next) {
+            w->rc = -1;
+            snprintf(w->error, sizeof(w->error), "audit commit: %s", sqlite3_errmsg(a->db));
+        }
+        sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+int bh_audit_append(struct bh_audit *a, const struct bh_audit_rec *r, struct bh_err *err)
+{
+    struct audit_wait me = {.rec = r, .at_ms = bh_clock_wall_ms()};
+    bh_clock_rfc3339(me.at);
+    pthread_mutex_lock(&a->qlock);
+    *a->tail = &me;
+    a->tail = &me.next;
+    while (!me.done) {
+        if (a->writing) {
+            pthread_cond_wait(&a->qdone, &a->qlock);
+            continue;
+        }
+        struct audit_wait *batch = a->head; /* ours is in it */
+        a->head = NULL;
+        a->tail = &a->head;
+        a->writing = 1;
+        pthread_mutex_unlock(&a->qlock);
+        audit_commit(a, batch);
+        pthread_mutex_lock(&a->qlock);
+        for (struct audit_wait *w = batch, *next; w; w = next) {
+            next = w->next; /* w may be gone once done is seen */
+            w->done = 1;
+        }
+        a->writing = 0;
+        pthread_cond_broadcast(&a->qdone);
+    }
+    pthread_mutex_unlock(&a->qlock);
+    return me.rc < 0 ? bh_err_set(err, BH_EIO, "%s", me.error) : 0;
 }
 
 static cJSON *audit_row(sqlite3_stmt *st)

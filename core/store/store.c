@@ -39,6 +39,9 @@ struct bh_store {
     int64_t writes_since_compact;
     bh_store_commit_fn on_commit; /* metrics: how long each commit took */
     void *on_commit_ud;
+    /* The point read, prepared once (lazily, under mu): every REST call makes one or more,
+     * and preparing costs more than the read itself. */
+    sqlite3_stmt *load;
 };
 
 static const char *const store_schema =
@@ -199,6 +202,7 @@ void bh_store_close(struct bh_store *s)
 {
     if (!s)
         return;
+    sqlite3_finalize(s->load);
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->mu);
@@ -337,21 +341,22 @@ static cJSON *store_column_json(sqlite3_stmt *st, int col)
 static int store_load(struct bh_store *s, const char *kind, const char *name, cJSON **out,
                       struct bh_err *err)
 {
-    store_autostmt st = NULL;
     *out = NULL;
-    if (store_prepare(s, "SELECT doc FROM objects WHERE kind = ? AND name = ?", &st, err) < 0)
-        return -1;
+    if (!s->load && sqlite3_prepare_v3(s->db, "SELECT doc FROM objects WHERE kind = ? AND name = ?",
+                                       -1, SQLITE_PREPARE_PERSISTENT, &s->load, NULL) != SQLITE_OK)
+        return store_sqlerr(s, err, "prepare");
+    sqlite3_stmt *st = s->load;
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return 0;
-    if (rc != SQLITE_ROW)
-        return store_sqlerr(s, err, "read object");
-    *out = store_column_json(st, 0);
-    if (!*out)
+    if (rc == SQLITE_ROW)
+        *out = store_column_json(st, 0);
+    else if (rc != SQLITE_DONE)
+        store_sqlerr(s, err, "read object");
+    sqlite3_reset(st); /* ends the read; the bindings are rebound on every use */
+    if (rc == SQLITE_ROW && !*out)
         return bh_err_set(err, BH_EIO, "store: %s/%s: stored document is corrupt", kind, name);
-    return 0;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,

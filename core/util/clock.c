@@ -1,5 +1,6 @@
 #include "clock.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -45,4 +46,20 @@ long long bh_clock_parse_rfc3339(const char *s)
         return -1;
     time_t t = timegm(&tm);
     return t < 0 ? -1 : (long long)t * 1000 + ms;
+}
+
+long long bh_clock_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bh_clock_rfc3339_ms(long long wall_ms, char buf[32])
+{
+    time_t t = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 32 - n, ".%03lldZ", wall_ms % 1000);
 }

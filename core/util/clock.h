@@ -14,4 +14,9 @@ long long bh_clock_parse_rfc3339(const char *s);
  * each time, at most max_ms. */
 long bh_clock_backoff_ms(long long failures, long min_ms, long max_ms);
 
+/* Wall-clock milliseconds since the epoch (CLOCK_REALTIME). */
+long long bh_clock_wall_ms(void);
+/* wall_ms as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"). */
+void bh_clock_rfc3339_ms(long long wall_ms, char buf[32]);
+
 #endif

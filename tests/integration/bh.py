@@ -229,7 +229,7 @@ class Daemon:
     alive = 0  # Daemon objects not yet cleaned up in this process
 
     def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
-                 unrestricted_config=None, plugin_configs=None):
+                 unrestricted_config=None, plugin_configs=None, log_level="debug"):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.kube_port = free_port()
@@ -255,6 +255,8 @@ class Daemon:
             json.dump(dict({"network/unrestricted": unrestricted,
                             "network/restricted": restricted}, **(plugin_configs or {})), f)
         self.extra_env = extra_env or {}
+        self.log_level = log_level  # benchmarks use "info": a debug line per request costs
+        self.binary = BINARY  # as at creation: a benchmark may point BINARY at another build
         self.proc = None
         self.log_path = os.path.join(self.state, "daemon.log")
         self.kept_log = None
@@ -262,7 +264,7 @@ class Daemon:
         self.import_image(BUSYBOX_LAYOUT, BUSYBOX_REF)
 
     def import_image(self, layout, ref):
-        run_checked([BINARY, "image", "import", layout, ref, "--state-dir", self.state],
+        run_checked([self.binary, "image", "import", layout, ref, "--state-dir", self.state],
                     check=True)
 
     # ---- process ----
@@ -274,10 +276,11 @@ class Daemon:
         env.setdefault("BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", "30")
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--state-dir", self.state, "--listen", "127.0.0.1:%d" % self.port,
+            [self.binary, "serve", "--state-dir", self.state, "--listen",
+             "127.0.0.1:%d" % self.port,
              "--kube-listen", "127.0.0.1:%d" % self.kube_port,
              "--plugin-dir", self.plugin_dir, "--plugin-config", self.plugin_config,
-             "--log-level", "debug"],
+             "--log-level", self.log_level],
             stdout=log, stderr=log, env=env)
         log.close()
         if expect_fail:

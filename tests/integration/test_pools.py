@@ -327,21 +327,28 @@ class SnapshotSafetyTest(Base):
 
     def test_kill9_during_cold_boot_converges(self):
         self.d.apply_workload(notes())
-        self.d.stop()
-        self.d.extra_env = {"BOILERHOUSE_CRASH_AT": "boot.before-start"}
-        self.d.start()
-        try:
-            self.d.claim("hal", "notes")
-        except OSError:
-            pass
-        self.d.proc.wait(timeout=30)
-        self.d.extra_env = {}
-        self.d.start()
-        c = wait_for(lambda: self.d.claim("hal", "notes")[1].get("phase") == "Active" and
-                     self.d.claim("hal", "notes")[1], what="claim active after crash")
-        self.assertEqual(self.d.containers(), ["bh-" + c["instanceId"]])
-        self.assertEqual(self.d.loops(),
-                         [os.path.join(self.d.state, "instances", c["instanceId"], "disk.img")])
+        # Before the container starts, and after the boot thread has it running but before
+        # the claim took it (boots.c): either way one instance, the claim Active.
+        for tenant, point in (("hal", "boot.before-start"), ("ivy", "boot.before-claim")):
+            self.d.stop()
+            self.d.extra_env = {"BOILERHOUSE_CRASH_AT": point}
+            self.d.start()
+            try:
+                self.d.claim(tenant, "notes")
+            except OSError:
+                pass
+            self.d.proc.wait(timeout=30)
+            self.d.extra_env = {}
+            self.d.start()
+            c = wait_for(lambda: (lambda r: r[1].get("phase") == "Active" and r[1])(
+                self.d.claim(tenant, "notes")), what="claim active after crash (%s)" % point)
+            self.assertEqual(self.d.containers(), ["bh-" + c["instanceId"]], point)
+            self.assertEqual(self.d.loops(),
+                             [os.path.join(self.d.state, "instances", c["instanceId"],
+                                           "disk.img")], point)
+            self.assertEqual(self.d.request("POST", "/api/v1/tenants/%s/release/force" % tenant,
+                                            {"workload": "notes"})[0], 200, point)
+            wait_for(lambda: self.d.containers() == [], what="released (%s)" % point)
 
 
 class IdleTest(Base):

@@ -14,13 +14,16 @@
 
 #include <cmocka.h>
 
+#include "boots.h"
 #include "claim.h"
+#include "claim_index.h"
 #include "clock.h"
 #include "crypto.h"
 #include "ctx.h"
 #include "dispatch.h"
 #include "fake_runtime.h"
 #include "fs.h"
+#include "idle.h"
 #include "image.h"
 #include "instance.h"
 #include "json.h"
@@ -194,6 +197,9 @@ static int setup_stopped(void **state)
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
     pthread_mutex_init(&ctx->admit_lock, NULL);
+    ctx->claim_index = bh_claim_index_new();
+    ctx->idle = bh_idle_new();
+    ctx->boots = bh_boots_new(0);
     open_parts(ctx);
     g_ctx = ctx;
     return 0;
@@ -219,6 +225,9 @@ static int teardown(void **state)
     pthread_mutex_unlock(&ctx->boot_lock);
     if (ctx->queue)
         bh_queue_free(ctx->queue);
+    bh_claim_index_free(ctx->claim_index);
+    bh_idle_free(ctx->idle);
+    bh_boots_free(ctx->boots);
     bh_plugins_free(ctx->plugins);
     bh_lua_policies_close(ctx->policies);
     bh_runtime_close(ctx->runtime);
@@ -650,6 +659,148 @@ static void put_active_claim(const char *tenant, const char *id)
     cJSON_Delete(c);
 }
 
+/* ---- admission control ---- */
+
+/* The health command answers "not ready" until the gate opens: a boot stays in flight. */
+static int g_gate_open;
+
+static int gated_exec(void *ud, const char *id, char *const *argv, struct bh_proc_result *res,
+                      struct bh_err *err)
+{
+    memset(res, 0, sizeof(*res));
+    res->out = bh_xstrdup("");
+    res->errout = bh_xstrdup("");
+    res->exit_code = __atomic_load_n(&g_gate_open, __ATOMIC_SEQ_CST) ? 0 : 1;
+    return 0;
+}
+
+/* bh_claim_open for tenant; the claim as answered (owned). */
+static cJSON *open_claim(const char *tenant, const char *workload)
+{
+    struct bh_claim_req req = {.tenant = tenant, .workload = workload};
+    struct bh_claim_answer ans;
+    struct bh_err err;
+    if (bh_claim_open(g_ctx, &req, &ans, &err) < 0)
+        fail_msg("claim %s/%s: %s", tenant, workload, err.msg);
+    assert_false(ans.timed_out);
+    return ans.claim;
+}
+
+static void assert_refused(const cJSON *claim, const char *reason, const char *detail_part)
+{
+    assert_string_equal(bh_json_str(claim, "status.phase"), BH_CLAIM_ERROR);
+    assert_string_equal(bh_json_str(claim, "status.reason"), reason);
+    assert_true(bh_json_int(claim, "status.retryAfterSeconds", 0) >= 1);
+    if (!strstr(bh_json_str(claim, "status.detail"), detail_part))
+        fail_msg("detail \"%s\" does not say \"%s\"", bh_json_str(claim, "status.detail"),
+                 detail_part);
+    assert_null(bh_json_str(claim, "status.instanceId"));
+}
+
+static void force_release(const char *tenant, const char *workload)
+{
+    struct bh_claim_answer ans;
+    struct bh_err err;
+    if (bh_claim_release(g_ctx, tenant, workload, BH_CLAIM_RELEASE_FORCE, &ans, &err) < 0)
+        fail_msg("release %s/%s: %s", tenant, workload, err.msg);
+    assert_null(ans.claim);
+}
+
+#define WL_GATED                                                                                   \
+    "{\"image\":{\"ref\":\"test/app:1\"},\"health\":{\"exec\":{\"command\":[\"ready\"]}}}"
+
+/* One boot slot: a second claim that needs a boot while the first boots is refused at once,
+ * with nothing made for it; the first completes; a retry then succeeds. An existing claim
+ * needs no slot. */
+static void test_admission_bounds_boots(void **state)
+{
+    bh_boots_free(g_ctx->boots);
+    g_ctx->boots = bh_boots_new(1);
+    __atomic_store_n(&g_gate_open, 0, __ATOMIC_SEQ_CST);
+    fake_rt_set_exec(g_ctx->runtime, gated_exec, NULL);
+    put_workload("gated", WL_GATED);
+    struct bh_claim_req first = {.tenant = "ann", .workload = "gated"};
+    cJSON *c = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_claim_ensure(g_ctx, &first, &c, &err), 0);
+    cJSON_Delete(c);
+    WAIT_FOR(fake_rt_calls(g_ctx->runtime, FAKE_RT_EXEC) > 0); /* ann's boot holds the slot */
+
+    cJSON *refused = open_claim("bob", "gated");
+    assert_refused(refused, BH_CLAIM_REASON_OVERLOADED, "booting or restoring");
+    cJSON_Delete(refused);
+    assert_int_equal(count("Instance", "boilerhouse.dev/tenant=bob"), 0);
+    assert_int_equal(fake_rt_count(g_ctx->runtime), 1);
+    assert_true(claim_phase_is_for("ann", "gated", BH_CLAIM_PENDING)); /* still booting */
+
+    __atomic_store_n(&g_gate_open, 1, __ATOMIC_SEQ_CST);
+    WAIT_FOR(claim_phase_is_for("ann", "gated", BH_CLAIM_ACTIVE)); /* admitted: it completes */
+    cJSON *again = open_claim("bob", "gated");
+    assert_string_equal(bh_json_str(again, "status.phase"), BH_CLAIM_ACTIVE);
+    assert_string_equal(bh_json_str(again, "status.source"), "cold");
+    assert_null(bh_json_str(again, "status.reason"));
+    cJSON_Delete(again);
+    /* Ann claiming again is answered by her instance: no slot needed, none taken. */
+    int retry_s, busy;
+    assert_true(bh_boots_take(g_ctx->boots, &retry_s, &busy)); /* hold the only slot */
+    cJSON *existing = open_claim("ann", "gated");
+    assert_string_equal(bh_json_str(existing, "status.phase"), BH_CLAIM_ACTIVE);
+    cJSON_Delete(existing);
+    bh_boots_give(g_ctx->boots, -1);
+    force_release("ann", "gated");
+    force_release("bob", "gated");
+    assert_int_equal(fake_rt_count(g_ctx->runtime), 0);
+    fake_rt_set_exec(g_ctx->runtime, NULL, NULL);
+}
+
+/* A tenant at its instance limit is refused, whichever door made the claim (a claim object
+ * created in the store, as kubectl's is, goes the same way); other tenants are not; after a
+ * release the tenant's retry succeeds. */
+static void test_admission_tenant_limit(void **state)
+{
+    g_ctx->cfg.max_tenant_instances = 2;
+    put_workload("w1", WL_PLAIN);
+    put_workload("w2", WL_PLAIN);
+    put_workload("w3", WL_PLAIN);
+    bh_autofree char *id1 = claim_active("w1", "cold");
+    bh_autofree char *id2 = claim_active("w2", "cold");
+    cJSON *refused = open_claim(TENANT, "w3");
+    assert_refused(refused, BH_CLAIM_REASON_TENANT_LIMIT, "the limit per tenant is 2");
+    cJSON_Delete(refused);
+    assert_int_equal(count("Instance", "boilerhouse.dev/tenant=" TENANT), 2);
+
+    /* The same through the store (the Kubernetes-compatible API's way in). */
+    cJSON *obj = bh_resource_new("BoilerhouseClaim", "kubectl-made");
+    cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
+    cJSON_AddStringToObject(spec, "tenantId", TENANT);
+    cJSON_AddStringToObject(spec, "workloadRef", "w4");
+    put_workload("w4", WL_PLAIN);
+    struct bh_err err;
+    assert_int_equal(bh_claim_admit(g_ctx, obj, &err), 0);
+    assert_int_equal(bh_store_create(g_ctx->store, obj, NULL, &err), 0);
+    cJSON_Delete(obj);
+    cJSON *k = NULL;
+    WAIT_FOR((cJSON_Delete(k), k = get("BoilerhouseClaim", "kubectl-made")) &&
+             bh_json_str(k, "status.phase") &&
+             strcmp(bh_json_str(k, "status.phase"), BH_CLAIM_ERROR) == 0);
+    assert_refused(k, BH_CLAIM_REASON_TENANT_LIMIT, "the limit per tenant is 2");
+    cJSON_Delete(k);
+    assert_int_equal(count("Instance", "boilerhouse.dev/tenant=" TENANT), 2);
+
+    cJSON *other = open_claim("carol", "w3"); /* another tenant is not limited by alice */
+    assert_string_equal(bh_json_str(other, "status.phase"), BH_CLAIM_ACTIVE);
+    cJSON_Delete(other);
+    release("w1", BH_CLAIM_RELEASE_FORCE, NULL);
+    bh_autofree char *id3 = claim_active("w3", "cold"); /* room again */
+    release("w2", BH_CLAIM_RELEASE_FORCE, NULL);
+    release("w3", BH_CLAIM_RELEASE_FORCE, NULL);
+    force_release("carol", "w3");
+    assert_int_equal(bh_store_delete(g_ctx->store, "BoilerhouseClaim", "kubectl-made", &err), 0);
+    WAIT_FOR(!exists("BoilerhouseClaim", "kubectl-made"));
+    assert_int_equal(fake_rt_count(g_ctx->runtime), 0);
+    g_ctx->cfg.max_tenant_instances = 0;
+}
+
 static void test_recover_decisions(void **state)
 {
     put_workload("rec", WL_PLAIN);
@@ -693,6 +844,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_backoff_after_boot_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_hibernate_keeps_claim_released, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admission_bounds_boots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admission_tenant_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_decisions, setup_stopped, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -177,6 +177,43 @@ static void test_earliest_delay_wins(void **state)
     bh_queue_free(q);
 }
 
+/* bh_queue_run_here runs the key on the caller's thread (taking over its queued run) unless a
+ * worker runs it; then it declines, and the one-at-a-time rule holds. */
+static pthread_t g_ran_on;
+
+static int here_reconcile(void *ctx, const char *key, long *requeue_ms, struct bh_err *err)
+{
+    g_ran_on = pthread_self();
+    return probe_reconcile(ctx, key, requeue_ms, err);
+}
+
+static void test_run_here(void **state)
+{
+    struct probe p = {PROBE_INIT};
+    struct bh_queue *q = bh_queue_new(1, here_reconcile, &p);
+    /* A held reconcile of another key keeps the only worker busy: the queued key is ours. */
+    p.hold = 1;
+    bh_queue_add(q, "Claim/busy");
+    probe_wait(&p, &p.concurrent, 1);
+    bh_queue_add(q, "Claim/c");
+    pthread_mutex_lock(&p.lock);
+    p.hold = 0; /* ours must not wait; the worker's stays held until it sees the broadcast */
+    pthread_mutex_unlock(&p.lock);
+    assert_int_equal(bh_queue_run_here(q, "Claim/c"), 1);
+    assert_true(pthread_equal(g_ran_on, pthread_self()));
+    wait_idle(q);
+    assert_int_equal(probe_get(&p, &p.runs), 2); /* busy once, c once: its queued run was taken */
+    /* A key a worker is running is declined. */
+    p.hold = 1;
+    bh_queue_add(q, "Claim/d");
+    probe_wait(&p, &p.concurrent, 1);
+    assert_int_equal(bh_queue_run_here(q, "Claim/d"), 0);
+    probe_release(&p);
+    wait_idle(q);
+    assert_int_equal(probe_get(&p, &p.runs), 3); /* d ran once, on the worker */
+    bh_queue_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_requeue_after_runs_later),
         cmocka_unit_test(test_distinct_keys_run_in_parallel),
         cmocka_unit_test(test_earliest_delay_wins),
+        cmocka_unit_test(test_run_here),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
