@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "image.h"
 #include "kapi.h"
+#include "listen.h"
 #include "log.h"
 #include "lua_host.h"
 #include "secret.h"
@@ -63,6 +64,13 @@ static int main_serve(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    long nofile = bh_listen_raise_nofile();
+    /* Two listeners at their caps, with room for the store, containers and logs. */
+    if (nofile > 0 && nofile < 2L * cfg.http_max_conns + 1024)
+        bh_warn("main",
+                "open-file limit %ld is low for --http-max-connections %d: raise it "
+                "(ulimit -n) or clients past it wait",
+                nofile, cfg.http_max_conns);
 
     struct bh_ctx *ctx = NULL;
     struct bh_api *api = NULL;

@@ -2,7 +2,6 @@
  * Handlers live in api_routes.c; this file is the HTTP plumbing. */
 #include "api.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,18 +11,18 @@
 #include "ctx.h"
 #include "events.h"
 #include "json.h"
+#include "listen.h"
 #include "log.h"
 #include "mem.h"
 #include "num.h"
+#include "ratelimit.h"
 #include "ws.h"
 
 #define API_MAX_PARAMS 4
-#define API_CONNECTION_LIMIT 512
-#define API_CONNECTION_TIMEOUT_S 300
 
 struct bh_api {
     struct bh_ctx *ctx;
-    struct MHD_Daemon *mhd;
+    struct bh_listen *listener;
     struct bh_ws_env ws;
 };
 
@@ -153,6 +152,34 @@ static int api_authorized(struct bh_api *api, struct MHD_Connection *conn)
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
 }
 
+/* Authentication, the failure slow-down and the rate limit of a route that needs the key
+ * (alt_ok: authorized another way, the /ws browser token). 0 to go on, else resp is set. */
+static int api_gate(struct bh_api *api, struct MHD_Connection *conn, int alt_ok,
+                    struct bh_api_resp *resp)
+{
+    char addr[64];
+    bh_listen_client_addr(conn, addr);
+    const char *cred = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    int ok = alt_ok || api_authorized(api, conn);
+    switch (bh_ratelimit_check(api->ctx->ratelimit, addr, api->ctx->cfg.api_key ? cred : NULL, ok,
+                               &resp->retry_after_s, &api->ctx->api_stats)) {
+    case BH_RATELIMIT_OK:
+        return 0;
+    case BH_RATELIMIT_UNAUTHORIZED:
+        bh_api_error(resp, 401, "missing or invalid bearer token");
+        break;
+    case BH_RATELIMIT_AUTH_THROTTLED:
+        bh_api_error(resp, 429, "too many failed authentications from %s: retry in %d s", addr,
+                     resp->retry_after_s);
+        break;
+    case BH_RATELIMIT_RATE_LIMITED:
+        bh_api_error(resp, 429, "request rate over %d/s: retry in %d s", api->ctx->cfg.rate_limit,
+                     resp->retry_after_s);
+        break;
+    }
+    return -1;
+}
+
 static enum MHD_Result api_send(struct MHD_Connection *conn, struct bh_api_resp *r)
 {
     char *text = r->text;
@@ -167,6 +194,7 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, struct bh_api_resp 
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "X-Frame-Options", "DENY");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    bh_listen_retry_after(resp, r->retry_after_s);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     cJSON_Delete(r->json);
@@ -189,9 +217,7 @@ static void api_dispatch(struct bh_api *api, struct MHD_Connection *conn, const 
             api_free_params(params, n);
             continue;
         }
-        if (r->auth && !api_authorized(api, conn)) {
-            bh_api_error(resp, 401, "missing or invalid bearer token");
-        } else {
+        if (!r->auth || api_gate(api, conn, 0, resp) == 0) {
             struct bh_api_req req = {
                 api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n};
             r->handler(&req, resp);
@@ -226,8 +252,8 @@ static enum MHD_Result api_ws(struct bh_api *api, struct MHD_Connection *conn)
 {
     const char *token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
     struct bh_api_resp resp = {0};
-    if (!api_authorized(api, conn) && !bh_ws_token_valid(api->ctx, token))
-        bh_api_error(&resp, 401, "missing or invalid bearer token");
+    if (api_gate(api, conn, bh_ws_token_valid(api->ctx, token), &resp) < 0)
+        ; /* resp says why */
     else if (!bh_ws_wanted(conn))
         bh_api_error(&resp, 400, "GET /ws expects a WebSocket upgrade");
     else
@@ -301,37 +327,33 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
-static int api_is_loopback(const char *host)
-{
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
-           strncmp(host, "127.", 4) == 0;
-}
-
 int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
 {
     const char *host = ctx->cfg.listen_host;
-    if (!api_is_loopback(host) && !ctx->cfg.api_key)
+    if (!bh_listen_is_loopback(host) && !ctx->cfg.api_key)
         return bh_err_set(err, BH_EINVAL,
                           "refusing to listen on %s without an API key: set BOILERHOUSE_API_KEY "
                           "or listen on 127.0.0.1",
                           host);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ctx->cfg.port)};
-    if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa.sin_addr) != 1)
-        return bh_err_set(err, BH_EINVAL, "listen address %s is not an IPv4 address", host);
     struct bh_api *api = bh_xcalloc(1, sizeof(*api));
     api->ctx = ctx;
     api->ws.ctx = ctx;
-    api->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                    MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE,
-                                0, NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR,
-                                (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
-                                api, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONNECTION_LIMIT,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_CONNECTION_TIMEOUT_S,
-                                MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_UNESCAPE_CALLBACK,
-                                api_unescape, NULL, MHD_OPTION_END);
-    if (!api->mhd) {
+    struct bh_listen_cfg lc = {
+        .what = "REST API",
+        .host = host,
+        .port = ctx->cfg.port,
+        .extra_flags = MHD_ALLOW_UPGRADE,
+        .handler = api_handle,
+        .handler_cls = api,
+        .completed = api_completed,
+        .completed_cls = api,
+        .unescape = api_unescape,
+        .limits = bh_ctx_listen_limits(&ctx->cfg),
+        .stats = &ctx->api_stats,
+    };
+    if (bh_listen_start(&lc, &api->listener, err) < 0) {
         free(api);
-        return bh_err_set(err, BH_EIO, "cannot listen on %s:%d (in use?)", host, ctx->cfg.port);
+        return -1;
     }
     *out = api;
     return 0;
@@ -345,6 +367,6 @@ void bh_api_stop(struct bh_api *api)
     __atomic_store_n(&api->ws.stopping, 1, __ATOMIC_RELEASE);
     if (api->ctx->events)
         bh_events_wake(api->ctx->events);
-    MHD_stop_daemon(api->mhd);
+    bh_listen_stop(api->listener);
     free(api);
 }

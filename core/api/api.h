@@ -28,6 +28,7 @@ struct bh_api_resp {
     cJSON *json;              /* owned; sent as application/json */
     char *text;               /* owned; sent as content_type instead of json when set */
     const char *content_type; /* static */
+    int retry_after_s;        /* > 0: sent as Retry-After */
 };
 
 struct bh_api_route {

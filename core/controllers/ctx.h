@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "listen.h"
+
 struct bh_store;
 struct bh_image_store;
 struct bh_runtime;
@@ -20,6 +22,7 @@ struct bh_events;
 struct bh_kevents;
 struct bh_audit;
 struct bh_metrics;
+struct bh_ratelimit;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -48,7 +51,20 @@ struct bh_settings {
     size_t ws_queue;            /* events a /ws client may fall behind before it is cut */
     int ws_ping_ms;             /* /ws keepalive ping interval */
     size_t audit_max;           /* audit records kept */
+    int http_idle_timeout_s;    /* listeners: close a connection silent this long */
+    int http_max_conns;         /* listeners: open connections at most, each */
+    int http_max_conns_per_ip;  /* listeners: open connections from one address at most */
+    int rate_limit;             /* requests/s per credential (or address); 0: unlimited */
+    int rate_burst;             /* requests a credential may make at once */
+    int auth_failures;          /* failed authentications from one address before slow-down */
 };
+
+/* The connection limits every listener takes from the settings. */
+static inline struct bh_listen_limits bh_ctx_listen_limits(const struct bh_settings *cfg)
+{
+    return (struct bh_listen_limits){cfg->http_idle_timeout_s, cfg->http_max_conns,
+                                     cfg->http_max_conns_per_ip};
+}
 
 struct bh_ctx {
     struct bh_settings cfg;
@@ -58,13 +74,16 @@ struct bh_ctx {
     struct bh_plugins *plugins;
     struct bh_queue *queue;
     struct bh_secrets *secrets;
-    struct bh_lua_policies *policies; /* NULL: no policy dir, every claim is allowed */
-    struct bh_triggers *triggers;     /* running trigger adapters (trigger.c) */
-    struct bh_events *events;         /* operator events (events.c); NULL in unit tests */
-    struct bh_kevents *kevents;       /* Kubernetes Events derived from them (kevents.c) */
-    struct bh_metrics *metrics;       /* Prometheus metrics (metrics.c); may be NULL */
-    struct bh_audit *audit;           /* the audit log (store/audit.c); may be NULL */
-    uint8_t master_key[32];           /* snapshot encryption and secrets; wiped on close */
+    struct bh_lua_policies *policies;  /* NULL: no policy dir, every claim is allowed */
+    struct bh_triggers *triggers;      /* running trigger adapters (trigger.c) */
+    struct bh_events *events;          /* operator events (events.c); NULL in unit tests */
+    struct bh_kevents *kevents;        /* Kubernetes Events derived from them (kevents.c) */
+    struct bh_metrics *metrics;        /* Prometheus metrics (metrics.c); may be NULL */
+    struct bh_audit *audit;            /* the audit log (store/audit.c); may be NULL */
+    struct bh_ratelimit *ratelimit;    /* request limits of the listeners; may be NULL */
+    struct bh_listen_stats api_stats;  /* the REST listener's counters, for /metrics */
+    struct bh_listen_stats kapi_stats; /* the Kubernetes-compatible API's */
+    uint8_t master_key[32];            /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;
