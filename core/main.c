@@ -90,8 +90,6 @@ static int main_serve(int argc, char **argv)
         bh_daemon_close(ctx);
         return 1;
     }
-    bh_info("main", "listening on http://%s:%d (auth %s)", ctx->cfg.listen_host, ctx->cfg.port,
-            ctx->cfg.api_key ? "bearer" : "off");
     int sig = 0;
     sigwait(&set, &sig);
     bh_info("main", "signal %d: shutting down", sig);

@@ -117,6 +117,15 @@ static const struct settings_entry settings_table[] = {
      1000000, 0, NULL,
      "failed authentications in a row from one address before each further one bars it "
      "(429 + Retry-After, 1 s doubling to 60 s)"},
+    {"BOILERHOUSE_TLS", "tls", "MODE", SET_STR, S_OFF(tls), "auto", 0, 0, 0, 0, "auto|on|off",
+     "TLS on the REST API (/ws and the dashboard too); auto: on off loopback or with --tls-cert"},
+    {"BOILERHOUSE_TLS_CERT", "tls-cert", "FILE", SET_PATH, S_OFF(tls_cert), NULL, 0, 0, 0, 0, NULL,
+     "the REST API's certificate (PEM, chain after it); unset: made with a CA of its own in "
+     "STATE_DIR/tls"},
+    {"BOILERHOUSE_TLS_KEY", "tls-key", "FILE", SET_PATH, S_OFF(tls_key), NULL, 0, 0, 0, 0, NULL,
+     "the private key of --tls-cert (PEM)"},
+    {"BOILERHOUSE_INSECURE_HTTP", "insecure-http", "0|1", SET_INT, S_OFF(insecure_http), NULL, 0, 0,
+     1, 0, NULL, "1: allow plain HTTP off loopback (the API key then travels in cleartext)"},
     {"BOILERHOUSE_STORAGE", "storage", "NAME", SET_STR, S_OFF(storage), "local", 0, 0, 0, 0, NULL,
      "snapshot storage plugin"},
     {"BOILERHOUSE_SNAPSHOT_COMPRESSION", "snapshot-compression", "NAME", SET_STR,

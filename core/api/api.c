@@ -10,12 +10,14 @@
 #include "crypto.h"
 #include "ctx.h"
 #include "events.h"
+#include "fs.h"
 #include "json.h"
 #include "listen.h"
 #include "log.h"
 #include "mem.h"
 #include "num.h"
 #include "ratelimit.h"
+#include "tls.h"
 #include "ws.h"
 
 #define API_MAX_PARAMS 4
@@ -24,6 +26,7 @@ struct bh_api {
     struct bh_ctx *ctx;
     struct bh_listen *listener;
     struct bh_ws_env ws;
+    char *cert, *key; /* PEM when serving TLS; the key wiped on stop */
 };
 
 /* Per-request state kept by libmicrohttpd between upload callbacks. */
@@ -327,14 +330,64 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
+/* Whether the REST API serves TLS, or an error if the settings would send the key in
+ * cleartext off loopback. */
+static int api_tls_wanted(const struct bh_settings *cfg, int *tls, struct bh_err *err)
+{
+    int loopback = bh_listen_is_loopback(cfg->listen_host);
+    *tls = strcmp(cfg->tls, "on") == 0 ||
+           (strcmp(cfg->tls, "auto") == 0 && (!loopback || cfg->tls_cert));
+    if (!*tls && !loopback && !cfg->insecure_http)
+        return bh_err_set(err, BH_EINVAL,
+                          "refusing plain HTTP on %s: the API key would travel in cleartext; "
+                          "serve TLS (--tls auto, the default, or on) or pass --insecure-http 1",
+                          cfg->listen_host);
+    if (!cfg->tls_cert != !cfg->tls_key)
+        return bh_err_set(err, BH_EINVAL, "--tls-cert and --tls-key go together");
+    return 0;
+}
+
+/* The certificate and key: the operator's files, or made once under STATE_DIR/tls with a CA
+ * of its own. Logs the fingerprint a client checks (of the CA, or of the given certificate). */
+static int api_tls_load(struct bh_api *api, const struct bh_settings *cfg, struct bh_err *err)
+{
+    size_t len;
+    bh_autofree char *ca = NULL;
+    bh_autofree char *dir = bh_xasprintf("%s/tls", cfg->state_dir);
+    if (cfg->tls_cert ? bh_fs_read_all(cfg->tls_cert, 1 << 20, &api->cert, &len, err) < 0 ||
+                            bh_fs_read_all(cfg->tls_key, 1 << 20, &api->key, &len, err) < 0
+                      : bh_tls_ensure(dir, cfg->listen_host, &ca, &api->cert, &api->key, err) < 0)
+        return -1;
+    char fp[BH_TLS_FINGERPRINT_LEN];
+    if (bh_tls_fingerprint(ca ? ca : api->cert, fp, err) < 0)
+        return bh_err_set(err, BH_EINVAL, "%s: %s", cfg->tls_cert, err->msg);
+    if (ca)
+        bh_info("api", "TLS with the daemon's CA %s/ca.crt, SHA-256 fingerprint %s", dir, fp);
+    else
+        bh_info("api", "TLS with %s, SHA-256 fingerprint %s", cfg->tls_cert, fp);
+    return 0;
+}
+
+static void api_free(struct bh_api *api)
+{
+    if (api->key)
+        bh_crypto_wipe(api->key, strlen(api->key));
+    free(api->key);
+    free(api->cert);
+    free(api);
+}
+
 int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
 {
     const char *host = ctx->cfg.listen_host;
+    int tls = 0;
     if (!bh_listen_is_loopback(host) && !ctx->cfg.api_key)
         return bh_err_set(err, BH_EINVAL,
                           "refusing to listen on %s without an API key: set BOILERHOUSE_API_KEY "
                           "or listen on 127.0.0.1",
                           host);
+    if (api_tls_wanted(&ctx->cfg, &tls, err) < 0)
+        return -1;
     struct bh_api *api = bh_xcalloc(1, sizeof(*api));
     api->ctx = ctx;
     api->ws.ctx = ctx;
@@ -351,10 +404,18 @@ int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
         .limits = bh_ctx_listen_limits(&ctx->cfg),
         .stats = &ctx->api_stats,
     };
-    if (bh_listen_start(&lc, &api->listener, err) < 0) {
-        free(api);
+    if (tls && api_tls_load(api, &ctx->cfg, err) < 0) {
+        api_free(api);
         return -1;
     }
+    lc.tls_cert = api->cert;
+    lc.tls_key = api->key;
+    if (bh_listen_start(&lc, &api->listener, err) < 0) {
+        api_free(api);
+        return -1;
+    }
+    bh_info("api", "listening on %s://%s:%d (auth %s)", tls ? "https" : "http", host, ctx->cfg.port,
+            ctx->cfg.api_key ? "bearer" : "off");
     *out = api;
     return 0;
 }
@@ -368,5 +429,5 @@ void bh_api_stop(struct bh_api *api)
     if (api->ctx->events)
         bh_events_wake(api->ctx->events);
     bh_listen_stop(api->listener);
-    free(api);
+    api_free(api);
 }

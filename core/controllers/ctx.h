@@ -57,6 +57,9 @@ struct bh_settings {
     int rate_limit;             /* requests/s per credential (or address); 0: unlimited */
     int rate_burst;             /* requests a credential may make at once */
     int auth_failures;          /* failed authentications from one address before slow-down */
+    char *tls;                  /* REST API: "auto" (off loopback), "on" or "off" */
+    char *tls_cert, *tls_key;   /* REST API serving certificate and key (PEM files) or NULL */
+    int insecure_http;          /* 1: plain HTTP off loopback is allowed */
 };
 
 /* The connection limits every listener takes from the settings. */

@@ -17,6 +17,7 @@
 #include "ratelimit.h"
 #include "resource.h"
 #include "store.h"
+#include "tls.h"
 
 #define KAPI_WATCH_WAIT_MS 5000 /* an idle watch sends a keepalive (or a bookmark) this often */
 #define KAPI_WATCH_MAX_S 1800
@@ -410,7 +411,7 @@ int bh_kapi_start(struct bh_ctx *ctx, const char *host, int port, struct bh_kapi
     k->ctx = ctx;
     bh_autofree char *dir = bh_xasprintf("%s/kapi", ctx->cfg.state_dir);
     k->fan = bh_kapi_fanout_start(ctx->store);
-    if (bh_kapi_tls_ensure(dir, host, NULL, &k->cert, &k->key, err) < 0 ||
+    if (bh_tls_ensure(dir, host, NULL, &k->cert, &k->key, err) < 0 ||
         kapi_listen(k, host, port, err) < 0) {
         bh_kapi_stop(k);
         return -1;
@@ -438,7 +439,7 @@ int bh_kapi_kubeconfig(const char *state_dir, const char *host, int port, const 
 {
     bh_autofree char *dir = bh_xasprintf("%s/kapi", state_dir);
     bh_autofree char *ca = NULL;
-    if (bh_kapi_tls_ensure(dir, host, &ca, NULL, NULL, err) < 0)
+    if (bh_tls_ensure(dir, host, &ca, NULL, NULL, err) < 0)
         return -1;
     bh_autofree char *ca64 = bh_crypto_base64(ca, strlen(ca));
     const char *server = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host;
