@@ -11,6 +11,8 @@ PKGS=(
   busybox-static umoci skopeo docker-registry apache2-utils
   debootstrap buildah
   prometheus
+  # load generator of scripts/bench-hostile.sh
+  wrk
   # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh
   libasan8 liblsan0 libubsan1 libtsan2 clang libclang-rt-dev
 )
