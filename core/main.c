@@ -81,11 +81,14 @@ static int main_serve(int argc, char **argv)
         bh_settings_free(&cfg);
         return 1;
     }
+    /* The kube API first: once REST answers, its certificates exist (a `boilerhouse
+     * kubeconfig` run then reads them instead of racing to make a second CA). */
     if ((ctx->cfg.workloads_dir && bh_daemon_apply_dir(ctx, ctx->cfg.workloads_dir, &err) < 0) ||
-        bh_api_start(ctx, &api, &err) < 0 ||
         (ctx->cfg.kube_port &&
-         bh_kapi_start(ctx, ctx->cfg.kube_host, ctx->cfg.kube_port, &kapi, &err) < 0)) {
+         bh_kapi_start(ctx, ctx->cfg.kube_host, ctx->cfg.kube_port, &kapi, &err) < 0) ||
+        bh_api_start(ctx, &api, &err) < 0) {
         bh_error("main", "cannot start: %s", err.msg);
+        bh_kapi_stop(kapi);
         bh_api_stop(api);
         bh_daemon_close(ctx);
         return 1;
