@@ -30,6 +30,7 @@
 #include "mem.h"
 #include "plugin.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "resource.h"
 #include "runtime_oci.h"
 #include "secret.h"
@@ -110,6 +111,16 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
     return daemon_open_plugins(ctx, err);
 }
 
+static struct bh_ratelimit *daemon_ratelimit(const struct bh_settings *cfg)
+{
+    struct bh_ratelimit_cfg rc = {
+        .rate_per_s = cfg->rate_limit,
+        .burst = cfg->rate_burst,
+        .auth_failures = cfg->auth_failures,
+    };
+    return bh_ratelimit_new(&rc);
+}
+
 int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *err)
 {
     struct bh_ctx *ctx = bh_xcalloc(1, sizeof(*ctx));
@@ -128,6 +139,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     ctx->claim_index = bh_claim_index_new();
     ctx->idle = bh_idle_new();
     ctx->boots = bh_boots_new(ctx->cfg.max_boots);
+    ctx->ratelimit = daemon_ratelimit(&ctx->cfg);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
         bh_claim_recover(ctx, err) < 0) {
         bh_daemon_close(ctx);
@@ -176,6 +188,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
     bh_claim_index_free(ctx->claim_index);
     bh_idle_free(ctx->idle);
     bh_boots_free(ctx->boots); /* its threads are done: boots_running was waited for above */
+    bh_ratelimit_free(ctx->ratelimit);
     bh_events_free(ctx->events);
     bh_kevents_free(ctx->kevents);
     bh_settings_free(&ctx->cfg);

@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "image.h"
 #include "kapi.h"
+#include "listen.h"
 #include "log.h"
 #include "lua_host.h"
 #include "secret.h"
@@ -66,6 +67,13 @@ static int main_serve(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    long nofile = bh_listen_raise_nofile();
+    /* Two listeners at their caps, with room for the store, containers and logs. */
+    if (nofile > 0 && nofile < 2L * cfg.http_max_conns + 1024)
+        bh_warn("main",
+                "open-file limit %ld is low for --http-max-connections %d: raise it "
+                "(ulimit -n) or clients past it wait",
+                nofile, cfg.http_max_conns);
 
     struct bh_ctx *ctx = NULL;
     struct bh_api *api = NULL;
@@ -76,17 +84,18 @@ static int main_serve(int argc, char **argv)
         bh_settings_free(&cfg);
         return 1;
     }
+    /* The kube API first: once REST answers, its certificates exist (a `boilerhouse
+     * kubeconfig` run then reads them instead of racing to make a second CA). */
     if ((ctx->cfg.workloads_dir && bh_daemon_apply_dir(ctx, ctx->cfg.workloads_dir, &err) < 0) ||
-        bh_api_start(ctx, &api, &err) < 0 ||
         (ctx->cfg.kube_port &&
-         bh_kapi_start(ctx, ctx->cfg.kube_host, ctx->cfg.kube_port, &kapi, &err) < 0)) {
+         bh_kapi_start(ctx, ctx->cfg.kube_host, ctx->cfg.kube_port, &kapi, &err) < 0) ||
+        bh_api_start(ctx, &api, &err) < 0) {
         bh_error("main", "cannot start: %s", err.msg);
+        bh_kapi_stop(kapi);
         bh_api_stop(api);
         bh_daemon_close(ctx);
         return 1;
     }
-    bh_info("main", "listening on http://%s:%d (auth %s)", ctx->cfg.listen_host, ctx->cfg.port,
-            ctx->cfg.api_key ? "bearer" : "off");
     int sig = 0;
     sigwait(&set, &sig);
     bh_info("main", "signal %d: shutting down", sig);

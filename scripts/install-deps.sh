@@ -14,7 +14,7 @@ PKGS=(
   # the dashboard's browser test (tests/integration/test_ui.py): Debian's Chromium, driven by
   # playwright-core from ui/package-lock.json (the build's npm ci installs it)
   chromium
-  # load generator for scripts/bench.py (existing-claim and list req/s)
+  # load generator for scripts/bench.py (existing-claim and list req/s) and bench-hostile.sh
   wrk
   # sanitizer runtimes for the BH_SANITIZE passes (gcc); clang + compiler-rt for scripts/fuzz.sh
   libasan8 liblsan0 libubsan1 libtsan2 clang libclang-rt-dev

@@ -2,7 +2,6 @@
  * Handlers live in api_routes.c; this file is the HTTP plumbing. */
 #include "api.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,23 +17,26 @@
 #include "ctx.h"
 #include "events.h"
 #include "instance.h"
+#include "fs.h"
 #include "json.h"
+#include "listen.h"
 #include "log.h"
 #include "mem.h"
 #include "num.h"
 #include "ui.h"
+#include "ratelimit.h"
+#include "tls.h"
 #include "ws.h"
 
 #define API_MAX_PARAMS 4
-#define API_CONNECTION_LIMIT 512
-#define API_CONNECTION_TIMEOUT_S 300
 
 struct bh_api {
     struct bh_ctx *ctx;
-    struct MHD_Daemon *mhd;
+    struct bh_listen *listener;
     struct bh_ws_env ws;
     enum bh_auth_via via; /* the TCP listener, or the socket instances reach */
     struct bh_api *inst;  /* the listener on the instance socket (owned by the TCP one) */
+    char *cert, *key;     /* PEM when serving TLS; the key wiped on stop */
 };
 
 /* Per-request state kept by libmicrohttpd between upload callbacks. ws first: an upgraded
@@ -155,18 +157,6 @@ static int api_match(const char *pattern, const char *path, char **params, int *
     return 0;
 }
 
-/* The caller's principal (auth.h); on failure resp holds the 401 (or 500). */
-static int api_principal(struct bh_api *api, struct MHD_Connection *conn, struct bh_principal *who,
-                         struct bh_api_resp *resp)
-{
-    struct bh_err err;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (bh_auth_principal(api->ctx, h, api->via, who, &err) == 0)
-        return 0;
-    bh_api_from_err(resp, &err);
-    return -1;
-}
-
 /* Whether the route's need is met: the tenant is the first parameter of the tenant routes,
  * the workload a claim's body names. On refusal resp holds the 403. */
 static int api_allowed(const struct bh_api_route *r, const struct bh_api_req *req,
@@ -180,6 +170,41 @@ static int api_allowed(const struct bh_api_route *r, const struct bh_api_req *re
         return 1;
     bh_api_from_err(resp, &err);
     return 0;
+}
+
+/* Authentication, the failure slow-down and the rate limit of a route that needs a
+ * credential. browser: authorized another way (the /ws browser token; *who is then unset).
+ * 0 to go on, else resp says why. */
+static int api_gate(struct bh_api *api, struct MHD_Connection *conn, int browser,
+                    struct bh_principal *who, struct bh_api_resp *resp)
+{
+    char addr[64];
+    struct bh_err err = {0};
+    bh_listen_client_addr(conn, addr);
+    const char *cred = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    int ok = browser || bh_auth_principal(api->ctx, cred, api->via, who, &err) == 0;
+    if (!ok && api->via == BH_AUTH_VIA_INSTANCE) {
+        /* every instance shares the socket's one "address": no bar that would hit them all */
+        bh_api_from_err(resp, &err);
+        return -1;
+    }
+    switch (bh_ratelimit_check(api->ctx->ratelimit, addr, api->ctx->cfg.api_key ? cred : NULL, ok,
+                               &resp->retry_after, &api->ctx->api_stats)) {
+    case BH_RATELIMIT_OK:
+        return 0;
+    case BH_RATELIMIT_UNAUTHORIZED:
+        bh_api_from_err(resp, &err);
+        break;
+    case BH_RATELIMIT_AUTH_THROTTLED:
+        bh_api_error(resp, 429, "too many failed authentications from %s: retry in %d s", addr,
+                     resp->retry_after);
+        break;
+    case BH_RATELIMIT_RATE_LIMITED:
+        bh_api_error(resp, 429, "request rate over %d/s: retry in %d s", api->ctx->cfg.rate_limit,
+                     resp->retry_after);
+        break;
+    }
+    return -1;
 }
 
 static enum MHD_Result api_send(struct MHD_Connection *conn, struct bh_api_resp *r)
@@ -196,11 +221,7 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, struct bh_api_resp 
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "X-Frame-Options", "DENY");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
-    if (r->retry_after > 0) {
-        char secs[16];
-        snprintf(secs, sizeof(secs), "%d", r->retry_after);
-        MHD_add_response_header(resp, "Retry-After", secs);
-    }
+    bh_listen_retry_after(resp, r->retry_after);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     cJSON_Delete(r->json);
@@ -228,7 +249,7 @@ static void api_dispatch(struct bh_api *api, struct MHD_Connection *conn, const 
             api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n, NULL};
         if (r->need == BH_AUTH_PUBLIC) {
             r->handler(&req, resp);
-        } else if (api_principal(api, conn, &who, resp) == 0) {
+        } else if (api_gate(api, conn, 0, &who, resp) == 0) {
             req.who = &who;
             if (api_allowed(r, &req, resp))
                 r->handler(&req, resp);
@@ -269,9 +290,9 @@ static enum MHD_Result api_ws(struct bh_api *api, struct MHD_Connection *conn, s
     const char *tenant = NULL;
     struct bh_err err;
     int browser = api->via == BH_AUTH_VIA_LISTENER && bh_ws_token_valid(api->ctx, token);
-    if (!browser && api_principal(api, conn, &who, &resp) < 0)
-        return api_send(conn, &resp);
-    if (!browser && bh_auth_ws_tenant(&who, asked, &tenant, &err) < 0)
+    if (api_gate(api, conn, browser, &who, &resp) < 0)
+        ; /* resp says why */
+    else if (!browser && bh_auth_ws_tenant(&who, asked, &tenant, &err) < 0)
         bh_api_from_err(&resp, &err);
     else if (!bh_ws_wanted(conn))
         bh_api_error(&resp, 400, "GET /ws expects a WebSocket upgrade");
@@ -350,29 +371,67 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
-static int api_is_loopback(const char *host)
+/* Whether the REST API serves TLS, or an error if the settings would send the key in
+ * cleartext off loopback. */
+static int api_tls_wanted(const struct bh_settings *cfg, int *tls, struct bh_err *err)
 {
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
-           strncmp(host, "127.", 4) == 0;
+    int loopback = bh_listen_is_loopback(cfg->listen_host);
+    *tls = strcmp(cfg->tls, "on") == 0 ||
+           (strcmp(cfg->tls, "auto") == 0 && (!loopback || cfg->tls_cert));
+    if (!*tls && !loopback && !cfg->insecure_http)
+        return bh_err_set(err, BH_EINVAL,
+                          "refusing plain HTTP on %s: the API key would travel in cleartext; "
+                          "serve TLS (--tls auto, the default, or on) or pass --insecure-http 1",
+                          cfg->listen_host);
+    if (!cfg->tls_cert != !cfg->tls_key)
+        return bh_err_set(err, BH_EINVAL, "--tls-cert and --tls-key go together");
+    return 0;
 }
 
-static struct MHD_Daemon *api_mhd_start(struct bh_api *api, struct sockaddr_in *sa, int fd)
+/* The certificate and key: the operator's files, or made once under STATE_DIR/tls with a CA
+ * of its own. Logs the fingerprint a client checks (of the CA, or of the given certificate). */
+static int api_tls_load(struct bh_api *api, const struct bh_settings *cfg, struct bh_err *err)
 {
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
-    struct MHD_OptionItem common[] = {
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)api_completed, api},
-        {MHD_OPTION_CONNECTION_LIMIT, API_CONNECTION_LIMIT, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, API_CONNECTION_TIMEOUT_S, NULL},
-        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)api_unescape, NULL},
-        {MHD_OPTION_END, 0, NULL},
+    size_t len;
+    bh_autofree char *ca = NULL;
+    bh_autofree char *dir = bh_xasprintf("%s/tls", cfg->state_dir);
+    if (cfg->tls_cert ? bh_fs_read_all(cfg->tls_cert, 1 << 20, &api->cert, &len, err) < 0 ||
+                            bh_fs_read_all(cfg->tls_key, 1 << 20, &api->key, &len, err) < 0
+                      : bh_tls_ensure(dir, cfg->listen_host, &ca, &api->cert, &api->key, err) < 0)
+        return -1;
+    char fp[BH_TLS_FINGERPRINT_LEN];
+    if (bh_tls_fingerprint(ca ? ca : api->cert, fp, err) < 0)
+        return bh_err_set(err, BH_EINVAL, "%s: %s", cfg->tls_cert, err->msg);
+    if (ca)
+        bh_info("api", "TLS with the daemon's CA %s/ca.crt, SHA-256 fingerprint %s", dir, fp);
+    else
+        bh_info("api", "TLS with %s, SHA-256 fingerprint %s", cfg->tls_cert, fp);
+    return 0;
+}
+
+static void api_free(struct bh_api *api)
+{
+    if (api->key)
+        bh_crypto_wipe(api->key, strlen(api->key));
+    free(api->key);
+    free(api->cert);
+    free(api);
+}
+
+/* What the REST listeners share; the caller sets where they listen. */
+static struct bh_listen_cfg api_listen_cfg(struct bh_api *api, const char *what)
+{
+    return (struct bh_listen_cfg){
+        .what = what,
+        .extra_flags = MHD_ALLOW_UPGRADE,
+        .handler = api_handle,
+        .handler_cls = api,
+        .completed = api_completed,
+        .completed_cls = api,
+        .unescape = api_unescape,
+        .limits = bh_ctx_listen_limits(&api->ctx->cfg),
+        .stats = &api->ctx->api_stats,
     };
-    /* The listeners differ only in where they listen: an address, or a socket made already. */
-    if (fd >= 0)
-        return MHD_start_daemon(flags, 0, NULL, NULL, api_handle, api, MHD_OPTION_LISTEN_SOCKET,
-                                (MHD_socket)fd, MHD_OPTION_ARRAY, common, MHD_OPTION_END);
-    return MHD_start_daemon(flags, 0, NULL, NULL, api_handle, api, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)sa, MHD_OPTION_ARRAY, common, MHD_OPTION_END);
 }
 
 /* The unix socket instances that asked for API access reach the API through
@@ -408,11 +467,14 @@ static int api_start_instance_socket(struct bh_api *api, struct bh_err *err)
     inst->ctx = api->ctx;
     inst->ws.ctx = api->ctx;
     inst->via = BH_AUTH_VIA_INSTANCE;
-    inst->mhd = api_mhd_start(inst, NULL, fd);
-    if (!inst->mhd) {
+    struct bh_listen_cfg lc = api_listen_cfg(inst, "instance API socket");
+    lc.host = path;
+    lc.has_listen_fd = 1;
+    lc.listen_fd = fd;
+    if (bh_listen_start(&lc, &inst->listener, err) < 0) {
         close(fd);
         free(inst);
-        return bh_err_set(err, BH_EIO, "cannot serve the instance API socket %s", path);
+        return -1;
     }
     api->inst = inst;
     return 0;
@@ -424,34 +486,44 @@ static void api_stop_one(struct bh_api *api)
     __atomic_store_n(&api->ws.stopping, 1, __ATOMIC_RELEASE);
     if (api->ctx->events)
         bh_events_wake(api->ctx->events);
-    MHD_stop_daemon(api->mhd);
-    free(api);
+    bh_listen_stop(api->listener);
+    api_free(api);
 }
 
 int bh_api_start(struct bh_ctx *ctx, struct bh_api **out, struct bh_err *err)
 {
     const char *host = ctx->cfg.listen_host;
-    if (!api_is_loopback(host) && !ctx->cfg.api_key)
+    int tls = 0;
+    if (!bh_listen_is_loopback(host) && !ctx->cfg.api_key)
         return bh_err_set(err, BH_EINVAL,
                           "refusing to listen on %s without an API key: set BOILERHOUSE_API_KEY "
                           "or listen on 127.0.0.1",
                           host);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ctx->cfg.port)};
-    if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa.sin_addr) != 1)
-        return bh_err_set(err, BH_EINVAL, "listen address %s is not an IPv4 address", host);
+    if (api_tls_wanted(&ctx->cfg, &tls, err) < 0)
+        return -1;
     struct bh_api *api = bh_xcalloc(1, sizeof(*api));
     api->ctx = ctx;
     api->ws.ctx = ctx;
     api->via = BH_AUTH_VIA_LISTENER;
-    api->mhd = api_mhd_start(api, &sa, -1);
-    if (!api->mhd) {
-        free(api);
-        return bh_err_set(err, BH_EIO, "cannot listen on %s:%d (in use?)", host, ctx->cfg.port);
+    struct bh_listen_cfg lc = api_listen_cfg(api, "REST API");
+    lc.host = host;
+    lc.port = ctx->cfg.port;
+    if (tls && api_tls_load(api, &ctx->cfg, err) < 0) {
+        api_free(api);
+        return -1;
+    }
+    lc.tls_cert = api->cert;
+    lc.tls_key = api->key;
+    if (bh_listen_start(&lc, &api->listener, err) < 0) {
+        api_free(api);
+        return -1;
     }
     if (api_start_instance_socket(api, err) < 0) {
         api_stop_one(api);
         return -1;
     }
+    bh_info("api", "listening on %s://%s:%d (auth %s)", tls ? "https" : "http", host, ctx->cfg.port,
+            ctx->cfg.api_key ? "bearer" : "off");
     *out = api;
     return 0;
 }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "listen.h"
+
 struct bh_store;
 struct bh_image_store;
 struct bh_runtime;
@@ -23,6 +25,7 @@ struct bh_metrics;
 struct bh_claim_index;
 struct bh_idle;
 struct bh_boots;
+struct bh_ratelimit;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -54,7 +57,23 @@ struct bh_settings {
     size_t audit_max;           /* audit records kept */
     int max_boots;              /* claims' boots and restores at once; 0: no bound */
     int max_tenant_instances;   /* instances (claims holding one) per tenant; 0: no bound */
+    int http_idle_timeout_s;    /* listeners: close a connection silent this long */
+    int http_max_conns;         /* listeners: open connections at most, each */
+    int http_max_conns_per_ip;  /* listeners: open connections from one address at most */
+    int rate_limit;             /* requests/s per credential (or address); 0: unlimited */
+    int rate_burst;             /* requests a credential may make at once */
+    int auth_failures;          /* failed authentications from one address before slow-down */
+    char *tls;                  /* REST API: "auto" (off loopback), "on" or "off" */
+    char *tls_cert, *tls_key;   /* REST API serving certificate and key (PEM files) or NULL */
+    int insecure_http;          /* 1: plain HTTP off loopback is allowed */
 };
+
+/* The connection limits every listener takes from the settings. */
+static inline struct bh_listen_limits bh_ctx_listen_limits(const struct bh_settings *cfg)
+{
+    return (struct bh_listen_limits){cfg->http_idle_timeout_s, cfg->http_max_conns,
+                                     cfg->http_max_conns_per_ip};
+}
 
 struct bh_ctx {
     struct bh_settings cfg;
@@ -73,7 +92,10 @@ struct bh_ctx {
     struct bh_claim_index *claim_index; /* Active claims by pair (claim_index.c); may be NULL */
     struct bh_idle *idle;               /* activity touches in memory (idle.c); may be NULL */
     struct bh_boots *boots; /* claims' boot slots and threads (boots.c); NULL: boot inline */
-    uint8_t master_key[32]; /* snapshot encryption and secrets; wiped on close */
+    struct bh_ratelimit *ratelimit;    /* request limits of the listeners; may be NULL */
+    struct bh_listen_stats api_stats;  /* the REST listener's counters, for /metrics */
+    struct bh_listen_stats kapi_stats; /* the Kubernetes-compatible API's */
+    uint8_t master_key[32];            /* snapshot encryption and secrets; wiped on close */
     /* Claim waiters (claim.c): claim_seq moves on every Claim change. */
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;

@@ -476,6 +476,52 @@ static long long metrics_open_fds(void)
     return n - 3; /* ".", ".." and the directory's own descriptor */
 }
 
+/* The listeners' counters (listen.h), labelled by listener: "api" (REST, /ws, /hooks) or
+ * "kube" (the Kubernetes-compatible API). */
+static void metrics_write_http(FILE *f, struct bh_ctx *ctx)
+{
+    static const struct {
+        const char *name, *type, *labels, *help;
+        size_t off;
+    } rows[] = {
+        {"boilerhouse_http_connections_open", "gauge", "", "Connections open now.",
+         offsetof(struct bh_listen_stats, open)},
+        {"boilerhouse_http_connections_total", "counter", "", "Connections accepted.",
+         offsetof(struct bh_listen_stats, accepted)},
+        {"boilerhouse_http_connections_refused_total", "counter", ",reason=\"global\"",
+         "Connections refused over a cap (global: the listener's, per_ip: one address's).",
+         offsetof(struct bh_listen_stats, refused_global)},
+        {"boilerhouse_http_connections_refused_total", NULL, ",reason=\"per_ip\"", NULL,
+         offsetof(struct bh_listen_stats, refused_per_ip)},
+        {"boilerhouse_http_rate_limited_total", "counter", ",reason=\"rate\"",
+         "Requests answered 429 (rate: over the credential's rate, auth_backoff: the address "
+         "failed to authenticate too often).",
+         offsetof(struct bh_listen_stats, rate_limited)},
+        {"boilerhouse_http_rate_limited_total", NULL, ",reason=\"auth_backoff\"", NULL,
+         offsetof(struct bh_listen_stats, auth_throttled)},
+        {"boilerhouse_http_auth_failures_total", "counter", "",
+         "Requests with a missing or wrong credential.",
+         offsetof(struct bh_listen_stats, auth_failures)},
+    };
+    const struct {
+        const char *name;
+        const struct bh_listen_stats *s;
+    } listeners[] = {{"api", &ctx->api_stats}, {"kube", &ctx->kapi_stats}};
+    for (size_t i = 0; i < BH_ARRAY_LEN(rows); i++) {
+        if (rows[i].type)
+            metrics_head(f, rows[i].name, rows[i].type, rows[i].help);
+        for (size_t j = 0; j < BH_ARRAY_LEN(listeners); j++) {
+            const char *field = (const char *)listeners[j].s + rows[i].off;
+            long long v =
+                rows[i].off == offsetof(struct bh_listen_stats, open)
+                    ? (long long)__atomic_load_n((const int64_t *)field, __ATOMIC_RELAXED)
+                    : (long long)__atomic_load_n((const uint64_t *)field, __ATOMIC_RELAXED);
+            fprintf(f, "%s{listener=\"%s\"%s} %lld\n", rows[i].name, listeners[j].name,
+                    rows[i].labels, v);
+        }
+    }
+}
+
 static void metrics_write_process(FILE *f, struct bh_ctx *ctx)
 {
     long long readers = 0, cut = 0;
@@ -523,6 +569,7 @@ int bh_metrics_render(struct bh_ctx *ctx, char **out, struct bh_err *err)
     if (rc == 0)
         rc = metrics_write_snapshots(f, ctx, err);
     metrics_write_egress(f, ctx);
+    metrics_write_http(f, ctx);
     metrics_write_process(f, ctx);
     fclose(f);
     if (rc < 0) {

@@ -2,7 +2,6 @@
  * admin key, body limits, routing by path type, and the watch stream. */
 #include "kapi.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -13,20 +12,21 @@
 #include "crypto.h"
 #include "json.h"
 #include "kapi_int.h"
+#include "listen.h"
 #include "log.h"
 #include "mem.h"
+#include "ratelimit.h"
 #include "resource.h"
 #include "store.h"
+#include "tls.h"
 
-#define KAPI_CONNECTION_LIMIT 512
-#define KAPI_CONNECTION_TIMEOUT_S 0 /* watches stay open; the watch ends itself */
-#define KAPI_WATCH_WAIT_MS 5000     /* an idle watch sends a keepalive (or a bookmark) this often */
+#define KAPI_WATCH_WAIT_MS 5000 /* an idle watch sends a keepalive (or a bookmark) this often */
 #define KAPI_WATCH_MAX_S 1800
 
 struct bh_kapi {
     struct bh_ctx *ctx;
     struct bh_kapi_fanout *fan; /* what every watch reads */
-    struct MHD_Daemon *mhd;
+    struct bh_listen *listener;
     char *cert, *key;
 };
 
@@ -48,27 +48,41 @@ void bh_kapi_json(struct bh_kapi_resp *resp, int status, cJSON *body)
     resp->json = body;
 }
 
-/* The caller's principal (auth.h), and whether it may use this method: viewers get, list and
- * watch (all GET); tenant scopes have no part of this API (it lists every tenant's claims). */
-static int kapi_authorized(struct bh_kapi *k, struct MHD_Connection *conn, const char *method,
-                           struct bh_kapi_resp *resp)
+/* The caller's principal (auth.h), the failure slow-down and the rate limit (ratelimit.h,
+ * shared with the REST API), and whether the principal may use this method: viewers get, list
+ * and watch (all GET); tenant scopes have no part of this API (it lists every tenant's
+ * claims). 0 to go on, else resp is set. */
+static int kapi_gate(struct bh_kapi *k, struct MHD_Connection *conn, const char *method,
+                     struct bh_kapi_resp *resp)
 {
     struct bh_principal who;
-    struct bh_err err;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (bh_auth_principal(k->ctx, h, BH_AUTH_VIA_LISTENER, &who, &err) < 0) {
-        if (err.code == BH_EAUTH)
-            bh_kapi_status(resp, 401, "Unauthorized", "Unauthorized");
-        else
-            bh_kapi_status(resp, 500, "InternalError", "%s", err.msg);
-        return 0;
+    struct bh_err err = {0};
+    const char *cred = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    char addr[64];
+    bh_listen_client_addr(conn, addr);
+    int ok = bh_auth_principal(k->ctx, cred, BH_AUTH_VIA_LISTENER, &who, &err) == 0;
+    if (!ok && err.code != BH_EAUTH) {
+        bh_kapi_status(resp, 500, "InternalError", "%s", err.msg);
+        return -1;
+    }
+    switch (bh_ratelimit_check(k->ctx->ratelimit, addr, k->ctx->cfg.api_key ? cred : NULL, ok,
+                               &resp->retry_after, &k->ctx->kapi_stats)) {
+    case BH_RATELIMIT_OK:
+        break;
+    case BH_RATELIMIT_UNAUTHORIZED:
+        bh_kapi_status(resp, 401, "Unauthorized", "Unauthorized");
+        return -1;
+    default:
+        bh_kapi_status(resp, 429, "TooManyRequests", "too many requests: retry in %d s",
+                       resp->retry_after);
+        return -1;
     }
     int read = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (bh_auth_allow(&who, read ? BH_AUTH_READ : BH_AUTH_ADMIN, NULL, NULL, &err) < 0) {
         bh_kapi_status(resp, 403, "Forbidden", "%s", err.msg);
-        return 0;
+        return -1;
     }
-    return 1;
+    return 0;
 }
 
 /* ---- watch stream ---- */
@@ -248,7 +262,7 @@ static void kapi_dispatch(struct bh_kapi *k, struct MHD_Connection *conn, const 
 {
     struct bh_kapi_path path;
     struct bh_err err;
-    if (!kapi_authorized(k, conn, method, resp))
+    if (kapi_gate(k, conn, method, resp) < 0)
         return;
     if (bh_kapi_path_parse(url, &path, &err) < 0) {
         bh_kapi_status(resp, 404, "NotFound", "the server could not find the requested resource");
@@ -305,6 +319,7 @@ static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
         bh_autofree char *w = kapi_warning_header(r->warnings[i]);
         MHD_add_response_header(resp, "Warning", w);
     }
+    bh_listen_retry_after(resp, r->retry_after);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     cJSON_Delete(r->json);
@@ -380,45 +395,38 @@ int bh_kapi_body(const struct bh_kapi_req *req, struct bh_kapi_resp *resp, cJSON
     return 0;
 }
 
-static int kapi_is_loopback(const char *host)
-{
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0;
-}
-
 static int kapi_listen(struct bh_kapi *k, const char *host, int port, struct bh_err *err)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa.sin_addr) != 1)
-        return bh_err_set(err, BH_EINVAL, "kube API address %s is not an IPv4 address", host);
-    k->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                  MHD_USE_TLS | MHD_USE_ERROR_LOG,
-                              0, NULL, NULL, kapi_handle, k, MHD_OPTION_SOCK_ADDR,
-                              (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY, k->key,
-                              MHD_OPTION_HTTPS_MEM_CERT, k->cert, MHD_OPTION_NOTIFY_COMPLETED,
-                              kapi_completed, k, MHD_OPTION_CONNECTION_LIMIT,
-                              (unsigned)KAPI_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-                              (unsigned)KAPI_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
-    if (!k->mhd)
-        return bh_err_set(err, BH_EIO, "cannot listen on %s:%d for the kube API (in use?)", host,
-                          port);
-    return 0;
+    /* The idle deadline does not cut watches: an idle watch writes every KAPI_WATCH_WAIT_MS. */
+    struct bh_listen_cfg lc = {
+        .what = "kube API",
+        .host = host,
+        .port = port,
+        .tls_cert = k->cert,
+        .tls_key = k->key,
+        .handler = kapi_handle,
+        .handler_cls = k,
+        .completed = kapi_completed,
+        .completed_cls = k,
+        .limits = bh_ctx_listen_limits(&k->ctx->cfg),
+        .stats = &k->ctx->kapi_stats,
+    };
+    return bh_listen_start(&lc, &k->listener, err);
 }
 
 int bh_kapi_start(struct bh_ctx *ctx, const char *host, int port, struct bh_kapi **out,
                   struct bh_err *err)
 {
-    if (!kapi_is_loopback(host) && !ctx->cfg.api_key)
+    if (!bh_listen_is_loopback(host) && !ctx->cfg.api_key)
         return bh_err_set(err, BH_EINVAL,
                           "refusing to serve the kube API on %s without an API key: set "
                           "BOILERHOUSE_API_KEY or listen on 127.0.0.1",
                           host);
-    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
-        return bh_err_set(err, BH_EIO, "libmicrohttpd was built without TLS");
     struct bh_kapi *k = bh_xcalloc(1, sizeof(*k));
     k->ctx = ctx;
     bh_autofree char *dir = bh_xasprintf("%s/kapi", ctx->cfg.state_dir);
     k->fan = bh_kapi_fanout_start(ctx->store);
-    if (bh_kapi_tls_ensure(dir, host, NULL, &k->cert, &k->key, err) < 0 ||
+    if (bh_tls_ensure(dir, host, NULL, &k->cert, &k->key, err) < 0 ||
         kapi_listen(k, host, port, err) < 0) {
         bh_kapi_stop(k);
         return -1;
@@ -432,8 +440,7 @@ void bh_kapi_stop(struct bh_kapi *k)
 {
     if (!k)
         return;
-    if (k->mhd)
-        MHD_stop_daemon(k->mhd);
+    bh_listen_stop(k->listener);
     bh_kapi_fanout_stop(k->fan); /* after the watches it feeds */
     if (k->key)
         OPENSSL_cleanse(k->key, strlen(k->key));
@@ -447,7 +454,7 @@ int bh_kapi_kubeconfig(const char *state_dir, const char *host, int port, const 
 {
     bh_autofree char *dir = bh_xasprintf("%s/kapi", state_dir);
     bh_autofree char *ca = NULL;
-    if (bh_kapi_tls_ensure(dir, host, &ca, NULL, NULL, err) < 0)
+    if (bh_tls_ensure(dir, host, &ca, NULL, NULL, err) < 0)
         return -1;
     bh_autofree char *ca64 = bh_crypto_base64(ca, strlen(ca));
     const char *server = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host;

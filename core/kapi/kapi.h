@@ -5,7 +5,7 @@
  * through the claim controller.
  *
  * Files: kapi.c (listener, auth, routing, watch streaming), kapi_path.c (request paths and
- * selectors), kapi_tls.c (CA and serving certificate), kapi_status.c (Status objects),
+ * selectors), kapi_status.c (Status objects); the certificates come from util/tls.c,
  * kapi_discovery.c (discovery, OpenAPI), kapi_objects.c (the four kinds, Tables),
  * kapi_core.c (namespaces, secrets, CRDs), kapi_patch.c (merge and JSON patches). */
 #ifndef BH_KAPI_H
@@ -31,14 +31,6 @@ void bh_kapi_stop(struct bh_kapi *k);
  * boilerhouse. Makes the certificates if they are missing. Owned. */
 int bh_kapi_kubeconfig(const char *state_dir, const char *host, int port, const char *token,
                        char **out, struct bh_err *err);
-
-/* ---- certificates (kapi_tls.c) ---- */
-
-/* Loads, or makes and stores, <dir>/ca.crt, ca.key, tls.crt, tls.key (keys 0600): an EC P-256
- * CA and a serving certificate it signs for localhost, 127.0.0.1 and host. PEM strings
- * owned; any out pointer may be NULL. */
-int bh_kapi_tls_ensure(const char *dir, const char *host, char **ca_pem, char **cert_pem,
-                       char **key_pem, struct bh_err *err);
 
 /* ---- request paths (kapi_path.c) ---- */
 

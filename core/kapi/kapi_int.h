@@ -42,6 +42,7 @@ struct bh_kapi_resp {
     /* Warning: headers (fieldValidation=Warn), which kubectl prints as "Warning: ..." */
     char warnings[BH_KAPI_WARN_MAX][256];
     int n_warnings;
+    int retry_after; /* > 0: sent as Retry-After */
 };
 
 /* Query parameter or NULL. */

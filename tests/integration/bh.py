@@ -229,7 +229,8 @@ class Daemon:
     alive = 0  # Daemon objects not yet cleaned up in this process
 
     def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
-                 unrestricted_config=None, plugin_configs=None, log_level="debug"):
+                 unrestricted_config=None, plugin_configs=None, log_level="debug",
+                 listen_host="127.0.0.1", extra_args=()):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
         self.port = free_port()
         self.kube_port = free_port()
@@ -257,6 +258,8 @@ class Daemon:
         self.extra_env = extra_env or {}
         self.log_level = log_level  # benchmarks use "info": a debug line per request costs
         self.binary = BINARY  # as at creation: a benchmark may point BINARY at another build
+        self.listen_host = listen_host
+        self.extra_args = list(extra_args)  # more `serve` flags
         self.proc = None
         self.log_path = os.path.join(self.state, "daemon.log")
         self.kept_log = None
@@ -269,18 +272,20 @@ class Daemon:
 
     # ---- process ----
 
-    def start(self, timeout=20, expect_fail=False):
+    def start(self, timeout=20, expect_fail=False, ready=None):
+        """Starts the daemon and waits until ready() (default: plain GET /api/v1/health on
+        loopback answers 200) is true."""
         env = dict(os.environ, **self.extra_env)
         if self.api_key:
             env["BOILERHOUSE_API_KEY"] = self.api_key
         env.setdefault("BOILERHOUSE_CLAIM_TIMEOUT_SECONDS", "30")
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--state-dir", self.state, "--listen",
-             "127.0.0.1:%d" % self.port,
+            [self.binary, "serve", "--state-dir", self.state,
+             "--listen", "%s:%d" % (self.listen_host, self.port),
              "--kube-listen", "127.0.0.1:%d" % self.kube_port,
              "--plugin-dir", self.plugin_dir, "--plugin-config", self.plugin_config,
-             "--log-level", self.log_level],
+             "--log-level", self.log_level] + self.extra_args,
             stdout=log, stderr=log, env=env)
         log.close()
         if expect_fail:
@@ -290,7 +295,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError("daemon exited %d:\n%s" % (self.proc.returncode, self.log()))
             try:
-                if self.request("GET", "/api/v1/health")[0] == 200:
+                if ready() if ready else self.request("GET", "/api/v1/health")[0] == 200:
                     return
             except OSError:
                 pass

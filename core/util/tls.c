@@ -1,5 +1,6 @@
-/* The listener's certificates: a private CA and a serving certificate it signs, made once
- * with OpenSSL and kept in the state dir, so a kubeconfig written once keeps working. */
+/* Listener certificates (tls.h): a private CA and a serving certificate it signs, made once
+ * with OpenSSL and kept in the state dir, so a kubeconfig or a CA file handed out once keeps
+ * working. */
 #include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/ec.h>
@@ -13,7 +14,7 @@
 #include <string.h>
 
 #include "fs.h"
-#include "kapi.h"
+#include "tls.h"
 #include "mem.h"
 
 #define TLS_DAYS_CA 3650
@@ -157,8 +158,8 @@ static int tls_load(const char *dir, char **pem, struct bh_err *err)
     return 0;
 }
 
-int bh_kapi_tls_ensure(const char *dir, const char *host, char **ca_pem, char **cert_pem,
-                       char **key_pem, struct bh_err *err)
+int bh_tls_ensure(const char *dir, const char *host, char **ca_pem, char **cert_pem, char **key_pem,
+                  struct bh_err *err)
 {
     char *pem[4] = {0};
     bh_autofree char *ca_path = bh_xasprintf("%s/ca.crt", dir);
@@ -175,4 +176,20 @@ int bh_kapi_tls_ensure(const char *dir, const char *host, char **ca_pem, char **
         free(pem[i]);
     }
     return rc;
+}
+
+int bh_tls_fingerprint(const char *cert_pem, char out[BH_TLS_FINGERPRINT_LEN], struct bh_err *err)
+{
+    BIO *b = BIO_new_mem_buf(cert_pem, -1);
+    X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    int ok = c && X509_digest(c, EVP_sha256(), md, &n) == 1 && n == 32;
+    X509_free(c);
+    if (!ok)
+        return bh_err_set(err, BH_EINVAL, "not a PEM certificate");
+    for (unsigned i = 0; i < n; i++)
+        snprintf(out + 3 * i, 4, "%02X%s", md[i], i + 1 < n ? ":" : "");
+    return 0;
 }
