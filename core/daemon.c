@@ -18,6 +18,7 @@
 #include "fs.h"
 #include "guard_lua.h"
 #include "image.h"
+#include "hibernate.h"
 #include "instance.h"
 #include "json.h"
 #include "kevents.h"
@@ -123,7 +124,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     bh_events_listen(ctx->events, bh_kevents_on_hub, ctx->kevents);
     ctx->metrics = bh_metrics_new(ctx);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
-        bh_claim_recover(ctx, err) < 0) {
+        bh_claim_recover(ctx, err) < 0 || bh_hibernate_gc(ctx, 0, err) < 0) {
         bh_daemon_close(ctx);
         return -1;
     }

@@ -48,6 +48,7 @@ struct bh_settings {
     size_t ws_queue;            /* events a /ws client may fall behind before it is cut */
     int ws_ping_ms;             /* /ws keepalive ping interval */
     size_t audit_max;           /* audit records kept */
+    size_t snapshot_hot_bytes;  /* budget of the hot tier of parked disks; 0 = none */
 };
 
 struct bh_ctx {

@@ -6,14 +6,21 @@
  * point, the record names an object that is complete and matches its digest. */
 #include "hibernate.h"
 
+#include <dirent.h>
+#include <stddef.h>
+#include <time.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "crashpoint.h"
 #include "ctx.h"
+#include "disk.h"
+#include "fs.h"
 #include "events.h"
 #include "json.h"
 #include "log.h"
@@ -27,6 +34,11 @@
 
 #define SNAPSHOT_KIND "Snapshot"
 #define HIBERNATE_UID_SIZE 65536
+#define HIB_FORMAT_IMAGE "image-v1"
+/* The periodic GC: how often, and how old an unnamed object must be (a hibernate between its
+ * put and its record switch takes far less). */
+#define HIB_GC_INTERVAL_S 3600
+#define HIB_GC_GRACE_S 900
 
 /* The storage plugin's ops, and in *plugin the plugin to call them through (BH_PLUGIN_CALL). */
 static const struct bh_storage_ops *hib_storage(struct bh_ctx *ctx, struct bh_plugin **plugin,
@@ -89,6 +101,13 @@ int bh_hibernate_record(struct bh_ctx *ctx, const char *tenant, const char *work
     return 0;
 }
 
+static char *hib_tmp_path(struct bh_ctx *ctx, const char *what, const char *id)
+{
+    return bh_xasprintf("%s/tmp/%s-%s.tmp", ctx->cfg.state_dir, what, id);
+}
+
+static char *hib_instance_path(struct bh_ctx *ctx, const char *id, const char *what);
+
 static cJSON *hib_record(const char *tenant, const cJSON *workload, const char *key,
                          const struct bh_snapshot_info *info, int encrypted,
                          const char *compression)
@@ -116,6 +135,17 @@ static cJSON *hib_record(const char *tenant, const cJSON *workload, const char *
     return obj;
 }
 
+/* The image format's fields: what the restore needs to check before it mounts the image. */
+static void hib_record_image(struct bh_ctx *ctx, cJSON *rec, const char *id)
+{
+    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
+    struct stat st;
+    cJSON *spec = bh_json_obj(rec, "spec");
+    cJSON_AddStringToObject(spec, "format", HIB_FORMAT_IMAGE);
+    cJSON_AddNumberToObject(spec, "imageBytes", stat(img, &st) == 0 ? (double)st.st_size : 0);
+    cJSON_AddNumberToObject(spec, "uidBase", ctx->cfg.uid_base);
+}
+
 /* Points the record at the new object, then drops the object it pointed at before. */
 static int hib_commit(struct bh_ctx *ctx, cJSON *rec, struct bh_err *err)
 {
@@ -138,14 +168,41 @@ static int hib_commit(struct bh_ctx *ctx, cJSON *rec, struct bh_err *err)
     return rc;
 }
 
-static char *hib_tmp_path(struct bh_ctx *ctx, const char *what, const char *id)
+static char *hib_instance_path(struct bh_ctx *ctx, const char *id, const char *what)
 {
-    return bh_xasprintf("%s/tmp/%s-%s.tmp", ctx->cfg.state_dir, what, id);
+    return bh_xasprintf("%s/instances/%s/%s", ctx->cfg.state_dir, id, what);
+}
+
+/* The image format when the instance has a disk image (the OCI driver with diskGb > 0). */
+static int hib_has_image(struct bh_ctx *ctx, const char *id)
+{
+    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
+    struct stat st;
+    return lstat(img, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The instance's overlay data into tmp: its disk image as a block stream (flushed and trimmed
+ * first; the container is frozen), or, without a disk image, the tar of its overlay dirs. */
+static int hib_archive(struct bh_ctx *ctx, const struct bh_snapshot_opts *o, const char *id,
+                       int image, const char *tmp, struct bh_snapshot_info *info,
+                       struct bh_err *err)
+{
+    if (!image)
+        return bh_snapshot_create(o, tmp, info, err);
+    bh_autofree char *disk = hib_instance_path(ctx, id, "disk");
+    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
+    struct bh_snapshot_image_opts io = {.image = img,
+                                        .compression = o->compression,
+                                        .master_key = o->master_key,
+                                        .context = o->context};
+    if (bh_disk_quiesce(disk, err) < 0)
+        return -1;
+    return bh_snapshot_image_create(&io, tmp, info, err);
 }
 
 /* Archives to a temp file and stores it; *key (owned) is where it went. */
 static int hib_archive_and_put(struct bh_ctx *ctx, const cJSON *workload, const char *tenant,
-                               const char *id, struct bh_snapshot_info *info, char **key,
+                               const char *id, int image, struct bh_snapshot_info *info, char **key,
                                struct bh_err *err)
 {
     const char *wname = bh_json_str(workload, "metadata.name");
@@ -157,7 +214,7 @@ static int hib_archive_and_put(struct bh_ctx *ctx, const cJSON *workload, const 
     hib_opts(ctx, workload, rootfs, context, dirs, &o);
     struct bh_plugin *st;
     const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
-    if (!ops || bh_snapshot_create(&o, tmp, info, err) < 0) {
+    if (!ops || hib_archive(ctx, &o, id, image, tmp, info, err) < 0) {
         unlink(tmp);
         return -1;
     }
@@ -171,6 +228,118 @@ static int hib_archive_and_put(struct bh_ctx *ctx, const cJSON *workload, const 
     if (rc == 0)
         bh_crashpoint("hibernate.after-put");
     return rc;
+}
+
+/* ---- the hot tier: parked disk images of hibernated tenants, on this machine ---- */
+
+static char *hib_hot_dir(struct bh_ctx *ctx)
+{
+    return bh_xasprintf("%s/hot", ctx->cfg.state_dir);
+}
+
+/* Named after the record and the digest of the durable copy it equals. */
+static char *hib_hot_path(struct bh_ctx *ctx, const cJSON *rec)
+{
+    return bh_xasprintf("%s/hot/%s-%.16s.img", ctx->cfg.state_dir,
+                        bh_json_str(rec, "metadata.name"), bh_json_str(rec, "spec.digest"));
+}
+
+struct hib_hot_file {
+    char *path;
+    time_t mtime;
+    uint64_t bytes; /* allocated, not apparent: the images are sparse */
+};
+
+static int hib_hot_older(const void *a, const void *b)
+{
+    const struct hib_hot_file *x = a, *y = b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+}
+
+/* The parked images, oldest first; *total their allocated bytes. */
+static struct hib_hot_file *hib_hot_list(struct bh_ctx *ctx, size_t *n, uint64_t *total)
+{
+    bh_autofree char *dir = hib_hot_dir(ctx);
+    struct hib_hot_file *v = NULL;
+    *n = 0, *total = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        struct stat st;
+        char *path = bh_xasprintf("%s/%s", dir, de->d_name);
+        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+            free(path);
+            continue;
+        }
+        v = bh_xrealloc(v, (*n + 1) * sizeof(*v));
+        v[(*n)++] = (struct hib_hot_file){path, st.st_mtime, (uint64_t)st.st_blocks * 512};
+        *total += (uint64_t)st.st_blocks * 512;
+    }
+    if (d)
+        closedir(d);
+    if (*n)
+        qsort(v, *n, sizeof(*v), hib_hot_older);
+    return v;
+}
+
+/* Least recently parked first, until the tier fits its budget. The durable copy of each is in
+ * storage, so eviction only makes the next restore of that tenant take the archive path. */
+static void hib_hot_evict(struct bh_ctx *ctx)
+{
+    size_t n;
+    uint64_t total;
+    struct hib_hot_file *v = hib_hot_list(ctx, &n, &total);
+    for (size_t i = 0; i < n; i++) {
+        if (total > ctx->cfg.snapshot_hot_bytes && unlink(v[i].path) == 0) {
+            bh_info("hibernate", "hot tier: evicted %s", v[i].path);
+            total -= v[i].bytes;
+        }
+        free(v[i].path);
+    }
+    free(v);
+}
+
+/* After the record names the new snapshot: the container goes (the claim destroys the
+ * instance next anyway) and its disk image moves, by rename, into the hot tier. An encrypted
+ * tenant's image is plaintext, so it is not parked (docs/snapshot-format.md). Best effort:
+ * the durable copy is what the record names. */
+static void hib_park(struct bh_ctx *ctx, const char *id, const cJSON *rec)
+{
+    if (ctx->cfg.snapshot_hot_bytes == 0 || bh_json_bool(rec, "spec.encrypted", 0))
+        return;
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    bh_autofree char *rootfs = hib_instance_path(ctx, id, "rootfs");
+    bh_autofree char *disk = hib_instance_path(ctx, id, "disk");
+    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
+    bh_autofree char *dir = hib_hot_dir(ctx);
+    bh_autofree char *hot = hib_hot_path(ctx, rec);
+    struct bh_err err;
+    bh_crashpoint("hibernate.before-park");
+    if (bh_runtime_delete(ctx->runtime, cid, &err) < 0 ||
+        bh_runtime_rootfs_release(ctx->runtime, rootfs, disk, &err) < 0 ||
+        bh_fs_mkdirp(dir, 0700, &err) < 0) {
+        bh_warn("hibernate", "not parking the disk of %s: %s", id, err.msg);
+        return;
+    }
+    if (rename(img, hot) < 0) {
+        bh_warn("hibernate", "not parking the disk of %s: %s", id, strerror(errno));
+        return;
+    }
+    bh_crashpoint("hibernate.after-park");
+    hib_hot_evict(ctx);
+}
+
+/* Moves the record's parked image to image, if it is there and is the one the record names
+ * (its name carries the digest of the durable copy, its size the recorded image size).
+ * Returns 1 if it did. */
+static int hib_hot_take(struct bh_ctx *ctx, const cJSON *snap, const char *image)
+{
+    bh_autofree char *hot = hib_hot_path(ctx, snap);
+    struct stat st;
+    if (lstat(hot, &st) < 0 || !S_ISREG(st.st_mode) ||
+        (double)st.st_size != bh_json_num(snap, "spec.imageBytes", -1))
+        return 0;
+    bh_crashpoint("restore.before-take");
+    return rename(hot, image) == 0;
 }
 
 /* Tells operators how a save or restore went: bytes (of the archive) and time taken. */
@@ -198,11 +367,16 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
     }
     struct bh_snapshot_info info = {0};
     bh_autofree char *key = NULL;
-    int rc = hib_archive_and_put(ctx, workload, tenant, id, &info, &key, err);
+    int image = hib_has_image(ctx, id);
+    int rc = hib_archive_and_put(ctx, workload, tenant, id, image, &info, &key, err);
     if (rc == 0) {
         int enc = bh_json_bool(workload, "spec.filesystem.encryptOverlays", 0);
         cJSON *rec = hib_record(tenant, workload, key, &info, enc, ctx->cfg.snapshot_compression);
+        if (image)
+            hib_record_image(ctx, rec, id);
         rc = hib_commit(ctx, rec, err);
+        if (rc == 0 && image)
+            hib_park(ctx, id, rec);
         cJSON_Delete(rec);
     }
     if (rc < 0) {
@@ -255,6 +429,184 @@ int bh_hibernate_restore(struct bh_ctx *ctx, const cJSON *workload, const cJSON 
     return 0;
 }
 
+struct hib_gc {
+    struct bh_ctx *ctx;
+    cJSON *records;   /* all Snapshot records */
+    long long before; /* only objects older than this (s since the epoch) */
+    char **doomed;    /* keys to delete, after the listing */
+    size_t n;
+};
+
+/* Whether key is an object this daemon names ("<workload>/<record>/<16 hex>.snap"). */
+static int hib_key_ours(const char *key)
+{
+    const char *base = strrchr(key, '/');
+    return base && strlen(base) == 22 && strcmp(base + 17, ".snap") == 0 &&
+           strspn(base + 1, "0123456789abcdef") == 16 && strchr(key, '/') < base;
+}
+
+static int hib_gc_each(void *ud, const char *key, long long mtime)
+{
+    struct hib_gc *g = ud;
+    if (mtime >= g->before || !hib_key_ours(key))
+        return 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, g->records)
+    {
+        const char *k = bh_json_str(r, "spec.key");
+        if (k && strcmp(k, key) == 0)
+            return 0;
+    }
+    g->doomed = bh_xrealloc(g->doomed, (g->n + 1) * sizeof(char *));
+    g->doomed[g->n++] = bh_xstrdup(key);
+    return 0;
+}
+
+/* Storage objects no record names (a crash between put and the record switch leaves one),
+ * older than grace_s: a hibernate in flight has put its object but not yet switched. Needs the
+ * plugin's optional list op; without it they stay (logged). */
+static int hib_gc_storage(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
+{
+    struct bh_plugin *st;
+    const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
+    if (!ops)
+        return -1;
+    if (ops->size < offsetof(struct bh_storage_ops, list) + sizeof(ops->list) || !ops->list) {
+        bh_debug("hibernate", "storage plugin %s cannot list: no object GC", ctx->cfg.storage);
+        return 0;
+    }
+    struct hib_gc g = {.ctx = ctx, .before = (long long)time(NULL) - grace_s};
+    if (bh_store_list(ctx->store, SNAPSHOT_KIND, NULL, &g.records, NULL, err) < 0)
+        return -1;
+    int rc = BH_PLUGIN_CALL(st, ops->list(st->state, "", hib_gc_each, &g, err));
+    for (size_t i = 0; i < g.n; i++) {
+        struct bh_err derr;
+        if (rc == 0 && BH_PLUGIN_CALL(st, ops->del(st->state, g.doomed[i], &derr)) == 0)
+            bh_info("hibernate", "removed snapshot object %s that no record names", g.doomed[i]);
+        free(g.doomed[i]);
+    }
+    free(g.doomed);
+    cJSON_Delete(g.records);
+    return rc;
+}
+
+int bh_hibernate_is_image(const cJSON *snapshot)
+{
+    const char *f = bh_json_str(snapshot, "spec.format");
+    return f && strcmp(f, HIB_FORMAT_IMAGE) == 0;
+}
+
+/* The archive path: fetch the durable copy, verify it, decompress it into a sparse image. */
+static int hib_image_from_archive(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snap,
+                                  const char *image, struct bh_err *err)
+{
+    const char *key = bh_json_str(snap, "spec.key");
+    bh_autofree char *context = bh_xasprintf("%s/%s", bh_json_str(workload, "metadata.name"),
+                                             bh_json_str(snap, "spec.tenantId"));
+    bh_autofree char *tmp = hib_tmp_path(ctx, "restore", bh_json_str(snap, "metadata.name"));
+    struct bh_snapshot_image_opts io = {
+        .image = image,
+        .master_key = bh_json_bool(snap, "spec.encrypted", 0) ? ctx->master_key : NULL,
+        .context = context};
+    struct bh_plugin *st;
+    const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
+    if (!ops || BH_PLUGIN_CALL(st, ops->get(st->state, key, tmp, err)) < 0) {
+        unlink(tmp);
+        return bh_err_wrap(err, "fetch snapshot %s", key ? key : "?");
+    }
+    bh_crashpoint("restore.after-fetch");
+    int rc = bh_snapshot_image_restore(&io, tmp, bh_json_str(snap, "spec.digest"), err);
+    unlink(tmp);
+    return rc;
+}
+
+int bh_hibernate_disk(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snapshot,
+                      const char *image, struct bh_err *err)
+{
+    if (!bh_hibernate_is_image(snapshot))
+        return 0;
+    long long t0 = bh_clock_ms();
+    const char *tenant = bh_json_str(snapshot, "spec.tenantId");
+    double base = bh_json_num(snapshot, "spec.uidBase", -1);
+    if (base != (double)ctx->cfg.uid_base) {
+        bh_err_set(err, BH_EUNAVAIL,
+                   "snapshot of %s was made with uid base %.0f, this daemon maps %u "
+                   "(--uid-base): its files would belong to other ids",
+                   tenant, base, ctx->cfg.uid_base);
+        hib_publish(ctx, BH_EVT_RESTORE_FAILED, workload, tenant, 0, t0, err);
+        return -1;
+    }
+    const char *path = "hot";
+    if (!hib_hot_take(ctx, snapshot, image)) {
+        path = "archive";
+        if (hib_image_from_archive(ctx, workload, snapshot, image, err) < 0) {
+            bh_err_wrap(err, "restore snapshot of %s", tenant);
+            hib_publish(ctx, BH_EVT_RESTORE_FAILED, workload, tenant, 0, t0, err);
+            return -1;
+        }
+    }
+    hib_publish(ctx, BH_EVT_RESTORE_DONE, workload, tenant,
+                bh_json_num(snapshot, "spec.sizeBytes", 0), t0, NULL);
+    bh_info("hibernate", "tenant %s: restored disk image %s from the %s tier in %lld ms", tenant,
+            bh_json_str(snapshot, "spec.key"), path, bh_clock_ms() - t0);
+    return 1;
+}
+
+/* A hot image is trusted only within the boot that parked it: a host crash may have lost
+ * page-cache writes the image relied on (they are not fsynced). */
+static void hib_hot_check_boot(struct bh_ctx *ctx)
+{
+    bh_autofree char *dir = hib_hot_dir(ctx);
+    bh_autofree char *mark = bh_xasprintf("%s/hot-boot-id", ctx->cfg.state_dir);
+    bh_autofree char *now = NULL, *then = NULL;
+    size_t n;
+    struct bh_err err;
+    if (bh_fs_read_all("/proc/sys/kernel/random/boot_id", 64, &now, &n, &err) < 0)
+        return;
+    if (bh_fs_read_all(mark, 64, &then, &n, &err) == 0 && strcmp(now, then) == 0)
+        return;
+    if (bh_fs_rmtree(dir, &err) < 0 || bh_fs_write_atomic(mark, now, strlen(now), 0600, &err) < 0)
+        bh_warn("hibernate", "hot tier: %s", err.msg);
+}
+
+/* Whether the hot file name (without dir) is the image a current record names. */
+static int hib_hot_referenced(struct bh_ctx *ctx, const char *name)
+{
+    const char *dash = strrchr(name, '-');
+    size_t len = strlen(name);
+    if (!dash || len < 5 || strcmp(name + len - 4, ".img") != 0)
+        return 0;
+    bh_autofree char *rname = bh_xstrndup(name, (size_t)(dash - name));
+    cJSON *rec = NULL;
+    struct bh_err err;
+    if (bh_store_get(ctx->store, SNAPSHOT_KIND, rname, &rec, &err) < 0)
+        return 0;
+    bh_autofree char *want = hib_hot_path(ctx, rec);
+    cJSON_Delete(rec);
+    return strcmp(strrchr(want, '/') + 1, name) == 0;
+}
+
+int bh_hibernate_gc(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
+{
+    hib_hot_check_boot(ctx);
+    bh_autofree char *dir = hib_hot_dir(ctx);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : bh_err_errno(err, BH_EIO, "open %s", dir);
+    for (struct dirent *de; (de = readdir(d));) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            hib_hot_referenced(ctx, de->d_name))
+            continue;
+        bh_autofree char *path = bh_xasprintf("%s/%s", dir, de->d_name);
+        struct bh_err rerr;
+        if (bh_fs_rmtree(path, &rerr) == 0)
+            bh_info("hibernate", "hot tier: removed unreferenced %s", de->d_name);
+    }
+    closedir(d);
+    hib_hot_evict(ctx);
+    return hib_gc_storage(ctx, grace_s, err);
+}
+
 int bh_hibernate_forget(struct bh_ctx *ctx, const char *tenant, const char *workload,
                         struct bh_err *err)
 {
@@ -264,6 +616,9 @@ int bh_hibernate_forget(struct bh_ctx *ctx, const char *tenant, const char *work
         return 0;
     /* Record first: a crash then leaves an unreferenced object, never a dangling record. */
     int rc = bh_store_delete(ctx->store, SNAPSHOT_KIND, bh_json_str(rec, "metadata.name"), err);
+    bh_autofree char *hot = hib_hot_path(ctx, rec);
+    if (rc == 0 && unlink(hot) < 0 && errno != ENOENT)
+        bh_warn("hibernate", "hot copy %s left behind: %s", hot, strerror(errno));
     struct bh_plugin *st;
     const struct bh_storage_ops *ops = rc == 0 ? hib_storage(ctx, &st, err) : NULL;
     if (ops && BH_PLUGIN_CALL(st, ops->del(st->state, bh_json_str(rec, "spec.key"), &gerr)) < 0)
@@ -271,4 +626,12 @@ int bh_hibernate_forget(struct bh_ctx *ctx, const char *tenant, const char *work
                 gerr.msg);
     cJSON_Delete(rec);
     return rc;
+}
+
+int bh_hibernate_gc_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms,
+                              struct bh_err *err)
+{
+    (void)name;
+    *requeue_ms = HIB_GC_INTERVAL_S * 1000L;
+    return bh_hibernate_gc(ctx, HIB_GC_GRACE_S, err);
 }

@@ -222,7 +222,7 @@ static int snap_add_dir(struct snap_create *c, int rootfd, const char *dir)
     return snap_walk(c, parent, dir + 1);
 }
 
-static int snap_set_filter(struct archive *a, enum bh_snapshot_compression comp, struct bh_err *err)
+int bh_snapshot_set_filter(struct archive *a, enum bh_snapshot_compression comp, struct bh_err *err)
 {
     int ok =
         comp == BH_SNAP_GZIP
@@ -252,7 +252,8 @@ static int snap_write_all(const struct bh_snapshot_opts *o, struct bh_snapshot_w
     int rc = -1;
     if (archive_write_set_format_pax(a) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
-        snap_set_filter(a, o->compression, err) < 0 || snap_open_root(o->rootfs, &rootfd, err) < 0)
+        bh_snapshot_set_filter(a, o->compression, err) < 0 ||
+        snap_open_root(o->rootfs, &rootfd, err) < 0)
         goto out;
     if (archive_write_open(a, w, NULL, bh_snapshot_writer_cb, NULL) != ARCHIVE_OK) {
         snap_archive_err(a, "open", "archive", err);
@@ -274,26 +275,26 @@ out:
     return rc;
 }
 
+struct snap_body {
+    const struct bh_snapshot_opts *o;
+    uint64_t *files;
+};
+
+static int snap_body(struct bh_snapshot_writer *w, void *ud, struct bh_err *err)
+{
+    struct snap_body *b = ud;
+    return snap_write_all(b->o, w, b->files, err);
+}
+
 int bh_snapshot_create(const struct bh_snapshot_opts *opts, const char *out_path,
                        struct bh_snapshot_info *info, struct bh_err *err)
 {
     if (snap_check_opts(opts, err) < 0)
         return -1;
     memset(info, 0, sizeof(*info));
-    bh_autoclose int fd =
-        open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 || fchmod(fd, 0600) < 0)
-        return bh_err_errno(err, BH_EIO, "snapshot: create %s", out_path);
-    struct bh_snapshot_writer w;
-    int rc = bh_snapshot_writer_init(&w, fd, opts->master_key, opts->context, err);
-    if (rc == 0)
-        rc = snap_write_all(opts, &w, &info->files, err);
-    if (rc == 0)
-        rc = bh_snapshot_writer_finish(&w, info, err);
-    bh_snapshot_writer_free(&w);
-    if (rc < 0)
-        unlink(out_path);
-    return rc;
+    struct snap_body b = {opts, &info->files};
+    return bh_snapshot_write_file(out_path, opts->master_key, opts->context, snap_body, &b, info,
+                                  err);
 }
 
 /* ---- restore: checks ----------------------------------------------------------------------- */
@@ -834,7 +835,7 @@ out:
     return rc;
 }
 
-static int snap_check_digest(int fd, const char *expected, struct bh_err *err)
+int bh_snapshot_check_digest(int fd, const char *expected, struct bh_err *err)
 {
     char hex[65];
     if (bh_crypto_sha256_fd(fd, hex, err) < 0)
@@ -858,7 +859,7 @@ int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path
     if (fd < 0)
         return bh_err_errno(err, errno == ENOENT ? BH_ENOTFOUND : BH_EIO, "snapshot: open %s",
                             in_path);
-    if (snap_check_digest(fd, expected_digest, err) < 0)
+    if (bh_snapshot_check_digest(fd, expected_digest, err) < 0)
         return -1;
     struct bh_snapshot_reader r;
     bh_autoclose int rootfd = -1;
