@@ -49,6 +49,7 @@ struct bh_settings {
     int ws_ping_ms;             /* /ws keepalive ping interval */
     size_t audit_max;           /* audit records kept */
     size_t snapshot_hot_bytes;  /* budget of the hot tier of parked disks; 0 = none */
+    int snapshot_shared;        /* import records other daemons stored beside their objects */
 };
 
 struct bh_ctx {

@@ -87,11 +87,16 @@ static void hib_opts(struct bh_ctx *ctx, const cJSON *workload, const char *root
     o->context = context;
 }
 
+static int hib_import(struct bh_ctx *ctx, const char *tenant, const char *workload,
+                      const char *name, cJSON **out, struct bh_err *err);
+
 int bh_hibernate_record(struct bh_ctx *ctx, const char *tenant, const char *workload, cJSON **out,
                         struct bh_err *err)
 {
     bh_autofree char *name = bh_name_pair(tenant, workload);
-    if (bh_store_get(ctx->store, SNAPSHOT_KIND, name, out, err) < 0)
+    if (bh_store_get(ctx->store, SNAPSHOT_KIND, name, out, err) < 0 &&
+        (err->code != BH_ENOTFOUND || !ctx->cfg.snapshot_shared ||
+         hib_import(ctx, tenant, workload, name, out, err) < 0))
         return -1;
     if (!bh_name_is_pair(*out, tenant, workload)) {
         cJSON_Delete(*out);
@@ -107,6 +112,52 @@ static char *hib_tmp_path(struct bh_ctx *ctx, const char *what, const char *id)
 }
 
 static char *hib_instance_path(struct bh_ctx *ctx, const char *id, const char *what);
+
+static cJSON *hib_meta_get(struct bh_ctx *ctx, const char *wname, const char *sname);
+static int hib_key_ours(const char *key);
+
+/* Whether a record read from storage is one this pair's hibernate could have written. */
+static int hib_meta_valid(const cJSON *spec, const char *tenant, const char *workload,
+                          const char *name)
+{
+    const char *t = bh_json_str(spec, "tenantId"), *w = bh_json_str(spec, "workloadRef");
+    const char *key = bh_json_str(spec, "key"), *digest = bh_json_str(spec, "digest");
+    const char *format = bh_json_str(spec, "format");
+    bh_autofree char *prefix = bh_xasprintf("%s/%s/", workload, name);
+    return t && w && key && digest && strcmp(t, tenant) == 0 && strcmp(w, workload) == 0 &&
+           strncmp(key, prefix, strlen(prefix)) == 0 && hib_key_ours(key) &&
+           strlen(key) == strlen(prefix) + 21 && strlen(digest) == 64 &&
+           strspn(digest, "0123456789abcdef") == 64 &&
+           (!format || strcmp(format, HIB_FORMAT_IMAGE) == 0);
+}
+
+/* No local record: another daemon on the same storage may have hibernated this pair. Its
+ * record, stored beside the object, becomes ours (the object is still verified against its
+ * digest before use, and an encrypted one against the shared master key). */
+static int hib_import(struct bh_ctx *ctx, const char *tenant, const char *workload,
+                      const char *name, cJSON **out, struct bh_err *err)
+{
+    cJSON *spec = hib_meta_get(ctx, workload, name);
+    if (!spec || !hib_meta_valid(spec, tenant, workload, name)) {
+        if (spec)
+            bh_warn("hibernate", "ignoring the malformed record of %s in storage", name);
+        cJSON_Delete(spec);
+        return bh_err_set(err, BH_ENOTFOUND, "no snapshot of %s for %s", workload, tenant);
+    }
+    cJSON *obj = bh_resource_new(SNAPSHOT_KIND, name);
+    cJSON *labels = bh_json_obj(obj, "metadata.labels");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", tenant);
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", workload);
+    cJSON_AddItemToObject(obj, "spec", spec);
+    if (bh_store_create(ctx->store, obj, NULL, err) < 0) {
+        cJSON_Delete(obj); /* a concurrent import won: read its record */
+        return bh_store_get(ctx->store, SNAPSHOT_KIND, name, out, err);
+    }
+    bh_info("hibernate", "snapshot record of %s imported from storage (%s)", name,
+            bh_json_str(spec, "key"));
+    *out = obj;
+    return 0;
+}
 
 static cJSON *hib_record(const char *tenant, const cJSON *workload, const char *key,
                          const struct bh_snapshot_info *info, int encrypted,
@@ -135,6 +186,55 @@ static cJSON *hib_record(const char *tenant, const cJSON *workload, const char *
     return obj;
 }
 
+/* ---- the record beside its object: how another daemon finds and verifies a snapshot ---- */
+
+static char *hib_meta_key_for(const char *wname, const char *sname)
+{
+    return bh_xasprintf("%s/%s/record.json", wname, sname);
+}
+
+static int hib_meta_put(struct bh_ctx *ctx, const cJSON *rec, struct bh_err *err)
+{
+    bh_autofree char *mkey =
+        hib_meta_key_for(bh_json_str(rec, "spec.workloadRef"), bh_json_str(rec, "metadata.name"));
+    bh_autofree char *tmp = hib_tmp_path(ctx, "record", bh_json_str(rec, "metadata.name"));
+    bh_autofree char *text = cJSON_PrintUnformatted(bh_json_get(rec, "spec"));
+    struct bh_plugin *st;
+    const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
+    int rc = !ops || bh_fs_write_atomic(tmp, text, strlen(text), 0600, err) < 0
+                 ? -1
+                 : BH_PLUGIN_CALL(st, ops->put(st->state, mkey, tmp, err));
+    unlink(tmp);
+    return rc;
+}
+
+/* The record stored beside (wname, sname)'s object, or NULL if absent or unreadable. Owned. */
+static cJSON *hib_meta_get(struct bh_ctx *ctx, const char *wname, const char *sname)
+{
+    bh_autofree char *mkey = hib_meta_key_for(wname, sname);
+    bh_autofree char *tmp = hib_tmp_path(ctx, "record-get", sname);
+    bh_autofree char *text = NULL;
+    size_t len;
+    struct bh_err err;
+    struct bh_plugin *st;
+    const struct bh_storage_ops *ops = hib_storage(ctx, &st, &err);
+    int rc = ops ? BH_PLUGIN_CALL(st, ops->get(st->state, mkey, tmp, &err)) : -1;
+    if (rc == 0)
+        rc = bh_fs_read_all(tmp, 64 * 1024, &text, &len, &err);
+    unlink(tmp);
+    return rc == 0 ? cJSON_Parse(text) : NULL;
+}
+
+static void hib_meta_del(struct bh_ctx *ctx, const char *wname, const char *sname)
+{
+    bh_autofree char *mkey = hib_meta_key_for(wname, sname);
+    struct bh_err err;
+    struct bh_plugin *st;
+    const struct bh_storage_ops *ops = hib_storage(ctx, &st, &err);
+    if (ops && BH_PLUGIN_CALL(st, ops->del(st->state, mkey, &err)) < 0 && err.code != BH_ENOTFOUND)
+        bh_warn("hibernate", "record %s left in storage: %s", mkey, err.msg);
+}
+
 /* The image format's fields: what the restore needs to check before it mounts the image. */
 static void hib_record_image(struct bh_ctx *ctx, cJSON *rec, const char *id)
 {
@@ -157,8 +257,15 @@ static int hib_commit(struct bh_ctx *ctx, cJSON *rec, struct bh_err *err)
                  : bh_store_create(ctx->store, rec, NULL, err);
     if (rc == 0)
         bh_crashpoint("hibernate.after-record");
+    /* Another daemon on the same storage finds the snapshot through this copy of the record;
+     * until it names the new object the old one must stay (GC removes it later). */
+    int shared = rc == 0 ? hib_meta_put(ctx, rec, &gerr) : -1;
+    if (rc == 0 && shared < 0)
+        bh_warn("hibernate", "record of %s not stored beside it: %s", name, gerr.msg);
+    if (shared == 0)
+        bh_crashpoint("hibernate.after-shared-record");
     const char *old_key = bh_json_str(old, "spec.key");
-    if (rc == 0 && old_key && strcmp(old_key, bh_json_str(rec, "spec.key")) != 0) {
+    if (shared == 0 && old_key && strcmp(old_key, bh_json_str(rec, "spec.key")) != 0) {
         struct bh_plugin *st;
         const struct bh_storage_ops *ops = hib_storage(ctx, &st, &gerr);
         if (ops && BH_PLUGIN_CALL(st, ops->del(st->state, old_key, &gerr)) < 0)
@@ -462,6 +569,19 @@ static int hib_gc_each(void *ud, const char *key, long long mtime)
     return 0;
 }
 
+/* Whether the record stored beside key (another daemon's, or ours not yet switched) names it. */
+static int hib_meta_names(struct bh_ctx *ctx, const char *key)
+{
+    const char *a = strchr(key, '/'), *b = strrchr(key, '/');
+    bh_autofree char *wname = bh_xstrndup(key, (size_t)(a - key));
+    bh_autofree char *sname = bh_xstrndup(a + 1, (size_t)(b - a - 1));
+    cJSON *spec = hib_meta_get(ctx, wname, sname);
+    const char *named = bh_json_str(spec, "key");
+    int yes = named && strcmp(named, key) == 0;
+    cJSON_Delete(spec);
+    return yes;
+}
+
 /* Storage objects no record names (a crash between put and the record switch leaves one),
  * older than grace_s: a hibernate in flight has put its object but not yet switched. Needs the
  * plugin's optional list op; without it they stay (logged). */
@@ -481,7 +601,8 @@ static int hib_gc_storage(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
     int rc = BH_PLUGIN_CALL(st, ops->list(st->state, "", hib_gc_each, &g, err));
     for (size_t i = 0; i < g.n; i++) {
         struct bh_err derr;
-        if (rc == 0 && BH_PLUGIN_CALL(st, ops->del(st->state, g.doomed[i], &derr)) == 0)
+        if (rc == 0 && !hib_meta_names(ctx, g.doomed[i]) &&
+            BH_PLUGIN_CALL(st, ops->del(st->state, g.doomed[i], &derr)) == 0)
             bh_info("hibernate", "removed snapshot object %s that no record names", g.doomed[i]);
         free(g.doomed[i]);
     }
@@ -619,6 +740,8 @@ int bh_hibernate_forget(struct bh_ctx *ctx, const char *tenant, const char *work
     bh_autofree char *hot = hib_hot_path(ctx, rec);
     if (rc == 0 && unlink(hot) < 0 && errno != ENOENT)
         bh_warn("hibernate", "hot copy %s left behind: %s", hot, strerror(errno));
+    if (rc == 0)
+        hib_meta_del(ctx, workload, bh_json_str(rec, "metadata.name"));
     struct bh_plugin *st;
     const struct bh_storage_ops *ops = rc == 0 ? hib_storage(ctx, &st, err) : NULL;
     if (ops && BH_PLUGIN_CALL(st, ops->del(st->state, bh_json_str(rec, "spec.key"), &gerr)) < 0)

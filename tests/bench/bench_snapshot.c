@@ -194,8 +194,8 @@ int main(void)
         run_one(tmp, "zstd+aes-gcm", BH_SNAP_ZSTD, key, bytes);
         run_tar(tmp, bytes);
         struct bh_err err;
-        bh_fs_rmtree(src, &err);
-        bh_fs_rmtree(dst, &err);
+        if (bh_fs_rmtree(src, &err) < 0 || bh_fs_rmtree(dst, &err) < 0)
+            fprintf(stderr, "cleanup: %s\n", err.msg);
     }
     rmdir(tmp);
     return 0;

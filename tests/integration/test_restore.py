@@ -36,7 +36,8 @@ spec:
 """
 
 HIBERNATE_POINTS = ("hibernate.after-archive", "hibernate.after-put", "hibernate.after-record",
-                    "hibernate.before-park", "hibernate.after-park")
+                    "hibernate.after-shared-record", "hibernate.before-park",
+                    "hibernate.after-park")
 
 
 def workload(version="1", disk=1, encrypt="false", dirs='["/workspace", "/www"]'):
@@ -291,7 +292,29 @@ class S3RestoreTest(Base):
         d.apply_workload(workload())
         c, want = self.round_trip(d, "archive", seed=5)
         self.release(d)
-        self.assertEqual(s3.objects(), ["it/" + self.record(d)["key"]])
+        key = self.record(d)["key"]
+        record = "it/" + key.rsplit("/", 1)[0] + "/record.json"
+        self.assertEqual(s3.objects(), sorted(["it/" + key, record]))
+        # Another machine: its own state dir, the same bucket, no record of its own. The record
+        # stored beside the object tells it where the snapshot is and what its digest is.
+        d2 = s3_daemon(s3)
+        d2.extra_env.update({"BOILERHOUSE_SNAPSHOT_HOT_BYTES": "0",
+                             "BOILERHOUSE_SNAPSHOT_SHARED": "1"})
+        self.addCleanup(d2.cleanup)
+        d2.start()
+        d2.apply_workload(workload())
+        self.assertIsNone(self.record(d2))
+        c = self.claim(d2)
+        self.assertEqual(self.restored_from(d2, "archive"), 1, d2.log())
+        self.assertEqual(manifest(self.rootfs(d2, c["instanceId"])), want)
+        self.assertEqual(self.record(d2)["key"], key)  # imported
+        self.release(d2)
+        # d2's hibernate replaced the object and the stored record; d's old object is gone.
+        key2 = self.record(d2)["key"]
+        self.assertEqual(s3.objects(), sorted(["it/" + key2, record]))
+        status, body = d2.request("DELETE", "/api/v1/tenants/ana/snapshots/notes")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(s3.objects(), [])
 
 
 class LifecycleTest(Base):
