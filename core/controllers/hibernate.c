@@ -80,8 +80,10 @@ static void hib_opts(struct bh_ctx *ctx, const cJSON *workload, const char *root
     o->dirs = dirs;
     o->uid_base = ctx->cfg.uid_base;
     o->uid_size = HIBERNATE_UID_SIZE;
-    o->compression =
-        strcmp(ctx->cfg.snapshot_compression, "gzip") == 0 ? BH_SNAP_GZIP : BH_SNAP_ZSTD;
+    const char *c = ctx->cfg.snapshot_compression;
+    o->compression = strcmp(c, "gzip") == 0  ? BH_SNAP_GZIP
+                     : strcmp(c, "lz4") == 0 ? BH_SNAP_LZ4
+                                             : BH_SNAP_ZSTD;
     o->master_key =
         bh_json_bool(workload, "spec.filesystem.encryptOverlays", 0) ? ctx->master_key : NULL;
     o->context = context;

@@ -224,14 +224,17 @@ static int snap_add_dir(struct snap_create *c, int rootfd, const char *dir)
 
 int bh_snapshot_set_filter(struct archive *a, enum bh_snapshot_compression comp, struct bh_err *err)
 {
-    int ok =
-        comp == BH_SNAP_GZIP
-            ? archive_write_add_filter_gzip(a) == ARCHIVE_OK &&
-                  archive_write_set_filter_option(a, "gzip", "compression-level", "1") == ARCHIVE_OK
-            : archive_write_add_filter_zstd(a) == ARCHIVE_OK &&
-                  archive_write_set_filter_option(a, "zstd", "compression-level", "3") ==
-                      ARCHIVE_OK;
-    if (!ok)
+    static const struct {
+        const char *name, *level;
+        int (*add)(struct archive *);
+    } filters[] = {
+        [BH_SNAP_ZSTD] = {"zstd", "3", archive_write_add_filter_zstd},
+        [BH_SNAP_GZIP] = {"gzip", "1", archive_write_add_filter_gzip},
+        [BH_SNAP_LZ4] = {"lz4", "1", archive_write_add_filter_lz4},
+    };
+    if ((unsigned)comp >= BH_ARRAY_LEN(filters) || filters[comp].add(a) != ARCHIVE_OK ||
+        archive_write_set_filter_option(a, filters[comp].name, "compression-level",
+                                        filters[comp].level) != ARCHIVE_OK)
         return bh_err_set(err, BH_EIO, "snapshot: compression: %s", archive_error_string(a));
     return 0;
 }
@@ -360,6 +363,7 @@ static struct archive *snap_read_open(struct bh_snapshot_reader *r, struct bh_er
     struct archive *a = archive_read_new();
     archive_read_support_filter_zstd(a);
     archive_read_support_filter_gzip(a);
+    archive_read_support_filter_lz4(a);
     archive_read_support_format_tar(a);
     bh_snapshot_reader_rewind(r);
     if (archive_read_open(a, r, NULL, bh_snapshot_reader_cb, NULL) != ARCHIVE_OK) {

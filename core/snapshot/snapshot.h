@@ -18,7 +18,9 @@
 #include "crypto.h"
 #include "err.h"
 
-enum bh_snapshot_compression { BH_SNAP_ZSTD = 0, BH_SNAP_GZIP = 1 };
+/* zstd (level 3): compact; gzip (level 1); lz4 (level 1): about twice the size of zstd on text,
+ * but several times faster to decompress (docs/benchmarks.md). */
+enum bh_snapshot_compression { BH_SNAP_ZSTD = 0, BH_SNAP_GZIP = 1, BH_SNAP_LZ4 = 2 };
 
 struct bh_snapshot_opts {
     const char *rootfs; /* host path of the instance's merged rootfs */

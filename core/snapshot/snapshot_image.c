@@ -273,6 +273,7 @@ static int img_unpack(struct bh_snapshot_reader *r, int out, struct bh_err *err)
     __attribute__((cleanup(img_read_freep))) struct archive *a = archive_read_new();
     archive_read_support_filter_zstd(a);
     archive_read_support_filter_gzip(a);
+    archive_read_support_filter_lz4(a);
     archive_read_support_format_raw(a);
     struct img_in in = {.a = a, .r = r, .err = err};
     struct archive_entry *e;

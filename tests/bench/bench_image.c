@@ -23,6 +23,8 @@
 #include "mem.h"
 #include "snapshot.h"
 
+#include "bench_util.h"
+
 #define BASE 1000000000u
 #define DISK_BYTES (2ull << 30)
 
@@ -113,32 +115,6 @@ static uint64_t set_node_modules(const char *ws, char *buf)
     return total;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int runs(void)
-{
-    const char *r = getenv("BENCH_RUNS");
-    int n = r && atoi(r) > 0 ? atoi(r) : 3;
-    return n < 32 ? n : 32;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double p50(double *ms, int n)
-{
-    qsort(ms, (size_t)n, sizeof(*ms), cmp_double);
-    return ms[n / 2];
-}
-
 static void check(int rc, const struct bh_err *err, const char *what)
 {
     if (rc < 0) {
@@ -174,51 +150,65 @@ static void mount_restored(const char *img, const char *mnt)
 }
 
 struct row {
-    double hib, tar_c, hot, arch, tar_x;
-    uint64_t stored, tgz;
+    double hib[2], tar_c, hot, arch[2], tar_x;
+    uint64_t stored[2], tgz;
 };
 
-static void bench_restores(const char *tmp, const char *snap, const char *digest, struct row *r)
+static const struct {
+    const char *name;
+    enum bh_snapshot_compression comp;
+} comps[2] = {{"zstd", BH_SNAP_ZSTD}, {"lz4", BH_SNAP_LZ4}};
+
+static void bench_hot(const char *tmp, struct row *r)
 {
     bh_autofree char *img = bh_xasprintf("%s/disk.img", tmp), *mnt = bh_xasprintf("%s/mnt", tmp);
     bh_autofree char *hot = bh_xasprintf("%s/hot.img", tmp);
-    bh_autofree char *img2 = bh_xasprintf("%s/restored.img", tmp);
-    double hot_ms[32], arch_ms[32];
-    struct bh_err err;
-    int n = runs();
-    check(rename(img, hot) < 0 ? bh_err_errno(&err, BH_EIO, "park") : 0, &err, "park");
+    double ms[64];
+    int n = bench_runs(3);
+    if (rename(img, hot) < 0)
+        abort();
     for (int i = 0; i < n; i++) {
         sync();
         double t0 = now_ms();
         if (rename(hot, img) < 0)
             abort();
         mount_restored(img, mnt);
-        hot_ms[i] = now_ms() - t0;
+        ms[i] = now_ms() - t0;
         umount2(mnt, 0);
         if (rename(img, hot) < 0)
             abort();
     }
+    r->hot = p50(ms, n);
+    if (rename(hot, img) < 0)
+        abort();
+}
+
+static double bench_archive(const char *tmp, const char *snap, const char *digest)
+{
+    bh_autofree char *mnt = bh_xasprintf("%s/mnt", tmp);
+    bh_autofree char *img2 = bh_xasprintf("%s/restored.img", tmp);
     struct bh_snapshot_image_opts io = {.image = img2};
+    struct bh_err err;
+    double ms[64];
+    int n = bench_runs(3);
     for (int i = 0; i < n; i++) {
         sync();
         double t0 = now_ms();
         check(bh_snapshot_image_restore(&io, snap, digest, &err), &err, "image restore");
         mount_restored(img2, mnt);
-        arch_ms[i] = now_ms() - t0;
+        ms[i] = now_ms() - t0;
         umount2(mnt, 0);
         unlink(img2);
     }
-    r->hot = p50(hot_ms, n);
-    r->arch = p50(arch_ms, n);
-    unlink(hot);
+    return p50(ms, n);
 }
 
 static void bench_tar_x(const char *tmp, struct row *r)
 {
     bh_autofree char *img = bh_xasprintf("%s/tar.img", tmp), *mnt = bh_xasprintf("%s/tarmnt", tmp);
     bh_autofree char *x = bh_xasprintf("tar xzf %s/snap.tgz -C %s/upper --same-owner -p", tmp, mnt);
-    double ms[32];
-    int n = runs();
+    double ms[64];
+    int n = bench_runs(3);
     for (int i = 0; i < n; i++) {
         new_disk(img, mnt);
         bh_autofree char *up = bh_xasprintf("%s/upper", mnt);
@@ -252,31 +242,38 @@ static void bench_set(const char *tmp, const char *name, uint64_t (*make)(const 
     double t0 = now_ms();
     sh(c);
     r.tar_c = now_ms() - t0;
-    struct bh_snapshot_image_opts io = {.image = img, .compression = BH_SNAP_ZSTD};
-    struct bh_snapshot_info info;
-    sync();
-    t0 = now_ms();
-    check(bh_disk_quiesce(mnt, &err), &err, "quiesce");
-    check(bh_snapshot_image_create(&io, snap, &info, &err), &err, "image create");
-    r.hib = now_ms() - t0;
-    r.stored = info.size;
     umount2(mnt, 0);
-    bench_restores(tmp, snap, info.digest, &r);
+    for (int k = 0; k < 2; k++) {
+        struct bh_snapshot_image_opts io = {.image = img, .compression = comps[k].comp};
+        struct bh_snapshot_info info;
+        check(bh_disk_mount(img, mnt, &err), &err, "mount");
+        sync();
+        t0 = now_ms();
+        check(bh_disk_quiesce(mnt, &err), &err, "quiesce");
+        check(bh_snapshot_image_create(&io, snap, &info, &err), &err, "image create");
+        r.hib[k] = now_ms() - t0;
+        r.stored[k] = info.size;
+        umount2(mnt, 0);
+        r.arch[k] = bench_archive(tmp, snap, info.digest);
+        unlink(snap);
+    }
+    bench_hot(tmp, &r);
     bench_tar_x(tmp, &r);
     struct stat st;
     bh_autofree char *tgz = bh_xasprintf("%s/snap.tgz", tmp);
     r.tgz = stat(tgz, &st) == 0 ? (uint64_t)st.st_size : 0;
-    printf("%s: %d files, %.1f MB (image stream %.1f MB, tgz %.1f MB), p50 of %d runs\n", name,
-           files, bytes / 1e6, r.stored / 1e6, r.tgz / 1e6, runs());
-    printf("  hibernate (image stream)     %8.0f ms   tar czf %8.0f ms   ratio %.2f (target <= "
-           "0.20)\n",
-           r.hib, r.tar_c, r.hib / r.tar_c);
-    printf("  restore same machine (hot)   %8.0f ms   (target <= 100 ms)\n", r.hot);
-    printf("  restore from archive         %8.0f ms   tar xzf %8.0f ms   speed-up %.1fx (target >= "
-           "5x)\n",
-           r.arch, r.tar_x, r.tar_x / r.arch);
+    printf("%s: %d files, %.1f MB (tgz %.1f MB), p50 of %d runs\n", name, files, bytes / 1e6,
+           r.tgz / 1e6, bench_runs(3));
+    for (int k = 0; k < 2; k++) {
+        printf("  hibernate, image %-4s (%5.1f MB) %6.0f ms | tar czf %6.0f ms | ratio %.2f "
+               "(target <= 0.20)\n",
+               comps[k].name, r.stored[k] / 1e6, r.hib[k], r.tar_c, r.hib[k] / r.tar_c);
+        printf("  restore from archive, %-4s      %6.0f ms | tar xzf %6.0f ms | %.1fx faster "
+               "(target >= 5x)\n",
+               comps[k].name, r.arch[k], r.tar_x, r.tar_x / r.arch[k]);
+    }
+    printf("  restore same machine (hot tier)  %6.0f ms | (target <= 100 ms)\n", r.hot);
     fflush(stdout);
-    unlink(snap);
     unlink(tgz);
 }
 
