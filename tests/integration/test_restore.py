@@ -317,6 +317,44 @@ class S3RestoreTest(Base):
         self.assertEqual(s3.objects(), [])
 
 
+    def test_s3_gc_removes_the_object_of_a_crash_before_the_record_switch(self):
+        require(os.path.exists(os.path.join(BUILD, "plugins", "bh-storage-s3.so")),
+                "bh-storage-s3.so not built")
+        from test_s3 import S3Server, s3_daemon
+        s3 = S3Server()
+        self.addCleanup(s3.stop)
+        d = s3_daemon(s3)
+        self.addCleanup(d.cleanup)
+        d.start()
+        d.apply_workload(workload())
+        c = self.claim(d)
+        make_tree(self.rootfs(d, c["instanceId"]), 10)
+        self.release(d)
+        first = self.record(d)["key"]
+        c = self.claim(d)
+        with open(os.path.join(self.rootfs(d, c["instanceId"]), "workspace", "more"), "w") as f:
+            f.write("more")
+        d.stop()
+        d.extra_env["BOILERHOUSE_CRASH_AT"] = "hibernate.after-put"
+        d.start()
+        try:
+            d.release("ana", "notes")
+        except OSError:
+            pass
+        d.proc.wait(timeout=60)
+        self.assertEqual(d.proc.returncode, -9)
+        self.assertEqual(len([o for o in s3.objects() if o.endswith(".snap")]), 2)  # an orphan
+        del d.extra_env["BOILERHOUSE_CRASH_AT"]
+        d.start()  # the startup GC lists the bucket and removes it; the release then resumes
+        wait_for(lambda: d.request("GET", "/api/v1/tenants/ana")[0] == 404 and d.loops() == [],
+                 what="release finished after restart")
+        key = self.record(d)["key"]
+        self.assertNotEqual(key, first)
+        self.assertEqual(s3.objects(), sorted(["it/" + key,
+                                               "it/" + key.rsplit("/", 1)[0] + "/record.json"]))
+        self.assertIn("that no record names", d.log(tail=0))
+
+
 class LifecycleTest(Base):
     def test_delete_route_removes_the_data_everywhere(self):
         d = self.daemon()
