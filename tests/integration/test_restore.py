@@ -279,17 +279,26 @@ class RestorePathsTest(Base):
 
 
 class S3RestoreTest(Base):
-    def test_s3_restores_the_same_tree_on_this_and_another_daemon(self):
+    def setUp(self):
+        super().setUp()
         require(os.path.exists(os.path.join(BUILD, "plugins", "bh-storage-s3.so")),
                 "bh-storage-s3.so not built")
         from test_s3 import S3Server, s3_daemon
-        s3 = S3Server()
-        self.addCleanup(s3.stop)
-        d = s3_daemon(s3)
-        d.extra_env["BOILERHOUSE_SNAPSHOT_HOT_BYTES"] = "0"
+        self.s3_daemon = s3_daemon
+        self.s3 = S3Server()
+        self.addCleanup(self.s3.stop)
+
+    def daemon_on_s3(self, **env):
+        d = self.s3_daemon(self.s3)
+        d.extra_env.update({k: str(v) for k, v in env.items()})
         self.addCleanup(d.cleanup)
         d.start()
         d.apply_workload(workload())
+        return d
+
+    def test_s3_restores_the_same_tree_on_this_and_another_daemon(self):
+        s3 = self.s3
+        d = self.daemon_on_s3(BOILERHOUSE_SNAPSHOT_HOT_BYTES=0)
         c, want = self.round_trip(d, "archive", seed=5)
         self.release(d)
         key = self.record(d)["key"]
@@ -297,12 +306,7 @@ class S3RestoreTest(Base):
         self.assertEqual(s3.objects(), sorted(["it/" + key, record]))
         # Another machine: its own state dir, the same bucket, no record of its own. The record
         # stored beside the object tells it where the snapshot is and what its digest is.
-        d2 = s3_daemon(s3)
-        d2.extra_env.update({"BOILERHOUSE_SNAPSHOT_HOT_BYTES": "0",
-                             "BOILERHOUSE_SNAPSHOT_SHARED": "1"})
-        self.addCleanup(d2.cleanup)
-        d2.start()
-        d2.apply_workload(workload())
+        d2 = self.daemon_on_s3(BOILERHOUSE_SNAPSHOT_HOT_BYTES=0, BOILERHOUSE_SNAPSHOT_SHARED=1)
         self.assertIsNone(self.record(d2))
         c = self.claim(d2)
         self.assertEqual(self.restored_from(d2, "archive"), 1, d2.log())
@@ -318,15 +322,8 @@ class S3RestoreTest(Base):
 
 
     def test_s3_gc_removes_the_object_of_a_crash_before_the_record_switch(self):
-        require(os.path.exists(os.path.join(BUILD, "plugins", "bh-storage-s3.so")),
-                "bh-storage-s3.so not built")
-        from test_s3 import S3Server, s3_daemon
-        s3 = S3Server()
-        self.addCleanup(s3.stop)
-        d = s3_daemon(s3)
-        self.addCleanup(d.cleanup)
-        d.start()
-        d.apply_workload(workload())
+        s3 = self.s3
+        d = self.daemon_on_s3()
         c = self.claim(d)
         make_tree(self.rootfs(d, c["instanceId"]), 10)
         self.release(d)
