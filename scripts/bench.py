@@ -65,7 +65,7 @@ spec:
 
 # (label, small files, small file size, large files, large file size)
 DATASETS = {"1MB": (100, 4096, 1, 600 * 1024), "100MB": (10000, 1024, 3, 30 << 20),
-            "30k files": (30000, 1024, 0, 0)}
+            "30k": (30000, 1024, 0, 0)}
 
 
 def pct(values, p):
