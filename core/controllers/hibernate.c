@@ -7,6 +7,7 @@
 #include "hibernate.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stddef.h>
 #include <time.h>
 #include <errno.h>
@@ -597,7 +598,8 @@ static int hib_gc_storage(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
         bh_debug("hibernate", "storage plugin %s cannot list: no object GC", ctx->cfg.storage);
         return 0;
     }
-    struct hib_gc g = {.ctx = ctx, .before = (long long)time(NULL) - grace_s};
+    /* Without a grace period (startup: nothing in flight) every object qualifies. */
+    struct hib_gc g = {.ctx = ctx, .before = grace_s ? (long long)time(NULL) - grace_s : LLONG_MAX};
     if (bh_store_list(ctx->store, SNAPSHOT_KIND, NULL, &g.records, NULL, err) < 0)
         return -1;
     int rc = BH_PLUGIN_CALL(st, ops->list(st->state, "", hib_gc_each, &g, err));
