@@ -116,7 +116,7 @@ static char *hib_tmp_path(struct bh_ctx *ctx, const char *what, const char *id)
 
 static char *hib_instance_path(struct bh_ctx *ctx, const char *id, const char *what);
 
-static cJSON *hib_meta_get(struct bh_ctx *ctx, const char *wname, const char *sname);
+static int hib_meta_get(struct bh_ctx *ctx, const char *wname, const char *sname, cJSON **spec);
 static int hib_key_ours(const char *key);
 
 /* Whether a record read from storage is one this pair's hibernate could have written. */
@@ -140,8 +140,11 @@ static int hib_meta_valid(const cJSON *spec, const char *tenant, const char *wor
 static int hib_import(struct bh_ctx *ctx, const char *tenant, const char *workload,
                       const char *name, cJSON **out, struct bh_err *err)
 {
-    cJSON *spec = hib_meta_get(ctx, workload, name);
-    if (!spec || !hib_meta_valid(spec, tenant, workload, name)) {
+    cJSON *spec = NULL;
+    int found = hib_meta_get(ctx, workload, name, &spec);
+    if (found < 0)
+        bh_warn("hibernate", "record of %s in storage unreadable: treated as absent", name);
+    if (found <= 0 || !hib_meta_valid(spec, tenant, workload, name)) {
         if (spec)
             bh_warn("hibernate", "ignoring the malformed record of %s in storage", name);
         cJSON_Delete(spec);
@@ -211,21 +214,29 @@ static int hib_meta_put(struct bh_ctx *ctx, const cJSON *rec, struct bh_err *err
     return rc;
 }
 
-/* The record stored beside (wname, sname)'s object, or NULL if absent or unreadable. Owned. */
-static cJSON *hib_meta_get(struct bh_ctx *ctx, const char *wname, const char *sname)
+/* The record stored beside (wname, sname)'s object into *spec (owned): 1 if found, 0 if
+ * storage says it is absent, -1 if it could not be read or parsed (callers then assume it may
+ * name anything). The scratch file is private to the call: a GC and an import may overlap. */
+static int hib_meta_get(struct bh_ctx *ctx, const char *wname, const char *sname, cJSON **spec)
 {
+    static unsigned long seq;
     bh_autofree char *mkey = hib_meta_key_for(wname, sname);
-    bh_autofree char *tmp = hib_tmp_path(ctx, "record-get", sname);
+    bh_autofree char *what =
+        bh_xasprintf("record-get-%lu", __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+    bh_autofree char *tmp = hib_tmp_path(ctx, what, sname);
     bh_autofree char *text = NULL;
     size_t len;
-    struct bh_err err;
+    struct bh_err err = {0};
     struct bh_plugin *st;
     const struct bh_storage_ops *ops = hib_storage(ctx, &st, &err);
     int rc = ops ? BH_PLUGIN_CALL(st, ops->get(st->state, mkey, tmp, &err)) : -1;
     if (rc == 0)
         rc = bh_fs_read_all(tmp, 64 * 1024, &text, &len, &err);
     unlink(tmp);
-    return rc == 0 ? cJSON_Parse(text) : NULL;
+    *spec = rc == 0 ? cJSON_Parse(text) : NULL;
+    if (*spec)
+        return 1;
+    return rc < 0 && err.code == BH_ENOTFOUND ? 0 : -1;
 }
 
 static void hib_meta_del(struct bh_ctx *ctx, const char *wname, const char *sname)
@@ -572,15 +583,17 @@ static int hib_gc_each(void *ud, const char *key, long long mtime)
     return 0;
 }
 
-/* Whether the record stored beside key (another daemon's, or ours not yet switched) names it. */
+/* Whether the record stored beside key (another daemon's, or ours not yet switched) names it,
+ * or cannot be read (then it might). */
 static int hib_meta_names(struct bh_ctx *ctx, const char *key)
 {
     const char *a = strchr(key, '/'), *b = strrchr(key, '/');
     bh_autofree char *wname = bh_xstrndup(key, (size_t)(a - key));
     bh_autofree char *sname = bh_xstrndup(a + 1, (size_t)(b - a - 1));
-    cJSON *spec = hib_meta_get(ctx, wname, sname);
+    cJSON *spec = NULL;
+    int found = hib_meta_get(ctx, wname, sname, &spec);
     const char *named = bh_json_str(spec, "key");
-    int yes = named && strcmp(named, key) == 0;
+    int yes = found < 0 || (named && strcmp(named, key) == 0); /* unreadable: keep */
     cJSON_Delete(spec);
     return yes;
 }
@@ -716,9 +729,9 @@ int bh_hibernate_gc(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
     hib_hot_check_boot(ctx);
     bh_autofree char *dir = hib_hot_dir(ctx);
     DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : bh_err_errno(err, BH_EIO, "open %s", dir);
-    for (struct dirent *de; (de = readdir(d));) {
+    if (!d && errno != ENOENT)
+        return bh_err_errno(err, BH_EIO, "open %s", dir);
+    for (struct dirent *de; d && (de = readdir(d));) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
             hib_hot_referenced(ctx, de->d_name))
             continue;
@@ -727,7 +740,8 @@ int bh_hibernate_gc(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
         if (bh_fs_rmtree(path, &rerr) == 0)
             bh_info("hibernate", "hot tier: removed unreferenced %s", de->d_name);
     }
-    closedir(d);
+    if (d)
+        closedir(d);
     hib_hot_evict(ctx);
     return hib_gc_storage(ctx, grace_s, err);
 }
