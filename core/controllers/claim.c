@@ -265,11 +265,17 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     cJSON *inst = claim_find_existing(ctx, tenant, wname);
     /* resume: false starts clean: the snapshot is neither restored nor deleted. */
     int clean = cJSON_IsFalse(bh_json_get(claim, "spec.resume"));
-    if (!inst && !clean && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0)
+    int unreadable = 0;
+    if (!inst && !clean && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0) {
         snap = NULL;
+        /* A record in shared storage that cannot be read now: starting clean would let the
+         * next hibernate replace the tenant's data. The claim fails and can be retried. */
+        unreadable = serr.code == BH_EUNAVAIL;
+    }
     const char *want = bh_admit_source(claim);
     /* An image snapshot is a disk the boot mounts: it cannot go into a running pool instance. */
-    int rc = inst || (want && strcmp(want, "cold") == 0) || bh_hibernate_is_image(snap)
+    int rc = unreadable ? (cerr = serr, -1)
+             : inst || (want && strcmp(want, "cold") == 0) || bh_hibernate_is_image(snap)
                  ? 0
                  : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
     if (rc == 0 && !inst) {

@@ -143,8 +143,8 @@ static int hib_import(struct bh_ctx *ctx, const char *tenant, const char *worklo
     cJSON *spec = NULL;
     int found = hib_meta_get(ctx, workload, name, &spec);
     if (found < 0)
-        bh_warn("hibernate", "record of %s in storage unreadable: treated as absent", name);
-    if (found <= 0 || !hib_meta_valid(spec, tenant, workload, name)) {
+        return bh_err_set(err, BH_EUNAVAIL, "the record of %s in storage cannot be read now", name);
+    if (found == 0 || !hib_meta_valid(spec, tenant, workload, name)) {
         if (spec)
             bh_warn("hibernate", "ignoring the malformed record of %s in storage", name);
         cJSON_Delete(spec);
