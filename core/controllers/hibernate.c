@@ -607,7 +607,7 @@ static int hib_gc_storage(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
     const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
     if (!ops)
         return -1;
-    if (ops->size < offsetof(struct bh_storage_ops, list) + sizeof(ops->list) || !ops->list) {
+    if (!BH_HAS_OP(ops, struct bh_storage_ops, list)) {
         bh_debug("hibernate", "storage plugin %s cannot list: no object GC", ctx->cfg.storage);
         return 0;
     }

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define BH_PLUGIN_ABI_MAJOR 2
-#define BH_PLUGIN_ABI_MINOR 2
+#define BH_PLUGIN_ABI_MINOR 3
 
 /* Changes whenever a layout-affecting build property differs (pointer size, byte order). */
 #define BH_PLUGIN_STR2(x) #x
@@ -299,7 +299,7 @@ struct bh_storage_ops {
     /* 0 and *size set if present; BH_ENOTFOUND error if absent. */
     int (*stat)(void *state, const char *key, uint64_t *size, struct bh_err *err);
     int (*del)(void *state, const char *key, struct bh_err *err);
-    /* Optional (a table whose size ends before it has none): calls each(ud, key, mtime) for
+    /* 2.3, optional (a table whose size ends before it has none): calls each(ud, key, mtime) for
      * every complete object whose key starts with prefix ("" for all), mtime in seconds since
      * the epoch; stops with that result when each returns nonzero. The host uses it to remove
      * objects that no record names (left by a crash between put and the record switch). */
