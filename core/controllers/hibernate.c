@@ -5,8 +5,8 @@
  * does the Snapshot record switch to it; the old object is deleted last. Whatever the crash
  * point, the record names an object that is complete and matches its digest. */
 #include "hibernate.h"
+#include "hibernate_int.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <stddef.h>
 #include <time.h>
@@ -33,7 +33,6 @@
 #include "snapshot.h"
 #include "store.h"
 
-#define SNAPSHOT_KIND "Snapshot"
 #define HIBERNATE_UID_SIZE 65536
 #define HIB_FORMAT_IMAGE "image-v1"
 /* The periodic GC: how often, and how old an unnamed object must be (a hibernate between its
@@ -113,8 +112,6 @@ static char *hib_tmp_path(struct bh_ctx *ctx, const char *what, const char *id)
 {
     return bh_xasprintf("%s/tmp/%s-%s.tmp", ctx->cfg.state_dir, what, id);
 }
-
-static char *hib_instance_path(struct bh_ctx *ctx, const char *id, const char *what);
 
 static int hib_meta_get(struct bh_ctx *ctx, const char *wname, const char *sname, cJSON **spec);
 static int hib_key_ours(const char *key);
@@ -252,7 +249,7 @@ static void hib_meta_del(struct bh_ctx *ctx, const char *wname, const char *snam
 /* The image format's fields: what the restore needs to check before it mounts the image. */
 static void hib_record_image(struct bh_ctx *ctx, cJSON *rec, const char *id)
 {
-    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
+    bh_autofree char *img = bh_hibernate_instance_path(ctx, id, "disk.img");
     struct stat st;
     cJSON *spec = bh_json_obj(rec, "spec");
     cJSON_AddStringToObject(spec, "format", HIB_FORMAT_IMAGE);
@@ -289,7 +286,7 @@ static int hib_commit(struct bh_ctx *ctx, cJSON *rec, struct bh_err *err)
     return rc;
 }
 
-static char *hib_instance_path(struct bh_ctx *ctx, const char *id, const char *what)
+char *bh_hibernate_instance_path(struct bh_ctx *ctx, const char *id, const char *what)
 {
     return bh_xasprintf("%s/instances/%s/%s", ctx->cfg.state_dir, id, what);
 }
@@ -297,7 +294,7 @@ static char *hib_instance_path(struct bh_ctx *ctx, const char *id, const char *w
 /* The image format when the instance has a disk image (the OCI driver with diskGb > 0). */
 static int hib_has_image(struct bh_ctx *ctx, const char *id)
 {
-    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
+    bh_autofree char *img = bh_hibernate_instance_path(ctx, id, "disk.img");
     struct stat st;
     return lstat(img, &st) == 0 && S_ISREG(st.st_mode);
 }
@@ -310,8 +307,8 @@ static int hib_archive(struct bh_ctx *ctx, const struct bh_snapshot_opts *o, con
 {
     if (!image)
         return bh_snapshot_create(o, tmp, info, err);
-    bh_autofree char *disk = hib_instance_path(ctx, id, "disk");
-    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
+    bh_autofree char *disk = bh_hibernate_instance_path(ctx, id, "disk");
+    bh_autofree char *img = bh_hibernate_instance_path(ctx, id, "disk.img");
     struct bh_snapshot_image_opts io = {.image = img,
                                         .compression = o->compression,
                                         .master_key = o->master_key,
@@ -351,118 +348,6 @@ static int hib_archive_and_put(struct bh_ctx *ctx, const cJSON *workload, const 
     return rc;
 }
 
-/* ---- the hot tier: parked disk images of hibernated tenants, on this machine ---- */
-
-static char *hib_hot_dir(struct bh_ctx *ctx)
-{
-    return bh_xasprintf("%s/hot", ctx->cfg.state_dir);
-}
-
-/* Named after the record and the digest of the durable copy it equals. */
-static char *hib_hot_path(struct bh_ctx *ctx, const cJSON *rec)
-{
-    return bh_xasprintf("%s/hot/%s-%.16s.img", ctx->cfg.state_dir,
-                        bh_json_str(rec, "metadata.name"), bh_json_str(rec, "spec.digest"));
-}
-
-struct hib_hot_file {
-    char *path;
-    time_t mtime;
-    uint64_t bytes; /* allocated, not apparent: the images are sparse */
-};
-
-static int hib_hot_older(const void *a, const void *b)
-{
-    const struct hib_hot_file *x = a, *y = b;
-    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
-}
-
-/* The parked images, oldest first; *total their allocated bytes. */
-static struct hib_hot_file *hib_hot_list(struct bh_ctx *ctx, size_t *n, uint64_t *total)
-{
-    bh_autofree char *dir = hib_hot_dir(ctx);
-    struct hib_hot_file *v = NULL;
-    *n = 0, *total = 0;
-    DIR *d = opendir(dir);
-    for (struct dirent *de; d && (de = readdir(d));) {
-        struct stat st;
-        char *path = bh_xasprintf("%s/%s", dir, de->d_name);
-        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
-            free(path);
-            continue;
-        }
-        v = bh_xrealloc(v, (*n + 1) * sizeof(*v));
-        v[(*n)++] = (struct hib_hot_file){path, st.st_mtime, (uint64_t)st.st_blocks * 512};
-        *total += (uint64_t)st.st_blocks * 512;
-    }
-    if (d)
-        closedir(d);
-    if (*n)
-        qsort(v, *n, sizeof(*v), hib_hot_older);
-    return v;
-}
-
-/* Least recently parked first, until the tier fits its budget. The durable copy of each is in
- * storage, so eviction only makes the next restore of that tenant take the archive path. */
-static void hib_hot_evict(struct bh_ctx *ctx)
-{
-    size_t n;
-    uint64_t total;
-    struct hib_hot_file *v = hib_hot_list(ctx, &n, &total);
-    for (size_t i = 0; i < n; i++) {
-        if (total > ctx->cfg.snapshot_hot_bytes && unlink(v[i].path) == 0) {
-            bh_info("hibernate", "hot tier: evicted %s", v[i].path);
-            total -= v[i].bytes;
-        }
-        free(v[i].path);
-    }
-    free(v);
-}
-
-/* After the record names the new snapshot: the container goes (the claim destroys the
- * instance next anyway) and its disk image moves, by rename, into the hot tier. An encrypted
- * tenant's image is plaintext, so it is not parked (docs/snapshot-format.md). Best effort:
- * the durable copy is what the record names. */
-static void hib_park(struct bh_ctx *ctx, const char *id, const cJSON *rec)
-{
-    if (ctx->cfg.snapshot_hot_bytes == 0 || bh_json_bool(rec, "spec.encrypted", 0))
-        return;
-    bh_autofree char *cid = bh_runtime_container_id(id);
-    bh_autofree char *rootfs = hib_instance_path(ctx, id, "rootfs");
-    bh_autofree char *disk = hib_instance_path(ctx, id, "disk");
-    bh_autofree char *img = hib_instance_path(ctx, id, "disk.img");
-    bh_autofree char *dir = hib_hot_dir(ctx);
-    bh_autofree char *hot = hib_hot_path(ctx, rec);
-    struct bh_err err;
-    bh_crashpoint("hibernate.before-park");
-    if (bh_runtime_delete(ctx->runtime, cid, &err) < 0 ||
-        bh_runtime_rootfs_release(ctx->runtime, rootfs, disk, &err) < 0 ||
-        bh_fs_mkdirp(dir, 0700, &err) < 0) {
-        bh_warn("hibernate", "not parking the disk of %s: %s", id, err.msg);
-        return;
-    }
-    if (rename(img, hot) < 0) {
-        bh_warn("hibernate", "not parking the disk of %s: %s", id, strerror(errno));
-        return;
-    }
-    bh_crashpoint("hibernate.after-park");
-    hib_hot_evict(ctx);
-}
-
-/* Moves the record's parked image to image, if it is there and is the one the record names
- * (its name carries the digest of the durable copy, its size the recorded image size).
- * Returns 1 if it did. */
-static int hib_hot_take(struct bh_ctx *ctx, const cJSON *snap, const char *image)
-{
-    bh_autofree char *hot = hib_hot_path(ctx, snap);
-    struct stat st;
-    if (lstat(hot, &st) < 0 || !S_ISREG(st.st_mode) ||
-        (double)st.st_size != bh_json_num(snap, "spec.imageBytes", -1))
-        return 0;
-    bh_crashpoint("restore.before-take");
-    return rename(hot, image) == 0;
-}
-
 /* Tells operators how a save or restore went: bytes (of the archive) and time taken. */
 static void hib_publish(struct bh_ctx *ctx, const char *type, const cJSON *workload,
                         const char *tenant, double bytes, long long t0, const struct bh_err *err)
@@ -497,7 +382,7 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
             hib_record_image(ctx, rec, id);
         rc = hib_commit(ctx, rec, err);
         if (rc == 0 && image)
-            hib_park(ctx, id, rec);
+            bh_hibernate_hot_park(ctx, id, rec);
         cJSON_Delete(rec);
     }
     if (rc < 0) {
@@ -675,7 +560,7 @@ int bh_hibernate_disk(struct bh_ctx *ctx, const cJSON *workload, const cJSON *sn
         return -1;
     }
     const char *path = "hot";
-    if (!hib_hot_take(ctx, snapshot, image)) {
+    if (!bh_hibernate_hot_take(ctx, snapshot, image)) {
         path = "archive";
         if (hib_image_from_archive(ctx, workload, snapshot, image, err) < 0) {
             bh_err_wrap(err, "restore snapshot of %s", tenant);
@@ -690,59 +575,10 @@ int bh_hibernate_disk(struct bh_ctx *ctx, const cJSON *workload, const cJSON *sn
     return 1;
 }
 
-/* A hot image is trusted only within the boot that parked it: a host crash may have lost
- * page-cache writes the image relied on (they are not fsynced). */
-static void hib_hot_check_boot(struct bh_ctx *ctx)
-{
-    bh_autofree char *dir = hib_hot_dir(ctx);
-    bh_autofree char *mark = bh_xasprintf("%s/hot-boot-id", ctx->cfg.state_dir);
-    bh_autofree char *now = NULL, *then = NULL;
-    size_t n;
-    struct bh_err err;
-    if (bh_fs_read_all("/proc/sys/kernel/random/boot_id", 64, &now, &n, &err) < 0)
-        return;
-    if (bh_fs_read_all(mark, 64, &then, &n, &err) == 0 && strcmp(now, then) == 0)
-        return;
-    if (bh_fs_rmtree(dir, &err) < 0 || bh_fs_write_atomic(mark, now, strlen(now), 0600, &err) < 0)
-        bh_warn("hibernate", "hot tier: %s", err.msg);
-}
-
-/* Whether the hot file name (without dir) is the image a current record names. */
-static int hib_hot_referenced(struct bh_ctx *ctx, const char *name)
-{
-    const char *dash = strrchr(name, '-');
-    size_t len = strlen(name);
-    if (!dash || len < 5 || strcmp(name + len - 4, ".img") != 0)
-        return 0;
-    bh_autofree char *rname = bh_xstrndup(name, (size_t)(dash - name));
-    cJSON *rec = NULL;
-    struct bh_err err;
-    if (bh_store_get(ctx->store, SNAPSHOT_KIND, rname, &rec, &err) < 0)
-        return 0;
-    bh_autofree char *want = hib_hot_path(ctx, rec);
-    cJSON_Delete(rec);
-    return strcmp(strrchr(want, '/') + 1, name) == 0;
-}
-
 int bh_hibernate_gc(struct bh_ctx *ctx, long grace_s, struct bh_err *err)
 {
-    hib_hot_check_boot(ctx);
-    bh_autofree char *dir = hib_hot_dir(ctx);
-    DIR *d = opendir(dir);
-    if (!d && errno != ENOENT)
-        return bh_err_errno(err, BH_EIO, "open %s", dir);
-    for (struct dirent *de; d && (de = readdir(d));) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-            hib_hot_referenced(ctx, de->d_name))
-            continue;
-        bh_autofree char *path = bh_xasprintf("%s/%s", dir, de->d_name);
-        struct bh_err rerr;
-        if (bh_fs_rmtree(path, &rerr) == 0)
-            bh_info("hibernate", "hot tier: removed unreferenced %s", de->d_name);
-    }
-    if (d)
-        closedir(d);
-    hib_hot_evict(ctx);
+    if (bh_hibernate_hot_gc(ctx, err) < 0)
+        return -1;
     return hib_gc_storage(ctx, grace_s, err);
 }
 
@@ -755,7 +591,7 @@ int bh_hibernate_forget(struct bh_ctx *ctx, const char *tenant, const char *work
         return 0;
     /* Record first: a crash then leaves an unreferenced object, never a dangling record. */
     int rc = bh_store_delete(ctx->store, SNAPSHOT_KIND, bh_json_str(rec, "metadata.name"), err);
-    bh_autofree char *hot = hib_hot_path(ctx, rec);
+    bh_autofree char *hot = bh_hibernate_hot_path(ctx, rec);
     if (rc == 0 && unlink(hot) < 0 && errno != ENOENT)
         bh_warn("hibernate", "hot copy %s left behind: %s", hot, strerror(errno));
     if (rc == 0)
