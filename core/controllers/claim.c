@@ -896,10 +896,10 @@ void bh_claim_answer_free(struct bh_claim_answer *ans)
 int bh_claim_delete_snapshot(struct bh_ctx *ctx, const char *tenant, const char *workload,
                              struct bh_err *err)
 {
-    bh_autofree char *name = bh_name_pair(tenant, workload);
+    bh_autofree char *name = bh_claim_name(ctx, tenant, workload);
     cJSON *claim = NULL, *snap = NULL;
     struct bh_err gerr;
-    if (bh_store_get(ctx->store, "BoilerhouseClaim", name, &claim, &gerr) == 0) {
+    if (name && bh_store_get(ctx->store, CLAIM_KIND, name, &claim, &gerr) == 0) {
         const char *phase = bh_json_str(claim, "status.phase");
         int ended =
             phase && (strcmp(phase, BH_CLAIM_RELEASED) == 0 || strcmp(phase, BH_CLAIM_ERROR) == 0);
