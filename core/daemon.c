@@ -21,6 +21,7 @@
 #include "guard_lua.h"
 #include "idle.h"
 #include "image.h"
+#include "hibernate.h"
 #include "instance.h"
 #include "json.h"
 #include "kevents.h"
@@ -141,7 +142,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     ctx->boots = bh_boots_new(ctx->cfg.max_boots);
     ctx->ratelimit = daemon_ratelimit(&ctx->cfg);
     if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
-        bh_claim_recover(ctx, err) < 0) {
+        bh_claim_recover(ctx, err) < 0 || bh_hibernate_gc(ctx, 0, err) < 0) {
         bh_daemon_close(ctx);
         return -1;
     }

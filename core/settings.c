@@ -138,7 +138,14 @@ static const struct settings_entry settings_table[] = {
     {"BOILERHOUSE_STORAGE", "storage", "NAME", SET_STR, S_OFF(storage), "local", 0, 0, 0, 0, NULL,
      "snapshot storage plugin"},
     {"BOILERHOUSE_SNAPSHOT_COMPRESSION", "snapshot-compression", "NAME", SET_STR,
-     S_OFF(snapshot_compression), "zstd", 0, 0, 0, 0, "zstd|gzip", "snapshot compression"},
+     S_OFF(snapshot_compression), "zstd", 0, 0, 0, 0, "zstd|gzip|lz4", "snapshot compression"},
+    {"BOILERHOUSE_SNAPSHOT_HOT_BYTES", "snapshot-hot-bytes", "BYTES", SET_SIZE,
+     S_OFF(snapshot_hot_bytes), NULL, 8LL << 30, 0, 1LL << 50, 0, NULL,
+     "disk kept for parked tenant disks (hot tier, LRU); 0 = none"},
+    {"BOILERHOUSE_SNAPSHOT_SHARED", "snapshot-shared", "0|1", SET_INT, S_OFF(snapshot_shared), NULL,
+     0, 0, 1, 0, NULL,
+     "restore snapshots other daemons stored in the same storage (their records are kept beside "
+     "the objects)"},
 };
 
 #define SETTINGS_N ((int)BH_ARRAY_LEN(settings_table))

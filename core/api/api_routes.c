@@ -398,6 +398,30 @@ static void h_snapshots(const struct bh_api_req *req, struct bh_api_resp *resp)
     api_list_kind(req, resp, "Snapshot", sel, api_snapshot_shape);
 }
 
+/* DELETE /api/v1/tenants/{id}/snapshots/{workload}: the tenant's data, everywhere. */
+static void h_snapshot_delete(const struct bh_api_req *req, struct bh_api_resp *resp)
+{
+    const char *tenant = req->params[0], *workload = req->params[1];
+    struct bh_err err;
+    if (!bh_name_tenant_valid(tenant)) {
+        bh_api_error(resp, 400, "tenant id: \"%.64s\" is not valid", tenant);
+        return;
+    }
+    if (!bh_name_label_valid(workload)) {
+        bh_api_error(resp, 400, "workload: \"%.64s\" is not a valid name", workload);
+        return;
+    }
+    if (bh_claim_delete_snapshot(req->ctx, tenant, workload, &err) < 0) {
+        bh_api_from_err(resp, &err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "deleted");
+    cJSON_AddStringToObject(o, "tenantId", tenant);
+    cJSON_AddStringToObject(o, "workload", workload);
+    bh_api_json(resp, 200, o);
+}
+
 /* ---- tenants and claims ---- */
 
 /* Reads {workload | workloadRef, resume?}; answers 400 itself. Owned name or NULL. */
@@ -965,6 +989,7 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/workloads/*/snapshots", h_snapshots, BH_AUTH_READ},
     {"GET", "/api/v1/workloads/*/logs", h_workload_logs, BH_AUTH_READ},
     {"GET", "/api/v1/snapshots", h_snapshots, BH_AUTH_READ},
+    {"DELETE", "/api/v1/tenants/**/snapshots/*", h_snapshot_delete, BH_AUTH_ADMIN},
     {"POST", "/api/v1/tenants/**/claim", h_claim, BH_AUTH_CLAIM},
     {"POST", "/api/v1/tenants/**/release", h_release, BH_AUTH_CLAIM},
     {"POST", "/api/v1/tenants/**/release/force", h_release_force, BH_AUTH_CLAIM},

@@ -16,7 +16,7 @@
 #include "num.h"
 #include "resource.h"
 
-enum audit_from { FROM_NONE, FROM_PARAM, FROM_BODY_NAME, FROM_BODY_WORKLOAD };
+enum audit_from { FROM_NONE, FROM_PARAM, FROM_PARAM2, FROM_BODY_NAME, FROM_BODY_WORKLOAD };
 
 static const struct {
     const char *method, *pattern, *action;
@@ -27,6 +27,7 @@ static const struct {
     {"POST", "/api/v1/tenants/**/release", "release", 1, FROM_BODY_WORKLOAD},
     {"POST", "/api/v1/tenants/**/release/force", "release.force", 1, FROM_BODY_WORKLOAD},
     {"POST", "/api/v1/tenants/**/release/retry", "release.retry", 1, FROM_BODY_WORKLOAD},
+    {"DELETE", "/api/v1/tenants/**/snapshots/*", "snapshot.delete", 1, FROM_PARAM2},
     {"POST", "/api/v1/workloads", "workload.create", 0, FROM_BODY_NAME},
     {"PUT", "/api/v1/workloads/*", "workload.update", 0, FROM_PARAM},
     {"DELETE", "/api/v1/workloads/*", "workload.delete", 0, FROM_PARAM},
@@ -84,7 +85,9 @@ void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *p
             .actor = actor,
             .action = audit_table[i].action,
             .tenant = audit_table[i].tenant_param ? param : NULL,
-            .target = from == FROM_PARAM ? param : body_target,
+            .target = from == FROM_PARAM    ? param
+                      : from == FROM_PARAM2 ? (req->n_params > 1 ? req->params[1] : NULL)
+                                            : body_target,
             .outcome = resp->status < 400 ? "ok" : "error",
             .status = resp->status,
             .error = resp->status >= 400 ? bh_json_str(resp->json, "error") : NULL,

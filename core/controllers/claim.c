@@ -477,14 +477,21 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     cJSON *inst = claim_find_existing(ctx, tenant, wname);
     /* resume: false starts clean: the snapshot is neither restored nor deleted. */
     int clean = cJSON_IsFalse(bh_json_get(claim, "spec.resume"));
-    if (!inst && !clean && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0)
+    int unreadable = 0;
+    if (!inst && !clean && bh_hibernate_record(ctx, tenant, wname, &snap, &serr) < 0) {
         snap = NULL;
+        /* A record in shared storage that cannot be read now: starting clean would let the
+         * next hibernate replace the tenant's data. The claim fails and can be retried. */
+        unreadable = serr.code == BH_EUNAVAIL;
+    }
     const char *want = bh_admit_source(claim);
     /* A restore (into a pool instance or a fresh one) takes a slot from the start. */
     int slot = !inst && snap ? claim_take_slot(ctx, claim, &rc, err) : 0;
     if (!inst && snap && !slot)
         goto out;
-    rc = inst || (want && strcmp(want, "cold") == 0)
+    /* An image snapshot is a disk the boot mounts: it cannot go into a running pool instance. */
+    rc = unreadable ? (cerr = serr, -1)
+         : inst || (want && strcmp(want, "cold") == 0) || bh_hibernate_is_image(snap)
              ? 0
              : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
     if (rc == 0 && !inst) {
@@ -1147,4 +1154,28 @@ void bh_claim_answer_free(struct bh_claim_answer *ans)
 {
     cJSON_Delete(ans->claim);
     ans->claim = NULL;
+}
+
+int bh_claim_delete_snapshot(struct bh_ctx *ctx, const char *tenant, const char *workload,
+                             struct bh_err *err)
+{
+    bh_autofree char *name = bh_claim_name(ctx, tenant, workload);
+    cJSON *claim = NULL, *snap = NULL;
+    struct bh_err gerr;
+    if (name && bh_store_get(ctx->store, CLAIM_KIND, name, &claim, &gerr) == 0) {
+        const char *phase = bh_json_str(claim, "status.phase");
+        int ended =
+            phase && (strcmp(phase, BH_CLAIM_RELEASED) == 0 || strcmp(phase, BH_CLAIM_ERROR) == 0);
+        int rc = ended ? 0
+                       : bh_err_set(err, BH_ECONFLICT,
+                                    "tenant %s has a %s claim on %s: release it first", tenant,
+                                    phase ? phase : "new", workload);
+        cJSON_Delete(claim);
+        if (rc < 0)
+            return -1;
+    }
+    if (bh_hibernate_record(ctx, tenant, workload, &snap, err) < 0)
+        return -1;
+    cJSON_Delete(snap);
+    return bh_hibernate_forget(ctx, tenant, workload, err);
 }

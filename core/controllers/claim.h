@@ -102,4 +102,10 @@ void bh_claim_notify(struct bh_ctx *ctx);
 /* Waits until the claim sequence moves past *seq or deadline_ms (bh_clock_ms) passes. */
 void bh_claim_wait_change(struct bh_ctx *ctx, uint64_t *seq, long long deadline_ms);
 
+/* Deletes the tenant's snapshot of workload everywhere (record, hot copy, stored object).
+ * BH_ECONFLICT while a claim of the pair is not Released or Error (it could save or restore
+ * meanwhile); BH_ENOTFOUND if there is no snapshot. */
+int bh_claim_delete_snapshot(struct bh_ctx *ctx, const char *tenant, const char *workload,
+                             struct bh_err *err);
+
 #endif

@@ -66,6 +66,8 @@ struct bh_settings {
     char *tls;                  /* REST API: "auto" (off loopback), "on" or "off" */
     char *tls_cert, *tls_key;   /* REST API serving certificate and key (PEM files) or NULL */
     int insecure_http;          /* 1: plain HTTP off loopback is allowed */
+    size_t snapshot_hot_bytes;  /* budget of the hot tier of parked disks; 0 = none */
+    int snapshot_shared;        /* import records other daemons stored beside their objects */
 };
 
 /* The connection limits every listener takes from the settings. */

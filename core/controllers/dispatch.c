@@ -4,6 +4,7 @@
 
 #include "claim.h"
 #include "ctx.h"
+#include "hibernate.h"
 #include "json.h"
 #include "mem.h"
 #include "pool.h"
@@ -20,10 +21,9 @@ static const struct {
     const char *kind;
     dispatch_fn reconcile;
 } dispatch_table[] = {
-    {"BoilerhouseWorkload", bh_workload_reconcile},
-    {"BoilerhouseClaim", bh_claim_reconcile},
-    {"BoilerhousePool", bh_pool_reconcile},
-    {"BoilerhouseTrigger", bh_trigger_reconcile},
+    {"BoilerhouseWorkload", bh_workload_reconcile}, {"BoilerhouseClaim", bh_claim_reconcile},
+    {"BoilerhousePool", bh_pool_reconcile},         {"BoilerhouseTrigger", bh_trigger_reconcile},
+    {"SnapshotGC", bh_hibernate_gc_reconcile}, /* one key, "SnapshotGC/all": periodic */
 };
 
 int bh_dispatch_reconcile(void *ctx, const char *key, long *requeue_ms, struct bh_err *err)
@@ -98,4 +98,5 @@ void bh_dispatch_all(struct bh_ctx *ctx)
 {
     for (size_t i = 0; i < BH_ARRAY_LEN(dispatch_table); i++)
         dispatch_enqueue_list(ctx, dispatch_table[i].kind, NULL, NULL, NULL);
+    bh_queue_add_after(ctx->queue, "SnapshotGC/all", 60 * 1000L);
 }

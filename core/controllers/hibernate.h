@@ -17,7 +17,23 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
 /* Fetches, verifies and extracts a snapshot into rootfs (a host path). */
 int bh_hibernate_restore(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snapshot,
                          const char *rootfs, struct bh_err *err);
-/* Deletes the tenant's snapshot for workload, if any. */
+/* Whether the snapshot is an image ("image-v1"): restored only by a boot (bh_hibernate_disk),
+ * never into a running instance. */
+int bh_hibernate_is_image(const cJSON *snapshot);
+/* For a boot: puts the image snapshot's disk at image (a path that must not exist), from the
+ * hot tier by rename if it is parked there, else from storage (verified, then decompressed).
+ * Returns 1 if it did, 0 if the snapshot is not an image (restore it into the rootfs with
+ * bh_hibernate_restore), -1 on error (image absent). */
+int bh_hibernate_disk(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snapshot,
+                      const char *image, struct bh_err *err);
+/* Removes what no record references: hot images (and the whole hot tier after a host reboot),
+ * and storage objects older than grace_s if the plugin can list (0 only while no
+ * hibernate can run: at startup); then holds the hot tier to its budget. */
+int bh_hibernate_gc(struct bh_ctx *ctx, long grace_s, struct bh_err *err);
+/* The queue key "SnapshotGC/all": bh_hibernate_gc with a grace period, again every hour. */
+int bh_hibernate_gc_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms,
+                              struct bh_err *err);
+/* Deletes the tenant's snapshot for workload, if any: record, hot copy, stored object. */
 int bh_hibernate_forget(struct bh_ctx *ctx, const char *tenant, const char *workload,
                         struct bh_err *err);
 /* The Snapshot record of (tenant, workload); BH_ENOTFOUND if none. */

@@ -141,6 +141,7 @@ struct boot {
     char **args, **env;
     char *extra_env; /* NAME=value lines to add once env is resolved */
     char *cwd;
+    char **keep; /* overlay dirs (borrowed strings) when the disk is a restored image */
     int pid;
 };
 
@@ -158,6 +159,7 @@ static void boot_free(struct boot *b)
     free(b->etc);
     free(b->api);
     free(b->api_sock);
+    free(b->keep);
     if (b->image)
         bh_image_free(b->image);
     bh_strv_free(b->args);
@@ -264,10 +266,29 @@ static void boot_env_append(struct boot *b, const char *lines)
 
 static void boot_env_append_pending(struct boot *b, const char *lines);
 
+/* cold+data from an image snapshot: the tenant's disk is put in place (from the hot tier by
+ * rename, or from storage) before the runtime mounts it; only its overlay dirs are kept. */
+static int boot_disk(struct boot *b, struct bh_err *err)
+{
+    if (!b->req->snapshot)
+        return 0;
+    int rc = bh_hibernate_disk(b->ctx, b->workload, b->req->snapshot, b->disk_image, err);
+    if (rc <= 0)
+        return rc;
+    const cJSON *dirs = bh_json_get(b->workload, "spec.filesystem.overlayDirs");
+    int n = cJSON_GetArraySize(dirs);
+    b->keep = bh_xcalloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++)
+        b->keep[i] = cJSON_GetArrayItem(dirs, i)->valuestring;
+    b->spec.disk_reuse = 1;
+    b->spec.disk_keep = b->keep;
+    return 0;
+}
+
 /* cold+data: the tenant's files are in place before any of its processes start. */
 static int boot_restore(struct boot *b, struct bh_err *err)
 {
-    if (!b->req->snapshot)
+    if (!b->req->snapshot || b->spec.disk_reuse)
         return 0;
     bh_autofree char *rootfs = bh_instance_rootfs(b->ctx, b->id);
     return bh_hibernate_restore(b->ctx, b->workload, b->req->snapshot, rootfs, err);
@@ -565,8 +586,8 @@ static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
     if (boot_image(b, err) < 0 || boot_dirs(b, err) < 0 || boot_prepare_net(b, tenant, err) < 0)
         return -1;
     t[1] = bh_clock_ms();
-    if (boot_rootfs(b, err) < 0 || boot_restore(b, err) < 0 || boot_trust_ca(b, err) < 0 ||
-        boot_process(b, err) < 0)
+    if (boot_disk(b, err) < 0 || boot_rootfs(b, err) < 0 || boot_restore(b, err) < 0 ||
+        boot_trust_ca(b, err) < 0 || boot_process(b, err) < 0)
         return -1;
     t[2] = bh_clock_ms();
     if (boot_container(b, tenant, err) < 0)

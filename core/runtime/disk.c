@@ -1,8 +1,10 @@
 /* Instance disks: sparse ext4 images on loop devices (see disk.h). */
 #include "disk.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/loop.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "mem.h"
 #include "proc.h"
 
@@ -93,5 +96,85 @@ int bh_disk_mount(const char *image, const char *target, struct bh_err *err)
     /* Closing our fds leaves the mount as the loop device's only user: unmounting frees it. */
     if (mount(dev, target, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL) < 0)
         return bh_err_errno(err, BH_EIO, "mount %s (%s) at %s", image, dev, target);
+    return 0;
+}
+
+/* How path (in-container, "/a/b") relates to the kept paths: 2 kept (equal or below one),
+ * 1 on the way to one, 0 neither. */
+static int disk_kept(const char *path, char *const *keep)
+{
+    int best = 0;
+    size_t n = strlen(path);
+    for (char *const *k = keep; k && *k; k++) {
+        size_t m = strlen(*k);
+        if (n >= m && strncmp(path, *k, m) == 0 && (path[m] == '\0' || path[m] == '/'))
+            return 2;
+        if (m > n && strncmp(*k, path, n) == 0 && (*k)[n] == '/')
+            best = 1;
+    }
+    return best;
+}
+
+static int disk_prune(const char *dir, const char *rel, char *const *keep, struct bh_err *err);
+
+static int disk_prune_entry(const char *dir, const char *rel, const char *name, char *const *keep,
+                            struct bh_err *err)
+{
+    bh_autofree char *path = bh_xasprintf("%s/%s", dir, name);
+    bh_autofree char *crel = bh_xasprintf("%s/%s", rel, name);
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return bh_err_errno(err, BH_EIO, "stat %s", path);
+    int kept = disk_kept(crel, keep);
+    if (kept == 2)
+        return 0;
+    if (kept == 1 && S_ISDIR(st.st_mode))
+        return disk_prune(path, crel, keep, err);
+    return bh_fs_rmtree(path, err);
+}
+
+static int disk_prune(const char *dir, const char *rel, char *const *keep, struct bh_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return bh_err_errno(err, BH_EIO, "open %s", dir);
+    int rc = 0;
+    for (struct dirent *de; rc == 0 && (de = readdir(d));)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            rc = disk_prune_entry(dir, rel, de->d_name, keep, err);
+    closedir(d);
+    return rc;
+}
+
+int bh_disk_keep(const char *disk, const char *upper, char *const *keep, struct bh_err *err)
+{
+    const char *base = strrchr(upper, '/');
+    base = base ? base + 1 : upper;
+    DIR *d = opendir(disk);
+    if (!d)
+        return bh_err_errno(err, BH_EIO, "open %s", disk);
+    int rc = 0;
+    for (struct dirent *de; rc == 0 && (de = readdir(d));) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, base) ||
+            !strcmp(de->d_name, "lost+found"))
+            continue;
+        bh_autofree char *path = bh_xasprintf("%s/%s", disk, de->d_name);
+        rc = bh_fs_rmtree(path, err);
+    }
+    closedir(d);
+    if (rc < 0 || !bh_fs_exists(upper))
+        return rc;
+    return disk_prune(upper, "", keep, err);
+}
+
+int bh_disk_quiesce(const char *mnt, struct bh_err *err)
+{
+    bh_autoclose int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) < 0)
+        return bh_err_errno(err, BH_EIO, "sync disk %s", mnt);
+    struct fstrim_range r = {.start = 0, .len = UINT64_MAX, .minlen = 0};
+    /* Without discard on the loop device the image keeps freed blocks: bigger, not wrong. */
+    if (ioctl(fd, FITRIM, &r) < 0 && errno != EOPNOTSUPP && errno != ENOTTY)
+        return bh_err_errno(err, BH_EIO, "trim disk %s", mnt);
     return 0;
 }

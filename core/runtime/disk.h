@@ -15,4 +15,14 @@ BH_MUST_CHECK int bh_disk_create(const char *image, uint64_t bytes, struct bh_er
  * itself once the filesystem is unmounted, or if this process dies before mounting it. */
 BH_MUST_CHECK int bh_disk_mount(const char *image, const char *target, struct bh_err *err);
 
+/* On a disk restored from a snapshot (mounted at disk): removes everything below disk but
+ * upper and lost+found, and everything below upper that is not on the way to, or below, one of
+ * keep (absolute in-container paths). Never follows a symlink or crosses a mount. */
+BH_MUST_CHECK int bh_disk_keep(const char *disk, const char *upper, char *const *keep,
+                               struct bh_err *err);
+/* Before the image under the disk mounted at mnt is read (its writers frozen): flushes the
+ * filesystem into the image and punches out its free blocks (FITRIM), so the image holds
+ * exactly the files, not deleted data. */
+BH_MUST_CHECK int bh_disk_quiesce(const char *mnt, struct bh_err *err);
+
 #endif

@@ -58,6 +58,11 @@ struct bh_runtime_spec {
     const char *api_socket;
     const char *etc_dir; /* host dir of identity files bound over /etc (etc_files.h), or NULL */
     size_t n_etc_files;  /* how many of bh_etc_files it holds */
+    /* disk_image already holds a disk (a restored snapshot, docs/snapshot-format.md): mount it
+     * instead of making a fresh one, and keep of its writable layer only the paths in
+     * disk_keep (absolute in-container paths, NULL-terminated): the rest starts fresh. */
+    int disk_reuse;
+    char *const *disk_keep;
 };
 
 struct bh_runtime;

@@ -30,12 +30,19 @@ static char *oci_cgroup(const char *id)
     return bh_xasprintf("/boilerhouse/%s", id);
 }
 
-/* The disk is made fresh for each instance: mkfs on a sparse file costs ~20 ms and writes
- * under 1 MB, and nothing of an earlier instance can leak into it. */
+/* The disk is made fresh for each instance (mkfs on a sparse file costs ~20 ms and writes
+ * under 1 MB, and nothing of an earlier instance can leak into it), unless the caller put a
+ * restored one in place: then only the kept paths of its writable layer survive. */
 static int oci_disk_prepare(const struct bh_runtime_spec *spec, struct bh_err *err)
 {
     if (bh_fs_mkdirp(spec->disk, 0700, err) < 0)
         return -1;
+    if (spec->disk_reuse) {
+        if (bh_disk_mount(spec->disk_image, spec->disk, err) < 0 ||
+            bh_disk_keep(spec->disk, spec->upper, spec->disk_keep, err) < 0)
+            return bh_err_wrap(err, "restored disk of %s", spec->id);
+        return 0;
+    }
     if (spec->disk_bytes == 0)
         return 0;
     if (bh_disk_create(spec->disk_image, spec->disk_bytes, err) < 0 ||

@@ -222,16 +222,19 @@ static int snap_add_dir(struct snap_create *c, int rootfd, const char *dir)
     return snap_walk(c, parent, dir + 1);
 }
 
-static int snap_set_filter(struct archive *a, enum bh_snapshot_compression comp, struct bh_err *err)
+int bh_snapshot_set_filter(struct archive *a, enum bh_snapshot_compression comp, struct bh_err *err)
 {
-    int ok =
-        comp == BH_SNAP_GZIP
-            ? archive_write_add_filter_gzip(a) == ARCHIVE_OK &&
-                  archive_write_set_filter_option(a, "gzip", "compression-level", "1") == ARCHIVE_OK
-            : archive_write_add_filter_zstd(a) == ARCHIVE_OK &&
-                  archive_write_set_filter_option(a, "zstd", "compression-level", "3") ==
-                      ARCHIVE_OK;
-    if (!ok)
+    static const struct {
+        const char *name, *level;
+        int (*add)(struct archive *);
+    } filters[] = {
+        [BH_SNAP_ZSTD] = {"zstd", "3", archive_write_add_filter_zstd},
+        [BH_SNAP_GZIP] = {"gzip", "1", archive_write_add_filter_gzip},
+        [BH_SNAP_LZ4] = {"lz4", "1", archive_write_add_filter_lz4},
+    };
+    if ((unsigned)comp >= BH_ARRAY_LEN(filters) || filters[comp].add(a) != ARCHIVE_OK ||
+        archive_write_set_filter_option(a, filters[comp].name, "compression-level",
+                                        filters[comp].level) != ARCHIVE_OK)
         return bh_err_set(err, BH_EIO, "snapshot: compression: %s", archive_error_string(a));
     return 0;
 }
@@ -252,7 +255,8 @@ static int snap_write_all(const struct bh_snapshot_opts *o, struct bh_snapshot_w
     int rc = -1;
     if (archive_write_set_format_pax(a) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
-        snap_set_filter(a, o->compression, err) < 0 || snap_open_root(o->rootfs, &rootfd, err) < 0)
+        bh_snapshot_set_filter(a, o->compression, err) < 0 ||
+        snap_open_root(o->rootfs, &rootfd, err) < 0)
         goto out;
     if (archive_write_open(a, w, NULL, bh_snapshot_writer_cb, NULL) != ARCHIVE_OK) {
         snap_archive_err(a, "open", "archive", err);
@@ -274,26 +278,26 @@ out:
     return rc;
 }
 
+struct snap_body {
+    const struct bh_snapshot_opts *o;
+    uint64_t *files;
+};
+
+static int snap_body(struct bh_snapshot_writer *w, void *ud, struct bh_err *err)
+{
+    struct snap_body *b = ud;
+    return snap_write_all(b->o, w, b->files, err);
+}
+
 int bh_snapshot_create(const struct bh_snapshot_opts *opts, const char *out_path,
                        struct bh_snapshot_info *info, struct bh_err *err)
 {
     if (snap_check_opts(opts, err) < 0)
         return -1;
     memset(info, 0, sizeof(*info));
-    bh_autoclose int fd =
-        open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 || fchmod(fd, 0600) < 0)
-        return bh_err_errno(err, BH_EIO, "snapshot: create %s", out_path);
-    struct bh_snapshot_writer w;
-    int rc = bh_snapshot_writer_init(&w, fd, opts->master_key, opts->context, err);
-    if (rc == 0)
-        rc = snap_write_all(opts, &w, &info->files, err);
-    if (rc == 0)
-        rc = bh_snapshot_writer_finish(&w, info, err);
-    bh_snapshot_writer_free(&w);
-    if (rc < 0)
-        unlink(out_path);
-    return rc;
+    struct snap_body b = {opts, &info->files};
+    return bh_snapshot_write_file(out_path, opts->master_key, opts->context, snap_body, &b, info,
+                                  err);
 }
 
 /* ---- restore: checks ----------------------------------------------------------------------- */
@@ -359,6 +363,7 @@ static struct archive *snap_read_open(struct bh_snapshot_reader *r, struct bh_er
     struct archive *a = archive_read_new();
     archive_read_support_filter_zstd(a);
     archive_read_support_filter_gzip(a);
+    archive_read_support_filter_lz4(a);
     archive_read_support_format_tar(a);
     bh_snapshot_reader_rewind(r);
     if (archive_read_open(a, r, NULL, bh_snapshot_reader_cb, NULL) != ARCHIVE_OK) {
@@ -841,7 +846,7 @@ out:
     return rc;
 }
 
-static int snap_check_digest(int fd, const char *expected, struct bh_err *err)
+int bh_snapshot_check_digest(int fd, const char *expected, struct bh_err *err)
 {
     char hex[65];
     if (bh_crypto_sha256_fd(fd, hex, err) < 0)
@@ -865,7 +870,7 @@ int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path
     if (fd < 0)
         return bh_err_errno(err, errno == ENOENT ? BH_ENOTFOUND : BH_EIO, "snapshot: open %s",
                             in_path);
-    if (snap_check_digest(fd, expected_digest, err) < 0)
+    if (bh_snapshot_check_digest(fd, expected_digest, err) < 0)
         return -1;
     struct bh_snapshot_reader r;
     bh_autoclose int rootfd = -1;

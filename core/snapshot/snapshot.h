@@ -18,7 +18,9 @@
 #include "crypto.h"
 #include "err.h"
 
-enum bh_snapshot_compression { BH_SNAP_ZSTD = 0, BH_SNAP_GZIP = 1 };
+/* zstd (level 3): compact; gzip (level 1); lz4 (level 1): about twice the size of zstd on text,
+ * but several times faster to decompress (docs/benchmarks.md). */
+enum bh_snapshot_compression { BH_SNAP_ZSTD = 0, BH_SNAP_GZIP = 1, BH_SNAP_LZ4 = 2 };
 
 struct bh_snapshot_opts {
     const char *rootfs; /* host path of the instance's merged rootfs */
@@ -48,5 +50,26 @@ BH_MUST_CHECK int bh_snapshot_create(const struct bh_snapshot_opts *opts, const 
  * by uid_base. Safe against a running instance writing concurrently only if frozen. */
 BH_MUST_CHECK int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path,
                                       const char *expected_digest, struct bh_err *err);
+
+/* Image snapshots ("image-v1", docs/snapshot-format.md): an instance's disk image (a sparse
+ * ext4 file that holds the overlay's upper layer) as one stream of its non-zero blocks, in
+ * the same file layer (digest, optional encryption) and compression as the tar format. */
+struct bh_snapshot_image_opts {
+    const char *image; /* the disk image: read by create, made (O_EXCL) by restore */
+    enum bh_snapshot_compression compression;
+    const uint8_t *master_key; /* NULL: no encryption */
+    const char *context;
+};
+
+/* Streams opts->image (which nothing may write meanwhile) into out_path (0600, fsync'd).
+ * info->files is 0: the stream does not know files. */
+BH_MUST_CHECK int bh_snapshot_image_create(const struct bh_snapshot_image_opts *opts,
+                                           const char *out_path, struct bh_snapshot_info *info,
+                                           struct bh_err *err);
+/* Verifies in_path against expected_digest, then writes the blocks into a new sparse file
+ * opts->image; on any failure (wrong key, tampering, truncation) the image is removed. */
+BH_MUST_CHECK int bh_snapshot_image_restore(const struct bh_snapshot_image_opts *opts,
+                                            const char *in_path, const char *expected_digest,
+                                            struct bh_err *err);
 
 #endif

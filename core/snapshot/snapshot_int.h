@@ -58,4 +58,16 @@ ssize_t bh_snapshot_reader_cb(struct archive *a, void *ud, const void **buf);
 BH_MUST_CHECK int bh_snapshot_reader_drain(struct bh_snapshot_reader *r, struct bh_err *err);
 void bh_snapshot_reader_free(struct bh_snapshot_reader *r);
 
+/* Creates out_path (0600), runs body(w, ud, err) on a writer over it, finishes (fsync, info's
+ * digest and size); removes the file on any failure. */
+BH_MUST_CHECK int
+bh_snapshot_write_file(const char *out_path, const uint8_t *master, const char *context,
+                       int (*body)(struct bh_snapshot_writer *w, void *ud, struct bh_err *err),
+                       void *ud, struct bh_snapshot_info *info, struct bh_err *err);
+/* Adds the compression filter (zstd level 3 or gzip level 1) to a writer. */
+BH_MUST_CHECK int bh_snapshot_set_filter(struct archive *a, enum bh_snapshot_compression comp,
+                                         struct bh_err *err);
+/* SHA-256 of the whole file at fd against expected (BH_EINVAL "digest mismatch" if not). */
+BH_MUST_CHECK int bh_snapshot_check_digest(int fd, const char *expected, struct bh_err *err);
+
 #endif

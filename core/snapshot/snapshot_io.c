@@ -3,6 +3,8 @@
 #include "snapshot_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -249,4 +251,24 @@ void bh_snapshot_reader_free(struct bh_snapshot_reader *r)
         bh_crypto_wipe(r->buf, SNAP_CHUNK);
     free(r->buf);
     memset(r, 0, sizeof(*r));
+}
+
+int bh_snapshot_write_file(const char *out_path, const uint8_t *master, const char *context,
+                           int (*body)(struct bh_snapshot_writer *w, void *ud, struct bh_err *err),
+                           void *ud, struct bh_snapshot_info *info, struct bh_err *err)
+{
+    bh_autoclose int fd =
+        open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || fchmod(fd, 0600) < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot: create %s", out_path);
+    struct bh_snapshot_writer w;
+    int rc = bh_snapshot_writer_init(&w, fd, master, context, err);
+    if (rc == 0)
+        rc = body(&w, ud, err);
+    if (rc == 0)
+        rc = bh_snapshot_writer_finish(&w, info, err);
+    bh_snapshot_writer_free(&w);
+    if (rc < 0)
+        unlink(out_path);
+    return rc;
 }

@@ -304,6 +304,13 @@ struct bh_storage_ops {
     /* 0 and *size set if present; BH_ENOTFOUND error if absent. */
     int (*stat)(void *state, const char *key, uint64_t *size, struct bh_err *err);
     int (*del)(void *state, const char *key, struct bh_err *err);
+    /* 2.3, optional (a table whose size ends before it has none): calls each(ud, key, mtime) for
+     * every complete object whose key starts with prefix ("" for all), mtime in seconds since
+     * the epoch; stops with that result when each returns nonzero. The host uses it to remove
+     * objects that no record names (left by a crash between put and the record switch). */
+    int (*list)(void *state, const char *prefix,
+                int (*each)(void *ud, const char *key, long long mtime), void *ud,
+                struct bh_err *err);
 };
 
 /* ---- trigger plugins (2.1) ------------------------------------------------------------------ */

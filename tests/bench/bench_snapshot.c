@@ -16,6 +16,8 @@
 #include "mem.h"
 #include "snapshot.h"
 
+#include "bench_util.h"
+
 #define BASE 1000000000u
 #define SMALL 10000
 #define LARGE 5
@@ -72,32 +74,13 @@ static uint64_t make_dataset(const char *ws, int compressible)
     return total;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void report(const char *what, double ms, uint64_t bytes, uint64_t stored)
 {
     printf("  %-22s %8.0f ms %8.0f MB/s  (stored %.1f MB)\n", what, ms, bytes / 1e6 / (ms / 1e3),
            stored / 1e6);
 }
 
-static int runs(void)
-{
-    const char *r = getenv("BENCH_RUNS");
-    return r && atoi(r) > 0 ? atoi(r) : 5;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Restores are timed runs() times after a sync() each (so one run's writeback does not land
+/* Restores are timed bench_runs(5) times after a sync() each (so one run's writeback does not land
  * in the next); the p50 is reported with the range. */
 static void report_runs(const char *what, double *ms, int n, uint64_t bytes, uint64_t stored)
 {
@@ -130,7 +113,7 @@ static void run_one(const char *tmp, const char *label, enum bh_snapshot_compres
     double t1 = now_ms();
     o.rootfs = dst;
     double ms[64];
-    int n = runs() < 64 ? runs() : 64;
+    int n = bench_runs(5);
     for (int i = 0; i < n; i++) {
         sync();
         double t2 = now_ms();
@@ -157,7 +140,7 @@ static void run_tar(const char *tmp, uint64_t bytes)
         exit(1);
     double t1 = now_ms();
     double ms[64];
-    int n = runs() < 64 ? runs() : 64;
+    int n = bench_runs(5);
     for (int i = 0; i < n; i++) {
         sync();
         double t2 = now_ms();
@@ -194,8 +177,8 @@ int main(void)
         run_one(tmp, "zstd+aes-gcm", BH_SNAP_ZSTD, key, bytes);
         run_tar(tmp, bytes);
         struct bh_err err;
-        bh_fs_rmtree(src, &err);
-        bh_fs_rmtree(dst, &err);
+        if (bh_fs_rmtree(src, &err) < 0 || bh_fs_rmtree(dst, &err) < 0)
+            fprintf(stderr, "cleanup: %s\n", err.msg);
     }
     rmdir(tmp);
     return 0;

@@ -15,7 +15,7 @@ spec:
   version: "%(version)s"
   image:
     ref: localhost/busybox:latest
-  resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
+  resources: {vcpus: 0.5, memoryMb: 64, diskGb: %(disk)d}
   network: {access: none, websocket: /ws}
   filesystem:
     overlayDirs: ["/workspace"]
@@ -30,8 +30,9 @@ spec:
 """
 
 
-def notes(name="notes", version="1", encrypt="false", idle=0):
-    return NOTES % {"name": name, "version": version, "encrypt": encrypt, "idle": idle}
+def notes(name="notes", version="1", encrypt="false", idle=0, disk=1):
+    return NOTES % {"name": name, "version": version, "encrypt": encrypt, "idle": idle,
+                    "disk": disk}
 
 
 class Base(unittest.TestCase):
@@ -81,7 +82,9 @@ class Base(unittest.TestCase):
 
 class PoolTest(Base):
     def test_pool_claims_restore_and_refill(self):
-        self.d.apply_workload(notes())
+        # diskGb 0: tar snapshots, restored into a warm instance (pool+data); an image
+        # snapshot (diskGb > 0) boots cold instead (test_restore.py).
+        self.d.apply_workload(notes(disk=0))
         self.pool("notes-pool", "notes", 2)
         self.wait_pool_ready("notes-pool", 2)
         self.assertEqual(self.pool_status("notes-pool")["phase"], "Healthy")
@@ -184,6 +187,14 @@ class PoolTest(Base):
 
 
 class SnapshotSafetyTest(Base):
+    def setUp(self):
+        super().setUp()
+        # No hot tier: restores read (and verify) the stored object, which these tests tamper
+        # with, re-key or crash around. Tests that set extra_env anew get the hot tier back.
+        self.d.stop()
+        self.d.extra_env = {"BOILERHOUSE_SNAPSHOT_HOT_BYTES": "0"}
+        self.d.start()
+
     def hibernate_note(self, tenant, text, workload="notes"):
         c = self.claim(tenant, workload)
         self.exec(c["instanceId"], "echo '%s' > /workspace/note.txt" % text)
@@ -297,7 +308,7 @@ class SnapshotSafetyTest(Base):
         self.assertNotEqual(self.snapshots()[0]["digest"], first["digest"])
 
     def test_kill9_during_pool_restore_keeps_the_snapshot(self):
-        self.d.apply_workload(notes())
+        self.d.apply_workload(notes(disk=0))  # tar: restored into the pool instance
         self.hibernate_note("quinn", "keep-me")
         self.pool("p", "notes", 1)
         self.wait_pool_ready("p", 1)

@@ -115,7 +115,7 @@ static const struct bad_value bad_env[] = {
      "BOILERHOUSE_CLAIM_TIMEOUT_SECONDS=\"99999999999999999999\": expected an integer"},
     {"BOILERHOUSE_UID_BASE", "-1", "BOILERHOUSE_UID_BASE=\"-1\": expected an integer"},
     {"BOILERHOUSE_LOG_LEVEL", "loud", "BOILERHOUSE_LOG_LEVEL=\"loud\": expected one of error|"},
-    {"BOILERHOUSE_SNAPSHOT_COMPRESSION", "lz4", "expected one of zstd|gzip"},
+    {"BOILERHOUSE_SNAPSHOT_COMPRESSION", "brotli", "expected one of zstd|gzip|lz4"},
     {"BOILERHOUSE_RUNTIME", "runcc", "BOILERHOUSE_RUNTIME=\"runcc\": expected one of runc|crun"},
 };
 

@@ -535,6 +535,114 @@ static void test_absent_dir_removed(void **state)
     assert_false(bh_fs_exists(dclaude));
 }
 
+static void test_roundtrip_lz4(void **state)
+{
+    struct fx *f = *state;
+    roundtrip(f, BH_SNAP_LZ4, NULL);
+    check_stored_ids(f->snap);
+}
+
+/* ---- image snapshots (image-v1) ---- */
+
+/* A sparse 64 MiB "image": data at 0, a zero block (written, not a hole) at 1 MiB, data at
+ * 8 MiB + 100 (unaligned) and a last partial block at the end. */
+static void make_image(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 64 << 20), 0);
+    char buf[12288];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (char)(i * 7 + 1);
+    char zero[4096] = {0};
+    assert_int_equal(pwrite(fd, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    assert_int_equal(pwrite(fd, zero, sizeof(zero), 1 << 20), (ssize_t)sizeof(zero));
+    assert_int_equal(pwrite(fd, buf, 5000, (8 << 20) + 100), 5000);
+    assert_int_equal(pwrite(fd, buf, 10, (64 << 20) - 10), 10);
+    close(fd);
+}
+
+static void same_bytes(const char *a, const char *b)
+{
+    bh_autofree char *x = NULL, *y = NULL;
+    size_t nx, ny;
+    struct bh_err err;
+    assert_int_equal(bh_fs_read_all(a, 128 << 20, &x, &nx, &err), 0);
+    assert_int_equal(bh_fs_read_all(b, 128 << 20, &y, &ny, &err), 0);
+    assert_int_equal(nx, ny);
+    assert_memory_equal(x, y, nx);
+}
+
+static void image_roundtrip(struct fx *f, enum bh_snapshot_compression comp, const uint8_t *key)
+{
+    bh_autofree char *img = P(f->dir, "disk.img"), *out = P(f->dir, "restored.img");
+    make_image(img);
+    struct bh_snapshot_image_opts o = {
+        .image = img, .compression = comp, .master_key = key, .context = "notes/ana"};
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    assert_int_equal(bh_snapshot_image_create(&o, f->snap, &info, &err), 0);
+    assert_true(info.size < (1u << 20)); /* holes and zero blocks are not stored */
+    o.image = out;
+    assert_int_equal(bh_snapshot_image_restore(&o, f->snap, info.digest, &err), 0);
+    same_bytes(img, out);
+    struct stat st;
+    assert_int_equal(stat(out, &st), 0);
+    assert_true(st.st_blocks * 512 < (1 << 20)); /* restored sparse */
+    /* The target must not exist: a restore never writes over an image. */
+    assert_int_equal(bh_snapshot_image_restore(&o, f->snap, info.digest, &err), -1);
+}
+
+static void test_image_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    image_roundtrip(f, BH_SNAP_ZSTD, NULL);
+}
+
+static void test_image_roundtrip_lz4_encrypted(void **state)
+{
+    struct fx *f = *state;
+    image_roundtrip(f, BH_SNAP_LZ4, key1);
+}
+
+/* Refused, and no image left behind: a wrong digest, a wrong key, tampering, truncation. */
+static void test_image_refusals(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *img = P(f->dir, "disk.img"), *out = P(f->dir, "restored.img");
+    make_image(img);
+    struct bh_snapshot_image_opts o = {.image = img, .master_key = key1, .context = "notes/ana"};
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    assert_int_equal(bh_snapshot_image_create(&o, f->snap, &info, &err), 0);
+    o.image = out;
+    char zeros[65];
+    memset(zeros, '0', 64);
+    zeros[64] = 0;
+    assert_int_equal(bh_snapshot_image_restore(&o, f->snap, zeros, &err), -1);
+    assert_string_equal(strstr(err.msg, "digest mismatch") ? "ok" : err.msg, "ok");
+    o.master_key = key2;
+    assert_int_equal(bh_snapshot_image_restore(&o, f->snap, info.digest, &err), -1);
+    assert_false(bh_fs_exists(out));
+    o.master_key = key1;
+    o.context = "notes/bob"; /* another owner's key */
+    assert_int_equal(bh_snapshot_image_restore(&o, f->snap, info.digest, &err), -1);
+    assert_false(bh_fs_exists(out));
+    o.context = "notes/ana";
+    /* A plain stream cut short: its digest is the recorded one, and it is still refused. */
+    o.master_key = NULL;
+    o.image = img;
+    assert_int_equal(bh_snapshot_image_create(&o, f->snap, &info, &err), 0);
+    struct stat st;
+    assert_int_equal(stat(f->snap, &st), 0);
+    assert_int_equal(truncate(f->snap, st.st_size / 2), 0);
+    char hex[65];
+    assert_int_equal(bh_crypto_sha256_file(f->snap, hex, &err), 0);
+    o.image = out;
+    assert_int_equal(bh_snapshot_image_restore(&o, f->snap, hex, &err), -1);
+    assert_false(bh_fs_exists(out));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -544,7 +652,9 @@ int main(void)
         T(test_tampering_refused),      T(test_digest_mismatch),
         T(test_hostile_archives),       T(test_overlay_symlink_not_followed),
         T(test_live_symlinks_replaced), T(test_duplicate_entries),
-        T(test_absent_dir_removed),
+        T(test_absent_dir_removed),     T(test_roundtrip_lz4),
+        T(test_image_roundtrip),        T(test_image_roundtrip_lz4_encrypted),
+        T(test_image_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,49 @@ static int lc_del(void *state, const char *key, struct bh_err *err)
     return lc_fsync_dir(dir, err);
 }
 
+/* ---- list ---------------------------------------------------------------------------------- */
+
+/* nftw has no user pointer: one listing at a time (the host lists from one thread, rarely). */
+static struct {
+    const struct lc_state *s;
+    const char *prefix;
+    int (*each)(void *ud, const char *key, long long mtime);
+    void *ud;
+    int stopped;
+} lc_listing;
+
+static int lc_list_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    size_t n = strlen(lc_listing.s->dir);
+    if (flag != FTW_F || !S_ISREG(st->st_mode) || strstr(path + ftw->base, LC_TMP_MARK) ||
+        strncmp(path, lc_listing.s->dir, n) != 0 || path[n] != '/')
+        return 0;
+    const char *key = path + n + 1;
+    if (strncmp(key, lc_listing.prefix, strlen(lc_listing.prefix)) != 0)
+        return 0;
+    lc_listing.stopped = lc_listing.each(lc_listing.ud, key, (long long)st->st_mtime);
+    return lc_listing.stopped;
+}
+
+static int lc_list(void *state, const char *prefix,
+                   int (*each)(void *ud, const char *key, long long mtime), void *ud,
+                   struct bh_err *err)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    lc_listing.s = state;
+    lc_listing.prefix = prefix ? prefix : "";
+    lc_listing.each = each;
+    lc_listing.ud = ud;
+    lc_listing.stopped = 0;
+    int rc = nftw(((struct lc_state *)state)->dir, lc_list_entry, 16, FTW_PHYS | FTW_MOUNT);
+    int stopped = lc_listing.stopped;
+    pthread_mutex_unlock(&lock);
+    if (rc < 0 && !stopped)
+        return lc_errno(err, "list", ((struct lc_state *)state)->dir);
+    return 0;
+}
+
 /* ---- init ----------------------------------------------------------------------------------- */
 
 static int lc_clean_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -314,6 +358,7 @@ static const struct bh_storage_ops lc_ops = {
     .get = lc_get,
     .stat = lc_stat,
     .del = lc_del,
+    .list = lc_list,
 };
 
 static const struct bh_plugin_info lc_info = {

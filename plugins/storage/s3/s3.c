@@ -63,7 +63,7 @@ struct s3_creds {
 /* One HTTP exchange: the request... */
 struct s3_call {
     const char *method;
-    const char *key;   /* under the prefix */
+    const char *key;   /* under the prefix; NULL: the bucket (a listing) */
     const char *query; /* canonical query, "" for none */
     const unsigned char *body;
     size_t body_len;
@@ -188,10 +188,13 @@ static int s3_target(const struct s3_state *s, const struct s3_call *c, char *ho
                      char *uri, size_t ulen, char *url, size_t urllen)
 {
     char full[1536], enc[S3_URL_MAX];
-    snprintf(full, sizeof(full), "%s%s", s->prefix, c->key);
+    snprintf(full, sizeof(full), "%s%s", s->prefix, c->key ? c->key : "");
     if (s3_uri_encode(full, 1, enc, sizeof(enc)) < 0)
         return -1;
-    if (s->vhost) {
+    if (!c->key) { /* the bucket itself (listing) */
+        snprintf(host, hlen, "%s%s%s", s->vhost ? s->bucket : "", s->vhost ? "." : "", s->host);
+        snprintf(uri, ulen, "%s/%s", s->base_path, s->vhost ? "" : s->bucket);
+    } else if (s->vhost) {
         snprintf(host, hlen, "%s.%s", s->bucket, s->host);
         snprintf(uri, ulen, "%s/%s", s->base_path, enc);
     } else {
@@ -699,6 +702,73 @@ static int s3_del(void *state, const char *key, struct bh_err *err)
     return rc < 0 && err->code == BH_ENOTFOUND ? 0 : rc; /* already gone */
 }
 
+/* ---- list ---------------------------------------------------------------------------------- */
+
+static long long s3_time(const char *iso)
+{
+    struct tm tm = {0};
+    return strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm) ? (long long)timegm(&tm) : 0;
+}
+
+/* One ListObjectsV2 page: each key under our prefix (relative to it); *token is set to the
+ * next page's continuation token, or emptied after the last page. */
+static int s3_list_page(struct s3_state *s, const char *xml,
+                        int (*each)(void *ud, const char *key, long long mtime), void *ud,
+                        char *token, size_t tlen)
+{
+    size_t plen = strlen(s->prefix);
+    for (const char *p = strstr(xml, "<Contents>"); p; p = strstr(p + 1, "<Contents>")) {
+        const char *end = strstr(p, "</Contents>");
+        char key[1536], when[64];
+        if (!end || s3_xml_value(p, "Key", key, sizeof(key)) < 0 ||
+            s3_xml_value(p, "LastModified", when, sizeof(when)) < 0 ||
+            strncmp(key, s->prefix, plen) != 0 || strchr(key, '&'))
+            continue; /* not ours, or with XML entities (no key of ours has one) */
+        if (each(ud, key + plen, s3_time(when))) {
+            token[0] = '\0'; /* stopped: no next page */
+            return 0;
+        }
+    }
+    char truncated[8] = "";
+    s3_xml_value(xml, "IsTruncated", truncated, sizeof(truncated));
+    if (strcmp(truncated, "true") != 0 ||
+        s3_xml_value(xml, "NextContinuationToken", token, tlen) < 0)
+        token[0] = '\0';
+    return 0;
+}
+
+static int s3_list(void *state, const char *prefix,
+                   int (*each)(void *ud, const char *key, long long mtime), void *ud,
+                   struct bh_err *err)
+{
+    struct s3_state *s = state;
+    char full[1536], pfx[S3_URL_MAX], token[1024] = "", tok[3 * 1024], query[2 * S3_URL_MAX];
+    snprintf(full, sizeof(full), "%s%s", s->prefix, prefix ? prefix : "");
+    if (s3_uri_encode(full, 0, pfx, sizeof(pfx)) < 0)
+        return s3_host->err_set(s->h, err, BH_EINVAL, "list: prefix too long");
+    struct s3_creds cr;
+    if (s3_creds_load(s, &cr, err) < 0)
+        return -1;
+    struct s3_resp *resp = s3_resp_new(-1);
+    int rc = resp ? 0 : s3_host->err_set(s->h, err, BH_EIO, "out of memory");
+    do {
+        tok[0] = '\0';
+        if (token[0] && s3_uri_encode(token, 0, tok, sizeof(tok)) < 0)
+            rc = s3_host->err_set(s->h, err, BH_EIO, "list: continuation token too long");
+        /* Canonical query: parameters in name order. */
+        snprintf(query, sizeof(query), "%s%s%slist-type=2&max-keys=100&prefix=%s",
+                 tok[0] ? "continuation-token=" : "", tok, tok[0] ? "&" : "", pfx);
+        struct s3_call c = {.method = "GET", .key = NULL, .query = query};
+        if (rc == 0)
+            rc = s3_request(s, &cr, &c, resp, err);
+        if (rc == 0)
+            rc = s3_list_page(s, resp->text, each, ud, token, sizeof(token));
+    } while (rc == 0 && token[0]);
+    s3_resp_free(resp);
+    s3_creds_free(s, &cr);
+    return rc;
+}
+
 /* ---- init ----------------------------------------------------------------------------------- */
 
 /* Splits endpoint ("http[s]://host[:port][/path]") into the state. */
@@ -800,6 +870,7 @@ static const struct bh_storage_ops s3_ops = {
     .get = s3_get,
     .stat = s3_stat,
     .del = s3_del,
+    .list = s3_list,
 };
 
 static const struct bh_plugin_info s3_info = {

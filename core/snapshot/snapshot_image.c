@@ -1,0 +1,319 @@
+/* Image snapshots: the allocated, non-zero blocks of an instance's disk image as one
+ * sequential stream (docs/snapshot-format.md, "image-v1"). Restore writes them back into a
+ * sparse file of the same size: its cost is the bytes, never the number of files in it.
+ *
+ * The stream goes through the same file layer as the tar format (snapshot_io.c: hashing and
+ * optional AES-GCM chunks) and the same compression, as libarchive's "raw" format. */
+#include "snapshot_int.h"
+
+#include <archive_entry.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mem.h"
+
+#define IMG_MAGIC "BHIMG1\0\0"
+#define IMG_BLOCK 4096u
+#define IMG_BUF (1u << 20) /* bytes read from the image at a time; the longest record */
+#define IMG_END UINT64_MAX /* offset of the end record */
+#define IMG_HEAD_LEN 24    /* magic, u64 size, u32 block, u32 reserved */
+#define IMG_REC_LEN 12     /* u64 offset, u32 length */
+
+struct img_out {
+    struct archive *a;
+    uint64_t data; /* data bytes written so far */
+    struct bh_err *err;
+};
+
+static int img_write(struct img_out *o, const void *p, size_t n)
+{
+    if (n && archive_write_data(o->a, p, n) != (la_ssize_t)n)
+        return bh_err_set(o->err, BH_EIO, "snapshot image: write: %s", archive_error_string(o->a));
+    return 0;
+}
+
+static int img_record(struct img_out *o, uint64_t off, const uint8_t *p, uint32_t len)
+{
+    uint8_t h[IMG_REC_LEN];
+    uint64_t be_off = htobe64(off);
+    uint32_t be_len = htobe32(len);
+    memcpy(h, &be_off, 8);
+    memcpy(h + 8, &be_len, 4);
+    o->data += len;
+    return img_write(o, h, sizeof(h)) < 0 ? -1 : img_write(o, p, len);
+}
+
+static int img_zero(const uint8_t *p)
+{
+    static const uint8_t zero[IMG_BLOCK];
+    return memcmp(p, zero, IMG_BLOCK) == 0;
+}
+
+/* Emits the non-zero block runs of buf (n bytes read at off): zero blocks are holes. */
+static int img_emit(struct img_out *o, const uint8_t *buf, size_t n, uint64_t off)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && n - i >= IMG_BLOCK && img_zero(buf + i))
+            i += IMG_BLOCK;
+        size_t j = i;
+        while (j < n && (n - j < IMG_BLOCK || !img_zero(buf + j)))
+            j += n - j < IMG_BLOCK ? n - j : IMG_BLOCK;
+        if (j > i && img_record(o, off + i, buf + i, (uint32_t)(j - i)) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+/* One data extent [start, end) of the image, a buffer at a time. */
+static int img_extent(struct img_out *o, int fd, uint8_t *buf, off_t start, off_t end)
+{
+    for (off_t off = start; off < end;) {
+        size_t want = (size_t)(end - off) < IMG_BUF ? (size_t)(end - off) : IMG_BUF;
+        ssize_t n = pread(fd, buf, want, off);
+        if (n <= 0)
+            return bh_err_errno(o->err, BH_EIO, "snapshot image: read at %lld", (long long)off);
+        if (img_emit(o, buf, (size_t)n, (uint64_t)off) < 0)
+            return -1;
+        off += n;
+    }
+    return 0;
+}
+
+/* Walks the image's data extents (SEEK_DATA/SEEK_HOLE), so a sparse image costs its data. */
+static int img_walk(struct img_out *o, int fd, off_t size)
+{
+    bh_autofree uint8_t *buf = bh_xmalloc(IMG_BUF);
+    off_t pos = 0;
+    while (pos < size) {
+        off_t data = lseek(fd, pos, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            return 0;
+        off_t hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+        if (data < 0 || hole < 0)
+            return bh_err_errno(o->err, BH_EIO, "snapshot image: seek");
+        if (img_extent(o, fd, buf, data, hole) < 0)
+            return -1;
+        pos = hole;
+    }
+    return 0;
+}
+
+static int img_head(struct img_out *o, uint64_t size)
+{
+    uint8_t h[IMG_HEAD_LEN] = {0};
+    uint64_t be_size = htobe64(size);
+    uint32_t be_block = htobe32(IMG_BLOCK);
+    memcpy(h, IMG_MAGIC, 8);
+    memcpy(h + 8, &be_size, 8);
+    memcpy(h + 16, &be_block, 4);
+    return img_write(o, h, sizeof(h));
+}
+
+static int img_tail(struct img_out *o)
+{
+    uint64_t total = htobe64(o->data);
+    if (img_record(o, IMG_END, NULL, 0) < 0)
+        return -1;
+    return img_write(o, &total, sizeof(total));
+}
+
+static void img_write_freep(struct archive **a)
+{
+    if (*a)
+        archive_write_free(*a);
+}
+
+static int img_stream(int img, off_t size, enum bh_snapshot_compression comp,
+                      struct bh_snapshot_writer *w, struct bh_err *err)
+{
+    __attribute__((cleanup(img_write_freep))) struct archive *a = archive_write_new();
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, "disk.img");
+    archive_entry_set_filetype(e, AE_IFREG);
+    struct img_out o = {.a = a, .err = err};
+    int rc = -1;
+    if (archive_write_set_format_raw(a) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+        bh_snapshot_set_filter(a, comp, err) < 0)
+        goto out;
+    if (archive_write_open(a, w, NULL, bh_snapshot_writer_cb, NULL) != ARCHIVE_OK ||
+        archive_write_header(a, e) != ARCHIVE_OK) {
+        bh_err_set(err, BH_EIO, "snapshot image: %s", archive_error_string(a));
+        goto out;
+    }
+    if (img_head(&o, (uint64_t)size) < 0 || img_walk(&o, img, size) < 0 || img_tail(&o) < 0)
+        goto out;
+    if (archive_write_close(a) != ARCHIVE_OK) {
+        bh_err_set(err, BH_EIO, "snapshot image: close: %s", archive_error_string(a));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc < 0 && w->err.code)
+        bh_err_set(err, w->err.code, "snapshot image: %s", w->err.msg);
+    archive_entry_free(e);
+    return rc;
+}
+
+struct img_body {
+    int img;
+    off_t size;
+    enum bh_snapshot_compression comp;
+};
+
+static int img_body(struct bh_snapshot_writer *w, void *ud, struct bh_err *err)
+{
+    struct img_body *b = ud;
+    return img_stream(b->img, b->size, b->comp, w, err);
+}
+
+int bh_snapshot_image_create(const struct bh_snapshot_image_opts *opts, const char *out_path,
+                             struct bh_snapshot_info *info, struct bh_err *err)
+{
+    memset(info, 0, sizeof(*info));
+    bh_autoclose int img = open(opts->image, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (img < 0 || fstat(img, &st) < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot image: open %s", opts->image);
+    if (!S_ISREG(st.st_mode))
+        return bh_err_set(err, BH_EINVAL, "snapshot image: %s is not a file", opts->image);
+    struct img_body b = {img, st.st_size, opts->compression};
+    return bh_snapshot_write_file(out_path, opts->master_key, opts->context, img_body, &b, info,
+                                  err);
+}
+
+/* ---- restore ------------------------------------------------------------------------------- */
+
+struct img_in {
+    struct archive *a;
+    struct bh_snapshot_reader *r;
+    struct bh_err *err;
+};
+
+/* Exactly n bytes of the stream; a short stream is a corrupt one. */
+static int img_read(struct img_in *in, void *p, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        la_ssize_t k = archive_read_data(in->a, (uint8_t *)p + got, n - got);
+        if (k < 0 || (k == 0 && got < n)) {
+            if (in->r->failed)
+                return bh_err_set(in->err, in->r->err.code, "snapshot image: %s", in->r->err.msg);
+            return bh_err_set(in->err, BH_EINVAL, "snapshot image: truncated or corrupt: %s",
+                              k < 0 ? archive_error_string(in->a) : "early end");
+        }
+        got += (size_t)k;
+    }
+    return 0;
+}
+
+static int img_read_head(struct img_in *in, uint64_t *size)
+{
+    uint8_t h[IMG_HEAD_LEN];
+    uint32_t block;
+    if (img_read(in, h, sizeof(h)) < 0)
+        return -1;
+    memcpy(size, h + 8, 8);
+    memcpy(&block, h + 16, 4);
+    *size = be64toh(*size);
+    if (memcmp(h, IMG_MAGIC, 8) != 0 || be32toh(block) != IMG_BLOCK || *size == 0 ||
+        *size > (UINT64_C(1) << 46))
+        return bh_err_set(in->err, BH_EINVAL, "snapshot image: not an image stream");
+    return 0;
+}
+
+/* The records, checked (in order, inside the image, at most IMG_BUF) and written. */
+static int img_read_records(struct img_in *in, int out, uint64_t size)
+{
+    bh_autofree uint8_t *buf = bh_xmalloc(IMG_BUF);
+    uint64_t next = 0, total = 0;
+    for (;;) {
+        uint8_t h[IMG_REC_LEN];
+        uint64_t off;
+        uint32_t len;
+        if (img_read(in, h, sizeof(h)) < 0)
+            return -1;
+        memcpy(&off, h, 8);
+        memcpy(&len, h + 8, 4);
+        off = be64toh(off), len = be32toh(len);
+        if (off == IMG_END && len == 0)
+            break;
+        if (off < next || len == 0 || len > IMG_BUF || off > size || len > size - off)
+            return bh_err_set(in->err, BH_EINVAL, "snapshot image: bad record at %llu",
+                              (unsigned long long)off);
+        if (img_read(in, buf, len) < 0)
+            return -1;
+        if (pwrite(out, buf, len, (off_t)off) != (ssize_t)len)
+            return bh_err_errno(in->err, BH_EIO, "snapshot image: write at %llu",
+                                (unsigned long long)off);
+        next = off + len, total += len;
+    }
+    uint64_t want;
+    if (img_read(in, &want, sizeof(want)) < 0)
+        return -1;
+    if (be64toh(want) != total)
+        return bh_err_set(in->err, BH_EINVAL, "snapshot image: data count mismatch");
+    return 0;
+}
+
+static void img_read_freep(struct archive **a)
+{
+    if (*a)
+        archive_read_free(*a);
+}
+
+static int img_unpack(struct bh_snapshot_reader *r, int out, struct bh_err *err)
+{
+    __attribute__((cleanup(img_read_freep))) struct archive *a = archive_read_new();
+    archive_read_support_filter_zstd(a);
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_lz4(a);
+    archive_read_support_format_raw(a);
+    struct img_in in = {.a = a, .r = r, .err = err};
+    struct archive_entry *e;
+    uint64_t size;
+    bh_snapshot_reader_rewind(r);
+    if (archive_read_open(a, r, NULL, bh_snapshot_reader_cb, NULL) != ARCHIVE_OK ||
+        archive_read_next_header(a, &e) != ARCHIVE_OK)
+        return bh_err_set(err, BH_EINVAL, "snapshot image: %s",
+                          r->failed ? r->err.msg : archive_error_string(a));
+    if (img_read_head(&in, &size) < 0)
+        return -1;
+    if (ftruncate(out, (off_t)size) < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot image: size");
+    if (img_read_records(&in, out, size) < 0)
+        return -1;
+    char extra;
+    if (archive_read_data(a, &extra, 1) != 0)
+        return bh_err_set(err, BH_EINVAL, "snapshot image: bytes after the end record");
+    return bh_snapshot_reader_drain(r, err);
+}
+
+int bh_snapshot_image_restore(const struct bh_snapshot_image_opts *opts, const char *in_path,
+                              const char *expected_digest, struct bh_err *err)
+{
+    bh_autoclose int fd = open(in_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return bh_err_errno(err, errno == ENOENT ? BH_ENOTFOUND : BH_EIO, "snapshot image: open %s",
+                            in_path);
+    if (bh_snapshot_check_digest(fd, expected_digest, err) < 0)
+        return -1;
+    bh_autoclose int out =
+        open(opts->image, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0)
+        return bh_err_errno(err, BH_EIO, "snapshot image: create %s", opts->image);
+    struct bh_snapshot_reader r;
+    int rc = bh_snapshot_reader_init(&r, fd, opts->master_key, opts->context, err);
+    if (rc == 0)
+        rc = img_unpack(&r, out, err);
+    bh_snapshot_reader_free(&r);
+    if (rc < 0)
+        unlink(opts->image); /* never leave a half-written image to be mounted */
+    return rc;
+}
