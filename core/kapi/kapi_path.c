@@ -104,13 +104,15 @@ static int path_openapi_gv(char **s, int n, struct bh_kapi_path *p, struct bh_er
 int bh_kapi_path_parse(const char *url, struct bh_kapi_path *p, struct bh_err *err)
 {
     memset(p, 0, sizeof(*p));
-    for (size_t i = 0; i < BH_ARRAY_LEN(path_fixed); i++)
-        if (strcmp(url, path_fixed[i].path) == 0 ||
-            (url[strlen(path_fixed[i].path)] == '/' && !url[strlen(path_fixed[i].path) + 1] &&
-             strncmp(url, path_fixed[i].path, strlen(path_fixed[i].path)) == 0)) {
+    for (size_t i = 0; i < BH_ARRAY_LEN(path_fixed); i++) {
+        size_t len = strlen(path_fixed[i].path);
+        /* the path, or the path and a trailing slash; url is read only as far as it goes */
+        if (strncmp(url, path_fixed[i].path, len) == 0 &&
+            (url[len] == '\0' || (url[len] == '/' && url[len + 1] == '\0'))) {
             p->type = path_fixed[i].type;
             return 0;
         }
+    }
     char buf[1024], *segs[PATH_MAX_SEGS];
     if (strlen(url) >= sizeof(buf))
         return bh_err_set(err, BH_ENOTFOUND, "path too long");
