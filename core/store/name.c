@@ -65,8 +65,10 @@ static void name_pair_hash(const char *tenant, const char *workload, char out[17
 
 char *bh_name_claim(const char *tenant, const char *workload)
 {
-    size_t tlen = strlen(tenant);
+    /* formatted before strlen: UBSan's null check on strlen's argument would otherwise give
+     * GCC a path with tenant NULL and a -Wformat-overflow error */
     char *plain = bh_xasprintf("claim-%s-%s", tenant, workload);
+    size_t tlen = strlen(tenant);
     if (tlen && strspn(tenant, "abcdefghijklmnopqrstuvwxyz0123456789") == tlen &&
         bh_name_label_valid(plain))
         return plain;
