@@ -64,7 +64,8 @@ static cJSON *convert_table(lua_State *L, int idx, int depth, const char **why)
             goto fail;
         cJSON_AddItemToArray(out, v);
     }
-    lua_pushnil(L);
+    if (!array)         /* an array's walk above pushed nothing; a stray nil here would be taken */
+        lua_pushnil(L); /* for the parent's key and break its lua_next */
     while (!array && lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING) {
             *why = "has a key that is not a string";

@@ -241,6 +241,38 @@ static void test_wrong_return_type(void **state)
     expect_stopped("return {[{}] = 1}", "key that is not a string");
 }
 
+/* Arrays inside objects come back as JSON arrays, whatever their depth or order (an array's
+ * conversion once left a value on the Lua stack that broke its parent's walk). */
+static void test_nested_return_values(void **state)
+{
+    struct bh_err err;
+    struct bh_lua_script *s =
+        compile("function policy(e) return {allow = true, tags = {\"a\", \"b\"},\n"
+                "  nested = {list = {{x = 1}, {y = {2, 3}}}, after = \"z\"}} end",
+                &err);
+    assert_non_null(s);
+    cJSON *ret = NULL;
+    assert_int_equal(run(s, &ret, &err), 0);
+    bh_autofree char *got = cJSON_PrintUnformatted(cJSON_GetArrayItem(ret, 0));
+    cJSON *want = cJSON_Parse("{\"allow\":true,\"tags\":[\"a\",\"b\"],\"nested\":{\"list\":"
+                              "[{\"x\":1},{\"y\":[2,3]}],\"after\":\"z\"}}");
+    if (!cJSON_Compare(cJSON_GetArrayItem(ret, 0), want, 1))
+        fail_msg("policy returned %s", got);
+    cJSON_Delete(want);
+    cJSON_Delete(ret);
+    /* the event itself, with an array inside, round-trips */
+    bh_lua_script_free(s);
+    s = compile("function policy(e) return e end", &err);
+    assert_non_null(s);
+    cJSON *ev = cJSON_Parse("{\"tenantId\":\"alice\",\"activeClaims\":[{\"workload\":\"a\"}],"
+                            "\"now\":1764583200}");
+    assert_int_equal(bh_lua_script_call(s, "policy", ev, &ret, NULL, &err), 0);
+    assert_true(cJSON_Compare(cJSON_GetArrayItem(ret, 0), ev, 1));
+    cJSON_Delete(ret);
+    cJSON_Delete(ev);
+    bh_lua_script_free(s);
+}
+
 static void test_no_state_between_calls(void **state)
 {
     struct bh_err err;
@@ -683,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_top_level_yield),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_wrong_return_type),
+        cmocka_unit_test(test_nested_return_values),
         cmocka_unit_test(test_no_state_between_calls),
         cmocka_unit_test(test_library),
         cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
