@@ -264,7 +264,11 @@ class Daemon:
         self.log_path = os.path.join(self.state, "daemon.log")
         self.kept_log = None
         _live_daemons.append(self)
-        self.import_image(BUSYBOX_LAYOUT, BUSYBOX_REF)
+        try:
+            self.import_image(BUSYBOX_LAYOUT, BUSYBOX_REF)
+        except BaseException:
+            self.cleanup()  # no caller holds this object yet: its state dir must not stay
+            raise
 
     def import_image(self, layout, ref):
         run_checked([self.binary, "image", "import", layout, ref, "--state-dir", self.state],
