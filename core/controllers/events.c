@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "json.h"
 #include "mem.h"
+#include "hash.h"
 
 #define EVENTS_SEEN_BUCKETS 256
 #define EVENTS_MAX_LISTENERS 8
@@ -316,20 +317,13 @@ enum bh_events_next bh_events_reader_next(struct bh_events_reader *r, char **jso
 
 /* ---- events derived from store changes ---- */
 
-static unsigned events_hash(const char *s)
-{
-    unsigned h = 5381;
-    while (*s)
-        h = h * 33 + (unsigned char)*s++;
-    return h % EVENTS_SEEN_BUCKETS;
-}
-
 /* Records state for key and returns the previous one (owned, NULL if none); a NULL state
  * forgets the key. */
 static char *events_seen_swap(struct bh_events *h, const char *key, const char *state)
 {
     pthread_mutex_lock(&h->lock);
-    struct events_seen **pp = &h->seen[events_hash(key)];
+    struct events_seen **bucket = &h->seen[bh_hash_str(BH_HASH_SEED, key) % EVENTS_SEEN_BUCKETS];
+    struct events_seen **pp = bucket;
     while (*pp && strcmp((*pp)->key, key) != 0)
         pp = &(*pp)->next;
     char *old = *pp ? (*pp)->state : NULL;
@@ -344,8 +338,8 @@ static char *events_seen_swap(struct bh_events *h, const char *key, const char *
         struct events_seen *s = bh_xcalloc(1, sizeof(*s));
         s->key = bh_xstrdup(key);
         s->state = bh_xstrdup(state);
-        s->next = h->seen[events_hash(key)];
-        h->seen[events_hash(key)] = s;
+        s->next = *bucket;
+        *bucket = s;
     }
     pthread_mutex_unlock(&h->lock);
     return old;

@@ -1,5 +1,5 @@
-/* String hashing for the in-memory indexes (FNV-1a: short keys, no adversary to fear since
- * every key is a validated name or id, and buckets are chained). */
+/* Hashing for the in-memory tables (FNV-1a over short keys: validated names and ids, client
+ * addresses, credential digests; buckets are chained, so a collision costs a longer chain). */
 #ifndef BH_HASH_H
 #define BH_HASH_H
 
@@ -7,7 +7,11 @@
 
 #define BH_HASH_SEED 2166136261u
 
+#include <stddef.h>
+
 /* Continues hash h over the bytes of s (start from BH_HASH_SEED). */
 uint32_t bh_hash_str(uint32_t h, const char *s);
+/* Continues hash h over n bytes at p. */
+uint32_t bh_hash_bytes(uint32_t h, const void *p, size_t n);
 
 #endif

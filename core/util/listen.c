@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "hash.h"
 
 #define LISTEN_BUCKETS 1024
 #define LISTEN_MEMORY_PER_CONN (64 * 1024) /* request head and buffers per connection */
@@ -60,10 +61,7 @@ static socklen_t listen_key(const struct sockaddr *sa, unsigned char out[16])
 
 static unsigned listen_hash(const unsigned char *k, socklen_t n)
 {
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (socklen_t i = 0; i < n; i++)
-        h = (h ^ k[i]) * 16777619u;
-    return h % LISTEN_BUCKETS;
+    return bh_hash_bytes(BH_HASH_SEED, k, n) % LISTEN_BUCKETS;
 }
 
 /* The peer entry for an address, or NULL; lock held. With create, made when missing. */

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "crypto.h"
 #include "mem.h"
+#include "hash.h"
 
 #define RL_BUCKETS 4096
 #define RL_DEFAULT_ENTRIES 65536
@@ -59,14 +60,6 @@ void bh_ratelimit_free(struct bh_ratelimit *rl)
     free(rl);
 }
 
-static unsigned rl_hash(const char *k)
-{
-    unsigned h = 2166136261u; /* FNV-1a */
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 16777619u;
-    return h % RL_BUCKETS;
-}
-
 static void rl_refill(const struct bh_ratelimit *rl, struct rl_entry *e, long long now)
 {
     e->tokens += (double)(now - e->refilled_ms) / 1000.0 * rl->cfg.rate_per_s;
@@ -102,7 +95,7 @@ static void rl_sweep(struct bh_ratelimit *rl, long long now)
 /* key's entry, made when missing; NULL when the table is full of live entries. Lock held. */
 static struct rl_entry *rl_entry(struct bh_ratelimit *rl, const char *key, long long now)
 {
-    unsigned h = rl_hash(key);
+    unsigned h = bh_hash_str(BH_HASH_SEED, key) % RL_BUCKETS;
     for (struct rl_entry *e = rl->tab[h]; e; e = e->next)
         if (strcmp(e->key, key) == 0)
             return e;
