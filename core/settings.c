@@ -110,6 +110,10 @@ static const struct settings_entry settings_table[] = {
      S_OFF(http_idle_timeout_s), NULL, 30, 1, 3600, 0, NULL,
      "listeners close a connection that sends nothing this long (a request head, a body, "
      "keep-alive)"},
+    {"BOILERHOUSE_HTTP_HEAD_TIMEOUT_SECONDS", "http-head-timeout", "SECONDS", SET_INT,
+     S_OFF(http_head_timeout_s), NULL, 30, 1, 3600, 0, NULL,
+     "listeners cut a connection whose request head is not complete this long after it opened "
+     "(or after its previous answer), however slowly it arrives"},
     {"BOILERHOUSE_HTTP_MAX_CONNECTIONS", "http-max-connections", "N", SET_INT,
      S_OFF(http_max_conns), NULL, 2048, 1, 1 << 20, 0, NULL,
      "open connections per listener; more are refused"},

@@ -183,12 +183,9 @@ static int api_gate(struct bh_api *api, struct MHD_Connection *conn, int browser
     bh_listen_client_addr(conn, addr);
     const char *cred = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     int ok = browser || bh_auth_principal(api->ctx, cred, api->via, who, &err) == 0;
-    if (!ok && api->via == BH_AUTH_VIA_INSTANCE) {
-        /* every instance shares the socket's one "address": no bar that would hit them all */
-        bh_api_from_err(resp, &err);
-        return -1;
-    }
-    switch (bh_ratelimit_check(api->ctx->ratelimit, addr, api->ctx->cfg.api_key ? cred : NULL, ok,
+    /* every instance shares the socket's one "address": no bar that would hit them all */
+    const char *peer = api->via == BH_AUTH_VIA_INSTANCE ? NULL : addr;
+    switch (bh_ratelimit_check(api->ctx->ratelimit, peer, api->ctx->cfg.api_key ? cred : NULL, ok,
                                &resp->retry_after, &api->ctx->api_stats)) {
     case BH_RATELIMIT_OK:
         return 0;

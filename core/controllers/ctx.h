@@ -58,6 +58,7 @@ struct bh_settings {
     int max_boots;              /* claims' boots and restores at once; 0: no bound */
     int max_tenant_instances;   /* instances (claims holding one) per tenant; 0: no bound */
     int http_idle_timeout_s;    /* listeners: close a connection silent this long */
+    int http_head_timeout_s;    /* listeners: a request head must be complete within this */
     int http_max_conns;         /* listeners: open connections at most, each */
     int http_max_conns_per_ip;  /* listeners: open connections from one address at most */
     int rate_limit;             /* requests/s per credential (or address); 0: unlimited */
@@ -73,8 +74,10 @@ struct bh_settings {
 /* The connection limits every listener takes from the settings. */
 static inline struct bh_listen_limits bh_ctx_listen_limits(const struct bh_settings *cfg)
 {
-    return (struct bh_listen_limits){cfg->http_idle_timeout_s, cfg->http_max_conns,
-                                     cfg->http_max_conns_per_ip};
+    return (struct bh_listen_limits){.idle_timeout_s = cfg->http_idle_timeout_s,
+                                     .max_conns = cfg->http_max_conns,
+                                     .max_per_ip = cfg->http_max_conns_per_ip,
+                                     .head_timeout_s = cfg->http_head_timeout_s};
 }
 
 struct bh_ctx {

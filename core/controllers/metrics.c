@@ -493,6 +493,9 @@ static void metrics_write_http(FILE *f, struct bh_ctx *ctx)
          offsetof(struct bh_listen_stats, refused_global)},
         {"boilerhouse_http_connections_refused_total", NULL, ",reason=\"per_ip\"", NULL,
          offsetof(struct bh_listen_stats, refused_per_ip)},
+        {"boilerhouse_http_head_timeouts_total", "counter", "",
+         "Connections cut because their request head was not complete in time.",
+         offsetof(struct bh_listen_stats, head_timeouts)},
         {"boilerhouse_http_rate_limited_total", "counter", ",reason=\"rate\"",
          "Requests answered 429 (rate: over the credential's rate, auth_backoff: the address "
          "failed to authenticate too often).",

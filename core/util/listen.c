@@ -12,10 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
 
+#include "clock.h"
+#include "hash.h"
 #include "log.h"
 #include "mem.h"
-#include "hash.h"
 
 #define LISTEN_BUCKETS 1024
 #define LISTEN_MEMORY_PER_CONN (64 * 1024) /* request head and buffers per connection */
@@ -30,14 +33,31 @@ struct listen_peer {
     int open;
 };
 
+/* One open connection: its peer entry, its socket, and since when (bh_clock_ms) it has been
+ * waiting for a request head; 0 while a request is served or after an upgrade (/ws). */
+struct listen_conn {
+    struct listen_conn *prev, *next;
+    struct listen_peer *peer;
+    int fd;
+    long long head_since; /* atomic: written by the connection's thread, read by the reaper */
+};
+
 struct bh_listen {
     struct MHD_Daemon *mhd;
     struct bh_listen_limits limits;
     struct bh_listen_stats *stats;
     struct bh_listen_stats own_stats; /* when the caller keeps none */
-    pthread_mutex_t lock;
+    MHD_AccessHandlerCallback handler;
+    void *handler_cls;
+    MHD_RequestCompletedCallback completed;
+    void *completed_cls;
+    pthread_mutex_t lock; /* peers, conns, open, stopping */
     int open;
     struct listen_peer *peers[LISTEN_BUCKETS];
+    struct listen_conn conns; /* list head */
+    pthread_cond_t wake;      /* the reaper's tick; signalled to stop it */
+    pthread_t reaper;
+    int reaper_running, stopping;
 };
 
 /* The address bytes of a client: IPv4-mapped IPv6 counts as its IPv4 address. */
@@ -112,26 +132,40 @@ static void listen_started(struct bh_listen *l, struct MHD_Connection *conn, voi
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct listen_conn *c = bh_xcalloc(1, sizeof(*c));
+    c->fd = fd ? fd->connect_fd : -1;
+    c->head_since = bh_clock_ms();
     pthread_mutex_lock(&l->lock);
-    struct listen_peer *p = listen_peer(l, ci ? ci->client_addr : NULL, 1);
-    p->open++;
+    c->peer = listen_peer(l, ci ? ci->client_addr : NULL, 1);
+    c->peer->open++;
     l->open++;
+    c->next = l->conns.next;
+    c->prev = &l->conns;
+    c->next->prev = c;
+    l->conns.next = c;
     pthread_mutex_unlock(&l->lock);
-    *ctx = p;
+    *ctx = c;
     __atomic_add_fetch(&l->stats->accepted, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&l->stats->open, 1, __ATOMIC_RELAXED);
 }
 
+/* libmicrohttpd reports the close before it closes the socket, so once the entry is unlinked
+ * under the lock the reaper can no longer shut down a descriptor number reused by then. */
 static void listen_closed(struct bh_listen *l, void **ctx)
 {
-    struct listen_peer *p = *ctx;
-    if (!p)
+    struct listen_conn *c = *ctx;
+    if (!c)
         return;
     pthread_mutex_lock(&l->lock);
-    if (--p->open == 0)
-        listen_peer_drop(l, p);
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    if (--c->peer->open == 0)
+        listen_peer_drop(l, c->peer);
     l->open--;
     pthread_mutex_unlock(&l->lock);
+    free(c);
     *ctx = NULL;
     __atomic_sub_fetch(&l->stats->open, 1, __ATOMIC_RELAXED);
 }
@@ -143,6 +177,97 @@ static void listen_notify(void *cls, struct MHD_Connection *conn, void **socket_
         listen_started(cls, conn, socket_context);
     else
         listen_closed(cls, socket_context);
+}
+
+static void listen_head_clock(struct MHD_Connection *conn, long long since)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct listen_conn *c = ci ? ci->socket_context : NULL;
+    if (c)
+        __atomic_store_n(&c->head_since, since, __ATOMIC_RELAXED);
+}
+
+/* Every request passes here: its head has arrived, so the head deadline stops. */
+static enum MHD_Result listen_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_ctx)
+{
+    struct bh_listen *l = cls;
+    listen_head_clock(conn, 0);
+    return l->handler(l->handler_cls, conn, url, method, version, upload_data, upload_data_size,
+                      req_ctx);
+}
+
+/* A request ended: on a kept-alive connection the next head's clock starts now. An upgraded
+ * connection (101, /ws) is reported complete too, but lives on: it has no next head. */
+static void listen_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
+                             enum MHD_RequestTerminationCode toe)
+{
+    struct bh_listen *l = cls;
+    const union MHD_ConnectionInfo *st =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (!st || st->http_status != MHD_HTTP_SWITCHING_PROTOCOLS)
+        listen_head_clock(conn, bh_clock_ms());
+    if (l->completed)
+        l->completed(l->completed_cls, conn, req_ctx, toe);
+}
+
+/* Shuts down (lock held) every connection whose request head is overdue; libmicrohttpd then
+ * sees the end of the stream and closes it on its own thread. */
+static void listen_reap(struct bh_listen *l, long long now)
+{
+    long long limit = (long long)l->limits.head_timeout_s * 1000;
+    for (struct listen_conn *c = l->conns.next; c != &l->conns; c = c->next) {
+        long long since = __atomic_load_n(&c->head_since, __ATOMIC_RELAXED);
+        if (!since || now - since < limit || c->fd < 0)
+            continue;
+        shutdown(c->fd, SHUT_RDWR);
+        __atomic_store_n(&c->head_since, 0, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&l->stats->head_timeouts, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* The head deadline: libmicrohttpd's own timeout is per inactivity, so a client sending one
+ * byte at a time could hold a connection forever without ever finishing its request. */
+static void *listen_reaper(void *arg)
+{
+    struct bh_listen *l = arg;
+    pthread_mutex_lock(&l->lock);
+    while (!l->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+        listen_reap(l, bh_clock_ms());
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+static void listen_reaper_start(struct bh_listen *l)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->wake, &a);
+    pthread_condattr_destroy(&a);
+    if (l->limits.head_timeout_s > 0)
+        l->reaper_running = pthread_create(&l->reaper, NULL, listen_reaper, l) == 0;
+    if (l->limits.head_timeout_s > 0 && !l->reaper_running)
+        bh_warn("listen", "no head-deadline thread: request heads are bounded by inactivity only");
+}
+
+static void listen_reaper_stop(struct bh_listen *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->stopping = 1;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
+    if (l->reaper_running)
+        pthread_join(l->reaper, NULL);
+    l->reaper_running = 0;
 }
 
 static int listen_addr(const struct bh_listen_cfg *cfg, struct sockaddr_in *sa, struct bh_err *err)
@@ -170,9 +295,7 @@ static void listen_options(struct bh_listen *l, const struct bh_listen_cfg *cfg,
                (intptr_t)cfg->limits.max_conns + LISTEN_BACKSTOP_SLACK, NULL);
     listen_opt(o, &n, MHD_OPTION_CONNECTION_TIMEOUT, cfg->limits.idle_timeout_s, NULL);
     listen_opt(o, &n, MHD_OPTION_CONNECTION_MEMORY_LIMIT, LISTEN_MEMORY_PER_CONN, NULL);
-    if (cfg->completed)
-        listen_opt(o, &n, MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)cfg->completed,
-                   cfg->completed_cls);
+    listen_opt(o, &n, MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)listen_completed, l);
     if (cfg->unescape)
         listen_opt(o, &n, MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)cfg->unescape, NULL);
     if (cfg->tls_cert) {
@@ -193,18 +316,24 @@ int bh_listen_start(const struct bh_listen_cfg *cfg, struct bh_listen **out, str
     pthread_mutex_init(&l->lock, NULL);
     l->limits = cfg->limits;
     l->stats = cfg->stats ? cfg->stats : &l->own_stats;
+    l->handler = cfg->handler;
+    l->handler_cls = cfg->handler_cls;
+    l->completed = cfg->completed;
+    l->completed_cls = cfg->completed_cls;
+    l->conns.next = l->conns.prev = &l->conns;
+    listen_reaper_start(l);
     struct MHD_OptionItem opts[LISTEN_OPTS_MAX];
     listen_options(l, cfg, opts);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
                      MHD_USE_ERROR_LOG | cfg->extra_flags | (cfg->tls_cert ? MHD_USE_TLS : 0);
     if (cfg->has_listen_fd)
-        l->mhd = MHD_start_daemon(flags, 0, listen_admit, l, cfg->handler, cfg->handler_cls,
-                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)cfg->listen_fd,
-                                  MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+        l->mhd =
+            MHD_start_daemon(flags, 0, listen_admit, l, listen_handler, l, MHD_OPTION_LISTEN_SOCKET,
+                             (MHD_socket)cfg->listen_fd, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     else
-        l->mhd = MHD_start_daemon(flags, 0, listen_admit, l, cfg->handler, cfg->handler_cls,
-                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_ARRAY,
-                                  opts, MHD_OPTION_END);
+        l->mhd =
+            MHD_start_daemon(flags, 0, listen_admit, l, listen_handler, l, MHD_OPTION_SOCK_ADDR,
+                             (struct sockaddr *)&sa, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!l->mhd) {
         bh_listen_stop(l);
         if (cfg->has_listen_fd)
@@ -220,6 +349,8 @@ void bh_listen_stop(struct bh_listen *l)
 {
     if (!l)
         return;
+    /* First the reaper: it must not shut down descriptors while libmicrohttpd closes them. */
+    listen_reaper_stop(l);
     if (l->mhd)
         MHD_stop_daemon(l->mhd);
     for (int i = 0; i < LISTEN_BUCKETS; i++) {
@@ -229,6 +360,7 @@ void bh_listen_stop(struct bh_listen *l)
             free(p);
         }
     }
+    pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }

@@ -5,6 +5,8 @@
  *    client costs one idle thread and never holds up anyone else's request;
  *  - an inactivity deadline: a connection that sends nothing for idle_timeout_s (half a
  *    request head, a stalled body, an idle keep-alive) is closed;
+ *  - a request-head deadline: a request head not complete head_timeout_s after the
+ *    connection opened (or its previous answer was sent) is cut, however slowly it trickles;
  *  - a global cap and a per-client-address cap on open connections: a connection over
  *    either is refused at once (closed after accept), never queued behind the others;
  *  - a bound on each connection's memory (request head and buffers).
@@ -26,12 +28,14 @@ struct bh_listen_stats {
     uint64_t rate_limited;   /* requests answered 429: over the credential's rate */
     uint64_t auth_throttled; /* requests answered 429: the address failed to authenticate */
     uint64_t auth_failures;  /* requests with a missing or wrong credential */
+    uint64_t head_timeouts;  /* connections cut: no complete request head in time */
 };
 
 struct bh_listen_limits {
     int idle_timeout_s; /* close a connection silent this long; 0: never */
     int max_conns;      /* open connections at most */
     int max_per_ip;     /* open connections from one client address at most */
+    int head_timeout_s; /* cut a connection whose request head is not complete by then; 0: never */
 };
 
 /* What to listen on and how to answer. Borrowed for the call; tls_cert/tls_key (PEM) and

@@ -156,8 +156,11 @@ static enum bh_ratelimit_verdict rl_judge(struct bh_ratelimit *rl, const char *a
 {
     long long now = bh_clock_ms();
     char key[72];
-    snprintf(key, sizeof(key), "a:%s", addr);
-    struct rl_entry *a = rl_entry(rl, key, now);
+    struct rl_entry *a = NULL;
+    if (addr) {
+        snprintf(key, sizeof(key), "a:%s", addr);
+        a = rl_entry(rl, key, now);
+    }
     if (a && now < a->barred_until_ms) {
         *wait = a->barred_until_ms - now;
         return BH_RATELIMIT_AUTH_THROTTLED;

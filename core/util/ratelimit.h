@@ -29,7 +29,9 @@ struct bh_ratelimit *bh_ratelimit_new(const struct bh_ratelimit_cfg *cfg); /* ow
 void bh_ratelimit_free(struct bh_ratelimit *rl);                           /* NULL ok */
 
 /* The verdict on one request from client address addr that presented credential (the raw
- * Authorization header, or NULL) which the caller found valid or not (authorized). When
+ * Authorization header, or NULL) which the caller found valid or not (authorized). addr
+ * NULL: the listener cannot tell clients apart (the instances' shared unix socket), so no
+ * address is barred or limited, only the credential's rate counts. When
  * not OK and waiting helps, *retry_after is the seconds to wait (else 0). Counts the
  * outcome in stats (may be NULL). rl NULL: only the authorization counts. */
 enum bh_ratelimit_verdict bh_ratelimit_check(struct bh_ratelimit *rl, const char *addr,

@@ -10,10 +10,12 @@ import resource
 import select
 import socket
 import ssl
+import threading
 import time
 import unittest
 
 from bh import Daemon, wait_for
+from wsclient import Closed, WsClient
 
 IDLE_S = 3
 PARTIAL_HEAD = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n"  # and never the blank line
@@ -331,6 +333,78 @@ class RateLimitTest(unittest.TestCase):
         wait_for(lambda: (metric(self.d, "boilerhouse_http_auth_failures_total",
                                  listener="api") or 0) >= 5, timeout=30, what="failures counted")
 
+
+class TrickleTest(unittest.TestCase):
+    """A request head that trickles in a byte at a time (never idle long enough for the
+    inactivity deadline) is cut at the head deadline; a /ws connection, upgraded before that
+    deadline, and a kept-alive client that finished its request are not."""
+
+    HEAD_S = 3
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = start_daemon(api_key="k", extra_env={
+            "BOILERHOUSE_HTTP_IDLE_TIMEOUT_SECONDS": "600",
+            "BOILERHOUSE_HTTP_HEAD_TIMEOUT_SECONDS": str(cls.HEAD_S),
+            "BOILERHOUSE_WS_PING_SECONDS": "1"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def trickle_until_cut(self, s, limit_s):
+        """Sends one header byte every 0.2 s; the seconds until the daemon cut s."""
+        start = time.monotonic()
+        while time.monotonic() - start < limit_s:
+            try:
+                s.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                return time.monotonic() - start
+            if closed_by_peer(s, 0.2):
+                return time.monotonic() - start
+        self.fail("a trickling request head was still open after %ds" % limit_s)
+
+    def test_trickling_head_is_cut_and_upgraded_and_kept_alive_connections_stay(self):
+        before = metric(self.d, "boilerhouse_http_head_timeouts_total", listener="api")
+        ws = WsClient(self.d.port, "/ws", headers={"Authorization": "Bearer k"})
+        self.addCleanup(ws.close)
+        self.assertEqual(ws.status, 101)
+        pings, ended = [0], []
+
+        def answer_pings():  # a live client: it answers every ping until the socket goes
+            try:
+                while True:
+                    op, data = ws.frame()
+                    if op == 0x9:
+                        pings[0] += 1
+                        ws.send(0xA, data)
+                    elif op == 0x8:
+                        ended.append(data)
+                        return
+            except (Closed, OSError) as e:
+                ended.append(e)
+        pump = threading.Thread(target=answer_pings, daemon=True)
+        pump.start()
+        kept = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=30)
+        self.addCleanup(kept.close)
+        kept.request("GET", "/api/v1/health")
+        r = kept.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        s = connect_from("127.0.0.1", self.d.port, b"GET /api/v1/health HTTP/1.1\r\nX-Pad: ")
+        self.addCleanup(s.close)
+        took = self.trickle_until_cut(s, self.HEAD_S + 60)
+        self.assertGreaterEqual(took, self.HEAD_S - 1, "cut before the head deadline")
+        wait_for(lambda: (metric(self.d, "boilerhouse_http_head_timeouts_total",
+                                 listener="api") or 0) > before,
+                 timeout=30, what="the head-timeout counter")
+        # The upgraded connection outlived the deadline: it still gets pings and answers them.
+        seen = pings[0]
+        wait_for(lambda: pings[0] >= seen + 2 or ended, timeout=60, what="two more pings")
+        self.assertEqual(ended, [], "the /ws connection was cut")
+        # A kept-alive connection whose next head trickles is cut too.
+        kept.sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nX-Pad: ")
+        self.trickle_until_cut(kept.sock, self.HEAD_S + 60)
 
 if __name__ == "__main__":
     unittest.main()

@@ -78,6 +78,26 @@ static void test_failures_past_the_allowance_bar_the_address(void **state)
     bh_ratelimit_free(rl);
 }
 
+static void test_without_an_address_no_one_is_barred_and_the_credential_rate_holds(void **state)
+{
+    struct bh_ratelimit_cfg cfg = {.rate_per_s = SLOW, .burst = 2, .auth_failures = 1};
+    struct bh_ratelimit *rl = bh_ratelimit_new(&cfg);
+    struct bh_listen_stats st = {0};
+    int retry;
+    /* Many failures through a listener that cannot tell clients apart bar nobody ... */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(check(rl, NULL, "Bearer x", 0, &retry, &st), BH_RATELIMIT_UNAUTHORIZED);
+    assert_int_equal(check(rl, NULL, "Bearer k", 1, &retry, &st), BH_RATELIMIT_OK);
+    /* ... but a valid credential's rate still counts, and without one nothing is limited. */
+    assert_int_equal(check(rl, NULL, "Bearer k", 1, &retry, &st), BH_RATELIMIT_OK);
+    assert_int_equal(check(rl, NULL, "Bearer k", 1, &retry, &st), BH_RATELIMIT_RATE_LIMITED);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(check(rl, NULL, NULL, 1, &retry, &st), BH_RATELIMIT_OK);
+    assert_int_equal(st.auth_failures, 10);
+    assert_int_equal(st.auth_throttled, 0);
+    bh_ratelimit_free(rl);
+}
+
 static void test_a_success_clears_the_failures(void **state)
 {
     struct bh_ratelimit_cfg cfg = {.rate_per_s = 100, .burst = 100, .auth_failures = 2};
@@ -125,6 +145,7 @@ int main(void)
         cmocka_unit_test(test_rate_zero_is_unlimited),
         cmocka_unit_test(test_failures_past_the_allowance_bar_the_address),
         cmocka_unit_test(test_a_success_clears_the_failures),
+        cmocka_unit_test(test_without_an_address_no_one_is_barred_and_the_credential_rate_holds),
         cmocka_unit_test(test_a_full_table_lets_requests_through),
         cmocka_unit_test(test_without_a_limiter_only_authorization_counts),
     };
