@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the whole suite on a fresh Debian 12 machine (as root): installs what is
 # needed, builds, builds the test images (busybox; Debian, cached) and runs unit + integration
-# tests with ctest. Extra args go to ctest. BH_SANITIZE selects a sanitizer pass in its own build dir:
+# tests with ctest, BH_TEST_JOBS (default 4) tests at a time. Extra args go to ctest.
+# BH_SANITIZE selects a sanitizer pass in its own build dir:
 #   BH_SANITIZE=1 (or address)  ASan+UBSan+LSan, build-asan; any report fails the test
 #   BH_SANITIZE=thread          TSan, build-tsan (CI runs its unit tests: -L unit)
 set -euo pipefail
@@ -38,4 +39,6 @@ export BH_KUBE_APISERVER
 BH_KUBE_APISERVER=$(scripts/build-kube-apiserver.sh "${BH_KUBE_CACHE:-/var/cache/boilerhouse-test/kube}")
 rm -rf "$build/test-logs" # daemon logs kept by tests/integration/bh.py
 cd "$build"
-ctest --output-on-failure --timeout 900 "$@"
+# Files run in parallel (most of an integration file's time is spent waiting on containers,
+# not on the CPU); BH_TEST_JOBS overrides how many at once.
+ctest --output-on-failure --timeout 900 -j"${BH_TEST_JOBS:-4}" "$@"

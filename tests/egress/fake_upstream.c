@@ -172,6 +172,8 @@ int fake_start(struct fake *f, const char *ip, int port, SSL_CTX *ctx)
     if (bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(f->lfd, 512) < 0 ||
         getsockname(f->lfd, (struct sockaddr *)&a, &sl) < 0) {
         close(f->lfd);
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
         return -1;
     }
     f->port = ntohs(a.sin_port);

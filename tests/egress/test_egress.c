@@ -95,6 +95,22 @@ static void set_default_policy(void)
     assert_int_equal(egress_set_policy(eg, "127.0.0.1", &p, &err), 0);
 }
 
+/* http2 and http3 serve one port on two addresses (the engine has one upstream HTTP port). A
+ * port free on 127.0.0.2 may be taken on 127.0.0.3, e.g. by the connections another test
+ * running beside this one (integration/test_listen) made from there, still in TIME_WAIT: try
+ * ports until one is free on both. */
+static int start_http_pair(void)
+{
+    for (int i = 0; i < 100; i++) {
+        if (fake_start(&http2, "127.0.0.2", 0, NULL) < 0)
+            return -1;
+        if (fake_start(&http3, "127.0.0.3", http2.port, NULL) == 0)
+            return 0;
+        fake_stop(&http2);
+    }
+    return -1;
+}
+
 static int setup(void **state)
 {
     snprintf(dir, sizeof(dir), "/tmp/egress-test-XXXXXX");
@@ -108,8 +124,7 @@ static int setup(void **state)
     assert_int_equal(SSL_CTX_use_certificate_file(ctx, path("srv.crt"), SSL_FILETYPE_PEM), 1);
     assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, path("srv.key"), SSL_FILETYPE_PEM), 1);
     assert_int_equal(fake_start(&https, "127.0.0.2", 0, ctx), 0);
-    assert_int_equal(fake_start(&http2, "127.0.0.2", 0, NULL), 0);
-    assert_int_equal(fake_start(&http3, "127.0.0.3", http2.port, NULL), 0);
+    assert_int_equal(start_http_pair(), 0);
     struct egress_config cfg = {.listen_ip = "127.0.0.1",
                                 .ca_dir = path("ca"),
                                 .trust_bundle = path("testca.crt"),

@@ -1,5 +1,6 @@
 """Test harness: runs the real boilerhouse daemon against a private state dir and cleans up
 everything it made (containers, mounts, bridge, processes, files), even when a test fails."""
+import fcntl
 import glob
 import json
 import os
@@ -183,6 +184,44 @@ def busybox_with(tmp, name, files):
     return layout
 
 
+# ctest runs the integration files in parallel (tests/CMakeLists.txt): whatever is machine-wide
+# (bridge, veth and nft table names, subnets) is built from a slot number that one live process
+# holds at a time, an flock on SLOT_DIR/<n> (released by the kernel if the process dies).
+SLOT_DIR = "/tmp/bh-it-slots"
+SLOTS = range(20, 220)  # n in 10.x.<n>.0/24 and in names: "bhitr219" fits IFNAMSIZ
+
+
+def lock_slot(n):
+    """An fd holding slot n, or None if another open file holds it (any process's)."""
+    os.makedirs(SLOT_DIR, exist_ok=True)
+    fd = os.open(os.path.join(SLOT_DIR, str(n)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        return None
+
+
+def take_slot():
+    """(n, fd): a slot no other live test holds; closing fd releases it."""
+    start = os.getpid() % len(SLOTS)
+    for i in range(len(SLOTS)):
+        n = SLOTS[(start + i) % len(SLOTS)]
+        fd = lock_slot(n)
+        if fd is not None:
+            return n, fd
+    raise AssertionError("all %d network slots of %s are held" % (len(SLOTS), SLOT_DIR))
+
+
+def net_slot(add_cleanup):
+    """A slot number for a test's own names and subnets (a fake internet's veth and netns),
+    held until add_cleanup's cleanups run (a test's addCleanup or a class's addClassCleanup)."""
+    n, fd = take_slot()
+    add_cleanup(os.close, fd)
+    return n
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -226,8 +265,6 @@ class DaemonTestCase(unittest.TestCase):
 class Daemon:
     """One daemon process with its own state dir, port, runtime root and bridge."""
 
-    alive = 0  # Daemon objects not yet cleaned up in this process
-
     def __init__(self, api_key=None, plugin_dir=None, extra_env=None, restricted_config=None,
                  unrestricted_config=None, plugin_configs=None, log_level="debug",
                  listen_host="127.0.0.1", extra_args=()):
@@ -236,10 +273,8 @@ class Daemon:
         self.kube_port = free_port()
         self.api_key = api_key
         self.plugin_dir = plugin_dir or os.path.join(BUILD, "plugins")
-        # A bridge and subnet of our own, so parallel daemons and tests never meet: a second
-        # daemon alive in the same test process gets other ones.
-        Daemon.alive += 1
-        n = (os.getpid() + 100 * (Daemon.alive - 1)) % 200 + 20
+        # A bridge and subnet of our own, so parallel daemons and tests never meet.
+        n, self.slot_fd = take_slot()
         self.bridge = "bhit%d" % n
         self.rbridge = "bhitr%d" % n
         self.subnet = "10.231.%d.0/24" % n
@@ -465,7 +500,6 @@ class Daemon:
         return found
 
     def cleanup(self):
-        Daemon.alive -= 1
         self.stop()
         for rt in ("runc", "crun"):
             if shutil.which(rt):
@@ -486,3 +520,6 @@ class Daemon:
             self.keep_log()
         finally:
             shutil.rmtree(self.state, ignore_errors=True)
+            if self.slot_fd is not None:
+                os.close(self.slot_fd)  # after the bridges are gone: the next holder's names
+                self.slot_fd = None

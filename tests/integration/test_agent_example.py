@@ -18,7 +18,7 @@ import tempfile
 import unittest
 
 import fakenet
-from bh import SOURCE, Daemon, wait_for
+from bh import SOURCE, Daemon, net_slot, wait_for
 from test_registry import debian_base_registry
 
 BUILD_TIMEOUT = 300  # a first build pulls the Debian base from the registry
@@ -34,7 +34,7 @@ def sig(body):
 class AgentExampleTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        n = os.getpid() % 200 + 20
+        n = net_slot(cls.addClassCleanup)
         cls.tmp = tempfile.mkdtemp(prefix="bh-it-agent-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, ignore_errors=True)
         reg, cls.base = debian_base_registry(cls.tmp)

@@ -1,7 +1,9 @@
 """The harness's own checks: a sanitizer report in a daemon's log or a helper's output fails the
-test, whatever its assertions said, and the daemon's log is kept (no daemon is started)."""
+test, whatever its assertions said, and the daemon's log is kept; a network slot is held by
+one process at a time (no daemon is started)."""
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -58,6 +60,36 @@ class SanitizerCheckTest(unittest.TestCase):
             bh.run_checked(argv, "helper")
         self.assertIn("signed overflow", str(cm.exception))
         self.assertEqual(bh.run_checked([sys.executable, "-c", "print(1)"]).returncode, 0)
+
+
+class SlotTest(unittest.TestCase):
+    """Files run in parallel build bridge names and subnets from slots (bh.take_slot)."""
+
+    def other_process_locks(self, n):
+        """Whether another process can lock slot n (and releases it again at once)."""
+        out = subprocess.run([sys.executable, "-c", "import bh, sys; "
+                              "sys.stdout.write(str(bh.lock_slot(%d) is not None))" % n],
+                             capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+        return out.stdout == "True"
+
+    def test_a_held_slot_is_nobody_elses_until_released(self):
+        n = max(bh.SLOTS) + 1000  # one no test takes, so that only this test decides
+        fd = bh.lock_slot(n)
+        self.assertIsNotNone(fd)
+        self.addCleanup(os.unlink, os.path.join(bh.SLOT_DIR, str(n)))
+        try:
+            self.assertFalse(self.other_process_locks(n))
+        finally:
+            os.close(fd)
+        self.assertTrue(self.other_process_locks(n))
+
+    def test_two_daemons_of_one_process_get_two_slots(self):
+        n, fd = bh.take_slot()
+        m, fd2 = bh.take_slot()
+        os.close(fd)
+        os.close(fd2)
+        self.assertEqual(len({n, m} & set(bh.SLOTS)), 2)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import unittest
 
-from bh import Daemon, run_checked
+from bh import Daemon, net_slot, run_checked
 
 KEY = "tls-test-key"
 
@@ -47,7 +47,7 @@ def plain(host, port, path="/api/v1/health"):
 class TlsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        n = os.getpid() % 200 + 20
+        n = net_slot(cls.addClassCleanup)
         cls.link, cls.ip = "bhtl%d" % n, "10.249.%d.1" % n
         subprocess.run(["ip", "link", "del", cls.link], capture_output=True)
         # A veth pair (no dummy module in a container): the address on one end, both up;

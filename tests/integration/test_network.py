@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from bh import Daemon, DaemonTestCase, read_manifest
+from bh import Daemon, DaemonTestCase, read_manifest, take_slot
 
 
 def sh(*argv):
@@ -18,7 +18,7 @@ def sh(*argv):
 
 class FakeInternet:
     def __init__(self):
-        self.n = os.getpid() % 200 + 20
+        self.n, self.slot_fd = take_slot()
         self.ns = "bhit-inet-%d" % os.getpid()
         self.veth = "btii%d" % self.n
         self.host_ip = "10.251.%d.1" % self.n
@@ -61,6 +61,7 @@ class FakeInternet:
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
         subprocess.run(["rm", "-rf", self.www])
+        os.close(self.slot_fd)
 
 
 class NetworkTest(DaemonTestCase):

@@ -36,8 +36,10 @@ def notes(name="notes", version="1", encrypt="false", idle=0, disk=1):
 
 
 class Base(unittest.TestCase):
+    DAEMON_ENV = {}  # the daemon's extra_env for every test of the class
+
     def setUp(self):
-        self.d = Daemon()
+        self.d = Daemon(extra_env=dict(self.DAEMON_ENV))
         self.addCleanup(self.d.cleanup)
         self.d.start()
 
@@ -187,13 +189,9 @@ class PoolTest(Base):
 
 
 class SnapshotSafetyTest(Base):
-    def setUp(self):
-        super().setUp()
-        # No hot tier: restores read (and verify) the stored object, which these tests tamper
-        # with, re-key or crash around. Tests that set extra_env anew get the hot tier back.
-        self.d.stop()
-        self.d.extra_env = {"BOILERHOUSE_SNAPSHOT_HOT_BYTES": "0"}
-        self.d.start()
+    # No hot tier: restores read (and verify) the stored object, which these tests tamper
+    # with, re-key or crash around. Tests that set extra_env anew get the hot tier back.
+    DAEMON_ENV = {"BOILERHOUSE_SNAPSHOT_HOT_BYTES": "0"}
 
     def hibernate_note(self, tenant, text, workload="notes"):
         c = self.claim(tenant, workload)

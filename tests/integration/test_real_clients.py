@@ -24,7 +24,7 @@ import time
 import unittest
 
 import fakenet
-from bh import DEBIAN_LAYOUT, Daemon
+from bh import DEBIAN_LAYOUT, Daemon, net_slot
 from fakenet import sh
 
 NAMES = ["api.example.test", "allowed.test", "blocked.test"]
@@ -92,7 +92,7 @@ def workload(name, network):
 class RealClientsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        n = os.getpid() % 200 + 20
+        n = net_slot(cls.addClassCleanup)
         cls.tmp = tempfile.mkdtemp(prefix="bh-it-rc-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, ignore_errors=True)
         cls.ns, cls.veth = "bhit-cinet-%d" % os.getpid(), "btci%d" % n

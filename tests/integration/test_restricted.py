@@ -22,7 +22,7 @@ import time
 import unittest
 
 import fakenet
-from bh import BUSYBOX_REF, Daemon, busybox_with, free_port, require, wait_for
+from bh import BUSYBOX_REF, Daemon, busybox_with, free_port, net_slot, require, wait_for
 from fakenet import sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,7 +51,7 @@ ALLOW = ["api.example.test", "allowed.test", "*.allowed.test"]
 class RestrictedTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        n = os.getpid() % 200 + 20
+        n = net_slot(cls.addClassCleanup)
         cls.tmp = tempfile.mkdtemp(prefix="bh-it-rs-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, ignore_errors=True)
         cls.ns, cls.veth = "bhit-rinet-%d" % os.getpid(), "btri%d" % n
