@@ -189,15 +189,34 @@ static int pod_image(const cJSON *workload, const struct bh_kube_instance *inst,
     return 0;
 }
 
-/* requests = limits (Guaranteed QoS): CPU in millicores, memory in MiB, disk in GiB. */
+/* A quantity of MiB as the API server writes it back (its canonical form: the largest binary
+ * suffix that keeps it whole), so what the mirror reads equals what was sent. */
+static void pod_mib(char *buf, size_t n, long long mib)
+{
+    static const char *const suffix[] = {"Mi", "Gi", "Ti", "Pi"};
+    size_t i = 0;
+    while (i + 1 < sizeof(suffix) / sizeof(suffix[0]) && mib && mib % 1024 == 0) {
+        mib /= 1024;
+        i++;
+    }
+    snprintf(buf, n, "%lld%s", mib, suffix[i]);
+}
+
+/* requests = limits (Guaranteed QoS): CPU in cores or millicores, memory and disk in binary
+ * units, each in the server's canonical form. */
 static cJSON *pod_resources(const cJSON *workload)
 {
     char cpu[32], mem[32], disk[32];
     long long milli = (long long)(bh_json_num(workload, "spec.resources.vcpus", 1) * 1000 + 0.5);
     long long disk_gb = bh_json_int(workload, "spec.resources.diskGb", 0);
-    snprintf(cpu, sizeof(cpu), "%lldm", milli > 0 ? milli : 1);
-    snprintf(mem, sizeof(mem), "%lldMi", bh_json_int(workload, "spec.resources.memoryMb", 0));
-    snprintf(disk, sizeof(disk), "%lldGi", disk_gb);
+    if (milli < 1)
+        milli = 1;
+    if (milli % 1000 == 0)
+        snprintf(cpu, sizeof(cpu), "%lld", milli / 1000);
+    else
+        snprintf(cpu, sizeof(cpu), "%lldm", milli);
+    pod_mib(mem, sizeof(mem), bh_json_int(workload, "spec.resources.memoryMb", 0));
+    pod_mib(disk, sizeof(disk), disk_gb * 1024);
     cJSON *res = cJSON_CreateObject();
     cJSON *limits = cJSON_AddObjectToObject(res, "limits");
     cJSON_AddStringToObject(limits, "cpu", cpu);

@@ -142,16 +142,18 @@ static int net_world_rule(cJSON *egress, const struct bh_kube_opts *o, const int
     return 0;
 }
 
-/* none: nothing out. unrestricted: DNS and the world on any port. restricted: DNS and the
+/* none: nothing out (no rule). unrestricted: DNS and the world on any port. restricted: DNS and the
  * world on 80/443, which only the egress sidecar may use (the in-Pod redirect sends the
  * workload's own traffic through it: objects_egress.c). */
 static int net_egress(cJSON *spec, const char *mode, const struct bh_kube_opts *o,
                       struct bh_err *err)
 {
     static const int web[] = {80, 443, 0};
-    cJSON *egress = cJSON_AddArrayToObject(spec, "egress");
+    /* Egress in policyTypes with no rules denies all; an empty list is not written (the
+     * server would drop it, and what it stores should equal what was sent). */
     if (!strcmp(mode, "none"))
         return 0;
+    cJSON *egress = cJSON_AddArrayToObject(spec, "egress");
     if (strcmp(mode, "unrestricted") != 0 && strcmp(mode, "restricted") != 0)
         return bh_err_set(err, BH_EINVAL,
                           "spec.network.access: mode %s has no NetworkPolicy on a cluster", mode);
