@@ -255,14 +255,15 @@ static int pod_env(cJSON *c, const cJSON *workload, struct bh_err *err)
     qsort(items, (size_t)n, sizeof(*items), pod_env_cmp);
     cJSON *out = cJSON_AddArrayToObject(c, "env");
     int rc = 0;
-    for (i = 0; i < n && rc == 0; i++) {
-        if (!pod_env_name_valid(items[i]->string) || !cJSON_IsString(items[i]))
+    for (i = 0; i < n; i++) {
+        if (!pod_env_name_valid(items[i]->string) || !cJSON_IsString(items[i])) {
             rc = bh_err_set(err, BH_EINVAL, "spec.entrypoint.env.%s: invalid environment variable",
                             items[i]->string);
+            break;
+        }
         cJSON *var = cJSON_CreateObject();
         cJSON_AddStringToObject(var, "name", items[i]->string);
-        cJSON_AddStringToObject(var, "value",
-                                cJSON_IsString(items[i]) ? items[i]->valuestring : "");
+        cJSON_AddStringToObject(var, "value", items[i]->valuestring);
         cJSON_AddItemToArray(out, var);
     }
     free(items);
