@@ -12,6 +12,7 @@
 #include "listen.h"
 #include "log.h"
 #include "lua_host.h"
+#include "objects.h"
 #include "secret.h"
 #include "token.h"
 #include "settings.h"
@@ -28,6 +29,8 @@ static void usage(FILE *f)
           "                         manage API tokens (the token is printed once)\n"
           "  kubeconfig [options]   print a kubeconfig for the Kubernetes-compatible API\n"
           "                         (takes serve's options: --state-dir, --kube-listen)\n"
+          "  kube render --workload FILE [--tenant ID] [--kind KIND] [--output yaml|json]\n"
+          "                         print the Kubernetes objects of an instance of a workload\n"
           "  policy test SCRIPT --event FILE|JSON [--workload FILE|JSON]\n"
           "                         run a Lua claim policy or guard on a sample event\n"
           "  version                print the version\n"
@@ -142,6 +145,8 @@ int main(int argc, char **argv)
         return bh_secret_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return bh_token_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "kube") == 0)
+        return bh_kube_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "policy") == 0)
         return bh_lua_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
