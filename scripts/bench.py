@@ -430,6 +430,47 @@ def print_rates(rates):
     print()
 
 
+def bench_existing(b, res, n, p, rounds):
+    """existing: the tenant claims what it already holds."""
+    b.c.claim("holder", "cold")
+    res["existing"] = b.seq(n, lambda i: b.c.claim("holder", "cold")[0])
+    res["existing x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("holder", "cold")[0])
+    b.c.release("holder", "cold", force=True)
+
+
+def bench_cold(b, res, n, p, rounds):
+    def cold(i, c=b.c, tag="c"):
+        ms, _ = c.claim("%s%d" % (tag, i), "cold")
+        return ms
+    res["cold"] = b.seq(n, cold)
+    for i in range(n):
+        b.c.release("c%d" % i, "cold", force=True)
+    res["cold, diskGb 0 (no disk)"] = b.seq(
+        n, lambda i: b.c.claim("nd%d" % i, "nodisk")[0])
+    for i in range(n):
+        b.c.release("nd%d" % i, "nodisk", force=True)
+    res["cold x%d" % p] = b.par(p, rounds, lambda i, c: cold(i, c, "pc"))
+    for i in range(rounds * p):
+        b.c.release("pc%d" % i, "cold", force=True)
+
+
+def bench_pool(b, res, n, p, rounds):
+    """pool: measured with the pool full (its refill boots not running meanwhile)."""
+    b.pool("pool", "pooled", p)
+
+    def pooled(i, c=b.c, tag="p"):
+        ms, body = c.claim("%s%d" % (tag, i), "pooled")
+        assert body["source"] == "pool", body
+        c.release("%s%d" % (tag, i), "pooled", force=True)
+        return ms
+    res["pool"] = b.seq(n, pooled, lambda i: b.wait_pool_full("pool", p))
+    b.wait_pool_full("pool", p)
+    res["pool x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("pp%d" % i, "pooled")[0],
+                                lambda r: b.wait_pool_full("pool", p))
+    for i in range(rounds * p):
+        b.c.release("pp%d" % i, "pooled", force=True)
+
+
 def run_daemon(args, datasets, build=None):
     """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data.
     The boot bound (admission control) is raised to the parallel claims measured: the rows time
@@ -449,46 +490,19 @@ def run_daemon(args, datasets, build=None):
         b.c.claim("warmup", "cold")
         b.c.release("warmup", "cold", force=True)
 
-        # existing: the tenant claims what it already holds.
-        b.c.claim("holder", "cold")
-        res["existing"] = b.seq(n, lambda i: b.c.claim("holder", "cold")[0])
-        res["existing x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("holder", "cold")[0])
-        b.c.release("holder", "cold", force=True)
+        def want(row):
+            return not args.rows or row in args.rows.split(",")
 
-        # cold
-        def cold(i, c=b.c, tag="c"):
-            ms, _ = c.claim("%s%d" % (tag, i), "cold")
-            return ms
-        res["cold"] = b.seq(n, cold)
-        for i in range(n):
-            b.c.release("c%d" % i, "cold", force=True)
-        res["cold, diskGb 0 (no disk)"] = b.seq(
-            n, lambda i: b.c.claim("nd%d" % i, "nodisk")[0])
-        for i in range(n):
-            b.c.release("nd%d" % i, "nodisk", force=True)
-        res["cold x%d" % p] = b.par(p, rounds, lambda i, c: cold(i, c, "pc"))
-        for i in range(rounds * p):
-            b.c.release("pc%d" % i, "cold", force=True)
-
-        # pool: measured with the pool full (its refill boots not running meanwhile).
-        b.pool("pool", "pooled", p)
-
-        def pooled(i, c=b.c, tag="p"):
-            ms, body = c.claim("%s%d" % (tag, i), "pooled")
-            assert body["source"] == "pool", body
-            c.release("%s%d" % (tag, i), "pooled", force=True)
-            return ms
-        res["pool"] = b.seq(n, pooled, lambda i: b.wait_pool_full("pool", p))
-        b.wait_pool_full("pool", p)
-        res["pool x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("pp%d" % i, "pooled")[0],
-                                    lambda r: b.wait_pool_full("pool", p))
-        for i in range(rounds * p):
-            b.c.release("pp%d" % i, "pooled", force=True)
-
+        if want("existing"):
+            bench_existing(b, res, n, p, rounds)
+        if want("cold"):
+            bench_cold(b, res, n, p, rounds)
+        if want("pool"):
+            bench_pool(b, res, n, p, rounds)
         # data: seed snapshots, then claim+release (restore, hibernate) in a loop.
         hib, rest = {}, {}
         res["_hibernate"], res["_restore"] = hib, rest
-        if not datasets:  # --claims-only
+        if not datasets:  # --claims-only or --rows
             return res
         b.pool("dpool", "datapool", p)
         for label, src in datasets.items():
@@ -556,12 +570,17 @@ def main():
     ap.add_argument("--rates-only", action="store_true", help="only the wrk request rates")
     ap.add_argument("--before-build", metavar="DIR",
                     help="also measure the request rates on the build in DIR (e.g. main's)")
+    ap.add_argument("--rows", metavar="ROW,...",
+                    help="only these claim rows (existing, cold, pool), on this build and on "
+                         "--before-build's; no request rates, no data sets")
     ap.add_argument("--claims-only", action="store_true",
                     help="claim latency and request rates, without the data sets")
     args = ap.parse_args()
     if args.quick:
         args.claims, args.big_claims, args.parallel, args.baseline_runs = 20, 3, 10, 20
-    if args.rates_only or args.claims_only:
+    if args.rows:
+        args.claims_only = True
+    if (args.rates_only or args.claims_only) and not args.rows:
         rates = {}
         if args.before_build:
             for k, v in run_rates(args, args.before_build).items():
@@ -613,14 +632,18 @@ def main():
             print("| %-30s | %4d | %8.1f | %8.1f | %8.1f |" % (
                 "%s %s" % (name, label), len(vals), p50, mb, mbps[(name, label)]))
     print()
-    print("cold claim p50 / bare runc run p50 = %.2f" % (
-        statistics.median(res["cold"]) / statistics.median(bare_run)))
-    print("cold claim p50 / (runc run -d + probe) p50 = %.2f" % (
-        statistics.median(res["cold"]) / statistics.median(bare_probe)))
-    cold_par = [k for k in res if k.startswith("cold x")]
-    if cold_par:
-        print("%s p50 / cold claim p50 = %.2f" % (cold_par[0], statistics.median(
-            res[cold_par[0]]) / statistics.median(res["cold"])))
+    for pre in ("before: ", ""):
+        cold = res.get(pre + "cold")
+        if not cold:
+            continue
+        print("%scold claim p50 / bare runc run p50 = %.2f" % (
+            pre, statistics.median(cold) / statistics.median(bare_run)))
+        print("%scold claim p50 / (runc run -d + probe) p50 = %.2f" % (
+            pre, statistics.median(cold) / statistics.median(bare_probe)))
+        cold_par = [k for k in res if k.startswith(pre + "cold x")]
+        if cold_par:
+            print("%s p50 / cold claim p50 = %.2f" % (cold_par[0], statistics.median(
+                res[cold_par[0]]) / statistics.median(cold)))
     for label in sizes:
         if ("restore", label) in mbps:
             print("restore MB/s / tar xzf MB/s (%s) = %.2f" % (
