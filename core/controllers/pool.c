@@ -45,14 +45,18 @@ static void pool_enqueue(struct bh_ctx *ctx, const char *pool)
         bh_queue_add(ctx->queue, key);
 }
 
-/* After a take: the refill starts POOL_REFILL_DELAY_MS later, not at once, so that its boot
- * (mkfs, mounts, runc: tens of ms of CPU) does not compete with the claim being answered and
- * with the other claims of a burst; the burst's takes coalesce into one reconcile. */
-static void pool_refill(struct bh_ctx *ctx, const char *pool)
+/* When a claim last took a member of any pool (bh_clock_ms). Refill boots (mkfs, mounts,
+ * runc: tens of ms of CPU each) start only POOL_REFILL_DELAY_MS after it, so that they do
+ * not compete with the claims of a burst being answered; the pool's status (ready, warming)
+ * is recounted at once all the same. Process-wide: a burst on one pool delays the others'
+ * refills as well, which is the point (they share the CPU). */
+static _Atomic long long pool_last_take_ms;
+
+/* How long refill boots must still wait for the last take (0: none). */
+static long long pool_refill_hold_ms(void)
 {
-    bh_autofree char *key = bh_xasprintf("%s/%s", POOL_KIND, pool);
-    if (ctx->queue)
-        bh_queue_add_after(ctx->queue, key, POOL_REFILL_DELAY_MS);
+    long long left = atomic_load(&pool_last_take_ms) + POOL_REFILL_DELAY_MS - bh_clock_ms();
+    return left > 0 ? left : 0;
 }
 
 /* Status changes of the pool made beside its reconcile (a boot thread's failure, a recovery):
@@ -308,10 +312,15 @@ int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, st
                            bh_clock_backoff_ms(failures, POOL_BACKOFF_MIN_MS, POOL_BACKOFF_MAX_MS) -
                            bh_clock_ms()
                      : 0;
+        long long hold = pool_refill_hold_ms();
         if (failures && (wait > 0 || warming > 0))
             start = 0;
         else if (failures && start > 1)
             start = 1;
+        if (hold > 0 && start > 0) { /* claims are being answered: refill right after */
+            start = 0;
+            wait = wait > hold ? wait : hold;
+        }
         for (long long i = 0; i < start; i++, warming++)
             pool_start_boot(ctx, wl, name);
         if (wait > 0)
@@ -428,8 +437,11 @@ int bh_pool_acquire(struct bh_ctx *ctx, const cJSON *workload, const char *tenan
         const cJSON *m = cJSON_GetArrayItem(list, (int)((start + (unsigned)i) % (unsigned)n));
         const char *pool = bh_json_label(m, "boilerhouse.dev/pool");
         bh_autofree char *pool_name = bh_xstrdup(pool ? pool : "");
-        if (pool_try(ctx, m, tenant, claim, restoring, &want, out) >= 0 && pool_name[0])
-            pool_refill(ctx, pool_name); /* it lost a member */
+        if (pool_try(ctx, m, tenant, claim, restoring, &want, out) < 0)
+            continue;
+        atomic_store(&pool_last_take_ms, bh_clock_ms());
+        if (pool_name[0])
+            pool_enqueue(ctx, pool_name); /* it lost a member: recount, refill */
     }
     cJSON_Delete(want);
     cJSON_Delete(list);
