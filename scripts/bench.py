@@ -16,6 +16,8 @@ claim is Active (its instance healthy), over a kept-alive HTTP connection. Sourc
   pool+data  a warm instance into which the tenant's snapshot is restored (1 MB / 100 MB)
   cold       a fresh boot (overlay, network attach, runc create/start, health probe)
   cold+data  a fresh boot with the tenant's snapshot restored before start
+  density    (--rows density) the existing claim with 1 and then --density idle instances
+             running (no disk, no network: busybox sleep), and the daemon's RSS at each
 Hibernate/restore times are the daemon's own (log lines "saved ... in N ms" and "restored
 ... in N ms"): freeze, archive, store / fetch, verify, extract."""
 import argparse
@@ -66,6 +68,26 @@ spec:
   entrypoint:
     cmd: sh
     args: ["-c", "mkdir -p /workspace && exec httpd -f -p 8080 -h /www"]
+"""
+
+# The density row's instances: as small as an instance gets (no disk, no network, no probe).
+TINY = """
+apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhouseWorkload
+metadata:
+  name: tiny
+spec:
+  version: "1"
+  image:
+    ref: localhost/busybox:latest
+  resources: {vcpus: 0.1, memoryMb: 16, diskGb: 0}
+  network: {access: none}
+  idle:
+    timeoutSeconds: 3600
+    action: hibernate
+  entrypoint:
+    cmd: sh
+    args: ["-c", "exec sleep 2147483647"]
 """
 
 # (label, small files, small file size, large files, large file size)
@@ -430,6 +452,73 @@ def print_rates(rates):
     print()
 
 
+def bench_existing(b, res, n, p, rounds):
+    """existing: the tenant claims what it already holds."""
+    b.c.claim("holder", "cold")
+    res["existing"] = b.seq(n, lambda i: b.c.claim("holder", "cold")[0])
+    res["existing x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("holder", "cold")[0])
+    b.c.release("holder", "cold", force=True)
+
+
+def bench_cold(b, res, n, p, rounds):
+    def cold(i, c=b.c, tag="c"):
+        ms, _ = c.claim("%s%d" % (tag, i), "cold")
+        return ms
+    res["cold"] = b.seq(n, cold)
+    for i in range(n):
+        b.c.release("c%d" % i, "cold", force=True)
+    res["cold, diskGb 0 (no disk)"] = b.seq(
+        n, lambda i: b.c.claim("nd%d" % i, "nodisk")[0])
+    for i in range(n):
+        b.c.release("nd%d" % i, "nodisk", force=True)
+    res["cold x%d" % p] = b.par(p, rounds, lambda i, c: cold(i, c, "pc"))
+    for i in range(rounds * p):
+        b.c.release("pc%d" % i, "cold", force=True)
+
+
+def bench_pool(b, res, n, p, rounds):
+    """pool: measured with the pool full (its refill boots not running meanwhile)."""
+    b.pool("pool", "pooled", p)
+
+    def pooled(i, c=b.c, tag="p"):
+        ms, body = c.claim("%s%d" % (tag, i), "pooled")
+        assert body["source"] == "pool", body
+        c.release("%s%d" % (tag, i), "pooled", force=True)
+        return ms
+    res["pool"] = b.seq(n, pooled, lambda i: b.wait_pool_full("pool", p))
+    b.wait_pool_full("pool", p)
+    res["pool x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("pp%d" % i, "pooled")[0],
+                                lambda r: b.wait_pool_full("pool", p))
+    for i in range(rounds * p):
+        b.c.release("pp%d" % i, "pooled", force=True)
+
+
+def daemon_rss_mb(d):
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS for the daemon")
+
+
+def bench_density(b, res, n, p, count):
+    """count idle instances running: the daemon's RSS, and the existing claim's latency beside
+    the same claim with only its own instance running (same daemon, just before)."""
+    b.d.apply_workload(TINY)
+    b.c.claim("dholder", "tiny")
+    res["existing, 1 running"] = b.seq(n, lambda i: b.c.claim("dholder", "tiny")[0])
+    rss = {"1 running": daemon_rss_mb(b.d)}
+    rounds = -(-count // p)
+    b.par(p, rounds, lambda i, c: c.claim("d%d" % i, "tiny")[0])
+    res["existing, %d running" % (rounds * p + 1)] = b.seq(
+        n, lambda i: b.c.claim("dholder", "tiny")[0])
+    rss["%d running" % (rounds * p + 1)] = daemon_rss_mb(b.d)
+    res["_rss"] = rss
+    for i in range(rounds * p):
+        b.c.release("d%d" % i, "tiny", force=True)
+    b.c.release("dholder", "tiny", force=True)
+
+
 def run_daemon(args, datasets, build=None):
     """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data.
     The boot bound (admission control) is raised to the parallel claims measured: the rows time
@@ -449,46 +538,21 @@ def run_daemon(args, datasets, build=None):
         b.c.claim("warmup", "cold")
         b.c.release("warmup", "cold", force=True)
 
-        # existing: the tenant claims what it already holds.
-        b.c.claim("holder", "cold")
-        res["existing"] = b.seq(n, lambda i: b.c.claim("holder", "cold")[0])
-        res["existing x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("holder", "cold")[0])
-        b.c.release("holder", "cold", force=True)
+        def want(row):
+            return not args.rows or row in args.rows.split(",")
 
-        # cold
-        def cold(i, c=b.c, tag="c"):
-            ms, _ = c.claim("%s%d" % (tag, i), "cold")
-            return ms
-        res["cold"] = b.seq(n, cold)
-        for i in range(n):
-            b.c.release("c%d" % i, "cold", force=True)
-        res["cold, diskGb 0 (no disk)"] = b.seq(
-            n, lambda i: b.c.claim("nd%d" % i, "nodisk")[0])
-        for i in range(n):
-            b.c.release("nd%d" % i, "nodisk", force=True)
-        res["cold x%d" % p] = b.par(p, rounds, lambda i, c: cold(i, c, "pc"))
-        for i in range(rounds * p):
-            b.c.release("pc%d" % i, "cold", force=True)
-
-        # pool: measured with the pool full (its refill boots not running meanwhile).
-        b.pool("pool", "pooled", p)
-
-        def pooled(i, c=b.c, tag="p"):
-            ms, body = c.claim("%s%d" % (tag, i), "pooled")
-            assert body["source"] == "pool", body
-            c.release("%s%d" % (tag, i), "pooled", force=True)
-            return ms
-        res["pool"] = b.seq(n, pooled, lambda i: b.wait_pool_full("pool", p))
-        b.wait_pool_full("pool", p)
-        res["pool x%d" % p] = b.par(p, rounds, lambda i, c: c.claim("pp%d" % i, "pooled")[0],
-                                    lambda r: b.wait_pool_full("pool", p))
-        for i in range(rounds * p):
-            b.c.release("pp%d" % i, "pooled", force=True)
-
+        if want("existing"):
+            bench_existing(b, res, n, p, rounds)
+        if want("cold"):
+            bench_cold(b, res, n, p, rounds)
+        if want("pool"):
+            bench_pool(b, res, n, p, rounds)
+        if want("density"):
+            bench_density(b, res, n, p, args.density)
         # data: seed snapshots, then claim+release (restore, hibernate) in a loop.
         hib, rest = {}, {}
         res["_hibernate"], res["_restore"] = hib, rest
-        if not datasets:  # --claims-only
+        if not datasets:  # --claims-only or --rows
             return res
         b.pool("dpool", "datapool", p)
         for label, src in datasets.items():
@@ -556,12 +620,19 @@ def main():
     ap.add_argument("--rates-only", action="store_true", help="only the wrk request rates")
     ap.add_argument("--before-build", metavar="DIR",
                     help="also measure the request rates on the build in DIR (e.g. main's)")
+    ap.add_argument("--rows", metavar="ROW,...",
+                    help="only these claim rows (existing, cold, pool, density), on this build and on "
+                         "--before-build's; no request rates, no data sets")
+    ap.add_argument("--density", type=int, default=200,
+                    help="idle instances of the density row (--rows density)")
     ap.add_argument("--claims-only", action="store_true",
                     help="claim latency and request rates, without the data sets")
     args = ap.parse_args()
     if args.quick:
         args.claims, args.big_claims, args.parallel, args.baseline_runs = 20, 3, 10, 20
-    if args.rates_only or args.claims_only:
+    if args.rows:
+        args.claims_only = True
+    if (args.rates_only or args.claims_only) and not args.rows:
         rates = {}
         if args.before_build:
             for k, v in run_rates(args, args.before_build).items():
@@ -582,7 +653,7 @@ def main():
         res = {}
         if args.before_build and args.claims_only:
             for k, v in run_daemon(args, datasets, args.before_build).items():
-                res[k if k.startswith("_") else "before: " + k] = v
+                res[k if k.startswith("_") and k != "_rss" else "before: " + k] = v
         res.update(run_daemon(args, datasets))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -590,8 +661,13 @@ def main():
     print("| %-30s | %4s | %8s | %8s | %8s |" % ("claim latency (ms)", "n", "p50", "p95", "p99"))
     print("|%s|------|----------|----------|----------|" % ("-" * 32))
     for k, v in res.items():
-        if not k.startswith("_"):
+        if not k.startswith("_") and not k.endswith("_rss"):
             print(fmt_row(k, v))
+    for k, rss in res.items():
+        if k.endswith("_rss"):
+            for what, mb in rss.items():
+                print("| %-30s | %4s | %8.1f |          |          |" % (
+                    "%sdaemon RSS MB, %s" % (k[:-4], what), "", mb))
     print(fmt_row("baseline: runc run -d", bare_run))
     print(fmt_row("baseline: runc run -d + probe", bare_probe))
     print(fmt_row("baseline: runc delete -f", bare_del))
@@ -613,14 +689,18 @@ def main():
             print("| %-30s | %4d | %8.1f | %8.1f | %8.1f |" % (
                 "%s %s" % (name, label), len(vals), p50, mb, mbps[(name, label)]))
     print()
-    print("cold claim p50 / bare runc run p50 = %.2f" % (
-        statistics.median(res["cold"]) / statistics.median(bare_run)))
-    print("cold claim p50 / (runc run -d + probe) p50 = %.2f" % (
-        statistics.median(res["cold"]) / statistics.median(bare_probe)))
-    cold_par = [k for k in res if k.startswith("cold x")]
-    if cold_par:
-        print("%s p50 / cold claim p50 = %.2f" % (cold_par[0], statistics.median(
-            res[cold_par[0]]) / statistics.median(res["cold"])))
+    for pre in ("before: ", ""):
+        cold = res.get(pre + "cold")
+        if not cold:
+            continue
+        print("%scold claim p50 / bare runc run p50 = %.2f" % (
+            pre, statistics.median(cold) / statistics.median(bare_run)))
+        print("%scold claim p50 / (runc run -d + probe) p50 = %.2f" % (
+            pre, statistics.median(cold) / statistics.median(bare_probe)))
+        cold_par = [k for k in res if k.startswith(pre + "cold x")]
+        if cold_par:
+            print("%s p50 / cold claim p50 = %.2f" % (cold_par[0], statistics.median(
+                res[cold_par[0]]) / statistics.median(cold)))
     for label in sizes:
         if ("restore", label) in mbps:
             print("restore MB/s / tar xzf MB/s (%s) = %.2f" % (

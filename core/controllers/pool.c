@@ -10,6 +10,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@
 #define POOL_RESYNC_MS 10000
 #define POOL_BACKOFF_MIN_MS 1000
 #define POOL_BACKOFF_MAX_MS 60000
+#define POOL_REFILL_DELAY_MS 100
 
 struct pool_boot {
     struct bh_ctx *ctx;
@@ -39,7 +41,22 @@ struct pool_boot {
 static void pool_enqueue(struct bh_ctx *ctx, const char *pool)
 {
     bh_autofree char *key = bh_xasprintf("%s/%s", POOL_KIND, pool);
-    bh_queue_add(ctx->queue, key);
+    if (ctx->queue)
+        bh_queue_add(ctx->queue, key);
+}
+
+/* When a claim last took a member of any pool (bh_clock_ms). Refill boots (mkfs, mounts,
+ * runc: tens of ms of CPU each) start only POOL_REFILL_DELAY_MS after it, so that they do
+ * not compete with the claims of a burst being answered; the pool's status (ready, warming)
+ * is recounted at once all the same. Process-wide: a burst on one pool delays the others'
+ * refills as well, which is the point (they share the CPU). */
+static _Atomic long long pool_last_take_ms;
+
+/* How long refill boots must still wait for the last take (0: none). */
+static long long pool_refill_hold_ms(void)
+{
+    long long left = atomic_load(&pool_last_take_ms) + POOL_REFILL_DELAY_MS - bh_clock_ms();
+    return left > 0 ? left : 0;
 }
 
 /* Status changes of the pool made beside its reconcile (a boot thread's failure, a recovery):
@@ -295,10 +312,15 @@ int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, st
                            bh_clock_backoff_ms(failures, POOL_BACKOFF_MIN_MS, POOL_BACKOFF_MAX_MS) -
                            bh_clock_ms()
                      : 0;
+        long long hold = pool_refill_hold_ms();
         if (failures && (wait > 0 || warming > 0))
             start = 0;
         else if (failures && start > 1)
             start = 1;
+        if (hold > 0 && start > 0) { /* claims are being answered: refill right after */
+            start = 0;
+            wait = wait > hold ? wait : hold;
+        }
         for (long long i = 0; i < start; i++, warming++)
             pool_start_boot(ctx, wl, name);
         if (wait > 0)
@@ -323,6 +345,81 @@ int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, st
     return rc;
 }
 
+/* Where concurrent takers start in the list of ready members: each its own, so that ten
+ * claims at once try ten different members instead of all racing for the first (each lost
+ * race is a failed write transaction under the store's lock). Only a hint: the
+ * resourceVersion-checked update decides who gets a member. */
+static atomic_uint pool_take_turn;
+
+/* Takes member m (the listed copy, its resourceVersion the listed one) for the claim:
+ * relabelled as the tenant's in one resourceVersion-checked write, so a concurrent taker or a
+ * drain conflicts. Not fsynced: lost in a crash, the instance is simply unclaimed again; kept
+ * without the claim's Active status, the claim finds it as its tenant's existing instance.
+ * *taken owned on success. */
+static int pool_take(struct bh_ctx *ctx, const cJSON *m, const char *tenant, const char *claim,
+                     int restoring, cJSON **taken, struct bh_err *err)
+{
+    cJSON *copy = cJSON_Duplicate(m, 1);
+    cJSON *labels = bh_json_obj(copy, "metadata.labels");
+    cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool-status");
+    cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool");
+    bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
+    if (restoring) /* not the tenant's until its data is in: see bh_instance_restored */
+        bh_json_set_str(labels, BH_LABEL_RESTORING, "true");
+    cJSON *spec = bh_json_obj(copy, "spec");
+    bh_json_set_str(spec, "tenantId", tenant);
+    bh_json_set_str(spec, "claim", claim);
+    int rc = bh_store_update_lazy(ctx->store, copy, taken, err);
+    cJSON_Delete(copy);
+    return rc;
+}
+
+/* After a take: whether the workload as stored now still matches what was taken. The
+ * caller's copy of the workload may be older than the store's (read before the take), and the
+ * pool drains stale members only after the workload's change: checking after the take makes
+ * handing out atomic. Generations only grow, so a member current now was current when it was
+ * taken. *fresh (owned) is the workload as read, for the next candidates. */
+static int pool_still_current(struct bh_ctx *ctx, const cJSON *taken, const cJSON *workload,
+                              cJSON **fresh)
+{
+    struct bh_err err;
+    cJSON *wl = NULL;
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", bh_json_str(workload, "metadata.name"), &wl,
+                     &err) < 0) {
+        cJSON_Delete(*fresh); /* unreadable or gone: nothing of it is handed out */
+        *fresh = NULL;
+        return 0;
+    }
+    int ok = pool_member_current(taken, wl);
+    cJSON_Delete(*fresh);
+    *fresh = wl;
+    return ok;
+}
+
+/* One candidate: 1 handed out (*out); 0 taken but stale or dead, so destroyed; -1 not taken
+ * (stale as listed, or another taker won). */
+static int pool_try(struct bh_ctx *ctx, const cJSON *m, const char *tenant, const char *claim,
+                    int restoring, cJSON **want, cJSON **out)
+{
+    struct bh_err err;
+    cJSON *taken = NULL;
+    if (!pool_member_current(m, *want) ||
+        pool_take(ctx, m, tenant, claim, restoring, &taken, &err) < 0)
+        return -1;
+    /* Running as far as the pool knows; the pid check is a few /proc reads, no runtime call.
+     * A dead or stale member taken is destroyed here: it is no longer the pool's to drain. */
+    if (!pool_still_current(ctx, taken, *want, want) || !bh_instance_alive(ctx, taken)) {
+        bh_info("pool", "not handing out %s: %s", bh_json_str(taken, "metadata.name"),
+                *want ? "built from an older workload spec or image" : "workload gone");
+        if (bh_instance_destroy(ctx, bh_json_str(taken, "metadata.name"), &err) < 0)
+            bh_warn("pool", "remove %s: %s", bh_json_str(taken, "metadata.name"), err.msg);
+        cJSON_Delete(taken);
+        return 0;
+    }
+    *out = taken;
+    return 1;
+}
+
 int bh_pool_acquire(struct bh_ctx *ctx, const cJSON *workload, const char *tenant,
                     const char *claim, int restoring, cJSON **out, struct bh_err *err)
 {
@@ -333,41 +430,20 @@ int bh_pool_acquire(struct bh_ctx *ctx, const cJSON *workload, const char *tenan
     *out = NULL;
     if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, err) < 0)
         return -1;
-    cJSON *m;
-    cJSON_ArrayForEach(m, list)
-    {
-        /* An instance from an older spec or image is never handed out, whatever the pool did
-         * yet. */
-        if (!pool_member_current(m, workload))
-            continue;
+    int n = cJSON_GetArraySize(list);
+    unsigned start = n ? atomic_fetch_add(&pool_take_turn, 1) % (unsigned)n : 0;
+    cJSON *want = cJSON_Duplicate(workload, 1); /* replaced by the store's once re-read */
+    for (int i = 0; i < n && want && !*out; i++) {
+        const cJSON *m = cJSON_GetArrayItem(list, (int)((start + (unsigned)i) % (unsigned)n));
         const char *pool = bh_json_label(m, "boilerhouse.dev/pool");
         bh_autofree char *pool_name = bh_xstrdup(pool ? pool : "");
-        cJSON *labels = bh_json_obj(m, "metadata.labels");
-        cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool-status");
-        cJSON_DeleteItemFromObjectCaseSensitive(labels, "boilerhouse.dev/pool");
-        bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
-        if (restoring) /* not the tenant's until its data is in: see bh_instance_restored */
-            bh_json_set_str(labels, BH_LABEL_RESTORING, "true");
-        cJSON *spec = bh_json_obj(m, "spec");
-        bh_json_set_str(spec, "tenantId", tenant);
-        bh_json_set_str(spec, "claim", claim);
-        cJSON *taken = NULL;
-        struct bh_err uerr;
-        /* metadata.resourceVersion is still the listed one: a concurrent taker conflicts. Not
-         * fsynced: lost in a crash, the instance is simply unclaimed again; kept without the
-         * claim's Active status, the claim finds it as its tenant's existing instance. */
-        if (bh_store_update_lazy(ctx->store, m, &taken, &uerr) < 0)
+        if (pool_try(ctx, m, tenant, claim, restoring, &want, out) < 0)
             continue;
-        if (!bh_instance_alive(ctx, taken)) {
-            bh_instance_destroy(ctx, bh_json_str(taken, "metadata.name"), &uerr);
-            cJSON_Delete(taken);
-            continue;
-        }
-        *out = taken;
+        atomic_store(&pool_last_take_ms, bh_clock_ms());
         if (pool_name[0])
-            pool_enqueue(ctx, pool_name); /* refill */
-        break;
+            pool_enqueue(ctx, pool_name); /* it lost a member: recount, refill */
     }
+    cJSON_Delete(want);
     cJSON_Delete(list);
     return 0;
 }

@@ -4,6 +4,7 @@
  * on conditions with generous deadlines, never fixed sleeps. Needs neither root nor runc. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +32,7 @@
 #include "mem.h"
 #include "name.h"
 #include "plugin.h"
+#include "pool.h"
 #include "queue.h"
 #include "resource.h"
 #include "store.h"
@@ -498,6 +500,100 @@ static void test_pool_drains_stale_generation(void **state)
     assert_int_equal(fake_rt_count(g_ctx->runtime), count("Instance", NULL));
 }
 
+/* A ready pool member of workload "race" built from generation gen, running in the fake. */
+static void put_member(const char *id, long long gen)
+{
+    cJSON *inst = bh_resource_new("Instance", id);
+    cJSON *labels = bh_json_obj(inst, "metadata.labels");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", "race");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/pool", "race");
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/pool-status", "ready");
+    cJSON *spec = cJSON_Parse("{\"workload\":\"race\",\"network\":\"none\"}");
+    cJSON_AddNumberToObject(spec, "workloadGeneration", (double)gen);
+    cJSON_AddItemToObject(inst, "spec", spec);
+    cJSON_AddItemToObject(inst, "status", cJSON_Parse("{\"phase\":\"Running\",\"pid\":1}"));
+    struct bh_err err;
+    if (bh_store_create(g_ctx->store, inst, NULL, &err) < 0)
+        fail_msg("instance %s: %s", id, err.msg);
+    cJSON_Delete(inst);
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    fake_rt_add(g_ctx->runtime, cid);
+}
+
+#define RACE_TAKERS 8
+
+struct race_taker {
+    const cJSON *wl; /* the workload as this claim read it */
+    char tenant[16];
+    cJSON *got;
+    int rc;
+};
+
+static void *race_take(void *arg)
+{
+    struct race_taker *t = arg;
+    struct bh_err err;
+    t->rc = bh_pool_acquire(g_ctx, t->wl, t->tenant, t->tenant, 0, &t->got, &err);
+    return NULL;
+}
+
+/* Claims that read the workload before its change and take after it, racing claims that read
+ * it after: whatever the interleaving, no stale member is handed out, no member twice, and
+ * every current member is handed out once. (The pool controller is not running here, so the
+ * stale members are still listed as ready when the takers come.) */
+static void test_pool_never_hands_out_stale_generation(void **state)
+{
+    put_workload("race", WL_PLAIN);
+    cJSON *old = get("BoilerhouseWorkload", "race");
+    put_workload("race", "{\"image\":{\"ref\":\"test/app:1\"},\"resources\":{\"vcpus\":2}}");
+    cJSON *now = get("BoilerhouseWorkload", "race");
+    long long gen = bh_json_int(now, "metadata.generation", 0);
+    assert_true(gen > bh_json_int(old, "metadata.generation", 0));
+    const char *stale[] = {"aaaaaaaaaab1", "aaaaaaaaaab2", "aaaaaaaaaab3", "aaaaaaaaaab4"};
+    const char *current[] = {"aaaaaaaaaac1", "aaaaaaaaaac2"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(stale); i++)
+        put_member(stale[i], bh_json_int(old, "metadata.generation", 0));
+    for (size_t i = 0; i < BH_ARRAY_LEN(current); i++)
+        put_member(current[i], gen);
+    struct race_taker t[RACE_TAKERS];
+    pthread_t th[RACE_TAKERS];
+    for (int i = 0; i < RACE_TAKERS; i++) {
+        t[i] = (struct race_taker){.wl = i % 2 ? now : old};
+        snprintf(t[i].tenant, sizeof(t[i].tenant), "taker%d", i);
+        assert_int_equal(pthread_create(&th[i], NULL, race_take, &t[i]), 0);
+    }
+    int handed = 0;
+    for (int i = 0; i < RACE_TAKERS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(t[i].rc, 0);
+        if (!t[i].got)
+            continue;
+        handed++;
+        assert_int_equal(bh_json_int(t[i].got, "spec.workloadGeneration", -1), gen);
+        assert_string_equal(bh_json_str(t[i].got, "spec.tenantId"), t[i].tenant);
+        for (int j = 0; j < i; j++)
+            if (t[j].got)
+                assert_string_not_equal(bh_json_str(t[j].got, "metadata.name"),
+                                        bh_json_str(t[i].got, "metadata.name"));
+    }
+    assert_int_equal(handed, (int)BH_ARRAY_LEN(current));
+    /* A stale member a taker took is destroyed, not left to anyone: none is held by a tenant. */
+    for (size_t i = 0; i < BH_ARRAY_LEN(stale); i++) {
+        cJSON *m = get("Instance", stale[i]);
+        assert_true(!m || !bh_json_str(m, "spec.tenantId"));
+        cJSON_Delete(m);
+    }
+    for (int i = 0; i < RACE_TAKERS; i++) {
+        struct bh_err err;
+        if (t[i].got)
+            assert_int_equal(
+                bh_instance_destroy(g_ctx, bh_json_str(t[i].got, "metadata.name"), &err), 0);
+        cJSON_Delete(t[i].got);
+    }
+    cJSON_Delete(old);
+    cJSON_Delete(now);
+}
+
 static long long pool_failures(const char *name)
 {
     cJSON *p = get("BoilerhousePool", name);
@@ -842,6 +938,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_cold_data_and_release_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_drains_stale_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_backoff_after_boot_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_never_hands_out_stale_generation, setup_stopped,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_idle_hibernate_keeps_claim_released, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admission_bounds_boots, setup, teardown),
