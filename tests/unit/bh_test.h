@@ -3,6 +3,8 @@
 #ifndef BH_TEST_H
 #define BH_TEST_H
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,21 @@ __attribute__((noreturn)) static inline void bh_test_skip_or_fail(const char *re
     }
     fprintf(stderr, "SKIP: %s\n", reason);
     exit(BH_TEST_SKIP);
+}
+
+/* For leftovers named prefix<pid>: 1 when the name has the prefix and its pid is gone (a run
+ * killed before its teardown), 0 otherwise. Another run of the same test, alive beside this
+ * one (two checkouts testing at once), keeps its directory. */
+static inline int bh_test_leftover(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0)
+        return 0;
+    char *end;
+    long pid = strtol(name + n, &end, 10);
+    if (end == name + n || *end || pid <= 0)
+        return 1; /* not ours to keep: no live owner can be named */
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 #endif

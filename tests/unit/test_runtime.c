@@ -112,7 +112,7 @@ static void cleanup_leftovers(void)
     DIR *d = opendir("/tmp");
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strncmp(e->d_name, TEST_PREFIX, strlen(TEST_PREFIX)) == 0) {
+        if (bh_test_leftover(e->d_name, TEST_PREFIX)) {
             bh_autofree char *base = bh_xasprintf("/tmp/%s", e->d_name);
             cleanup_base(base);
         }
