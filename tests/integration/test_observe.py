@@ -61,6 +61,13 @@ class ObserveBase(DaemonTestCase):
         status, body = self.d.release(tenant, workload)
         self.assertEqual(status, 200, (body, self.d.log()))
 
+    def metric(self, name):
+        status, text = self.d.request("GET", "/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
 
 class TestWs(ObserveBase):
     DAEMON_KW = {"api_key": KEY, "extra_env": {"BOILERHOUSE_WS_PING_SECONDS": "1"}}
@@ -180,13 +187,6 @@ class TestWatch(ObserveBase):
         last = c.hello["lastId"]
         c.close()
         return last
-
-    def metric(self, name):
-        status, text = self.d.request("GET", "/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
 
     def say(self, iid, text):
         """Appends a line to the instance's log from inside it (its stdout is the log)."""
@@ -313,13 +313,6 @@ class TestWatch(ObserveBase):
 
 class TestSlowConsumer(ObserveBase):
     DAEMON_KW = {"api_key": KEY, "extra_env": {"BOILERHOUSE_WS_QUEUE": "16"}}
-
-    def metric(self, name):
-        status, text = self.d.request("GET", "/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
 
     def test_a_client_that_stops_reading_is_cut_and_others_are_not(self):
         slow = self.ws(rcvbuf=4096)
