@@ -218,8 +218,9 @@ static void ws_cut_slow(struct ws_conn *c)
     ws_begin_close(c, BH_WS_CLOSE_SLOW, "slow consumer");
 }
 
-/* Queues what is due while nothing is queued: a ping, else the next event. Checks the lag
- * whatever is queued, so a client that stopped reading is cut. */
+/* Queues what is due while nothing is queued: a ping, else the next event, else the next
+ * chunk of a watched log. Checks the lag whatever is queued, so a client that stopped
+ * reading is cut. */
 static void ws_fill(struct ws_conn *c, int ping_ms)
 {
     long long now = bh_clock_ms();
@@ -246,7 +247,7 @@ static void ws_fill(struct ws_conn *c, int ping_ms)
         ws_cut_slow(c);
     else if (got == BH_EVENTS_NONE && c->log)
         json = bh_ws_log_next(c->log);
-    if (json && got != BH_EVENTS_LAGGED)
+    if (json)
         ws_queue_frame(c, BH_WS_OP_TEXT, json, strlen(json));
     free(json);
 }
