@@ -158,8 +158,6 @@ static int api_match(const char *pattern, const char *path, char **params, int *
     return 0;
 }
 
-/* Whether the route's need is met: the tenant is the first parameter of the tenant routes,
- * the workload a claim's body names. On refusal resp holds the 403. */
 /* The tenant and workload of the instance an instance route names, for a caller whose scope
  * depends on them (a tenant scope); both stay NULL for an unknown instance, which such a
  * caller may then not read. */
@@ -178,6 +176,9 @@ static void api_instance_owner(const struct bh_api_req *req, char **tenant, char
     cJSON_Delete(inst);
 }
 
+/* Whether the route's need is met: the tenant is the first parameter of the tenant routes,
+ * the workload a claim's body names, the instance's owner for an instance route. On refusal resp
+ * holds the 403. */
 static int api_allowed(const struct bh_api_route *r, const struct bh_api_req *req,
                        struct bh_api_resp *resp)
 {
