@@ -26,6 +26,7 @@
 #include "json.h"
 #include "kevents.h"
 #include "metrics.h"
+#include "samples.h"
 #include "log.h"
 #include "lua_host.h"
 #include "mem.h"
@@ -137,6 +138,8 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     ctx->kevents = bh_kevents_new(DAEMON_KEVENTS_KEPT);
     bh_events_listen(ctx->events, bh_kevents_on_hub, ctx->kevents);
     ctx->metrics = bh_metrics_new(ctx);
+    ctx->samples = bh_samples_new(ctx);
+    bh_events_listen(ctx->events, bh_samples_on_event, ctx->samples);
     ctx->claim_index = bh_claim_index_new();
     ctx->idle = bh_idle_new();
     ctx->boots = bh_boots_new(ctx->cfg.max_boots);
@@ -152,6 +155,10 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     bh_store_subscribe(ctx->store, bh_events_store_event, ctx->events);
     bh_store_subscribe(ctx->store, bh_dispatch_event, ctx);
     bh_dispatch_all(ctx);
+    if (bh_samples_start(ctx->samples, err) < 0) {
+        bh_daemon_close(ctx);
+        return -1;
+    }
     bh_info("daemon", "state %s, runtime %s", ctx->cfg.state_dir, bh_runtime_name(ctx->runtime));
     *out = ctx;
     return 0;
@@ -163,6 +170,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         return;
     if (ctx->queue)
         bh_queue_stop(ctx->queue);
+    bh_samples_stop(ctx->samples); /* its thread reads the store and the runtime */
     /* Pool boot threads use everything below, the queue included; let them finish (a boot
      * is bounded by the claim timeout) before anything is freed. */
     pthread_mutex_lock(&ctx->boot_lock);
@@ -191,6 +199,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
     bh_boots_free(ctx->boots); /* its threads are done: boots_running was waited for above */
     bh_ratelimit_free(ctx->ratelimit);
     bh_events_free(ctx->events);
+    bh_samples_free(ctx->samples); /* after the hub: it listens to it */
     bh_kevents_free(ctx->kevents);
     bh_settings_free(&ctx->cfg);
     bh_crypto_wipe(ctx->master_key, sizeof(ctx->master_key));

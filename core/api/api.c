@@ -25,6 +25,7 @@
 #include "num.h"
 #include "ui.h"
 #include "ratelimit.h"
+#include "store.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -157,8 +158,27 @@ static int api_match(const char *pattern, const char *path, char **params, int *
     return 0;
 }
 
+/* The tenant and workload of the instance an instance route names, for a caller whose scope
+ * depends on them (a tenant scope); both stay NULL for an unknown instance, which such a
+ * caller may then not read. */
+static void api_instance_owner(const struct bh_api_req *req, char **tenant, char **workload)
+{
+    cJSON *inst = NULL;
+    struct bh_err err;
+    *tenant = *workload = NULL;
+    if (req->who->scopes & (BH_AUTH_SCOPE_ADMIN | BH_AUTH_SCOPE_VIEWER) || req->n_params < 1 ||
+        bh_store_get(req->ctx->store, "Instance", req->params[0], &inst, &err) < 0)
+        return;
+    const char *t = bh_json_str(inst, "spec.tenantId");
+    const char *w = bh_json_str(inst, "spec.workload");
+    *tenant = t ? bh_xstrdup(t) : NULL;
+    *workload = w ? bh_xstrdup(w) : NULL;
+    cJSON_Delete(inst);
+}
+
 /* Whether the route's need is met: the tenant is the first parameter of the tenant routes,
- * the workload a claim's body names. On refusal resp holds the 403. */
+ * the workload a claim's body names, the instance's owner for an instance route. On refusal resp
+ * holds the 403. */
 static int api_allowed(const struct bh_api_route *r, const struct bh_api_req *req,
                        struct bh_api_resp *resp)
 {
@@ -166,6 +186,11 @@ static int api_allowed(const struct bh_api_route *r, const struct bh_api_req *re
     int tenant_route = r->need == BH_AUTH_CLAIM || r->need == BH_AUTH_TENANT_READ;
     const char *tenant = tenant_route && req->n_params > 0 ? req->params[0] : NULL;
     bh_autofree char *workload = r->need == BH_AUTH_CLAIM ? bh_api_body_workload(req) : NULL;
+    bh_autofree char *owner = NULL;
+    if (r->need == BH_AUTH_INSTANCE_READ) {
+        api_instance_owner(req, &owner, &workload);
+        tenant = owner;
+    }
     if (bh_auth_allow(req->who, r->need, tenant, workload, &err) == 0)
         return 1;
     bh_api_from_err(resp, &err);
@@ -276,8 +301,8 @@ static void api_take_upload(struct bh_api *api, struct api_conn *ac, const char 
 }
 
 /* GET /ws: authorized like every route, or by a browser token in the query (minted by a
- * viewer or admin: it reads every event). A tenant-scoped caller's stream is filtered to its
- * tenant, whatever the query asks. */
+ * viewer or admin it reads every event; by a tenant scope, that tenant's). A tenant-scoped
+ * caller's stream is filtered to its tenant, whatever the query asks. */
 static enum MHD_Result api_ws(struct bh_api *api, struct MHD_Connection *conn, struct api_conn *ac)
 {
     const char *token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
@@ -286,7 +311,10 @@ static enum MHD_Result api_ws(struct bh_api *api, struct MHD_Connection *conn, s
     struct bh_principal who;
     const char *tenant = NULL;
     struct bh_err err;
-    int browser = api->via == BH_AUTH_VIA_LISTENER && bh_ws_token_valid(api->ctx, token);
+    char held[64];
+    int browser = api->via == BH_AUTH_VIA_LISTENER && bh_ws_token_check(api->ctx, token, held);
+    if (browser && held[0])
+        tenant = held; /* minted for a tenant scope: held to it, whatever the query asks */
     if (api_gate(api, conn, browser, &who, &resp) < 0)
         ; /* resp says why */
     else if (!browser && bh_auth_ws_tenant(&who, asked, &tenant, &err) < 0)

@@ -71,6 +71,10 @@ void bh_api_whoami(const struct bh_api_req *req, struct bh_api_resp *resp);
 /* GET /api/v1/audit?tenant=&actor=&since=&limit= */
 void bh_api_audit_list(const struct bh_api_req *req, struct bh_api_resp *resp);
 /* Lua policies (api_policies.c): GET /api/v1/policies, POST /api/v1/policies/test. */
+/* api_samples.c: chart history (samples.h). */
+void bh_api_samples_instance(const struct bh_api_req *req, struct bh_api_resp *resp);
+void bh_api_samples_overview(const struct bh_api_req *req, struct bh_api_resp *resp);
+
 void bh_api_policies_list(const struct bh_api_req *req, struct bh_api_resp *resp);
 void bh_api_policies_test(const struct bh_api_req *req, struct bh_api_resp *resp);
 

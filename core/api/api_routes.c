@@ -228,7 +228,10 @@ static void h_ws_token(const struct bh_api_req *req, struct bh_api_resp *resp)
     bh_autofree char *token = NULL;
     long long expires = 0;
     struct bh_err err;
-    if (bh_ws_token_mint(req->ctx, &token, &expires, &err) < 0) {
+    const char *tenant = NULL;
+    const char *asked = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "tenant");
+    if (bh_auth_ws_tenant(req->who, asked, &tenant, &err) < 0 ||
+        bh_ws_token_mint(req->ctx, tenant, &token, &expires, &err) < 0) {
         bh_api_from_err(resp, &err);
         return;
     }
@@ -973,7 +976,7 @@ static void h_secret_delete(const struct bh_api_req *req, struct bh_api_resp *re
 const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/health", h_health, BH_AUTH_PUBLIC},
     {"GET", "/metrics", h_metrics, BH_AUTH_READ},
-    {"POST", "/api/v1/ws/token", h_ws_token, BH_AUTH_READ},
+    {"POST", "/api/v1/ws/token", h_ws_token, BH_AUTH_ANY},
     {"GET", "/api/v1/audit", bh_api_audit_list, BH_AUTH_READ},
     {"GET", "/api/v1/stats", h_stats, BH_AUTH_READ},
     {"GET", "/api/v1/workloads", h_resources_list, BH_AUTH_READ},
@@ -998,9 +1001,11 @@ const struct bh_api_route bh_api_routes[] = {
     {"GET", "/api/v1/tenants", h_tenants, BH_AUTH_READ},
     {"GET", "/api/v1/tenants/**", h_tenant, BH_AUTH_TENANT_READ},
     {"GET", "/api/v1/instances", h_instances_list, BH_AUTH_READ},
-    {"GET", "/api/v1/instances/*", h_instance_get, BH_AUTH_READ},
-    {"GET", "/api/v1/instances/*/logs", h_instance_logs, BH_AUTH_READ},
-    {"GET", "/api/v1/instances/*/stats", h_instance_stats, BH_AUTH_READ},
+    {"GET", "/api/v1/instances/*", h_instance_get, BH_AUTH_INSTANCE_READ},
+    {"GET", "/api/v1/instances/*/logs", h_instance_logs, BH_AUTH_INSTANCE_READ},
+    {"GET", "/api/v1/instances/*/stats", h_instance_stats, BH_AUTH_INSTANCE_READ},
+    {"GET", "/api/v1/instances/*/samples", bh_api_samples_instance, BH_AUTH_INSTANCE_READ},
+    {"GET", "/api/v1/samples", bh_api_samples_overview, BH_AUTH_READ},
     {"POST", "/api/v1/instances/*/exec", h_instance_exec, BH_AUTH_ADMIN},
     {"POST", "/api/v1/instances/*/destroy", h_instance_destroy, BH_AUTH_ADMIN},
     {"GET", "/api/v1/triggers", h_resources_list, BH_AUTH_READ},

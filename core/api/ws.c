@@ -1,8 +1,8 @@
 /* The /ws transport (ws.h): the RFC 6455 handshake through libmicrohttpd's upgrade, then a
- * loop on the connection's own thread (thread-per-connection mode) that polls the socket and
- * the event reader's descriptor. The outgoing queue holds whole frames and is refilled with
- * one event only when empty, so a client costs at most one event of memory; how far it lags
- * is the reader's business (events.h). */
+ * loop on the connection's own thread (thread-per-connection mode) that polls the socket,
+ * the event reader's descriptor and, for a watcher, the instance's log (ws_log.h). The outgoing
+ * queue holds whole frames and is refilled with one event only when empty, so a client costs at
+ * most one event of memory; how far it lags is the reader's business (events.h). */
 #include "ws.h"
 
 #include <errno.h>
@@ -23,7 +23,10 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "name.h"
 #include "num.h"
+#include "store.h"
+#include "ws_log.h"
 #include "wsframe.h"
 
 #define WS_IN_MAX 4096          /* client frames we accept: control frames and small texts */
@@ -34,7 +37,8 @@ struct ws_conn {
     struct bh_ws_env *env;
     int fd;
     struct bh_events_reader *reader;
-    char *out; /* whole frames waiting to be sent */
+    struct bh_ws_log *log; /* the watched instance's log, or NULL */
+    char *out;             /* whole frames waiting to be sent */
     size_t out_len, out_off;
     unsigned char in[WS_IN_MAX];
     size_t in_len;
@@ -60,15 +64,16 @@ int bh_ws_wanted(struct MHD_Connection *conn)
     return ws_header_has(conn, "Upgrade", "websocket");
 }
 
-static int ws_token_mac(struct bh_ctx *ctx, long long expires, char hex[65])
+/* The MAC of a browser token: over its expiry and the tenant its stream is held to. */
+static int ws_token_mac(struct bh_ctx *ctx, long long expires, const char *tenant, char hex[65])
 {
     uint8_t key[BH_KEY_LEN], mac[32];
     unsigned int n = 0;
     struct bh_err err;
-    char msg[48];
     if (bh_crypto_derive(ctx->master_key, NULL, 0, "ws-token", key, &err) < 0)
         return -1;
-    snprintf(msg, sizeof(msg), "ws:%lld", expires);
+    bh_autofree char *msg =
+        tenant[0] ? bh_xasprintf("ws:%lld:%s", expires, tenant) : bh_xasprintf("ws:%lld", expires);
     HMAC(EVP_sha256(), key, sizeof(key), (const unsigned char *)msg, strlen(msg), mac, &n);
     bh_crypto_wipe(key, sizeof(key));
     for (unsigned int i = 0; i < 32; i++)
@@ -76,28 +81,38 @@ static int ws_token_mac(struct bh_ctx *ctx, long long expires, char hex[65])
     return 0;
 }
 
-int bh_ws_token_mint(struct bh_ctx *ctx, char **out, long long *expires, struct bh_err *err)
+int bh_ws_token_mint(struct bh_ctx *ctx, const char *tenant, char **out, long long *expires,
+                     struct bh_err *err)
 {
     char hex[65];
+    tenant = tenant ? tenant : "";
     *expires = (long long)time(NULL) + BH_WS_TOKEN_TTL_S;
-    if (ws_token_mac(ctx, *expires, hex) < 0)
+    if (ws_token_mac(ctx, *expires, tenant, hex) < 0)
         return bh_err_set(err, BH_EIO, "cannot derive the token key");
-    *out = bh_xasprintf("%lld.%s", *expires, hex);
+    *out = tenant[0] ? bh_xasprintf("%lld.%s.%s", *expires, hex, tenant)
+                     : bh_xasprintf("%lld.%s", *expires, hex);
     return 0;
 }
 
-int bh_ws_token_valid(struct bh_ctx *ctx, const char *token)
+int bh_ws_token_check(struct bh_ctx *ctx, const char *token, char tenant[64])
 {
     char *dot = NULL;
     char hex[65];
+    tenant[0] = '\0';
     if (!token)
         return 0;
     long long expires = strtoll(token, &dot, 10);
     long long now = (long long)time(NULL);
-    if (!dot || *dot != '.' || strlen(dot + 1) != 64 || expires < now ||
-        expires > now + BH_WS_TOKEN_TTL_S || ws_token_mac(ctx, expires, hex) < 0)
+    if (!dot || *dot != '.' || strlen(dot + 1) < 64 || (dot[65] && dot[65] != '.') ||
+        strlen(dot + 65) > 64 || expires < now || expires > now + BH_WS_TOKEN_TTL_S)
         return 0;
-    return CRYPTO_memcmp(hex, dot + 1, 64) == 0;
+    if (dot[65] == '.')
+        snprintf(tenant, 64, "%s", dot + 66);
+    if (ws_token_mac(ctx, expires, tenant, hex) < 0 || CRYPTO_memcmp(hex, dot + 1, 64) != 0) {
+        tenant[0] = '\0';
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- frames ---- */
@@ -197,13 +212,15 @@ static void ws_cut_slow(struct ws_conn *c)
 {
     if (c->close_deadline)
         return;
-    bh_info("ws", "client cut: more than %zu events behind", c->env->ctx->cfg.ws_queue);
+    bh_info("ws", "client cut: more than %zu events or %d log bytes behind",
+            c->env->ctx->cfg.ws_queue, BH_WS_LOG_LAG_MAX);
     bh_events_reader_cut(c->reader);
     ws_begin_close(c, BH_WS_CLOSE_SLOW, "slow consumer");
 }
 
-/* Queues what is due while nothing is queued: a ping, else the next event. Checks the lag
- * whatever is queued, so a client that stopped reading is cut. */
+/* Queues what is due while nothing is queued: a ping, else the next event, else the next
+ * chunk of a watched log. Checks the lag whatever is queued, so a client that stopped
+ * reading is cut. */
 static void ws_fill(struct ws_conn *c, int ping_ms)
 {
     long long now = bh_clock_ms();
@@ -228,7 +245,9 @@ static void ws_fill(struct ws_conn *c, int ping_ms)
     enum bh_events_next got = bh_events_reader_next(c->reader, &json);
     if (got == BH_EVENTS_LAGGED)
         ws_cut_slow(c);
-    else if (got == BH_EVENTS_GOT)
+    else if (got == BH_EVENTS_NONE && c->log)
+        json = bh_ws_log_next(c->log);
+    if (json)
         ws_queue_frame(c, BH_WS_OP_TEXT, json, strlen(json));
     free(json);
 }
@@ -248,17 +267,22 @@ static void ws_run(struct ws_conn *c, int ping_ms)
             break;
         /* A stalled client keeps its frame queued; the reader's descriptor still wakes us,
          * and ws_fill's lag check then cuts it. */
-        struct pollfd fds[2] = {
+        struct pollfd fds[3] = {
             {c->fd, (short)(POLLIN | (c->out_len ? POLLOUT : 0)), 0},
             {bh_events_reader_fd(c->reader), POLLIN, 0},
+            {c->log ? bh_ws_log_fd(c->log) : -1, POLLIN, 0},
         };
-        if (poll(fds, 2, ws_poll_timeout(c)) < 0 && errno != EINTR)
+        if (poll(fds, 3, ws_poll_timeout(c)) < 0 && errno != EINTR)
             break;
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
             ws_read(c);
         if (!c->done && (fds[0].revents & POLLOUT))
             ws_write(c);
         if (c->out_len && (fds[1].revents & POLLIN) && bh_events_reader_lagging(c->reader))
+            ws_cut_slow(c);
+        /* The log is read from the file at the client's pace: one that stopped reading
+         * while the log grows is cut like one that lags behind the events. */
+        if ((fds[2].revents & POLLIN) && bh_ws_log_woken(c->log) > BH_WS_LOG_LAG_MAX && c->out_len)
             ws_cut_slow(c);
     }
 }
@@ -285,6 +309,25 @@ static void ws_hello(struct ws_conn *c, int resync)
     }
 }
 
+/* Whether the stream follows the watched instance's log: it names one, wants its log, and a
+ * stream held to a tenant watches one of that tenant's instances. */
+static int ws_may_follow(struct bh_ctx *ctx, const struct bh_events_filter *f,
+                         const struct bh_ws_req *wr)
+{
+    if (!f->instance || !*f->instance || !bh_events_type_wanted(f->types, BH_EVT_INSTANCE_LOG))
+        return 0;
+    if (!wr || !wr->tenant[0])
+        return 1;
+    cJSON *inst = NULL;
+    struct bh_err err;
+    if (bh_store_get(ctx->store, "Instance", f->instance, &inst, &err) < 0)
+        return 0;
+    const char *tenant = bh_json_str(inst, "spec.tenantId");
+    int mine = tenant && strcmp(tenant, wr->tenant) == 0;
+    cJSON_Delete(inst);
+    return mine;
+}
+
 static void ws_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra,
                         size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
@@ -297,7 +340,8 @@ static void ws_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, c
         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "types"),
         MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "workload"),
         wr && wr->tenant[0] ? wr->tenant
-                            : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tenant")};
+                            : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tenant"),
+        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "instance")};
     int resync = 0;
     long long since;
     BH_IGNORE(ws_since(conn, &since)); /* bh_ws_answer refused a malformed one */
@@ -306,10 +350,13 @@ static void ws_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, c
     c.next_ping = c.last_heard + ctx->cfg.ws_ping_ms;
     memcpy(c.in, extra, extra_len < WS_IN_MAX ? extra_len : WS_IN_MAX);
     c.in_len = extra_len < WS_IN_MAX ? extra_len : WS_IN_MAX;
+    if (ws_may_follow(ctx, &filter, wr))
+        c.log = bh_ws_log_open(ctx, filter.instance);
     ws_hello(&c, resync);
     bh_debug("ws", "client connected (since %lld%s)", since, resync ? ", resync" : "");
     ws_run(&c, ctx->cfg.ws_ping_ms);
     bh_events_reader_close(c.reader);
+    bh_ws_log_close(c.log);
     free(c.out);
     MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
@@ -337,6 +384,9 @@ enum MHD_Result bh_ws_answer(struct bh_ws_env *env, struct MHD_Connection *conn)
     long long since;
     if (ws_since(conn, &since) < 0)
         return ws_refuse(conn, "since: must be an event id (a non-negative integer)");
+    const char *inst = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "instance");
+    if (inst && *inst && !bh_name_label_valid(inst))
+        return ws_refuse(conn, "instance: must be an instance id");
     char accept[29];
     bh_wsframe_accept_key(key, accept);
     struct MHD_Response *r = MHD_create_response_for_upgrade(ws_upgraded, env);

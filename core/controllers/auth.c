@@ -119,6 +119,8 @@ int bh_auth_allow(const struct bh_principal *p, enum bh_auth_need need, const ch
         return viewer ? 0 : auth_forbid(p, "reads beyond its tenant (needs viewer or admin)", err);
     case BH_AUTH_TENANT_READ:
         return viewer ? 0 : auth_tenant_ok(p, tenant, NULL, err);
+    case BH_AUTH_INSTANCE_READ:
+        return viewer ? 0 : auth_tenant_ok(p, tenant, workload, err);
     case BH_AUTH_CLAIM:
         if (!p->n_tenants)
             return auth_forbid(p, "claims (read-only; needs tenant:<id> or admin)", err);

@@ -17,12 +17,13 @@
 
 /* What a route needs. */
 enum bh_auth_need {
-    BH_AUTH_PUBLIC = 0,  /* nothing (health, webhooks: those check their own secret) */
-    BH_AUTH_ANY,         /* any principal (whoami; /ws, filtered to a tenant scope's tenant) */
-    BH_AUTH_READ,        /* admin or viewer */
-    BH_AUTH_ADMIN,       /* admin: every change but claims, secrets, tokens */
-    BH_AUTH_CLAIM,       /* admin, or tenant:<the tenant acted on> (claim, release, keepalive) */
-    BH_AUTH_TENANT_READ, /* admin, viewer, or tenant:<the tenant read> */
+    BH_AUTH_PUBLIC = 0,    /* nothing (health, webhooks: those check their own secret) */
+    BH_AUTH_ANY,           /* any principal (whoami; /ws, filtered to a tenant scope's tenant) */
+    BH_AUTH_READ,          /* admin or viewer */
+    BH_AUTH_ADMIN,         /* admin: every change but claims, secrets, tokens */
+    BH_AUTH_CLAIM,         /* admin, or tenant:<the tenant acted on> (claim, release, keepalive) */
+    BH_AUTH_TENANT_READ,   /* admin, viewer, or tenant:<the tenant read> */
+    BH_AUTH_INSTANCE_READ, /* admin, viewer, or tenant:<the instance's tenant> (and workload) */
 };
 
 enum { BH_AUTH_SCOPE_ADMIN = 1, BH_AUTH_SCOPE_VIEWER = 2 };

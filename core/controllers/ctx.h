@@ -20,6 +20,7 @@ struct bh_lua_policies;
 struct bh_triggers;
 struct bh_events;
 struct bh_kevents;
+struct bh_samples;
 struct bh_audit;
 struct bh_metrics;
 struct bh_claim_index;
@@ -93,6 +94,7 @@ struct bh_ctx {
     struct bh_events *events;           /* operator events (events.c); NULL in unit tests */
     struct bh_kevents *kevents;         /* Kubernetes Events derived from them (kevents.c) */
     struct bh_metrics *metrics;         /* Prometheus metrics (metrics.c); may be NULL */
+    struct bh_samples *samples;         /* chart history (samples.c); may be NULL */
     struct bh_audit *audit;             /* the audit log (store/audit.c); may be NULL */
     struct bh_claim_index *claim_index; /* Active claims by pair (claim_index.c); may be NULL */
     struct bh_idle *idle;               /* activity touches in memory (idle.c); may be NULL */

@@ -20,7 +20,7 @@
 
 struct events_slot {
     int64_t id;
-    char *type, *workload, *tenant; /* for filtering */
+    char *type, *workload, *tenant, *instance; /* for filtering */
     char *json;
 };
 
@@ -35,7 +35,7 @@ struct bh_events_reader {
     struct bh_events *hub;
     int64_t next; /* id of the next event to read */
     int efd;
-    char *types, *workload, *tenant;
+    char *types, *workload, *tenant, *instance;
     struct bh_events_reader *prev, *nextr;
 };
 
@@ -72,6 +72,7 @@ static void events_slot_clear(struct events_slot *s)
     free(s->type);
     free(s->workload);
     free(s->tenant);
+    free(s->instance);
     free(s->json);
     memset(s, 0, sizeof(*s));
 }
@@ -145,6 +146,8 @@ static int64_t events_append(struct bh_events *h, const char *type, const char *
     s->type = bh_xstrdup(type);
     s->workload = workload ? bh_xstrdup(workload) : NULL;
     s->tenant = tenant ? bh_xstrdup(tenant) : NULL;
+    const char *inst = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "instance"));
+    s->instance = inst ? bh_xstrdup(inst) : NULL;
     s->json = bh_json_print(ev);
     for (struct bh_events_reader *r = h->readers; r; r = r->nextr)
         events_signal(r->efd);
@@ -198,6 +201,7 @@ struct bh_events_reader *bh_events_reader_open(struct bh_events *h, int64_t afte
         r->types = events_dup_nonempty(filter->types);
         r->workload = events_dup_nonempty(filter->workload);
         r->tenant = events_dup_nonempty(filter->tenant);
+        r->instance = events_dup_nonempty(filter->instance);
     }
     pthread_mutex_lock(&h->lock);
     *resync = after >= 0 && (after + 1 < events_oldest(h) || after >= h->next_id);
@@ -231,6 +235,7 @@ void bh_events_reader_close(struct bh_events_reader *r)
     free(r->types);
     free(r->workload);
     free(r->tenant);
+    free(r->instance);
     free(r);
 }
 
@@ -253,13 +258,35 @@ static int events_type_listed(const char *list, const char *type)
     return 0;
 }
 
+int bh_events_type_wanted(const char *types, const char *type)
+{
+    return !types || !*types || events_type_listed(types, type);
+}
+
+static int events_same(const char *want, const char *have)
+{
+    return !want || (have && strcmp(want, have) == 0);
+}
+
 static int events_match(const struct bh_events_reader *r, const struct events_slot *s)
 {
     if (r->types && !events_type_listed(r->types, s->type))
         return 0;
-    if (r->workload && (!s->workload || strcmp(r->workload, s->workload) != 0))
+    if (!r->instance && strcmp(s->type, BH_EVT_INSTANCE_STATS) == 0)
+        return 0; /* for watchers only */
+    if (!events_same(r->instance, s->instance))
         return 0;
-    return !r->tenant || (s->tenant && strcmp(r->tenant, s->tenant) == 0);
+    return events_same(r->workload, s->workload) && events_same(r->tenant, s->tenant);
+}
+
+int bh_events_watched(struct bh_events *h, const char *instance)
+{
+    int found = 0;
+    pthread_mutex_lock(&h->lock);
+    for (struct bh_events_reader *r = h->readers; r && !found; r = r->nextr)
+        found = r->instance && strcmp(r->instance, instance) == 0;
+    pthread_mutex_unlock(&h->lock);
+    return found;
 }
 
 void bh_events_reader_cut(struct bh_events_reader *r)

@@ -30,6 +30,11 @@
 #define BH_EVT_RESTORE_FAILED "restore.failed"
 #define BH_EVT_WORKLOAD_PHASE "workload.phase"
 #define BH_EVT_TRIGGER_EVENT "trigger.event"
+/* Sent only to readers watching the instance (filter.instance): the sampler publishes
+ * these only while someone watches (bh_events_watched). */
+#define BH_EVT_INSTANCE_STATS "instance.stats"
+/* Not in the ring: /ws streams an instance's log to its watchers itself (ws.c). */
+#define BH_EVT_INSTANCE_LOG "instance.log"
 
 struct bh_events;
 
@@ -60,11 +65,14 @@ int64_t bh_events_last_id(struct bh_events *h);
 
 struct bh_events_reader;
 
-/* What a reader wants; NULL or empty fields match everything. types is a comma list. */
+/* What a reader wants; NULL or empty fields match everything. types is a comma list.
+ * instance keeps the events whose "instance" field names it, and makes the reader a watcher
+ * of that instance: only watchers get its BH_EVT_INSTANCE_STATS. */
 struct bh_events_filter {
     const char *types;
     const char *workload;
     const char *tenant;
+    const char *instance;
 };
 
 /* Opens a reader that starts after event `after` (< 0: after the newest). If the events
@@ -89,6 +97,12 @@ void bh_events_reader_cut(struct bh_events_reader *r);
 
 /* Readers open now, and readers cut for lagging since start. */
 void bh_events_stats(struct bh_events *h, long long *readers, long long *cut);
+
+/* Whether an open reader watches instance (its filter names it). */
+int bh_events_watched(struct bh_events *h, const char *instance);
+
+/* Whether a reader with this types filter (NULL or "": all) gets events of type. */
+int bh_events_type_wanted(const char *types, const char *type);
 
 /* Wakes every reader (their fd turns readable), e.g. so they notice a shutdown. */
 void bh_events_wake(struct bh_events *h);

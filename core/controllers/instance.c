@@ -57,8 +57,7 @@ static char *instance_dir(struct bh_ctx *ctx, const char *id)
     return bh_xasprintf("%s/instances/%s", ctx->cfg.state_dir, id);
 }
 
-/* What the instance writes outside tmpfs lives here (the runtime may make it a disk). */
-static char *instance_disk(struct bh_ctx *ctx, const char *id)
+char *bh_instance_disk_path(struct bh_ctx *ctx, const char *id)
 {
     return bh_xasprintf("%s/instances/%s/disk", ctx->cfg.state_dir, id);
 }
@@ -209,7 +208,7 @@ static void boot_init(struct boot *b, struct bh_ctx *ctx, const char *id)
 {
     b->dir = instance_dir(ctx, id);
     b->cid = bh_runtime_container_id(id);
-    b->disk = instance_disk(ctx, id);
+    b->disk = bh_instance_disk_path(ctx, id);
     b->disk_image = bh_xasprintf("%s/disk.img", b->dir);
     b->upper = bh_xasprintf("%s/upper", b->disk);
     b->work = bh_xasprintf("%s/work", b->disk);
@@ -749,7 +748,7 @@ static int instance_teardown(struct bh_ctx *ctx, const char *id, const char *mod
     bh_autofree char *cid = bh_runtime_container_id(id);
     bh_autofree char *dir = instance_dir(ctx, id);
     bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
-    bh_autofree char *disk = instance_disk(ctx, id);
+    bh_autofree char *disk = bh_instance_disk_path(ctx, id);
     if (bh_runtime_delete(ctx->runtime, cid, err) < 0)
         return bh_err_wrap(err, "delete container %s", cid);
     instance_net_detach(ctx, id, mode);

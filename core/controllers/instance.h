@@ -55,6 +55,8 @@ int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int 
                      cJSON **out, struct bh_err *err);
 /* Path of the instance's container log (owned). */
 char *bh_instance_log_path(struct bh_ctx *ctx, const char *id);
+/* Where the instance writes outside tmpfs (owned): the runtime may make it a disk. */
+char *bh_instance_disk_path(struct bh_ctx *ctx, const char *id);
 
 /* Per-claim API access (docs/architecture.md "Per-claim tokens"): whether the workload asks
  * for it (spec.apiAccess.scopes holds "tenant" and not "none"); the daemon's instance socket

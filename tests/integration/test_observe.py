@@ -5,6 +5,7 @@ import json
 import re
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -32,8 +33,9 @@ spec:
   idle: {timeoutSeconds: 300, action: hibernate}
   entrypoint:
     cmd: sh
-    args: ["-c", "mkdir -p /workspace && echo hi > /workspace/f && exec sleep 2147483647"]
+    args: ["-c", "mkdir -p /workspace && echo hi > /workspace/f && rm -f /tmp/say && mkfifo /tmp/say && while true; do cat /tmp/say; done"]
 """
+# What is written to /tmp/say inside a NOTES instance lands in its log (its stdout).
 AUTH = {"Authorization": "Bearer " + KEY}
 
 
@@ -58,6 +60,13 @@ class ObserveBase(DaemonTestCase):
     def release(self, tenant, workload="notes"):
         status, body = self.d.release(tenant, workload)
         self.assertEqual(status, 200, (body, self.d.log()))
+
+    def metric(self, name):
+        status, text = self.d.request("GET", "/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
 
 
 class TestWs(ObserveBase):
@@ -163,15 +172,147 @@ class TestWs(ObserveBase):
         self.assertEqual(m["tenant"], "dave")
 
 
+class TestWatch(ObserveBase):
+    """Watching an instance over /ws (instance=): its stats samples are published only while
+    someone watches, its log streams as it is written, the chart history is served by REST,
+    and a tenant-scoped stream sees only its tenant's instances."""
+
+    def samples(self, iid):
+        status, body = self.d.request("GET", "/api/v1/instances/%s/samples" % iid)
+        self.assertEqual(status, 200, body)
+        return body["points"]
+
+    def last_id(self):
+        c = self.ws()
+        last = c.hello["lastId"]
+        c.close()
+        return last
+
+    def say(self, iid, text):
+        """Appends a line to the instance's log from inside it (its stdout is the log)."""
+        status, out = self.d.request("POST", "/api/v1/instances/%s/exec" % iid,
+                                     {"command": ["sh", "-c", "echo %s > /tmp/say" % text]})
+        self.assertEqual((status, out.get("exitCode")), (200, 0), out)
+
+    def test_stats_only_while_watched_and_history(self):
+        iid = self.claim("wanda")["instanceId"]
+        # Nobody watches: the sampler records history but publishes nothing.
+        before = self.last_id()
+        n0 = len(self.samples(iid))
+        wait_for(lambda: len(self.samples(iid)) >= n0 + 2, timeout=60, what="two more samples")
+        self.assertEqual(self.last_id(), before, "stats published with nobody watching")
+        pts = self.samples(iid)
+        self.assertGreater(pts[-1]["cpuNs"], 0, pts[-1])
+        self.assertGreater(pts[-1]["memoryBytes"], 0, pts[-1])
+        ts = [p["t"] for p in pts]
+        self.assertEqual(ts, sorted(ts))
+        # A watcher gets typed samples; a plain stream does not.
+        plain = self.ws()
+        watch = self.ws("instance=%s&types=instance.stats" % iid)
+        got = [watch.recv() for _ in range(2)]
+        for m in got:
+            self.assertEqual((m["type"], m["instance"], m["tenant"], m["workload"]),
+                             ("instance.stats", iid, "wanda", "notes"), m)
+            self.assertGreater(m["memoryBytes"], 0, m)
+            self.assertIn("diskBytes", m)
+        self.assertLess(got[0]["id"], got[1]["id"])
+        self.assertGreaterEqual(got[1]["t"], got[0]["t"] + 4, got)
+        self.assertIn(got[1]["t"], [p["t"] for p in self.samples(iid)])  # the same samples
+        self.claim("xavier")
+        _, seen = plain.recv_until(lambda m: m["type"] == "tenant.claimed", what="claim event")
+        self.assertFalse([m for m in seen if m["type"] == "instance.stats"], seen)
+        # The watcher leaves: the subscription goes with it, publishing stops.
+        watch.close()
+        wait_for(lambda: self.metric("boilerhouse_ws_clients") == 1,
+                 what="the watcher's reader closed")
+        quiet = self.last_id()
+        n1 = len(self.samples(iid))
+        wait_for(lambda: len(self.samples(iid)) >= n1 + 2, timeout=60, what="two more samples")
+        self.assertEqual(self.last_id(), quiet, "stats still published after the watcher left")
+
+    def test_pool_and_claim_history(self):
+        self.claim("yvonne")
+        status, o = self.d.request("GET", "/api/v1/samples")
+        self.assertEqual(status, 200, o)
+        self.assertTrue(any(c["source"] in ("cold", "pool") and c["ms"] > 0 for c in o["claims"]), o)
+        self.assertEqual(o["stepSeconds"], 5)
+        self.assertIsInstance(o["pools"], dict)
+
+    def test_log_streams_as_written(self):
+        iid = self.claim("zoe")["instanceId"]
+        self.say(iid, "before-watch")
+        watch = self.ws("instance=%s&types=instance.log" % iid)
+        first = watch.recv()
+        self.assertEqual((first["type"], first["instance"], first["reset"]),
+                         ("instance.log", iid, True), first)
+        self.assertIn("before-watch", first["text"])
+        self.assertNotIn("id", first)
+        for i in range(3):
+            self.say(iid, "line-%d" % i)
+            m, _ = watch.recv_until(lambda m: "line-%d" % i in m.get("text", ""),
+                                    what="line-%d" % i)
+            self.assertFalse(m["reset"])
+            self.assertEqual(m["type"], "instance.log")
+        # Bytes that are not UTF-8 arrive replaced, the stream stays valid.
+        status, out = self.d.request("POST", "/api/v1/instances/%s/exec" % iid,
+                                     {"command": ["sh", "-c", r"printf 'bad-\377-end\n' > /tmp/say"]})
+        self.assertEqual(status, 200, out)
+        m, _ = watch.recv_until(lambda m: "bad-" in m.get("text", ""), what="the bad line")
+        self.assertIn("bad-\ufffd-end", m["text"])
+        # No log without instance.log in types, and a malformed instance is refused.
+        quiet = self.ws("instance=%s&types=instance.stats" % iid)
+        self.say(iid, "unseen")
+        m = quiet.recv()
+        self.assertEqual(m["type"], "instance.stats", m)
+        bad = WsClient(self.d.port, "/ws?instance=../etc", headers=AUTH)
+        bad.sock.close()
+        self.assertEqual(bad.status, 400)
+
+    def test_tenant_scope(self):
+        mine = self.claim("tina")["instanceId"]
+        other = self.claim("olga")["instanceId"]
+        status, tok = self.d.request("POST", "/api/v1/tokens",
+                                     {"name": "tina", "scopes": ["tenant:tina"], "ttlSeconds": 600})
+        self.assertEqual(status, 201, tok)
+        for path, want in (("/api/v1/instances/%s" % mine, 200),
+                           ("/api/v1/instances/%s/samples" % mine, 200),
+                           ("/api/v1/instances/%s/logs" % mine, 200),
+                           ("/api/v1/instances/%s" % other, 403),
+                           ("/api/v1/instances/%s/samples" % other, 403),
+                           ("/api/v1/instances/%s/stats" % other, 403),
+                           ("/api/v1/instances/000000000000", 403),
+                           ("/api/v1/instances", 403),
+                           ("/api/v1/samples", 403)):
+            status, body = self.d.request("GET", path, token=tok["token"])
+            self.assertEqual(status, want, (path, body))
+        # A browser token minted by the tenant token holds the stream to its tenant.
+        status, wt = self.d.request("POST", "/api/v1/ws/token", token=tok["token"])
+        self.assertEqual(status, 200, wt)
+        self.assertTrue(wt["token"].endswith(".tina"), wt)
+        forged = wt["token"][:-4] + "olga"
+        c = WsClient(self.d.port, "/ws?token=" + forged)
+        c.sock.close()
+        self.assertEqual(c.status, 401)
+        theirs = self.ws("token=%s&tenant=olga" % wt["token"], headers={})
+        peek = self.ws("token=%s&instance=%s" % (wt["token"], other), headers={})
+        ours = self.ws("token=%s&instance=%s" % (wt["token"], mine), headers={})
+        m = ours.recv()
+        self.assertEqual((m["type"], m["reset"]), ("instance.log", True), m)
+        m = ours.recv()
+        self.assertEqual((m["type"], m["tenant"]), ("instance.stats", "tina"), m)
+        # By now the other tenant's instance was sampled too: nothing of it reached the peek.
+        peek.sock.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            peek.recv()
+        self.release("olga")
+        self.release("tina")
+        m, seen = theirs.recv_until(lambda m: m["type"] == "tenant.released", what="tina's release")
+        self.assertEqual(m["tenant"], "tina")
+        self.assertFalse([x for x in seen if x.get("tenant") != "tina"], seen)
+
+
 class TestSlowConsumer(ObserveBase):
     DAEMON_KW = {"api_key": KEY, "extra_env": {"BOILERHOUSE_WS_QUEUE": "16"}}
-
-    def metric(self, name):
-        status, text = self.d.request("GET", "/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
 
     def test_a_client_that_stops_reading_is_cut_and_others_are_not(self):
         slow = self.ws(rcvbuf=4096)

@@ -175,6 +175,15 @@ class TestScopeMatrix(TokensBase):
          {"admin": 200, "viewer": 200, "tenant": 403}),
         ("whoami", "GET", "/api/v1/whoami", None,
          {"admin": 200, "viewer": 200, "tenant": 200}),
+        # An instance a tenant scope does not hold (here: none at all) is not its to read.
+        ("instance reads", "GET", "/api/v1/instances/000000000000", None,
+         {"admin": 404, "viewer": 404, "tenant": 403}),
+        ("instance reads", "GET", "/api/v1/instances/000000000000/samples", None,
+         {"admin": 404, "viewer": 404, "tenant": 403}),
+        ("chart history", "GET", "/api/v1/samples", None,
+         {"admin": 200, "viewer": 200, "tenant": 403}),
+        ("browser tokens", "POST", "/api/v1/ws/token", None,
+         {"admin": 200, "viewer": 200, "tenant": 200}),
     ]
 
     def test_rest(self):

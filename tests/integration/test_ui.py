@@ -8,8 +8,12 @@ DashboardTest: the built dashboard in real Chromium (Debian's chromium driven by
 playwright-core, tests/ui/dashboard.mjs) against the daemon with real runc instances: login,
 claim from the form and out of band (live, no reload), the idle bar counting down, release
 to hibernated with the snapshot, the instance page, a webhook trigger's event, a daemon
-restart (the page reconnects), phone width; and a viewer token (no mutating buttons, 403 on
-a forced call; needs the scoped tokens of issue 11). Screenshots go to <build>/test-artifacts/ui/."""
+restart (the page reconnects), phone width; the instance page live with no HTTP polling (new
+log lines and stats samples arrive over /ws while the browser's request log shows no repeated
+GET) and its charts opening with history after a reload; a viewer token (no mutating buttons,
+403 on a forced call); and a tenant token (its own claims and instances only, live, 403
+outside its tenant, no event of another tenant on its stream). Screenshots go to
+<build>/test-artifacts/ui/."""
 import hashlib
 import hmac
 import json
@@ -161,6 +165,12 @@ class DashboardTest(DaemonTestCase):
                                        headers={"X-Hub-Signature-256": github_sig(body)})
         assert status == 403, (status, reply)  # the allowlist guard denies: verdict "deny"
 
+    def say(self, iid, text):
+        """A line in the instance's log, written from inside it (NOTES echoes /tmp/say)."""
+        status, out = self.d.request("POST", "/api/v1/instances/%s/exec" % iid,
+                                     {"command": ["sh", "-c", "echo %s > /tmp/say" % text]})
+        assert status == 200 and out["exitCode"] == 0, (status, out)
+
     def restart(self):
         self.d.stop()
         self.d.start()
@@ -173,14 +183,20 @@ class DashboardTest(DaemonTestCase):
             self.webhook()
         elif what[0] == "restart":
             self.restart()
+        elif what[0] == "say":
+            self.say(what[1], what[2])
+        elif what[0] == "say-tenant":
+            status, t = self.d.request("GET", "/api/v1/tenants/" + what[1])
+            assert status == 200, (status, t)
+            self.say(t["claims"][0]["instanceId"], what[2])
         else:
             raise AssertionError("unknown request %r" % line)
 
-    def drive(self, mode, viewer=None):
+    def drive(self, mode, viewer=None, **more):
         """Runs tests/ui/dashboard.mjs in mode, answering its requests; returns its output."""
         cfg = {"base": "http://127.0.0.1:%d" % self.d.port, "key": KEY, "viewer": viewer,
                "mode": mode, "artifacts": ARTIFACTS, "workload": "notes", "chromium": CHROMIUM,
-               "nodeModules": NODE_MODULES}
+               "nodeModules": NODE_MODULES, **more}
         proc = subprocess.Popen(["node", os.path.join(SOURCE, "tests", "ui", "dashboard.mjs")],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=dict(os.environ, BH_UI_TEST=json.dumps(cfg)))
@@ -235,6 +251,27 @@ class DashboardTest(DaemonTestCase):
         self.drive("viewer", viewer=tok["token"])
         status, t = self.d.request("GET", "/api/v1/tenants/viewed")
         self.assertEqual(t["claims"][0]["phase"], "Active", t)  # the forced release changed nothing
+        self.assertEqual(self.d.request("GET", "/api/v1/tenants/viewer-new")[0], 404)  # nor the claim
+        self.assertEqual(self.d.request("GET", "/api/v1/workloads/notes")[0], 200)  # nor the delete
+
+    def test_tenant_token(self):
+        # A tenant:<id> token sees its tenant's claims and instances only, live, and gets 403
+        # for anything outside its tenant.
+        status, tok = self.d.request("POST", "/api/v1/tokens",
+                                     {"name": "ui-tenant", "scopes": ["tenant:tina"], "ttlSeconds": 3600})
+        self.assertEqual(status, 201, tok)
+        self.claim("tina")
+        self.claim("olga")
+        status, olga = self.d.request("GET", "/api/v1/tenants/olga")
+        self.assertEqual(status, 200, olga)
+        text = self.drive("tenant", tenantToken=tok["token"], tenant="tina", other="olga",
+                          otherInstance=olga["claims"][0]["instanceId"])
+        self.assertIn("TENANT CALLS", text)
+        self.assertTrue(os.path.getsize(os.path.join(ARTIFACTS, "tenant.png")) > 1000)
+        status, t = self.d.request("GET", "/api/v1/tenants/olga")
+        self.assertEqual(t["claims"][0]["phase"], "Active", t)  # the forced release changed nothing
+        status, t = self.d.request("GET", "/api/v1/tenants/olga3")
+        self.assertEqual(status, 404, t)  # nor did the forced claim
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 // Drives the dashboard in real Chromium (Debian's, through playwright-core) for
 // tests/integration/test_ui.py, which runs the daemon. Configuration comes as JSON in
-// BH_UI_TEST: {base, key, viewer, mode, artifacts, workload, chromium, nodeModules}.
+// BH_UI_TEST: {base, key, viewer, tenantToken, tenant, other, otherInstance, mode, artifacts,
+// workload, chromium, nodeModules}.
 // What the browser cannot do itself (claim out of band, fire the webhook, restart the
 // daemon) it asks the Python side for on stdout ("REQUEST <what> [arg]") and waits for
 // "ok" on stdin. Progress lines start with "STEP"; any failure exits non-zero with the reason.
@@ -48,6 +49,61 @@ async function idleLeft(page, tenant) {
   return Number(v);
 }
 
+const instanceId = (page) => decodeURIComponent(new URL(page.url()).hash.split('/')[2] || '');
+const points = (page) => page.locator('dl.stats').getAttribute('data-points').then(Number);
+async function chartPoints(page, title) {
+  const text = await page.locator('figcaption', { hasText: title }).textContent();
+  return Number((text.match(/\((\d+) points\)/) || [])[1] || 0);
+}
+
+// The instance page is live without polling: for 10 s, while the instance writes new log
+// lines and the daemon takes new samples, the page shows them and asks the daemon for
+// nothing again (the browser's request log); after a reload the charts open with history.
+async function livePushed(page) {
+  const iid = instanceId(page);
+  const requests = [];
+  const onRequest = (r) => requests.push({ method: r.method(), url: r.url(), at: Date.now() });
+  page.on('request', onRequest);
+  await page.locator('[data-watch="live"]').waitFor({ timeout: WAIT });
+  await page.locator('pre.log').filter({ hasNotText: 'connecting…' }).waitFor({ timeout: WAIT });
+  const start = Date.now();
+  const first = await points(page);
+  let lines = 0;
+  // A line, then the next sample, until 10 s passed and two samples came.
+  while (Date.now() - start < 10000 || (await points(page)) < first + 2) {
+    const line = `tick-${lines++}`;
+    await ask(`say ${iid} ${line}`);
+    await page.locator('pre.log').filter({ hasText: line }).waitFor({ timeout: WAIT });
+    await page.waitForFunction((n) => Number(document.querySelector('dl.stats').dataset.points) > n,
+      await points(page), { timeout: WAIT });
+  }
+  const end = Date.now();
+  page.off('request', onRequest);
+  const during = requests.filter((r) => r.at >= start && r.at <= end && r.method === 'GET');
+  console.log(`PUSHED ${lines} log lines, samples ${first} -> ${await points(page)} in ${end - start} ms; GETs meanwhile: ${during.map((r) => r.url).join(' ') || 'none'}`);
+  check(!during.some((r) => /\/(stats|logs|samples)(\?|$)/.test(r.url)), 'no GET of stats, logs or samples while the page is open');
+  const urls = during.map((r) => r.url);
+  check(new Set(urls).size === urls.length, `no URL fetched twice: ${urls.join(' ')}`);
+
+  step('after a reload the charts open with the recent past');
+  const before = await chartPoints(page, 'Memory');
+  const reloaded = Date.now();
+  await page.reload();
+  await page.locator('[data-watch="live"]').waitFor({ timeout: WAIT });
+  // History, not live samples: more points than live sampling (one per 5 s) could bring
+  // since the reload.
+  await page.waitForFunction((n) => {
+    const c = [...document.querySelectorAll('figcaption')].find((f) => f.textContent.startsWith('Memory'));
+    const m = c && c.textContent.match(/\((\d+) points\)/);
+    return m && Number(m[1]) >= n;
+  }, Math.max(3, before - 1), { timeout: WAIT });
+  const after = await chartPoints(page, 'Memory');
+  const live = Math.floor((Date.now() - reloaded) / 5000) + 1;
+  console.log(`HISTORY ${before} points before the reload, ${after} after (${Date.now() - reloaded} ms)`);
+  check(after > live, `the memory chart opened with history (${after} points, live could bring ${live})`);
+  await page.locator('pre.log').filter({ hasText: 'tick-0' }).waitFor({ timeout: WAIT });
+}
+
 async function admin(browser) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('pageerror', (e) => console.log(`PAGEERROR ${e.message}`));
@@ -93,7 +149,9 @@ async function admin(browser) {
   await page.locator('[data-k="cpu"]').filter({ hasText: '% of one core' }).waitFor({ timeout: WAIT });
   check((await page.locator('#inst-h').textContent()).includes('Active') ||
         (await page.locator('#inst-h').textContent()).includes('Running'), 'instance heading shows its phase');
+  await livePushed(page);
   await shot(page, 'instance');
+  await page.evaluate(() => (window.__bhNoReload = 1)); // livePushed reloaded the page
 
   step('a webhook trigger event appears live');
   await page.getByRole('link', { name: 'Triggers' }).click();
@@ -166,7 +224,69 @@ async function viewer(browser) {
     return r.status;
   }, [cfg.viewer, cfg.workload]);
   check(status === 403, `viewer release answered ${status}, expected 403`);
+  const more = await page.evaluate(async ([token, w]) => {
+    const call = async (method, path, body) => (await fetch(path, {
+      method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body || {}) })).status;
+    return [await call('POST', '/api/v1/tenants/viewer-new/claim', { workload: w }),
+      await call('POST', '/api/v1/tokens', { name: 'x', scopes: ['admin'] }),
+      await call('DELETE', `/api/v1/workloads/${w}`)];
+  }, [cfg.viewer, cfg.workload]);
+  check(more.every((s) => s === 403), `viewer claim, token mint, workload delete answered ${more}, expected 403`);
   await claimsRow(page, 'viewed').locator('text=Active').waitFor({ timeout: WAIT });
+}
+
+async function tenant(browser) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const frames = [];
+  page.on('websocket', (ws) => ws.on('framereceived', (f) => frames.push(String(f.payload))));
+  step('login with a tenant token');
+  await login(page, cfg.tenantToken);
+  await claimsRow(page, cfg.tenant).locator('text=Active').waitFor({ timeout: WAIT });
+  const nav = await page.getByRole('navigation', { name: 'Pages' }).textContent();
+  check(!/Metrics|Audit|Triggers|Tenants/.test(nav), `a tenant token sees only its own page (nav: ${nav})`);
+  check(!(await page.content()).includes(cfg.other), `nothing of ${cfg.other} is shown`);
+  check((await claimsRow(page, cfg.tenant).getByRole('button', { name: 'Release', exact: true }).count()) === 1,
+        'its own claim can be released');
+  check((await page.getByRole('button', { name: 'Destroy', exact: true }).count()) === 0, 'no Destroy button');
+
+  step("another tenant's claim made meanwhile does not reach the page");
+  await ask(`claim ${cfg.other}2`);
+  await ask(`say-tenant ${cfg.tenant} mine-1`);
+
+  step('its instance page: live stats and log');
+  await claimsRow(page, cfg.tenant).getByRole('link').click();
+  await page.locator('[data-k="memory"]').filter({ hasText: /\d+(\.\d)? (B|KiB|MiB)/ }).waitFor({ timeout: WAIT });
+  await page.locator('pre.log').filter({ hasText: 'mine-1' }).waitFor({ timeout: WAIT });
+  await shot(page, 'tenant');
+
+  step('forced calls outside its tenant get 403');
+  const calls = await page.evaluate(async ([token, t, other, otherIid, mineIid, w]) => {
+    const call = async (method, path, body) => (await fetch(path, {
+      method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: body ? JSON.stringify(body) : undefined })).status;
+    return {
+      releaseOther: await call('POST', `/api/v1/tenants/${other}/release`, { workload: w }),
+      claimOther: await call('POST', `/api/v1/tenants/${other}3/claim`, { workload: w }),
+      readOther: await call('GET', `/api/v1/tenants/${other}`),
+      otherInstance: await call('GET', `/api/v1/instances/${otherIid}`),
+      otherSamples: await call('GET', `/api/v1/instances/${otherIid}/samples`),
+      list: await call('GET', '/api/v1/instances'),
+      destroyMine: await call('POST', `/api/v1/instances/${mineIid}/destroy`),
+      workloads: await call('POST', '/api/v1/workloads', { name: 'x' }),
+      mine: await call('GET', `/api/v1/instances/${mineIid}`),
+    };
+  }, [cfg.tenantToken, cfg.tenant, cfg.other, cfg.otherInstance, instanceId(page), cfg.workload]);
+  console.log(`TENANT CALLS ${JSON.stringify(calls)}`);
+  for (const [k, v] of Object.entries(calls)) check(v === (k === 'mine' ? 200 : 403), `${k} answered ${v}`);
+
+  step('its own release shows live; no event of another tenant arrived');
+  await page.getByRole('link', { name: 'Workloads' }).click();
+  await claimsRow(page, cfg.tenant).getByRole('button', { name: 'Release', exact: true }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
+  await page.waitForFunction((t) => !document.querySelector(`table.claims tr[data-tenant="${t}"]`), cfg.tenant, { timeout: WAIT });
+  const leaked = frames.filter((f) => f.includes(cfg.other));
+  check(frames.length > 0 && !leaked.length, `no /ws frame names ${cfg.other} (${frames.length} frames; ${leaked.slice(0, 2).join(' ')})`);
 }
 
 const browser = await chromium.launch({
@@ -175,7 +295,7 @@ const browser = await chromium.launch({
 });
 let code = 0;
 try {
-  await (cfg.mode === 'viewer' ? viewer(browser) : admin(browser));
+  await ({ viewer, tenant, admin }[cfg.mode] || admin)(browser);
   step('done');
 } catch (e) {
   console.log(`FAIL ${e.stack || e}`);

@@ -57,6 +57,11 @@ export async function whoami() {
   return { actor: 'admin key', scopes: ['admin'] };
 }
 
+// Whether the token reads everything (admin or viewer); a tenant:<id> token reads only its
+// tenants' claims and instances.
+export const readsAll = () => session.scopes.includes('admin') || session.scopes.includes('viewer');
+export const tenantScopes = () => session.scopes.filter((s) => s.startsWith('tenant:')).map((s) => s.slice(7));
+
 // What the signed-in token may change: admin everything, tenant:<id> that tenant's claims,
 // viewer (or anything else) nothing.
 export function can(action, tenant) {
@@ -72,14 +77,16 @@ export function wsUrl(params) {
   return `${proto}//${location.host}/ws?${q}`;
 }
 
-// The /ws stream: mints a short-lived browser token for each connection, resumes from the
-// last id seen, and reconnects with backoff (a daemon restart is a closed socket followed
-// by refused connections until it is back). onState('live'|'connecting'|'down', detail);
-// onEvent(event); onResync() when the state must be re-read (first connect, resync, or a
-// reconnect after which the ring no longer holds what was missed).
+// The /ws stream: mints a short-lived browser token for each connection (held to the
+// token's tenant for a tenant scope), resumes from the last id seen, and reconnects with
+// backoff (a daemon restart is a closed socket followed by refused connections until it is
+// back). params: more of the query (filters; instance=<id> watches an instance).
+// onState('live'|'connecting'|'down', detail); onEvent(event); onResync() when the state
+// must be re-read (first connect, resync, or a reconnect after which the ring no longer
+// holds what was missed).
 export class Live {
-  constructor({ onEvent, onState, onResync }) {
-    Object.assign(this, { onEvent, onState, onResync });
+  constructor({ onEvent, onState, onResync, params }) {
+    Object.assign(this, { onEvent, onState, onResync, params: params || {} });
     this.lastId = -1;
     this.failures = 0;
     this.stopped = false;
@@ -103,12 +110,13 @@ export class Live {
     this.onState('connecting');
     let token;
     try {
-      token = (await post('/api/v1/ws/token')).token;
+      const tenant = readsAll() ? '' : tenantScopes()[0];
+      token = (await post(`/api/v1/ws/token${tenant ? `?tenant=${encodeURIComponent(tenant)}` : ''}`)).token;
     } catch (e) {
       if (e.status === 401 || e.status === 403) return this.onState('down', e.message);
       return this.retry();
     }
-    const params = { token };
+    const params = { ...this.params, token };
     if (this.lastId >= 0) params.since = String(this.lastId);
     const ws = new WebSocket(wsUrl(params));
     this.socket = ws;

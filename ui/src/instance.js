@@ -1,13 +1,15 @@
-// One instance: details, labels, endpoint and how to connect, CPU and memory from its
-// cgroup, and its log tail (follow re-reads the tail while ticked: the daemon streams
-// events, not logs).
+// One instance: details, labels, endpoint and how to connect, and its resource use and log
+// tail, live: the page watches the instance over /ws (instance=<id>), which streams its
+// stats samples and log lines as they happen; the charts open with the daemon's recent
+// history (GET .../samples, once per connection), so nothing here runs on a timer.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { get } from './api.js';
+import { Live, get } from './api.js';
+import { Chart } from './metrics.js';
 import { useStore } from './state.js';
 import { IdleBar, Phase, fmtBytes, fmtTime, html } from './ui.js';
 
-const FOLLOW_MS = 2000;
-const STATS_MS = 5000;
+const POINTS_KEPT = 720; // an hour of live samples on top of the 15 minutes of history
+const LOG_KEPT = 256 * 1024; // characters of log the page holds
 const enc = encodeURIComponent;
 
 function useInstance(id, store) {
@@ -28,69 +30,98 @@ function useInstance(id, store) {
   return { inst, err, readAt };
 }
 
-function Stats({ id }) {
-  const [st, setSt] = useState(null);
-  const [cpu, setCpu] = useState(null);
-  const prev = useRef(null);
+// Merges samples (history or live) into the sorted list, one per time.
+function mergePoints(list, more) {
+  const byT = new Map(list.map((p) => [p.t, p]));
+  for (const p of more) byT.set(p.t, p);
+  const out = [...byT.values()].sort((a, b) => a.t - b.t);
+  return out.length > POINTS_KEPT ? out.slice(out.length - POINTS_KEPT) : out;
+}
+
+// The watch stream of one instance: {points, log, state}.
+function useWatch(id) {
+  const [points, setPoints] = useState([]);
+  const [log, setLog] = useState(null);
+  const [state, setState] = useState('connecting');
   useEffect(() => {
-    let stop = false;
-    const read = async () => {
-      try {
-        const s = await get(`/api/v1/instances/${enc(id)}/stats`);
-        const now = Date.now();
-        if (prev.current && s.cpuNs >= 0 && prev.current.s.cpuNs >= 0) {
-          const dt = (now - prev.current.t) * 1e6;
-          setCpu(dt > 0 ? ((s.cpuNs - prev.current.s.cpuNs) / dt) * 100 : null);
-        }
-        prev.current = { s, t: now };
-        if (!stop) setSt(s);
-      } catch {
-        /* the instance went away: its details say so */
-      }
-    };
-    read();
-    const t = setInterval(read, STATS_MS);
-    return () => {
-      stop = true;
-      clearInterval(t);
-    };
+    setPoints([]);
+    setLog(null);
+    const live = new Live({
+      params: { instance: id, types: 'instance.stats,instance.log' },
+      onState: setState,
+      onResync: () =>
+        get(`/api/v1/instances/${enc(id)}/samples`)
+          .then((r) => setPoints((pts) => mergePoints(pts, r.points || [])))
+          .catch(() => {}),
+      onEvent: (ev) => {
+        if (ev.type === 'instance.stats') setPoints((pts) => mergePoints(pts, [ev]));
+        if (ev.type !== 'instance.log') return;
+        setLog((cur) => {
+          const text = ev.reset || cur == null ? ev.text : cur + ev.text;
+          return text.length > LOG_KEPT ? text.slice(text.indexOf('\n', text.length - LOG_KEPT) + 1) : text;
+        });
+      },
+    });
+    live.start();
+    return () => live.stop();
   }, [id]);
-  if (!st) return html`<p class="muted">reading resource use…</p>`;
+  return { points, log, state };
+}
+
+// Per-second rates of a counter between consecutive samples (null where unknown).
+function rates(points, key, scale) {
+  const out = [];
+  for (let i = 1; i < points.length; i++) {
+    const a = points[i - 1];
+    const b = points[i];
+    const dt = b.t - a.t;
+    if (dt > 0 && a[key] >= 0 && b[key] >= a[key]) out.push({ t: b.t, y: ((b[key] - a[key]) / dt) * scale });
+  }
+  return out;
+}
+
+const MiB = 1024 * 1024;
+const level = (points, key) => points.filter((p) => p[key] >= 0).map((p) => ({ t: p.t, y: p[key] / MiB }));
+
+function Stats({ points }) {
+  const st = points[points.length - 1];
+  if (!st) return html`<p class="muted">waiting for the first sample…</p>`;
+  const cpu = rates(points, 'cpuNs', 100 / 1e9);
+  const last = cpu[cpu.length - 1];
   const memPct = st.memoryLimitBytes > 0 ? (st.memoryBytes / st.memoryLimitBytes) * 100 : null;
-  return html`<dl class="stats">
-    <dt>CPU</dt><dd data-k="cpu">${cpu == null ? 'measuring…' : `${cpu.toFixed(1)} % of one core`}
+  const net = rates(points, 'netBytes', 1 / 1024);
+  return html`<dl class="stats" data-points=${points.length}>
+    <dt>CPU</dt><dd data-k="cpu">${last ? `${last.y.toFixed(1)} % of one core` : 'measuring…'}
       <span class="muted"> (${(st.cpuNs / 1e9).toFixed(2)} s in all)</span></dd>
     <dt>Memory</dt><dd data-k="memory">${fmtBytes(st.memoryBytes)}${st.memoryLimitBytes > 0
       ? html` of ${fmtBytes(st.memoryLimitBytes)} <meter min="0" max="100" value=${memPct} aria-label="memory use"></meter>`
       : ''}</dd>
-    <dt>Network</dt><dd>${fmtBytes(st.netBytes)} in and out</dd>
+    <dt>Network</dt><dd data-k="network">${st.netBytes >= 0 ? `${fmtBytes(st.netBytes)} in and out` : '—'}
+      ${net.length ? html`<span class="muted"> (${net[net.length - 1].y.toFixed(1)} KiB/s)</span>` : ''}</dd>
+    <dt>Disk</dt><dd data-k="disk">${st.diskBytes >= 0 ? `${fmtBytes(st.diskBytes)} of ${fmtBytes(st.diskLimitBytes)}` : '—'}</dd>
+    <dt>Sampled</dt><dd data-k="sampled">${new Date(st.t * 1000).toLocaleTimeString()}</dd>
   </dl>`;
 }
 
-function Logs({ id }) {
-  const [text, setText] = useState('');
+function Charts({ points }) {
+  return html`<div class="grid2">
+    <${Chart} title="CPU" unit="% of one core" seriesMap=${{ cpu: rates(points, 'cpuNs', 100 / 1e9) }} />
+    <${Chart} title="Memory" unit="MiB" seriesMap=${{ memory: level(points, 'memoryBytes') }} />
+    <${Chart} title="Network" unit="KiB/s" seriesMap=${{ 'in+out': rates(points, 'netBytes', 1 / 1024) }} />
+    <${Chart} title="Disk" unit="MiB used" seriesMap=${{ disk: level(points, 'diskBytes') }} />
+  </div>`;
+}
+
+function Logs({ text }) {
   const [follow, setFollow] = useState(true);
   const pre = useRef(null);
-  useEffect(() => {
-    let stop = false;
-    const read = () =>
-      get(`/api/v1/instances/${enc(id)}/logs?tail=200`)
-        .then((t) => !stop && setText(String(t)))
-        .catch((e) => !stop && setText(`(${e.message})`));
-    read();
-    const t = follow ? setInterval(read, FOLLOW_MS) : null;
-    return () => {
-      stop = true;
-      if (t) clearInterval(t);
-    };
-  }, [id, follow]);
   useEffect(() => {
     if (follow && pre.current) pre.current.scrollTop = pre.current.scrollHeight;
   }, [text, follow]);
   return html`<section aria-labelledby="logs-h">
     <h2 id="logs-h">Log</h2>
     <label class="inline"><input type="checkbox" checked=${follow} onChange=${(e) => setFollow(e.target.checked)} /> Follow</label>
-    <pre class="log" ref=${pre} tabindex="0" aria-label="instance log, last 200 lines">${text || '(empty)'}</pre>
+    <pre class="log" ref=${pre} tabindex="0" aria-label="instance log">${text == null ? 'connecting…' : text || '(empty)'}</pre>
   </section>`;
 }
 
@@ -107,6 +138,7 @@ function connectHint(inst) {
 export function InstancePage({ id }) {
   const store = useStore();
   const { inst, err, readAt } = useInstance(id, store);
+  const watch = useWatch(id);
   if (err) return html`<section><h1>Instance ${id}</h1><p class="error" role="alert">${err}</p></section>`;
   if (!inst) return html`<section><h1>Instance ${id}</h1><p class="muted">loading…</p></section>`;
   const wl = store.workloads.find((w) => w.name === inst.workloadRef);
@@ -126,13 +158,15 @@ export function InstancePage({ id }) {
         <dt>Endpoint</dt><dd>${inst.endpoint ? html`<code>${JSON.stringify(inst.endpoint)}</code>` : '—'}</dd>
         <dt>Connect</dt><dd><code>${connectHint(inst)}</code></dd>
       </dl></div>
-      <div class="card"><h2>Resource use</h2><${Stats} id=${id} />
+      <div class="card"><h2>Resource use <span class="muted" data-watch=${watch.state}>(${watch.state})</span></h2>
+        <${Stats} points=${watch.points} />
         <h2>Labels</h2>
         ${labels.length
           ? html`<ul class="labels">${labels.map(([k, v]) => html`<li><code>${k}=${v}</code></li>`)}</ul>`
           : html`<p class="muted">none</p>`}
       </div>
     </div>
-    <${Logs} id=${id} />
+    <${Charts} points=${watch.points} />
+    <${Logs} text=${watch.log} />
   </section>`;
 }

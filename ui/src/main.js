@@ -3,7 +3,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
-import { Live, session, setToken, whoami } from './api.js';
+import { Live, readsAll, session, setToken, whoami } from './api.js';
 import { InstancePage } from './instance.js';
 import { MetricsPage } from './metrics.js';
 import { AuditPage, PoliciesPage, TenantsPage, TriggersPage } from './pages.js';
@@ -82,8 +82,11 @@ function Shell({ onLogout }) {
   const store2 = useStore();
   const route = useRoute();
   const [page, arg] = route;
+  // A tenant token reads its own claims and instances only: the other pages are not for it.
+  const pages = readsAll() ? PAGES : PAGES.filter(([k]) => k === 'workloads');
   let body;
   if (page === 'instance' && arg) body = html`<${InstancePage} id=${arg} />`;
+  else if (!pages.some(([k]) => k === page)) body = html`<${WorkloadsPage} />`;
   else if (page === 'tenants') body = html`<${TenantsPage} />`;
   else if (page === 'triggers') body = html`<${TriggersPage} />`;
   else if (page === 'policies') body = html`<${PoliciesPage} />`;
@@ -95,7 +98,7 @@ function Shell({ onLogout }) {
     <a class="skip" href="#main">Skip to content</a>
     <header>
       <span class="brand">Boilerhouse</span>
-      <nav aria-label="Pages"><ul>${PAGES.map(([k, label]) => html`<li><a href=${`#/${k}`}
+      <nav aria-label="Pages"><ul>${pages.map(([k, label]) => html`<li><a href=${`#/${k}`}
         aria-current=${page === k ? 'page' : undefined}>${label}</a></li>`)}</ul></nav>
       <span class=${`live live-${store2.live}`} role="status" data-live=${store2.live}
         title=${store2.liveDetail}>${liveText}</span>

@@ -1,10 +1,11 @@
 // Charts from the daemon's own data: claim latency by source, pool depth and hibernate /
-// restore times over time (from /ws events since the dashboard opened), and the totals of
-// /metrics (re-read when an event arrives, not on a timer).
+// restore times over time (the daemon's recent history, GET /api/v1/samples when the page
+// opens, continued by /ws events), and the totals of /metrics (re-read when an event
+// arrives, not on a timer).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { get } from './api.js';
-import { useStore } from './state.js';
+import { loadHistory, useStore } from './state.js';
 import { html } from './ui.js';
 
 const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#4b5563'];
@@ -22,7 +23,7 @@ function align(seriesMap) {
   return { names, data: [xs, ...ys] };
 }
 
-function Chart({ title, unit, seriesMap, points }) {
+export function Chart({ title, unit, seriesMap, points }) {
   const box = useRef(null);
   const plot = useRef(null);
   const { names, data } = align(seriesMap);
@@ -73,7 +74,7 @@ function Chart({ title, unit, seriesMap, points }) {
   return html`<figure class="card chart">
     <figcaption>${title} <span class="muted">(${n} points)</span></figcaption>
     <div ref=${box} role="img" aria-label=${`${title}: ${n} points`}></div>
-    ${!n && html`<p class="muted">no data since the dashboard opened</p>`}
+    ${!n && html`<p class="muted">no data yet</p>`}
   </figure>`;
 }
 
@@ -115,6 +116,9 @@ function Totals({ bump }) {
 
 export function MetricsPage() {
   const store = useStore();
+  useEffect(() => {
+    loadHistory();
+  }, []);
   const latency = {};
   for (const p of store.claimLatency) (latency[p.source] ||= []).push({ t: p.t, y: p.ms });
   const depth = {};
@@ -123,7 +127,7 @@ export function MetricsPage() {
   for (const p of store.hibernate) (hib[p.kind] ||= []).push({ t: p.t, y: p.ms });
   return html`<section aria-labelledby="met-h">
     <h1 id="met-h">Metrics</h1>
-    <p class="muted">Charts follow the daemon's event stream from the moment this dashboard opened; the table is${' '}
+    <p class="muted">Charts open with the daemon's last 15 minutes and follow its event stream; the table is${' '}
       <a href="/metrics">/metrics</a> (Prometheus text), re-read when events arrive.</p>
     <div class="grid2">
       <${Chart} title="Claim latency by source" unit="ms" seriesMap=${latency} points />

@@ -1,7 +1,7 @@
 // The dashboard's view of the daemon: lists read over REST, re-read when a /ws event says
 // they changed (never on a timer), plus the event history the live pages and charts draw.
 import { useEffect, useState } from 'preact/hooks';
-import { get } from './api.js';
+import { get, readsAll, tenantScopes } from './api.js';
 
 const EVENTS_KEPT = 500;
 const POINTS_KEPT = 2000;
@@ -41,14 +41,28 @@ export function useStore() {
   return store;
 }
 
+// A tenant:<id> token reads only its tenants (GET /api/v1/tenants/<id>: 404 when it holds
+// no claim) and never asks for the lists it may not read.
+function tenantsOfScope() {
+  const one = (t) => get(`/api/v1/tenants/${encodeURIComponent(t)}`).catch((e) => (e.status === 404 ? null : Promise.reject(e)));
+  return Promise.all(tenantScopes().map(one)).then((l) => l.filter(Boolean));
+}
+const all = (path) => () => (readsAll() ? get(path) : Promise.resolve([]));
+
 const loaders = {
-  workloads: () => get('/api/v1/workloads'),
-  pools: () => get('/api/v1/pools'),
-  tenants: () => get('/api/v1/tenants'),
-  snapshots: () => get('/api/v1/snapshots'),
-  instances: () => get('/api/v1/instances'),
-  triggers: () => get('/api/v1/triggers'),
+  workloads: all('/api/v1/workloads'),
+  pools: all('/api/v1/pools'),
+  tenants: () => (readsAll() ? get('/api/v1/tenants') : tenantsOfScope()),
+  snapshots: all('/api/v1/snapshots'),
+  instances: all('/api/v1/instances'),
+  triggers: all('/api/v1/triggers'),
 };
+
+// What a tenant token knows of the workloads: the ones its claims name.
+function workloadsOfClaims() {
+  const names = new Set(store.tenants.flatMap((t) => (t.claims || []).map((c) => c.workload)));
+  return [...names].sort().map((name) => ({ name, spec: {}, status: {} }));
+}
 export const ALL = Object.keys(loaders);
 
 let pending = new Set();
@@ -66,7 +80,34 @@ async function load(keys) {
       }
     }),
   );
+  if (!readsAll()) store.workloads = workloadsOfClaims();
   for (const p of store.pools) notePool(p.name, p.status || {}, p.spec || {});
+  changed();
+}
+
+// Merges points into a series sorted by time, one per key (an event id, or the time).
+function mergeSeries(list, more, key) {
+  const by = new Map(list.map((p) => [key(p), p]));
+  for (const p of more) by.set(key(p), p);
+  const out = [...by.values()].sort((a, b) => a.t - b.t);
+  return out.length > POINTS_KEPT ? out.slice(out.length - POINTS_KEPT) : out;
+}
+
+// The daemon's recent history for the charts (GET /api/v1/samples), merged with what the
+// event stream brought: asked once when the metrics page opens.
+export async function loadHistory() {
+  if (!readsAll()) return;
+  let h;
+  try {
+    h = await get('/api/v1/samples');
+  } catch {
+    return;
+  }
+  const byId = (p) => p.id;
+  store.claimLatency = mergeSeries(store.claimLatency, (h.claims || []).map((c) => ({ ...c, source: c.source })), byId);
+  store.hibernate = mergeSeries(store.hibernate, h.hibernate || [], byId);
+  for (const [pool, pts] of Object.entries(h.pools || {}))
+    store.poolDepth[pool] = mergeSeries(store.poolDepth[pool] || [], pts, (p) => p.t);
   changed();
 }
 
@@ -118,9 +159,9 @@ export function onEvent(ev) {
   if (store.events.length > EVENTS_KEPT) store.events.pop();
   const t = Date.parse(ev.time) / 1000 || Date.now() / 1000;
   if (ev.type === 'tenant.claimed')
-    keep(store.claimLatency, { t, source: ev.source || '?', ms: ev.latencyMs }, POINTS_KEPT);
+    keep(store.claimLatency, { id: ev.id, t, source: ev.source || '?', ms: ev.latencyMs }, POINTS_KEPT);
   if (ev.type === 'hibernate.done' || ev.type === 'restore.done')
-    keep(store.hibernate, { t, kind: ev.type.split('.')[0], ms: ev.ms, bytes: ev.bytes }, POINTS_KEPT);
+    keep(store.hibernate, { id: ev.id, t, kind: ev.type.split('.')[0], ms: ev.ms, bytes: ev.bytes }, POINTS_KEPT);
   if (ev.type === 'pool.status') {
     const p = store.pools.find((x) => x.name === ev.pool);
     if (p) p.status = { ...(p.status || {}), ready: ev.ready, warming: ev.warming };
