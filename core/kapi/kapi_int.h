@@ -107,6 +107,10 @@ void bh_kapi_fanout_stop(struct bh_kapi_fanout *f);
 int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t since, int timeout_ms,
                          cJSON **out, struct bh_err *err);
 
+/* The CRDs of crds/ (YAML, NUL-terminated; NULL-ended), compiled in by
+ * scripts/embed-crds.cmake: OpenAPI takes their field descriptions. */
+extern const char *const bh_kapi_crd_texts[];
+
 /* Request bodies: JSON or YAML object, parsed; answers 400 itself. */
 int bh_kapi_body(const struct bh_kapi_req *req, struct bh_kapi_resp *resp, cJSON **out);
 

@@ -236,6 +236,20 @@ class KubectlTest(DaemonTestCase):
         text = self.out("explain", "bhw.spec.network.access")
         self.assertIn("KIND:       BoilerhouseWorkload", text)
         self.assertIn("FIELD: access <string>", text)
+        # Every field has its CRD's description (test_resource checks crds/ has one for each);
+        # a sample of each kind, words compared whatever kubectl's wrapping.
+        for path, words in (
+                ("bhw.spec.network.access", "Network access of each instance: none (loopback"),
+                ("bhw.spec.resources.memoryMb", "Memory limit in MiB"),
+                ("bhw.spec.network.credentials.headers.valueFrom.tenantSecretKeyRef.key",
+                 "The key within the secret."),
+                ("bhw.status.phase", "Terminating (being deleted"),
+                ("bhp.spec.maxFillConcurrency", "(at least 1; default 2)"),
+                ("bhc.spec.resume", "Restore the tenant's snapshot"),
+                ("bhc.status.endpoint.port", "The port (spec.network.expose[0].guest"),
+                ("bht.spec.tenant.from", "A dotted path into the event's payload"),
+                ("bht.spec.guards.type", "The guard plugin")):
+            self.assertIn(words, " ".join(self.out("explain", path).split()), path)
 
     def test_05_invalid_creates_nothing(self):
         r = self.kubectl("create", "-f", "-", stdin=BAD, ok=False)
