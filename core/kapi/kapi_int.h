@@ -111,6 +111,25 @@ int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t sin
  * scripts/embed-crds.cmake: OpenAPI takes their field descriptions. */
 extern const char *const bh_kapi_crd_texts[];
 
+/* A growing byte buffer (owned data). */
+struct bh_kapi_buf {
+    char *data;
+    size_t len, cap;
+};
+/* A JSON watch's read of the shared lines: kind's events after since that match takes (called
+ * under the fan-out's lock with the decorated object: quick, and no calls back). */
+struct bh_kapi_fanout_lines {
+    const char *kind;
+    int64_t since; /* in: after this; out: the newest version looked at */
+    int (*match)(const cJSON *obj, void *ud);
+    void *ud;
+};
+/* Appends the events' lines ({"type","object"} and a newline, as a JSON watch sends them) to
+ * out, waiting up to timeout_ms for one. 1 when memory does not hold every event after since
+ * (the caller reads with bh_kapi_fanout_since, which asks the store), else 0. */
+int bh_kapi_fanout_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r, int timeout_ms,
+                         struct bh_kapi_buf *out);
+
 /* Request bodies: JSON or YAML object, parsed; answers 400 itself. */
 int bh_kapi_body(const struct bh_kapi_req *req, struct bh_kapi_resp *resp, cJSON **out);
 
