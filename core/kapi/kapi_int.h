@@ -88,10 +88,11 @@ extern const size_t bh_kapi_n_kinds;
 const struct bh_kapi_kind *bh_kapi_kind_by_plural(const char *plural);
 const struct bh_kapi_kind *bh_kapi_kind_by_name(const char *kind);
 
-/* The four kinds' printer columns and Tables (kapi_objects.c), for the watch stream too. */
-cJSON *bh_kapi_table(const char *kind, const cJSON *items, int64_t rv);
-/* A Table of items with these columns (ending at a NULL name) after Name. */
-cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, const cJSON *items, int64_t rv);
+/* The four kinds' printer columns and Tables (kapi_objects.c), for the watch stream too. The
+ * rows take the items' metadata (moved: items are left without it; callers drop them). */
+cJSON *bh_kapi_table(const char *kind, cJSON *items, int64_t rv);
+/* A Table of items with these columns (ending at a NULL name) after Name; the same. */
+cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, cJSON *items, int64_t rv);
 /* Fills what the API shows but the store does not keep (namespace). In place. */
 void bh_kapi_decorate(cJSON *obj);
 
