@@ -339,11 +339,14 @@ static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
         resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
         r->status = 200;
+    } else if (r->raw) {
+        resp = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
+        r->raw = NULL;
     } else {
         char *text = r->json ? bh_json_print(r->json) : bh_xstrdup("{}");
         resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Content-Type", r->raw_type ? r->raw_type : "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-cache, private");
     for (int i = 0; i < r->n_warnings; i++) {
         bh_autofree char *w = kapi_warning_header(r->warnings[i]);

@@ -442,7 +442,14 @@ void bh_kapi_openapi(const struct bh_kapi_req *req, struct bh_kapi_resp *resp)
     int core = !p->group[0] && strcmp(p->version, "v1") == 0;
     int ours = strcmp(p->group, GROUP) == 0 && strcmp(p->version, VERSION) == 0;
     int ext = strcmp(p->group, EXT_GROUP) == 0 && strcmp(p->version, "v1") == 0;
-    if (p->type == BH_KAPI_P_OPENAPI_V2)
+    const char *accept = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept");
+    if (p->type == BH_KAPI_P_OPENAPI_V2 && accept && strstr(accept, BH_KAPI_OPENAPI_PB)) {
+        cJSON *doc = openapi_doc(1, 1, 1); /* kubectl before 1.27 reads only this */
+        bh_kapi_proto_openapi(doc, &resp->raw, &resp->raw_len);
+        cJSON_Delete(doc);
+        resp->raw_type = BH_KAPI_OPENAPI_PB;
+        resp->status = 200;
+    } else if (p->type == BH_KAPI_P_OPENAPI_V2)
         bh_kapi_json(resp, 200, openapi_doc(1, 1, 1));
     else if (p->type == BH_KAPI_P_OPENAPI_V3)
         bh_kapi_json(resp, 200, openapi_root());

@@ -43,6 +43,10 @@ struct bh_kapi_resp {
     char warnings[BH_KAPI_WARN_MAX][256];
     int n_warnings;
     int retry_after; /* > 0: sent as Retry-After */
+    /* Set instead of json: bytes sent as they are, of this type (static). Owned. */
+    char *raw;
+    size_t raw_len;
+    const char *raw_type;
 };
 
 /* Query parameter or NULL. */
