@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "build.h"
-#include "claim.h"
 #include "clock.h"
 #include "ctx.h"
 #include "image.h"
@@ -158,8 +157,8 @@ static int workload_keep_finalizer(struct bh_ctx *ctx, cJSON *wl, struct bh_err 
  * own change enqueued them (dispatch.c). */
 static int workload_live_claims(struct bh_ctx *ctx, const char *name)
 {
-    static const char *const live[] = {BH_CLAIM_PENDING, BH_CLAIM_ACTIVE, BH_CLAIM_RELEASING,
-                                       BH_CLAIM_RELEASE_FAILED};
+    /* claim.h's phases (claim.h includes this controller's header, not the reverse) */
+    static const char *const live[] = {"Pending", "Active", "Releasing", "ReleaseFailed"};
     bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/workload=%s", name);
     cJSON *list = NULL;
     const cJSON *c;
@@ -172,7 +171,7 @@ static int workload_live_claims(struct bh_ctx *ctx, const char *name)
         const char *phase = bh_json_str(c, "status.phase");
         int counts = bh_json_get(c, "metadata.deletionTimestamp") != NULL;
         for (size_t i = 0; !counts && i < BH_ARRAY_LEN(live); i++)
-            counts = strcmp(phase ? phase : BH_CLAIM_PENDING, live[i]) == 0;
+            counts = strcmp(phase ? phase : "Pending", live[i]) == 0;
         n += counts;
     }
     cJSON_Delete(list);
