@@ -447,7 +447,8 @@ void bh_kapi_openapi(const struct bh_kapi_req *req, struct bh_kapi_resp *resp)
         cJSON *doc = openapi_doc(1, 1, 1); /* kubectl before 1.27 reads only this */
         bh_kapi_proto_openapi(doc, &resp->raw, &resp->raw_len);
         cJSON_Delete(doc);
-        resp->raw_type = BH_KAPI_OPENAPI_PB;
+        resp->raw_type = "application/octet-stream"; /* as kube-apiserver: Go's mime parser
+                                                      * refuses the '@' of the asked type */
         resp->status = 200;
     } else if (p->type == BH_KAPI_P_OPENAPI_V2)
         bh_kapi_json(resp, 200, openapi_doc(1, 1, 1));
