@@ -710,7 +710,8 @@ static int claim_releasing(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, s
     cJSON *wl = claim_workload(ctx, claim);
     if (!wl)
         return 0; /* the workload's return re-enqueues its claims */
-    int rc = claim_release_idle(ctx, claim, wl, err);
+    int rc = bh_workload_terminating(wl) ? claim_release_terminating(ctx, claim, wl, err)
+                                         : claim_release_idle(ctx, claim, wl, err);
     cJSON_Delete(wl);
     return rc;
 }
