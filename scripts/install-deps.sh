@@ -48,3 +48,17 @@ if [ "$(cat "$S3RVER_DIR/.version" 2>/dev/null)" != "$S3RVER_VERSION" ]; then
   npm install --silent --no-audit --no-fund --prefix "$S3RVER_DIR" "s3rver@$S3RVER_VERSION" >/dev/null
   echo "$S3RVER_VERSION" >"$S3RVER_DIR/.version"
 fi
+# kubectl: Debian's kubernetes-client when the machine has none. Its kubectl 1.20 is also
+# unpacked (not installed: a newer kubectl on PATH stays) into a cache outside the repo, where
+# tests/integration/test_kubectl.py runs it: kubectl before 1.27 reads OpenAPI v2 only as
+# protobuf, a path the current kubectl never takes (BH_KUBECTL_OLD overrides).
+command -v kubectl >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  --no-install-recommends kubernetes-client >/dev/null
+KUBECTL_OLD_DIR=/var/cache/boilerhouse/kubectl-debian
+if [ ! -x "$KUBECTL_OLD_DIR/usr/bin/kubectl" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq kubernetes-client 2>/dev/null)
+  mkdir -p "$KUBECTL_OLD_DIR"
+  dpkg -x "$tmp"/kubernetes-client_*.deb "$KUBECTL_OLD_DIR"
+  rm -rf "$tmp"
+fi

@@ -26,6 +26,7 @@
 #include "secret.h"
 #include "store.h"
 #include "trigger.h"
+#include "workload.h"
 #include "ws.h"
 
 #define API_LOG_TAIL_DEFAULT 200
@@ -374,16 +375,27 @@ static void h_resource_put(const struct bh_api_req *req, struct bh_api_resp *res
     cJSON_Delete(obj);
 }
 
+/* A workload's deletion is a cascade (workload.h): answered once it is gone (200), or, when
+ * it outlasts the claim timeout, 202 with what it still waits for. */
 static void h_resource_delete(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     const char *kind = api_kind_of(req);
     struct bh_err err;
+    cJSON *left = NULL;
     if (bh_store_delete(req->ctx->store, kind, req->params[0], &err) < 0) {
         bh_api_error(resp, err.code == BH_ENOTFOUND ? 404 : 500, "%s %.64s: %s", api_noun(kind),
                      req->params[0], err.code == BH_ENOTFOUND ? "not found" : err.msg);
         return;
     }
     cJSON *o = cJSON_CreateObject();
+    if (strcmp(kind, "BoilerhouseWorkload") == 0 &&
+        !bh_workload_wait_gone(req->ctx, req->params[0], req->ctx->cfg.claim_timeout_ms, &left)) {
+        cJSON_AddStringToObject(o, "status", "terminating");
+        cJSON_AddStringToObject(o, "detail", bh_json_str(left, "status.detail") ?: "");
+        cJSON_Delete(left);
+        bh_api_json(resp, 202, o);
+        return;
+    }
     cJSON_AddStringToObject(o, "status", "deleted");
     bh_api_json(resp, 200, o);
 }

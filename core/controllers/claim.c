@@ -211,7 +211,10 @@ static cJSON *claim_ready_workload(struct bh_ctx *ctx, cJSON *claim, long *reque
     if (bh_workload_ready(wl))
         return wl;
     const char *phase = bh_json_str(wl, "status.phase");
-    if (phase && strcmp(phase, "Error") == 0) {
+    if (bh_workload_terminating(wl)) {
+        bh_autofree char *msg = bh_xasprintf("workload %s is being deleted", name);
+        claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err);
+    } else if (phase && strcmp(phase, "Error") == 0) {
         bh_autofree char *msg =
             bh_xasprintf("workload %s is not ready: %s", name, bh_json_str(wl, "status.detail"));
         claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err);
@@ -605,8 +608,22 @@ static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, s
     return rc; /* a failure is retried with backoff; the instance keeps running meanwhile */
 }
 
-/* Idle timeout: release but keep the claim (phase Released) so the tenant's next claim
- * restores. */
+/* Releases but keeps the claim (phase Released) so the tenant's next claim restores; detail
+ * says why. */
+static int claim_release_keep(struct bh_ctx *ctx, cJSON *claim, const char *detail,
+                              struct bh_err *err)
+{
+    if (claim_set_phase(ctx, claim, BH_CLAIM_RELEASING, detail, err) < 0 ||
+        claim_release_instance(ctx, claim, 0, err) < 0)
+        return -1;
+    cJSON *status = bh_json_obj(claim, "status");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    bh_info("claim", "claim %s released after %s", bh_json_str(claim, "metadata.name"), detail);
+    return claim_set_phase(ctx, claim, BH_CLAIM_RELEASED, detail, err);
+}
+
+/* Idle timeout: released, kept. */
 static int claim_release_idle(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, struct bh_err *err)
 {
     const char *action = bh_json_str(wl, "spec.idle.action");
@@ -616,14 +633,19 @@ static int claim_release_idle(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl,
     cJSON_AddStringToObject(d, "action", action ? action : "hibernate");
     bh_events_publish(ctx->events, BH_EVT_IDLE_TIMEOUT, bh_json_str(claim, "spec.workloadRef"),
                       bh_json_str(claim, "spec.tenantId"), d);
-    if (claim_set_phase(ctx, claim, BH_CLAIM_RELEASING, detail, err) < 0 ||
-        claim_release_instance(ctx, claim, 0, err) < 0)
-        return -1;
-    cJSON *status = bh_json_obj(claim, "status");
-    cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
-    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
-    bh_info("claim", "claim %s released after %s", bh_json_str(claim, "metadata.name"), detail);
-    return claim_set_phase(ctx, claim, BH_CLAIM_RELEASED, detail, err);
+    return claim_release_keep(ctx, claim, detail, err);
+}
+
+/* The workload is being deleted: its claim is released as an idle one would be (saved or
+ * destroyed per spec.idle.action) and kept, Released, with the tenant's snapshot. */
+static int claim_release_terminating(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl,
+                                     struct bh_err *err)
+{
+    const char *action = bh_json_str(wl, "spec.idle.action");
+    bh_autofree char *detail =
+        bh_xasprintf("workload %s is being deleted (%s)", bh_json_str(wl, "metadata.name"),
+                     action ? action : "hibernate");
+    return claim_release_keep(ctx, claim, detail, err);
 }
 
 static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
@@ -641,7 +663,9 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
         return claim_set_phase(ctx, claim, BH_CLAIM_ERROR, msg, err);
     }
     int rc = 0;
-    if ((wl = claim_workload(ctx, claim)) != NULL) {
+    if ((wl = claim_workload(ctx, claim)) != NULL && bh_workload_terminating(wl)) {
+        rc = claim_release_terminating(ctx, claim, wl, err);
+    } else if (wl) {
         rc = claim_check_health(ctx, claim, inst, wl, err);
         long long next =
             bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
@@ -686,7 +710,8 @@ static int claim_releasing(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, s
     cJSON *wl = claim_workload(ctx, claim);
     if (!wl)
         return 0; /* the workload's return re-enqueues its claims */
-    int rc = claim_release_idle(ctx, claim, wl, err);
+    int rc = bh_workload_terminating(wl) ? claim_release_terminating(ctx, claim, wl, err)
+                                         : claim_release_idle(ctx, claim, wl, err);
     cJSON_Delete(wl);
     return rc;
 }
@@ -885,6 +910,22 @@ static char *claim_other_for_pair(struct bh_ctx *ctx, const char *tenant, const 
     return found;
 }
 
+/* A workload being deleted takes no new claims (given: the workload as the caller read it,
+ * else it is read here). A missing one is the controller's to report. */
+static int claim_workload_open(struct bh_ctx *ctx, const char *workload, const cJSON *given,
+                               struct bh_err *err)
+{
+    cJSON *wl = NULL;
+    struct bh_err gerr;
+    if (!given && bh_store_get(ctx->store, "BoilerhouseWorkload", workload, &wl, &gerr) < 0)
+        return 0;
+    int closing = bh_workload_terminating(given ? given : wl);
+    cJSON_Delete(wl);
+    return closing ? bh_err_set(err, BH_ECONFLICT,
+                                "workload %s is being deleted: it takes no new claims", workload)
+                   : 0;
+}
+
 int bh_claim_admit(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
 {
     const char *tenant = bh_json_str(claim, "spec.tenantId");
@@ -893,6 +934,8 @@ int bh_claim_admit(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
         return bh_err_set(err, BH_EINVAL,
                           "spec.tenantId: must be 1-63 characters of [A-Za-z0-9._-], beginning "
                           "and ending with a letter or digit");
+    if (claim_workload_open(ctx, workload, NULL, err) < 0)
+        return -1;
     bh_autofree char *pair = bh_name_claim(tenant, workload);
     cJSON *held = NULL;
     struct bh_err gerr;
@@ -985,6 +1028,8 @@ char *bh_claim_name(struct bh_ctx *ctx, const char *tenant, const char *workload
 int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
                     struct bh_err *err)
 {
+    if (claim_workload_open(ctx, req->workload, req->wl, err) < 0)
+        return -1;
     cJSON *c = NULL;
     bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload, &c);
     if (claim_get_settled(ctx, name, &c, err) < 0)
@@ -1055,6 +1100,8 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     static const char *const settled[] = {BH_CLAIM_ACTIVE, BH_CLAIM_ERROR, BH_CLAIM_RELEASED, NULL};
     long long t0 = bh_clock_ms();
     memset(ans, 0, sizeof(*ans));
+    if (req->wl && claim_workload_open(ctx, req->workload, req->wl, err) < 0)
+        return -1;
     /* The pair's claim is Active: answered from the index, without a store read. */
     ans->claim = bh_claim_index_active(ctx->claim_index, req->tenant, req->workload);
     if (ans->claim)

@@ -225,7 +225,9 @@ static void pool_prune(struct bh_ctx *ctx, const cJSON *pool, const cJSON *wl, i
             is_ready = 1;
         /* Warming members finish booting first (their boot thread owns them until then). */
         if (is_ready && (!wl || !pool_member_current(m, wl)))
-            pool_destroy_member(ctx, m, "built from an older workload spec or image");
+            pool_destroy_member(ctx, m,
+                                wl ? "built from an older workload spec or image"
+                                   : "its workload is not ready, or is being deleted");
         else if (is_ready && !bh_instance_alive(ctx, m)) {
             /* Counts as a failed boot, so a workload that dies right after starting backs
              * off instead of being restarted in a tight loop. */
@@ -300,8 +302,10 @@ int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, st
     long long failures = bh_json_int(pool, "status.failures", 0);
     *requeue_ms = POOL_RESYNC_MS;
     if (!wl_ready) {
-        bh_autofree char *msg =
-            bh_xasprintf("workload %s is %s", wname, have_wl ? "not ready" : "not found");
+        bh_autofree char *msg = bh_xasprintf("workload %s is %s", wname,
+                                             !have_wl                      ? "not found"
+                                             : bh_workload_terminating(wl) ? "being deleted"
+                                                                           : "not ready");
         rc = pool_write_status(ctx, pool, ready, warming, "Error", msg, err);
     } else {
         long long gap = size - ready - warming, room = max_fill - warming;

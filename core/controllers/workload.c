@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "build.h"
 #include "clock.h"
@@ -12,12 +13,18 @@
 #include "image.h"
 #include "json.h"
 #include "log.h"
+#include "instance.h"
 #include "mem.h"
+#include "resource.h"
 #include "store.h"
 
 #define WORKLOAD_KIND "BoilerhouseWorkload"
 #define WORKLOAD_RETRY_MS 30000
 #define WORKLOAD_WATCH_MS 2000 /* how soon an edited Dockerfile context is rebuilt */
+#define WORKLOAD_TERMINATING "Terminating"
+/* How often a deleted workload looks again at what is left of it: claim releases and pool
+ * drains do not wake it (they are not its events). */
+#define WORKLOAD_TERMINATE_POLL_MS 200
 
 static int workload_write_status(struct bh_ctx *ctx, cJSON *wl, const char *phase,
                                  const char *detail, struct bh_err *err)
@@ -104,9 +111,157 @@ static int workload_backing_off(const cJSON *wl, const char *fingerprint, long *
 int bh_workload_ready(const cJSON *wl)
 {
     const char *phase = bh_json_str(wl, "status.phase");
-    return phase && strcmp(phase, "Ready") == 0 &&
+    return phase && strcmp(phase, "Ready") == 0 && !bh_workload_terminating(wl) &&
            bh_json_int(wl, "status.observedGeneration", -1) ==
                bh_json_int(wl, "metadata.generation", 0);
+}
+
+int bh_workload_terminating(const cJSON *wl)
+{
+    return bh_json_get(wl, "metadata.deletionTimestamp") != NULL;
+}
+
+/* ---- deletion: the cascade behind the finalizer ---- */
+
+static int workload_has_finalizer(const cJSON *wl)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, bh_json_get(wl, "metadata.finalizers"))
+    {
+        if (cJSON_IsString(f) && strcmp(f->valuestring, BH_RESOURCE_FINALIZER) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A workload stored without the finalizer (made before there was one, or a client dropped it
+ * in a full update) gets it back, so that deleting it still waits for the cascade. */
+static int workload_keep_finalizer(struct bh_ctx *ctx, cJSON *wl, struct bh_err *err)
+{
+    if (workload_has_finalizer(wl))
+        return 0;
+    cJSON *md = bh_json_obj(wl, "metadata");
+    cJSON *fin = cJSON_GetObjectItemCaseSensitive(md, "finalizers");
+    if (!cJSON_IsArray(fin)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "finalizers");
+        fin = cJSON_AddArrayToObject(md, "finalizers");
+    }
+    cJSON_AddItemToArray(fin, cJSON_CreateString(BH_RESOURCE_FINALIZER));
+    /* resourceVersion kept: a concurrent edit wins, and its event brings us back. */
+    int rc = bh_store_update(ctx->store, wl, NULL, err);
+    return rc < 0 && err->code == BH_ECONFLICT ? 0 : rc;
+}
+
+/* Claims of the workload that hold or may still get an instance, or are being finalized
+ * (their save needs the workload's spec). The claim controller releases them: the workload's
+ * own change enqueued them (dispatch.c). */
+static int workload_live_claims(struct bh_ctx *ctx, const char *name)
+{
+    /* claim.h's phases (claim.h includes this controller's header, not the reverse) */
+    static const char *const live[] = {"Pending", "Active", "Releasing", "ReleaseFailed"};
+    bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/workload=%s", name);
+    cJSON *list = NULL;
+    const cJSON *c;
+    struct bh_err err;
+    int n = 0;
+    if (bh_store_list(ctx->store, "BoilerhouseClaim", sel, &list, NULL, &err) < 0)
+        return 1; /* unknown: wait, never cut a release short */
+    cJSON_ArrayForEach(c, list)
+    {
+        const char *phase = bh_json_str(c, "status.phase");
+        int counts = bh_json_get(c, "metadata.deletionTimestamp") != NULL;
+        for (size_t i = 0; !counts && i < BH_ARRAY_LEN(live); i++)
+            counts = strcmp(phase ? phase : "Pending", live[i]) == 0;
+        n += counts;
+    }
+    cJSON_Delete(list);
+    return n;
+}
+
+/* Instances of the workload still there, once its claims are released. A pool member is its
+ * pool's to drain (a pool does not refill a terminating workload) and a warming one its boot
+ * thread's; any other outlived its claim and is destroyed here. */
+static int workload_drain(struct bh_ctx *ctx, const char *name)
+{
+    bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/workload=%s", name);
+    cJSON *list = NULL;
+    const cJSON *inst;
+    struct bh_err err;
+    if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, &err) < 0)
+        return 1;
+    int n = cJSON_GetArraySize(list);
+    cJSON_ArrayForEach(inst, list)
+    {
+        const char *id = bh_json_str(inst, "metadata.name");
+        if (bh_json_label(inst, "boilerhouse.dev/pool") ||
+            bh_json_label(inst, "boilerhouse.dev/pool-status"))
+            continue;
+        bh_info("workload", "workload %s is being deleted: removing instance %s", name, id);
+        if (bh_instance_destroy(ctx, id, &err) < 0)
+            bh_warn("workload", "remove %s: %s", id, err.msg);
+    }
+    cJSON_Delete(list);
+    return n;
+}
+
+/* Drops our finalizer: the store then removes the workload (unless others remain). */
+static int workload_release_finalizer(struct bh_ctx *ctx, cJSON *wl, struct bh_err *err)
+{
+    cJSON *fin = bh_json_get(wl, "metadata.finalizers");
+    for (cJSON *f = fin ? fin->child : NULL, *next; f; f = next) {
+        next = f->next;
+        if (cJSON_IsString(f) && strcmp(f->valuestring, BH_RESOURCE_FINALIZER) == 0)
+            cJSON_Delete(cJSON_DetachItemViaPointer(fin, f));
+    }
+    bh_info("workload", "workload %s: claims released, instances drained; deleted",
+            bh_json_str(wl, "metadata.name"));
+    int rc = bh_store_update(ctx->store, wl, NULL, err);
+    return rc < 0 && err->code == BH_ECONFLICT ? 0 : rc; /* its event brings us back */
+}
+
+/* A deleted workload: releases, then drains, then lets go. Polled while anything is left. */
+static int workload_terminate(struct bh_ctx *ctx, cJSON *wl, long *requeue_ms, struct bh_err *err)
+{
+    const char *name = bh_json_str(wl, "metadata.name");
+    if (!workload_has_finalizer(wl))
+        return 0; /* another finalizer holds it: not ours to wait for */
+    int claims = workload_live_claims(ctx, name);
+    int instances = claims ? 0 : workload_drain(ctx, name);
+    if (!claims && !instances)
+        return workload_release_finalizer(ctx, wl, err);
+    bh_autofree char *detail =
+        claims ? bh_xasprintf("being deleted: releasing %d claim%s", claims, claims > 1 ? "s" : "")
+               : bh_xasprintf("being deleted: draining %d instance%s", instances,
+                              instances > 1 ? "s" : "");
+    *requeue_ms = WORKLOAD_TERMINATE_POLL_MS;
+    const char *phase = bh_json_str(wl, "status.phase"), *old = bh_json_str(wl, "status.detail");
+    if (phase && strcmp(phase, WORKLOAD_TERMINATING) == 0 && old && strcmp(old, detail) == 0)
+        return 0;
+    return workload_write_status(ctx, wl, WORKLOAD_TERMINATING, detail, err);
+}
+
+int bh_workload_wait_gone(struct bh_ctx *ctx, const char *name, long long timeout_ms, cJSON **left)
+{
+    long long deadline = bh_clock_ms() + timeout_ms;
+    *left = NULL;
+    for (;;) {
+        cJSON *wl = NULL, *events = NULL;
+        struct bh_err err;
+        if (bh_store_get(ctx->store, WORKLOAD_KIND, name, &wl, &err) < 0)
+            return err.code == BH_ENOTFOUND ? 1 : 0;
+        long long wait = deadline - bh_clock_ms();
+        if (wait <= 0) {
+            *left = wl;
+            return 0;
+        }
+        /* Woken by the next workload change, the last one removing it. */
+        const char *rv = bh_json_str(wl, "metadata.resourceVersion");
+        int64_t since = rv ? strtoll(rv, NULL, 10) : 0;
+        cJSON_Delete(wl);
+        if (bh_store_events_since(ctx->store, WORKLOAD_KIND, since, (int)wait, &events, &err) < 0)
+            usleep(WORKLOAD_TERMINATE_POLL_MS * 1000); /* compacted log: look again */
+        cJSON_Delete(events);
+    }
 }
 
 int bh_workload_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms,
@@ -115,6 +270,11 @@ int bh_workload_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms
     cJSON *wl = NULL;
     if (bh_store_get(ctx->store, WORKLOAD_KIND, name, &wl, err) < 0)
         return err->code == BH_ENOTFOUND ? 0 : -1;
+    if (bh_workload_terminating(wl) || workload_keep_finalizer(ctx, wl, err) < 0) {
+        int rc = bh_workload_terminating(wl) ? workload_terminate(ctx, wl, requeue_ms, err) : -1;
+        cJSON_Delete(wl);
+        return rc;
+    }
     char fingerprint[65];
     workload_fingerprint(ctx, wl, fingerprint);
     int rc = 0;

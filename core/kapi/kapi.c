@@ -112,6 +112,8 @@ static void stream_append(struct kapi_stream *s, const char *type, cJSON *object
 
 static int stream_wanted(const struct bh_kapi_watch *w, const cJSON *obj)
 {
+    if (!obj)
+        return 0;
     if (w->name[0] && strcmp(bh_json_str(obj, "metadata.name") ?: "", w->name) != 0)
         return 0;
     return bh_kapi_sel_match_labels(&w->labels, obj) && bh_kapi_sel_match_fields(&w->fields, obj);
@@ -166,6 +168,32 @@ static void stream_initial(struct kapi_stream *s)
     cJSON_Delete(all);
 }
 
+static int stream_match(const cJSON *obj, void *ud)
+{
+    return stream_wanted(ud, obj);
+}
+
+/* A JSON watch takes the lines the fan-out printed once for every watcher. 0 when it must
+ * read events itself (they are older than memory holds). */
+static int stream_fill_lines(struct kapi_stream *s, int wait)
+{
+    struct bh_kapi_fanout_lines r = {
+        .kind = s->w->kind, .since = s->w->rv, .match = stream_match, .ud = s->w};
+    struct bh_kapi_buf out = {0};
+    if (bh_kapi_fanout_lines(s->fan, &r, wait, &out) != 0) {
+        free(out.data);
+        return 0;
+    }
+    s->w->rv = r.since;
+    s->buf = out.data;
+    s->len = out.len;
+    if (s->len == 0 && s->w->bookmarks)
+        stream_bookmark(s);
+    else if (s->len == 0)
+        s->buf = bh_xstrdup("\n"), s->len = 1; /* keepalive: finds a gone client */
+    return 1;
+}
+
 /* Blocks until there is something to send: events, a keepalive or bookmark, or the end. */
 static void stream_fill(struct kapi_stream *s)
 {
@@ -182,6 +210,8 @@ static void stream_fill(struct kapi_stream *s)
             return;
     }
     int wait = left < KAPI_WATCH_WAIT_MS ? (int)left : KAPI_WATCH_WAIT_MS;
+    if (!s->w->table && stream_fill_lines(s, wait))
+        return;
     if (bh_kapi_fanout_since(s->fan, s->w->kind, s->w->rv, wait, &evs, &err) < 0) {
         if (err.code == BH_ECONFLICT)
             stream_gone(s, err.msg);
@@ -309,11 +339,14 @@ static enum MHD_Result kapi_send(struct bh_kapi *k, struct MHD_Connection *conn,
         resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
         r->status = 200;
+    } else if (r->raw) {
+        resp = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
+        r->raw = NULL;
     } else {
         char *text = r->json ? bh_json_print(r->json) : bh_xstrdup("{}");
         resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Content-Type", r->raw_type ? r->raw_type : "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-cache, private");
     for (int i = 0; i < r->n_warnings; i++) {
         bh_autofree char *w = kapi_warning_header(r->warnings[i]);

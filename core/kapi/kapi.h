@@ -89,5 +89,9 @@ int bh_kapi_json_patch(cJSON **doc, const cJSON *ops, struct bh_err *err);
 /* A v1 Secret in Kubernetes's protobuf envelope ("k8s\0"), as {kind, metadata{name, labels,
  * annotations}, type, stringData} (binary values become strings; NUL bytes are refused). */
 int bh_kapi_proto_secret(const void *data, size_t len, cJSON **out, struct bh_err *err);
+/* An OpenAPI v2 document (JSON, as /openapi/v2 serves it) as the protobuf kubectl before 1.27
+ * asks for (gnostic's openapi_v2.Document). *out owned, *len bytes. */
+#define BH_KAPI_OPENAPI_PB "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+void bh_kapi_proto_openapi(const cJSON *doc, char **out, size_t *len);
 
 #endif

@@ -1,11 +1,14 @@
 /* Discovery (/version, /api, /apis, the resource lists) and OpenAPI v2/v3, built from the
  * kind table (kapi_objects.c) and the validator's schema tables (resource_schema.c), so
- * kubectl's short names, categories, `explain` and field validation see what crds/ says. */
+ * kubectl's short names, categories, `explain` and field validation see what crds/ says; the
+ * descriptions `explain` prints (and the status schema) come from crds/ itself, compiled in. */
 #include <microhttpd.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "json.h"
 #include "kapi_int.h"
+#include "log.h"
 #include "mem.h"
 #include "resource.h"
 
@@ -232,6 +235,60 @@ static cJSON *object_meta(void)
     return m;
 }
 
+/* ---- the CRDs' descriptions ---- */
+
+static cJSON *crd_schemas; /* {kind: openAPIV3Schema}, parsed once, kept for the process */
+static pthread_once_t crd_once = PTHREAD_ONCE_INIT;
+
+static void crd_load(void)
+{
+    crd_schemas = cJSON_CreateObject();
+    for (const char *const *t = bh_kapi_crd_texts; *t; t++) {
+        cJSON *crd = NULL;
+        struct bh_err err;
+        if (bh_resource_parse(*t, strlen(*t), &crd, &err) < 0) {
+            bh_error("kapi", "compiled-in CRD: %s", err.msg); /* test_resource parses them */
+            continue;
+        }
+        const char *kind = bh_json_str(crd, "spec.names.kind");
+        cJSON *schema = bh_json_get(cJSON_GetArrayItem(bh_json_get(crd, "spec.versions"), 0),
+                                    "schema.openAPIV3Schema");
+        if (kind && schema)
+            cJSON_AddItemToObject(crd_schemas, kind, cJSON_Duplicate(schema, 1));
+        cJSON_Delete(crd);
+    }
+}
+
+/* Copies the CRD's descriptions onto the served schema s, field by field (a $ref keeps the
+ * description of what it refers to). */
+static void describe(cJSON *s, const cJSON *crd)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(crd, "description");
+    if (!cJSON_IsObject(s) || !crd)
+        return;
+    if (cJSON_IsString(d) && !cJSON_HasObjectItem(s, "description") &&
+        !cJSON_HasObjectItem(s, "$ref"))
+        cJSON_AddStringToObject(s, "description", d->valuestring);
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(crd, "properties");
+    cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(s, "properties"))
+        describe(p, cJSON_GetObjectItemCaseSensitive(props, p->string));
+    describe(cJSON_GetObjectItemCaseSensitive(s, "items"),
+             cJSON_GetObjectItemCaseSensitive(crd, "items"));
+}
+
+/* The kind's schema with the CRD's descriptions, and its status schema as the CRD states it. */
+static void describe_kind(cJSON *top, const char *kind)
+{
+    pthread_once(&crd_once, crd_load);
+    const cJSON *crd = cJSON_GetObjectItemCaseSensitive(crd_schemas, kind);
+    const cJSON *status = bh_json_get(crd, "properties.status");
+    if (status)
+        cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(top, "properties"),
+                                               "status", cJSON_Duplicate(status, 1));
+    describe(top, crd);
+}
+
 static cJSON *top_schema(const char *group, const char *kind, cJSON *spec, const char *ref_prefix)
 {
     cJSON *s = typed("object"), *props = cJSON_AddObjectToObject(s, "properties");
@@ -307,8 +364,9 @@ static void fill_group(cJSON *schemas, cJSON *paths, const char *ref_prefix)
     for (size_t i = 0; i < bh_kapi_n_kinds; i++) {
         const struct bh_kapi_kind *k = &bh_kapi_kinds[i];
         bh_autofree char *id = bh_xasprintf("dev.boilerhouse." VERSION ".%s", k->kind);
-        cJSON_AddItemToObject(
-            schemas, id, top_schema(GROUP, k->kind, bh_resource_spec_schema(k->kind), ref_prefix));
+        cJSON *top = top_schema(GROUP, k->kind, bh_resource_spec_schema(k->kind), ref_prefix);
+        describe_kind(top, k->kind);
+        cJSON_AddItemToObject(schemas, id, top);
         add_paths(paths, "/apis/" GROUP "/" VERSION, bh_resource_plural(k->kind), GROUP, k->kind);
     }
 }
@@ -384,7 +442,15 @@ void bh_kapi_openapi(const struct bh_kapi_req *req, struct bh_kapi_resp *resp)
     int core = !p->group[0] && strcmp(p->version, "v1") == 0;
     int ours = strcmp(p->group, GROUP) == 0 && strcmp(p->version, VERSION) == 0;
     int ext = strcmp(p->group, EXT_GROUP) == 0 && strcmp(p->version, "v1") == 0;
-    if (p->type == BH_KAPI_P_OPENAPI_V2)
+    const char *accept = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Accept");
+    if (p->type == BH_KAPI_P_OPENAPI_V2 && accept && strstr(accept, BH_KAPI_OPENAPI_PB)) {
+        cJSON *doc = openapi_doc(1, 1, 1); /* kubectl before 1.27 reads only this */
+        bh_kapi_proto_openapi(doc, &resp->raw, &resp->raw_len);
+        cJSON_Delete(doc);
+        resp->raw_type = "application/octet-stream"; /* as kube-apiserver: Go's mime parser
+                                                      * refuses the '@' of the asked type */
+        resp->status = 200;
+    } else if (p->type == BH_KAPI_P_OPENAPI_V2)
         bh_kapi_json(resp, 200, openapi_doc(1, 1, 1));
     else if (p->type == BH_KAPI_P_OPENAPI_V3)
         bh_kapi_json(resp, 200, openapi_root());

@@ -3,7 +3,11 @@
  * SQLite itself under the store's one mutex, so a write woke every watcher into a queue (and
  * the next write waited behind them). A watcher whose version is older than what memory holds,
  * or any trouble in the feeder, goes to the store as before (which answers 410 when the version
- * has been compacted away). */
+ * has been compacted away).
+ *
+ * The feeder also prints each event of the four kinds once, as the line a JSON watch sends
+ * (the object decorated as the API shows it): watchers take those shared lines, filtered under
+ * the lock, instead of copying and printing every event for themselves. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -11,7 +15,7 @@
 #include <time.h>
 
 #include "json.h"
-#include "kapi.h"
+#include "kapi_int.h"
 #include "mem.h"
 #include "store.h"
 
@@ -22,7 +26,9 @@
 struct fanout_ev {
     int64_t rv;
     char *kind;
-    cJSON *ev; /* {"type", "object"} as the store gives it */
+    cJSON *ev;   /* {"type", "object"}, the object decorated (bh_kapi_decorate) */
+    char *line;  /* ev printed, with its newline; NULL for kinds the API does not serve */
+    size_t size; /* of line */
 };
 
 struct bh_kapi_fanout {
@@ -42,30 +48,54 @@ static int64_t fanout_rv(const cJSON *ev)
     return rv ? strtoll(rv, NULL, 10) : 0;
 }
 
-/* Appends the store's events (owned array) under the lock and wakes the watchers. */
+/* The line a JSON watch sends for ev, once for every watcher; outside the lock. */
+static void fanout_print(struct fanout_ev *e)
+{
+    if (!bh_kapi_kind_by_name(e->kind))
+        return;
+    bh_kapi_decorate(cJSON_GetObjectItemCaseSensitive(e->ev, "object"));
+    char *text = cJSON_PrintUnformatted(e->ev);
+    e->size = strlen(text) + 1;
+    e->line = bh_xrealloc(text, e->size + 1);
+    e->line[e->size - 1] = '\n';
+    e->line[e->size] = '\0';
+}
+
+static void fanout_free(struct fanout_ev *e)
+{
+    free(e->kind);
+    free(e->line);
+    cJSON_Delete(e->ev);
+}
+
+/* Appends the store's events (owned array, emptied) and wakes the watchers. */
 static void fanout_append(struct bh_kapi_fanout *f, cJSON *evs)
 {
-    pthread_mutex_lock(&f->mu);
-    for (cJSON *ev = evs->child, *next; ev; ev = next) {
+    int n = cJSON_GetArraySize(evs), i = 0;
+    struct fanout_ev *fresh = bh_xcalloc((size_t)n + 1, sizeof(*fresh));
+    for (cJSON *ev = evs->child, *next; ev; ev = next, i++) {
         next = ev->next;
-        int64_t rv = fanout_rv(ev);
+        fresh[i].rv = fanout_rv(ev);
+        fresh[i].kind = bh_xstrdup(bh_json_str(ev, "object.kind") ?: "");
+        fresh[i].ev = cJSON_DetachItemViaPointer(evs, ev);
+        fanout_print(&fresh[i]);
+    }
+    pthread_mutex_lock(&f->mu);
+    for (i = 0; i < n; i++) {
         if (f->n == FANOUT_RING) { /* full: the oldest goes, and with it the floor */
             struct fanout_ev *old = &f->ring[f->head];
             f->floor = old->rv;
-            free(old->kind);
-            cJSON_Delete(old->ev);
+            fanout_free(old);
             f->head = (f->head + 1) % FANOUT_RING;
             f->n--;
         }
-        struct fanout_ev *e = &f->ring[(f->head + f->n++) % FANOUT_RING];
-        e->rv = rv;
-        e->kind = bh_xstrdup(bh_json_str(ev, "object.kind") ?: "");
-        e->ev = cJSON_DetachItemViaPointer(evs, ev);
-        if (rv > f->last)
-            f->last = rv;
+        f->ring[(f->head + f->n++) % FANOUT_RING] = fresh[i];
+        if (fresh[i].rv > f->last)
+            f->last = fresh[i].rv;
     }
     pthread_cond_broadcast(&f->grew);
     pthread_mutex_unlock(&f->mu);
+    free(fresh);
 }
 
 static void *fanout_feed(void *arg)
@@ -123,21 +153,33 @@ void bh_kapi_fanout_stop(struct bh_kapi_fanout *f)
     pthread_mutex_unlock(&f->mu);
     if (joinable)
         pthread_join(f->feeder, NULL);
-    for (size_t i = 0; i < f->n; i++) {
-        struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
-        free(e->kind);
-        cJSON_Delete(e->ev);
-    }
+    for (size_t i = 0; i < f->n; i++)
+        fanout_free(&f->ring[(f->head + i) % FANOUT_RING]);
     pthread_cond_destroy(&f->grew);
     pthread_mutex_destroy(&f->mu);
     free(f);
+}
+
+/* The ring's first event after since (f->n if none): the ring is in version order, so a
+ * watcher looks only at what is new to it. Under the lock. */
+static size_t fanout_first_after(const struct bh_kapi_fanout *f, int64_t since)
+{
+    size_t lo = 0, hi = f->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->ring[(f->head + mid) % FANOUT_RING].rv > since)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
 }
 
 /* Copies the ring's events of kind after since into out; the count. Under the lock. */
 static int fanout_collect(struct bh_kapi_fanout *f, const char *kind, int64_t since, cJSON *out)
 {
     int got = 0;
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = fanout_first_after(f, since); i < f->n; i++) {
         const struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
         if (e->rv > since && strcmp(e->kind, kind) == 0) {
             cJSON_AddItemToArray(out, cJSON_Duplicate(e->ev, 1));
@@ -147,17 +189,22 @@ static int fanout_collect(struct bh_kapi_fanout *f, const char *kind, int64_t si
     return got;
 }
 
+static void fanout_deadline(int timeout_ms, struct timespec *deadline)
+{
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += timeout_ms / 1000;
+    deadline->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+}
+
 int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t since, int timeout_ms,
                          cJSON **out, struct bh_err *err)
 {
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    fanout_deadline(timeout_ms, &deadline);
     cJSON *arr = cJSON_CreateArray();
     int direct = 0;
     pthread_mutex_lock(&f->mu);
@@ -177,4 +224,45 @@ int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t sin
     }
     *out = arr;
     return 0;
+}
+
+/* Appends the lines of r->kind's events after r->since that r->match takes to out; moves
+ * r->since past every event looked at. Under the lock. */
+static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r,
+                              struct bh_kapi_buf *out)
+{
+    for (size_t i = fanout_first_after(f, r->since); i < f->n; i++) {
+        const struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
+        r->since = e->rv;
+        if (!e->line || strcmp(e->kind, r->kind) != 0 ||
+            !r->match(cJSON_GetObjectItemCaseSensitive(e->ev, "object"), r->ud))
+            continue;
+        if (out->len + e->size > out->cap) {
+            out->cap = (out->len + e->size) * 2;
+            out->data = bh_xrealloc(out->data, out->cap);
+        }
+        memcpy(out->data + out->len, e->line, e->size);
+        out->len += e->size;
+    }
+}
+
+int bh_kapi_fanout_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r, int timeout_ms,
+                         struct bh_kapi_buf *out)
+{
+    struct timespec deadline;
+    fanout_deadline(timeout_ms, &deadline);
+    int rc = 0;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        if (f->broken || r->since < f->floor) {
+            rc = 1;
+            break;
+        }
+        size_t had = out->len;
+        fanout_take_lines(f, r, out);
+        if (out->len != had || pthread_cond_timedwait(&f->grew, &f->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return rc;
 }

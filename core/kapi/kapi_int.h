@@ -43,6 +43,10 @@ struct bh_kapi_resp {
     char warnings[BH_KAPI_WARN_MAX][256];
     int n_warnings;
     int retry_after; /* > 0: sent as Retry-After */
+    /* Set instead of json: bytes sent as they are, of this type (static). Owned. */
+    char *raw;
+    size_t raw_len;
+    const char *raw_type;
 };
 
 /* Query parameter or NULL. */
@@ -88,10 +92,11 @@ extern const size_t bh_kapi_n_kinds;
 const struct bh_kapi_kind *bh_kapi_kind_by_plural(const char *plural);
 const struct bh_kapi_kind *bh_kapi_kind_by_name(const char *kind);
 
-/* The four kinds' printer columns and Tables (kapi_objects.c), for the watch stream too. */
-cJSON *bh_kapi_table(const char *kind, const cJSON *items, int64_t rv);
-/* A Table of items with these columns (ending at a NULL name) after Name. */
-cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, const cJSON *items, int64_t rv);
+/* The four kinds' printer columns and Tables (kapi_objects.c), for the watch stream too. The
+ * rows take the items' metadata (moved: items are left without it; callers drop them). */
+cJSON *bh_kapi_table(const char *kind, cJSON *items, int64_t rv);
+/* A Table of items with these columns (ending at a NULL name) after Name; the same. */
+cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, cJSON *items, int64_t rv);
 /* Fills what the API shows but the store does not keep (namespace). In place. */
 void bh_kapi_decorate(cJSON *obj);
 
@@ -106,6 +111,29 @@ void bh_kapi_fanout_stop(struct bh_kapi_fanout *f);
  * event after since, else by the store (BH_ECONFLICT: since was compacted away). */
 int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t since, int timeout_ms,
                          cJSON **out, struct bh_err *err);
+
+/* The CRDs of crds/ (YAML, NUL-terminated; NULL-ended), compiled in by
+ * scripts/embed-crds.cmake: OpenAPI takes their field descriptions. */
+extern const char *const bh_kapi_crd_texts[];
+
+/* A growing byte buffer (owned data). */
+struct bh_kapi_buf {
+    char *data;
+    size_t len, cap;
+};
+/* A JSON watch's read of the shared lines: kind's events after since that match takes (called
+ * under the fan-out's lock with the decorated object: quick, and no calls back). */
+struct bh_kapi_fanout_lines {
+    const char *kind;
+    int64_t since; /* in: after this; out: the newest version looked at */
+    int (*match)(const cJSON *obj, void *ud);
+    void *ud;
+};
+/* Appends the events' lines ({"type","object"} and a newline, as a JSON watch sends them) to
+ * out, waiting up to timeout_ms for one. 1 when memory does not hold every event after since
+ * (the caller reads with bh_kapi_fanout_since, which asks the store), else 0. */
+int bh_kapi_fanout_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r, int timeout_ms,
+                         struct bh_kapi_buf *out);
 
 /* Request bodies: JSON or YAML object, parsed; answers 400 itself. */
 int bh_kapi_body(const struct bh_kapi_req *req, struct bh_kapi_resp *resp, cJSON **out);

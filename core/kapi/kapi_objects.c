@@ -121,22 +121,24 @@ static cJSON *obj_column(const char *name, const char *type, const char *format)
     return c;
 }
 
-/* The row's object: the metadata only, as kubectl's default includeObject=Metadata. */
-static cJSON *obj_partial(const cJSON *obj)
+/* The row's object: the metadata only, as kubectl's default includeObject=Metadata; moved out
+ * of obj, not copied (a list of 1,000 spent most of its Table time copying). */
+static cJSON *obj_partial(cJSON *obj)
 {
     cJSON *p = cJSON_CreateObject();
     cJSON_AddStringToObject(p, "kind", "PartialObjectMetadata");
     cJSON_AddStringToObject(p, "apiVersion", "meta.k8s.io/v1");
-    cJSON_AddItemToObject(p, "metadata", cJSON_Duplicate(bh_json_get(obj, "metadata"), 1));
+    cJSON *md = cJSON_DetachItemFromObjectCaseSensitive(obj, "metadata");
+    cJSON_AddItemToObject(p, "metadata", md ? md : cJSON_CreateObject());
     return p;
 }
 
-cJSON *bh_kapi_table(const char *kind, const cJSON *items, int64_t rv)
+cJSON *bh_kapi_table(const char *kind, cJSON *items, int64_t rv)
 {
     return bh_kapi_table_of(bh_kapi_kind_by_name(kind)->columns, items, rv);
 }
 
-cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, const cJSON *items, int64_t rv)
+cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, cJSON *items, int64_t rv)
 {
     cJSON *t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "kind", "Table");
@@ -149,7 +151,7 @@ cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, const cJSON *items
     for (const struct bh_kapi_column *c = columns; c->name; c++)
         cJSON_AddItemToArray(cols, obj_column(c->name, c->type, ""));
     cJSON *rows = cJSON_AddArrayToObject(t, "rows");
-    const cJSON *o;
+    cJSON *o;
     cJSON_ArrayForEach(o, items)
     {
         cJSON *row = cJSON_CreateObject(), *cells = cJSON_AddArrayToObject(row, "cells");
@@ -272,23 +274,24 @@ static cJSON *obj_page(cJSON *all, const struct bh_kapi_sel *labels,
     return items;
 }
 
-/* The continue token is the last name returned: lists are ordered by name. */
-static void obj_continue(cJSON *doc, const cJSON *items, int more)
+/* The continue token is the last name returned (lists are ordered by name), or NULL. Owned. */
+static char *obj_continue(const cJSON *items, int more)
 {
     int n = cJSON_GetArraySize(items);
-    if (more && n)
-        cJSON_AddStringToObject(bh_json_get(doc, "metadata"), "continue",
-                                bh_json_str(cJSON_GetArrayItem(items, n - 1), "metadata.name"));
+    const char *last = bh_json_str(cJSON_GetArrayItem(items, n - 1), "metadata.name");
+    return more && n && last ? bh_xstrdup(last) : NULL;
 }
 
 static cJSON *obj_list_doc(struct obj_ctx *c, cJSON *items, int64_t rv, int more)
 {
+    bh_autofree char *next = obj_continue(items, more);
     if (c->req->want_table) {
         cJSON *o; /* rows carry metadata for kubectl; not who owns which field */
         cJSON_ArrayForEach(o, items)
             cJSON_DeleteItemFromObjectCaseSensitive(bh_json_get(o, "metadata"), "managedFields");
         cJSON *t = bh_kapi_table(c->kind->kind, items, rv);
-        obj_continue(t, items, more);
+        if (next)
+            cJSON_AddStringToObject(bh_json_get(t, "metadata"), "continue", next);
         cJSON_Delete(items);
         return t;
     }
@@ -300,7 +303,8 @@ static cJSON *obj_list_doc(struct obj_ctx *c, cJSON *items, int64_t rv, int more
     char buf[24];
     snprintf(buf, sizeof(buf), "%lld", (long long)rv);
     cJSON_AddStringToObject(md, "resourceVersion", buf);
-    obj_continue(l, items, more);
+    if (next)
+        cJSON_AddStringToObject(md, "continue", next);
     cJSON_AddItemToObject(l, "items", items);
     return l;
 }

@@ -214,6 +214,22 @@ static int resource_check_header(const cJSON *obj, struct bh_err *err)
     return 0;
 }
 
+/* The kind's finalizer, unless the object is being deleted: then only its controller (or a
+ * user forcing the deletion) takes finalizers away. */
+static void resource_default_finalizer(const struct bh_resource_kind *k, cJSON *obj)
+{
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    if (!k->finalizer || cJSON_GetObjectItemCaseSensitive(md, "deletionTimestamp"))
+        return;
+    cJSON *fin = cJSON_GetObjectItemCaseSensitive(md, "finalizers");
+    if (!fin)
+        fin = cJSON_AddArrayToObject(md, "finalizers");
+    const cJSON *f;
+    cJSON_ArrayForEach(f,
+                       fin) if (cJSON_IsString(f) && !strcmp(f->valuestring, k->finalizer)) return;
+    cJSON_AddItemToArray(fin, cJSON_CreateString(k->finalizer));
+}
+
 int bh_resource_validate(cJSON *obj, struct bh_err *err)
 {
     if (resource_check_header(obj, err) < 0)
@@ -232,7 +248,10 @@ int bh_resource_validate(cJSON *obj, struct bh_err *err)
         {.name = "status", .type = BH_T_FREEFORM},
         {.name = NULL},
     };
-    return resource_validate_object(top, obj, "", err);
+    if (resource_validate_object(top, obj, "", err) < 0)
+        return -1;
+    resource_default_finalizer(k, obj);
+    return 0;
 }
 
 /* ---- OpenAPI export, for comparing with crds/ -------------------------------------------- */

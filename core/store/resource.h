@@ -10,6 +10,9 @@
 
 #define BH_API_GROUP "boilerhouse.dev"
 #define BH_API_VERSION "boilerhouse.dev/v1alpha1"
+/* The finalizer that keeps a deleted workload until its controller has released its claims
+ * and drained its instances (workload.c); bh_resource_validate adds it. */
+#define BH_RESOURCE_FINALIZER "boilerhouse.dev/cleanup"
 
 /* Parses one document, JSON or YAML (detected), into *out (owned). YAML scalars become
  * numbers/bools/null per the YAML 1.2 core schema unless quoted. Errors name line/column. */
@@ -20,8 +23,9 @@ BH_MUST_CHECK int bh_resource_parse_all(const char *body, size_t len, cJSON **ou
 /* Validates a whole object of one of the four kinds against its schema: apiVersion, kind,
  * metadata (name a DNS-1123 label), spec (required fields, types, enums, minimums, unknown
  * fields rejected), status if present. Fills defaults into spec (idle.action=hibernate,
- * network.access=none, pool maxFillConcurrency=2). BH_EINVAL with a message that starts with
- * the field path: "spec.resources.vcpus: must be greater than 0". */
+ * network.access=none, pool maxFillConcurrency=2) and, into a workload's metadata.finalizers,
+ * BH_RESOURCE_FINALIZER unless the workload is being deleted. BH_EINVAL with a message that starts
+ * with the field path: "spec.resources.vcpus: must be greater than 0". */
 BH_MUST_CHECK int bh_resource_validate(cJSON *obj, struct bh_err *err);
 /* Validates only a spec for kind ("BoilerhouseWorkload", ...), path-prefixed with "spec". */
 BH_MUST_CHECK int bh_resource_validate_spec(const char *kind, cJSON *spec, struct bh_err *err);

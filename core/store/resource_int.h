@@ -48,6 +48,9 @@ struct bh_resource_kind {
     const char *plural;
     const char *short_name;
     const struct bh_resource_field *spec; /* fields of spec */
+    /* The finalizer the kind's controller needs on every object it may still clean up after
+     * (added by bh_resource_validate unless the object is being deleted), or NULL. */
+    const char *finalizer;
 };
 
 extern const struct bh_resource_field bh_resource_metadata_fields[];

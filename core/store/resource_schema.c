@@ -386,10 +386,10 @@ const struct bh_resource_field bh_resource_metadata_fields[] = {
 };
 
 static const struct bh_resource_kind schema_kinds[] = {
-    {"BoilerhouseWorkload", "boilerhouseworkloads", "bhw", workload_spec},
-    {"BoilerhousePool", "boilerhousepools", "bhp", pool_spec},
-    {"BoilerhouseClaim", "boilerhouseclaims", "bhc", claim_spec},
-    {"BoilerhouseTrigger", "boilerhousetriggers", "bht", trigger_spec},
+    {"BoilerhouseWorkload", "boilerhouseworkloads", "bhw", workload_spec, BH_RESOURCE_FINALIZER},
+    {"BoilerhousePool", "boilerhousepools", "bhp", pool_spec, NULL},
+    {"BoilerhouseClaim", "boilerhouseclaims", "bhc", claim_spec, NULL},
+    {"BoilerhouseTrigger", "boilerhousetriggers", "bht", trigger_spec, NULL},
 };
 
 const struct bh_resource_kind *bh_resource_kind_find(const char *kind)

@@ -11,9 +11,13 @@ import subprocess
 import tempfile
 import unittest
 
-from bh import BINARY, SOURCE, DaemonTestCase, http_get
+from bh import BINARY, SOURCE, DaemonTestCase, http_get, wait_for
 
 KUBECTL = shutil.which("kubectl")
+# Debian's kubectl 1.20, unpacked by scripts/install-deps.sh: it reads OpenAPI v2 only as
+# protobuf, which the current kubectl never asks for.
+KUBECTL_OLD = os.environ.get("BH_KUBECTL_OLD",
+                             "/var/cache/boilerhouse/kubectl-debian/usr/bin/kubectl")
 
 CLAIM = """apiVersion: boilerhouse.dev/v1alpha1
 kind: BoilerhouseClaim
@@ -70,6 +74,17 @@ spec:
 
 DAVE = CLAIM.replace("claim-alice-httpserver", "daves-box").replace("alice", "dave").replace(
     "httpserver", "datakeeper")
+
+# A workload that keeps its tenants' /data; HOLD is a finalizer of the test's own, which keeps
+# the deleted workload in view (Terminating) after Boilerhouse's cascade let go of it.
+HOLD = "test.boilerhouse.dev/hold"
+DOOMED = DATA.replace("name: datakeeper", "name: doomed\n  finalizers: [%s]" % HOLD)
+
+
+def doomed_claim(tenant):
+    return CLAIM.replace("claim-alice-httpserver", "doomed-" + tenant).replace(
+        "alice", tenant).replace("httpserver", "doomed")
+
 
 BAD = """apiVersion: boilerhouse.dev/v1alpha1
 kind: BoilerhouseWorkload
@@ -225,6 +240,20 @@ class KubectlTest(DaemonTestCase):
         text = self.out("explain", "bhw.spec.network.access")
         self.assertIn("KIND:       BoilerhouseWorkload", text)
         self.assertIn("FIELD: access <string>", text)
+        # Every field has its CRD's description (test_resource checks crds/ has one for each);
+        # a sample of each kind, words compared whatever kubectl's wrapping.
+        for path, words in (
+                ("bhw.spec.network.access", "Network access of each instance: none (loopback"),
+                ("bhw.spec.resources.memoryMb", "Memory limit in MiB"),
+                ("bhw.spec.network.credentials.headers.valueFrom.tenantSecretKeyRef.key",
+                 "The key within the secret."),
+                ("bhw.status.phase", "Terminating (being deleted"),
+                ("bhp.spec.maxFillConcurrency", "(at least 1; default 2)"),
+                ("bhc.spec.resume", "Restore the tenant's snapshot"),
+                ("bhc.status.endpoint.port", "The port (spec.network.expose[0].guest"),
+                ("bht.spec.tenant.from", "A dotted path into the event's payload"),
+                ("bht.spec.guards.type", "The guard plugin")):
+            self.assertIn(words, " ".join(self.out("explain", path).split()), path)
 
     def test_05_invalid_creates_nothing(self):
         r = self.kubectl("create", "-f", "-", stdin=BAD, ok=False)
@@ -360,6 +389,69 @@ class KubectlTest(DaemonTestCase):
         self.assertRegex(lines, r"claim-alice-httpserver\s+alice\s+httpserver\s+Active")
         self.assertRegex(lines, r"\s+bob\s+httpserver\s+")
 
+    def test_08c_delete_workload_cascades(self):
+        """delete bhw with two live claims: the workload turns Terminating and takes no new
+        claim; both claims are released (saved) and kept Released; only then does its
+        finalizer go; kubectl wait --for=delete sees it gone."""
+        self.out("apply", "-f", "-", stdin=DOOMED)
+        self.out("wait", "bhw/doomed", "--for=jsonpath={.status.phase}=Ready", "--timeout=60s")
+        self.assertEqual(self.out("get", "bhw", "doomed", "-o",
+                                  "jsonpath={.metadata.finalizers[*]}"),
+                         HOLD + " boilerhouse.dev/cleanup")
+        for t in ("gus", "hal"):
+            self.out("apply", "-f", "-", stdin=doomed_claim(t))
+        for t in ("gus", "hal"):
+            self.out("wait", "bhc/doomed-" + t, "--for=jsonpath={.status.phase}=Active",
+                     "--timeout=60s")
+        self.assertIn("deleted", self.out("delete", "bhw", "doomed", "--wait=false"))
+        self.assertRegex(self.out("get", "bhw", "doomed"), r"doomed\s+Terminating\s")
+        # No new claim, through either door.
+        r = self.kubectl("create", "-f", "-", stdin=doomed_claim("ivy"), ok=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Error from server (Conflict)", r.stderr)
+        self.assertIn("workload doomed is being deleted: it takes no new claims", r.stderr)
+        status, body = self.d.request("POST", "/api/v1/tenants/ivy/claim", {"workload": "doomed"})
+        self.assertEqual(status, 409, body)
+        self.assertIn("being deleted", body["error"])
+        # Boilerhouse lets go (its finalizer leaves) only once both claims are Released, saved.
+        wait_for(lambda: self.out("get", "bhw", "doomed", "-o",
+                                  "jsonpath={.metadata.finalizers[*]}") == HOLD,
+                 what="the cascade to finish")
+        for t in ("gus", "hal"):
+            self.assertEqual(self.out("get", "bhc", "doomed-" + t, "-o",
+                                      "jsonpath={.status.phase}"), "Released")
+        status, snaps = self.d.request("GET", "/api/v1/workloads/doomed/snapshots")
+        self.assertEqual(status, 200, snaps)
+        self.assertEqual(sorted(s["tenantId"] for s in snaps), ["gus", "hal"])
+        self.assertNotIn("ivy", self.out("get", "bhc"))
+        self.assertRegex(self.out("get", "bhw", "doomed"), r"doomed\s+Terminating\s")
+        # Our finalizer gone, the test's own is the last: removing it lets the object go.
+        self.out("patch", "bhw", "doomed", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        self.out("wait", "bhw/doomed", "--for=delete", "--timeout=60s")
+        for t in ("gus", "hal"):
+            self.out("delete", "bhc", "doomed-" + t, "--timeout=60s")
+
+    def test_08d_rest_delete_workload_cascades(self):
+        """The same cascade through REST's DELETE, which answers once the workload is gone;
+        kubectl's default delete waits for it too."""
+        for name in ("rest-doomed", "kube-doomed"):
+            self.out("apply", "-f", "-", stdin=DATA.replace("datakeeper", name))
+            self.out("wait", "bhw/" + name, "--for=jsonpath={.status.phase}=Ready",
+                     "--timeout=60s")
+            status, body = self.d.request("POST", "/api/v1/tenants/jo/claim", {"workload": name})
+            self.assertEqual(status, 201, body)
+        status, body = self.d.request("DELETE", "/api/v1/workloads/rest-doomed")
+        self.assertEqual((status, body), (200, {"status": "deleted"}))
+        self.assertIn("deleted", self.out("delete", "bhw", "kube-doomed", "--timeout=90s"))
+        for name in ("rest-doomed", "kube-doomed"):
+            self.assertIn("NotFound", self.kubectl("get", "bhw", name, ok=False).stderr)
+            claim = "claim-jo-" + name
+            self.assertEqual(self.out("get", "bhc", claim, "-o", "jsonpath={.status.phase}"),
+                             "Released")
+            status, snaps = self.d.request("GET", "/api/v1/workloads/%s/snapshots" % name)
+            self.assertEqual([s["tenantId"] for s in snaps], ["jo"], snaps)
+            self.out("delete", "bhc", claim, "--timeout=60s")
+
     def test_09_errors(self):
         r = self.kubectl("get", "bhw", "nope", ok=False)
         self.assertEqual(r.returncode, 1)
@@ -370,6 +462,37 @@ class KubectlTest(DaemonTestCase):
         self.assertIn("No resources found in default namespace",
                       self.kubectl("get", "bhw", "-n", "default").stderr)
         self.assertIn("boilerhouse", self.out("get", "ns"))
+
+
+    def test_10_debian_kubectl_1_20(self):
+        """Debian's kubectl 1.20 downloads OpenAPI v2 as protobuf for explain and for the
+        client-side validation of every apply; with a JSON answer both failed."""
+        if not os.access(KUBECTL_OLD, os.X_OK):
+            self.skipTest("no %s (scripts/install-deps.sh unpacks it)" % KUBECTL_OLD)
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig)
+
+        def old(*args, stdin=None):
+            r = subprocess.run([KUBECTL_OLD, *args], input=stdin, capture_output=True,
+                               text=True, cwd=SOURCE, timeout=120, env=env)
+            self.assertEqual(r.returncode, 0, "kubectl 1.20 %s:\n%s%s" % (
+                " ".join(args), r.stdout, r.stderr))
+            return r.stdout
+
+        text = " ".join(old("explain", "bhw.spec.resources.memoryMb").split())
+        self.assertIn("FIELD: memoryMb <integer>", text)
+        self.assertIn("Memory limit in MiB", text)
+        wl = DATA.replace("datakeeper", "old-client")
+        self.assertIn("old-client created", old("apply", "-f", "-", stdin=wl))
+        self.assertIn("old-client unchanged", old("apply", "-f", "-", stdin=wl))
+        self.assertIn("old-client", old("get", "bhw"))
+        # its client-side validation knows the schema: an unknown field is refused before
+        # anything is sent
+        r = subprocess.run([KUBECTL_OLD, "apply", "-f", "-"], capture_output=True, text=True,
+                           input=wl.replace("  version:", "  bogus: 1\n  version:"), env=env,
+                           timeout=120)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('unknown field "bogus"', r.stderr)
+        old("delete", "bhw", "old-client")
 
 
 if __name__ == "__main__":

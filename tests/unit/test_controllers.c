@@ -36,6 +36,7 @@
 #include "queue.h"
 #include "resource.h"
 #include "store.h"
+#include "workload.h"
 
 #define WAIT_MS 20000
 #define TENANT "alice"
@@ -666,6 +667,67 @@ static void test_idle_hibernate_keeps_claim_released(void **state)
     release("idle", BH_CLAIM_RELEASE_NORMAL, NULL);
 }
 
+/* ---- deleting a workload ---- */
+
+/* Opens tenant's claim on workload and asserts it is Active; returns its instance (owned). */
+static char *claim_active_for(const char *tenant, const char *workload)
+{
+    struct bh_claim_req req = {.tenant = tenant, .workload = workload};
+    struct bh_claim_answer ans;
+    struct bh_err err;
+    if (bh_claim_open(g_ctx, &req, &ans, &err) < 0)
+        fail_msg("claim: %s", err.msg);
+    assert_string_equal(bh_json_str(ans.claim, "status.phase"), BH_CLAIM_ACTIVE);
+    char *id = bh_xstrdup(bh_json_str(ans.claim, "status.instanceId"));
+    bh_claim_answer_free(&ans);
+    return id;
+}
+
+static int has_finalizer(const char *kind, const char *name)
+{
+    cJSON *o = get(kind, name);
+    const cJSON *f = cJSON_GetArrayItem(bh_json_get(o, "metadata.finalizers"), 0);
+    int has = cJSON_IsString(f) && strcmp(f->valuestring, BH_RESOURCE_FINALIZER) == 0;
+    cJSON_Delete(o);
+    return has;
+}
+
+/* The cascade: the workload stays (Terminating) until both live claims are released, saved
+ * and kept Released, and its pool is drained; meanwhile it takes no new claim. */
+static void test_workload_delete_cascade(void **state)
+{
+    put_workload("doomed", WL_DATA);
+    put_pool("doomed-pool", "doomed", 1);
+    WAIT_FOR(has_finalizer("BoilerhouseWorkload", "doomed")); /* the controller adds it */
+    WAIT_FOR(count("Instance", "boilerhouse.dev/pool=doomed-pool,"
+                               "boilerhouse.dev/pool-status=ready") == 1);
+    bh_autofree char *a = claim_active_for("ann", "doomed");
+    bh_autofree char *b = claim_active_for("ben", "doomed");
+    write_data(a, "ann's");
+    write_data(b, "ben's");
+    struct bh_err err;
+    assert_int_equal(bh_store_delete(g_ctx->store, "BoilerhouseWorkload", "doomed", &err), 0);
+    struct bh_claim_req req = {.tenant = "cid", .workload = "doomed"};
+    struct bh_claim_answer ans;
+    assert_int_equal(bh_claim_open(g_ctx, &req, &ans, &err), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    assert_non_null(strstr(err.msg, "workload doomed is being deleted"));
+    cJSON *left = NULL;
+    assert_int_equal(bh_workload_wait_gone(g_ctx, "doomed", WAIT_MS, &left), 1);
+    assert_null(left);
+    /* Gone only after: both claims were saved and kept, and nothing of it runs. */
+    const char *const tenants[] = {"ann", "ben"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(tenants); i++) {
+        assert_true(claim_phase_is_for(tenants[i], "doomed", BH_CLAIM_RELEASED));
+        bh_autofree char *snap = bh_name_pair(tenants[i], "doomed");
+        assert_true(exists("Snapshot", snap));
+    }
+    assert_true(container_status_is(a, NULL));
+    assert_true(container_status_is(b, NULL));
+    assert_int_equal(count("Instance", "boilerhouse.dev/workload=doomed"), 0);
+    assert_false(exists("BoilerhouseClaim", "claim-cid-doomed"));
+}
+
 /* ---- claim policies ---- */
 
 /* A claim made straight in the store, as the Kubernetes-compatible API makes kubectl's. */
@@ -941,6 +1003,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_never_hands_out_stale_generation, setup_stopped,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_hibernate_keeps_claim_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workload_delete_cascade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admission_bounds_boots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admission_tenant_limit, setup, teardown),

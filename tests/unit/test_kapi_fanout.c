@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "fs.h"
 #include "json.h"
 #include "kapi_int.h"
@@ -131,6 +132,54 @@ static void test_a_compacted_version_is_gone(void **state)
     bh_kapi_fanout_stop(fan);
 }
 
+static int not_b(const cJSON *obj, void *ud)
+{
+    (void)ud;
+    return strcmp(bh_json_str(obj, "metadata.name"), "b") != 0;
+}
+
+/* JSON watches share the lines the feeder printed once: the watch's kind after its version,
+ * filtered, decorated with the namespace; the version moves past what the filter dropped. */
+static void test_shared_lines(void **state)
+{
+    struct fx *f = *state;
+    int64_t before = put(f->s, "BoilerhouseClaim", "old");
+    struct bh_kapi_fanout *fan = bh_kapi_fanout_start(f->s);
+    int64_t va = put(f->s, "BoilerhouseClaim", "a");
+    put(f->s, "BoilerhouseWorkload", "w");
+    int64_t vb = put(f->s, "BoilerhouseClaim", "b");
+    int64_t vc = put(f->s, "BoilerhouseClaim", "c");
+    struct bh_kapi_fanout_lines r = {
+        .kind = "BoilerhouseClaim", .since = va - 1, .match = not_b, .ud = NULL};
+    struct bh_kapi_buf out = {0};
+    long long deadline = bh_clock_ms() + 10000;
+    while (r.since < vc && bh_clock_ms() < deadline) /* the feeder may still be on its way */
+        assert_int_equal(bh_kapi_fanout_lines(fan, &r, 2000, &out), 0);
+    assert_int_equal(r.since, vc);
+    assert_true(vb < vc);
+    bh_autofree char *text = bh_xstrndup(out.data, out.len);
+    char *nl = strchr(text, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    cJSON *first = cJSON_Parse(text);
+    assert_string_equal(bh_json_str(first, "type"), "ADDED");
+    assert_string_equal(bh_json_str(first, "object.metadata.name"), "a");
+    assert_string_equal(bh_json_str(first, "object.metadata.namespace"), "boilerhouse");
+    cJSON_Delete(first);
+    cJSON *second = cJSON_Parse(nl + 1);
+    assert_string_equal(bh_json_str(second, "object.metadata.name"), "c"); /* b filtered */
+    cJSON_Delete(second);
+    assert_null(strstr(nl + 1, "\"w\"")); /* other kinds are not the watch's */
+    free(out.data);
+    /* older than memory: the caller reads the store instead */
+    struct bh_kapi_fanout_lines old = {
+        .kind = "BoilerhouseClaim", .since = before - 1, .match = not_b, .ud = NULL};
+    struct bh_kapi_buf none = {0};
+    assert_int_equal(bh_kapi_fanout_lines(fan, &old, 100, &none), 1);
+    assert_int_equal(none.len, 0);
+    bh_kapi_fanout_stop(fan);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +187,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waits_for_the_next_event_or_times_out, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_compacted_version_is_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_lines, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

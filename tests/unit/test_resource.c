@@ -475,6 +475,28 @@ static cJSON *path_get(cJSON *o, const char *const *path)
     return o;
 }
 
+/* Every field of a CRD says what it is, its units and default: kubectl explain prints it
+ * (local mode serves these descriptions too). metadata is the API server's to describe (a
+ * CRD that does is refused). */
+static void assert_described(const cJSON *schema, const char *path)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(schema, "properties"))
+    {
+        bh_autofree char *child = bh_xasprintf("%s%s%s", path, *path ? "." : "", p->string);
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "description");
+        /* A CRD's metadata may say nothing but its type: the API server describes it. */
+        if (!strcmp(child, "metadata"))
+            continue;
+        if (!cJSON_IsString(d) || strlen(d->valuestring) < 8)
+            fail_msg("%s: no description", child);
+        assert_described(p, child);
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(p, "items");
+        if (items)
+            assert_described(items, child);
+    }
+}
+
 static void check_crd(const char *kind)
 {
     bh_autofree char *path =
@@ -494,6 +516,9 @@ static void check_crd(const char *kind)
     assert_string_equal(path_get(crd, short_path)->valuestring, bh_resource_short_name(kind));
     assert_string_equal(path_get(crd, scope_path)->valuestring, "Namespaced");
     assert_non_null(path_get(crd, status_path));
+    static const char *const root_path[] = {"spec",   "versions",        "0",
+                                            "schema", "openAPIV3Schema", NULL};
+    assert_described(path_get(crd, root_path), "");
     cJSON *spec = path_get(crd, spec_path);
     assert_non_null(spec);
     strip_crd_only(spec);
