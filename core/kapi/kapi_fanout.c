@@ -20,7 +20,8 @@
 #include "store.h"
 
 #define FANOUT_RING 4096 /* events kept */
-/* The feeder's wait per store read, which bounds how long stopping it takes. */
+/* The feeder's wait per store read. Stopping wakes it (bh_store_wake); this bounds the wait
+ * only when the wake came between its stop check and its store read. */
 #define FANOUT_FEED_WAIT_MS 1000
 
 struct fanout_ev {
@@ -151,6 +152,7 @@ void bh_kapi_fanout_stop(struct bh_kapi_fanout *f)
     f->stop = 1;
     int joinable = f->broken != 2;
     pthread_mutex_unlock(&f->mu);
+    bh_store_wake(f->store); /* the feeder may be waiting for the store's next change */
     if (joinable)
         pthread_join(f->feeder, NULL);
     for (size_t i = 0; i < f->n; i++)

@@ -10,6 +10,7 @@
 #include "etc_files.h"
 #include "fs.h"
 #include "json.h"
+#include "log.h"
 #include "mem.h"
 #include "oci_config.h"
 #include "rootfs.h"
@@ -320,12 +321,45 @@ static const struct bh_runtime_ops oci_ops = {
     .close = oci_close,
 };
 
+/* runc gives every container a session keyring of its own, charged to the host uid the
+ * container's root maps to. Every instance maps to the same uid base, so the kernel's default
+ * per-user key quota (kernel.keys.maxkeys 200, maxbytes 20000) refuses the ~197th instance
+ * with EDQUOT ("disk quota exceeded"). The quota is raised to a floor that fits thousands of
+ * instances, never lowered. */
+#define OCI_KEYS_FLOOR 20000L
+#define OCI_KEY_BYTES_FLOOR (OCI_KEYS_FLOOR * 100L)
+
+static void oci_raise_sysctl(const char *path, long floor)
+{
+    long now = 0;
+    FILE *f = fopen(path, "r");
+    int known = f && fscanf(f, "%ld", &now) == 1;
+    if (f)
+        fclose(f);
+    if (known && now >= floor)
+        return;
+    f = fopen(path, "w");
+    int ok = f && fprintf(f, "%ld\n", floor) > 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (ok)
+        bh_info("runtime", "%s raised from %ld to %ld (a session keyring per instance)", path, now,
+                floor);
+    else
+        bh_warn("runtime",
+                "cannot raise %s (%ld) to %ld: instances past that many keys will fail "
+                "to start with 'disk quota exceeded'",
+                path, now, floor);
+}
+
 int bh_runtime_oci_open(const char *root_dir, const char *prefer, struct bh_runtime **out,
                         struct bh_err *err)
 {
     struct bh_runc *runc = NULL;
     if (bh_runc_open(root_dir, prefer, &runc, err) < 0)
         return -1;
+    oci_raise_sysctl("/proc/sys/kernel/keys/maxkeys", OCI_KEYS_FLOOR);
+    oci_raise_sysctl("/proc/sys/kernel/keys/maxbytes", OCI_KEY_BYTES_FLOOR);
     struct oci_runtime *rt = bh_xcalloc(1, sizeof(*rt));
     rt->base.ops = &oci_ops;
     rt->base.name = bh_runc_name(runc);

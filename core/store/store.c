@@ -33,6 +33,7 @@ struct bh_store {
     sqlite3 *db;
     pthread_mutex_t mu;
     pthread_cond_t changed; /* broadcast after each commit; events_since waits on it */
+    unsigned wakes;         /* bumped by bh_store_wake: events_since returns early */
     struct store_sub subs[STORE_MAX_SUBSCRIBERS];
     int nsubs;
     int64_t retention;
@@ -913,6 +914,7 @@ static int store_events_locked(struct bh_store *s, const char *kind, int64_t sin
 {
     struct timespec deadline;
     store_deadline(&deadline, timeout_ms > 0 ? timeout_ms : 0);
+    unsigned wakes = s->wakes;
     for (;;) {
         int64_t compacted;
         if (store_meta_get(s, "compacted_rv", &compacted, err) < 0)
@@ -923,10 +925,18 @@ static int store_events_locked(struct bh_store *s, const char *kind, int64_t sin
                               (long long)since, (long long)compacted + 1);
         if (store_read_events(s, kind, since, arr, err) < 0)
             return -1;
-        if (cJSON_GetArraySize(arr) > 0 ||
+        if (cJSON_GetArraySize(arr) > 0 || s->wakes != wakes ||
             pthread_cond_timedwait(&s->changed, &s->mu, &deadline) == ETIMEDOUT)
             return 0;
     }
+}
+
+void bh_store_wake(struct bh_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->wakes++;
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->mu);
 }
 
 int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, int timeout_ms,

@@ -86,6 +86,9 @@ void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud);
  * `since` is older than the retained log (the client must re-list). */
 BH_MUST_CHECK int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since,
                                         int timeout_ms, cJSON **out, struct bh_err *err);
+/* Ends every bh_store_events_since wait now in progress (they answer what they have, maybe
+ * nothing): for a reader that is being stopped. */
+void bh_store_wake(struct bh_store *s);
 
 /* A key-value store per namespace (a Lua script's name) with expiry, for scripts' counters and
  * rate limits. Values are strings; ttl_s > 0 sets an expiry, 0 none. Durable across a daemon

@@ -371,15 +371,17 @@ class IdleTest(Base):
     def test_idle_instance_is_hibernated_and_restored(self):
         c = self.claim("ivy", "notes")
         self.assertIn("idleTimeLeftSeconds", c)
-        self.exec(c["instanceId"], "echo idle-data > /workspace/note.txt")
+        w = self.exec(c["instanceId"], "echo idle-data > /workspace/note.txt && "
+                      "cat /workspace/note.txt")
+        self.assertEqual((w.get("exitCode"), w["stdout"]), (0, "idle-data"), w)
         wait_for(lambda: self.claim_phase("ivy") == "Released", what="idle release")
         status, t = self.d.request("GET", "/api/v1/tenants/ivy")
         self.assertIn("idle timeout", t["claims"][0]["detail"])
         self.assertEqual(self.d.containers(), [])
         c = self.claim("ivy", "notes")
         self.assertEqual(c["source"], "cold+data")
-        self.assertEqual(self.exec(c["instanceId"], "cat /workspace/note.txt")["stdout"],
-                         "idle-data")
+        r = self.exec(c["instanceId"], "cat /workspace/note.txt")
+        self.assertEqual(r["stdout"], "idle-data", r)
 
     def test_busy_cpu_or_changing_files_keep_it_alive(self):
         a = self.claim("jay", "notes")
