@@ -73,7 +73,7 @@ class KubeEnv:
             f.write('%s,admin,admin,"system:masters"\n' % ADMIN_TOKEN)
         self.port = free_port()
         self.cert_dir = os.path.join(self.dir, "pki")
-        self.apiserver = self._spawn("kube-apiserver", [
+        self.apiserver_argv = [
             APISERVER, "--etcd-servers", etcd_url,
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
             "--secure-port", str(self.port), "--insecure-port", "0",
@@ -84,7 +84,8 @@ class KubeEnv:
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-cluster-ip-range", "10.96.0.0/16",
             "--disable-admission-plugins", "ServiceAccount",
-            "--allow-privileged=true"])
+            "--allow-privileged=true"]
+        self.apiserver = self._spawn("kube-apiserver", self.apiserver_argv)
         self._wait_ready()
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         with open(self.kubeconfig, "w") as f:
@@ -125,6 +126,26 @@ class KubeEnv:
             "contexts": [{"name": "envtest", "context": {
                 "cluster": "envtest", "user": "admin", "namespace": "default"}}],
         }
+
+    def restart_apiserver(self):
+        """Stops the API server (etcd keeps the data) and starts it again on the same port,
+        as an upgrade or a crash of the control plane does to the clients' watches."""
+        p = self.apiserver
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        self.procs.remove(p)
+        self.apiserver = self._spawn("kube-apiserver", self.apiserver_argv)
+        self._wait_ready()
+
+    def kubeconfig_for(self, namespace):
+        """A kubeconfig like the admin one whose context's namespace is namespace (created)."""
+        self.kubectl("create", "namespace", namespace)
+        cfg = self._kubeconfig()
+        cfg["contexts"][0]["context"]["namespace"] = namespace
+        path = os.path.join(self.dir, "kubeconfig-" + namespace)
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return path
 
     def log_tail(self, n=40):
         out = []
