@@ -143,7 +143,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     ctx->boots = bh_boots_new(ctx->cfg.max_boots);
     ctx->ratelimit = daemon_ratelimit(&ctx->cfg);
     if (daemon_open_parts(ctx, err) < 0 ||
-        (bh_operator_enabled(&ctx->cfg) && bh_operator_open(ctx, err) < 0) ||
+        (bh_operator_enabled(&ctx->cfg) && bh_operator_open(ctx, bh_daemon_check, err) < 0) ||
         bh_instance_recover(ctx, err) < 0 || bh_claim_recover(ctx, err) < 0 ||
         bh_hibernate_gc(ctx, 0, err) < 0) {
         bh_daemon_close(ctx);

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "daemon.h"
 #include "dispatch.h"
 #include "lease.h"
 #include "log.h"
@@ -22,6 +21,7 @@ struct bh_operator {
     struct bh_kube_client *client;
     struct bh_kube_mirror *mirror;
     struct bh_kube_lease *lease;
+    bh_operator_check_fn check;
 };
 
 int bh_operator_enabled(const struct bh_settings *cfg)
@@ -31,7 +31,8 @@ int bh_operator_enabled(const struct bh_settings *cfg)
 
 static int operator_admit(cJSON *obj, void *ud, struct bh_err *err)
 {
-    return bh_daemon_check(ud, obj, err);
+    struct bh_ctx *ctx = ud;
+    return ctx->op->check(ctx, obj, err);
 }
 
 static int operator_may_write_status(void *ud)
@@ -40,7 +41,7 @@ static int operator_may_write_status(void *ud)
     return ctx->op->lease && bh_kube_lease_held(ctx->op->lease);
 }
 
-int bh_operator_open(struct bh_ctx *ctx, struct bh_err *err)
+int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check, struct bh_err *err)
 {
     struct bh_kube_config kc;
     int rc = ctx->cfg.kubeconfig ? bh_kube_config_load(ctx->cfg.kubeconfig, &kc, err)
@@ -49,6 +50,7 @@ int bh_operator_open(struct bh_ctx *ctx, struct bh_err *err)
         return -1;
     ctx->op = bh_xcalloc(1, sizeof(*ctx->op));
     ctx->op->client = bh_kube_client_new(&kc);
+    ctx->op->check = check;
     ctx->standby = 1;
     const struct bh_kube_mirror_cfg mc = {
         .client = ctx->op->client,

@@ -115,13 +115,7 @@ static int lease_try(struct bh_kube_lease *l, struct bh_err *err)
 static int lease_sleep(struct bh_kube_lease *l, long ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    bh_clock_deadline(CLOCK_REALTIME, ms, &ts);
     pthread_mutex_lock(&l->mu);
     if (!l->stop)
         pthread_cond_timedwait(&l->cond, &l->mu, &ts);

@@ -88,13 +88,7 @@ static long long mirror_rv_num(const cJSON *obj)
 static int mirror_sleep(struct bh_kube_mirror *m, long ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    bh_clock_deadline(CLOCK_REALTIME, ms, &ts);
     pthread_mutex_lock(&m->mu);
     if (!m->stop)
         pthread_cond_timedwait(&m->cond, &m->mu, &ts);
