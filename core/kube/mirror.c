@@ -470,6 +470,19 @@ static int mirror_push_once(struct bh_kube_mirror *m, const char *kind, const ch
     return rc;
 }
 
+/* The cluster refused what the store has: the store goes back to the cluster's copy (the
+ * cluster is the truth). */
+static void mirror_revert(struct bh_kube_mirror *m, const char *kind, const char *name,
+                          const char *key)
+{
+    cJSON *seen = mirror_seen_copy(m, key);
+    if (seen)
+        mirror_put_local(m, kind, seen);
+    else
+        mirror_remove_local(m, kind, name);
+    cJSON_Delete(seen);
+}
+
 /* 0 when done (or nothing can be done: the object is gone), -1 to retry later. */
 static int mirror_push(struct bh_kube_mirror *m, const char *key)
 {
@@ -482,9 +495,14 @@ static int mirror_push(struct bh_kube_mirror *m, const char *key)
             return 0;
         if (err.code == BH_ENOTFOUND)
             return 0; /* the cluster removed it; its DELETED event removes the copy */
+        if (err.code == BH_EINVAL || err.code == BH_EFORBIDDEN) {
+            bh_warn("kube", "%s: the cluster refused the store's change: %s", key, err.msg);
+            mirror_revert(m, kind, name, key);
+            return 0;
+        }
         if (err.code != BH_ECONFLICT) {
             bh_warn("kube", "%s: write to the cluster: %s", key, err.msg);
-            return err.code == BH_EINVAL || err.code == BH_EFORBIDDEN ? 0 : -1;
+            return -1;
         }
         /* Someone else wrote it since: read it again, and write over it. */
         if (mirror_refetch(m, kind, name, key, &err) < 0 && err.code != BH_ENOTFOUND)

@@ -153,6 +153,10 @@ class KubeOperatorTest(unittest.TestCase):
         # Both serve reads: the standby mirrors what the leader wrote.
         standby.wait_workload("one", "Ready", 30)
         self.assertNotIn("reconcile BoilerhouseWorkload/one", standby.log(tail=None))
+        # ... and refuses writes (a claim would boot at once, beside the leader's).
+        status, out = standby.claim("t1", "one")
+        self.assertEqual(status, 503, out)
+        self.assertIn("standby", out["error"] if isinstance(out, dict) else out)
         leader.kill9()
         other = "op-b" if who == "op-a" else "op-a"
         # The standby takes over once the lease is 4 s unrenewed (generous for slow machines).
