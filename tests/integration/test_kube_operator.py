@@ -4,15 +4,10 @@
 survives an API server restart. Containers still run locally under runc (the Pod runtime is a
 later step). Each test has a namespace of its own."""
 import json
-import os
 import unittest
 
 from bh import Daemon, wait_for
 from kube_env import KubeEnv
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CRDS = os.path.join(ROOT, "crds")
-KINDS = ["boilerhouseworkloads", "boilerhousepools", "boilerhouseclaims", "boilerhousetriggers"]
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
 kind: BoilerhouseWorkload
@@ -42,10 +37,7 @@ class KubeOperatorTest(unittest.TestCase):
     def setUpClass(cls):
         cls.kube = KubeEnv()
         cls.addClassCleanup(cls.kube.stop)
-        cls.kube.kubectl("apply", "--validate=false", "-f", CRDS)
-        for k in KINDS:
-            cls.kube.kubectl("wait", "--for=condition=established", "--timeout=120s",
-                             "crd/%s.boilerhouse.dev" % k)
+        cls.kube.install_crds()
 
     def setUp(self):
         self.ns = "op-" + self._testMethodName.replace("_", "-")[5:40].strip("-")
@@ -82,6 +74,17 @@ class KubeOperatorTest(unittest.TestCase):
             return o and o.get("status", {}).get("phase") == phase and o
         return wait_for(ok, timeout, "%s %s %s in the cluster\n%s" % (kind, name, phase,
                                                                        d.log()))
+
+    def claim_active(self, d):
+        """A Ready workload "app" applied with kubectl, claimed by tenant t1 through REST, and
+        the claim Active in the cluster."""
+        self.kubectl("apply", "--validate=false", "-f", "-", input=WORKLOAD % ("app", "1"))
+        d.wait_workload("app", "Ready", 90)
+        code, body = d.claim("t1", "app")
+        self.assertIn(code, (200, 201), (body, d.log()))
+        wait_for(lambda: [c for c in json.loads(self.kubectl("get", "bhc", "-o", "json").stdout)
+                          ["items"] if c.get("status", {}).get("phase") == "Active"], 60,
+                 "an Active claim in the cluster\n" + d.log())
 
     # ---- tests ----
 
@@ -124,13 +127,7 @@ class KubeOperatorTest(unittest.TestCase):
     def test_claim_finalizer_and_release(self):
         d = self.daemon("solo")
         wait_for(lambda: self.holder()[0] == "solo", 30, "solo holds the lease")
-        self.kubectl("apply", "--validate=false", "-f", "-", input=WORKLOAD % ("app", "1"))
-        d.wait_workload("app", "Ready", 90)
-        code, body = d.claim("t1", "app")
-        self.assertIn(code, (200, 201), (body, d.log()))
-        wait_for(lambda: [c for c in json.loads(self.kubectl("get", "bhc", "-o", "json").stdout)
-                          ["items"] if c.get("status", {}).get("phase") == "Active"], 60,
-                 "an Active claim in the cluster\n" + d.log())
+        self.claim_active(d)
         claims = json.loads(self.kubectl("get", "bhc", "-o", "json").stdout)["items"]
         self.assertEqual(len(claims), 1, claims)
         self.assertIn("boilerhouse.dev/cleanup", claims[0]["metadata"].get("finalizers", []))
@@ -169,16 +166,14 @@ class KubeOperatorTest(unittest.TestCase):
     def test_apiserver_restart_resumes_without_double_acting(self):
         d = self.daemon("solo", lease_s=60)
         wait_for(lambda: self.holder()[0] == "solo", 30, "solo holds the lease")
-        self.kubectl("apply", "--validate=false", "-f", "-", input=WORKLOAD % ("app", "1"))
-        d.wait_workload("app", "Ready", 90)
-        code, body = d.claim("t1", "app")
-        self.assertIn(code, (200, 201), (body, d.log()))
-        wait_for(lambda: [c for c in json.loads(self.kubectl("get", "bhc", "-o", "json").stdout)
-                          ["items"] if c.get("status", {}).get("phase") == "Active"], 60,
-                 "an Active claim\n" + d.log())
+        self.claim_active(d)
         before = json.loads(self.kubectl("get", "bhc", "-o", "json").stdout)["items"]
         wl_before = self.get("bhw", "app")
         self.kube.restart_apiserver()
+        # The new server's watch cache starts at etcd's current revision, past the daemon's
+        # resume points (the Lease's renewals moved it on): 410 Gone, and the daemon re-lists.
+        wait_for(lambda: "expired (410 Gone): re-listing" in d.log(tail=None), 60,
+                 "a re-list after 410\n" + d.log())
         # A change made after the restart arrives: the watches are back.
         self.kubectl("apply", "--validate=false", "-f", "-", input=WORKLOAD % ("after", "1"))
         d.wait_workload("after", "Ready", 90)
