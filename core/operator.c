@@ -83,7 +83,8 @@ static void operator_on_lose(void *ud)
     struct bh_ctx *ctx = ud;
     ctx->standby = 1;
     bh_error("operator", "lost the lease: shutting down");
-    raise(SIGTERM);
+    /* To the process (raise would aim at this thread, which blocks it): main's sigwait. */
+    kill(getpid(), SIGTERM);
 }
 
 int bh_operator_elect(struct bh_ctx *ctx, struct bh_err *err)
