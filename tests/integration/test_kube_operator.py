@@ -163,6 +163,17 @@ class KubeOperatorTest(unittest.TestCase):
         self.kubectl("apply", "--validate=false", "-f", "-", input=WORKLOAD % ("two", "1"))
         self.wait_cluster_phase("bhw", "two", "Ready", standby)
 
+    def test_lost_lease_shuts_down(self):
+        d = self.daemon("solo")
+        wait_for(lambda: self.holder()[0] == "solo", 30, "solo holds the lease")
+        # Another holder appears (as after a partition the leader did not notice): the next
+        # renewal sees it, and the replica stops reconciling by shutting down.
+        self.kubectl("patch", "lease", LEASE, "--type", "merge",
+                     "-p", '{"spec": {"holderIdentity": "intruder"}}')
+        wait_for(lambda: d.proc.poll() is not None, 30, "the daemon exits\n" + d.log())
+        self.assertIn("lost the lease: shutting down", d.log(tail=None))
+        self.assertEqual(self.holder()[0], "intruder")  # and it did not take it back
+
     def test_apiserver_restart_resumes_without_double_acting(self):
         d = self.daemon("solo", lease_s=60)
         wait_for(lambda: self.holder()[0] == "solo", 30, "solo holds the lease")
