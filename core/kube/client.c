@@ -39,8 +39,17 @@ static const cJSON *kube_named(const cJSON *doc, const char *list, const char *f
     return NULL;
 }
 
-/* A PEM (or token) given inline as base64 (`<key>-data`) or as a file (`<key>`), relative
- * to base_dir. *out NULL when neither is set. */
+/* The file at path, relative to base_dir unless absolute, into *out (owned). */
+static int kube_read_rel(const char *path, const char *base_dir, char **out, struct bh_err *err)
+{
+    bh_autofree char *full =
+        path[0] == '/' || !base_dir ? bh_xstrdup(path) : bh_xasprintf("%s/%s", base_dir, path);
+    size_t n = 0;
+    return bh_fs_read_all(full, KUBE_FILE_MAX, out, &n, err);
+}
+
+/* A PEM given inline as base64 (`<key>-data`) or as a file (`<key>`). *out NULL when neither
+ * is set. */
 static int kube_data_or_file(const cJSON *obj, const char *key, const char *where,
                              const char *base_dir, char **out, struct bh_err *err)
 {
@@ -55,12 +64,7 @@ static int kube_data_or_file(const cJSON *obj, const char *key, const char *wher
             return bh_err_set(err, BH_EINVAL, "%s.%s: not base64", where, dkey);
         return 0;
     }
-    if (!file)
-        return 0;
-    bh_autofree char *path =
-        file[0] == '/' || !base_dir ? bh_xstrdup(file) : bh_xasprintf("%s/%s", base_dir, file);
-    size_t n = 0;
-    if (bh_fs_read_all(path, KUBE_FILE_MAX, out, &n, err) < 0)
+    if (file && kube_read_rel(file, base_dir, out, err) < 0)
         return bh_err_wrap(err, "%s.%s", where, key);
     return 0;
 }
@@ -92,12 +96,8 @@ static int kube_parse_user(const cJSON *doc, const char *name, const char *base_
     if (token)
         c->token = bh_xstrdup(token);
     else if (token_file) {
-        cJSON *tf = cJSON_CreateObject();
-        cJSON_AddStringToObject(tf, "token", token_file);
-        int rc = kube_data_or_file(tf, "token", where, base_dir, &c->token, err);
-        cJSON_Delete(tf);
-        if (rc < 0)
-            return -1;
+        if (kube_read_rel(token_file, base_dir, &c->token, err) < 0)
+            return bh_err_wrap(err, "%s.tokenFile", where);
         c->token[strcspn(c->token, "\r\n")] = '\0';
     }
     if (kube_data_or_file(u, "client-certificate", where, base_dir, &c->cert_pem, err) < 0 ||

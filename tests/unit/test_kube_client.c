@@ -98,7 +98,7 @@ static void test_kubeconfig_errors(void **state)
         {"{exec: {command: aws}}", "users[u2].user.exec: not supported"},
         {"{client-certificate-data: Q0VSVA==}", "client-certificate and client-key go together"},
         {"{client-key-data: '!!'}", "users[u2].user.client-key-data: not base64"},
-        {"{tokenFile: /nonexistent/token}", "users[u2].user.token"},
+        {"{tokenFile: /nonexistent/token}", "users[u2].user.tokenFile"},
     };
     for (size_t i = 0; i < BH_ARRAY_LEN(cases); i++) {
         bh_autofree char *kc = kc_with_user(cases[i].user, "");
