@@ -52,14 +52,14 @@ static cJSON *lease_body(const struct bh_kube_lease *l, const cJSON *cur, int ta
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(b, "metadata"), "managedFields");
     cJSON *spec = bh_json_obj(b, "spec");
     const char *holder = bh_json_str(spec, "holderIdentity");
+    int had_holder = holder && *holder; /* holder is freed when the field is replaced */
     long long transitions = bh_json_int(spec, "leaseTransitions", 0);
     bh_json_set_str(spec, "holderIdentity", l->identity);
     bh_json_set_num(spec, "leaseDurationSeconds", l->duration_s);
     bh_json_set_str(spec, "renewTime", now);
     if (take) {
         bh_json_set_str(spec, "acquireTime", now);
-        bh_json_set_num(spec, "leaseTransitions",
-                        (double)(transitions + (holder && *holder ? 1 : 0)));
+        bh_json_set_num(spec, "leaseTransitions", (double)(transitions + had_holder));
     }
     return b;
 }
