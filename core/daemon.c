@@ -30,6 +30,7 @@
 #include "log.h"
 #include "lua_host.h"
 #include "mem.h"
+#include "operator.h"
 #include "plugin.h"
 #include "queue.h"
 #include "ratelimit.h"
@@ -144,8 +145,10 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     ctx->idle = bh_idle_new();
     ctx->boots = bh_boots_new(ctx->cfg.max_boots);
     ctx->ratelimit = daemon_ratelimit(&ctx->cfg);
-    if (daemon_open_parts(ctx, err) < 0 || bh_instance_recover(ctx, err) < 0 ||
-        bh_claim_recover(ctx, err) < 0 || bh_hibernate_gc(ctx, 0, err) < 0) {
+    if (daemon_open_parts(ctx, err) < 0 ||
+        (bh_operator_enabled(&ctx->cfg) && bh_operator_open(ctx, bh_daemon_check, err) < 0) ||
+        bh_instance_recover(ctx, err) < 0 || bh_claim_recover(ctx, err) < 0 ||
+        bh_hibernate_gc(ctx, 0, err) < 0) {
         bh_daemon_close(ctx);
         return -1;
     }
@@ -155,7 +158,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     bh_store_subscribe(ctx->store, bh_events_store_event, ctx->events);
     bh_store_subscribe(ctx->store, bh_dispatch_event, ctx);
     bh_dispatch_all(ctx);
-    if (bh_samples_start(ctx->samples, err) < 0) {
+    if (bh_samples_start(ctx->samples, err) < 0 || (ctx->op && bh_operator_elect(ctx, err) < 0)) {
         bh_daemon_close(ctx);
         return -1;
     }
@@ -168,6 +171,8 @@ void bh_daemon_close(struct bh_ctx *ctx)
 {
     if (!ctx)
         return;
+    /* The Lease first, so that a standby takes over while this one winds down. */
+    bh_operator_close(ctx);
     if (ctx->queue)
         bh_queue_stop(ctx->queue);
     bh_samples_stop(ctx->samples); /* its thread reads the store and the runtime */
@@ -213,11 +218,18 @@ void bh_daemon_close(struct bh_ctx *ctx)
 
 /* ---- apply ---- */
 
-int bh_daemon_apply(struct bh_ctx *ctx, cJSON *obj, cJSON **out, struct bh_err *err)
+int bh_daemon_check(struct bh_ctx *ctx, cJSON *obj, struct bh_err *err)
 {
     if (bh_resource_validate(obj, err) < 0 ||
         bh_plugins_check_resource(ctx->plugins, obj, err) < 0 ||
         bh_trigger_check(ctx, obj, err) < 0)
+        return -1;
+    return 0;
+}
+
+int bh_daemon_apply(struct bh_ctx *ctx, cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    if (bh_daemon_check(ctx, obj, err) < 0)
         return -1;
     const char *kind = bh_json_str(obj, "kind");
     const char *name = bh_json_str(obj, "metadata.name");

@@ -150,6 +150,17 @@ static const struct settings_entry settings_table[] = {
      0, 0, 1, 0, NULL,
      "restore snapshots other daemons stored in the same storage (their records are kept beside "
      "the objects)"},
+    {"BOILERHOUSE_KUBECONFIG", "kubeconfig", "FILE", SET_PATH, S_OFF(kubeconfig), NULL, 0, 0, 0, 0,
+     NULL,
+     "operator mode: the cluster of this kubeconfig's current context (and its namespace) holds "
+     "the four kinds; the store is its cache (docs/kubernetes-mode.md)"},
+    {"BOILERHOUSE_IN_CLUSTER", "in-cluster", "0|1", SET_INT, S_OFF(kube_in_cluster), NULL, 0, 0, 1,
+     0, NULL, "operator mode with the Pod's service account (KUBERNETES_SERVICE_HOST/PORT)"},
+    {"BOILERHOUSE_LEASE_DURATION", "lease-duration", "SECONDS", SET_INT, S_OFF(lease_duration_s),
+     NULL, 15, 2, 600, 0, NULL,
+     "operator mode: the leader's Lease lasts this long unrenewed; a standby takes over after it"},
+    {"BOILERHOUSE_OPERATOR_ID", "operator-id", "NAME", SET_STR, S_OFF(operator_id), NULL, 0, 0, 0,
+     0, NULL, "operator mode: this replica's Lease holderIdentity (default: hostname_pid)"},
 };
 
 #define SETTINGS_N ((int)BH_ARRAY_LEN(settings_table))

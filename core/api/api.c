@@ -269,7 +269,15 @@ static void api_dispatch(struct bh_api *api, struct MHD_Connection *conn, const 
         struct bh_principal who;
         struct bh_api_req req = {
             api->ctx, conn, method, url, ac->body, ac->len, (const char *const *)params, n, NULL};
-        if (r->need == BH_AUTH_PUBLIC) {
+        if (api->ctx->standby && strcmp(method, "GET") != 0) {
+            /* Operator mode: a standby serves reads; a write's handler may act at once (a
+             * claim boots inline), which only the leader may. */
+            bh_api_error(resp, 503,
+                         "this replica is a standby (operator mode): send %s to the "
+                         "leader",
+                         method);
+            resp->retry_after = 1;
+        } else if (r->need == BH_AUTH_PUBLIC) {
             r->handler(&req, resp);
         } else if (api_gate(api, conn, 0, &who, resp) == 0) {
             req.who = &who;

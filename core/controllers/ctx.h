@@ -27,6 +27,7 @@ struct bh_claim_index;
 struct bh_idle;
 struct bh_boots;
 struct bh_ratelimit;
+struct bh_operator;
 
 /* What an operator sets (environment or flags); strings owned. */
 struct bh_settings {
@@ -70,6 +71,10 @@ struct bh_settings {
     int insecure_http;          /* 1: plain HTTP off loopback is allowed */
     size_t snapshot_hot_bytes;  /* budget of the hot tier of parked disks; 0 = none */
     int snapshot_shared;        /* import records other daemons stored beside their objects */
+    char *kubeconfig;           /* operator mode: the cluster's kubeconfig, or NULL */
+    int kube_in_cluster;        /* operator mode with the Pod's service account */
+    int lease_duration_s;       /* operator mode: leader Lease duration */
+    char *operator_id;          /* operator mode: Lease holderIdentity; NULL: hostname_pid */
 };
 
 /* The connection limits every listener takes from the settings. */
@@ -99,7 +104,9 @@ struct bh_ctx {
     struct bh_claim_index *claim_index; /* Active claims by pair (claim_index.c); may be NULL */
     struct bh_idle *idle;               /* activity touches in memory (idle.c); may be NULL */
     struct bh_boots *boots; /* claims' boot slots and threads (boots.c); NULL: boot inline */
-    struct bh_ratelimit *ratelimit;    /* request limits of the listeners; may be NULL */
+    struct bh_ratelimit *ratelimit; /* request limits of the listeners; may be NULL */
+    struct bh_operator *op; /* operator mode (operator.c): mirror and lease; NULL: local mode */
+    volatile int standby;   /* operator mode, not the leader: controllers are not run */
     struct bh_listen_stats api_stats;  /* the REST listener's counters, for /metrics */
     struct bh_listen_stats kapi_stats; /* the Kubernetes-compatible API's */
     uint8_t master_key[32];            /* snapshot encryption and secrets; wiped on close */

@@ -42,6 +42,8 @@ int bh_dispatch_reconcile(void *ctx, const char *key, long *requeue_ms, struct b
 
 static void dispatch_enqueue(struct bh_ctx *ctx, const char *kind, const char *name)
 {
+    if (ctx->standby)
+        return; /* operator mode: the leader reconciles (bh_dispatch_all when this one leads) */
     bh_autofree char *key = bh_xasprintf("%s/%s", kind, name);
     bh_queue_add(ctx->queue, key);
 }

@@ -380,6 +380,8 @@ const struct bh_resource_field bh_resource_metadata_fields[] = {
     {.name = "generation", .type = BH_T_ANY},
     {.name = "creationTimestamp", .type = BH_T_ANY},
     {.name = "deletionTimestamp", .type = BH_T_ANY},
+    {.name = "deletionGracePeriodSeconds", .type = BH_T_ANY}, /* a cluster's deleting object */
+    {.name = "selfLink", .type = BH_T_ANY},                   /* clusters before 1.24 */
     {.name = "managedFields", .type = BH_T_ANY},
     {.name = "ownerReferences", .type = BH_T_ANY},
     END,

@@ -867,6 +867,62 @@ int bh_store_delete(struct bh_store *s, const char *kind, const char *name, stru
     return store_write(s, &req, store_mutate_delete, NULL, err);
 }
 
+/* The metadata a replica takes from its source (bh_store_put_replica). */
+static cJSON *store_replica_metadata(const cJSON *in_meta)
+{
+    static const char *const kept[] = {"name",        "namespace",         "labels",
+                                       "annotations", "finalizers",        "uid",
+                                       "generation",  "creationTimestamp", "deletionTimestamp"};
+    cJSON *meta = cJSON_CreateObject();
+    for (size_t i = 0; i < BH_ARRAY_LEN(kept); i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in_meta, kept[i]);
+        if (v)
+            cJSON_AddItemToObject(meta, kept[i], cJSON_Duplicate(v, 1));
+    }
+    return meta;
+}
+
+static int store_mutate_replica(const cJSON *cur, const struct store_req *req, int64_t rv,
+                                struct store_write *w, struct bh_err *err)
+{
+    (void)err;
+    if (!req->in) { /* the source removed it */
+        if (cur) {
+            w->type = BH_EV_DELETED;
+            w->doc = cJSON_Duplicate(cur, 1);
+            store_set_rv(cJSON_GetObjectItemCaseSensitive(w->doc, "metadata"), rv);
+        }
+        return 0;
+    }
+    cJSON *doc = cJSON_Duplicate(req->in, 1);
+    cJSON *meta = store_replica_metadata(cJSON_GetObjectItemCaseSensitive(req->in, "metadata"));
+    store_set(doc, "metadata", meta);
+    if (!cur) {
+        store_set_rv(meta, rv);
+        w->type = BH_EV_ADDED;
+        w->doc = doc;
+        return 0;
+    }
+    /* Compared with the stored object as it is, its resourceVersion included. */
+    const cJSON *cur_meta = cJSON_GetObjectItemCaseSensitive(cur, "metadata");
+    store_copy_field(meta, cur_meta, "resourceVersion");
+    store_finish(cur, doc, rv, w);
+    return 0;
+}
+
+int bh_store_put_replica(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    return store_write(s, &req, store_mutate_replica, out, err);
+}
+
+int bh_store_remove_replica(struct bh_store *s, const char *kind, const char *name,
+                            struct bh_err *err)
+{
+    struct store_req req = {kind, name, NULL, 0};
+    return store_write(s, &req, store_mutate_replica, NULL, err);
+}
+
 /* ---- watching ---------------------------------------------------------------------------- */
 
 static const char *store_event_type_name(int type)

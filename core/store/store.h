@@ -71,6 +71,16 @@ BH_MUST_CHECK int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJS
  * BH_ENOTFOUND if absent. */
 BH_MUST_CHECK int bh_store_delete(struct bh_store *s, const char *kind, const char *name,
                                   struct bh_err *err);
+/* For a store that is the cache of another (Kubernetes mode: core/kube/mirror.c). Writes obj
+ * (borrowed) as the copy of the source's object, created or replaced whole: labels,
+ * annotations, finalizers, spec and status, and the source's uid, generation,
+ * creationTimestamp and deletionTimestamp as they are; only resourceVersion is the store's own
+ * (one counter for the local event log). A copy equal to the stored object is not written. */
+BH_MUST_CHECK int bh_store_put_replica(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                       struct bh_err *err);
+/* Removes the object whatever its finalizers (the source has removed it); absent is no error. */
+BH_MUST_CHECK int bh_store_remove_replica(struct bh_store *s, const char *kind, const char *name,
+                                          struct bh_err *err);
 /* All objects of kind, ordered by name, optionally filtered by a label selector "k=v,k2=v2".
  * *out is an owned cJSON array; *rv (optional) the store's resourceVersion at list time. */
 BH_MUST_CHECK int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector,

@@ -63,3 +63,14 @@ void bh_clock_rfc3339_ms(long long wall_ms, char buf[32])
     size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + n, 32 - n, ".%03lldZ", wall_ms % 1000);
 }
+
+void bh_clock_deadline(int clk, long ms, struct timespec *out)
+{
+    clock_gettime((clockid_t)clk, out);
+    out->tv_sec += ms / 1000;
+    out->tv_nsec += (ms % 1000) * 1000000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}

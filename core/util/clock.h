@@ -3,6 +3,8 @@
 #ifndef BH_CLOCK_H
 #define BH_CLOCK_H
 
+#include <time.h>
+
 /* CLOCK_MONOTONIC in milliseconds. */
 long long bh_clock_ms(void);
 /* Now, UTC, as "YYYY-MM-DDTHH:MM:SSZ" into buf[32]. */
@@ -13,6 +15,10 @@ long long bh_clock_parse_rfc3339(const char *s);
 /* Exponential backoff after `failures` consecutive failures (1 or more): min_ms, doubling
  * each time, at most max_ms. */
 long bh_clock_backoff_ms(long long failures, long min_ms, long max_ms);
+
+/* The time ms from now on clock clk (CLOCK_REALTIME for a default condition variable), as
+ * pthread_cond_timedwait takes it. */
+void bh_clock_deadline(int clk, long ms, struct timespec *out);
 
 /* Wall-clock milliseconds since the epoch (CLOCK_REALTIME). */
 long long bh_clock_wall_ms(void);

@@ -23,6 +23,8 @@ KUBECTL = shutil.which("kubectl") or "kubectl"
 APISERVER = os.environ.get("BH_KUBE_APISERVER", "/var/cache/boilerhouse-test/kube/kube-apiserver")
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ADMIN_TOKEN = "bh-test-admin-token"
+CRDS = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "crds"))
+KINDS = ["boilerhouseworkloads", "boilerhousepools", "boilerhouseclaims", "boilerhousetriggers"]
 
 
 def free_port():
@@ -73,7 +75,7 @@ class KubeEnv:
             f.write('%s,admin,admin,"system:masters"\n' % ADMIN_TOKEN)
         self.port = free_port()
         self.cert_dir = os.path.join(self.dir, "pki")
-        self.apiserver = self._spawn("kube-apiserver", [
+        self.apiserver_argv = [
             APISERVER, "--etcd-servers", etcd_url,
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
             "--secure-port", str(self.port), "--insecure-port", "0",
@@ -84,7 +86,8 @@ class KubeEnv:
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-cluster-ip-range", "10.96.0.0/16",
             "--disable-admission-plugins", "ServiceAccount",
-            "--allow-privileged=true"])
+            "--allow-privileged=true"]
+        self.apiserver = self._spawn("kube-apiserver", self.apiserver_argv)
         self._wait_ready()
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         with open(self.kubeconfig, "w") as f:
@@ -125,6 +128,35 @@ class KubeEnv:
             "contexts": [{"name": "envtest", "context": {
                 "cluster": "envtest", "user": "admin", "namespace": "default"}}],
         }
+
+    def install_crds(self):
+        """Applies crds/ and waits until the four kinds are served. Kubernetes 1.20 predates
+        CEL validation rules (x-kubernetes-validations, >= 1.25): kubectl's client-side
+        validation refuses those CRDs, the server accepts them."""
+        self.kubectl("apply", "--validate=false", "-f", CRDS)
+        for k in KINDS:
+            self.kubectl("wait", "--for=condition=established", "--timeout=120s",
+                         "crd/%s.boilerhouse.dev" % k)
+
+    def restart_apiserver(self):
+        """Stops the API server (etcd keeps the data) and starts it again on the same port,
+        as an upgrade or a crash of the control plane does to the clients' watches."""
+        p = self.apiserver
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        self.procs.remove(p)
+        self.apiserver = self._spawn("kube-apiserver", self.apiserver_argv)
+        self._wait_ready()
+
+    def kubeconfig_for(self, namespace):
+        """A kubeconfig like the admin one whose context's namespace is namespace (created)."""
+        self.kubectl("create", "namespace", namespace)
+        cfg = self._kubeconfig()
+        cfg["contexts"][0]["context"]["namespace"] = namespace
+        path = os.path.join(self.dir, "kubeconfig-" + namespace)
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return path
 
     def log_tail(self, n=40):
         out = []

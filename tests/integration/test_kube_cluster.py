@@ -7,11 +7,9 @@ import re
 import unittest
 
 from bh import Daemon
-from kube_env import KubeEnv, kubectl
+from kube_env import CRDS, KINDS, KubeEnv, kubectl
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CRDS = os.path.join(ROOT, "crds")
-KINDS = ["boilerhouseworkloads", "boilerhousepools", "boilerhouseclaims", "boilerhousetriggers"]
 
 # One object per CEL rule in crds/, each breaking only that rule. Kubernetes 1.20 cannot
 # enforce CEL rules, so the real API server takes these objects; the daemon must refuse them
@@ -71,12 +69,7 @@ class KubeClusterTest(unittest.TestCase):
     def setUpClass(cls):
         cls.kube = KubeEnv()
         cls.addClassCleanup(cls.kube.stop)
-        # Kubernetes 1.20 predates CEL validation rules (x-kubernetes-validations, >= 1.25):
-        # kubectl's client-side validation refuses those CRDs, the server accepts them.
-        cls.kube.kubectl("apply", "--validate=false", "-f", CRDS)
-        for k in KINDS:
-            cls.kube.kubectl("wait", "--for=condition=established", "--timeout=120s",
-                             "crd/%s.boilerhouse.dev" % k)
+        cls.kube.install_crds()
 
     def daemon(self):
         d = Daemon()

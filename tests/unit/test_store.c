@@ -245,6 +245,56 @@ static void test_finalizers_and_subscriber(void **state)
     cJSON_Delete(in);
 }
 
+/* A replica (operator mode) keeps the source's uid, generation and timestamps, takes only its
+ * resourceVersion from the store, is not rewritten when equal, and goes whatever its
+ * finalizers. */
+static void test_replica(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    struct recorded evs = {0};
+    bh_store_subscribe(f->s, record_event, &evs);
+    cJSON *src =
+        cJSON_Parse("{\"apiVersion\":\"boilerhouse.dev/v1alpha1\",\"kind\":\"BoilerhouseClaim\","
+                    "\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\",\"uid\":\"u-1\","
+                    "\"generation\":7,\"resourceVersion\":\"9999\",\"finalizers\":[\"x/y\"],"
+                    "\"creationTimestamp\":\"2020-01-01T00:00:00Z\",\"managedFields\":[]},"
+                    "\"spec\":{\"v\":1},\"status\":{\"phase\":\"Ready\"}}");
+    cJSON *out = NULL;
+    assert_int_equal(bh_store_put_replica(f->s, src, &out, &err), 0);
+    assert_string_equal(meta_str(out, "uid"), "u-1");
+    assert_true(meta_num(out, "generation") == 7);
+    assert_string_equal(meta_str(out, "namespace"), "ns");
+    assert_string_equal(meta_str(out, "creationTimestamp"), "2020-01-01T00:00:00Z");
+    assert_string_not_equal(meta_str(out, "resourceVersion"), "9999");
+    assert_null(bh_json_get(out, "metadata.managedFields"));
+    assert_string_equal(bh_json_str(out, "status.phase"), "Ready");
+    const char *rv1 = bh_xstrdup(meta_str(out, "resourceVersion"));
+    cJSON_Delete(out);
+    int n = evs.n;
+    /* The same again: nothing written. */
+    assert_int_equal(bh_store_put_replica(f->s, src, &out, &err), 0);
+    assert_string_equal(meta_str(out, "resourceVersion"), rv1);
+    assert_int_equal(evs.n, n);
+    cJSON_Delete(out);
+    /* A newer copy replaces spec and status, generation included. */
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(src, "metadata"), "generation",
+                              cJSON_CreateNumber(8));
+    cJSON_ReplaceItemInObject(src, "status", cJSON_Parse("{\"phase\":\"Creating\"}"));
+    assert_int_equal(bh_store_put_replica(f->s, src, &out, &err), 0);
+    assert_true(meta_num(out, "generation") == 8);
+    assert_string_equal(bh_json_str(out, "status.phase"), "Creating");
+    assert_int_equal(evs.n, n + 1);
+    cJSON_Delete(out);
+    /* Removed despite its finalizer; absent is no error. */
+    assert_int_equal(bh_store_remove_replica(f->s, "BoilerhouseClaim", "a", &err), 0);
+    assert_int_equal(bh_store_get(f->s, "BoilerhouseClaim", "a", &out, &err), -1);
+    assert_int_equal(err.code, BH_ENOTFOUND);
+    assert_int_equal(bh_store_remove_replica(f->s, "BoilerhouseClaim", "a", &err), 0);
+    free((void *)rv1);
+    cJSON_Delete(src);
+}
+
 static void labelled(struct bh_store *s, const char *name, const char *labels_json)
 {
     cJSON *o = make_obj("BoilerhouseClaim", name, NULL);
@@ -512,6 +562,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalizers_and_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_label_selector, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_order_and_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_woken_by_write, setup, teardown),
