@@ -204,7 +204,7 @@ class KubeObjectsTest(unittest.TestCase):
             ("create", "services"), ("create", "networkpolicies.networking.k8s.io"),
             ("get", "secrets"), ("create", "secrets"), ("create", "events"),
             ("create", "leases.coordination.k8s.io"),
-            ("update", "leases.coordination.k8s.io/boilerhouse-leader"),
+            ("update", "leases.coordination.k8s.io/boilerhouse-operator"),
         ]
         refused = [
             ("create", "pods", "--subresource=exec"), ("create", "configmaps"),
