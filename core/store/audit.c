@@ -13,7 +13,8 @@
 #include "log.h"
 #include "mem.h"
 
-/* Pruning runs every this many appends, so the bound costs one DELETE per batch. */
+/* Pruning runs every this many appends (once per batch at most), so the bound costs one
+ * DELETE per batch. */
 #define AUDIT_PRUNE_EVERY 64
 /* Queued records that wake the writer before its interval: one transaction per this many
  * when records come faster than that (10,000 a second at 100 ms: about one per tick). */
@@ -62,7 +63,7 @@ struct bh_audit {
     sqlite3 *db;
     sqlite3_stmt *insert; /* prepared once: an append is on every audited call's path */
     long long max_records;
-    int appends;
+    int unpruned; /* records appended since the last prune */
 };
 
 static const char audit_schema[] =
@@ -112,6 +113,7 @@ int bh_audit_open(const char *path, long long max_records, struct bh_audit **out
     a->db = db;
     a->insert = insert;
     a->max_records = max_records;
+    a->unpruned = AUDIT_PRUNE_EVERY;
     *out = a;
     return 0;
 }
@@ -144,11 +146,15 @@ static void audit_bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-static void audit_prune(struct bh_audit *a)
+/* Locked (lock), after a batch's inserted records: prunes at the first batch (a lowered bound
+ * applies at once) and then once per AUDIT_PRUNE_EVERY records, at most once per batch. */
+static void audit_prune(struct bh_audit *a, int inserted)
 {
     sqlite3_stmt *st = NULL;
-    if (++a->appends % AUDIT_PRUNE_EVERY != 0 && a->appends != 1)
+    a->unpruned += inserted;
+    if (a->unpruned < AUDIT_PRUNE_EVERY)
         return;
+    a->unpruned = 0;
     if (sqlite3_prepare_v2(a->db, "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, a->max_records);
@@ -172,8 +178,6 @@ static int audit_insert_one(struct bh_audit *a, struct audit_wait *w)
     if (rc != SQLITE_DONE)
         snprintf(w->error, sizeof(w->error), "audit append: %s", sqlite3_errmsg(a->db));
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
-        audit_prune(a);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -182,8 +186,10 @@ static void audit_commit(struct bh_audit *a, struct audit_wait *batch)
 {
     pthread_mutex_lock(&a->lock);
     int tx = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int inserted = 0;
     for (struct audit_wait *w = batch; w; w = w->next)
-        w->rc = audit_insert_one(a, w);
+        inserted += (w->rc = audit_insert_one(a, w)) == 0;
+    audit_prune(a, inserted);
     if (tx && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         for (struct audit_wait *w = batch; w; w = w->next) {
             w->rc = -1;

@@ -789,6 +789,28 @@ static void test_audit_burst_is_committed_in_batches(void **state)
     assert_int_equal(audit_rows_on_disk(path, "flood"), 40000);
 }
 
+/* Past max_records the oldest records are dropped, a batch at a time: at most one batch's
+ * pruning interval (64) over the bound remains, the newest among them. */
+static void test_audit_bound_drops_the_oldest(void **state)
+{
+    struct fixture *f = *state;
+    bh_autofree char *path = bh_xasprintf("%s/audit.db", f->dir);
+    struct bh_audit *a = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_audit_open(path, 100, &a, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 1, &err), 0);
+    audit_queue(a, "many", 1000);
+    bh_audit_close(a);
+    assert_in_range(audit_rows_on_disk(path, "many"), 100, 100 + 63);
+    assert_int_equal(bh_audit_open(path, 100, &a, &err), 0);
+    cJSON *list = NULL;
+    struct bh_audit_query q = {.limit = 1};
+    assert_int_equal(bh_audit_query(a, &q, &list, &err), 0);
+    assert_string_equal(bh_json_str(cJSON_GetArrayItem(list, 0), "target"), "r999");
+    cJSON_Delete(list);
+    bh_audit_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -797,6 +819,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_writer_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_queue_order_and_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_burst_is_committed_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_bound_drops_the_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_follows_every_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_never_older_than_a_returned_write, setup,
                                         teardown),
