@@ -94,8 +94,11 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
         return bh_err_errno(err, BH_EIO, "chmod %s", c->state_dir);
     bh_autofree char *audit = bh_xasprintf("%s/audit.db", c->state_dir);
     if (bh_store_open(db, &ctx->store, err) < 0 ||
-        bh_audit_open(audit, (long long)c->audit_max, &ctx->audit, err) < 0)
+        bh_audit_open(audit, (long long)c->audit_max, &ctx->audit, err) < 0 ||
+        bh_audit_start_writer(ctx->audit, c->audit_flush_ms, err) < 0)
         return -1;
+    /* Every claim call reads its workload; workloads change seldom. */
+    bh_store_cache_kind(ctx->store, "BoilerhouseWorkload");
     if (c->registry_config && daemon_read_json_file(c->registry_config, &regcfg, err) < 0)
         return -1;
     /* Temp files of snapshots in flight belong to a previous run if they exist now. */

@@ -104,6 +104,10 @@ static const struct settings_entry settings_table[] = {
      NULL, "events a /ws client may fall behind before it is cut"},
     {"BOILERHOUSE_AUDIT_MAX_RECORDS", "audit-max-records", "N", SET_SIZE, S_OFF(audit_max), NULL,
      100000, 10, 1LL << 32, 0, NULL, "audit records kept (the oldest are dropped)"},
+    {"BOILERHOUSE_AUDIT_FLUSH_MS", "audit-flush-ms", "MS", SET_INT, S_OFF(audit_flush_ms), NULL,
+     100, 1, 3600000, 0, NULL,
+     "audit records of calls that changed nothing (a claim of the instance already held) are "
+     "committed this often, not before the answer: a daemon crash may lose this window of them"},
     {"BOILERHOUSE_WS_PING_SECONDS", "ws-ping", "SECONDS", SET_INT, S_OFF(ws_ping_ms), NULL, 20, 1,
      3600, 1000, NULL, "/ws keepalive ping interval"},
     {"BOILERHOUSE_HTTP_IDLE_TIMEOUT_SECONDS", "http-idle-timeout", "SECONDS", SET_INT,

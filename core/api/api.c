@@ -148,9 +148,15 @@ static int api_match_into(const char *pattern, const char *path, char **params, 
     return xi == nx;
 }
 
-/* Frees what a failed match captured, so callers own params only on success. */
+/* Frees what a failed match captured, so callers own params only on success. A path that
+ * does not begin with the pattern's fixed part (up to its first "*") is passed over before
+ * the segment-by-segment match: the route table is walked on every request. */
 static int api_match(const char *pattern, const char *path, char **params, int *n_params)
 {
+    size_t fixed = strcspn(pattern, "*");
+    *n_params = 0;
+    if (strncmp(pattern, path, fixed) != 0)
+        return 0;
     if (api_match_into(pattern, path, params, n_params))
         return 1;
     api_free_params(params, *n_params);

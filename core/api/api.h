@@ -31,6 +31,9 @@ struct bh_api_resp {
     char *text;               /* owned; sent as content_type instead of json when set */
     const char *content_type; /* static */
     int retry_after;          /* seconds; > 0: sent as Retry-After (429, 503) */
+    /* Set by a handler whose call changed no state (an existing claim's answer): its audit
+     * record is queued rather than committed before the answer (bh_audit_append_async). */
+    int audit_async;
 };
 
 struct bh_api_route {
@@ -55,8 +58,9 @@ int bh_api_query_int(const struct bh_api_req *req, struct bh_api_resp *resp, con
 /* The request body as a JSON/YAML object (*out owned); on failure resp holds the 400. */
 int bh_api_body(const struct bh_api_req *req, struct bh_api_resp *resp, cJSON **out);
 
-/* Records a state-changing call (audit_api.c) after its handler answered; other calls are
- * not recorded. pattern is the matched route's. */
+/* Records a state-changing call (audit_api.c) after its handler answered, committed before
+ * the answer is sent unless resp->audit_async; other calls are not recorded. pattern is the
+ * matched route's. */
 void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *pattern,
                   const struct bh_api_resp *resp);
 /* The workload a claim-family body names ("workload", else "workloadRef"); owned, NULL if

@@ -469,28 +469,35 @@ static char *api_claim_workload(const struct bh_api_req *req, struct bh_api_resp
     return name;
 }
 
-/* The claim a tenant route is about: validates the tenant id, then reads {workload}.
- * Answers 4xx itself and returns NULL on bad input; else the claim name (owned) and
- * *workload (owned). */
-static char *api_tenant_claim(const struct bh_api_req *req, struct bh_api_resp *resp, int *resume,
-                              char **workload)
+/* The workload a tenant route is about: validates the tenant id, then reads {workload}.
+ * Answers 4xx itself and returns NULL on bad input; else the workload's name (owned). */
+static char *api_tenant_workload(const struct bh_api_req *req, struct bh_api_resp *resp,
+                                 int *resume)
 {
     const char *tenant = req->params[0];
     if (!bh_name_tenant_valid(tenant)) {
         api_bad_tenant(resp, tenant);
         return NULL;
     }
-    *workload = api_claim_workload(req, resp, resume);
-    return *workload ? bh_claim_name(req->ctx, tenant, *workload) : NULL;
+    return api_claim_workload(req, resp, resume);
+}
+
+/* The claim a tenant route is about (api_tenant_workload): the claim name (owned) and
+ * *workload (owned), or NULL. */
+static char *api_tenant_claim(const struct bh_api_req *req, struct bh_api_resp *resp, int *resume,
+                              char **workload)
+{
+    *workload = api_tenant_workload(req, resp, resume);
+    return *workload ? bh_claim_name(req->ctx, req->params[0], *workload) : NULL;
 }
 
 static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
 {
     long long t0 = bh_clock_ms();
     struct bh_claim_req creq = {.tenant = req->params[0]};
-    bh_autofree char *workload = NULL;
-    bh_autofree char *name = api_tenant_claim(req, resp, &creq.resume, &workload);
-    if (!name)
+    /* No claim name here: bh_claim_open finds the claim (from memory when it is Active). */
+    bh_autofree char *workload = api_tenant_workload(req, resp, &creq.resume);
+    if (!workload)
         return;
     creq.workload = workload;
     struct bh_err err;
@@ -548,6 +555,9 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         bh_api_json(resp, status, out);
     } else {
         bh_api_json(resp, ans.existing ? 200 : 201, out);
+        /* Served from the instance the tenant holds: nothing changed but the lazy activity
+         * touch, so its record need not be on the disk before the answer. */
+        resp->audit_async = ans.existing;
     }
     bh_claim_answer_free(&ans);
 }

@@ -93,7 +93,9 @@ void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *p
             .error = resp->status >= 400 ? bh_json_str(resp->json, "error") : NULL,
         };
         struct bh_err err;
-        if (bh_audit_append(req->ctx->audit, &rec, &err) < 0)
+        if (resp->audit_async)
+            bh_audit_append_async(req->ctx->audit, &rec);
+        else if (bh_audit_append(req->ctx->audit, &rec, &err) < 0)
             bh_error("audit", "%s by %s not recorded: %s", rec.action, actor, err.msg);
         return;
     }

@@ -1,4 +1,5 @@
-/* The claim index; see claim_index.h. A chained hash table under one mutex: an entry per pair
+/* The claim index; see claim_index.h. A chained hash table under one read-write lock (lookups,
+ * one per existing claim call, copy their claim side by side): an entry per pair
  * ever seen (a tombstone once its claim is not Active), so an out-of-order older event can be
  * recognised and dropped. The number of pairs is bounded by the claims the store holds. */
 #include "claim_index.h"
@@ -21,14 +22,19 @@ struct claim_entry {
 };
 
 struct bh_claim_index {
-    pthread_mutex_t lock;
+    pthread_rwlock_t lock;
     struct claim_entry *buckets[CLAIM_INDEX_BUCKETS];
 };
 
 struct bh_claim_index *bh_claim_index_new(void)
 {
     struct bh_claim_index *ix = bh_xcalloc(1, sizeof(*ix));
-    pthread_mutex_init(&ix->lock, NULL);
+    /* Writers first: a flood of lookups must not hold off the store's callbacks. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&ix->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     return ix;
 }
 
@@ -43,7 +49,7 @@ void bh_claim_index_free(struct bh_claim_index *ix)
             free(e->key);
             free(e);
         }
-    pthread_mutex_destroy(&ix->lock);
+    pthread_rwlock_destroy(&ix->lock);
     free(ix);
 }
 
@@ -74,7 +80,7 @@ void bh_claim_index_observe(struct bh_claim_index *ix, const cJSON *claim, int64
     /* Copied outside the lock: the REST threads' lookups wait on it. */
     cJSON *copy = active ? cJSON_Duplicate(claim, 1) : NULL;
     size_t b = claim_index_hash(tenant, workload);
-    pthread_mutex_lock(&ix->lock);
+    pthread_rwlock_wrlock(&ix->lock);
     struct claim_entry *e = claim_index_find(ix, b, tenant, workload);
     if (!e) {
         e = bh_xcalloc(1, sizeof(*e));
@@ -89,7 +95,7 @@ void bh_claim_index_observe(struct bh_claim_index *ix, const cJSON *claim, int64
         e->active = copy;
         copy = old;
     }
-    pthread_mutex_unlock(&ix->lock);
+    pthread_rwlock_unlock(&ix->lock);
     cJSON_Delete(copy); /* the replaced one, or ours if it came too late */
 }
 
@@ -99,10 +105,10 @@ cJSON *bh_claim_index_active(struct bh_claim_index *ix, const char *tenant, cons
         return NULL;
     size_t b = claim_index_hash(tenant, workload);
     cJSON *out = NULL;
-    pthread_mutex_lock(&ix->lock);
+    pthread_rwlock_rdlock(&ix->lock);
     struct claim_entry *e = claim_index_find(ix, b, tenant, workload);
     if (e && e->active)
         out = cJSON_Duplicate(e->active, 1);
-    pthread_mutex_unlock(&ix->lock);
+    pthread_rwlock_unlock(&ix->lock);
     return out;
 }

@@ -57,6 +57,7 @@ struct bh_settings {
     size_t ws_queue;            /* events a /ws client may fall behind before it is cut */
     int ws_ping_ms;             /* /ws keepalive ping interval */
     size_t audit_max;           /* audit records kept */
+    int audit_flush_ms;         /* queued audit records (existing claims) committed this often */
     int max_boots;              /* claims' boots and restores at once; 0: no bound */
     int max_tenant_instances;   /* instances (claims holding one) per tenant; 0: no bound */
     int http_idle_timeout_s;    /* listeners: close a connection silent this long */

@@ -3,40 +3,67 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "clock.h"
+#include "log.h"
 #include "mem.h"
 
-/* Pruning runs every this many appends, so the bound costs one DELETE per batch. */
+/* Pruning runs every this many appends (once per batch at most), so the bound costs one
+ * DELETE per batch. */
 #define AUDIT_PRUNE_EVERY 64
+/* Queued records that wake the writer before its interval: one transaction per this many
+ * when records come faster than that (10,000 a second at 100 ms: about one per tick). */
+#define AUDIT_WAKE_AT 2048
+/* Queued records at most; an append past it commits the queue itself (the writer is behind:
+ * the disk is the bottleneck, and waiting for it is the only bound that loses nothing). */
+#define AUDIT_QUEUE_MAX 32768
 
-/* An append waiting for its commit; lives on the appender's stack until done. */
+/* An append waiting for its commit: on the appender's stack (bh_audit_append) until the
+ * commit of its sequence number, or an audit_copy owned by the queue (async). */
 struct audit_wait {
     struct audit_wait *next;
     const struct bh_audit_rec *rec;
     long long at_ms;
     char at[32];
-    int done, rc;
+    uint64_t seq;
+    int async;
+    int rc;
     char error[256];
 };
 
-/* Group commit: appenders queue their records; whichever finds no commit running writes the
- * whole queue in one transaction while the next ones queue up behind it. Every append still
- * returns only once its record is committed; concurrent appends share the commit's cost. */
+/* A queued record of bh_audit_append_async, with copies of its strings. */
+struct audit_copy {
+    struct audit_wait w;
+    struct bh_audit_rec rec;
+};
+
+/* Group commit: appenders queue their records; whichever finds no commit running (a
+ * synchronous appender, the writer thread, a query) writes the whole queue in one transaction
+ * while the next ones queue up behind it. A synchronous append returns once its record is
+ * committed; concurrent appends share the commit's cost. Records are committed in the order
+ * they were queued. */
 struct bh_audit {
     pthread_mutex_t lock;  /* the connection */
-    pthread_mutex_t qlock; /* the queue below */
-    pthread_cond_t qdone;
+    pthread_mutex_t qlock; /* everything below */
+    pthread_cond_t qdone;  /* a commit finished */
+    pthread_cond_t wake;   /* the writer: a full batch, or stop (CLOCK_MONOTONIC) */
     struct audit_wait *head, **tail;
     int writing;
+    uint64_t seq;       /* of the last record queued */
+    uint64_t committed; /* every record up to this seq is committed (or failed) */
+    size_t queued;      /* records in the queue */
+    pthread_t writer;
+    int has_writer, stopping;
+    int flush_ms;
     sqlite3 *db;
     sqlite3_stmt *insert; /* prepared once: an append is on every audited call's path */
     long long max_records;
-    int appends;
+    int unpruned; /* records appended since the last prune */
 };
 
 static const char audit_schema[] =
@@ -77,10 +104,16 @@ int bh_audit_open(const char *path, long long max_records, struct bh_audit **out
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->qlock, NULL);
     pthread_cond_init(&a->qdone, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->wake, &ca);
+    pthread_condattr_destroy(&ca);
     a->tail = &a->head;
     a->db = db;
     a->insert = insert;
     a->max_records = max_records;
+    a->unpruned = AUDIT_PRUNE_EVERY;
     *out = a;
     return 0;
 }
@@ -89,11 +122,19 @@ void bh_audit_close(struct bh_audit *a)
 {
     if (!a)
         return;
+    pthread_mutex_lock(&a->qlock);
+    int joined = a->has_writer;
+    a->stopping = 1;
+    pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->qlock);
+    if (joined) /* it commits what is queued before it returns */
+        pthread_join(a->writer, NULL);
     sqlite3_finalize(a->insert);
     sqlite3_close(a->db);
     pthread_mutex_destroy(&a->lock);
     pthread_mutex_destroy(&a->qlock);
     pthread_cond_destroy(&a->qdone);
+    pthread_cond_destroy(&a->wake);
     free(a);
 }
 
@@ -105,11 +146,15 @@ static void audit_bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-static void audit_prune(struct bh_audit *a)
+/* Locked (lock), after a batch's inserted records: prunes at the first batch (a lowered bound
+ * applies at once) and then once per AUDIT_PRUNE_EVERY records, at most once per batch. */
+static void audit_prune(struct bh_audit *a, int inserted)
 {
     sqlite3_stmt *st = NULL;
-    if (++a->appends % AUDIT_PRUNE_EVERY != 0 && a->appends != 1)
+    a->unpruned += inserted;
+    if (a->unpruned < AUDIT_PRUNE_EVERY)
         return;
+    a->unpruned = 0;
     if (sqlite3_prepare_v2(a->db, "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, a->max_records);
@@ -133,18 +178,18 @@ static int audit_insert_one(struct bh_audit *a, struct audit_wait *w)
     if (rc != SQLITE_DONE)
         snprintf(w->error, sizeof(w->error), "audit append: %s", sqlite3_errmsg(a->db));
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
-        audit_prune(a);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Writes a batch (a list of waits) in one transaction and marks each done. */
+/* Writes a batch (a list of waits) in one transaction and sets each one's rc. */
 static void audit_commit(struct bh_audit *a, struct audit_wait *batch)
 {
     pthread_mutex_lock(&a->lock);
     int tx = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int inserted = 0;
     for (struct audit_wait *w = batch; w; w = w->next)
-        w->rc = audit_insert_one(a, w);
+        inserted += (w->rc = audit_insert_one(a, w)) == 0;
+    audit_prune(a, inserted);
     if (tx && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         for (struct audit_wait *w = batch; w; w = w->next) {
             w->rc = -1;
@@ -155,34 +200,156 @@ static void audit_commit(struct bh_audit *a, struct audit_wait *batch)
     pthread_mutex_unlock(&a->lock);
 }
 
+/* Locked (qlock). Queues w, stamped with the next sequence number. */
+static void audit_enqueue(struct bh_audit *a, struct audit_wait *w)
+{
+    w->seq = ++a->seq;
+    *a->tail = w;
+    a->tail = &w->next;
+    a->queued++;
+}
+
+static void audit_stamp(struct audit_wait *w)
+{
+    w->at_ms = bh_clock_wall_ms();
+    bh_clock_rfc3339(w->at);
+}
+
+/* Logs the failures of a committed batch's queued records: nobody waits for them. */
+static void audit_report_async(const struct audit_wait *batch)
+{
+    for (const struct audit_wait *w = batch; w; w = w->next)
+        if (w->async && w->rc < 0)
+            bh_error("audit", "%s by %s not recorded: %s", w->rec->action, w->rec->actor, w->error);
+}
+
+static void audit_copy_free(struct audit_copy *c)
+{
+    free((char *)c->rec.actor);
+    free((char *)c->rec.action);
+    free((char *)c->rec.tenant);
+    free((char *)c->rec.target);
+    free((char *)c->rec.outcome);
+    free((char *)c->rec.error);
+    free(c);
+}
+
+/* Locked (qlock), no commit running: takes the whole queue and commits it (qlock released
+ * meanwhile), then marks it committed, frees the queued copies and wakes the waiters. */
+static void audit_drain(struct bh_audit *a)
+{
+    struct audit_wait *batch = a->head;
+    a->head = NULL;
+    a->tail = &a->head;
+    a->queued = 0;
+    a->writing = 1;
+    pthread_mutex_unlock(&a->qlock);
+    audit_commit(a, batch);
+    audit_report_async(batch);
+    pthread_mutex_lock(&a->qlock);
+    for (struct audit_wait *w = batch, *next; w; w = next) {
+        next = w->next; /* a synchronous appender's w is gone once committed covers it */
+        a->committed = w->seq;
+        if (w->async)
+            audit_copy_free((struct audit_copy *)w);
+    }
+    a->writing = 0;
+    pthread_cond_broadcast(&a->qdone);
+}
+
+/* Locked (qlock). Returns once every record up to seq is committed, committing the queue
+ * itself whenever no one else is. */
+static void audit_wait_for(struct bh_audit *a, uint64_t seq)
+{
+    while (a->committed < seq) {
+        if (a->writing)
+            pthread_cond_wait(&a->qdone, &a->qlock);
+        else if (a->head)
+            audit_drain(a);
+    }
+}
+
 int bh_audit_append(struct bh_audit *a, const struct bh_audit_rec *r, struct bh_err *err)
 {
-    struct audit_wait me = {.rec = r, .at_ms = bh_clock_wall_ms()};
-    bh_clock_rfc3339(me.at);
+    struct audit_wait me = {.rec = r};
+    audit_stamp(&me);
     pthread_mutex_lock(&a->qlock);
-    *a->tail = &me;
-    a->tail = &me.next;
-    while (!me.done) {
-        if (a->writing) {
-            pthread_cond_wait(&a->qdone, &a->qlock);
-            continue;
-        }
-        struct audit_wait *batch = a->head; /* ours is in it */
-        a->head = NULL;
-        a->tail = &a->head;
-        a->writing = 1;
-        pthread_mutex_unlock(&a->qlock);
-        audit_commit(a, batch);
-        pthread_mutex_lock(&a->qlock);
-        for (struct audit_wait *w = batch, *next; w; w = next) {
-            next = w->next; /* w may be gone once done is seen */
-            w->done = 1;
-        }
-        a->writing = 0;
-        pthread_cond_broadcast(&a->qdone);
-    }
+    audit_enqueue(a, &me);
+    audit_wait_for(a, me.seq);
     pthread_mutex_unlock(&a->qlock);
     return me.rc < 0 ? bh_err_set(err, BH_EIO, "%s", me.error) : 0;
+}
+
+static char *audit_dup(const char *s)
+{
+    return s ? bh_xstrdup(s) : NULL;
+}
+
+void bh_audit_append_async(struct bh_audit *a, const struct bh_audit_rec *r)
+{
+    struct audit_copy *c = bh_xcalloc(1, sizeof(*c));
+    c->rec = (struct bh_audit_rec){.actor = audit_dup(r->actor),
+                                   .action = audit_dup(r->action),
+                                   .tenant = audit_dup(r->tenant),
+                                   .target = audit_dup(r->target),
+                                   .outcome = audit_dup(r->outcome),
+                                   .status = r->status,
+                                   .error = audit_dup(r->error)};
+    c->w.rec = &c->rec;
+    c->w.async = 1;
+    audit_stamp(&c->w);
+    pthread_mutex_lock(&a->qlock);
+    audit_enqueue(a, &c->w);
+    if (!a->has_writer || a->queued > AUDIT_QUEUE_MAX)
+        audit_wait_for(a, a->seq); /* c may be freed from here on */
+    else if (a->queued == AUDIT_WAKE_AT)
+        pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->qlock);
+}
+
+/* Locked (qlock): sleeps until the next flush is due, or a wake. */
+static void audit_writer_sleep(struct bh_audit *a)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += a->flush_ms / 1000;
+    until.tv_nsec += (long)(a->flush_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&a->wake, &a->qlock, &until);
+}
+
+/* The writer: every flush interval (or at a full batch) commits what is queued; on stop,
+ * everything queued, then returns. */
+static void *audit_writer(void *arg)
+{
+    struct bh_audit *a = arg;
+    pthread_mutex_lock(&a->qlock);
+    for (;;) {
+        int stopping = a->stopping;
+        if (!stopping && a->queued < AUDIT_WAKE_AT)
+            audit_writer_sleep(a);
+        audit_wait_for(a, a->seq);
+        if (stopping)
+            break;
+    }
+    pthread_mutex_unlock(&a->qlock);
+    return NULL;
+}
+
+int bh_audit_start_writer(struct bh_audit *a, int flush_ms, struct bh_err *err)
+{
+    pthread_mutex_lock(&a->qlock);
+    a->flush_ms = flush_ms > 0 ? flush_ms : 1;
+    int rc = a->has_writer ? bh_err_set(err, BH_EINVAL, "the audit writer is already running")
+             : pthread_create(&a->writer, NULL, audit_writer, a) != 0
+                 ? bh_err_set(err, BH_EIO, "audit writer: cannot start a thread")
+                 : 0;
+    a->has_writer = rc == 0 || a->has_writer;
+    pthread_mutex_unlock(&a->qlock);
+    return rc;
 }
 
 static cJSON *audit_row(sqlite3_stmt *st)
@@ -210,6 +377,9 @@ int bh_audit_query(struct bh_audit *a, const struct bh_audit_query *q, cJSON **o
         "SELECT id, at, actor, action, tenant, target, outcome, status, error FROM audit "
         "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR actor = ?2) AND at_ms >= ?3 "
         "ORDER BY id DESC LIMIT ?4";
+    pthread_mutex_lock(&a->qlock); /* what was appended before is part of the answer */
+    audit_wait_for(a, a->seq);
+    pthread_mutex_unlock(&a->qlock);
     pthread_mutex_lock(&a->lock);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL);

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "objcache.h"
 
 #define STORE_MAX_SUBSCRIBERS 16
 #define STORE_DEFAULT_RETENTION 10000
@@ -23,6 +24,9 @@
 #define STORE_EVENTS_BATCH 1000
 /* The label objects_tenant indexes (see store_schema). */
 #define STORE_INDEXED_LABEL "boilerhouse.dev/tenant"
+/* Kinds bh_store_cache_kind may name, and objects the read cache holds at most. */
+#define STORE_MAX_CACHED_KINDS 4
+#define STORE_CACHE_ENTRIES 4096
 
 struct store_sub {
     bh_store_watch_fn fn;
@@ -43,6 +47,13 @@ struct bh_store {
     /* The point read, prepared once (lazily, under mu): every REST call makes one or more,
      * and preparing costs more than the read itself. */
     sqlite3_stmt *load;
+    /* The read cache of the kinds named by bh_store_cache_kind (NULL: none). Filled by reads
+     * and dropped by writes, both under mu, in the same critical section as the database read
+     * or commit: a read can never put back an object older than the last commit, so no
+     * resourceVersion or generation check is needed on a hit. */
+    struct bh_objcache *cache;
+    const char *cached_kinds[STORE_MAX_CACHED_KINDS];
+    int ncached;
 };
 
 static const char *const store_schema =
@@ -204,6 +215,7 @@ void bh_store_close(struct bh_store *s)
     if (!s)
         return;
     sqlite3_finalize(s->load);
+    bh_objcache_free(s->cache);
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->mu);
@@ -225,6 +237,27 @@ void bh_store_subscribe(struct bh_store *s, bh_store_watch_fn fn, void *ud)
     else
         s->subs[s->nsubs++] = (struct store_sub){fn, ud};
     pthread_mutex_unlock(&s->mu);
+}
+
+void bh_store_cache_kind(struct bh_store *s, const char *kind)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->ncached == STORE_MAX_CACHED_KINDS)
+        bh_error("store", "too many cached kinds; %s is read from the database", kind);
+    else
+        s->cached_kinds[s->ncached++] = kind;
+    if (!s->cache)
+        s->cache = bh_objcache_new(STORE_CACHE_ENTRIES);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Locked. Whether kind's objects are cached. */
+static int store_cached(const struct bh_store *s, const char *kind)
+{
+    for (int i = 0; i < s->ncached; i++)
+        if (strcmp(s->cached_kinds[i], kind) == 0)
+            return 1;
+    return 0;
 }
 
 void bh_store_on_commit(struct bh_store *s, bh_store_commit_fn fn, void *ud)
@@ -360,11 +393,24 @@ static int store_load(struct bh_store *s, const char *kind, const char *name, cJ
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Locked. store_load through the read cache when kind is cached. */
+static int store_load_cached(struct bh_store *s, const char *kind, const char *name, cJSON **out,
+                             struct bh_err *err)
+{
+    int cached = store_cached(s, kind);
+    if (cached && (*out = bh_objcache_get(s->cache, kind, name)))
+        return 0;
+    int rc = store_load(s, kind, name, out, err);
+    if (rc == 0 && *out && cached)
+        bh_objcache_put(s->cache, kind, name, *out);
+    return rc;
+}
+
 int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,
                  struct bh_err *err)
 {
     pthread_mutex_lock(&s->mu);
-    int rc = store_load(s, kind, name, out, err);
+    int rc = store_load_cached(s, kind, name, out, err);
     pthread_mutex_unlock(&s->mu);
     if (rc == 0 && !*out)
         return bh_err_set(err, BH_ENOTFOUND, "%s %s not found", kind, name);
@@ -648,6 +694,8 @@ static int store_write(struct bh_store *s, const struct store_req *req, store_mu
     double t0 = store_now();
     pthread_mutex_lock(&s->mu);
     int rc = store_write_locked(s, req, mutate, &w, err);
+    if (store_cached(s, req->kind)) /* whatever the outcome: the next read loads the truth */
+        bh_objcache_drop(s->cache, req->kind, req->name);
     if (rc == 0 && w.rv)
         pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->mu);

@@ -121,6 +121,13 @@ BH_MUST_CHECK int bh_store_kv_del(struct bh_store *s, const char *ns, const char
 BH_MUST_CHECK int bh_store_sql(struct bh_store *s, const char *sql, const char *const *args,
                                int nargs, cJSON **rows, int *changes, struct bh_err *err);
 
+/* bh_store_get answers objects of kind (a static string) from memory once read: a copy, as
+ * exact as a database read (every write of the object drops it, under the store's lock, in
+ * the same critical section as its commit). For hot kinds written rarely: workloads, read by
+ * every claim call. Call before serving; at most a few kinds. bh_store_sql must not write
+ * the objects table (it is for modules' own tables). */
+void bh_store_cache_kind(struct bh_store *s, const char *kind);
+
 /* Called after each committed write with its duration in seconds (waiting for the store's lock
  * included), from the writing thread; for the commit-latency metric. One observer. */
 typedef void (*bh_store_commit_fn)(double seconds, void *ud);

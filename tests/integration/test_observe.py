@@ -6,6 +6,7 @@ import re
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -508,6 +509,76 @@ class TestAudit(ObserveBase):
         d.kill9()
         d.start()
         self.assertEqual(ours(), want)
+
+    def test_existing_claim_record_is_committed_by_the_writer(self):
+        """An existing claim's record is queued, not committed before the answer: the writer
+        commits it within its interval (read from audit.db itself, since a query would commit
+        the queue first), with the caller's actor, tenant, workload and status."""
+        d = self.d
+        status, tok = d.request("POST", "/api/v1/tokens", {"name": "dee-app",
+                                                           "scopes": ["tenant:dee"]})
+        self.assertEqual(status, 201, tok)
+        first = self.claim("dee")
+        status, again = d.request("POST", "/api/v1/tenants/dee/claim", {"workload": "notes"},
+                                  token=tok["token"])
+        self.assertEqual(status, 200, again)
+        self.assertEqual(again["source"], "existing")
+        self.assertEqual((again["instanceId"], again["endpoint"]),
+                         (first["instanceId"], first["endpoint"]))
+        actor = "token:" + tok["id"]
+        row = wait_for(lambda: audit_rows(d, "actor = ?", (actor,)), timeout=30,
+                       what="the existing claim's record in audit.db")
+        self.assertEqual(row, [(actor, "claim", "dee", "notes", "ok", 200)])
+        recs = self.audit("?actor=" + urllib.parse.quote(actor))
+        self.assertEqual([(r["action"], r["tenant"], r["target"], r["status"]) for r in recs],
+                         [("claim", "dee", "notes", 200)])
+        self.release("dee")
+
+
+def audit_rows(d, where, args=()):
+    """(actor, action, tenant, target, outcome, status) of the audit.db rows matching where,
+    oldest first, read from the file as the daemon left it (not through the API)."""
+    db = sqlite3.connect("file:%s/audit.db?mode=ro" % d.state, uri=True, timeout=30)
+    try:
+        return db.execute("SELECT actor, action, tenant, target, outcome, status FROM audit "
+                          "WHERE " + where + " ORDER BY id", args).fetchall()
+    finally:
+        db.close()
+
+
+class TestAuditQueue(ObserveBase):
+    """With a writer interval far longer than the test (an hour), existing claims' records are in the
+    queue only: a clean shutdown commits them, so does the next synchronous record (in
+    order), and that one survives kill -9 with them."""
+    DAEMON_KW = {"api_key": KEY, "extra_env": {"BOILERHOUSE_AUDIT_FLUSH_MS": "3600000"}}
+    N = 20
+
+    def existing_claims(self, tenant, n):
+        for _ in range(n):
+            self.assertEqual(self.claim(tenant)["source"], "existing")
+
+    def test_queued_records_survive_a_clean_shutdown(self):
+        d = self.d
+        self.claim("eve")  # new: committed before its answer
+        self.assertEqual(audit_rows(d, "tenant = 'eve'"),
+                         [("admin", "claim", "eve", "notes", "ok", 201)])
+        self.existing_claims("eve", self.N)
+        self.assertEqual(len(audit_rows(d, "tenant = 'eve'")), 1)  # queued, not committed
+        d.stop()
+        rows = audit_rows(d, "tenant = 'eve'")
+        self.assertEqual(rows, [("admin", "claim", "eve", "notes", "ok", 201)] +
+                         [("admin", "claim", "eve", "notes", "ok", 200)] * self.N)
+        d.start()
+        self.claim("eve")  # re-adopted (existing) or booted again: a record either way
+        self.existing_claims("eve", 2)
+        self.release("eve")  # synchronous: commits the queue before itself
+        want = audit_rows(d, "tenant = 'eve'")
+        self.assertEqual(len(want), 1 + self.N + 1 + 2 + 1)
+        self.assertEqual(want[-3:], [("admin", "claim", "eve", "notes", "ok", 200)] * 2 +
+                         [("admin", "release", "eve", "notes", "ok", 200)])
+        d.kill9()
+        self.assertEqual(audit_rows(d, "tenant = 'eve'"), want)
+        d.start()
 
 
 if __name__ == "__main__":

@@ -553,11 +553,326 @@ static void test_audit_concurrent_appends(void **state)
     bh_audit_close(a);
 }
 
+/* ---- the read cache (bh_store_cache_kind) ---- */
+
+#define WL "BoilerhouseWorkload"
+
+/* The cached workload's spec.version, generation and status.phase, as a read answers them. */
+static void expect_wl(struct bh_store *s, const char *version, int generation, const char *phase)
+{
+    cJSON *o = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_store_get(s, WL, "web", &o, &err), 0);
+    assert_string_equal(bh_json_str(o, "spec.version"), version);
+    assert_int_equal(meta_num(o, "generation"), generation);
+    const char *have = bh_json_str(o, "status.phase");
+    if (phase)
+        assert_string_equal(have, phase);
+    else
+        assert_null(have);
+    cJSON_Delete(o);
+}
+
+/* Rewrites web's stored document behind the store's back (another connection): only a read
+ * from memory still answers the old one. */
+static void rewrite_behind(const struct fixture *f, const char *path, const char *value)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    bh_autofree char *sql = bh_xasprintf(
+        "UPDATE objects SET doc = json_set(doc, '$.%s', '%s') WHERE name = 'web'", path, value);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void expect_wl_num(struct bh_store *s, int generation)
+{
+    cJSON *o = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_store_get(s, WL, "web", &o, &err), 0);
+    assert_int_equal(bh_json_int(o, "spec.version", 0), generation);
+    assert_int_equal(meta_num(o, "generation"), generation);
+    cJSON_Delete(o);
+}
+
+/* Every kind of write of a cached object is seen by the next read: spec (a new generation),
+ * status, lazy status, labels, deletion with and without finalizers, re-creation. A read is
+ * a copy: changing it changes nothing cached. An uncached kind is read from the database. */
+static void test_cache_follows_every_write(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    bh_store_cache_kind(f->s, WL);
+    cJSON *in = make_obj(WL, "web", "{\"version\":\"1\"}");
+    cJSON *fin = cJSON_AddArrayToObject(cJSON_GetObjectItem(in, "metadata"), "finalizers");
+    cJSON_AddItemToArray(fin, cJSON_CreateString("boilerhouse.dev/cleanup"));
+    cJSON *cur = NULL;
+    assert_int_equal(bh_store_create(f->s, in, &cur, &err), 0);
+    expect_wl(f->s, "1", 1, NULL);
+    rewrite_behind(f, "spec.version", "behind"); /* the cache is in use: the read filled it */
+    expect_wl(f->s, "1", 1, NULL);
+    cJSON *copy = NULL;
+    assert_int_equal(bh_store_get(f->s, WL, "web", &copy, &err), 0);
+    bh_json_set_str(bh_json_obj(copy, "spec"), "version", "mutated by a caller");
+    cJSON_Delete(copy);
+    expect_wl(f->s, "1", 1, NULL);
+
+    bh_json_set_str(bh_json_obj(cur, "spec"), "version", "2"); /* a new generation */
+    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(cur, "metadata"), "resourceVersion");
+    assert_int_equal(bh_store_update(f->s, cur, NULL, &err), 0);
+    expect_wl(f->s, "2", 2, NULL);
+    bh_json_set_str(bh_json_obj(cur, "status"), "phase", "Building");
+    assert_int_equal(bh_store_update_status(f->s, cur, NULL, &err), 0);
+    expect_wl(f->s, "2", 2, "Building");
+    bh_json_set_str(bh_json_obj(cur, "status"), "phase", "Ready");
+    assert_int_equal(bh_store_update_status_lazy(f->s, cur, NULL, &err), 0);
+    expect_wl(f->s, "2", 2, "Ready");
+    rewrite_behind(f, "status.phase", "Behind");
+    expect_wl(f->s, "2", 2, "Ready");                                  /* from memory */
+    bh_json_set_str(bh_json_obj(cur, "metadata.labels"), "team", "a"); /* metadata only */
+    assert_int_equal(bh_store_update_lazy(f->s, cur, NULL, &err), 0);
+    expect_wl(f->s, "2", 2, "Behind"); /* the write dropped it: read from the database */
+
+    assert_int_equal(bh_store_delete(f->s, WL, "web", &err), 0); /* finalizer: kept */
+    cJSON_Delete(cur);
+    assert_int_equal(bh_store_get(f->s, WL, "web", &cur, &err), 0);
+    assert_non_null(meta_str(cur, "deletionTimestamp"));
+    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(cur, "metadata"), "finalizers");
+    assert_int_equal(bh_store_update(f->s, cur, NULL, &err), 0);
+    cJSON_Delete(cur);
+    assert_int_equal(bh_store_get(f->s, WL, "web", &cur, &err), -1);
+    assert_int_equal(err.code, BH_ENOTFOUND);
+
+    cJSON_Delete(in);
+    in = make_obj(WL, "web", "{\"version\":\"3\"}");
+    assert_int_equal(bh_store_create(f->s, in, NULL, &err), 0);
+    expect_wl(f->s, "3", 1, NULL);
+    assert_int_equal(bh_store_delete(f->s, WL, "web", &err), 0); /* no finalizer: gone */
+    assert_int_equal(bh_store_get(f->s, WL, "web", &cur, &err), -1);
+    assert_int_equal(err.code, BH_ENOTFOUND);
+    cJSON_Delete(in);
+}
+
+#define CACHE_RACE_WRITES 300
+
+struct cache_race {
+    struct bh_store *s;
+    int done;         /* the writer finished */
+    int acknowledged; /* the generation of the newest update that returned */
+    int failures;     /* the writer's failed updates */
+    int told, behind; /* events the subscriber read after, and reads older than the event */
+    int stale;        /* reads that answered an older generation than acknowledged */
+};
+
+/* A subscriber (the reconciler) reading the object it was told about reads that version
+ * (one writer: nothing is written in between). */
+static void read_on_event(const struct bh_store_event *ev, void *ud)
+{
+    struct cache_race *r = ud;
+    cJSON *o = NULL;
+    struct bh_err err;
+    if (ev->type == BH_EV_DELETED || strcmp(ev->kind, WL) != 0)
+        return;
+    r->told++;
+    if (bh_store_get(r->s, WL, ev->name, &o, &err) < 0 ||
+        atoll(meta_str(o, "resourceVersion")) != atoll(meta_str(ev->object, "resourceVersion")))
+        r->behind++;
+    cJSON_Delete(o);
+}
+
+static void *cache_race_write(void *arg)
+{
+    struct cache_race *r = arg;
+    struct bh_err err;
+    for (int i = 2; i <= CACHE_RACE_WRITES; i++) {
+        cJSON *o = make_obj(WL, "web", NULL);
+        bh_json_set_num(bh_json_obj(o, "spec"), "version", i);
+        r->failures += bh_store_update(r->s, o, NULL, &err) < 0;
+        cJSON_Delete(o);
+        __atomic_store_n(&r->acknowledged, i, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Reads racing writes never answer a generation older than the last write that returned
+ * before the read began (each write's spec is new, so its generation is its count). */
+static void test_cache_never_older_than_a_returned_write(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    struct cache_race r = {.s = f->s, .acknowledged = 1};
+    bh_store_cache_kind(f->s, WL);
+    bh_store_subscribe(f->s, read_on_event, &r);
+    cJSON *in = make_obj(WL, "web", "{\"version\":1}");
+    assert_int_equal(bh_store_create(f->s, in, NULL, &err), 0);
+    cJSON_Delete(in);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cache_race_write, &r), 0);
+    int reads = 0;
+    while (!__atomic_load_n(&r.done, __ATOMIC_ACQUIRE) || reads == 0) {
+        int floor = __atomic_load_n(&r.acknowledged, __ATOMIC_ACQUIRE);
+        cJSON *o = NULL;
+        assert_int_equal(bh_store_get(f->s, WL, "web", &o, &err), 0);
+        r.stale += meta_num(o, "generation") < floor;
+        cJSON_Delete(o);
+        reads++;
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(r.failures, 0);
+    assert_int_equal(r.stale, 0);
+    assert_int_equal(r.told, CACHE_RACE_WRITES);
+    assert_int_equal(r.behind, 0);
+    expect_wl_num(f->s, CACHE_RACE_WRITES);
+}
+
+/* ---- the audit log's queued appends ---- */
+
+/* Rows of audit.db read through a connection of our own (a query would commit the queue). */
+static int audit_rows_on_disk(const char *path, const char *actor)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM audit WHERE actor = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, actor, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void audit_queue(struct bh_audit *a, const char *actor, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char target[16];
+        snprintf(target, sizeof(target), "r%d", i);
+        struct bh_audit_rec rec = {.actor = actor,
+                                   .action = "claim",
+                                   .tenant = "t",
+                                   .target = target,
+                                   .outcome = "ok",
+                                   .status = 200};
+        bh_audit_append_async(a, &rec);
+    }
+}
+
+/* The writer commits queued records on its own within its interval. */
+static void test_audit_writer_flushes(void **state)
+{
+    struct fixture *f = *state;
+    bh_autofree char *path = bh_xasprintf("%s/audit.db", f->dir);
+    struct bh_audit *a = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_audit_open(path, 100000, &a, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 20, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 20, &err), -1); /* once */
+    audit_queue(a, "queued", 10);
+    for (int i = 0; i < 1000 && audit_rows_on_disk(path, "queued") < 10; i++)
+        usleep(10000); /* up to 10 s: the writer's 20 ms, on a slow machine */
+    assert_int_equal(audit_rows_on_disk(path, "queued"), 10);
+    bh_audit_close(a);
+}
+
+/* Queued records are not on the disk before the writer's interval; the next synchronous
+ * append commits them before itself (the log keeps the order of appends), a query sees them,
+ * and a close commits what is still queued. */
+static void test_audit_queue_order_and_close(void **state)
+{
+    struct fixture *f = *state;
+    bh_autofree char *path = bh_xasprintf("%s/audit.db", f->dir);
+    struct bh_audit *a = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_audit_open(path, 100000, &a, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 3600 * 1000, &err), 0);
+    audit_queue(a, "early", 5);
+    assert_int_equal(audit_rows_on_disk(path, "early"), 0);
+    struct bh_audit_rec sync = {.actor = "sync", .action = "release", .outcome = "ok"};
+    assert_int_equal(bh_audit_append(a, &sync, &err), 0);
+    assert_int_equal(audit_rows_on_disk(path, "early"), 5);
+    cJSON *list = NULL;
+    struct bh_audit_query q = {.limit = 10};
+    assert_int_equal(bh_audit_query(a, &q, &list, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(list), 6);
+    assert_string_equal(bh_json_str(cJSON_GetArrayItem(list, 0), "actor"), "sync"); /* newest */
+    assert_string_equal(bh_json_str(cJSON_GetArrayItem(list, 1), "target"), "r4");
+    assert_int_equal(bh_json_int(cJSON_GetArrayItem(list, 1), "status", 0), 200);
+    cJSON_Delete(list);
+
+    audit_queue(a, "late", 3);
+    struct bh_audit_query late = {.actor = "late"};
+    assert_int_equal(audit_rows_on_disk(path, "late"), 0);
+    bh_audit_close(a);
+    assert_int_equal(audit_rows_on_disk(path, "late"), 3);
+    assert_int_equal(bh_audit_open(path, 100000, &a, &err), 0);
+    assert_int_equal(bh_audit_query(a, &late, &list, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(list), 3);
+    cJSON_Delete(list);
+    /* Without a writer (the CLI's use) a queued append is committed at once. */
+    audit_queue(a, "nowriter", 1);
+    assert_int_equal(audit_rows_on_disk(path, "nowriter"), 1);
+    bh_audit_close(a);
+}
+
+/* A burst is committed in large batches as it comes, not held for the writer's interval
+ * (here an hour): all but the last partial batch reach the disk without a query or a close;
+ * the close commits the rest, and nothing is dropped. */
+static void test_audit_burst_is_committed_in_batches(void **state)
+{
+    struct fixture *f = *state;
+    bh_autofree char *path = bh_xasprintf("%s/audit.db", f->dir);
+    struct bh_audit *a = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_audit_open(path, 1000000, &a, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 3600 * 1000, &err), 0);
+    audit_queue(a, "flood", 40000);
+    for (int i = 0; i < 1000 && audit_rows_on_disk(path, "flood") < 30000; i++)
+        usleep(10000);
+    assert_in_range(audit_rows_on_disk(path, "flood"), 30000, 40000);
+    bh_audit_close(a);
+    assert_int_equal(audit_rows_on_disk(path, "flood"), 40000);
+}
+
+/* Past max_records the oldest records are dropped, a batch at a time: at most one batch's
+ * pruning interval (64) over the bound remains, the newest among them. */
+static void test_audit_bound_drops_the_oldest(void **state)
+{
+    struct fixture *f = *state;
+    bh_autofree char *path = bh_xasprintf("%s/audit.db", f->dir);
+    struct bh_audit *a = NULL;
+    struct bh_err err;
+    assert_int_equal(bh_audit_open(path, 100, &a, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 1, &err), 0);
+    audit_queue(a, "many", 1000);
+    bh_audit_close(a);
+    assert_in_range(audit_rows_on_disk(path, "many"), 100, 100 + 63);
+    assert_int_equal(bh_audit_open(path, 100, &a, &err), 0);
+    cJSON *list = NULL;
+    struct bh_audit_query q = {.limit = 1};
+    assert_int_equal(bh_audit_query(a, &q, &list, &err), 0);
+    assert_string_equal(bh_json_str(cJSON_GetArrayItem(list, 0), "target"), "r999");
+    cJSON_Delete(list);
+    bh_audit_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_concurrent_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_writer_flushes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_queue_order_and_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_burst_is_committed_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_bound_drops_the_oldest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_follows_every_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_never_older_than_a_returned_write, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stale_rv_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalizers_and_subscriber, setup, teardown),
