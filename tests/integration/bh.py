@@ -228,6 +228,27 @@ def free_port():
         return s.getsockname()[1]
 
 
+SLOT_PORT_BASE = 20000  # + 4 per slot: 20080..20879, below the kernel's ephemeral range
+
+
+def slot_port(n, k):
+    """Port k (0..3) of slot n. A daemon keeps its ports across restarts (crash tests); a port
+    from the ephemeral range could meanwhile become some parallel test's client port, and the
+    restarted daemon could not listen. Below that range only the slot's holder uses it."""
+    port = SLOT_PORT_BASE + 4 * n + k
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo, hi = (int(x) for x in f.read().split())
+    if lo <= port <= hi:
+        return free_port()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon's listener
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()  # something outside the tests holds it
+    return port
+
+
 def http_get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, r.read().decode()
@@ -269,12 +290,12 @@ class Daemon:
                  unrestricted_config=None, plugin_configs=None, log_level="debug",
                  listen_host="127.0.0.1", extra_args=()):
         self.state = tempfile.mkdtemp(prefix="bh-it-")
-        self.port = free_port()
-        self.kube_port = free_port()
         self.api_key = api_key
         self.plugin_dir = plugin_dir or os.path.join(BUILD, "plugins")
-        # A bridge and subnet of our own, so parallel daemons and tests never meet.
+        # A bridge, subnet and ports of our own, so parallel daemons and tests never meet.
         n, self.slot_fd = take_slot()
+        self.port = slot_port(n, 0)
+        self.kube_port = slot_port(n, 1)
         self.bridge = "bhit%d" % n
         self.rbridge = "bhitr%d" % n
         self.subnet = "10.231.%d.0/24" % n
