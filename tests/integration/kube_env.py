@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -16,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
-from bh import require
+from bh import require, slot_port, take_slot
 
 KUBECTL = shutil.which("kubectl") or "kubectl"
 
@@ -27,12 +26,6 @@ CRDS = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "crds
 KINDS = ["boilerhouseworkloads", "boilerhousepools", "boilerhouseclaims", "boilerhousetriggers"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class KubeEnv:
     def __init__(self):
         require(os.access(APISERVER, os.X_OK),
@@ -41,6 +34,9 @@ class KubeEnv:
         self.dir = tempfile.mkdtemp(prefix="bh-kube-")
         self.procs = []
         self.logs = []
+        # Ports of a slot of our own: the API server restarts on its port (restart_apiserver),
+        # which no parallel test's client connection may take meanwhile (bh.slot_port).
+        self.slot, self.slot_fd = take_slot()
         try:
             self._start()
         except BaseException:
@@ -57,8 +53,8 @@ class KubeEnv:
         return p
 
     def _start(self):
-        self.etcd_port = free_port()
-        peer_port = free_port()
+        self.etcd_port = slot_port(self.slot, 1)
+        peer_port = slot_port(self.slot, 2)
         etcd_url = "http://127.0.0.1:%d" % self.etcd_port
         self._spawn("etcd", [
             ETCD, "--data-dir", os.path.join(self.dir, "etcd"),
@@ -73,7 +69,7 @@ class KubeEnv:
         tokens = os.path.join(self.dir, "tokens.csv")
         with open(tokens, "w") as f:
             f.write('%s,admin,admin,"system:masters"\n' % ADMIN_TOKEN)
-        self.port = free_port()
+        self.port = slot_port(self.slot, 0)
         self.cert_dir = os.path.join(self.dir, "pki")
         self.apiserver_argv = [
             APISERVER, "--etcd-servers", etcd_url,
@@ -181,6 +177,9 @@ class KubeEnv:
         for log in self.logs:
             log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.slot_fd is not None:
+            os.close(self.slot_fd)
+            self.slot_fd = None
 
     # ---- clients ----
 
