@@ -716,6 +716,53 @@ static int claim_releasing(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, s
     return rc;
 }
 
+static int claim_has_finalizer(const cJSON *claim)
+{
+    const cJSON *f;
+    cJSON_ArrayForEach(f, bh_json_get(claim, "metadata.finalizers"))
+    {
+        if (cJSON_IsString(f) && strcmp(f->valuestring, BH_CLAIM_FINALIZER) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int claim_label_is(const cJSON *claim, const char *label, const char *value)
+{
+    const char *v = bh_json_label(claim, label);
+    return v && strcmp(v, value) == 0;
+}
+
+/* A claim that never passed bh_claim_admit (made in the cluster, in operator mode) gets the
+ * pair's labels and the finalizer before anything boots for it, as the Kubernetes-compatible
+ * API's admission gives them: the finalizer makes its deletion wait for the release, the
+ * labels let the pair's selectors find it. 1 when it was written (its event brings the claim
+ * back here), 0 when it had them. */
+static int claim_keep_marks(struct bh_ctx *ctx, cJSON *claim, struct bh_err *err)
+{
+    const char *tenant = bh_json_str(claim, "spec.tenantId");
+    const char *workload = bh_json_str(claim, "spec.workloadRef");
+    if (!tenant || !workload ||
+        (claim_has_finalizer(claim) && claim_label_is(claim, "boilerhouse.dev/tenant", tenant) &&
+         claim_label_is(claim, "boilerhouse.dev/workload", workload)))
+        return 0;
+    cJSON *md = bh_json_obj(claim, "metadata");
+    cJSON *labels = bh_json_obj(md, "labels");
+    bh_json_set_str(labels, "boilerhouse.dev/tenant", tenant);
+    bh_json_set_str(labels, "boilerhouse.dev/workload", workload);
+    cJSON *fin = cJSON_GetObjectItemCaseSensitive(md, "finalizers");
+    if (!cJSON_IsArray(fin)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "finalizers");
+        fin = cJSON_AddArrayToObject(md, "finalizers");
+    }
+    if (!claim_has_finalizer(claim))
+        cJSON_AddItemToArray(fin, cJSON_CreateString(BH_CLAIM_FINALIZER));
+    /* resourceVersion kept: a concurrent edit wins, and its event brings us back. */
+    if (bh_store_update(ctx->store, claim, NULL, err) < 0 && err->code != BH_ECONFLICT)
+        return -1;
+    return 1;
+}
+
 /* What the controller does in each phase. Error and Released wait for a front door to claim
  * again (bh_claim_ensure); a deleted claim is finalized whatever its phase. */
 static const struct {
@@ -749,6 +796,8 @@ int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, s
         *requeue_ms = CLAIM_BOOT_POLL_MS;
     else if (bh_json_get(claim, "metadata.deletionTimestamp"))
         rc = claim_finalize(ctx, claim, err);
+    else if ((rc = claim_keep_marks(ctx, claim, err)) != 0)
+        rc = rc < 0 ? -1 : 0;
     else
         for (size_t i = 0; i < BH_ARRAY_LEN(claim_steps); i++)
             if (strcmp(phase, claim_steps[i].phase) == 0) {

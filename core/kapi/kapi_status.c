@@ -11,6 +11,7 @@
 #include "mem.h"
 #include "resource.h"
 #include "ssa.h"
+#include "store.h"
 
 static cJSON *status_new(int code, const char *reason, const char *msg)
 {
@@ -130,11 +131,14 @@ void bh_kapi_status_from_err(struct bh_kapi_resp *resp, const struct bh_err *err
             http = status_reasons[i].http;
             reason = status_reasons[i].reason;
         }
-    bh_autofree char *msg =
-        err->code == BH_ENOTFOUND ? bh_xasprintf("%s \"%s\" not found", resource, name ? name : "")
-        : err->code == BH_ECONFLICT ? bh_xasprintf("Operation cannot be fulfilled on %s \"%s\": %s",
-                                                   resource, name ? name : "", err->msg)
-                                    : bh_xstrdup(err->msg);
+    /* A stale resourceVersion is worded as the API server words it (no store detail). */
+    const char *stale = err->code == BH_ECONFLICT ? strstr(err->msg, BH_STORE_STALE_MSG) : NULL;
+    bh_autofree char *msg = err->code == BH_ENOTFOUND
+                                ? bh_xasprintf("%s \"%s\" not found", resource, name ? name : "")
+                            : err->code == BH_ECONFLICT
+                                ? bh_xasprintf("Operation cannot be fulfilled on %s \"%s\": %s",
+                                               resource, name ? name : "", stale ? stale : err->msg)
+                                : bh_xstrdup(err->msg);
     cJSON *st = status_new(http, reason, msg);
     status_details(st, resource, kind, name);
     bh_kapi_json(resp, http, st);

@@ -35,8 +35,9 @@ struct bh_kube_mirror {
     struct bh_kube_mirror_cfg cfg;
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    cJSON *seen;  /* "Kind/name" -> the cluster's last copy (under mu) */
-    cJSON *dirty; /* "Kind/name" -> true: a store change to send (under mu, in order) */
+    cJSON *seen;   /* "Kind/name" -> the cluster's last copy (under mu) */
+    cJSON *dirty;  /* "Kind/name" -> true: a store change to send (under mu, in order) */
+    char *sending; /* the key the writer is sending now, or NULL (under mu) */
     volatile int stop;
     struct mirror_watch w[MIRROR_NKINDS];
     pthread_t writer;
@@ -99,6 +100,15 @@ static int mirror_sleep(struct bh_kube_mirror *m, long ms)
 
 /* ---- cluster to store ---- */
 
+/* A store change of key is queued or being sent. */
+static int mirror_is_pending(struct bh_kube_mirror *m, const char *key)
+{
+    pthread_mutex_lock(&m->mu);
+    int d = cJSON_HasObjectItem(m->dirty, key) || (m->sending && strcmp(m->sending, key) == 0);
+    pthread_mutex_unlock(&m->mu);
+    return d;
+}
+
 /* Replaces the cluster copy held for key when obj is newer; 1 if it was. */
 static int mirror_see(struct bh_kube_mirror *m, const char *key, const cJSON *obj)
 {
@@ -130,11 +140,35 @@ static void mirror_remove_local(struct bh_kube_mirror *m, const char *kind, cons
     mirror_applying = NULL;
 }
 
-static void mirror_put_local(struct bh_kube_mirror *m, const char *kind, const cJSON *obj)
+static void mirror_copy(cJSON *dst, const cJSON *src, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, key);
+    cJSON_DeleteItemFromObjectCaseSensitive(dst, key);
+    if (v)
+        cJSON_AddItemToObject(dst, key, cJSON_Duplicate(v, 1));
+}
+
+/* The store's status in place of copy's: the store has a status the cluster has not got yet. */
+static void mirror_keep_status(struct bh_kube_mirror *m, const char *kind, cJSON *copy)
+{
+    cJSON *local = NULL;
+    struct bh_err err;
+    if (bh_store_get(m->cfg.store, kind, bh_json_str(copy, "metadata.name"), &local, &err) < 0)
+        return;
+    mirror_copy(copy, local, "status");
+    cJSON_Delete(local);
+}
+
+/* keep_status: the store's copy has changes not sent yet (the status the controllers wrote
+ * while an earlier write of ours was on its way: its echo must not undo them). */
+static void mirror_put_local(struct bh_kube_mirror *m, const char *kind, const cJSON *obj,
+                             int keep_status)
 {
     const char *name = bh_json_str(obj, "metadata.name");
     cJSON *copy = cJSON_Duplicate(obj, 1);
     struct bh_err err = {0};
+    if (keep_status)
+        mirror_keep_status(m, kind, copy);
     if (m->cfg.admit && m->cfg.admit(copy, m->cfg.ud, &err) < 0) {
         bh_warn("kube", "%s %s from the cluster refused: %s", kind, name, err.msg);
         mirror_remove_local(m, kind, name);
@@ -160,15 +194,7 @@ static void mirror_apply(struct bh_kube_mirror *m, const char *kind, const char 
         return;
     }
     if (mirror_see(m, key, obj))
-        mirror_put_local(m, kind, obj);
-}
-
-static int mirror_is_dirty(struct bh_kube_mirror *m, const char *key)
-{
-    pthread_mutex_lock(&m->mu);
-    int d = cJSON_HasObjectItem(m->dirty, key);
-    pthread_mutex_unlock(&m->mu);
-    return d;
+        mirror_put_local(m, kind, obj, mirror_is_pending(m, key));
 }
 
 /* After a list: what the store has of kind and the list has not is gone from the cluster
@@ -186,7 +212,7 @@ static void mirror_drop_missing(struct bh_kube_mirror *m, const char *kind, cons
         int found = 0;
         cJSON_ArrayForEach(it, items) found |= strcmp(bh_json_str(it, "metadata.name"), name) == 0;
         bh_autofree char *key = mirror_key(kind, name);
-        if (!found && !mirror_is_dirty(m, key)) {
+        if (!found && !mirror_is_pending(m, key)) {
             mirror_forget(m, key);
             mirror_remove_local(m, kind, name);
         }
@@ -309,14 +335,6 @@ static int mirror_same_desired(const cJSON *local, const cJSON *seen)
         if (!mirror_same(local, seen, paths[i]))
             return 0;
     return 1;
-}
-
-static void mirror_copy(cJSON *dst, const cJSON *src, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, key);
-    cJSON_DeleteItemFromObjectCaseSensitive(dst, key);
-    if (v)
-        cJSON_AddItemToObject(dst, key, cJSON_Duplicate(v, 1));
 }
 
 /* A write's answer is the cluster's copy now: held (and not stored: the store already has
@@ -477,7 +495,7 @@ static void mirror_revert(struct bh_kube_mirror *m, const char *kind, const char
 {
     cJSON *seen = mirror_seen_copy(m, key);
     if (seen)
-        mirror_put_local(m, kind, seen);
+        mirror_put_local(m, kind, seen, 0);
     else
         mirror_remove_local(m, kind, name);
     cJSON_Delete(seen);
@@ -522,6 +540,8 @@ static char *mirror_next_dirty(struct bh_kube_mirror *m)
     if (!m->stop) {
         key = bh_xstrdup(m->dirty->child->string);
         cJSON_DeleteItemFromObjectCaseSensitive(m->dirty, key);
+        free(m->sending);
+        m->sending = bh_xstrdup(key);
     }
     pthread_mutex_unlock(&m->mu);
     return key;
@@ -543,6 +563,10 @@ static void *mirror_writer_main(void *arg)
         } else {
             failures = 0;
         }
+        pthread_mutex_lock(&m->mu);
+        free(m->sending);
+        m->sending = NULL;
+        pthread_mutex_unlock(&m->mu);
         free(key);
     }
     return NULL;
@@ -597,6 +621,7 @@ void bh_kube_mirror_stop(struct bh_kube_mirror *m)
     }
     cJSON_Delete(m->seen);
     cJSON_Delete(m->dirty);
+    free(m->sending);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cond);
     free(m);

@@ -722,8 +722,8 @@ static int store_check_current(const cJSON *cur, const struct store_req *req, st
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "resourceVersion"));
     if (want && (!have || strtoll(have, NULL, 10) != want))
         return bh_err_set(err, BH_ECONFLICT,
-                          "%s %s: the object has been modified (resourceVersion %s, not %lld)",
-                          req->kind, req->name, have ? have : "?", (long long)want);
+                          "%s %s (resourceVersion %s, not %lld): " BH_STORE_STALE_MSG, req->kind,
+                          req->name, have ? have : "?", (long long)want);
     return 0;
 }
 

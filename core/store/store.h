@@ -43,6 +43,12 @@ BH_MUST_CHECK int bh_store_create(struct bh_store *s, const cJSON *obj, cJSON **
 /* BH_ENOTFOUND if absent. *out owned. */
 BH_MUST_CHECK int bh_store_get(struct bh_store *s, const char *kind, const char *name, cJSON **out,
                                struct bh_err *err);
+/* The end of the message of a stale-resourceVersion BH_ECONFLICT, in the words of
+ * Kubernetes' API server (the Kubernetes-compatible API answers with just this part). */
+#define BH_STORE_STALE_MSG                                                                         \
+    "the object has been modified; please apply your changes to the latest version and try "       \
+    "again"
+
 /* Replaces metadata.labels/annotations/finalizers and spec (status is kept; every top-level
  * field but metadata and status counts as spec, for internal kinds). An update that changes
  * nothing is not written and answers the current object. If obj carries
