@@ -397,7 +397,9 @@ static int claim_conclude(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, int
         claim_publish(ctx, claim, source, t0, cerr->msg);
         return rc;
     }
-    bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
+    /* A pool take stamped the activity in its own write (pool.c). */
+    if (strcmp(source, "pool") != 0)
+        bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
     rc = claim_activate(ctx, claim, inst, source, err);
     claim_publish(ctx, claim, source, t0, rc < 0 ? err->msg : NULL);
     return rc;

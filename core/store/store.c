@@ -834,8 +834,9 @@ static void store_finish(const cJSON *cur, cJSON *doc, int64_t rv, struct store_
     w->type = store_is_deleting(doc) && !store_has_finalizers(doc) ? BH_EV_DELETED : BH_EV_MODIFIED;
 }
 
-static int store_mutate_update(const cJSON *cur, const struct store_req *req, int64_t rv,
-                               struct store_write *w, struct bh_err *err)
+/* Spec and user metadata from req->in; status too when with_status. */
+static int store_update_doc(const cJSON *cur, const struct store_req *req, int64_t rv,
+                            int with_status, struct store_write *w, struct bh_err *err)
 {
     if (store_check_current(cur, req, err) < 0)
         return -1;
@@ -851,8 +852,22 @@ static int store_mutate_update(const cJSON *cur, const struct store_req *req, in
         store_copy_field(meta, in_meta, "managedFields");
     if (store_replace_spec(doc, req->in))
         store_bump_generation(meta);
+    if (with_status)
+        store_copy_field(doc, req->in, "status");
     store_finish(cur, doc, rv, w);
     return 0;
+}
+
+static int store_mutate_update(const cJSON *cur, const struct store_req *req, int64_t rv,
+                               struct store_write *w, struct bh_err *err)
+{
+    return store_update_doc(cur, req, rv, 0, w, err);
+}
+
+static int store_mutate_update_all(const cJSON *cur, const struct store_req *req, int64_t rv,
+                                   struct store_write *w, struct bh_err *err)
+{
+    return store_update_doc(cur, req, rv, 1, w, err);
 }
 
 int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
@@ -866,6 +881,13 @@ int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, stru
     struct store_req req = store_req_of(obj);
     req.lazy = 1;
     return store_write(s, &req, store_mutate_update, out, err);
+}
+
+int bh_store_update_all_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    req.lazy = 1;
+    return store_write(s, &req, store_mutate_update_all, out, err);
 }
 
 static int store_mutate_status(const cJSON *cur, const struct store_req *req, int64_t rv,
