@@ -397,7 +397,9 @@ static int claim_conclude(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, int
         claim_publish(ctx, claim, source, t0, cerr->msg);
         return rc;
     }
-    bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
+    /* A pool take stamped the activity in its own write (pool.c). */
+    if (strcmp(source, "pool") != 0)
+        bh_idle_touch(ctx, bh_json_str(inst, "metadata.name"), &serr);
     rc = claim_activate(ctx, claim, inst, source, err);
     claim_publish(ctx, claim, source, t0, rc < 0 ? err->msg : NULL);
     return rc;
@@ -1074,15 +1076,11 @@ char *bh_claim_name(struct bh_ctx *ctx, const char *tenant, const char *workload
     return name;
 }
 
-int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
-                    struct bh_err *err)
+/* The pair's claim named name, settled (c: as read, owned, or NULL): made if there is none,
+ * started over if it ended. *out owned. */
+static int claim_make(struct bh_ctx *ctx, const struct bh_claim_req *req, const char *name,
+                      cJSON *c, cJSON **out, struct bh_err *err)
 {
-    if (claim_workload_open(ctx, req->workload, req->wl, err) < 0)
-        return -1;
-    cJSON *c = NULL;
-    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload, &c);
-    if (claim_get_settled(ctx, name, &c, err) < 0)
-        return -1;
     if (!c) {
         cJSON *obj = claim_new(name, req);
         /* Not fsynced: if it is lost in a crash, the caller never got an answer and claims
@@ -1105,6 +1103,38 @@ int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **
     }
     *out = c;
     return 0;
+}
+
+/* bh_claim_ensure; with reserved, the claim's reconcile is reserved for the caller before the
+ * claim is written, unless it is Active, so that the caller runs its next step itself: *reserved
+ * 1 on success means bh_queue_run_reserved must follow (on failure it is ended here). */
+static int claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
+                        int *reserved, struct bh_err *err)
+{
+    if (claim_workload_open(ctx, req->workload, req->wl, err) < 0)
+        return -1;
+    cJSON *c = NULL;
+    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload, &c);
+    /* Not before: a release finishing (claim_get_settled waits for it) needs the key. */
+    if (claim_get_settled(ctx, name, &c, err) < 0)
+        return -1;
+    bh_autofree char *key = bh_xasprintf("%s/%s", CLAIM_KIND, name);
+    int mine = reserved && ctx->queue && (!c || strcmp(claim_phase(c), BH_CLAIM_ACTIVE) != 0) &&
+               bh_queue_reserve(ctx->queue, key);
+    if (claim_make(ctx, req, name, c, out, err) < 0) {
+        if (mine) /* a run it took over goes back to a worker */
+            bh_queue_run_reserved(ctx->queue, key, 0);
+        return -1;
+    }
+    if (reserved)
+        *reserved = mine;
+    return 0;
+}
+
+int bh_claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSON **out,
+                    struct bh_err *err)
+{
+    return claim_ensure(ctx, req, out, NULL, err);
 }
 
 /* A claim of an Active claim is a claim too: the policy runs again (a quota or business hours
@@ -1155,18 +1185,23 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     ans->claim = bh_claim_index_active(ctx->claim_index, req->tenant, req->workload);
     if (ans->claim)
         return claim_answer_existing(ctx, req, ans, t0, err);
-    if (bh_claim_ensure(ctx, req, &ans->claim, err) < 0)
+    int reserved = 0;
+    if (claim_ensure(ctx, req, &ans->claim, &reserved, err) < 0)
         return -1;
     const char *name = bh_json_str(ans->claim, "metadata.name");
     bh_autofree char *key = bh_xstrdup(name);
+    bh_autofree char *qkey = bh_xasprintf("%s/%s", CLAIM_KIND, key);
+    /* A new claim's first step runs here rather than after a queue hop: a pool instance (or
+     * a refusal) is the answer at once; a cold boot goes off to its own thread either way.
+     * Reserved before the claim was written, so its write's event cannot give it to a worker
+     * first (this thread would wait for that worker). */
+    int pending = strcmp(claim_phase(ans->claim), BH_CLAIM_PENDING) == 0;
+    if (reserved)
+        bh_queue_run_reserved(ctx->queue, qkey, pending);
+    else if (ctx->queue && pending)
+        bh_queue_run_here(ctx->queue, qkey);
     if (strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0)
         return claim_answer_existing(ctx, req, ans, t0, err);
-    /* A new claim's first step runs here rather than after a queue hop: a pool instance (or
-     * a refusal) is the answer at once; a cold boot goes off to its own thread either way. */
-    if (ctx->queue && strcmp(claim_phase(ans->claim), BH_CLAIM_PENDING) == 0) {
-        bh_autofree char *qkey = bh_xasprintf("%s/%s", CLAIM_KIND, key);
-        bh_queue_run_here(ctx->queue, qkey);
-    }
     cJSON_Delete(ans->claim);
     ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
     /* An idle release was finishing when the tenant came back: claim again, once. */

@@ -256,8 +256,10 @@ static int pool_write_status(struct bh_ctx *ctx, cJSON *pool, int ready, int war
     bh_json_set_str(status, "phase", phase);
     bh_json_set_str(status, "detail", detail);
     /* resourceVersion checked: a failure a boot thread recorded since this copy was read must
-     * not be overwritten; that write queued another reconcile, which sees both. */
-    int rc = bh_store_update_status(ctx->store, pool, NULL, err);
+     * not be overwritten; that write queued another reconcile, which sees both. Not fsynced:
+     * counts any reconcile recomputes (the first after a restart too), written after every
+     * take, under the store's lock that the claims being answered wait for. */
+    int rc = bh_store_update_status_lazy(ctx->store, pool, NULL, err);
     return rc < 0 && err->code == BH_ECONFLICT ? 0 : rc;
 }
 
@@ -357,9 +359,11 @@ static atomic_uint pool_take_turn;
 
 /* Takes member m (the listed copy, its resourceVersion the listed one) for the claim:
  * relabelled as the tenant's in one resourceVersion-checked write, so a concurrent taker or a
- * drain conflicts. Not fsynced: lost in a crash, the instance is simply unclaimed again; kept
- * without the claim's Active status, the claim finds it as its tenant's existing instance.
- * *taken owned on success. */
+ * drain conflicts. The same write stamps its activity (status.lastActivity: claimed now), so
+ * the claim needs no touch of its own; the check makes the listed status the current one.
+ * Not fsynced: lost in a crash, the instance is simply unclaimed again; kept without the
+ * claim's Active status, the claim finds it as its tenant's existing instance. *taken owned
+ * on success. */
 static int pool_take(struct bh_ctx *ctx, const cJSON *m, const char *tenant, const char *claim,
                      int restoring, cJSON **taken, struct bh_err *err)
 {
@@ -373,7 +377,10 @@ static int pool_take(struct bh_ctx *ctx, const cJSON *m, const char *tenant, con
     cJSON *spec = bh_json_obj(copy, "spec");
     bh_json_set_str(spec, "tenantId", tenant);
     bh_json_set_str(spec, "claim", claim);
-    int rc = bh_store_update_lazy(ctx->store, copy, taken, err);
+    char now[32];
+    bh_clock_rfc3339_ms(bh_clock_wall_ms(), now);
+    bh_json_set_str(bh_json_obj(copy, "status"), "lastActivity", now);
+    int rc = bh_store_update_all_lazy(ctx->store, copy, taken, err);
     cJSON_Delete(copy);
     return rc;
 }
@@ -428,7 +435,9 @@ int bh_pool_acquire(struct bh_ctx *ctx, const cJSON *workload, const char *tenan
                     const char *claim, int restoring, cJSON **out, struct bh_err *err)
 {
     bh_autofree char *sel =
-        bh_xasprintf("boilerhouse.dev/workload=%s,boilerhouse.dev/pool-status=ready",
+        /* pool-status first: the store filters on the first term in SQL, and only members
+         * carry it (a workload's instances held by tenants may be thousands). */
+        bh_xasprintf("boilerhouse.dev/pool-status=ready,boilerhouse.dev/workload=%s",
                      bh_json_str(workload, "metadata.name"));
     cJSON *list = NULL;
     *out = NULL;

@@ -242,7 +242,7 @@ static void queue_unlink_ready(struct bh_queue *q, struct queue_item *it)
     }
 }
 
-int bh_queue_run_here(struct bh_queue *q, const char *key)
+int bh_queue_reserve(struct bh_queue *q, const char *key)
 {
     pthread_mutex_lock(&q->lock);
     struct queue_item *it = q->stopping ? NULL : queue_item_get(q, key);
@@ -252,14 +252,34 @@ int bh_queue_run_here(struct bh_queue *q, const char *key)
     }
     if (it->state == ITEM_QUEUED)
         queue_unlink_ready(q, it);
-    it->state = ITEM_RUNNING; /* a pending delay is moot: the reconcile runs now */
+    it->state = ITEM_RUNNING; /* a pending delay is moot: the reconcile runs soon */
     it->dirty = 0;
     it->due_ms = 0;
     q->inline_runs++;
-    queue_run(q, it);
+    pthread_mutex_unlock(&q->lock);
+    return 1;
+}
+
+void bh_queue_run_reserved(struct bh_queue *q, const char *key, int run)
+{
+    pthread_mutex_lock(&q->lock);
+    struct queue_item *it = queue_item_get(q, key); /* RUNNING: kept since the reservation */
+    if (run)
+        queue_run(q, it);
+    else {
+        it->dirty = 1;
+        queue_finish(q, it, 0, 0);
+    }
     q->inline_runs--;
     pthread_cond_broadcast(&q->cond);
     pthread_mutex_unlock(&q->lock);
+}
+
+int bh_queue_run_here(struct bh_queue *q, const char *key)
+{
+    if (!bh_queue_reserve(q, key))
+        return 0;
+    bh_queue_run_reserved(q, key, 1);
     return 1;
 }
 

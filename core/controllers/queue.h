@@ -23,6 +23,16 @@ void bh_queue_add_after(struct bh_queue *q, const char *key, long delay_ms);
  * again afterwards on a worker, as usual. Returns 1 if it ran. For a front door that would
  * otherwise wait for a worker to pick its key up. */
 int bh_queue_run_here(struct bh_queue *q, const char *key);
+/* Reserves key for the calling thread: no worker starts it until the caller ends the
+ * reservation with bh_queue_run_reserved (a queued run of it is taken over; adds meanwhile run
+ * afterwards on a worker). For a front door about to write an object and then reconcile it
+ * itself: its own write's event would otherwise hand the key to a worker first, and the
+ * caller would wait for that worker. Returns 1 if reserved; 0 if a worker is running the key
+ * (or the queue is stopping). */
+int bh_queue_reserve(struct bh_queue *q, const char *key);
+/* Ends the reservation of key: runs its reconcile on the calling thread when run, else
+ * schedules a run on a worker (the run the reservation may have taken over). */
+void bh_queue_run_reserved(struct bh_queue *q, const char *key, int run);
 /* Stops accepting work, waits for running reconciles, joins the workers. */
 void bh_queue_stop(struct bh_queue *q);
 void bh_queue_free(struct bh_queue *q);

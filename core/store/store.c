@@ -27,10 +27,17 @@
 /* Kinds bh_store_cache_kind may name, and objects the read cache holds at most. */
 #define STORE_MAX_CACHED_KINDS 4
 #define STORE_CACHE_ENTRIES 4096
+#define STORE_MAX_STMTS 16 /* the fixed statements of the write path (about 10) */
 
 struct store_sub {
     bh_store_watch_fn fn;
     void *ud;
+};
+
+/* A statement prepared once and kept: its SQL (a string literal) and the statement. */
+struct store_stmt {
+    const char *sql;
+    sqlite3_stmt *st;
 };
 
 struct bh_store {
@@ -47,6 +54,9 @@ struct bh_store {
     /* The point read, prepared once (lazily, under mu): every REST call makes one or more,
      * and preparing costs more than the read itself. */
     sqlite3_stmt *load;
+    /* The write path's statements, the same way (store_prepare_cached). */
+    struct store_stmt stmts[STORE_MAX_STMTS];
+    int nstmts;
     /* The read cache of the kinds named by bh_store_cache_kind (NULL: none). Filled by reads
      * and dropped by writes, both under mu, in the same critical section as the database read
      * or commit: a read can never put back an object older than the last commit, so no
@@ -116,10 +126,50 @@ static int store_prepare(struct bh_store *s, const char *sql, sqlite3_stmt **st,
     return 0;
 }
 
+/* Locked. sql's statement, prepared on first use and kept until close (compiling costs about
+ * as much as running these small statements, and every write runs several); sql is one of
+ * the write path's fixed statements. Use it through store_autoreset. */
+static int store_prepare_cached(struct bh_store *s, const char *sql, sqlite3_stmt **st,
+                                struct bh_err *err)
+{
+    for (int i = 0; i < s->nstmts; i++)
+        if (strcmp(s->stmts[i].sql, sql) == 0) {
+            *st = s->stmts[i].st;
+            return 0;
+        }
+    if (s->nstmts == STORE_MAX_STMTS)
+        return bh_err_set(err, BH_EIO, "store: more than %d kept statements", STORE_MAX_STMTS);
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return store_sqlerr(s, err, "prepare");
+    s->stmts[s->nstmts++] = (struct store_stmt){sql, *st};
+    return 0;
+}
+
+/* Ends a kept statement's use: reset (its read, if any, ends) and its bindings cleared. */
+static void store_resetp(sqlite3_stmt **st)
+{
+    if (*st) {
+        sqlite3_reset(*st);
+        sqlite3_clear_bindings(*st);
+    }
+}
+#define store_autoreset __attribute__((cleanup(store_resetp))) sqlite3_stmt *
+
+/* Locked. One of the write path's statements without results (BEGIN, COMMIT, ROLLBACK). */
+static int store_run(struct bh_store *s, const char *sql, struct bh_err *err)
+{
+    store_autoreset st = NULL;
+    if (store_prepare_cached(s, sql, &st, err) < 0)
+        return -1;
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return bh_err_set(err, BH_EIO, "store: %s: %s", sql, sqlite3_errmsg(s->db));
+    return 0;
+}
+
 static int store_meta_get(struct bh_store *s, const char *key, int64_t *out, struct bh_err *err)
 {
-    store_autostmt st = NULL;
-    if (store_prepare(s, "SELECT value FROM meta WHERE key = ?", &st, err) < 0)
+    store_autoreset st = NULL;
+    if (store_prepare_cached(s, "SELECT value FROM meta WHERE key = ?", &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW)
@@ -130,8 +180,8 @@ static int store_meta_get(struct bh_store *s, const char *key, int64_t *out, str
 
 static int store_meta_set(struct bh_store *s, const char *key, int64_t v, struct bh_err *err)
 {
-    store_autostmt st = NULL;
-    if (store_prepare(s, "UPDATE meta SET value = ? WHERE key = ?", &st, err) < 0)
+    store_autoreset st = NULL;
+    if (store_prepare_cached(s, "UPDATE meta SET value = ? WHERE key = ?", &st, err) < 0)
         return -1;
     sqlite3_bind_int64(st, 1, v);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
@@ -215,6 +265,8 @@ void bh_store_close(struct bh_store *s)
     if (!s)
         return;
     sqlite3_finalize(s->load);
+    for (int i = 0; i < s->nstmts; i++)
+        sqlite3_finalize(s->stmts[i].st);
     bh_objcache_free(s->cache);
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->changed);
@@ -547,8 +599,9 @@ static int store_put_object(struct bh_store *s, const cJSON *doc, int64_t rv, st
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
     const cJSON *gen = cJSON_GetObjectItemCaseSensitive(meta, "generation");
     bh_autofree char *text = cJSON_PrintUnformatted(doc);
-    store_autostmt st = NULL;
-    if (store_prepare(s, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", &st, err) < 0)
+    store_autoreset st = NULL;
+    if (store_prepare_cached(s, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", &st,
+                             err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, store_kind(doc), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, store_name(doc), -1, SQLITE_STATIC);
@@ -564,8 +617,8 @@ static int store_put_object(struct bh_store *s, const cJSON *doc, int64_t rv, st
 
 static int store_remove_object(struct bh_store *s, const cJSON *doc, struct bh_err *err)
 {
-    store_autostmt st = NULL;
-    if (store_prepare(s, "DELETE FROM objects WHERE kind = ? AND name = ?", &st, err) < 0)
+    store_autoreset st = NULL;
+    if (store_prepare_cached(s, "DELETE FROM objects WHERE kind = ? AND name = ?", &st, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, store_kind(doc), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, store_name(doc), -1, SQLITE_STATIC);
@@ -577,8 +630,8 @@ static int store_remove_object(struct bh_store *s, const cJSON *doc, struct bh_e
 static int store_append_event(struct bh_store *s, const struct store_write *w, struct bh_err *err)
 {
     bh_autofree char *text = cJSON_PrintUnformatted(w->doc);
-    store_autostmt st = NULL;
-    if (store_prepare(s, "INSERT INTO events VALUES (?, ?, ?, ?, ?)", &st, err) < 0)
+    store_autoreset st = NULL;
+    if (store_prepare_cached(s, "INSERT INTO events VALUES (?, ?, ?, ?, ?)", &st, err) < 0)
         return -1;
     sqlite3_bind_int64(st, 1, w->rv);
     sqlite3_bind_text(st, 2, store_kind(w->doc), -1, SQLITE_STATIC);
@@ -598,8 +651,8 @@ static int store_compact(struct bh_store *s, int64_t rv, struct bh_err *err)
         return 0;
     s->writes_since_compact = 0;
     int64_t cut = rv - s->retention;
-    store_autostmt st = NULL;
-    if (store_prepare(s, "DELETE FROM events WHERE rv <= ?", &st, err) < 0)
+    store_autoreset st = NULL;
+    if (store_prepare_cached(s, "DELETE FROM events WHERE rv <= ?", &st, err) < 0)
         return -1;
     sqlite3_bind_int64(st, 1, cut);
     if (sqlite3_step(st) != SQLITE_DONE)
@@ -659,7 +712,7 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
     /* The setting is the connection's; s->mu keeps every other write out until it is back. */
     if (req->lazy && store_exec(s, "PRAGMA synchronous=NORMAL", err) < 0)
         return -1;
-    if (store_exec(s, "BEGIN IMMEDIATE", err) < 0)
+    if (store_run(s, "BEGIN IMMEDIATE", err) < 0)
         return store_sync_restore(s, req, -1);
     int rc = store_load(s, req->kind, req->name, &cur, err);
     if (rc == 0)
@@ -671,12 +724,12 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
         rc = store_record(s, w, err);
     }
     if (rc == 0 && w->doc)
-        rc = store_exec(s, "COMMIT", err);
+        rc = store_run(s, "COMMIT", err);
     else
-        store_exec(s, "ROLLBACK", NULL);
+        store_run(s, "ROLLBACK", NULL);
     /* A COMMIT that failed leaves the transaction open; close it or every later BEGIN fails. */
     if (rc < 0 && w->doc && sqlite3_get_autocommit(s->db) == 0)
-        store_exec(s, "ROLLBACK", NULL);
+        store_run(s, "ROLLBACK", NULL);
     if (rc == 0 && !w->doc)
         w->doc = BH_STEAL(cur); /* a no-op write answers with the current object */
     cJSON_Delete(cur);
@@ -834,8 +887,9 @@ static void store_finish(const cJSON *cur, cJSON *doc, int64_t rv, struct store_
     w->type = store_is_deleting(doc) && !store_has_finalizers(doc) ? BH_EV_DELETED : BH_EV_MODIFIED;
 }
 
-static int store_mutate_update(const cJSON *cur, const struct store_req *req, int64_t rv,
-                               struct store_write *w, struct bh_err *err)
+/* Spec and user metadata from req->in; status too when with_status. */
+static int store_update_doc(const cJSON *cur, const struct store_req *req, int64_t rv,
+                            int with_status, struct store_write *w, struct bh_err *err)
 {
     if (store_check_current(cur, req, err) < 0)
         return -1;
@@ -851,8 +905,22 @@ static int store_mutate_update(const cJSON *cur, const struct store_req *req, in
         store_copy_field(meta, in_meta, "managedFields");
     if (store_replace_spec(doc, req->in))
         store_bump_generation(meta);
+    if (with_status)
+        store_copy_field(doc, req->in, "status");
     store_finish(cur, doc, rv, w);
     return 0;
+}
+
+static int store_mutate_update(const cJSON *cur, const struct store_req *req, int64_t rv,
+                               struct store_write *w, struct bh_err *err)
+{
+    return store_update_doc(cur, req, rv, 0, w, err);
+}
+
+static int store_mutate_update_all(const cJSON *cur, const struct store_req *req, int64_t rv,
+                                   struct store_write *w, struct bh_err *err)
+{
+    return store_update_doc(cur, req, rv, 1, w, err);
 }
 
 int bh_store_update(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
@@ -866,6 +934,13 @@ int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, stru
     struct store_req req = store_req_of(obj);
     req.lazy = 1;
     return store_write(s, &req, store_mutate_update, out, err);
+}
+
+int bh_store_update_all_lazy(struct bh_store *s, const cJSON *obj, cJSON **out, struct bh_err *err)
+{
+    struct store_req req = store_req_of(obj);
+    req.lazy = 1;
+    return store_write(s, &req, store_mutate_update_all, out, err);
 }
 
 static int store_mutate_status(const cJSON *cur, const struct store_req *req, int64_t rv,

@@ -73,6 +73,11 @@ BH_MUST_CHECK int bh_store_create_lazy(struct bh_store *s, const cJSON *obj, cJS
                                        struct bh_err *err);
 BH_MUST_CHECK int bh_store_update_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
                                        struct bh_err *err);
+/* bh_store_update and bh_store_update_status in one lazy write (one transaction, one event):
+ * user metadata, spec and status from obj, with the same resourceVersion check. For a step
+ * that changes an object's spec and status together (a pool take stamps the activity). */
+BH_MUST_CHECK int bh_store_update_all_lazy(struct bh_store *s, const cJSON *obj, cJSON **out,
+                                           struct bh_err *err);
 /* With finalizers: sets metadata.deletionTimestamp (MODIFIED). Without: removes (DELETED).
  * BH_ENOTFOUND if absent. */
 BH_MUST_CHECK int bh_store_delete(struct bh_store *s, const char *kind, const char *name,

@@ -572,6 +572,12 @@ static void test_pool_never_hands_out_stale_generation(void **state)
         handed++;
         assert_int_equal(bh_json_int(t[i].got, "spec.workloadGeneration", -1), gen);
         assert_string_equal(bh_json_str(t[i].got, "spec.tenantId"), t[i].tenant);
+        /* The take kept the member's status and stamped its activity in the same write. */
+        cJSON *stored = get("Instance", bh_json_str(t[i].got, "metadata.name"));
+        assert_true(cJSON_Compare(stored, t[i].got, 1));
+        assert_string_equal(bh_json_str(stored, "status.phase"), "Running");
+        assert_non_null(bh_json_str(stored, "status.lastActivity"));
+        cJSON_Delete(stored);
         for (int j = 0; j < i; j++)
             if (t[j].got)
                 assert_string_not_equal(bh_json_str(t[j].got, "metadata.name"),

@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,6 +215,55 @@ static void test_run_here(void **state)
     bh_queue_free(q);
 }
 
+/* Which key ran on which thread, in order (reserve_reconcile). */
+static struct {
+    pthread_mutex_t lock;
+    char keys[8][32];
+    pthread_t threads[8];
+    int n;
+} g_order = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int reserve_reconcile(void *ctx, const char *key, long *requeue_ms, struct bh_err *err)
+{
+    pthread_mutex_lock(&g_order.lock);
+    if (g_order.n < 8) {
+        snprintf(g_order.keys[g_order.n], sizeof(g_order.keys[0]), "%s", key);
+        g_order.threads[g_order.n++] = pthread_self();
+    }
+    pthread_mutex_unlock(&g_order.lock);
+    return probe_reconcile(ctx, key, requeue_ms, err);
+}
+
+/* A reserved key is not started by a worker, even when added (its own write's event): the
+ * worker runs later keys meanwhile; the caller runs it, and the add runs after, on a worker.
+ * A reservation ended without running hands the run back to a worker. */
+static void test_reserve(void **state)
+{
+    struct probe p = {PROBE_INIT};
+    struct bh_queue *q = bh_queue_new(1, reserve_reconcile, &p);
+    assert_int_equal(bh_queue_reserve(q, "Claim/r"), 1);
+    assert_int_equal(bh_queue_reserve(q, "Claim/r"), 0); /* one holder at a time */
+    bh_queue_add(q, "Claim/r");
+    bh_queue_add(q, "Claim/other"); /* behind r in the FIFO, were r queued */
+    probe_wait(&p, &p.runs, 1);
+    assert_string_equal(g_order.keys[0], "Claim/other");
+    bh_queue_run_reserved(q, "Claim/r", 1);
+    assert_string_equal(g_order.keys[1], "Claim/r");
+    assert_true(pthread_equal(g_order.threads[1], pthread_self()));
+    wait_idle(q);
+    assert_int_equal(probe_get(&p, &p.runs), 3);
+    assert_string_equal(g_order.keys[2], "Claim/r");
+    assert_false(pthread_equal(g_order.threads[2], pthread_self()));
+
+    assert_int_equal(bh_queue_reserve(q, "Claim/s"), 1);
+    bh_queue_run_reserved(q, "Claim/s", 0);
+    wait_idle(q);
+    assert_int_equal(probe_get(&p, &p.runs), 4);
+    assert_string_equal(g_order.keys[3], "Claim/s");
+    assert_false(pthread_equal(g_order.threads[3], pthread_self()));
+    bh_queue_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_distinct_keys_run_in_parallel),
         cmocka_unit_test(test_earliest_delay_wins),
         cmocka_unit_test(test_run_here),
+        cmocka_unit_test(test_reserve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,6 +193,59 @@ static void test_generation(void **state)
     cJSON_Delete(in);
 }
 
+static const char *status_str(const cJSON *o, const char *key)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "status"), key));
+}
+
+/* bh_store_update_all_lazy: labels, spec and status in one write (one event, one
+ * resourceVersion); a stale resourceVersion changes nothing; an identical one is not written. */
+static void test_update_all_lazy(void **state)
+{
+    struct fixture *f = *state;
+    struct bh_err err;
+    cJSON *in = make_obj("Instance", "i1", "{\"tenantId\":null}");
+    cJSON_AddItemToObject(in, "status", cJSON_Parse("{\"phase\":\"Running\"}"));
+    cJSON *cur = NULL, *next = NULL;
+    assert_int_equal(bh_store_create(f->s, in, &cur, &err), 0);
+    cJSON *stale = cJSON_Duplicate(cur, 1);
+
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_GetObjectItem(cur, "metadata"), "labels"),
+                            "boilerhouse.dev/tenant", "t1");
+    cJSON_ReplaceItemInObject(cur, "spec", cJSON_Parse("{\"tenantId\":\"t1\"}"));
+    cJSON_AddStringToObject(cJSON_GetObjectItem(cur, "status"), "lastActivity", "now");
+    assert_int_equal(bh_store_update_all_lazy(f->s, cur, &next, &err), 0);
+    assert_string_equal(meta_str(next, "resourceVersion"), "2");
+    assert_int_equal(meta_num(next, "generation"), 2);
+    assert_string_equal(status_str(next, "phase"), "Running");
+    assert_string_equal(status_str(next, "lastActivity"), "now");
+    cJSON *got = NULL;
+    assert_int_equal(bh_store_get(f->s, "Instance", "i1", &got, &err), 0);
+    assert_true(cJSON_Compare(got, next, 1));
+    cJSON *evs = NULL;
+    assert_int_equal(bh_store_events_since(f->s, NULL, 1, 0, &evs, &err), 0);
+    assert_int_equal(cJSON_GetArraySize(evs), 1);
+    cJSON_Delete(evs);
+
+    /* stale: conflict, nothing changed */
+    cJSON_AddStringToObject(cJSON_GetObjectItem(stale, "status"), "lastActivity", "later");
+    assert_int_equal(bh_store_update_all_lazy(f->s, stale, NULL, &err), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    cJSON_Delete(got);
+    assert_int_equal(bh_store_get(f->s, "Instance", "i1", &got, &err), 0);
+    assert_true(cJSON_Compare(got, next, 1));
+
+    /* identical: nothing written */
+    cJSON_Delete(cur);
+    assert_int_equal(bh_store_update_all_lazy(f->s, next, &cur, &err), 0);
+    assert_string_equal(meta_str(cur, "resourceVersion"), "2");
+    cJSON_Delete(got);
+    cJSON_Delete(cur);
+    cJSON_Delete(next);
+    cJSON_Delete(stale);
+    cJSON_Delete(in);
+}
+
 struct recorded {
     int types[16];
     int n;
@@ -878,6 +931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finalizers_and_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_label_selector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_all_lazy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_order_and_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_woken_by_write, setup, teardown),
