@@ -934,7 +934,7 @@ static void h_hook(const struct bh_api_req *req, struct bh_api_resp *resp)
                              ? "application/json"
                              : "text/plain; charset=utf-8";
     hresp.body = NULL;
-    bh_http_response_clear(&hresp);
+    bh_plugin_response_clear(&hresp);
 }
 
 static void h_secrets_list(const struct bh_api_req *req, struct bh_api_resp *resp)

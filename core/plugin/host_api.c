@@ -163,7 +163,7 @@ static void host_http_respond(struct bh_plugin_handle *h, struct bh_http_respons
 {
     if (!resp)
         return;
-    bh_http_response_clear(resp);
+    bh_plugin_response_clear(resp);
     /* A status outside HTTP's range would make the listener send garbage. */
     resp->status = status >= 200 && status <= 599 ? (int)status : 500;
     resp->content_type = bh_xstrdup(content_type ? content_type : "text/plain; charset=utf-8");
@@ -183,7 +183,7 @@ static void host_status_set(struct bh_plugin_handle *h, const char *key, const c
         h->hooks->status_set(h, key, value);
 }
 
-void bh_http_response_clear(struct bh_http_response *r)
+void bh_plugin_response_clear(struct bh_http_response *r)
 {
     free(r->content_type);
     free(r->body);

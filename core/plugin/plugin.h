@@ -76,7 +76,7 @@ struct bh_http_response {
     char *body;         /* owned */
     size_t len;
 };
-void bh_http_response_clear(struct bh_http_response *r);
+void bh_plugin_response_clear(struct bh_http_response *r);
 
 /* Who serves an instance's 2.1 host calls (the trigger controller): the same shapes as the
  * SDK's host calls, reached through the instance's handle. */
