@@ -6,8 +6,10 @@
  * has been compacted away).
  *
  * The feeder also prints each event of the four kinds once, as the line a JSON watch sends
- * (the object decorated as the API shows it): watchers take those shared lines, filtered under
- * the lock, instead of copying and printing every event for themselves. */
+ * (the object decorated as the API shows it), and once as the line a Table watch sends (`kubectl
+ * get bhc -w`: a one-row Table with the kind's printer columns, the one column set a kind has):
+ * watchers take those shared lines, filtered under the lock, instead of copying and printing
+ * every event for themselves. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,6 +32,8 @@ struct fanout_ev {
     cJSON *ev;   /* {"type", "object"}, the object decorated (bh_kapi_decorate) */
     char *line;  /* ev printed, with its newline; NULL for kinds the API does not serve */
     size_t size; /* of line */
+    char *table; /* ev's object as a one-row Table, printed the same way; NULL with line */
+    size_t table_size;
 };
 
 struct bh_kapi_fanout {
@@ -49,23 +53,45 @@ static int64_t fanout_rv(const cJSON *ev)
     return rv ? strtoll(rv, NULL, 10) : 0;
 }
 
-/* The line a JSON watch sends for ev, once for every watcher; outside the lock. */
+/* ev printed with its newline, as a watch sends it; *size without the NUL. */
+static char *fanout_line(const cJSON *ev, size_t *size)
+{
+    char *text = cJSON_PrintUnformatted(ev);
+    *size = strlen(text) + 1;
+    char *line = bh_xrealloc(text, *size + 1);
+    line[*size - 1] = '\n';
+    line[*size] = '\0';
+    return line;
+}
+
+/* The line a Table watch sends for ev: the Table takes the object's metadata, so a copy. */
+static char *fanout_table_line(const struct fanout_ev *e, size_t *size)
+{
+    cJSON *one = cJSON_CreateArray(), *tev = cJSON_CreateObject();
+    cJSON_AddItemToArray(one, cJSON_Duplicate(bh_json_get(e->ev, "object"), 1));
+    cJSON_AddStringToObject(tev, "type", bh_json_str(e->ev, "type") ?: "");
+    cJSON_AddItemToObject(tev, "object", bh_kapi_table(e->kind, one, e->rv));
+    cJSON_Delete(one);
+    char *line = fanout_line(tev, size);
+    cJSON_Delete(tev);
+    return line;
+}
+
+/* The lines JSON and Table watches send for ev, once for every watcher; outside the lock. */
 static void fanout_print(struct fanout_ev *e)
 {
     if (!bh_kapi_kind_by_name(e->kind))
         return;
     bh_kapi_decorate(cJSON_GetObjectItemCaseSensitive(e->ev, "object"));
-    char *text = cJSON_PrintUnformatted(e->ev);
-    e->size = strlen(text) + 1;
-    e->line = bh_xrealloc(text, e->size + 1);
-    e->line[e->size - 1] = '\n';
-    e->line[e->size] = '\0';
+    e->line = fanout_line(e->ev, &e->size);
+    e->table = fanout_table_line(e, &e->table_size);
 }
 
 static void fanout_free(struct fanout_ev *e)
 {
     free(e->kind);
     free(e->line);
+    free(e->table);
     cJSON_Delete(e->ev);
 }
 
@@ -228,8 +254,8 @@ int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t sin
     return 0;
 }
 
-/* Appends the lines of r->kind's events after r->since that r->match takes to out; moves
- * r->since past every event looked at. Under the lock. */
+/* Appends the lines (JSON or Table, r->table) of r->kind's events after r->since that r->match
+ * takes to out; moves r->since past every event looked at. Under the lock. */
 static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r,
                               struct bh_kapi_buf *out)
 {
@@ -239,12 +265,14 @@ static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_li
         if (!e->line || strcmp(e->kind, r->kind) != 0 ||
             !r->match(cJSON_GetObjectItemCaseSensitive(e->ev, "object"), r->ud))
             continue;
-        if (out->len + e->size > out->cap) {
-            out->cap = (out->len + e->size) * 2;
+        const char *line = r->table ? e->table : e->line;
+        size_t size = r->table ? e->table_size : e->size;
+        if (out->len + size > out->cap) {
+            out->cap = (out->len + size) * 2;
             out->data = bh_xrealloc(out->data, out->cap);
         }
-        memcpy(out->data + out->len, e->line, e->size);
-        out->len += e->size;
+        memcpy(out->data + out->len, line, size);
+        out->len += size;
     }
 }
 

@@ -180,6 +180,63 @@ static void test_shared_lines(void **state)
     bh_kapi_fanout_stop(fan);
 }
 
+/* Table watches share the one-row Tables the feeder printed once: the kind's printer columns,
+ * the row's metadata, the event's version; filtered like the JSON lines. */
+static void test_shared_table_lines(void **state)
+{
+    struct fx *f = *state;
+    struct bh_kapi_fanout *fan = bh_kapi_fanout_start(f->s);
+    int64_t va = put(f->s, "BoilerhouseClaim", "a");
+    put(f->s, "BoilerhouseClaim", "b");
+    int64_t vc = put(f->s, "BoilerhouseClaim", "c");
+    struct bh_kapi_fanout_lines r = {
+        .kind = "BoilerhouseClaim", .table = 1, .since = va - 1, .match = not_b, .ud = NULL};
+    struct bh_kapi_buf out = {0};
+    long long deadline = bh_clock_ms() + 10000;
+    while (r.since < vc && bh_clock_ms() < deadline)
+        assert_int_equal(bh_kapi_fanout_lines(fan, &r, 2000, &out), 0);
+    assert_int_equal(r.since, vc);
+    bh_autofree char *text = bh_xstrndup(out.data, out.len);
+    char *nl = strchr(text, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    cJSON *first = cJSON_Parse(text);
+    assert_string_equal(bh_json_str(first, "type"), "ADDED");
+    assert_string_equal(bh_json_str(first, "object.kind"), "Table");
+    cJSON *cols = bh_json_get(first, "object.columnDefinitions");
+    /* Name, then the kind's printer columns */
+    const struct bh_kapi_column *c = bh_kapi_kind_by_name("BoilerhouseClaim")->columns;
+    int n = 0;
+    while (c[n].name)
+        n++;
+    assert_int_equal(cJSON_GetArraySize(cols), n + 1);
+    assert_string_equal(bh_json_str(cJSON_GetArrayItem(cols, 1), "name"), c[0].name);
+    cJSON *row = cJSON_GetArrayItem(bh_json_get(first, "object.rows"), 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(bh_json_get(row, "cells"), 0)),
+                        "a");
+    assert_string_equal(bh_json_str(row, "object.kind"), "PartialObjectMetadata");
+    assert_string_equal(bh_json_str(row, "object.metadata.namespace"), "boilerhouse");
+    assert_int_equal(strtoll(bh_json_str(first, "object.metadata.resourceVersion"), NULL, 10), va);
+    cJSON_Delete(first);
+    cJSON *second = cJSON_Parse(nl + 1); /* b dropped by the filter */
+    row = cJSON_GetArrayItem(bh_json_get(second, "object.rows"), 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(bh_json_get(row, "cells"), 0)),
+                        "c");
+    assert_int_equal(strtoll(bh_json_str(second, "object.metadata.resourceVersion"), NULL, 10), vc);
+    cJSON_Delete(second);
+    free(out.data);
+    /* the JSON lines are untouched by the Table's taking the metadata */
+    struct bh_kapi_fanout_lines j = {
+        .kind = "BoilerhouseClaim", .since = va - 1, .match = not_b, .ud = NULL};
+    struct bh_kapi_buf jout = {0};
+    assert_int_equal(bh_kapi_fanout_lines(fan, &j, 2000, &jout), 0);
+    bh_autofree char *jtext = bh_xstrndup(jout.data, jout.len);
+    assert_non_null(strstr(jtext, "\"name\":\"a\""));
+    assert_null(strstr(jtext, "\"Table\""));
+    free(jout.data);
+    bh_kapi_fanout_stop(fan);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +245,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_compacted_version_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_table_lines, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
