@@ -56,13 +56,13 @@ def pct(values, p):
 
 def row(name, values):
     if not values:
-        return "| %-40s | %5d | %9s | %9s | %9s |" % (name, 0, "-", "-", "-")
-    return "| %-40s | %5d | %9.1f | %9.1f | %9.1f |" % (name, len(values), pct(values, 50),
+        return "| %-50s | %6d | %9s | %9s | %9s |" % (name, 0, "-", "-", "-")
+    return "| %-50s | %6d | %9.1f | %9.1f | %9.1f |" % (name, len(values), pct(values, 50),
                                                         pct(values, 95), pct(values, 99))
 
 
-HEADER = ("| %-40s | %5s | %9s | %9s | %9s |\n|%s|%s|%s|%s|%s|" %
-          ("ms", "n", "p50", "p95", "p99", "-" * 42, "-" * 7, "-" * 11, "-" * 11, "-" * 11))
+HEADER = ("| %-50s | %6s | %9s | %9s | %9s |\n|%s|%s|%s|%s|%s|" %
+          ("ms", "n", "p50", "p95", "p99", "-" * 52, "-" * 8, "-" * 11, "-" * 11, "-" * 11))
 
 
 class Kapi:

@@ -6,10 +6,12 @@
  * has been compacted away).
  *
  * The feeder also prints each event of the four kinds once, as the line a JSON watch sends
- * (the object decorated as the API shows it), and once as the line a Table watch sends (`kubectl
- * get bhc -w`: a one-row Table with the kind's printer columns, the one column set a kind has):
- * watchers take those shared lines, filtered under the lock, instead of copying and printing
- * every event for themselves. */
+ * (the object decorated as the API shows it); the first Table watch (`kubectl get bhc -w`) to
+ * reach an event prints it once more, as a one-row Table with the kind's printer columns (the
+ * one column set a kind has), for every Table watch after it. Watchers take those shared
+ * lines, filtered under the lock, instead of copying and printing every event for themselves.
+ * The Table line is made on demand, not by the feeder, so that JSON watches (and daemons with
+ * no Table watch) do not wait for it. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -32,7 +34,7 @@ struct fanout_ev {
     cJSON *ev;   /* {"type", "object"}, the object decorated (bh_kapi_decorate) */
     char *line;  /* ev printed, with its newline; NULL for kinds the API does not serve */
     size_t size; /* of line */
-    char *table; /* ev's object as a one-row Table, printed the same way; NULL with line */
+    char *table; /* ev's object as a one-row Table, printed the same way; NULL until asked for */
     size_t table_size;
 };
 
@@ -64,7 +66,8 @@ static char *fanout_line(const cJSON *ev, size_t *size)
     return line;
 }
 
-/* The line a Table watch sends for ev: the Table takes the object's metadata, so a copy. */
+/* The line a Table watch sends for ev: the Table takes the object's metadata, so a copy (the
+ * JSON line's ev stays as it is). */
 static char *fanout_table_line(const struct fanout_ev *e, size_t *size)
 {
     cJSON *one = cJSON_CreateArray(), *tev = cJSON_CreateObject();
@@ -77,14 +80,13 @@ static char *fanout_table_line(const struct fanout_ev *e, size_t *size)
     return line;
 }
 
-/* The lines JSON and Table watches send for ev, once for every watcher; outside the lock. */
+/* The line JSON watches send for ev, once for every watcher; outside the lock. */
 static void fanout_print(struct fanout_ev *e)
 {
     if (!bh_kapi_kind_by_name(e->kind))
         return;
     bh_kapi_decorate(cJSON_GetObjectItemCaseSensitive(e->ev, "object"));
     e->line = fanout_line(e->ev, &e->size);
-    e->table = fanout_table_line(e, &e->table_size);
 }
 
 static void fanout_free(struct fanout_ev *e)
@@ -260,11 +262,13 @@ static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_li
                               struct bh_kapi_buf *out)
 {
     for (size_t i = fanout_first_after(f, r->since); i < f->n; i++) {
-        const struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
+        struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
         r->since = e->rv;
         if (!e->line || strcmp(e->kind, r->kind) != 0 ||
             !r->match(cJSON_GetObjectItemCaseSensitive(e->ev, "object"), r->ud))
             continue;
+        if (r->table && !e->table) /* the first Table watch here prints it for the others */
+            e->table = fanout_table_line(e, &e->table_size);
         const char *line = r->table ? e->table : e->line;
         size_t size = r->table ? e->table_size : e->size;
         if (out->len + size > out->cap) {
