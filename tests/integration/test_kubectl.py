@@ -5,6 +5,7 @@ fails under CI=true."""
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -428,14 +429,16 @@ class KubectlTest(DaemonTestCase):
                                       "jsonpath={.status.phase} {.status.releaseReason}"),
                              "Released workload-deleted")
             # Told as its own variant, not as an idle release: event, /ws and metric.
-            self.assertRegex(self.out("describe", "bhc", "doomed-" + t),
-                             r"Normal\s+Released\s+\S+\s+boilerhouse\s+"
-                             r"released \(workload-deleted\)")
+            wait_for(lambda: re.search(r"Normal\s+Released\s+\S+\s+boilerhouse\s+"
+                                       r"released \(workload-deleted\)",
+                                       self.out("describe", "bhc", "doomed-" + t)),
+                     what="doomed-%s's Released (workload-deleted) event" % t)
         variants = {}
         while len(variants) < 2:
             m, _ = ws.recv_until(lambda m: m["type"] == "tenant.released", what="a release")
             variants[m["tenant"]] = m["variant"]
         self.assertEqual(variants, {"gus": "workload-deleted", "hal": "workload-deleted"})
+        wait_for(lambda: self.metric(released) - before >= 2, what="the releases' metric")
         self.assertEqual(self.metric(released) - before, 2)
         status, snaps = self.d.request("GET", "/api/v1/workloads/doomed/snapshots")
         self.assertEqual(status, 200, snaps)
