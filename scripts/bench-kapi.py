@@ -2,7 +2,8 @@
 """Kubernetes-compatible API benchmark: kubectl against local mode, beside the REST API, in one
 run against one real daemon (tests/integration/bh.py: its own state dir, ports and cleanup).
 
-  scripts/bench-kapi.py [--runs N] [--claims N] [--events N] [--watchers N]
+  scripts/bench-kapi.py [--runs N] [--claims N] [--events N] [--watchers N] [--table]
+                       [--watch-only]
 
 1. `kubectl apply -f workloads/` (the whole process, the three workloads created each time)
    beside its REST equivalent, one `curl -X POST --data-binary @file` process per file.
@@ -16,7 +17,12 @@ run against one real daemon (tests/integration/bh.py: its own state dir, ports a
    before the write was sent, and from its acknowledgement. Baseline in the same run: one
    watcher. Each watcher is a process of its own (CLOCK_MONOTONIC times compare across
    processes); --threads makes them threads of this one, as before, where Python's GIL hands
-   50 readers one CPU in 5 ms slices and its own queueing shows in the tail.
+   50 readers one CPU in 5 ms slices and its own queueing shows in the tail. --table adds the
+   same with Table watches (`kubectl get bhc -w`'s Accept: as=Table), each event a one-row
+   Table.
+
+With --runs R for the watch (--watch-only), the fan-out is measured R times in the one daemon
+and the rows pool every run's deliveries (each run's p99 is printed too).
 
 Needs root (the daemon's bridge) and kubectl on PATH."""
 import argparse
@@ -50,13 +56,13 @@ def pct(values, p):
 
 def row(name, values):
     if not values:
-        return "| %-40s | %5d | %9s | %9s | %9s |" % (name, 0, "-", "-", "-")
-    return "| %-40s | %5d | %9.1f | %9.1f | %9.1f |" % (name, len(values), pct(values, 50),
+        return "| %-50s | %6d | %9s | %9s | %9s |" % (name, 0, "-", "-", "-")
+    return "| %-50s | %6d | %9.1f | %9.1f | %9.1f |" % (name, len(values), pct(values, 50),
                                                         pct(values, 95), pct(values, 99))
 
 
-HEADER = ("| %-40s | %5s | %9s | %9s | %9s |\n|%s|%s|%s|%s|%s|" %
-          ("ms", "n", "p50", "p95", "p99", "-" * 42, "-" * 7, "-" * 11, "-" * 11, "-" * 11))
+HEADER = ("| %-50s | %6s | %9s | %9s | %9s |\n|%s|%s|%s|%s|%s|" %
+          ("ms", "n", "p50", "p95", "p99", "-" * 52, "-" * 8, "-" * 11, "-" * 11, "-" * 11))
 
 
 class Kapi:
@@ -177,10 +183,11 @@ def bench_list(d, kapi, env, runs, n):
     return kube, rest, server, client
 
 
-def watcher(kapi, rv, n, got, ready, results=None):
+def watcher(kapi, rv, n, got, ready, results=None, table=False):
     c = kapi.conn()
     c.request("GET", GROUP + "/boilerhouseclaims?watch=true&resourceVersion=%s&fieldSelector="
-              "metadata.name%%3Dclaim-t0-benchwl" % rv)
+              "metadata.name%%3Dclaim-t0-benchwl" % rv,
+              headers={"Accept": TABLE} if table else {})
     r = c.getresponse()
     ready.release()
     seen = 0
@@ -198,18 +205,18 @@ def watcher(kapi, rv, n, got, ready, results=None):
         results.put(got)
 
 
-def start_watchers(kapi, rv, n, count, procs):
+def start_watchers(kapi, rv, n, count, procs, table):
     """count watchers, each its own process (procs) or thread; returns a function that waits
     for them and gives their [(seq, arrival)] lists."""
     mp = multiprocessing.get_context("fork")  # the children inherit the TLS context
     ready = (mp if procs else threading).Semaphore(0)
     if procs:
         q = mp.Queue()
-        ps = [mp.Process(target=watcher, args=(kapi, rv, n, [], ready, q))
+        ps = [mp.Process(target=watcher, args=(kapi, rv, n, [], ready, q, table))
               for _ in range(count)]
     else:
         lists = [[] for _ in range(count)]
-        ps = [threading.Thread(target=watcher, args=(kapi, rv, n, got, ready))
+        ps = [threading.Thread(target=watcher, args=(kapi, rv, n, got, ready, None, table))
               for got in lists]
     for p in ps:
         p.start()
@@ -224,14 +231,15 @@ def start_watchers(kapi, rv, n, count, procs):
     return finish
 
 
-def bench_watch(kapi, watchers, n, procs):
+def bench_watch(kapi, watchers, n, procs, table=False, run=0):
     c = kapi.conn()
     path = GROUP + "/boilerhouseclaims/claim-t0-benchwl"
     rv = kapi.call(c, "GET", path)["metadata"]["resourceVersion"]
-    finish = start_watchers(kapi, rv, n, watchers, procs)
+    finish = start_watchers(kapi, rv, n, watchers, procs, table)
     sent, acked = {}, {}
     for i in range(n):
-        body = json.dumps({"metadata": {"labels": {"seq": str(i)}}})
+        # the label's value is unique per run and watch, so every patch is a change
+        body = json.dumps({"metadata": {"labels": {"seq": str(i), "run": "r%d" % run}}})
         sent[i] = time.perf_counter()
         kapi.call(c, "PATCH", path, body, "application/merge-patch+json")
         acked[i] = time.perf_counter()
@@ -252,7 +260,10 @@ def main():
     ap.add_argument("--threads", action="store_true",
                     help="watchers as threads of one process (the GIL's queueing included)")
     ap.add_argument("--watch-only", action="store_true",
-                    help="skip apply and kubectl get; claims are still made (for the list rows)")
+                    help="skip apply and kubectl get; claims are still made (for the list rows);"
+                    " the watch is measured --runs times")
+    ap.add_argument("--table", action="store_true",
+                    help="Table watches too (Accept: as=Table, as kubectl get -w asks)")
     a = ap.parse_args()
     if not shutil.which("kubectl"):
         sys.exit("kubectl is needed (scripts/install-deps.sh)")
@@ -272,8 +283,16 @@ def main():
         kube_apply, rest_apply, nfiles = bench_apply(d, env, 0 if a.watch_only else a.runs)
         make_claims(d, kapi, a.claims)
         kube_get, rest_get, server, client = bench_list(d, kapi, env, a.runs, a.claims)
-        one = bench_watch(kapi, 1, a.events, not a.threads)
-        many = bench_watch(kapi, a.watchers, a.events, not a.threads)
+        watch_runs = a.runs if a.watch_only else 1
+        modes = [("JSON", False)] + ([("Table", True)] if a.table else [])
+        watches = []  # (label, [per-run results])
+        for mode, table in modes:
+            for label, count in (("1 watcher", 1), ("%d watchers" % a.watchers, a.watchers)):
+                runs = []
+                for r in range(watch_runs):
+                    runs.append(bench_watch(kapi, count, a.events, not a.threads, table,
+                                            len(watches) * 1000 + r))
+                watches.append(("%s, %s" % (label, mode), count, runs))
     finally:
         d.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -287,14 +306,17 @@ def main():
     print(row("client: kapi list JSON, kept-alive", client["kapi"]))
     print(row("client: kapi list Table, kept-alive", client["table"]))
     print(row("client: REST /api/v1/tenants, kept-alive", client["rest"]))
-    for label, (from_send, from_ack, write, received) in (("1 watcher", one),
-                                                          ("%d watchers" % a.watchers, many)):
+    for label, count, runs in watches:
+        from_send = [v for r in runs for v in r[0]]
+        from_ack = [v for r in runs for v in r[1]]
+        write = [v for r in runs for v in r[2]]
+        received = sum(r[3] for r in runs)
         print(row("watch %s: delivery from send" % label, from_send))
         print(row("watch %s: delivery from ack" % label, from_ack))
         print(row("watch %s: the write (PATCH)" % label, write))
-        print("watch %s: %d of %d events received" % (label, received,
-                                                      a.events * (1 if label == "1 watcher"
-                                                                  else a.watchers)))
+        print("watch %s: %d of %d events received; p99 from ack per run: %s" % (
+            label, received, a.events * count * len(runs),
+            " ".join("%.1f" % pct(r[1], 99) for r in runs)))
 
 
 if __name__ == "__main__":

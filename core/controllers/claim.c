@@ -82,6 +82,7 @@ static int claim_activate(struct bh_ctx *ctx, cJSON *claim, const cJSON *inst, c
     bh_clock_rfc3339(now);
     bh_json_set_str(status, "phase", BH_CLAIM_ACTIVE);
     bh_json_set_str(status, "detail", NULL);
+    bh_json_set_str(status, "releaseReason", NULL);
     bh_json_set_str(status, "instanceId", bh_json_str(inst, "metadata.name"));
     bh_json_set_str(status, "source", source);
     bh_json_set_str(status, "claimedAt", now);
@@ -611,9 +612,10 @@ static int claim_release_instance(struct bh_ctx *ctx, cJSON *claim, int force, s
 }
 
 /* Releases but keeps the claim (phase Released) so the tenant's next claim restores; detail
- * says why. */
-static int claim_release_keep(struct bh_ctx *ctx, cJSON *claim, const char *detail,
-                              struct bh_err *err)
+ * says why, reason (status.releaseReason: BH_RELEASE_*) says it for the events and the
+ * metric's variant. */
+static int claim_release_keep(struct bh_ctx *ctx, cJSON *claim, const char *reason,
+                              const char *detail, struct bh_err *err)
 {
     if (claim_set_phase(ctx, claim, BH_CLAIM_RELEASING, detail, err) < 0 ||
         claim_release_instance(ctx, claim, 0, err) < 0)
@@ -621,6 +623,7 @@ static int claim_release_keep(struct bh_ctx *ctx, cJSON *claim, const char *deta
     cJSON *status = bh_json_obj(claim, "status");
     cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
     cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    bh_json_set_str(status, "releaseReason", reason);
     bh_info("claim", "claim %s released after %s", bh_json_str(claim, "metadata.name"), detail);
     return claim_set_phase(ctx, claim, BH_CLAIM_RELEASED, detail, err);
 }
@@ -635,7 +638,7 @@ static int claim_release_idle(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl,
     cJSON_AddStringToObject(d, "action", action ? action : "hibernate");
     bh_events_publish(ctx->events, BH_EVT_IDLE_TIMEOUT, bh_json_str(claim, "spec.workloadRef"),
                       bh_json_str(claim, "spec.tenantId"), d);
-    return claim_release_keep(ctx, claim, detail, err);
+    return claim_release_keep(ctx, claim, BH_RELEASE_IDLE, detail, err);
 }
 
 /* The workload is being deleted: its claim is released as an idle one would be (saved or
@@ -647,7 +650,7 @@ static int claim_release_terminating(struct bh_ctx *ctx, cJSON *claim, const cJS
     bh_autofree char *detail =
         bh_xasprintf("workload %s is being deleted (%s)", bh_json_str(wl, "metadata.name"),
                      action ? action : "hibernate");
-    return claim_release_keep(ctx, claim, detail, err);
+    return claim_release_keep(ctx, claim, BH_RELEASE_WORKLOAD_DELETED, detail, err);
 }
 
 static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)

@@ -446,8 +446,9 @@ static void events_claim(struct bh_events *h, const struct bh_store_event *ev)
     cJSON_AddStringToObject(d, "phase", phase);
     if (detail)
         cJSON_AddStringToObject(d, "detail", detail);
-    if (strcmp(phase, "Released") == 0) {
-        cJSON_AddStringToObject(d, "variant", "idle");
+    if (strcmp(phase, "Released") == 0) { /* kept: an idle timeout or its workload's end */
+        const char *why = bh_json_str(o, "status.releaseReason");
+        cJSON_AddStringToObject(d, "variant", why ? why : BH_RELEASE_IDLE);
         bh_events_publish(h, BH_EVT_RELEASED, wl, tenant, d);
     } else {
         bh_events_publish(h, "claim.phase", wl, tenant, d);

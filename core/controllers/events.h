@@ -23,6 +23,10 @@
 #define BH_EVT_CLAIMED "tenant.claimed"
 #define BH_EVT_CLAIM_FAILED "tenant.claim_failed"
 #define BH_EVT_RELEASED "tenant.released"
+/* Its variant for a claim released but kept (Released, for the tenant's next claim to restore),
+ * as the claim's status.releaseReason says: its idle timeout, or its workload's deletion. */
+#define BH_RELEASE_IDLE "idle"
+#define BH_RELEASE_WORKLOAD_DELETED "workload-deleted"
 #define BH_EVT_IDLE_TIMEOUT "tenant.idle_timeout"
 #define BH_EVT_HIBERNATE_DONE "hibernate.done"
 #define BH_EVT_HIBERNATE_FAILED "hibernate.failed"

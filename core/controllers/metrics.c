@@ -38,7 +38,8 @@ struct metrics_hist {
 static const char *const metrics_sources[] = {"existing", "pool",      "pool+data",
                                               "cold",     "cold+data", "other"};
 static const char *const metrics_outcomes[] = {"success", "error"};
-static const char *const metrics_variants[] = {"normal", "force", "idle", "other"};
+static const char *const metrics_variants[] = {"normal", "force", BH_RELEASE_IDLE,
+                                               BH_RELEASE_WORKLOAD_DELETED, "other"};
 static const char *const metrics_ops[] = {"hibernate", "restore"};
 static const char *const metrics_policy_kinds[] = {"claim_policy", "guard"};
 static const char *const metrics_verdicts[] = {"allow", "deny", "error"};
@@ -235,7 +236,7 @@ static void metrics_write_claims(FILE *f, struct bh_metrics *m)
             fprintf(f, "boilerhouse_claims_total{source=\"%s\",outcome=\"%s\"} %llu\n",
                     metrics_sources[s], metrics_outcomes[o], m->claim[s][o].count);
     metrics_head(f, "boilerhouse_releases_total", "counter",
-                 "Claims released, by variant (normal, force, idle).");
+                 "Claims released, by variant (normal, force, idle, workload-deleted).");
     for (size_t v = 0; v < N_VARIANTS; v++)
         fprintf(f, "boilerhouse_releases_total{variant=\"%s\"} %llu\n", metrics_variants[v],
                 m->releases[v]);

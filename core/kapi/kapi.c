@@ -173,12 +173,15 @@ static int stream_match(const cJSON *obj, void *ud)
     return stream_wanted(ud, obj);
 }
 
-/* A JSON watch takes the lines the fan-out printed once for every watcher. 0 when it must
- * read events itself (they are older than memory holds). */
+/* A watch (JSON or Table) takes the lines the fan-out printed once for every watcher. 0 when
+ * it must read events itself (they are older than memory holds). */
 static int stream_fill_lines(struct kapi_stream *s, int wait)
 {
-    struct bh_kapi_fanout_lines r = {
-        .kind = s->w->kind, .since = s->w->rv, .match = stream_match, .ud = s->w};
+    struct bh_kapi_fanout_lines r = {.kind = s->w->kind,
+                                     .table = s->w->table,
+                                     .since = s->w->rv,
+                                     .match = stream_match,
+                                     .ud = s->w};
     struct bh_kapi_buf out = {0};
     if (bh_kapi_fanout_lines(s->fan, &r, wait, &out) != 0) {
         free(out.data);
@@ -210,7 +213,7 @@ static void stream_fill(struct kapi_stream *s)
             return;
     }
     int wait = left < KAPI_WATCH_WAIT_MS ? (int)left : KAPI_WATCH_WAIT_MS;
-    if (!s->w->table && stream_fill_lines(s, wait))
+    if (stream_fill_lines(s, wait))
         return;
     if (bh_kapi_fanout_since(s->fan, s->w->kind, s->w->rv, wait, &evs, &err) < 0) {
         if (err.code == BH_ECONFLICT)

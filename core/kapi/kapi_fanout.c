@@ -6,8 +6,12 @@
  * has been compacted away).
  *
  * The feeder also prints each event of the four kinds once, as the line a JSON watch sends
- * (the object decorated as the API shows it): watchers take those shared lines, filtered under
- * the lock, instead of copying and printing every event for themselves. */
+ * (the object decorated as the API shows it); the first Table watch (`kubectl get bhc -w`) to
+ * reach an event prints it once more, as a one-row Table with the kind's printer columns (the
+ * one column set a kind has), for every Table watch after it. Watchers take those shared
+ * lines, filtered under the lock, instead of copying and printing every event for themselves.
+ * The Table line is made on demand, not by the feeder, so that JSON watches (and daemons with
+ * no Table watch) do not wait for it. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,6 +34,8 @@ struct fanout_ev {
     cJSON *ev;   /* {"type", "object"}, the object decorated (bh_kapi_decorate) */
     char *line;  /* ev printed, with its newline; NULL for kinds the API does not serve */
     size_t size; /* of line */
+    char *table; /* ev's object as a one-row Table, printed the same way; NULL until asked for */
+    size_t table_size;
 };
 
 struct bh_kapi_fanout {
@@ -49,23 +55,45 @@ static int64_t fanout_rv(const cJSON *ev)
     return rv ? strtoll(rv, NULL, 10) : 0;
 }
 
-/* The line a JSON watch sends for ev, once for every watcher; outside the lock. */
+/* ev printed with its newline, as a watch sends it; *size without the NUL. */
+static char *fanout_line(const cJSON *ev, size_t *size)
+{
+    char *text = cJSON_PrintUnformatted(ev);
+    *size = strlen(text) + 1;
+    char *line = bh_xrealloc(text, *size + 1);
+    line[*size - 1] = '\n';
+    line[*size] = '\0';
+    return line;
+}
+
+/* The line a Table watch sends for ev: the Table takes the object's metadata, so a copy (the
+ * JSON line's ev stays as it is). */
+static char *fanout_table_line(const struct fanout_ev *e, size_t *size)
+{
+    cJSON *one = cJSON_CreateArray(), *tev = cJSON_CreateObject();
+    cJSON_AddItemToArray(one, cJSON_Duplicate(bh_json_get(e->ev, "object"), 1));
+    cJSON_AddStringToObject(tev, "type", bh_json_str(e->ev, "type") ?: "");
+    cJSON_AddItemToObject(tev, "object", bh_kapi_table(e->kind, one, e->rv));
+    cJSON_Delete(one);
+    char *line = fanout_line(tev, size);
+    cJSON_Delete(tev);
+    return line;
+}
+
+/* The line JSON watches send for ev, once for every watcher; outside the lock. */
 static void fanout_print(struct fanout_ev *e)
 {
     if (!bh_kapi_kind_by_name(e->kind))
         return;
     bh_kapi_decorate(cJSON_GetObjectItemCaseSensitive(e->ev, "object"));
-    char *text = cJSON_PrintUnformatted(e->ev);
-    e->size = strlen(text) + 1;
-    e->line = bh_xrealloc(text, e->size + 1);
-    e->line[e->size - 1] = '\n';
-    e->line[e->size] = '\0';
+    e->line = fanout_line(e->ev, &e->size);
 }
 
 static void fanout_free(struct fanout_ev *e)
 {
     free(e->kind);
     free(e->line);
+    free(e->table);
     cJSON_Delete(e->ev);
 }
 
@@ -228,23 +256,27 @@ int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t sin
     return 0;
 }
 
-/* Appends the lines of r->kind's events after r->since that r->match takes to out; moves
- * r->since past every event looked at. Under the lock. */
+/* Appends the lines (JSON or Table, r->table) of r->kind's events after r->since that r->match
+ * takes to out; moves r->since past every event looked at. Under the lock. */
 static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r,
                               struct bh_kapi_buf *out)
 {
     for (size_t i = fanout_first_after(f, r->since); i < f->n; i++) {
-        const struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
+        struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
         r->since = e->rv;
         if (!e->line || strcmp(e->kind, r->kind) != 0 ||
             !r->match(cJSON_GetObjectItemCaseSensitive(e->ev, "object"), r->ud))
             continue;
-        if (out->len + e->size > out->cap) {
-            out->cap = (out->len + e->size) * 2;
+        if (r->table && !e->table) /* the first Table watch here prints it for the others */
+            e->table = fanout_table_line(e, &e->table_size);
+        const char *line = r->table ? e->table : e->line;
+        size_t size = r->table ? e->table_size : e->size;
+        if (out->len + size > out->cap) {
+            out->cap = (out->len + size) * 2;
             out->data = bh_xrealloc(out->data, out->cap);
         }
-        memcpy(out->data + out->len, e->line, e->size);
-        out->len += e->size;
+        memcpy(out->data + out->len, line, size);
+        out->len += size;
     }
 }
 

@@ -121,15 +121,16 @@ struct bh_kapi_buf {
     char *data;
     size_t len, cap;
 };
-/* A JSON watch's read of the shared lines: kind's events after since that match takes (called
- * under the fan-out's lock with the decorated object: quick, and no calls back). */
+/* A watch's read of the shared lines: kind's events after since that match takes (called under
+ * the fan-out's lock with the decorated object: quick, and no calls back), as JSON or Table. */
 struct bh_kapi_fanout_lines {
     const char *kind;
+    int table;     /* the one-row Table lines (as=Table) instead of the objects */
     int64_t since; /* in: after this; out: the newest version looked at */
     int (*match)(const cJSON *obj, void *ud);
     void *ud;
 };
-/* Appends the events' lines ({"type","object"} and a newline, as a JSON watch sends them) to
+/* Appends the events' lines ({"type","object"} and a newline, as a watch sends them) to
  * out, waiting up to timeout_ms for one. 1 when memory does not hold every event after since
  * (the caller reads with bh_kapi_fanout_since, which asks the store), else 0. */
 int bh_kapi_fanout_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r, int timeout_ms,

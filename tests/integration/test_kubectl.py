@@ -5,6 +5,7 @@ fails under CI=true."""
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 import unittest
 
 from bh import BINARY, SOURCE, DaemonTestCase, http_get, wait_for
+from wsclient import WsClient
 
 KUBECTL = shutil.which("kubectl")
 # Debian's kubectl 1.20, unpacked by scripts/install-deps.sh: it reads OpenAPI v2 only as
@@ -403,6 +405,11 @@ class KubectlTest(DaemonTestCase):
         for t in ("gus", "hal"):
             self.out("wait", "bhc/doomed-" + t, "--for=jsonpath={.status.phase}=Active",
                      "--timeout=60s")
+        released = 'boilerhouse_releases_total{variant="workload-deleted"}'
+        before = self.metric(released)
+        ws = WsClient(self.d.port, "/ws?types=tenant.released&workload=doomed")
+        self.addCleanup(ws.close)
+        self.assertEqual(ws.recv()["type"], "hello")
         self.assertIn("deleted", self.out("delete", "bhw", "doomed", "--wait=false"))
         self.assertRegex(self.out("get", "bhw", "doomed"), r"doomed\s+Terminating\s")
         # No new claim, through either door.
@@ -419,7 +426,20 @@ class KubectlTest(DaemonTestCase):
                  what="the cascade to finish")
         for t in ("gus", "hal"):
             self.assertEqual(self.out("get", "bhc", "doomed-" + t, "-o",
-                                      "jsonpath={.status.phase}"), "Released")
+                                      "jsonpath={.status.phase} {.status.releaseReason}"),
+                             "Released workload-deleted")
+            # Told as its own variant, not as an idle release: event, /ws and metric.
+            wait_for(lambda: re.search(r"Normal\s+Released\s+\S+\s+boilerhouse\s+"
+                                       r"released \(workload-deleted\)",
+                                       self.out("describe", "bhc", "doomed-" + t)),
+                     what="doomed-%s's Released (workload-deleted) event" % t)
+        variants = {}
+        while len(variants) < 2:
+            m, _ = ws.recv_until(lambda m: m["type"] == "tenant.released", what="a release")
+            variants[m["tenant"]] = m["variant"]
+        self.assertEqual(variants, {"gus": "workload-deleted", "hal": "workload-deleted"})
+        wait_for(lambda: self.metric(released) - before >= 2, what="the releases' metric")
+        self.assertEqual(self.metric(released) - before, 2)
         status, snaps = self.d.request("GET", "/api/v1/workloads/doomed/snapshots")
         self.assertEqual(status, 200, snaps)
         self.assertEqual(sorted(s["tenantId"] for s in snaps), ["gus", "hal"])
@@ -451,6 +471,14 @@ class KubectlTest(DaemonTestCase):
             status, snaps = self.d.request("GET", "/api/v1/workloads/%s/snapshots" % name)
             self.assertEqual([s["tenantId"] for s in snaps], ["jo"], snaps)
             self.out("delete", "bhc", claim, "--timeout=60s")
+
+    def metric(self, series):
+        status, text = self.d.request("GET", "/metrics")
+        self.assertEqual(status, 200, text)
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[1])
+        raise AssertionError("no %s in /metrics" % series)
 
     def test_09_errors(self):
         r = self.kubectl("get", "bhw", "nope", ok=False)

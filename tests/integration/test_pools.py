@@ -1,6 +1,7 @@
 """Pools, hibernate/restore, idle detection and crash safety, on real containers."""
 import json
 import os
+import re
 import time
 import unittest
 
@@ -377,6 +378,12 @@ class IdleTest(Base):
         wait_for(lambda: self.claim_phase("ivy") == "Released", what="idle release")
         status, t = self.d.request("GET", "/api/v1/tenants/ivy")
         self.assertIn("idle timeout", t["claims"][0]["detail"])
+        # Told as an idle release (a workload's deletion has a variant of its own).
+        wait_for(lambda: re.search(r'(?m)^boilerhouse_releases_total\{variant="idle"\} [1-9]',
+                                   self.d.request("GET", "/metrics")[1]),
+                 what="the idle release's metric")
+        self.assertRegex(self.d.request("GET", "/metrics")[1],
+                         r'(?m)^boilerhouse_releases_total\{variant="workload-deleted"\} 0$')
         self.assertEqual(self.d.containers(), [])
         c = self.claim("ivy", "notes")
         self.assertEqual(c["source"], "cold+data")

@@ -138,6 +138,25 @@ static int not_b(const cJSON *obj, void *ud)
     return strcmp(bh_json_str(obj, "metadata.name"), "b") != 0;
 }
 
+/* The lines r takes up to version until (the feeder may still be on its way), split at the
+ * first newline: the first line (owned, the whole buffer) and in *rest the others. */
+static char *take_lines(struct bh_kapi_fanout *fan, struct bh_kapi_fanout_lines *r, int64_t until,
+                        char **rest)
+{
+    struct bh_kapi_buf out = {0};
+    long long deadline = bh_clock_ms() + 10000;
+    while (r->since < until && bh_clock_ms() < deadline)
+        assert_int_equal(bh_kapi_fanout_lines(fan, r, 2000, &out), 0);
+    assert_int_equal(r->since, until);
+    char *text = bh_xstrndup(out.data, out.len);
+    free(out.data);
+    char *nl = strchr(text, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    *rest = nl + 1;
+    return text;
+}
+
 /* JSON watches share the lines the feeder printed once: the watch's kind after its version,
  * filtered, decorated with the namespace; the version moves past what the filter dropped. */
 static void test_shared_lines(void **state)
@@ -151,32 +170,73 @@ static void test_shared_lines(void **state)
     int64_t vc = put(f->s, "BoilerhouseClaim", "c");
     struct bh_kapi_fanout_lines r = {
         .kind = "BoilerhouseClaim", .since = va - 1, .match = not_b, .ud = NULL};
-    struct bh_kapi_buf out = {0};
-    long long deadline = bh_clock_ms() + 10000;
-    while (r.since < vc && bh_clock_ms() < deadline) /* the feeder may still be on its way */
-        assert_int_equal(bh_kapi_fanout_lines(fan, &r, 2000, &out), 0);
-    assert_int_equal(r.since, vc);
+    char *nl;
+    bh_autofree char *text = take_lines(fan, &r, vc, &nl);
     assert_true(vb < vc);
-    bh_autofree char *text = bh_xstrndup(out.data, out.len);
-    char *nl = strchr(text, '\n');
-    assert_non_null(nl);
-    *nl = '\0';
     cJSON *first = cJSON_Parse(text);
     assert_string_equal(bh_json_str(first, "type"), "ADDED");
     assert_string_equal(bh_json_str(first, "object.metadata.name"), "a");
     assert_string_equal(bh_json_str(first, "object.metadata.namespace"), "boilerhouse");
     cJSON_Delete(first);
-    cJSON *second = cJSON_Parse(nl + 1);
+    cJSON *second = cJSON_Parse(nl);
     assert_string_equal(bh_json_str(second, "object.metadata.name"), "c"); /* b filtered */
     cJSON_Delete(second);
-    assert_null(strstr(nl + 1, "\"w\"")); /* other kinds are not the watch's */
-    free(out.data);
+    assert_null(strstr(nl, "\"w\"")); /* other kinds are not the watch's */
     /* older than memory: the caller reads the store instead */
     struct bh_kapi_fanout_lines old = {
         .kind = "BoilerhouseClaim", .since = before - 1, .match = not_b, .ud = NULL};
     struct bh_kapi_buf none = {0};
     assert_int_equal(bh_kapi_fanout_lines(fan, &old, 100, &none), 1);
     assert_int_equal(none.len, 0);
+    bh_kapi_fanout_stop(fan);
+}
+
+/* Table watches share the one-row Tables the feeder printed once: the kind's printer columns,
+ * the row's metadata, the event's version; filtered like the JSON lines. */
+static void test_shared_table_lines(void **state)
+{
+    struct fx *f = *state;
+    struct bh_kapi_fanout *fan = bh_kapi_fanout_start(f->s);
+    int64_t va = put(f->s, "BoilerhouseClaim", "a");
+    put(f->s, "BoilerhouseClaim", "b");
+    int64_t vc = put(f->s, "BoilerhouseClaim", "c");
+    struct bh_kapi_fanout_lines r = {
+        .kind = "BoilerhouseClaim", .table = 1, .since = va - 1, .match = not_b, .ud = NULL};
+    char *nl;
+    bh_autofree char *text = take_lines(fan, &r, vc, &nl);
+    cJSON *first = cJSON_Parse(text);
+    assert_string_equal(bh_json_str(first, "type"), "ADDED");
+    assert_string_equal(bh_json_str(first, "object.kind"), "Table");
+    cJSON *cols = bh_json_get(first, "object.columnDefinitions");
+    /* Name, then the kind's printer columns */
+    const struct bh_kapi_column *c = bh_kapi_kind_by_name("BoilerhouseClaim")->columns;
+    int n = 0;
+    while (c[n].name)
+        n++;
+    assert_int_equal(cJSON_GetArraySize(cols), n + 1);
+    assert_string_equal(bh_json_str(cJSON_GetArrayItem(cols, 1), "name"), c[0].name);
+    cJSON *row = cJSON_GetArrayItem(bh_json_get(first, "object.rows"), 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(bh_json_get(row, "cells"), 0)),
+                        "a");
+    assert_string_equal(bh_json_str(row, "object.kind"), "PartialObjectMetadata");
+    assert_string_equal(bh_json_str(row, "object.metadata.namespace"), "boilerhouse");
+    assert_int_equal(strtoll(bh_json_str(first, "object.metadata.resourceVersion"), NULL, 10), va);
+    cJSON_Delete(first);
+    cJSON *second = cJSON_Parse(nl); /* b dropped by the filter */
+    row = cJSON_GetArrayItem(bh_json_get(second, "object.rows"), 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(bh_json_get(row, "cells"), 0)),
+                        "c");
+    assert_int_equal(strtoll(bh_json_str(second, "object.metadata.resourceVersion"), NULL, 10), vc);
+    cJSON_Delete(second);
+    /* the JSON lines are untouched by the Table's taking the metadata */
+    struct bh_kapi_fanout_lines j = {
+        .kind = "BoilerhouseClaim", .since = va - 1, .match = not_b, .ud = NULL};
+    struct bh_kapi_buf jout = {0};
+    assert_int_equal(bh_kapi_fanout_lines(fan, &j, 2000, &jout), 0);
+    bh_autofree char *jtext = bh_xstrndup(jout.data, jout.len);
+    assert_non_null(strstr(jtext, "\"name\":\"a\""));
+    assert_null(strstr(jtext, "\"Table\""));
+    free(jout.data);
     bh_kapi_fanout_stop(fan);
 }
 
@@ -188,6 +248,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_compacted_version_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shared_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_table_lines, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
