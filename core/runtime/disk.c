@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -165,6 +166,23 @@ int bh_disk_keep(const char *disk, const char *upper, char *const *keep, struct 
     if (rc < 0 || !bh_fs_exists(upper))
         return rc;
     return disk_prune(upper, "", keep, err);
+}
+
+/* Retries of an EBUSY unmount, DISK_UMOUNT_WAIT_MS apart: a path lookup through the mount
+ * point (the sampler's statvfs, a stat) holds a reference for microseconds. */
+#define DISK_UMOUNT_TRIES 200
+#define DISK_UMOUNT_WAIT_MS 10
+
+int bh_disk_umount(const char *target, struct bh_err *err)
+{
+    for (int i = 0;; i++) {
+        if (umount2(target, 0) == 0 || errno == EINVAL || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY || i == DISK_UMOUNT_TRIES)
+            return bh_err_errno(err, BH_EIO, "umount disk %s", target);
+        struct timespec ts = {0, DISK_UMOUNT_WAIT_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int bh_disk_quiesce(const char *mnt, struct bh_err *err)

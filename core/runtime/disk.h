@@ -15,6 +15,12 @@ BH_MUST_CHECK int bh_disk_create(const char *image, uint64_t bytes, struct bh_er
  * itself once the filesystem is unmounted, or if this process dies before mounting it. */
 BH_MUST_CHECK int bh_disk_mount(const char *image, const char *target, struct bh_err *err);
 
+/* Unmounts the disk mounted at target (nothing mounted there is success), which frees its
+ * loop device. Never lazily: a detached filesystem would live on, writing into the image
+ * after the caller has parked, moved or mounted it again. A mount point busy only for a
+ * moment (a concurrent stat or statvfs of it) is tried again; busy longer, it fails. */
+BH_MUST_CHECK int bh_disk_umount(const char *target, struct bh_err *err);
+
 /* On a disk restored from a snapshot (mounted at disk): removes everything below disk but
  * upper and lost+found, and everything below upper that is not on the way to, or below, one of
  * keep (absolute in-container paths). Never follows a symlink or crosses a mount. */

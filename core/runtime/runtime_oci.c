@@ -67,7 +67,7 @@ static int oci_rootfs_release(struct bh_runtime *rt, const char *rootfs, const c
 {
     if (bh_rootfs_umount(rootfs, err) < 0)
         return -1;
-    return disk ? bh_rootfs_umount(disk, err) : 0;
+    return disk ? bh_disk_umount(disk, err) : 0;
 }
 
 static int oci_write_config(const struct bh_runtime_spec *spec, struct bh_err *err)

@@ -167,6 +167,31 @@ static void test_quota(void **state)
     assert_int_equal(loops_backing(image), 0);
 }
 
+/* A disk kept busy is not detached lazily (the image would still be written to after the
+ * caller moved on): the unmount fails and the disk stays mounted on its loop device; once
+ * the user goes, it unmounts and frees the device. */
+static void test_busy_disk_is_never_detached(void **state)
+{
+    struct bh_err err;
+    bh_autofree char *image = path_of("disk.img");
+    bh_autofree char *mnt = path_of("mnt");
+    bh_autofree char *file = path_of("mnt/held");
+    check(bh_disk_create(image, DISK_BYTES, &err), &err);
+    check(bh_fs_mkdirp(mnt, 0700, &err), &err);
+    check(bh_disk_mount(image, mnt, &err), &err);
+    int fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(bh_disk_umount(mnt, &err), -1);
+    assert_non_null(strstr(err.msg, "umount disk"));
+    assert_int_equal(loops_backing(image), 1);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0); /* still reachable where it was mounted */
+    close(fd);
+    check(bh_disk_umount(mnt, &err), &err);
+    assert_int_equal(loops_backing(image), 0);
+    check(bh_disk_umount(mnt, &err), &err); /* nothing mounted: success */
+}
+
 /* An image that holds no filesystem is refused, and the loop device is not left bound. */
 static void test_mount_garbage(void **state)
 {
@@ -242,6 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mount_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_disk_is_never_detached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oci_rootfs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
