@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bodybuf.h"
 #include "json.h"
 #include "mem.h"
 #include "name.h"
@@ -15,27 +16,6 @@
 
 #define DRIVER_TIMEOUT_S 30
 #define DRIVER_MAX_REPLY (1 << 20)
-struct driver_buf {
-    char *data;
-    size_t len;
-    int too_large;
-};
-
-static size_t driver_write(char *ptr, size_t size, size_t n, void *ud)
-{
-    struct driver_buf *b = ud;
-    size_t add = size * n;
-    if (b->len + add > DRIVER_MAX_REPLY) {
-        b->too_large = 1;
-        return 0;
-    }
-    b->data = bh_xrealloc(b->data, b->len + add + 1);
-    memcpy(b->data + b->len, ptr, add);
-    b->len += add;
-    b->data[b->len] = '\0';
-    return add;
-}
-
 int trigger_driver_path_ok(const char *p)
 {
     return p[0] == '/' && strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -185,13 +165,13 @@ int trigger_driver_post(const cJSON *spec, const cJSON *claim, const char *defau
 static int driver_http(const struct trigger_delivery *d, char **out, size_t *out_len,
                        struct bh_err *err)
 {
-    struct driver_buf buf = {0};
+    struct bh_bodybuf buf = {.max = DRIVER_MAX_REPLY};
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    int rc = trigger_driver_post(d->t->spec, d->claim, "/", hdrs, d->event_json, driver_write, &buf,
-                                 err);
+    int rc = trigger_driver_post(d->t->spec, d->claim, "/", hdrs, d->event_json, bh_bodybuf_write,
+                                 &buf, err);
     curl_slist_free_all(hdrs);
     if (rc < 0) {
-        if (buf.too_large)
+        if (buf.over)
             bh_err_set(err, BH_ETOOLARGE, "the instance answered more than %d bytes",
                        DRIVER_MAX_REPLY);
         free(buf.data);

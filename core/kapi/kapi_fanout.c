@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "json.h"
+#include "clock.h"
 #include "kapi_int.h"
 #include "mem.h"
 #include "store.h"
@@ -219,22 +220,11 @@ static int fanout_collect(struct bh_kapi_fanout *f, const char *kind, int64_t si
     return got;
 }
 
-static void fanout_deadline(int timeout_ms, struct timespec *deadline)
-{
-    clock_gettime(CLOCK_MONOTONIC, deadline);
-    deadline->tv_sec += timeout_ms / 1000;
-    deadline->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline->tv_nsec >= 1000000000L) {
-        deadline->tv_sec++;
-        deadline->tv_nsec -= 1000000000L;
-    }
-}
-
 int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t since, int timeout_ms,
                          cJSON **out, struct bh_err *err)
 {
     struct timespec deadline;
-    fanout_deadline(timeout_ms, &deadline);
+    bh_clock_deadline(CLOCK_MONOTONIC, timeout_ms, &deadline);
     cJSON *arr = cJSON_CreateArray();
     int direct = 0;
     pthread_mutex_lock(&f->mu);
@@ -284,7 +274,7 @@ int bh_kapi_fanout_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *
                          struct bh_kapi_buf *out)
 {
     struct timespec deadline;
-    fanout_deadline(timeout_ms, &deadline);
+    bh_clock_deadline(CLOCK_MONOTONIC, timeout_ms, &deadline);
     int rc = 0;
     pthread_mutex_lock(&f->mu);
     for (;;) {

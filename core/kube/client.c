@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bodybuf.h"
 #include "client_int.h"
 #include "crypto.h"
 #include "fs.h"
@@ -296,27 +297,6 @@ CURL *bh_kube_curl(struct bh_kube_client *c, const char *method, const char *pat
     return h;
 }
 
-struct kube_buf {
-    char *data;
-    size_t len;
-    int over;
-};
-
-static size_t kube_on_data(char *p, size_t size, size_t n, void *ud)
-{
-    struct kube_buf *b = ud;
-    size_t add = size * n;
-    if (b->len + add > KUBE_BODY_MAX) {
-        b->over = 1;
-        return 0;
-    }
-    b->data = bh_xrealloc(b->data, b->len + add + 1);
-    memcpy(b->data + b->len, p, add);
-    b->len += add;
-    b->data[b->len] = '\0';
-    return add;
-}
-
 static int kube_code_of(long http)
 {
     switch (http) {
@@ -356,7 +336,7 @@ int bh_kube_request(struct bh_kube_client *c, const char *method, const char *pa
                     struct bh_err *err)
 {
     struct curl_slist *hdrs = NULL;
-    struct kube_buf b = {0};
+    struct bh_bodybuf b = {.max = KUBE_BODY_MAX};
     bh_autofree char *text = body ? cJSON_PrintUnformatted(body) : NULL;
     long status = 0;
     if (out)
@@ -366,7 +346,7 @@ int bh_kube_request(struct bh_kube_client *c, const char *method, const char *pa
     if (!h)
         return bh_err_set(err, BH_EIO, "%s %s: curl init failed", method, path);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, KUBE_REQUEST_TIMEOUT_S);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, kube_on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bh_bodybuf_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
     if (text)
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);

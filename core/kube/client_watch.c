@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bodybuf.h"
 #include "client_int.h"
 #include "json.h"
 #include "mem.h"
@@ -105,10 +106,9 @@ struct kube_watch {
     void *ud;
     const volatile int *stop;
     int gone, stopped, bad;
-    long code;          /* an ERROR event's Status code */
-    struct bh_err derr; /* the decoder's error */
-    char *errbody;      /* a non-200 answer's body */
-    size_t errlen;
+    long code;                 /* an ERROR event's Status code */
+    struct bh_err derr;        /* the decoder's error */
+    struct bh_bodybuf errbody; /* a non-200 answer's body */
 };
 
 static void kube_watch_set_rv(struct kube_watch *w, const cJSON *obj)
@@ -142,15 +142,8 @@ static size_t kube_watch_on_data(char *p, size_t size, size_t n, void *ud)
     long status = 0;
     size_t len = size * n;
     curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200) {
-        if (w->errlen + len > KUBE_ERRBODY_MAX)
-            return 0;
-        w->errbody = bh_xrealloc(w->errbody, w->errlen + len + 1);
-        memcpy(w->errbody + w->errlen, p, len);
-        w->errlen += len;
-        w->errbody[w->errlen] = '\0';
-        return len;
-    }
+    if (status != 200)
+        return bh_bodybuf_write(p, size, n, &w->errbody);
     int rc = bh_kube_lines_feed(w->dec, p, len, &w->derr);
     if (rc < 0)
         w->bad = 1;
@@ -185,7 +178,7 @@ static int kube_watch_result(struct kube_watch *w, CURLcode cc, const char *path
         return bh_err_set(err, BH_EUNAVAIL, "watch %s: %s", path, curl_easy_strerror(cc));
     if (status != 200) {
         bh_autofree char *what = bh_xasprintf("watch %s", path);
-        cJSON *st = w->errbody ? cJSON_ParseWithLength(w->errbody, w->errlen) : NULL;
+        cJSON *st = w->errbody.data ? cJSON_ParseWithLength(w->errbody.data, w->errbody.len) : NULL;
         int rc = bh_kube_status_err(status, st, what, err);
         cJSON_Delete(st);
         return rc;
@@ -196,7 +189,8 @@ static int kube_watch_result(struct kube_watch *w, CURLcode cc, const char *path
 int bh_kube_watch(struct bh_kube_client *c, const char *path, char **rv, int timeout_s,
                   bh_kube_event_fn fn, void *ud, const volatile int *stop, struct bh_err *err)
 {
-    struct kube_watch w = {.rv = rv, .fn = fn, .ud = ud, .stop = stop};
+    struct kube_watch w = {
+        .rv = rv, .fn = fn, .ud = ud, .stop = stop, .errbody = {.max = KUBE_ERRBODY_MAX}};
     struct curl_slist *hdrs = NULL;
     bh_autofree char *url =
         bh_xasprintf("%s%swatch=1&allowWatchBookmarks=true&timeoutSeconds=%d%s%s", path,
@@ -218,6 +212,6 @@ int bh_kube_watch(struct bh_kube_client *c, const char *path, char **rv, int tim
     curl_easy_cleanup(w.h);
     curl_slist_free_all(hdrs);
     bh_kube_lines_free(w.dec);
-    free(w.errbody);
+    free(w.errbody.data);
     return rc;
 }

@@ -111,19 +111,6 @@ static int lease_try(struct bh_kube_lease *l, struct bh_err *err)
     return 1;
 }
 
-/* Sleeps ms unless stopped first; 0 if stopped. */
-static int lease_sleep(struct bh_kube_lease *l, long ms)
-{
-    struct timespec ts;
-    bh_clock_deadline(CLOCK_REALTIME, ms, &ts);
-    pthread_mutex_lock(&l->mu);
-    if (!l->stop)
-        pthread_cond_timedwait(&l->cond, &l->mu, &ts);
-    int go_on = !l->stop;
-    pthread_mutex_unlock(&l->mu);
-    return go_on;
-}
-
 /* After a round that started at t0: starts or ends the term; calls back outside the lock. */
 static void lease_update(struct bh_kube_lease *l, int got, long long t0)
 {
@@ -159,7 +146,7 @@ static void *lease_main(void *arg)
         if (got < 0)
             bh_warn("kube", "lease %s: %s", l->name, err.msg);
         lease_update(l, got, t0);
-    } while (lease_sleep(l, retry_ms));
+    } while (bh_clock_sleep_unless(&l->mu, &l->cond, &l->stop, retry_ms));
     return NULL;
 }
 

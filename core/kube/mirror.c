@@ -85,19 +85,6 @@ static long long mirror_rv_num(const cJSON *obj)
     return strtoll(rv, NULL, 10);
 }
 
-/* Sleeps ms unless stopped first; 0 if stopped. */
-static int mirror_sleep(struct bh_kube_mirror *m, long ms)
-{
-    struct timespec ts;
-    bh_clock_deadline(CLOCK_REALTIME, ms, &ts);
-    pthread_mutex_lock(&m->mu);
-    if (!m->stop)
-        pthread_cond_timedwait(&m->cond, &m->mu, &ts);
-    int go_on = !m->stop;
-    pthread_mutex_unlock(&m->mu);
-    return go_on;
-}
-
 /* ---- cluster to store ---- */
 
 /* A store change of key is queued or being sent. */
@@ -264,7 +251,7 @@ static void *mirror_watch_main(void *arg)
         } else if (rc < 0) {
             long ms = bh_clock_backoff_ms(++failures, MIRROR_BACKOFF_MIN_MS, MIRROR_BACKOFF_MAX_MS);
             bh_warn("kube", "%s: %s (retrying in %ld ms)", w->kind, err.msg, ms);
-            if (!mirror_sleep(m, ms))
+            if (!bh_clock_sleep_unless(&m->mu, &m->cond, &m->stop, ms))
                 break;
             continue;
         }
@@ -558,8 +545,9 @@ static void *mirror_writer_main(void *arg)
             if (!cJSON_HasObjectItem(m->dirty, key))
                 cJSON_AddTrueToObject(m->dirty, key);
             pthread_mutex_unlock(&m->mu);
-            mirror_sleep(
-                m, bh_clock_backoff_ms(++failures, MIRROR_BACKOFF_MIN_MS, MIRROR_BACKOFF_MAX_MS));
+            bh_clock_sleep_unless(
+                &m->mu, &m->cond, &m->stop,
+                bh_clock_backoff_ms(++failures, MIRROR_BACKOFF_MIN_MS, MIRROR_BACKOFF_MAX_MS));
         } else {
             failures = 0;
         }

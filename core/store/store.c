@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "objcache.h"
@@ -1077,22 +1078,11 @@ static int store_read_events(struct bh_store *s, const char *kind, int64_t since
     return rc == SQLITE_DONE ? 0 : store_sqlerr(s, err, "read events");
 }
 
-static void store_deadline(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static int store_events_locked(struct bh_store *s, const char *kind, int64_t since, int timeout_ms,
                                cJSON *arr, struct bh_err *err)
 {
     struct timespec deadline;
-    store_deadline(&deadline, timeout_ms > 0 ? timeout_ms : 0);
+    bh_clock_deadline(CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0, &deadline);
     unsigned wakes = s->wakes;
     for (;;) {
         int64_t compacted;

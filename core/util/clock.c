@@ -74,3 +74,16 @@ void bh_clock_deadline(int clk, long ms, struct timespec *out)
         out->tv_nsec -= 1000000000L;
     }
 }
+
+int bh_clock_sleep_unless(pthread_mutex_t *mu, pthread_cond_t *cond, const volatile int *stop,
+                          long ms)
+{
+    struct timespec ts;
+    bh_clock_deadline(CLOCK_REALTIME, ms, &ts);
+    pthread_mutex_lock(mu);
+    if (!*stop)
+        pthread_cond_timedwait(cond, mu, &ts);
+    int go_on = !*stop;
+    pthread_mutex_unlock(mu);
+    return go_on;
+}

@@ -3,6 +3,7 @@
 #ifndef BH_CLOCK_H
 #define BH_CLOCK_H
 
+#include <pthread.h>
 #include <time.h>
 
 /* CLOCK_MONOTONIC in milliseconds. */
@@ -19,6 +20,11 @@ long bh_clock_backoff_ms(long long failures, long min_ms, long max_ms);
 /* The time ms from now on clock clk (CLOCK_REALTIME for a default condition variable), as
  * pthread_cond_timedwait takes it. */
 void bh_clock_deadline(int clk, long ms, struct timespec *out);
+
+/* Waits ms on cond (a default, CLOCK_REALTIME condition variable) with mu, unless *stop is
+ * or becomes set (under mu, signalled on cond); 1 to go on, 0 once stopped. */
+int bh_clock_sleep_unless(pthread_mutex_t *mu, pthread_cond_t *cond, const volatile int *stop,
+                          long ms);
 
 /* Wall-clock milliseconds since the epoch (CLOCK_REALTIME). */
 long long bh_clock_wall_ms(void);
