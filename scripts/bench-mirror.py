@@ -10,8 +10,9 @@ For each N it measures, from one daemon start:
   event p50  a spec change patched with kubectl -> visible through the daemon's REST, 20
              times (watch delivery and the per-event bookkeeping at that size)
 
-Usage: scripts/bench-mirror.py [--sizes 200,2000] (root; build first; the kube-apiserver is
-built by scripts/build-kube-apiserver.sh)."""
+Usage: scripts/bench-mirror.py [--sizes 200,2000] [--baseline-build DIR] (root; build first;
+the kube-apiserver is built by scripts/build-kube-apiserver.sh). With --baseline-build, each
+size runs that build's daemon first, then this build's: the baseline from the same run."""
 import argparse
 import json
 import os
@@ -21,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
+import bh  # noqa: E402
 from bh import Daemon, wait_for  # noqa: E402
 from kube_env import KubeEnv  # noqa: E402
 
@@ -66,8 +68,8 @@ def event_latencies(kube, ns, d, rounds=20):
     return lat
 
 
-def run(kube, n):
-    ns = "bench-mirror-%d" % n
+def run(kube, n, label):
+    ns = "bench-mirror-%s-%d" % (label, n)
     kube.kubectl("create", "namespace", ns)
     create_all(kube, ns, n)
     kc = kube.kubeconfig_for(ns)
@@ -89,16 +91,22 @@ def run(kube, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="200,2000")
+    ap.add_argument("--baseline-build", help="a build dir of the code to compare with")
     args = ap.parse_args()
+    builds = [("this", bh.BINARY)]
+    if args.baseline_build:
+        builds.insert(0, ("baseline", os.path.join(args.baseline_build, "boilerhouse")))
     kube = KubeEnv()
     try:
         kube.install_crds()
-        print("%6s | %12s | %12s | %14s | %14s" % ("N", "mirrored s", "statuses s",
-                                                  "event p50 ms", "event max ms"))
+        print("%8s | %6s | %10s | %10s | %12s | %12s" % ("build", "N", "mirrored s", "statuses s",
+                                                        "event p50 ms", "event max ms"))
         for n in (int(x) for x in args.sizes.split(",")):
-            mirrored, statuses, lat = run(kube, n)
-            print("%6d | %12.2f | %12.2f | %14.1f | %14.1f" % (
-                n, mirrored, statuses, statistics.median(lat), max(lat)), flush=True)
+            for label, binary in builds:
+                bh.BINARY = binary  # Daemon() takes the binary it runs from here
+                mirrored, statuses, lat = run(kube, n, label)
+                print("%8s | %6d | %10.2f | %10.2f | %12.1f | %12.1f" % (
+                    label, n, mirrored, statuses, statistics.median(lat), max(lat)), flush=True)
     finally:
         kube.stop()
 
