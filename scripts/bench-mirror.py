@@ -70,9 +70,8 @@ def event_latencies(kube, ns, d, rounds=20):
 
 def run(kube, n, label):
     ns = "bench-mirror-%s-%d" % (label, n)
-    kube.kubectl("create", "namespace", ns)
+    kc = kube.kubeconfig_for(ns)  # makes the namespace
     create_all(kube, ns, n)
-    kc = kube.kubeconfig_for(ns)
     d = Daemon(log_level="info", extra_args=["--kubeconfig", kc, "--operator-id", "bench"])
     try:
         t0 = time.monotonic()
