@@ -6,14 +6,18 @@
  * has been compacted away).
  *
  * The feeder also prints each event of the four kinds once, as the line a JSON watch sends
- * (the object decorated as the API shows it); the first Table watch (`kubectl get bhc -w`) to
- * reach an event prints it once more, as a one-row Table with the kind's printer columns (the
- * one column set a kind has), for every Table watch after it. Watchers take those shared
- * lines, filtered under the lock, instead of copying and printing every event for themselves.
- * The Table line is made on demand, not by the feeder, so that JSON watches (and daemons with
- * no Table watch) do not wait for it. */
+ * (the object decorated as the API shows it), and, once a Table watch (`kubectl get bhc -w`)
+ * has been seen, as a one-row Table with the kind's printer columns: before it wakes anyone,
+ * so no watcher waits under the lock for another to print it (an event from before the first
+ * Table watch is printed by the first Table watch that reaches it). The Table line is written
+ * as text around the row's cells and the object's metadata, not built as a cJSON Table and
+ * printed; its columnDefinitions are null, and a watch's first Table gets the kind's column
+ * definitions (printed once per kind) spliced in, as the API server sends them: in the first
+ * event only (kubectl keeps them for the rest). Watchers take those shared lines, filtered
+ * under the lock, instead of copying and printing every event for themselves. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +32,8 @@
 /* The feeder's wait per store read. Stopping wakes it (bh_store_wake); this bounds the wait
  * only when the wake came between its stop check and its store read. */
 #define FANOUT_FEED_WAIT_MS 1000
+/* A Table line's columnDefinitions, but in a watch's first (fanout_take_table). */
+#define FANOUT_NO_COLUMNS "null"
 
 struct fanout_ev {
     int64_t rv;
@@ -35,8 +41,9 @@ struct fanout_ev {
     cJSON *ev;   /* {"type", "object"}, the object decorated (bh_kapi_decorate) */
     char *line;  /* ev printed, with its newline; NULL for kinds the API does not serve */
     size_t size; /* of line */
-    char *table; /* ev's object as a one-row Table, printed the same way; NULL until asked for */
+    char *table; /* ev's object as a one-row Table with null columnDefinitions; or NULL */
     size_t table_size;
+    size_t table_columns; /* offset of that null in table */
 };
 
 struct bh_kapi_fanout {
@@ -48,6 +55,9 @@ struct bh_kapi_fanout {
     size_t head, n;      /* oldest at head */
     int64_t floor, last; /* the ring holds every event with floor < rv <= last */
     int broken, stop;
+    atomic_int tables; /* a Table watch has read: the feeder prints Table lines too */
+    char **columns;    /* per kind (bh_kapi_kinds' order): its columnDefinitions, printed */
+    size_t *columns_size;
 };
 
 static int64_t fanout_rv(const cJSON *ev)
@@ -67,27 +77,73 @@ static char *fanout_line(const cJSON *ev, size_t *size)
     return line;
 }
 
-/* The line a Table watch sends for ev: the Table takes the object's metadata, so a copy (the
- * JSON line's ev stays as it is). */
-static char *fanout_table_line(const struct fanout_ev *e, size_t *size)
+static void fanout_buf_add(struct bh_kapi_buf *b, const char *data, size_t n)
 {
-    cJSON *one = cJSON_CreateArray(), *tev = cJSON_CreateObject();
-    cJSON_AddItemToArray(one, cJSON_Duplicate(bh_json_get(e->ev, "object"), 1));
-    cJSON_AddStringToObject(tev, "type", bh_json_str(e->ev, "type") ?: "");
-    cJSON_AddItemToObject(tev, "object", bh_kapi_table(e->kind, one, e->rv));
-    cJSON_Delete(one);
-    char *line = fanout_line(tev, size);
-    cJSON_Delete(tev);
-    return line;
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->data = bh_xrealloc(b->data, b->cap);
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
 }
 
-/* The line JSON watches send for ev, once for every watcher; outside the lock. */
-static void fanout_print(struct fanout_ev *e)
+static void fanout_buf_str(struct bh_kapi_buf *b, const char *s)
+{
+    fanout_buf_add(b, s, strlen(s));
+}
+
+static void fanout_buf_json(struct bh_kapi_buf *b, const cJSON *item)
+{
+    char *text = cJSON_PrintUnformatted(item);
+    fanout_buf_str(b, text);
+    free(text);
+}
+
+/* The line a Table watch sends for e: what bh_kapi_table prints for the one object (its
+ * metadata as a PartialObjectMetadata), written around the printed cells and metadata, with
+ * null columnDefinitions at e->table_columns. Reads e->ev only (the JSON line's stays). */
+static void fanout_table_line(struct fanout_ev *e)
+{
+    const struct bh_kapi_kind *k = bh_kapi_kind_by_name(e->kind);
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(e->ev, "object");
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    cJSON *type = cJSON_CreateString(bh_json_str(e->ev, "type") ?: "");
+    cJSON *cells = bh_kapi_table_cells(k->columns, obj);
+    struct bh_kapi_buf b = {0};
+    char rv[24];
+    snprintf(rv, sizeof(rv), "%lld", (long long)e->rv);
+    fanout_buf_str(&b, "{\"type\":");
+    fanout_buf_json(&b, type);
+    fanout_buf_str(&b, ",\"object\":{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\","
+                       "\"metadata\":{\"resourceVersion\":\"");
+    fanout_buf_str(&b, rv);
+    fanout_buf_str(&b, "\"},\"columnDefinitions\":");
+    e->table_columns = b.len;
+    fanout_buf_str(&b, FANOUT_NO_COLUMNS ",\"rows\":[{\"cells\":");
+    fanout_buf_json(&b, cells);
+    fanout_buf_str(&b, ",\"object\":{\"kind\":\"PartialObjectMetadata\","
+                       "\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
+    if (md)
+        fanout_buf_json(&b, md);
+    else
+        fanout_buf_str(&b, "{}");
+    fanout_buf_str(&b, "}}]}}\n");
+    cJSON_Delete(type);
+    cJSON_Delete(cells);
+    e->table = b.data;
+    e->table_size = b.len;
+}
+
+/* The lines watches send for ev, once for every watcher; outside the lock. */
+static void fanout_print(struct fanout_ev *e, int tables)
 {
     if (!bh_kapi_kind_by_name(e->kind))
         return;
     bh_kapi_decorate(cJSON_GetObjectItemCaseSensitive(e->ev, "object"));
     e->line = fanout_line(e->ev, &e->size);
+    if (tables)
+        fanout_table_line(e);
 }
 
 static void fanout_free(struct fanout_ev *e)
@@ -101,6 +157,7 @@ static void fanout_free(struct fanout_ev *e)
 /* Appends the store's events (owned array, emptied) and wakes the watchers. */
 static void fanout_append(struct bh_kapi_fanout *f, cJSON *evs)
 {
+    int tables = atomic_load(&f->tables); /* now: a Table watch may have come during the wait */
     int n = cJSON_GetArraySize(evs), i = 0;
     struct fanout_ev *fresh = bh_xcalloc((size_t)n + 1, sizeof(*fresh));
     for (cJSON *ev = evs->child, *next; ev; ev = next, i++) {
@@ -108,7 +165,7 @@ static void fanout_append(struct bh_kapi_fanout *f, cJSON *evs)
         fresh[i].rv = fanout_rv(ev);
         fresh[i].kind = bh_xstrdup(bh_json_str(ev, "object.kind") ?: "");
         fresh[i].ev = cJSON_DetachItemViaPointer(evs, ev);
-        fanout_print(&fresh[i]);
+        fanout_print(&fresh[i], tables);
     }
     pthread_mutex_lock(&f->mu);
     for (i = 0; i < n; i++) {
@@ -158,6 +215,14 @@ struct bh_kapi_fanout *bh_kapi_fanout_start(struct bh_store *store)
     cJSON *none = NULL;
     struct bh_err err;
     f->store = store;
+    f->columns = bh_xcalloc(bh_kapi_n_kinds, sizeof(*f->columns));
+    f->columns_size = bh_xcalloc(bh_kapi_n_kinds, sizeof(*f->columns_size));
+    for (size_t i = 0; i < bh_kapi_n_kinds; i++) {
+        cJSON *cols = bh_kapi_table_columns(bh_kapi_kinds[i].columns);
+        f->columns[i] = cJSON_PrintUnformatted(cols);
+        f->columns_size[i] = strlen(f->columns[i]);
+        cJSON_Delete(cols);
+    }
     pthread_mutex_init(&f->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -186,6 +251,10 @@ void bh_kapi_fanout_stop(struct bh_kapi_fanout *f)
         pthread_join(f->feeder, NULL);
     for (size_t i = 0; i < f->n; i++)
         fanout_free(&f->ring[(f->head + i) % FANOUT_RING]);
+    for (size_t i = 0; i < bh_kapi_n_kinds; i++)
+        free(f->columns[i]);
+    free(f->columns);
+    free(f->columns_size);
     pthread_cond_destroy(&f->grew);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -246,27 +315,43 @@ int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t sin
     return 0;
 }
 
+/* Appends e's Table line to out; the watch's first one with the kind's columnDefinitions in
+ * place of the null. Under the lock. */
+static void fanout_take_table(struct bh_kapi_fanout *f, struct fanout_ev *e,
+                              struct bh_kapi_fanout_lines *r, struct bh_kapi_buf *out)
+{
+    if (!e->table) /* from before the first Table watch: printed once, here, for the others */
+        fanout_table_line(e);
+    if (r->had_columns) {
+        fanout_buf_add(out, e->table, e->table_size);
+        return;
+    }
+    size_t k = (size_t)(bh_kapi_kind_by_name(e->kind) - bh_kapi_kinds);
+    size_t null_len = sizeof(FANOUT_NO_COLUMNS) - 1;
+    fanout_buf_add(out, e->table, e->table_columns);
+    fanout_buf_add(out, f->columns[k], f->columns_size[k]);
+    fanout_buf_add(out, e->table + e->table_columns + null_len,
+                   e->table_size - e->table_columns - null_len);
+    r->had_columns = 1;
+}
+
 /* Appends the lines (JSON or Table, r->table) of r->kind's events after r->since that r->match
  * takes to out; moves r->since past every event looked at. Under the lock. */
 static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r,
                               struct bh_kapi_buf *out)
 {
+    if (r->table)
+        atomic_store(&f->tables, 1);
     for (size_t i = fanout_first_after(f, r->since); i < f->n; i++) {
         struct fanout_ev *e = &f->ring[(f->head + i) % FANOUT_RING];
         r->since = e->rv;
         if (!e->line || strcmp(e->kind, r->kind) != 0 ||
             !r->match(cJSON_GetObjectItemCaseSensitive(e->ev, "object"), r->ud))
             continue;
-        if (r->table && !e->table) /* the first Table watch here prints it for the others */
-            e->table = fanout_table_line(e, &e->table_size);
-        const char *line = r->table ? e->table : e->line;
-        size_t size = r->table ? e->table_size : e->size;
-        if (out->len + size > out->cap) {
-            out->cap = (out->len + size) * 2;
-            out->data = bh_xrealloc(out->data, out->cap);
-        }
-        memcpy(out->data + out->len, line, size);
-        out->len += size;
+        if (r->table)
+            fanout_take_table(f, e, r, out);
+        else
+            fanout_buf_add(out, e->line, e->size);
     }
 }
 
