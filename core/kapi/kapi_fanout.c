@@ -8,19 +8,24 @@
  * The feeder also prints each event of the four kinds once, as the line a JSON watch sends
  * (the object decorated as the API shows it), and, once a Table watch (`kubectl get bhc -w`)
  * has been seen, as a one-row Table with the kind's printer columns: before it wakes anyone,
- * so no watcher waits under the lock for another to print it (an event from before the first
+ * so no watcher waits for another to print it (an event from before the first
  * Table watch is printed by the first Table watch that reaches it). The Table line is written
  * as text around the row's cells and the object's metadata, not built as a cJSON Table and
  * printed; its columnDefinitions are null, and a watch's first Table gets the kind's column
  * definitions (printed once per kind) spliced in, as the API server sends them: in the first
  * event only (kubectl keeps them for the rest). Watchers take those shared lines, filtered
- * under the lock, instead of copying and printing every event for themselves. */
+ * under a read lock, side by side, instead of copying and printing every event for themselves;
+ * they wait for the next change on a futex, not on a condition variable (see rw below). */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "clock.h"
@@ -38,10 +43,10 @@
 struct fanout_ev {
     int64_t rv;
     char *kind;
-    cJSON *ev;   /* {"type", "object"}, the object decorated (bh_kapi_decorate) */
-    char *line;  /* ev printed, with its newline; NULL for kinds the API does not serve */
-    size_t size; /* of line */
-    char *table; /* ev's object as a one-row Table with null columnDefinitions; or NULL */
+    cJSON *ev;           /* {"type", "object"}, the object decorated (bh_kapi_decorate) */
+    char *line;          /* ev printed, with its newline; NULL for kinds the API does not serve */
+    size_t size;         /* of line */
+    char *_Atomic table; /* ev's object as a one-row Table, null columnDefinitions; or NULL */
     size_t table_size;
     size_t table_columns; /* offset of that null in table */
 };
@@ -49,8 +54,12 @@ struct fanout_ev {
 struct bh_kapi_fanout {
     struct bh_store *store;
     pthread_t feeder;
-    pthread_mutex_t mu;
-    pthread_cond_t grew;
+    /* The ring: the feeder writes it, watchers read it side by side. With a mutex and a
+     * condition variable, every event woke all the watchers into a queue on the mutex, each
+     * handing it to the next (a chain of wake-ups on 2 CPUs, with CPU to spare). */
+    pthread_rwlock_t rw;
+    pthread_mutex_t print_mu; /* a Table line printed by a watch (fanout_take_table) */
+    atomic_uint grew;         /* bumped on every change; watchers wait on it (futex) */
     struct fanout_ev ring[FANOUT_RING];
     size_t head, n;      /* oldest at head */
     int64_t floor, last; /* the ring holds every event with floor < rv <= last */
@@ -131,11 +140,11 @@ static void fanout_table_line(struct fanout_ev *e)
     fanout_buf_str(&b, "}}]}}\n");
     cJSON_Delete(type);
     cJSON_Delete(cells);
-    e->table = b.data;
     e->table_size = b.len;
+    e->table = b.data; /* last: a watch may be reading e->table (fanout_take_table) */
 }
 
-/* The lines watches send for ev, once for every watcher; outside the lock. */
+/* The lines watches send for ev, once for every watcher; before ev is in the ring. */
 static void fanout_print(struct fanout_ev *e, int tables)
 {
     if (!bh_kapi_kind_by_name(e->kind))
@@ -154,6 +163,27 @@ static void fanout_free(struct fanout_ev *e)
     cJSON_Delete(e->ev);
 }
 
+/* Wakes the watchers waiting in fanout_wait: after a change to the ring, its lock let go. */
+static void fanout_wake(struct bh_kapi_fanout *f)
+{
+    atomic_fetch_add(&f->grew, 1);
+    syscall(SYS_futex, &f->grew, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Waits until f->grew is no longer seen (read before the watcher looked at the ring, so a
+ * change since is not missed) or the deadline (bh_clock_ms) passes: ETIMEDOUT then, else 0. */
+static int fanout_wait(struct bh_kapi_fanout *f, unsigned seen, long long deadline)
+{
+    long long left = deadline - bh_clock_ms();
+    if (left <= 0)
+        return ETIMEDOUT;
+    struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000};
+    if (syscall(SYS_futex, &f->grew, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0) < 0 &&
+        errno == ETIMEDOUT)
+        return ETIMEDOUT;
+    return 0;
+}
+
 /* Appends the store's events (owned array, emptied) and wakes the watchers. */
 static void fanout_append(struct bh_kapi_fanout *f, cJSON *evs)
 {
@@ -167,7 +197,7 @@ static void fanout_append(struct bh_kapi_fanout *f, cJSON *evs)
         fresh[i].ev = cJSON_DetachItemViaPointer(evs, ev);
         fanout_print(&fresh[i], tables);
     }
-    pthread_mutex_lock(&f->mu);
+    pthread_rwlock_wrlock(&f->rw);
     for (i = 0; i < n; i++) {
         if (f->n == FANOUT_RING) { /* full: the oldest goes, and with it the floor */
             struct fanout_ev *old = &f->ring[f->head];
@@ -180,8 +210,8 @@ static void fanout_append(struct bh_kapi_fanout *f, cJSON *evs)
         if (fresh[i].rv > f->last)
             f->last = fresh[i].rv;
     }
-    pthread_cond_broadcast(&f->grew);
-    pthread_mutex_unlock(&f->mu);
+    pthread_rwlock_unlock(&f->rw);
+    fanout_wake(f);
     free(fresh);
 }
 
@@ -189,19 +219,19 @@ static void *fanout_feed(void *arg)
 {
     struct bh_kapi_fanout *f = arg;
     for (;;) {
-        pthread_mutex_lock(&f->mu);
+        pthread_rwlock_rdlock(&f->rw);
         int stop = f->stop;
         int64_t since = f->last;
-        pthread_mutex_unlock(&f->mu);
+        pthread_rwlock_unlock(&f->rw);
         if (stop)
             return NULL;
         cJSON *evs = NULL;
         struct bh_err err;
         if (bh_store_events_since(f->store, NULL, since, FANOUT_FEED_WAIT_MS, &evs, &err) < 0) {
-            pthread_mutex_lock(&f->mu); /* watchers read the store themselves from now on */
+            pthread_rwlock_wrlock(&f->rw); /* watchers read the store themselves from now on */
             f->broken = 1;
-            pthread_cond_broadcast(&f->grew);
-            pthread_mutex_unlock(&f->mu);
+            pthread_rwlock_unlock(&f->rw);
+            fanout_wake(f);
             return NULL;
         }
         fanout_append(f, evs);
@@ -223,12 +253,8 @@ struct bh_kapi_fanout *bh_kapi_fanout_start(struct bh_store *store)
         f->columns_size[i] = strlen(f->columns[i]);
         cJSON_Delete(cols);
     }
-    pthread_mutex_init(&f->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&f->grew, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_rwlock_init(&f->rw, NULL);
+    pthread_mutex_init(&f->print_mu, NULL);
     /* The store's version now: the ring starts empty from there. */
     if (bh_store_list(store, "BoilerhouseWorkload", NULL, &none, &f->last, &err) < 0 ||
         pthread_create(&f->feeder, NULL, fanout_feed, f) != 0)
@@ -242,10 +268,10 @@ void bh_kapi_fanout_stop(struct bh_kapi_fanout *f)
 {
     if (!f)
         return;
-    pthread_mutex_lock(&f->mu);
+    pthread_rwlock_wrlock(&f->rw);
     f->stop = 1;
     int joinable = f->broken != 2;
-    pthread_mutex_unlock(&f->mu);
+    pthread_rwlock_unlock(&f->rw);
     bh_store_wake(f->store); /* the feeder may be waiting for the store's next change */
     if (joinable)
         pthread_join(f->feeder, NULL);
@@ -255,13 +281,13 @@ void bh_kapi_fanout_stop(struct bh_kapi_fanout *f)
         free(f->columns[i]);
     free(f->columns);
     free(f->columns_size);
-    pthread_cond_destroy(&f->grew);
-    pthread_mutex_destroy(&f->mu);
+    pthread_mutex_destroy(&f->print_mu);
+    pthread_rwlock_destroy(&f->rw);
     free(f);
 }
 
 /* The ring's first event after since (f->n if none): the ring is in version order, so a
- * watcher looks only at what is new to it. Under the lock. */
+ * watcher looks only at what is new to it. Under the read lock. */
 static size_t fanout_first_after(const struct bh_kapi_fanout *f, int64_t since)
 {
     size_t lo = 0, hi = f->n;
@@ -275,7 +301,7 @@ static size_t fanout_first_after(const struct bh_kapi_fanout *f, int64_t since)
     return lo;
 }
 
-/* Copies the ring's events of kind after since into out; the count. Under the lock. */
+/* Copies the ring's events of kind after since into out; the count. Under the read lock. */
 static int fanout_collect(struct bh_kapi_fanout *f, const char *kind, int64_t since, cJSON *out)
 {
     int got = 0;
@@ -292,21 +318,18 @@ static int fanout_collect(struct bh_kapi_fanout *f, const char *kind, int64_t si
 int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t since, int timeout_ms,
                          cJSON **out, struct bh_err *err)
 {
-    struct timespec deadline;
-    bh_clock_deadline(CLOCK_MONOTONIC, timeout_ms, &deadline);
+    long long deadline = bh_clock_ms() + timeout_ms;
     cJSON *arr = cJSON_CreateArray();
     int direct = 0;
-    pthread_mutex_lock(&f->mu);
     for (;;) {
-        if (f->broken || since < f->floor) {
-            direct = 1;
-            break;
-        }
-        if (fanout_collect(f, kind, since, arr) > 0 ||
-            pthread_cond_timedwait(&f->grew, &f->mu, &deadline) == ETIMEDOUT)
+        unsigned seen = atomic_load(&f->grew);
+        pthread_rwlock_rdlock(&f->rw);
+        direct = f->broken || since < f->floor;
+        int got = direct ? 0 : fanout_collect(f, kind, since, arr);
+        pthread_rwlock_unlock(&f->rw);
+        if (direct || got > 0 || fanout_wait(f, seen, deadline) == ETIMEDOUT)
             break;
     }
-    pthread_mutex_unlock(&f->mu);
     if (direct) {
         cJSON_Delete(arr);
         return bh_store_events_since(f->store, kind, since, timeout_ms, out, err);
@@ -316,12 +339,16 @@ int bh_kapi_fanout_since(struct bh_kapi_fanout *f, const char *kind, int64_t sin
 }
 
 /* Appends e's Table line to out; the watch's first one with the kind's columnDefinitions in
- * place of the null. Under the lock. */
+ * place of the null. Under the read lock. */
 static void fanout_take_table(struct bh_kapi_fanout *f, struct fanout_ev *e,
                               struct bh_kapi_fanout_lines *r, struct bh_kapi_buf *out)
 {
-    if (!e->table) /* from before the first Table watch: printed once, here, for the others */
-        fanout_table_line(e);
+    if (!atomic_load(&e->table)) { /* from before the first Table watch: printed once, here */
+        pthread_mutex_lock(&f->print_mu); /* (watches read side by side) */
+        if (!atomic_load(&e->table))
+            fanout_table_line(e);
+        pthread_mutex_unlock(&f->print_mu);
+    }
     if (r->had_columns) {
         fanout_buf_add(out, e->table, e->table_size);
         return;
@@ -336,7 +363,7 @@ static void fanout_take_table(struct bh_kapi_fanout *f, struct fanout_ev *e,
 }
 
 /* Appends the lines (JSON or Table, r->table) of r->kind's events after r->since that r->match
- * takes to out; moves r->since past every event looked at. Under the lock. */
+ * takes to out; moves r->since past every event looked at. Under the read lock. */
 static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r,
                               struct bh_kapi_buf *out)
 {
@@ -358,20 +385,18 @@ static void fanout_take_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_li
 int bh_kapi_fanout_lines(struct bh_kapi_fanout *f, struct bh_kapi_fanout_lines *r, int timeout_ms,
                          struct bh_kapi_buf *out)
 {
-    struct timespec deadline;
-    bh_clock_deadline(CLOCK_MONOTONIC, timeout_ms, &deadline);
+    long long deadline = bh_clock_ms() + timeout_ms;
     int rc = 0;
-    pthread_mutex_lock(&f->mu);
     for (;;) {
-        if (f->broken || r->since < f->floor) {
-            rc = 1;
-            break;
-        }
+        unsigned seen = atomic_load(&f->grew);
         size_t had = out->len;
-        fanout_take_lines(f, r, out);
-        if (out->len != had || pthread_cond_timedwait(&f->grew, &f->mu, &deadline) == ETIMEDOUT)
+        pthread_rwlock_rdlock(&f->rw);
+        rc = f->broken || r->since < f->floor;
+        if (!rc)
+            fanout_take_lines(f, r, out);
+        pthread_rwlock_unlock(&f->rw);
+        if (rc || out->len != had || fanout_wait(f, seen, deadline) == ETIMEDOUT)
             break;
     }
-    pthread_mutex_unlock(&f->mu);
     return rc;
 }
