@@ -3,7 +3,7 @@
 run against one real daemon (tests/integration/bh.py: its own state dir, ports and cleanup).
 
   scripts/bench-kapi.py [--runs N] [--claims N] [--events N] [--watchers N] [--table]
-                       [--watch-only]
+                       [--watch-only] [--client c|processes|threads] [--interval-ms MS]
 
 1. `kubectl apply -f workloads/` (the whole process, the three workloads created each time)
    beside its REST equivalent, one `curl -X POST --data-binary @file` process per file.
@@ -15,14 +15,20 @@ run against one real daemon (tests/integration/bh.py: its own state dir, ports a
 3. Watch fan-out: W watchers (default 50) of one claim, each receiving --events events (label
    changes by merge patch, default 1,000); delivery latency per event and watcher, from just
    before the write was sent, and from its acknowledgement. Baseline in the same run: one
-   watcher. Each watcher is a process of its own (CLOCK_MONOTONIC times compare across
-   processes); --threads makes them threads of this one, as before, where Python's GIL hands
-   50 readers one CPU in 5 ms slices and its own queueing shows in the tail. --table adds the
+   watcher. The watchers are one build/tests/bench_kapi_watch process (C: one thread, epoll,
+   OpenSSL; it stamps each event with CLOCK_MONOTONIC when its bytes are read, and this script
+   stamps the writes with the same clock). --client processes makes each watcher a Python
+   process of its own, as before round 4 of docs/benchmarks.md (50 interpreters on 2 CPUs: the
+   client's wake-ups and TLS in Python are most of what it measures); --client threads makes
+   them threads of this one, where the GIL's queueing shows in the tail. --table adds the
    same with Table watches (`kubectl get bhc -w`'s Accept: as=Table), each event a one-row
    Table.
 
 With --runs R for the watch (--watch-only), the fan-out is measured R times in the one daemon
-and the rows pool every run's deliveries (each run's p99 is printed too).
+and the rows pool every run's deliveries (each run's p99 is printed too). The writes go back
+to back (each sent when the one before is answered: about 1,000 a second, 50,000 deliveries a
+second with 50 watchers, which a loaded 2-CPU machine does not keep up with, so the tail is a
+queue); --interval-ms paces them to measure delivery below that rate.
 
 Needs root (the daemon's bridge) and kubectl on PATH."""
 import argparse
@@ -40,9 +46,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
-from bh import BINARY, SOURCE, Daemon  # noqa: E402
+from bh import BINARY, BUILD, SOURCE, Daemon  # noqa: E402
 
 GROUP = "/apis/boilerhouse.dev/v1alpha1/namespaces/boilerhouse"
+WATCH_CLIENT = os.path.join(BUILD, "tests", "bench_kapi_watch")
 NOIMAGE = """{"apiVersion": "boilerhouse.dev/v1alpha1", "kind": "BoilerhouseWorkload",
  "metadata": {"name": "benchwl"},
  "spec": {"version": "1", "image": {"ref": "localhost/absent:1"},
@@ -70,7 +77,8 @@ class Kapi:
 
     def __init__(self, d):
         self.port = d.kube_port
-        self.ctx = ssl.create_default_context(cafile=os.path.join(d.state, "kapi", "ca.crt"))
+        self.cafile = os.path.join(d.state, "kapi", "ca.crt")
+        self.ctx = ssl.create_default_context(cafile=self.cafile)
 
     def conn(self):
         return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=120)
@@ -183,11 +191,19 @@ def bench_list(d, kapi, env, runs, n):
     return kube, rest, server, client
 
 
+def mono():
+    """CLOCK_MONOTONIC in seconds: the clock the watchers (Python or bench_kapi_watch) stamp."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def watch_path(rv):
+    return (GROUP + "/boilerhouseclaims?watch=true&resourceVersion=%s&fieldSelector="
+            "metadata.name%%3Dclaim-t0-benchwl" % rv)
+
+
 def watcher(kapi, rv, n, got, ready, results=None, table=False):
     c = kapi.conn()
-    c.request("GET", GROUP + "/boilerhouseclaims?watch=true&resourceVersion=%s&fieldSelector="
-              "metadata.name%%3Dclaim-t0-benchwl" % rv,
-              headers={"Accept": TABLE} if table else {})
+    c.request("GET", watch_path(rv), headers={"Accept": TABLE} if table else {})
     r = c.getresponse()
     ready.release()
     seen = 0
@@ -195,7 +211,7 @@ def watcher(kapi, rv, n, got, ready, results=None, table=False):
         line = r.readline()
         if not line:
             break
-        t = time.perf_counter()
+        t = mono()
         m = re.search(rb'"seq":"(\d+)"', line)
         if m:
             got.append((int(m.group(1)), t))
@@ -231,18 +247,39 @@ def start_watchers(kapi, rv, n, count, procs, table):
     return finish
 
 
-def bench_watch(kapi, watchers, n, procs, table=False, run=0):
+def start_c_watchers(kapi, rv, n, count, table):
+    """count watchers in one bench_kapi_watch process; a function as start_watchers gives."""
+    p = subprocess.Popen([WATCH_CLIENT, str(kapi.port), kapi.cafile, watch_path(rv),
+                          TABLE if table else "application/json", str(count), str(n)],
+                         stdout=subprocess.PIPE, text=True)
+    if p.stdout.readline().strip() != "ready":
+        p.kill()
+        raise RuntimeError("bench_kapi_watch did not start its watches")
+
+    def finish():
+        out, _ = p.communicate(timeout=300)
+        got = [(int(s), float(t)) for s, t in (ln.split() for ln in out.splitlines())]
+        return [got]  # one list of every watcher's arrivals
+    return finish
+
+
+def bench_watch(kapi, watchers, n, client, table=False, run=0, interval=0.0):
     c = kapi.conn()
     path = GROUP + "/boilerhouseclaims/claim-t0-benchwl"
     rv = kapi.call(c, "GET", path)["metadata"]["resourceVersion"]
-    finish = start_watchers(kapi, rv, n, watchers, procs, table)
+    if client == "c":
+        finish = start_c_watchers(kapi, rv, n, watchers, table)
+    else:
+        finish = start_watchers(kapi, rv, n, watchers, client == "processes", table)
     sent, acked = {}, {}
     for i in range(n):
         # the label's value is unique per run and watch, so every patch is a change
         body = json.dumps({"metadata": {"labels": {"seq": str(i), "run": "r%d" % run}}})
-        sent[i] = time.perf_counter()
+        if i and interval:  # paced: each write starts interval after the one before
+            time.sleep(max(0.0, sent[i - 1] + interval - mono()))
+        sent[i] = mono()
         kapi.call(c, "PATCH", path, body, "application/merge-patch+json")
-        acked[i] = time.perf_counter()
+        acked[i] = mono()
     results = finish()
     from_send = [(t - sent[s]) * 1000 for got in results for s, t in got]
     from_ack = [(t - acked[s]) * 1000 for got in results for s, t in got]
@@ -257,11 +294,16 @@ def main():
     ap.add_argument("--claims", type=int, default=1000)
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--watchers", type=int, default=50)
-    ap.add_argument("--threads", action="store_true",
-                    help="watchers as threads of one process (the GIL's queueing included)")
+    ap.add_argument("--client", choices=("c", "processes", "threads"), default="c",
+                    help="the watchers: c (default) all in one bench_kapi_watch process, epoll "
+                    "and OpenSSL; processes: a Python process each; threads: Python threads of "
+                    "this process (the GIL's queueing included)")
     ap.add_argument("--watch-only", action="store_true",
                     help="skip apply and kubectl get; claims are still made (for the list rows);"
                     " the watch is measured --runs times")
+    ap.add_argument("--interval-ms", type=float, default=0,
+                    help="pace the watch's writes: each starts this long after the one before "
+                    "(default 0: back to back, each sent when the one before is answered)")
     ap.add_argument("--table", action="store_true",
                     help="Table watches too (Accept: as=Table, as kubectl get -w asks)")
     a = ap.parse_args()
@@ -290,8 +332,8 @@ def main():
             for label, count in (("1 watcher", 1), ("%d watchers" % a.watchers, a.watchers)):
                 runs = []
                 for r in range(watch_runs):
-                    runs.append(bench_watch(kapi, count, a.events, not a.threads, table,
-                                            len(watches) * 1000 + r))
+                    runs.append(bench_watch(kapi, count, a.events, a.client, table,
+                                            len(watches) * 1000 + r, a.interval_ms / 1000.0))
                 watches.append(("%s, %s" % (label, mode), count, runs))
     finally:
         d.cleanup()

@@ -94,6 +94,7 @@ struct kapi_stream {
     char *buf; /* pending bytes */
     size_t len, off;
     int done;
+    int had_columns; /* a Table sent with its columnDefinitions (bh_kapi_fanout_lines) */
 };
 
 static void stream_append(struct kapi_stream *s, const char *type, cJSON *object)
@@ -130,8 +131,12 @@ static void stream_event(struct kapi_stream *s, const char *type, cJSON *obj)
     }
     cJSON *one = cJSON_CreateArray();
     cJSON_AddItemToArray(one, cJSON_Duplicate(obj, 1));
-    stream_append(s, type, bh_kapi_table(s->w->kind, one, s->w->rv));
+    cJSON *t = bh_kapi_table(s->w->kind, one, s->w->rv);
     cJSON_Delete(one);
+    if (s->had_columns) /* the stream's first Table had them, as from the fan-out's lines */
+        cJSON_ReplaceItemInObjectCaseSensitive(t, "columnDefinitions", cJSON_CreateNull());
+    s->had_columns = 1;
+    stream_append(s, type, t);
 }
 
 static void stream_bookmark(struct kapi_stream *s)
@@ -179,6 +184,7 @@ static int stream_fill_lines(struct kapi_stream *s, int wait)
 {
     struct bh_kapi_fanout_lines r = {.kind = s->w->kind,
                                      .table = s->w->table,
+                                     .had_columns = s->had_columns,
                                      .since = s->w->rv,
                                      .match = stream_match,
                                      .ud = s->w};
@@ -188,6 +194,7 @@ static int stream_fill_lines(struct kapi_stream *s, int wait)
         return 0;
     }
     s->w->rv = r.since;
+    s->had_columns = r.had_columns;
     s->buf = out.data;
     s->len = out.len;
     if (s->len == 0 && s->w->bookmarks)

@@ -97,6 +97,10 @@ const struct bh_kapi_kind *bh_kapi_kind_by_name(const char *kind);
 cJSON *bh_kapi_table(const char *kind, cJSON *items, int64_t rv);
 /* A Table of items with these columns (ending at a NULL name) after Name; the same. */
 cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, cJSON *items, int64_t rv);
+/* Its parts, for the watch fan-out, which prints a one-row Table without building one: the
+ * columnDefinitions (Name, then columns) and one row's cells for obj. */
+cJSON *bh_kapi_table_columns(const struct bh_kapi_column *columns);
+cJSON *bh_kapi_table_cells(const struct bh_kapi_column *columns, const cJSON *obj);
 /* Fills what the API shows but the store does not keep (namespace). In place. */
 void bh_kapi_decorate(cJSON *obj);
 
@@ -125,8 +129,10 @@ struct bh_kapi_buf {
  * the fan-out's lock with the decorated object: quick, and no calls back), as JSON or Table. */
 struct bh_kapi_fanout_lines {
     const char *kind;
-    int table;     /* the one-row Table lines (as=Table) instead of the objects */
-    int64_t since; /* in: after this; out: the newest version looked at */
+    int table;       /* the one-row Table lines (as=Table) instead of the objects */
+    int had_columns; /* in/out: the watch has sent a Table with its columnDefinitions; as the
+                      * API server does, later Tables of the stream have none (null) */
+    int64_t since;   /* in: after this; out: the newest version looked at */
     int (*match)(const cJSON *obj, void *ud);
     void *ud;
 };

@@ -146,22 +146,35 @@ cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, cJSON *items, int6
     char buf[24];
     snprintf(buf, sizeof(buf), "%lld", (long long)rv);
     cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "metadata"), "resourceVersion", buf);
-    cJSON *cols = cJSON_AddArrayToObject(t, "columnDefinitions");
-    cJSON_AddItemToArray(cols, obj_column("Name", "string", "name"));
-    for (const struct bh_kapi_column *c = columns; c->name; c++)
-        cJSON_AddItemToArray(cols, obj_column(c->name, c->type, ""));
+    cJSON_AddItemToObject(t, "columnDefinitions", bh_kapi_table_columns(columns));
     cJSON *rows = cJSON_AddArrayToObject(t, "rows");
     cJSON *o;
     cJSON_ArrayForEach(o, items)
     {
-        cJSON *row = cJSON_CreateObject(), *cells = cJSON_AddArrayToObject(row, "cells");
-        cJSON_AddItemToArray(cells, cJSON_CreateString(bh_json_str(o, "metadata.name") ?: ""));
-        for (const struct bh_kapi_column *c = columns; c->name; c++)
-            cJSON_AddItemToArray(cells, obj_cell(o, c));
+        cJSON *row = cJSON_CreateObject();
+        cJSON_AddItemToObject(row, "cells", bh_kapi_table_cells(columns, o));
         cJSON_AddItemToObject(row, "object", obj_partial(o));
         cJSON_AddItemToArray(rows, row);
     }
     return t;
+}
+
+cJSON *bh_kapi_table_columns(const struct bh_kapi_column *columns)
+{
+    cJSON *cols = cJSON_CreateArray();
+    cJSON_AddItemToArray(cols, obj_column("Name", "string", "name"));
+    for (const struct bh_kapi_column *c = columns; c->name; c++)
+        cJSON_AddItemToArray(cols, obj_column(c->name, c->type, ""));
+    return cols;
+}
+
+cJSON *bh_kapi_table_cells(const struct bh_kapi_column *columns, const cJSON *obj)
+{
+    cJSON *cells = cJSON_CreateArray();
+    cJSON_AddItemToArray(cells, cJSON_CreateString(bh_json_str(obj, "metadata.name") ?: ""));
+    for (const struct bh_kapi_column *c = columns; c->name; c++)
+        cJSON_AddItemToArray(cells, obj_cell(obj, c));
+    return cells;
 }
 
 /* ---- helpers ---- */

@@ -513,6 +513,25 @@ class KubectlTest(DaemonTestCase):
         self.assertIn("old-client created", old("apply", "-f", "-", stdin=wl))
         self.assertIn("old-client unchanged", old("apply", "-f", "-", stdin=wl))
         self.assertIn("old-client", old("get", "bhw"))
+        # its get -w prints every event of a watch as a row, although the server sends the
+        # columns in the watch's first Table only (as the API server does)
+        watch_out = tempfile.TemporaryFile(mode="w+")
+        self.addCleanup(watch_out.close)
+        watcher = subprocess.Popen([KUBECTL_OLD, "get", "bhw", "old-client", "-w"],
+                                   stdout=watch_out, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            def rows():
+                watch_out.seek(0)
+                return watch_out.read()
+            wait_for(lambda: "old-client" in rows(), what="kubectl 1.20's first row")
+            for i in range(3):
+                old("annotate", "--overwrite", "bhw", "old-client", "bench=%d" % i)
+            wait_for(lambda: len(re.findall(r"(?m)^old-client\s", rows())) >= 4,
+                     what="kubectl 1.20 printing each watch event as a row")
+        finally:
+            watcher.terminate()
+            watcher.wait()
+        self.assertEqual(len(re.findall(r"(?m)^NAME\s", rows())), 1, rows())
         # its client-side validation knows the schema: an unknown field is refused before
         # anything is sent
         r = subprocess.run([KUBECTL_OLD, "apply", "-f", "-"], capture_output=True, text=True,
