@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mem.h"
 #include "mirror.h"
+#include "runtime_kube.h"
 #include "store.h"
 
 #define OPERATOR_LEASE_NAME "boilerhouse-operator"
@@ -27,6 +28,20 @@ struct bh_operator {
 int bh_operator_enabled(const struct bh_settings *cfg)
 {
     return cfg->kubeconfig != NULL || cfg->kube_in_cluster;
+}
+
+int bh_operator_runs_pods(const struct bh_settings *cfg)
+{
+    return cfg->runtime ? strcmp(cfg->runtime, "kube") == 0 : bh_operator_enabled(cfg);
+}
+
+int bh_operator_check_settings(const struct bh_settings *cfg, struct bh_err *err)
+{
+    if (bh_operator_runs_pods(cfg) && !bh_operator_enabled(cfg))
+        return bh_err_set(err, BH_EINVAL,
+                          "--runtime kube runs instances as Pods of a cluster: it needs "
+                          "--kubeconfig FILE or --in-cluster 1");
+    return 0;
 }
 
 static int operator_admit(cJSON *obj, void *ud, struct bh_err *err)
@@ -60,6 +75,9 @@ int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check, struct bh_e
         .ud = ctx,
     };
     if (bh_kube_mirror_start(&mc, &ctx->op->mirror, err) < 0)
+        return bh_err_wrap(err, "operator mode");
+    if (bh_operator_runs_pods(&ctx->cfg) &&
+        bh_runtime_kube_open(ctx->op->client, &ctx->runtime, err) < 0)
         return bh_err_wrap(err, "operator mode");
     bh_store_subscribe(ctx->store, bh_kube_mirror_on_store, ctx->op->mirror);
     bh_info("operator", "mirroring namespace %s of %s", bh_kube_client_namespace(ctx->op->client),
@@ -113,6 +131,13 @@ void bh_operator_close(struct bh_ctx *ctx)
     bh_kube_lease_stop(ctx->op->lease);
     ctx->op->lease = NULL;
     bh_kube_mirror_stop(ctx->op->mirror);
+    ctx->op->mirror = NULL;
+}
+
+void bh_operator_free(struct bh_ctx *ctx)
+{
+    if (!ctx->op)
+        return;
     bh_kube_client_free(ctx->op->client);
     free(ctx->op);
     ctx->op = NULL;

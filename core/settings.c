@@ -75,7 +75,9 @@ static const struct settings_entry settings_table[] = {
     {"BOILERHOUSE_POLICY_DIR", "policy-dir", "DIR", SET_PATH, S_OFF(policy_dir), NULL, 0, 0, 0, 0,
      NULL, "Lua claim policies and guards (docs/lua.md); default STATE_DIR/policies"},
     {"BOILERHOUSE_RUNTIME", "runtime", "NAME", SET_STR, S_OFF(runtime), NULL, 0, 0, 0, 0,
-     "runc|crun", "OCI runtime; detected when unset"},
+     "runc|crun|kube",
+     "where instances run: runc or crun on this host (detected when unset), or kube: Pods of "
+     "the cluster (the default in operator mode)"},
     {"BOILERHOUSE_BUILD_NETWORK", "build-network", "MODE", SET_STR, S_OFF(build_network), "none", 0,
      0, 0, 0, "none|host", "network of Dockerfile RUN steps (buildah --network)"},
     {"BOILERHOUSE_LOG_LEVEL", "log-level", "LEVEL", SET_LEVEL, S_OFF(log_level), "info", 0, 0, 0, 0,
