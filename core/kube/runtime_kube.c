@@ -20,9 +20,9 @@
 #define KRT_MANAGED_SELECTOR "labelSelector=boilerhouse.dev%2Fmanaged%3Dtrue"
 #define KRT_LIST_PAGE 500
 #define KRT_ASSIGN_TRIES 8
-/* How long a delete waits for the Pod to be gone (a kubelet stops it within its grace
- * period); still there after it, the delete fails and its caller retries later. */
-#define KRT_DELETE_WAIT_MS 5000
+/* How long a delete waits for the Pod to be gone beyond its grace period (the kubelet stops
+ * it within that); still there after it, the delete fails and its caller retries later. */
+#define KRT_DELETE_SLACK_MS 5000
 #define KRT_DELETE_POLL_MS 100
 #define KRT_MERGE_PATCH "application/merge-patch+json"
 #define KRT_ID_LEN 12
@@ -156,13 +156,21 @@ static int krt_create(struct kube_rt *k, const char *group, const char *resource
     return rc < 0 ? bh_err_wrap(err, "create %s %s", resource, name) : 0;
 }
 
-/* Deletes one object; an absent one counts. */
+/* Deletes one object; an absent one counts. *grace_s (optional): the grace period the
+ * server gave it (0: it is gone already). */
 static int krt_delete_one(struct kube_rt *k, const char *group, const char *resource,
-                          const char *name, struct bh_err *err)
+                          const char *name, long long *grace_s, struct bh_err *err)
 {
     bh_autofree char *path = krt_path(k, group, resource, name);
-    if (bh_kube_request(k->client, "DELETE", path, NULL, NULL, NULL, NULL, err) < 0 &&
-        err->code != BH_ENOTFOUND)
+    cJSON *out = NULL;
+    int rc = bh_kube_request(k->client, "DELETE", path, NULL, NULL, &out, NULL, err);
+    /* A graceful delete answers the object, being deleted; an immediate one a Status. */
+    if (grace_s)
+        *grace_s = bh_json_get(out, "metadata.deletionTimestamp")
+                       ? bh_json_int(out, "metadata.deletionGracePeriodSeconds", 0)
+                       : 0;
+    cJSON_Delete(out);
+    if (rc < 0 && err->code != BH_ENOTFOUND)
         return bh_err_wrap(err, "delete %s %s", resource, name);
     return 0;
 }
@@ -380,10 +388,11 @@ static int krt_alive(struct bh_runtime *rt, const char *id, int pid)
     return alive;
 }
 
-/* Until the Pod is gone (its finalizers and the kubelet done), or BH_EUNAVAIL. */
-static int krt_wait_gone(struct kube_rt *k, const char *name, struct bh_err *err)
+/* Until the Pod is gone (its finalizers and the kubelet done), or BH_EUNAVAIL once its grace
+ * period and some slack have passed. */
+static int krt_wait_gone(struct kube_rt *k, const char *name, long long grace_s, struct bh_err *err)
 {
-    long long deadline = bh_clock_ms() + KRT_DELETE_WAIT_MS;
+    long long deadline = bh_clock_ms() + grace_s * 1000 + KRT_DELETE_SLACK_MS;
     for (;;) {
         cJSON *pod = NULL;
         int rc = krt_get(k, KRT_CORE, "pods", name, &pod, err);
@@ -402,10 +411,11 @@ static int krt_delete(struct bh_runtime *rt, const char *id, struct bh_err *err)
     bh_autofree char *name = krt_pod_name(k, id, err);
     if (!name)
         return err->code == BH_ENOTFOUND ? 0 : -1;
-    if (krt_delete_one(k, KRT_CORE, "pods", name, err) < 0 ||
-        krt_delete_one(k, KRT_CORE, "services", name, err) < 0 ||
-        krt_delete_one(k, KRT_NET, "networkpolicies", name, err) < 0 ||
-        krt_wait_gone(k, name, err) < 0)
+    long long grace_s = 0;
+    if (krt_delete_one(k, KRT_CORE, "pods", name, &grace_s, err) < 0 ||
+        krt_delete_one(k, KRT_CORE, "services", name, NULL, err) < 0 ||
+        krt_delete_one(k, KRT_NET, "networkpolicies", name, NULL, err) < 0 ||
+        krt_wait_gone(k, name, grace_s, err) < 0)
         return -1;
     krt_remember(k, krt_instance_id(id), NULL);
     return 0;
