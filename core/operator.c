@@ -56,6 +56,18 @@ static int operator_may_write_status(void *ud)
     return ctx->op->lease && bh_kube_lease_held(ctx->op->lease);
 }
 
+/* Instances as Pods of the cluster (core/kube/runtime_kube.h), on the operator's client. */
+static int operator_open_runtime(struct bh_ctx *ctx, struct bh_err *err)
+{
+    const struct bh_settings *c = &ctx->cfg;
+    const struct bh_runtime_kube_cfg rc = {.cluster_cidrs = c->kube_cluster_cidrs,
+                                           .operator_namespace = c->kube_operator_namespace,
+                                           .dns_namespace = c->kube_dns_namespace,
+                                           .dns_label = c->kube_dns_label,
+                                           .proxy_image = c->kube_proxy_image};
+    return bh_runtime_kube_open(ctx->op->client, &rc, &ctx->runtime, err);
+}
+
 int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check, struct bh_err *err)
 {
     struct bh_kube_config kc;
@@ -76,8 +88,7 @@ int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check, struct bh_e
     };
     if (bh_kube_mirror_start(&mc, &ctx->op->mirror, err) < 0)
         return bh_err_wrap(err, "operator mode");
-    if (bh_operator_runs_pods(&ctx->cfg) &&
-        bh_runtime_kube_open(ctx->op->client, &ctx->runtime, err) < 0)
+    if (bh_operator_runs_pods(&ctx->cfg) && operator_open_runtime(ctx, err) < 0)
         return bh_err_wrap(err, "operator mode");
     bh_store_subscribe(ctx->store, bh_kube_mirror_on_store, ctx->op->mirror);
     bh_info("operator", "mirroring namespace %s of %s", bh_kube_client_namespace(ctx->op->client),

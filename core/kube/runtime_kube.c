@@ -30,6 +30,9 @@
 struct kube_rt {
     struct bh_runtime base; /* first: the ops see a struct bh_runtime */
     struct bh_kube_client *client;
+    struct bh_kube_opts opts; /* its strings are the fields below */
+    char *operator_ns, *dns_ns, *dns_label, *proxy_image;
+    char **cidrs; /* NULL-terminated */
     pthread_mutex_t lock;
     cJSON *pods; /* instance id -> Pod name, of the Pods launched or listed; under lock */
 };
@@ -183,13 +186,6 @@ static int krt_patch(struct kube_rt *k, const char *pod, const cJSON *patch, str
 
 /* ---- launch ---- */
 
-static struct bh_kube_opts krt_opts(struct kube_rt *k)
-{
-    struct bh_kube_opts o = {.namespace = krt_ns(k)};
-    bh_kube_opts_defaults(&o);
-    return o;
-}
-
 static struct bh_kube_instance krt_identity(const struct bh_runtime_instance *inst)
 {
     return (struct bh_kube_instance){
@@ -226,17 +222,16 @@ static int krt_launch(struct bh_runtime *rt, const struct bh_runtime_instance *i
                       struct bh_err *err)
 {
     struct kube_rt *k = krt(rt);
-    struct bh_kube_opts o = krt_opts(k);
+    const struct bh_kube_opts *o = &k->opts;
     struct bh_kube_instance ki = krt_identity(inst);
     const char *access = bh_json_str(inst->workload, "spec.network.access");
     cJSON *np = NULL, *svc = NULL, *pod = NULL;
-    if ((access && strcmp(access, "restricted") == 0 &&
-         krt_ensure_ca(k, inst->workload, &o, err)) ||
-        bh_kube_network_policy(inst->workload, &ki, &o, &np, err) < 0 ||
+    if ((access && strcmp(access, "restricted") == 0 && krt_ensure_ca(k, inst->workload, o, err)) ||
+        bh_kube_network_policy(inst->workload, &ki, o, &np, err) < 0 ||
         krt_create(k, KRT_NET, "networkpolicies", np, err) < 0 ||
-        bh_kube_service(inst->workload, &ki, &o, &svc, err) < 0 ||
+        bh_kube_service(inst->workload, &ki, o, &svc, err) < 0 ||
         (svc && krt_create(k, KRT_CORE, "services", svc, err) < 0) ||
-        bh_kube_pod(inst->workload, &ki, &o, &pod, err) < 0)
+        bh_kube_pod(inst->workload, &ki, o, &pod, err) < 0)
         return -1;
     bh_autofree char *name = bh_xstrdup(bh_json_str(pod, "metadata.name"));
     krt_remember(k, inst->instance_id, name);
@@ -443,6 +438,11 @@ static int krt_list(struct bh_runtime *rt, char ***ids, struct bh_err *err)
 static void krt_close(struct bh_runtime *rt)
 {
     struct kube_rt *k = krt(rt);
+    free(k->operator_ns);
+    free(k->dns_ns);
+    free(k->dns_label);
+    free(k->proxy_image);
+    bh_strv_free(k->cidrs);
     cJSON_Delete(k->pods);
     pthread_mutex_destroy(&k->lock);
     free(k);
@@ -464,15 +464,54 @@ static const struct bh_runtime_ops krt_ops = {
     .remote = &krt_remote_ops,
 };
 
-int bh_runtime_kube_open(struct bh_kube_client *client, struct bh_runtime **out, struct bh_err *err)
+static char *krt_dup(const char *s)
 {
-    (void)err;
+    return s ? bh_xstrdup(s) : NULL;
+}
+
+/* "a, b,c" as an owned NULL-terminated list, empty items dropped. */
+static char **krt_split(const char *list)
+{
+    bh_autofree char *copy = bh_xstrdup(list ? list : "");
+    char **v = bh_xcalloc(strlen(copy) / 2 + 2, sizeof(char *));
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+        v[n++] = bh_xstrdup(t);
+    return v;
+}
+
+/* The objects' settings, as owned copies the opts point into. */
+static void krt_configure(struct kube_rt *k, const struct bh_runtime_kube_cfg *cfg)
+{
+    k->operator_ns = krt_dup(cfg->operator_namespace);
+    k->dns_ns = krt_dup(cfg->dns_namespace);
+    k->dns_label = krt_dup(cfg->dns_label);
+    k->proxy_image = krt_dup(cfg->proxy_image);
+    k->cidrs = krt_split(cfg->cluster_cidrs);
+    k->opts = (struct bh_kube_opts){.namespace = krt_ns(k),
+                                    .operator_namespace = k->operator_ns,
+                                    .cluster_cidrs = (const char *const *)k->cidrs,
+                                    .dns_namespace = k->dns_ns,
+                                    .dns_label = k->dns_label,
+                                    .proxy_image = k->proxy_image};
+    bh_kube_opts_defaults(&k->opts);
+}
+
+int bh_runtime_kube_open(struct bh_kube_client *client, const struct bh_runtime_kube_cfg *cfg,
+                         struct bh_runtime **out, struct bh_err *err)
+{
     struct kube_rt *k = bh_xcalloc(1, sizeof(*k));
     k->base.ops = &krt_ops;
     k->base.name = "kube";
     k->client = client;
     k->pods = cJSON_CreateObject();
     pthread_mutex_init(&k->lock, NULL);
+    krt_configure(k, cfg);
+    if (bh_kube_opts_check(&k->opts, err) < 0) {
+        krt_close(&k->base);
+        return -1;
+    }
     *out = &k->base;
     bh_info("runtime", "instances run as Pods in namespace %s", krt_ns(k));
     return 0;

@@ -18,10 +18,22 @@
 #include "err.h"
 #include "runtime.h"
 
-/* Opens the driver on client (borrowed: it must outlive the runtime). *out owned
- * (bh_runtime_close). */
-BH_MUST_CHECK int bh_runtime_kube_open(struct bh_kube_client *client, struct bh_runtime **out,
-                                       struct bh_err *err);
+/* The operator's settings the objects depend on (objects.h bh_kube_opts); borrowed, NULL
+ * fields take the builders' defaults. */
+struct bh_runtime_kube_cfg {
+    const char *cluster_cidrs; /* the cluster's Pod and Service ranges, comma-separated */
+    const char *operator_namespace;
+    const char *dns_namespace;
+    const char *dns_label;
+    const char *proxy_image;
+};
+
+/* Opens the driver on client (borrowed: it must outlive the runtime), in the client's
+ * namespace; cfg is copied, and refused as the builders would refuse it (BH_EINVAL naming
+ * the value). *out owned (bh_runtime_close). */
+BH_MUST_CHECK int bh_runtime_kube_open(struct bh_kube_client *client,
+                                       const struct bh_runtime_kube_cfg *cfg,
+                                       struct bh_runtime **out, struct bh_err *err);
 
 /* What a Pod's status says about a boot. */
 enum bh_runtime_kube_pod {

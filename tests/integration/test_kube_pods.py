@@ -35,6 +35,7 @@ metadata: {name: %s}
 spec: {workloadRef: %s, size: %d}
 """
 LEASE = "boilerhouse-operator"
+CLUSTER_CIDRS = "10.96.0.0/16,10.244.0.0/16,fd00:10::/56"  # the cluster's own: not for instances
 HOLD = "test.boilerhouse.dev/hold"  # a finalizer of the test's: the Pod stays "terminating"
 
 
@@ -114,7 +115,7 @@ class KubePodsTest(KubeTestCase):
 
     def daemon(self, claim_timeout_s=60):
         d = Daemon(extra_args=["--kubeconfig", self.kc, "--operator-id", "pods",
-                               "--lease-duration", "4"],
+                               "--lease-duration", "4", "--kube-cluster-cidrs", CLUSTER_CIDRS],
                    extra_env={"BOILERHOUSE_CLAIM_TIMEOUT_SECONDS": str(claim_timeout_s)})
         self.addCleanup(d.cleanup)
         d.start(timeout=60)
@@ -262,7 +263,10 @@ class KubePodsTest(KubeTestCase):
             if mode == "none":
                 self.assertEqual(egress, [], np)
             elif mode == "unrestricted":
-                self.assertIn({"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}, blocks)
+                self.assertIn({"cidr": "0.0.0.0/0", "except": [
+                    "169.254.0.0/16", "10.96.0.0/16", "10.244.0.0/16"]}, blocks)
+                self.assertIn({"cidr": "::/0", "except": [
+                    "fd00:ec2::254/128", "fd00:10::/56"]}, blocks)
                 self.assertIn(("UDP", 53), ports)
             else:
                 self.assertEqual(ports, [("TCP", 53), ("TCP", 80), ("TCP", 443), ("UDP", 53)])

@@ -128,7 +128,8 @@ static void test_seam_kube_driver(void **state)
     struct bh_kube_client *c = unreachable_client();
     struct bh_runtime *rt = NULL;
     struct bh_err err = {0};
-    assert_int_equal(bh_runtime_kube_open(c, &rt, &err), 0);
+    const struct bh_runtime_kube_cfg cfg = {0};
+    assert_int_equal(bh_runtime_kube_open(c, &cfg, &rt, &err), 0);
     assert_string_equal(bh_runtime_name(rt), "kube");
     assert_true(bh_runtime_has(rt, BH_RUNTIME_CAP_REMOTE | BH_RUNTIME_CAP_SHARED));
     /* Host-only ops: refused by name, never a crash on a missing op. */
@@ -149,6 +150,35 @@ static void test_seam_kube_driver(void **state)
     assert_int_equal(bh_runtime_delete(rt, "bh-../../x", &err), 0);
     assert_false(bh_runtime_alive(rt, "bh-../../x", 0));
     bh_runtime_close(rt);
+    bh_kube_client_free(c);
+}
+
+/* Settings the builders would refuse are refused when the driver opens, naming the value. */
+static void test_kube_driver_settings(void **state)
+{
+    (void)state;
+    struct bh_kube_client *c = unreachable_client();
+    static const struct {
+        struct bh_runtime_kube_cfg cfg;
+        const char *msg; /* NULL: accepted */
+    } cases[] = {
+        {{.cluster_cidrs = "10.96.0.0/12, 10.244.0.0/16,fd00::/48"}, NULL},
+        {{.cluster_cidrs = "10.96.0.0/12,;rm -rf"}, "cluster range ;rm: must be a CIDR"},
+        {{.cluster_cidrs = "10.96.0.0"}, "cluster range 10.96.0.0: must be a CIDR"},
+        {{.dns_label = "k8s-app"}, "DNS pod label k8s-app: must be key=value"},
+        {{.dns_label = "app=coredns", .dns_namespace = "dns"}, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct bh_runtime *rt = NULL;
+        struct bh_err err = {0};
+        int rc = bh_runtime_kube_open(c, &cases[i].cfg, &rt, &err);
+        if (!cases[i].msg) {
+            assert_int_equal(rc, 0);
+            bh_runtime_close(rt);
+        } else if (rc == 0 || !strstr(err.msg, cases[i].msg)) {
+            fail_msg("case %zu: rc %d, \"%s\"", i, rc, err.msg);
+        }
+    }
     bh_kube_client_free(c);
 }
 
@@ -174,8 +204,11 @@ static void test_ca_new(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pod_state),        cmocka_unit_test(test_pod_state_truncates),
-        cmocka_unit_test(test_seam_host_driver), cmocka_unit_test(test_seam_kube_driver),
+        cmocka_unit_test(test_pod_state),
+        cmocka_unit_test(test_pod_state_truncates),
+        cmocka_unit_test(test_seam_host_driver),
+        cmocka_unit_test(test_seam_kube_driver),
+        cmocka_unit_test(test_kube_driver_settings),
         cmocka_unit_test(test_ca_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
