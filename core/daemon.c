@@ -110,7 +110,9 @@ static int daemon_open_parts(struct bh_ctx *ctx, struct bh_err *err)
         return -1;
     int rc = bh_image_store_open(images, c->uid_base, regcfg, &ctx->images, err);
     cJSON_Delete(regcfg);
-    if (rc < 0 || bh_runtime_oci_open(rtroot, c->runtime, &ctx->runtime, err) < 0)
+    /* Pods are opened with the cluster connection (bh_operator_open). */
+    if (rc < 0 || (!bh_operator_runs_pods(c) &&
+                   bh_runtime_oci_open(rtroot, c->runtime, &ctx->runtime, err) < 0))
         return -1;
     if (daemon_open_policies(ctx, err) < 0)
         return -1;
@@ -148,7 +150,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     ctx->idle = bh_idle_new();
     ctx->boots = bh_boots_new(ctx->cfg.max_boots);
     ctx->ratelimit = daemon_ratelimit(&ctx->cfg);
-    if (daemon_open_parts(ctx, err) < 0 ||
+    if (bh_operator_check_settings(&ctx->cfg, err) < 0 || daemon_open_parts(ctx, err) < 0 ||
         (bh_operator_enabled(&ctx->cfg) && bh_operator_open(ctx, bh_daemon_check, err) < 0) ||
         bh_instance_recover(ctx, err) < 0 || bh_claim_recover(ctx, err) < 0 ||
         bh_hibernate_gc(ctx, 0, err) < 0) {
@@ -196,6 +198,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
         bh_secrets_close(ctx->secrets);
     if (ctx->runtime)
         bh_runtime_close(ctx->runtime);
+    bh_operator_free(ctx); /* after the runtime: the Pod runtime borrows its client */
     if (ctx->images)
         bh_image_store_close(ctx->images);
     if (ctx->store)

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mem.h"
 #include "mirror.h"
+#include "runtime_kube.h"
 #include "store.h"
 
 #define OPERATOR_LEASE_NAME "boilerhouse-operator"
@@ -29,6 +30,20 @@ int bh_operator_enabled(const struct bh_settings *cfg)
     return cfg->kubeconfig != NULL || cfg->kube_in_cluster;
 }
 
+int bh_operator_runs_pods(const struct bh_settings *cfg)
+{
+    return cfg->runtime ? strcmp(cfg->runtime, "kube") == 0 : bh_operator_enabled(cfg);
+}
+
+int bh_operator_check_settings(const struct bh_settings *cfg, struct bh_err *err)
+{
+    if (bh_operator_runs_pods(cfg) && !bh_operator_enabled(cfg))
+        return bh_err_set(err, BH_EINVAL,
+                          "--runtime kube runs instances as Pods of a cluster: it needs "
+                          "--kubeconfig FILE or --in-cluster 1");
+    return 0;
+}
+
 static int operator_admit(cJSON *obj, void *ud, struct bh_err *err)
 {
     struct bh_ctx *ctx = ud;
@@ -39,6 +54,18 @@ static int operator_may_write_status(void *ud)
 {
     struct bh_ctx *ctx = ud;
     return ctx->op->lease && bh_kube_lease_held(ctx->op->lease);
+}
+
+/* Instances as Pods of the cluster (core/kube/runtime_kube.h), on the operator's client. */
+static int operator_open_runtime(struct bh_ctx *ctx, struct bh_err *err)
+{
+    const struct bh_settings *c = &ctx->cfg;
+    const struct bh_runtime_kube_cfg rc = {.cluster_cidrs = c->kube_cluster_cidrs,
+                                           .operator_namespace = c->kube_operator_namespace,
+                                           .dns_namespace = c->kube_dns_namespace,
+                                           .dns_label = c->kube_dns_label,
+                                           .proxy_image = c->kube_proxy_image};
+    return bh_runtime_kube_open(ctx->op->client, &rc, &ctx->runtime, err);
 }
 
 int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check, struct bh_err *err)
@@ -60,6 +87,8 @@ int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check, struct bh_e
         .ud = ctx,
     };
     if (bh_kube_mirror_start(&mc, &ctx->op->mirror, err) < 0)
+        return bh_err_wrap(err, "operator mode");
+    if (bh_operator_runs_pods(&ctx->cfg) && operator_open_runtime(ctx, err) < 0)
         return bh_err_wrap(err, "operator mode");
     bh_store_subscribe(ctx->store, bh_kube_mirror_on_store, ctx->op->mirror);
     bh_info("operator", "mirroring namespace %s of %s", bh_kube_client_namespace(ctx->op->client),
@@ -113,6 +142,13 @@ void bh_operator_close(struct bh_ctx *ctx)
     bh_kube_lease_stop(ctx->op->lease);
     ctx->op->lease = NULL;
     bh_kube_mirror_stop(ctx->op->mirror);
+    ctx->op->mirror = NULL;
+}
+
+void bh_operator_free(struct bh_ctx *ctx)
+{
+    if (!ctx->op)
+        return;
     bh_kube_client_free(ctx->op->client);
     free(ctx->op);
     ctx->op = NULL;

@@ -15,13 +15,20 @@ typedef int (*bh_operator_check_fn)(struct bh_ctx *ctx, cJSON *obj, struct bh_er
 
 /* Whether the settings ask for operator mode. */
 int bh_operator_enabled(const struct bh_settings *cfg);
+/* Whether instances run as Pods: --runtime kube, or operator mode without --runtime. */
+int bh_operator_runs_pods(const struct bh_settings *cfg);
+/* Refuses settings that cannot work together (--runtime kube without a cluster). */
+BH_MUST_CHECK int bh_operator_check_settings(const struct bh_settings *cfg, struct bh_err *err);
 /* Connects to the cluster and fills the store with its objects (ctx->op; ctx->standby set
- * until this replica leads). Call after the store opened, before recovery reads it. */
+ * until this replica leads); opens the Pod runtime as ctx->runtime when bh_operator_runs_pods.
+ * Call after the store opened, before recovery reads it. */
 BH_MUST_CHECK int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check,
                                    struct bh_err *err);
 /* Starts competing for the Lease; call once the reconciler's queue exists. */
 BH_MUST_CHECK int bh_operator_elect(struct bh_ctx *ctx, struct bh_err *err);
 /* Gives up the Lease, stops the mirror. */
 void bh_operator_close(struct bh_ctx *ctx);
+/* Frees the cluster connection; after bh_operator_close and once the runtime is closed. */
+void bh_operator_free(struct bh_ctx *ctx);
 
 #endif

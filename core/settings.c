@@ -75,7 +75,9 @@ static const struct settings_entry settings_table[] = {
     {"BOILERHOUSE_POLICY_DIR", "policy-dir", "DIR", SET_PATH, S_OFF(policy_dir), NULL, 0, 0, 0, 0,
      NULL, "Lua claim policies and guards (docs/lua.md); default STATE_DIR/policies"},
     {"BOILERHOUSE_RUNTIME", "runtime", "NAME", SET_STR, S_OFF(runtime), NULL, 0, 0, 0, 0,
-     "runc|crun", "OCI runtime; detected when unset"},
+     "runc|crun|kube",
+     "where instances run: runc or crun on this host (detected when unset), or kube: Pods of "
+     "the cluster (the default in operator mode)"},
     {"BOILERHOUSE_BUILD_NETWORK", "build-network", "MODE", SET_STR, S_OFF(build_network), "none", 0,
      0, 0, 0, "none|host", "network of Dockerfile RUN steps (buildah --network)"},
     {"BOILERHOUSE_LOG_LEVEL", "log-level", "LEVEL", SET_LEVEL, S_OFF(log_level), "info", 0, 0, 0, 0,
@@ -165,6 +167,22 @@ static const struct settings_entry settings_table[] = {
      "operator mode: the leader's Lease lasts this long unrenewed; a standby takes over after it"},
     {"BOILERHOUSE_OPERATOR_ID", "operator-id", "NAME", SET_STR, S_OFF(operator_id), NULL, 0, 0, 0,
      0, NULL, "operator mode: this replica's Lease holderIdentity (default: hostname_pid)"},
+    {"BOILERHOUSE_KUBE_CLUSTER_CIDRS", "kube-cluster-cidrs", "CIDR,...", SET_STR,
+     S_OFF(kube_cluster_cidrs), NULL, 0, 0, 0, 0, NULL,
+     "Pods: the cluster's Pod and Service ranges, which unrestricted and restricted instances may "
+     "not reach (their NetworkPolicies); none when unset"},
+    {"BOILERHOUSE_KUBE_OPERATOR_NAMESPACE", "kube-operator-namespace", "NS", SET_STR,
+     S_OFF(kube_operator_namespace), NULL, 0, 0, 0, 0, NULL,
+     "Pods: where the operator's Pods run, the only ingress of instances (default: the "
+     "kubeconfig's namespace)"},
+    {"BOILERHOUSE_KUBE_DNS_NAMESPACE", "kube-dns-namespace", "NS", SET_STR,
+     S_OFF(kube_dns_namespace), NULL, 0, 0, 0, 0, NULL,
+     "Pods: the cluster resolver's namespace (default kube-system)"},
+    {"BOILERHOUSE_KUBE_DNS_LABEL", "kube-dns-label", "KEY=VALUE", SET_STR, S_OFF(kube_dns_label),
+     NULL, 0, 0, 0, 0, NULL, "Pods: the cluster resolver Pods' label (default k8s-app=kube-dns)"},
+    {"BOILERHOUSE_KUBE_PROXY_IMAGE", "kube-proxy-image", "IMAGE", SET_STR, S_OFF(kube_proxy_image),
+     NULL, 0, 0, 0, 0, NULL,
+     "Pods: the image of restricted instances' egress sidecar (default boilerhouse:latest)"},
 };
 
 #define SETTINGS_N ((int)BH_ARRAY_LEN(settings_table))

@@ -76,6 +76,12 @@ struct bh_settings {
     int kube_in_cluster;        /* operator mode with the Pod's service account */
     int lease_duration_s;       /* operator mode: leader Lease duration */
     char *operator_id;          /* operator mode: Lease holderIdentity; NULL: hostname_pid */
+    /* Operator mode, the Pod runtime's objects (core/kube/objects.h; NULL: its defaults). */
+    char *kube_cluster_cidrs;      /* the cluster's Pod and Service ranges, comma-separated */
+    char *kube_operator_namespace; /* where the operator's Pods run (the instances' ingress) */
+    char *kube_dns_namespace;      /* the cluster resolver's namespace */
+    char *kube_dns_label;          /* its Pods' label, key=value */
+    char *kube_proxy_image;        /* the image of the egress sidecar */
 };
 
 /* The connection limits every listener takes from the settings. */

@@ -11,7 +11,8 @@
 /* Whether releasing instances of this workload saves their overlay dirs. */
 int bh_hibernate_wanted(const cJSON *workload);
 /* Freezes the instance, archives its overlay dirs, stores them durably and records the
- * snapshot; on failure the instance is thawed and left running. */
+ * snapshot; on failure the instance is thawed and left running. With a remote runtime
+ * (Kubernetes mode) nothing is saved yet: it warns and succeeds, and the release goes on. */
 int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *tenant, const char *id,
                       struct bh_err *err);
 /* Fetches, verifies and extracts a snapshot into rootfs (a host path). */

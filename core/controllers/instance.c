@@ -40,6 +40,9 @@
 #define INSTANCE_UID_SIZE 65536
 #define INSTANCE_PROBE_GAP_MIN_MS 2
 #define INSTANCE_PROBE_GAP_MAX_MS 100
+/* A remote runtime is asked over the network (an API server): gently. */
+#define INSTANCE_REMOTE_GAP_MIN_MS 50
+#define INSTANCE_REMOTE_GAP_MAX_MS 1000
 
 static char *instance_new_id(void)
 {
@@ -50,6 +53,13 @@ static char *instance_new_id(void)
     for (size_t i = 0; i < sizeof(raw); i++)
         sprintf(id + 2 * i, "%02x", raw[i]);
     return id;
+}
+
+/* Instances run elsewhere, from the workload object (runtime.h BH_RUNTIME_CAP_REMOTE): none
+ * of the host's steps (layers, rootfs, disk, /etc files, network plugins) apply to them. */
+static int instance_remote(const struct bh_ctx *ctx)
+{
+    return bh_runtime_has(ctx->runtime, BH_RUNTIME_CAP_REMOTE);
 }
 
 static char *instance_dir(struct bh_ctx *ctx, const char *id)
@@ -413,6 +423,9 @@ int bh_instance_api_grant(struct bh_ctx *ctx, const char *id, const char *token,
 {
     if (!instance_id_valid(id))
         return bh_err_set(err, BH_EINVAL, "invalid instance id");
+    if (instance_remote(ctx))
+        return bh_err_set(err, BH_EUNAVAIL, "per-claim API tokens cannot reach a %s instance yet",
+                          bh_runtime_name(ctx->runtime));
     bh_autofree char *dir = instance_api_dir(ctx, id);
     bh_autofree char *key = bh_xasprintf("%s/token", dir);
     bh_autofree char *env = bh_xasprintf("%s/env", dir);
@@ -510,10 +523,19 @@ static cJSON *boot_endpoint(struct boot *b)
     return ep;
 }
 
+static int instance_probe_remote(struct bh_ctx *ctx, const char *id, struct bh_err *err)
+{
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    int rc = bh_runtime_ready(ctx->runtime, cid, err);
+    return rc == 1 ? 0 : -1;
+}
+
 /* One probe of the workload's health check. */
 int bh_instance_probe(struct bh_ctx *ctx, const cJSON *workload, const char *id, int pid,
                       struct bh_err *err)
 {
+    if (instance_remote(ctx)) /* where it runs, its health check is the runtime's readiness */
+        return instance_probe_remote(ctx, id, err);
     const cJSON *health = bh_json_get(workload, "spec.health");
     int timeout_ms = (int)bh_json_int(health, "timeoutSeconds", 2) * 1000;
     if (bh_json_get(health, "httpGet")) {
@@ -601,11 +623,15 @@ static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
     return rc;
 }
 
-static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err)
+/* ep (owned) is where clients reach it; digest the image it runs, or NULL if unknown. */
+static int instance_mark_running(struct boot *b, cJSON *ep, const char *digest, cJSON **out,
+                                 struct bh_err *err)
 {
     cJSON *obj = NULL;
-    if (bh_store_get(b->ctx->store, INSTANCE_KIND, b->id, &obj, err) < 0)
+    if (bh_store_get(b->ctx->store, INSTANCE_KIND, b->id, &obj, err) < 0) {
+        cJSON_Delete(ep);
         return -1;
+    }
     cJSON *status = bh_json_obj(obj, "status");
     char now[32];
     bh_clock_rfc3339(now);
@@ -613,17 +639,113 @@ static int instance_mark_running(struct boot *b, cJSON **out, struct bh_err *err
     bh_json_set_num(status, "pid", b->pid);
     bh_json_set_str(status, "startedAt", now);
     bh_json_set_str(status, "lastActivity", now);
+    if (digest)
+        bh_json_set_str(status, "imageDigest", digest);
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
+    cJSON_AddItemToObject(status, "endpoint", ep);
+    int rc = bh_store_update_status_lazy(b->ctx->store, obj, out, err);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+/* On this host: image layers, rootfs, disk, network plugin, container. */
+static int boot_host(struct boot *b, cJSON **out, struct bh_err *err)
+{
+    if (boot_run(b, b->req->tenant, err) < 0)
+        return -1;
     /* The image the workload had resolved when this boot began: a rebuilt Dockerfile keeps
      * its tag, so pools compare this with the workload's digest to drain members of an older
      * build. The workload's, not the one resolved here: an image re-imported under the same
      * ref (the workload not re-resolved) must not make every new member look stale. */
     const char *digest = bh_json_str(b->workload, "status.imageDigest");
-    bh_json_set_str(status, "imageDigest", digest ? digest : b->image->digest);
-    cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
-    cJSON_AddItemToObject(status, "endpoint", boot_endpoint(b));
-    int rc = bh_store_update_status_lazy(b->ctx->store, obj, out, err);
-    cJSON_Delete(obj);
-    return rc;
+    return instance_mark_running(b, boot_endpoint(b), digest ? digest : b->image->digest, out, err);
+}
+
+/* ---- the remote boot ---- */
+
+static struct bh_runtime_instance instance_identity(const char *cid, const char *id,
+                                                    const cJSON *workload, const char *tenant,
+                                                    const char *claim, const char *pool)
+{
+    return (struct bh_runtime_instance){.id = cid,
+                                        .instance_id = id,
+                                        .workload = workload,
+                                        .tenant = tenant,
+                                        .claim = claim,
+                                        .pool = pool};
+}
+
+/* Asks the runtime until the instance is ready, failed for good, or the claim timeout (the
+ * same deadline as a local boot's health checks) passed. */
+static int boot_remote_wait(struct boot *b, struct bh_err *err)
+{
+    long long deadline = bh_clock_ms() + b->ctx->cfg.claim_timeout_ms;
+    int gap_ms = INSTANCE_REMOTE_GAP_MIN_MS;
+    for (;;) {
+        struct bh_err look = {0};
+        int rc = bh_runtime_ready(b->ctx->runtime, b->cid, &look);
+        if (rc != 0) {
+            if (rc < 0)
+                *err = look;
+            return rc < 0 ? -1 : 0;
+        }
+        if (bh_clock_ms() > deadline)
+            return bh_err_set(err, BH_ETIMEOUT, "not ready after %d ms: %s",
+                              b->ctx->cfg.claim_timeout_ms, look.msg);
+        usleep((useconds_t)gap_ms * 1000);
+        gap_ms = gap_ms * 2 > INSTANCE_REMOTE_GAP_MAX_MS ? INSTANCE_REMOTE_GAP_MAX_MS : gap_ms * 2;
+    }
+}
+
+static cJSON *instance_remote_endpoint(struct bh_ctx *ctx, const char *cid, struct bh_err *err)
+{
+    struct bh_runtime_endpoint ep;
+    if (bh_runtime_endpoint(ctx->runtime, cid, &ep, err) < 0)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "host", ep.host);
+    cJSON_AddNumberToObject(o, "port", ep.port);
+    return o;
+}
+
+/* Elsewhere: the runtime gets the workload and who the instance is, and does the rest. */
+static int boot_remote(struct boot *b, cJSON **out, struct bh_err *err)
+{
+    const struct bh_boot_req *r = b->req;
+    if (r->snapshot)
+        return bh_err_set(err, BH_EUNAVAIL,
+                          "restoring saved data into a %s instance is not built yet",
+                          bh_runtime_name(b->ctx->runtime));
+    struct bh_runtime_instance ri =
+        instance_identity(b->cid, b->id, b->workload, r->tenant, r->claim, r->pool);
+    long long t0 = bh_clock_ms();
+    if (bh_runtime_launch(b->ctx->runtime, &ri, err) < 0 || boot_remote_wait(b, err) < 0)
+        return -1;
+    bh_debug("instance", "boot %s: ready on %s after %lld ms", b->id,
+             bh_runtime_name(b->ctx->runtime), bh_clock_ms() - t0);
+    cJSON *ep = instance_remote_endpoint(b->ctx, b->cid, err);
+    return ep ? instance_mark_running(b, ep, bh_json_str(b->workload, "status.imageDigest"), out,
+                                      err)
+              : -1;
+}
+
+int bh_instance_assign(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
+                       const char *tenant, const char *claim, struct bh_err *err)
+{
+    if (!instance_remote(ctx))
+        return 0; /* the record's relabelling (pool.c) was the whole hand-over */
+    const char *id = bh_json_str(instance, "metadata.name");
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    struct bh_runtime_instance ri = instance_identity(cid, id, workload, tenant, claim, NULL);
+    return bh_runtime_assign(ctx->runtime, &ri, err);
+}
+
+int bh_instance_forget(struct bh_ctx *ctx, const char *id, struct bh_err *err)
+{
+    if (bh_store_delete(ctx->store, INSTANCE_KIND, id, err) < 0 && err->code != BH_ENOTFOUND)
+        return -1;
+    bh_info("instance", "instance %s forgotten (its runtime keeps it)", id);
+    return 0;
 }
 
 char *bh_instance_reserve(struct bh_ctx *ctx, const struct bh_boot_req *req, struct bh_err *err)
@@ -649,9 +771,7 @@ int bh_instance_boot(struct bh_ctx *ctx, const struct bh_boot_req *req, cJSON **
     struct boot b = {.ctx = ctx, .id = id, .req = req, .workload = req->workload};
     boot_init(&b, ctx, id);
     long long t0 = bh_clock_ms();
-    rc = boot_run(&b, req->tenant, err);
-    if (rc == 0)
-        rc = instance_mark_running(&b, out, err);
+    rc = instance_remote(ctx) ? boot_remote(&b, out, err) : boot_host(&b, out, err);
     boot_free(&b);
     if (rc < 0) {
         if (req->on_failure)
@@ -706,6 +826,8 @@ static int instance_net_call(struct bh_ctx *ctx, const cJSON *instance, const cJ
 int bh_instance_bind_tenant(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
                             const char *tenant, struct bh_err *err)
 {
+    if (instance_remote(ctx)) /* no network plugin is involved (bh_instance_assign hands over) */
+        return 0;
     return instance_net_call(ctx, instance, workload, tenant, NET_BIND_TENANT, err);
 }
 
@@ -751,6 +873,8 @@ static int instance_teardown(struct bh_ctx *ctx, const char *id, const char *mod
     bh_autofree char *disk = bh_instance_disk_path(ctx, id);
     if (bh_runtime_delete(ctx->runtime, cid, err) < 0)
         return bh_err_wrap(err, "delete container %s", cid);
+    if (instance_remote(ctx)) /* nothing of it was made on this host */
+        return 0;
     instance_net_detach(ctx, id, mode);
     if (bh_runtime_rootfs_release(ctx->runtime, rootfs, disk, err) < 0)
         return -1;
@@ -815,6 +939,18 @@ int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int 
 
 /* ---- recovery ---- */
 
+/* A host instance found running: thawed (a crash during hibernate leaves it frozen; the
+ * release resumes from scratch) and wired to its network plugin again. */
+static void instance_readopt_host(struct bh_ctx *ctx, const cJSON *inst)
+{
+    const char *id = bh_json_str(inst, "metadata.name");
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    struct bh_err rerr;
+    if (bh_runtime_resume(ctx->runtime, cid, &rerr) < 0)
+        bh_debug("instance", "resume %s: %s", id, rerr.msg);
+    instance_readopt_network(ctx, inst);
+}
+
 static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
 {
     cJSON *list = NULL;
@@ -827,12 +963,8 @@ static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
         const char *phase = bh_json_str(inst, "status.phase");
         if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&
             bh_instance_alive(ctx, inst)) {
-            /* A crash during hibernate leaves it frozen; the release resumes from scratch. */
-            bh_autofree char *cid = bh_runtime_container_id(id);
-            struct bh_err rerr;
-            if (bh_runtime_resume(ctx->runtime, cid, &rerr) < 0)
-                bh_debug("instance", "resume %s: %s", id, rerr.msg);
-            instance_readopt_network(ctx, inst);
+            if (!instance_remote(ctx))
+                instance_readopt_host(ctx, inst);
             bh_info("instance", "re-adopted running instance %s", id);
             continue;
         }
@@ -894,9 +1026,15 @@ static int recover_dirs(struct bh_ctx *ctx, struct bh_err *err)
     return 0;
 }
 
+/* A shared runtime's instances not in this daemon's records may be another replica's: only
+ * recorded ones are cleaned up (docs/kubernetes-mode.md says what that leaves). */
 int bh_instance_recover(struct bh_ctx *ctx, struct bh_err *err)
 {
-    if (recover_records(ctx, err) < 0 || recover_containers(ctx, err) < 0)
+    if (recover_records(ctx, err) < 0)
+        return -1;
+    if (bh_runtime_has(ctx->runtime, BH_RUNTIME_CAP_SHARED))
+        return 0;
+    if (recover_containers(ctx, err) < 0)
         return -1;
     return recover_dirs(ctx, err);
 }

@@ -31,9 +31,19 @@ struct bh_boot_req {
 char *bh_instance_reserve(struct bh_ctx *ctx, const struct bh_boot_req *req, struct bh_err *err);
 
 /* Creates the Instance record first (so a crash leaves something to clean up), then its
- * rootfs, network, container; waits until healthy. *out (owned) is the Running instance. */
+ * rootfs, network, container; waits until healthy. With a remote runtime, the runtime
+ * launches it from the workload and is asked until it is ready (the claim timeout bounds
+ * both). *out (owned) is the Running instance. */
 int bh_instance_boot(struct bh_ctx *ctx, const struct bh_boot_req *req, cJSON **out,
                      struct bh_err *err);
+/* Hands a warm instance (its record already relabelled as the tenant's) over where it runs:
+ * with a remote runtime, its atomic, version-checked relabel (bh_runtime_assign: BH_ECONFLICT
+ * when another taker has it); nothing more on a host runtime. */
+BH_MUST_CHECK int bh_instance_assign(struct bh_ctx *ctx, const cJSON *instance,
+                                     const cJSON *workload, const char *tenant, const char *claim,
+                                     struct bh_err *err);
+/* Deletes the record only, leaving whatever runs it to the runtime (another taker's now). */
+BH_MUST_CHECK int bh_instance_forget(struct bh_ctx *ctx, const char *id, struct bh_err *err);
 /* The instance now belongs to tenant: tells its network plugin (per-tenant credentials). */
 int bh_instance_bind_tenant(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
                             const char *tenant, struct bh_err *err);

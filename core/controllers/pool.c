@@ -407,6 +407,24 @@ static int pool_still_current(struct bh_ctx *ctx, const cJSON *taken, const cJSO
     return ok;
 }
 
+/* Where the instance runs, it becomes the tenant's too (a remote runtime relabels it, checked
+ * against its version). Refused because another taker has it: only the record goes, the
+ * instance is theirs; refused otherwise (stale, gone): destroyed, like a stale take. */
+static int pool_hand_over(struct bh_ctx *ctx, const cJSON *taken, const cJSON *wl,
+                          const char *tenant, const char *claim)
+{
+    struct bh_err err, derr;
+    const char *id = bh_json_str(taken, "metadata.name");
+    if (bh_instance_assign(ctx, taken, wl, tenant, claim, &err) == 0)
+        return 0;
+    bh_info("pool", "not handing out %s: %s", id, err.msg);
+    int rc = err.code == BH_ECONFLICT ? bh_instance_forget(ctx, id, &derr)
+                                      : bh_instance_destroy(ctx, id, &derr);
+    if (rc < 0)
+        bh_warn("pool", "remove %s: %s", id, derr.msg);
+    return -1;
+}
+
 /* One candidate: 1 handed out (*out); 0 taken but stale or dead, so destroyed; -1 not taken
  * (stale as listed, or another taker won). */
 static int pool_try(struct bh_ctx *ctx, const cJSON *m, const char *tenant, const char *claim,
@@ -424,6 +442,10 @@ static int pool_try(struct bh_ctx *ctx, const cJSON *m, const char *tenant, cons
                 *want ? "built from an older workload spec or image" : "workload gone");
         if (bh_instance_destroy(ctx, bh_json_str(taken, "metadata.name"), &err) < 0)
             bh_warn("pool", "remove %s: %s", bh_json_str(taken, "metadata.name"), err.msg);
+        cJSON_Delete(taken);
+        return 0;
+    }
+    if (pool_hand_over(ctx, taken, *want, tenant, claim) < 0) {
         cJSON_Delete(taken);
         return 0;
     }

@@ -56,6 +56,9 @@ struct bh_kube_opts {
 };
 
 void bh_kube_opts_defaults(struct bh_kube_opts *o);
+/* The checks the builders make of the settings (cluster ranges are CIDRs, the DNS label is
+ * key=value), for a daemon to refuse them at start. */
+BH_MUST_CHECK int bh_kube_opts_check(const struct bh_kube_opts *o, struct bh_err *err);
 
 /* Who one instance is; every pointer borrowed. */
 struct bh_kube_instance {

@@ -119,6 +119,26 @@ static cJSON *net_block(cJSON *to, const char *cidr, const char *metadata)
     return except;
 }
 
+static int net_cidr_check(const char *c, struct bh_err *err)
+{
+    const char *slash = strchr(c, '/');
+    if (!slash || slash == c || strspn(c, "0123456789abcdefABCDEF.:/") != strlen(c))
+        return bh_err_set(err, BH_EINVAL, "cluster range %s: must be a CIDR", c);
+    return 0;
+}
+
+int bh_kube_opts_check(const struct bh_kube_opts *o, struct bh_err *err)
+{
+    for (const char *const *c = o->cluster_cidrs; c && *c; c++)
+        if (net_cidr_check(*c, err) < 0)
+            return -1;
+    cJSON *sel = o->dns_label ? net_selector(o->dns_label) : NULL;
+    if (o->dns_label && !sel)
+        return bh_err_set(err, BH_EINVAL, "DNS pod label %s: must be key=value", o->dns_label);
+    cJSON_Delete(sel);
+    return 0;
+}
+
 /* The world minus metadata and the cluster's own ranges: one ipBlock per address family. */
 static int net_world_rule(cJSON *egress, const struct bh_kube_opts *o, const int *tcp_ports,
                           struct bh_err *err)
@@ -129,9 +149,8 @@ static int net_world_rule(cJSON *egress, const struct bh_kube_opts *o, const int
     cJSON *ex4 = net_block(to, "0.0.0.0/0", NET_METADATA_V4);
     cJSON *ex6 = net_block(to, "::/0", NET_METADATA_V6);
     for (const char *const *c = o->cluster_cidrs; *c; c++) {
-        const char *slash = strchr(*c, '/');
-        if (!slash || slash == *c || strspn(*c, "0123456789abcdefABCDEF.:/") != strlen(*c))
-            return bh_err_set(err, BH_EINVAL, "cluster range %s: must be a CIDR", *c);
+        if (net_cidr_check(*c, err) < 0)
+            return -1;
         cJSON_AddItemToArray(strchr(*c, ':') ? ex6 : ex4, cJSON_CreateString(*c));
     }
     if (tcp_ports) {

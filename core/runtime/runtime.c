@@ -27,6 +27,22 @@ const char *bh_runtime_name(const struct bh_runtime *rt)
     return rt->name;
 }
 
+int bh_runtime_has(const struct bh_runtime *rt, unsigned caps)
+{
+    return (rt->ops->caps & caps) == caps;
+}
+
+/* An op the driver does not have (a remote driver has no rootfs, no pause...). */
+static int rt_missing(const struct bh_runtime *rt, const char *what, struct bh_err *err)
+{
+    return bh_err_set(err, BH_EUNAVAIL, "the %s runtime cannot %s", rt->name, what);
+}
+
+static const struct bh_runtime_remote_ops *rt_remote(const struct bh_runtime *rt)
+{
+    return bh_runtime_has(rt, BH_RUNTIME_CAP_REMOTE) ? rt->ops->remote : NULL;
+}
+
 void bh_runtime_close(struct bh_runtime *rt)
 {
     if (rt)
@@ -36,29 +52,39 @@ void bh_runtime_close(struct bh_runtime *rt)
 int bh_runtime_rootfs_prepare(struct bh_runtime *rt, const struct bh_runtime_spec *spec,
                               struct bh_err *err)
 {
+    if (!rt->ops->rootfs_prepare)
+        return rt_missing(rt, "rootfs prepare", err);
     return rt->ops->rootfs_prepare(rt, spec, err);
 }
 
 int bh_runtime_rootfs_release(struct bh_runtime *rt, const char *rootfs, const char *disk,
                               struct bh_err *err)
 {
+    if (!rt->ops->rootfs_release)
+        return rt_missing(rt, "rootfs release", err);
     return rt->ops->rootfs_release(rt, rootfs, disk, err);
 }
 
 int bh_runtime_create(struct bh_runtime *rt, const struct bh_runtime_spec *spec, int *pid,
                       struct bh_err *err)
 {
+    if (!rt->ops->create)
+        return rt_missing(rt, "create", err);
     return rt->ops->create(rt, spec, pid, err);
 }
 
 int bh_runtime_start(struct bh_runtime *rt, const char *id, struct bh_err *err)
 {
+    if (!rt->ops->start)
+        return rt_missing(rt, "start", err);
     return rt->ops->start(rt, id, err);
 }
 
 int bh_runtime_state(struct bh_runtime *rt, const char *id, struct bh_runtime_state *st,
                      struct bh_err *err)
 {
+    if (!rt->ops->state)
+        return rt_missing(rt, "state", err);
     return rt->ops->state(rt, id, st, err);
 }
 
@@ -69,6 +95,8 @@ int bh_runtime_alive(struct bh_runtime *rt, const char *id, int pid)
 
 int bh_runtime_kill(struct bh_runtime *rt, const char *id, int sig, struct bh_err *err)
 {
+    if (!rt->ops->kill)
+        return rt_missing(rt, "kill", err);
     return rt->ops->kill(rt, id, sig, err);
 }
 
@@ -79,34 +107,69 @@ int bh_runtime_delete(struct bh_runtime *rt, const char *id, struct bh_err *err)
 
 int bh_runtime_pause(struct bh_runtime *rt, const char *id, struct bh_err *err)
 {
+    if (!rt->ops->pause)
+        return rt_missing(rt, "pause", err);
     return rt->ops->pause(rt, id, err);
 }
 
 int bh_runtime_resume(struct bh_runtime *rt, const char *id, struct bh_err *err)
 {
+    if (!rt->ops->resume)
+        return rt_missing(rt, "resume", err);
     return rt->ops->resume(rt, id, err);
 }
 
 int bh_runtime_exec(struct bh_runtime *rt, const char *id, char *const *argv, int timeout_ms,
                     struct bh_proc_result *res, struct bh_err *err)
 {
+    if (!rt->ops->exec)
+        return rt_missing(rt, "exec", err);
     return rt->ops->exec(rt, id, argv, timeout_ms, res, err);
 }
 
 int bh_runtime_stats(struct bh_runtime *rt, const char *id, int pid, struct bh_runtime_stats *st,
                      struct bh_err *err)
 {
+    if (!rt->ops->stats)
+        return rt_missing(rt, "stats", err);
     return rt->ops->stats(rt, id, pid, st, err);
 }
 
 char *bh_runtime_netns_path(struct bh_runtime *rt, const char *id, int pid)
 {
-    return rt->ops->netns_path(rt, id, pid);
+    return rt->ops->netns_path ? rt->ops->netns_path(rt, id, pid) : NULL;
 }
 
 int bh_runtime_list(struct bh_runtime *rt, char ***ids, struct bh_err *err)
 {
     return rt->ops->list(rt, ids, err);
+}
+
+int bh_runtime_launch(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
+                      struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    return r ? r->launch(rt, inst, err) : rt_missing(rt, "launch from a workload", err);
+}
+
+int bh_runtime_ready(struct bh_runtime *rt, const char *id, struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    return r ? r->ready(rt, id, err) : rt_missing(rt, "report readiness", err);
+}
+
+int bh_runtime_endpoint(struct bh_runtime *rt, const char *id, struct bh_runtime_endpoint *ep,
+                        struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    return r ? r->endpoint(rt, id, ep, err) : rt_missing(rt, "report an endpoint", err);
+}
+
+int bh_runtime_assign(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
+                      struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    return r ? r->assign(rt, inst, err) : rt_missing(rt, "assign an instance", err);
 }
 
 /* ---- log rotation ---- */

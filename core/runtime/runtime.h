@@ -1,11 +1,22 @@
 /* The runtime seam: what the controllers may ask of whatever runs instances. A runtime is an
  * ops table; the runc/crun driver (runtime_oci.h) is one, the unit tests' in-process fake is
- * another, a Kubernetes driver will be the next. Controllers name containers with
- * bh_runtime_container_id and never reach past these calls (no runtime binary, no /proc, no
- * cgroup files, no mounts). Calls may come from any thread at once. */
+ * another, the Kubernetes driver (core/kube/runtime_kube.h) the third. Controllers name
+ * containers with bh_runtime_container_id and never reach past these calls (no runtime binary,
+ * no /proc, no cgroup files, no mounts). Calls may come from any thread at once.
+ *
+ * Two shapes of driver, told apart by bh_runtime_ops.caps:
+ *  - host drivers (no BH_RUNTIME_CAP_REMOTE: runc/crun, the fake) run containers on this
+ *    machine from what the controllers prepare: a rootfs over image layers, a disk, /etc
+ *    files, a network namespace the network plugins wire (bh_runtime_spec);
+ *  - remote drivers (BH_RUNTIME_CAP_REMOTE: Kubernetes) are given the workload object and the
+ *    instance's identity (bh_runtime_instance) and do all of that themselves elsewhere: the
+ *    controllers skip the host steps and use ops->remote (launch, ready, endpoint, assign).
+ *    Of the host ops they answer delete, alive and list; the others may be NULL (the calls
+ *    below then fail with BH_EUNAVAIL naming the driver). */
 #ifndef BH_RUNTIME_H
 #define BH_RUNTIME_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +78,50 @@ struct bh_runtime_spec {
 
 struct bh_runtime;
 
+/* What a driver is (bh_runtime_ops.caps). */
+enum bh_runtime_caps {
+    /* Runs instances elsewhere from the workload object: ops->remote is set, and none of the
+     * host's boot steps (image layers, rootfs, disk, /etc files, network plugins) apply. */
+    BH_RUNTIME_CAP_REMOTE = 1 << 0,
+    /* Its instances are seen by other daemons too (replicas on one cluster): startup recovery
+     * never deletes an instance only because this daemon holds no record of it. */
+    BH_RUNTIME_CAP_SHARED = 1 << 1,
+};
+
+/* Who one instance of a remote driver is; every pointer borrowed for the call. */
+struct bh_runtime_instance {
+    const char *id;          /* container id, from bh_runtime_container_id */
+    const char *instance_id; /* the Instance record's name */
+    const cJSON *workload;   /* the validated workload it runs (its metadata.generation too) */
+    const char *tenant;      /* NULL for a warm pool instance */
+    const char *claim;       /* the claim it is for, or NULL */
+    const char *pool;        /* the pool that made it, or NULL */
+};
+
+/* Where clients reach a remote instance. */
+struct bh_runtime_endpoint {
+    char host[64]; /* an IP address */
+    int port;      /* the first exposed port; 0 when it exposes none */
+};
+
+/* The ops of a remote driver; each returns 0 or -1 with err set unless said. */
+struct bh_runtime_remote_ops {
+    /* Creates what runs the instance and returns without waiting for it. */
+    int (*launch)(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
+                  struct bh_err *err);
+    /* One look at a launched instance: 1 ready; 0 not yet (err says what it waits for, or why
+     * the look failed: asked again); -1 failed for good (err says why: it exited, crashed,
+     * was deleted). A warm pool instance found ready is marked so where the driver keeps it. */
+    int (*ready)(struct bh_runtime *rt, const char *id, struct bh_err *err);
+    int (*endpoint)(struct bh_runtime *rt, const char *id, struct bh_runtime_endpoint *ep,
+                    struct bh_err *err);
+    /* Hands a ready warm instance to inst->tenant and inst->claim in one step checked against
+     * the version it was read at: BH_ECONFLICT when another taker has it; BH_EUNAVAIL when it
+     * runs another generation than inst->workload's (never handed out stale) or is going. */
+    int (*assign)(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
+                  struct bh_err *err);
+};
+
 /* Every op but close returns 0 or -1 with err set; ids are container ids. Unknown ids are
  * BH_ENOTFOUND, except where said. `pid` arguments are the hint create returned (the driver
  * may use it to answer without asking the runtime; a driver without pids ignores it). */
@@ -104,6 +159,8 @@ struct bh_runtime_ops {
     /* Container ids the runtime holds, owned NULL-terminated (bh_strv_free). */
     int (*list)(struct bh_runtime *rt, char ***ids, struct bh_err *err);
     void (*close)(struct bh_runtime *rt);
+    unsigned caps;                              /* enum bh_runtime_caps */
+    const struct bh_runtime_remote_ops *remote; /* with BH_RUNTIME_CAP_REMOTE */
 };
 
 /* A driver's state starts with this. */
@@ -118,6 +175,8 @@ char *bh_runtime_container_id(const char *instance_id);
 const char *bh_runtime_instance_id(const char *cid);
 
 const char *bh_runtime_name(const struct bh_runtime *rt);
+/* True if rt has every capability of caps (enum bh_runtime_caps). */
+int bh_runtime_has(const struct bh_runtime *rt, unsigned caps);
 void bh_runtime_close(struct bh_runtime *rt);
 int bh_runtime_rootfs_prepare(struct bh_runtime *rt, const struct bh_runtime_spec *spec,
                               struct bh_err *err);
@@ -139,6 +198,14 @@ int bh_runtime_stats(struct bh_runtime *rt, const char *id, int pid, struct bh_r
                      struct bh_err *err);
 char *bh_runtime_netns_path(struct bh_runtime *rt, const char *id, int pid);
 int bh_runtime_list(struct bh_runtime *rt, char ***ids, struct bh_err *err);
+/* The remote ops (BH_EUNAVAIL on a host driver). */
+int bh_runtime_launch(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
+                      struct bh_err *err);
+int bh_runtime_ready(struct bh_runtime *rt, const char *id, struct bh_err *err);
+int bh_runtime_endpoint(struct bh_runtime *rt, const char *id, struct bh_runtime_endpoint *ep,
+                        struct bh_err *err);
+int bh_runtime_assign(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
+                      struct bh_err *err);
 
 /* Caps a container log: when path exceeds cap bytes, its content moves to path.1 (replacing
  * it) and path is truncated; the container keeps writing through its O_APPEND fd. */

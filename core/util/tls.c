@@ -101,6 +101,32 @@ static char *tls_san(const char *host)
                         inet_pton(AF_INET, host, &a) == 1 ? "IP" : "DNS", host);
 }
 
+/* The CA's extensions, then its self-signature. */
+static int tls_ca_finish(X509 *ca, EVP_PKEY *ca_key)
+{
+    return tls_add_ext(ca, ca, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
+                   tls_add_ext(ca, ca, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+                   tls_add_ext(ca, ca, NID_subject_key_identifier, "hash") < 0 ||
+                   tls_sign(ca, ca_key) < 0
+               ? -1
+               : 0;
+}
+
+int bh_tls_ca_new(const char *cn, char **cert_pem, char **key_pem, struct bh_err *err)
+{
+    EVP_PKEY *key = tls_key_new();
+    X509 *ca = tls_cert_new(key, cn, NULL, NULL, TLS_DAYS_CA);
+    int rc = tls_ca_finish(ca, key);
+    if (rc == 0) {
+        *cert_pem = tls_pem(tls_write_cert, ca);
+        *key_pem = tls_pem(tls_write_key, key);
+        rc = *cert_pem && *key_pem ? 0 : -1;
+    }
+    X509_free(ca);
+    EVP_PKEY_free(key);
+    return rc == 0 ? 0 : bh_err_set(err, BH_EIO, "cannot make a CA certificate");
+}
+
 static int tls_make(const char *host, char **pem, struct bh_err *err)
 {
     EVP_PKEY *ca_key = tls_key_new(), *key = tls_key_new();
@@ -109,10 +135,7 @@ static int tls_make(const char *host, char **pem, struct bh_err *err)
     bh_autofree char *san = tls_san(host);
     /* In order, each step only after the last succeeded: a certificate is signed after its
      * extensions are in, and the serving one after its issuer is complete. */
-    int rc = tls_add_ext(ca, ca, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
-                     tls_add_ext(ca, ca, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
-                     tls_add_ext(ca, ca, NID_subject_key_identifier, "hash") < 0 ||
-                     tls_sign(ca, ca_key) < 0 ||
+    int rc = tls_ca_finish(ca, ca_key) < 0 ||
                      tls_add_ext(srv, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
                      tls_add_ext(srv, ca, NID_key_usage, "critical,digitalSignature") < 0 ||
                      tls_add_ext(srv, ca, NID_ext_key_usage, "serverAuth") < 0 ||

@@ -13,6 +13,10 @@
  * pointer may be NULL. */
 BH_MUST_CHECK int bh_tls_ensure(const char *dir, const char *host, char **ca_pem, char **cert_pem,
                                 char **key_pem, struct bh_err *err);
+/* A new self-signed CA (EC P-256, ten years) named cn, in memory only: certificate and key as
+ * PEM, owned (the key is the caller's to wipe). */
+BH_MUST_CHECK int bh_tls_ca_new(const char *cn, char **cert_pem, char **key_pem,
+                                struct bh_err *err);
 /* The SHA-256 fingerprint of a PEM certificate's DER, as colon-separated upper-case hex. */
 BH_MUST_CHECK int bh_tls_fingerprint(const char *cert_pem, char out[BH_TLS_FINGERPRINT_LEN],
                                      struct bh_err *err);

@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -195,3 +196,31 @@ def kubectl(kubeconfig, *args, check=True, input=None):
         raise AssertionError("kubectl %s exited %d:\n%s%s" % (
             " ".join(args), res.returncode, res.stdout, res.stderr))
     return res
+
+
+class KubeTestCase(unittest.TestCase):
+    """Tests on one KubeEnv per class with the CRDs installed; each test works in a namespace
+    of its own (NS_PREFIX and the test's name) through self.kc, a kubeconfig whose context
+    names it."""
+    NS_PREFIX = "t-"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kube = KubeEnv()
+        cls.addClassCleanup(cls.kube.stop)
+        cls.kube.install_crds()
+
+    def setUp(self):
+        self.ns = self.NS_PREFIX + self._testMethodName.replace("_", "-")[5:40].strip("-")
+        self.kc = self.kube.kubeconfig_for(self.ns)
+
+    def kubectl(self, *args, **kw):
+        return self.kube.kubectl("-n", self.ns, *args, **kw)
+
+    def get(self, kind, name):
+        """The cluster's object as JSON, or None if absent."""
+        res = self.kubectl("get", kind, name, "-o", "json", check=False)
+        if res.returncode != 0:
+            self.assertIn("NotFound", res.stderr)
+            return None
+        return json.loads(res.stdout)

@@ -1,13 +1,14 @@
 """Operator mode against a real kube-apiserver + etcd (kube_env.KubeEnv): `boilerhouse serve
 --kubeconfig` mirrors the cluster's four kinds into its store, writes status back through the
 /status subresource, sends REST changes to the cluster, elects one leader on a Lease, and
-survives an API server restart. Containers still run locally under runc (the Pod runtime is a
-later step). Each test has a namespace of its own."""
+survives an API server restart. Instances run locally under runc here (`--runtime runc`): these
+tests are about the mirror and the Lease, and count containers; the Pod runtime operator mode
+defaults to is tests/integration/test_kube_pods.py's. Each test has a namespace of its own."""
 import json
 import unittest
 
 from bh import Daemon, wait_for
-from kube_env import KubeEnv
+from kube_env import KubeTestCase
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
 kind: BoilerhouseWorkload
@@ -32,33 +33,14 @@ spec:
 LEASE = "boilerhouse-operator"
 
 
-class KubeOperatorTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.kube = KubeEnv()
-        cls.addClassCleanup(cls.kube.stop)
-        cls.kube.install_crds()
-
-    def setUp(self):
-        self.ns = "op-" + self._testMethodName.replace("_", "-")[5:40].strip("-")
-        self.kc = self.kube.kubeconfig_for(self.ns)
+class KubeOperatorTest(KubeTestCase):
+    NS_PREFIX = "op-"
 
     # ---- helpers ----
 
-    def kubectl(self, *args, **kw):
-        return self.kube.kubectl("-n", self.ns, *args, **kw)
-
-    def get(self, kind, name):
-        """The cluster's object as JSON, or None if absent."""
-        res = self.kubectl("get", kind, name, "-o", "json", check=False)
-        if res.returncode != 0:
-            self.assertIn("NotFound", res.stderr)
-            return None
-        return json.loads(res.stdout)
-
     def daemon(self, ident, lease_s=4, start=True):
         d = Daemon(extra_args=["--kubeconfig", self.kc, "--lease-duration", str(lease_s),
-                               "--operator-id", ident])
+                               "--operator-id", ident, "--runtime", "runc"])
         self.addCleanup(d.cleanup)
         if start:
             d.start(timeout=60)

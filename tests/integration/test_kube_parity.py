@@ -139,7 +139,9 @@ class KubeParityTest(unittest.TestCase):
         kube = KubeEnv()
         self.addCleanup(kube.stop)
         kc = kube.kubeconfig_for(NS)
-        d = Daemon(extra_args=["--kubeconfig", kc, "--operator-id", "parity"])
+        # Instances under runc on both sides: the transcripts compare the API servers (store,
+        # mirror, status); Pods are tests/integration/test_kube_pods.py's.
+        d = Daemon(extra_args=["--kubeconfig", kc, "--operator-id", "parity", "--runtime", "runc"])
         self.addCleanup(d.cleanup)
         return self.run_script(kc, after_crds=lambda: d.start(timeout=60)), d
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "operator.h"
 #include "settings.h"
 
 extern char **environ;
@@ -157,6 +158,42 @@ static void test_help_stops_parsing(void **state)
     bh_settings_free(&s);
 }
 
+/* Where instances run: Pods by default in operator mode, runc/crun when named; Pods without a
+ * cluster are refused naming what is missing. */
+static void test_runtime_choice(void **state)
+{
+    static const struct {
+        const char *runtime, *kubeconfig;
+        int pods, ok;
+    } cases[] = {
+        {NULL, NULL, 0, 1},   {NULL, "/k", 1, 1},   {"kube", "/k", 1, 1},
+        {"runc", "/k", 0, 1}, {"crun", NULL, 0, 1}, {"kube", NULL, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *argv[6] = {"serve"};
+        int n = 1;
+        if (cases[i].runtime) {
+            argv[n++] = "--runtime";
+            argv[n++] = (char *)cases[i].runtime;
+        }
+        if (cases[i].kubeconfig) {
+            argv[n++] = "--kubeconfig";
+            argv[n++] = (char *)cases[i].kubeconfig;
+        }
+        struct bh_settings s;
+        struct bh_err err = {0};
+        assert_int_equal(parse(&s, argv, &err), 0);
+        assert_int_equal(bh_operator_runs_pods(&s), cases[i].pods);
+        int rc = bh_operator_check_settings(&s, &err);
+        assert_int_equal(rc, cases[i].ok ? 0 : -1);
+        if (!cases[i].ok)
+            assert_non_null(strstr(err.msg, "--runtime kube runs instances as Pods"));
+        bh_settings_free(&s);
+    }
+    char *bad[] = {"serve", "--runtime", "docker", NULL};
+    expect_refused(bad, "runc|crun|kube");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +202,7 @@ int main(void)
         cmocka_unit_test_setup(test_malformed_environment_names_the_variable, clean_env),
         cmocka_unit_test_setup(test_malformed_flag_names_the_flag, clean_env),
         cmocka_unit_test_setup(test_help_stops_parsing, clean_env),
+        cmocka_unit_test_setup(test_runtime_choice, clean_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,330 @@
+"""The Pod runtime (core/kube/runtime_kube.c) against a real kube-apiserver + etcd
+(kube_env.KubeEnv): an operator-mode daemon (`serve --kubeconfig`, whose runtime is then
+`kube`) runs every instance as a Pod with its Service and NetworkPolicy. There is no kubelet:
+the test plays its part, as envtest-based operator tests do, by writing Pod status (phase
+Running, condition Ready=True, podIP) through the /status subresource (FakeKubelet). Each test
+has a namespace of its own."""
+import json
+import ssl
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from bh import Daemon, wait_for
+from kube_env import ADMIN_TOKEN, KubeTestCase
+
+WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhouseWorkload
+metadata: {name: %(name)s}
+spec:
+  version: "1"
+  image: {ref: localhost/busybox:latest}
+  resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
+  network: %(network)s
+  filesystem: {overlayDirs: [/data]}
+  idle: {timeoutSeconds: 600, action: hibernate}
+  health: {intervalSeconds: 1, unhealthyThreshold: 2, httpGet: {path: /, port: 8080}}
+  entrypoint: {cmd: httpd, args: ["-f", "-p", "8080"]}
+"""
+EXPOSED = "{access: unrestricted, expose: [{guest: 8080}]}"
+POOL = """apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhousePool
+metadata: {name: %s}
+spec: {workloadRef: %s, size: %d}
+"""
+LEASE = "boilerhouse-operator"
+CLUSTER_CIDRS = "10.96.0.0/16,10.244.0.0/16,fd00:10::/56"  # the cluster's own: not for instances
+HOLD = "test.boilerhouse.dev/hold"  # a finalizer of the test's: the Pod stays "terminating"
+
+
+class FakeKubelet(threading.Thread):
+    """Plays the kubelet for one namespace: every Pod not yet Ready is made Running and Ready
+    with an IP of its own, unless its workload is told to stay Pending ("never") or to crash
+    ("crash": its main container terminated, the Pod Failed)."""
+
+    def __init__(self, kube, namespace):
+        super().__init__(daemon=True)
+        self.base = "https://127.0.0.1:%d/api/v1/namespaces/%s/pods" % (kube.port, namespace)
+        self.ssl = ssl.create_default_context(cafile="%s/apiserver.crt" % kube.cert_dir)
+        self.ssl.check_hostname = False  # the serving certificate names the node, not 127.0.0.1
+        self.behaviour = {}  # workload -> "never" | "crash"
+        self.stopping = threading.Event()
+        self.next_ip = 10
+        self.errors = []
+
+    def call(self, method, path, body=None):
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=json.dumps(body).encode() if body else None)
+        req.add_header("Authorization", "Bearer " + ADMIN_TOKEN)
+        req.add_header("Content-Type", "application/merge-patch+json")
+        with urllib.request.urlopen(req, context=self.ssl, timeout=10) as r:
+            return json.loads(r.read())
+
+    def status_for(self, pod):
+        what = self.behaviour.get(pod["metadata"]["labels"].get("boilerhouse.dev/workload"))
+        if what == "never":
+            return None
+        if what == "crash":
+            return {"phase": "Failed", "containerStatuses": [{
+                "name": "main", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 7, "reason": "Error"}}}]}
+        self.next_ip += 1
+        ip = "10.244.0.%d" % self.next_ip
+        return {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": "True"}]}
+
+    def tick(self):
+        for pod in self.call("GET", "")["items"]:
+            st = pod.get("status", {})
+            if (pod["metadata"].get("deletionTimestamp") or st.get("phase") == "Failed" or
+                    any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in st.get("conditions", []))):
+                continue
+            status = self.status_for(pod)
+            if status:
+                self.call("PATCH", "/%s/status" % pod["metadata"]["name"], {"status": status})
+
+    def run(self):
+        while not self.stopping.wait(0.1):
+            try:
+                self.tick()
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                self.errors.append(repr(e))  # a Pod deleted between list and patch: go on
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+class KubePodsTest(KubeTestCase):
+    NS_PREFIX = "pods-"
+
+    def setUp(self):
+        super().setUp()
+        self.kubelet = FakeKubelet(self.kube, self.ns)
+        self.kubelet.start()
+        self.addCleanup(self.kubelet.stop)
+
+    # ---- helpers ----
+
+    def items(self, kind, *selector):
+        args = ["get", kind, "-o", "json"] + (["-l", ",".join(selector)] if selector else [])
+        return json.loads(self.kubectl(*args).stdout)["items"]
+
+    def daemon(self, claim_timeout_s=60):
+        d = Daemon(extra_args=["--kubeconfig", self.kc, "--operator-id", "pods",
+                               "--lease-duration", "4", "--kube-cluster-cidrs", CLUSTER_CIDRS],
+                   extra_env={"BOILERHOUSE_CLAIM_TIMEOUT_SECONDS": str(claim_timeout_s)})
+        self.addCleanup(d.cleanup)
+        d.start(timeout=60)
+        wait_for(lambda: (self.get("lease", LEASE) or {}).get("spec", {})
+                 .get("holderIdentity") == "pods", 30, "the daemon leads\n" + d.log())
+        self.assertIn("runtime kube", d.log(tail=None))
+        return d
+
+    def workload(self, d, name, network=EXPOSED):
+        self.kubectl("apply", "--validate=false", "-f", "-",
+                     input=WORKLOAD % {"name": name, "network": network})
+        d.wait_workload(name, "Ready", 90)
+
+    def pool(self, d, name, workload, size):
+        self.kubectl("apply", "--validate=false", "-f", "-", input=POOL % (name, workload, size))
+
+    def claim(self, d, tenant, workload, ok=True):
+        status, body = d.claim(tenant, workload)
+        if ok:
+            self.assertIn(status, (200, 201), (body, d.log()))
+            self.assertEqual(body["phase"], "Active", body)
+        return status, body
+
+    def pod_of(self, workload, instance_id):
+        return self.get("pod", "bh-%s-%s" % (workload, instance_id))
+
+    def gone(self, name):
+        return all(self.get(k, name) is None for k in ("pod", "service", "networkpolicy"))
+
+    # ---- tests ----
+
+    def test_pool_claim_and_release(self):
+        d = self.daemon()
+        self.workload(d, "web")
+        self.pool(d, "web-pool", "web", 2)
+        # Exactly `size` warm Pods, every field accepted by the server, labelled ready once the
+        # kubelet says Ready; each with its Service and NetworkPolicy.
+        warm = wait_for(lambda: (lambda ps: len(ps) == 2 and ps)(
+            self.items("pods", "boilerhouse.dev/pool=web-pool",
+                       "boilerhouse.dev/pool-status=ready")), 60, "two ready warm Pods\n" + d.log())
+        self.assertEqual(len(self.items("pods", "boilerhouse.dev/workload=web")), 2)
+        for p in warm:
+            c = p["spec"]["containers"][0]
+            self.assertEqual(c["resources"]["requests"], c["resources"]["limits"])
+            self.assertEqual(c["resources"]["limits"]["ephemeral-storage"], "1Gi")
+            self.assertEqual(c["securityContext"]["capabilities"]["drop"], ["ALL"])
+            self.assertEqual(c["readinessProbe"]["httpGet"]["port"], 8080)
+            self.assertEqual(p["metadata"]["labels"]["boilerhouse.dev/generation"], "1")
+            self.assertIsNotNone(self.get("service", p["metadata"]["name"]))
+            self.assertIsNotNone(self.get("networkpolicy", p["metadata"]["name"]))
+        wait_for(lambda: d.request("GET", "/api/v1/pools/web-pool")[1].get("status", {})
+                 .get("ready") == 2, 30, "the pool counts two ready\n" + d.log())
+        # A claim takes a warm Pod: relabelled as the tenant's in the cluster.
+        _, body = self.claim(d, "t1", "web")
+        self.assertEqual(body["source"], "pool", body)
+        pod = self.pod_of("web", body["instanceId"])
+        self.assertIn(pod["metadata"]["name"], [p["metadata"]["name"] for p in warm])
+        labels = pod["metadata"]["labels"]
+        self.assertEqual(labels["boilerhouse.dev/pool-status"], "acquired")
+        self.assertTrue(labels["boilerhouse.dev/tenant"].startswith("t-"))
+        self.assertEqual(pod["metadata"]["annotations"]["boilerhouse.dev/tenant-id"], "t1")
+        # Its endpoint is the Service's ClusterIP and port.
+        svc = self.get("service", pod["metadata"]["name"])
+        self.assertEqual(body["endpoint"], {"host": svc["spec"]["clusterIP"], "port": 8080})
+        # The claim is Active in the cluster, as kubectl shows it.
+        bhc = wait_for(lambda: [c for c in self.items("bhc")
+                                if c.get("status", {}).get("phase") == "Active"], 60,
+                       "an Active claim in the cluster\n" + d.log())
+        self.assertEqual(labels["boilerhouse.dev/claim"], bhc[0]["metadata"]["name"])
+        self.assertIn("Active", self.kubectl("get", "bhc").stdout)
+        # The pool refills: two warm again, besides the tenant's.
+        wait_for(lambda: len(self.items("pods", "boilerhouse.dev/pool=web-pool",
+                                        "boilerhouse.dev/pool-status=ready")) == 2, 60,
+                 "the pool refilled\n" + d.log())
+        # The instance record is there as in local mode (REST, dashboard).
+        status, inst = d.request("GET", "/api/v1/instances/" + body["instanceId"])
+        self.assertEqual(status, 200, inst)
+        self.assertEqual(inst["phase"], "Running")
+        # Release deletes the Pod, its Service and NetworkPolicy, and says the data is not kept.
+        status, out = d.release("t1", "web")
+        self.assertIn(status, (200, 202), out)
+        wait_for(lambda: self.gone(pod["metadata"]["name"]), 60, "the Pod gone\n" + d.log())
+        self.assertIn("overlay data is not saved on the kube runtime yet", d.log(tail=None))
+
+    def test_warm_pod_taken_elsewhere_is_not_handed_out(self):
+        d = self.daemon()
+        self.workload(d, "race")
+        self.pool(d, "race-pool", "race", 1)
+        warm = wait_for(lambda: self.items("pods", "boilerhouse.dev/pool=race-pool",
+                                           "boilerhouse.dev/pool-status=ready"), 60,
+                        "a ready warm Pod\n" + d.log())[0]["metadata"]["name"]
+        wait_for(lambda: d.request("GET", "/api/v1/pools/race-pool")[1].get("status", {})
+                 .get("ready") == 1, 30, "the pool counts it\n" + d.log())
+        # Another taker (a replica's claim) relabels it first: the daemon's record still says
+        # ready, the server's resourceVersion check and labels say otherwise.
+        self.kubectl("label", "pod", warm, "--overwrite", "boilerhouse.dev/pool-status=acquired",
+                     "boilerhouse.dev/claim=someone-else")
+        _, body = self.claim(d, "t6", "race")
+        self.assertEqual(body["source"], "cold", body)
+        self.assertIn("not handing out", d.log(tail=None))
+        self.assertIn("was taken (pool-status acquired)", d.log(tail=None))
+        # Theirs is left alone; the tenant's is a new Pod.
+        self.assertEqual(self.get("pod", warm)["metadata"]["labels"]["boilerhouse.dev/claim"],
+                         "someone-else")
+        self.assertNotEqual("bh-race-" + body["instanceId"], warm)
+
+    def test_cold_claim_when_no_pool(self):
+        d = self.daemon()
+        self.workload(d, "solo")
+        _, body = self.claim(d, "t2", "solo")
+        self.assertEqual(body["source"], "cold", body)
+        pod = self.pod_of("solo", body["instanceId"])
+        labels = pod["metadata"]["labels"]
+        self.assertNotIn("boilerhouse.dev/pool", labels)
+        self.assertEqual(pod["metadata"]["annotations"]["boilerhouse.dev/tenant-id"], "t2")
+        svc = self.get("service", pod["metadata"]["name"])
+        self.assertEqual(body["endpoint"], {"host": svc["spec"]["clusterIP"], "port": 8080})
+        # No exposed port: no Service, the endpoint is the Pod's IP.
+        self.workload(d, "quiet", "{access: none}")
+        _, body = self.claim(d, "t2", "quiet")
+        pod = self.pod_of("quiet", body["instanceId"])
+        self.assertIsNone(self.get("service", pod["metadata"]["name"]))
+        self.assertEqual(body["endpoint"]["host"], pod["status"]["podIP"])
+
+    def test_network_policy_per_access_mode(self):
+        d = self.daemon()
+        modes = {"none": "{access: none}",
+                 "unrestricted": EXPOSED,
+                 "restricted": "{access: restricted, allowlist: [example.com],"
+                               " expose: [{guest: 8080}]}"}
+        pods = {}
+        for mode, network in modes.items():
+            self.workload(d, "n-" + mode, network)
+            _, body = self.claim(d, "t3", "n-" + mode)
+            pods[mode] = self.pod_of("n-" + mode, body["instanceId"])
+        for mode, pod in pods.items():
+            np = self.get("networkpolicy", pod["metadata"]["name"])["spec"]
+            self.assertEqual(sorted(np["policyTypes"]), ["Egress", "Ingress"], mode)
+            self.assertEqual(np["podSelector"]["matchLabels"]["boilerhouse.dev/instance"],
+                             pod["metadata"]["name"])
+            egress = np.get("egress", [])
+            blocks = [p["ipBlock"] for r in egress for p in r.get("to", []) if "ipBlock" in p]
+            ports = sorted({(p.get("protocol"), p.get("port")) for r in egress
+                            for p in r.get("ports", [])})
+            if mode == "none":
+                self.assertEqual(egress, [], np)
+            elif mode == "unrestricted":
+                self.assertIn({"cidr": "0.0.0.0/0", "except": [
+                    "169.254.0.0/16", "10.96.0.0/16", "10.244.0.0/16"]}, blocks)
+                self.assertIn({"cidr": "::/0", "except": [
+                    "fd00:ec2::254/128", "fd00:10::/56"]}, blocks)
+                self.assertIn(("UDP", 53), ports)
+            else:
+                self.assertEqual(ports, [("TCP", 53), ("TCP", 80), ("TCP", 443), ("UDP", 53)])
+        # restricted: the egress sidecar and the workload's CA in a Secret (never a ConfigMap).
+        names = [c["name"] for c in pods["restricted"]["spec"]["containers"]]
+        self.assertEqual(names, ["main", "egress-proxy"])
+        secret = self.get("secret", "bh-n-restricted-egress-ca")
+        self.assertEqual(secret["type"], "kubernetes.io/tls")
+        self.assertEqual(sorted(secret["data"]), ["tls.crt", "tls.key"])
+        self.assertEqual([c for c in self.items("configmaps")
+                          if c["metadata"]["name"].startswith("bh-")], [])
+
+    def test_pod_never_ready_fails_the_claim(self):
+        d = self.daemon(claim_timeout_s=4)
+        self.kubelet.behaviour.update({"stuck": "never", "crashy": "crash"})
+        self.workload(d, "stuck")
+        t0 = time.monotonic()
+        _, body = self.claim(d, "t4", "stuck", ok=False)
+        self.assertNotEqual(body.get("phase") if isinstance(body, dict) else None, "Active")
+        claim = wait_for(lambda: [c for c in self.items("bhc")
+                                  if c.get("status", {}).get("phase") == "Error"], 60,
+                         "the claim in Error\n" + d.log())[0]
+        detail = claim["status"]["detail"]
+        self.assertIn("not ready after 4000 ms", detail)
+        self.assertIn("not Ready", detail)
+        self.assertLess(time.monotonic() - t0, 45)
+        # The failed boot's Pod is gone.
+        wait_for(lambda: self.items("pods", "boilerhouse.dev/workload=stuck") == [], 30,
+                 "the stuck Pod deleted\n" + d.log())
+        # A container that exits fails the claim at once, with the kubelet's reason.
+        self.workload(d, "crashy")
+        self.claim(d, "t4", "crashy", ok=False)
+        claim = wait_for(lambda: [c for c in self.items("bhc")
+                                  if c["spec"]["workloadRef"] == "crashy" and
+                                  c.get("status", {}).get("phase") == "Error"], 60,
+                         "the crashy claim in Error\n" + d.log())[0]
+        self.assertIn("container main terminated: Error (exit code 7)", claim["status"]["detail"])
+
+    def test_finalizer_keeps_claim_until_pod_gone(self):
+        d = self.daemon()
+        self.workload(d, "held")
+        _, body = self.claim(d, "t5", "held")
+        name = "bh-held-" + body["instanceId"]
+        # A finalizer of the test's keeps the Pod terminating, as a kubelet stopping it would.
+        self.kubectl("patch", "pod", name, "--type", "merge",
+                     "-p", json.dumps({"metadata": {"finalizers": [HOLD]}}))
+        claim = self.items("bhc")[0]["metadata"]["name"]
+        self.kubectl("delete", "bhc", claim, "--wait=false")
+        wait_for(lambda: "is still terminating" in d.log(tail=None), 60,
+                 "the release waiting for the Pod\n" + d.log())
+        self.assertIsNotNone(self.get("bhc", claim))
+        self.assertIsNotNone(self.get("pod", name)["metadata"].get("deletionTimestamp"))
+        # The Pod goes: the retried release finishes and the finalizer lets the claim go.
+        self.kubectl("patch", "pod", name, "--type", "merge",
+                     "-p", json.dumps({"metadata": {"finalizers": None}}))
+        wait_for(lambda: self.get("bhc", claim) is None, 90, "the claim gone\n" + d.log())
+        self.assertTrue(self.gone(name))
+
+
+if __name__ == "__main__":
+    unittest.main()
