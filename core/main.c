@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "api.h"
 #include "daemon.h"
 #include "image.h"
@@ -33,6 +34,8 @@ static void usage(FILE *f)
           "                         print the Kubernetes objects of an instance of a workload\n"
           "  policy test SCRIPT --event FILE|JSON [--workload FILE|JSON]\n"
           "                         run a Lua claim policy or guard on a sample event\n"
+          "  snapshot-agent --root DIR --dir PATH...\n"
+          "                         serve a Pod's overlay directories to the daemon\n"
           "  version                print the version\n"
           "  help                   this text\n",
           f);
@@ -149,6 +152,8 @@ int main(int argc, char **argv)
         return bh_kube_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "policy") == 0)
         return bh_lua_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "snapshot-agent") == 0)
+        return bh_agent_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("boilerhouse %s\n", BH_VERSION);
         return 0;

@@ -80,10 +80,8 @@ static void hib_opts(struct bh_ctx *ctx, const cJSON *workload, const char *root
     o->dirs = dirs;
     o->uid_base = ctx->cfg.uid_base;
     o->uid_size = HIBERNATE_UID_SIZE;
-    const char *c = ctx->cfg.snapshot_compression;
-    o->compression = strcmp(c, "gzip") == 0  ? BH_SNAP_GZIP
-                     : strcmp(c, "lz4") == 0 ? BH_SNAP_LZ4
-                                             : BH_SNAP_ZSTD;
+    o->compression = BH_SNAP_ZSTD; /* the setting was checked at start */
+    BH_IGNORE(bh_snapshot_compression_parse(ctx->cfg.snapshot_compression, &o->compression));
     o->master_key =
         bh_json_bool(workload, "spec.filesystem.encryptOverlays", 0) ? ctx->master_key : NULL;
     o->context = context;

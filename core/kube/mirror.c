@@ -10,6 +10,7 @@
 #include "json.h"
 #include "log.h"
 #include "mem.h"
+#include "mirror_int.h"
 #include "resource.h"
 #include "store.h"
 
@@ -35,9 +36,8 @@ struct bh_kube_mirror {
     struct bh_kube_mirror_cfg cfg;
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    cJSON *seen;   /* "Kind/name" -> the cluster's last copy (under mu) */
-    cJSON *dirty;  /* "Kind/name" -> true: a store change to send (under mu, in order) */
-    char *sending; /* the key the writer is sending now, or NULL (under mu) */
+    struct mirror_table tab; /* cluster copies and queued store changes (under mu) */
+    char *sending;           /* the key the writer is sending now, or NULL (under mu) */
     volatile int stop;
     struct mirror_watch w[MIRROR_NKINDS];
     pthread_t writer;
@@ -91,7 +91,7 @@ static long long mirror_rv_num(const cJSON *obj)
 static int mirror_is_pending(struct bh_kube_mirror *m, const char *key)
 {
     pthread_mutex_lock(&m->mu);
-    int d = cJSON_HasObjectItem(m->dirty, key) || (m->sending && strcmp(m->sending, key) == 0);
+    int d = mirror_table_queued(&m->tab, key) || (m->sending && strcmp(m->sending, key) == 0);
     pthread_mutex_unlock(&m->mu);
     return d;
 }
@@ -100,13 +100,12 @@ static int mirror_is_pending(struct bh_kube_mirror *m, const char *key)
 static int mirror_see(struct bh_kube_mirror *m, const char *key, const cJSON *obj)
 {
     pthread_mutex_lock(&m->mu);
-    const cJSON *old = cJSON_GetObjectItemCaseSensitive(m->seen, key);
+    const struct mirror_entry *e = mirror_table_find(&m->tab, key);
+    const cJSON *old = e ? e->seen : NULL;
     long long have = old ? mirror_rv_num(old) : -1, got = mirror_rv_num(obj);
     int newer = !old || have < 0 || got < 0 || got > have;
-    if (newer) {
-        cJSON_DeleteItemFromObjectCaseSensitive(m->seen, key);
-        cJSON_AddItemToObject(m->seen, key, cJSON_Duplicate(obj, 1));
-    }
+    if (newer)
+        mirror_table_set_seen(&m->tab, key, cJSON_Duplicate(obj, 1));
     pthread_mutex_unlock(&m->mu);
     return newer;
 }
@@ -114,7 +113,7 @@ static int mirror_see(struct bh_kube_mirror *m, const char *key, const cJSON *ob
 static void mirror_forget(struct bh_kube_mirror *m, const char *key)
 {
     pthread_mutex_lock(&m->mu);
-    cJSON_DeleteItemFromObjectCaseSensitive(m->seen, key);
+    mirror_table_set_seen(&m->tab, key, NULL);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -184,6 +183,12 @@ static void mirror_apply(struct bh_kube_mirror *m, const char *kind, const char 
         mirror_put_local(m, kind, obj, mirror_is_pending(m, key));
 }
 
+static int mirror_name_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    return strcmp(x ? x : "", y ? y : "");
+}
+
 /* After a list: what the store has of kind and the list has not is gone from the cluster
  * (unless it is a store change not sent yet). */
 static void mirror_drop_missing(struct bh_kube_mirror *m, const char *kind, const cJSON *items)
@@ -192,18 +197,22 @@ static void mirror_drop_missing(struct bh_kube_mirror *m, const char *kind, cons
     struct bh_err err;
     if (bh_store_list(m->cfg.store, kind, NULL, &local, NULL, &err) < 0)
         return;
+    size_t n = 0;
+    const char **names = bh_xcalloc((size_t)cJSON_GetArraySize(items) + 1, sizeof(*names));
     const cJSON *o, *it;
+    cJSON_ArrayForEach(it, items) names[n++] = bh_json_str(it, "metadata.name");
+    qsort(names, n, sizeof(*names), mirror_name_cmp); /* a re-list of n objects is O(n log n) */
     cJSON_ArrayForEach(o, local)
     {
         const char *name = bh_json_str(o, "metadata.name");
-        int found = 0;
-        cJSON_ArrayForEach(it, items) found |= strcmp(bh_json_str(it, "metadata.name"), name) == 0;
+        int found = bsearch(&name, names, n, sizeof(*names), mirror_name_cmp) != NULL;
         bh_autofree char *key = mirror_key(kind, name);
         if (!found && !mirror_is_pending(m, key)) {
             mirror_forget(m, key);
             mirror_remove_local(m, kind, name);
         }
     }
+    free(names);
     cJSON_Delete(local);
 }
 
@@ -269,8 +278,7 @@ void bh_kube_mirror_on_store(const struct bh_store_event *ev, void *ud)
         return;
     bh_autofree char *key = mirror_key(ev->kind, ev->name);
     pthread_mutex_lock(&m->mu);
-    if (!cJSON_HasObjectItem(m->dirty, key))
-        cJSON_AddTrueToObject(m->dirty, key);
+    mirror_table_queue(&m->tab, key);
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->mu);
 }
@@ -287,8 +295,7 @@ void bh_kube_mirror_push_all(struct bh_kube_mirror *m)
         cJSON_ArrayForEach(o, local)
         {
             bh_autofree char *key = mirror_key(mirror_kinds[i], bh_json_str(o, "metadata.name"));
-            if (!cJSON_HasObjectItem(m->dirty, key))
-                cJSON_AddTrueToObject(m->dirty, key);
+            mirror_table_queue(&m->tab, key);
         }
         pthread_cond_broadcast(&m->cond);
         pthread_mutex_unlock(&m->mu);
@@ -299,7 +306,8 @@ void bh_kube_mirror_push_all(struct bh_kube_mirror *m)
 static cJSON *mirror_seen_copy(struct bh_kube_mirror *m, const char *key)
 {
     pthread_mutex_lock(&m->mu);
-    cJSON *c = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m->seen, key), 1);
+    const struct mirror_entry *e = mirror_table_find(&m->tab, key);
+    cJSON *c = e && e->seen ? cJSON_Duplicate(e->seen, 1) : NULL;
     pthread_mutex_unlock(&m->mu);
     return c;
 }
@@ -521,12 +529,11 @@ static int mirror_push(struct bh_kube_mirror *m, const char *key)
 static char *mirror_next_dirty(struct bh_kube_mirror *m)
 {
     pthread_mutex_lock(&m->mu);
-    while (!m->stop && !m->dirty->child)
+    while (!m->stop && !m->tab.qhead)
         pthread_cond_wait(&m->cond, &m->mu);
     char *key = NULL;
     if (!m->stop) {
-        key = bh_xstrdup(m->dirty->child->string);
-        cJSON_DeleteItemFromObjectCaseSensitive(m->dirty, key);
+        key = mirror_table_pop(&m->tab);
         free(m->sending);
         m->sending = bh_xstrdup(key);
     }
@@ -542,8 +549,7 @@ static void *mirror_writer_main(void *arg)
     while ((key = mirror_next_dirty(m))) {
         if (mirror_push(m, key) < 0) {
             pthread_mutex_lock(&m->mu);
-            if (!cJSON_HasObjectItem(m->dirty, key))
-                cJSON_AddTrueToObject(m->dirty, key);
+            mirror_table_queue(&m->tab, key);
             pthread_mutex_unlock(&m->mu);
             bh_clock_sleep_unless(
                 &m->mu, &m->cond, &m->stop,
@@ -569,8 +575,7 @@ int bh_kube_mirror_start(const struct bh_kube_mirror_cfg *cfg, struct bh_kube_mi
     m->cfg = *cfg;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cond, NULL);
-    m->seen = cJSON_CreateObject();
-    m->dirty = cJSON_CreateObject();
+    mirror_table_init(&m->tab);
     for (int i = 0; i < MIRROR_NKINDS; i++) {
         m->w[i] = (struct mirror_watch){m, mirror_kinds[i], mirror_collection(m, mirror_kinds[i]),
                                         NULL, 0};
@@ -607,8 +612,7 @@ void bh_kube_mirror_stop(struct bh_kube_mirror *m)
         free(m->w[i].path);
         free(m->w[i].rv);
     }
-    cJSON_Delete(m->seen);
-    cJSON_Delete(m->dirty);
+    mirror_table_free(&m->tab);
     free(m->sending);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cond);

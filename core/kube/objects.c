@@ -71,7 +71,8 @@ cJSON *kube_object(const char *api_version, const char *kind, const char *name,
     cJSON_AddStringToObject(meta, "namespace", namespace);
     cJSON *labels = cJSON_AddObjectToObject(meta, "labels");
     cJSON_AddStringToObject(labels, BH_KUBE_LABEL_MANAGED, "true");
-    cJSON_AddStringToObject(labels, BH_KUBE_LABEL_WORKLOAD, workload);
+    if (workload)
+        cJSON_AddStringToObject(labels, BH_KUBE_LABEL_WORKLOAD, workload);
     return obj;
 }
 
@@ -86,6 +87,58 @@ const char *kube_access(const cJSON *workload)
 {
     const char *mode = bh_json_str(workload, "spec.network.access");
     return mode ? mode : "none";
+}
+
+cJSON *kube_resources(const char *cpu, const char *mem)
+{
+    cJSON *res = cJSON_CreateObject();
+    cJSON *limits = cJSON_AddObjectToObject(res, "limits");
+    cJSON_AddStringToObject(limits, "cpu", cpu);
+    cJSON_AddStringToObject(limits, "memory", mem);
+    cJSON_AddItemToObject(res, "requests", cJSON_Duplicate(limits, 1));
+    return res;
+}
+
+cJSON *kube_security(int uid, const char *const *add)
+{
+    static const char *const drop_all[] = {"ALL", NULL};
+    cJSON *sc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(sc, "runAsUser", uid);
+    cJSON_AddNumberToObject(sc, "runAsGroup", uid);
+    cJSON_AddBoolToObject(sc, "runAsNonRoot", uid != 0);
+    cJSON_AddBoolToObject(sc, "readOnlyRootFilesystem", 1);
+    cJSON_AddBoolToObject(sc, "allowPrivilegeEscalation", 0);
+    cJSON_AddBoolToObject(sc, "privileged", 0);
+    cJSON *caps = cJSON_AddObjectToObject(sc, "capabilities");
+    kube_add_strings(caps, "drop", drop_all);
+    if (add)
+        kube_add_strings(caps, "add", add);
+    return sc;
+}
+
+cJSON *kube_container(const char *name, const char *image, const char *const *command)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "name", name);
+    cJSON_AddStringToObject(c, "image", image);
+    cJSON_AddStringToObject(c, "imagePullPolicy", "IfNotPresent");
+    kube_add_strings(c, "command", command);
+    return c;
+}
+
+void kube_mount(cJSON *c, const char *volume, const char *path, const char *sub_path, int read_only)
+{
+    cJSON *mounts = cJSON_GetObjectItem(c, "volumeMounts");
+    if (!mounts)
+        mounts = cJSON_AddArrayToObject(c, "volumeMounts");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "name", volume);
+    cJSON_AddStringToObject(m, "mountPath", path);
+    if (sub_path)
+        cJSON_AddStringToObject(m, "subPath", sub_path);
+    if (read_only)
+        cJSON_AddBoolToObject(m, "readOnly", 1);
+    cJSON_AddItemToArray(mounts, m);
 }
 
 static int kube_id_valid(const char *id)
@@ -326,29 +379,6 @@ static void pod_probe(cJSON *c, const cJSON *workload)
     cJSON_AddNumberToObject(probe, "timeoutSeconds", bh_json_num(health, "timeoutSeconds", 2));
 }
 
-/* Each overlay directory is an emptyDir at its path: what hibernation archives. */
-static void pod_overlays(cJSON *spec, cJSON *c, const cJSON *workload)
-{
-    const cJSON *dirs = bh_json_get(workload, "spec.filesystem.overlayDirs");
-    cJSON *volumes = cJSON_GetObjectItem(spec, "volumes");
-    cJSON *mounts = cJSON_GetObjectItem(c, "volumeMounts");
-    int i = 0;
-    const cJSON *d;
-    cJSON_ArrayForEach(d, dirs)
-    {
-        char name[32];
-        snprintf(name, sizeof(name), "overlay-%d", i++);
-        cJSON *v = cJSON_CreateObject();
-        cJSON_AddStringToObject(v, "name", name);
-        cJSON_AddObjectToObject(v, "emptyDir");
-        cJSON_AddItemToArray(volumes, v);
-        cJSON *m = cJSON_CreateObject();
-        cJSON_AddStringToObject(m, "name", name);
-        cJSON_AddStringToObject(m, "mountPath", d->valuestring);
-        cJSON_AddItemToArray(mounts, m);
-    }
-}
-
 /* A numeric uid of the image's User ("1000" or "1000:1000"), or -1. */
 static long pod_image_uid(const char *user)
 {
@@ -397,7 +427,6 @@ static int pod_main(cJSON *spec, const cJSON *workload, const struct bh_kube_ins
     pod_ports(c, workload);
     cJSON_AddItemToObject(c, "resources", pod_resources(workload));
     cJSON_AddArrayToObject(c, "volumeMounts");
-    pod_overlays(spec, c, workload);
     pod_probe(c, workload);
     return pod_security(spec, c, workload, inst, err);
 }
@@ -422,6 +451,8 @@ int bh_kube_pod(const cJSON *workload, const struct bh_kube_instance *inst,
     cJSON *main = cJSON_GetArrayItem(cJSON_GetObjectItem(spec, "containers"), 0);
     if (rc == 0 && !strcmp(kube_access(workload), "restricted"))
         rc = kube_egress_add(spec, main, workload, o, err);
+    if (rc == 0)
+        rc = kube_agent_add(spec, main, workload, inst, o, err);
     if (rc == 0 && cJSON_GetArraySize(cJSON_GetObjectItem(spec, "volumes")) == 0)
         cJSON_DeleteItemFromObject(spec, "volumes");
     if (rc == 0 && main && cJSON_GetArraySize(cJSON_GetObjectItem(main, "volumeMounts")) == 0)

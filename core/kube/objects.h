@@ -34,6 +34,13 @@
 /* Where the main container finds the egress CA certificate (never the key). */
 #define BH_KUBE_CA_DIR "/etc/boilerhouse/egress-ca"
 
+/* The snapshot agent (core/snapshot/agent.h) in Pods with overlay directories: its port, the
+ * Secret in the instances' namespace that holds its bearer token (key "token"; one per
+ * namespace, made by the operator), and where it sees the overlay volume. */
+#define BH_KUBE_AGENT_PORT 15090
+#define BH_KUBE_AGENT_SECRET "boilerhouse-agent"
+#define BH_KUBE_AGENT_ROOT "/var/lib/boilerhouse-agent"
+
 /* Operator settings the objects depend on; every pointer borrowed. NULL/0 fields take the
  * defaults bh_kube_opts_defaults() fills. */
 struct bh_kube_opts {
@@ -60,6 +67,8 @@ struct bh_kube_instance {
                              * for a dockerfile-built workload */
     const char *image_user; /* the image config's User, NULL if unknown: a numeric non-zero
                              * uid makes the Pod runAsNonRoot */
+    int restore;            /* the tenant has a snapshot: an init container takes it in before
+                             * the workload starts (objects_agent.c) */
 };
 
 /* Names: the Pod, its Service and NetworkPolicy share one, "bh-<workload>-<id>"; the egress
@@ -90,6 +99,11 @@ BH_MUST_CHECK int bh_kube_network_policy(const cJSON *workload, const struct bh_
 BH_MUST_CHECK int bh_kube_ca_secret(const cJSON *workload, const char *cert_pem,
                                     const char *key_pem, const struct bh_kube_opts *o, cJSON **out,
                                     struct bh_err *err);
+
+/* The Secret BH_KUBE_AGENT_SECRET holding the snapshot agents' bearer token (printable, at
+ * least 32 characters). */
+BH_MUST_CHECK int bh_kube_agent_secret(const char *token, const struct bh_kube_opts *o, cJSON **out,
+                                       struct bh_err *err);
 
 /* The nftables ruleset the egress init container loads (exported for tests: `nft -c`). */
 const char *bh_kube_redirect_rules(void);

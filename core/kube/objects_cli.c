@@ -31,6 +31,7 @@ static int cli_usage(void)
 {
     fputs("usage: boilerhouse kube render --workload FILE [--tenant ID] [--claim NAME]\n"
           "         [--pool NAME] [--id HEX12] [--image REF] [--image-user UID]\n"
+          "         [--restore (the tenant has a snapshot: add the restore init container)]\n"
           "         [--kind pod|service|networkpolicy|secret|all] [--output yaml|json]\n"
           "         [--namespace NS] [--operator-namespace NS] [--cluster-cidr CIDR]...\n"
           "         [--dns-namespace NS] [--dns-label K=V] [--proxy-image REF]\n"
@@ -251,6 +252,10 @@ static int cli_option(struct cli *o, int c, const char *arg)
         ['P'] = &o->opts.proxy_image,
         ['a'] = &o->ca_dir,
     };
+    if (c == 'R') {
+        o->inst.restore = 1;
+        return 0;
+    }
     if (c == 'r') {
         if (o->n_cidrs == CLI_MAX_CIDRS)
             return -1;
@@ -281,6 +286,7 @@ static int cli_parse(int argc, char **argv, struct cli *o)
                                          {"dns-label", required_argument, NULL, 'L'},
                                          {"proxy-image", required_argument, NULL, 'P'},
                                          {"ca-dir", required_argument, NULL, 'a'},
+                                         {"restore", no_argument, NULL, 'R'},
                                          {NULL, 0, NULL, 0}};
     int c;
     optind = 2;

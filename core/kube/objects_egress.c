@@ -155,58 +155,6 @@ static int eg_config_env(cJSON *env, const cJSON *workload, struct bh_err *err)
 
 /* ---- containers -------------------------------------------------------------------------- */
 
-static cJSON *eg_resources(const char *cpu, const char *mem)
-{
-    cJSON *res = cJSON_CreateObject();
-    cJSON *limits = cJSON_AddObjectToObject(res, "limits");
-    cJSON_AddStringToObject(limits, "cpu", cpu);
-    cJSON_AddStringToObject(limits, "memory", mem);
-    cJSON_AddItemToObject(res, "requests", cJSON_Duplicate(limits, 1));
-    return res;
-}
-
-/* A hardened context: run as uid, read-only root, no escalation, no capabilities but add. */
-static cJSON *eg_security(int uid, const char *add)
-{
-    static const char *const drop_all[] = {"ALL", NULL};
-    cJSON *sc = cJSON_CreateObject();
-    cJSON_AddNumberToObject(sc, "runAsUser", uid);
-    cJSON_AddNumberToObject(sc, "runAsGroup", uid);
-    cJSON_AddBoolToObject(sc, "runAsNonRoot", uid != 0);
-    cJSON_AddBoolToObject(sc, "readOnlyRootFilesystem", 1);
-    cJSON_AddBoolToObject(sc, "allowPrivilegeEscalation", 0);
-    cJSON_AddBoolToObject(sc, "privileged", 0);
-    cJSON *caps = cJSON_AddObjectToObject(sc, "capabilities");
-    kube_add_strings(caps, "drop", drop_all);
-    if (add) {
-        const char *const add_v[] = {add, NULL};
-        kube_add_strings(caps, "add", add_v);
-    }
-    return sc;
-}
-
-static cJSON *eg_container(const char *name, const char *image, const char *const *command)
-{
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "name", name);
-    cJSON_AddStringToObject(c, "image", image);
-    cJSON_AddStringToObject(c, "imagePullPolicy", "IfNotPresent");
-    kube_add_strings(c, "command", command);
-    return c;
-}
-
-static void eg_mount(cJSON *c, const char *volume, const char *path)
-{
-    cJSON *mounts = cJSON_GetObjectItem(c, "volumeMounts");
-    if (!mounts)
-        mounts = cJSON_AddArrayToObject(c, "volumeMounts");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "name", volume);
-    cJSON_AddStringToObject(m, "mountPath", path);
-    cJSON_AddBoolToObject(m, "readOnly", 1);
-    cJSON_AddItemToArray(mounts, m);
-}
-
 /* The CA Secret as two volumes: whole (the sidecar) and the certificate alone (the main
  * container). Mode 0444: the sidecar runs as a non-root uid and the files are root's; each
  * volume is visible only in the containers that mount it. */
@@ -233,29 +181,30 @@ static int eg_sidecar(cJSON *spec, const cJSON *workload, const struct bh_kube_o
                       struct bh_err *err)
 {
     static const char *const cmd[] = {"boilerhouse", "egress-proxy", NULL};
-    cJSON *c = eg_container("egress-proxy", o->proxy_image, cmd);
+    cJSON *c = kube_container("egress-proxy", o->proxy_image, cmd);
     cJSON_AddItemToArray(cJSON_GetObjectItem(spec, "containers"), c);
     if (eg_config_env(cJSON_AddArrayToObject(c, "env"), workload, err) < 0)
         return -1;
-    cJSON_AddItemToObject(c, "resources", eg_resources("100m", "64Mi"));
-    cJSON_AddItemToObject(c, "securityContext", eg_security(BH_KUBE_PROXY_UID, NULL));
-    eg_mount(c, "egress-ca-key", EG_KEY_DIR);
+    cJSON_AddItemToObject(c, "resources", kube_resources("100m", "64Mi"));
+    cJSON_AddItemToObject(c, "securityContext", kube_security(BH_KUBE_PROXY_UID, NULL));
+    kube_mount(c, "egress-ca-key", EG_KEY_DIR, NULL, 1);
     return 0;
 }
 
 static void eg_init(cJSON *spec, const struct bh_kube_opts *o)
 {
     static const char *const cmd[] = {"nft", eg_rules, NULL};
-    cJSON *c = eg_container("egress-init", o->proxy_image, cmd);
-    cJSON_AddItemToObject(c, "resources", eg_resources("50m", "32Mi"));
-    cJSON_AddItemToObject(c, "securityContext", eg_security(0, "NET_ADMIN"));
+    cJSON *c = kube_container("egress-init", o->proxy_image, cmd);
+    cJSON_AddItemToObject(c, "resources", kube_resources("50m", "32Mi"));
+    static const char *const net_admin[] = {"NET_ADMIN", NULL};
+    cJSON_AddItemToObject(c, "securityContext", kube_security(0, net_admin));
     cJSON_AddItemToArray(cJSON_AddArrayToObject(spec, "initContainers"), c);
 }
 
 /* The main container trusts the CA: Node adds it to its roots; others read the file. */
 static void eg_main(cJSON *main)
 {
-    eg_mount(main, "egress-ca-cert", BH_KUBE_CA_DIR);
+    kube_mount(main, "egress-ca-cert", BH_KUBE_CA_DIR, NULL, 1);
     cJSON *env = cJSON_GetObjectItem(main, "env");
     if (!env)
         env = cJSON_AddArrayToObject(main, "env");

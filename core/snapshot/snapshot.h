@@ -21,6 +21,8 @@
 /* zstd (level 3): compact; gzip (level 1); lz4 (level 1): about twice the size of zstd on text,
  * but several times faster to decompress (docs/benchmarks.md). */
 enum bh_snapshot_compression { BH_SNAP_ZSTD = 0, BH_SNAP_GZIP = 1, BH_SNAP_LZ4 = 2 };
+/* "zstd", "gzip" or "lz4"; -1 for anything else. */
+int bh_snapshot_compression_parse(const char *name, enum bh_snapshot_compression *out);
 
 struct bh_snapshot_opts {
     const char *rootfs; /* host path of the instance's merged rootfs */
@@ -50,6 +52,20 @@ BH_MUST_CHECK int bh_snapshot_create(const struct bh_snapshot_opts *opts, const 
  * by uid_base. Safe against a running instance writing concurrently only if frozen. */
 BH_MUST_CHECK int bh_snapshot_restore(const struct bh_snapshot_opts *opts, const char *in_path,
                                       const char *expected_digest, struct bh_err *err);
+
+/* Re-wraps a snapshot file (either format) between plain and encrypted: in_path is verified
+ * against in_digest first, decrypted with in_key (NULL: it must be plain), and written to
+ * out_path (0600, fsync'd; removed on failure) encrypted under out_key (NULL: plain). The
+ * archive inside is copied, not unpacked. info describes out_path. */
+struct bh_snapshot_convert_opts {
+    const char *in_path, *in_digest;
+    const uint8_t *in_key;
+    const char *out_path;
+    const uint8_t *out_key;
+    const char *context; /* of both keys */
+};
+BH_MUST_CHECK int bh_snapshot_convert(const struct bh_snapshot_convert_opts *o,
+                                      struct bh_snapshot_info *info, struct bh_err *err);
 
 /* Image snapshots ("image-v1", docs/snapshot-format.md): an instance's disk image (a sparse
  * ext4 file that holds the overlay's upper layer) as one stream of its non-zero blocks, in

@@ -345,6 +345,12 @@ int bh_listen_start(const struct bh_listen_cfg *cfg, struct bh_listen **out, str
     return 0;
 }
 
+int bh_listen_port(const struct bh_listen *l)
+{
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    return i ? i->port : -1;
+}
+
 void bh_listen_stop(struct bh_listen *l)
 {
     if (!l)

@@ -62,6 +62,8 @@ struct bh_listen;
 /* Starts listening; *out owned (bh_listen_stop). */
 BH_MUST_CHECK int bh_listen_start(const struct bh_listen_cfg *cfg, struct bh_listen **out,
                                   struct bh_err *err);
+/* The port the listener is bound to (what port 0 became). */
+int bh_listen_port(const struct bh_listen *l);
 /* Stops accepting, closes every connection (joining their threads) and frees. NULL ok. */
 void bh_listen_stop(struct bh_listen *l);
 

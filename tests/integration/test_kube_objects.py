@@ -103,9 +103,18 @@ class KubeObjectsTest(unittest.TestCase):
             for mode in MODES:
                 n += 1
                 warm = n % 2 == 0  # half as warm pool Pods, half claimed by TENANT
-                who = ["--pool", "pool-a"] if warm else ["--tenant", TENANT, "--claim", "c-1"]
+                # a claimed tenant resumes a snapshot: the restore init container is checked too
+                who = (["--pool", "pool-a"] if warm
+                       else ["--tenant", TENANT, "--claim", "c-1", "--restore"])
                 items = self.render(self.variant(path, mode), "--id", "%012x" % n, *who)
                 kinds = [o["kind"] for o in items]
+                pod = next(o for o in items if o["kind"] == "Pod")
+                agents = [c["name"] for c in pod["spec"]["containers"]
+                          + pod["spec"].get("initContainers", []) if "snapshot" in c["name"]]
+                has_dirs = any(m["name"] == "overlays"
+                               for m in pod["spec"]["containers"][0].get("volumeMounts", []))
+                self.assertEqual(agents, (["snapshot-agent"] + ([] if warm else ["snapshot-restore"]))
+                                 if has_dirs else [], path)
                 self.assertEqual(kinds.count("Pod"), 1, path)
                 self.assertEqual(kinds.count("NetworkPolicy"), 1, path)
                 self.assertEqual(kinds.count("Secret"), 1 if mode == "restricted" else 0, path)

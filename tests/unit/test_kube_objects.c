@@ -190,7 +190,7 @@ static void test_pod_spec_hardening(void **state)
     assert_null(bh_json_get(spec, "securityContext.runAsNonRoot")); /* image user unknown */
     assert_null(bh_json_get(spec, "initContainers"));
     cJSON *containers = cJSON_GetObjectItem(spec, "containers");
-    assert_int_equal(cJSON_GetArraySize(containers), 1);
+    assert_int_equal(cJSON_GetArraySize(containers), 2); /* main, snapshot-agent */
     cJSON *c = cJSON_GetArrayItem(containers, 0);
     assert_false(bh_json_bool(c, "securityContext.allowPrivilegeEscalation", 1));
     assert_false(bh_json_bool(c, "securityContext.privileged", 1));
@@ -278,10 +278,18 @@ static void test_pod_overlays_and_probe(void **state)
     cJSON *volumes = bh_json_get(pod, "spec.volumes");
     cJSON *c = cJSON_GetArrayItem(bh_json_get(pod, "spec.containers"), 0);
     cJSON *mounts = cJSON_GetObjectItem(c, "volumeMounts");
-    assert_int_equal(cJSON_GetArraySize(volumes), 2);
-    assert_non_null(bh_json_get(find_named(volumes, "overlay-1"), "emptyDir"));
-    assert_string_equal(bh_json_str(find_named(mounts, "overlay-0"), "mountPath"), "/workspace");
-    assert_string_equal(bh_json_str(find_named(mounts, "overlay-1"), "mountPath"), "/home/u");
+    assert_int_equal(cJSON_GetArraySize(volumes), 2); /* overlays, agent-token */
+    assert_non_null(bh_json_get(find_named(volumes, "overlays"), "emptyDir"));
+    /* one volume, a subPath per directory: the agent restores by exchanging directories */
+    assert_int_equal(cJSON_GetArraySize(mounts), 2);
+    const char *paths[] = {"/workspace", "/home/u"}, *subs[] = {"workspace", "home/u"};
+    for (int i = 0; i < 2; i++) {
+        cJSON *m = cJSON_GetArrayItem(mounts, i);
+        assert_string_equal(bh_json_str(m, "name"), "overlays");
+        assert_string_equal(bh_json_str(m, "mountPath"), paths[i]);
+        assert_string_equal(bh_json_str(m, "subPath"), subs[i]);
+        assert_false(bh_json_bool(m, "readOnly", 0));
+    }
     cJSON *probe = cJSON_GetObjectItem(c, "readinessProbe");
     assert_string_equal(bh_json_str(probe, "httpGet.path"), "/ready");
     assert_int_equal(bh_json_int(probe, "httpGet.port", 0), 8080);
@@ -583,6 +591,87 @@ static void expect_pod_error(const cJSON *wl, const struct bh_kube_instance *ins
         fail_msg("error \"%s\" does not name \"%s\"", err.msg, msg);
 }
 
+/* The snapshot agent: a sidecar always (hibernation), the restore init container only for a
+ * tenant with a snapshot; root with the file capabilities only, whatever the Pod's user. */
+static void test_pod_snapshot_agent(void **state)
+{
+    (void)state;
+    cJSON *wl = workload("restricted");
+    struct bh_kube_instance inst = CLAIMED;
+    inst.image_user = "1000"; /* runAsNonRoot for the Pod: the agent must override it */
+    cJSON *pod = pod_of(wl, &inst);
+    cJSON *agent = find_named(bh_json_get(pod, "spec.containers"), "snapshot-agent");
+    assert_non_null(agent);
+    assert_null(find_named(bh_json_get(pod, "spec.initContainers"), "snapshot-restore"));
+    bh_autofree char *cmd = bh_json_print(cJSON_GetObjectItem(agent, "command"));
+    assert_string_equal(cmd, "[\"boilerhouse\",\"snapshot-agent\",\"--root\",\"" BH_KUBE_AGENT_ROOT
+                             "\",\"--listen\",\"0.0.0.0:15090\","
+                             "\"--token-file\",\"/etc/boilerhouse/agent/token\",\"--dir\","
+                             "\"/workspace\",\"--dir\",\"/home/u\"]");
+    assert_int_equal(
+        bh_json_int(cJSON_GetArrayItem(cJSON_GetObjectItem(agent, "ports"), 0), "containerPort", 0),
+        BH_KUBE_AGENT_PORT);
+    assert_int_equal(bh_json_int(agent, "securityContext.runAsUser", -1), 0);
+    assert_false(bh_json_bool(agent, "securityContext.runAsNonRoot", 1));
+    assert_false(bh_json_bool(agent, "securityContext.allowPrivilegeEscalation", 1));
+    bh_autofree char *caps = bh_json_print(bh_json_get(agent, "securityContext.capabilities"));
+    assert_string_equal(caps, "{\"drop\":[\"ALL\"],\"add\":[\"CHOWN\",\"DAC_OVERRIDE\","
+                              "\"DAC_READ_SEARCH\",\"FOWNER\",\"FSETID\"]}");
+    assert_string_equal(
+        bh_json_str(cJSON_GetArrayItem(cJSON_GetObjectItem(agent, "volumeMounts"), 0), "mountPath"),
+        BH_KUBE_AGENT_ROOT);
+    cJSON *token = find_named(bh_json_get(pod, "spec.volumes"), "agent-token");
+    assert_string_equal(bh_json_str(token, "secret.secretName"), BH_KUBE_AGENT_SECRET);
+    assert_int_equal(bh_json_int(token, "secret.defaultMode", 0), 0400);
+    cJSON_Delete(pod);
+
+    inst.restore = 1;
+    pod = pod_of(wl, &inst);
+    cJSON *init = bh_json_get(pod, "spec.initContainers");
+    assert_int_equal(cJSON_GetArraySize(init), 2); /* the egress rules first, then the restore */
+    assert_string_equal(bh_json_str(cJSON_GetArrayItem(init, 0), "name"), "egress-init");
+    cJSON *restore = cJSON_GetArrayItem(init, 1);
+    assert_string_equal(bh_json_str(restore, "name"), "snapshot-restore");
+    cJSON *rcmd = cJSON_GetObjectItem(restore, "command");
+    assert_string_equal(cJSON_GetArrayItem(rcmd, cJSON_GetArraySize(rcmd) - 1)->valuestring,
+                        "--restore-once");
+    assert_null(cJSON_GetObjectItem(restore, "ports"));
+    cJSON_Delete(pod);
+
+    /* no overlay directories: nothing to save, no agent */
+    cJSON_DeleteItemFromObject(bh_json_get(wl, "spec.filesystem"), "overlayDirs");
+    pod = pod_of(wl, &inst);
+    assert_null(find_named(bh_json_get(pod, "spec.containers"), "snapshot-agent"));
+    assert_null(find_named(bh_json_get(pod, "spec.volumes"), "agent-token"));
+    cJSON_Delete(pod);
+    cJSON_Delete(wl);
+}
+
+static void test_agent_secret(void **state)
+{
+    (void)state;
+    struct bh_kube_opts o = opts();
+    cJSON *s = NULL;
+    struct bh_err err = {0};
+    const char *token = "0123456789abcdef0123456789abcdef";
+    assert_int_equal(bh_kube_agent_secret(token, &o, &s, &err), 0);
+    assert_string_equal(bh_json_str(s, "metadata.name"), BH_KUBE_AGENT_SECRET);
+    assert_string_equal(bh_json_str(s, "metadata.namespace"), "tenants");
+    assert_null(bh_json_get(s, "metadata.labels." BH_KUBE_LABEL_WORKLOAD));
+    size_t len = 0;
+    bh_autofree unsigned char *raw = bh_crypto_unbase64(bh_json_str(s, "data.token"), &len);
+    assert_int_equal(len, strlen(token));
+    assert_memory_equal(raw, token, len);
+    cJSON_Delete(s);
+    const char *bad[] = {"short", "0123456789abcdef 0123456789abcdef", NULL};
+    for (int i = 0; i < 3; i++) {
+        s = NULL;
+        assert_int_equal(bh_kube_agent_secret(bad[i], &o, &s, &err), -1);
+        assert_null(s);
+        assert_non_null(strstr(err.msg, "agent token"));
+    }
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -615,6 +704,14 @@ static void test_bad_input(void **state)
     wl = workload_with("none", "s", "'1BAD'");
     expect_pod_error(wl, &CLAIMED, "spec.entrypoint.env.1BAD");
     cJSON_Delete(wl);
+    const char *dirs[] = {"/", "/a//b", "/a/./b", "/a/", "/."};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        wl = workload("none");
+        cJSON *od = bh_json_get(wl, "spec.filesystem.overlayDirs");
+        cJSON_ReplaceItemInArray(od, 1, cJSON_CreateString(dirs[i]));
+        expect_pod_error(wl, &CLAIMED, "spec.filesystem.overlayDirs[1]");
+        cJSON_Delete(wl);
+    }
 
     wl = workload("none");
     bh_json_set_str(bh_json_get(wl, "metadata"), "name", "Not_A_Label");
@@ -651,6 +748,8 @@ int main(void)
         cmocka_unit_test(test_ca_secret),
         cmocka_unit_test(test_claim_patch),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_pod_snapshot_agent),
+        cmocka_unit_test(test_agent_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "crypto.h"
 #include "fs.h"
 #include "mem.h"
@@ -643,6 +644,174 @@ static void test_image_refusals(void **state)
     assert_false(bh_fs_exists(out));
 }
 
+/* ---- re-wrapping between plain and encrypted (bh_snapshot_convert) ------------------------ */
+
+static void convert(const char *in, const char *digest, const uint8_t *in_key, const char *out,
+                    const uint8_t *out_key, struct bh_snapshot_info *info)
+{
+    struct bh_snapshot_convert_opts c = {.in_path = in,
+                                         .in_digest = digest,
+                                         .in_key = in_key,
+                                         .out_path = out,
+                                         .out_key = out_key,
+                                         .context = "w/t"};
+    struct bh_err err;
+    if (bh_snapshot_convert(&c, info, &err) < 0)
+        fail_msg("convert: %s", err.msg);
+}
+
+static void test_convert_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    struct bh_snapshot_info plain, sealed, back;
+    struct bh_err err;
+    create_plain(f, &plain);
+    bh_autofree char *enc = P(f->dir, "enc"), *dec = P(f->dir, "dec");
+    convert(f->snap, plain.digest, NULL, enc, key1, &sealed);
+    convert(enc, sealed.digest, key1, dec, NULL, &back);
+    same_bytes(f->snap, dec); /* the archive inside is copied as it was */
+    assert_string_equal(back.digest, plain.digest);
+    assert_int_equal(rename(enc, f->snap), 0);
+    if (restore(f, key1, &err) < 0)
+        fail_msg("restore: %s", err.msg);
+    check_tree(f);
+}
+
+static void test_convert_refusals(void **state)
+{
+    struct fx *f = *state;
+    struct bh_snapshot_info plain, sealed, info;
+    struct bh_err err;
+    create_plain(f, &plain);
+    bh_autofree char *enc = P(f->dir, "enc"), *out = P(f->dir, "out");
+    convert(f->snap, plain.digest, NULL, enc, key1, &sealed);
+    struct bh_snapshot_convert_opts c = {.in_path = enc,
+                                         .in_digest = sealed.digest,
+                                         .in_key = key2,
+                                         .out_path = out,
+                                         .context = "w/t"};
+    assert_int_equal(bh_snapshot_convert(&c, &info, &err), -1); /* wrong key */
+    assert_false(bh_fs_exists(out));
+    c.in_key = NULL; /* an encrypted file read as plain */
+    assert_int_equal(bh_snapshot_convert(&c, &info, &err), -1);
+    assert_false(bh_fs_exists(out));
+    c = (struct bh_snapshot_convert_opts){.in_path = f->snap,
+                                          .in_digest = sealed.digest,
+                                          .out_path = out,
+                                          .out_key = key1,
+                                          .context = "w/t"};
+    assert_int_equal(bh_snapshot_convert(&c, &info, &err), -1);
+    assert_non_null(strstr(err.msg, "digest mismatch"));
+    assert_false(bh_fs_exists(out));
+}
+
+/* ---- the snapshot agent (agent.h), on loopback -------------------------------------------- */
+
+static struct bh_agent *agent_on(const char *root, const char *scratch, const char *token, int once,
+                                 char base[64])
+{
+    struct bh_agent_cfg cfg = {.host = "127.0.0.1",
+                               .root = root,
+                               .dirs = dirs_ws,
+                               .scratch = scratch,
+                               .token = token,
+                               .restore_once = once};
+    struct bh_agent *a = NULL;
+    struct bh_err err;
+    if (bh_agent_start(&cfg, &a, &err) < 0)
+        fail_msg("agent: %s", err.msg);
+    snprintf(base, 64, "http://127.0.0.1:%d", bh_agent_port(a));
+    return a;
+}
+
+static char *scratch_dir(struct fx *f)
+{
+    char *scratch = P(f->dir, "scratch");
+    assert_int_equal(mkdir(scratch, 0700), 0);
+    return scratch;
+}
+
+static void scratch_empty(const char *scratch)
+{
+    DIR *d = opendir(scratch);
+    assert_non_null(d);
+    for (struct dirent *de; (de = readdir(d));)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            fail_msg("staged file left: %s/%s", scratch, de->d_name);
+    closedir(d);
+}
+
+/* A Pod's files out through one agent and in through another: what a hibernate on a cluster
+ * and the restore on the next claim do. */
+static void test_agent_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *scratch = scratch_dir(f);
+    char base[64];
+    struct bh_err err;
+    struct bh_snapshot_info info;
+    struct bh_agent *a = agent_on(f->src, scratch, "s3cret", 0, base);
+    if (bh_agent_fetch(base, "s3cret", f->snap, &info, &err) < 0)
+        fail_msg("fetch: %s", err.msg);
+    bh_agent_stop(a);
+    assert_int_equal(info.files, 9);
+    char hex[65];
+    assert_int_equal(bh_crypto_sha256_file(f->snap, hex, &err), 0);
+    assert_string_equal(hex, info.digest);
+    scratch_empty(scratch);
+    a = agent_on(f->dst, scratch, "s3cret", 1, base);
+    if (bh_agent_push(base, "s3cret", f->snap, info.digest, &err) < 0)
+        fail_msg("push: %s", err.msg);
+    assert_int_equal(bh_agent_wait(a), 0); /* restore mode: done after one restore */
+    bh_agent_stop(a);
+    scratch_empty(scratch);
+    check_tree(f);
+}
+
+static void test_agent_refusals(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *scratch = scratch_dir(f);
+    char base[64];
+    struct bh_err err;
+    struct bh_snapshot_info info;
+    create_plain(f, &info);
+    marker(f, -1);
+    struct bh_agent *a = agent_on(f->dst, scratch, "s3cret", 0, base);
+    assert_int_equal(bh_agent_push(base, NULL, f->snap, info.digest, &err), -1);
+    assert_int_equal(err.code, BH_EAUTH);
+    assert_int_equal(bh_agent_push(base, "wrong", f->snap, info.digest, &err), -1);
+    assert_int_equal(err.code, BH_EAUTH);
+    bh_autofree char *other = P(f->dir, "other");
+    assert_int_equal(bh_agent_fetch(base, "x", other, &info, &err), -1);
+    assert_int_equal(err.code, BH_EAUTH);
+    assert_false(bh_fs_exists(other));
+    char bad[65];
+    memcpy(bad, info.digest, sizeof(bad));
+    bad[0] = bad[0] == 'a' ? 'b' : 'a';
+    assert_int_equal(bh_agent_push(base, "s3cret", f->snap, bad, &err), -1);
+    assert_int_equal(err.code, BH_EINVAL);
+    assert_non_null(strstr(err.msg, "digest mismatch"));
+    marker(f, 1); /* nothing changed */
+    scratch_empty(scratch);
+    bh_agent_stop(a);
+    assert_int_equal(bh_agent_done(base, NULL, &err), -1); /* nobody listens any more */
+    assert_int_equal(err.code, BH_EUNAVAIL);
+}
+
+/* A fresh tenant: the init container is told there is nothing to restore. */
+static void test_agent_done(void **state)
+{
+    struct fx *f = *state;
+    char base[64];
+    struct bh_err err;
+    struct bh_agent *a = agent_on(f->dst, f->dir, NULL, 1, base);
+    if (bh_agent_done(base, NULL, &err) < 0)
+        fail_msg("done: %s", err.msg);
+    assert_int_equal(bh_agent_wait(a), 0);
+    bh_agent_stop(a);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -654,7 +823,9 @@ int main(void)
         T(test_live_symlinks_replaced), T(test_duplicate_entries),
         T(test_absent_dir_removed),     T(test_roundtrip_lz4),
         T(test_image_roundtrip),        T(test_image_roundtrip_lz4_encrypted),
-        T(test_image_refusals),
+        T(test_image_refusals),         T(test_convert_roundtrip),
+        T(test_convert_refusals),       T(test_agent_roundtrip),
+        T(test_agent_refusals),         T(test_agent_done),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
