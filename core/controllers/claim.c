@@ -495,9 +495,9 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     int slot = !inst && snap ? claim_take_slot(ctx, claim, &rc, err) : 0;
     if (!inst && snap && !slot)
         goto out;
-    /* An image snapshot is a disk the boot mounts: it cannot go into a running pool instance. */
+    /* Some snapshots only go in as an instance boots (bh_hibernate_at_boot): no pool then. */
     rc = unreadable ? (cerr = serr, -1)
-         : inst || (want && strcmp(want, "cold") == 0) || bh_hibernate_is_image(snap)
+         : inst || (want && strcmp(want, "cold") == 0) || bh_hibernate_at_boot(ctx, snap)
              ? 0
              : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
     if (rc == 0 && !inst) {

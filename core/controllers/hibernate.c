@@ -297,12 +297,46 @@ static int hib_has_image(struct bh_ctx *ctx, const char *id)
     return lstat(img, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+static int hib_remote(struct bh_ctx *ctx)
+{
+    return bh_runtime_has(ctx->runtime, BH_RUNTIME_CAP_REMOTE);
+}
+
+/* A remote instance's overlay dirs come from its runtime (a Pod's snapshot agent) as a plain
+ * tar snapshot, re-wrapped into tmp encrypted when the workload says so: the key never leaves
+ * this daemon. The plain copy lives only until then, in the state dir (0600). */
+static int hib_archive_remote(struct bh_ctx *ctx, const struct bh_snapshot_opts *o, const char *id,
+                              const char *tmp, struct bh_snapshot_info *info, struct bh_err *err)
+{
+    bh_autofree char *cid = bh_runtime_container_id(id);
+    bh_autofree char *plain = hib_tmp_path(ctx, "agent", id);
+    struct bh_runtime_saved saved = {0};
+    int rc = bh_runtime_save(ctx->runtime, cid, plain, &saved, err);
+    if (rc == 0 && o->master_key) {
+        struct bh_snapshot_convert_opts c = {.in_path = plain,
+                                             .in_digest = saved.digest,
+                                             .out_path = tmp,
+                                             .out_key = o->master_key,
+                                             .context = o->context};
+        rc = bh_snapshot_convert(&c, info, err);
+    } else if (rc == 0) {
+        rc = rename(plain, tmp) < 0 ? bh_err_errno(err, BH_EIO, "rename %s", plain) : 0;
+        memcpy(info->digest, saved.digest, sizeof(info->digest));
+        info->size = saved.size;
+    }
+    info->files = saved.files;
+    unlink(plain);
+    return rc;
+}
+
 /* The instance's overlay data into tmp: its disk image as a block stream (flushed and trimmed
  * first; the container is frozen), or, without a disk image, the tar of its overlay dirs. */
 static int hib_archive(struct bh_ctx *ctx, const struct bh_snapshot_opts *o, const char *id,
                        int image, const char *tmp, struct bh_snapshot_info *info,
                        struct bh_err *err)
 {
+    if (hib_remote(ctx))
+        return hib_archive_remote(ctx, o, id, tmp, info, err);
     if (!image)
         return bh_snapshot_create(o, tmp, info, err);
     bh_autofree char *disk = bh_hibernate_instance_path(ctx, id, "disk");
@@ -361,19 +395,13 @@ static void hib_publish(struct bh_ctx *ctx, const char *type, const cJSON *workl
 int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *tenant, const char *id,
                       struct bh_err *err)
 {
-    if (bh_runtime_has(ctx->runtime, BH_RUNTIME_CAP_REMOTE)) {
-        /* Its overlay dirs are where it runs; the snapshot agent that would stream them here
-         * is not built yet (docs/kubernetes-mode.md). Said loudly: the data goes with it. */
-        bh_warn("hibernate",
-                "instance %s of tenant %s: overlay data is not saved on the %s runtime yet "
-                "(Kubernetes mode has no snapshot agent): released without a snapshot",
-                id, tenant, bh_runtime_name(ctx->runtime));
-        return 0;
-    }
     long long t0 = bh_clock_ms();
     bh_autofree char *cid = bh_runtime_container_id(id);
-    /* Frozen, the tenant's processes cannot change files while they are read. */
-    if (bh_runtime_pause(ctx->runtime, cid, err) < 0) {
+    /* Frozen, the tenant's processes cannot change files while they are read. A remote
+     * runtime's instance is not: nothing here can pause a Pod's processes (its agent reads
+     * the files as they are; docs/kubernetes-mode.md). */
+    int frozen = !hib_remote(ctx);
+    if (frozen && bh_runtime_pause(ctx->runtime, cid, err) < 0) {
         bh_err_wrap(err, "freeze %s", id);
         hib_publish(ctx, BH_EVT_HIBERNATE_FAILED, workload, tenant, 0, t0, err);
         return -1;
@@ -394,7 +422,7 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
     }
     if (rc < 0) {
         struct bh_err rerr;
-        if (bh_runtime_resume(ctx->runtime, cid, &rerr) < 0)
+        if (frozen && bh_runtime_resume(ctx->runtime, cid, &rerr) < 0)
             bh_error("hibernate", "thaw %s after a failed save: %s", id, rerr.msg);
         bh_err_wrap(err, "hibernate %s", id);
         hib_publish(ctx, BH_EVT_HIBERNATE_FAILED, workload, tenant, 0, t0, err);
@@ -404,6 +432,73 @@ int bh_hibernate_save(struct bh_ctx *ctx, const cJSON *workload, const char *ten
     bh_info("hibernate", "tenant %s workload %s: saved %llu bytes (%llu files) in %lld ms", tenant,
             bh_json_str(workload, "metadata.name"), (unsigned long long)info.size,
             (unsigned long long)info.files, bh_clock_ms() - t0);
+    return 0;
+}
+
+/* The durable copy of a snapshot into tmp (removed again on failure). */
+static int hib_fetch(struct bh_ctx *ctx, const cJSON *snap, const char *tmp, struct bh_err *err)
+{
+    const char *key = bh_json_str(snap, "spec.key");
+    struct bh_plugin *st;
+    const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
+    if (!ops || BH_PLUGIN_CALL(st, ops->get(st->state, key, tmp, err)) < 0) {
+        unlink(tmp);
+        return bh_err_wrap(err, "fetch snapshot %s", key ? key : "?");
+    }
+    return 0;
+}
+
+/* The snapshot as a plain tar file at out (what a Pod's agent takes) and its digest. */
+static int hib_plain(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snap, const char *out,
+                     char digest[65], struct bh_err *err)
+{
+    if (bh_hibernate_is_image(snap))
+        return bh_err_set(err, BH_EUNAVAIL,
+                          "it is a disk image (format %s, saved by a daemon with local disks): "
+                          "a %s instance takes tar snapshots only",
+                          HIB_FORMAT_IMAGE, bh_runtime_name(ctx->runtime));
+    bh_autofree char *tmp = hib_tmp_path(ctx, "fetch", bh_json_str(snap, "metadata.name"));
+    const char *want = bh_json_str(snap, "spec.digest");
+    int rc = hib_fetch(ctx, snap, tmp, err);
+    if (rc == 0 && bh_json_bool(snap, "spec.encrypted", 0)) {
+        bh_autofree char *context = bh_xasprintf("%s/%s", bh_json_str(workload, "metadata.name"),
+                                                 bh_json_str(snap, "spec.tenantId"));
+        struct bh_snapshot_convert_opts c = {.in_path = tmp,
+                                             .in_digest = want,
+                                             .in_key = ctx->master_key,
+                                             .out_path = out,
+                                             .context = context};
+        struct bh_snapshot_info info;
+        rc = bh_snapshot_convert(&c, &info, err);
+        memcpy(digest, info.digest, 65);
+    } else if (rc == 0) { /* checked where it lands: the agent verifies before it restores */
+        rc = rename(tmp, out) < 0 ? bh_err_errno(err, BH_EIO, "rename %s", tmp) : 0;
+        snprintf(digest, 65, "%s", want ? want : "");
+    }
+    unlink(tmp);
+    return rc;
+}
+
+int bh_hibernate_restore_remote(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snapshot,
+                                const char *cid, int timeout_ms, struct bh_err *err)
+{
+    long long t0 = bh_clock_ms();
+    const char *tenant = bh_json_str(snapshot, "spec.tenantId");
+    bh_autofree char *plain = hib_tmp_path(ctx, "plain", bh_json_str(snapshot, "metadata.name"));
+    char digest[65] = "";
+    double bytes = bh_json_num(snapshot, "spec.sizeBytes", 0);
+    int rc = hib_plain(ctx, workload, snapshot, plain, digest, err);
+    if (rc == 0)
+        rc = bh_runtime_restore(ctx->runtime, cid, plain, digest, timeout_ms, err);
+    unlink(plain);
+    if (rc < 0) {
+        bh_err_wrap(err, "restore snapshot of %s", tenant);
+        hib_publish(ctx, BH_EVT_RESTORE_FAILED, workload, tenant, bytes, t0, err);
+        return -1;
+    }
+    hib_publish(ctx, BH_EVT_RESTORE_DONE, workload, tenant, bytes, t0, NULL);
+    bh_info("hibernate", "tenant %s: restored %s into %s in %lld ms", tenant,
+            bh_json_str(snapshot, "spec.key"), cid, bh_clock_ms() - t0);
     return 0;
 }
 
@@ -421,12 +516,8 @@ int bh_hibernate_restore(struct bh_ctx *ctx, const cJSON *workload, const cJSON 
     hib_opts(ctx, workload, rootfs, context, dirs, &o);
     /* The snapshot says whether it was encrypted; the workload may have changed since. */
     o.master_key = bh_json_bool(snapshot, "spec.encrypted", 0) ? ctx->master_key : NULL;
-    struct bh_plugin *st;
-    const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
     double bytes = bh_json_num(snapshot, "spec.sizeBytes", 0);
-    if (!ops || BH_PLUGIN_CALL(st, ops->get(st->state, key, tmp, err)) < 0) {
-        unlink(tmp);
-        bh_err_wrap(err, "fetch snapshot %s", key ? key : "?");
+    if (hib_fetch(ctx, snapshot, tmp, err) < 0) {
         hib_publish(ctx, BH_EVT_RESTORE_FAILED, workload, tenant, bytes, t0, err);
         return -1;
     }
@@ -526,11 +617,15 @@ int bh_hibernate_is_image(const cJSON *snapshot)
     return f && strcmp(f, HIB_FORMAT_IMAGE) == 0;
 }
 
+int bh_hibernate_at_boot(struct bh_ctx *ctx, const cJSON *snapshot)
+{
+    return snapshot && (bh_hibernate_is_image(snapshot) || hib_remote(ctx));
+}
+
 /* The archive path: fetch the durable copy, verify it, decompress it into a sparse image. */
 static int hib_image_from_archive(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snap,
                                   const char *image, struct bh_err *err)
 {
-    const char *key = bh_json_str(snap, "spec.key");
     bh_autofree char *context = bh_xasprintf("%s/%s", bh_json_str(workload, "metadata.name"),
                                              bh_json_str(snap, "spec.tenantId"));
     bh_autofree char *tmp = hib_tmp_path(ctx, "restore", bh_json_str(snap, "metadata.name"));
@@ -538,12 +633,8 @@ static int hib_image_from_archive(struct bh_ctx *ctx, const cJSON *workload, con
         .image = image,
         .master_key = bh_json_bool(snap, "spec.encrypted", 0) ? ctx->master_key : NULL,
         .context = context};
-    struct bh_plugin *st;
-    const struct bh_storage_ops *ops = hib_storage(ctx, &st, err);
-    if (!ops || BH_PLUGIN_CALL(st, ops->get(st->state, key, tmp, err)) < 0) {
-        unlink(tmp);
-        return bh_err_wrap(err, "fetch snapshot %s", key ? key : "?");
-    }
+    if (hib_fetch(ctx, snap, tmp, err) < 0)
+        return -1;
     bh_crashpoint("restore.after-fetch");
     int rc = bh_snapshot_image_restore(&io, tmp, bh_json_str(snap, "spec.digest"), err);
     unlink(tmp);

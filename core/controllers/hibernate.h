@@ -21,6 +21,15 @@ int bh_hibernate_restore(struct bh_ctx *ctx, const cJSON *workload, const cJSON 
 /* Whether the snapshot is an image ("image-v1"): restored only by a boot (bh_hibernate_disk),
  * never into a running instance. */
 int bh_hibernate_is_image(const cJSON *snapshot);
+/* 1 if snapshot can only be restored as an instance boots, never into a running (pool)
+ * instance: a disk image is a disk the boot mounts; a remote runtime's instance takes its
+ * data before its workload starts (bh_hibernate_restore_remote). 0 for NULL. */
+int bh_hibernate_at_boot(struct bh_ctx *ctx, const cJSON *snapshot);
+/* A remote runtime's instance (launched with restore set) gets the snapshot: fetched, made
+ * plain if it was encrypted (the key stays here), and handed to the runtime within
+ * timeout_ms. A disk-image snapshot cannot go into a Pod: BH_EUNAVAIL. */
+int bh_hibernate_restore_remote(struct bh_ctx *ctx, const cJSON *workload, const cJSON *snapshot,
+                                const char *cid, int timeout_ms, struct bh_err *err);
 /* For a boot: puts the image snapshot's disk at image (a path that must not exist), from the
  * hot tier by rename if it is parked there, else from storage (verified, then decompressed).
  * Returns 1 if it did, 0 if the snapshot is not an image (restore it into the rootfs with

@@ -712,14 +712,14 @@ static cJSON *instance_remote_endpoint(struct bh_ctx *ctx, const char *cid, stru
 static int boot_remote(struct boot *b, cJSON **out, struct bh_err *err)
 {
     const struct bh_boot_req *r = b->req;
-    if (r->snapshot)
-        return bh_err_set(err, BH_EUNAVAIL,
-                          "restoring saved data into a %s instance is not built yet",
-                          bh_runtime_name(b->ctx->runtime));
     struct bh_runtime_instance ri =
         instance_identity(b->cid, b->id, b->workload, r->tenant, r->claim, r->pool);
+    ri.restore = r->snapshot != NULL; /* its workload waits until the data is in */
     long long t0 = bh_clock_ms();
-    if (bh_runtime_launch(b->ctx->runtime, &ri, err) < 0 || boot_remote_wait(b, err) < 0)
+    if (bh_runtime_launch(b->ctx->runtime, &ri, err) < 0 ||
+        (r->snapshot && bh_hibernate_restore_remote(b->ctx, b->workload, r->snapshot, b->cid,
+                                                    b->ctx->cfg.claim_timeout_ms, err) < 0) ||
+        boot_remote_wait(b, err) < 0)
         return -1;
     bh_debug("instance", "boot %s: ready on %s after %lld ms", b->id,
              bh_runtime_name(b->ctx->runtime), bh_clock_ms() - t0);

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mem.h"
 #include "objects.h"
+#include "runtime_kube_int.h"
 #include "tls.h"
 
 #define KRT_MANAGED_SELECTOR "labelSelector=boilerhouse.dev%2Fmanaged%3Dtrue"
@@ -34,7 +35,8 @@ struct kube_rt {
     char *operator_ns, *dns_ns, *dns_label, *proxy_image;
     char **cidrs; /* NULL-terminated */
     pthread_mutex_t lock;
-    cJSON *pods; /* instance id -> Pod name, of the Pods launched or listed; under lock */
+    cJSON *pods;       /* instance id -> Pod name, of the Pods launched or listed; under lock */
+    char *agent_token; /* the snapshot agents' token, once read or made; under lock */
 };
 
 static struct kube_rt *krt(struct bh_runtime *rt)
@@ -188,8 +190,11 @@ static int krt_patch(struct kube_rt *k, const char *pod, const cJSON *patch, str
 
 static struct bh_kube_instance krt_identity(const struct bh_runtime_instance *inst)
 {
-    return (struct bh_kube_instance){
-        .id = inst->instance_id, .tenant = inst->tenant, .claim = inst->claim, .pool = inst->pool};
+    return (struct bh_kube_instance){.id = inst->instance_id,
+                                     .tenant = inst->tenant,
+                                     .claim = inst->claim,
+                                     .pool = inst->pool,
+                                     .restore = inst->restore};
 }
 
 /* A `restricted` workload's egress CA: made once per workload, kept in a Secret (never a
@@ -216,6 +221,37 @@ static int krt_ensure_ca(struct kube_rt *k, const cJSON *wl, const struct bh_kub
     return rc < 0 ? -1 : krt_create(k, KRT_CORE, "secrets", secret, err);
 }
 
+/* The snapshot agents' token (borrowed: kept until close), read or made on first use; not
+ * under the lock while the API server is asked (two first uses both ask: the same answer). */
+static const char *krt_token(struct kube_rt *k, struct bh_err *err)
+{
+    pthread_mutex_lock(&k->lock);
+    const char *t = k->agent_token;
+    pthread_mutex_unlock(&k->lock);
+    char *fresh = NULL;
+    if (t || krt_agent_token(k->client, &fresh, err) < 0)
+        return t;
+    pthread_mutex_lock(&k->lock);
+    if (!k->agent_token)
+        k->agent_token = fresh;
+    else
+        bh_crypto_wipe(fresh, strlen(fresh));
+    t = k->agent_token;
+    pthread_mutex_unlock(&k->lock);
+    if (t != fresh)
+        free(fresh);
+    return t;
+}
+
+/* A Pod with overlay directories mounts the agents' token Secret: it must exist first, or
+ * the kubelet would not start the Pod. */
+static int krt_ensure_agent(struct kube_rt *k, const cJSON *wl, struct bh_err *err)
+{
+    if (cJSON_GetArraySize(bh_json_get(wl, "spec.filesystem.overlayDirs")) == 0)
+        return 0;
+    return krt_token(k, err) ? 0 : -1;
+}
+
 /* The NetworkPolicy first and the Pod last: the Pod never runs a moment without its policy,
  * and a launch that fails midway leaves what delete removes. */
 static int krt_launch(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
@@ -227,6 +263,7 @@ static int krt_launch(struct bh_runtime *rt, const struct bh_runtime_instance *i
     const char *access = bh_json_str(inst->workload, "spec.network.access");
     cJSON *np = NULL, *svc = NULL, *pod = NULL;
     if ((access && strcmp(access, "restricted") == 0 && krt_ensure_ca(k, inst->workload, o, err)) ||
+        krt_ensure_agent(k, inst->workload, err) < 0 ||
         bh_kube_network_policy(inst->workload, &ki, o, &np, err) < 0 ||
         krt_create(k, KRT_NET, "networkpolicies", np, err) < 0 ||
         bh_kube_service(inst->workload, &ki, o, &svc, err) < 0 ||
@@ -435,6 +472,26 @@ static int krt_list(struct bh_runtime *rt, char ***ids, struct bh_err *err)
     return 0;
 }
 
+/* ---- overlay data, through the Pod's snapshot agent ---- */
+
+static int krt_save(struct bh_runtime *rt, const char *id, const char *out_path,
+                    struct bh_runtime_saved *saved, struct bh_err *err)
+{
+    struct kube_rt *k = krt(rt);
+    bh_autofree char *name = krt_pod_name(k, id, err);
+    const char *token = name ? krt_token(k, err) : NULL;
+    return token ? krt_agent_save(k->client, token, name, out_path, saved, err) : -1;
+}
+
+static int krt_restore(struct bh_runtime *rt, const char *id, const char *in_path,
+                       const char *digest, int timeout_ms, struct bh_err *err)
+{
+    struct kube_rt *k = krt(rt);
+    bh_autofree char *name = krt_pod_name(k, id, err);
+    const char *token = name ? krt_token(k, err) : NULL;
+    return token ? krt_agent_restore(k->client, token, name, in_path, digest, timeout_ms, err) : -1;
+}
+
 static void krt_close(struct bh_runtime *rt)
 {
     struct kube_rt *k = krt(rt);
@@ -443,6 +500,9 @@ static void krt_close(struct bh_runtime *rt)
     free(k->dns_label);
     free(k->proxy_image);
     bh_strv_free(k->cidrs);
+    if (k->agent_token)
+        bh_crypto_wipe(k->agent_token, strlen(k->agent_token));
+    free(k->agent_token);
     cJSON_Delete(k->pods);
     pthread_mutex_destroy(&k->lock);
     free(k);
@@ -453,6 +513,8 @@ static const struct bh_runtime_remote_ops krt_remote_ops = {
     .ready = krt_ready,
     .endpoint = krt_endpoint,
     .assign = krt_assign,
+    .save = krt_save,
+    .restore = krt_restore,
 };
 
 static const struct bh_runtime_ops krt_ops = {

@@ -172,6 +172,22 @@ int bh_runtime_assign(struct bh_runtime *rt, const struct bh_runtime_instance *i
     return r ? r->assign(rt, inst, err) : rt_missing(rt, "assign an instance", err);
 }
 
+int bh_runtime_save(struct bh_runtime *rt, const char *id, const char *out_path,
+                    struct bh_runtime_saved *saved, struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    return r && r->save ? r->save(rt, id, out_path, saved, err)
+                        : rt_missing(rt, "save an instance's data", err);
+}
+
+int bh_runtime_restore(struct bh_runtime *rt, const char *id, const char *in_path,
+                       const char *digest, int timeout_ms, struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    return r && r->restore ? r->restore(rt, id, in_path, digest, timeout_ms, err)
+                           : rt_missing(rt, "restore an instance's data", err);
+}
+
 /* ---- log rotation ---- */
 
 static int rt_copy_fd(int from, int to)

@@ -10,7 +10,8 @@
  *    files, a network namespace the network plugins wire (bh_runtime_spec);
  *  - remote drivers (BH_RUNTIME_CAP_REMOTE: Kubernetes) are given the workload object and the
  *    instance's identity (bh_runtime_instance) and do all of that themselves elsewhere: the
- *    controllers skip the host steps and use ops->remote (launch, ready, endpoint, assign).
+ *    controllers skip the host steps and use ops->remote (launch, ready, endpoint, assign,
+ *    and save/restore of the overlay directories).
  *    Of the host ops they answer delete, alive and list; the others may be NULL (the calls
  *    below then fail with BH_EUNAVAIL naming the driver). */
 #ifndef BH_RUNTIME_H
@@ -96,6 +97,15 @@ struct bh_runtime_instance {
     const char *tenant;      /* NULL for a warm pool instance */
     const char *claim;       /* the claim it is for, or NULL */
     const char *pool;        /* the pool that made it, or NULL */
+    int restore;             /* the tenant's saved data comes in (bh_runtime_restore) before
+                              * its workload starts */
+};
+
+/* What a remote instance's save wrote (bh_runtime_save). */
+struct bh_runtime_saved {
+    char digest[65]; /* SHA-256 of the file */
+    uint64_t size;   /* its bytes */
+    uint64_t files;  /* entries archived */
 };
 
 /* Where clients reach a remote instance. */
@@ -120,6 +130,16 @@ struct bh_runtime_remote_ops {
      * runs another generation than inst->workload's (never handed out stale) or is going. */
     int (*assign)(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
                   struct bh_err *err);
+    /* Writes the instance's overlay directories into out_path (made 0600, fsync'd) as a plain
+     * tar snapshot (docs/snapshot-format.md; never encrypted: the key stays with the caller).
+     * BH_EUNAVAIL while it cannot be reached. NULL: the driver keeps no data. */
+    int (*save)(struct bh_runtime *rt, const char *id, const char *out_path,
+                struct bh_runtime_saved *saved, struct bh_err *err);
+    /* Hands an instance launched with inst->restore the plain snapshot at in_path (checked
+     * against digest where it lands) before its workload starts; waits up to timeout_ms for
+     * the instance to take it. */
+    int (*restore)(struct bh_runtime *rt, const char *id, const char *in_path, const char *digest,
+                   int timeout_ms, struct bh_err *err);
 };
 
 /* Every op but close returns 0 or -1 with err set; ids are container ids. Unknown ids are
@@ -206,6 +226,10 @@ int bh_runtime_endpoint(struct bh_runtime *rt, const char *id, struct bh_runtime
                         struct bh_err *err);
 int bh_runtime_assign(struct bh_runtime *rt, const struct bh_runtime_instance *inst,
                       struct bh_err *err);
+int bh_runtime_save(struct bh_runtime *rt, const char *id, const char *out_path,
+                    struct bh_runtime_saved *saved, struct bh_err *err);
+int bh_runtime_restore(struct bh_runtime *rt, const char *id, const char *in_path,
+                       const char *digest, int timeout_ms, struct bh_err *err);
 
 /* Caps a container log: when path exceeds cap bytes, its content moves to path.1 (replacing
  * it) and path is truncated; the container keeps writing through its O_APPEND fd. */

@@ -140,6 +140,9 @@ static int cli_parse(struct agent_cli *c, int argc, char **argv)
  * be inside an overlay directory (it would be archived). */
 static int cli_scratch(struct agent_cli *c)
 {
+    struct stat st;
+    if (stat(c->cfg.root, &st) < 0 || !S_ISDIR(st.st_mode))
+        return cli_fail("--root %s: not a directory", c->cfg.root);
     if (!c->cfg.scratch)
         c->cfg.scratch = c->scratch = bh_xasprintf("%s/.boilerhouse-agent", c->cfg.root);
     for (int i = 0; i < c->n_dirs; i++) {

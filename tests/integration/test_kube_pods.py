@@ -4,15 +4,22 @@
 the test plays its part, as envtest-based operator tests do, by writing Pod status (phase
 Running, condition Ready=True, podIP) through the /status subresource (FakeKubelet). Each test
 has a namespace of its own."""
+import base64
+import hashlib
 import json
+import os
+import re
+import shutil
 import ssl
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
 import urllib.error
 import urllib.request
 
-from bh import Daemon, wait_for
+from bh import BINARY, Daemon, assert_no_sanitizer_report, wait_for
 from kube_env import ADMIN_TOKEN, KubeTestCase
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
@@ -24,7 +31,7 @@ spec:
   resources: {vcpus: 0.5, memoryMb: 64, diskGb: 1}
   network: %(network)s
   filesystem: {overlayDirs: [/data]}
-  idle: {timeoutSeconds: 600, action: hibernate}
+  idle: {timeoutSeconds: 600, action: %(action)s}
   health: {intervalSeconds: 1, unhealthyThreshold: 2, httpGet: {path: /, port: 8080}}
   entrypoint: {cmd: httpd, args: ["-f", "-p", "8080"]}
 """
@@ -50,6 +57,11 @@ class FakeKubelet(threading.Thread):
         self.ssl = ssl.create_default_context(cafile="%s/apiserver.crt" % kube.cert_dir)
         self.ssl.check_hostname = False  # the serving certificate names the node, not 127.0.0.1
         self.behaviour = {}  # workload -> "never" | "crash"
+        self.addresses = {}  # workload -> Pod IPs to give out in order (then 10.244.0.x)
+        self.given = {}  # Pod name -> its IP
+        # A Pod with the snapshot-restore init container stays Pending (with its IP) until
+        # init_done(name, ip) says the init container has exited.
+        self.init_done = lambda name, ip: True
         self.stopping = threading.Event()
         self.next_ip = 10
         self.errors = []
@@ -70,8 +82,18 @@ class FakeKubelet(threading.Thread):
             return {"phase": "Failed", "containerStatuses": [{
                 "name": "main", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
                 "state": {"terminated": {"exitCode": 7, "reason": "Error"}}}]}
-        self.next_ip += 1
-        ip = "10.244.0.%d" % self.next_ip
+        name, workload = pod["metadata"]["name"], pod["metadata"]["labels"].get(
+            "boilerhouse.dev/workload")
+        if name not in self.given:
+            self.next_ip += 1
+            mine = self.addresses.get(workload)
+            self.given[name] = mine.pop(0) if mine else "10.244.0.%d" % self.next_ip
+        ip = self.given[name]
+        inits = [c["name"] for c in pod["spec"].get("initContainers", [])]
+        if "snapshot-restore" in inits and not self.init_done(name, ip):
+            if pod.get("status", {}).get("podIP") == ip:
+                return None  # Pending with its address already
+            return {"phase": "Pending", "podIP": ip, "podIPs": [{"ip": ip}]}
         return {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
                 "conditions": [{"type": "Ready", "status": "True"}]}
 
@@ -96,6 +118,34 @@ class FakeKubelet(threading.Thread):
     def stop(self):
         self.stopping.set()
         self.join(timeout=30)
+
+
+def fill_tree(root):
+    """What the workload leaves in its overlay dir /data: owners, modes, a link, depth."""
+    data = os.path.join(root, "data")
+    os.makedirs(os.path.join(data, "notes", "deep"))
+    files = {"a.txt": b"alpha\n", "notes/deep/b.bin": os.urandom(50000), "empty": b""}
+    for rel, body in files.items():
+        with open(os.path.join(data, rel), "wb") as f:
+            f.write(body)
+    os.chmod(os.path.join(data, "a.txt"), 0o640)
+    os.symlink("../a.txt", os.path.join(data, "notes", "link"))
+    for dirpath, dirnames, filenames in os.walk(data):
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), 1234, 1234)
+
+
+def tree_of(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, "data")):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            body = (os.readlink(p) if os.path.islink(p) else
+                    hashlib.sha256(open(p, "rb").read()).hexdigest() if os.path.isfile(p)
+                    else None)
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, st.st_gid, body)
+    return out
 
 
 class KubePodsTest(KubeTestCase):
@@ -126,7 +176,7 @@ class KubePodsTest(KubeTestCase):
 
     def workload(self, d, name, network=EXPOSED):
         self.kubectl("apply", "--validate=false", "-f", "-",
-                     input=WORKLOAD % {"name": name, "network": network})
+                     input=WORKLOAD % {"name": name, "network": network, "action": "destroy"})
         d.wait_workload(name, "Ready", 90)
 
     def pool(self, d, name, workload, size):
@@ -194,11 +244,11 @@ class KubePodsTest(KubeTestCase):
         status, inst = d.request("GET", "/api/v1/instances/" + body["instanceId"])
         self.assertEqual(status, 200, inst)
         self.assertEqual(inst["phase"], "Running")
-        # Release deletes the Pod, its Service and NetworkPolicy, and says the data is not kept.
+        # Release deletes the Pod, its Service and NetworkPolicy (idle action destroy: no
+        # snapshot; saving one is test_release_saves_and_claim_restores_through_the_agent).
         status, out = d.release("t1", "web")
         self.assertIn(status, (200, 202), out)
         wait_for(lambda: self.gone(pod["metadata"]["name"]), 60, "the Pod gone\n" + d.log())
-        self.assertIn("overlay data is not saved on the kube runtime yet", d.log(tail=None))
 
     def test_warm_pod_taken_elsewhere_is_not_handed_out(self):
         d = self.daemon()
@@ -272,7 +322,7 @@ class KubePodsTest(KubeTestCase):
                 self.assertEqual(ports, [("TCP", 53), ("TCP", 80), ("TCP", 443), ("UDP", 53)])
         # restricted: the egress sidecar and the workload's CA in a Secret (never a ConfigMap).
         names = [c["name"] for c in pods["restricted"]["spec"]["containers"]]
-        self.assertEqual(names, ["main", "egress-proxy"])
+        self.assertEqual(names, ["main", "egress-proxy", "snapshot-agent"])
         secret = self.get("secret", "bh-n-restricted-egress-ca")
         self.assertEqual(secret["type"], "kubernetes.io/tls")
         self.assertEqual(sorted(secret["data"]), ["tls.crt", "tls.key"])
@@ -324,6 +374,93 @@ class KubePodsTest(KubeTestCase):
                      "-p", json.dumps({"metadata": {"finalizers": None}}))
         wait_for(lambda: self.get("bhc", claim) is None, 90, "the claim gone\n" + d.log())
         self.assertTrue(self.gone(name))
+
+
+    # ---- overlay data through the Pods' snapshot agents ----
+
+    def agent(self, root, address, token, *extra):
+        """A real `boilerhouse snapshot-agent` where the Pod's address says (a loopback
+        address of this test's slot stands for the Pod's IP), as the Pod's sidecar or init
+        container would run it."""
+        token_file = os.path.join(self.tmp, "token")
+        with open(token_file, "w") as f:
+            f.write(token)
+        p = subprocess.Popen([BINARY, "snapshot-agent", "--root", root, "--dir", "/data",
+                              "--listen", "%s:15090" % address, "--token-file", token_file]
+                             + list(extra), stderr=subprocess.PIPE, text=True)
+
+        def reap():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            assert_no_sanitizer_report(p.stderr.read(), "snapshot-agent")
+            p.stderr.close()
+        self.addCleanup(reap)
+        self.assertIn("serving", p.stderr.readline())
+        return p
+
+    def agent_token(self):
+        secret = self.get("secret", "boilerhouse-agent")
+        self.assertEqual(secret["type"], "Opaque")
+        return base64.b64decode(secret["data"]["token"]).decode()
+
+    def save_and_restore(self, workload, network, encrypted):
+        d = self.daemon()
+        self.tmp = tempfile.mkdtemp(prefix="bh-pods-agent-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        slot = int(re.search(r"(\d+)$", d.bridge).group(1))
+        first, second = "127.77.%d.1" % slot, "127.77.%d.2" % slot
+        self.kubelet.addresses[workload] = [first, second]
+        text = WORKLOAD % {"name": workload, "network": network, "action": "hibernate"}
+        if encrypted:
+            text = text.replace("overlayDirs: [/data]}", "overlayDirs: [/data], encryptOverlays: true}")
+        self.kubectl("apply", "--validate=false", "-f", "-", input=text)
+        d.wait_workload(workload, "Ready", 90)
+        _, body = self.claim(d, "t7", workload)
+        self.assertEqual(body["source"], "cold", body)
+        pod = self.pod_of(workload, body["instanceId"])
+        self.assertEqual([c["name"] for c in pod["spec"]["containers"]],
+                         ["main", "snapshot-agent"])
+        self.assertNotIn("initContainers", pod["spec"])  # nothing to restore for a new tenant
+        token = self.agent_token()
+        # The workload has written its files; the Pod's sidecar agent serves them.
+        src = os.path.join(self.tmp, "pod1")
+        fill_tree(src)
+        self.agent(src, first, token)
+        status, out = d.release("t7", workload)
+        self.assertIn(status, (200, 202), out)
+        wait_for(lambda: self.gone(pod["metadata"]["name"]), 60, "the Pod gone\n" + d.log())
+        snaps = wait_for(lambda: [s for s in d.request("GET", "/api/v1/snapshots")[1]
+                                  if s["tenantId"] == "t7" and s["workloadRef"] == workload], 60,
+                         "the tenant's snapshot\n" + d.log())
+        self.assertEqual(snaps[0]["encrypted"], encrypted)
+        self.assertNotIn("format", snaps[0])  # the tar format: what a Pod takes back
+        stored = os.path.join(d.state, "snapshots", snaps[0]["key"])
+        with open(stored, "rb") as f:
+            self.assertEqual(f.read(8) == b"BHSNAP1\0", encrypted)
+        # The next claim boots a Pod whose init container takes the data before the workload
+        # starts; the kubelet holds the Pod Pending until that agent has exited.
+        dst = os.path.join(self.tmp, "pod2")  # the Pod's fresh volume
+        os.makedirs(dst)
+        restore = self.agent(dst, second, token, "--restore-once")
+        self.kubelet.init_done = lambda name, ip: ip != second or restore.poll() == 0
+        status, body = self.claim(d, "t7", workload, ok=False)
+        self.assertIn(status, (200, 201), (body, self.kubelet.errors, d.log()))
+        self.assertEqual(body["source"], "cold+data", body)
+        pod = self.pod_of(workload, body["instanceId"])
+        self.assertEqual([c["name"] for c in pod["spec"]["initContainers"]],
+                         ["snapshot-restore"])
+        self.assertEqual(restore.wait(timeout=60), 0)
+        self.assertEqual(tree_of(dst), tree_of(src))
+        return d
+
+    def test_release_saves_and_claim_restores_through_the_agent(self):
+        self.save_and_restore("keep", "{access: none}", encrypted=False)
+
+    def test_encrypted_snapshot_key_stays_with_the_daemon(self):
+        d = self.save_and_restore("vault", EXPOSED, encrypted=True)
+        # Nothing the Pod's agents saw was encrypted: the daemon re-wrapped it both ways.
+        self.assertIn("restored", d.log(tail=None))
 
 
 if __name__ == "__main__":

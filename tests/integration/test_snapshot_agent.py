@@ -179,6 +179,10 @@ class SnapshotAgentTest(unittest.TestCase):
             (["--dir", "/workspace", "--scratch", os.path.join(root, "workspace", "s")],
              "inside an overlay directory"),
         ]
+        res = run_checked([BINARY, "snapshot-agent", "--root", os.path.join(self.tmp, "none"),
+                           "--dir", "/workspace"], text=True, timeout=60)
+        self.assertEqual(res.returncode, 2, res.stderr)
+        self.assertIn("not a directory", res.stderr)
         for args, text in cases:
             with self.subTest(args=args):
                 res = run_checked([BINARY, "snapshot-agent", "--root", root] + args, text=True,

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "fake_runtime.h"
@@ -110,6 +111,13 @@ static void test_seam_host_driver(void **state)
     assert_int_equal(bh_runtime_endpoint(rt, "bh-0123456789ab", &ep, &err), -1);
     assert_int_equal(bh_runtime_ready(rt, "bh-0123456789ab", &err), -1);
     assert_int_equal(bh_runtime_assign(rt, &inst, &err), -1);
+    struct bh_runtime_saved saved;
+    assert_int_equal(bh_runtime_save(rt, "bh-0123456789ab", "/nonexistent/x", &saved, &err), -1);
+    assert_int_equal(err.code, BH_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "the fake runtime cannot save"));
+    assert_int_equal(bh_runtime_restore(rt, "bh-0123456789ab", "/nonexistent/x", "0", 10, &err),
+                     -1);
+    assert_int_equal(err.code, BH_EUNAVAIL);
     bh_runtime_close(rt);
 }
 
@@ -146,6 +154,11 @@ static void test_seam_kube_driver(void **state)
     assert_int_equal(bh_runtime_delete(rt, "bh-0123456789ab", &err), -1);
     assert_int_equal(err.code, BH_EUNAVAIL);
     assert_int_equal(bh_runtime_ready(rt, "bh-0123456789ab", &err), 0);
+    /* Overlay data: no Pod can be found without an API server, and nothing is written. */
+    struct bh_runtime_saved saved;
+    assert_int_equal(bh_runtime_save(rt, "bh-0123456789ab", "/tmp/bh-never-made", &saved, &err),
+                     -1);
+    assert_false(access("/tmp/bh-never-made", F_OK) == 0);
     /* A container id that names no instance never reaches a request path. */
     assert_int_equal(bh_runtime_delete(rt, "bh-../../x", &err), 0);
     assert_false(bh_runtime_alive(rt, "bh-../../x", 0));

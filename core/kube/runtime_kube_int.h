@@ -1,0 +1,24 @@
+/* Shared by the Pod runtime's files (runtime_kube.c, runtime_kube_agent.c); not for other
+ * modules. */
+#ifndef BH_RUNTIME_KUBE_INT_H
+#define BH_RUNTIME_KUBE_INT_H
+
+#include "client.h"
+#include "err.h"
+#include "runtime.h"
+
+/* The snapshot agents' bearer token (owned), from the namespace's Secret
+ * BH_KUBE_AGENT_SECRET, which is made with a fresh random token when absent (two replicas
+ * racing to make it both end up with the one that won). */
+BH_MUST_CHECK int krt_agent_token(struct bh_kube_client *c, char **token, struct bh_err *err);
+/* The overlay directories of Pod pod, from its snapshot agent, into out_path. */
+BH_MUST_CHECK int krt_agent_save(struct bh_kube_client *c, const char *token, const char *pod,
+                                 const char *out_path, struct bh_runtime_saved *saved,
+                                 struct bh_err *err);
+/* Sends in_path to the restore agent of Pod pod once it has an address and answers, within
+ * timeout_ms. */
+BH_MUST_CHECK int krt_agent_restore(struct bh_kube_client *c, const char *token, const char *pod,
+                                    const char *in_path, const char *digest, int timeout_ms,
+                                    struct bh_err *err);
+
+#endif
