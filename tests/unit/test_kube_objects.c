@@ -359,6 +359,14 @@ static void test_pod_restricted_egress(void **state)
                         "own");
     assert_string_equal(cJSON_GetArrayItem(bh_json_get(config, "allowlist"), 0)->valuestring,
                         "api.example.com");
+    /* the sidecar's CA and log lines are the workload's; it mounts the key where caDir says */
+    assert_string_equal(bh_json_str(config, "workload"), "web");
+    assert_string_equal(
+        bh_json_str(find_named(cJSON_GetObjectItem(proxy, "volumeMounts"), "egress-ca-key"),
+                    "mountPath"),
+        bh_json_str(config, "caDir"));
+    bh_autofree char *cmd = bh_json_print(cJSON_GetObjectItem(proxy, "command"));
+    assert_string_equal(cmd, "[\"boilerhouse\",\"egress-proxy\"]");
     cJSON_Delete(config);
     /* the CA: the whole Secret in the sidecar, the certificate alone in the workload */
     cJSON *volumes = cJSON_GetObjectItem(spec, "volumes");
