@@ -18,7 +18,9 @@
 
 /* Loaded by `nft` in the init container (NET_ADMIN there only). The sidecar's uid is the
  * one exempt from the redirect and the drop; the workload cannot change the rules (no
- * NET_ADMIN) and replies to inbound connections pass as established. */
+ * NET_ADMIN) and replies to inbound connections pass as established. `ct status dnat`: a
+ * redirected packet goes out on lo, but the output hook still names the device of its first
+ * route (eth0), so `oifname "lo"` alone would drop what was just sent to the sidecar. */
 #define EG_STR(x) #x
 #define EG_XSTR(x) EG_STR(x)
 // clang-format off
@@ -35,6 +37,7 @@ static const char eg_rules[] =
     "  chain filter_out {\n"
     "    type filter hook output priority 0; policy drop;\n"
     "    oifname \"lo\" accept\n"
+    "    ct status dnat accept\n"
     "    ct state established,related accept\n"
     "    ip daddr 169.254.0.0/16 drop\n"
     "    meta skuid " EG_XSTR(BH_KUBE_PROXY_UID) " accept\n"

@@ -406,6 +406,7 @@ static void test_redirect_rules(void **state)
     snprintf(want, sizeof(want), "th dport 53 redirect to :%d", BH_KUBE_PROXY_DNS_PORT);
     assert_non_null(strstr(r, want));
     assert_non_null(strstr(r, "policy drop;"));
+    assert_non_null(strstr(r, "ct status dnat accept")); /* what was redirected passes */
     assert_non_null(strstr(r, "ip daddr 169.254.0.0/16 drop"));
 }
 
