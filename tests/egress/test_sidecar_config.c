@@ -95,6 +95,8 @@ static void test_bad_config_names_the_field(void **state)
         {"\"allowlist\":[", "\"allowlist\":{\"a\":[", "not valid JSON"},
         {"\"http\":15080", "\"http\":0", "ports.http: must be a port number"},
         {"\"dns\":15053", "\"dns\":\"53\"", "ports.dns: must be a port number"},
+        {"\"dns\":15053", "\"dns\":1e300", "ports.dns: must be a port number"},
+        {"\"tls\":15443", "\"tls\":443.5", "ports.tls: must be a port number"},
         {"\"tls\":15443", "\"tls\":15443,\"proxy\":3128", "ports.proxy: unknown field"},
         {"\"ports\":{\"http\":15080,\"tls\":15443,\"dns\":15053},", "", "ports: must be an object"},
         {"/etc/boilerhouse", "etc/boilerhouse", "caDir: must be an absolute path"},

@@ -47,8 +47,9 @@ static int cfg_string(const cJSON *o, const char *key, const char *path, char **
 static int cfg_port(const cJSON *ports, const char *key, int *out, struct bh_err *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(ports, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valueint < 1 ||
-        v->valueint > 65535)
+    /* range first: converting an out-of-range double to int is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= 65535) ||
+        v->valuedouble != (double)(int)v->valuedouble)
         return eg_fail(err, BH_EINVAL, CFG "ports.%s: must be a port number (1-65535)", key);
     *out = v->valueint;
     return 0;
