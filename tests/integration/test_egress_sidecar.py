@@ -323,9 +323,11 @@ class SidecarLifecycleTest(unittest.TestCase):
         os.chmod(self.tmp, 0o755)
         self.ns = "bhit-eglife-%d" % n
         pod_namespace(self.addCleanup, self.ns)
+        creds = credential("secretKeyRef", "upstream", "apikey")
+        creds[0]["headers"].append({"name": "x-tenant-key", "valueFrom": {
+            "tenantSecretKeyRef": {"name": "tenantkey", "key": "k"}}})
         manifest = workload("egbox", {"access": "restricted", "allowlist": ALLOW,
-                                      "credentials": credential("secretKeyRef", "upstream",
-                                                                "apikey")})
+                                      "credentials": creds})
         self.pod, self.secret = render(self.tmp, manifest)
 
     def sidecar(self, extra_env=None):
@@ -335,6 +337,9 @@ class SidecarLifecycleTest(unittest.TestCase):
         s = self.sidecar()
         s.start()
         s.wait_ready()
+        # a tenant's secret does not reach a Pod's sidecar yet: said, not silently dropped
+        self.assertIn("credentials api.example.test x-tenant-key: a tenantSecretKeyRef header",
+                      s.log())
         s.proc.send_signal(signal.SIGTERM)
         self.assertEqual(s.wait_exit(), 0, s.log())
         self.assertIn("stopping", s.log())

@@ -1674,8 +1674,9 @@ int egress_start(const struct egress_config *cfg, struct egress **out, struct bh
         egress_stop(eg);
         return -1;
     }
-    eg_log(eg, BH_LOG_INFO, "listening on %s: proxy %d, http %d, tls %d, dns %d", eg->listen_ip,
-           eg->ports[EG_EXPLICIT], eg->ports[EG_HTTP], eg->ports[EG_TLS], eg->ports[EG_DNS_TCP]);
+    eg_log(eg, BH_LOG_INFO, "listening on %s: proxy %d (-1: none), http %d, tls %d, dns %d",
+           eg->listen_ip, eg->ports[EG_EXPLICIT], eg->ports[EG_HTTP], eg->ports[EG_TLS],
+           eg->ports[EG_DNS_TCP]);
     *out = eg;
     return 0;
 }
