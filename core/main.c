@@ -1,9 +1,11 @@
 /* boilerhouse: `serve` runs the daemon; `image` and `secret` manage the local image and
  * secret stores. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "api.h"
@@ -36,6 +38,8 @@ static void usage(FILE *f)
           "                         run a Lua claim policy or guard on a sample event\n"
           "  snapshot-agent --root DIR --dir PATH...\n"
           "                         serve a Pod's overlay directories to the daemon\n"
+          "  egress-proxy           the egress sidecar of a restricted Pod (configured by\n"
+          "                         the environment the Pod builder sets)\n"
           "  version                print the version\n"
           "  help                   this text\n",
           f);
@@ -132,6 +136,19 @@ static int main_kubeconfig(int argc, char **argv)
     return rc < 0 ? 0 : rc;
 }
 
+/* The sidecar is its own program (bh-egress: the restricted plugin's engine, which the core
+ * does not include; plugins/network/restricted/sidecar/main.c). The Pod's command names this
+ * subcommand so the image has one entry point. exec, not a child: the kubelet's SIGTERM
+ * reaches the sidecar itself, with the environment the Pod builder set. */
+static int main_egress_proxy(char **argv)
+{
+    argv[0] = (char *)bh_settings_default_egress_proxy;
+    execv(bh_settings_default_egress_proxy, argv);
+    fprintf(stderr, "boilerhouse egress-proxy: cannot run %s: %s\n",
+            bh_settings_default_egress_proxy, strerror(errno));
+    return 127;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -154,6 +171,8 @@ int main(int argc, char **argv)
         return bh_lua_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "snapshot-agent") == 0)
         return bh_agent_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "egress-proxy") == 0)
+        return main_egress_proxy(argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("boilerhouse %s\n", BH_VERSION);
         return 0;

@@ -15,6 +15,8 @@
 extern const char bh_settings_default_plugin_dir[];
 /* The same for the dashboard's built files (served at /ui). */
 extern const char bh_settings_default_ui_dir[];
+/* The egress sidecar program (bh-egress) that `boilerhouse egress-proxy` execs. */
+extern const char bh_settings_default_egress_proxy[];
 
 /* Sets every default, then what the environment sets (an empty variable counts as unset).
  * s is always filled (owned strings): bh_settings_free it even on error. */

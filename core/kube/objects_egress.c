@@ -18,37 +18,32 @@
 
 /* Loaded by `nft` in the init container (NET_ADMIN there only). The sidecar's uid is the
  * one exempt from the redirect and the drop; the workload cannot change the rules (no
- * NET_ADMIN) and replies to inbound connections pass as established. */
+ * NET_ADMIN) and replies to inbound connections pass as established. `ct status dnat`: a
+ * redirected packet goes out on lo, but the output hook still names the device of its first
+ * route (eth0), so `oifname "lo"` alone would drop what was just sent to the sidecar. */
 #define EG_STR(x) #x
 #define EG_XSTR(x) EG_STR(x)
+// clang-format off
 static const char eg_rules[] =
     "table inet boilerhouse_egress {\n"
     "  chain nat_out {\n"
     "    type nat hook output priority -100; policy accept;\n"
-    "    meta skuid " EG_XSTR(
-        BH_KUBE_PROXY_UID) " return\n"
-                           "    oifname \"lo\" return\n"
-                           "    tcp dport 80 redirect to :" EG_XSTR(
-                               BH_KUBE_PROXY_HTTP_PORT) "\n"
-                                                        "    tcp dport 443 redirect to :" EG_XSTR(
-                                                            BH_KUBE_PROXY_TLS_PORT) "\n"
-                                                                                    "    meta "
-                                                                                    "l4proto { "
-                                                                                    "tcp, udp } th "
-                                                                                    "dport 53 "
-                                                                                    "redirect to "
-                                                                                    ":" EG_XSTR(
-                                                                                        BH_KUBE_PROXY_DNS_PORT) "\n"
-                                                                                                                "  }\n"
-                                                                                                                "  chain filter_out {\n"
-                                                                                                                "    type filter hook output priority 0; policy drop;\n"
-                                                                                                                "    oifname \"lo\" accept\n"
-                                                                                                                "    ct state established,related accept\n"
-                                                                                                                "    ip daddr 169.254.0.0/16 drop\n"
-                                                                                                                "    meta skuid " EG_XSTR(
-                                                                                                                    BH_KUBE_PROXY_UID) " accept\n"
-                                                                                                                                       "  }\n"
-                                                                                                                                       "}\n";
+    "    meta skuid " EG_XSTR(BH_KUBE_PROXY_UID) " return\n"
+    "    oifname \"lo\" return\n"
+    "    tcp dport 80 redirect to :" EG_XSTR(BH_KUBE_PROXY_HTTP_PORT) "\n"
+    "    tcp dport 443 redirect to :" EG_XSTR(BH_KUBE_PROXY_TLS_PORT) "\n"
+    "    meta l4proto { tcp, udp } th dport 53 redirect to :" EG_XSTR(BH_KUBE_PROXY_DNS_PORT) "\n"
+    "  }\n"
+    "  chain filter_out {\n"
+    "    type filter hook output priority 0; policy drop;\n"
+    "    oifname \"lo\" accept\n"
+    "    ct status dnat accept\n"
+    "    ct state established,related accept\n"
+    "    ip daddr 169.254.0.0/16 drop\n"
+    "    meta skuid " EG_XSTR(BH_KUBE_PROXY_UID) " accept\n"
+    "  }\n"
+    "}\n";
+// clang-format on
 
 const char *bh_kube_redirect_rules(void)
 {
@@ -131,10 +126,13 @@ static int eg_credentials(cJSON *config, cJSON *env, const cJSON *workload, stru
     return 0;
 }
 
-/* BOILERHOUSE_EGRESS_CONFIG: what the sidecar enforces, as JSON. */
+/* BOILERHOUSE_EGRESS_CONFIG: what the sidecar enforces, as JSON (the sidecar's parser,
+ * plugins/network/restricted/sidecar/sidecar_config.c, rejects fields it does not know). The
+ * workload's name selects the CA and names the sidecar's log lines. */
 static int eg_config_env(cJSON *env, const cJSON *workload, struct bh_err *err)
 {
     cJSON *config = cJSON_CreateObject();
+    cJSON_AddStringToObject(config, "workload", bh_json_str(workload, "metadata.name"));
     const cJSON *allow = bh_json_get(workload, "spec.network.allowlist");
     cJSON_AddItemToObject(config, "allowlist",
                           allow ? cJSON_Duplicate(allow, 1) : cJSON_CreateArray());

@@ -717,6 +717,74 @@ static void test_policy_runtime(void **state)
     assert_int_equal(get_host("plain.test", out, sizeof(out)), 200);
 }
 
+/* A policy for every source without its own (the Kubernetes sidecar's): the own policy
+ * still wins, and removing the default refuses the others again. */
+static void test_default_policy(void **state)
+{
+    char out[4096];
+    struct bh_err err;
+    const char *req = "GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n";
+    const char *only[] = {"plain.test"};
+    struct egress_policy p = {"agent", only, 1, NULL, 0};
+    assert_int_equal(egress_set_default_policy(eg, &p, &err), 0);
+    assert_int_equal(http_once("127.0.0.5", p_http, req, out, sizeof(out)), 200);
+    assert_int_equal(http_once("127.0.0.6", p_http,
+                               "GET / HTTP/1.1\r\nHost: www.allowed.test\r\n\r\n", out,
+                               sizeof(out)),
+                     403);
+    assert_int_equal(get_host("www.allowed.test", out, sizeof(out)), 200); /* 127.0.0.1's */
+    const char *bad[] = {"1.2.3.4"};
+    struct egress_policy b = {"agent", bad, 1, NULL, 0};
+    assert_int_equal(egress_set_default_policy(eg, &b, &err), -1);
+    assert_int_equal(http_once("127.0.0.5", p_http, req, out, sizeof(out)), 200); /* kept */
+    assert_int_equal(egress_set_default_policy(eg, NULL, &err), 0);
+    assert_int_equal(http_once("127.0.0.5", p_http, req, out, sizeof(out)), 403);
+    assert_non_null(strstr(out, "no egress policy"));
+}
+
+/* A CA made elsewhere signs the leaves of its workload; nothing is created for it. */
+static void test_ca_load(void **state)
+{
+    struct bh_err err = {0};
+    assert_int_equal(egress_ca_load(eg, "loaded", path("testca.crt"), path("srv.key"), &err), -1);
+    assert_int_equal(err.code, BH_EINVAL);
+    assert_int_equal(egress_ca_load(eg, "loaded", path("none.crt"), path("testca.key"), &err), -1);
+    assert_non_null(strstr(err.msg, "none.crt"));
+    assert_int_equal(egress_ca_load(eg, "../x", path("testca.crt"), path("testca.key"), &err), -1);
+    assert_int_equal(egress_ca_load(eg, "loaded", path("testca.crt"), path("testca.key"), &err), 0);
+    assert_int_equal(egress_ca_load(eg, "loaded", path("testca.crt"), path("testca.key"), &err),
+                     -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    struct egress_policy p = {"loaded", NULL, 0, creds, 1};
+    assert_int_equal(egress_set_policy(eg, "127.0.0.7", &p, &err), 0);
+    struct cli c;
+    assert_int_equal(tls_open(&c, dial("127.0.0.7", p_tls), "api.example.test", path("testca.crt")),
+                     0);
+    char out[8192];
+    cli_write(&c, "GET /loaded HTTP/1.1\r\nHost: api.example.test\r\n\r\n");
+    assert_int_equal(cli_response(&c, out, sizeof(out)), 200);
+    assert_injected(out);
+    cli_close(&c);
+    egress_clear_policy(eg, "127.0.0.7");
+    struct stat st;
+    assert_int_equal(stat(path("ca/loaded.key"), &st), -1);
+}
+
+/* Without ca_dir no CA is ever created, and explicit_port -1 opens no explicit proxy. */
+static void test_no_ca_dir(void **state)
+{
+    struct egress_config cfg = {.listen_ip = "127.0.0.1", .explicit_port = -1, .host = &host};
+    struct egress *e2 = NULL;
+    struct bh_err err = {0};
+    assert_int_equal(egress_start(&cfg, &e2, &err), 0);
+    int ex, h, t, d;
+    egress_ports(e2, &ex, &h, &t, &d);
+    assert_int_equal(ex, -1);
+    assert_true(h > 0 && t > 0 && d > 0);
+    assert_null(egress_ca_cert(e2, "agent", &err));
+    egress_stop(e2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +803,9 @@ int main(void)
         cmocka_unit_test(test_dns),
         cmocka_unit_test(test_policy_runtime),
         cmocka_unit_test(test_parsers_fuzz),
+        cmocka_unit_test(test_default_policy),
+        cmocka_unit_test(test_ca_load),
+        cmocka_unit_test(test_no_ca_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

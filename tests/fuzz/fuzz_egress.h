@@ -12,7 +12,7 @@ static struct egress *fuzz_egress(void)
     static struct egress *eg;
     if (eg)
         return eg;
-    eg = xcalloc(1, sizeof(*eg));
+    eg = eg_xcalloc(1, sizeof(*eg));
     eg->udp_fd = eg->stop_pipe[0] = eg->stop_pipe[1] = -1;
     pthread_rwlock_init(&eg->lock, NULL);
     struct eg_addr v4 = {AF_INET, {127, 0, 0, 1}}, v6 = {AF_INET6, {[15] = 1}};

@@ -8,7 +8,7 @@
 
 static void check_authority(const char *auth, int port)
 {
-    char *copy = xstrdup(auth), name[EG_NAME_MAX];
+    char *copy = eg_xstrdup(auth), name[EG_NAME_MAX];
     const char *why = NULL;
     if (split_authority(copy, port, name, sizeof(name), &why) == 0 && strlen(name) >= EG_NAME_MAX)
         abort();
@@ -26,12 +26,12 @@ static void one_head(struct http_head *h)
         check_authority(host, 80);
         check_authority(host, 443);
     }
-    char *target = xstrdup(h->start[1]), *uhost = NULL, *path = NULL;
+    char *target = eg_xstrdup(h->start[1]), *uhost = NULL, *path = NULL;
     if (absolute_uri(target, &uhost, &path) == 0)
         check_authority(uhost, 80);
     free(target);
     const struct eg_policy *p = fuzz_egress()->srcs[0].pol;
-    struct sbuf *b = xcalloc(1, sizeof(*b));
+    struct sbuf *b = eg_xcalloc(1, sizeof(*b));
     build_request(b, h, h->start[1], "allowed.test", &p->creds[0]);
     free(b);
 }
@@ -41,8 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > EG_IO_BUF)
         return 0;
     fuzz_egress();
-    struct eg_io *io = xcalloc(1, sizeof(*io));
-    struct http_head *h = xcalloc(1, sizeof(*h));
+    struct eg_io *io = eg_xcalloc(1, sizeof(*io));
+    struct http_head *h = eg_xcalloc(1, sizeof(*h));
     io->fd = -1; /* a read fails: the head must be complete in the buffer */
     memcpy(io->buf, data, size);
     io->len = size;

@@ -29,19 +29,23 @@ def make_ca(tmp, names, cn):
     return ca
 
 
-def netns(add_cleanup, ns, veth, peer, host_ip, inet_ip):
+def netns(add_cleanup, ns, veth, peer, host_ip, inet_ip, host_ns=None):
     """Namespace ns reached from the host through veth (host_ip/24) <-> peer (inet_ip/24), its
-    default route back through the host."""
+    default route back through the host. With host_ns, veth lives in that namespace instead of
+    the host's (a Pod's network namespace, say), which then routes everything to ns."""
+    on = ["ip", "-n", host_ns] if host_ns else ["ip"]
     add_cleanup(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
-    add_cleanup(subprocess.run, ["ip", "link", "del", veth], capture_output=True)
+    add_cleanup(subprocess.run, on + ["link", "del", veth], capture_output=True)
     sh("ip", "netns", "add", ns)
-    sh("ip", "link", "add", veth, "type", "veth", "peer", "name", peer, "netns", ns)
-    sh("ip", "addr", "add", host_ip + "/24", "dev", veth)
-    sh("ip", "link", "set", "dev", veth, "up")
+    sh(*on, "link", "add", veth, "type", "veth", "peer", "name", peer, "netns", ns)
+    sh(*on, "addr", "add", host_ip + "/24", "dev", veth)
+    sh(*on, "link", "set", "dev", veth, "up")
     sh("ip", "-n", ns, "addr", "add", inet_ip + "/24", "dev", peer)
     sh("ip", "-n", ns, "link", "set", "dev", peer, "up")
     sh("ip", "-n", ns, "link", "set", "dev", "lo", "up")
     sh("ip", "-n", ns, "route", "add", "default", "via", host_ip)
+    if host_ns:
+        sh(*on, "route", "add", "default", "via", inet_ip)
 
 
 def spawn(add_cleanup, argv):

@@ -367,6 +367,14 @@ static void test_pod_restricted_egress(void **state)
                         "own");
     assert_string_equal(cJSON_GetArrayItem(bh_json_get(config, "allowlist"), 0)->valuestring,
                         "api.example.com");
+    /* the sidecar's CA and log lines are the workload's; it mounts the key where caDir says */
+    assert_string_equal(bh_json_str(config, "workload"), "web");
+    assert_string_equal(
+        bh_json_str(find_named(cJSON_GetObjectItem(proxy, "volumeMounts"), "egress-ca-key"),
+                    "mountPath"),
+        bh_json_str(config, "caDir"));
+    bh_autofree char *cmd = bh_json_print(cJSON_GetObjectItem(proxy, "command"));
+    assert_string_equal(cmd, "[\"boilerhouse\",\"egress-proxy\"]");
     cJSON_Delete(config);
     /* the CA: the whole Secret in the sidecar, the certificate alone in the workload */
     cJSON *volumes = cJSON_GetObjectItem(spec, "volumes");
@@ -406,6 +414,7 @@ static void test_redirect_rules(void **state)
     snprintf(want, sizeof(want), "th dport 53 redirect to :%d", BH_KUBE_PROXY_DNS_PORT);
     assert_non_null(strstr(r, want));
     assert_non_null(strstr(r, "policy drop;"));
+    assert_non_null(strstr(r, "ct status dnat accept")); /* what was redirected passes */
     assert_non_null(strstr(r, "ip daddr 169.254.0.0/16 drop"));
 }
 

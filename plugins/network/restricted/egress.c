@@ -68,6 +68,7 @@ struct egress {
     pthread_rwlock_t lock; /* policies */
     struct eg_src *srcs;
     size_t n_srcs;
+    struct eg_policy *dflt; /* of every source not in srcs; NULL: those are refused */
 
     struct eg_hosts_entry *hosts;
     size_t n_hosts;
@@ -111,8 +112,7 @@ int eg_stopping(struct egress *eg)
     return atomic_load(&eg->stopping);
 }
 
-static int fail(struct bh_err *err, int code, const char *fmt, ...) BH_PRINTF(3, 4);
-static int fail(struct bh_err *err, int code, const char *fmt, ...)
+int eg_fail(struct bh_err *err, int code, const char *fmt, ...)
 {
     if (!err)
         return -1;
@@ -148,7 +148,7 @@ static int send_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-static char *xstrdup(const char *s)
+char *eg_xstrdup(const char *s)
 {
     char *d = strdup(s ? s : "");
     if (!d)
@@ -156,7 +156,7 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-static void *xcalloc(size_t n, size_t sz)
+void *eg_xcalloc(size_t n, size_t sz)
 {
     void *p = calloc(n ? n : 1, sz);
     if (!p)
@@ -273,12 +273,13 @@ struct eg_policy *eg_policy_get(struct egress *eg, const char *src_ip)
 {
     struct eg_policy *p = NULL;
     pthread_rwlock_rdlock(&eg->lock);
-    for (size_t i = 0; i < eg->n_srcs; i++)
-        if (strcmp(eg->srcs[i].ip, src_ip) == 0) {
+    for (size_t i = 0; i < eg->n_srcs && !p; i++)
+        if (strcmp(eg->srcs[i].ip, src_ip) == 0)
             p = eg->srcs[i].pol;
-            atomic_fetch_add(&p->refs, 1);
-            break;
-        }
+    if (!p)
+        p = eg->dflt;
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
     pthread_rwlock_unlock(&eg->lock);
     return p;
 }
@@ -291,7 +292,7 @@ static char *pattern_copy(const char *pat)
     const char *rest = wild ? pat + 2 : pat;
     if (!rest || eg_name_norm(rest, strlen(rest), norm, sizeof(norm)) < 0 || is_ip_literal(norm))
         return NULL;
-    char *out = xcalloc(1, strlen(norm) + 3);
+    char *out = eg_xcalloc(1, strlen(norm) + 3);
     sprintf(out, "%s%s", wild ? "*." : "", norm);
     return out;
 }
@@ -319,15 +320,15 @@ static int header_value_valid(const char *s)
 static int cred_copy(struct eg_cred *dst, const struct egress_credential *src, struct bh_err *err)
 {
     if (!(dst->domain = pattern_copy(src->domain)))
-        return fail(err, BH_EINVAL, "egress: invalid credentials domain");
-    dst->names = xcalloc(src->n_headers, sizeof(char *));
-    dst->values = xcalloc(src->n_headers, sizeof(char *));
+        return eg_fail(err, BH_EINVAL, "egress: invalid credentials domain");
+    dst->names = eg_xcalloc(src->n_headers, sizeof(char *));
+    dst->values = eg_xcalloc(src->n_headers, sizeof(char *));
     for (size_t j = 0; j < src->n_headers; j++) {
         const struct egress_header *h = &src->headers[j];
         if (!header_name_valid(h->name) || !header_value_valid(h->value))
-            return fail(err, BH_EINVAL, "egress: invalid header for %s", dst->domain);
-        dst->names[j] = xstrdup(h->name);
-        dst->values[j] = xstrdup(h->value);
+            return eg_fail(err, BH_EINVAL, "egress: invalid header for %s", dst->domain);
+        dst->names[j] = eg_xstrdup(h->name);
+        dst->values[j] = eg_xstrdup(h->value);
         dst->n = j + 1;
     }
     return 0;
@@ -335,21 +336,21 @@ static int cred_copy(struct eg_cred *dst, const struct egress_credential *src, s
 
 static struct eg_policy *policy_copy(const struct egress_policy *src, struct bh_err *err)
 {
-    struct eg_policy *p = xcalloc(1, sizeof(*p));
+    struct eg_policy *p = eg_xcalloc(1, sizeof(*p));
     atomic_init(&p->refs, 1);
-    p->workload = xstrdup(src->workload);
+    p->workload = eg_xstrdup(src->workload);
     if (src->n_credentials && !eg_workload_valid(p->workload)) {
-        fail(err, BH_EINVAL, "egress: invalid workload name");
+        eg_fail(err, BH_EINVAL, "egress: invalid workload name");
         goto bad;
     }
-    p->allow = xcalloc(src->n_allow, sizeof(char *));
+    p->allow = eg_xcalloc(src->n_allow, sizeof(char *));
     for (; p->n_allow < src->n_allow; p->n_allow++)
         if (!(p->allow[p->n_allow] = pattern_copy(src->allowlist[p->n_allow]))) {
-            fail(err, BH_EINVAL, "egress: invalid allowlist entry \"%s\"",
-                 src->allowlist[p->n_allow] ? src->allowlist[p->n_allow] : "");
+            eg_fail(err, BH_EINVAL, "egress: invalid allowlist entry \"%s\"",
+                    src->allowlist[p->n_allow] ? src->allowlist[p->n_allow] : "");
             goto bad;
         }
-    p->creds = xcalloc(src->n_credentials, sizeof(*p->creds));
+    p->creds = eg_xcalloc(src->n_credentials, sizeof(*p->creds));
     for (; p->n_creds < src->n_credentials; p->n_creds++)
         if (cred_copy(&p->creds[p->n_creds], &src->credentials[p->n_creds], err) < 0) {
             p->n_creds++; /* free the partial entry too */
@@ -376,7 +377,7 @@ int egress_set_policy(struct egress *eg, const char *src_ip, const struct egress
 {
     char ip[INET6_ADDRSTRLEN];
     if (!src_ip || ip_canon(src_ip, ip) < 0)
-        return fail(err, BH_EINVAL, "egress: invalid source address");
+        return eg_fail(err, BH_EINVAL, "egress: invalid source address");
     struct eg_policy *copy = policy_copy(p, err);
     if (!copy)
         return -1;
@@ -403,6 +404,22 @@ int egress_set_policy(struct egress *eg, const char *src_ip, const struct egress
     return 0;
 }
 
+int egress_set_default_policy(struct egress *eg, const struct egress_policy *p, struct bh_err *err)
+{
+    struct eg_policy *copy = NULL;
+    if (p && !(copy = policy_copy(p, err)))
+        return -1;
+    pthread_rwlock_wrlock(&eg->lock);
+    struct eg_policy *old = eg->dflt;
+    eg->dflt = copy;
+    pthread_rwlock_unlock(&eg->lock);
+    eg_policy_put(old);
+    if (copy)
+        eg_log(eg, BH_LOG_DEBUG, "default policy: %zu allowed, %zu credential domains",
+               copy->n_allow, copy->n_creds);
+    return 0;
+}
+
 void egress_clear_policy(struct egress *eg, const char *src_ip)
 {
     char ip[INET6_ADDRSTRLEN];
@@ -425,6 +442,12 @@ const char *egress_ca_cert(struct egress *eg, const char *workload, struct bh_er
     return eg_tls_ca_path(eg->tls, workload, err);
 }
 
+int egress_ca_load(struct egress *eg, const char *workload, const char *crt_path,
+                   const char *key_path, struct bh_err *err)
+{
+    return eg_tls_ca_add(eg->tls, workload, crt_path, key_path, err);
+}
+
 /* ---- resolution -------------------------------------------------------------------------- */
 
 static void hosts_add(struct egress *eg, const struct eg_addr *a, const char *name)
@@ -436,7 +459,7 @@ static void hosts_add(struct egress *eg, const struct eg_addr *a, const char *na
     if (!n)
         abort();
     eg->hosts = n;
-    eg->hosts[eg->n_hosts].name = xstrdup(norm);
+    eg->hosts[eg->n_hosts].name = eg_xstrdup(norm);
     eg->hosts[eg->n_hosts].addr = *a;
     eg->n_hosts++;
 }
@@ -913,7 +936,7 @@ static void eg_count(struct egress *eg, const char *workload, unsigned long long
         for (s = eg->stats; s && strcmp(s->workload, "_other") != 0; s = s->next)
             ;
     if (!s) {
-        s = xcalloc(1, sizeof(*s));
+        s = eg_xcalloc(1, sizeof(*s));
         snprintf(s->workload, sizeof(s->workload), "%s",
                  eg->n_stats >= EG_MAX_STATS ? "_other" : workload);
         s->next = eg->stats;
@@ -993,7 +1016,7 @@ static int upstream_open(struct eg_conn *c, struct upstream *u, const char *name
     int fd = upstream_connect(c, name, tls ? c->eg->up_tls_port : c->eg->up_http_port);
     if (fd < 0)
         return -1;
-    u->io = xcalloc(1, sizeof(*u->io));
+    u->io = eg_xcalloc(1, sizeof(*u->io));
     u->io->fd = fd;
     snprintf(u->name, sizeof(u->name), "%s", name);
     u->tls = tls;
@@ -1043,7 +1066,7 @@ static int no_body_status(int status, const char *method)
 static int relay_response(struct eg_io *up, struct eg_io *client, const char *method,
                           int client_close, int *up_keep)
 {
-    struct http_head *h = xcalloc(1, sizeof(*h));
+    struct http_head *h = eg_xcalloc(1, sizeof(*h));
     int rc = -1, status = 0;
     enum body_kind kind = BODY_NONE;
     unsigned long long len = 0;
@@ -1061,7 +1084,7 @@ static int relay_response(struct eg_io *up, struct eg_io *client, const char *me
             kind = BODY_EOF;
         int keep = !client_close && kind != BODY_EOF;
         *up_keep = kind != BODY_EOF && !wants_close(h);
-        struct sbuf *b = xcalloc(1, sizeof(*b));
+        struct sbuf *b = eg_xcalloc(1, sizeof(*b));
         sb_add(b, h->start[0], " ", h->start[1]);
         sb_add(b, " ", h->start[2], "\r\n");
         for (size_t i = 0; i < h->nh; i++)
@@ -1224,7 +1247,7 @@ static int serve_one(struct serve *s, struct http_head *h)
     if (!p)
         return 0;
     const struct eg_cred *cred = eg_policy_cred(p, name);
-    struct sbuf *b = xcalloc(1, sizeof(*b));
+    struct sbuf *b = eg_xcalloc(1, sizeof(*b));
     int ok = build_request(b, h, target, name, cred) == 0;
     int tls = cred || s->mode == SERVE_INTERCEPT;
     eg_policy_put(p); /* b holds the only copy of the secrets now */
@@ -1252,7 +1275,7 @@ static int serve_one(struct serve *s, struct http_head *h)
 
 static void serve_http(struct serve *s)
 {
-    struct http_head *h = xcalloc(1, sizeof(*h));
+    struct http_head *h = eg_xcalloc(1, sizeof(*h));
     while (!eg_stopping(s->c->eg) && serve_one(s, h))
         ;
     upstream_close(s->c, &s->up);
@@ -1349,7 +1372,7 @@ static void serve_tls(struct eg_conn *c, const char *connect_host)
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     SSL_CTX_free(ctx);
     struct serve s = {.c = c, .mode = SERVE_INTERCEPT, .fixed = sni};
-    s.client = xcalloc(1, sizeof(*s.client));
+    s.client = eg_xcalloc(1, sizeof(*s.client));
     s.client->fd = c->cfd;
     s.client->ssl = ssl;
     if (ssl && SSL_set_fd(ssl, c->cfd) == 1 && SSL_accept(ssl) == 1) {
@@ -1365,7 +1388,7 @@ static void serve_tls(struct eg_conn *c, const char *connect_host)
 static void serve_plain(struct eg_conn *c, enum serve_mode mode)
 {
     struct serve s = {.c = c, .mode = mode};
-    s.client = xcalloc(1, sizeof(*s.client));
+    s.client = eg_xcalloc(1, sizeof(*s.client));
     s.client->fd = c->cfd;
     serve_http(&s);
     free(s.client);
@@ -1376,7 +1399,7 @@ static void serve_plain(struct eg_conn *c, enum serve_mode mode)
 static void serve_dns_tcp(struct eg_conn *c)
 {
     unsigned char q[4096], out[4096 + 2];
-    struct eg_io *io = xcalloc(1, sizeof(*io));
+    struct eg_io *io = eg_xcalloc(1, sizeof(*io));
     io->fd = c->cfd;
     for (;;) {
         unsigned char lb[2];
@@ -1468,7 +1491,7 @@ static int conns_from(struct egress *eg, const char *src)
 
 static void conn_start(struct egress *eg, int fd, enum eg_kind kind)
 {
-    struct eg_conn *c = xcalloc(1, sizeof(*c));
+    struct eg_conn *c = eg_xcalloc(1, sizeof(*c));
     c->eg = eg;
     c->kind = kind;
     c->cfd = fd;
@@ -1589,45 +1612,51 @@ static int open_listeners(struct egress *eg, const struct egress_config *cfg, st
     const int want[EG_N_LISTEN] = {cfg->explicit_port, cfg->http_port, cfg->tls_port,
                                    cfg->dns_port};
     for (int k = 0; k < EG_N_LISTEN; k++) {
+        if (k == EG_EXPLICIT && want[k] < 0) {
+            eg->ports[k] = -1;
+            continue;
+        }
         eg->lfd[k] = bind_socket(eg, SOCK_STREAM, want[k], &eg->ports[k]);
         if (eg->lfd[k] < 0)
-            return fail(err, BH_EIO, "egress: cannot listen on %s:%d: %s", eg->listen_ip, want[k],
-                        strerror(errno));
+            return eg_fail(err, BH_EIO, "egress: cannot listen on %s:%d: %s", eg->listen_ip,
+                           want[k], strerror(errno));
     }
     int udp_port = 0;
     eg->udp_fd = bind_socket(eg, SOCK_DGRAM, eg->ports[EG_DNS_TCP], &udp_port);
     if (eg->udp_fd < 0)
-        return fail(err, BH_EIO, "egress: cannot bind DNS %s:%d/udp: %s", eg->listen_ip,
-                    eg->ports[EG_DNS_TCP], strerror(errno));
+        return eg_fail(err, BH_EIO, "egress: cannot bind DNS %s:%d/udp: %s", eg->listen_ip,
+                       eg->ports[EG_DNS_TCP], strerror(errno));
     return 0;
 }
 
 static int start_threads(struct egress *eg, struct bh_err *err)
 {
     for (int k = 0; k < EG_N_LISTEN; k++) {
-        struct listener *l = xcalloc(1, sizeof(*l));
+        if (eg->lfd[k] < 0)
+            continue; /* not asked for */
+        struct listener *l = eg_xcalloc(1, sizeof(*l));
         l->eg = eg;
         l->kind = (enum eg_kind)k;
         if (pthread_create(&eg->threads[eg->n_threads], NULL, accept_main, l) != 0) {
             free(l);
-            return fail(err, BH_EIO, "egress: cannot start a listener thread");
+            return eg_fail(err, BH_EIO, "egress: cannot start a listener thread");
         }
         eg->n_threads++;
     }
     if (pthread_create(&eg->threads[eg->n_threads], NULL, udp_main, eg) != 0)
-        return fail(err, BH_EIO, "egress: cannot start the DNS thread");
+        return eg_fail(err, BH_EIO, "egress: cannot start the DNS thread");
     eg->n_threads++;
     return 0;
 }
 
 int egress_start(const struct egress_config *cfg, struct egress **out, struct bh_err *err)
 {
-    if (!cfg || !cfg->listen_ip || !cfg->ca_dir)
-        return fail(err, BH_EINVAL, "egress: listen_ip and ca_dir are required");
-    struct egress *eg = xcalloc(1, sizeof(*eg));
+    if (!cfg || !cfg->listen_ip)
+        return eg_fail(err, BH_EINVAL, "egress: listen_ip is required");
+    struct egress *eg = eg_xcalloc(1, sizeof(*eg));
     eg->host = cfg->host;
     eg->handle = cfg->handle;
-    eg->listen_ip = xstrdup(cfg->listen_ip);
+    eg->listen_ip = eg_xstrdup(cfg->listen_ip);
     eg->up_http_port = 80;
     eg->up_tls_port = 443;
     eg->udp_fd = -1;
@@ -1645,8 +1674,9 @@ int egress_start(const struct egress_config *cfg, struct egress **out, struct bh
         egress_stop(eg);
         return -1;
     }
-    eg_log(eg, BH_LOG_INFO, "listening on %s: proxy %d, http %d, tls %d, dns %d", eg->listen_ip,
-           eg->ports[EG_EXPLICIT], eg->ports[EG_HTTP], eg->ports[EG_TLS], eg->ports[EG_DNS_TCP]);
+    eg_log(eg, BH_LOG_INFO, "listening on %s: proxy %d (-1: none), http %d, tls %d, dns %d",
+           eg->listen_ip, eg->ports[EG_EXPLICIT], eg->ports[EG_HTTP], eg->ports[EG_TLS],
+           eg->ports[EG_DNS_TCP]);
     *out = eg;
     return 0;
 }
@@ -1694,6 +1724,7 @@ void egress_stop(struct egress *eg)
             close(eg->stop_pipe[i]);
     for (size_t i = 0; i < eg->n_srcs; i++)
         eg_policy_put(eg->srcs[i].pol);
+    eg_policy_put(eg->dflt);
     for (size_t i = 0; i < eg->n_hosts; i++)
         free(eg->hosts[i].name);
     free(eg->hosts);

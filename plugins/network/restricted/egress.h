@@ -14,7 +14,9 @@
  *    says why; a TLS handshake_failure alert for TLS).
  *  - Plain HTTP to a credentials domain is sent upstream over TLS (so
  *    ANTHROPIC_BASE_URL=http://api.anthropic.com works while the key stays outside).
- * Policies are keyed by the instance's source address on the bridge. */
+ * Policies are keyed by the instance's source address on the bridge; a default policy, when
+ * set, covers every source without one of its own (the Kubernetes sidecar, where all traffic
+ * is the one Pod's and arrives from 127.0.0.1 or the Pod IP, whichever the kernel picked). */
 #ifndef BH_EGRESS_H
 #define BH_EGRESS_H
 
@@ -25,11 +27,13 @@ struct egress;
 
 struct egress_config {
     const char *listen_ip;           /* the bridge gateway address */
-    int explicit_port;               /* HTTP_PROXY / HTTPS_PROXY (e.g. 3128) */
+    int explicit_port;               /* HTTP_PROXY / HTTPS_PROXY (e.g. 3128); -1: none */
     int http_port;                   /* transparent HTTP (e.g. 3129) */
     int tls_port;                    /* transparent TLS (e.g. 3130) */
     int dns_port;                    /* DNS, UDP+TCP (53) */
-    const char *ca_dir;              /* per-workload CA keys/certs live here (0700; keys 0600) */
+    const char *ca_dir;              /* per-workload CA keys/certs are created and kept here
+                                        (0700; keys 0600); NULL: none is ever created, only
+                                        the CAs given to egress_ca_load are used */
     const char *trust_bundle;        /* PEM bundle to verify upstreams; NULL = system store */
     const char *hosts_file;          /* optional "ip name..." file consulted before the system
                                         resolver for upstream names (tests use it) */
@@ -62,6 +66,13 @@ void egress_stop(struct egress *eg);
 int egress_set_policy(struct egress *eg, const char *src_ip, const struct egress_policy *p,
                       struct bh_err *err);
 void egress_clear_policy(struct egress *eg, const char *src_ip);
+/* Installs or replaces (p NULL: removes) the policy of every source without one of its own. */
+int egress_set_default_policy(struct egress *eg, const struct egress_policy *p, struct bh_err *err);
+/* Uses the CA in crt_path/key_path (PEM, the key matching the certificate) for workload's
+ * intercepted leaves, instead of one the engine would create: a CA made elsewhere, which the
+ * workload already trusts. Fails if the files cannot be read or do not match. */
+int egress_ca_load(struct egress *eg, const char *workload, const char *crt_path,
+                   const char *key_path, struct bh_err *err);
 /* PEM path of the workload's CA certificate (created on first use), for the instance's trust
  * store. Owned by the engine, valid until egress_stop. */
 const char *egress_ca_cert(struct egress *eg, const char *workload, struct bh_err *err);

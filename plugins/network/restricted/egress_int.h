@@ -49,9 +49,15 @@ int eg_name_norm(const char *in, size_t len, char *out, size_t cap);
  * AF_INET, AF_INET6 or AF_UNSPEC. Returns the count (0 = none). */
 size_t eg_resolve(struct egress *eg, const char *name, int family, struct eg_addr *out, size_t cap);
 void eg_log(struct egress *eg, uint32_t lvl, const char *fmt, ...) BH_PRINTF(3, 4);
+/* Allocators that abort on OOM (eg_xstrdup(NULL) is ""; eg_xcalloc(0, ...) is not NULL). */
+char *eg_xstrdup(const char *s);
+void *eg_xcalloc(size_t n, size_t sz);
+/* Fills err (may be NULL) and returns -1. */
+int eg_fail(struct bh_err *err, int code, const char *fmt, ...) BH_PRINTF(3, 4);
 int eg_stopping(struct egress *eg);
 
 /* ---- egress_tls.c ------------------------------------------------------------------------ */
+/* ca_dir NULL: CAs come from eg_tls_ca_add only, none is created. */
 int eg_tls_init(struct eg_tls **out, const char *ca_dir, const char *trust_bundle,
                 struct bh_err *err);
 void eg_tls_fini(struct eg_tls *t);
@@ -62,6 +68,9 @@ int eg_sni_parse(const unsigned char *buf, size_t len, char *out, size_t cap);
  * data cannot be a TLS handshake record. */
 long eg_tls_record_need(const unsigned char *buf, size_t len);
 const char *eg_tls_ca_path(struct eg_tls *t, const char *workload, struct bh_err *err);
+/* Adds workload's CA from existing files (egress_ca_load). */
+int eg_tls_ca_add(struct eg_tls *t, const char *workload, const char *crt_path,
+                  const char *key_path, struct bh_err *err);
 /* A server context with a leaf for name signed by the workload's CA; the caller frees it. */
 SSL_CTX *eg_tls_leaf_ctx(struct eg_tls *t, const char *workload, const char *name,
                          struct bh_err *err);

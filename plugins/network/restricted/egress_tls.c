@@ -1,6 +1,7 @@
 /* TLS side of the egress engine: ClientHello/SNI parsing, the per-workload CAs (EC P-256,
- * created on first use and kept in ca_dir), leaf certificates for intercepted names (cached
- * per workload and name), and the verifying client context for upstreams. */
+ * created on first use and kept in ca_dir, or loaded from files made elsewhere), leaf certificates
+ * for intercepted names (cached per workload and name), and the verifying client context for
+ * upstreams. */
 #include "egress_int.h"
 
 #include <errno.h>
@@ -35,7 +36,7 @@ struct eg_leaf {
 };
 
 struct eg_tls {
-    char *ca_dir;
+    char *ca_dir; /* NULL: only the CAs of eg_tls_ca_add, none created */
     SSL_CTX *upstream;
     pthread_mutex_t mu;
     struct eg_ca cas[EG_CA_MAX];
@@ -280,6 +281,7 @@ static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert)
     return 0;
 }
 
+/* Reads ca->crt_path and key_path; 0 if both parse and the key is the certificate's. */
 static int ca_load(struct eg_ca *ca, const char *key_path)
 {
     FILE *kf = fopen(key_path, "re");
@@ -328,7 +330,7 @@ static struct eg_ca *ca_get(struct eg_tls *t, const char *workload, struct bh_er
     for (size_t i = 0; i < t->n_cas; i++)
         if (strcmp(t->cas[i].workload, workload) == 0)
             return &t->cas[i];
-    if (t->n_cas == EG_CA_MAX)
+    if (t->n_cas == EG_CA_MAX || !t->ca_dir)
         return NULL;
     struct eg_ca *ca = &t->cas[t->n_cas];
     char key_path[PATH_MAX];
@@ -364,6 +366,44 @@ const char *eg_tls_ca_path(struct eg_tls *t, const char *workload, struct bh_err
                  workload);
     }
     return path;
+}
+
+/* The CA of workload from files; called with t->mu held. */
+static int ca_add_locked(struct eg_tls *t, const char *workload, const char *crt_path,
+                         const char *key_path, struct bh_err *err)
+{
+    for (size_t i = 0; i < t->n_cas; i++)
+        if (strcmp(t->cas[i].workload, workload) == 0)
+            return eg_fail(err, BH_ECONFLICT, "egress: a CA for %s is already loaded", workload);
+    if (t->n_cas == EG_CA_MAX)
+        return eg_fail(err, BH_EIO, "egress: too many CAs");
+    const char *unreadable = access(crt_path, R_OK) < 0   ? crt_path
+                             : access(key_path, R_OK) < 0 ? key_path
+                                                          : NULL;
+    if (unreadable)
+        return eg_fail(err, BH_EIO, "egress: CA of %s: %s: %s", workload, unreadable,
+                       strerror(errno));
+    struct eg_ca *ca = &t->cas[t->n_cas];
+    if (!(ca->workload = strdup(workload)) || !(ca->crt_path = strdup(crt_path)) ||
+        ca_load(ca, key_path) < 0) {
+        ca_clear(ca);
+        return eg_fail(err, BH_EINVAL,
+                       "egress: CA of %s: %s and %s: not a PEM certificate and its private key",
+                       workload, crt_path, key_path);
+    }
+    t->n_cas++;
+    return 0;
+}
+
+int eg_tls_ca_add(struct eg_tls *t, const char *workload, const char *crt_path,
+                  const char *key_path, struct bh_err *err)
+{
+    if (!eg_workload_valid(workload))
+        return eg_fail(err, BH_EINVAL, "egress: invalid workload name");
+    pthread_mutex_lock(&t->mu);
+    int rc = ca_add_locked(t, workload, crt_path, key_path, err);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
 }
 
 static SSL_CTX *leaf_ctx_new(const struct eg_ca *ca, const char *name)
@@ -443,13 +483,11 @@ static SSL_CTX *upstream_ctx_new(const char *trust_bundle)
 int eg_tls_init(struct eg_tls **out, const char *ca_dir, const char *trust_bundle,
                 struct bh_err *err)
 {
-    if (mkdir(ca_dir, 0700) < 0 && errno != EEXIST) {
-        err->code = BH_EIO;
-        snprintf(err->msg, sizeof(err->msg), "egress: mkdir %s: %s", ca_dir, strerror(errno));
-        return -1;
-    }
+    if (ca_dir && mkdir(ca_dir, 0700) < 0 && errno != EEXIST)
+        return eg_fail(err, BH_EIO, "egress: mkdir %s: %s", ca_dir, strerror(errno));
     struct eg_tls *t = calloc(1, sizeof(*t));
-    if (!t || !(t->ca_dir = strdup(ca_dir)) || !(t->upstream = upstream_ctx_new(trust_bundle))) {
+    if (!t || (ca_dir && !(t->ca_dir = strdup(ca_dir))) ||
+        !(t->upstream = upstream_ctx_new(trust_bundle))) {
         eg_tls_fini(t);
         err->code = BH_EIO;
         snprintf(err->msg, sizeof(err->msg), "egress: cannot set up TLS (trust bundle %s)",
