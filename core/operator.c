@@ -17,6 +17,9 @@
 #include "store.h"
 
 #define OPERATOR_LEASE_NAME "boilerhouse-operator"
+/* How long a replica stopping waits for its queued writes to reach the cluster (and so how
+ * much later a standby takes over). */
+#define OPERATOR_FLUSH_MS 5000
 
 struct bh_operator {
     struct bh_kube_client *client;
@@ -139,6 +142,12 @@ void bh_operator_close(struct bh_ctx *ctx)
 {
     if (!ctx->op)
         return;
+    /* What this replica has answered for (a REST write, a status its controllers computed)
+     * goes out before it gives up the Lease: a leader's status writes are fenced by it. */
+    size_t left = ctx->op->mirror ? bh_kube_mirror_flush(ctx->op->mirror, OPERATOR_FLUSH_MS) : 0;
+    if (left)
+        bh_warn("operator", "%zu change%s not sent to the cluster after %d ms: dropped", left,
+                left == 1 ? "" : "s", OPERATOR_FLUSH_MS);
     bh_kube_lease_stop(ctx->op->lease);
     ctx->op->lease = NULL;
     bh_kube_mirror_stop(ctx->op->mirror);

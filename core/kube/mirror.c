@@ -2,6 +2,7 @@
  * sends the store's changes back (mirror.h). */
 #include "mirror.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,10 +561,24 @@ static void *mirror_writer_main(void *arg)
         pthread_mutex_lock(&m->mu);
         free(m->sending);
         m->sending = NULL;
+        pthread_cond_broadcast(&m->cond); /* a flush may be waiting for the queue to drain */
         pthread_mutex_unlock(&m->mu);
         free(key);
     }
     return NULL;
+}
+
+size_t bh_kube_mirror_flush(struct bh_kube_mirror *m, int timeout_ms)
+{
+    struct timespec until;
+    bh_clock_deadline(CLOCK_REALTIME, timeout_ms, &until); /* the clock of m->cond */
+    pthread_mutex_lock(&m->mu);
+    int timed_out = 0;
+    while ((m->tab.queued || m->sending) && !timed_out)
+        timed_out = pthread_cond_timedwait(&m->cond, &m->mu, &until) == ETIMEDOUT;
+    size_t left = m->tab.queued + (m->sending != NULL);
+    pthread_mutex_unlock(&m->mu);
+    return left;
 }
 
 /* ---- lifecycle ---- */

@@ -27,6 +27,8 @@
 #include <cjson/cJSON.h>
 
 #include "client.h"
+#include <stddef.h>
+
 #include "err.h"
 
 struct bh_store;
@@ -59,8 +61,12 @@ void bh_kube_mirror_on_store(const struct bh_store_event *ev, void *ud);
 /* Queues every object the store has of the four kinds for the cluster: what the store has that
  * the cluster has not yet (status that was fenced off before this replica led) is written. */
 void bh_kube_mirror_push_all(struct bh_kube_mirror *m);
+/* Waits until every change queued so far has been sent (or given up after its tries), at most
+ * timeout_ms; returns how many are still queued or being sent (0: all out). For a replica
+ * shutting down, so that what it answered for reaches the cluster before it goes. */
+size_t bh_kube_mirror_flush(struct bh_kube_mirror *m, int timeout_ms);
 /* Stops the watches and the writer (changes still queued are dropped: the store is a cache,
- * the next start re-lists) and frees m. */
+ * the next start re-lists; bh_kube_mirror_flush first to send them) and frees m. */
 void bh_kube_mirror_stop(struct bh_kube_mirror *m);
 
 #endif

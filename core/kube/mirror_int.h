@@ -21,6 +21,7 @@ struct mirror_table {
     struct mirror_entry **buckets;
     size_t n_buckets, count;
     struct mirror_entry *qhead, *qtail;
+    size_t queued; /* entries in the FIFO */
 };
 
 void mirror_table_init(struct mirror_table *t);

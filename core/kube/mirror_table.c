@@ -110,6 +110,7 @@ void mirror_table_queue(struct mirror_table *t, const char *key)
     if (e->queued)
         return;
     e->queued = 1;
+    t->queued++;
     e->qnext = NULL;
     if (t->qtail)
         t->qtail->qnext = e;
@@ -127,6 +128,7 @@ char *mirror_table_pop(struct mirror_table *t)
     if (!t->qhead)
         t->qtail = NULL;
     e->queued = 0;
+    t->queued--;
     e->qnext = NULL;
     char *key = bh_xstrdup(e->key);
     table_drop_if_empty(t, e);

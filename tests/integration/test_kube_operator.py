@@ -4,6 +4,7 @@
 survives an API server restart. Instances run locally under runc here (`--runtime runc`): these
 tests are about the mirror and the Lease, and count containers; the Pod runtime operator mode
 defaults to is tests/integration/test_kube_pods.py's. Each test has a namespace of its own."""
+import concurrent.futures
 import json
 import unittest
 
@@ -105,6 +106,22 @@ class KubeOperatorTest(KubeTestCase):
         wait_for(lambda: "celbad from the cluster refused" in d.log(tail=None), 30,
                  "the refusal logged")
         self.assertEqual(d.request("GET", "/api/v1/workloads/celbad")[0], 404)
+
+    def test_writes_answered_reach_the_cluster_before_shutdown(self):
+        """REST writes are answered before the cluster has them (write-behind): a replica told
+        to stop sends what it has answered for before it goes (bh_kube_mirror_flush)."""
+        d = self.daemon("solo")
+        wait_for(lambda: self.holder()[0] == "solo", 30, "solo holds the lease")
+        names = ["burst%02d" % i for i in range(40)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda n: d.request("POST", "/api/v1/workloads",
+                                                      raw=WORKLOAD % (n, "1"))[0], names))
+        self.assertEqual(codes, [201] * len(names))
+        d.stop()  # at once: the writer is still sending
+        self.assertEqual(d.proc.returncode, 0, d.log())
+        have = {o["metadata"]["name"] for o in
+                json.loads(self.kubectl("get", "bhw", "-o", "json").stdout)["items"]}
+        self.assertEqual(sorted(set(names) - have), [], d.log())
 
     def test_claim_finalizer_and_release(self):
         d = self.daemon("solo")

@@ -71,6 +71,7 @@ static void test_fifo(void **state)
         mirror_table_queue(&t, order[i]);
     assert_true(mirror_table_queued(&t, "a"));
     assert_false(mirror_table_queued(&t, "e"));
+    assert_int_equal(t.queued, 4);
     const char *want[] = {"a", "b", "c", "d"};
     for (size_t i = 0; i < 4; i++) {
         char *k = mirror_table_pop(&t);
@@ -86,6 +87,7 @@ static void test_fifo(void **state)
     assert_null(mirror_table_pop(&t));
     assert_null(t.qhead);
     assert_null(t.qtail);
+    assert_int_equal(t.queued, 0);
     /* popped entries without a cluster copy are gone; "b" keeps its copy */
     assert_int_equal(t.count, 1);
     assert_non_null(mirror_table_find(&t, "b"));
