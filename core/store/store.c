@@ -28,21 +28,49 @@
 /* Kinds bh_store_cache_kind may name, and objects the read cache holds at most. */
 #define STORE_MAX_CACHED_KINDS 4
 #define STORE_CACHE_ENTRIES 4096
-#define STORE_MAX_STMTS 16 /* the fixed statements of the write path (about 10) */
+/* Kept statements: the write path's fixed ones (about 10, STORE_FIXED_STMTS at most) and the
+ * list queries (one per label key filtered in SQL: a handful in the daemon's own use; a key
+ * of a user's selector beyond the rest gets a statement of its own, prepared and dropped). */
+#define STORE_MAX_STMTS 32
+#define STORE_FIXED_STMTS 16
+/* WAL frames after which the checkpointer runs (SQLite's own automatic threshold); and after
+ * which a commit checkpoints itself, as SQLite would: the WAL restarts only once a checkpoint
+ * has caught up with the last commit, which under a long run of writes without a pause the
+ * checkpointer may not, so this bounds the WAL. */
+#define STORE_CHECKPOINT_FRAMES 1000
+#define STORE_CHECKPOINT_INLINE_FRAMES (4 * STORE_CHECKPOINT_FRAMES)
+/* Between two rounds of the checkpointer (each fsyncs the WAL and the database): a run of
+ * writes is checkpointed a few times a second, not after every commit. */
+#define STORE_CHECKPOINT_PAUSE_MS 20
 
 struct store_sub {
     bh_store_watch_fn fn;
     void *ud;
 };
 
-/* A statement prepared once and kept: its SQL (a string literal) and the statement. */
+/* A statement prepared once and kept: its SQL (owned) and the statement. */
 struct store_stmt {
-    const char *sql;
+    char *sql;
     sqlite3_stmt *st;
+};
+
+/* The WAL's checkpoints, on a thread and a connection of their own: SQLite's automatic
+ * checkpoint runs inside the commit that crosses its threshold and fsyncs the WAL and the
+ * database there (several ms each on a slow disk), holding the store's lock, so one write in
+ * about a hundred (a claim's, maybe) paid for them all. Here commits only raise `due`. A
+ * checkpoint never changes what is durable: it copies committed pages, fsynced. */
+struct store_ckpt {
+    sqlite3 *db;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int due, stop;
+    int idle; /* waiting for due: the hook wakes it (not in the pause between rounds) */
 };
 
 struct bh_store {
     sqlite3 *db;
+    struct store_ckpt ckpt;
     pthread_mutex_t mu;
     pthread_cond_t changed; /* broadcast after each commit; events_since waits on it */
     unsigned wakes;         /* bumped by bh_store_wake: events_since returns early */
@@ -50,6 +78,10 @@ struct bh_store {
     int nsubs;
     int64_t retention;
     int64_t writes_since_compact;
+    /* The connection's PRAGMA synchronous: 1 FULL (the WAL is fsynced at each commit), 0
+     * NORMAL (lazy writes). Switched only when a write wants the other one (store_sync), so a
+     * run of lazy writes (a claim's) compiles no pragma. */
+    int sync_full;
     bh_store_commit_fn on_commit; /* metrics: how long each commit took */
     void *on_commit_ud;
     /* The point read, prepared once (lazily, under mu): every REST call makes one or more,
@@ -128,22 +160,40 @@ static int store_prepare(struct bh_store *s, const char *sql, sqlite3_stmt **st,
 }
 
 /* Locked. sql's statement, prepared on first use and kept until close (compiling costs about
- * as much as running these small statements, and every write runs several); sql is one of
- * the write path's fixed statements. Use it through store_autoreset. */
-static int store_prepare_cached(struct bh_store *s, const char *sql, sqlite3_stmt **st,
-                                struct bh_err *err)
+ * as much as running these small statements, and every write runs several). Use it through
+ * store_autoreset. Kept only while fewer than limit are: else *kept is 0 and the statement
+ * is the caller's to finalize. */
+static int store_prepare_kept(struct bh_store *s, const char *sql, int limit, sqlite3_stmt **st,
+                              int *kept, struct bh_err *err)
 {
     for (int i = 0; i < s->nstmts; i++)
         if (strcmp(s->stmts[i].sql, sql) == 0) {
             *st = s->stmts[i].st;
+            *kept = 1;
             return 0;
         }
-    if (s->nstmts == STORE_MAX_STMTS)
-        return bh_err_set(err, BH_EIO, "store: more than %d kept statements", STORE_MAX_STMTS);
-    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+    *kept = s->nstmts < limit;
+    if (sqlite3_prepare_v3(s->db, sql, -1, *kept ? SQLITE_PREPARE_PERSISTENT : 0, st, NULL) !=
+        SQLITE_OK)
         return store_sqlerr(s, err, "prepare");
-    s->stmts[s->nstmts++] = (struct store_stmt){sql, *st};
+    if (*kept)
+        s->stmts[s->nstmts++] = (struct store_stmt){bh_xstrdup(sql), *st};
     return 0;
+}
+
+/* Locked. store_prepare_kept for the write path's fixed statements: the list queries leave
+ * STORE_FIXED_STMTS slots for them. */
+static int store_prepare_cached(struct bh_store *s, const char *sql, sqlite3_stmt **st,
+                                struct bh_err *err)
+{
+    int kept;
+    if (store_prepare_kept(s, sql, STORE_MAX_STMTS, st, &kept, err) < 0)
+        return -1;
+    if (kept)
+        return 0;
+    sqlite3_finalize(*st);
+    *st = NULL;
+    return bh_err_set(err, BH_EIO, "store: more than %d kept statements", STORE_MAX_STMTS);
 }
 
 /* Ends a kept statement's use: reset (its read, if any, ends) and its bindings cleared. */
@@ -228,6 +278,89 @@ static int store_init_db(struct bh_store *s, struct bh_err *err)
     return store_exec(s, "COMMIT", err);
 }
 
+/* The WAL hook of the store's connection (under its lock, after each commit). */
+static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
+{
+    struct store_ckpt *c = ud;
+    if (frames >= STORE_CHECKPOINT_INLINE_FRAMES) {
+        /* BUSY (the checkpointer is at it) is no error; a failure is the checkpointer's too. */
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    if (frames >= STORE_CHECKPOINT_FRAMES) {
+        pthread_mutex_lock(&c->mu);
+        c->due = 1;
+        if (c->idle)
+            pthread_cond_signal(&c->cond);
+        pthread_mutex_unlock(&c->mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *store_ckpt_thread(void *arg)
+{
+    struct store_ckpt *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        if (!c->due) {
+            c->idle = 1;
+            pthread_cond_wait(&c->cond, &c->mu);
+            c->idle = 0;
+            continue;
+        }
+        c->due = 0;
+        pthread_mutex_unlock(&c->mu);
+        /* PASSIVE: copies what no reader needs, never waits for the writer. Commits made
+         * meanwhile set due again, for the next round; the WAL restarts (at the next commit)
+         * once a round has caught up with the last commit, i.e. when the writes pause. */
+        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            bh_warn("store", "checkpoint: %s", sqlite3_errmsg(c->db));
+        bh_clock_sleep_unless(&c->mu, &c->cond, &c->stop, STORE_CHECKPOINT_PAUSE_MS);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Starts the checkpointer on its own connection to path and hands it the WAL's checkpoints.
+ * Without it (it could not open), SQLite's automatic checkpoints go on as before. */
+static void store_ckpt_start(struct bh_store *s)
+{
+    struct store_ckpt *c = &s->ckpt;
+    const char *path = sqlite3_db_filename(s->db, "main");
+    if (!path || !*path) /* in memory: no WAL */
+        return;
+    /* A read opens the connection's view of the WAL; until then it checkpoints nothing. */
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
+        bh_warn("store", "checkpointer: open %s: %s: checkpoints stay in the commits", path,
+                c->db ? sqlite3_errmsg(c->db) : "out of memory");
+        sqlite3_close(c->db);
+        c->db = NULL;
+        return;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    pthread_create(&c->thread, NULL, store_ckpt_thread, c);
+    sqlite3_wal_hook(s->db, store_wal_hook, c); /* replaces the automatic checkpoint */
+}
+
+static void store_ckpt_stop(struct store_ckpt *c)
+{
+    if (!c->db)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    sqlite3_close(c->db);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->mu);
+}
+
 static void store_init_sync(struct bh_store *s)
 {
     pthread_condattr_t ca;
@@ -256,7 +389,9 @@ int bh_store_open(const char *path, struct bh_store **out, struct bh_err *err)
         return -1;
     }
     store_init_sync(s);
+    store_ckpt_start(s);
     s->retention = STORE_DEFAULT_RETENTION;
+    s->sync_full = 1; /* store_init_db set it */
     *out = s;
     return 0;
 }
@@ -265,9 +400,13 @@ void bh_store_close(struct bh_store *s)
 {
     if (!s)
         return;
+    sqlite3_wal_hook(s->db, NULL, NULL);
+    store_ckpt_stop(&s->ckpt);
     sqlite3_finalize(s->load);
-    for (int i = 0; i < s->nstmts; i++)
+    for (int i = 0; i < s->nstmts; i++) {
         sqlite3_finalize(s->stmts[i].st);
+        free(s->stmts[i].sql);
+    }
     bh_objcache_free(s->cache);
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->changed);
@@ -552,8 +691,9 @@ static int store_list_locked(struct bh_store *s, const char *kind, const char *s
         return bh_err_set(err, BH_EINVAL, "invalid label selector \"%s\"", selector);
     bh_autofree char *val = NULL;
     bh_autofree char *sql = store_list_sql(selector, &val);
-    store_autostmt st = NULL;
-    if (store_prepare(s, sql, &st, err) < 0)
+    store_autoreset st = NULL;
+    int kept = 1;
+    if (store_prepare_kept(s, sql, STORE_MAX_STMTS - STORE_FIXED_STMTS, &st, &kept, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
     if (val)
@@ -567,8 +707,14 @@ static int store_list_locked(struct bh_store *s, const char *kind, const char *s
             cJSON_Delete(obj);
     }
     if (rc != SQLITE_DONE)
-        return store_sqlerr(s, err, "list");
-    return rv ? store_meta_get(s, "rv", rv, err) : 0;
+        rc = store_sqlerr(s, err, "list");
+    else
+        rc = rv ? store_meta_get(s, "rv", rv, err) : 0;
+    if (!kept) {
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    return rc;
 }
 
 int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector, cJSON **out,
@@ -595,11 +741,12 @@ struct store_write {
     cJSON *doc; /* owned: the document the event carries */
 };
 
-static int store_put_object(struct bh_store *s, const cJSON *doc, int64_t rv, struct bh_err *err)
+/* text: doc as printed (the object row and its event carry the same text). */
+static int store_put_object(struct bh_store *s, const cJSON *doc, const char *text, int64_t rv,
+                            struct bh_err *err)
 {
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
     const cJSON *gen = cJSON_GetObjectItemCaseSensitive(meta, "generation");
-    bh_autofree char *text = cJSON_PrintUnformatted(doc);
     store_autoreset st = NULL;
     if (store_prepare_cached(s, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", &st,
                              err) < 0)
@@ -628,9 +775,9 @@ static int store_remove_object(struct bh_store *s, const cJSON *doc, struct bh_e
     return 0;
 }
 
-static int store_append_event(struct bh_store *s, const struct store_write *w, struct bh_err *err)
+static int store_append_event(struct bh_store *s, const struct store_write *w, const char *text,
+                              struct bh_err *err)
 {
-    bh_autofree char *text = cJSON_PrintUnformatted(w->doc);
     store_autoreset st = NULL;
     if (store_prepare_cached(s, "INSERT INTO events VALUES (?, ?, ?, ?, ?)", &st, err) < 0)
         return -1;
@@ -664,9 +811,11 @@ static int store_compact(struct bh_store *s, int64_t rv, struct bh_err *err)
 /* Locked, inside a transaction: records w (whose doc already carries w->rv). */
 static int store_record(struct bh_store *s, const struct store_write *w, struct bh_err *err)
 {
+    bh_autofree char *text = cJSON_PrintUnformatted(w->doc);
     int rc = w->type == BH_EV_DELETED ? store_remove_object(s, w->doc, err)
-                                      : store_put_object(s, w->doc, w->rv, err);
-    if (rc < 0 || store_append_event(s, w, err) < 0 || store_meta_set(s, "rv", w->rv, err) < 0)
+                                      : store_put_object(s, w->doc, text, w->rv, err);
+    if (rc < 0 || store_append_event(s, w, text, err) < 0 ||
+        store_meta_set(s, "rv", w->rv, err) < 0)
         return -1;
     return store_compact(s, w->rv, err);
 }
@@ -696,13 +845,18 @@ static void store_notify(struct bh_store *s, const struct store_write *w)
         subs[i].fn(&ev, subs[i].ud);
 }
 
-/* Back to synchronous=FULL after a lazy write. If that fails the store would silently stop
- * syncing, which is not acceptable: abort (it only fails on a broken connection). */
-static int store_sync_restore(struct bh_store *s, const struct store_req *req, int rc)
+/* Locked. The connection's synchronous setting for the next commit: FULL (fsynced) when full,
+ * else NORMAL (lazy). A pragma takes effect when compiled, so it is run as text, and only
+ * when the setting changes. A failure leaves the setting as recorded, and the write fails:
+ * a durable write never commits unsynced. */
+static int store_sync(struct bh_store *s, int full, struct bh_err *err)
 {
-    if (req->lazy && store_exec(s, "PRAGMA synchronous=FULL", NULL) < 0)
-        abort();
-    return rc;
+    if (s->sync_full == full)
+        return 0;
+    if (store_exec(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err) < 0)
+        return -1;
+    s->sync_full = full;
+    return 0;
 }
 
 static int store_write_locked(struct bh_store *s, const struct store_req *req,
@@ -710,11 +864,8 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
 {
     cJSON *cur = NULL;
     int64_t rv = 0;
-    /* The setting is the connection's; s->mu keeps every other write out until it is back. */
-    if (req->lazy && store_exec(s, "PRAGMA synchronous=NORMAL", err) < 0)
+    if (store_sync(s, !req->lazy, err) < 0 || store_run(s, "BEGIN IMMEDIATE", err) < 0)
         return -1;
-    if (store_run(s, "BEGIN IMMEDIATE", err) < 0)
-        return store_sync_restore(s, req, -1);
     int rc = store_load(s, req->kind, req->name, &cur, err);
     if (rc == 0)
         rc = store_meta_get(s, "rv", &rv, err);
@@ -734,7 +885,7 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
     if (rc == 0 && !w->doc)
         w->doc = BH_STEAL(cur); /* a no-op write answers with the current object */
     cJSON_Delete(cur);
-    return store_sync_restore(s, req, rc);
+    return rc;
 }
 
 /* Runs one write transaction and, once committed, wakes watchers and calls subscribers.
@@ -1131,9 +1282,8 @@ int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, i
 static int store_kv_run(struct bh_store *s, const char *sql, const char *ns, const char *key,
                         const char *value, long long expires, char **out, struct bh_err *err)
 {
-    const struct store_req lazy = {.lazy = 1};
     pthread_mutex_lock(&s->mu);
-    int rc = store_exec(s, "PRAGMA synchronous=NORMAL", err);
+    int rc = store_sync(s, 0, err);
     sqlite3_stmt *st = NULL;
     if (rc == 0)
         rc = store_prepare(s, sql, &st, err);
@@ -1152,7 +1302,6 @@ static int store_kv_run(struct bh_store *s, const char *sql, const char *ns, con
             rc = store_sqlerr(s, err, "kv");
     }
     sqlite3_finalize(st);
-    rc = store_sync_restore(s, &lazy, rc);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -1224,7 +1373,7 @@ static int store_sql_locked(struct bh_store *s, const char *sql, const char *con
                             cJSON *rows, int *changes, struct bh_err *err)
 {
     store_autostmt st = NULL;
-    if (store_prepare(s, sql, &st, err) < 0)
+    if (store_sync(s, 1, err) < 0 || store_prepare(s, sql, &st, err) < 0)
         return -1;
     for (int i = 0; i < nargs; i++)
         sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_STATIC);
