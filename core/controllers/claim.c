@@ -692,6 +692,28 @@ static int claim_release_terminating(struct bh_ctx *ctx, cJSON *claim, const cJS
     return claim_release_keep(ctx, claim, BH_RELEASE_WORKLOAD_DELETED, detail, err);
 }
 
+/* A claim that turned Active less than one check period ago (the shortest of its health
+ * interval, its idle timeout and the idle sampling period) is not probed or sampled yet:
+ * its instance was healthy when handed out (a pool member is ready, a boot waits for its
+ * probe), and the reconcile its own Active write queued would otherwise probe it at once,
+ * beside the claims of a burst being answered. Returns 1 and sets *requeue_ms to the rest of
+ * the period if so. claimedAt has whole seconds: the wait errs short, never long. */
+static int claim_checks_wait(const cJSON *claim, const cJSON *wl, long *requeue_ms)
+{
+    long long period = bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
+    long long timeout = bh_json_int(wl, "spec.idle.timeoutSeconds", 0) * 1000;
+    if (timeout > 0 && timeout < period)
+        period = timeout;
+    if (bh_idle_sample_interval_ms() < period)
+        period = bh_idle_sample_interval_ms();
+    long long at = bh_clock_parse_rfc3339(bh_json_str(claim, "status.claimedAt"));
+    long long since = at < 0 ? period : bh_clock_wall_ms() - at;
+    if (since < 0 || since >= period)
+        return 0;
+    *requeue_ms = (long)(period - since);
+    return 1;
+}
+
 static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
 {
     const char *id = bh_json_str(claim, "status.instanceId");
@@ -709,6 +731,8 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
     int rc = 0;
     if ((wl = claim_workload(ctx, claim)) != NULL && bh_workload_terminating(wl)) {
         rc = claim_release_terminating(ctx, claim, wl, err);
+    } else if (wl && claim_checks_wait(claim, wl, requeue_ms)) {
+        rc = 0;
     } else if (wl) {
         rc = claim_check_health(ctx, claim, inst, wl, err);
         long long next =
