@@ -732,6 +732,81 @@ int bh_store_list(struct bh_store *s, const char *kind, const char *label_select
     return 0;
 }
 
+#define STORE_NAMES_MAX_TERMS 4
+
+/* The names query of bh_store_list_names: one json_extract equality per term of selector,
+ * whose values go to vals (borrowed from copy, which the caller frees). NULL if the selector
+ * is not "k=v" terms of plain keys (at most STORE_NAMES_MAX_TERMS). Owned. */
+static char *store_names_sql(char *copy, const char **vals, int *n)
+{
+    char *sql = bh_xstrdup("SELECT name FROM objects WHERE kind = ?");
+    char *save = NULL;
+    *n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        size_t klen = strcspn(t, "!=");
+        int plain =
+            klen > 0 && t[klen] == '=' &&
+            strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") == klen;
+        const char *v = t + klen + (plain && t[klen + 1] == '=' ? 2 : 1);
+        if (!plain || *n == STORE_NAMES_MAX_TERMS || strpbrk(v, "!=")) {
+            free(sql);
+            return NULL;
+        }
+        t[klen] = '\0';
+        vals[(*n)++] = v;
+        char *more =
+            bh_xasprintf("%s AND json_extract(doc, '$.metadata.labels.\"%s\"') = ?", sql, t);
+        free(sql);
+        sql = more;
+    }
+    char *done = bh_xasprintf("%s ORDER BY name", sql);
+    free(sql);
+    return done;
+}
+
+static int store_names_locked(struct bh_store *s, const char *kind, const char *sql,
+                              const char **vals, int n, cJSON *arr, struct bh_err *err)
+{
+    store_autoreset st = NULL;
+    int kept = 1;
+    if (store_prepare_kept(s, sql, STORE_MAX_STMTS - STORE_FIXED_STMTS, &st, &kept, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_text(st, i + 2, vals[i], -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        cJSON_AddItemToArray(arr, cJSON_CreateString((const char *)sqlite3_column_text(st, 0)));
+    rc = rc == SQLITE_DONE ? 0 : store_sqlerr(s, err, "list names");
+    if (!kept) {
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    return rc;
+}
+
+int bh_store_list_names(struct bh_store *s, const char *kind, const char *label_selector,
+                        cJSON **out, struct bh_err *err)
+{
+    bh_autofree char *copy = bh_xstrdup(label_selector ? label_selector : "");
+    const char *vals[STORE_NAMES_MAX_TERMS];
+    int n;
+    bh_autofree char *sql = store_names_sql(copy, vals, &n);
+    if (!sql)
+        return bh_err_set(err, BH_EINVAL, "label selector \"%s\": only k=v terms (at most %d)",
+                          label_selector, STORE_NAMES_MAX_TERMS);
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&s->mu);
+    int rc = store_names_locked(s, kind, sql, vals, n, arr, err);
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0) {
+        cJSON_Delete(arr);
+        return -1;
+    }
+    *out = arr;
+    return 0;
+}
+
 /* ---- writing ----------------------------------------------------------------------------- */
 
 /* One pending write: built under the lock, committed, then announced outside it. */
