@@ -39,9 +39,11 @@
  * checkpointer may not, so this bounds the WAL. */
 #define STORE_CHECKPOINT_FRAMES 1000
 #define STORE_CHECKPOINT_INLINE_FRAMES (4 * STORE_CHECKPOINT_FRAMES)
-/* Between two rounds of the checkpointer (each fsyncs the WAL and the database): a run of
- * writes is checkpointed a few times a second, not after every commit. */
-#define STORE_CHECKPOINT_PAUSE_MS 20
+/* How long the checkpointer waits for a pause in the commits before a round: a round that
+ * starts in a pause catches up with the last commit, so the WAL restarts at the next one
+ * (instead of growing to the commit's own bound); and rounds, which fsync the WAL and the
+ * database each, come once per burst of writes, not once per commit. */
+#define STORE_CHECKPOINT_QUIET_MS 10
 
 struct store_sub {
     bh_store_watch_fn fn;
@@ -65,7 +67,8 @@ struct store_ckpt {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     int due, stop;
-    int idle; /* waiting for due: the hook wakes it (not in the pause between rounds) */
+    int idle; /* waiting for due: the hook wakes it (not while it waits for quiet) */
+    long long last_commit_ms; /* bh_clock_ms of the last commit that made it due */
 };
 
 struct bh_store {
@@ -290,6 +293,7 @@ static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
     if (frames >= STORE_CHECKPOINT_FRAMES) {
         pthread_mutex_lock(&c->mu);
         c->due = 1;
+        c->last_commit_ms = bh_clock_ms();
         if (c->idle)
             pthread_cond_signal(&c->cond);
         pthread_mutex_unlock(&c->mu);
@@ -308,15 +312,20 @@ static void *store_ckpt_thread(void *arg)
             c->idle = 0;
             continue;
         }
+        long long quiet = c->last_commit_ms + STORE_CHECKPOINT_QUIET_MS - bh_clock_ms();
+        if (quiet > 0) {
+            struct timespec ts;
+            bh_clock_deadline(CLOCK_REALTIME, (long)quiet, &ts);
+            pthread_cond_timedwait(&c->cond, &c->mu, &ts);
+            continue;
+        }
         c->due = 0;
         pthread_mutex_unlock(&c->mu);
         /* PASSIVE: copies what no reader needs, never waits for the writer. Commits made
-         * meanwhile set due again, for the next round; the WAL restarts (at the next commit)
-         * once a round has caught up with the last commit, i.e. when the writes pause. */
+         * meanwhile make it due again. */
         int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             bh_warn("store", "checkpoint: %s", sqlite3_errmsg(c->db));
-        bh_clock_sleep_unless(&c->mu, &c->cond, &c->stop, STORE_CHECKPOINT_PAUSE_MS);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
