@@ -271,7 +271,11 @@ void bh_queue_run_reserved(struct bh_queue *q, const char *key, int run)
         queue_finish(q, it, 0, 0);
     }
     q->inline_runs--;
-    pthread_cond_broadcast(&q->cond);
+    /* Only bh_queue_stop waits for this; waking the idle workers (eight) after every inline
+     * run put a front door's thread behind them on a small machine. A run to be done was
+     * signalled to one worker by queue_finish. */
+    if (q->stopping && q->inline_runs == 0)
+        pthread_cond_broadcast(&q->cond);
     pthread_mutex_unlock(&q->lock);
 }
 
