@@ -33,18 +33,6 @@
  * of a user's selector beyond the rest gets a statement of its own, prepared and dropped). */
 #define STORE_MAX_STMTS 32
 #define STORE_FIXED_STMTS 16
-/* WAL frames after which the checkpointer runs (SQLite's own automatic threshold); and after
- * which a commit checkpoints itself, as SQLite would: the WAL restarts only once a checkpoint
- * has caught up with the last commit, which under a long run of writes without a pause the
- * checkpointer may not, so this bounds the WAL. */
-#define STORE_CHECKPOINT_FRAMES 1000
-#define STORE_CHECKPOINT_INLINE_FRAMES (4 * STORE_CHECKPOINT_FRAMES)
-/* How long the checkpointer waits for a pause in the commits before a round: a round that
- * starts in a pause catches up with the last commit, so the WAL restarts at the next one
- * (instead of growing to the commit's own bound); and rounds, which fsync the WAL and the
- * database each, come once per burst of writes, not once per commit. */
-#define STORE_CHECKPOINT_QUIET_MS 10
-
 struct store_sub {
     bh_store_watch_fn fn;
     void *ud;
@@ -56,24 +44,8 @@ struct store_stmt {
     sqlite3_stmt *st;
 };
 
-/* The WAL's checkpoints, on a thread and a connection of their own: SQLite's automatic
- * checkpoint runs inside the commit that crosses its threshold and fsyncs the WAL and the
- * database there (several ms each on a slow disk), holding the store's lock, so one write in
- * about a hundred (a claim's, maybe) paid for them all. Here commits only raise `due`. A
- * checkpoint never changes what is durable: it copies committed pages, fsynced. */
-struct store_ckpt {
-    sqlite3 *db;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int due, stop;
-    int idle; /* waiting for due: the hook wakes it (not while it waits for quiet) */
-    long long last_commit_ms; /* bh_clock_ms of the last commit that made it due */
-};
-
 struct bh_store {
     sqlite3 *db;
-    struct store_ckpt ckpt;
     pthread_mutex_t mu;
     pthread_cond_t changed; /* broadcast after each commit; events_since waits on it */
     unsigned wakes;         /* bumped by bh_store_wake: events_since returns early */
@@ -281,95 +253,6 @@ static int store_init_db(struct bh_store *s, struct bh_err *err)
     return store_exec(s, "COMMIT", err);
 }
 
-/* The WAL hook of the store's connection (under its lock, after each commit). */
-static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
-{
-    struct store_ckpt *c = ud;
-    if (frames >= STORE_CHECKPOINT_INLINE_FRAMES) {
-        /* BUSY (the checkpointer is at it) is no error; a failure is the checkpointer's too. */
-        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        return SQLITE_OK;
-    }
-    if (frames >= STORE_CHECKPOINT_FRAMES) {
-        pthread_mutex_lock(&c->mu);
-        c->due = 1;
-        c->last_commit_ms = bh_clock_ms();
-        if (c->idle)
-            pthread_cond_signal(&c->cond);
-        pthread_mutex_unlock(&c->mu);
-    }
-    return SQLITE_OK;
-}
-
-static void *store_ckpt_thread(void *arg)
-{
-    struct store_ckpt *c = arg;
-    pthread_mutex_lock(&c->mu);
-    while (!c->stop) {
-        if (!c->due) {
-            c->idle = 1;
-            pthread_cond_wait(&c->cond, &c->mu);
-            c->idle = 0;
-            continue;
-        }
-        long long quiet = c->last_commit_ms + STORE_CHECKPOINT_QUIET_MS - bh_clock_ms();
-        if (quiet > 0) {
-            struct timespec ts;
-            bh_clock_deadline(CLOCK_REALTIME, (long)quiet, &ts);
-            pthread_cond_timedwait(&c->cond, &c->mu, &ts);
-            continue;
-        }
-        c->due = 0;
-        pthread_mutex_unlock(&c->mu);
-        /* PASSIVE: copies what no reader needs, never waits for the writer. Commits made
-         * meanwhile make it due again. */
-        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            bh_warn("store", "checkpoint: %s", sqlite3_errmsg(c->db));
-        pthread_mutex_lock(&c->mu);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
-}
-
-/* Starts the checkpointer on its own connection to path and hands it the WAL's checkpoints.
- * Without it (it could not open), SQLite's automatic checkpoints go on as before. */
-static void store_ckpt_start(struct bh_store *s)
-{
-    struct store_ckpt *c = &s->ckpt;
-    const char *path = sqlite3_db_filename(s->db, "main");
-    if (!path || !*path) /* in memory: no WAL */
-        return;
-    /* A read opens the connection's view of the WAL; until then it checkpoints nothing. */
-    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
-            SQLITE_OK ||
-        sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
-        bh_warn("store", "checkpointer: open %s: %s: checkpoints stay in the commits", path,
-                c->db ? sqlite3_errmsg(c->db) : "out of memory");
-        sqlite3_close(c->db);
-        c->db = NULL;
-        return;
-    }
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cond, NULL);
-    pthread_create(&c->thread, NULL, store_ckpt_thread, c);
-    sqlite3_wal_hook(s->db, store_wal_hook, c); /* replaces the automatic checkpoint */
-}
-
-static void store_ckpt_stop(struct store_ckpt *c)
-{
-    if (!c->db)
-        return;
-    pthread_mutex_lock(&c->mu);
-    c->stop = 1;
-    pthread_cond_signal(&c->cond);
-    pthread_mutex_unlock(&c->mu);
-    pthread_join(c->thread, NULL);
-    sqlite3_close(c->db);
-    pthread_cond_destroy(&c->cond);
-    pthread_mutex_destroy(&c->mu);
-}
-
 static void store_init_sync(struct bh_store *s)
 {
     pthread_condattr_t ca;
@@ -398,7 +281,6 @@ int bh_store_open(const char *path, struct bh_store **out, struct bh_err *err)
         return -1;
     }
     store_init_sync(s);
-    store_ckpt_start(s);
     s->retention = STORE_DEFAULT_RETENTION;
     s->sync_full = 1; /* store_init_db set it */
     *out = s;
@@ -409,8 +291,6 @@ void bh_store_close(struct bh_store *s)
 {
     if (!s)
         return;
-    sqlite3_wal_hook(s->db, NULL, NULL);
-    store_ckpt_stop(&s->ckpt);
     sqlite3_finalize(s->load);
     for (int i = 0; i < s->nstmts; i++) {
         sqlite3_finalize(s->stmts[i].st);

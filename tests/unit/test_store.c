@@ -10,12 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "audit.h"
-#include "clock.h"
 #include "fs.h"
 #include "json.h"
 #include "mem.h"
@@ -591,62 +589,6 @@ static void test_sigkill_leaves_consistent_db(void **state)
     create_simple(f->s, "BoilerhousePool", "after");
 }
 
-/* ---- checkpoints ---- */
-
-static long long file_size(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
-}
-
-/* n lazy creates of objects with a spec of about 2 KB (several WAL frames each). */
-static void write_big(struct bh_store *s, const char *prefix, int n)
-{
-    char spec[2100], name[48];
-    snprintf(spec, sizeof(spec), "{\"pad\": \"%02000d\"}", 0);
-    for (int i = 0; i < n; i++) {
-        snprintf(name, sizeof(name), "%s-%d", prefix, i);
-        cJSON *o = make_obj("Instance", name, spec);
-        struct bh_err err;
-        assert_int_equal(bh_store_create_lazy(s, o, NULL, &err), 0);
-        cJSON_Delete(o);
-    }
-}
-
-/* Past the threshold (but short of the bound at which a commit checkpoints itself) the WAL
- * is checkpointed by the store's checkpointer thread: the database file takes the pages. */
-static void test_checkpoint_off_the_commit(void **state)
-{
-    struct fixture *f = *state;
-    long long before = file_size(f->path);
-    write_big(f->s, "a", 300);
-    long long deadline = bh_clock_ms() + 30000;
-    while (file_size(f->path) < before + (512 << 10) && bh_clock_ms() < deadline)
-        usleep(10 * 1000);
-    assert_true(file_size(f->path) >= before + (512 << 10));
-    cJSON *out = NULL;
-    struct bh_err err;
-    assert_int_equal(bh_store_get(f->s, "Instance", "a-299", &out, &err), 0);
-    cJSON_Delete(out);
-}
-
-/* Writes without a pause (the checkpointer may never catch up with the last commit, so the
- * WAL never restarts by itself) still keep the WAL bounded; all of it survives a reopen. */
-static void test_checkpoint_bounds_the_wal(void **state)
-{
-    struct fixture *f = *state;
-    write_big(f->s, "b", 3000); /* ~18,000 frames: ~70 MB of WAL if never checkpointed */
-    bh_autofree char *wal = bh_xasprintf("%s-wal", f->path);
-    assert_true(file_size(wal) < (32LL << 20));
-    bh_store_close(f->s);
-    struct bh_err err;
-    assert_int_equal(bh_store_open(f->path, &f->s, &err), 0);
-    cJSON *out = NULL;
-    assert_int_equal(bh_store_list(f->s, "Instance", NULL, &out, NULL, &err), 0);
-    assert_int_equal(cJSON_GetArraySize(out), 3000);
-    cJSON_Delete(out);
-}
-
 /* ---- the audit log's group commit ---- */
 
 #define AUDIT_THREADS 8
@@ -1047,8 +989,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compaction_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wait_woken_by_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_durable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_checkpoint_off_the_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_checkpoint_bounds_the_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_leaves_consistent_db, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
