@@ -719,6 +719,15 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
     const char *id = bh_json_str(claim, "status.instanceId");
     cJSON *inst = NULL, *wl = NULL;
     struct bh_err gerr;
+    /* Just turned Active (the reconcile its own write queued): the instance was alive when it
+     * was handed out, so neither it nor its liveness is read yet; a deleted workload is. */
+    if ((wl = claim_workload(ctx, claim)) != NULL && !bh_workload_terminating(wl) &&
+        claim_checks_wait(claim, wl, requeue_ms)) {
+        cJSON_Delete(wl);
+        return 0;
+    }
+    cJSON_Delete(wl);
+    wl = NULL;
     if (!id || bh_store_get(ctx->store, "Instance", id, &inst, &gerr) < 0 ||
         !bh_instance_alive(ctx, inst)) {
         bh_autofree char *msg = bh_xasprintf("instance %s is no longer running", id ? id : "?");
@@ -731,8 +740,6 @@ static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, stru
     int rc = 0;
     if ((wl = claim_workload(ctx, claim)) != NULL && bh_workload_terminating(wl)) {
         rc = claim_release_terminating(ctx, claim, wl, err);
-    } else if (wl && claim_checks_wait(claim, wl, requeue_ms)) {
-        rc = 0;
     } else if (wl) {
         rc = claim_check_health(ctx, claim, inst, wl, err);
         long long next =
