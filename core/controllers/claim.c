@@ -1276,7 +1276,12 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     if (strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0)
         return claim_answer_existing(ctx, req, ans, t0, err);
     cJSON_Delete(ans->claim);
-    ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
+    /* Made Active by the run on this thread (a pool claim): its Active write's event put it in
+     * the index before the run returned, so it is answered without reading it back. */
+    ans->claim =
+        reserved ? bh_claim_index_active(ctx->claim_index, req->tenant, req->workload) : NULL;
+    if (!ans->claim)
+        ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
     /* An idle release was finishing when the tenant came back: claim again, once. */
     if (ans->claim && !ans->timed_out && strcmp(claim_phase(ans->claim), BH_CLAIM_RELEASED) == 0) {
         cJSON_Delete(ans->claim);
