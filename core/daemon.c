@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "admit.h"
 #include "audit.h"
 #include "boots.h"
 #include "claim.h"
@@ -137,7 +138,7 @@ int bh_daemon_open(struct bh_settings *cfg, struct bh_ctx **out, struct bh_err *
     pthread_mutex_init(&ctx->claim_lock, NULL);
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
-    pthread_mutex_init(&ctx->admit_lock, NULL);
+    bh_admit_locks_init(ctx);
     pthread_cond_init(&ctx->boot_cond, NULL);
     /* Before the parts open: controllers may publish from recovery on. */
     ctx->events = bh_events_new(ctx->cfg.events_buffer, ctx->cfg.ws_queue);
@@ -217,7 +218,7 @@ void bh_daemon_close(struct bh_ctx *ctx)
     pthread_mutex_destroy(&ctx->claim_lock);
     pthread_cond_destroy(&ctx->claim_cond);
     pthread_mutex_destroy(&ctx->boot_lock);
-    pthread_mutex_destroy(&ctx->admit_lock);
+    bh_admit_locks_destroy(ctx);
     pthread_cond_destroy(&ctx->boot_cond);
     free(ctx);
 }

@@ -1,6 +1,7 @@
 /* Claim admission through the Lua host; see admit.h. */
 #include "admit.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,28 @@ int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, str
         cJSON_AddItemToObject(a->record, "overrides", BH_STEAL(d.overrides));
     bh_lua_decision_free(&d);
     return 0;
+}
+
+void bh_admit_locks_init(struct bh_ctx *ctx)
+{
+    pthread_mutex_init(&ctx->admit_lock, NULL);
+    for (size_t i = 0; i < BH_ADMIT_STRIPES; i++)
+        pthread_mutex_init(&ctx->admit_tenant[i], NULL);
+}
+
+void bh_admit_locks_destroy(struct bh_ctx *ctx)
+{
+    pthread_mutex_destroy(&ctx->admit_lock);
+    for (size_t i = 0; i < BH_ADMIT_STRIPES; i++)
+        pthread_mutex_destroy(&ctx->admit_tenant[i]);
+}
+
+pthread_mutex_t *bh_admit_tenant_lock(struct bh_ctx *ctx, const char *tenant)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = tenant ? tenant : ""; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return &ctx->admit_tenant[h % BH_ADMIT_STRIPES];
 }
 
 void bh_admit_free(struct bh_admit *a)

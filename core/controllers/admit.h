@@ -21,6 +21,12 @@ struct bh_admit {
 int bh_admit_decide(struct bh_ctx *ctx, const cJSON *claim, const cJSON *wl, struct bh_admit *a,
                     struct bh_err *err);
 void bh_admit_free(struct bh_admit *a);
+/* The admission locks of ctx (ctx.h): set up, and torn down. */
+void bh_admit_locks_init(struct bh_ctx *ctx);
+void bh_admit_locks_destroy(struct bh_ctx *ctx);
+/* The lock that keeps tenant's admissions one at a time (shared with the tenants of its
+ * stripe). */
+pthread_mutex_t *bh_admit_tenant_lock(struct bh_ctx *ctx, const char *tenant);
 /* Overlays the overrides recorded on claim (status.policy.overrides) on wl, a private copy:
  * idle timeout and action, resource caps. */
 void bh_admit_apply(const cJSON *claim, cJSON *wl);

@@ -345,39 +345,66 @@ static int claim_tenant_holding(struct bh_ctx *ctx, const cJSON *claim)
 
 /* The claim policy's decision, taken once per claim (Pending, before anything is spent on it)
  * whatever front door made it: kubectl's claims arrive only here. Returns 1 admitted (the
- * decision is on the claim, status.policy), 0 denied (the claim is in Error, the reason in its
- * detail), -1 on error. One admission at a time: a quota counts the claims admitted before. */
-static int claim_admit(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, struct bh_err *err)
+ * decision is on the claim in memory, status.policy), 0 denied (the claim is in Error, the
+ * reason in its detail), -1 on error. The tenant's admissions run one at a time, so that its
+ * limit and its policy count the claims admitted before; claim policies run one at a time.
+ *
+ * An admitted claim's record is not written here: *held is the tenant's admission lock, left
+ * held, and the claim's next status write carries the record (claim_admit_record, or the
+ * Active or Error of a claim answered at once: one write instead of two on the pool path).
+ * The tenant's next admission waits for that write, so it counts this claim. */
+static int claim_admit(struct bh_ctx *ctx, cJSON *claim, const cJSON *wl, pthread_mutex_t **held,
+                       struct bh_err *err)
 {
+    *held = NULL;
     if (bh_json_get(claim, "status.policy"))
         return 1;
     struct bh_admit a = {0};
-    pthread_mutex_lock(&ctx->admit_lock);
+    pthread_mutex_t *tenant_lock = bh_admit_tenant_lock(ctx, bh_json_str(claim, "spec.tenantId"));
+    pthread_mutex_lock(tenant_lock);
     int limit = ctx->cfg.max_tenant_instances,
-        held = limit > 0 ? claim_tenant_holding(ctx, claim) : 0;
-    if (limit > 0 && held >= limit) {
+        holding = limit > 0 ? claim_tenant_holding(ctx, claim) : 0;
+    if (limit > 0 && holding >= limit) {
         bh_autofree char *msg = bh_xasprintf(
             "tenant %s already holds %d instances (the limit per tenant is %d): release one first",
-            bh_json_str(claim, "spec.tenantId"), held, limit);
+            bh_json_str(claim, "spec.tenantId"), holding, limit);
         int rc =
             claim_refuse(ctx, claim, BH_CLAIM_REASON_TENANT_LIMIT, CLAIM_TENANT_RETRY_S, msg, err);
-        pthread_mutex_unlock(&ctx->admit_lock);
+        pthread_mutex_unlock(tenant_lock);
         return rc < 0 ? -1 : 0;
     }
+    pthread_mutex_lock(&ctx->admit_lock);
     int rc = bh_admit_decide(ctx, claim, wl, &a, err);
+    pthread_mutex_unlock(&ctx->admit_lock);
     if (rc == 0 && a.allow) {
         rc = claim_stamp_labels(ctx, claim, bh_json_get(a.record, "overrides.labels"), err);
-        cJSON *status = bh_json_obj(claim, "status");
-        cJSON_AddItemToObject(status, "policy", BH_STEAL(a.record));
-        rc = rc < 0 ? -1 : claim_write_status(ctx, claim, err) < 0 ? -1 : 1;
+        cJSON_AddItemToObject(bh_json_obj(claim, "status"), "policy", BH_STEAL(a.record));
+        if (rc == 0) {
+            bh_admit_free(&a);
+            *held = tenant_lock;
+            return 1;
+        }
     } else if (rc == 0) {
         bh_warn("claim", "claim %s denied: %s", bh_json_str(claim, "metadata.name"), a.reason);
         bh_json_set_str(bh_json_obj(claim, "status"), "reason",
                         a.failed ? "PolicyFailed" : "PolicyDenied");
         rc = claim_set_phase(ctx, claim, BH_CLAIM_ERROR, a.reason, err);
     }
-    pthread_mutex_unlock(&ctx->admit_lock);
+    pthread_mutex_unlock(tenant_lock);
     bh_admit_free(&a);
+    return rc;
+}
+
+/* Writes the admission record claim_admit left for a later write (*held set) and lets the
+ * tenant's next admission go: before a step that takes long (a boot, a restore). */
+static int claim_admit_record(struct bh_ctx *ctx, cJSON *claim, pthread_mutex_t **held,
+                              struct bh_err *err)
+{
+    if (!*held)
+        return 0;
+    int rc = claim_write_status(ctx, claim, err);
+    pthread_mutex_unlock(*held);
+    *held = NULL;
     return rc;
 }
 
@@ -469,7 +496,8 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     if (claim_boot_outcome(ctx, claim, &rc, err))
         return rc;
     cJSON *wl = claim_ready_workload(ctx, claim, requeue_ms, err);
-    int admitted = wl ? claim_admit(ctx, claim, wl, err) : 0;
+    pthread_mutex_t *held = NULL; /* the admission record is still to be written */
+    int admitted = wl ? claim_admit(ctx, claim, wl, &held, err) : 0;
     if (admitted <= 0) {
         cJSON_Delete(wl);
         return admitted;
@@ -492,6 +520,10 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     }
     const char *want = bh_admit_source(claim);
     /* A restore (into a pool instance or a fresh one) takes a slot from the start. */
+    if (!inst && snap && claim_admit_record(ctx, claim, &held, err) < 0) {
+        rc = -1;
+        goto out;
+    }
     int slot = !inst && snap ? claim_take_slot(ctx, claim, &rc, err) : 0;
     if (!inst && snap && !slot)
         goto out;
@@ -502,6 +534,10 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
              : claim_from_pool(ctx, claim, wl, snap, &inst, &source, &cerr);
     if (rc == 0 && !inst) {
         source = snap ? "cold+data" : "cold";
+        if (claim_admit_record(ctx, claim, &held, err) < 0) {
+            rc = -1;
+            goto out;
+        }
         if (!slot && !(slot = claim_take_slot(ctx, claim, &rc, err)))
             goto out;
         if (claim_boot(ctx, claim, wl, snap, source, &inst, &cerr, &rc))
@@ -509,8 +545,11 @@ static int claim_pending(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, str
     }
     if (slot)
         bh_boots_give(ctx->boots, bh_clock_ms() - t0);
+    /* Answered at once (existing, pool): the Active or Error write carries the record. */
     rc = claim_conclude(ctx, claim, wl, rc, inst, source, t0, &cerr, err);
 out:
+    if (held)
+        pthread_mutex_unlock(held);
     cJSON_Delete(inst);
     cJSON_Delete(snap);
     cJSON_Delete(wl);
@@ -653,11 +692,42 @@ static int claim_release_terminating(struct bh_ctx *ctx, cJSON *claim, const cJS
     return claim_release_keep(ctx, claim, BH_RELEASE_WORKLOAD_DELETED, detail, err);
 }
 
+/* A claim that turned Active less than one check period ago (the shortest of its health
+ * interval, its idle timeout and the idle sampling period) is not probed or sampled yet:
+ * its instance was healthy when handed out (a pool member is ready, a boot waits for its
+ * probe), and the reconcile its own Active write queued would otherwise probe it at once,
+ * beside the claims of a burst being answered. Returns 1 and sets *requeue_ms to the rest of
+ * the period if so. claimedAt has whole seconds: the wait errs short, never long. */
+static int claim_checks_wait(const cJSON *claim, const cJSON *wl, long *requeue_ms)
+{
+    long long period = bh_json_int(wl, "spec.health.intervalSeconds", CLAIM_DEFAULT_PROBE_S) * 1000;
+    long long timeout = bh_json_int(wl, "spec.idle.timeoutSeconds", 0) * 1000;
+    if (timeout > 0 && timeout < period)
+        period = timeout;
+    if (bh_idle_sample_interval_ms() < period)
+        period = bh_idle_sample_interval_ms();
+    long long at = bh_clock_parse_rfc3339(bh_json_str(claim, "status.claimedAt"));
+    long long since = at < 0 ? period : bh_clock_wall_ms() - at;
+    if (since < 0 || since >= period)
+        return 0;
+    *requeue_ms = (long)(period - since);
+    return 1;
+}
+
 static int claim_active(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, struct bh_err *err)
 {
     const char *id = bh_json_str(claim, "status.instanceId");
     cJSON *inst = NULL, *wl = NULL;
     struct bh_err gerr;
+    /* Just turned Active (the reconcile its own write queued): the instance was alive when it
+     * was handed out, so neither it nor its liveness is read yet; a deleted workload is. */
+    if ((wl = claim_workload(ctx, claim)) != NULL && !bh_workload_terminating(wl) &&
+        claim_checks_wait(claim, wl, requeue_ms)) {
+        cJSON_Delete(wl);
+        return 0;
+    }
+    cJSON_Delete(wl);
+    wl = NULL;
     if (!id || bh_store_get(ctx->store, "Instance", id, &inst, &gerr) < 0 ||
         !bh_instance_alive(ctx, inst)) {
         bh_autofree char *msg = bh_xasprintf("instance %s is no longer running", id ? id : "?");
@@ -1206,7 +1276,12 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
     if (strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0)
         return claim_answer_existing(ctx, req, ans, t0, err);
     cJSON_Delete(ans->claim);
-    ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
+    /* Made Active by the run on this thread (a pool claim): its Active write's event put it in
+     * the index before the run returned, so it is answered without reading it back. */
+    ans->claim =
+        reserved ? bh_claim_index_active(ctx->claim_index, req->tenant, req->workload) : NULL;
+    if (!ans->claim)
+        ans->claim = claim_wait(ctx, key, settled, 0, &ans->timed_out);
     /* An idle release was finishing when the tenant came back: claim again, once. */
     if (ans->claim && !ans->timed_out && strcmp(claim_phase(ans->claim), BH_CLAIM_RELEASED) == 0) {
         cJSON_Delete(ans->claim);

@@ -10,6 +10,9 @@
 
 #include "listen.h"
 
+/* Tenants' admission locks (admit.c): tenants hash onto this many. */
+#define BH_ADMIT_STRIPES 64
+
 struct bh_store;
 struct bh_image_store;
 struct bh_runtime;
@@ -121,9 +124,13 @@ struct bh_ctx {
     pthread_mutex_t claim_lock;
     pthread_cond_t claim_cond;
     uint64_t claim_seq;
-    /* Claim admission (claim.c): one policy decision at a time, so a quota counts the claims
-     * admitted just before. */
+    /* Claim admission (claim.c, admit.c): claim policies run one at a time (admit_lock), so a
+     * policy keeping a global count in bh.kv sees the decisions before it; and a tenant's
+     * admissions run one at a time (admit_tenant, one lock per stripe of tenants), so the
+     * tenant limit and a policy's activeClaims count the tenant's claims admitted just
+     * before. Claims of different tenants are admitted side by side. */
     pthread_mutex_t admit_lock;
+    pthread_mutex_t admit_tenant[BH_ADMIT_STRIPES];
     /* Pool boot threads alive (pool.c); close waits for 0. */
     pthread_mutex_t boot_lock;
     pthread_cond_t boot_cond;

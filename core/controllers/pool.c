@@ -351,6 +351,14 @@ int bh_pool_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, st
     return rc;
 }
 
+/* Whether m is a ready member of a pool of workload wname (as the take's listing asked). */
+static int pool_member_ready(const cJSON *m, const char *wname)
+{
+    const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
+    const char *wl = bh_json_label(m, "boilerhouse.dev/workload");
+    return st && strcmp(st, "ready") == 0 && wl && wname && strcmp(wl, wname) == 0;
+}
+
 /* Where concurrent takers start in the list of ready members: each its own, so that ten
  * claims at once try ten different members instead of all racing for the first (each lost
  * race is a failed write transaction under the store's lock). Only a hint: the
@@ -456,29 +464,39 @@ static int pool_try(struct bh_ctx *ctx, const cJSON *m, const char *tenant, cons
 int bh_pool_acquire(struct bh_ctx *ctx, const cJSON *workload, const char *tenant,
                     const char *claim, int restoring, cJSON **out, struct bh_err *err)
 {
+    const char *wname = bh_json_str(workload, "metadata.name");
     bh_autofree char *sel =
-        /* pool-status first: the store filters on the first term in SQL, and only members
-         * carry it (a workload's instances held by tenants may be thousands). */
-        bh_xasprintf("boilerhouse.dev/pool-status=ready,boilerhouse.dev/workload=%s",
-                     bh_json_str(workload, "metadata.name"));
-    cJSON *list = NULL;
+        bh_xasprintf("boilerhouse.dev/pool-status=ready,boilerhouse.dev/workload=%s", wname);
+    cJSON *names = NULL;
     *out = NULL;
-    if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, err) < 0)
+    /* Names only: the one member taken is read, not every ready one. */
+    if (bh_store_list_names(ctx->store, "Instance", sel, &names, err) < 0)
         return -1;
-    int n = cJSON_GetArraySize(list);
+    int n = cJSON_GetArraySize(names);
     unsigned start = n ? atomic_fetch_add(&pool_take_turn, 1) % (unsigned)n : 0;
     cJSON *want = cJSON_Duplicate(workload, 1); /* replaced by the store's once re-read */
     for (int i = 0; i < n && want && !*out; i++) {
-        const cJSON *m = cJSON_GetArrayItem(list, (int)((start + (unsigned)i) % (unsigned)n));
+        const char *id =
+            cJSON_GetArrayItem(names, (int)((start + (unsigned)i) % (unsigned)n))->valuestring;
+        cJSON *m = NULL;
+        struct bh_err gerr;
+        /* Read after the listing: it may have been taken or drained since. */
+        if (bh_store_get(ctx->store, "Instance", id, &m, &gerr) < 0 ||
+            !pool_member_ready(m, wname)) {
+            cJSON_Delete(m);
+            continue;
+        }
         const char *pool = bh_json_label(m, "boilerhouse.dev/pool");
         bh_autofree char *pool_name = bh_xstrdup(pool ? pool : "");
-        if (pool_try(ctx, m, tenant, claim, restoring, &want, out) < 0)
+        int rc = pool_try(ctx, m, tenant, claim, restoring, &want, out);
+        cJSON_Delete(m);
+        if (rc < 0)
             continue;
         atomic_store(&pool_last_take_ms, bh_clock_ms());
         if (pool_name[0])
             pool_enqueue(ctx, pool_name); /* it lost a member: recount, refill */
     }
     cJSON_Delete(want);
-    cJSON_Delete(list);
+    cJSON_Delete(names);
     return 0;
 }

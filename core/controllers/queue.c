@@ -92,7 +92,10 @@ static void queue_schedule(struct bh_queue *q, struct queue_item *it, long delay
         return;
     it->state = ITEM_DELAYED;
     it->due_ms = due;
-    pthread_cond_broadcast(&q->cond);
+    /* One idle worker recomputes its wait for the new deadline (waking all of them, eight,
+     * after every requeue cost more than the reconcile on a small machine). If it finds
+     * ready work instead, queue_take passes the wake on. */
+    pthread_cond_signal(&q->cond);
 }
 
 void bh_queue_add(struct bh_queue *q, const char *key)
@@ -153,6 +156,10 @@ static struct queue_item *queue_take(struct bh_queue *q)
             it->state = ITEM_RUNNING;
             it->dirty = 0;
             it->due_ms = 0;
+            /* The wake this worker took may have been meant for a new deadline: another idle
+             * worker takes over the timers. */
+            if (next >= 0)
+                pthread_cond_signal(&q->cond);
             return it;
         }
         queue_wait(q, next);
@@ -271,7 +278,11 @@ void bh_queue_run_reserved(struct bh_queue *q, const char *key, int run)
         queue_finish(q, it, 0, 0);
     }
     q->inline_runs--;
-    pthread_cond_broadcast(&q->cond);
+    /* Only bh_queue_stop waits for this; waking the idle workers (eight) after every inline
+     * run put a front door's thread behind them on a small machine. A run to be done was
+     * signalled to one worker by queue_finish. */
+    if (q->stopping && q->inline_runs == 0)
+        pthread_cond_broadcast(&q->cond);
     pthread_mutex_unlock(&q->lock);
 }
 

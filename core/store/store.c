@@ -28,16 +28,19 @@
 /* Kinds bh_store_cache_kind may name, and objects the read cache holds at most. */
 #define STORE_MAX_CACHED_KINDS 4
 #define STORE_CACHE_ENTRIES 4096
-#define STORE_MAX_STMTS 16 /* the fixed statements of the write path (about 10) */
-
+/* Kept statements: the write path's fixed ones (about 10, STORE_FIXED_STMTS at most) and the
+ * list queries (one per label key filtered in SQL: a handful in the daemon's own use; a key
+ * of a user's selector beyond the rest gets a statement of its own, prepared and dropped). */
+#define STORE_MAX_STMTS 32
+#define STORE_FIXED_STMTS 16
 struct store_sub {
     bh_store_watch_fn fn;
     void *ud;
 };
 
-/* A statement prepared once and kept: its SQL (a string literal) and the statement. */
+/* A statement prepared once and kept: its SQL (owned) and the statement. */
 struct store_stmt {
-    const char *sql;
+    char *sql;
     sqlite3_stmt *st;
 };
 
@@ -50,6 +53,10 @@ struct bh_store {
     int nsubs;
     int64_t retention;
     int64_t writes_since_compact;
+    /* The connection's PRAGMA synchronous: 1 FULL (the WAL is fsynced at each commit), 0
+     * NORMAL (lazy writes). Switched only when a write wants the other one (store_sync), so a
+     * run of lazy writes (a claim's) compiles no pragma. */
+    int sync_full;
     bh_store_commit_fn on_commit; /* metrics: how long each commit took */
     void *on_commit_ud;
     /* The point read, prepared once (lazily, under mu): every REST call makes one or more,
@@ -128,22 +135,40 @@ static int store_prepare(struct bh_store *s, const char *sql, sqlite3_stmt **st,
 }
 
 /* Locked. sql's statement, prepared on first use and kept until close (compiling costs about
- * as much as running these small statements, and every write runs several); sql is one of
- * the write path's fixed statements. Use it through store_autoreset. */
-static int store_prepare_cached(struct bh_store *s, const char *sql, sqlite3_stmt **st,
-                                struct bh_err *err)
+ * as much as running these small statements, and every write runs several). Use it through
+ * store_autoreset. Kept only while fewer than limit are: else *kept is 0 and the statement
+ * is the caller's to finalize. */
+static int store_prepare_kept(struct bh_store *s, const char *sql, int limit, sqlite3_stmt **st,
+                              int *kept, struct bh_err *err)
 {
     for (int i = 0; i < s->nstmts; i++)
         if (strcmp(s->stmts[i].sql, sql) == 0) {
             *st = s->stmts[i].st;
+            *kept = 1;
             return 0;
         }
-    if (s->nstmts == STORE_MAX_STMTS)
-        return bh_err_set(err, BH_EIO, "store: more than %d kept statements", STORE_MAX_STMTS);
-    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+    *kept = s->nstmts < limit;
+    if (sqlite3_prepare_v3(s->db, sql, -1, *kept ? SQLITE_PREPARE_PERSISTENT : 0, st, NULL) !=
+        SQLITE_OK)
         return store_sqlerr(s, err, "prepare");
-    s->stmts[s->nstmts++] = (struct store_stmt){sql, *st};
+    if (*kept)
+        s->stmts[s->nstmts++] = (struct store_stmt){bh_xstrdup(sql), *st};
     return 0;
+}
+
+/* Locked. store_prepare_kept for the write path's fixed statements: the list queries leave
+ * STORE_FIXED_STMTS slots for them. */
+static int store_prepare_cached(struct bh_store *s, const char *sql, sqlite3_stmt **st,
+                                struct bh_err *err)
+{
+    int kept;
+    if (store_prepare_kept(s, sql, STORE_MAX_STMTS, st, &kept, err) < 0)
+        return -1;
+    if (kept)
+        return 0;
+    sqlite3_finalize(*st);
+    *st = NULL;
+    return bh_err_set(err, BH_EIO, "store: more than %d kept statements", STORE_MAX_STMTS);
 }
 
 /* Ends a kept statement's use: reset (its read, if any, ends) and its bindings cleared. */
@@ -257,6 +282,7 @@ int bh_store_open(const char *path, struct bh_store **out, struct bh_err *err)
     }
     store_init_sync(s);
     s->retention = STORE_DEFAULT_RETENTION;
+    s->sync_full = 1; /* store_init_db set it */
     *out = s;
     return 0;
 }
@@ -266,8 +292,10 @@ void bh_store_close(struct bh_store *s)
     if (!s)
         return;
     sqlite3_finalize(s->load);
-    for (int i = 0; i < s->nstmts; i++)
+    for (int i = 0; i < s->nstmts; i++) {
         sqlite3_finalize(s->stmts[i].st);
+        free(s->stmts[i].sql);
+    }
     bh_objcache_free(s->cache);
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->changed);
@@ -552,8 +580,9 @@ static int store_list_locked(struct bh_store *s, const char *kind, const char *s
         return bh_err_set(err, BH_EINVAL, "invalid label selector \"%s\"", selector);
     bh_autofree char *val = NULL;
     bh_autofree char *sql = store_list_sql(selector, &val);
-    store_autostmt st = NULL;
-    if (store_prepare(s, sql, &st, err) < 0)
+    store_autoreset st = NULL;
+    int kept = 1;
+    if (store_prepare_kept(s, sql, STORE_MAX_STMTS - STORE_FIXED_STMTS, &st, &kept, err) < 0)
         return -1;
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
     if (val)
@@ -567,8 +596,14 @@ static int store_list_locked(struct bh_store *s, const char *kind, const char *s
             cJSON_Delete(obj);
     }
     if (rc != SQLITE_DONE)
-        return store_sqlerr(s, err, "list");
-    return rv ? store_meta_get(s, "rv", rv, err) : 0;
+        rc = store_sqlerr(s, err, "list");
+    else
+        rc = rv ? store_meta_get(s, "rv", rv, err) : 0;
+    if (!kept) {
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    return rc;
 }
 
 int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector, cJSON **out,
@@ -577,6 +612,81 @@ int bh_store_list(struct bh_store *s, const char *kind, const char *label_select
     cJSON *arr = cJSON_CreateArray();
     pthread_mutex_lock(&s->mu);
     int rc = store_list_locked(s, kind, label_selector, arr, rv, err);
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0) {
+        cJSON_Delete(arr);
+        return -1;
+    }
+    *out = arr;
+    return 0;
+}
+
+#define STORE_NAMES_MAX_TERMS 4
+
+/* The names query of bh_store_list_names: one json_extract equality per term of selector,
+ * whose values go to vals (borrowed from copy, which the caller frees). NULL if the selector
+ * is not "k=v" terms of plain keys (at most STORE_NAMES_MAX_TERMS). Owned. */
+static char *store_names_sql(char *copy, const char **vals, int *n)
+{
+    char *sql = bh_xstrdup("SELECT name FROM objects WHERE kind = ?");
+    char *save = NULL;
+    *n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        size_t klen = strcspn(t, "!=");
+        int plain =
+            klen > 0 && t[klen] == '=' &&
+            strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") == klen;
+        const char *v = t + klen + (plain && t[klen + 1] == '=' ? 2 : 1);
+        if (!plain || *n == STORE_NAMES_MAX_TERMS || strpbrk(v, "!=")) {
+            free(sql);
+            return NULL;
+        }
+        t[klen] = '\0';
+        vals[(*n)++] = v;
+        char *more =
+            bh_xasprintf("%s AND json_extract(doc, '$.metadata.labels.\"%s\"') = ?", sql, t);
+        free(sql);
+        sql = more;
+    }
+    char *done = bh_xasprintf("%s ORDER BY name", sql);
+    free(sql);
+    return done;
+}
+
+static int store_names_locked(struct bh_store *s, const char *kind, const char *sql,
+                              const char **vals, int n, cJSON *arr, struct bh_err *err)
+{
+    store_autoreset st = NULL;
+    int kept = 1;
+    if (store_prepare_kept(s, sql, STORE_MAX_STMTS - STORE_FIXED_STMTS, &st, &kept, err) < 0)
+        return -1;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_text(st, i + 2, vals[i], -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        cJSON_AddItemToArray(arr, cJSON_CreateString((const char *)sqlite3_column_text(st, 0)));
+    rc = rc == SQLITE_DONE ? 0 : store_sqlerr(s, err, "list names");
+    if (!kept) {
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    return rc;
+}
+
+int bh_store_list_names(struct bh_store *s, const char *kind, const char *label_selector,
+                        cJSON **out, struct bh_err *err)
+{
+    bh_autofree char *copy = bh_xstrdup(label_selector ? label_selector : "");
+    const char *vals[STORE_NAMES_MAX_TERMS];
+    int n;
+    bh_autofree char *sql = store_names_sql(copy, vals, &n);
+    if (!sql)
+        return bh_err_set(err, BH_EINVAL, "label selector \"%s\": only k=v terms (at most %d)",
+                          label_selector, STORE_NAMES_MAX_TERMS);
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&s->mu);
+    int rc = store_names_locked(s, kind, sql, vals, n, arr, err);
     pthread_mutex_unlock(&s->mu);
     if (rc < 0) {
         cJSON_Delete(arr);
@@ -595,11 +705,12 @@ struct store_write {
     cJSON *doc; /* owned: the document the event carries */
 };
 
-static int store_put_object(struct bh_store *s, const cJSON *doc, int64_t rv, struct bh_err *err)
+/* text: doc as printed (the object row and its event carry the same text). */
+static int store_put_object(struct bh_store *s, const cJSON *doc, const char *text, int64_t rv,
+                            struct bh_err *err)
 {
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
     const cJSON *gen = cJSON_GetObjectItemCaseSensitive(meta, "generation");
-    bh_autofree char *text = cJSON_PrintUnformatted(doc);
     store_autoreset st = NULL;
     if (store_prepare_cached(s, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)", &st,
                              err) < 0)
@@ -628,9 +739,9 @@ static int store_remove_object(struct bh_store *s, const cJSON *doc, struct bh_e
     return 0;
 }
 
-static int store_append_event(struct bh_store *s, const struct store_write *w, struct bh_err *err)
+static int store_append_event(struct bh_store *s, const struct store_write *w, const char *text,
+                              struct bh_err *err)
 {
-    bh_autofree char *text = cJSON_PrintUnformatted(w->doc);
     store_autoreset st = NULL;
     if (store_prepare_cached(s, "INSERT INTO events VALUES (?, ?, ?, ?, ?)", &st, err) < 0)
         return -1;
@@ -664,9 +775,11 @@ static int store_compact(struct bh_store *s, int64_t rv, struct bh_err *err)
 /* Locked, inside a transaction: records w (whose doc already carries w->rv). */
 static int store_record(struct bh_store *s, const struct store_write *w, struct bh_err *err)
 {
+    bh_autofree char *text = cJSON_PrintUnformatted(w->doc);
     int rc = w->type == BH_EV_DELETED ? store_remove_object(s, w->doc, err)
-                                      : store_put_object(s, w->doc, w->rv, err);
-    if (rc < 0 || store_append_event(s, w, err) < 0 || store_meta_set(s, "rv", w->rv, err) < 0)
+                                      : store_put_object(s, w->doc, text, w->rv, err);
+    if (rc < 0 || store_append_event(s, w, text, err) < 0 ||
+        store_meta_set(s, "rv", w->rv, err) < 0)
         return -1;
     return store_compact(s, w->rv, err);
 }
@@ -696,13 +809,18 @@ static void store_notify(struct bh_store *s, const struct store_write *w)
         subs[i].fn(&ev, subs[i].ud);
 }
 
-/* Back to synchronous=FULL after a lazy write. If that fails the store would silently stop
- * syncing, which is not acceptable: abort (it only fails on a broken connection). */
-static int store_sync_restore(struct bh_store *s, const struct store_req *req, int rc)
+/* Locked. The connection's synchronous setting for the next commit: FULL (fsynced) when full,
+ * else NORMAL (lazy). A pragma takes effect when compiled, so it is run as text, and only
+ * when the setting changes. A failure leaves the setting as recorded, and the write fails:
+ * a durable write never commits unsynced. */
+static int store_sync(struct bh_store *s, int full, struct bh_err *err)
 {
-    if (req->lazy && store_exec(s, "PRAGMA synchronous=FULL", NULL) < 0)
-        abort();
-    return rc;
+    if (s->sync_full == full)
+        return 0;
+    if (store_exec(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err) < 0)
+        return -1;
+    s->sync_full = full;
+    return 0;
 }
 
 static int store_write_locked(struct bh_store *s, const struct store_req *req,
@@ -710,11 +828,8 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
 {
     cJSON *cur = NULL;
     int64_t rv = 0;
-    /* The setting is the connection's; s->mu keeps every other write out until it is back. */
-    if (req->lazy && store_exec(s, "PRAGMA synchronous=NORMAL", err) < 0)
+    if (store_sync(s, !req->lazy, err) < 0 || store_run(s, "BEGIN IMMEDIATE", err) < 0)
         return -1;
-    if (store_run(s, "BEGIN IMMEDIATE", err) < 0)
-        return store_sync_restore(s, req, -1);
     int rc = store_load(s, req->kind, req->name, &cur, err);
     if (rc == 0)
         rc = store_meta_get(s, "rv", &rv, err);
@@ -734,7 +849,7 @@ static int store_write_locked(struct bh_store *s, const struct store_req *req,
     if (rc == 0 && !w->doc)
         w->doc = BH_STEAL(cur); /* a no-op write answers with the current object */
     cJSON_Delete(cur);
-    return store_sync_restore(s, req, rc);
+    return rc;
 }
 
 /* Runs one write transaction and, once committed, wakes watchers and calls subscribers.
@@ -1131,9 +1246,8 @@ int bh_store_events_since(struct bh_store *s, const char *kind, int64_t since, i
 static int store_kv_run(struct bh_store *s, const char *sql, const char *ns, const char *key,
                         const char *value, long long expires, char **out, struct bh_err *err)
 {
-    const struct store_req lazy = {.lazy = 1};
     pthread_mutex_lock(&s->mu);
-    int rc = store_exec(s, "PRAGMA synchronous=NORMAL", err);
+    int rc = store_sync(s, 0, err);
     sqlite3_stmt *st = NULL;
     if (rc == 0)
         rc = store_prepare(s, sql, &st, err);
@@ -1152,7 +1266,6 @@ static int store_kv_run(struct bh_store *s, const char *sql, const char *ns, con
             rc = store_sqlerr(s, err, "kv");
     }
     sqlite3_finalize(st);
-    rc = store_sync_restore(s, &lazy, rc);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -1224,7 +1337,7 @@ static int store_sql_locked(struct bh_store *s, const char *sql, const char *con
                             cJSON *rows, int *changes, struct bh_err *err)
 {
     store_autostmt st = NULL;
-    if (store_prepare(s, sql, &st, err) < 0)
+    if (store_sync(s, 1, err) < 0 || store_prepare(s, sql, &st, err) < 0)
         return -1;
     for (int i = 0; i < nargs; i++)
         sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_STATIC);

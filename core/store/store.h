@@ -96,6 +96,13 @@ BH_MUST_CHECK int bh_store_remove_replica(struct bh_store *s, const char *kind, 
  * *out is an owned cJSON array; *rv (optional) the store's resourceVersion at list time. */
 BH_MUST_CHECK int bh_store_list(struct bh_store *s, const char *kind, const char *label_selector,
                                 cJSON **out, int64_t *rv, struct bh_err *err);
+/* The names of kind's objects matching label_selector, ordered by name, as an owned cJSON
+ * array of strings: the matching is done in SQL and no document is parsed, for a caller that
+ * then reads one or two of many. The selector is "k=v" terms only (k of label characters:
+ * letters, digits, "._/-"), at most 4; anything else is BH_EINVAL. A name read later may have
+ * changed since: the caller checks what it reads. */
+BH_MUST_CHECK int bh_store_list_names(struct bh_store *s, const char *kind,
+                                      const char *label_selector, cJSON **out, struct bh_err *err);
 /* How many recent events the log keeps (default 10000); older ones are dropped now and then,
  * and a watcher resuming from before them gets BH_ECONFLICT. For tests and tuning. */
 void bh_store_set_event_retention(struct bh_store *s, int64_t n);

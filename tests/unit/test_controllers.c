@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "admit.h"
 #include "boots.h"
 #include "claim.h"
 #include "claim_index.h"
@@ -199,7 +200,7 @@ static int setup_stopped(void **state)
     pthread_cond_init(&ctx->claim_cond, NULL);
     pthread_mutex_init(&ctx->boot_lock, NULL);
     pthread_cond_init(&ctx->boot_cond, NULL);
-    pthread_mutex_init(&ctx->admit_lock, NULL);
+    bh_admit_locks_init(ctx);
     ctx->claim_index = bh_claim_index_new();
     ctx->idle = bh_idle_new();
     ctx->boots = bh_boots_new(0);

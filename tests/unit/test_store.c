@@ -386,6 +386,58 @@ static void test_label_selector(void **state)
     assert_int_equal(count_selected(f->s, "a=b=c"), -1);
 }
 
+/* The names bh_store_list_names answers for selector, comma-joined ("!" if it failed). */
+static char *names_selected(struct bh_store *s, const char *selector)
+{
+    cJSON *out = NULL;
+    struct bh_err err;
+    if (bh_store_list_names(s, "BoilerhouseClaim", selector, &out, &err) < 0) {
+        assert_int_equal(err.code, BH_EINVAL);
+        return bh_xstrdup("!");
+    }
+    char *joined = bh_xstrdup("");
+    const cJSON *n;
+    cJSON_ArrayForEach(n, out)
+    {
+        char *more = bh_xasprintf("%s%s%s", joined, *joined ? "," : "", n->valuestring);
+        free(joined);
+        joined = more;
+    }
+    cJSON_Delete(out);
+    return joined;
+}
+
+/* Names only, matched in SQL: the same answers as bh_store_list for k=v terms, in name order;
+ * any other selector is refused. */
+static void test_list_names(void **state)
+{
+    struct fixture *f = *state;
+    labelled(f->s, "c", "{\"tenant\":\"alice\"}");
+    labelled(f->s, "a", "{\"tenant\":\"alice\",\"wl\":\"web\"}");
+    labelled(f->s, "b", "{\"tenant\":\"bob\",\"wl\":\"web\"}");
+    static const struct {
+        const char *selector, *names;
+    } cases[] = {
+        {"", "a,b,c"},
+        {"tenant=alice", "a,c"},
+        {"tenant==alice", "a,c"},
+        {"tenant=alice,wl=web", "a"},
+        {"wl=web,tenant=bob", "b"},
+        {"tenant=carol", ""},
+        {"wl", "!"},
+        {"tenant!=alice", "!"},
+        {"=x", "!"},
+        {"a=b=c", "!"},
+        {"k\"x=1", "!"},
+        {"a=1,b=2,c=3,d=4,e=5", "!"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bh_autofree char *got = names_selected(f->s, cases[i].selector);
+        if (strcmp(got, cases[i].names) != 0)
+            fail_msg("selector \"%s\": %s, not %s", cases[i].selector, got, cases[i].names);
+    }
+}
+
 static void test_events_order_and_filter(void **state)
 {
     struct fixture *f = *state;
@@ -930,6 +982,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalizers_and_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_label_selector, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_all_lazy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_order_and_filter, setup, teardown),
