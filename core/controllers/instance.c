@@ -715,6 +715,13 @@ static int boot_remote(struct boot *b, cJSON **out, struct bh_err *err)
     struct bh_runtime_instance ri =
         instance_identity(b->cid, b->id, b->workload, r->tenant, r->claim, r->pool);
     ri.restore = r->snapshot != NULL; /* its workload waits until the data is in */
+    /* The image the workload resolved to says which user it runs as: a numeric non-root one
+     * makes the Pod runAsNonRoot. Unknown (not in the store): the kubelet still runs it. */
+    struct bh_err ierr;
+    if (boot_image(b, &ierr) == 0)
+        ri.image_user = bh_json_str(b->image->config, "User");
+    else
+        bh_debug("instance", "boot %s: image user unknown: %s", b->id, ierr.msg);
     long long t0 = bh_clock_ms();
     if (bh_runtime_launch(b->ctx->runtime, &ri, err) < 0 ||
         (r->snapshot && bh_hibernate_restore_remote(b->ctx, b->workload, r->snapshot, b->cid,

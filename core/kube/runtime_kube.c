@@ -194,7 +194,8 @@ static struct bh_kube_instance krt_identity(const struct bh_runtime_instance *in
                                      .tenant = inst->tenant,
                                      .claim = inst->claim,
                                      .pool = inst->pool,
-                                     .restore = inst->restore};
+                                     .restore = inst->restore,
+                                     .image_user = inst->image_user};
 }
 
 /* A `restricted` workload's egress CA: made once per workload, kept in a Secret (never a

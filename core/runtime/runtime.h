@@ -99,6 +99,7 @@ struct bh_runtime_instance {
     const char *pool;        /* the pool that made it, or NULL */
     int restore;             /* the tenant's saved data comes in (bh_runtime_restore) before
                               * its workload starts */
+    const char *image_user;  /* the image config's User ("1000", "app:app"), NULL if unknown */
 };
 
 /* What a remote instance's save wrote (bh_runtime_save). */

@@ -19,7 +19,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from bh import BINARY, Daemon, assert_no_sanitizer_report, wait_for
+from bh import BINARY, BUSYBOX_LAYOUT, Daemon, assert_no_sanitizer_report, wait_for
 from kube_env import ADMIN_TOKEN, KubeTestCase
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
@@ -289,6 +289,32 @@ class KubePodsTest(KubeTestCase):
         pod = self.pod_of("quiet", body["instanceId"])
         self.assertIsNone(self.get("service", pod["metadata"]["name"]))
         self.assertEqual(body["endpoint"]["host"], pod["status"]["podIP"])
+
+    def test_non_root_image_makes_the_pod_run_as_non_root(self):
+        d = self.daemon()
+        tmp = tempfile.mkdtemp(prefix="bh-pods-img-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        layout = os.path.join(tmp, "nonroot")
+        shutil.copytree(BUSYBOX_LAYOUT, layout)
+        subprocess.run(["umoci", "config", "--image", layout + ":latest",
+                        "--config.user", "1000:1000"], check=True, capture_output=True)
+        d.import_image(layout, "localhost/nonroot:latest")
+        self.kubectl("apply", "--validate=false", "-f", "-",
+                     input=(WORKLOAD % {"name": "nr", "network": "{access: none}",
+                                        "action": "destroy"}).replace(
+                         "localhost/busybox:latest", "localhost/nonroot:latest"))
+        d.wait_workload("nr", "Ready", 90)
+        _, body = self.claim(d, "t8", "nr")
+        spec = self.pod_of("nr", body["instanceId"])["spec"]
+        self.assertIs(spec["securityContext"].get("runAsNonRoot"), True, spec)
+        # the snapshot agent still runs as root (it restores owners), overriding the Pod's
+        agent = [c for c in spec["containers"] if c["name"] == "snapshot-agent"][0]
+        self.assertIs(agent["securityContext"]["runAsNonRoot"], False)
+        # busybox's own user is root: no runAsNonRoot there
+        self.workload(d, "rootful", "{access: none}")
+        _, body = self.claim(d, "t8", "rootful")
+        self.assertNotIn("runAsNonRoot",
+                         self.pod_of("rootful", body["instanceId"])["spec"]["securityContext"])
 
     def test_network_policy_per_access_mode(self):
         d = self.daemon()
