@@ -174,7 +174,10 @@ static int agent_send(const char *base, const char *token, const char *path, FIL
     bh_autofree char *dh = digest ? bh_xasprintf(BH_AGENT_DIGEST_HEADER ": %s", digest) : NULL;
     if (dh)
         hdrs = curl_slist_append(hdrs, dh);
-    hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+    /* An upload waits for the agent's go-ahead: refused (401, 400) before the body is sent,
+     * the refusal is what curl reads, not a connection the agent closed mid-upload (which
+     * would look like an agent that is not there). */
+    hdrs = curl_slist_append(hdrs, in ? "Expect: 100-continue" : "Expect:");
     struct bh_bodybuf body = {.max = AGENT_ERR_BODY_MAX};
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bh_bodybuf_write);
