@@ -263,8 +263,7 @@ static int daemon_apply_file(struct bh_ctx *ctx, const char *path, struct bh_err
         return bh_err_wrap(err, "%s", path);
     int rc = 0;
     cJSON *doc;
-    cJSON_ArrayForEach(doc, docs)
-    {
+    cJSON_ArrayForEach(doc, docs) {
         if ((rc = bh_daemon_apply(ctx, doc, NULL, err)) < 0) {
             bh_err_wrap(err, "%s", path);
             break;

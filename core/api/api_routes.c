@@ -140,7 +140,8 @@ static void api_list_kind(const struct bh_api_req *req, struct bh_api_resp *resp
     }
     cJSON *out = cJSON_CreateArray();
     const cJSON *o;
-    cJSON_ArrayForEach(o, list) cJSON_AddItemToArray(out, shape(o));
+    cJSON_ArrayForEach(o, list)
+        cJSON_AddItemToArray(out, shape(o));
     cJSON_Delete(list);
     bh_api_json(resp, 200, out);
 }
@@ -193,8 +194,7 @@ static cJSON *api_count_phases(struct bh_ctx *ctx, const char *kind, const char 
     int total = 0;
     if (bh_store_list(ctx->store, kind, NULL, &list, NULL, &err) == 0) {
         const cJSON *o;
-        cJSON_ArrayForEach(o, list)
-        {
+        cJSON_ArrayForEach(o, list) {
             const char *phase = bh_json_str(o, "status.phase");
             phase = phase ? phase : empty;
             cJSON *n = cJSON_GetObjectItemCaseSensitive(by, phase);
@@ -639,11 +639,12 @@ static cJSON *api_group_tenants(const cJSON *claims)
 {
     cJSON *out = cJSON_CreateArray();
     const cJSON *c;
-    cJSON_ArrayForEach(c, claims)
-    {
+    cJSON_ArrayForEach(c, claims) {
         const char *tenant = bh_json_str(c, "spec.tenantId");
         cJSON *group = NULL, *g;
-        cJSON_ArrayForEach(g, out) if (strcmp(bh_json_str(g, "tenantId"), tenant) == 0) group = g;
+        cJSON_ArrayForEach(g, out)
+            if (strcmp(bh_json_str(g, "tenantId"), tenant) == 0)
+                group = g;
         if (!group) {
             group = cJSON_CreateObject();
             cJSON_AddStringToObject(group, "tenantId", tenant);
@@ -659,8 +660,7 @@ static cJSON *api_group_tenants(const cJSON *claims)
 static void api_groups_add_idle(struct bh_ctx *ctx, cJSON *groups)
 {
     cJSON *g, *c;
-    cJSON_ArrayForEach(g, groups)
-    {
+    cJSON_ArrayForEach(g, groups) {
         cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "claims"))
             api_add_idle(ctx, c, bh_json_str(c, "instanceId"), NULL);
     }

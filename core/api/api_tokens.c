@@ -16,8 +16,7 @@ static const char *const tokens_fields[] = {"name", "scopes", "ttlSeconds"};
 static int tokens_check_fields(const cJSON *body, struct bh_api_resp *resp)
 {
     const cJSON *f;
-    cJSON_ArrayForEach(f, body)
-    {
+    cJSON_ArrayForEach(f, body) {
         size_t i = 0;
         while (i < BH_ARRAY_LEN(tokens_fields) && strcmp(f->string, tokens_fields[i]) != 0)
             i++;
@@ -43,8 +42,7 @@ static int tokens_scopes(const cJSON *body, const char **scopes, struct bh_token
                      BH_TOKEN_MAX_SCOPES);
         return -1;
     }
-    cJSON_ArrayForEach(s, arr)
-    {
+    cJSON_ArrayForEach(s, arr) {
         if (!cJSON_IsString(s)) {
             bh_api_error(resp, 400, "scopes[%d]: must be a string", spec->n_scopes);
             return -1;

@@ -22,8 +22,7 @@ static void auth_from_token(struct bh_principal *p, const cJSON *row)
     memset(p, 0, sizeof(*p));
     snprintf(p->actor, sizeof(p->actor), "token:%s", bh_json_str(row, "id") ?: "");
     snprintf(p->workload, sizeof(p->workload), "%s", bh_json_str(row, "workload") ?: "");
-    cJSON_ArrayForEach(s, cJSON_GetObjectItem(row, "scopes"))
-    {
+    cJSON_ArrayForEach(s, cJSON_GetObjectItem(row, "scopes")) {
         const char *v = cJSON_GetStringValue(s);
         if (!v)
             continue;

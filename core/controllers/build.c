@@ -185,8 +185,7 @@ static char *build_registries_conf(const cJSON *regcfg, const char *dockerfile)
 {
     char *conf = bh_xstrdup("unqualified-search-registries = [\"docker.io\"]\n\n");
     const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(regcfg, "insecure"))
-    {
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(regcfg, "insecure")) {
         if (cJSON_IsString(it))
             build_conf_insecure(&conf, it->valuestring, strlen(it->valuestring));
     }
@@ -209,8 +208,7 @@ static char *build_authfile(const cJSON *regcfg)
 {
     cJSON *out = cJSON_CreateObject(), *auths = cJSON_AddObjectToObject(out, "auths");
     const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(regcfg, "auths"))
-    {
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(regcfg, "auths")) {
         const char *user = bh_json_str(it, "username"), *pass = bh_json_str(it, "password");
         if (!user || !pass)
             continue;

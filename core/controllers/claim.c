@@ -171,8 +171,7 @@ static cJSON *claim_find_existing(struct bh_ctx *ctx, const char *tenant, const 
     if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, &err) < 0)
         return NULL;
     const cJSON *inst;
-    cJSON_ArrayForEach(inst, list)
-    {
+    cJSON_ArrayForEach(inst, list) {
         const char *phase = bh_json_str(inst, "status.phase");
         if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&
             bh_instance_alive(ctx, inst)) {
@@ -328,8 +327,7 @@ static int claim_tenant_holding(struct bh_ctx *ctx, const cJSON *claim)
     const char *me = bh_json_str(claim, "metadata.name");
     int n = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, list)
-    {
+    cJSON_ArrayForEach(c, list) {
         const char *phase = claim_phase(c);
         /* A Pending claim counts once admitted: the ones not yet admitted come after us. */
         int counts = strcmp(phase, BH_CLAIM_PENDING) != 0 || bh_json_get(c, "status.policy");
@@ -602,8 +600,7 @@ static char *claim_held_instance(struct bh_ctx *ctx, const cJSON *claim)
     if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, &err) < 0)
         return NULL;
     const char *name = bh_json_str(claim, "metadata.name");
-    cJSON_ArrayForEach(inst, list)
-    {
+    cJSON_ArrayForEach(inst, list) {
         const char *owner = bh_json_str(inst, "spec.claim");
         if (!found && owner && strcmp(owner, name) == 0)
             found = bh_xstrdup(bh_json_str(inst, "metadata.name"));
@@ -794,8 +791,7 @@ static int claim_releasing(struct bh_ctx *ctx, cJSON *claim, long *requeue_ms, s
 static int claim_has_finalizer(const cJSON *claim)
 {
     const cJSON *f;
-    cJSON_ArrayForEach(f, bh_json_get(claim, "metadata.finalizers"))
-    {
+    cJSON_ArrayForEach(f, bh_json_get(claim, "metadata.finalizers")) {
         if (cJSON_IsString(f) && strcmp(f->valuestring, BH_CLAIM_FINALIZER) == 0)
             return 1;
     }
@@ -958,8 +954,7 @@ int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
     cJSON *list = NULL, *claim;
     if (bh_store_list(ctx->store, CLAIM_KIND, NULL, &list, NULL, err) < 0)
         return -1;
-    cJSON_ArrayForEach(claim, list)
-    {
+    cJSON_ArrayForEach(claim, list) {
         if (!bh_json_get(claim, "metadata.deletionTimestamp") && claim_recover_one(ctx, claim))
             continue;
         /* Before the store's events reach the index: it starts from what survived. */
@@ -1028,8 +1023,9 @@ static char *claim_other_for_pair(struct bh_ctx *ctx, const char *tenant, const 
     char *found = NULL;
     if (bh_store_list(ctx->store, CLAIM_KIND, sel, &list, NULL, &err) < 0)
         return NULL;
-    cJSON_ArrayForEach(c, list) if (!found && bh_name_is_pair(c, tenant, workload)) found =
-        bh_xstrdup(bh_json_str(c, "metadata.name"));
+    cJSON_ArrayForEach(c, list)
+        if (!found && bh_name_is_pair(c, tenant, workload))
+            found = bh_xstrdup(bh_json_str(c, "metadata.name"));
     cJSON_Delete(list);
     return found;
 }

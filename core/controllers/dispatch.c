@@ -58,8 +58,7 @@ static void dispatch_enqueue_list(struct bh_ctx *ctx, const char *kind, const ch
     if (bh_store_list(ctx->store, kind, selector, &list, NULL, &err) < 0)
         return;
     const cJSON *o;
-    cJSON_ArrayForEach(o, list)
-    {
+    cJSON_ArrayForEach(o, list) {
         const char *v = ref_field ? bh_json_str(o, ref_field) : NULL;
         if (!ref_field || (v && strcmp(v, ref) == 0))
             dispatch_enqueue(ctx, kind, bh_json_str(o, "metadata.name"));

@@ -555,8 +555,7 @@ static int hib_gc_each(void *ud, const char *key, long long mtime)
     if (mtime >= g->before || !hib_key_ours(key))
         return 0;
     const cJSON *r;
-    cJSON_ArrayForEach(r, g->records)
-    {
+    cJSON_ArrayForEach(r, g->records) {
         const char *k = bh_json_str(r, "spec.key");
         if (k && strcmp(k, key) == 0)
             return 0;

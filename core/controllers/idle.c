@@ -70,8 +70,7 @@ static long long idle_newest_mtime(struct bh_ctx *ctx, const char *id, const cJS
     bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
     idle_scan_newest = 0;
     idle_scan_count = 0;
-    cJSON_ArrayForEach(dir, dirs)
-    {
+    cJSON_ArrayForEach(dir, dirs) {
         if (!cJSON_IsString(dir))
             continue;
         /* Resolved in the rootfs: a tenant's symlink must not send the scan into the host. */

@@ -377,8 +377,7 @@ int bh_instance_api_wanted(const cJSON *workload)
 {
     const cJSON *s;
     int want = 0;
-    cJSON_ArrayForEach(s, bh_json_get(workload, "spec.apiAccess.scopes"))
-    {
+    cJSON_ArrayForEach(s, bh_json_get(workload, "spec.apiAccess.scopes")) {
         const char *v = cJSON_GetStringValue(s);
         if (v && strcmp(v, "none") == 0)
             return 0;
@@ -964,8 +963,7 @@ static int recover_records(struct bh_ctx *ctx, struct bh_err *err)
     if (bh_store_list(ctx->store, INSTANCE_KIND, NULL, &list, NULL, err) < 0)
         return -1;
     const cJSON *inst;
-    cJSON_ArrayForEach(inst, list)
-    {
+    cJSON_ArrayForEach(inst, list) {
         const char *id = bh_json_str(inst, "metadata.name");
         const char *phase = bh_json_str(inst, "status.phase");
         if (phase && strcmp(phase, "Running") == 0 && !bh_json_label(inst, BH_LABEL_RESTORING) &&

@@ -305,7 +305,8 @@ static void metrics_tally(cJSON *map, const char *key, double v)
 static void metrics_write_map(FILE *f, const char *name, const cJSON *map)
 {
     const cJSON *it;
-    cJSON_ArrayForEach(it, map) fprintf(f, "%s{%s} %.0f\n", name, it->string, it->valuedouble);
+    cJSON_ArrayForEach(it, map)
+        fprintf(f, "%s{%s} %.0f\n", name, it->string, it->valuedouble);
 }
 
 static char *metrics_labels2(const char *k1, const char *v1, const char *k2, const char *v2)
@@ -332,8 +333,7 @@ static int metrics_write_instances(FILE *f, struct bh_ctx *ctx, struct bh_err *e
         return -1;
     }
     const cJSON *o;
-    cJSON_ArrayForEach(o, list)
-    {
+    cJSON_ArrayForEach(o, list) {
         const char *phase = bh_json_str(o, "status.phase");
         bh_autofree char *k = metrics_labels2("workload", bh_json_str(o, "spec.workload"), "phase",
                                               phase ? phase : "Unknown");
@@ -359,8 +359,7 @@ static int metrics_write_pools(FILE *f, struct bh_ctx *ctx, struct bh_err *err)
     for (size_t i = 0; i < BH_ARRAY_LEN(fields); i++) {
         metrics_head(f, fields[i][0], "gauge", fields[i][2]);
         const cJSON *o;
-        cJSON_ArrayForEach(o, list)
-        {
+        cJSON_ArrayForEach(o, list) {
             bh_autofree char *k = metrics_labels2("pool", bh_json_str(o, "metadata.name"),
                                                   "workload", bh_json_str(o, "spec.workloadRef"));
             fprintf(f, "%s{%s} %lld\n", fields[i][0], k, bh_json_int(o, fields[i][1], 0));
@@ -375,8 +374,7 @@ static int metrics_write_snapshots(FILE *f, struct bh_ctx *ctx, struct bh_err *e
     cJSON *list = NULL, *bytes = cJSON_CreateObject(), *count = cJSON_CreateObject();
     int rc = bh_store_list(ctx->store, "Snapshot", NULL, &list, NULL, err);
     const cJSON *o;
-    cJSON_ArrayForEach(o, list)
-    {
+    cJSON_ArrayForEach(o, list) {
         bh_autofree char *k =
             metrics_labels2("workload", bh_json_str(o, "spec.workloadRef"), NULL, NULL);
         metrics_tally(bytes, k, bh_json_num(o, "spec.sizeBytes", 0));
@@ -408,8 +406,7 @@ static cJSON *metrics_egress_collect(struct bh_ctx *ctx)
             continue;
         buf[sizeof(buf) - 1] = '\0';
         cJSON *one = cJSON_Parse(buf), *w;
-        cJSON_ArrayForEach(w, one)
-        {
+        cJSON_ArrayForEach(w, one) {
             cJSON *mine = cJSON_GetObjectItemCaseSensitive(sum, w->string);
             if (!mine)
                 mine = cJSON_AddObjectToObject(sum, w->string);
@@ -439,8 +436,7 @@ static void metrics_write_egress(FILE *f, struct bh_ctx *ctx)
     for (size_t i = 0; i < BH_ARRAY_LEN(series); i++) {
         metrics_head(f, series[i][0], "counter", series[i][2]);
         const cJSON *w;
-        cJSON_ArrayForEach(w, sum)
-        {
+        cJSON_ArrayForEach(w, sum) {
             bh_autofree char *k = metrics_labels2("workload", w->string, NULL, NULL);
             fprintf(f, "%s{%s} %.0f\n", series[i][0], k, bh_json_num(w, series[i][1], 0));
         }

@@ -209,8 +209,7 @@ static void pool_prune(struct bh_ctx *ctx, const cJSON *pool, const cJSON *wl, i
     cJSON *members = pool_members(ctx, name);
     const cJSON *m;
     *ready = *warming = 0;
-    cJSON_ArrayForEach(m, members)
-    {
+    cJSON_ArrayForEach(m, members) {
         const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
         int is_ready = st && strcmp(st, "ready") == 0;
         struct bh_err derr;
@@ -268,8 +267,7 @@ static int pool_drain_deleted(struct bh_ctx *ctx, const char *name)
 {
     cJSON *members = pool_members(ctx, name);
     const cJSON *m;
-    cJSON_ArrayForEach(m, members)
-    {
+    cJSON_ArrayForEach(m, members) {
         /* A member still booting is its boot thread's; once ready it comes back here. */
         const char *st = bh_json_label(m, "boilerhouse.dev/pool-status");
         if (!st || strcmp(st, "warming") != 0)

@@ -241,8 +241,7 @@ static void samples_each(struct bh_samples *s, const char *kind, double now,
         return;
     }
     const cJSON *o;
-    cJSON_ArrayForEach(o, list)
-    {
+    cJSON_ArrayForEach(o, list) {
         fn(s, o, now);
     }
     cJSON_Delete(list);

@@ -202,8 +202,7 @@ static int check_route(struct bh_ctx *ctx, const cJSON *obj, struct bh_err *err)
     const char *name = bh_json_str(obj, "metadata.name");
     int rc = 0;
     const cJSON *o;
-    cJSON_ArrayForEach(o, list)
-    {
+    cJSON_ArrayForEach(o, list) {
         const char *other = bh_json_str(o, "metadata.name");
         const char *p = bh_json_str(o, "spec.config.path");
         if (rc == 0 && p && strcmp(p, path) == 0 && strcmp(other, name) != 0)
@@ -218,8 +217,7 @@ static int check_guards(struct bh_ctx *ctx, const cJSON *spec, struct bh_err *er
 {
     size_t i = 0;
     const cJSON *g;
-    cJSON_ArrayForEach(g, bh_json_get(spec, "guards"))
-    {
+    cJSON_ArrayForEach(g, bh_json_get(spec, "guards")) {
         bh_autofree char *where = bh_xasprintf("spec.guards[%zu]", i++);
         if (bh_guard_check(ctx, g, where, err) < 0)
             return -1;
@@ -304,8 +302,7 @@ static int trigger_open_guards(struct trigger *t, struct bh_err *err)
     const cJSON *list = bh_json_get(t->spec, "guards");
     t->guards = bh_xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*t->guards));
     const cJSON *g;
-    cJSON_ArrayForEach(g, list)
-    {
+    cJSON_ArrayForEach(g, list) {
         if (bh_guard_open(t->ts->ctx, g, t->name, t->n_guards, &t->guards[t->n_guards], err) < 0)
             return -1;
         t->n_guards++;

@@ -97,8 +97,7 @@ int trigger_driver_check(const cJSON *spec, struct bh_err *err)
     if (opts && !cJSON_IsObject(opts))
         return bh_err_set(err, BH_EINVAL, "spec.driverOptions: must be an object");
     const cJSON *o;
-    cJSON_ArrayForEach(o, opts)
-    {
+    cJSON_ArrayForEach(o, opts) {
         if (driver_opt_check(d, o, err) < 0)
             return -1;
     }

@@ -126,8 +126,7 @@ int bh_workload_terminating(const cJSON *wl)
 static int workload_has_finalizer(const cJSON *wl)
 {
     const cJSON *f;
-    cJSON_ArrayForEach(f, bh_json_get(wl, "metadata.finalizers"))
-    {
+    cJSON_ArrayForEach(f, bh_json_get(wl, "metadata.finalizers")) {
         if (cJSON_IsString(f) && strcmp(f->valuestring, BH_RESOURCE_FINALIZER) == 0)
             return 1;
     }
@@ -166,8 +165,7 @@ static int workload_live_claims(struct bh_ctx *ctx, const char *name)
     int n = 0;
     if (bh_store_list(ctx->store, "BoilerhouseClaim", sel, &list, NULL, &err) < 0)
         return 1; /* unknown: wait, never cut a release short */
-    cJSON_ArrayForEach(c, list)
-    {
+    cJSON_ArrayForEach(c, list) {
         const char *phase = bh_json_str(c, "status.phase");
         int counts = bh_json_get(c, "metadata.deletionTimestamp") != NULL;
         for (size_t i = 0; !counts && i < BH_ARRAY_LEN(live); i++)
@@ -190,8 +188,7 @@ static int workload_drain(struct bh_ctx *ctx, const char *name)
     if (bh_store_list(ctx->store, "Instance", sel, &list, NULL, &err) < 0)
         return 1;
     int n = cJSON_GetArraySize(list);
-    cJSON_ArrayForEach(inst, list)
-    {
+    cJSON_ArrayForEach(inst, list) {
         const char *id = bh_json_str(inst, "metadata.name");
         if (bh_json_label(inst, "boilerhouse.dev/pool") ||
             bh_json_label(inst, "boilerhouse.dev/pool-status"))

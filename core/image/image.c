@@ -180,8 +180,7 @@ const cJSON *bh_image_index_pick(const cJSON *index, struct bh_err *err)
 {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(index, "manifests");
     const cJSON *d;
-    cJSON_ArrayForEach(d, list)
-    {
+    cJSON_ArrayForEach(d, list) {
         if (desc_is_platform(d, "linux", "amd64"))
             return d;
     }
@@ -235,8 +234,7 @@ static int image_load_layers(struct bh_image_store *st, const cJSON *manifest, s
     size_t n = (size_t)cJSON_GetArraySize(layers);
     img->layer_dirs = bh_xcalloc(n ? n : 1, sizeof(char *));
     const cJSON *l;
-    cJSON_ArrayForEach(l, layers)
-    {
+    cJSON_ArrayForEach(l, layers) {
         const char *digest = bh_image_desc_digest(l, err);
         if (!digest)
             return bh_err_wrap(err, "image %s: layer", img->ref);

@@ -116,8 +116,7 @@ static int cli_ls(struct bh_image_store *st, const struct cli_opts *o, struct bh
     if (bh_image_list(st, &refs, err) < 0)
         return -1;
     const cJSON *r;
-    cJSON_ArrayForEach(r, refs)
-    {
+    cJSON_ArrayForEach(r, refs) {
         if (cJSON_IsString(r))
             printf("%s %s\n", r->string, r->valuestring);
     }

@@ -91,8 +91,7 @@ static const cJSON *layout_pick(const cJSON *index, const char *given, struct bh
     if (given && bh_image_ref_parse(given, &want, &ignored) < 0)
         return cJSON_GetArrayItem(list, 0);
     const cJSON *d, *found = NULL;
-    cJSON_ArrayForEach(d, list)
-    {
+    cJSON_ArrayForEach(d, list) {
         const char *ann = import_annotation(d, IMPORT_ANN_REF);
         if (!found && ann && want.tag && strcmp(ann, want.tag) == 0)
             found = d;
@@ -132,8 +131,7 @@ static int layout_fetch_parts(struct bh_image_store *st, const char *dir, const 
     if (!cfg || layout_fetch(st, dir, cfg, err) < 0)
         return bh_err_wrap(err, "config");
     const cJSON *l;
-    cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(manifest, "layers"))
-    {
+    cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(manifest, "layers")) {
         const char *digest = bh_image_desc_digest(l, err);
         if (!digest || layout_fetch(st, dir, digest, err) < 0)
             return bh_err_wrap(err, "layer");
@@ -203,8 +201,7 @@ static int docker_manifest(struct bh_image_store *st, const char *dir, const cJS
     cJSON_AddItemToObject(m, "layers", layers);
     int ok = cfg != NULL;
     const cJSON *l;
-    cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(entry, "Layers"))
-    {
+    cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(entry, "Layers")) {
         cJSON *d =
             ok ? docker_put(st, dir, l, "application/vnd.oci.image.layer.v1.tar", err) : NULL;
         ok = d != NULL;

@@ -67,8 +67,7 @@ static int reg_host_is_loopback(const char *host)
 static int reg_host_is_insecure(const cJSON *cfg, const char *host)
 {
     const cJSON *h;
-    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(cfg, "insecure"))
-    {
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(cfg, "insecure")) {
         if (cJSON_IsString(h) && strcmp(h->valuestring, host) == 0)
             return 1;
     }
@@ -394,8 +393,7 @@ static int reg_blobs(struct reg *r, const cJSON *manifest, struct bh_err *err)
     if (!cJSON_IsArray(layers))
         return bh_err_set(err, BH_EINVAL, "manifest has no layers (schema 1 is not supported)");
     const cJSON *l;
-    cJSON_ArrayForEach(l, layers)
-    {
+    cJSON_ArrayForEach(l, layers) {
         const char *digest = bh_image_desc_digest(l, err);
         if (!digest || reg_blob(r, digest, err) < 0)
             return -1;

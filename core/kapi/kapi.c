@@ -169,7 +169,8 @@ static void stream_initial(struct kapi_stream *s)
         s->done = 1;
         return;
     }
-    cJSON_ArrayForEach(o, all) stream_event(s, "ADDED", o);
+    cJSON_ArrayForEach(o, all)
+        stream_event(s, "ADDED", o);
     cJSON_Delete(all);
 }
 
@@ -230,8 +231,7 @@ static void stream_fill(struct kapi_stream *s)
         return;
     }
     cJSON *ev;
-    cJSON_ArrayForEach(ev, evs)
-    {
+    cJSON_ArrayForEach(ev, evs) {
         cJSON *obj = cJSON_GetObjectItemCaseSensitive(ev, "object");
         const char *rv = bh_json_str(obj, "metadata.resourceVersion");
         if (rv)

@@ -94,8 +94,9 @@ static cJSON *secret_find(struct bh_ctx *ctx, const char *name, struct bh_err *e
     cJSON *all = NULL, *s, *out = NULL;
     if (bh_secrets_list(ctx->secrets, &all, err) < 0)
         return NULL;
-    cJSON_ArrayForEach(s, all) if (!out && strcmp(bh_json_str(s, "name"), name) == 0) out =
-        secret_object(s);
+    cJSON_ArrayForEach(s, all)
+        if (!out && strcmp(bh_json_str(s, "name"), name) == 0)
+            out = secret_object(s);
     cJSON_Delete(all);
     if (!out)
         bh_err_set(err, BH_ENOTFOUND, "not found");
@@ -111,7 +112,8 @@ static void secret_list(const struct bh_kapi_req *req, struct bh_kapi_resp *resp
         bh_kapi_status_from_err(resp, &err, "secrets", "Secret", "", NULL);
         return;
     }
-    cJSON_ArrayForEach(s, all) cJSON_AddItemToArray(items, secret_object(s));
+    cJSON_ArrayForEach(s, all)
+        cJSON_AddItemToArray(items, secret_object(s));
     cJSON_Delete(all);
     bh_kapi_json(resp, 200, core_list("v1", "SecretList", items));
 }
@@ -147,11 +149,12 @@ static int secret_put(struct bh_ctx *ctx, const cJSON *body, struct bh_err *err)
     if (tenant && !bh_name_tenant_valid(tenant))
         return bh_err_set(err, BH_EINVAL, "metadata.labels: invalid tenant id");
     const cJSON *it;
-    cJSON_ArrayForEach(it, bh_json_get(body, "data")) if (secret_put_one(ctx, tenant, name, it, 1,
-                                                                         err) < 0) return -1;
-    cJSON_ArrayForEach(it,
-                       bh_json_get(body, "stringData")) if (secret_put_one(ctx, tenant, name, it, 0,
-                                                                           err) < 0) return -1;
+    cJSON_ArrayForEach(it, bh_json_get(body, "data"))
+        if (secret_put_one(ctx, tenant, name, it, 1, err) < 0)
+            return -1;
+    cJSON_ArrayForEach(it, bh_json_get(body, "stringData"))
+        if (secret_put_one(ctx, tenant, name, it, 0, err) < 0)
+            return -1;
     return 0;
 }
 
@@ -172,8 +175,9 @@ static void secret_write(const struct bh_kapi_req *req, struct bh_kapi_resp *res
     }
     cJSON_Delete(out);
     cJSON *sd = cJSON_GetObjectItem(body, "stringData"), *v;
-    cJSON_ArrayForEach(v, sd) if (cJSON_IsString(v))
-        bh_crypto_wipe(v->valuestring, strlen(v->valuestring));
+    cJSON_ArrayForEach(v, sd)
+        if (cJSON_IsString(v))
+            bh_crypto_wipe(v->valuestring, strlen(v->valuestring));
     cJSON_Delete(body);
 }
 
@@ -232,8 +236,7 @@ static void core_events(const struct bh_kapi_req *req, struct bh_kapi_resp *resp
     events_drop_uid(&fields);
     cJSON *all = bh_kevents_list(req->ctx->kevents, BH_KAPI_NAMESPACE, &rv);
     cJSON *items = cJSON_CreateArray(), *e, *one = NULL;
-    cJSON_ArrayForEach(e, all)
-    {
+    cJSON_ArrayForEach(e, all) {
         if (req->path->name[0] && !one && !strcmp(bh_json_str(e, "metadata.name"), req->path->name))
             one = cJSON_Duplicate(e, 1);
         if (bh_kapi_sel_match_fields(&fields, e) && bh_kapi_sel_match_labels(&labels, e))

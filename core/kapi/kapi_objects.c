@@ -149,8 +149,7 @@ cJSON *bh_kapi_table_of(const struct bh_kapi_column *columns, cJSON *items, int6
     cJSON_AddItemToObject(t, "columnDefinitions", bh_kapi_table_columns(columns));
     cJSON *rows = cJSON_AddArrayToObject(t, "rows");
     cJSON *o;
-    cJSON_ArrayForEach(o, items)
-    {
+    cJSON_ArrayForEach(o, items) {
         cJSON *row = cJSON_CreateObject();
         cJSON_AddItemToObject(row, "cells", bh_kapi_table_cells(columns, o));
         cJSON_AddItemToObject(row, "object", obj_partial(o));

@@ -189,8 +189,7 @@ int bh_kapi_json_patch(cJSON **doc, const cJSON *ops, struct bh_err *err)
     if (!cJSON_IsArray(ops))
         return bh_err_set(err, BH_EINVAL, "a JSON patch is an array of operations");
     const cJSON *op;
-    cJSON_ArrayForEach(op, ops)
-    {
+    cJSON_ArrayForEach(op, ops) {
         if (!cJSON_IsObject(op))
             return bh_err_set(err, BH_EINVAL, "each operation is an object");
         if (jp_op(doc, op, err) < 0)

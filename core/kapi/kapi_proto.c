@@ -251,8 +251,7 @@ static void pbw_any(struct pbw *w, int field, const cJSON *v)
 static void pbw_extensions(struct pbw *w, int field, const cJSON *o)
 {
     const cJSON *m;
-    cJSON_ArrayForEach(m, o)
-    {
+    cJSON_ArrayForEach(m, o) {
         if (strncmp(m->string, "x-", 2) != 0)
             continue;
         struct pbw named = {0};
@@ -276,8 +275,7 @@ static void pbw_schema_field(struct pbw *w, int field, const cJSON *s)
 static void pbw_named_schemas(struct pbw *w, const cJSON *o)
 {
     const cJSON *m;
-    cJSON_ArrayForEach(m, o)
-    {
+    cJSON_ArrayForEach(m, o) {
         struct pbw named = {0};
         pbw_str(&named, 1, m->string);
         pbw_schema_field(&named, 2, m);
@@ -305,7 +303,8 @@ static void pbw_schema(struct pbw *w, const cJSON *s)
     pbw_str(w, 13, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "pattern")));
     cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(s, "required"))
         pbw_str(w, 19, cJSON_GetStringValue(v));
-    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(s, "enum")) pbw_any(w, 20, v);
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(s, "enum"))
+        pbw_any(w, 20, v);
     if ((v = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties"))) {
         if (cJSON_IsObject(v))
             pbw_schema_field(&sub, 1, v);
@@ -346,13 +345,11 @@ static void pbw_operation(struct pbw *w, const cJSON *op)
 {
     const cJSON *v;
     struct pbw item = {0}, codes = {0};
-    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(op, "parameters"))
-    {
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(op, "parameters")) {
         pbw_parameter(&item, v);
         pbw_msg(w, 8, &item);
     }
-    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(op, "responses"))
-    {
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(op, "responses")) {
         struct pbw resp = {0}, value = {0}, named = {0};
         pbw_str(&resp, 1, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "description")));
         pbw_msg(&value, 1, &resp);
@@ -372,8 +369,7 @@ static void pbw_paths(struct pbw *w, const cJSON *paths)
         int field;
     } ops[] = {{"get", 2}, {"put", 3}, {"post", 4}, {"delete", 5}, {"patch", 8}};
     const cJSON *p;
-    cJSON_ArrayForEach(p, paths)
-    {
+    cJSON_ArrayForEach(p, paths) {
         struct pbw item = {0}, named = {0}, op = {0};
         for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
             const cJSON *o = cJSON_GetObjectItemCaseSensitive(p, ops[i].method);

@@ -196,8 +196,7 @@ static const char *ssa_str(const cJSON *o, const char *k)
 static cJSON *ssa_managed(const cJSON *obj)
 {
     cJSON *out = cJSON_CreateArray(), *e;
-    cJSON_ArrayForEach(e, bh_json_get(obj, "metadata.managedFields"))
-    {
+    cJSON_ArrayForEach(e, bh_json_get(obj, "metadata.managedFields")) {
         if (ssa_str(e, "manager") && ssa_str(e, "operation") &&
             cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(e, "fieldsV1")))
             cJSON_AddItemToArray(out, cJSON_Duplicate(e, 1));
@@ -215,8 +214,7 @@ static cJSON *ssa_set_of(const cJSON *entry)
 static cJSON *ssa_entry(cJSON *mf, const char *manager, const char *op)
 {
     cJSON *e;
-    cJSON_ArrayForEach(e, mf)
-    {
+    cJSON_ArrayForEach(e, mf) {
         if (!strcmp(ssa_str(e, "manager"), manager) && !strcmp(ssa_str(e, "operation"), op)) {
             cJSON_AddItemToObject(e, "before", cJSON_Duplicate(ssa_set_of(e), 1));
             return e;
@@ -281,8 +279,7 @@ static void ssa_check_leaf(const struct ssa_path *p, void *ud)
     if (ssa_same(ssa_value(a->live, p), ssa_value(a->config, p)))
         return; /* same value: owned together */
     cJSON *e;
-    cJSON_ArrayForEach(e, a->mf)
-    {
+    cJSON_ArrayForEach(e, a->mf) {
         if (ssa_is_mine(a, e) || !strcmp(ssa_str(e, "manager"), a->manager) ||
             !ssa_owns(ssa_set_of(e), p))
             continue;
@@ -307,7 +304,9 @@ static void ssa_drop_leaf(const struct ssa_path *p, void *ud)
     if (ssa_owns(a->applied, p))
         return;
     cJSON *e;
-    cJSON_ArrayForEach(e, a->mf) if (!ssa_is_mine(a, e) && ssa_owns(ssa_set_of(e), p)) return;
+    cJSON_ArrayForEach(e, a->mf)
+        if (!ssa_is_mine(a, e) && ssa_owns(ssa_set_of(e), p))
+            return;
     ssa_add(a->drop, p);
 }
 
@@ -365,8 +364,7 @@ static void ssa_take_leaf(const struct ssa_path *p, void *ud)
 {
     struct ssa_update *u = ud;
     cJSON *e;
-    cJSON_ArrayForEach(e, u->mf)
-    {
+    cJSON_ArrayForEach(e, u->mf) {
         if (e != u->mine && ssa_owns(ssa_set_of(e), p))
             ssa_remove(ssa_set_of(e), p);
     }
@@ -378,7 +376,8 @@ static void ssa_gone_leaf(const struct ssa_path *p, void *ud)
     struct ssa_update *u = ud;
     if (!ssa_value(u->obj, p)) {
         cJSON *e;
-        cJSON_ArrayForEach(e, u->mf) ssa_remove(ssa_set_of(e), p);
+        cJSON_ArrayForEach(e, u->mf)
+            ssa_remove(ssa_set_of(e), p);
     }
 }
 
@@ -393,8 +392,7 @@ void bh_ssa_update(const cJSON *old, cJSON *obj, const char *manager, const char
     ssa_leaves(now_set, ssa_changed_leaf, &u);
     cJSON_Delete(now_set);
     cJSON *e;
-    cJSON_ArrayForEach(e, u.mf)
-    {
+    cJSON_ArrayForEach(e, u.mf) {
         cJSON *copy = cJSON_Duplicate(ssa_set_of(e), 1);
         ssa_leaves(copy, ssa_gone_leaf, &u);
         cJSON_Delete(copy);

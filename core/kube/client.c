@@ -25,8 +25,7 @@ static const cJSON *kube_named(const cJSON *doc, const char *list, const char *f
                                const char *name, struct bh_err *err)
 {
     const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, list))
-    {
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, list)) {
         const char *n = bh_json_str(e, "name");
         if (n && strcmp(n, name) == 0) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, field);
@@ -385,8 +384,7 @@ static void kube_set_item_kinds(cJSON *list, cJSON *items)
     if (kind && strlen(kind) > 4 && strcmp(kind + strlen(kind) - 4, "List") == 0)
         ikind = bh_xstrndup(kind, strlen(kind) - 4);
     cJSON *it;
-    cJSON_ArrayForEach(it, items)
-    {
+    cJSON_ArrayForEach(it, items) {
         if (api && !cJSON_GetObjectItemCaseSensitive(it, "apiVersion"))
             cJSON_AddStringToObject(it, "apiVersion", api);
         if (ikind && !cJSON_GetObjectItemCaseSensitive(it, "kind"))

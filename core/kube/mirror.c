@@ -201,10 +201,10 @@ static void mirror_drop_missing(struct bh_kube_mirror *m, const char *kind, cons
     size_t n = 0;
     const char **names = bh_xcalloc((size_t)cJSON_GetArraySize(items) + 1, sizeof(*names));
     const cJSON *o, *it;
-    cJSON_ArrayForEach(it, items) names[n++] = bh_json_str(it, "metadata.name");
+    cJSON_ArrayForEach(it, items)
+        names[n++] = bh_json_str(it, "metadata.name");
     qsort(names, n, sizeof(*names), mirror_name_cmp); /* a re-list of n objects is O(n log n) */
-    cJSON_ArrayForEach(o, local)
-    {
+    cJSON_ArrayForEach(o, local) {
         const char *name = bh_json_str(o, "metadata.name");
         int found = bsearch(&name, names, n, sizeof(*names), mirror_name_cmp) != NULL;
         bh_autofree char *key = mirror_key(kind, name);
@@ -224,7 +224,8 @@ static int mirror_list(struct mirror_watch *w, struct bh_err *err)
     if (bh_kube_list(w->m->cfg.client, w->path, MIRROR_PAGE, &items, &rv, err) < 0)
         return bh_err_wrap(err, "list %s", w->kind);
     const cJSON *it;
-    cJSON_ArrayForEach(it, items) mirror_apply(w->m, w->kind, "ADDED", it);
+    cJSON_ArrayForEach(it, items)
+        mirror_apply(w->m, w->kind, "ADDED", it);
     mirror_drop_missing(w->m, w->kind, items);
     cJSON_Delete(items);
     free(w->rv);
@@ -293,8 +294,7 @@ void bh_kube_mirror_push_all(struct bh_kube_mirror *m)
             continue;
         const cJSON *o;
         pthread_mutex_lock(&m->mu);
-        cJSON_ArrayForEach(o, local)
-        {
+        cJSON_ArrayForEach(o, local) {
             bh_autofree char *key = mirror_key(mirror_kinds[i], bh_json_str(o, "metadata.name"));
             mirror_table_queue(&m->tab, key);
         }

@@ -304,7 +304,8 @@ static int pod_env(cJSON *c, const cJSON *workload, struct bh_err *err)
     const cJSON **items = bh_xcalloc((size_t)n, sizeof(*items));
     int i = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, env) items[i++] = e;
+    cJSON_ArrayForEach(e, env)
+        items[i++] = e;
     qsort(items, (size_t)n, sizeof(*items), pod_env_cmp);
     cJSON *out = cJSON_AddArrayToObject(c, "env");
     int rc = 0;
@@ -345,8 +346,7 @@ static void pod_ports(cJSON *c, const cJSON *workload)
         return;
     cJSON *ports = cJSON_AddArrayToObject(c, "ports");
     const cJSON *e;
-    cJSON_ArrayForEach(e, expose)
-    {
+    cJSON_ArrayForEach(e, expose) {
         cJSON *p = cJSON_CreateObject();
         cJSON_AddNumberToObject(p, "containerPort", bh_json_num(e, "guest", 0));
         cJSON_AddStringToObject(p, "protocol", "TCP");

@@ -39,8 +39,7 @@ static cJSON *agent_container(const char *name, const cJSON *workload, const str
     cJSON *c = kube_container(name, o->proxy_image, argv);
     cJSON *cmd = cJSON_GetObjectItem(c, "command");
     const cJSON *d;
-    cJSON_ArrayForEach(d, bh_json_get(workload, "spec.filesystem.overlayDirs"))
-    {
+    cJSON_ArrayForEach(d, bh_json_get(workload, "spec.filesystem.overlayDirs")) {
         cJSON_AddItemToArray(cmd, cJSON_CreateString("--dir"));
         cJSON_AddItemToArray(cmd, cJSON_CreateString(d->valuestring));
     }
@@ -100,7 +99,9 @@ int kube_agent_add(cJSON *spec, cJSON *main, const cJSON *workload,
         return 0;
     int i = 0;
     const cJSON *d;
-    cJSON_ArrayForEach(d, dirs) if (agent_dir_check(d->valuestring, i++, err) < 0) return -1;
+    cJSON_ArrayForEach(d, dirs)
+        if (agent_dir_check(d->valuestring, i++, err) < 0)
+            return -1;
     agent_volumes(spec);
     cJSON_ArrayForEach(d, dirs)
         kube_mount(main, AGENT_VOLUME, d->valuestring, d->valuestring + 1, 0);

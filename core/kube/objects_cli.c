@@ -75,9 +75,10 @@ static int cli_yaml_node(yaml_emitter_t *em, const cJSON *v)
         yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
         if (!yaml_emitter_emit(em, &ev))
             return 0;
-        cJSON_ArrayForEach(c,
-                           v) if (!cli_yaml_scalar(em, c->string, !cli_yaml_ambiguous(c->string)) ||
-                                  !cli_yaml_node(em, c)) return 0;
+        cJSON_ArrayForEach(c, v)
+            if (!cli_yaml_scalar(em, c->string, !cli_yaml_ambiguous(c->string)) ||
+                !cli_yaml_node(em, c))
+                return 0;
         yaml_mapping_end_event_initialize(&ev);
         return yaml_emitter_emit(em, &ev);
     }
@@ -85,7 +86,9 @@ static int cli_yaml_node(yaml_emitter_t *em, const cJSON *v)
         yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE);
         if (!yaml_emitter_emit(em, &ev))
             return 0;
-        cJSON_ArrayForEach(c, v) if (!cli_yaml_node(em, c)) return 0;
+        cJSON_ArrayForEach(c, v)
+            if (!cli_yaml_node(em, c))
+                return 0;
         yaml_sequence_end_event_initialize(&ev);
         return yaml_emitter_emit(em, &ev);
     }
@@ -112,8 +115,7 @@ static int cli_print_yaml(const cJSON *items, FILE *f)
     yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
     int ok = yaml_emitter_emit(&em, &ev);
     const cJSON *it;
-    cJSON_ArrayForEach(it, items)
-    {
+    cJSON_ArrayForEach(it, items) {
         yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 0);
         ok = ok && yaml_emitter_emit(&em, &ev) && cli_yaml_node(&em, it);
         yaml_document_end_event_initialize(&ev, 1);

@@ -106,16 +106,14 @@ static int eg_credentials(cJSON *config, cJSON *env, const cJSON *workload, stru
     cJSON *creds = cJSON_AddArrayToObject(config, "credentials");
     int i = 0, n_cred = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, bh_json_get(workload, "spec.network.credentials"))
-    {
+    cJSON_ArrayForEach(c, bh_json_get(workload, "spec.network.credentials")) {
         cJSON *oc = cJSON_CreateObject();
         cJSON_AddItemToArray(creds, oc);
         cJSON_AddStringToObject(oc, "domain", bh_json_str(c, "domain"));
         cJSON *headers = cJSON_AddArrayToObject(oc, "headers");
         int j = 0;
         const cJSON *h;
-        cJSON_ArrayForEach(h, cJSON_GetObjectItem(c, "headers"))
-        {
+        cJSON_ArrayForEach(h, cJSON_GetObjectItem(c, "headers")) {
             bh_autofree char *path =
                 bh_xasprintf("spec.network.credentials[%d].headers[%d]", i, j++);
             if (eg_header(headers, env, h, path, &n_cred, err) < 0)

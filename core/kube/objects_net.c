@@ -30,8 +30,7 @@ int bh_kube_service(const cJSON *workload, const struct bh_kube_instance *inst,
     cJSON_AddItemToObject(spec, "selector", kube_label_map(BH_KUBE_LABEL_INSTANCE, name));
     cJSON *ports = cJSON_AddArrayToObject(spec, "ports");
     const cJSON *e;
-    cJSON_ArrayForEach(e, expose)
-    {
+    cJSON_ArrayForEach(e, expose) {
         char pname[16]; /* an IANA service name: at most 15 characters */
         int guest = (int)bh_json_int(e, "guest", 0);
         snprintf(pname, sizeof(pname), "port-%d", guest);

@@ -101,8 +101,7 @@ static int krt_list_pods(struct kube_rt *k, cJSON **items, struct bh_err *err)
     if (bh_kube_list(k->client, path, KRT_LIST_PAGE, items, &rv, err) < 0)
         return bh_err_wrap(err, "list Pods");
     const cJSON *pod;
-    cJSON_ArrayForEach(pod, *items)
-    {
+    cJSON_ArrayForEach(pod, *items) {
         const char *name = bh_json_str(pod, "metadata.name");
         const char *id = krt_pod_id(name);
         if (id)
@@ -463,8 +462,7 @@ static int krt_list(struct bh_runtime *rt, char ***ids, struct bh_err *err)
     size_t n = 0;
     *ids = bh_xcalloc((size_t)cJSON_GetArraySize(items) + 1, sizeof(char *));
     const cJSON *pod;
-    cJSON_ArrayForEach(pod, items)
-    {
+    cJSON_ArrayForEach(pod, items) {
         const char *id = krt_pod_id(bh_json_str(pod, "metadata.name"));
         if (id)
             (*ids)[n++] = bh_runtime_container_id(id);

@@ -50,8 +50,7 @@ static enum bh_runtime_kube_pod pod_container(const cJSON *cs, char *why, size_t
 static int pod_ready(const cJSON *pod)
 {
     const cJSON *c;
-    cJSON_ArrayForEach(c, bh_json_get(pod, "status.conditions"))
-    {
+    cJSON_ArrayForEach(c, bh_json_get(pod, "status.conditions")) {
         const char *type = bh_json_str(c, "type"), *status = bh_json_str(c, "status");
         if (type && status && strcmp(type, "Ready") == 0)
             return strcmp(status, "True") == 0;
@@ -69,8 +68,7 @@ enum bh_runtime_kube_pod bh_runtime_kube_pod_state(const cJSON *pod, char *why, 
     }
     /* The containers first: they say why better than the Pod's phase does. */
     const cJSON *cs;
-    cJSON_ArrayForEach(cs, bh_json_get(pod, "status.containerStatuses"))
-    {
+    cJSON_ArrayForEach(cs, bh_json_get(pod, "status.containerStatuses")) {
         if (pod_container(cs, why, n) == BH_RUNTIME_KUBE_POD_FAILED)
             return BH_RUNTIME_KUBE_POD_FAILED;
     }

@@ -79,8 +79,7 @@ cJSON *bh_lua_tenant_claims(struct bh_store *store, const char *tenant, const ch
     bh_autofree char *sel = bh_xasprintf("boilerhouse.dev/tenant=%s", tenant);
     if (!store || !tenant || bh_store_list(store, "BoilerhouseClaim", sel, &list, NULL, &err) < 0)
         return out;
-    cJSON_ArrayForEach(c, list)
-    {
+    cJSON_ArrayForEach(c, list) {
         const char *wl = bh_json_str(c, "spec.workloadRef");
         if (!bhlib_claim_counts(c) || (except && wl && strcmp(wl, except) == 0))
             continue;
@@ -117,8 +116,7 @@ void bh_lua_pool_counts(struct bh_store *store, const char *workload, long long 
     *ready = *warming = 0;
     if (!store || !workload || bh_store_list(store, "BoilerhousePool", NULL, &list, NULL, &err) < 0)
         return;
-    cJSON_ArrayForEach(p, list)
-    {
+    cJSON_ArrayForEach(p, list) {
         const char *ref = bh_json_str(p, "spec.workloadRef");
         if (ref && strcmp(ref, workload) == 0) {
             *ready += bh_json_int(p, "status.ready", 0);

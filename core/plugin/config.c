@@ -108,8 +108,7 @@ static int config_take_given(const char *path, const struct bh_plugin_info *info
                              struct bh_err *err)
 {
     const cJSON *v;
-    cJSON_ArrayForEach(v, given)
-    {
+    cJSON_ArrayForEach(v, given) {
         const struct bh_config_field *f = bh_plugin_field_find(info, t->fields, t->n, v->string);
         if (!f)
             return bh_err_set(err, BH_EINVAL, "%s: unknown config key \"%s\"", path, v->string);

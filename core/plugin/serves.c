@@ -43,8 +43,7 @@ static int serves_check_keys(const struct bh_plugin_info *info, const cJSON *net
                              struct bh_err *err)
 {
     const cJSON *v;
-    cJSON_ArrayForEach(v, network)
-    {
+    cJSON_ArrayForEach(v, network) {
         if (serves_core_key(v->string))
             continue;
         const struct bh_config_field *f =

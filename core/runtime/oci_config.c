@@ -310,8 +310,7 @@ static int oci_strv_push_array(struct oci_strv *s, const cJSON *a, const char *w
     if (!cJSON_IsArray(a))
         return bh_err_set(err, BH_EINVAL, "%s must be a list of strings", what);
     const cJSON *it;
-    cJSON_ArrayForEach(it, a)
-    {
+    cJSON_ArrayForEach(it, a) {
         if (!cJSON_IsString(it))
             return bh_err_set(err, BH_EINVAL, "%s must be a list of strings", what);
         oci_strv_push(s, bh_xstrdup(it->valuestring));
@@ -374,8 +373,7 @@ static int oci_resolve_env(const cJSON *img, const cJSON *ep, struct oci_strv *e
     if (!cJSON_IsObject(wenv))
         return bh_err_set(err, BH_EINVAL, "entrypoint.env must be an object of strings");
     const cJSON *it;
-    cJSON_ArrayForEach(it, wenv)
-    {
+    cJSON_ArrayForEach(it, wenv) {
         if (!cJSON_IsString(it) || !it->string[0] || strchr(it->string, '='))
             return bh_err_set(err, BH_EINVAL, "entrypoint.env: bad entry \"%.64s\"", it->string);
         bh_autofree char *kv = bh_xasprintf("%s=%s", it->string, it->valuestring);

@@ -442,8 +442,7 @@ static int rt_parse_list(const char *json, char ***ids, struct bh_err *err)
     char **v = bh_xcalloc((size_t)n + 1, sizeof(*v));
     size_t k = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, j)
-    {
+    cJSON_ArrayForEach(it, j) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (cJSON_IsString(id))
             v[k++] = bh_xstrdup(id->valuestring);

@@ -86,8 +86,7 @@ static int resource_range_ok(const struct bh_resource_field *f, double d, const 
 static int resource_validate_strmap(cJSON *v, const char *path, struct bh_err *err)
 {
     const cJSON *e;
-    cJSON_ArrayForEach(e, v)
-    {
+    cJSON_ArrayForEach(e, v) {
         if (!cJSON_IsString(e))
             return bh_err_set(err, BH_EINVAL, "%s.%s: must be a string", path, e->string);
     }
@@ -99,8 +98,7 @@ static int resource_validate_array(const struct bh_resource_field *f, cJSON *v, 
 {
     int i = 0;
     cJSON *item;
-    cJSON_ArrayForEach(item, v)
-    {
+    cJSON_ArrayForEach(item, v) {
         char child[512];
         snprintf(child, sizeof(child), "%s[%d]", path, i++);
         if (resource_validate_value(f->items, item, child, err) < 0)
@@ -225,8 +223,9 @@ static void resource_default_finalizer(const struct bh_resource_kind *k, cJSON *
     if (!fin)
         fin = cJSON_AddArrayToObject(md, "finalizers");
     const cJSON *f;
-    cJSON_ArrayForEach(f,
-                       fin) if (cJSON_IsString(f) && !strcmp(f->valuestring, k->finalizer)) return;
+    cJSON_ArrayForEach(f, fin)
+        if (cJSON_IsString(f) && !strcmp(f->valuestring, k->finalizer))
+            return;
     cJSON_AddItemToArray(fin, cJSON_CreateString(k->finalizer));
 }
 

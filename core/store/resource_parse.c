@@ -35,8 +35,7 @@ static int parse_depth_ok(const cJSON *node, int depth)
     if (depth > PARSE_MAX_DEPTH)
         return 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, node)
-    {
+    cJSON_ArrayForEach(c, node) {
         if ((cJSON_IsObject(c) || cJSON_IsArray(c)) && !parse_depth_ok(c, depth + 1))
             return 0;
     }
@@ -374,8 +373,7 @@ static int parse_json_all(const char *body, size_t len, cJSON **out, struct bh_e
         return 0;
     }
     const cJSON *item;
-    cJSON_ArrayForEach(item, doc)
-    {
+    cJSON_ArrayForEach(item, doc) {
         if (!cJSON_IsObject(item)) {
             cJSON_Delete(doc);
             return bh_err_set(err, BH_EINVAL, "every element of a JSON array must be an object");

@@ -112,8 +112,7 @@ static int schema_abs_path(const cJSON *v, const char *path, struct bh_err *err)
 static int schema_env(const cJSON *v, const char *path, struct bh_err *err)
 {
     const cJSON *e;
-    cJSON_ArrayForEach(e, v)
-    {
+    cJSON_ArrayForEach(e, v) {
         if (!e->string[0] || strchr(e->string, '='))
             return bh_err_set(err, BH_EINVAL, "%s.%s: invalid environment variable name", path,
                               e->string);

@@ -962,8 +962,7 @@ static int store_replace_spec(cJSON *doc, const cJSON *in)
 {
     cJSON *before = cJSON_Duplicate(doc, 1);
     const cJSON *f;
-    cJSON_ArrayForEach(f, in)
-    {
+    cJSON_ArrayForEach(f, in) {
         if (strcmp(f->string, "metadata") && strcmp(f->string, "status"))
             store_set(doc, f->string, cJSON_Duplicate(f, 1));
     }

@@ -167,8 +167,7 @@ int bh_token_list(struct bh_store *s, cJSON **out, struct bh_err *err)
                      " created_ms, expires_ms, revoked_ms FROM tokens ORDER BY created_ms, id",
                      NULL, 0, &rows, NULL, err) < 0)
         return -1;
-    cJSON_ArrayForEach(row, rows)
-    {
+    cJSON_ArrayForEach(row, rows) {
         token_row_scopes(row);
         token_add_time(row, "created_ms", "createdAt");
         token_add_time(row, "expires_ms", "expiresAt");

@@ -22,8 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         bh_image_desc_digest(cJSON_GetObjectItemCaseSensitive(m, "config"), &err);
         const cJSON *l;
-        cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(m, "layers"))
-        {
+        cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(m, "layers")) {
             bh_image_desc_digest(l, &err);
         }
     }

@@ -31,8 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cJSON_Delete(doc);
     }
     if (bh_resource_parse_all((const char *)data, size, &all, &err) == 0) {
-        cJSON_ArrayForEach(item, all)
-        {
+        cJSON_ArrayForEach(item, all) {
             validate(item);
         }
         cJSON_Delete(all);

@@ -481,7 +481,8 @@ static int pool_ready_at(const char *workload, long long gen)
     struct bh_err err;
     assert_int_equal(bh_store_list(g_ctx->store, "Instance", sel, &list, NULL, &err), 0);
     int n = 0;
-    cJSON_ArrayForEach(m, list) n += bh_json_int(m, "spec.workloadGeneration", -1) == gen;
+    cJSON_ArrayForEach(m, list)
+        n += bh_json_int(m, "spec.workloadGeneration", -1) == gen;
     cJSON_Delete(list);
     return n;
 }

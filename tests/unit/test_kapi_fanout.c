@@ -68,8 +68,7 @@ static char *names_since(struct bh_kapi_fanout *fan, const char *kind, int64_t s
     struct bh_err err;
     *rc = bh_kapi_fanout_since(fan, kind, since, 2000, &evs, &err);
     char *out = bh_xstrdup("");
-    cJSON_ArrayForEach(e, evs)
-    {
+    cJSON_ArrayForEach(e, evs) {
         char *next = bh_xasprintf("%s%s,", out, bh_json_str(e, "object.metadata.name"));
         free(out);
         out = next;

@@ -91,7 +91,9 @@ static cJSON *pod_of(const cJSON *wl, const struct bh_kube_instance *inst)
 static cJSON *find_named(const cJSON *arr, const char *name)
 {
     const cJSON *it;
-    cJSON_ArrayForEach(it, arr) if (!strcmp(bh_json_str(it, "name"), name)) return (cJSON *)it;
+    cJSON_ArrayForEach(it, arr)
+        if (!strcmp(bh_json_str(it, "name"), name))
+            return (cJSON *)it;
     return NULL;
 }
 

@@ -44,15 +44,16 @@ static const cJSON *path(const cJSON *o, const char *a, const char *b, const cha
 static int has_string(const cJSON *a, const char *s)
 {
     const cJSON *it;
-    cJSON_ArrayForEach(it, a) if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0) return 1;
+    cJSON_ArrayForEach(it, a)
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
+            return 1;
     return 0;
 }
 
 static const cJSON *find_mount(const cJSON *c, const char *dest)
 {
     const cJSON *m;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItem(c, "mounts"))
-    {
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(c, "mounts")) {
         if (strcmp(cJSON_GetObjectItem(m, "destination")->valuestring, dest) == 0)
             return m;
     }
@@ -72,8 +73,7 @@ static void test_hardening(void **state)
     assert_true(cJSON_IsTrue(path(c, "process", "noNewPrivileges", NULL)));
     int user = 0;
     const cJSON *ns;
-    cJSON_ArrayForEach(ns, path(c, "linux", "namespaces", NULL))
-    {
+    cJSON_ArrayForEach(ns, path(c, "linux", "namespaces", NULL)) {
         user |= strcmp(cJSON_GetObjectItem(ns, "type")->valuestring, "user") == 0;
     }
     assert_true(user);

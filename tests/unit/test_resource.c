@@ -464,7 +464,8 @@ static void strip_crd_only(cJSON *node)
     for (size_t i = 0; cJSON_IsObject(node) && i < BH_ARRAY_LEN(keys); i++)
         cJSON_DeleteItemFromObjectCaseSensitive(node, keys[i]);
     cJSON *c;
-    cJSON_ArrayForEach(c, node) strip_crd_only(c);
+    cJSON_ArrayForEach(c, node)
+        strip_crd_only(c);
 }
 
 static cJSON *path_get(cJSON *o, const char *const *path)
@@ -481,8 +482,7 @@ static cJSON *path_get(cJSON *o, const char *const *path)
 static void assert_described(const cJSON *schema, const char *path)
 {
     const cJSON *p;
-    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(schema, "properties"))
-    {
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(schema, "properties")) {
         bh_autofree char *child = bh_xasprintf("%s%s%s", path, *path ? "." : "", p->string);
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "description");
         /* A CRD's metadata may say nothing but its type: the API server describes it. */

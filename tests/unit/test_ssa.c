@@ -27,8 +27,7 @@ static cJSON *J(const char *text)
 static const cJSON *owned(const cJSON *obj, const char *manager, const char *op)
 {
     const cJSON *e;
-    cJSON_ArrayForEach(e, bh_json_get(obj, "metadata.managedFields"))
-    {
+    cJSON_ArrayForEach(e, bh_json_get(obj, "metadata.managedFields")) {
         if (!strcmp(bh_json_str(e, "manager"), manager) && !strcmp(bh_json_str(e, "operation"), op))
             return bh_json_get(e, "fieldsV1");
     }

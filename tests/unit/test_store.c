@@ -397,8 +397,7 @@ static char *names_selected(struct bh_store *s, const char *selector)
     }
     char *joined = bh_xstrdup("");
     const cJSON *n;
-    cJSON_ArrayForEach(n, out)
-    {
+    cJSON_ArrayForEach(n, out) {
         char *more = bh_xasprintf("%s%s%s", joined, *joined ? "," : "", n->valuestring);
         free(joined);
         joined = more;
@@ -641,8 +640,7 @@ static void test_audit_concurrent_appends(void **state)
     assert_int_equal(cJSON_GetArraySize(list), AUDIT_THREADS * AUDIT_EACH);
     int seen[AUDIT_THREADS][AUDIT_EACH] = {{0}};
     const cJSON *r;
-    cJSON_ArrayForEach(r, list)
-    {
+    cJSON_ArrayForEach(r, list) {
         int ti = atoi(bh_json_str(r, "actor") + 1), ri = atoi(bh_json_str(r, "target") + 1);
         assert_in_range(ti, 0, AUDIT_THREADS - 1);
         assert_in_range(ri, 0, AUDIT_EACH - 1);

@@ -23,8 +23,7 @@ static int allowlist_strings(struct allowlist *a, const char *key, cJSON **out, 
     const char *text = host->config_json(a->h, key);
     *out = text ? cJSON_Parse(text) : NULL;
     const cJSON *v;
-    cJSON_ArrayForEach(v, *out)
-    {
+    cJSON_ArrayForEach(v, *out) {
         if (!cJSON_IsString(v))
             return host->err_set(a->h, err, BH_EINVAL, "config.%s: every entry must be a string",
                                  key);
@@ -62,14 +61,12 @@ static int allowlist_open(void *state, struct bh_plugin_handle *h, void **inst, 
 static int allowlist_match(const struct allowlist *a, const char *tenant)
 {
     const cJSON *v;
-    cJSON_ArrayForEach(v, a->tenants)
-    {
+    cJSON_ArrayForEach(v, a->tenants) {
         if (a->case_sensitive ? strcmp(v->valuestring, tenant) == 0
                               : strcasecmp(v->valuestring, tenant) == 0)
             return 1;
     }
-    cJSON_ArrayForEach(v, a->patterns)
-    {
+    cJSON_ArrayForEach(v, a->patterns) {
         if (fnmatch(v->valuestring, tenant, a->case_sensitive ? 0 : FNM_CASEFOLD) == 0)
             return 1;
     }

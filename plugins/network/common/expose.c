@@ -90,8 +90,7 @@ int bhn_expose_publish(const struct bhn_bridge *b, const struct bh_net_request *
     snprintf(owner, sizeof(owner), "%s %s", req->instance_id, b->table);
     const cJSON *e;
     int rc = 0;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(net, "expose"))
-    {
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(net, "expose")) {
         if ((rc = bhn_expose_one(b, owner, ip, e, err)) < 0)
             break;
     }

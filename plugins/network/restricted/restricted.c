@@ -202,8 +202,7 @@ static int rs_credential(struct rs_policy *rp, const cJSON *c, size_t *nh, const
     if (!cred->domain)
         return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "credentials: an entry has no domain");
     const cJSON *h;
-    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(c, "headers"))
-    {
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(c, "headers")) {
         const char *value;
         int rc = rs_header_value(rp, h, tenant, &value, err);
         if (rc < 0)
@@ -222,8 +221,8 @@ static size_t rs_count_headers(const cJSON *creds)
 {
     size_t n = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, creds) n +=
-        (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "headers"));
+    cJSON_ArrayForEach(c, creds)
+        n += (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c, "headers"));
     return n;
 }
 
@@ -247,8 +246,7 @@ static int rs_policy_build(struct rs_policy *rp, const struct bh_net_request *re
     rp->p = (struct egress_policy){
         .workload = req->workload, .allowlist = rp->allow, .credentials = rp->creds};
     const cJSON *a;
-    cJSON_ArrayForEach(a, allow)
-    {
+    cJSON_ArrayForEach(a, allow) {
         if (!cJSON_IsString(a))
             return bhn_host->err_set(bhn_handle, err, BH_EINVAL,
                                      "allowlist: entries must be strings");
@@ -256,8 +254,7 @@ static int rs_policy_build(struct rs_policy *rp, const struct bh_net_request *re
     }
     size_t nh = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, creds)
-    {
+    cJSON_ArrayForEach(c, creds) {
         if (rs_credential(rp, c, &nh, tenant, err) < 0)
             return -1;
     }

@@ -114,8 +114,7 @@ static void slack_respond(struct slack *s, struct bh_http_response *resp, uint32
 static int slack_type_wanted(const struct slack *s, const char *type)
 {
     const cJSON *t;
-    cJSON_ArrayForEach(t, s->event_types)
-    {
+    cJSON_ArrayForEach(t, s->event_types) {
         if (cJSON_IsString(t) && strcmp(t->valuestring, type) == 0)
             return 1;
     }
@@ -263,8 +262,7 @@ static int slack_configure(struct bh_plugin_handle *h, cJSON **types, struct bh_
     *types = cJSON_Parse(list ? list : "[\"message\",\"app_mention\"]");
     const cJSON *t;
     int n = 0;
-    cJSON_ArrayForEach(t, *types)
-    {
+    cJSON_ArrayForEach(t, *types) {
         n++;
         if (!cJSON_IsString(t) || !t->valuestring[0] || strlen(t->valuestring) > 64)
             return host->err_set(h, err, BH_EINVAL,

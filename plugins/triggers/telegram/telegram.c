@@ -235,8 +235,7 @@ static int tg_poll_once(struct tg *t, struct bh_err *err)
     int rc = tg_call(t, "getUpdates", b, (long)t->poll_s + 10, &updates, err);
     cJSON_Delete(b);
     const cJSON *u;
-    cJSON_ArrayForEach(u, updates)
-    {
+    cJSON_ArrayForEach(u, updates) {
         long long id = -1;
         struct tg_update up;
         int usable = tg_update_parse(u, &up, &id) == 0;

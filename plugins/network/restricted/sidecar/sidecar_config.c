@@ -20,8 +20,7 @@ static int cfg_only_keys(const cJSON *o, const char *path, const char *const *ke
     if (!cJSON_IsObject(o))
         return eg_fail(err, BH_EINVAL, CFG "%s: must be an object", *path ? path : "the value");
     const cJSON *c;
-    cJSON_ArrayForEach(c, o)
-    {
+    cJSON_ArrayForEach(c, o) {
         size_t i = 0;
         while (keys[i] && strcmp(keys[i], c->string) != 0)
             i++;
@@ -74,8 +73,7 @@ static int cfg_allowlist(const cJSON *root, struct sidecar_config *c, struct bh_
         return eg_fail(err, BH_EINVAL, CFG "allowlist: must be an array of names");
     c->allow = eg_xcalloc((size_t)cJSON_GetArraySize(allow), sizeof(char *));
     const cJSON *v;
-    cJSON_ArrayForEach(v, allow)
-    {
+    cJSON_ArrayForEach(v, allow) {
         if (!cJSON_IsString(v) || !v->valuestring[0])
             return eg_fail(err, BH_EINVAL, CFG "allowlist[%zu]: must be a non-empty string",
                            c->n_allow);
@@ -163,8 +161,7 @@ static int cfg_credential(const cJSON *cj, size_t i, sidecar_env_fn env, struct 
     cred->headers = hs;
     size_t j = 0;
     const cJSON *h;
-    cJSON_ArrayForEach(h, headers)
-    {
+    cJSON_ArrayForEach(h, headers) {
         char hpath[96];
         snprintf(hpath, sizeof(hpath), "%s.headers[%zu]", path, j++);
         if (cfg_header(h, hpath, env, domain, hs, &cred->n_headers, c, err) < 0)
@@ -184,8 +181,7 @@ static int cfg_credentials(const cJSON *root, sidecar_env_fn env, struct sidecar
     c->creds = eg_xcalloc((size_t)cJSON_GetArraySize(creds), sizeof(*c->creds));
     size_t i = 0;
     const cJSON *cj;
-    cJSON_ArrayForEach(cj, creds)
-    {
+    cJSON_ArrayForEach(cj, creds) {
         if (cfg_credential(cj, i++, env, c, err) < 0)
             return -1;
     }
