@@ -32,11 +32,12 @@ struct bh_agent {
     int done_pipe[2];   /* restore mode: written once the restore is done */
 };
 
-/* One PUT being received. */
+/* One PUT being received, or a POST /v1/done. */
 struct agent_put {
     char *path; /* staged upload, owned; unlinked when the request ends */
     int fd;
     struct bh_err err; /* a failed write, answered when the upload ends */
+    int done;          /* answered 204: restore mode ends once the answer is out */
 };
 
 static struct bh_snapshot_opts agent_opts(const struct bh_agent *a)
@@ -154,7 +155,7 @@ static enum MHD_Result agent_put_end(struct bh_agent *a, struct MHD_Connection *
     if (rc < 0)
         return agent_reply_err(conn, &err);
     bh_info("agent", "restored a snapshot");
-    agent_finish(a);
+    p->done = 1;
     return agent_reply(conn, MHD_HTTP_NO_CONTENT, "");
 }
 
@@ -206,7 +207,10 @@ static enum MHD_Result agent_handler(void *cls, struct MHD_Connection *conn, con
     if (!strcmp(url, BH_AGENT_PATH) && !strcmp(method, "PUT"))
         return agent_put(a, conn, data, size, req);
     if (!strcmp(url, BH_AGENT_DONE_PATH) && !strcmp(method, "POST")) {
-        agent_finish(a);
+        struct agent_put *p = bh_xcalloc(1, sizeof(*p));
+        p->fd = -1;
+        p->done = 1;
+        *req = p;
         return agent_reply(conn, MHD_HTTP_NO_CONTENT, "");
     }
     if (!strcmp(url, BH_AGENT_PATH) || !strcmp(url, BH_AGENT_DONE_PATH))
@@ -217,13 +221,19 @@ static enum MHD_Result agent_handler(void *cls, struct MHD_Connection *conn, con
 static void agent_completed(void *cls, struct MHD_Connection *conn, void **req,
                             enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)conn;
+    struct bh_agent *a = cls;
     struct agent_put *p = *req;
     if (!p)
         return;
+    /* Restore mode ends only once the 204 is out: ended before, the process would close the
+     * connection under it and the daemon would take a done restore for a failed one. */
+    int finished = p->done && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     agent_put_discard(p); /* an upload cut short */
     free(p);
     *req = NULL;
+    if (finished)
+        agent_finish(a);
 }
 
 int bh_agent_start(const struct bh_agent_cfg *cfg, struct bh_agent **out, struct bh_err *err)
@@ -243,6 +253,7 @@ int bh_agent_start(const struct bh_agent_cfg *cfg, struct bh_agent **out, struct
         .handler = agent_handler,
         .handler_cls = a,
         .completed = agent_completed,
+        .completed_cls = a,
         .limits = {.idle_timeout_s = AGENT_IDLE_TIMEOUT_S,
                    .max_conns = AGENT_MAX_CONNS,
                    .max_per_ip = AGENT_MAX_CONNS,
