@@ -10,6 +10,7 @@ import difflib
 import os
 import re
 import subprocess
+import time
 import unittest
 
 from bh import SOURCE, Daemon, wait_for
@@ -119,6 +120,13 @@ class KubeParityTest(unittest.TestCase):
             text = stale if stdin is STALE else stdin if stdin != "stale" else None
             r = subprocess.run([KUBECTL, *args], input=text, capture_output=True, text=True,
                                cwd=SOURCE, env=env, timeout=180)
+            # kubectl 1.20's wait fails instead of waiting when a CRD applied a moment ago has
+            # no status.conditions yet: timing on the real server, so asked again (bounded)
+            deadline = time.monotonic() + 60
+            while "accessor error: <nil>" in r.stderr and time.monotonic() < deadline:
+                time.sleep(0.5)
+                r = subprocess.run([KUBECTL, *args], input=text, capture_output=True, text=True,
+                                   cwd=SOURCE, env=env, timeout=180)
             if stdin == "stale":
                 stale = r.stdout
             if "--for=delete" in args:  # kubectl says "condition met" only if the object was
