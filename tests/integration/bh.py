@@ -370,7 +370,7 @@ class Daemon:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=60)  # an operator sends its queued writes first
             except subprocess.TimeoutExpired:
                 self.kill9()
 
