@@ -744,7 +744,7 @@ static void h_instance_stats(const struct bh_api_req *req, struct bh_api_resp *r
     cJSON *inst = api_instance_get(req, resp);
     if (!inst)
         return;
-    struct bh_runtime_stats st = {-1, -1, -1, -1};
+    struct bh_runtime_stats st = {-1, -1, -1, -1, -1};
     bh_autofree char *cid = bh_runtime_container_id(req->params[0]);
     struct bh_err err;
     const char *phase = bh_json_str(inst, "status.phase");

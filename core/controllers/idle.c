@@ -5,15 +5,11 @@
  * idle.watchDirs (a bounded scan), or an API touch (claim, exec, keepalive). */
 #include "idle.h"
 
-#include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "clock.h"
 #include "ctx.h"
@@ -49,39 +45,21 @@ struct bh_idle {
     long long swept; /* wall ms of the last sweep of old entries */
 };
 
-/* nftw has no user pointer; the scan state is per thread. */
-static __thread long long idle_scan_newest;
-static __thread int idle_scan_count;
-
-static int idle_scan_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    long long ms = (long long)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
-    if (ms > idle_scan_newest)
-        idle_scan_newest = ms;
-    return ++idle_scan_count >= IDLE_SCAN_MAX_ENTRIES; /* bounded cost */
-}
-
-/* Newest mtime (ms) under the workload's watchDirs, walked physically (no symlink followed,
- * not across mounts) in the instance's rootfs as seen from the host. */
+/* Newest mtime (ms) under the workload's watchDirs in the instance's rootfs as seen from the
+ * host (bh_fs_newest_mtime_in_root: a tenant's symlink cannot send the scan into the host). */
 static long long idle_newest_mtime(struct bh_ctx *ctx, const char *id, const cJSON *workload)
 {
-    const cJSON *dirs = bh_json_get(workload, "spec.idle.watchDirs");
     const cJSON *dir;
     bh_autofree char *rootfs = bh_instance_rootfs(ctx, id);
-    idle_scan_newest = 0;
-    idle_scan_count = 0;
-    cJSON_ArrayForEach(dir, dirs) {
-        if (!cJSON_IsString(dir))
-            continue;
-        /* Resolved in the rootfs: a tenant's symlink must not send the scan into the host. */
-        int fd = bh_fs_open_in_root(rootfs, dir->valuestring, O_PATH | O_DIRECTORY);
-        if (fd < 0)
-            continue;
-        bh_autofree char *path = bh_xasprintf("/proc/self/fd/%d/.", fd);
-        nftw(path, idle_scan_entry, 16, FTW_PHYS | FTW_MOUNT);
-        close(fd);
+    long long newest = 0;
+    cJSON_ArrayForEach(dir, bh_json_get(workload, "spec.idle.watchDirs")) {
+        long long ms = cJSON_IsString(dir) ? bh_fs_newest_mtime_in_root(rootfs, dir->valuestring,
+                                                                        IDLE_SCAN_MAX_ENTRIES)
+                                           : 0;
+        if (ms > newest)
+            newest = ms;
     }
-    return idle_scan_newest;
+    return newest;
 }
 
 struct bh_idle *bh_idle_new(void)
@@ -192,7 +170,7 @@ int bh_idle_sample(struct bh_ctx *ctx, cJSON *inst, const cJSON *workload, long 
     long long now = bh_clock_wall_ms();
     long long elapsed = now - bh_json_int(status, "sampledAt", now);
     long long cpu_budget = (long long)(IDLE_CPU_SHARE * 1e6 * (double)elapsed); /* ns */
-    struct bh_runtime_stats st = {-1, -1, -1, -1};
+    struct bh_runtime_stats st = {-1, -1, -1, -1, -1};
     bh_autofree char *cid = bh_runtime_container_id(id);
     struct bh_err serr;
     if (bh_runtime_stats(ctx->runtime, cid, (int)bh_json_int(status, "pid", 0), &st, &serr) < 0)
@@ -205,6 +183,8 @@ int bh_idle_sample(struct bh_ctx *ctx, cJSON *inst, const cJSON *workload, long 
     if (touched > last) /* a touch kept in memory (IDLE_TOUCH_WRITE_MS) */
         last = touched;
     long long newest_file = idle_newest_mtime(ctx, id, workload);
+    if (st.newest_mtime_ms > newest_file)
+        newest_file = st.newest_mtime_ms;
     if (active)
         last = now;
     else if (newest_file > last)

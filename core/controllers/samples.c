@@ -196,7 +196,7 @@ static void samples_instance(struct bh_samples *s, const cJSON *inst, double now
     int pid = (int)bh_json_int(inst, "status.pid", 0);
     if (!id || pid <= 0)
         return;
-    struct bh_runtime_stats st = {-1, -1, -1, -1};
+    struct bh_runtime_stats st = {-1, -1, -1, -1, -1};
     struct bh_err err;
     bh_autofree char *cid = bh_runtime_container_id(id);
     if (bh_runtime_stats(s->ctx->runtime, cid, pid, &st, &err) < 0 || st.cpu_ns < 0)

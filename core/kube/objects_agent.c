@@ -18,6 +18,7 @@
 #define AGENT_TOKEN_VOLUME "agent-token"
 #define AGENT_TOKEN_DIR "/etc/boilerhouse/agent"
 #define AGENT_MIN_TOKEN 32
+#define AGENT_HOST_IP_ENV "BOILERHOUSE_HOST_IP"
 
 /* It reads every file whatever its owner and restores owners and modes: root with only the
  * capabilities for that (its container has no other use for root). */
@@ -26,6 +27,61 @@ static cJSON *agent_security(void)
     static const char *const caps[] = {"CHOWN",  "DAC_OVERRIDE", "DAC_READ_SEARCH",
                                        "FOWNER", "FSETID",       NULL};
     return kube_security(0, caps);
+}
+
+/* A subPath must be relative and clean: "/", "a//b", "./" and trailing slashes are refused
+ * here with the field's name, not by the kubelet after the Pod was accepted. */
+static int agent_dir_check(const char *d, int i, struct bh_err *err)
+{
+    int ok = d[0] == '/' && d[1] && d[strlen(d) - 1] != '/' && !strstr(d, "//");
+    for (const char *c = d; ok && c; c = strchr(c + 1, '/'))
+        ok = strncmp(c, "/./", 3) && strcmp(c, "/.") && strncmp(c, "/../", 4) && strcmp(c, "/..");
+    if (!ok)
+        return bh_err_set(err, BH_EINVAL,
+                          "spec.filesystem.overlayDirs[%d]: %s: a Pod needs a clean absolute "
+                          "path below / (no empty, '.' or '..' parts)",
+                          i, d);
+    return 0;
+}
+
+/* Whether dir is one of the overlay directories or below one (all the agent sees), written
+ * as the agent takes it (clean). */
+static int agent_sees(const cJSON *workload, const char *dir)
+{
+    struct bh_err err = {0};
+    if (agent_dir_check(dir, 0, &err) < 0)
+        return 0;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, bh_json_get(workload, "spec.filesystem.overlayDirs")) {
+        size_t n = strlen(d->valuestring);
+        if (!strncmp(dir, d->valuestring, n) && (dir[n] == '\0' || dir[n] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
+/* What the sidecar tells idle detection (agent.h GET /v1/activity): mtimes under the
+ * watchDirs it can see, and the Pod's connections but the kubelet's probes, which come from
+ * the node's address (the downward API gives it; the kubelet expands $(VAR) in args). */
+static void agent_activity_args(cJSON *c, cJSON *cmd, const cJSON *workload)
+{
+    const cJSON *w;
+    cJSON_ArrayForEach(w, bh_json_get(workload, "spec.idle.watchDirs")) {
+        if (!cJSON_IsString(w) || !agent_sees(workload, w->valuestring))
+            continue;
+        cJSON_AddItemToArray(cmd, cJSON_CreateString("--watch"));
+        cJSON_AddItemToArray(cmd, cJSON_CreateString(w->valuestring));
+    }
+    cJSON_AddItemToArray(cmd, cJSON_CreateString("--probe-peer"));
+    cJSON_AddItemToArray(cmd, cJSON_CreateString("$(" AGENT_HOST_IP_ENV ")"));
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", AGENT_HOST_IP_ENV);
+    cJSON *ref = cJSON_AddObjectToObject(cJSON_AddObjectToObject(e, "valueFrom"), "fieldRef");
+    cJSON_AddStringToObject(ref, "fieldPath", "status.hostIP");
+    cJSON *env = cJSON_GetObjectItem(c, "env");
+    if (!env)
+        env = cJSON_AddArrayToObject(c, "env");
+    cJSON_AddItemToArray(env, e);
 }
 
 static cJSON *agent_container(const char *name, const cJSON *workload, const struct bh_kube_opts *o,
@@ -45,6 +101,8 @@ static cJSON *agent_container(const char *name, const cJSON *workload, const str
     }
     if (restore_once)
         cJSON_AddItemToArray(cmd, cJSON_CreateString("--restore-once"));
+    else
+        agent_activity_args(c, cmd, workload);
     cJSON *port = cJSON_CreateObject();
     cJSON_AddStringToObject(port, "name", "bh-agent");
     cJSON_AddNumberToObject(port, "containerPort", BH_KUBE_AGENT_PORT);
@@ -73,21 +131,6 @@ static void agent_volumes(cJSON *spec)
     cJSON_AddStringToObject(s, "secretName", BH_KUBE_AGENT_SECRET);
     cJSON_AddNumberToObject(s, "defaultMode", 0400);
     cJSON_AddItemToArray(volumes, v);
-}
-
-/* A subPath must be relative and clean: "/", "a//b", "./" and trailing slashes are refused
- * here with the field's name, not by the kubelet after the Pod was accepted. */
-static int agent_dir_check(const char *d, int i, struct bh_err *err)
-{
-    int ok = d[0] == '/' && d[1] && d[strlen(d) - 1] != '/' && !strstr(d, "//");
-    for (const char *c = d; ok && c; c = strchr(c + 1, '/'))
-        ok = strncmp(c, "/./", 3) && strcmp(c, "/.") && strncmp(c, "/../", 4) && strcmp(c, "/..");
-    if (!ok)
-        return bh_err_set(err, BH_EINVAL,
-                          "spec.filesystem.overlayDirs[%d]: %s: a Pod needs a clean absolute "
-                          "path below / (no empty, '.' or '..' parts)",
-                          i, d);
-    return 0;
 }
 
 int kube_agent_add(cJSON *spec, cJSON *main, const cJSON *workload,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "agent.h"
 #include "crypto.h"
 #include "json.h"
 #include "log.h"
@@ -37,6 +38,7 @@ struct kube_rt {
     pthread_mutex_t lock;
     cJSON *pods;       /* instance id -> Pod name, of the Pods launched or listed; under lock */
     char *agent_token; /* the snapshot agents' token, once read or made; under lock */
+    cJSON *agents;     /* Pod name -> its agent's base URL, once asked; under lock */
 };
 
 static struct kube_rt *krt(struct bh_runtime *rt)
@@ -422,6 +424,28 @@ static int krt_alive(struct bh_runtime *rt, const char *id, int pid)
 
 /* Until the Pod is gone (its finalizers and the kubelet done), or BH_EUNAVAIL once its grace
  * period and some slack have passed. */
+/* A Pod's address does not change while it runs: its agent's is asked of the API server
+ * once, not at every idle sample. */
+static void krt_agent_remember(struct kube_rt *k, const char *pod, const char *base)
+{
+    pthread_mutex_lock(&k->lock);
+    cJSON_DeleteItemFromObjectCaseSensitive(k->agents, pod);
+    if (base)
+        cJSON_AddStringToObject(k->agents, pod, base);
+    pthread_mutex_unlock(&k->lock);
+}
+
+static char *krt_agent_addr(struct kube_rt *k, const char *pod, struct bh_err *err)
+{
+    pthread_mutex_lock(&k->lock);
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(k->agents, pod));
+    char *base = v ? bh_xstrdup(v) : NULL;
+    pthread_mutex_unlock(&k->lock);
+    if (!base && (base = krt_agent_base(k->client, pod, err)))
+        krt_agent_remember(k, pod, base);
+    return base;
+}
+
 static int krt_wait_gone(struct kube_rt *k, const char *name, long long grace_s, struct bh_err *err)
 {
     long long deadline = bh_clock_ms() + grace_s * 1000 + KRT_DELETE_SLACK_MS;
@@ -450,6 +474,7 @@ static int krt_delete(struct bh_runtime *rt, const char *id, struct bh_err *err)
         krt_wait_gone(k, name, grace_s, err) < 0)
         return -1;
     krt_remember(k, krt_instance_id(id), NULL);
+    krt_agent_remember(k, name, NULL);
     return 0;
 }
 
@@ -491,6 +516,29 @@ static int krt_restore(struct bh_runtime *rt, const char *id, const char *in_pat
     return token ? krt_agent_restore(k->client, token, name, in_path, digest, timeout_ms, err) : -1;
 }
 
+/* Idle detection's counters come from the Pod's snapshot agent (agent.h GET /v1/activity):
+ * the API server has no kubelet stats to give. CPU and memory stay unknown (-1). */
+static int krt_stats(struct bh_runtime *rt, const char *id, int pid, struct bh_runtime_stats *st,
+                     struct bh_err *err)
+{
+    (void)pid;
+    struct kube_rt *k = krt(rt);
+    bh_autofree char *name = krt_pod_name(k, id, err);
+    const char *token = name ? krt_token(k, err) : NULL;
+    bh_autofree char *base = token ? krt_agent_addr(k, name, err) : NULL;
+    struct bh_agent_counters c = {0};
+    if (!base)
+        return -1;
+    if (bh_agent_activity(base, token, &c, err) < 0) {
+        krt_agent_remember(k, name, NULL); /* asked again next time */
+        return bh_err_wrap(err, "activity of Pod %s", name);
+    }
+    st->cpu_ns = st->mem_bytes = st->mem_limit = -1;
+    st->net_bytes = c.net;
+    st->newest_mtime_ms = c.newest_mtime_ms;
+    return 0;
+}
+
 static void krt_close(struct bh_runtime *rt)
 {
     struct kube_rt *k = krt(rt);
@@ -503,6 +551,7 @@ static void krt_close(struct bh_runtime *rt)
         bh_crypto_wipe(k->agent_token, strlen(k->agent_token));
     free(k->agent_token);
     cJSON_Delete(k->pods);
+    cJSON_Delete(k->agents);
     pthread_mutex_destroy(&k->lock);
     free(k);
 }
@@ -518,6 +567,7 @@ static const struct bh_runtime_remote_ops krt_remote_ops = {
 
 static const struct bh_runtime_ops krt_ops = {
     .alive = krt_alive,
+    .stats = krt_stats,
     .delete = krt_delete,
     .list = krt_list,
     .close = krt_close,
@@ -567,6 +617,7 @@ int bh_runtime_kube_open(struct bh_kube_client *client, const struct bh_runtime_
     k->base.name = "kube";
     k->client = client;
     k->pods = cJSON_CreateObject();
+    k->agents = cJSON_CreateObject();
     pthread_mutex_init(&k->lock, NULL);
     krt_configure(k, cfg);
     if (bh_kube_opts_check(&k->opts, err) < 0) {

@@ -77,9 +77,7 @@ int krt_agent_token(struct bh_kube_client *c, char **token, struct bh_err *err)
                       BH_KUBE_AGENT_SECRET);
 }
 
-/* "http://IP:PORT" of the Pod's agent (owned), or NULL with err set: BH_EUNAVAIL while the
- * Pod has no address, BH_EIO once it has ended. */
-static char *agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *err)
+char *krt_agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *err)
 {
     bh_autofree char *path =
         bh_xasprintf("/api/v1/namespaces/%s/pods/%s", bh_kube_client_namespace(c), pod);
@@ -105,7 +103,7 @@ static char *agent_base(struct bh_kube_client *c, const char *pod, struct bh_err
 int krt_agent_save(struct bh_kube_client *c, const char *token, const char *pod,
                    const char *out_path, struct bh_runtime_saved *saved, struct bh_err *err)
 {
-    bh_autofree char *base = agent_base(c, pod, err);
+    bh_autofree char *base = krt_agent_base(c, pod, err);
     struct bh_snapshot_info info = {0};
     if (!base || bh_agent_fetch(base, token, out_path, &info, err) < 0)
         return bh_err_wrap(err, "save the data of Pod %s", pod);
@@ -124,7 +122,7 @@ int krt_agent_restore(struct bh_kube_client *c, const char *token, const char *p
     int gap_ms = AGENT_GAP_MIN_MS;
     for (;;) {
         struct bh_err look = {0};
-        bh_autofree char *base = agent_base(c, pod, &look);
+        bh_autofree char *base = krt_agent_base(c, pod, &look);
         if (base && bh_agent_push(base, token, in_path, digest, &look) == 0)
             return 0;
         if (look.code != BH_EUNAVAIL) {

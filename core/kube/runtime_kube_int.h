@@ -11,6 +11,9 @@
  * BH_KUBE_AGENT_SECRET, which is made with a fresh random token when absent (two replicas
  * racing to make it both end up with the one that won). */
 BH_MUST_CHECK int krt_agent_token(struct bh_kube_client *c, char **token, struct bh_err *err);
+/* "http://IP:PORT" of Pod pod's agent (owned), or NULL with err set: BH_EUNAVAIL while the
+ * Pod has no address, BH_EIO once it has ended. */
+char *krt_agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *err);
 /* The overlay directories of Pod pod, from its snapshot agent, into out_path. */
 BH_MUST_CHECK int krt_agent_save(struct bh_kube_client *c, const char *token, const char *pod,
                                  const char *out_path, struct bh_runtime_saved *saved,

@@ -35,6 +35,9 @@ struct bh_runtime_stats {
     long long net_bytes; /* rx+tx bytes of its interfaces but loopback */
     long long mem_bytes; /* memory charged to its cgroup now */
     long long mem_limit; /* its cgroup's memory limit; -1 also when unlimited */
+    /* Newest mtime (wall ms) under the workload's idle.watchDirs where only the driver can
+     * see the files (a remote instance's); -1 where the daemon scans them itself. */
+    long long newest_mtime_ms;
 };
 
 /* What one container is made of; every pointer is borrowed for the call. Directories are

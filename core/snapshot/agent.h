@@ -12,6 +12,11 @@
  *   PUT  /v1/snapshot   a plain snapshot, X-Boilerhouse-Digest required: verified, then
  *                       restored by bh_snapshot_restore's rules (all or nothing) -> 204
  *   POST /v1/done       nothing to restore -> 204
+ *   GET  /v1/activity   200 {"netActivity": N, "newestMtimeMs": M}: what idle detection
+ *                       reads of the Pod (agent_activity.c): N grows with every byte the
+ *                       Pod's TCP sockets move and every connection seen, the agent's own
+ *                       and the kubelet's (the probe peer's) left out; M is the newest mtime
+ *                       under the watched directories (0: none); not served in restore mode
  *   GET  /healthz       200
  *
  * With a token file, every request but /healthz needs "Authorization: Bearer <token>". In
@@ -28,17 +33,20 @@
 
 #define BH_AGENT_PATH "/v1/snapshot"
 #define BH_AGENT_DONE_PATH "/v1/done"
+#define BH_AGENT_ACTIVITY_PATH "/v1/activity"
 #define BH_AGENT_DIGEST_HEADER "X-Boilerhouse-Digest"
 #define BH_AGENT_FILES_HEADER "X-Boilerhouse-Files"
 
 struct bh_agent_cfg {
-    const char *host;    /* IPv4 address to listen on */
-    int port;            /* 0: any (bh_agent_port tells) */
-    const char *root;    /* the directory the overlay directories are below */
-    char *const *dirs;   /* overlay directories, absolute in-container paths, NULL-terminated */
-    const char *scratch; /* where archives are staged: on root's filesystem, outside dirs */
-    const char *token;   /* NULL: no authentication */
-    int restore_once;    /* exit after the first restore (or "done") */
+    const char *host;       /* IPv4 address to listen on */
+    int port;               /* 0: any (bh_agent_port tells) */
+    const char *root;       /* the directory the overlay directories are below */
+    char *const *dirs;      /* overlay directories, absolute in-container paths, NULL-terminated */
+    const char *scratch;    /* where archives are staged: on root's filesystem, outside dirs */
+    const char *token;      /* NULL: no authentication */
+    char *const *watch;     /* idle.watchDirs below dirs (in-container paths); NULL: none */
+    const char *probe_peer; /* the kubelet's address, whose connections are not activity */
+    int restore_once;       /* exit after the first restore (or "done") */
     enum bh_snapshot_compression compression;
 };
 
@@ -63,6 +71,13 @@ BH_MUST_CHECK int bh_agent_fetch(const char *base, const char *token, const char
 /* Sends a plain snapshot file with its digest for the agent to restore. */
 BH_MUST_CHECK int bh_agent_push(const char *base, const char *token, const char *in_path,
                                 const char *digest, struct bh_err *err);
+/* The activity counters of GET /v1/activity. */
+struct bh_agent_counters {
+    long long net;             /* grows with network activity */
+    long long newest_mtime_ms; /* wall ms; 0: no watched file */
+};
+BH_MUST_CHECK int bh_agent_activity(const char *base, const char *token,
+                                    struct bh_agent_counters *out, struct bh_err *err);
 /* Tells an agent in restore mode there is nothing to restore. */
 BH_MUST_CHECK int bh_agent_done(const char *base, const char *token, struct bh_err *err);
 

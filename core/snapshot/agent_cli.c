@@ -1,5 +1,6 @@
 /* `boilerhouse snapshot-agent`: the agent of agent.h as a process, what the Pod's sidecar and
  * restore init container run (docs/kubernetes-mode.md). */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@ struct agent_cli {
     struct bh_agent_cfg cfg;
     char *dirs[CLI_MAX_DIRS + 1];
     int n_dirs;
+    char *watch[CLI_MAX_DIRS + 1];
+    int n_watch;
     char host[64];
     char *token, *scratch; /* owned */
 };
@@ -29,7 +32,7 @@ static int cli_usage(void)
     fputs("usage: boilerhouse snapshot-agent --root DIR --dir PATH [--dir PATH]...\n"
           "         [--listen HOST:PORT (0.0.0.0:15090)] [--token-file FILE]\n"
           "         [--scratch DIR (ROOT/.boilerhouse-agent)] [--compression zstd|gzip|lz4]\n"
-          "         [--restore-once]\n",
+          "         [--watch PATH]... [--probe-peer IP] [--restore-once]\n",
           stderr);
     return 2;
 }
@@ -85,6 +88,43 @@ static int cli_token(struct agent_cli *c, const char *path)
     return 0;
 }
 
+/* A watched directory must be one of the overlay directories or below one: they are all the
+ * agent has of the workload's files. */
+static int cli_watch(struct agent_cli *c, const char *v)
+{
+    if (!cli_dir_ok(v))
+        return cli_fail("--watch %s: expected an absolute path without . or .. parts", v);
+    if (c->n_watch == CLI_MAX_DIRS)
+        return cli_fail("--watch %s: too many directories", v);
+    c->watch[c->n_watch++] = (char *)v;
+    return 0;
+}
+
+static int cli_watch_check(const struct agent_cli *c)
+{
+    for (int i = 0; i < c->n_watch; i++) {
+        int under = 0;
+        for (int j = 0; j < c->n_dirs && !under; j++) {
+            size_t n = strlen(c->dirs[j]);
+            under = !strncmp(c->watch[i], c->dirs[j], n) &&
+                    (c->watch[i][n] == '\0' || c->watch[i][n] == '/');
+        }
+        if (!under)
+            return cli_fail("--watch %s: not an overlay directory (--dir) or below one",
+                            c->watch[i]);
+    }
+    return 0;
+}
+
+static int cli_probe_peer(struct agent_cli *c, const char *v)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, v, addr) != 1 && inet_pton(AF_INET6, v, addr) != 1)
+        return cli_fail("--probe-peer %s: expected an IPv4 or IPv6 address", v);
+    c->cfg.probe_peer = v;
+    return 0;
+}
+
 static int cli_option(struct agent_cli *c, int opt, const char *v)
 {
     switch (opt) {
@@ -112,6 +152,10 @@ static int cli_option(struct agent_cli *c, int opt, const char *v)
     case 'o':
         c->cfg.restore_once = 1;
         return 0;
+    case 'w':
+        return cli_watch(c, v);
+    case 'p':
+        return cli_probe_peer(c, v);
     default:
         return cli_usage();
     }
@@ -120,10 +164,11 @@ static int cli_option(struct agent_cli *c, int opt, const char *v)
 static int cli_parse(struct agent_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"root", required_argument, NULL, 'r'},    {"dir", required_argument, NULL, 'd'},
-        {"listen", required_argument, NULL, 'l'},  {"token-file", required_argument, NULL, 't'},
-        {"scratch", required_argument, NULL, 's'}, {"compression", required_argument, NULL, 'c'},
-        {"restore-once", no_argument, NULL, 'o'},  {NULL, 0, NULL, 0}};
+        {"root", required_argument, NULL, 'r'},       {"dir", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},     {"token-file", required_argument, NULL, 't'},
+        {"scratch", required_argument, NULL, 's'},    {"compression", required_argument, NULL, 'c'},
+        {"restore-once", no_argument, NULL, 'o'},     {"watch", required_argument, NULL, 'w'},
+        {"probe-peer", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
     int opt, rc;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
@@ -133,7 +178,7 @@ static int cli_parse(struct agent_cli *c, int argc, char **argv)
         return cli_fail("unexpected argument %s", argv[optind]);
     if (!c->cfg.root || !c->n_dirs)
         return cli_usage();
-    return 0;
+    return cli_watch_check(c);
 }
 
 /* The scratch dir must share root's filesystem (a restore renames into place) and must not
@@ -197,6 +242,7 @@ int bh_agent_main(int argc, char **argv)
     snprintf(c.host, sizeof(c.host), "0.0.0.0");
     c.cfg.host = c.host;
     c.cfg.dirs = c.dirs;
+    c.cfg.watch = c.watch;
     int rc = cli_parse(&c, argc, argv);
     if (rc == 0)
         rc = cli_scratch(&c);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bodybuf.h"
+#include "json.h"
 #include "mem.h"
 #include "snapshot_int.h"
 
@@ -20,6 +21,9 @@
 /* An archive is made before its first byte is sent: a transfer may be silent that long. */
 #define AGENT_STALL_S 300L
 #define AGENT_ERR_BODY_MAX 4096
+/* Idle detection asks every few seconds; an agent that does not answer soon counts as no
+ * activity this time (the next sample asks again). */
+#define AGENT_ACTIVITY_TIMEOUT_S 5L
 
 struct agent_get {
     int fd;
@@ -69,19 +73,28 @@ static int agent_fail(CURLcode cc, long status, const struct bh_bodybuf *body, c
     return bh_err_set(err, code, "snapshot agent: %s: HTTP %ld: %.*s", what, status, n, text);
 }
 
+/* The value of header line p (len bytes, not NUL-terminated past the line's CRLF) if it is
+ * name's, leading blanks skipped; NULL otherwise. */
+static const char *agent_header_value(const char *p, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    if (len <= n || strncasecmp(p, name, n) != 0 || p[n] != ':')
+        return NULL;
+    const char *v = p + n + 1;
+    while (*v == ' ')
+        v++;
+    return v;
+}
+
 static size_t agent_get_header(char *p, size_t size, size_t n, void *ud)
 {
     struct agent_get *g = ud;
-    size_t len = size * n, name = strlen(BH_AGENT_DIGEST_HEADER);
-    if (len > name + 1 && !strncasecmp(p, BH_AGENT_DIGEST_HEADER ":", name + 1)) {
-        const char *v = p + name + 1;
-        while (*v == ' ')
-            v++;
+    size_t len = size * n;
+    const char *v;
+    if ((v = agent_header_value(p, len, BH_AGENT_DIGEST_HEADER)))
         snprintf(g->digest, sizeof(g->digest), "%.*s", (int)strcspn(v, "\r\n"), v);
-    } else if (len > strlen(BH_AGENT_FILES_HEADER) + 1 &&
-               !strncasecmp(p, BH_AGENT_FILES_HEADER ":", strlen(BH_AGENT_FILES_HEADER) + 1)) {
-        g->files = strtoull(p + strlen(BH_AGENT_FILES_HEADER) + 1, NULL, 10);
-    }
+    else if ((v = agent_header_value(p, len, BH_AGENT_FILES_HEADER)))
+        g->files = strtoull(v, NULL, 10);
     return len;
 }
 
@@ -220,4 +233,51 @@ int bh_agent_push(const char *base, const char *token, const char *in_path, cons
 int bh_agent_done(const char *base, const char *token, struct bh_err *err)
 {
     return agent_send(base, token, BH_AGENT_DONE_PATH, NULL, 0, NULL, err);
+}
+
+/* A counter of the answer: a whole number >= 0. */
+static int agent_counter(const cJSON *doc, const char *key, long long *out, struct bh_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 ||
+        v->valuedouble != (double)(long long)v->valuedouble)
+        return bh_err_set(err, BH_EIO,
+                          "snapshot agent: GET " BH_AGENT_ACTIVITY_PATH ": \"%s\" is not a count",
+                          key);
+    *out = (long long)v->valuedouble;
+    return 0;
+}
+
+int bh_agent_activity(const char *base, const char *token, struct bh_agent_counters *out,
+                      struct bh_err *err)
+{
+    struct curl_slist *hdrs = NULL;
+    CURL *h = agent_curl(base, BH_AGENT_ACTIVITY_PATH, token, &hdrs);
+    if (!h)
+        return bh_err_set(err, BH_EIO, "snapshot agent: no curl handle");
+    struct bh_bodybuf body = {.max = AGENT_ERR_BODY_MAX};
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bh_bodybuf_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, AGENT_ACTIVITY_TIMEOUT_S);
+    CURLcode cc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    int rc = 0;
+    if (cc != CURLE_OK || status != 200) {
+        rc = agent_fail(cc, status, &body, "GET " BH_AGENT_ACTIVITY_PATH, err);
+    } else {
+        cJSON *doc = body.data ? cJSON_ParseWithLength(body.data, body.len) : NULL;
+        rc = !doc ? bh_err_set(err, BH_EIO,
+                               "snapshot agent: GET " BH_AGENT_ACTIVITY_PATH ": not JSON")
+             : agent_counter(doc, "netActivity", &out->net, err) < 0 ||
+                     agent_counter(doc, "newestMtimeMs", &out->newest_mtime_ms, err) < 0
+                 ? -1
+                 : 0;
+        cJSON_Delete(doc);
+    }
+    free(body.data);
+    return rc;
 }

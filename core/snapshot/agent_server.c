@@ -1,6 +1,6 @@
 /* The snapshot agent's HTTP side (agent.h): libmicrohttpd through bh_listen, one archive
  * operation at a time, archives staged in the scratch directory and never left there. */
-#include "agent.h"
+#include "agent_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "json.h"
 #include "listen.h"
 #include "log.h"
 #include "mem.h"
@@ -27,9 +28,11 @@ struct bh_agent {
     struct bh_agent_cfg cfg; /* pointers borrowed from the caller */
     struct bh_listen *listen;
     int port;
-    pthread_mutex_t op; /* one archive operation at a time */
-    unsigned long seq;  /* names staged files; under op */
-    int done_pipe[2];   /* restore mode: written once the restore is done */
+    pthread_mutex_t op;           /* one archive operation at a time */
+    unsigned long seq;            /* names staged files; under op */
+    int done_pipe[2];             /* restore mode: written once the restore is done */
+    struct bh_agent_activity act; /* a sidecar's (not in restore mode) */
+    int act_on;
 };
 
 /* One PUT being received, or a POST /v1/done. */
@@ -103,6 +106,26 @@ static enum MHD_Result agent_get(struct bh_agent *a, struct MHD_Connection *conn
     bh_info("agent", "sent a snapshot: %llu entries, %llu bytes", (unsigned long long)info.files,
             (unsigned long long)info.size);
     return ret;
+}
+
+static enum MHD_Result agent_activity(struct bh_agent *a, struct MHD_Connection *conn)
+{
+    struct bh_err err = {0};
+    if (!a->act_on)
+        return agent_reply(conn, MHD_HTTP_NOT_FOUND, "no activity in restore mode\n");
+    if (bh_agent_activity_sample(&a->act, &err) < 0)
+        return agent_reply_err(conn, &err);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "netActivity", (double)bh_agent_activity_net(&a->act));
+    cJSON_AddNumberToObject(doc, "newestMtimeMs", (double)bh_agent_activity_newest_mtime(&a->act));
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
 }
 
 static void agent_finish(struct bh_agent *a)
@@ -206,6 +229,8 @@ static enum MHD_Result agent_handler(void *cls, struct MHD_Connection *conn, con
         return agent_get(a, conn);
     if (!strcmp(url, BH_AGENT_PATH) && !strcmp(method, "PUT"))
         return agent_put(a, conn, data, size, req);
+    if (!strcmp(url, BH_AGENT_ACTIVITY_PATH) && !strcmp(method, "GET"))
+        return agent_activity(a, conn);
     if (!strcmp(url, BH_AGENT_DONE_PATH) && !strcmp(method, "POST")) {
         struct agent_put *p = bh_xcalloc(1, sizeof(*p));
         p->fd = -1;
@@ -213,7 +238,8 @@ static enum MHD_Result agent_handler(void *cls, struct MHD_Connection *conn, con
         *req = p;
         return agent_reply(conn, MHD_HTTP_NO_CONTENT, "");
     }
-    if (!strcmp(url, BH_AGENT_PATH) || !strcmp(url, BH_AGENT_DONE_PATH))
+    if (!strcmp(url, BH_AGENT_PATH) || !strcmp(url, BH_AGENT_DONE_PATH) ||
+        !strcmp(url, BH_AGENT_ACTIVITY_PATH))
         return agent_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
     return agent_reply(conn, MHD_HTTP_NOT_FOUND, "not found\n");
 }
@@ -264,6 +290,13 @@ int bh_agent_start(const struct bh_agent_cfg *cfg, struct bh_agent **out, struct
         return -1;
     }
     a->port = bh_listen_port(a->listen);
+    if (!cfg->restore_once) {
+        if (bh_agent_activity_start(&a->act, cfg, a->port, err) < 0) {
+            bh_agent_stop(a);
+            return -1;
+        }
+        a->act_on = 1;
+    }
     *out = a;
     return 0;
 }
@@ -295,6 +328,8 @@ void bh_agent_stop(struct bh_agent *a)
     if (!a)
         return;
     bh_listen_stop(a->listen);
+    if (a->act_on)
+        bh_agent_activity_stop(&a->act);
     close(a->done_pipe[0]);
     close(a->done_pipe[1]);
     pthread_mutex_destroy(&a->op);

@@ -211,6 +211,33 @@ int bh_fs_open_in_root(const char *root, const char *path, int flags)
     return fd;
 }
 
+/* nftw has no user pointer: the scan's state is per thread. */
+static __thread long long fs_scan_newest;
+static __thread int fs_scan_left;
+
+static int fs_scan_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)path, (void)flag, (void)ftw;
+    long long ms = (long long)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
+    if (ms > fs_scan_newest)
+        fs_scan_newest = ms;
+    return --fs_scan_left <= 0; /* nonzero stops the walk */
+}
+
+long long bh_fs_newest_mtime_in_root(const char *root, const char *dir, int max_entries)
+{
+    int fd = bh_fs_open_in_root(root, dir, O_PATH | O_DIRECTORY);
+    if (fd < 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d/.", fd);
+    fs_scan_newest = 0;
+    fs_scan_left = max_entries;
+    nftw(path, fs_scan_entry, 16, FTW_PHYS | FTW_MOUNT);
+    close(fd);
+    return fs_scan_newest;
+}
+
 int bh_fs_read_in_root(const char *root, const char *path, size_t max, char **out, size_t *len,
                        struct bh_err *err)
 {

@@ -29,6 +29,10 @@ BH_MUST_CHECK int bh_fs_read_in_root(const char *root, const char *path, size_t 
                                      size_t *len, struct bh_err *err);
 /* Opens path inside root the same way; returns an fd or -1 with errno set. */
 int bh_fs_open_in_root(const char *root, const char *path, int flags);
+/* Newest mtime (wall ms) under dir inside root, resolved as bh_fs_open_in_root does and walked
+ * physically (no symlink followed, no mount crossed), stopping after max_entries entries so
+ * a huge tree costs a bounded scan; 0 when dir is missing or empty. */
+long long bh_fs_newest_mtime_in_root(const char *root, const char *dir, int max_entries);
 /* Atomic replace (temp + rename in the same dir), creating missing parent dirs (0755). */
 BH_MUST_CHECK int bh_fs_write_in_root(const char *root, const char *path, const void *data,
                                       size_t len, mode_t mode, struct bh_err *err);

@@ -12,6 +12,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,7 +20,8 @@ import unittest
 import urllib.error
 import urllib.request
 
-from bh import BINARY, BUSYBOX_LAYOUT, Daemon, assert_no_sanitizer_report, wait_for
+import fakenet
+from bh import BINARY, BUSYBOX_LAYOUT, Daemon, assert_no_sanitizer_report, net_slot, wait_for
 from kube_env import ADMIN_TOKEN, KubeTestCase
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
@@ -411,9 +413,13 @@ class KubePodsTest(KubeTestCase):
         token_file = os.path.join(self.tmp, "token")
         with open(token_file, "w") as f:
             f.write(token)
-        p = subprocess.Popen([BINARY, "snapshot-agent", "--root", root, "--dir", "/data",
-                              "--listen", "%s:15090" % address, "--token-file", token_file]
-                             + list(extra), stderr=subprocess.PIPE, text=True)
+        return self.spawn_agent([BINARY, "snapshot-agent", "--root", root, "--dir", "/data",
+                                 "--listen", "%s:15090" % address, "--token-file", token_file]
+                                + list(extra))
+
+    def spawn_agent(self, argv):
+        """Starts an agent's argv and waits for it to serve; stopped and checked at cleanup."""
+        p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
 
         def reap():
             if p.poll() is None:
@@ -482,6 +488,82 @@ class KubePodsTest(KubeTestCase):
 
     def test_release_saves_and_claim_restores_through_the_agent(self):
         self.save_and_restore("keep", "{access: none}", encrypted=False)
+
+    def test_idle_follows_the_pods_activity_through_its_agent(self):
+        """Idle detection of a Pod: the daemon cannot see its counters, its agent can. A
+        namespace of the test's plays the Pod (its agent listens on the Pod's address, the
+        host is the node); the workload's connections and its files under a watched
+        directory keep the claim past its idle timeout, silence hibernates it."""
+        d = self.daemon()
+        n = net_slot(self.addCleanup)
+        ns, pod_ip, node_ip = "bhit-idlepod-%d" % n, "10.247.%d.2" % n, "10.247.%d.1" % n
+        fakenet.netns(self.addCleanup, ns, "bhitiv%d" % n, "eth0", node_ip, pod_ip)
+        self.kubelet.addresses["quiet"] = [pod_ip]
+        timeout = 6
+        text = (WORKLOAD % {"name": "quiet", "network": "{access: none}", "action": "hibernate"}
+                ).replace("timeoutSeconds: 600,", "timeoutSeconds: %d, watchDirs: [/data/ws, /etc]," % timeout)
+        self.kubectl("apply", "--validate=false", "-f", "-", input=text)
+        d.wait_workload("quiet", "Ready", 90)
+        _, body = self.claim(d, "t9", "quiet")
+        pod = self.pod_of("quiet", body["instanceId"])
+        agent = [c for c in pod["spec"]["containers"] if c["name"] == "snapshot-agent"][0]
+        args = agent["command"]
+        # Only what the agent has of the files is watched; probes come from the node.
+        self.assertEqual(args[args.index("--watch") + 1], "/data/ws")
+        self.assertEqual(args.count("--watch"), 1)
+        self.assertEqual(args[args.index("--probe-peer") + 1], "$(BOILERHOUSE_HOST_IP)")
+        self.assertIn({"name": "BOILERHOUSE_HOST_IP",
+                       "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}}},
+                      agent["env"])
+        self.tmp = tempfile.mkdtemp(prefix="bh-pods-idle-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        root = os.path.join(self.tmp, "pod")
+        os.makedirs(os.path.join(root, "data", "ws"))
+        token_file = os.path.join(self.tmp, "token")
+        with open(token_file, "w") as f:
+            f.write(self.agent_token())
+        # The Pod's own command line, with this machine's paths, and the value the kubelet
+        # would expand $(BOILERHOUSE_HOST_IP) to.
+        local = {"--root": root, "--listen": pod_ip + ":15090", "--token-file": token_file,
+                 "--probe-peer": node_ip}
+        argv = [BINARY] + [local.get(args[i - 1], a) for i, a in enumerate(args) if i > 0]
+        self.spawn_agent(["ip", "netns", "exec", ns] + argv)
+
+        def phase():
+            return d.request("GET", "/api/v1/tenants/t9")[1]["claims"][0]["phase"]
+
+        def busy(seconds, act):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                act()
+                self.assertEqual(phase(), "Active", d.log())
+                time.sleep(1)  # the workload's pace, not a wait for the daemon
+
+        # Network: a connection of the workload's every second, for three idle timeouts.
+        srv = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                "import socket\ns = socket.create_server(('127.0.0.1', 9000))\n"
+                                "print('ready', flush=True)\nwhile True:\n"
+                                "  c, _ = s.accept()\n  c.sendall(c.recv(100))\n  c.close()\n"],
+                               stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (srv.kill(), srv.wait(), srv.stdout.close()))
+        self.assertEqual(srv.stdout.readline().strip(), "ready")
+        ping = ("import socket\nc = socket.create_connection(('127.0.0.1', 9000))\n"
+                "c.sendall(b'x')\nc.recv(10)\nc.close()")
+        busy(3 * timeout, lambda: subprocess.run(["ip", "netns", "exec", ns, sys.executable,
+                                                  "-c", ping], check=True, timeout=60))
+        # Files: an edit under the watched directory every second, no traffic.
+        counter = [0]
+
+        def edit():
+            counter[0] += 1
+            with open(os.path.join(root, "data", "ws", "draft.txt"), "w") as f:
+                f.write("edit %d\n" % counter[0])
+        busy(3 * timeout, edit)
+        # Silence: the claim is hibernated through the agent (its data saved).
+        wait_for(lambda: phase() == "Released", 120, "the idle claim released\n" + d.log())
+        wait_for(lambda: self.gone(pod["metadata"]["name"]), 60, "the Pod gone\n" + d.log())
+        snaps = [s for s in d.request("GET", "/api/v1/snapshots")[1] if s["tenantId"] == "t9"]
+        self.assertEqual(len(snaps), 1, snaps)
 
     def test_encrypted_snapshot_key_stays_with_the_daemon(self):
         d = self.save_and_restore("vault", EXPOSED, encrypted=True)

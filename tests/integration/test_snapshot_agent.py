@@ -1,19 +1,25 @@
 """`boilerhouse snapshot-agent` as the process a Pod runs (core/snapshot/agent.h): a sidecar
 serving a tenant's overlay directories, a restore-mode agent taking them in and exiting so the
 workload can start, over real HTTP on loopback. The trees are compared file by file (content,
-mode, owner, symlink targets), bad requests and bad arguments change nothing."""
+mode, owner, symlink targets), bad requests and bad arguments change nothing. The sidecar's
+activity counters are read from an agent in a network namespace of the test's own, the node
+(the kubelet's probes) on the far side of a veth pair."""
 import hashlib
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import unittest
 import urllib.error
 import urllib.request
 
-from bh import BINARY, assert_no_sanitizer_report, run_checked
+import fakenet
+from bh import BINARY, assert_no_sanitizer_report, net_slot, run_checked, wait_for
 
 TOKEN = "t0ken-for-the-agent-0123456789abcdef"
 DIRS = ["/workspace", "/home/u"]
@@ -58,6 +64,10 @@ def tree(root):
     return out
 
 
+def mtime_ms(path):
+    return os.stat(path).st_mtime_ns // 1000000
+
+
 class SnapshotAgentTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="bh-agent-it-")
@@ -66,19 +76,21 @@ class SnapshotAgentTest(unittest.TestCase):
         with open(self.token_file, "w") as f:
             f.write(TOKEN + "\n")
 
-    def agent(self, root, *extra):
-        """Starts an agent on a free port; returns (process, base URL)."""
+    def agent(self, root, *extra, address="127.0.0.1", netns=None):
+        """Starts an agent on a free port (in netns if given); returns (process, base URL)."""
         os.makedirs(root, exist_ok=True)
-        argv = [BINARY, "snapshot-agent", "--root", root, "--listen", "127.0.0.1:0",
+        argv = [BINARY, "snapshot-agent", "--root", root, "--listen", address + ":0",
                 "--token-file", self.token_file]
         for d in DIRS:
             argv += ["--dir", d]
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
         p = subprocess.Popen(argv + list(extra), stderr=subprocess.PIPE, text=True)
         self.addCleanup(self.reap, p)
         line = p.stderr.readline()
-        m = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+        m = re.search(r"on %s:(\d+)" % re.escape(address), line)
         self.assertIsNotNone(m, "agent did not start: %r" % line)
-        return p, "http://127.0.0.1:%s" % m.group(1)
+        return p, "http://%s:%s" % (address, m.group(1))
 
     @staticmethod
     def reap(p):
@@ -164,6 +176,91 @@ class SnapshotAgentTest(unittest.TestCase):
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(timeout=60), 0)
 
+    def activity(self, base):
+        status, _, body = self.request(base + "/v1/activity")
+        self.assertEqual(status, 200, body)
+        doc = json.loads(body)
+        self.assertEqual(sorted(doc), ["netActivity", "newestMtimeMs"])
+        return doc
+
+    def pod(self):
+        """A namespace playing a Pod's, reached from the host (the node) through a veth pair:
+        (namespace, the Pod's address, the node's address)."""
+        n = net_slot(self.addCleanup)
+        ns, pod_ip, node_ip = "bhit-actpod-%d" % n, "10.248.%d.2" % n, "10.248.%d.1" % n
+        fakenet.netns(self.addCleanup, ns, "bhitav%d" % n, "eth0", node_ip, pod_ip)
+        return ns, pod_ip, node_ip
+
+    def in_pod(self, ns, code):
+        """Runs Python code in the Pod's namespace (the workload's side) to completion."""
+        run_checked(["ip", "netns", "exec", ns, sys.executable, "-c", code], timeout=60)
+
+    def test_activity_counts_the_workloads_connections_and_files(self):
+        ns, pod_ip, node_ip = self.pod()
+        root = os.path.join(self.tmp, "pod")
+        os.makedirs(os.path.join(root, "workspace", "proj"))
+        _, base = self.agent(root, "--watch", "/workspace/proj", "--probe-peer", node_ip,
+                             address=pod_ip, netns=ns)
+        # Asking is not activity: the daemon's questions come to the agent's own port.
+        first = self.activity(base)
+        proj = os.path.join(root, "workspace", "proj")
+        self.assertEqual(first["newestMtimeMs"], mtime_ms(proj))  # nothing in it yet
+        for _ in range(3):
+            self.assertEqual(self.activity(base)["netActivity"], first["netActivity"])
+        # The kubelet's probes come from the node: a server in the Pod answering the node
+        # moves bytes, and none of it counts.
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c",
+             "import socket\ns = socket.create_server(('%s', 8080))\nprint('ready', flush=True)\n"
+             "while True:\n  c, _ = s.accept()\n  c.sendall(c.recv(4096))\n  c.close()\n" % pod_ip],
+            stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (server.kill(), server.wait(), server.stdout.close()))
+        self.assertEqual(server.stdout.readline().strip(), "ready")
+        for _ in range(3):
+            with socket.create_connection((pod_ip, 8080), timeout=30) as c:
+                c.sendall(b"probe" * 100)
+                self.assertEqual(len(c.recv(4096)), 500)
+        self.assertEqual(self.activity(base)["netActivity"], first["netActivity"])
+        # The workload's own traffic counts, a connection opened and closed between two
+        # questions included.
+        self.in_pod(ns, "import socket\nc = socket.create_connection(('%s', 8080))\n"
+                        "c.sendall(b'x' * 3000)\nc.recv(4096)\nc.close()" % pod_ip)
+        moved = self.activity(base)["netActivity"]
+        self.assertGreater(moved, first["netActivity"])
+        self.assertEqual(self.activity(base)["netActivity"], moved)  # and then it is quiet
+        # A long-lived connection counts each time it moves bytes.
+        self.in_pod(ns, "import socket, time, urllib.request\n"
+                        "c = socket.create_connection(('%s', 8080))\n"
+                        "c.sendall(b'y' * 2000)\nc.recv(4096)\n"
+                        "req = urllib.request.Request('%s/v1/activity', headers={"
+                        "'Authorization': 'Bearer %s'})\n"
+                        "assert urllib.request.urlopen(req, timeout=30).status == 200\n"
+                        "c.close()" % (pod_ip, base, TOKEN))
+        self.assertGreater(self.activity(base)["netActivity"], moved + 2000)
+        # Files written under a watched directory show as their mtime.
+        os.utime(proj, ns=(0, 0))
+        with open(os.path.join(proj, "edit.txt"), "w") as f:
+            f.write("work\n")
+        os.utime(proj, ns=(0, 0))
+        mtime = mtime_ms(os.path.join(proj, "edit.txt"))
+        self.assertEqual(self.activity(base)["newestMtimeMs"], mtime)
+        # ...but not files beside it, outside --watch.
+        with open(os.path.join(root, "workspace", "other.txt"), "w") as f:
+            f.write("elsewhere\n")
+        os.utime(os.path.join(root, "workspace", "other.txt"), (mtime / 1000 + 60,) * 2)
+        self.assertEqual(self.activity(base)["newestMtimeMs"], mtime)
+
+    def test_activity_needs_the_token_and_a_sidecar(self):
+        _, base = self.agent(os.path.join(self.tmp, "pod"))
+        self.assertEqual(self.request(base + "/v1/activity", token=None)[0], 401)
+        self.assertEqual(self.request(base + "/v1/activity", token="wrong" * 8)[0], 401)
+        self.assertEqual(self.request(base + "/v1/activity", "POST", b"")[0], 405)
+        p, base2 = self.agent(os.path.join(self.tmp, "restore"), "--restore-once")
+        status, _, text = self.request(base2 + "/v1/activity")
+        self.assertEqual(status, 404, text)
+        self.assertIn(b"restore mode", text)
+        self.assertIsNone(p.poll())  # still waiting for its restore
+
     def test_bad_arguments_are_named(self):
         root = os.path.join(self.tmp, "root")
         os.makedirs(os.path.join(root, "workspace"))
@@ -178,6 +275,10 @@ class SnapshotAgentTest(unittest.TestCase):
             (["--dir", "/workspace", "--compression", "xz"], "--compression xz"),
             (["--dir", "/workspace", "--scratch", os.path.join(root, "workspace", "s")],
              "inside an overlay directory"),
+            (["--dir", "/workspace", "--watch", "/etc"], "--watch /etc: not an overlay directory"),
+            (["--dir", "/workspace", "--watch", "/workspacex"], "--watch /workspacex: not an"),
+            (["--dir", "/workspace", "--watch", "rel"], "--watch rel: expected an absolute"),
+            (["--dir", "/workspace", "--probe-peer", "node-1"], "--probe-peer node-1"),
         ]
         res = run_checked([BINARY, "snapshot-agent", "--root", os.path.join(self.tmp, "none"),
                            "--dir", "/workspace"], text=True, timeout=60)

@@ -610,15 +610,27 @@ static void test_pod_snapshot_agent(void **state)
     cJSON *wl = workload("restricted");
     struct bh_kube_instance inst = CLAIMED;
     inst.image_user = "1000"; /* runAsNonRoot for the Pod: the agent must override it */
+    /* watched: what the agent has of the files (an overlay dir or below, written cleanly) */
+    cJSON *watch = cJSON_AddArrayToObject(bh_json_obj(wl, "spec.idle"), "watchDirs");
+    static const char *const dirs[] = {"/workspace/proj", "/etc", "/home/u/", "/workspacex",
+                                       "/home/u"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(dirs); i++)
+        cJSON_AddItemToArray(watch, cJSON_CreateString(dirs[i]));
     cJSON *pod = pod_of(wl, &inst);
     cJSON *agent = find_named(bh_json_get(pod, "spec.containers"), "snapshot-agent");
     assert_non_null(agent);
     assert_null(find_named(bh_json_get(pod, "spec.initContainers"), "snapshot-restore"));
     bh_autofree char *cmd = bh_json_print(cJSON_GetObjectItem(agent, "command"));
-    assert_string_equal(cmd, "[\"boilerhouse\",\"snapshot-agent\",\"--root\",\"" BH_KUBE_AGENT_ROOT
-                             "\",\"--listen\",\"0.0.0.0:15090\","
-                             "\"--token-file\",\"/etc/boilerhouse/agent/token\",\"--dir\","
-                             "\"/workspace\",\"--dir\",\"/home/u\"]");
+    assert_string_equal(cmd,
+                        "[\"boilerhouse\",\"snapshot-agent\",\"--root\",\"" BH_KUBE_AGENT_ROOT
+                        "\",\"--listen\",\"0.0.0.0:15090\","
+                        "\"--token-file\",\"/etc/boilerhouse/agent/token\",\"--dir\","
+                        "\"/workspace\",\"--dir\",\"/home/u\",\"--watch\",\"/workspace/proj\","
+                        "\"--watch\",\"/home/u\",\"--probe-peer\",\"$(BOILERHOUSE_HOST_IP)\"]");
+    /* the kubelet's address, for the agent to tell its probes from the workload's traffic */
+    bh_autofree char *env = bh_json_print(cJSON_GetObjectItem(agent, "env"));
+    assert_string_equal(env, "[{\"name\":\"BOILERHOUSE_HOST_IP\",\"valueFrom\":{\"fieldRef\":{"
+                             "\"fieldPath\":\"status.hostIP\"}}}]");
     assert_int_equal(
         bh_json_int(cJSON_GetArrayItem(cJSON_GetObjectItem(agent, "ports"), 0), "containerPort", 0),
         BH_KUBE_AGENT_PORT);
@@ -647,6 +659,9 @@ static void test_pod_snapshot_agent(void **state)
     assert_string_equal(cJSON_GetArrayItem(rcmd, cJSON_GetArraySize(rcmd) - 1)->valuestring,
                         "--restore-once");
     assert_null(cJSON_GetObjectItem(restore, "ports"));
+    bh_autofree char *rtext = bh_json_print(restore);
+    assert_null(strstr(rtext, "--watch")); /* nothing to measure before the workload runs */
+    assert_null(strstr(rtext, "--probe-peer"));
     cJSON_Delete(pod);
 
     /* no overlay directories: nothing to save, no agent */
