@@ -142,7 +142,7 @@ static int act_scan(const struct bh_agent_activity *t, struct act_list *l, struc
     if (rc == 0)
         rc = act_dump(fd, AF_INET6, t, l, err);
     close(fd);
-    if (rc == 0)
+    if (rc == 0 && l->n > 1)
         qsort(l->v, l->n, sizeof(*l->v), act_cmp);
     return rc;
 }
@@ -152,7 +152,7 @@ static void act_account(struct bh_agent_activity *t, struct act_list *now)
 {
     for (size_t i = 0; i < now->n; i++) {
         const struct bh_agent_socket *was =
-            bsearch(&now->v[i], t->seen, t->n_seen, sizeof(*t->seen), act_cmp);
+            t->n_seen ? bsearch(&now->v[i], t->seen, t->n_seen, sizeof(*t->seen), act_cmp) : NULL;
         if (!was)
             t->net += 1 + now->v[i].bytes;
         else if (now->v[i].bytes > was->bytes)
