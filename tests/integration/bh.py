@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -212,6 +213,14 @@ def take_slot():
         if fd is not None:
             return n, fd
     raise AssertionError("all %d network slots of %s are held" % (len(SLOTS), SLOT_DIR))
+
+
+def first_line(stream, what, timeout=60):
+    """The first line a child process writes to stream (a pipe), within a deadline: a child
+    that hangs before saying anything fails the test instead of hanging it."""
+    if not select.select([stream], [], [], timeout)[0]:
+        raise AssertionError("%s said nothing in %d s" % (what, timeout))
+    return stream.readline()
 
 
 def net_slot(add_cleanup):

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from bh import first_line
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -52,7 +54,7 @@ def spawn(add_cleanup, argv):
     """Starts argv and waits for its "ready" line."""
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     add_cleanup(lambda: (p.kill(), p.wait(), p.stdout.close()))
-    if p.stdout.readline().strip() != "ready":
+    if first_line(p.stdout, argv[0]).strip() != "ready":
         raise AssertionError("fake internet: %s did not start" % argv)
 
 

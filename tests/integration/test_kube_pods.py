@@ -21,7 +21,8 @@ import urllib.error
 import urllib.request
 
 import fakenet
-from bh import BINARY, BUSYBOX_LAYOUT, Daemon, assert_no_sanitizer_report, net_slot, wait_for
+from bh import (BINARY, BUSYBOX_LAYOUT, Daemon, assert_no_sanitizer_report, first_line, net_slot,
+                wait_for)
 from kube_env import ADMIN_TOKEN, KubeTestCase
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
@@ -428,7 +429,7 @@ class KubePodsTest(KubeTestCase):
             assert_no_sanitizer_report(p.stderr.read(), "snapshot-agent")
             p.stderr.close()
         self.addCleanup(reap)
-        self.assertIn("serving", p.stderr.readline())
+        self.assertIn("serving", first_line(p.stderr, "the agent"))
         return p
 
     def agent_token(self):
@@ -546,7 +547,7 @@ class KubePodsTest(KubeTestCase):
                                 "  c, _ = s.accept()\n  c.sendall(c.recv(100))\n  c.close()\n"],
                                stdout=subprocess.PIPE, text=True)
         self.addCleanup(lambda: (srv.kill(), srv.wait(), srv.stdout.close()))
-        self.assertEqual(srv.stdout.readline().strip(), "ready")
+        self.assertEqual(first_line(srv.stdout, "the server").strip(), "ready")
         ping = ("import socket\nc = socket.create_connection(('127.0.0.1', 9000))\n"
                 "c.sendall(b'x')\nc.recv(10)\nc.close()")
         busy(3 * timeout, lambda: subprocess.run(["ip", "netns", "exec", ns, sys.executable,

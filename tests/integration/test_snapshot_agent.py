@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 
 import fakenet
-from bh import BINARY, assert_no_sanitizer_report, net_slot, run_checked, wait_for
+from bh import BINARY, assert_no_sanitizer_report, first_line, net_slot, run_checked
 
 TOKEN = "t0ken-for-the-agent-0123456789abcdef"
 DIRS = ["/workspace", "/home/u"]
@@ -87,7 +87,7 @@ class SnapshotAgentTest(unittest.TestCase):
             argv = ["ip", "netns", "exec", netns] + argv
         p = subprocess.Popen(argv + list(extra), stderr=subprocess.PIPE, text=True)
         self.addCleanup(self.reap, p)
-        line = p.stderr.readline()
+        line = first_line(p.stderr, "the agent")
         m = re.search(r"on %s:(\d+)" % re.escape(address), line)
         self.assertIsNotNone(m, "agent did not start: %r" % line)
         return p, "http://%s:%s" % (address, m.group(1))
@@ -215,7 +215,7 @@ class SnapshotAgentTest(unittest.TestCase):
              "while True:\n  c, _ = s.accept()\n  c.sendall(c.recv(4096))\n  c.close()\n" % pod_ip],
             stdout=subprocess.PIPE, text=True)
         self.addCleanup(lambda: (server.kill(), server.wait(), server.stdout.close()))
-        self.assertEqual(server.stdout.readline().strip(), "ready")
+        self.assertEqual(first_line(server.stdout, "the server").strip(), "ready")
         for _ in range(3):
             with socket.create_connection((pod_ip, 8080), timeout=30) as c:
                 c.sendall(b"probe" * 100)
