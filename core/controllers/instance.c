@@ -721,11 +721,22 @@ static int boot_remote(struct boot *b, cJSON **out, struct bh_err *err)
         ri.image_user = bh_json_str(b->image->config, "User");
     else
         bh_debug("instance", "boot %s: image user unknown: %s", b->id, ierr.msg);
+    /* The tenant's secrets first: one that is missing fails the claim before a Pod exists. */
+    struct bh_instance_creds creds;
+    if (bh_instance_creds_resolve(b->ctx, b->workload, r->tenant, &creds, err) < 0)
+        return -1;
     long long t0 = bh_clock_ms();
-    if (bh_runtime_launch(b->ctx->runtime, &ri, err) < 0 ||
-        (r->snapshot && bh_hibernate_restore_remote(b->ctx, b->workload, r->snapshot, b->cid,
-                                                    b->ctx->cfg.claim_timeout_ms, err) < 0) ||
-        boot_remote_wait(b, err) < 0)
+    int timeout_ms = b->ctx->cfg.claim_timeout_ms;
+    int rc = bh_runtime_launch(b->ctx->runtime, &ri, err) < 0 ||
+                     (r->snapshot && bh_hibernate_restore_remote(b->ctx, b->workload, r->snapshot,
+                                                                 b->cid, timeout_ms, err) < 0) ||
+                     boot_remote_wait(b, err) < 0 ||
+                     bh_instance_creds_push(b->ctx, b->id, &creds,
+                                            timeout_ms - (int)(bh_clock_ms() - t0), err) < 0
+                 ? -1
+                 : 0;
+    bh_instance_creds_free(&creds);
+    if (rc < 0)
         return -1;
     bh_debug("instance", "boot %s: ready on %s after %lld ms", b->id,
              bh_runtime_name(b->ctx->runtime), bh_clock_ms() - t0);
@@ -832,9 +843,17 @@ static int instance_net_call(struct bh_ctx *ctx, const cJSON *instance, const cJ
 int bh_instance_bind_tenant(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
                             const char *tenant, struct bh_err *err)
 {
-    if (instance_remote(ctx)) /* no network plugin is involved (bh_instance_assign hands over) */
-        return 0;
-    return instance_net_call(ctx, instance, workload, tenant, NET_BIND_TENANT, err);
+    if (!instance_remote(ctx))
+        return instance_net_call(ctx, instance, workload, tenant, NET_BIND_TENANT, err);
+    /* No network plugin is involved (bh_instance_assign handed it over); its egress proxy
+     * runs with it and takes the tenant's values from the runtime. */
+    struct bh_instance_creds creds;
+    if (bh_instance_creds_resolve(ctx, workload, tenant, &creds, err) < 0)
+        return -1;
+    int rc = bh_instance_creds_push(ctx, bh_json_str(instance, "metadata.name"), &creds,
+                                    ctx->cfg.claim_timeout_ms, err);
+    bh_instance_creds_free(&creds);
+    return rc;
 }
 
 /* After a restart the network plugins have lost their in-memory state (egress policies):

@@ -77,9 +77,7 @@ int krt_agent_token(struct bh_kube_client *c, char **token, struct bh_err *err)
                       BH_KUBE_AGENT_SECRET);
 }
 
-/* "http://IP:PORT" of the Pod's agent (owned), or NULL with err set: BH_EUNAVAIL while the
- * Pod has no address, BH_EIO once it has ended. */
-static char *agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *err)
+char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, struct bh_err *err)
 {
     bh_autofree char *path =
         bh_xasprintf("/api/v1/namespaces/%s/pods/%s", bh_kube_client_namespace(c), pod);
@@ -96,8 +94,7 @@ static char *agent_base(struct bh_kube_client *c, const char *pod, struct bh_err
     else if (!ip || !ip[0])
         bh_err_set(err, BH_EUNAVAIL, "Pod %s has no address yet", pod);
     else
-        base = bh_xasprintf(strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip,
-                            BH_KUBE_AGENT_PORT);
+        base = bh_xasprintf(strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip, port);
     cJSON_Delete(obj);
     return base;
 }
@@ -105,7 +102,7 @@ static char *agent_base(struct bh_kube_client *c, const char *pod, struct bh_err
 int krt_agent_save(struct bh_kube_client *c, const char *token, const char *pod,
                    const char *out_path, struct bh_runtime_saved *saved, struct bh_err *err)
 {
-    bh_autofree char *base = agent_base(c, pod, err);
+    bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_AGENT_PORT, err);
     struct bh_snapshot_info info = {0};
     if (!base || bh_agent_fetch(base, token, out_path, &info, err) < 0)
         return bh_err_wrap(err, "save the data of Pod %s", pod);
@@ -124,7 +121,7 @@ int krt_agent_restore(struct bh_kube_client *c, const char *token, const char *p
     int gap_ms = AGENT_GAP_MIN_MS;
     for (;;) {
         struct bh_err look = {0};
-        bh_autofree char *base = agent_base(c, pod, &look);
+        bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_AGENT_PORT, &look);
         if (base && bh_agent_push(base, token, in_path, digest, &look) == 0)
             return 0;
         if (look.code != BH_EUNAVAIL) {

@@ -1,5 +1,5 @@
-/* Shared by the Pod runtime's files (runtime_kube.c, runtime_kube_agent.c); not for other
- * modules. */
+/* Shared by the Pod runtime's files (runtime_kube.c, runtime_kube_agent.c,
+ * runtime_kube_egress.c); not for other modules. */
 #ifndef BH_RUNTIME_KUBE_INT_H
 #define BH_RUNTIME_KUBE_INT_H
 
@@ -20,5 +20,14 @@ BH_MUST_CHECK int krt_agent_save(struct bh_kube_client *c, const char *token, co
 BH_MUST_CHECK int krt_agent_restore(struct bh_kube_client *c, const char *token, const char *pod,
                                     const char *in_path, const char *digest, int timeout_ms,
                                     struct bh_err *err);
+
+/* "http://IP:PORT" of Pod pod at port (owned), or NULL with err set: BH_EUNAVAIL while the
+ * Pod has no address, BH_EIO once it has ended. */
+char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, struct bh_err *err);
+/* Sends the tenant's credential values to the egress sidecar of Pod pod (its control port,
+ * authenticated with token), asking again while it cannot be reached, within timeout_ms. */
+BH_MUST_CHECK int krt_egress_push(struct bh_kube_client *c, const char *token, const char *pod,
+                                  const struct bh_runtime_credential *creds, size_t n,
+                                  int timeout_ms, struct bh_err *err);
 
 #endif
