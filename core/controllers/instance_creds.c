@@ -79,7 +79,5 @@ int bh_instance_creds_push(struct bh_ctx *ctx, const char *id, const struct bh_i
     if (c->n == 0)
         return 0;
     bh_autofree char *cid = bh_runtime_container_id(id);
-    if (bh_runtime_credentials(ctx->runtime, cid, c->v, c->n, timeout_ms, err) < 0)
-        return bh_err_wrap(err, "tenant credentials");
-    return 0;
+    return bh_runtime_credentials(ctx->runtime, cid, c->v, c->n, timeout_ms, err);
 }
