@@ -110,7 +110,9 @@ int krt_egress_push(struct bh_kube_client *c, const char *token, const char *pod
     int rc, tries = 0;
     for (;;) {
         struct bh_err look = {0};
-        bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_PROXY_CONTROL_PORT, &look);
+        /* Ready: every container runs, the sidecar too. One that could not have its port
+         * (a workload that took it first) exited, and the Pod is never Ready again. */
+        bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_PROXY_CONTROL_PORT, 1, &look);
         tries++;
         if (base && (rc = egress_put(base, token, body, &look)) == 0) {
             bh_debug("runtime", "tenant credentials (%zu) taken by Pod %s's sidecar (try %d)", n,

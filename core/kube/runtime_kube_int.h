@@ -22,8 +22,10 @@ BH_MUST_CHECK int krt_agent_restore(struct bh_kube_client *c, const char *token,
                                     struct bh_err *err);
 
 /* "http://IP:PORT" of Pod pod at port (owned), or NULL with err set: BH_EUNAVAIL while the
- * Pod has no address, BH_EIO once it has ended. */
-char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, struct bh_err *err);
+ * Pod has no address (or, with need_ready, is not Ready yet), BH_EIO once it has ended (or,
+ * with need_ready, failed for good: a container terminated). */
+char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, int need_ready,
+                   struct bh_err *err);
 /* Sends the tenant's credential values to the egress sidecar of Pod pod (its control port,
  * authenticated with token), asking again while it cannot be reached, within timeout_ms. */
 BH_MUST_CHECK int krt_egress_push(struct bh_kube_client *c, const char *token, const char *pod,

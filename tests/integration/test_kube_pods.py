@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -570,10 +571,10 @@ class KubeTenantSecretsTest(KubeTestCase):
         self.kubelet.start()
         self.addCleanup(self.kubelet.stop)
 
-    def daemon(self):
+    def daemon(self, claim_timeout_s=60):
         d = Daemon(extra_args=["--kubeconfig", self.kc, "--operator-id", "tsec",
                                "--lease-duration", "4", "--kube-cluster-cidrs", CLUSTER_CIDRS],
-                   extra_env={"BOILERHOUSE_CLAIM_TIMEOUT_SECONDS": "60"})
+                   extra_env={"BOILERHOUSE_CLAIM_TIMEOUT_SECONDS": str(claim_timeout_s)})
         self.addCleanup(d.cleanup)
         d.start(timeout=60)
         wait_for(lambda: (self.get("lease", LEASE) or {}).get("spec", {})
@@ -663,6 +664,59 @@ class KubeTenantSecretsTest(KubeTestCase):
                            d.log(tail=None))
         self.assertEqual(len(tries), 1, d.log())
         self.assertGreater(int(tries[0]), 1)  # it was not listening yet at first
+
+    def test_sidecar_never_answering_fails_the_claim(self):
+        """Nothing takes the push (no sidecar listens at the Pod's address): asked again
+        until the claim timeout, then the claim fails saying so and its Pod goes."""
+        d = self.daemon(claim_timeout_s=4)
+        slot = int(re.search(r"(\d+)$", d.bridge).group(1))
+        d.put_secret("tenantkey", "k", TENANT_VALUE, tenant="t-good")
+        self.workload(d, "mute")
+        self.kubelet.addresses["mute"] = ["127.77.%d.3" % slot]  # nothing listens there
+        status, body = d.claim("t-good", "mute")
+        self.assertNotEqual(body.get("phase"), "Active", body)
+        claim = wait_for(lambda: [c for c in self.items_bhc()
+                                  if c.get("status", {}).get("phase") == "Error"], 60,
+                         "the claim in Error\n" + d.log())[0]
+        self.assertIn("not taken after", claim["status"]["detail"])
+        self.assertIn("tenant credentials to Pod bh-mute-", claim["status"]["detail"])
+        wait_for(lambda: not self.pods("boilerhouse.dev/workload=mute"), 60,
+                 "the Pod deleted\n" + d.log())
+        self.assertNotIn(TENANT_VALUE, d.log(tail=None))
+
+    def test_no_push_to_a_pod_whose_sidecar_died(self):
+        """A warm Pod whose sidecar has exited (a workload that took its port first, say) is
+        not Ready: nothing is sent to whatever holds the port at its address, and the claim
+        fails with the kubelet's reason."""
+        d = self.daemon(claim_timeout_s=4)
+        slot = int(re.search(r"(\d+)$", d.bridge).group(1))
+        address = "127.77.%d.4" % slot
+        impostor = socket.socket()
+        impostor.bind((address, 15091))
+        impostor.listen()
+        impostor.settimeout(0.2)
+        self.addCleanup(impostor.close)
+        d.put_secret("tenantkey", "k", TENANT_VALUE, tenant="t-good")
+        self.workload(d, "dead")
+        self.kubelet.addresses["dead"] = [address]
+        self.kubectl("apply", "--validate=false", "-f", "-", input=POOL % ("dead-pool", "dead", 1))
+        warm = wait_for(lambda: self.pods("boilerhouse.dev/pool=dead-pool",
+                                          "boilerhouse.dev/pool-status=ready"), 60,
+                        "a ready warm Pod\n" + d.log())[0]["metadata"]["name"]
+        self.kubelet.behaviour["dead"] = "never"  # what the kubelet says next is ours
+        self.kubelet.call("PATCH", "/%s/status" % warm, {"status": {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "egress-proxy", "image": "x", "imageID": "",
+                                   "ready": False, "restartCount": 0, "state": {
+                                       "terminated": {"exitCode": 1, "reason": "Error"}}}]}})
+        status, body = d.claim("t-good", "dead")
+        self.assertNotEqual(body.get("phase"), "Active", body)
+        detail = wait_for(lambda: [c for c in self.items_bhc()
+                                   if c.get("status", {}).get("phase") == "Error"], 60,
+                          "the claim in Error\n" + d.log())[0]["status"]["detail"]
+        self.assertIn("container egress-proxy terminated", detail)
+        with self.assertRaises(socket.timeout):  # nobody ever connected to the impostor
+            impostor.accept()
 
     def items_bhc(self):
         return json.loads(self.kubectl("get", "bhc", "-o", "json").stdout)["items"]
