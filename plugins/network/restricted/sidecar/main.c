@@ -8,10 +8,12 @@
  * entry point.
  *
  * It listens on 127.0.0.1 at the configured ports (the init container's nft rules redirect
- * the Pod's TCP 80/443 and DNS there), enforces one policy for every source (a Pod's traffic
- * arrives from 127.0.0.1 or the Pod IP, both the workload's), signs intercepted leaves with
- * the workload's CA from the mounted Secret (never a new one: the main container trusts that
- * certificate), and exits 0 on SIGTERM or SIGINT after closing its connections. */
+ * the Pod's TCP 80/443 and DNS there) and, for a workload with tenantSecretKeyRef headers, on
+ * the control port where the daemon pushes a claim's values (control.c), enforces one policy
+ * for every source (a Pod's traffic arrives from 127.0.0.1 or the Pod IP, both the
+ * workload's), signs intercepted leaves with the workload's CA from the mounted Secret (never
+ * a new one: the main container trusts that certificate), and exits 0 on SIGTERM or SIGINT
+ * after closing its connections. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
