@@ -153,13 +153,15 @@ void bh_operator_close(struct bh_ctx *ctx)
     bh_kube_lease_stop(ctx->op->lease);
     ctx->op->lease = NULL;
     bh_kube_mirror_stop(ctx->op->mirror);
-    ctx->op->mirror = NULL;
 }
 
 void bh_operator_free(struct bh_ctx *ctx)
 {
     if (!ctx->op)
         return;
+    /* Boot threads that outlived the stop wrote the store until bh_daemon_close waited for
+     * them, and the mirror, still subscribed, had to be there for it. */
+    bh_kube_mirror_free(ctx->op->mirror);
     bh_kube_client_free(ctx->op->client);
     free(ctx->op);
     ctx->op = NULL;

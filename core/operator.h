@@ -26,9 +26,10 @@ BH_MUST_CHECK int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn chec
                                    struct bh_err *err);
 /* Starts competing for the Lease; call once the reconciler's queue exists. */
 BH_MUST_CHECK int bh_operator_elect(struct bh_ctx *ctx, struct bh_err *err);
-/* Gives up the Lease, stops the mirror. */
+/* Gives up the Lease, stops the mirror (which stays subscribed to the store, taking nothing). */
 void bh_operator_close(struct bh_ctx *ctx);
-/* Frees the cluster connection; after bh_operator_close and once the runtime is closed. */
+/* Frees the mirror and the cluster connection; after bh_operator_close, once the runtime is
+ * closed and nothing writes the store any more (boot threads done). */
 void bh_operator_free(struct bh_ctx *ctx);
 
 #endif

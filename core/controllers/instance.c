@@ -707,6 +707,26 @@ static cJSON *instance_remote_endpoint(struct bh_ctx *ctx, const char *cid, stru
     return o;
 }
 
+/* Launched, the tenant's data in, ready, then the tenant's secrets in: the claim timeout
+ * bounds each wait, and the secrets get what is left of it. */
+static int boot_remote_run(struct boot *b, const struct bh_runtime_instance *ri,
+                           const struct bh_instance_creds *creds, struct bh_err *err)
+{
+    const struct bh_boot_req *r = b->req;
+    int timeout_ms = b->ctx->cfg.claim_timeout_ms;
+    long long t0 = bh_clock_ms();
+    if (bh_runtime_launch(b->ctx->runtime, ri, err) < 0 ||
+        (r->snapshot && bh_hibernate_restore_remote(b->ctx, b->workload, r->snapshot, b->cid,
+                                                    timeout_ms, err) < 0) ||
+        boot_remote_wait(b, err) < 0)
+        return -1;
+    long long ready_ms = bh_clock_ms() - t0;
+    bh_debug("instance", "boot %s: ready on %s after %lld ms", b->id,
+             bh_runtime_name(b->ctx->runtime), ready_ms);
+    int left_ms = ready_ms < timeout_ms ? timeout_ms - (int)ready_ms : 0;
+    return bh_instance_creds_push(b->ctx, b->id, creds, left_ms, err);
+}
+
 /* Elsewhere: the runtime gets the workload and who the instance is, and does the rest. */
 static int boot_remote(struct boot *b, cJSON **out, struct bh_err *err)
 {
@@ -721,15 +741,13 @@ static int boot_remote(struct boot *b, cJSON **out, struct bh_err *err)
         ri.image_user = bh_json_str(b->image->config, "User");
     else
         bh_debug("instance", "boot %s: image user unknown: %s", b->id, ierr.msg);
-    long long t0 = bh_clock_ms();
-    if (bh_runtime_launch(b->ctx->runtime, &ri, err) < 0 ||
-        (r->snapshot && bh_hibernate_restore_remote(b->ctx, b->workload, r->snapshot, b->cid,
-                                                    b->ctx->cfg.claim_timeout_ms, err) < 0) ||
-        boot_remote_wait(b, err) < 0)
+    /* The tenant's secrets first: one that is missing fails the claim before a Pod exists. */
+    struct bh_instance_creds creds;
+    if (bh_instance_creds_resolve(b->ctx, b->workload, r->tenant, &creds, err) < 0)
         return -1;
-    bh_debug("instance", "boot %s: ready on %s after %lld ms", b->id,
-             bh_runtime_name(b->ctx->runtime), bh_clock_ms() - t0);
-    cJSON *ep = instance_remote_endpoint(b->ctx, b->cid, err);
+    int rc = boot_remote_run(b, &ri, &creds, err);
+    bh_instance_creds_free(&creds);
+    cJSON *ep = rc < 0 ? NULL : instance_remote_endpoint(b->ctx, b->cid, err);
     return ep ? instance_mark_running(b, ep, bh_json_str(b->workload, "status.imageDigest"), out,
                                       err)
               : -1;
@@ -832,9 +850,17 @@ static int instance_net_call(struct bh_ctx *ctx, const cJSON *instance, const cJ
 int bh_instance_bind_tenant(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
                             const char *tenant, struct bh_err *err)
 {
-    if (instance_remote(ctx)) /* no network plugin is involved (bh_instance_assign hands over) */
-        return 0;
-    return instance_net_call(ctx, instance, workload, tenant, NET_BIND_TENANT, err);
+    if (!instance_remote(ctx))
+        return instance_net_call(ctx, instance, workload, tenant, NET_BIND_TENANT, err);
+    /* No network plugin is involved (bh_instance_assign handed it over); its egress proxy
+     * runs with it and takes the tenant's values from the runtime. */
+    struct bh_instance_creds creds;
+    if (bh_instance_creds_resolve(ctx, workload, tenant, &creds, err) < 0)
+        return -1;
+    int rc = bh_instance_creds_push(ctx, bh_json_str(instance, "metadata.name"), &creds,
+                                    ctx->cfg.claim_timeout_ms, err);
+    bh_instance_creds_free(&creds);
+    return rc;
 }
 
 /* After a restart the network plugins have lost their in-memory state (egress policies):

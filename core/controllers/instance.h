@@ -7,6 +7,7 @@
 
 #include "ctx.h"
 #include "err.h"
+#include "runtime.h"
 
 /* Set on an instance while a tenant's snapshot is restored into it. Such an instance is
  * never anyone's "existing" instance, and a restart destroys it: a half-restored instance
@@ -44,9 +45,28 @@ BH_MUST_CHECK int bh_instance_assign(struct bh_ctx *ctx, const cJSON *instance,
                                      struct bh_err *err);
 /* Deletes the record only, leaving whatever runs it to the runtime (another taker's now). */
 BH_MUST_CHECK int bh_instance_forget(struct bh_ctx *ctx, const char *id, struct bh_err *err);
-/* The instance now belongs to tenant: tells its network plugin (per-tenant credentials). */
+/* The instance now belongs to tenant: tells its network plugin (per-tenant credentials); with
+ * a remote runtime, resolves the tenant's credentials and hands them to the instance
+ * (bh_instance_creds_*) within the claim timeout. */
 int bh_instance_bind_tenant(struct bh_ctx *ctx, const cJSON *instance, const cJSON *workload,
                             const char *tenant, struct bh_err *err);
+/* A claim's tenant secrets for a remote instance (instance_creds.c): the values of the
+ * workload's tenantSecretKeyRef credential headers for tenant, from the daemon's secret store
+ * (none without a tenant or for another access than restricted). A missing secret fails,
+ * naming the header, the secret and the key. Values owned, wiped by _free; domains and header
+ * names borrowed from the workload. */
+struct bh_instance_creds {
+    struct bh_runtime_credential *v;
+    size_t n;
+};
+BH_MUST_CHECK int bh_instance_creds_resolve(struct bh_ctx *ctx, const cJSON *workload,
+                                            const char *tenant, struct bh_instance_creds *out,
+                                            struct bh_err *err);
+/* Hands them to instance id where it runs (bh_runtime_credentials); nothing to do when n is 0. */
+BH_MUST_CHECK int bh_instance_creds_push(struct bh_ctx *ctx, const char *id,
+                                         const struct bh_instance_creds *c, int timeout_ms,
+                                         struct bh_err *err);
+void bh_instance_creds_free(struct bh_instance_creds *c);
 /* Host path of the instance's merged rootfs (owned). */
 char *bh_instance_rootfs(struct bh_ctx *ctx, const char *id);
 /* Tears down container, network, mounts and files, then deletes the record. Idempotent. */

@@ -280,8 +280,10 @@ void bh_kube_mirror_on_store(const struct bh_store_event *ev, void *ud)
         return;
     bh_autofree char *key = mirror_key(ev->kind, ev->name);
     pthread_mutex_lock(&m->mu);
-    mirror_table_queue(&m->tab, key);
-    pthread_cond_broadcast(&m->cond);
+    if (!m->stop) { /* stopped: nothing sends it any more */
+        mirror_table_queue(&m->tab, key);
+        pthread_cond_broadcast(&m->cond);
+    }
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -596,6 +598,7 @@ int bh_kube_mirror_start(const struct bh_kube_mirror_cfg *cfg, struct bh_kube_mi
                                         NULL, 0};
         if (mirror_list(&m->w[i], err) < 0) {
             bh_kube_mirror_stop(m);
+            bh_kube_mirror_free(m);
             return -1;
         }
     }
@@ -604,6 +607,7 @@ int bh_kube_mirror_start(const struct bh_kube_mirror_cfg *cfg, struct bh_kube_mi
             m->threads = i + 1;
     if (m->threads < MIRROR_NKINDS || pthread_create(&m->writer, NULL, mirror_writer_main, m)) {
         bh_kube_mirror_stop(m);
+        bh_kube_mirror_free(m);
         return bh_err_set(err, BH_EIO, "kube mirror: cannot start threads");
     }
     m->threads++;
@@ -623,6 +627,13 @@ void bh_kube_mirror_stop(struct bh_kube_mirror *m)
         pthread_join(m->w[i].th, NULL);
     if (m->threads > MIRROR_NKINDS)
         pthread_join(m->writer, NULL);
+    m->threads = 0;
+}
+
+void bh_kube_mirror_free(struct bh_kube_mirror *m)
+{
+    if (!m)
+        return;
     for (int i = 0; i < MIRROR_NKINDS; i++) {
         free(m->w[i].path);
         free(m->w[i].rv);

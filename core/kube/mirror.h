@@ -66,7 +66,11 @@ void bh_kube_mirror_push_all(struct bh_kube_mirror *m);
  * shutting down, so that what it answered for reaches the cluster before it goes. */
 size_t bh_kube_mirror_flush(struct bh_kube_mirror *m, int timeout_ms);
 /* Stops the watches and the writer (changes still queued are dropped: the store is a cache,
- * the next start re-lists; bh_kube_mirror_flush first to send them) and frees m. */
+ * the next start re-lists; bh_kube_mirror_flush first to send them). m stays subscribed to
+ * the store, and takes no more changes, until bh_kube_mirror_free. */
 void bh_kube_mirror_stop(struct bh_kube_mirror *m);
+/* Frees a stopped m, once nothing writes the store any more (a boot thread still running at
+ * shutdown writes it after the stop). */
+void bh_kube_mirror_free(struct bh_kube_mirror *m);
 
 #endif

@@ -33,6 +33,11 @@
 #define BH_KUBE_PROXY_DNS_PORT 15053
 /* Where the main container finds the egress CA certificate (never the key). */
 #define BH_KUBE_CA_DIR "/etc/boilerhouse/egress-ca"
+/* The sidecar's control port (plugins/network/restricted/sidecar/sidecar.h), on the Pod's IP,
+ * where the daemon pushes a claim's tenant secrets; only in Pods whose workload has
+ * tenantSecretKeyRef credentials. Its bearer token is the snapshot agents' (below). */
+#define BH_KUBE_PROXY_CONTROL_PORT 15091
+#define BH_KUBE_PROXY_CONTROL_PATH "/v1/credentials"
 
 /* The snapshot agent (core/snapshot/agent.h) in Pods with overlay directories: its port, the
  * Secret in the instances' namespace that holds its bearer token (key "token"; one per
@@ -107,6 +112,10 @@ BH_MUST_CHECK int bh_kube_ca_secret(const cJSON *workload, const char *cert_pem,
  * least 32 characters). */
 BH_MUST_CHECK int bh_kube_agent_secret(const char *token, const struct bh_kube_opts *o, cJSON **out,
                                        struct bh_err *err);
+
+/* How many tenantSecretKeyRef headers a `restricted` workload's credentials have (0 for any
+ * other access): its Pods' sidecars then take the tenant's values on the control port. */
+int bh_kube_tenant_headers(const cJSON *workload);
 
 /* The nftables ruleset the egress init container loads (exported for tests: `nft -c`). */
 const char *bh_kube_redirect_rules(void);

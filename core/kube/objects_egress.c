@@ -14,6 +14,9 @@
 #include "name.h"
 
 #define EG_KEY_DIR "/etc/boilerhouse/egress-ca-key"
+/* The agent token Secret again, as a volume of the sidecar alone, readable by its uid. */
+#define EG_TOKEN_VOLUME "egress-token"
+#define EG_TOKEN_DIR "/etc/boilerhouse/egress-token"
 #define EG_CRED_ENV "BOILERHOUSE_EGRESS_CRED_"
 
 /* Loaded by `nft` in the init container (NET_ADMIN there only). The sidecar's uid is the
@@ -124,6 +127,20 @@ static int eg_credentials(cJSON *config, cJSON *env, const cJSON *workload, stru
     return 0;
 }
 
+int bh_kube_tenant_headers(const cJSON *workload)
+{
+    const char *access = bh_json_str(workload, "spec.network.access");
+    if (!access || strcmp(access, "restricted") != 0)
+        return 0;
+    int n = 0;
+    const cJSON *c, *h;
+    cJSON_ArrayForEach(c, bh_json_get(workload, "spec.network.credentials")) {
+        cJSON_ArrayForEach(h, cJSON_GetObjectItem(c, "headers"))
+            n += bh_json_get(h, "valueFrom.tenantSecretKeyRef") != NULL;
+    }
+    return n;
+}
+
 /* BOILERHOUSE_EGRESS_CONFIG: what the sidecar enforces, as JSON (the sidecar's parser,
  * plugins/network/restricted/sidecar/sidecar_config.c, rejects fields it does not know). The
  * workload's name selects the CA and names the sidecar's log lines. */
@@ -140,6 +157,11 @@ static int eg_config_env(cJSON *env, const cJSON *workload, struct bh_err *err)
     cJSON_AddNumberToObject(ports, "tls", BH_KUBE_PROXY_TLS_PORT);
     cJSON_AddNumberToObject(ports, "dns", BH_KUBE_PROXY_DNS_PORT);
     cJSON_AddStringToObject(config, "caDir", EG_KEY_DIR);
+    if (bh_kube_tenant_headers(workload) > 0) {
+        cJSON *ctl = cJSON_AddObjectToObject(config, "control");
+        cJSON_AddNumberToObject(ctl, "port", BH_KUBE_PROXY_CONTROL_PORT);
+        cJSON_AddStringToObject(ctl, "tokenFile", EG_TOKEN_DIR "/token");
+    }
     bh_autofree char *text = bh_json_print(config);
     cJSON_Delete(config);
     cJSON *e = cJSON_CreateObject();
@@ -173,6 +195,25 @@ static void eg_volumes(cJSON *spec, const char *secret)
     }
 }
 
+/* The control port of a sidecar that takes a tenant's values, and its token: the agent
+ * token Secret as a volume of the sidecar alone (0444 for its uid; the workload container
+ * does not mount it, so it cannot authenticate to the port it shares a namespace with). */
+static void eg_control(cJSON *spec, cJSON *c)
+{
+    cJSON *port = cJSON_CreateObject();
+    cJSON_AddStringToObject(port, "name", "bh-egress-ctl");
+    cJSON_AddNumberToObject(port, "containerPort", BH_KUBE_PROXY_CONTROL_PORT);
+    cJSON_AddStringToObject(port, "protocol", "TCP");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "ports"), port);
+    cJSON *v = cJSON_CreateObject();
+    cJSON_AddStringToObject(v, "name", EG_TOKEN_VOLUME);
+    cJSON *s = cJSON_AddObjectToObject(v, "secret");
+    cJSON_AddStringToObject(s, "secretName", BH_KUBE_AGENT_SECRET);
+    cJSON_AddNumberToObject(s, "defaultMode", 0444);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(spec, "volumes"), v);
+    kube_mount(c, EG_TOKEN_VOLUME, EG_TOKEN_DIR, NULL, 1);
+}
+
 static int eg_sidecar(cJSON *spec, const cJSON *workload, const struct bh_kube_opts *o,
                       struct bh_err *err)
 {
@@ -184,6 +225,8 @@ static int eg_sidecar(cJSON *spec, const cJSON *workload, const struct bh_kube_o
     cJSON_AddItemToObject(c, "resources", kube_resources("100m", "64Mi"));
     cJSON_AddItemToObject(c, "securityContext", kube_security(BH_KUBE_PROXY_UID, NULL));
     kube_mount(c, "egress-ca-key", EG_KEY_DIR, NULL, 1);
+    if (bh_kube_tenant_headers(workload) > 0)
+        eg_control(spec, c);
     return 0;
 }
 

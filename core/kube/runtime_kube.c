@@ -245,11 +245,13 @@ static const char *krt_token(struct kube_rt *k, struct bh_err *err)
     return t;
 }
 
-/* A Pod with overlay directories mounts the agents' token Secret: it must exist first, or
- * the kubelet would not start the Pod. */
+/* A Pod with overlay directories (the agent) or tenant credentials (the egress sidecar's
+ * control port) mounts the agents' token Secret: it must exist first, or the kubelet would
+ * not start the Pod. */
 static int krt_ensure_agent(struct kube_rt *k, const cJSON *wl, struct bh_err *err)
 {
-    if (cJSON_GetArraySize(bh_json_get(wl, "spec.filesystem.overlayDirs")) == 0)
+    if (cJSON_GetArraySize(bh_json_get(wl, "spec.filesystem.overlayDirs")) == 0 &&
+        bh_kube_tenant_headers(wl) == 0)
         return 0;
     return krt_token(k, err) ? 0 : -1;
 }
@@ -441,7 +443,7 @@ static char *krt_agent_addr(struct kube_rt *k, const char *pod, struct bh_err *e
     const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(k->agents, pod));
     char *base = v ? bh_xstrdup(v) : NULL;
     pthread_mutex_unlock(&k->lock);
-    if (!base && (base = krt_agent_base(k->client, pod, err)))
+    if (!base && (base = krt_pod_base(k->client, pod, BH_KUBE_AGENT_PORT, 0, err)))
         krt_agent_remember(k, pod, base);
     return base;
 }
@@ -539,6 +541,18 @@ static int krt_stats(struct bh_runtime *rt, const char *id, int pid, struct bh_r
     return 0;
 }
 
+/* ---- a claim's tenant credentials, to the Pod's egress sidecar ---- */
+
+static int krt_credentials(struct bh_runtime *rt, const char *id,
+                           const struct bh_runtime_credential *creds, size_t n, int timeout_ms,
+                           struct bh_err *err)
+{
+    struct kube_rt *k = krt(rt);
+    bh_autofree char *name = krt_pod_name(k, id, err);
+    const char *token = name ? krt_token(k, err) : NULL;
+    return token ? krt_egress_push(k->client, token, name, creds, n, timeout_ms, err) : -1;
+}
+
 static void krt_close(struct bh_runtime *rt)
 {
     struct kube_rt *k = krt(rt);
@@ -563,6 +577,7 @@ static const struct bh_runtime_remote_ops krt_remote_ops = {
     .assign = krt_assign,
     .save = krt_save,
     .restore = krt_restore,
+    .credentials = krt_credentials,
 };
 
 static const struct bh_runtime_ops krt_ops = {

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "mem.h"
 #include "objects.h"
+#include "runtime_kube.h"
 
 #define AGENT_TOKEN_BYTES 32
 #define AGENT_GAP_MIN_MS 50
@@ -77,7 +78,19 @@ int krt_agent_token(struct bh_kube_client *c, char **token, struct bh_err *err)
                       BH_KUBE_AGENT_SECRET);
 }
 
-char *krt_agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *err)
+/* Whether a Pod that must be Ready is: BH_EUNAVAIL while it is not yet, BH_EIO if never. */
+static int agent_pod_ready(const cJSON *obj, const char *pod, struct bh_err *err)
+{
+    char why[256];
+    enum bh_runtime_kube_pod st = bh_runtime_kube_pod_state(obj, why, sizeof(why));
+    if (st == BH_RUNTIME_KUBE_POD_READY)
+        return 0;
+    return bh_err_set(err, st == BH_RUNTIME_KUBE_POD_FAILED ? BH_EIO : BH_EUNAVAIL, "Pod %s: %s",
+                      pod, why);
+}
+
+char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, int need_ready,
+                   struct bh_err *err)
 {
     bh_autofree char *path =
         bh_xasprintf("/api/v1/namespaces/%s/pods/%s", bh_kube_client_namespace(c), pod);
@@ -93,9 +106,8 @@ char *krt_agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *e
         bh_err_set(err, BH_EIO, "Pod %s has ended (%s)", pod, phase);
     else if (!ip || !ip[0])
         bh_err_set(err, BH_EUNAVAIL, "Pod %s has no address yet", pod);
-    else
-        base = bh_xasprintf(strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip,
-                            BH_KUBE_AGENT_PORT);
+    else if (!need_ready || agent_pod_ready(obj, pod, err) == 0)
+        base = bh_xasprintf(strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip, port);
     cJSON_Delete(obj);
     return base;
 }
@@ -103,7 +115,7 @@ char *krt_agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *e
 int krt_agent_save(struct bh_kube_client *c, const char *token, const char *pod,
                    const char *out_path, struct bh_runtime_saved *saved, struct bh_err *err)
 {
-    bh_autofree char *base = krt_agent_base(c, pod, err);
+    bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_AGENT_PORT, 0, err);
     struct bh_snapshot_info info = {0};
     if (!base || bh_agent_fetch(base, token, out_path, &info, err) < 0)
         return bh_err_wrap(err, "save the data of Pod %s", pod);
@@ -122,7 +134,7 @@ int krt_agent_restore(struct bh_kube_client *c, const char *token, const char *p
     int gap_ms = AGENT_GAP_MIN_MS;
     for (;;) {
         struct bh_err look = {0};
-        bh_autofree char *base = krt_agent_base(c, pod, &look);
+        bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_AGENT_PORT, 0, &look);
         if (base && bh_agent_push(base, token, in_path, digest, &look) == 0)
             return 0;
         if (look.code != BH_EUNAVAIL) {

@@ -1,5 +1,5 @@
-/* Shared by the Pod runtime's files (runtime_kube.c, runtime_kube_agent.c); not for other
- * modules. */
+/* Shared by the Pod runtime's files (runtime_kube.c, runtime_kube_agent.c,
+ * runtime_kube_egress.c); not for other modules. */
 #ifndef BH_RUNTIME_KUBE_INT_H
 #define BH_RUNTIME_KUBE_INT_H
 
@@ -11,9 +11,6 @@
  * BH_KUBE_AGENT_SECRET, which is made with a fresh random token when absent (two replicas
  * racing to make it both end up with the one that won). */
 BH_MUST_CHECK int krt_agent_token(struct bh_kube_client *c, char **token, struct bh_err *err);
-/* "http://IP:PORT" of Pod pod's agent (owned), or NULL with err set: BH_EUNAVAIL while the
- * Pod has no address, BH_EIO once it has ended. */
-char *krt_agent_base(struct bh_kube_client *c, const char *pod, struct bh_err *err);
 /* The overlay directories of Pod pod, from its snapshot agent, into out_path. */
 BH_MUST_CHECK int krt_agent_save(struct bh_kube_client *c, const char *token, const char *pod,
                                  const char *out_path, struct bh_runtime_saved *saved,
@@ -23,5 +20,16 @@ BH_MUST_CHECK int krt_agent_save(struct bh_kube_client *c, const char *token, co
 BH_MUST_CHECK int krt_agent_restore(struct bh_kube_client *c, const char *token, const char *pod,
                                     const char *in_path, const char *digest, int timeout_ms,
                                     struct bh_err *err);
+
+/* "http://IP:PORT" of Pod pod at port (owned), or NULL with err set: BH_EUNAVAIL while the
+ * Pod has no address (or, with need_ready, is not Ready yet), BH_EIO once it has ended (or,
+ * with need_ready, failed for good: a container terminated). */
+char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, int need_ready,
+                   struct bh_err *err);
+/* Sends the tenant's credential values to the egress sidecar of Pod pod (its control port,
+ * authenticated with token), asking again while it cannot be reached, within timeout_ms. */
+BH_MUST_CHECK int krt_egress_push(struct bh_kube_client *c, const char *token, const char *pod,
+                                  const struct bh_runtime_credential *creds, size_t n,
+                                  int timeout_ms, struct bh_err *err);
 
 #endif

@@ -188,6 +188,15 @@ int bh_runtime_restore(struct bh_runtime *rt, const char *id, const char *in_pat
                            : rt_missing(rt, "restore an instance's data", err);
 }
 
+int bh_runtime_credentials(struct bh_runtime *rt, const char *id,
+                           const struct bh_runtime_credential *creds, size_t n, int timeout_ms,
+                           struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    return r && r->credentials ? r->credentials(rt, id, creds, n, timeout_ms, err)
+                               : rt_missing(rt, "hand an instance its tenant's credentials", err);
+}
+
 /* ---- log rotation ---- */
 
 static int rt_copy_fd(int from, int to)

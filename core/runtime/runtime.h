@@ -11,7 +11,7 @@
  *  - remote drivers (BH_RUNTIME_CAP_REMOTE: Kubernetes) are given the workload object and the
  *    instance's identity (bh_runtime_instance) and do all of that themselves elsewhere: the
  *    controllers skip the host steps and use ops->remote (launch, ready, endpoint, assign,
- *    and save/restore of the overlay directories).
+ *    save/restore of the overlay directories, and the tenant's credentials of a claim).
  *    Of the host ops they answer delete, alive and list; the others may be NULL (the calls
  *    below then fail with BH_EUNAVAIL naming the driver). */
 #ifndef BH_RUNTIME_H
@@ -118,6 +118,15 @@ struct bh_runtime_endpoint {
     int port;      /* the first exposed port; 0 when it exposes none */
 };
 
+/* One value of a claim's tenant for a remote instance (bh_runtime_credentials): the header
+ * that the instance's egress proxy adds for domain, as spec.network.credentials names it.
+ * Every pointer borrowed; value is a secret. */
+struct bh_runtime_credential {
+    const char *domain;
+    const char *header;
+    const char *value;
+};
+
 /* The ops of a remote driver; each returns 0 or -1 with err set unless said. */
 struct bh_runtime_remote_ops {
     /* Creates what runs the instance and returns without waiting for it. */
@@ -144,6 +153,16 @@ struct bh_runtime_remote_ops {
      * the instance to take it. */
     int (*restore)(struct bh_runtime *rt, const char *id, const char *in_path, const char *digest,
                    int timeout_ms, struct bh_err *err);
+    /* Hands a running instance the values of its claim's tenant secrets (the workload's
+     * tenantSecretKeyRef credential headers, all n of them, resolved by the caller), which
+     * replace any it held: its egress proxy injects them from then on. The instance keeps
+     * them in memory only; the driver never logs or stores a value. Waits up to timeout_ms
+     * for the instance to take them (one that cannot be reached yet is asked again), then
+     * fails with BH_ETIMEOUT; a refusal fails at once. NULL: the driver cannot (a claim that
+     * needs it fails). */
+    int (*credentials)(struct bh_runtime *rt, const char *id,
+                       const struct bh_runtime_credential *creds, size_t n, int timeout_ms,
+                       struct bh_err *err);
 };
 
 /* Every op but close returns 0 or -1 with err set; ids are container ids. Unknown ids are
@@ -234,6 +253,9 @@ int bh_runtime_save(struct bh_runtime *rt, const char *id, const char *out_path,
                     struct bh_runtime_saved *saved, struct bh_err *err);
 int bh_runtime_restore(struct bh_runtime *rt, const char *id, const char *in_path,
                        const char *digest, int timeout_ms, struct bh_err *err);
+int bh_runtime_credentials(struct bh_runtime *rt, const char *id,
+                           const struct bh_runtime_credential *creds, size_t n, int timeout_ms,
+                           struct bh_err *err);
 
 /* Caps a container log: when path exceeds cap bytes, its content moves to path.1 (replacing
  * it) and path is truncated; the container keeps writing through its O_APPEND fd. */

@@ -145,8 +145,12 @@ static int sec_load(const struct bh_secrets *s, const char *tenant, const char *
     bh_autofree char *path = sec_path(s, tenant, name), *aad = sec_aad(tenant, name);
     bh_autofree char *data = NULL;
     size_t len = 0;
-    if (bh_fs_read_all(path, SEC_MAX_FILE, &data, &len, err) < 0)
-        return -1;
+    if (bh_fs_read_all(path, SEC_MAX_FILE, &data, &len, err) < 0) {
+        if (err->code != BH_ENOTFOUND) /* the path says nothing to whoever reads the error */
+            return -1;
+        return tenant ? bh_err_set(err, BH_ENOTFOUND, "tenant %s has no secret %s", tenant, name)
+                      : bh_err_set(err, BH_ENOTFOUND, "no secret %s", name);
+    }
     if (sec_decrypt(s, aad, (uint8_t *)data, len, out, err) < 0)
         return bh_err_wrap(err, "secret %s%s%s", tenant ? tenant : "", tenant ? "/" : "", name);
     return 0;

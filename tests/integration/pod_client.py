@@ -6,6 +6,8 @@ usage: pod_client.py dns SERVER NAME           {"rcode": n, "answers": [ip, ...]
        pod_client.py http IP HOST PATH          {"status": n, "body": text}
        pod_client.py https IP SNI PATH CAFILE   {"status": n, "body": text, "issuer": cn}
        pod_client.py connect IP PORT SECONDS    {"connected": bool, "error": text}
+       pod_client.py raw IP PORT                {"status": n, "body": text}: sends stdin as it
+                                                is (a whole HTTP request) and reads the answer
 A failure to connect or handshake is {"error": text}."""
 import json
 import random
@@ -38,6 +40,11 @@ def dns(server, name):
 def exchange(sock, host, path):
     sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                   % (path, host)).encode())
+    return answer(sock)
+
+
+def answer(sock):
+    """The whole answer on sock, until the server closes it."""
     data = b""
     while True:
         chunk = sock.recv(65536)
@@ -45,7 +52,8 @@ def exchange(sock, host, path):
             break
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    return {"status": int(head.split()[1]), "body": body.decode(errors="replace")}
+    return {"status": int(head.split()[1]) if head else 0,
+            "body": body.decode(errors="replace")}
 
 
 def http(ip, host, path):
@@ -63,6 +71,15 @@ def https(ip, sni, path, cafile):
     return out
 
 
+def raw(ip, port):
+    """The request on stdin, sent as it is (bytes, so a test can put anything in it)."""
+    request = sys.stdin.buffer.read()
+    with socket.create_connection((ip, int(port)), timeout=10) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        return answer(s)
+
+
 def connect(ip, port, seconds):
     try:
         socket.create_connection((ip, int(port)), timeout=float(seconds)).close()
@@ -72,7 +89,7 @@ def connect(ip, port, seconds):
 
 
 def main():
-    ops = {"dns": dns, "http": http, "https": https, "connect": connect}
+    ops = {"dns": dns, "http": http, "https": https, "connect": connect, "raw": raw}
     try:
         out = ops[sys.argv[1]](*sys.argv[2:])
     except (OSError, ssl.SSLError) as e:

@@ -20,8 +20,12 @@ then does what the kubelet would with them, and nothing the Pod spec does not sa
 Then a client (pod_client.py) runs in the Pod's namespace as another uid, as the main
 container would, and the test checks what the sidecar enforces: DNS, HTTP by Host, HTTPS by
 SNI with interception and credential injection for a credentials domain, and the drop of
-everything else. A second class checks the sidecar's start and stop: SIGTERM ends it with
-status 0; a bad config or CA ends it at once with an error naming what is wrong."""
+everything else; and its control port, where the daemon pushes a claim's tenant secret (with
+the agent token, which the test's "daemon" has and the workload's uid does not): nothing is
+injected before the push, the upstream sees the tenant's value after it, and every bad
+request is refused and changes nothing. A second class checks the sidecar's start and stop:
+SIGTERM ends it with status 0; a bad config, CA or token, or a control port already taken,
+ends it at once with an error naming what is wrong."""
 import base64
 import json
 import os
@@ -40,6 +44,11 @@ from test_restricted import ALLOW, NAMES, SECRET, credential, workload
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_UID = 4242  # the workload's: neither root nor the sidecar's
 SECRETS = {("upstream", "apikey"): SECRET}  # the cluster's Secrets the Pod refers to
+# The namespace's boilerhouse-agent Secret (the daemon makes it): the control port's token.
+AGENT_TOKEN = "9c41d7e2b0a85f3c6e19d4a7b2f08c5e3a6d9b1f4c7e0a2d5b8f1c4e7a0d3b6f"
+TENANT_VALUES = ("tenant-one-7f3a9c2e5b", "tenant-two-d41b8e6a0c")
+TENANT_HEADER = {"name": "x-tenant-key", "valueFrom": {
+    "tenantSecretKeyRef": {"name": "tenantkey", "key": "k"}}}
 SANITIZER_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
 
 
@@ -51,6 +60,44 @@ def pod_namespace(add_cleanup, ns):
     add_cleanup(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
     sh("ip", "netns", "add", ns)
     sh("ip", "-n", ns, "link", "set", "dev", "lo", "up")
+
+
+def as_uid(ns, uid):
+    """The argv prefix of a process in namespace ns as uid (a container's user), no groups."""
+    return ["ip", "netns", "exec", ns, "setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
+            "--clear-groups"]
+
+
+def pod_client(ns, *args, uid=CLIENT_UID, stdin=b""):
+    """pod_client.py in namespace ns as uid (the workload's by default): its JSON answer."""
+    res = run_checked(as_uid(ns, uid) + ["--", sys.executable,
+                                         os.path.join(HERE, "pod_client.py")]
+                      + [str(a) for a in args],
+                      check=True, input=stdin, env={"PATH": os.environ["PATH"]})
+    return json.loads(res.stdout)
+
+
+def fake_internet(add_cleanup, tmp, ns, inet_ns, pod_ip, inet_ip, http="80"):
+    """The fake internet of Pod namespace ns (made here): a namespace inet_ns behind it
+    (pod_ip <-> inet_ip, the Pod's default route) with the recording web server, and the
+    Pod's /etc/hosts (ip netns exec mounts it) naming NAMES there, for the sidecar's
+    resolver. Returns the fake internet's CA file and the server's record."""
+    inet = os.path.join(tmp, "inet")
+    os.mkdir(inet)
+    ca = fakenet.make_ca(inet, NAMES, "Boilerhouse Test Root")
+    os.chmod(inet, 0o755)
+    os.chmod(ca, 0o644)
+    record = os.path.join(tmp, "requests.jsonl")
+    pod_namespace(add_cleanup, ns)
+    fakenet.netns(add_cleanup, inet_ns, "eth0", "inet0", pod_ip, inet_ip, host_ns=ns)
+    fakenet.upstream(add_cleanup, inet_ns, inet_ip, record, inet, http=http)
+    d = os.path.join("/etc/netns", ns)
+    add_cleanup(shutil.rmtree, d, ignore_errors=True)
+    os.makedirs(d)
+    with open(os.path.join(d, "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n")
+        f.write("".join("%s %s\n" % (inet_ip, name) for name in NAMES))
+    return ca, record
 
 
 def render(tmp, manifest):
@@ -72,26 +119,32 @@ def render(tmp, manifest):
 
 
 class Sidecar:
-    """The sidecar container of pod, started in namespace ns the way the kubelet would."""
+    """The sidecar container of pod, started in namespace ns the way the kubelet would, with
+    the CA Secret secret and the agent token token (test_kube_pods.py uses it too)."""
 
-    def __init__(self, add_cleanup, tmp, ns, pod, secret, extra_env=None):
+    def __init__(self, add_cleanup, tmp, ns, pod, secret, extra_env=None, token=AGENT_TOKEN):
         self.tmp, self.ns = tmp, ns
         spec = pod["spec"]
         self.container = named(spec["containers"], "egress-proxy")
         self.uid = self.container["securityContext"]["runAsUser"]
-        self.ca_dir = self.mount_secret(spec, secret)
+        self.ca_dir = self.mount_volume(spec, "egress-ca-key", secret["metadata"]["name"],
+                                        secret["data"])
+        self.token_dir = None
+        if any(v["name"] == "egress-token" for v in spec["volumes"]):
+            self.token_dir = self.mount_volume(spec, "egress-token", "boilerhouse-agent", {
+                "token": base64.b64encode(token.encode()).decode()})
         self.env = self.container_env(extra_env or {})
         self.log_path = os.path.join(tmp, "sidecar-%s.log" % ns)
         self.proc = None
         add_cleanup(self.stop)
 
-    def mount_secret(self, spec, secret):
-        """The key volume: every key of the Secret a file, with the volume's defaultMode."""
-        volume = named(spec["volumes"], "egress-ca-key")["secret"]
-        assert volume["secretName"] == secret["metadata"]["name"]
-        d = os.path.join(self.tmp, "egress-ca-key")
+    def mount_volume(self, spec, name, secret_name, data):
+        """A Secret volume: every key of the Secret a file, with the volume's defaultMode."""
+        volume = named(spec["volumes"], name)["secret"]
+        assert volume["secretName"] == secret_name, volume
+        d = os.path.join(self.tmp, name)
         os.makedirs(d, exist_ok=True)
-        for key, value in secret["data"].items():
+        for key, value in data.items():
             p = os.path.join(d, key)
             with open(p, "wb") as f:
                 f.write(base64.b64decode(value))
@@ -111,6 +164,10 @@ class Sidecar:
         mount = named(self.container["volumeMounts"], "egress-ca-key")
         assert config["caDir"] == mount["mountPath"], (config["caDir"], mount)
         config["caDir"] = self.ca_dir
+        if "control" in config:  # the token where the volume's mountPath puts it
+            mount = named(self.container["volumeMounts"], "egress-token")
+            assert config["control"]["tokenFile"] == mount["mountPath"] + "/token", config
+            config["control"]["tokenFile"] = os.path.join(self.token_dir, "token")
         env["BOILERHOUSE_EGRESS_CONFIG"] = json.dumps(config)
         env.update(extra)
         return env
@@ -118,9 +175,7 @@ class Sidecar:
     def argv(self):
         cmd = self.container["command"]
         assert cmd[0] == "boilerhouse", cmd
-        return ["ip", "netns", "exec", self.ns, "setpriv", "--reuid=%d" % self.uid,
-                "--regid=%d" % self.uid, "--clear-groups", "--inh-caps=-all", "--",
-                BINARY] + cmd[1:]
+        return as_uid(self.ns, self.uid) + ["--inh-caps=-all", "--", BINARY] + cmd[1:]
 
     def start(self):
         with open(self.log_path, "w") as log:
@@ -164,12 +219,14 @@ class EgressSidecarTest(unittest.TestCase):
         os.chmod(cls.tmp, 0o755)  # the sidecar's uid reads its key volume in here
         cls.ns, cls.inet_ns = "bhit-egpod-%d" % n, "bhit-eginet-%d" % n
         cls.pod_ip, cls.inet_ip = "10.253.%d.2" % n, "10.253.%d.1" % n
+        creds = credential("secretKeyRef", "upstream", "apikey")
+        creds[0]["headers"].append(TENANT_HEADER)  # pushed per claim through the control port
         manifest = workload("egbox", {"access": "restricted", "allowlist": ALLOW,
-                                      "credentials": credential("secretKeyRef", "upstream",
-                                                                "apikey")})
+                                      "credentials": creds})
         cls.pod, cls.secret = render(cls.tmp, manifest)
-        cls.fake_internet()
-        cls.hosts_file()
+        cls.inet_ca, cls.record = fake_internet(cls.addClassCleanup, cls.tmp, cls.ns,
+                                                cls.inet_ns, cls.pod_ip, cls.inet_ip,
+                                                http="80,8080")
         cls.init_container()
         cls.sidecar = Sidecar(cls.addClassCleanup, cls.tmp, cls.ns, cls.pod, cls.secret,
                               {"SSL_CERT_FILE": cls.inet_ca})
@@ -185,31 +242,6 @@ class EgressSidecarTest(unittest.TestCase):
             assert_no_sanitizer_report(s.log(), "bh-egress")
 
     @classmethod
-    def fake_internet(cls):
-        inet = os.path.join(cls.tmp, "inet")
-        os.mkdir(inet)
-        cls.inet_ca = fakenet.make_ca(inet, NAMES, "Boilerhouse Test Root")
-        os.chmod(inet, 0o755)
-        os.chmod(cls.inet_ca, 0o644)
-        cls.record = os.path.join(cls.tmp, "requests.jsonl")
-        pod_namespace(cls.addClassCleanup, cls.ns)
-        fakenet.netns(cls.addClassCleanup, cls.inet_ns, "eth0", "inet0", cls.pod_ip,
-                      cls.inet_ip, host_ns=cls.ns)
-        fakenet.upstream(cls.addClassCleanup, cls.inet_ns, cls.inet_ip, cls.record, inet,
-                         http="80,8080")
-
-    @classmethod
-    def hosts_file(cls):
-        """/etc/hosts of the Pod's namespace (ip netns exec mounts it), for the sidecar's
-        resolver: the names of the fake internet."""
-        d = os.path.join("/etc/netns", cls.ns)
-        cls.addClassCleanup(shutil.rmtree, d, ignore_errors=True)
-        os.makedirs(d)
-        with open(os.path.join(d, "hosts"), "w") as f:
-            f.write("127.0.0.1 localhost\n")
-            f.write("".join("%s %s\n" % (cls.inet_ip, name) for name in NAMES))
-
-    @classmethod
     def init_container(cls):
         init = named(cls.pod["spec"]["initContainers"], "egress-init")
         assert init["securityContext"]["capabilities"]["add"] == ["NET_ADMIN"]
@@ -217,12 +249,8 @@ class EgressSidecarTest(unittest.TestCase):
 
     # ---- helpers ----
 
-    def client(self, *args, uid=CLIENT_UID):
-        res = run_checked(["ip", "netns", "exec", self.ns, "setpriv", "--reuid=%d" % uid,
-                           "--regid=%d" % uid, "--clear-groups", "--", sys.executable,
-                           os.path.join(HERE, "pod_client.py")] + [str(a) for a in args],
-                          check=True, text=True, env={"PATH": os.environ["PATH"]})
-        return json.loads(res.stdout)
+    def client(self, *args, uid=CLIENT_UID, stdin=b""):
+        return pod_client(self.ns, *args, uid=uid, stdin=stdin)
 
     def main_ca(self):
         """The certificate the main container trusts: the Secret's key its volume names."""
@@ -299,6 +327,102 @@ class EgressSidecarTest(unittest.TestCase):
         self.assertIn("error", out)
         self.assertEqual(self.recorded(path), [])
 
+    # ---- the control port: a claim's tenant secret ----
+
+    def control(self, method, path, body=b"", token=AGENT_TOKEN, ip="127.0.0.1", uid=CLIENT_UID,
+                headers=b""):
+        """One request to the sidecar's control port from inside the Pod: by default from the
+        workload's uid on localhost, which is what a workload could try."""
+        port = json.loads(self.sidecar.env["BOILERHOUSE_EGRESS_CONFIG"])["control"]["port"]
+        req = b"%s %s HTTP/1.1\r\nHost: pod\r\n" % (method.encode(), path.encode())
+        if token is not None:
+            req += b"Authorization: Bearer %s\r\n" % token.encode()
+        if method == "PUT" and b"Content-Length" not in headers:
+            req += b"Content-Length: %d\r\n" % len(body)
+        return self.client("raw", ip, port, uid=uid,
+                           stdin=req + headers + b"Content-Type: application/json\r\n\r\n" + body)
+
+    @staticmethod
+    def push_body(value, name="x-tenant-key", domain="api.example.test", **extra):
+        entry = dict({"domain": domain, "name": name, "value": value}, **extra)
+        return json.dumps({"headers": [entry]}).encode()
+
+    def injected(self):
+        """What the upstream saw of the two credential headers on one intercepted request."""
+        path = self.mark()
+        out = self.client("https", self.inet_ip, "api.example.test", path, self.main_ca())
+        self.assertEqual(out.get("status"), 200, out)
+        for v in TENANT_VALUES:
+            self.assertNotIn(v, json.dumps(out))  # the client never sees it
+        rec = self.recorded(path)
+        self.assertEqual(len(rec), 1)
+        return rec[0]["headers"].get("x-api-key"), rec[0]["headers"].get("x-tenant-key")
+
+    def test_tenant_secret_pushed_through_the_control_port(self):
+        # before any push (a warm Pod): the workload's own secret only, the tenant's not
+        self.assertEqual(self.injected(), (SECRET, None))
+        out = self.control("GET", "/v1/credentials", ip=self.pod_ip, uid=0)
+        self.assertEqual(out["status"], 200, out)
+        self.assertEqual(json.loads(out["body"]), {"set": False, "headers": [
+            {"domain": "api.example.test", "name": "x-tenant-key"}]})
+        self.assertEqual(self.control("GET", "/healthz", token=None)["status"], 200)
+        # bad requests, from the workload's side of the namespace: refused, saying why
+        good = self.push_body(TENANT_VALUES[0])
+        refused = [
+            (self.control("PUT", "/v1/credentials", good, token=None), 401, "bearer token"),
+            (self.control("PUT", "/v1/credentials", good, token="x" * 64), 401, "bearer token"),
+            (self.control("PUT", "/v1/credentials", good, token=AGENT_TOKEN[:-1]), 401,
+             "bearer token"),
+            (self.control("GET", "/v1/credentials", token="x"), 401, "bearer token"),
+            (self.control("PUT", "/v1/credentials", b'{"headers": [', ip=self.pod_ip), 422,
+             "must be a JSON object"),
+            (self.control("PUT", "/v1/credentials", b'{"headers": [], "tenant": "t"}'), 422,
+             "tenant: unknown field"),
+            (self.control("PUT", "/v1/credentials", self.push_body("v", extra=1)), 422,
+             "headers[0].extra: unknown field"),
+            (self.control("PUT", "/v1/credentials", self.push_body("v", "x-tenant-key\r\nx-evil")),
+             422, "a control character in the domain or name"),
+            (self.control("PUT", "/v1/credentials", self.push_body("v\r\nx-evil: 1")), 422,
+             "a control character in the value"),
+            (self.control("PUT", "/v1/credentials", self.push_body("v", "x-api-key")), 422,
+             "x-api-key is not a tenantSecretKeyRef header"),
+            (self.control("PUT", "/v1/credentials", b'{"headers": []}'), 422,
+             "api.example.test x-tenant-key is missing"),
+            (self.control("PUT", "/v1/credentials", good,
+                          headers=b"Transfer-Encoding: chunked\r\n"), 411, "Content-Length"),
+            (self.control("PUT", "/v1/credentials", b"{}" + b" " * 70000), 413, "64 KiB"),
+            (self.control("PUT", "/v1/other", good), 404, "no such path"),
+            (self.control("DELETE", "/v1/credentials"), 405, "GET or PUT"),
+            (self.control("PUT", "/v1/credentials", good, headers=b"Bad header\r\n"), 400,
+             "malformed"),
+        ]
+        for i, (out, status, why) in enumerate(refused):
+            self.assertEqual(out.get("status"), status, (i, out))
+            self.assertIn(why, out["body"])
+        # ... and none changed anything
+        self.assertEqual(self.injected(), (SECRET, None))
+        out = self.control("GET", "/v1/credentials", uid=0)
+        self.assertFalse(json.loads(out["body"])["set"])
+        # the daemon's push, at the Pod's IP with the token: the upstream gets the tenant's value
+        out = self.control("PUT", "/v1/credentials", good, ip=self.pod_ip, uid=0)
+        self.assertEqual(out["status"], 204, out)
+        self.assertEqual(self.injected(), (SECRET, TENANT_VALUES[0]))
+        self.assertTrue(json.loads(self.control("GET", "/v1/credentials")["body"])["set"])
+        # a second push replaces the values whole; a refused one after it leaves them
+        out = self.control("PUT", "/v1/credentials", self.push_body(TENANT_VALUES[1]),
+                           ip=self.pod_ip, uid=0)
+        self.assertEqual(out["status"], 204, out)
+        out = self.control("PUT", "/v1/credentials", self.push_body("v\nx"), ip=self.pod_ip)
+        self.assertEqual(out["status"], 422, out)
+        self.assertEqual(self.injected(), (SECRET, TENANT_VALUES[1]))
+        # values and token never in the sidecar's log, nor anywhere in the Pod spec
+        log = self.sidecar.log()
+        for s in TENANT_VALUES + (AGENT_TOKEN,):
+            self.assertNotIn(s, log)
+            self.assertNotIn(s, json.dumps(self.pod))
+        self.assertIn("control: refused (401)", log)
+        self.assertIn("control: the tenant's 1 credential headers are set", log)
+
     def test_other_traffic_dropped(self):
         out = self.client("connect", self.inet_ip, 8080, 2)
         self.assertFalse(out["connected"], out)
@@ -324,8 +448,7 @@ class SidecarLifecycleTest(unittest.TestCase):
         self.ns = "bhit-eglife-%d" % n
         pod_namespace(self.addCleanup, self.ns)
         creds = credential("secretKeyRef", "upstream", "apikey")
-        creds[0]["headers"].append({"name": "x-tenant-key", "valueFrom": {
-            "tenantSecretKeyRef": {"name": "tenantkey", "key": "k"}}})
+        creds[0]["headers"].append(TENANT_HEADER)
         manifest = workload("egbox", {"access": "restricted", "allowlist": ALLOW,
                                       "credentials": creds})
         self.pod, self.secret = render(self.tmp, manifest)
@@ -337,9 +460,9 @@ class SidecarLifecycleTest(unittest.TestCase):
         s = self.sidecar()
         s.start()
         s.wait_ready()
-        # a tenant's secret does not reach a Pod's sidecar yet: said, not silently dropped
-        self.assertIn("credentials api.example.test x-tenant-key: a tenantSecretKeyRef header",
-                      s.log())
+        # a tenant's secret comes through the control port, once a claim has the Pod: said
+        self.assertIn("control on 0.0.0.0:15091: 1 tenantSecretKeyRef headers, not injected "
+                      "until the daemon sends their values", s.log())
         s.proc.send_signal(signal.SIGTERM)
         self.assertEqual(s.wait_exit(), 0, s.log())
         self.assertIn("stopping", s.log())
@@ -359,14 +482,44 @@ class SidecarLifecycleTest(unittest.TestCase):
         self.assertEqual(s.wait_exit(), 1)
         self.assertIn("port: unknown field", s.log())
 
+    def exits_saying(self, s, text):
+        """s, started, ends at once with status 1 and an error holding text."""
+        s.start()
+        self.assertEqual(s.wait_exit(), 1)
+        self.assertIn(text, s.log())
+        assert_no_sanitizer_report(s.log(), "bh-egress")
+
+    def test_bad_token_exits(self):
+        s = self.sidecar()
+        os.unlink(os.path.join(s.token_dir, "token"))  # the Secret did not arrive
+        self.exits_saying(s, "control token %s/token: No such file" % s.token_dir)
+        s = self.sidecar()
+        with open(os.path.join(s.token_dir, "token"), "w") as f:
+            f.write("short\n")
+        self.exits_saying(s, "expected 32 to 4096 characters without whitespace")
+
+    def test_control_port_taken_exits(self):
+        """The workload shares the namespace and could start first: a sidecar that cannot
+        have the port fails (the Pod fails) instead of letting the daemon talk to whoever
+        holds it."""
+        holder = subprocess.Popen(
+            as_uid(self.ns, CLIENT_UID) + [
+                "--", sys.executable, "-c",
+                "import socket, sys\n"
+                "s = socket.socket(); s.bind(('0.0.0.0', 15091)); s.listen()\n"
+                "print('ready', flush=True); sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (holder.kill(), holder.wait(), holder.stdout.close(),
+                                 holder.stdin.close()))
+        self.assertEqual(holder.stdout.readline().strip(), "ready")
+        self.exits_saying(self.sidecar(),
+                          "control: listen on 0.0.0.0:15091: Address already in use")
+
     def test_wrong_ca_exits(self):
         s = self.sidecar()
         with open(os.path.join(s.ca_dir, "tls.key"), "w") as f:
             f.write("not a key\n")
-        s.start()
-        self.assertEqual(s.wait_exit(), 1)
-        self.assertIn("not a PEM certificate and its private key", s.log())
-        assert_no_sanitizer_report(s.log(), "bh-egress")
+        self.exits_saying(s, "not a PEM certificate and its private key")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,9 @@ import urllib.request
 import fakenet
 from bh import (BINARY, BUSYBOX_LAYOUT, Daemon, assert_no_sanitizer_report, first_line, net_slot,
                 wait_for)
+from fakenet import sh
 from kube_env import ADMIN_TOKEN, KubeTestCase
+from test_egress_sidecar import Sidecar, fake_internet, named, pod_client
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
 kind: BoilerhouseWorkload
@@ -47,6 +50,11 @@ spec: {workloadRef: %s, size: %d}
 LEASE = "boilerhouse-operator"
 CLUSTER_CIDRS = "10.96.0.0/16,10.244.0.0/16,fd00:10::/56"  # the cluster's own: not for instances
 HOLD = "test.boilerhouse.dev/hold"  # a finalizer of the test's: the Pod stays "terminating"
+# A restricted workload whose one credential header is each tenant's own secret.
+TENANT_CRED = ("{access: restricted, allowlist: [api.example.test], credentials: [{domain: "
+               "api.example.test, headers: [{name: x-tenant-key, valueFrom: {tenantSecretKeyRef:"
+               " {name: tenantkey, key: k}}}]}]}")
+TENANT_VALUE = "tenant-good-4e9d2a7c1b"
 
 
 class FakeKubelet(threading.Thread):
@@ -570,6 +578,235 @@ class KubePodsTest(KubeTestCase):
         d = self.save_and_restore("vault", EXPOSED, encrypted=True)
         # Nothing the Pod's agents saw was encrypted: the daemon re-wrapped it both ways.
         self.assertIn("restored", d.log(tail=None))
+
+
+class PodNet:
+    """A network namespace that plays a Pod's, as in test_egress_sidecar.py: its egress goes
+    to a fake internet (a second namespace with the recording web server, HTTPS for NAMES),
+    and the host (where the daemon runs) reaches it at pod_ip, the address the fake kubelet
+    gives the Pod. The real sidecar runs in it from the Pod's spec in the cluster."""
+
+    def __init__(self, test):
+        n = net_slot(test.addCleanup)
+        self.test = test
+        self.tmp = tempfile.mkdtemp(prefix="bh-pods-net-")
+        test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        os.chmod(self.tmp, 0o755)  # the sidecar's uid reads its volumes in here
+        self.ns, inet_ns = "bhit-kpod-%d" % n, "bhit-kinet-%d" % n
+        self.pod_ip, host_ip = "10.254.%d.2" % n, "10.254.%d.1" % n
+        self.inet_ip = "10.250.%d.1" % n
+        self.inet_ca, self.record = fake_internet(test.addCleanup, self.tmp, self.ns, inet_ns,
+                                                  "10.250.%d.2" % n, self.inet_ip)
+        veth = "vkpod%d" % n
+        test.addCleanup(subprocess.run, ["ip", "link", "del", veth], capture_output=True)
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth1", "netns", self.ns)
+        sh("ip", "addr", "add", host_ip + "/24", "dev", veth)
+        sh("ip", "link", "set", "dev", veth, "up")
+        sh("ip", "-n", self.ns, "addr", "add", self.pod_ip + "/24", "dev", "eth1")
+        sh("ip", "-n", self.ns, "link", "set", "dev", "eth1", "up")
+        self.rules_loaded = False
+        self.sidecar = None
+
+    def run_sidecar(self, pod):
+        """What the kubelet does with pod's init rules and egress-proxy container."""
+        if not self.rules_loaded:
+            init = named(pod["spec"]["initContainers"], "egress-init")
+            sh("ip", "netns", "exec", self.ns, *init["command"])
+            self.rules_loaded = True
+        if self.sidecar:
+            self.sidecar.stop()
+        wl = pod["metadata"]["labels"]["boilerhouse.dev/workload"]
+        secret = self.test.get("secret", "bh-%s-egress-ca" % wl)
+        token = base64.b64decode(self.test.get("secret", "boilerhouse-agent")["data"]["token"])
+        d = tempfile.mkdtemp(dir=self.tmp)
+        os.chmod(d, 0o755)
+        self.sidecar = Sidecar(self.test.addCleanup, d, self.ns, pod, secret,
+                               {"SSL_CERT_FILE": self.inet_ca}, token.decode())
+        self.sidecar.start()
+        self.sidecar.wait_ready()
+        self.main_ca = os.path.join(d, "ca.crt")
+        with open(self.main_ca, "wb") as f:
+            f.write(base64.b64decode(secret["data"]["tls.crt"]))
+        os.chmod(self.main_ca, 0o644)
+
+    def upstream_saw(self, path):
+        """The x-tenant-key header the upstream got on an intercepted request of the Pod's
+        workload (None: none), after checking the workload itself never saw the value."""
+        out = pod_client(self.ns, "https", self.inet_ip, "api.example.test", path, self.main_ca)
+        self.test.assertEqual(out.get("status"), 200, out)
+        self.test.assertNotIn(TENANT_VALUE, json.dumps(out))
+        with open(self.record) as f:
+            recs = [json.loads(line) for line in f if line.strip()]
+        rec = [r for r in recs if r["path"] == path]
+        self.test.assertEqual(len(rec), 1, recs)
+        return rec[0]["headers"].get("x-tenant-key")
+
+
+class KubeTenantSecretsTest(KubeTestCase):
+    """A claim's tenant secret reaches the real egress sidecar of its Pod (in a namespace that
+    plays the Pod, at the address the fake kubelet gives it), through a warm pool Pod and a
+    cold boot; a tenant without the secret gets a failed claim naming it."""
+    NS_PREFIX = "tsec-"
+
+    def setUp(self):
+        super().setUp()
+        self.kubelet = FakeKubelet(self.kube, self.ns)
+        self.kubelet.start()
+        self.addCleanup(self.kubelet.stop)
+
+    def daemon(self, claim_timeout_s=60):
+        d = Daemon(extra_args=["--kubeconfig", self.kc, "--operator-id", "tsec",
+                               "--lease-duration", "4", "--kube-cluster-cidrs", CLUSTER_CIDRS],
+                   extra_env={"BOILERHOUSE_CLAIM_TIMEOUT_SECONDS": str(claim_timeout_s)})
+        self.addCleanup(d.cleanup)
+        d.start(timeout=60)
+        wait_for(lambda: (self.get("lease", LEASE) or {}).get("spec", {})
+                 .get("holderIdentity") == "tsec", 30, "the daemon leads\n" + d.log())
+        return d
+
+    def workload(self, d, name):
+        self.kubectl("apply", "--validate=false", "-f", "-",
+                     input=WORKLOAD % {"name": name, "network": TENANT_CRED,
+                                       "action": "destroy"})
+        d.wait_workload(name, "Ready", 90)
+
+    def pods(self, *selector):
+        return json.loads(self.kubectl("get", "pods", "-o", "json", "-l",
+                                       ",".join(selector)).stdout)["items"]
+
+    def test_tenant_secret_reaches_the_pods_sidecar(self):
+        d = self.daemon()
+        net = PodNet(self)
+        d.put_secret("tenantkey", "k", TENANT_VALUE, tenant="t-good")
+        self.workload(d, "sec")
+        self.kubelet.addresses["sec"] = [net.pod_ip]
+        self.kubectl("apply", "--validate=false", "-f", "-", input=POOL % ("sec-pool", "sec", 1))
+        warm = wait_for(lambda: self.pods("boilerhouse.dev/pool=sec-pool",
+                                          "boilerhouse.dev/pool-status=ready"), 60,
+                        "a ready warm Pod\n" + d.log())[0]
+        self.assertEqual(warm["status"]["podIP"], net.pod_ip)
+        net.run_sidecar(warm)
+        # A warm Pod has no tenant: the header is not injected.
+        self.assertIsNone(net.upstream_saw("/warm"))
+        # The claim takes it; before it is Active the daemon has pushed the tenant's value.
+        status, body = d.claim("t-good", "sec")
+        self.assertIn(status, (200, 201), (body, d.log()))
+        self.assertEqual((body["phase"], body["source"]), ("Active", "pool"), body)
+        self.assertEqual("bh-sec-" + body["instanceId"], warm["metadata"]["name"])
+        self.assertEqual(net.upstream_saw("/claimed"), TENANT_VALUE)
+        self.assertIn("the tenant's 1 credential headers are set", net.sidecar.log())
+        # The value is nowhere in the cluster: not in the Pod, nor in any Secret or ConfigMap.
+        everything = self.kubectl("get", "pods,secrets,configmaps", "-o", "json").stdout
+        self.assertNotIn(TENANT_VALUE, everything)
+        self.assertNotIn(base64.b64encode(TENANT_VALUE.encode()).decode(), everything)
+        self.assertNotIn(TENANT_VALUE, d.log(tail=None))
+        self.assertNotIn(TENANT_VALUE, net.sidecar.log())
+        # A tenant without the secret: the claim fails naming it, and its Pod goes.
+        wait_for(lambda: self.pods("boilerhouse.dev/pool=sec-pool",
+                                   "boilerhouse.dev/pool-status=ready"), 60,
+                 "the pool refilled\n" + d.log())
+        status, body = d.claim("t-bad", "sec")
+        self.assertNotEqual(body.get("phase"), "Active", body)
+        claim = wait_for(lambda: [c for c in self.items_bhc()
+                                  if c["spec"]["tenantId"] == "t-bad" and
+                                  c.get("status", {}).get("phase") == "Error"], 60,
+                         "t-bad's claim in Error\n" + d.log())[0]
+        detail = claim["status"]["detail"]
+        self.assertIn("tenantSecretKeyRef tenantkey key k", detail)
+        self.assertIn("tenant t-bad has no secret tenantkey", detail)
+        wait_for(lambda: not self.pods("boilerhouse.dev/workload=sec",
+                                       "boilerhouse.dev/pool-status=acquired",
+                                       "boilerhouse.dev/tenant!=%s" % self.tenant_label("t-good")),
+                 60, "t-bad's Pod deleted\n" + d.log())
+        # Released, the tenant's Pod goes with its sidecar's memory (never back to the pool).
+        status, out = d.release("t-good", "sec")
+        self.assertIn(status, (200, 202), out)
+        wait_for(lambda: self.get("pod", warm["metadata"]["name"]) is None, 60,
+                 "t-good's Pod deleted\n" + d.log())
+        net.sidecar.stop()  # what the kubelet does with a deleted Pod's containers
+
+        # A cold boot: the Pod's sidecar starts after the daemon began pushing (it is not
+        # listening yet: asked again), and the claim is Active once it took the value.
+        self.kubectl("delete", "bhp", "sec-pool")
+        self.workload(d, "cold")
+        self.kubelet.addresses["cold"] = [net.pod_ip]
+        result = {}
+        t = threading.Thread(target=lambda: result.update(out=d.claim("t-good", "cold")))
+        t.start()
+        self.addCleanup(t.join, 90)
+        pod = wait_for(lambda: [p for p in self.pods("boilerhouse.dev/workload=cold")
+                                if p.get("status", {}).get("podIP") == net.pod_ip], 60,
+                       "the cold Pod with its address\n" + d.log())[0]
+        net.run_sidecar(pod)
+        t.join(90)
+        status, body = result["out"]
+        self.assertIn(status, (200, 201), (body, d.log()))
+        self.assertEqual((body["phase"], body["source"]), ("Active", "cold"), body)
+        self.assertEqual(net.upstream_saw("/cold"), TENANT_VALUE)
+        tries = re.findall(r"taken by Pod bh-cold-%s's sidecar \(try (\d+)\)" % body["instanceId"],
+                           d.log(tail=None))
+        self.assertEqual(len(tries), 1, d.log())
+        self.assertGreater(int(tries[0]), 1)  # it was not listening yet at first
+
+    def test_sidecar_never_answering_fails_the_claim(self):
+        """Nothing takes the push (no sidecar listens at the Pod's address): asked again
+        until the claim timeout, then the claim fails saying so and its Pod goes."""
+        d = self.daemon(claim_timeout_s=4)
+        slot = int(re.search(r"(\d+)$", d.bridge).group(1))
+        d.put_secret("tenantkey", "k", TENANT_VALUE, tenant="t-good")
+        self.workload(d, "mute")
+        self.kubelet.addresses["mute"] = ["127.77.%d.3" % slot]  # nothing listens there
+        status, body = d.claim("t-good", "mute")
+        self.assertNotEqual(body.get("phase"), "Active", body)
+        claim = wait_for(lambda: [c for c in self.items_bhc()
+                                  if c.get("status", {}).get("phase") == "Error"], 60,
+                         "the claim in Error\n" + d.log())[0]
+        self.assertIn("not taken after", claim["status"]["detail"])
+        self.assertIn("tenant credentials to Pod bh-mute-", claim["status"]["detail"])
+        wait_for(lambda: not self.pods("boilerhouse.dev/workload=mute"), 60,
+                 "the Pod deleted\n" + d.log())
+        self.assertNotIn(TENANT_VALUE, d.log(tail=None))
+
+    def test_no_push_to_a_pod_whose_sidecar_died(self):
+        """A warm Pod whose sidecar has exited (a workload that took its port first, say) is
+        not Ready: nothing is sent to whatever holds the port at its address, and the claim
+        fails with the kubelet's reason."""
+        d = self.daemon(claim_timeout_s=4)
+        slot = int(re.search(r"(\d+)$", d.bridge).group(1))
+        address = "127.77.%d.4" % slot
+        impostor = socket.socket()
+        impostor.bind((address, 15091))
+        impostor.listen()
+        impostor.settimeout(0.2)
+        self.addCleanup(impostor.close)
+        d.put_secret("tenantkey", "k", TENANT_VALUE, tenant="t-good")
+        self.workload(d, "dead")
+        self.kubelet.addresses["dead"] = [address]
+        self.kubectl("apply", "--validate=false", "-f", "-", input=POOL % ("dead-pool", "dead", 1))
+        warm = wait_for(lambda: self.pods("boilerhouse.dev/pool=dead-pool",
+                                          "boilerhouse.dev/pool-status=ready"), 60,
+                        "a ready warm Pod\n" + d.log())[0]["metadata"]["name"]
+        self.kubelet.behaviour["dead"] = "never"  # what the kubelet says next is ours
+        self.kubelet.call("PATCH", "/%s/status" % warm, {"status": {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "egress-proxy", "image": "x", "imageID": "",
+                                   "ready": False, "restartCount": 0, "state": {
+                                       "terminated": {"exitCode": 1, "reason": "Error"}}}]}})
+        status, body = d.claim("t-good", "dead")
+        self.assertNotEqual(body.get("phase"), "Active", body)
+        detail = wait_for(lambda: [c for c in self.items_bhc()
+                                   if c.get("status", {}).get("phase") == "Error"], 60,
+                          "the claim in Error\n" + d.log())[0]["status"]["detail"]
+        self.assertIn("container egress-proxy terminated", detail)
+        with self.assertRaises(socket.timeout):  # nobody ever connected to the impostor
+            impostor.accept()
+
+    def items_bhc(self):
+        return json.loads(self.kubectl("get", "bhc", "-o", "json").stdout)["items"]
+
+    @staticmethod
+    def tenant_label(tenant):
+        return "t-" + hashlib.sha256(tenant.encode()).hexdigest()[:32]
 
 
 if __name__ == "__main__":

@@ -377,6 +377,23 @@ static void test_pod_restricted_egress(void **state)
         bh_json_str(config, "caDir"));
     bh_autofree char *cmd = bh_json_print(cJSON_GetObjectItem(proxy, "command"));
     assert_string_equal(cmd, "[\"boilerhouse\",\"egress-proxy\"]");
+    /* a tenantSecretKeyRef header: the control port, its token mounted in the sidecar alone
+     * (readable by its uid), never in the workload; no value anywhere in the Pod */
+    assert_int_equal(bh_kube_tenant_headers(wl), 1);
+    assert_int_equal(bh_json_int(config, "control.port", 0), BH_KUBE_PROXY_CONTROL_PORT);
+    const char *token_file = bh_json_str(config, "control.tokenFile");
+    const char *token_dir = bh_json_str(
+        find_named(cJSON_GetObjectItem(proxy, "volumeMounts"), "egress-token"), "mountPath");
+    assert_non_null(token_dir);
+    assert_int_equal(strncmp(token_file, token_dir, strlen(token_dir)), 0);
+    assert_string_equal(token_file + strlen(token_dir), "/token");
+    cJSON *tv = find_named(cJSON_GetObjectItem(spec, "volumes"), "egress-token");
+    assert_string_equal(bh_json_str(tv, "secret.secretName"), BH_KUBE_AGENT_SECRET);
+    assert_int_equal(bh_json_int(tv, "secret.defaultMode", 0), 0444);
+    assert_null(find_named(cJSON_GetObjectItem(main, "volumeMounts"), "egress-token"));
+    assert_int_equal(
+        bh_json_int(cJSON_GetArrayItem(cJSON_GetObjectItem(proxy, "ports"), 0), "containerPort", 0),
+        BH_KUBE_PROXY_CONTROL_PORT);
     cJSON_Delete(config);
     /* the CA: the whole Secret in the sidecar, the certificate alone in the workload */
     cJSON *volumes = cJSON_GetObjectItem(spec, "volumes");
@@ -401,6 +418,32 @@ static void test_pod_restricted_egress(void **state)
     assert_int_equal(bh_kube_pod(wl, &inst, &o, &pod, &err), -1);
     assert_null(pod);
     assert_non_null(strstr(err.msg, "reserved for the egress proxy"));
+    cJSON_Delete(wl);
+}
+
+/* Without a tenantSecretKeyRef header the sidecar has no control port and no token. */
+static void test_pod_restricted_without_tenant_secrets(void **state)
+{
+    (void)state;
+    cJSON *wl = workload("restricted");
+    cJSON *headers =
+        bh_json_get(cJSON_GetArrayItem(bh_json_get(wl, "spec.network.credentials"), 0), "headers");
+    cJSON_DeleteItemFromArray(headers, 2);
+    assert_int_equal(bh_kube_tenant_headers(wl), 0);
+    cJSON *pod = pod_of(wl, &CLAIMED);
+    cJSON *proxy = find_named(bh_json_get(pod, "spec.containers"), "egress-proxy");
+    assert_null(cJSON_GetObjectItem(proxy, "ports"));
+    assert_null(find_named(cJSON_GetObjectItem(proxy, "volumeMounts"), "egress-token"));
+    assert_null(find_named(bh_json_get(pod, "spec.volumes"), "egress-token"));
+    cJSON *config = cJSON_Parse(bh_json_str(
+        find_named(cJSON_GetObjectItem(proxy, "env"), "BOILERHOUSE_EGRESS_CONFIG"), "value"));
+    assert_null(cJSON_GetObjectItem(config, "control"));
+    cJSON_Delete(config);
+    cJSON_Delete(pod);
+    cJSON_Delete(wl);
+    /* and for another access mode, whatever its credentials say */
+    wl = workload("unrestricted");
+    assert_int_equal(bh_kube_tenant_headers(wl), 0);
     cJSON_Delete(wl);
 }
 
@@ -767,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_pod_process_and_resources),
         cmocka_unit_test(test_pod_overlays_and_probe),
         cmocka_unit_test(test_pod_restricted_egress),
+        cmocka_unit_test(test_pod_restricted_without_tenant_secrets),
         cmocka_unit_test(test_redirect_rules),
         cmocka_unit_test(test_service),
         cmocka_unit_test(test_network_policy_modes),

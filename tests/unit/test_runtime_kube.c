@@ -118,6 +118,10 @@ static void test_seam_host_driver(void **state)
     assert_int_equal(bh_runtime_restore(rt, "bh-0123456789ab", "/nonexistent/x", "0", 10, &err),
                      -1);
     assert_int_equal(err.code, BH_EUNAVAIL);
+    const struct bh_runtime_credential cred = {"api.example.com", "x-key", "v"};
+    assert_int_equal(bh_runtime_credentials(rt, "bh-0123456789ab", &cred, 1, 10, &err), -1);
+    assert_int_equal(err.code, BH_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "the fake runtime cannot hand an instance its tenant's"));
     bh_runtime_close(rt);
 }
 
@@ -159,6 +163,11 @@ static void test_seam_kube_driver(void **state)
     assert_int_equal(bh_runtime_save(rt, "bh-0123456789ab", "/tmp/bh-never-made", &saved, &err),
                      -1);
     assert_false(access("/tmp/bh-never-made", F_OK) == 0);
+    /* Tenant credentials: no Pod to send them to without an API server. */
+    const struct bh_runtime_credential cred = {"api.example.com", "x-key", "v"};
+    assert_int_equal(bh_runtime_credentials(rt, "bh-0123456789ab", &cred, 1, 10, &err), -1);
+    assert_int_equal(bh_runtime_credentials(rt, "bh-../../x", &cred, 1, 10, &err), -1);
+    assert_int_equal(err.code, BH_ENOTFOUND);
     /* A container id that names no instance never reaches a request path. */
     assert_int_equal(bh_runtime_delete(rt, "bh-../../x", &err), 0);
     assert_false(bh_runtime_alive(rt, "bh-../../x", 0));

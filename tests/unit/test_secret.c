@@ -70,6 +70,12 @@ static void test_set_get_delete(void **state)
     check_value(f->s, NULL, "db", "user", "admin");
     check_value(f->s, NULL, "db", "nope", NULL);
     check_value(f->s, NULL, "other", "x", NULL);
+    /* a missing secret is named, not the file that would hold it */
+    char *v = NULL;
+    assert_int_equal(bh_secrets_get(f->s, NULL, "other", "x", &v, &err), -1);
+    assert_string_equal(err.msg, "no secret other");
+    assert_int_equal(bh_secrets_get(f->s, "t1", "other", "x", &v, &err), -1);
+    assert_string_equal(err.msg, "tenant t1 has no secret other");
     assert_int_equal(bh_secrets_delete(f->s, NULL, "db", "user", &err), 0);
     check_value(f->s, NULL, "db", "user", NULL);
     check_value(f->s, NULL, "db", "password", "s3cret");

@@ -8,10 +8,12 @@
  * entry point.
  *
  * It listens on 127.0.0.1 at the configured ports (the init container's nft rules redirect
- * the Pod's TCP 80/443 and DNS there), enforces one policy for every source (a Pod's traffic
- * arrives from 127.0.0.1 or the Pod IP, both the workload's), signs intercepted leaves with
- * the workload's CA from the mounted Secret (never a new one: the main container trusts that
- * certificate), and exits 0 on SIGTERM or SIGINT after closing its connections. */
+ * the Pod's TCP 80/443 and DNS there) and, for a workload with tenantSecretKeyRef headers, on
+ * the control port where the daemon pushes a claim's values (control.c), enforces one policy
+ * for every source (a Pod's traffic arrives from 127.0.0.1 or the Pod IP, both the
+ * workload's), signs intercepted leaves with the workload's CA from the mounted Secret (never
+ * a new one: the main container trusts that certificate), and exits 0 on SIGTERM or SIGINT
+ * after closing its connections. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,25 +72,28 @@ static int sidecar_run(const struct sidecar_config *c, const sigset_t *stop, str
     char crt[4096], key[4096];
     snprintf(crt, sizeof(crt), "%s/" SIDECAR_CA_CRT, c->ca_dir);
     snprintf(key, sizeof(key), "%s/" SIDECAR_CA_KEY, c->ca_dir);
-    struct egress_policy p = sidecar_config_policy(c);
     struct egress *eg = NULL;
+    struct sidecar_control *ctl = NULL;
     if (egress_start(&ec, &eg, err) < 0)
         return -1;
-    if (egress_ca_load(eg, c->workload, crt, key, err) < 0 ||
-        egress_set_default_policy(eg, &p, err) < 0) {
+    /* Until the daemon pushes the tenant's values, their headers are not injected (a warm
+     * Pod has no tenant yet): the upstream sees the request without them. */
+    if (egress_ca_load(eg, c->workload, crt, key, err) < 0 || sidecar_apply(eg, c, NULL, err) < 0 ||
+        (c->control_port && sidecar_control_start(c, eg, &sidecar_host, &ctl, err) < 0)) {
         egress_stop(eg);
         return -1;
     }
-    for (size_t i = 0; i < c->n_skipped; i++)
-        sidecar_log(NULL, BH_LOG_WARN,
-                    "credentials %s: a tenantSecretKeyRef header; tenant secrets are not "
-                    "delivered to the sidecar in Kubernetes mode yet, so it is not injected",
-                    c->skipped[i]);
+    if (ctl)
+        sidecar_log(NULL, BH_LOG_INFO,
+                    "control on 0.0.0.0:%d: %zu tenantSecretKeyRef headers, not injected until "
+                    "the daemon sends their values",
+                    c->control_port, c->n_tenant);
     sidecar_log(NULL, BH_LOG_INFO, "workload %s: %zu allowed, %zu credential domains, ready",
                 c->workload, c->n_allow, c->n_creds);
     int sig = 0;
     sigwait(stop, &sig);
     sidecar_log(NULL, BH_LOG_INFO, "signal %d: stopping", sig);
+    sidecar_control_stop(ctl);
     egress_stop(eg);
     return 0;
 }

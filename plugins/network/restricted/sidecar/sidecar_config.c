@@ -43,13 +43,15 @@ static int cfg_string(const cJSON *o, const char *key, const char *path, char **
     return 0;
 }
 
-static int cfg_port(const cJSON *ports, const char *key, int *out, struct bh_err *err)
+/* prefix: the object's path with its dot ("ports."). */
+static int cfg_port(const cJSON *o, const char *prefix, const char *key, int *out,
+                    struct bh_err *err)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ports, key);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     /* range first: converting an out-of-range double to int is undefined */
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= 65535) ||
         v->valuedouble != (double)(int)v->valuedouble)
-        return eg_fail(err, BH_EINVAL, CFG "ports.%s: must be a port number (1-65535)", key);
+        return eg_fail(err, BH_EINVAL, CFG "%s%s: must be a port number (1-65535)", prefix, key);
     *out = v->valueint;
     return 0;
 }
@@ -59,9 +61,9 @@ static int cfg_ports(const cJSON *root, struct sidecar_config *c, struct bh_err 
     static const char *const keys[] = {"http", "tls", "dns", NULL};
     const cJSON *ports = cJSON_GetObjectItemCaseSensitive(root, "ports");
     if (cfg_only_keys(ports, "ports", keys, err) < 0 ||
-        cfg_port(ports, "http", &c->http_port, err) < 0 ||
-        cfg_port(ports, "tls", &c->tls_port, err) < 0 ||
-        cfg_port(ports, "dns", &c->dns_port, err) < 0)
+        cfg_port(ports, "ports.", "http", &c->http_port, err) < 0 ||
+        cfg_port(ports, "ports.", "tls", &c->tls_port, err) < 0 ||
+        cfg_port(ports, "ports.", "dns", &c->dns_port, err) < 0)
         return -1;
     return 0;
 }
@@ -97,21 +99,19 @@ static int cfg_env_value(const cJSON *var, const char *path, sidecar_env_fn env,
     return 0;
 }
 
-/* "<domain> <header>": a header the sidecar cannot inject, for the warning main logs. */
-static void cfg_skip(struct sidecar_config *c, const char *domain, const char *name)
+/* A tenantSecretKeyRef header of credential cred: its value comes through the control
+ * endpoint (the daemon resolves it per claim). Takes name. */
+static void cfg_tenant(struct sidecar_config *c, size_t cred, char *name)
 {
-    char **n = realloc(c->skipped, (c->n_skipped + 1) * sizeof(*n));
+    struct sidecar_tenant_header *n = realloc(c->tenant, (c->n_tenant + 1) * sizeof(*n));
     if (!n)
         abort();
-    c->skipped = n;
-    size_t len = strlen(domain) + strlen(name) + 2;
-    c->skipped[c->n_skipped] = eg_xcalloc(len, 1);
-    snprintf(c->skipped[c->n_skipped++], len, "%s %s", domain, name);
+    c->tenant = n;
+    c->tenant[c->n_tenant++] = (struct sidecar_tenant_header){.cred = cred, .name = name};
 }
 
-/* One header into hs[*n], or into c->skipped for a tenant's secret: the daemon resolves those
- * per claim, and nothing delivers them to a Pod's sidecar yet. */
-static int cfg_header(const cJSON *h, const char *path, sidecar_env_fn env, const char *domain,
+/* One header into hs[*n], or into c->tenant for a tenant's secret (credential cred). */
+static int cfg_header(const cJSON *h, const char *path, sidecar_env_fn env, size_t cred,
                       struct egress_header *hs, size_t *n, struct sidecar_config *c,
                       struct bh_err *err)
 {
@@ -133,7 +133,7 @@ static int cfg_header(const cJSON *h, const char *path, sidecar_env_fn env, cons
     else if (var)
         rc = cfg_env_value(var, path, env, &value, err);
     else
-        cfg_skip(c, domain, name);
+        return cfg_tenant(c, cred, name), 0;
     if (!value) {
         free(name);
         return rc;
@@ -164,7 +164,7 @@ static int cfg_credential(const cJSON *cj, size_t i, sidecar_env_fn env, struct 
     cJSON_ArrayForEach(h, headers) {
         char hpath[96];
         snprintf(hpath, sizeof(hpath), "%s.headers[%zu]", path, j++);
-        if (cfg_header(h, hpath, env, domain, hs, &cred->n_headers, c, err) < 0)
+        if (cfg_header(h, hpath, env, i, hs, &cred->n_headers, c, err) < 0)
             return -1;
     }
     return 0;
@@ -188,11 +188,31 @@ static int cfg_credentials(const cJSON *root, sidecar_env_fn env, struct sidecar
     return 0;
 }
 
+/* "control": present exactly when a header's value comes from the tenant. */
+static int cfg_control(const cJSON *root, struct sidecar_config *c, struct bh_err *err)
+{
+    static const char *const keys[] = {"port", "tokenFile", NULL};
+    const cJSON *ctl = cJSON_GetObjectItemCaseSensitive(root, "control");
+    if (!ctl && c->n_tenant)
+        return eg_fail(err, BH_EINVAL, CFG "control: needed for the tenantSecretKeyRef headers");
+    if (!ctl)
+        return 0;
+    if (!c->n_tenant)
+        return eg_fail(err, BH_EINVAL, CFG "control: no tenantSecretKeyRef header needs it");
+    if (cfg_only_keys(ctl, "control", keys, err) < 0 ||
+        cfg_port(ctl, "control.", "port", &c->control_port, err) < 0 ||
+        cfg_string(ctl, "tokenFile", "control", &c->control_token, err) < 0)
+        return -1;
+    if (c->control_token[0] != '/')
+        return eg_fail(err, BH_EINVAL, CFG "control.tokenFile: must be an absolute path");
+    return 0;
+}
+
 int sidecar_config_parse(const char *json, sidecar_env_fn env, struct sidecar_config *out,
                          struct bh_err *err)
 {
-    static const char *const keys[] = {"workload", "allowlist", "credentials",
-                                       "ports",    "caDir",     NULL};
+    static const char *const keys[] = {"workload", "allowlist", "credentials", "ports",
+                                       "caDir",    "control",   NULL};
     memset(out, 0, sizeof(*out));
     if (!json)
         return eg_fail(err, BH_EINVAL, SIDECAR_CONFIG_ENV " is not set");
@@ -203,7 +223,8 @@ int sidecar_config_parse(const char *json, sidecar_env_fn env, struct sidecar_co
     if (cfg_only_keys(root, "", keys, err) == 0 &&
         cfg_string(root, "workload", "", &out->workload, err) == 0 &&
         cfg_allowlist(root, out, err) == 0 && cfg_credentials(root, env, out, err) == 0 &&
-        cfg_ports(root, out, err) == 0 && cfg_string(root, "caDir", "", &out->ca_dir, err) == 0)
+        cfg_ports(root, out, err) == 0 && cfg_string(root, "caDir", "", &out->ca_dir, err) == 0 &&
+        cfg_control(root, out, err) == 0)
         rc = 0;
     if (rc == 0 && out->ca_dir[0] != '/')
         rc = eg_fail(err, BH_EINVAL, CFG "caDir: must be an absolute path");
@@ -233,9 +254,12 @@ void sidecar_config_free(struct sidecar_config *c)
     }
     free(c->creds);
     cfg_free_strings(c->allow, c->n_allow);
-    cfg_free_strings(c->skipped, c->n_skipped);
+    for (size_t i = 0; i < c->n_tenant; i++)
+        free(c->tenant[i].name);
+    free(c->tenant);
     free(c->workload);
     free(c->ca_dir);
+    free(c->control_token);
     memset(c, 0, sizeof(*c));
 }
 
