@@ -13,7 +13,10 @@ umoci and its containers are run with runc the way the image and the Pod builder
    network namespace (the Pod's): the init container loads its nft rules (NET_ADMIN only), the
    egress sidecar (`boilerhouse egress-proxy`, which execs
    /usr/libexec/boilerhouse/bh-egress) starts and answers what the rules redirect to it, and
-   the snapshot agent (`boilerhouse snapshot-agent`) serves /healthz and wants its token.
+   the snapshot agent (`boilerhouse snapshot-agent`) serves /healthz and wants its token;
+ - the operator's container of deploy/kubernetes/20-deployment.yaml, with the Deployment's
+   env, user, read-only root and emptyDir volumes, against a real kube-apiserver (kube_env.py):
+   it answers its probes' path and takes the leader Lease.
 
 Slow (it compiles the project inside the build): the normal pass of the suite runs it, the
 sanitizer passes do not (label image-build; scripts/test.sh)."""
@@ -23,19 +26,26 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
-from bh import DEBIAN_LAYOUT, SOURCE, require, wait_for
+from bh import DEBIAN_LAYOUT, SOURCE, require, slot_port, take_slot, wait_for
 from fakenet import sh
+from kube_env import ADMIN_TOKEN, KubeEnv
 from test_egress_sidecar import named, render
 
 CACHE = os.environ.get("BH_IMAGE_BUILD_CACHE", "/var/cache/boilerhouse-test/image-build")
 BUILD_TIMEOUT = 1500  # seconds; a cold cache downloads ~120 MB of .debs and the npm packages
 IMAGE_UID = 65532
 AGENT_TOKEN = "t" * 40
+API_KEY = "k" * 40
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+DEPLOYMENT = os.path.join(SOURCE, "deploy/kubernetes/20-deployment.yaml")
 SIDECAR_HTTP_PORT = 15080  # BH_KUBE_PROXY_HTTP_PORT (core/kube/objects.h)
 AGENT_PORT = 15090  # BH_KUBE_AGENT_PORT
 # The Pod's other route (in its own network namespace, so no other test's): a veth pair, so
@@ -102,7 +112,8 @@ class Runc:
             self.base = json.load(f)  # umoci's: the image config's user, env and command
         self.procs = {}
 
-    def config(self, args=None, uid=None, caps=(), env=(), mounts=(), netns=None):
+    def config(self, args=None, uid=None, caps=(), env=(), mounts=(), netns=None,
+               host_network=False):
         """The image's runtime config with a Pod container's settings over it: read-only root,
         no terminal, the capabilities given and none else (Kubernetes' drop ALL + add)."""
         c = copy.deepcopy(self.base)
@@ -120,7 +131,10 @@ class Runc:
         for src, dst, ro in mounts:
             c["mounts"].append({"destination": dst, "type": "bind", "source": src,
                                 "options": ["rbind", "ro" if ro else "rw", "nosuid", "nodev"]})
-        if netns:
+        if host_network:
+            c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"]
+                                        if n["type"] != "network"]
+        elif netns:
             c["linux"]["namespaces"] = [
                 {"type": "network", "path": "/var/run/netns/" + netns} if n["type"] == "network"
                 else n for n in c["linux"]["namespaces"]]
@@ -279,22 +293,95 @@ class ImageTest(unittest.TestCase):
         for name in ("snapshot-agent", "egress-proxy"):
             self.assertEqual(self.runc.stop(name), 0, self.runc.log(name))
 
+    def test_the_deployment_serves_from_it(self):
+        """The operator's container of deploy/kubernetes/20-deployment.yaml, as the kubelet
+        would run it (the Pod's user, read-only root, its emptyDir volumes, its env with the
+        API key Secret and the Pod's name, the service account's files) against a real
+        kube-apiserver: it answers its readiness probe's path and takes the leader Lease. One
+        liberty: it shares this host's network (the API server is on its loopback), so it
+        listens on loopback at a port of the test's slot instead of 0.0.0.0:3000, with TLS
+        on as it is there."""
+        kube = KubeEnv()
+        self.addCleanup(kube.stop)
+        kube.install_crds()
+        kube.kubectl("create", "namespace", "boilerhouse")
+        deployment = json.loads(kube.kubectl("create", "--dry-run=client", "-o", "json", "-f",
+                                             DEPLOYMENT).stdout)
+        spec = deployment["spec"]["template"]["spec"]
+        c = named(spec["containers"], "boilerhouse")
+        self.assertEqual(c["args"], ["serve"])  # the image's CMD, and its ENTRYPOINT
+        n, fd = take_slot()
+        self.addCleanup(os.close, fd)
+        port, pod_name = slot_port(n, 0), "boilerhouse-7d4b9c-x2x9z"
+        env = []
+        for e in c["env"]:
+            ref = e.get("valueFrom", {})
+            value = (e["value"] if "value" in e else
+                     API_KEY if ref.get("secretKeyRef", {}).get("name") == "boilerhouse-api-key"
+                     else pod_name if ref.get("fieldRef", {}).get("fieldPath") == "metadata.name"
+                     else self.fail("env %s: a source the test does not provide" % e))
+            env.append((e["name"], value))
+        # On loopback TLS would be off by default (--tls auto): on, as on the Pod's 0.0.0.0.
+        env = dict(env, BOILERHOUSE_LISTEN_HOST="127.0.0.1", BOILERHOUSE_PORT=str(port),
+                   BOILERHOUSE_TLS="on", KUBERNETES_SERVICE_HOST="127.0.0.1",
+                   KUBERNETES_SERVICE_PORT=str(kube.port))
+        sa = os.path.join(self.tmp, "serviceaccount")
+        os.makedirs(sa)
+        shutil.copy(os.path.join(kube.cert_dir, "apiserver.crt"), os.path.join(sa, "ca.crt"))
+        for name, text in (("token", ADMIN_TOKEN), ("namespace", "boilerhouse")):
+            with open(os.path.join(sa, name), "w") as f:
+                f.write(text)
+        self.addCleanup(self.runc.cleanup)
+        self.runc.start("operator", self.container(
+            c, self.volumes(spec, None), pod_sc=spec["securityContext"], env=env.items(),
+            mounts=[(sa, SA_DIR, True)], host_network=True))
+
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # the daemon's own certificate
+
+        last = []
+
+        def health():
+            self.assertIsNone(self.runc.procs["operator"][1].poll(), self.runc.log("operator"))
+            try:
+                with urllib.request.urlopen("https://127.0.0.1:%d/api/v1/health" % port,
+                                            context=insecure, timeout=5) as r:
+                    return r.status == 200
+            except urllib.error.HTTPError as e:
+                e.close()
+                last[:] = ["HTTP %d" % e.code]
+            except (urllib.error.URLError, OSError) as e:
+                last[:] = [str(e)]
+            return False
+        try:
+            wait_for(health, 60, "the operator's /api/v1/health")
+        except AssertionError as e:
+            self.fail("%s, last: %s\n%s" % (e, last, self.runc.log("operator")))
+
+        def holder():
+            res = kube.kubectl("-n", "boilerhouse", "get", "lease", "boilerhouse-operator",
+                               "-o", "json", check=False)
+            return res.returncode == 0 and json.loads(res.stdout)["spec"].get("holderIdentity")
+        self.assertEqual(wait_for(holder, 60, "the leader Lease"), pod_name)
+        self.assertEqual(self.runc.stop("operator"), 0, self.runc.log("operator"))
+
     def curl(self, ns, url, *args):
         return sh("ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-w",
                   "%{http_code}", *args, url, text=True).stdout
 
     def volumes(self, spec, secret):
-        """Each volume of the Pod as a directory: Secrets' keys as files with the volume's
-        mode, emptyDirs empty (mode 0777, as the kubelet makes them)."""
-        secrets = {secret["metadata"]["name"]: secret["data"],
-                   "boilerhouse-agent": {"token": base64.b64encode(AGENT_TOKEN.encode())}}
+        """Each volume of the Pod as a root-owned directory, as the kubelet makes them:
+        emptyDirs empty with mode 0777, Secrets' keys as files with the volume's mode."""
+        secrets = {"boilerhouse-agent": {"token": base64.b64encode(AGENT_TOKEN.encode())}}
+        if secret:
+            secrets[secret["metadata"]["name"]] = secret["data"]
         out = {}
         for v in spec["volumes"]:
-            d = os.path.join(self.tmp, "volume-" + v["name"])
-            os.makedirs(d)
+            d = tempfile.mkdtemp(prefix="volume-%s-" % v["name"], dir=self.tmp)
             out[v["name"]] = d
+            os.chmod(d, 0o777 if "emptyDir" in v else 0o755)
             if "emptyDir" in v:
-                os.chmod(d, 0o777)
                 continue
             data = secrets[v["secret"]["secretName"]]
             items = v["secret"].get("items") or [{"key": k, "path": k} for k in data]
@@ -305,17 +392,20 @@ class ImageTest(unittest.TestCase):
                 os.chmod(p, v["secret"]["defaultMode"])
         return out
 
-    def container(self, c, volumes, ns):
-        """The runtime config of Pod container c: command, env, user, capabilities, mounts."""
+    def container(self, c, volumes, ns=None, pod_sc=None, env=None, mounts=(), **kw):
+        """The runtime config of Pod container c: command (else the image's), env (given, else
+        c's literal values), user (c's, else the Pod's), capabilities, volume mounts."""
         sc = c["securityContext"]
         self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
         self.assertTrue(sc["readOnlyRootFilesystem"])
-        env = [(e["name"], e["value"]) for e in c.get("env", [])]
+        uid = sc.get("runAsUser", (pod_sc or {}).get("runAsUser"))
+        if env is None:
+            env = [(e["name"], e["value"]) for e in c.get("env", [])]
         mounts = [(volumes[m["name"]], m["mountPath"], m.get("readOnly", False))
-                  for m in c.get("volumeMounts", [])]
-        return self.runc.config(args=c["command"], uid=sc["runAsUser"],
+                  for m in c.get("volumeMounts", [])] + list(mounts)
+        return self.runc.config(args=c.get("command"), uid=uid,
                                 caps=sc["capabilities"].get("add", []), env=env, mounts=mounts,
-                                netns=ns)
+                                netns=ns, **kw)
 
 
 if __name__ == "__main__":
