@@ -5,9 +5,10 @@
 # --build-arg goes to buildah bud: BUILD_IMAGE and RUNTIME_IMAGE are the base images (Debian
 # 12 from docker.io by default; any transport buildah reads, e.g. oci:/path/to/layout:tag).
 # --cache DIR keeps what the build downloads (apt's .debs, npm's package cache) in DIR for the
-# next build; the build itself is never cached. --ca-file FILE: PEM certificates the build's
-# npm also trusts (NODE_EXTRA_CA_CERTS), for a network whose TLS goes through an intercepting
-# proxy; mounted into the build steps only, never in the image. Needs root, buildah and the network (apt, npm).
+# next build (builds sharing DIR take turns: apt locks its archive dir); the build itself is
+# never cached. --ca-file FILE: PEM certificates the build's npm also trusts
+# (NODE_EXTRA_CA_CERTS), for a network whose TLS goes through an intercepting proxy; mounted
+# into the build steps only, never in the image. Needs root, buildah and the network (apt, npm).
 #
 # buildah's storage (overlay), run state and temporary files live in a directory of this
 # script's own (under $TMPDIR, default /var/tmp), removed at the end, even on failure. buildah
@@ -73,6 +74,8 @@ build_in_namespace() {
   local volumes=() runtime=()
   if [ -n "$cache" ]; then
     mkdir -p "$cache/apt" "$cache/npm"
+    exec 9>"$cache/.lock"
+    flock 9
     volumes=(--volume "$cache/apt:/var/cache/apt/archives" --volume "$cache/npm:/root/.npm")
   fi
   if [ -n "$ca_file" ]; then
@@ -84,6 +87,7 @@ build_in_namespace() {
   bh_buildah bud --network host "${runtime[@]}" "${volumes[@]}" "${build_args[@]}" \
     -f "$src/deploy/Containerfile" -t "localhost/boilerhouse:$tag" "$src"
   bh_buildah push --quiet "localhost/boilerhouse:$tag" "oci:$next:$tag"
+  chmod 755 "$next"
   rm -rf "$out"
   mv "$next" "$out"
 }
