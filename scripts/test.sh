@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cmake_args=()
+ctest_args=()
 case "${BH_SANITIZE:-}" in
 "" | 0) ;;
 1 | address)
@@ -17,11 +18,15 @@ case "${BH_SANITIZE:-}" in
     export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_error=0:check_initialization_order=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
     export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+    # The image build (tests/integration/test_image.py) compiles its own unsanitized binaries:
+    # the normal pass runs it once.
+    ctest_args=(-LE image-build)
     ;;
 thread)
     export BH_BUILD_DIR=${BH_BUILD_DIR:-build-tsan}
     cmake_args=(-DBH_TSAN=ON)
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp}
+    ctest_args=(-LE image-build)
     ;;
 *)
     echo "BH_SANITIZE=$BH_SANITIZE: expected 1, address or thread" >&2
@@ -41,4 +46,4 @@ rm -rf "$build/test-logs" # daemon logs kept by tests/integration/bh.py
 cd "$build"
 # Files run in parallel (most of an integration file's time is spent waiting on containers,
 # not on the CPU); BH_TEST_JOBS overrides how many at once.
-ctest --output-on-failure --timeout 900 -j"${BH_TEST_JOBS:-4}" "$@"
+ctest --output-on-failure --timeout 900 -j"${BH_TEST_JOBS:-4}" "${ctest_args[@]}" "$@"

@@ -15,7 +15,7 @@ if(BH_UI AND BH_NODE AND BH_NPM)
     COMMAND ${CMAKE_COMMAND} -E make_directory ${BH_UI_NODE_DIR}
     COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/ui/package.json
             ${CMAKE_SOURCE_DIR}/ui/package-lock.json ${BH_UI_NODE_DIR}
-    COMMAND ${BH_NPM} ci --silent --no-audit --no-fund --prefix ${BH_UI_NODE_DIR}
+    COMMAND ${BH_NPM} ci --loglevel=error --no-audit --no-fund --prefix ${BH_UI_NODE_DIR}
     DEPENDS ${CMAKE_SOURCE_DIR}/ui/package.json ${CMAKE_SOURCE_DIR}/ui/package-lock.json
     COMMENT "npm ci for the dashboard"
     VERBATIM)
