@@ -24,6 +24,7 @@ import base64
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -400,12 +401,23 @@ class ImageTest(unittest.TestCase):
         self.assertTrue(sc["readOnlyRootFilesystem"])
         uid = sc.get("runAsUser", (pod_sc or {}).get("runAsUser"))
         if env is None:
-            env = [(e["name"], e["value"]) for e in c.get("env", [])]
+            env = [(e["name"], kubelet_value(e)) for e in c.get("env", [])]
         mounts = [(volumes[m["name"]], m["mountPath"], m.get("readOnly", False))
                   for m in c.get("volumeMounts", [])] + list(mounts)
-        return self.runc.config(args=c.get("command"), uid=uid,
+        # the kubelet expands $(VAR) in a command from the container's env
+        args = c.get("command") and [re.sub(r"\$\((\w+)\)", lambda m: dict(env)[m.group(1)], a)
+                                     for a in c["command"]]
+        return self.runc.config(args=args, uid=uid,
                                 caps=sc["capabilities"].get("add", []), env=env, mounts=mounts,
                                 netns=ns, **kw)
+
+
+def kubelet_value(e):
+    """An env entry's value as the kubelet gives it: literal, or from the downward API (the
+    node's address: a documentation address stands for it)."""
+    if "value" in e:
+        return e["value"]
+    return {"status.hostIP": "192.0.2.1"}[e["valueFrom"]["fieldRef"]["fieldPath"]]
 
 
 if __name__ == "__main__":
