@@ -21,4 +21,9 @@ BH_MUST_CHECK int krt_agent_restore(struct bh_kube_client *c, const char *token,
                                     const char *in_path, const char *digest, int timeout_ms,
                                     struct bh_err *err);
 
+/* Where clients reach an instance: its Service's ClusterIP and first port, or without a
+ * Service (svc NULL: nothing exposed) its Pod's IP and first containerPort; host "" while
+ * there is none. */
+void krt_endpoint_of(const cJSON *svc, const cJSON *pod, struct bh_runtime_endpoint *ep);
+
 #endif
