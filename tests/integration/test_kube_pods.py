@@ -148,6 +148,28 @@ def tree_of(root):
     return out
 
 
+def snapshot_agent(test, root, address, token, *extra):
+    """A real `boilerhouse snapshot-agent` where the Pod's address says (a loopback address of
+    the test's slot stands for the Pod's IP), as the Pod's sidecar or init container would run
+    it; stopped when the test ends. test.tmp holds its token file."""
+    token_file = os.path.join(test.tmp, "token")
+    with open(token_file, "w") as f:
+        f.write(token)
+    p = subprocess.Popen([BINARY, "snapshot-agent", "--root", root, "--dir", "/data",
+                          "--listen", "%s:15090" % address, "--token-file", token_file]
+                         + list(extra), stderr=subprocess.PIPE, text=True)
+
+    def reap():
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        assert_no_sanitizer_report(p.stderr.read(), "snapshot-agent")
+        p.stderr.close()
+    test.addCleanup(reap)
+    test.assertIn("serving", p.stderr.readline())
+    return p
+
+
 class KubePodsTest(KubeTestCase):
     NS_PREFIX = "pods-"
 
@@ -405,25 +427,7 @@ class KubePodsTest(KubeTestCase):
     # ---- overlay data through the Pods' snapshot agents ----
 
     def agent(self, root, address, token, *extra):
-        """A real `boilerhouse snapshot-agent` where the Pod's address says (a loopback
-        address of this test's slot stands for the Pod's IP), as the Pod's sidecar or init
-        container would run it."""
-        token_file = os.path.join(self.tmp, "token")
-        with open(token_file, "w") as f:
-            f.write(token)
-        p = subprocess.Popen([BINARY, "snapshot-agent", "--root", root, "--dir", "/data",
-                              "--listen", "%s:15090" % address, "--token-file", token_file]
-                             + list(extra), stderr=subprocess.PIPE, text=True)
-
-        def reap():
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            assert_no_sanitizer_report(p.stderr.read(), "snapshot-agent")
-            p.stderr.close()
-        self.addCleanup(reap)
-        self.assertIn("serving", p.stderr.readline())
-        return p
+        return snapshot_agent(self, root, address, token, *extra)
 
     def agent_token(self):
         secret = self.get("secret", "boilerhouse-agent")
