@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "client.h"
 #include "dispatch.h"
 #include "lease.h"
@@ -101,9 +102,18 @@ int bh_operator_open(struct bh_ctx *ctx, bh_operator_check_fn check, struct bh_e
     return 0;
 }
 
+/* The instances its predecessor ran are adopted before any controller runs, so that no
+ * claim boots a second one and no pool fills up twice (adopt.h). A leader that cannot see
+ * them must not lead: it shuts down, giving the Lease up, as on losing it. */
 static void operator_on_lead(void *ud)
 {
     struct bh_ctx *ctx = ud;
+    struct bh_err err;
+    if (bh_adopt_run(ctx, &err) < 0) {
+        bh_error("operator", "cannot adopt the instances that run: %s: shutting down", err.msg);
+        kill(getpid(), SIGTERM);
+        return;
+    }
     ctx->standby = 0;
     bh_kube_mirror_push_all(ctx->op->mirror);
     bh_dispatch_all(ctx);

@@ -925,8 +925,8 @@ void bh_claim_wait_change(struct bh_ctx *ctx, uint64_t *seq, long long deadline_
 
 /* ---- startup recovery ---- */
 
-/* A claim whose instance a restart lost (its record is gone) boots again. Returns 1 if it
- * changed the claim. */
+/* A claim whose instance a restart or a failover lost (its record is gone) boots again, as a
+ * new claim would (from the tenant's last snapshot if any). Returns 1 if it changed the claim. */
 static int claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
 {
     const char *phase = claim_phase(claim);
@@ -938,9 +938,13 @@ static int claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
         cJSON_Delete(inst);
         return 0;
     }
+    /* Before the status changes: id is borrowed from it. */
+    bh_info("claim", "claim %s: instance %s lost in a daemon restart or failover; booting again",
+            bh_json_str(claim, "metadata.name"), id ? id : "?");
     cJSON *status = bh_json_obj(claim, "status");
     bh_json_set_str(status, "phase", BH_CLAIM_PENDING);
-    bh_json_set_str(status, "detail", "instance lost in a daemon restart; booting again");
+    bh_json_set_str(status, "detail",
+                    "instance lost in a daemon restart or failover; booting again");
     cJSON_DeleteItemFromObjectCaseSensitive(status, "instanceId");
     cJSON_DeleteItemFromObjectCaseSensitive(status, "endpoint");
     cJSON_DeleteItemFromObjectCaseSensitive(bh_json_obj(claim, "metadata"), "resourceVersion");
@@ -949,13 +953,17 @@ static int claim_recover_one(struct bh_ctx *ctx, cJSON *claim)
     return 1;
 }
 
-int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
+/* Every claim, with lost ones booting again when recover is set. */
+static int claim_recover_all(struct bh_ctx *ctx, int recover, int index, struct bh_err *err)
 {
     cJSON *list = NULL, *claim;
     if (bh_store_list(ctx->store, CLAIM_KIND, NULL, &list, NULL, err) < 0)
         return -1;
     cJSON_ArrayForEach(claim, list) {
-        if (!bh_json_get(claim, "metadata.deletionTimestamp") && claim_recover_one(ctx, claim))
+        if (recover && !bh_json_get(claim, "metadata.deletionTimestamp") &&
+            claim_recover_one(ctx, claim))
+            continue;
+        if (!index)
             continue;
         /* Before the store's events reach the index: it starts from what survived. */
         const char *rv = bh_json_str(claim, "metadata.resourceVersion");
@@ -964,6 +972,18 @@ int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
     }
     cJSON_Delete(list);
     return 0;
+}
+
+/* A standby (operator mode) changes nothing: its claims are the leader's, whose instances it
+ * does not know; bh_claim_recover_lost runs once it leads and has adopted them. */
+int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err)
+{
+    return claim_recover_all(ctx, !ctx->standby, 1, err);
+}
+
+int bh_claim_recover_lost(struct bh_ctx *ctx, struct bh_err *err)
+{
+    return claim_recover_all(ctx, 1, 0, err);
 }
 
 /* ---- the front door: what REST, triggers and the Kubernetes-compatible API call ---- */

@@ -90,8 +90,11 @@ void bh_claim_answer_free(struct bh_claim_answer *ans);
 
 /* Startup, after bh_instance_recover: an Active claim whose instance did not survive the
  * restart goes back to Pending, so it boots again (a deleted claim's finalizer needs
- * nothing). */
+ * nothing); not on a standby (operator mode), which only fills the claim index. */
 int bh_claim_recover(struct bh_ctx *ctx, struct bh_err *err);
+/* The same for a replica that has just become the leader, after adopting what runs
+ * (bh_adopt_run): Active claims whose instance it has no record of boot again. */
+int bh_claim_recover_lost(struct bh_ctx *ctx, struct bh_err *err);
 int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err);
 /* A Claim event from the store: updates the claim index (claim_index.h) and wakes the
  * waiters. */

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "adopt.h"
 #include "claim.h"
 #include "ctx.h"
 #include "hibernate.h"
@@ -24,6 +25,7 @@ static const struct {
     {"BoilerhouseWorkload", bh_workload_reconcile}, {"BoilerhouseClaim", bh_claim_reconcile},
     {"BoilerhousePool", bh_pool_reconcile},         {"BoilerhouseTrigger", bh_trigger_reconcile},
     {"SnapshotGC", bh_hibernate_gc_reconcile}, /* one key, "SnapshotGC/all": periodic */
+    {BH_ADOPT_ORPHAN_KIND, bh_adopt_reap},     /* queued by bh_adopt_run */
 };
 
 int bh_dispatch_reconcile(void *ctx, const char *key, long *requeue_ms, struct bh_err *err)

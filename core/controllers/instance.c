@@ -77,17 +77,6 @@ char *bh_instance_log_path(struct bh_ctx *ctx, const char *id)
     return bh_xasprintf("%s/instances/%s/log", ctx->cfg.state_dir, id);
 }
 
-/* Instance ids are 12 lowercase hex characters; anything else never names a path. */
-static int instance_id_valid(const char *id)
-{
-    if (!id || strlen(id) != 12)
-        return 0;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return 0;
-    return 1;
-}
-
 static const char *instance_network_mode(const cJSON *workload)
 {
     const char *mode = bh_json_str(workload, "spec.network.access");
@@ -104,33 +93,52 @@ static struct bh_plugin *instance_net_plugin(struct bh_ctx *ctx, const char *mod
     return p;
 }
 
-static cJSON *instance_record(const char *id, const struct bh_boot_req *req)
+/* Who an Instance record says the instance is; every pointer borrowed. */
+struct instance_who {
+    const char *workload;
+    long long generation; /* the workload's metadata.generation it runs */
+    const char *network;  /* spec.network.access */
+    const char *tenant, *claim, *pool;
+};
+
+static cJSON *instance_record_of(const char *id, const struct instance_who *w)
 {
-    const char *wname = bh_json_str(req->workload, "metadata.name");
     cJSON *obj = bh_resource_new(INSTANCE_KIND, id);
     cJSON *labels = bh_json_obj(obj, "metadata.labels");
     cJSON_AddStringToObject(labels, "boilerhouse.dev/managed", "true");
-    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", wname);
-    if (req->tenant)
-        cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", req->tenant);
-    if (req->pool) {
-        cJSON_AddStringToObject(labels, "boilerhouse.dev/pool", req->pool);
+    cJSON_AddStringToObject(labels, "boilerhouse.dev/workload", w->workload);
+    if (w->tenant)
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/tenant", w->tenant);
+    if (w->pool) {
+        cJSON_AddStringToObject(labels, "boilerhouse.dev/pool", w->pool);
         cJSON_AddStringToObject(labels, "boilerhouse.dev/pool-status", "warming");
     }
     cJSON *spec = cJSON_AddObjectToObject(obj, "spec");
-    cJSON_AddStringToObject(spec, "workload", wname);
-    cJSON_AddNumberToObject(spec, "workloadGeneration",
-                            (double)bh_json_int(req->workload, "metadata.generation", 0));
-    cJSON_AddStringToObject(spec, "network", instance_network_mode(req->workload));
-    if (req->tenant)
-        cJSON_AddStringToObject(spec, "tenantId", req->tenant);
-    if (req->claim)
-        cJSON_AddStringToObject(spec, "claim", req->claim);
-    if (req->pool)
-        cJSON_AddStringToObject(spec, "pool", req->pool);
+    cJSON_AddStringToObject(spec, "workload", w->workload);
+    cJSON_AddNumberToObject(spec, "workloadGeneration", (double)w->generation);
+    cJSON_AddStringToObject(spec, "network", w->network);
+    if (w->tenant)
+        cJSON_AddStringToObject(spec, "tenantId", w->tenant);
+    if (w->claim)
+        cJSON_AddStringToObject(spec, "claim", w->claim);
+    if (w->pool)
+        cJSON_AddStringToObject(spec, "pool", w->pool);
     cJSON *status = cJSON_AddObjectToObject(obj, "status");
     cJSON_AddStringToObject(status, "phase", "Starting");
     return obj;
+}
+
+static cJSON *instance_record(const char *id, const struct bh_boot_req *req)
+{
+    const struct instance_who w = {
+        .workload = bh_json_str(req->workload, "metadata.name"),
+        .generation = bh_json_int(req->workload, "metadata.generation", 0),
+        .network = instance_network_mode(req->workload),
+        .tenant = req->tenant,
+        .claim = req->claim,
+        .pool = req->pool,
+    };
+    return instance_record_of(id, &w);
 }
 
 /* The state of a boot in progress; owns what it holds. */
@@ -420,7 +428,7 @@ static int boot_api(struct boot *b, struct bh_err *err)
 
 int bh_instance_api_grant(struct bh_ctx *ctx, const char *id, const char *token, struct bh_err *err)
 {
-    if (!instance_id_valid(id))
+    if (!bh_runtime_id_valid(id))
         return bh_err_set(err, BH_EINVAL, "invalid instance id");
     if (instance_remote(ctx))
         return bh_err_set(err, BH_EUNAVAIL, "per-claim API tokens cannot reach a %s instance yet",
@@ -442,7 +450,7 @@ int bh_instance_api_grant(struct bh_ctx *ctx, const char *id, const char *token,
 
 void bh_instance_api_clear(struct bh_ctx *ctx, const char *id)
 {
-    if (!instance_id_valid(id))
+    if (!bh_runtime_id_valid(id))
         return;
     bh_autofree char *dir = instance_api_dir(ctx, id);
     bh_autofree char *key = bh_xasprintf("%s/token", dir);
@@ -764,6 +772,40 @@ int bh_instance_assign(struct bh_ctx *ctx, const cJSON *instance, const cJSON *w
     return bh_runtime_assign(ctx->runtime, &ri, err);
 }
 
+int bh_instance_adopt(struct bh_ctx *ctx, const struct bh_runtime_found *f, const cJSON *workload,
+                      struct bh_err *err)
+{
+    const struct instance_who w = {
+        .workload = f->workload,
+        .generation = f->generation,
+        .network = instance_network_mode(workload),
+        .tenant = f->tenant,
+        .claim = f->claim,
+        .pool = f->tenant ? NULL : f->pool, /* a tenant's is no pool's member any more */
+    };
+    cJSON *rec = instance_record_of(f->instance_id, &w);
+    if (w.pool)
+        bh_json_set_str(bh_json_obj(rec, "metadata.labels"), "boilerhouse.dev/pool-status",
+                        "ready");
+    cJSON *status = bh_json_obj(rec, "status");
+    char now[32];
+    bh_clock_rfc3339(now);
+    bh_json_set_str(status, "phase", "Running");
+    bh_json_set_num(status, "pid", 0);
+    bh_json_set_str(status, "startedAt", now);
+    bh_json_set_str(status, "lastActivity", now); /* its idle time starts over */
+    if (f->image_digest)
+        bh_json_set_str(status, "imageDigest", f->image_digest);
+    cJSON *ep = cJSON_AddObjectToObject(status, "endpoint");
+    if (f->endpoint.host[0]) {
+        cJSON_AddStringToObject(ep, "host", f->endpoint.host);
+        cJSON_AddNumberToObject(ep, "port", f->endpoint.port);
+    }
+    int rc = bh_store_create_lazy(ctx->store, rec, NULL, err);
+    cJSON_Delete(rec);
+    return rc;
+}
+
 int bh_instance_forget(struct bh_ctx *ctx, const char *id, struct bh_err *err)
 {
     if (bh_store_delete(ctx->store, INSTANCE_KIND, id, err) < 0 && err->code != BH_ENOTFOUND)
@@ -915,7 +957,7 @@ static int instance_teardown(struct bh_ctx *ctx, const char *id, const char *mod
 
 int bh_instance_destroy(struct bh_ctx *ctx, const char *id, struct bh_err *err)
 {
-    if (!instance_id_valid(id))
+    if (!bh_runtime_id_valid(id))
         return bh_err_set(err, BH_EINVAL, "invalid instance id");
     cJSON *rec = NULL;
     struct bh_err get_err;
@@ -939,7 +981,7 @@ int bh_instance_destroy(struct bh_ctx *ctx, const char *id, struct bh_err *err)
 int bh_instance_alive(struct bh_ctx *ctx, const cJSON *instance)
 {
     const char *id = bh_json_str(instance, "metadata.name");
-    if (!instance_id_valid(id))
+    if (!bh_runtime_id_valid(id))
         return 0;
     bh_autofree char *cid = bh_runtime_container_id(id);
     return bh_runtime_alive(ctx->runtime, cid, (int)bh_json_int(instance, "status.pid", 0));
@@ -948,7 +990,7 @@ int bh_instance_alive(struct bh_ctx *ctx, const cJSON *instance)
 int bh_instance_exec(struct bh_ctx *ctx, const char *id, char *const *argv, int timeout_ms,
                      cJSON **out, struct bh_err *err)
 {
-    if (!instance_id_valid(id))
+    if (!bh_runtime_id_valid(id))
         return bh_err_set(err, BH_ENOTFOUND, "instance not found");
     bh_autofree char *cid = bh_runtime_container_id(id);
     struct bh_proc_result res;
@@ -1026,7 +1068,7 @@ static int recover_containers(struct bh_ctx *ctx, struct bh_err *err)
         return -1;
     for (char **p = ids; p && *p; p++) {
         const char *id = bh_runtime_instance_id(*p);
-        if (id && instance_id_valid(id) && recover_has_record(ctx, id))
+        if (id && bh_runtime_id_valid(id) && recover_has_record(ctx, id))
             continue;
         bh_info("instance", "deleting orphan container %s", *p);
         struct bh_err derr = {0};
@@ -1046,7 +1088,7 @@ static int recover_dirs(struct bh_ctx *ctx, struct bh_err *err)
         return errno == ENOENT ? 0 : bh_err_errno(err, BH_EIO, "open %s", root);
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
-        if (!instance_id_valid(de->d_name) || recover_has_record(ctx, de->d_name))
+        if (!bh_runtime_id_valid(de->d_name) || recover_has_record(ctx, de->d_name))
             continue;
         bh_info("instance", "removing leftovers of unrecorded instance %s", de->d_name);
         struct bh_err terr = {0};
@@ -1057,14 +1099,37 @@ static int recover_dirs(struct bh_ctx *ctx, struct bh_err *err)
     return 0;
 }
 
-/* A shared runtime's instances not in this daemon's records may be another replica's: only
- * recorded ones are cleaned up (docs/kubernetes-mode.md says what that leaves). */
+/* A shared runtime's records are what this daemon knew when it last led: stale now (another
+ * replica may have led since), and never a reason to delete anything, since a standby acts on
+ * nothing. They go; the runtime's instances are adopted from its inventory when this replica
+ * leads (bh_adopt_run). */
+static int recover_forget_all(struct bh_ctx *ctx, struct bh_err *err)
+{
+    cJSON *names = NULL;
+    if (bh_store_list_names(ctx->store, INSTANCE_KIND, NULL, &names, err) < 0)
+        return -1;
+    const cJSON *n;
+    cJSON_ArrayForEach(n, names) {
+        struct bh_err derr;
+        if (bh_store_delete(ctx->store, INSTANCE_KIND, n->valuestring, &derr) < 0 &&
+            derr.code != BH_ENOTFOUND)
+            bh_warn("instance", "forget %s: %s", n->valuestring, derr.msg);
+    }
+    if (cJSON_GetArraySize(names))
+        bh_info("instance",
+                "%d instance record%s of a previous run forgotten: the leader adopts "
+                "what runs",
+                cJSON_GetArraySize(names), cJSON_GetArraySize(names) == 1 ? "" : "s");
+    cJSON_Delete(names);
+    return 0;
+}
+
 int bh_instance_recover(struct bh_ctx *ctx, struct bh_err *err)
 {
+    if (bh_runtime_has(ctx->runtime, BH_RUNTIME_CAP_SHARED))
+        return recover_forget_all(ctx, err);
     if (recover_records(ctx, err) < 0)
         return -1;
-    if (bh_runtime_has(ctx->runtime, BH_RUNTIME_CAP_SHARED))
-        return 0;
     if (recover_containers(ctx, err) < 0)
         return -1;
     return recover_dirs(ctx, err);

@@ -43,6 +43,11 @@ int bh_instance_boot(struct bh_ctx *ctx, const struct bh_boot_req *req, cJSON **
 BH_MUST_CHECK int bh_instance_assign(struct bh_ctx *ctx, const cJSON *instance,
                                      const cJSON *workload, const char *tenant, const char *claim,
                                      struct bh_err *err);
+/* Records an instance a shared runtime holds, as it describes itself (bh_runtime_inventory),
+ * as Running: a new leader's view of what its predecessor ran. A pool's unclaimed one is its
+ * ready member; its idle time starts now. BH_ECONFLICT when a record of it exists. */
+BH_MUST_CHECK int bh_instance_adopt(struct bh_ctx *ctx, const struct bh_runtime_found *f,
+                                    const cJSON *workload, struct bh_err *err);
 /* Deletes the record only, leaving whatever runs it to the runtime (another taker's now). */
 BH_MUST_CHECK int bh_instance_forget(struct bh_ctx *ctx, const char *id, struct bh_err *err);
 /* The instance now belongs to tenant: tells its network plugin (per-tenant credentials); with
@@ -72,7 +77,9 @@ char *bh_instance_rootfs(struct bh_ctx *ctx, const char *id);
 /* Tears down container, network, mounts and files, then deletes the record. Idempotent. */
 int bh_instance_destroy(struct bh_ctx *ctx, const char *id, struct bh_err *err);
 /* Startup recovery: adopts Running instances whose container runs; destroys the rest and
- * anything the runtime or the instances dir holds that no record accounts for. */
+ * anything the runtime or the instances dir holds that no record accounts for. With a shared
+ * runtime (BH_RUNTIME_CAP_SHARED) it only forgets the records: the leader adopts what runs
+ * (adopt.h), and a replica that does not lead acts on nothing. */
 int bh_instance_recover(struct bh_ctx *ctx, struct bh_err *err);
 /* True if the instance's container is running now. */
 int bh_instance_alive(struct bh_ctx *ctx, const cJSON *instance);

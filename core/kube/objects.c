@@ -212,6 +212,9 @@ static void pod_meta(cJSON *pod, const cJSON *workload, const struct bh_kube_ins
     }
     if (inst->tenant)
         kube_tenant_meta(meta, inst->tenant, inst->claim);
+    const char *digest = bh_json_str(workload, "status.imageDigest");
+    if (digest)
+        bh_json_set_str(bh_json_obj(meta, "annotations"), BH_KUBE_ANNOT_IMAGE_DIGEST, digest);
 }
 
 /* An image reference as a tag may spell it: [A-Za-z0-9_.-]. */

@@ -20,6 +20,9 @@
 #define BH_KUBE_LABEL_GENERATION "boilerhouse.dev/generation"
 #define BH_KUBE_LABEL_CLAIM "boilerhouse.dev/claim"
 #define BH_KUBE_ANNOT_TENANT "boilerhouse.dev/tenant-id" /* the real tenant ID */
+/* The image digest the workload had resolved when the Pod was made (its status.imageDigest):
+ * a new leader adopting a warm Pod compares it as a pool compares its members. */
+#define BH_KUBE_ANNOT_IMAGE_DIGEST "boilerhouse.dev/image-digest"
 /* Pods of the operator itself carry this label (deploy/kubernetes/): instances accept
  * ingress from them only. */
 #define BH_KUBE_OPERATOR_LABEL "app.kubernetes.io/name"

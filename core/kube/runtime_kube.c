@@ -94,14 +94,23 @@ static char *krt_cached(struct kube_rt *k, const char *id)
     return pod;
 }
 
+/* The managed objects of one resource (owned array). */
+static int krt_list_managed(struct kube_rt *k, const char *resource, cJSON **items,
+                            struct bh_err *err)
+{
+    bh_autofree char *path =
+        bh_xasprintf("/api/v1/namespaces/%s/%s?%s", krt_ns(k), resource, KRT_MANAGED_SELECTOR);
+    bh_autofree char *rv = NULL;
+    if (bh_kube_list(k->client, path, KRT_LIST_PAGE, items, &rv, err) < 0)
+        return bh_err_wrap(err, "list %s", resource);
+    return 0;
+}
+
 /* The managed Pods of the namespace (owned array); each is remembered by its instance id. */
 static int krt_list_pods(struct kube_rt *k, cJSON **items, struct bh_err *err)
 {
-    bh_autofree char *path =
-        bh_xasprintf("/api/v1/namespaces/%s/pods?%s", krt_ns(k), KRT_MANAGED_SELECTOR);
-    bh_autofree char *rv = NULL;
-    if (bh_kube_list(k->client, path, KRT_LIST_PAGE, items, &rv, err) < 0)
-        return bh_err_wrap(err, "list Pods");
+    if (krt_list_managed(k, "pods", items, err) < 0)
+        return -1;
     const cJSON *pod;
     cJSON_ArrayForEach(pod, *items) {
         const char *name = bh_json_str(pod, "metadata.name");
@@ -318,12 +327,6 @@ static int krt_ready(struct bh_runtime *rt, const char *id, struct bh_err *err)
     return rc;
 }
 
-static void krt_set_host(struct bh_runtime_endpoint *ep, const char *host, long long port)
-{
-    snprintf(ep->host, sizeof(ep->host), "%s", host);
-    ep->port = (int)port;
-}
-
 /* The Service's ClusterIP and first port; without a Service (nothing exposed), the Pod's IP. */
 static int krt_endpoint(struct bh_runtime *rt, const char *id, struct bh_runtime_endpoint *ep,
                         struct bh_err *err)
@@ -334,19 +337,12 @@ static int krt_endpoint(struct bh_runtime *rt, const char *id, struct bh_runtime
     memset(ep, 0, sizeof(*ep));
     if (!name)
         return -1;
-    if (krt_get(k, KRT_CORE, "services", name, &obj, err) == 0) {
-        const char *ip = bh_json_str(obj, "spec.clusterIP");
-        krt_set_host(ep, ip ? ip : "",
-                     bh_json_int(cJSON_GetArrayItem(bh_json_get(obj, "spec.ports"), 0), "port", 0));
-    } else if (err->code != BH_ENOTFOUND || krt_get(k, KRT_CORE, "pods", name, &obj, err) < 0) {
+    if (krt_get(k, KRT_CORE, "services", name, &obj, err) == 0)
+        krt_endpoint_of(obj, NULL, ep);
+    else if (err->code != BH_ENOTFOUND || krt_get(k, KRT_CORE, "pods", name, &obj, err) < 0)
         return bh_err_wrap(err, "endpoint of %s", name);
-    } else {
-        const cJSON *c0 = cJSON_GetArrayItem(bh_json_get(obj, "spec.containers"), 0);
-        const char *ip = bh_json_str(obj, "status.podIP");
-        krt_set_host(
-            ep, ip ? ip : "",
-            bh_json_int(cJSON_GetArrayItem(bh_json_get(c0, "ports"), 0), "containerPort", 0));
-    }
+    else
+        krt_endpoint_of(NULL, obj, ep);
     cJSON_Delete(obj);
     return ep->host[0] ? 0 : bh_err_set(err, BH_EUNAVAIL, "%s has no address yet", name);
 }
@@ -498,6 +494,39 @@ static int krt_list(struct bh_runtime *rt, char ***ids, struct bh_err *err)
     return 0;
 }
 
+/* ---- what a new leader adopts ---- */
+
+/* Two listings (Pods, Services), whatever the number of instances. */
+static int krt_inventory(struct bh_runtime *rt, struct bh_runtime_found **found, size_t *n,
+                         struct bh_err *err)
+{
+    struct kube_rt *k = krt(rt);
+    cJSON *pods = NULL, *svcs = NULL;
+    if (krt_list_pods(k, &pods, err) < 0 || krt_list_managed(k, "services", &svcs, err) < 0) {
+        cJSON_Delete(pods);
+        return -1;
+    }
+    *found = bh_xcalloc((size_t)cJSON_GetArraySize(pods) + 1, sizeof(**found));
+    const cJSON *pod, *svc;
+    cJSON_ArrayForEach(pod, pods) {
+        const char *name = bh_json_str(pod, "metadata.name");
+        const cJSON *mine = NULL;
+        cJSON_ArrayForEach(svc, svcs) {
+            const char *sname = bh_json_str(svc, "metadata.name");
+            if (!mine && name && sname && strcmp(sname, name) == 0)
+                mine = svc;
+        }
+        struct bh_err perr;
+        if (bh_runtime_kube_pod_found(pod, mine, &(*found)[*n], &perr) == 0)
+            (*n)++;
+        else
+            bh_warn("runtime", "not adopting or deleting it: %s", perr.msg);
+    }
+    cJSON_Delete(pods);
+    cJSON_Delete(svcs);
+    return 0;
+}
+
 /* ---- overlay data, through the Pod's snapshot agent ---- */
 
 static int krt_save(struct bh_runtime *rt, const char *id, const char *out_path,
@@ -578,6 +607,7 @@ static const struct bh_runtime_remote_ops krt_remote_ops = {
     .save = krt_save,
     .restore = krt_restore,
     .credentials = krt_credentials,
+    .inventory = krt_inventory,
 };
 
 static const struct bh_runtime_ops krt_ops = {

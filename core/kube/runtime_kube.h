@@ -46,4 +46,15 @@ enum bh_runtime_kube_pod {
  * why it failed, with the kubelet's reason and message. */
 enum bh_runtime_kube_pod bh_runtime_kube_pod_state(const cJSON *pod, char *why, size_t n);
 
+/* An instance as its Pod describes it (pure; the inventory's entries): the instance id its
+ * name ends with, the labels the builders write (objects.h: managed, workload, instance,
+ * generation, pool and pool-status, tenant and claim), the tenant-id and image-digest
+ * annotations, its state (bh_runtime_kube_pod_state) and endpoint (svc: its Service, or NULL
+ * when it has none). A label or annotation missing, malformed or at odds with another (a
+ * tenant label that is not the tenant ID's hash, a workload label that does not name the Pod,
+ * a pool Pod acquired without a tenant) is BH_EINVAL naming the Pod and the label, with *out
+ * left empty. */
+BH_MUST_CHECK int bh_runtime_kube_pod_found(const cJSON *pod, const cJSON *svc,
+                                            struct bh_runtime_found *out, struct bh_err *err);
+
 #endif

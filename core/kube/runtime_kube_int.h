@@ -31,5 +31,9 @@ char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, int need
 BH_MUST_CHECK int krt_egress_push(struct bh_kube_client *c, const char *token, const char *pod,
                                   const struct bh_runtime_credential *creds, size_t n,
                                   int timeout_ms, struct bh_err *err);
+/* Where clients reach an instance: its Service's ClusterIP and first port, or without a
+ * Service (svc NULL: nothing exposed) its Pod's IP and first containerPort; host "" while
+ * there is none. */
+void krt_endpoint_of(const cJSON *svc, const cJSON *pod, struct bh_runtime_endpoint *ep);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,10 +11,21 @@
 #include "mem.h"
 
 #define RT_CID_PREFIX "bh-"
+#define RT_ID_LEN 12
 
 char *bh_runtime_container_id(const char *instance_id)
 {
     return bh_xasprintf(RT_CID_PREFIX "%s", instance_id);
+}
+
+int bh_runtime_id_valid(const char *id)
+{
+    if (!id || strlen(id) != RT_ID_LEN)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    return 1;
 }
 
 const char *bh_runtime_instance_id(const char *cid)
@@ -195,6 +207,35 @@ int bh_runtime_credentials(struct bh_runtime *rt, const char *id,
     const struct bh_runtime_remote_ops *r = rt_remote(rt);
     return r && r->credentials ? r->credentials(rt, id, creds, n, timeout_ms, err)
                                : rt_missing(rt, "hand an instance its tenant's credentials", err);
+}
+
+int bh_runtime_inventory(struct bh_runtime *rt, struct bh_runtime_found **found, size_t *n,
+                         struct bh_err *err)
+{
+    const struct bh_runtime_remote_ops *r = rt_remote(rt);
+    *found = NULL;
+    *n = 0;
+    return r && r->inventory ? r->inventory(rt, found, n, err)
+                             : rt_missing(rt, "list the instances it holds", err);
+}
+
+void bh_runtime_found_clear(struct bh_runtime_found *f)
+{
+    free(f->id);
+    free(f->instance_id);
+    free(f->workload);
+    free(f->tenant);
+    free(f->claim);
+    free(f->pool);
+    free(f->image_digest);
+    memset(f, 0, sizeof(*f));
+}
+
+void bh_runtime_found_free(struct bh_runtime_found *found, size_t n)
+{
+    for (size_t i = 0; found && i < n; i++)
+        bh_runtime_found_clear(&found[i]);
+    free(found);
 }
 
 /* ---- log rotation ---- */

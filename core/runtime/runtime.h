@@ -11,7 +11,8 @@
  *  - remote drivers (BH_RUNTIME_CAP_REMOTE: Kubernetes) are given the workload object and the
  *    instance's identity (bh_runtime_instance) and do all of that themselves elsewhere: the
  *    controllers skip the host steps and use ops->remote (launch, ready, endpoint, assign,
- *    save/restore of the overlay directories, and the tenant's credentials of a claim).
+ *    save/restore of the overlay directories, the tenant's credentials of a claim, and the
+ *    inventory a new leader adopts from).
  *    Of the host ops they answer delete, alive and list; the others may be NULL (the calls
  *    below then fail with BH_EUNAVAIL naming the driver). */
 #ifndef BH_RUNTIME_H
@@ -127,6 +128,28 @@ struct bh_runtime_credential {
     const char *value;
 };
 
+/* How an instance found by bh_runtime_inventory is doing. */
+enum bh_runtime_found_state {
+    BH_RUNTIME_FOUND_STARTING, /* not ready (yet) */
+    BH_RUNTIME_FOUND_READY,
+    BH_RUNTIME_FOUND_ENDED, /* exited, failed or being deleted: never ready again */
+};
+
+/* One instance of a shared driver as it describes itself where it runs (a Pod's labels and
+ * annotations): enough, with its workload, to rebuild its Instance record. Strings owned. */
+struct bh_runtime_found {
+    char *id;             /* container id, bh_runtime_container_id(instance_id) */
+    char *instance_id;    /* 12 lowercase hex */
+    char *workload;       /* the workload's name */
+    long long generation; /* the workload's metadata.generation it was built from (> 0) */
+    char *tenant;         /* the real tenant ID; NULL for an unclaimed pool instance */
+    char *claim;          /* the claim it was made or taken for (set with tenant), or NULL */
+    char *pool;           /* the pool that made it, or NULL */
+    char *image_digest;   /* the image the workload had resolved when it was made, or NULL */
+    enum bh_runtime_found_state state;
+    struct bh_runtime_endpoint endpoint; /* host "" while it has no address */
+};
+
 /* The ops of a remote driver; each returns 0 or -1 with err set unless said. */
 struct bh_runtime_remote_ops {
     /* Creates what runs the instance and returns without waiting for it. */
@@ -163,6 +186,14 @@ struct bh_runtime_remote_ops {
     int (*credentials)(struct bh_runtime *rt, const char *id,
                        const struct bh_runtime_credential *creds, size_t n, int timeout_ms,
                        struct bh_err *err);
+    /* Every instance the driver holds, whichever daemon made it, each as it describes itself
+     * (*found owned: bh_runtime_found_free; *n entries). One that cannot describe itself (a
+     * label or annotation missing or malformed) is left out and logged with why: it may be
+     * another system's, and nothing may adopt or delete it. -1 when the driver cannot be
+     * asked: nothing is known then, and no caller may conclude that an instance is gone.
+     * NULL: the driver keeps nothing another daemon could take over. */
+    int (*inventory)(struct bh_runtime *rt, struct bh_runtime_found **found, size_t *n,
+                     struct bh_err *err);
 };
 
 /* Every op but close returns 0 or -1 with err set; ids are container ids. Unknown ids are
@@ -214,6 +245,9 @@ struct bh_runtime {
 
 /* The container id of an instance ("bh-<instance id>"), owned. */
 char *bh_runtime_container_id(const char *instance_id);
+/* Whether id is an instance id: 12 lowercase hex characters (nothing else names a path or a
+ * request). */
+int bh_runtime_id_valid(const char *id);
 /* The instance id a container id names (borrowed from cid), or NULL if it names none. */
 const char *bh_runtime_instance_id(const char *cid);
 
@@ -256,6 +290,11 @@ int bh_runtime_restore(struct bh_runtime *rt, const char *id, const char *in_pat
 int bh_runtime_credentials(struct bh_runtime *rt, const char *id,
                            const struct bh_runtime_credential *creds, size_t n, int timeout_ms,
                            struct bh_err *err);
+int bh_runtime_inventory(struct bh_runtime *rt, struct bh_runtime_found **found, size_t *n,
+                         struct bh_err *err);
+/* Frees the strings of one entry (and zeroes it); of n entries and the array. */
+void bh_runtime_found_clear(struct bh_runtime_found *f);
+void bh_runtime_found_free(struct bh_runtime_found *found, size_t n);
 
 /* Caps a container log: when path exceeds cap bytes, its content moves to path.1 (replacing
  * it) and path is truncated; the container keeps writing through its O_APPEND fd. */

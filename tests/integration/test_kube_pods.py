@@ -159,6 +159,34 @@ def tree_of(root):
     return out
 
 
+def snapshot_agent(test, root, address, token, *extra):
+    """A real `boilerhouse snapshot-agent` where the Pod's address says (a loopback address of
+    the test's slot stands for the Pod's IP), as the Pod's sidecar or init container would run
+    it; stopped when the test ends. test.tmp holds its token file."""
+    token_file = os.path.join(test.tmp, "token")
+    with open(token_file, "w") as f:
+        f.write(token)
+    return spawn_agent(test, [BINARY, "snapshot-agent", "--root", root, "--dir", "/data",
+                              "--listen", "%s:15090" % address, "--token-file", token_file]
+                       + list(extra))
+
+
+def spawn_agent(test, argv):
+    """Starts an agent's argv and waits for it to serve; stopped and checked when the test
+    ends."""
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+
+    def reap():
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        assert_no_sanitizer_report(p.stderr.read(), "snapshot-agent")
+        p.stderr.close()
+    test.addCleanup(reap)
+    test.assertIn("serving", first_line(p.stderr, "the agent"))
+    return p
+
+
 class KubePodsTest(KubeTestCase):
     NS_PREFIX = "pods-"
 
@@ -416,29 +444,7 @@ class KubePodsTest(KubeTestCase):
     # ---- overlay data through the Pods' snapshot agents ----
 
     def agent(self, root, address, token, *extra):
-        """A real `boilerhouse snapshot-agent` where the Pod's address says (a loopback
-        address of this test's slot stands for the Pod's IP), as the Pod's sidecar or init
-        container would run it."""
-        token_file = os.path.join(self.tmp, "token")
-        with open(token_file, "w") as f:
-            f.write(token)
-        return self.spawn_agent([BINARY, "snapshot-agent", "--root", root, "--dir", "/data",
-                                 "--listen", "%s:15090" % address, "--token-file", token_file]
-                                + list(extra))
-
-    def spawn_agent(self, argv):
-        """Starts an agent's argv and waits for it to serve; stopped and checked at cleanup."""
-        p = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-
-        def reap():
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            assert_no_sanitizer_report(p.stderr.read(), "snapshot-agent")
-            p.stderr.close()
-        self.addCleanup(reap)
-        self.assertIn("serving", first_line(p.stderr, "the agent"))
-        return p
+        return snapshot_agent(self, root, address, token, *extra)
 
     def agent_token(self):
         secret = self.get("secret", "boilerhouse-agent")
@@ -536,7 +542,7 @@ class KubePodsTest(KubeTestCase):
         local = {"--root": root, "--listen": pod_ip + ":15090", "--token-file": token_file,
                  "--probe-peer": node_ip}
         argv = [BINARY] + [local.get(args[i - 1], a) for i, a in enumerate(args) if i > 0]
-        self.spawn_agent(["ip", "netns", "exec", ns] + argv)
+        spawn_agent(self, ["ip", "netns", "exec", ns] + argv)
 
         def phase():
             return d.request("GET", "/api/v1/tenants/t9")[1]["claims"][0]["phase"]

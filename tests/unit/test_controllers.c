@@ -1000,6 +1000,63 @@ static void test_recover_decisions(void **state)
     assert_int_equal(bh_instance_destroy(g_ctx, runs, &err), 0);
 }
 
+/* What a new leader adopts (adopt.h): records rebuilt from what the runtime says of its
+ * instances; a standby's startup recovery touches no claim, the leader's does once it has
+ * adopted; nothing is adopted twice. */
+static void test_adopt_records(void **state)
+{
+    (void)state;
+    put_workload("rec", WL_PLAIN);
+    cJSON *wl = get("BoilerhouseWorkload", "rec");
+    struct bh_runtime_found held = {.instance_id = "bbbbbbbbbbb1",
+                                    .workload = "rec",
+                                    .generation = 1,
+                                    .tenant = "tenant-held",
+                                    .claim = "c1",
+                                    .pool = "p",
+                                    .image_digest = "sha256:ab",
+                                    .state = BH_RUNTIME_FOUND_READY,
+                                    .endpoint = {.host = "10.96.0.9", .port = 8080}};
+    struct bh_runtime_found warm = {.instance_id = "bbbbbbbbbbb2",
+                                    .workload = "rec",
+                                    .generation = 1,
+                                    .pool = "p",
+                                    .state = BH_RUNTIME_FOUND_READY};
+    struct bh_err err;
+    assert_int_equal(bh_instance_adopt(g_ctx, &held, wl, &err), 0);
+    assert_int_equal(bh_instance_adopt(g_ctx, &warm, wl, &err), 0);
+    cJSON *rec = get("Instance", held.instance_id);
+    assert_string_equal(bh_json_str(rec, "status.phase"), "Running");
+    assert_string_equal(bh_json_label(rec, "boilerhouse.dev/tenant"), "tenant-held");
+    assert_null(bh_json_label(rec, "boilerhouse.dev/pool")); /* a tenant's: no member */
+    assert_string_equal(bh_json_str(rec, "spec.claim"), "c1");
+    assert_string_equal(bh_json_str(rec, "status.imageDigest"), "sha256:ab");
+    assert_string_equal(bh_json_str(rec, "status.endpoint.host"), "10.96.0.9");
+    assert_int_equal(bh_json_int(rec, "status.endpoint.port", 0), 8080);
+    cJSON_Delete(rec);
+    rec = get("Instance", warm.instance_id);
+    assert_string_equal(bh_json_label(rec, "boilerhouse.dev/pool-status"), "ready");
+    assert_string_equal(bh_json_label(rec, "boilerhouse.dev/pool"), "p");
+    cJSON_Delete(rec);
+    /* Nothing twice: a record of it exists. */
+    assert_int_equal(bh_instance_adopt(g_ctx, &held, wl, &err), -1);
+    assert_int_equal(err.code, BH_ECONFLICT);
+    cJSON_Delete(wl);
+    /* A claim whose instance is unknown: left alone by a standby, booted again by the
+     * leader once it has adopted what runs. */
+    put_active_claim("tenant-held", held.instance_id);
+    put_active_claim("tenant-lost", "bbbbbbbbbbb3");
+    g_ctx->standby = 1;
+    if (bh_claim_recover(g_ctx, &err) < 0)
+        fail_msg("recover: %s", err.msg);
+    assert_true(claim_phase_is_for("tenant-lost", "rec", BH_CLAIM_ACTIVE));
+    g_ctx->standby = 0;
+    if (bh_claim_recover_lost(g_ctx, &err) < 0)
+        fail_msg("recover: %s", err.msg);
+    assert_true(claim_phase_is_for("tenant-held", "rec", BH_CLAIM_ACTIVE));
+    assert_true(claim_phase_is_for("tenant-lost", "rec", BH_CLAIM_PENDING));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1016,6 +1073,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_admission_bounds_boots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admission_tenant_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_decisions, setup_stopped, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_records, setup_stopped, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

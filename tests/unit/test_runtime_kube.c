@@ -15,6 +15,7 @@
 #include "client.h"
 #include "fake_runtime.h"
 #include "mem.h"
+#include "objects.h"
 #include "runtime.h"
 #include "runtime_kube.h"
 #include "tls.h"
@@ -95,6 +96,150 @@ static void test_pod_state_truncates(void **state)
     cJSON_Delete(pod);
 }
 
+/* ---- an instance as its Pod describes it (what a new leader adopts) ---- */
+
+/* A Pod as the builders label a tenant's Pod taken from pool p; the tenant label is the hash
+ * of "t1". */
+static cJSON *found_pod(void)
+{
+    bh_autofree char *hashed = bh_kube_tenant_label("t1");
+    bh_autofree char *text = bh_xasprintf(
+        "{\"metadata\":{\"name\":\"bh-web-0123456789ab\",\"labels\":{"
+        "\"boilerhouse.dev/managed\":\"true\",\"boilerhouse.dev/workload\":\"web\","
+        "\"boilerhouse.dev/instance\":\"bh-web-0123456789ab\","
+        "\"boilerhouse.dev/generation\":\"3\",\"boilerhouse.dev/pool\":\"p\","
+        "\"boilerhouse.dev/pool-status\":\"acquired\",\"boilerhouse.dev/tenant\":\"%s\","
+        "\"boilerhouse.dev/claim\":\"c1\"},\"annotations\":{"
+        "\"boilerhouse.dev/tenant-id\":\"t1\",\"boilerhouse.dev/image-digest\":"
+        "\"sha256:00ff\"}},"
+        "\"spec\":{\"containers\":[{\"name\":\"main\",\"ports\":[{\"containerPort\":8080}]}]},"
+        "\"status\":{\"phase\":\"Running\",\"podIP\":\"10.1.2.3\",\"conditions\":"
+        "[{\"type\":\"Ready\",\"status\":\"True\"}]}}",
+        hashed);
+    cJSON *pod = cJSON_Parse(text);
+    assert_non_null(pod);
+    return pod;
+}
+
+/* Sets (or with v NULL removes) metadata.<map>.<key>, or the name with map NULL. */
+static void found_set(cJSON *pod, const char *map, const char *key, const char *v)
+{
+    cJSON *meta = cJSON_GetObjectItem(pod, "metadata");
+    cJSON *m = map ? cJSON_GetObjectItem(meta, map) : meta;
+    cJSON_DeleteItemFromObjectCaseSensitive(m, map ? key : "name");
+    if (v)
+        cJSON_AddStringToObject(m, map ? key : "name", v);
+}
+
+static void test_pod_found(void **state)
+{
+    (void)state;
+    struct bh_runtime_found f;
+    struct bh_err err = {0};
+    cJSON *pod = found_pod();
+    /* A tenant's Pod: everything its record needs; no Service: the Pod's IP and port. */
+    assert_int_equal(bh_runtime_kube_pod_found(pod, NULL, &f, &err), 0);
+    assert_string_equal(f.id, "bh-0123456789ab");
+    assert_string_equal(f.instance_id, "0123456789ab");
+    assert_string_equal(f.workload, "web");
+    assert_int_equal(f.generation, 3);
+    assert_string_equal(f.tenant, "t1");
+    assert_string_equal(f.claim, "c1");
+    assert_string_equal(f.pool, "p");
+    assert_string_equal(f.image_digest, "sha256:00ff");
+    assert_int_equal(f.state, BH_RUNTIME_FOUND_READY);
+    assert_string_equal(f.endpoint.host, "10.1.2.3");
+    assert_int_equal(f.endpoint.port, 8080);
+    bh_runtime_found_clear(&f);
+    /* A warm one (no tenant), being deleted, with its Service: the ClusterIP. */
+    found_set(pod, "labels", "boilerhouse.dev/tenant", NULL);
+    found_set(pod, "labels", "boilerhouse.dev/claim", NULL);
+    found_set(pod, "annotations", "boilerhouse.dev/tenant-id", NULL);
+    found_set(pod, "annotations", "boilerhouse.dev/image-digest", NULL);
+    found_set(pod, "labels", "boilerhouse.dev/pool-status", "ready");
+    found_set(pod, NULL, NULL, "bh-web-0123456789ab");
+    cJSON_AddStringToObject(cJSON_GetObjectItem(pod, "metadata"), "deletionTimestamp", "x");
+    cJSON *svc =
+        cJSON_Parse("{\"spec\":{\"clusterIP\":\"10.96.0.7\",\"ports\":[{\"port\":8080}]}}");
+    assert_int_equal(bh_runtime_kube_pod_found(pod, svc, &f, &err), 0);
+    assert_null(f.tenant);
+    assert_null(f.claim);
+    assert_null(f.image_digest);
+    assert_int_equal(f.state, BH_RUNTIME_FOUND_ENDED);
+    assert_string_equal(f.endpoint.host, "10.96.0.7");
+    bh_runtime_found_clear(&f);
+    cJSON_Delete(svc);
+    cJSON_Delete(pod);
+}
+
+/* Every label or annotation missing, malformed or contradicting another: refused naming the
+ * Pod and what is wrong, and nothing comes out to adopt. */
+static void test_pod_found_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *map, *key, *value; /* map NULL: the Pod's name */
+        const char *msg;
+    } cases[] = {
+        {NULL, NULL, "bh-web-0123456789", "its name does not end with an instance id"},
+        {NULL, NULL, "bh-web-0123456789AB", "its name does not end with an instance id"},
+        {NULL, NULL, NULL, "a Pod without a name"},
+        {"labels", "boilerhouse.dev/managed", NULL, "managed: must be true"},
+        {"labels", "boilerhouse.dev/managed", "false", "managed: must be true"},
+        {"labels", "boilerhouse.dev/workload", NULL, "workload: missing, a workload name"},
+        {"labels", "boilerhouse.dev/workload", "Web!", "workload: not a workload name"},
+        {"labels", "boilerhouse.dev/workload", "api", "workload: api does not name this Pod"},
+        {"labels", "boilerhouse.dev/instance", "bh-web-000000000000", "instance: must be the"},
+        {"labels", "boilerhouse.dev/generation", NULL, "generation: missing, a positive"},
+        {"labels", "boilerhouse.dev/generation", "0", "generation: not a positive integer"},
+        {"labels", "boilerhouse.dev/generation", "03", "generation: not a positive integer"},
+        {"labels", "boilerhouse.dev/generation", "-1", "generation: not a positive integer"},
+        {"labels", "boilerhouse.dev/generation", "99999999999999999999", "not a positive"},
+        {"annotations", "boilerhouse.dev/tenant-id", NULL, "tenant-id: missing beside"},
+        {"annotations", "boilerhouse.dev/tenant-id", "t2", "tenant: not the hash of its tenant"},
+        {"annotations", "boilerhouse.dev/tenant-id", "../x", "tenant-id: not a tenant ID"},
+        {"labels", "boilerhouse.dev/tenant", NULL, "tenant: not the hash of its tenant ID"},
+        {"labels", "boilerhouse.dev/claim", NULL, "claim: missing beside its tenant"},
+        {"labels", "boilerhouse.dev/claim", "a b", "claim: not a claim name"},
+        {"labels", "boilerhouse.dev/pool-status", "ready", "ready beside a tenant's label"},
+        {"labels", "boilerhouse.dev/pool-status", "draining", "must be warming, ready or acq"},
+        {"labels", "boilerhouse.dev/pool-status", NULL, "must be warming, ready or acquired"},
+        {"labels", "boilerhouse.dev/pool", NULL, "pool: missing beside its pool-status"},
+        {"annotations", "boilerhouse.dev/image-digest", "sha256:../x", "not an image digest"},
+        {"annotations", "boilerhouse.dev/image-digest", "", "not an image digest"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *pod = found_pod();
+        found_set(pod, cases[i].map, cases[i].key, cases[i].value);
+        struct bh_runtime_found f;
+        struct bh_err err = {0};
+        int rc = bh_runtime_kube_pod_found(pod, NULL, &f, &err);
+        if (rc == 0 || !strstr(err.msg, cases[i].msg) ||
+            (cases[i].value && cases[i].map && !strstr(err.msg, "Pod bh-web-0123456789ab")))
+            fail_msg("case %zu: rc %d, \"%s\"", i, rc, err.msg);
+        assert_null(f.id);
+        assert_null(f.instance_id);
+        assert_null(f.workload);
+        assert_null(f.tenant);
+        cJSON_Delete(pod);
+    }
+    /* A warm Pod acquired without a tenant, and a Pod neither a pool's nor a tenant's. */
+    cJSON *pod = found_pod();
+    found_set(pod, "labels", "boilerhouse.dev/tenant", NULL);
+    found_set(pod, "labels", "boilerhouse.dev/claim", NULL);
+    found_set(pod, "annotations", "boilerhouse.dev/tenant-id", NULL);
+    struct bh_runtime_found f;
+    struct bh_err err = {0};
+    assert_int_equal(bh_runtime_kube_pod_found(pod, NULL, &f, &err), -1);
+    assert_non_null(strstr(err.msg, "acquired without a tenant's label"));
+    found_set(pod, "labels", "boilerhouse.dev/pool", NULL);
+    found_set(pod, "labels", "boilerhouse.dev/pool-status", NULL);
+    assert_int_equal(bh_runtime_kube_pod_found(pod, NULL, &f, &err), -1);
+    assert_non_null(strstr(err.msg, "neither a pool's nor a tenant's"));
+    assert_null(f.instance_id);
+    cJSON_Delete(pod);
+}
+
 /* The fake is a host driver: the remote ops refuse by name, the host ones work. */
 static void test_seam_host_driver(void **state)
 {
@@ -122,6 +267,12 @@ static void test_seam_host_driver(void **state)
     assert_int_equal(bh_runtime_credentials(rt, "bh-0123456789ab", &cred, 1, 10, &err), -1);
     assert_int_equal(err.code, BH_EUNAVAIL);
     assert_non_null(strstr(err.msg, "the fake runtime cannot hand an instance its tenant's"));
+    struct bh_runtime_found *found = NULL;
+    size_t n = 1;
+    assert_int_equal(bh_runtime_inventory(rt, &found, &n, &err), -1);
+    assert_non_null(strstr(err.msg, "the fake runtime cannot list the instances it holds"));
+    assert_null(found);
+    assert_int_equal(n, 0);
     bh_runtime_close(rt);
 }
 
@@ -168,6 +319,12 @@ static void test_seam_kube_driver(void **state)
     assert_int_equal(bh_runtime_credentials(rt, "bh-0123456789ab", &cred, 1, 10, &err), -1);
     assert_int_equal(bh_runtime_credentials(rt, "bh-../../x", &cred, 1, 10, &err), -1);
     assert_int_equal(err.code, BH_ENOTFOUND);
+    /* Without an answer nothing is known: the inventory fails rather than come back empty. */
+    struct bh_runtime_found *found = NULL;
+    size_t n = 0;
+    assert_int_equal(bh_runtime_inventory(rt, &found, &n, &err), -1);
+    assert_int_equal(n, 0);
+    bh_runtime_found_free(found, n);
     /* A container id that names no instance never reaches a request path. */
     assert_int_equal(bh_runtime_delete(rt, "bh-../../x", &err), 0);
     assert_false(bh_runtime_alive(rt, "bh-../../x", 0));
@@ -228,6 +385,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pod_state),
         cmocka_unit_test(test_pod_state_truncates),
+        cmocka_unit_test(test_pod_found),
+        cmocka_unit_test(test_pod_found_refused),
         cmocka_unit_test(test_seam_host_driver),
         cmocka_unit_test(test_seam_kube_driver),
         cmocka_unit_test(test_kube_driver_settings),
