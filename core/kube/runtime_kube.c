@@ -142,14 +142,17 @@ static char *krt_pod_name(struct kube_rt *k, const char *cid, struct bh_err *err
 
 /* ---- requests ---- */
 
-static char *krt_path(struct kube_rt *k, const char *group, const char *resource, const char *name)
+char *krt_ns_path(struct bh_kube_client *c, const char *group, const char *resource,
+                  const char *name)
 {
-    return bh_xasprintf("%s/namespaces/%s/%s%s%s", group, krt_ns(k), resource, name ? "/" : "",
-                        name ? name : "");
+    return bh_xasprintf("%s/namespaces/%s/%s%s%s", group, bh_kube_client_namespace(c), resource,
+                        name ? "/" : "", name ? name : "");
 }
 
-#define KRT_CORE "/api/v1"
-#define KRT_NET "/apis/networking.k8s.io/v1"
+static char *krt_path(struct kube_rt *k, const char *group, const char *resource, const char *name)
+{
+    return krt_ns_path(k->client, group, resource, name);
+}
 
 static int krt_get(struct kube_rt *k, const char *group, const char *resource, const char *name,
                    cJSON **out, struct bh_err *err)

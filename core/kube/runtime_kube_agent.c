@@ -19,12 +19,6 @@
 #define AGENT_GAP_MIN_MS 50
 #define AGENT_GAP_MAX_MS 1000
 
-static char *agent_secret_path(struct bh_kube_client *c)
-{
-    return bh_xasprintf("/api/v1/namespaces/%s/secrets/%s", bh_kube_client_namespace(c),
-                        BH_KUBE_AGENT_SECRET);
-}
-
 /* The token a Secret holds (owned), or NULL with err set. */
 static char *agent_secret_token(const cJSON *secret, struct bh_err *err)
 {
@@ -54,8 +48,7 @@ static int agent_secret_create(struct bh_kube_client *c, struct bh_err *err)
     bh_crypto_wipe(hex, sizeof(hex));
     if (rc < 0)
         return -1;
-    bh_autofree char *path =
-        bh_xasprintf("/api/v1/namespaces/%s/secrets", bh_kube_client_namespace(c));
+    bh_autofree char *path = krt_ns_path(c, KRT_CORE, "secrets", NULL);
     rc = bh_kube_request(c, "POST", path, secret, NULL, NULL, NULL, err);
     cJSON_Delete(secret);
     return rc < 0 && err->code != BH_ECONFLICT ? -1 : 0; /* 409: another replica made it */
@@ -63,7 +56,7 @@ static int agent_secret_create(struct bh_kube_client *c, struct bh_err *err)
 
 int krt_agent_token(struct bh_kube_client *c, char **token, struct bh_err *err)
 {
-    bh_autofree char *path = agent_secret_path(c);
+    bh_autofree char *path = krt_ns_path(c, KRT_CORE, "secrets", BH_KUBE_AGENT_SECRET);
     for (int tries = 0; tries < 2; tries++) {
         cJSON *secret = NULL;
         if (bh_kube_request(c, "GET", path, NULL, NULL, &secret, NULL, err) == 0) {
@@ -92,8 +85,7 @@ static int agent_pod_ready(const cJSON *obj, const char *pod, struct bh_err *err
 char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, int need_ready,
                    struct bh_err *err)
 {
-    bh_autofree char *path =
-        bh_xasprintf("/api/v1/namespaces/%s/pods/%s", bh_kube_client_namespace(c), pod);
+    bh_autofree char *path = krt_ns_path(c, KRT_CORE, "pods", pod);
     cJSON *obj = NULL;
     if (bh_kube_request(c, "GET", path, NULL, NULL, &obj, NULL, err) < 0) {
         bh_err_wrap(err, "Pod %s", pod);

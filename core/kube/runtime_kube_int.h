@@ -7,6 +7,14 @@
 #include "err.h"
 #include "runtime.h"
 
+#define KRT_CORE "/api/v1"
+#define KRT_NET "/apis/networking.k8s.io/v1"
+
+/* The API path (owned) of resource in group (KRT_CORE, KRT_NET) in the client's namespace;
+ * of the object name when not NULL. */
+char *krt_ns_path(struct bh_kube_client *c, const char *group, const char *resource,
+                  const char *name);
+
 /* The snapshot agents' bearer token (owned), from the namespace's Secret
  * BH_KUBE_AGENT_SECRET, which is made with a fresh random token when absent (two replicas
  * racing to make it both end up with the one that won). */
