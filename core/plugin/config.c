@@ -167,7 +167,12 @@ int bh_plugin_config_build(const char *path, const struct bh_plugin_info *info, 
                                BH_CFG_BOOL, err) < 0)
         return -1;
     const struct config_table t = {info->config_schema, info->n_config};
-    return config_build(path, info, &t, given, out, err);
+    int rc = config_build(path, info, &t, given, out, err);
+    /* Without a config only a required key can be missing: an optional plugin nobody set up
+     * (the s3 storage plugin in a default install), not a mistake to report as one. */
+    if (rc < 0 && !given)
+        err->code = BH_EUNAVAIL;
+    return rc;
 }
 
 int bh_plugin_instance_config(const struct bh_plugin *p, const char *where, const cJSON *given,

@@ -239,7 +239,10 @@ int bh_plugin_load(const struct bh_plugin_env *env, const char *path, const cJSO
     p->path = bh_xstrdup(path);
     pthread_mutex_init(&p->call_lock, NULL);
     if (plugin_open(p, env, config, err) < 0) {
-        bh_error("plugin", "%s", err->msg);
+        if (err->code == BH_EUNAVAIL && !config) /* bh_plugin_config_build: not set up */
+            bh_info("plugin", "%s: not loaded (not configured)", err->msg);
+        else
+            bh_error("plugin", "%s", err->msg);
         plugin_discard(p);
         return -1;
     }

@@ -90,6 +90,14 @@ static void test_bad_config_refused(void **state)
     assert_refused(good, "{\"greeting\": \"hi\", \"colour\": 1}", "unknown config key \"colour\"");
     assert_refused(good, NULL, "missing required config key \"greeting\"");
     assert_refused(good, "{}", "missing required config key \"greeting\"");
+    /* Not set up at all (no config object) is not a mistake in one: the loader says so at
+     * info level; an object without the key is a mistake. */
+    struct bh_plugin *none = NULL;
+    struct bh_err nerr;
+    assert_int_equal(load_with(good, NULL, &none, &nerr), -1);
+    assert_int_equal(nerr.code, BH_EUNAVAIL);
+    assert_int_equal(load_with(good, "{}", &none, &nerr), -1);
+    assert_int_equal(nerr.code, BH_EINVAL);
     assert_refused(good, "{\"greeting\": 5}", "\"greeting\" must be a string");
     assert_refused(good, "{\"greeting\": \"hi\", \"retries\": \"3\"}",
                    "\"retries\" must be an int");
