@@ -28,16 +28,27 @@ static int adopt_recorded(struct bh_ctx *ctx, const char *id)
     return found;
 }
 
+/* A store read that failed: 0 (delete) only when the object is really not there; -1 (leave
+ * the instance alone, as nothing is known) for any other failure. */
+static int adopt_missing(const struct bh_err *err, char *why, size_t n, const char *what,
+                         const char *name)
+{
+    if (err->code == BH_ENOTFOUND) {
+        snprintf(why, n, "its %s %s does not exist", what, name);
+        return 0;
+    }
+    snprintf(why, n, "its %s %s cannot be read: %s", what, name, err->msg);
+    return -1;
+}
+
 /* Whether f's claim still holds it: that tenant's claim of that workload naming it. */
 static int adopt_claim_holds(struct bh_ctx *ctx, const struct bh_runtime_found *f, char *why,
                              size_t n)
 {
     cJSON *c = NULL;
     struct bh_err err;
-    if (bh_store_get(ctx->store, "BoilerhouseClaim", f->claim, &c, &err) < 0) {
-        snprintf(why, n, "its claim %s does not exist", f->claim);
-        return 0;
-    }
+    if (bh_store_get(ctx->store, "BoilerhouseClaim", f->claim, &c, &err) < 0)
+        return adopt_missing(&err, why, n, "claim", f->claim);
     const char *tenant = bh_json_str(c, "spec.tenantId");
     const char *wl = bh_json_str(c, "spec.workloadRef");
     const char *id = bh_json_str(c, "status.instanceId");
@@ -59,10 +70,8 @@ static int adopt_pool_holds(struct bh_ctx *ctx, const struct bh_runtime_found *f
     cJSON *pool = NULL;
     struct bh_err err;
     long long gen = bh_json_int(wl, "metadata.generation", 0);
-    if (bh_store_get(ctx->store, "BoilerhousePool", f->pool, &pool, &err) < 0) {
-        snprintf(why, n, "its pool %s does not exist", f->pool);
-        return 0;
-    }
+    if (bh_store_get(ctx->store, "BoilerhousePool", f->pool, &pool, &err) < 0)
+        return adopt_missing(&err, why, n, "pool", f->pool);
     const char *ref = bh_json_str(pool, "spec.workloadRef");
     int holds = 0;
     if (!ref || strcmp(ref, f->workload) != 0 || bh_json_get(pool, "metadata.deletionTimestamp"))
@@ -78,15 +87,14 @@ static int adopt_pool_holds(struct bh_ctx *ctx, const struct bh_runtime_found *f
     return holds;
 }
 
-/* 1: adopt f (*wl its workload, owned); 0: delete it, why says why. */
+/* 1: adopt f (*wl its workload, owned); 0: delete it; -1: leave it (a store read failed);
+ * why says why. */
 static int adopt_judge(struct bh_ctx *ctx, const struct bh_runtime_found *f, cJSON **wl, char *why,
                        size_t n)
 {
     struct bh_err err;
-    if (bh_store_get(ctx->store, "BoilerhouseWorkload", f->workload, wl, &err) < 0) {
-        snprintf(why, n, "its workload %s is unknown", f->workload);
-        return 0;
-    }
+    if (bh_store_get(ctx->store, "BoilerhouseWorkload", f->workload, wl, &err) < 0)
+        return adopt_missing(&err, why, n, "workload", f->workload);
     if (f->state == BH_RUNTIME_FOUND_ENDED) {
         snprintf(why, n, "it has ended");
         return 0;
@@ -107,10 +115,14 @@ static void adopt_queue_reap(struct bh_ctx *ctx, const char *id)
 static void adopt_one(struct bh_ctx *ctx, const struct bh_runtime_found *f, int *adopted, int *warm,
                       int *reaped)
 {
-    char why[256];
+    char why[768];
     cJSON *wl = NULL;
     struct bh_err err;
-    if (!adopt_judge(ctx, f, &wl, why, sizeof(why))) {
+    int verdict = adopt_judge(ctx, f, &wl, why, sizeof(why));
+    if (verdict < 0) {
+        bh_warn("adopt", "instance %s of workload %s left alone: %s", f->instance_id, f->workload,
+                why);
+    } else if (verdict == 0) {
         bh_info("adopt", "deleting instance %s of workload %s: %s", f->instance_id, f->workload,
                 why);
         adopt_queue_reap(ctx, f->instance_id);
