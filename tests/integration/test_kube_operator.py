@@ -6,10 +6,12 @@ tests are about the mirror and the Lease, and count containers; the Pod runtime 
 defaults to is tests/integration/test_kube_pods.py's. Each test has a namespace of its own."""
 import concurrent.futures
 import json
+import os
 import unittest
 
 from bh import Daemon, wait_for
 from kube_env import KubeTestCase
+from wsclient import WsClient
 
 WORKLOAD = """apiVersion: boilerhouse.dev/v1alpha1
 kind: BoilerhouseWorkload
@@ -32,6 +34,11 @@ spec:
   network: {access: none}
 """
 LEASE = "boilerhouse-operator"
+CLAIM = """apiVersion: boilerhouse.dev/v1alpha1
+kind: BoilerhouseClaim
+metadata: {name: c-%s}
+spec: {tenantId: %s, workloadRef: gated}
+"""
 
 
 class KubeOperatorTest(KubeTestCase):
@@ -39,8 +46,9 @@ class KubeOperatorTest(KubeTestCase):
 
     # ---- helpers ----
 
-    def daemon(self, ident, lease_s=4, start=True):
-        d = Daemon(extra_args=["--kubeconfig", self.kc, "--lease-duration", str(lease_s),
+    def daemon(self, ident, lease_s=4, start=True, api_key=None):
+        d = Daemon(api_key=api_key,
+                   extra_args=["--kubeconfig", self.kc, "--lease-duration", str(lease_s),
                                "--operator-id", ident, "--runtime", "runc"])
         self.addCleanup(d.cleanup)
         if start:
@@ -57,6 +65,9 @@ class KubeOperatorTest(KubeTestCase):
             return o and o.get("status", {}).get("phase") == phase and o
         return wait_for(ok, timeout, "%s %s %s in the cluster\n%s" % (kind, name, phase,
                                                                        d.log()))
+
+    def items(self, kind):
+        return json.loads(self.kubectl("get", kind, "-o", "json").stdout)["items"]
 
     def claim_active(self, d):
         """A Ready workload "app" applied with kubectl, claimed by tenant t1 through REST, and
@@ -122,6 +133,47 @@ class KubeOperatorTest(KubeTestCase):
         have = {o["metadata"]["name"] for o in
                 json.loads(self.kubectl("get", "bhw", "-o", "json").stdout)["items"]}
         self.assertEqual(sorted(set(names) - have), [], d.log())
+
+    def test_policies_metrics_and_events_work_on_top(self):
+        """What runs on top of the store works unchanged when the store is the cluster: a Lua
+        claim policy decides claims made with kubectl, the dashboard is served, /ws streams
+        the claim's events, /metrics counts the policy's verdicts."""
+        key = "operator-test-key"
+        d = self.daemon("solo", api_key=key)
+        wait_for(lambda: self.holder()[0] == "solo", 30, "solo holds the lease")
+        pdir = os.path.join(d.state, "policies")
+        os.makedirs(pdir, exist_ok=True)
+        with open(os.path.join(pdir, "gate.lua"), "w") as f:
+            f.write("function policy(e)\n"
+                    "  if e.tenantId == 'mallory' then return false, 'mallory is barred' end\n"
+                    "  return true\nend\n")
+        self.kubectl("apply", "--validate=false", "-f", "-",
+                     input=(WORKLOAD % ("gated", "1")) + "  claimPolicy: gate.lua\n")
+        self.wait_cluster_phase("bhw", "gated", "Ready", d)
+        ws = WsClient(d.port, "/ws?types=tenant.claimed", headers={"Authorization": "Bearer " + key})
+        self.addCleanup(ws.close)
+        self.assertEqual(ws.status, 101)
+        self.assertEqual(ws.recv()["type"], "hello")
+        for tenant in ("alice", "mallory"):
+            self.kubectl("apply", "-f", "-", input=CLAIM % (tenant, tenant))
+        alice = self.wait_cluster_phase("bhc", "c-alice", "Active", d)
+        self.assertEqual(alice["status"]["policy"]["script"], "gate.lua")
+        barred = self.wait_cluster_phase("bhc", "c-mallory", "Error", d)
+        self.assertIn("mallory is barred", json.dumps(barred["status"]))
+        claimed, _ = ws.recv_until(lambda m: m.get("tenant") == "alice", what="alice claimed")
+        self.assertEqual(claimed["type"], "tenant.claimed")
+        status, text = d.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        counts = {v: sum(float(l.split()[1]) for l in text.splitlines() if l.startswith(
+            'boilerhouse_policy_duration_seconds_count{kind="claim_policy",verdict="%s"}' % v))
+            for v in ("allow", "deny")}
+        self.assertEqual(counts, {"allow": 1.0, "deny": 1.0}, text[-3000:])
+        status, page = d.request("GET", "/ui/")
+        self.assertEqual(status, 200)
+        self.assertIn("<html", str(page).lower())  # the dashboard
+        for tenant in ("alice", "mallory"):
+            self.kubectl("delete", "bhc", "c-" + tenant, "--wait=false")
+        wait_for(lambda: not self.items("bhc"), 90, "the claims gone\n" + d.log())
 
     def test_claim_finalizer_and_release(self):
         d = self.daemon("solo")
