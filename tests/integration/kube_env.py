@@ -132,8 +132,23 @@ class KubeEnv:
         validation refuses those CRDs, the server accepts them."""
         self.kubectl("apply", "--validate=false", "-f", CRDS)
         for k in KINDS:
-            self.kubectl("wait", "--for=condition=established", "--timeout=120s",
-                         "crd/%s.boilerhouse.dev" % k)
+            self.wait_established(k)
+
+    def wait_established(self, plural):
+        """kubectl wait until CRD <plural>.boilerhouse.dev is served. kubectl 1.20's wait fails
+        at once instead of waiting when a CRD applied a moment before has no status.conditions
+        yet (seen in fresh CI runs): that answer is asked again until a deadline."""
+        crd = "crd/%s.boilerhouse.dev" % plural
+        deadline = time.monotonic() + 120
+        while True:
+            res = self.kubectl("wait", "--for=condition=established", "--timeout=120s", crd,
+                               check=False)
+            if res.returncode == 0:
+                return res
+            if "accessor error: <nil>" not in res.stderr or time.monotonic() > deadline:
+                raise AssertionError("kubectl wait for %s exited %d:\n%s%s" % (
+                    crd, res.returncode, res.stdout, res.stderr))
+            time.sleep(0.5)
 
     def restart_apiserver(self):
         """Stops the API server (etcd keeps the data) and starts it again on the same port,

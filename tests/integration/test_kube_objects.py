@@ -196,8 +196,7 @@ class KubeObjectsTest(unittest.TestCase):
                 self.kube.kubectl("apply", "-f", path)
         for crd in ("boilerhouseworkloads", "boilerhousepools", "boilerhouseclaims",
                     "boilerhousetriggers"):
-            self.kube.kubectl("wait", "--for=condition=established", "--timeout=120s",
-                              "crd/%s.boilerhouse.dev" % crd)
+            self.kube.wait_established(crd)
         dep = json.loads(self.kube.kubectl("get", "-n", "boilerhouse", "deployment",
                                            "boilerhouse", "-o", "json").stdout)
         self.assertEqual(dep["spec"]["replicas"], 2)
