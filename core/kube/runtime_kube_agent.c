@@ -117,26 +117,46 @@ int krt_agent_save(struct bh_kube_client *c, const char *token, const char *pod,
     return 0;
 }
 
+int krt_pod_retry(struct bh_kube_client *c, const char *pod, int port, int need_ready,
+                  int timeout_ms, const char *what, krt_pod_try_fn fn, void *ud, int *tries,
+                  struct bh_err *err)
+{
+    long long deadline = bh_clock_ms() + timeout_ms;
+    int gap_ms = AGENT_GAP_MIN_MS;
+    for (*tries = 1;; (*tries)++) {
+        struct bh_err look = {0};
+        bh_autofree char *base = krt_pod_base(c, pod, port, need_ready, &look);
+        if (base && fn(base, ud, &look) == 0)
+            return 0;
+        if (look.code != BH_EUNAVAIL) {
+            *err = look;
+            return bh_err_wrap(err, "%s Pod %s", what, pod);
+        }
+        if (bh_clock_ms() > deadline)
+            return bh_err_set(err, BH_ETIMEOUT, "%s Pod %s: not taken after %d ms: %s", what, pod,
+                              timeout_ms, look.msg);
+        usleep((useconds_t)gap_ms * 1000);
+        gap_ms = gap_ms * 2 > AGENT_GAP_MAX_MS ? AGENT_GAP_MAX_MS : gap_ms * 2;
+    }
+}
+
+struct agent_push {
+    const char *token, *in_path, *digest;
+};
+
+static int agent_push_try(const char *base, void *ud, struct bh_err *err)
+{
+    const struct agent_push *p = ud;
+    return bh_agent_push(base, p->token, p->in_path, p->digest, err);
+}
+
 /* Until the Pod has an address and its agent takes the snapshot: a restore agent starts
  * with the Pod, so the first tries may find nothing listening yet (BH_EUNAVAIL). */
 int krt_agent_restore(struct bh_kube_client *c, const char *token, const char *pod,
                       const char *in_path, const char *digest, int timeout_ms, struct bh_err *err)
 {
-    long long deadline = bh_clock_ms() + timeout_ms;
-    int gap_ms = AGENT_GAP_MIN_MS;
-    for (;;) {
-        struct bh_err look = {0};
-        bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_AGENT_PORT, 0, &look);
-        if (base && bh_agent_push(base, token, in_path, digest, &look) == 0)
-            return 0;
-        if (look.code != BH_EUNAVAIL) {
-            *err = look;
-            return bh_err_wrap(err, "restore into Pod %s", pod);
-        }
-        if (bh_clock_ms() > deadline)
-            return bh_err_set(err, BH_ETIMEOUT, "restore into Pod %s: not taken after %d ms: %s",
-                              pod, timeout_ms, look.msg);
-        usleep((useconds_t)gap_ms * 1000);
-        gap_ms = gap_ms * 2 > AGENT_GAP_MAX_MS ? AGENT_GAP_MAX_MS : gap_ms * 2;
-    }
+    struct agent_push p = {token, in_path, digest};
+    int tries;
+    return krt_pod_retry(c, pod, BH_KUBE_AGENT_PORT, 0, timeout_ms, "restore into", agent_push_try,
+                         &p, &tries, err);
 }

@@ -9,10 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bodybuf.h"
-#include "clock.h"
 #include "crypto.h"
 #include "log.h"
 #include "mem.h"
@@ -21,8 +19,6 @@
 #define EGRESS_CONNECT_TIMEOUT_S 5L
 #define EGRESS_TIMEOUT_S 15L
 #define EGRESS_ERR_BODY_MAX 2048
-#define EGRESS_GAP_MIN_MS 50
-#define EGRESS_GAP_MAX_MS 1000
 
 /* {"headers": [{"domain", "name", "value"}...]} as text (owned; the caller wipes it). */
 static char *egress_body(const struct bh_runtime_credential *creds, size_t n)
@@ -100,39 +96,30 @@ static int egress_put(const char *base, const char *token, const char *body, str
     return rc;
 }
 
+struct egress_push {
+    const char *token, *body;
+};
+
+static int egress_put_try(const char *base, void *ud, struct bh_err *err)
+{
+    const struct egress_push *p = ud;
+    return egress_put(base, p->token, p->body, err);
+}
+
+/* Ready: every container runs, the sidecar too. One that could not have its port (a
+ * workload that took it first) exited, and the Pod is never Ready again. */
 int krt_egress_push(struct bh_kube_client *c, const char *token, const char *pod,
                     const struct bh_runtime_credential *creds, size_t n, int timeout_ms,
                     struct bh_err *err)
 {
-    long long deadline = bh_clock_ms() + timeout_ms;
-    int gap_ms = EGRESS_GAP_MIN_MS;
     char *body = egress_body(creds, n);
-    int rc, tries = 0;
-    for (;;) {
-        struct bh_err look = {0};
-        /* Ready: every container runs, the sidecar too. One that could not have its port
-         * (a workload that took it first) exited, and the Pod is never Ready again. */
-        bh_autofree char *base = krt_pod_base(c, pod, BH_KUBE_PROXY_CONTROL_PORT, 1, &look);
-        tries++;
-        if (base && (rc = egress_put(base, token, body, &look)) == 0) {
-            bh_debug("runtime", "tenant credentials (%zu) taken by Pod %s's sidecar (try %d)", n,
-                     pod, tries);
-            break;
-        }
-        if (look.code != BH_EUNAVAIL) {
-            *err = look;
-            rc = bh_err_wrap(err, "tenant credentials to Pod %s", pod);
-            break;
-        }
-        if (bh_clock_ms() > deadline) {
-            rc = bh_err_set(err, BH_ETIMEOUT,
-                            "tenant credentials to Pod %s: not taken after %d ms: %s", pod,
-                            timeout_ms, look.msg);
-            break;
-        }
-        usleep((useconds_t)gap_ms * 1000);
-        gap_ms = gap_ms * 2 > EGRESS_GAP_MAX_MS ? EGRESS_GAP_MAX_MS : gap_ms * 2;
-    }
+    struct egress_push p = {token, body};
+    int tries = 0;
+    int rc = krt_pod_retry(c, pod, BH_KUBE_PROXY_CONTROL_PORT, 1, timeout_ms,
+                           "tenant credentials to", egress_put_try, &p, &tries, err);
+    if (rc == 0)
+        bh_debug("runtime", "tenant credentials (%zu) taken by Pod %s's sidecar (try %d)", n, pod,
+                 tries);
     bh_crypto_wipe(body, strlen(body));
     free(body);
     return rc;

@@ -34,6 +34,15 @@ BH_MUST_CHECK int krt_agent_restore(struct bh_kube_client *c, const char *token,
  * with need_ready, failed for good: a container terminated). */
 char *krt_pod_base(struct bh_kube_client *c, const char *pod, int port, int need_ready,
                    struct bh_err *err);
+/* One try at Pod pod (base "http://IP:PORT"): 0 done; BH_EUNAVAIL asks again. */
+typedef int (*krt_pod_try_fn)(const char *base, void *ud, struct bh_err *err);
+/* Calls fn at Pod pod's port until it succeeds, fails with anything but BH_EUNAVAIL (no
+ * address yet, or with need_ready not Ready yet, or nothing listening), or timeout_ms has
+ * passed, with backoff between tries (50 ms to 1 s); errors say "<what> Pod <pod>".
+ * *tries says how many were made. */
+BH_MUST_CHECK int krt_pod_retry(struct bh_kube_client *c, const char *pod, int port, int need_ready,
+                                int timeout_ms, const char *what, krt_pod_try_fn fn, void *ud,
+                                int *tries, struct bh_err *err);
 /* Sends the tenant's credential values to the egress sidecar of Pod pod (its control port,
  * authenticated with token), asking again while it cannot be reached, within timeout_ms. */
 BH_MUST_CHECK int krt_egress_push(struct bh_kube_client *c, const char *token, const char *pod,
