@@ -160,6 +160,7 @@ struct boot {
     char *cwd;
     char **keep; /* overlay dirs (borrowed strings) when the disk is a restored image */
     int pid;
+    long long create_ms, net_ms; /* boot_container's first two steps, for the debug line */
 };
 
 static void boot_free(struct boot *b)
@@ -482,8 +483,11 @@ static int boot_process(struct boot *b, struct bh_err *err)
 
 static int boot_container(struct boot *b, const char *tenant, struct bh_err *err)
 {
+    long long t0 = bh_clock_ms();
     if (bh_runtime_create(b->ctx->runtime, &b->spec, &b->pid, err) < 0)
         return -1;
+    long long t1 = bh_clock_ms();
+    b->create_ms = t1 - t0;
     bh_autofree char *netns = bh_runtime_netns_path(b->ctx->runtime, b->cid, b->pid);
     bh_autofree char *net_json = bh_json_print(bh_json_get(b->workload, "spec.network"));
     struct bh_net_request req = boot_net_request(b, tenant, netns, net_json);
@@ -496,6 +500,7 @@ static int boot_container(struct boot *b, const char *tenant, struct bh_err *err
     if (tenant && BH_HAS_OP(ops, struct bh_network_ops, bind_tenant) &&
         BH_PLUGIN_CALL(b->net, ops->bind_tenant(b->net->state, &req, err)) < 0)
         return bh_err_wrap(err, "network %s: bind tenant", b->net->info->name);
+    b->net_ms = bh_clock_ms() - t1;
     bh_crashpoint("boot.before-start");
     return bh_runtime_start(b->ctx->runtime, b->cid, err);
 }
@@ -625,8 +630,9 @@ static int boot_run(struct boot *b, const char *tenant, struct bh_err *err)
     t[4] = bh_clock_ms();
     bh_debug("instance",
              "boot %s: prepare %lld ms, rootfs+bundle %lld ms, container+network %lld "
-             "ms, healthy %lld ms",
-             b->id, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]);
+             "ms (create %lld, network %lld, start %lld), healthy %lld ms",
+             b->id, t[1] - t[0], t[2] - t[1], t[3] - t[2], b->create_ms, b->net_ms,
+             t[3] - t[2] - b->create_ms - b->net_ms, t[4] - t[3]);
     return rc;
 }
 
