@@ -416,7 +416,7 @@ static int boot_api(struct boot *b, struct bh_err *err)
     b->api_sock = bh_instance_api_socket(b->ctx);
     bh_autofree char *mount_point = bh_xasprintf("%s/api.sock", b->api);
     if (bh_fs_mkdirp(b->api, 0755, err) < 0 ||
-        bh_fs_write_atomic(mount_point, "", 0, 0644, err) < 0)
+        bh_fs_write_replace(mount_point, "", 0, 0644, err) < 0)
         return bh_err_wrap(err, "instance API dir");
     b->spec.api_dir = b->api;
     b->spec.api_socket = b->api_sock;
@@ -442,9 +442,9 @@ int bh_instance_api_grant(struct bh_ctx *ctx, const char *id, const char *token,
         "/api.sock\nBOILERHOUSE_API_KEY=%s\n",
         token);
     /* Readable by the container's root, which is an unprivileged uid on the host. */
-    int rc = bh_fs_write_atomic(key, token, strlen(token), 0444, err);
+    int rc = bh_fs_write_replace(key, token, strlen(token), 0444, err);
     if (rc == 0)
-        rc = bh_fs_write_atomic(env, lines, strlen(lines), 0444, err);
+        rc = bh_fs_write_replace(env, lines, strlen(lines), 0444, err);
     bh_crypto_wipe(lines, strlen(lines));
     return rc < 0 ? bh_err_wrap(err, "instance %s: API token", id) : 0;
 }

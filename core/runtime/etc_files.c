@@ -49,7 +49,7 @@ static char *etc_resolv_text(const char *nameservers)
 static int etc_write(const char *dir, const char *name, const char *text, struct bh_err *err)
 {
     bh_autofree char *path = bh_xasprintf("%s/%s", dir, name);
-    return bh_fs_write_atomic(path, text, strlen(text), 0644, err);
+    return bh_fs_write_replace(path, text, strlen(text), 0644, err);
 }
 
 int bh_etc_files_write(const char *dir, const struct bh_etc_params *p, struct bh_err *err)

@@ -91,7 +91,7 @@ static const char *const oci_seccomp_arches[] = {"SCMP_ARCH_X86_64", "SCMP_ARCH_
 
 struct oci_device {
     char type;
-    int major, minor;
+    int major, minor; /* minor -1: every minor of major */
 };
 
 /* The character devices runc creates in /dev plus the pty multiplexer and slaves. */
@@ -209,7 +209,10 @@ static cJSON *oci_devices_json(void)
         char type[2] = {d->type, '\0'};
         cJSON_AddStringToObject(o, "type", type);
         cJSON_AddNumberToObject(o, "major", d->major);
-        cJSON_AddNumberToObject(o, "minor", d->minor);
+        /* The runtime spec's wildcard is an absent number: runc also reads -1 as one, but
+         * crun writes it into devices.allow as is ("c 136:-1"), which the kernel refuses. */
+        if (d->minor >= 0)
+            cJSON_AddNumberToObject(o, "minor", d->minor);
         cJSON_AddStringToObject(o, "access", "rwm");
         cJSON_AddItemToArray(a, o);
     }

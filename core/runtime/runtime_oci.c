@@ -94,7 +94,7 @@ static int oci_write_config(const struct bh_runtime_spec *spec, struct bh_err *e
     bh_autofree char *text = bh_json_print(config);
     cJSON_Delete(config);
     bh_autofree char *path = bh_xasprintf("%s/config.json", spec->bundle);
-    return bh_fs_write_atomic(path, text, strlen(text), 0600, err);
+    return bh_fs_write_replace(path, text, strlen(text), 0600, err);
 }
 
 /* The container's init pid from the file `create --pid-file` wrote: the runtime writes it

@@ -55,8 +55,10 @@ static int fs_write_full(int fd, const void *data, size_t len)
     return 0;
 }
 
-int bh_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                       struct bh_err *err)
+/* Temp file in the same dir, rename over path; with durable, fsync of both first and of the
+ * directory after. */
+static int fs_write_rename(const char *path, const void *data, size_t len, mode_t mode, int durable,
+                           struct bh_err *err)
 {
     bh_autofree char *tmp = bh_xasprintf("%s.tmp.XXXXXX", path);
     bh_autofree char *dir = bh_xstrdup(path);
@@ -66,7 +68,7 @@ int bh_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return bh_err_errno(err, BH_EIO, "create %s", tmp);
-    if (fchmod(fd, mode) < 0 || fs_write_full(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, mode) < 0 || fs_write_full(fd, data, len) < 0 || (durable && fsync(fd) < 0)) {
         bh_err_errno(err, BH_EIO, "write %s", tmp);
         close(fd);
         unlink(tmp);
@@ -78,7 +80,19 @@ int bh_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
         unlink(tmp);
         return -1;
     }
-    return bh_fs_fsync_dir(slash ? dir : ".", err);
+    return durable ? bh_fs_fsync_dir(slash ? dir : ".", err) : 0;
+}
+
+int bh_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                       struct bh_err *err)
+{
+    return fs_write_rename(path, data, len, mode, 1, err);
+}
+
+int bh_fs_write_replace(const char *path, const void *data, size_t len, mode_t mode,
+                        struct bh_err *err)
+{
+    return fs_write_rename(path, data, len, mode, 0, err);
 }
 
 int bh_fs_read_all(const char *path, size_t max, char **out, size_t *len, struct bh_err *err)

@@ -108,6 +108,36 @@ static void test_resources(void **state)
     cJSON_Delete(c);
 }
 
+/* Every device is denied but the usual character devices; the pty slaves (major 136) are
+ * allowed by the spec's wildcard, an absent minor (crun refuses -1). */
+static void test_devices(void **state)
+{
+    cJSON *c = build(0.5, NULL);
+    const cJSON *devs = path(c, "linux", "resources", "devices");
+    const cJSON *first = cJSON_GetArrayItem(devs, 0);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(first, "allow")));
+    assert_null(cJSON_GetObjectItem(first, "type"));
+    int ptys = 0, allowed = 0;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, devs) {
+        const cJSON *minor = cJSON_GetObjectItem(d, "minor");
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(d, "allow")))
+            continue;
+        allowed++;
+        assert_string_equal(cJSON_GetObjectItem(d, "type")->valuestring, "c");
+        if (cJSON_GetObjectItem(d, "major")->valueint == 136) {
+            ptys++;
+            assert_null(minor);
+        } else {
+            assert_non_null(minor);
+            assert_true(minor->valueint >= 0);
+        }
+    }
+    assert_int_equal(ptys, 1);
+    assert_int_equal(allowed, 8);
+    cJSON_Delete(c);
+}
+
 /* /etc/hostname, /etc/hosts and (when the network plugin names resolvers) /etc/resolv.conf
  * are read-only binds of the instance's own files. */
 static void test_etc_mounts(void **state)
@@ -295,6 +325,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hardening),
         cmocka_unit_test(test_resources),
+        cmocka_unit_test(test_devices),
         cmocka_unit_test(test_mounts),
         cmocka_unit_test(test_etc_mounts),
         cmocka_unit_test(test_etc_files),
