@@ -177,6 +177,22 @@ int bh_agent_fetch(const char *base, const char *token, const char *out_path,
 }
 
 /* POSTs nothing or PUTs a file; 204 is success. */
+/* Performs the request set up on h (answer into body), frees h and hdrs; *status is the HTTP
+ * status (0 when none came). */
+static CURLcode agent_exchange(CURL *h, struct curl_slist *hdrs, struct bh_bodybuf *body,
+                               long *status)
+{
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bh_bodybuf_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    CURLcode cc = curl_easy_perform(h);
+    *status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    return cc;
+}
+
 static int agent_send(const char *base, const char *token, const char *path, FILE *in,
                       curl_off_t size, const char *digest, struct bh_err *err)
 {
@@ -192,9 +208,6 @@ static int agent_send(const char *base, const char *token, const char *path, FIL
      * would look like an agent that is not there). */
     hdrs = curl_slist_append(hdrs, in ? "Expect: 100-continue" : "Expect:");
     struct bh_bodybuf body = {.max = AGENT_ERR_BODY_MAX};
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bh_bodybuf_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
     if (in) {
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(h, CURLOPT_READDATA, in);
@@ -204,11 +217,8 @@ static int agent_send(const char *base, const char *token, const char *path, FIL
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
     }
-    CURLcode cc = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
+    long status;
+    CURLcode cc = agent_exchange(h, hdrs, &body, &status);
     bh_autofree char *what = bh_xasprintf("%s %s", in ? "PUT" : "POST", path);
     int rc = cc == CURLE_OK && status == 204 ? 0 : agent_fail(cc, status, &body, what, err);
     free(body.data);
@@ -256,15 +266,9 @@ int bh_agent_activity(const char *base, const char *token, struct bh_agent_count
     if (!h)
         return bh_err_set(err, BH_EIO, "snapshot agent: no curl handle");
     struct bh_bodybuf body = {.max = AGENT_ERR_BODY_MAX};
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bh_bodybuf_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, AGENT_ACTIVITY_TIMEOUT_S);
-    CURLcode cc = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
+    long status;
+    CURLcode cc = agent_exchange(h, hdrs, &body, &status);
     int rc = 0;
     if (cc != CURLE_OK || status != 200) {
         rc = agent_fail(cc, status, &body, "GET " BH_AGENT_ACTIVITY_PATH, err);
