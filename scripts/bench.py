@@ -526,8 +526,11 @@ def run_daemon(args, datasets, build=None):
     """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data.
     The boot bound (admission control) is raised to the parallel claims measured: the rows time
     claims, not refusals."""
+    env = {"BOILERHOUSE_MAX_BOOTS": str(max(4, args.parallel))}
+    if args.runtime:
+        env["BOILERHOUSE_RUNTIME"] = args.runtime
     with use_build(build) as kw:
-        d = Daemon(extra_env={"BOILERHOUSE_MAX_BOOTS": str(max(4, args.parallel))}, **kw)
+        d = Daemon(extra_env=env, **kw)
     res = {}
     try:
         d.start()
@@ -628,6 +631,9 @@ def main():
                          "--before-build's; no request rates, no data sets")
     ap.add_argument("--density", type=int, default=200,
                     help="idle instances of the density row (--rows density)")
+    ap.add_argument("--runtime", choices=("runc", "crun"),
+                    help="the daemons' OCI runtime (default: the daemon's own detection, runc "
+                         "first); the baselines stay runc")
     ap.add_argument("--claims-only", action="store_true",
                     help="claim latency and request rates, without the data sets")
     args = ap.parse_args()
