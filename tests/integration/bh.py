@@ -150,6 +150,70 @@ def wait_for(cond, timeout=60, what="condition", step=0.1):
         time.sleep(step)
 
 
+CGROUP2_HYBRID = "/sys/fs/cgroup/unified"
+
+
+def _v2_controllers():
+    try:
+        with open(os.path.join(CGROUP2_HYBRID, "cgroup.controllers")) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def _give_back_v1(name, mnt):
+    """One round of returning controller `name`, bound to a v1 hierarchy at mnt, to cgroup2:
+    its child cgroups removed and the hierarchy unmounted; once it has no children an unmount
+    destroys it, which takes a second mount and unmount when the first saw dying ones."""
+    if not os.path.ismount(mnt):
+        subprocess.run(["mount", "-t", "cgroup", "-o", name, "cgroup", mnt], capture_output=True)
+    for root, dirs, _ in os.walk(mnt, topdown=False):
+        for d in dirs:
+            try:
+                os.rmdir(os.path.join(root, d))
+            except OSError:
+                pass  # still in use or dying: the next round
+    subprocess.run(["umount", mnt], capture_output=True)
+
+
+class crun_host:
+    """While in it, crun can run containers on this host. crun refuses a hybrid host (v1
+    controllers plus a cgroup2 hierarchy) whose cgroup2 side holds a controller ("cgroups in
+    hybrid mode not supported, drop all controllers from cgroupv2"); this VM's cgroup2 holds
+    hugetlb, which no v1 hierarchy uses. Each such controller is bound to a v1 hierarchy of
+    its own for the duration, so the host is a plain v1 host, and given back to cgroup2 after
+    (an operator would mount it at boot instead). Nothing is changed on a host without such
+    controllers. Needs nothing else to create cgroups meanwhile (ctest RUN_SERIAL)."""
+
+    def __enter__(self):
+        self.bound = []
+        if not os.path.ismount(CGROUP2_HYBRID):
+            return self
+        try:
+            for name in _v2_controllers():
+                mnt = os.path.join("/sys/fs/cgroup", name)
+                if os.path.exists(mnt) and os.listdir(mnt):
+                    raise AssertionError("%s is not empty: cannot bind %s there" % (mnt, name))
+                os.makedirs(mnt, exist_ok=True)
+                self.bound.append((name, mnt))
+                run_checked(["mount", "-t", "cgroup", "-o", name, "cgroup", mnt],
+                            "bind %s to a v1 hierarchy" % name, check=True)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for name, mnt in self.bound:
+            deadline = time.monotonic() + 60
+            while name not in _v2_controllers():
+                if time.monotonic() > deadline:
+                    raise AssertionError("controller %s did not return to cgroup2" % name)
+                _give_back_v1(name, mnt)
+                time.sleep(0.5)
+            os.rmdir(mnt)
+
+
 def path_without(program):
     """A PATH value under which `program` is not found but every other program of PATH is:
     directories holding it are replaced by a directory of links to their other entries."""
@@ -501,16 +565,23 @@ class Daemon:
     def runtime_root(self):
         return os.path.join(self.state, "runtime")
 
+    def oci_runtime(self):
+        """The OCI runtime this daemon runs its containers with: the one the environment names
+        (BOILERHOUSE_RUNTIME), else the daemon's own pick, runc first. Each runtime keeps its
+        own state format under the root, so only that one can list or delete them."""
+        named = self.extra_env.get("BOILERHOUSE_RUNTIME") or os.environ.get("BOILERHOUSE_RUNTIME")
+        if named in ("runc", "crun"):
+            return named
+        return "runc" if shutil.which("runc") else "crun"
+
     def containers(self):
         """IDs the OCI runtime holds under this daemon's root."""
-        for rt in ("runc", "crun"):
-            if shutil.which(rt) is None:
-                continue
-            out = subprocess.run([rt, "--root", self.runtime_root(), "list", "-q"],
-                                 capture_output=True, text=True)
-            if out.returncode == 0:
-                return [l for l in out.stdout.split() if l]
-        return []
+        rt = self.oci_runtime()
+        if shutil.which(rt) is None:
+            return []
+        out = subprocess.run([rt, "--root", self.runtime_root(), "list", "-q"],
+                             capture_output=True, text=True)
+        return [l for l in out.stdout.split() if l] if out.returncode == 0 else []
 
     def mounts(self):
         with open("/proc/mounts") as f:
@@ -531,11 +602,9 @@ class Daemon:
 
     def cleanup(self):
         self.stop()
-        for rt in ("runc", "crun"):
-            if shutil.which(rt):
-                for cid in self.containers():
-                    subprocess.run([rt, "--root", self.runtime_root(), "delete", "-f", cid],
-                                   capture_output=True)
+        for cid in self.containers():
+            subprocess.run([self.oci_runtime(), "--root", self.runtime_root(), "delete", "-f",
+                            cid], capture_output=True)
         for m in sorted(self.mounts(), reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         for br in (self.bridge, self.rbridge):
