@@ -23,6 +23,8 @@
 #define IMG_END UINT64_MAX /* offset of the end record */
 #define IMG_HEAD_LEN 24    /* magic, u64 size, u32 block, u32 reserved */
 #define IMG_REC_LEN 12     /* u64 offset, u32 length */
+/* Written bytes between two writeback starts of a restore (see img_writeback). */
+#define IMG_WRITEBACK_STEP (8u << 20)
 
 struct img_out {
     struct archive *a;
@@ -228,11 +230,23 @@ static int img_read_head(struct img_in *in, uint64_t *size)
     return 0;
 }
 
+/* Starts (does not wait for) the writeback of the image's pages written since *from: attaching
+ * a loop device to a file flushes its dirty pages first (~70 ms for 100 MB here, all of it
+ * on the claim's path); started while the stream is still being decompressed, the writeback
+ * runs beside it. A failure only loses that overlap. */
+static void img_writeback(int out, uint64_t *from, uint64_t upto, int last)
+{
+    if (upto <= *from || (!last && upto - *from < IMG_WRITEBACK_STEP))
+        return;
+    BH_IGNORE(sync_file_range(out, (off_t)*from, (off_t)(upto - *from), SYNC_FILE_RANGE_WRITE));
+    *from = upto;
+}
+
 /* The records, checked (in order, inside the image, at most IMG_BUF) and written. */
 static int img_read_records(struct img_in *in, int out, uint64_t size)
 {
     bh_autofree uint8_t *buf = bh_xmalloc(IMG_BUF);
-    uint64_t next = 0, total = 0;
+    uint64_t next = 0, total = 0, flushed = 0;
     for (;;) {
         uint8_t h[IMG_REC_LEN];
         uint64_t off;
@@ -253,7 +267,9 @@ static int img_read_records(struct img_in *in, int out, uint64_t size)
             return bh_err_errno(in->err, BH_EIO, "snapshot image: write at %llu",
                                 (unsigned long long)off);
         next = off + len, total += len;
+        img_writeback(out, &flushed, next, 0);
     }
+    img_writeback(out, &flushed, next, 1);
     uint64_t want;
     if (img_read(in, &want, sizeof(want)) < 0)
         return -1;
