@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "log.h"
 #include "mem.h"
 #include "proc.h"
 
@@ -23,19 +24,22 @@
 /* Another process may take the free loop device between our asking and our claiming it. */
 #define DISK_LOOP_TRIES 16
 
-static const char *disk_mkfs(void)
+/* An e2fsprogs program (mkfs.ext4, e2fsck, resize2fs) by absolute path, or NULL. */
+static const char *disk_tool(const char *name, char *buf, size_t len)
 {
-    static const char *const paths[] = {"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4",
-                                        "/usr/local/sbin/mkfs.ext4"};
-    for (size_t i = 0; i < BH_ARRAY_LEN(paths); i++)
-        if (access(paths[i], X_OK) == 0)
-            return paths[i];
+    static const char *const dirs[] = {"/usr/sbin", "/sbin", "/usr/local/sbin"};
+    for (size_t i = 0; i < BH_ARRAY_LEN(dirs); i++) {
+        snprintf(buf, len, "%s/%s", dirs[i], name);
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
     return NULL;
 }
 
 int bh_disk_create(const char *image, uint64_t bytes, struct bh_err *err)
 {
-    const char *mkfs = disk_mkfs();
+    char mkfs_path[64];
+    const char *mkfs = disk_tool("mkfs.ext4", mkfs_path, sizeof(mkfs_path));
     if (!mkfs)
         return bh_err_set(err, BH_EUNAVAIL, "mkfs.ext4 not found (install e2fsprogs)");
     bh_autoclose int fd = open(image, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -98,6 +102,52 @@ int bh_disk_mount(const char *image, const char *target, struct bh_err *err)
     if (mount(dev, target, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL) < 0)
         return bh_err_errno(err, BH_EIO, "mount %s (%s) at %s", image, dev, target);
     return 0;
+}
+
+/* Grows the unmounted filesystem in image to fill bytes. Offline, with e2fsprogs: the
+ * kernel's online grow needs CAP_SYS_RESOURCE, which a daemon in a container may lack, and
+ * resize2fs wants a checked filesystem (the image was taken mounted, frozen: consistent, but
+ * not marked clean), so e2fsck -p runs first. */
+static int disk_grow(const char *image, uint64_t bytes, struct bh_err *err)
+{
+    char fsck_path[64], resize_path[64];
+    const char *fsck = disk_tool("e2fsck", fsck_path, sizeof(fsck_path));
+    const char *resize = disk_tool("resize2fs", resize_path, sizeof(resize_path));
+    if (!fsck || !resize)
+        return bh_err_set(err, BH_EUNAVAIL, "e2fsck or resize2fs not found (install e2fsprogs)");
+    if (truncate(image, (off_t)bytes) < 0)
+        return bh_err_errno(err, BH_EIO, "grow disk image %s", image);
+    const char *check[] = {fsck, "-f", "-p", image, NULL};
+    struct bh_proc_result res;
+    if (bh_proc_run(check, NULL, &res, err) < 0)
+        return -1;
+    int code = res.exit_code;
+    bh_proc_result_free(&res);
+    if (code > 1) /* 1: errors corrected */
+        return bh_err_set(err, BH_EIO, "e2fsck %s exited %d", image, code);
+    const char *grow[] = {resize, image, NULL};
+    return bh_proc_check(grow, err);
+}
+
+int bh_disk_mount_resized(const char *image, const char *target, uint64_t bytes, struct bh_err *err)
+{
+    struct stat st;
+    if (stat(image, &st) < 0)
+        return bh_err_errno(err, BH_EIO, "disk image %s", image);
+    uint64_t had = (uint64_t)st.st_size;
+    struct bh_err grow_err;
+    if (bytes > had && disk_grow(image, bytes, &grow_err) < 0)
+        bh_warn("disk", "%s: %s; the disk keeps its old size", image, grow_err.msg);
+    else if (bytes > had)
+        bh_info("disk", "%s grown from %llu to %llu bytes", image, (unsigned long long)had,
+                (unsigned long long)bytes);
+    else if (bytes < had)
+        bh_warn("disk",
+                "%s keeps %llu bytes, more than the %llu its workload now asks for: a disk is "
+                "not shrunk (a fresh disk of the new size comes with a claim that does not "
+                "restore it)",
+                image, (unsigned long long)had, (unsigned long long)bytes);
+    return bh_disk_mount(image, target, err);
 }
 
 /* How path (in-container, "/a/b") relates to the kept paths: 2 kept (equal or below one),

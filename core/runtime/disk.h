@@ -15,6 +15,12 @@ BH_MUST_CHECK int bh_disk_create(const char *image, uint64_t bytes, struct bh_er
  * itself once the filesystem is unmounted, or if this process dies before mounting it. */
 BH_MUST_CHECK int bh_disk_mount(const char *image, const char *target, struct bh_err *err);
 
+/* Mounts a restored image at target, first made as long as bytes if it is shorter, its
+ * filesystem then grown to fill it (e2fsck + resize2fs, before the mount): a tenant's disk
+ * follows a larger diskGb of its workload. A longer image keeps its size (not shrunk), and so
+ * does one whose grow fails: a warning each, the tenant's files come back either way. */
+BH_MUST_CHECK int bh_disk_mount_resized(const char *image, const char *target, uint64_t bytes,
+                                        struct bh_err *err);
 /* Unmounts the disk mounted at target (nothing mounted there is success), which frees its
  * loop device. Never lazily: a detached filesystem would live on, writing into the image
  * after the caller has parked, moved or mounted it again. A mount point busy only for a

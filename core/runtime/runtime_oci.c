@@ -39,7 +39,7 @@ static int oci_disk_prepare(const struct bh_runtime_spec *spec, struct bh_err *e
     if (bh_fs_mkdirp(spec->disk, 0700, err) < 0)
         return -1;
     if (spec->disk_reuse) {
-        if (bh_disk_mount(spec->disk_image, spec->disk, err) < 0 ||
+        if (bh_disk_mount_resized(spec->disk_image, spec->disk, spec->disk_bytes, err) < 0 ||
             bh_disk_keep(spec->disk, spec->upper, spec->disk_keep, err) < 0)
             return bh_err_wrap(err, "restored disk of %s", spec->id);
         return 0;

@@ -72,6 +72,27 @@ class DiskQuotaTest(unittest.TestCase):
         wait_for(lambda: self.d.loops() == [] and self.d.mounts() == [],
                  what="no disk or mount left after release")
 
+    def test_restored_disk_follows_a_larger_disk_gb(self):
+        c = self.claim("gus")
+        self.exec(c["instanceId"], "echo kept > /workspace/note; sync")
+        status, body = self.d.release("gus", "notes")
+        self.assertEqual(status, 200, body)
+        wait_for(lambda: self.d.loops() == [], what="the disk freed after release")
+        status, body = self.d.request("PUT", "/api/v1/workloads/notes",
+                                      raw=notes(version="2", disk=2))
+        self.assertEqual(status, 200, body)
+        self.d.wait_workload("notes", "Ready")
+        c = self.claim("gus")
+        iid = c["instanceId"]
+        self.assertEqual(self.exec(iid, "cat /workspace/note")["stdout"].strip(), "kept")
+        self.assertEqual(os.stat(self.image(iid)).st_size, 2 * GB)
+        # The filesystem was grown with its image: past the old 1 GB there is room now.
+        df = self.exec(iid, "df -k /workspace | tail -1")["stdout"].split()
+        self.assertGreater(int(df[1]) * 1024, GB * 3 // 2, df)
+        self.assertIn("grown", self.d.log())
+        self.assertEqual(self.d.release("gus", "notes")[0], 200)
+        wait_for(lambda: self.d.loops() == [], what="the disk freed after release")
+
     def test_restart_after_kill9_mid_boot_frees_the_disk(self):
         self.d.stop()
         self.d.extra_env = {"BOILERHOUSE_CRASH_AT": "boot.before-start"}

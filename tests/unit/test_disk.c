@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "bh_test.h"
@@ -176,6 +177,52 @@ static void test_quota(void **state)
     no_loop_backing(image);
 }
 
+static uint64_t fs_bytes(const char *mnt)
+{
+    struct statvfs vfs;
+    assert_int_equal(statvfs(mnt, &vfs), 0);
+    return (uint64_t)vfs.f_blocks * vfs.f_frsize;
+}
+
+/* A restored disk follows a larger diskGb: the image grows and its full filesystem with it,
+ * online, the files intact and the new room writable; a smaller size leaves it as it was. */
+static void test_resized_mount(void **state)
+{
+    struct bh_err err;
+    bh_autofree char *image = path_of("disk.img");
+    bh_autofree char *mnt = path_of("mnt");
+    check(bh_disk_create(image, DISK_BYTES, &err), &err);
+    check(bh_fs_mkdirp(mnt, 0700, &err), &err);
+    check(bh_disk_mount(image, mnt, &err), &err);
+    bh_autofree char *big = bh_xasprintf("%s/big", mnt);
+    uint64_t written = 0;
+    assert_int_equal(fill(big, 2 * DISK_BYTES, &written), ENOSPC);
+    uint64_t before = fs_bytes(mnt);
+    check(bh_rootfs_umount(mnt, &err), &err);
+
+    check(bh_disk_mount_resized(image, mnt, 2 * DISK_BYTES, &err), &err);
+    struct stat st;
+    assert_int_equal(stat(image, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, 2 * DISK_BYTES);
+    assert_true(fs_bytes(mnt) > before + DISK_BYTES / 2);
+    assert_int_equal(stat(big, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, written);
+    bh_autofree char *more = bh_xasprintf("%s/more", mnt);
+    uint64_t more_written = 0;
+    assert_int_equal(fill(more, 2 * DISK_BYTES, &more_written), ENOSPC);
+    assert_true(more_written > DISK_BYTES / 2);
+    assert_true(allocated(image) <= 2 * DISK_BYTES);
+    check(bh_rootfs_umount(mnt, &err), &err);
+
+    check(bh_disk_mount_resized(image, mnt, DISK_BYTES, &err), &err);
+    assert_int_equal(stat(image, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, 2 * DISK_BYTES);
+    assert_int_equal(stat(more, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, more_written);
+    check(bh_rootfs_umount(mnt, &err), &err);
+    no_loop_backing(image);
+}
+
 /* A disk kept busy is not detached lazily (the image would still be written to after the
  * caller moved on): the unmount fails and the disk stays mounted on its loop device; once
  * the user goes, it unmounts and frees the device. */
@@ -275,6 +322,7 @@ int main(void)
     cleanup_leftovers();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resized_mount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mount_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_disk_is_never_detached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oci_rootfs, setup, teardown),
