@@ -263,6 +263,77 @@ static void test_failed_attach_leaves_nothing(void **state)
     assert_false(nt_link_exists(veth));
 }
 
+/* 1 if the bridge table's ports set holds an element of the veth. */
+static int port_element_exists(const struct net_fixture *f, const char *veth)
+{
+    const char *list[] = {"nft", "list", "set", "bridge", f->table, "ports", NULL};
+    char out[4096] = "";
+    struct bh_err err;
+    if (bh_plugin_host_api()->run(NULL, list, out, sizeof(out), &err) < 0)
+        fail_msg("%s", err.msg);
+    return strstr(out, veth) != NULL;
+}
+
+static void assert_nothing_left(const struct net_fixture *f, const char *ip)
+{
+    char veth[16];
+    veth_name(ip, veth);
+    assert_false(lease_exists(f, ip));
+    assert_false(nt_link_exists(veth));
+    assert_false(port_element_exists(f, veth));
+}
+
+/* A namespace path that does not open: the error names it, and nothing is left behind. */
+static void test_attach_missing_netns_leaves_nothing(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    const struct bh_network_ops *ops = f->plugin->info->ops;
+    struct bh_net_request req = {.size = sizeof(req),
+                                 .instance_id = "inst-nons",
+                                 .workload = "test",
+                                 .network_json = "{}",
+                                 .netns_path = "/nonexistent/bh-netns",
+                                 .pid = f->sleepers[0]};
+    struct bh_net_result res = {.size = sizeof(res)};
+    struct bh_err err;
+    assert_int_equal(ops->attach(f->plugin->state, &req, &res, &err), -1);
+    assert_non_null(strstr(err.msg, "/nonexistent/bh-netns"));
+    bh_autofree char *first = inst_ip(2);
+    assert_nothing_left(f, first);
+}
+
+/* An nftables failure (the bridge table deleted behind the plugin's back) reaches the caller
+ * as nft's own message, and the veth and lease made before it are undone. */
+static void test_nft_failure_is_reported_and_undone(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    nt_nft_table_del("bridge", f->table);
+    char ip[64], veth[16];
+    struct bh_err err;
+    assert_int_equal(attach(f, 0, "inst-nft", ip, &err), -1);
+    assert_non_null(strstr(err.msg, "nft: Error"));
+    bh_autofree char *first = inst_ip(2);
+    veth_name(first, veth);
+    assert_false(lease_exists(f, first));
+    assert_false(nt_link_exists(veth));
+}
+
+/* Detach of an instance whose veth went with its namespace (or an operator's ip link del). */
+static void test_detach_after_veth_gone(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    char ip[64], veth[16];
+    struct bh_err err;
+    attach_ok(f, 0, "inst-gone", ip);
+    veth_name(ip, veth);
+    assert_true(port_element_exists(f, veth));
+    nt_link_del(veth);
+    assert_false(nt_link_exists(veth));
+    if (detach(f, "inst-gone", &err) < 0)
+        fail_msg("detach: %s", err.msg);
+    assert_nothing_left(f, ip);
+}
+
 struct attach_job {
     struct net_fixture *f;
     int sleeper;
@@ -387,10 +458,7 @@ static void test_isolation(void **state)
     struct bh_err err;
     assert_int_equal(detach(f, "inst-a", &err), 0);
     assert_int_equal(detach(f, "inst-b", &err), 0);
-    const char *list[] = {"nft", "list", "set", "bridge", f->table, "ports", NULL};
-    char out[4096] = "";
-    assert_int_equal(bh_plugin_host_api()->run(NULL, list, out, sizeof(out), &err), 0);
-    assert_null(strstr(out, "bhv")); /* no port element outlives its instance */
+    assert_false(port_element_exists(f, "bhv")); /* no port element outlives its instance */
 }
 
 /* Mean wall time of attach + detach, to compare plugin builds (BH_NET_PLUGIN_DIR). */
@@ -436,6 +504,9 @@ int main(void)
         NET_TEST(test_prepare_asks_for_netns),
         NET_TEST(test_attach_ping_reattach_detach),
         NET_TEST(test_failed_attach_leaves_nothing),
+        NET_TEST(test_attach_missing_netns_leaves_nothing),
+        NET_TEST(test_nft_failure_is_reported_and_undone),
+        NET_TEST(test_detach_after_veth_gone),
         NET_TEST(test_concurrent_attaches_get_distinct_addresses),
         NET_TEST(test_bad_config_refused),
         NET_TEST(test_isolation),
