@@ -237,6 +237,11 @@ static void test_attach_ping_reattach_detach(void **state)
     struct bh_err err;
     veth_name(a, veth);
     assert_true(nt_link_exists(veth));
+    /* Set by hand in the netlink message (libnl 3.7 has no setter): check it took. */
+    const char *port[] = {"bridge", "-d", "link", "show", "dev", veth, NULL};
+    char out[4096] = "";
+    assert_int_equal(bh_plugin_host_api()->run(NULL, port, out, sizeof(out), &err), 0);
+    assert_non_null(strstr(out, "isolated on"));
     assert_int_equal(detach(f, "inst-a", &err), 0);
     assert_false(nt_link_exists(veth));
     assert_false(lease_exists(f, a));
