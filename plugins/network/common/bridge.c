@@ -140,7 +140,6 @@ static void bhn_names_for(const struct bhn_bridge *b, uint32_t addr, struct bhn_
     snprintf(n->mac, sizeof(n->mac), "02:42:%02x:%02x:%02x:%02x", addr >> 24, (addr >> 16) & 255,
              (addr >> 8) & 255, addr & 255);
     snprintf(n->host_if, sizeof(n->host_if), "bhv%08x", addr);
-    snprintf(n->peer_if, sizeof(n->peer_if), "bhp%08x", addr);
     bhn_ip_text(addr, n->ip);
     snprintf(n->cidr, sizeof(n->cidr), "%s/%d", n->ip, b->prefix);
 }

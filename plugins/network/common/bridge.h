@@ -43,10 +43,10 @@ struct bhn_bridge {
     struct bhn_nft *nft; /* owned: bhn_close */
 };
 
-/* The veth names derive from the leased address, which is unique among live instances. */
+/* The host veth's name derives from the leased address, which is unique among live instances
+ * (the peer is eth0 in the instance's namespace). */
 struct bhn_names {
     char host_if[16]; /* bhv<hex ip> */
-    char peer_if[16]; /* bhp<hex ip>, renamed eth0 inside the namespace */
     char ip[16];
     char cidr[20];
     char mac[18]; /* 02:42:<ip>, as Docker derives it: see bhn_names_for */
