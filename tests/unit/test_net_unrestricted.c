@@ -9,12 +9,16 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -339,6 +343,45 @@ static void test_detach_after_veth_gone(void **state)
     assert_nothing_left(f, ip);
 }
 
+/* The daemon spawns runc, mkfs and tar expecting its fds to close on exec: every netlink
+ * socket the plugin keeps open (libnftables' among them, which it opens without the flag)
+ * must have it. */
+static void test_netlink_sockets_close_on_exec(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    char ip[64];
+    attach_ok(f, 0, "inst-fd", ip);
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int netlink = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int fd = atoi(de->d_name), domain = 0;
+        socklen_t len = sizeof(domain);
+        if (fd < 3 || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+            domain != AF_NETLINK)
+            continue;
+        netlink++;
+        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            fail_msg("netlink socket fd %d does not close on exec", fd);
+    }
+    closedir(d);
+    assert_true(netlink > 0); /* libnftables' context holds one */
+}
+
+/* libnftables sets GMP's process-wide allocators to its own, and the daemon keeps libgmp
+ * (libcurl -> gnutls): unloading the plugin must not unload libnftables, or the daemon's
+ * next GMP call crashes (it did, in the image's operator, after a failed plugin init). */
+static void test_unload_keeps_libnftables(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    bh_plugin_unload(f->plugin);
+    f->plugin = NULL;
+    void *nft = dlopen("libnftables.so.1", RTLD_NOW | RTLD_NOLOAD);
+    assert_non_null(nft);
+    dlclose(nft);
+}
+
 struct attach_job {
     struct net_fixture *f;
     int sleeper;
@@ -512,6 +555,8 @@ int main(void)
         NET_TEST(test_attach_missing_netns_leaves_nothing),
         NET_TEST(test_nft_failure_is_reported_and_undone),
         NET_TEST(test_detach_after_veth_gone),
+        NET_TEST(test_netlink_sockets_close_on_exec),
+        NET_TEST(test_unload_keeps_libnftables),
         NET_TEST(test_concurrent_attaches_get_distinct_addresses),
         NET_TEST(test_bad_config_refused),
         NET_TEST(test_isolation),
