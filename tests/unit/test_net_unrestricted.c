@@ -9,12 +9,16 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -237,6 +241,11 @@ static void test_attach_ping_reattach_detach(void **state)
     struct bh_err err;
     veth_name(a, veth);
     assert_true(nt_link_exists(veth));
+    /* Set by hand in the netlink message (libnl 3.7 has no setter): check it took. */
+    const char *port[] = {"bridge", "-d", "link", "show", "dev", veth, NULL};
+    char out[4096] = "";
+    assert_int_equal(bh_plugin_host_api()->run(NULL, port, out, sizeof(out), &err), 0);
+    assert_non_null(strstr(out, "isolated on"));
     assert_int_equal(detach(f, "inst-a", &err), 0);
     assert_false(nt_link_exists(veth));
     assert_false(lease_exists(f, a));
@@ -261,6 +270,116 @@ static void test_failed_attach_leaves_nothing(void **state)
     assert_false(lease_exists(f, first));
     veth_name(first, veth);
     assert_false(nt_link_exists(veth));
+}
+
+/* 1 if the bridge table's ports set holds an element of the veth. */
+static int port_element_exists(const struct net_fixture *f, const char *veth)
+{
+    const char *list[] = {"nft", "list", "set", "bridge", f->table, "ports", NULL};
+    char out[4096] = "";
+    struct bh_err err;
+    if (bh_plugin_host_api()->run(NULL, list, out, sizeof(out), &err) < 0)
+        fail_msg("%s", err.msg);
+    return strstr(out, veth) != NULL;
+}
+
+static void assert_nothing_left(const struct net_fixture *f, const char *ip)
+{
+    char veth[16];
+    veth_name(ip, veth);
+    assert_false(lease_exists(f, ip));
+    assert_false(nt_link_exists(veth));
+    assert_false(port_element_exists(f, veth));
+}
+
+/* A namespace path that does not open: the error names it, and nothing is left behind. */
+static void test_attach_missing_netns_leaves_nothing(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    const struct bh_network_ops *ops = f->plugin->info->ops;
+    struct bh_net_request req = {.size = sizeof(req),
+                                 .instance_id = "inst-nons",
+                                 .workload = "test",
+                                 .network_json = "{}",
+                                 .netns_path = "/nonexistent/bh-netns",
+                                 .pid = f->sleepers[0]};
+    struct bh_net_result res = {.size = sizeof(res)};
+    struct bh_err err;
+    assert_int_equal(ops->attach(f->plugin->state, &req, &res, &err), -1);
+    assert_non_null(strstr(err.msg, "/nonexistent/bh-netns"));
+    bh_autofree char *first = inst_ip(2);
+    assert_nothing_left(f, first);
+}
+
+/* An nftables failure (the bridge table deleted behind the plugin's back) reaches the caller
+ * as nft's own message, and the veth and lease made before it are undone. */
+static void test_nft_failure_is_reported_and_undone(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    nt_nft_table_del("bridge", f->table);
+    char ip[64], veth[16];
+    struct bh_err err;
+    assert_int_equal(attach(f, 0, "inst-nft", ip, &err), -1);
+    assert_non_null(strstr(err.msg, "nft: Error"));
+    bh_autofree char *first = inst_ip(2);
+    veth_name(first, veth);
+    assert_false(lease_exists(f, first));
+    assert_false(nt_link_exists(veth));
+}
+
+/* Detach of an instance whose veth went with its namespace (or an operator's ip link del). */
+static void test_detach_after_veth_gone(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    char ip[64], veth[16];
+    struct bh_err err;
+    attach_ok(f, 0, "inst-gone", ip);
+    veth_name(ip, veth);
+    assert_true(port_element_exists(f, veth));
+    nt_link_del(veth);
+    assert_false(nt_link_exists(veth));
+    if (detach(f, "inst-gone", &err) < 0)
+        fail_msg("detach: %s", err.msg);
+    assert_nothing_left(f, ip);
+}
+
+/* The daemon spawns runc, mkfs and tar expecting its fds to close on exec: every netlink
+ * socket the plugin keeps open (libnftables' among them, which it opens without the flag)
+ * must have it. */
+static void test_netlink_sockets_close_on_exec(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    char ip[64];
+    attach_ok(f, 0, "inst-fd", ip);
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int netlink = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int fd = atoi(de->d_name), domain = 0;
+        socklen_t len = sizeof(domain);
+        if (fd < 3 || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+            domain != AF_NETLINK)
+            continue;
+        netlink++;
+        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            fail_msg("netlink socket fd %d does not close on exec", fd);
+    }
+    closedir(d);
+    assert_true(netlink > 0); /* libnftables' context holds one */
+}
+
+/* libnftables sets GMP's process-wide allocators to its own, and the daemon keeps libgmp
+ * (libcurl -> gnutls): unloading the plugin must not unload libnftables, or the daemon's
+ * next GMP call crashes (it did, in the image's operator, after a failed plugin init). */
+static void test_unload_keeps_libnftables(void **state)
+{
+    struct net_fixture *f = fixture_loaded(state);
+    bh_plugin_unload(f->plugin);
+    f->plugin = NULL;
+    void *nft = dlopen("libnftables.so.1", RTLD_NOW | RTLD_NOLOAD);
+    assert_non_null(nft);
+    dlclose(nft);
 }
 
 struct attach_job {
@@ -387,10 +506,7 @@ static void test_isolation(void **state)
     struct bh_err err;
     assert_int_equal(detach(f, "inst-a", &err), 0);
     assert_int_equal(detach(f, "inst-b", &err), 0);
-    const char *list[] = {"nft", "list", "set", "bridge", f->table, "ports", NULL};
-    char out[4096] = "";
-    assert_int_equal(bh_plugin_host_api()->run(NULL, list, out, sizeof(out), &err), 0);
-    assert_null(strstr(out, "bhv")); /* no port element outlives its instance */
+    assert_false(port_element_exists(f, "bhv")); /* no port element outlives its instance */
 }
 
 /* Mean wall time of attach + detach, to compare plugin builds (BH_NET_PLUGIN_DIR). */
@@ -436,6 +552,11 @@ int main(void)
         NET_TEST(test_prepare_asks_for_netns),
         NET_TEST(test_attach_ping_reattach_detach),
         NET_TEST(test_failed_attach_leaves_nothing),
+        NET_TEST(test_attach_missing_netns_leaves_nothing),
+        NET_TEST(test_nft_failure_is_reported_and_undone),
+        NET_TEST(test_detach_after_veth_gone),
+        NET_TEST(test_netlink_sockets_close_on_exec),
+        NET_TEST(test_unload_keeps_libnftables),
         NET_TEST(test_concurrent_attaches_get_distinct_addresses),
         NET_TEST(test_bad_config_refused),
         NET_TEST(test_isolation),

@@ -1,6 +1,6 @@
 /* Bridge, veth and nftables plumbing shared by the bridged network plugins; see bridge.h.
- * Every command goes through host->run (argv, never a shell). Attach costs three processes:
- * `ip -batch` on the host, `nsenter ... ip -batch` inside, `nft -f` for the port element. */
+ * Nothing here spawns a process: links, addresses and routes go over rtnetlink (netlink.c),
+ * nftables changes through libnftables (nft.c). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -66,10 +66,18 @@ int bhn_configure(struct bhn_bridge *b, const char *plugin, struct bh_err *err)
     long long mtu = bhn_host->config_int(bhn_handle, "mtu");
     if (mtu < 576 || mtu > 65535)
         return bhn_host->err_set(bhn_handle, err, BH_EINVAL, "mtu %lld is outside 576..65535", mtu);
-    snprintf(b->mtu, sizeof(b->mtu), "%lld", mtu);
+    b->mtu = (int)mtu;
     snprintf(b->dir, sizeof(b->dir), "%s", bhn_host->state_dir(bhn_handle));
     snprintf(b->leases, sizeof(b->leases), "%s/leases", b->dir);
-    return bhn_parse_subnet(b, bhn_host->config_string(bhn_handle, "subnet"), err);
+    if (bhn_parse_subnet(b, bhn_host->config_string(bhn_handle, "subnet"), err) < 0)
+        return -1;
+    return bhn_nft_open(&b->nft, err);
+}
+
+void bhn_close(struct bhn_bridge *b)
+{
+    bhn_nft_close(b->nft);
+    b->nft = NULL;
 }
 
 /* ---- bridge ------------------------------------------------------------------------------ */
@@ -105,48 +113,13 @@ static int bhn_forwarding_on(struct bh_err *err)
 
 int bhn_bridge_up(const struct bhn_bridge *b, struct bh_err *err)
 {
-    char tmp[PATH_MAX + 8], cidr[24];
-    snprintf(tmp, sizeof(tmp), "%s/tmp", b->dir);
-    snprintf(cidr, sizeof(cidr), "%s/%d", b->gateway, b->prefix);
-    if (bhn_mkdirs(b->leases, err) < 0 || bhn_mkdirs(tmp, err) < 0 ||
-        bhn_lease_clean(b->leases, err) < 0)
-        return -1;
-    const char *add[] = {"ip", "link", "add", "name", b->bridge, "type", "bridge", NULL};
-    const char *addr[] = {"ip", "addr", "replace", cidr, "dev", b->bridge, NULL};
-    const char *up[] = {"ip", "link", "set", "dev", b->bridge, "up", NULL};
-    /* A daemon restart finds the bridge from last time and keeps it. */
-    if (if_nametoindex(b->bridge) == 0 && bhn_host->run(bhn_handle, add, NULL, 0, err) < 0)
-        return -1;
-    if (bhn_host->run(bhn_handle, addr, NULL, 0, err) < 0 ||
-        bhn_host->run(bhn_handle, up, NULL, 0, err) < 0)
+    if (bhn_mkdirs(b->leases, err) < 0 || bhn_lease_clean(b->leases, err) < 0 ||
+        bhn_bridge_link(b, err) < 0)
         return -1;
     return bhn_forwarding_on(err);
 }
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-int bhn_run_with_file(const struct bhn_bridge *b, const char *const argv[], const char *text,
-                      struct bh_err *err)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/tmp/cmd.XXXXXX", b->dir);
-    int fd = mkostemp(path, O_CLOEXEC);
-    if (fd < 0)
-        return bhn_host->err_set(bhn_handle, err, BH_EIO, "create %s: %s", path, strerror(errno));
-    size_t len = strlen(text);
-    int ok = write(fd, text, len) == (ssize_t)len;
-    close(fd);
-    if (!ok) {
-        unlink(path);
-        return bhn_host->err_set(bhn_handle, err, BH_EIO, "write %s: %s", path, strerror(errno));
-    }
-    const char *av[24] = {0};
-    for (size_t i = 0; argv[i] && i < 23; i++)
-        av[i] = strcmp(argv[i], "@FILE") == 0 ? path : argv[i];
-    int rc = bhn_host->run(bhn_handle, av, NULL, 0, err);
-    unlink(path);
-    return rc;
-}
 
 int bhn_check_id(const char *id, struct bh_err *err)
 {
@@ -167,18 +140,11 @@ static void bhn_names_for(const struct bhn_bridge *b, uint32_t addr, struct bhn_
     snprintf(n->mac, sizeof(n->mac), "02:42:%02x:%02x:%02x:%02x", addr >> 24, (addr >> 16) & 255,
              (addr >> 8) & 255, addr & 255);
     snprintf(n->host_if, sizeof(n->host_if), "bhv%08x", addr);
-    snprintf(n->peer_if, sizeof(n->peer_if), "bhp%08x", addr);
     bhn_ip_text(addr, n->ip);
     snprintf(n->cidr, sizeof(n->cidr), "%s/%d", n->ip, b->prefix);
 }
 
 /* ---- nftables ---------------------------------------------------------------------------- */
-
-static int bhn_nft(const struct bhn_bridge *b, const char *text, struct bh_err *err)
-{
-    const char *argv[] = {"nft", "-f", "@FILE", NULL};
-    return bhn_run_with_file(b, argv, text, err);
-}
 
 /* The nft lines that add (or remove) an instance's port elements. */
 static void bhn_elements(const struct bhn_bridge *b, const struct bhn_names *n, const char *verb,
@@ -239,72 +205,41 @@ int bhn_tables_apply(const struct bhn_bridge *b, const char *inet_body, struct b
     int rc = bhn_lease_each(b->leases, bhn_restore_one, &r, err);
     fclose(out);
     if (rc == 0)
-        rc = bhn_nft(b, text, err);
+        rc = bhn_nft_run(b->nft, text, err);
     free(text);
     return rc;
 }
 
-int bhn_host_addrs(char *out, size_t outlen, struct bh_err *err)
-{
-    static char buf[65536];
-    const char *argv[] = {"ip", "-o", "-4", "addr", "show", NULL};
-    if (bhn_host->run(bhn_handle, argv, buf, sizeof(buf), err) < 0)
-        return -1;
-    size_t used = 0;
-    out[0] = '\0';
-    for (char *p = strstr(buf, " inet "); p; p = strstr(p + 1, " inet ")) {
-        char addr[20];
-        struct in_addr in;
-        if (sscanf(p + 6, "%19[0-9.]", addr) != 1 || inet_pton(AF_INET, addr, &in) != 1)
-            continue;
-        int n = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", addr);
-        if (n < 0 || (size_t)n >= outlen - used)
-            return bhn_host->err_set(bhn_handle, err, BH_EIO, "too many host addresses");
-        used += (size_t)n;
-    }
-    return 0;
-}
-
 /* ---- attach / detach --------------------------------------------------------------------- */
-
-/* Deletes a host-side veth (its peer goes with it); one that is already gone is fine. */
-static int bhn_link_del(const char *ifname, struct bh_err *err)
-{
-    const char *del[] = {"ip", "link", "del", "dev", ifname, NULL};
-    struct bh_err local;
-    if (if_nametoindex(ifname) == 0)
-        return 0;
-    if (bhn_host->run(bhn_handle, del, NULL, 0, &local) == 0 ||
-        strstr(local.msg, "Cannot find device"))
-        return 0;
-    if (err)
-        *err = local;
-    return -1;
-}
 
 static int bhn_wire(const struct bhn_bridge *b, const struct bh_net_request *req,
                     const struct bhn_names *n, struct bh_err *err)
 {
-    char host[512], inside[512], nft[512], netns[PATH_MAX + 8];
-    snprintf(host, sizeof(host),
-             "link add %s mtu %s type veth peer name %s mtu %s netns %d\n"
-             "link set dev %s master %s\n"
-             "link set dev %s type bridge_slave isolated on\n"
-             "link set dev %s up\n",
-             n->host_if, b->mtu, n->peer_if, b->mtu, req->pid, n->host_if, b->bridge, n->host_if,
-             n->host_if);
-    snprintf(inside, sizeof(inside),
-             "link set dev %s address %s name eth0\naddr add %s dev eth0\n"
-             "link set dev eth0 up\nlink set dev lo up\nroute add default via %s\n",
-             n->peer_if, n->mac, n->cidr, b->gateway);
+    char nft[512];
     bhn_elements(b, n, "add", nft, sizeof(nft));
-    snprintf(netns, sizeof(netns), "--net=%s", req->netns_path);
-    const char *ip_host[] = {"ip", "-batch", "@FILE", NULL};
-    const char *ip_inside[] = {"nsenter", netns, "ip", "-batch", "@FILE", NULL};
-    if (bhn_link_del(n->host_if, err) < 0 || bhn_run_with_file(b, ip_host, host, err) < 0 ||
-        bhn_run_with_file(b, ip_inside, inside, err) < 0 || bhn_nft(b, nft, err) < 0)
+    if (bhn_veth_wire(b, req->netns_path, n, err) < 0 || bhn_nft_run(b->nft, nft, err) < 0)
         return -1;
     return 0;
+}
+
+/* Removes the veth, the port elements and the lease of addr. Each step runs even if one before
+ * failed (a table deleted behind our back must not pin the lease): the element and the veth
+ * name derive from the address, so its next holder re-adds the same element and replaces a
+ * veth left over. The first error is reported. */
+static int bhn_release(const struct bhn_bridge *b, uint32_t addr, const struct bhn_names *n,
+                       struct bh_err *err)
+{
+    /* add-then-delete in one transaction: succeeds whether or not the element exists. */
+    char nft[1024];
+    bhn_elements(b, n, "add", nft, sizeof(nft) / 2);
+    bhn_elements(b, n, "delete", nft + strlen(nft), sizeof(nft) / 2);
+    struct bh_err later;
+    int rc = bhn_link_del(n->host_if, err);
+    if (bhn_nft_run(b->nft, nft, rc < 0 ? &later : err) < 0)
+        rc = -1;
+    if (bhn_lease_release(b->leases, addr, rc < 0 ? &later : err) < 0)
+        rc = -1;
+    return rc;
 }
 
 int bhn_detach(const struct bhn_bridge *b, const char *id,
@@ -321,12 +256,7 @@ int bhn_detach(const struct bhn_bridge *b, const char *id,
         bhn_names_for(b, addr, &n);
         if (on_release)
             on_release(n.ip, ctx);
-        /* add-then-delete in one transaction: succeeds whether or not the element exists. */
-        char nft[1024];
-        bhn_elements(b, &n, "add", nft, sizeof(nft) / 2);
-        bhn_elements(b, &n, "delete", nft + strlen(nft), sizeof(nft) / 2);
-        if (bhn_link_del(n.host_if, err) < 0 || bhn_nft(b, nft, err) < 0 ||
-            bhn_lease_release(b->leases, addr, err) < 0)
+        if (bhn_release(b, addr, &n, err) < 0)
             return -1;
     }
     return found;

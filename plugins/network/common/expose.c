@@ -78,8 +78,7 @@ static int bhn_expose_one(const struct bhn_bridge *b, const char *owner, const c
     char nft[256];
     snprintf(nft, sizeof(nft), "add element inet %s expose { %d : %s . %d }\n", b->table, hp, ip,
              gp);
-    const char *argv[] = {"nft", "-f", "@FILE", NULL};
-    return bhn_run_with_file(b, argv, nft, err);
+    return bhn_nft_run(b->nft, nft, err);
 }
 
 int bhn_expose_publish(const struct bhn_bridge *b, const struct bh_net_request *req, const char *ip,
@@ -117,9 +116,8 @@ void bhn_expose_unpublish(const struct bhn_bridge *b, const char *id)
         /* Absent already (a table rebuilt since) is fine: the error is only logged. */
         char nft[256];
         snprintf(nft, sizeof(nft), "delete element inet %s expose { %d }\n", b->table, port);
-        const char *argv[] = {"nft", "-f", "@FILE", NULL};
         struct bh_err ignored;
-        if (bhn_run_with_file(b, argv, nft, &ignored) < 0)
+        if (bhn_nft_run(b->nft, nft, &ignored) < 0)
             bhn_host->log(bhn_handle, BH_LOG_DEBUG, "unpublish port %d: %s", port, ignored.msg);
         unlink(path);
     }

@@ -111,6 +111,7 @@ static int rs_init(struct bh_plugin_handle *h, void **state, struct bh_err *err)
     /* The table goes in before the engine listens: no window with the bridge unfiltered. */
     if (rs_configure(s, err) < 0 || bhn_bridge_up(&s->b, err) < 0 || rs_tables(s, err) < 0 ||
         rs_start_engine(s, err) < 0) {
+        bhn_close(&s->b);
         free(s);
         return -1;
     }
@@ -125,6 +126,8 @@ static void rs_fini(void *state)
     struct rs_state *s = state;
     if (s && s->eg)
         egress_stop(s->eg);
+    if (s)
+        bhn_close(&s->b);
     free(s);
 }
 

@@ -13,7 +13,7 @@
  * loopback resolver or one on a host address is never handed out: if that leaves none, a
  * forwarding resolver on the gateway (common/dnsfwd.h) relays to the first of them, and the
  * input chain admits UDP 53 to the gateway, nothing else.
- * All commands go through host->run: argv, never a shell. */
+ * No process is spawned: links and nftables go through libnl and libnftables (common/). */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +137,7 @@ static int ur_init(struct bh_plugin_handle *h, void **state, struct bh_err *err)
         bhn_host_addrs(addrs, sizeof(addrs), err) < 0 || ur_resolvers(s, addrs, err) < 0 ||
         ur_tables(&s->b, addrs, s->fwd != NULL, err) < 0) {
         bhn_dnsfwd_stop(s->fwd);
+        bhn_close(&s->b);
         free(s);
         return -1;
     }
@@ -149,8 +150,10 @@ static int ur_init(struct bh_plugin_handle *h, void **state, struct bh_err *err)
 static void ur_fini(void *state)
 {
     struct ur_state *s = state;
-    if (s)
+    if (s) {
         bhn_dnsfwd_stop(s->fwd);
+        bhn_close(&s->b);
+    }
     free(s);
 }
 
