@@ -10,7 +10,9 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +27,12 @@
 #define IMG_REC_LEN 12     /* u64 offset, u32 length */
 /* Written bytes between two writeback starts of a restore (see img_writeback). */
 #define IMG_WRITEBACK_STEP (8u << 20)
+/* The restore's writer (img_writer): batches of records in flight between the thread that
+ * decompresses and the one that writes. A batch holds whole records, up to IMG_BATCH_RECS of
+ * them (many small records cost one handover, not one each). */
+#define IMG_BATCHES 3
+#define IMG_BATCH_BYTES (2u * IMG_BUF)
+#define IMG_BATCH_RECS 512
 
 struct img_out {
     struct archive *a;
@@ -242,11 +250,151 @@ static void img_writeback(int out, uint64_t *from, uint64_t upto, int last)
     *from = upto;
 }
 
-/* The records, checked (in order, inside the image, at most IMG_BUF) and written. */
-static int img_read_records(struct img_in *in, int out, uint64_t size)
+/* ---- the restore's writer: pwrite beside the decompression ---- */
+
+struct img_batch {
+    uint8_t *buf; /* IMG_BATCH_BYTES, the records' data one after another */
+    size_t used;
+    int n;
+    uint64_t off[IMG_BATCH_RECS];
+    uint32_t len[IMG_BATCH_RECS];
+};
+
+struct img_writer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct img_batch batch[IMG_BATCHES];
+    unsigned filled, written; /* batches handed over / written, counting up */
+    int done;                 /* no batch will come any more */
+    int werr;                 /* errno of the write that failed, 0 */
+    uint64_t wat;             /* where it failed */
+    int out;
+    pthread_t thread;
+};
+
+/* Writes one batch; 0, or the errno of the failing write with *at its offset. */
+static int img_batch_write(int out, const struct img_batch *b, uint64_t *at)
 {
-    bh_autofree uint8_t *buf = bh_xmalloc(IMG_BUF);
-    uint64_t next = 0, total = 0, flushed = 0;
+    size_t pos = 0;
+    for (int i = 0; i < b->n; pos += b->len[i], i++) {
+        if (pwrite(out, b->buf + pos, b->len[i], (off_t)b->off[i]) != (ssize_t)b->len[i]) {
+            *at = b->off[i];
+            return errno ? errno : EIO;
+        }
+    }
+    return 0;
+}
+
+static void *img_writer_run(void *arg)
+{
+    struct img_writer *w = arg;
+    uint64_t flushed = 0, next = 0, at = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->written == w->filled && !w->done)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->written == w->filled)
+            break;
+        const struct img_batch *b = &w->batch[w->written % IMG_BATCHES];
+        pthread_mutex_unlock(&w->mu);
+        int e = img_batch_write(w->out, b, &at);
+        if (!e && b->n) {
+            next = b->off[b->n - 1] + b->len[b->n - 1];
+            img_writeback(w->out, &flushed, next, 0);
+        }
+        pthread_mutex_lock(&w->mu);
+        w->written++;
+        pthread_cond_broadcast(&w->cv);
+        if (e) {
+            w->werr = e, w->wat = at;
+            break;
+        }
+    }
+    int failed = w->werr;
+    pthread_mutex_unlock(&w->mu);
+    if (!failed)
+        img_writeback(w->out, &flushed, next, 1);
+    return NULL;
+}
+
+static int img_writer_start(struct img_writer *w, int out, struct bh_err *err)
+{
+    *w = (struct img_writer){.out = out};
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    for (int i = 0; i < IMG_BATCHES; i++)
+        w->batch[i].buf = bh_xmalloc(IMG_BATCH_BYTES);
+    int e = pthread_create(&w->thread, NULL, img_writer_run, w);
+    if (e == 0)
+        return 0;
+    w->done = -1; /* no thread to join */
+    return bh_err_set(err, BH_EIO, "snapshot image: writer thread: %s", strerror(e));
+}
+
+/* The batch to fill next, empty, once the writer has freed one; NULL after a write failed. */
+static struct img_batch *img_writer_next(struct img_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->filled - w->written == IMG_BATCHES && !w->werr)
+        pthread_cond_wait(&w->cv, &w->mu);
+    struct img_batch *b = w->werr ? NULL : &w->batch[w->filled % IMG_BATCHES];
+    pthread_mutex_unlock(&w->mu);
+    if (b)
+        b->used = 0, b->n = 0;
+    return b;
+}
+
+static void img_writer_hand(struct img_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->filled++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits for the writer to write what it was handed (or to fail) and frees it. A failed write
+ * is the error reported (the reader stops at it without one of its own). */
+static int img_writer_finish(struct img_writer *w, int rc, struct bh_err *err)
+{
+    if (w->done != -1) {
+        pthread_mutex_lock(&w->mu);
+        w->done = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+    }
+    if (w->werr)
+        rc = bh_err_set(err, BH_EIO, "snapshot image: write at %llu: %s",
+                        (unsigned long long)w->wat, strerror(w->werr));
+    for (int i = 0; i < IMG_BATCHES; i++)
+        free(w->batch[i].buf);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    return rc;
+}
+
+/* Reads one record's data into the batch, handing the batch over first when it is full. */
+static int img_read_into(struct img_in *in, struct img_writer *w, struct img_batch **b,
+                         uint64_t off, uint32_t len)
+{
+    if ((*b)->n == IMG_BATCH_RECS || (*b)->used + len > IMG_BATCH_BYTES) {
+        img_writer_hand(w);
+        if (!(*b = img_writer_next(w)))
+            return -1; /* the writer failed: its error is the one reported */
+    }
+    if (img_read(in, (*b)->buf + (*b)->used, len) < 0)
+        return -1;
+    (*b)->off[(*b)->n] = off;
+    (*b)->len[(*b)->n++] = len;
+    (*b)->used += len;
+    return 0;
+}
+
+/* The records, checked (in order, inside the image, at most IMG_BUF) and handed to w. */
+static int img_read_records(struct img_in *in, struct img_writer *w, uint64_t size)
+{
+    struct img_batch *b = img_writer_next(w);
+    uint64_t next = 0, total = 0;
     for (;;) {
         uint8_t h[IMG_REC_LEN];
         uint64_t off;
@@ -261,15 +409,12 @@ static int img_read_records(struct img_in *in, int out, uint64_t size)
         if (off < next || len == 0 || len > IMG_BUF || off > size || len > size - off)
             return bh_err_set(in->err, BH_EINVAL, "snapshot image: bad record at %llu",
                               (unsigned long long)off);
-        if (img_read(in, buf, len) < 0)
+        if (img_read_into(in, w, &b, off, len) < 0)
             return -1;
-        if (pwrite(out, buf, len, (off_t)off) != (ssize_t)len)
-            return bh_err_errno(in->err, BH_EIO, "snapshot image: write at %llu",
-                                (unsigned long long)off);
         next = off + len, total += len;
-        img_writeback(out, &flushed, next, 0);
     }
-    img_writeback(out, &flushed, next, 1);
+    if (b->n)
+        img_writer_hand(w);
     uint64_t want;
     if (img_read(in, &want, sizeof(want)) < 0)
         return -1;
@@ -303,7 +448,11 @@ static int img_unpack(struct bh_snapshot_reader *r, int out, struct bh_err *err)
         return -1;
     if (ftruncate(out, (off_t)size) < 0)
         return bh_err_errno(err, BH_EIO, "snapshot image: size");
-    if (img_read_records(&in, out, size) < 0)
+    struct img_writer w;
+    int rc = img_writer_start(&w, out, err);
+    if (rc == 0)
+        rc = img_read_records(&in, &w, size);
+    if (img_writer_finish(&w, rc, err) < 0)
         return -1;
     char extra;
     if (archive_read_data(a, &extra, 1) != 0)

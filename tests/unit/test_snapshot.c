@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -606,6 +607,65 @@ static void test_image_roundtrip_lz4_encrypted(void **state)
     image_roundtrip(f, BH_SNAP_LZ4, key1);
 }
 
+/* An image of thousands of records: 3,000 scattered blocks (apart, each its own record), three
+ * 3 MiB runs (1 MiB records) and odd small writes, so the restore's writer takes many batches,
+ * handed over both for their record count and for their bytes. */
+static void make_image_many(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 96 << 20), 0);
+    bh_autofree uint8_t *buf = bh_xmalloc(3 << 20);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < (3u << 20); i++)
+        buf[i] = (uint8_t)((x = x * 1103515245 + 12345) >> 16) | 1; /* never a zero block */
+    for (int i = 0; i < 3000; i++) /* every other block of the first 24 MiB */
+        assert_int_equal(pwrite(fd, buf + (i % 700) * 4096, 4096, (off_t)i * 8192), 4096);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pwrite(fd, buf, 3 << 20, (off_t)(32 + 20 * i) << 20), 3 << 20);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(pwrite(fd, buf + i, 7 + i, ((off_t)90 << 20) + i * 9000 + 3), 7 + i);
+    close(fd);
+}
+
+static void test_image_many_records(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *img = P(f->dir, "disk.img"), *out = P(f->dir, "restored.img");
+    make_image_many(img);
+    struct bh_snapshot_image_opts o = {.image = img, .compression = BH_SNAP_ZSTD};
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    assert_int_equal(bh_snapshot_image_create(&o, f->snap, &info, &err), 0);
+    o.image = out;
+    if (bh_snapshot_image_restore(&o, f->snap, info.digest, &err) < 0)
+        fail_msg("restore: %s", err.msg);
+    same_bytes(img, out);
+}
+
+/* A restore that cannot write (a full filesystem) fails naming the write, leaves no image
+ * behind, and its writer thread does not hang the reader. */
+static void test_image_restore_write_fails(void **state)
+{
+    struct fx *f = *state;
+    bh_autofree char *img = P(f->dir, "disk.img"), *small = P(f->dir, "small");
+    bh_autofree char *out = P(small, "restored.img");
+    make_image_many(img);
+    struct bh_snapshot_image_opts o = {.image = img};
+    struct bh_snapshot_info info;
+    struct bh_err err;
+    assert_int_equal(bh_snapshot_image_create(&o, f->snap, &info, &err), 0);
+    assert_int_equal(mkdir(small, 0700), 0);
+    assert_int_equal(mount("tmpfs", small, "tmpfs", 0, "size=4m"), 0);
+    o.image = out;
+    int rc = bh_snapshot_image_restore(&o, f->snap, info.digest, &err);
+    int exists = bh_fs_exists(out);
+    assert_int_equal(umount2(small, MNT_DETACH), 0);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err.msg, "write at"));
+    assert_false(exists);
+}
+
 /* Refused, and no image left behind: a wrong digest, a wrong key, tampering, truncation. */
 static void test_image_refusals(void **state)
 {
@@ -824,6 +884,7 @@ int main(void)
         T(test_absent_dir_removed),     T(test_roundtrip_lz4),
         T(test_image_roundtrip),        T(test_image_roundtrip_lz4_encrypted),
         T(test_image_refusals),         T(test_convert_roundtrip),
+        T(test_image_many_records),     T(test_image_restore_write_fails),
         T(test_convert_refusals),       T(test_agent_roundtrip),
         T(test_agent_refusals),         T(test_agent_done),
     };
