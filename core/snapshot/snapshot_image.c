@@ -265,7 +265,7 @@ struct img_writer {
     pthread_cond_t cv;
     struct img_batch batch[IMG_BATCHES];
     unsigned filled, written; /* batches handed over / written, counting up */
-    int done;                 /* no batch will come any more */
+    int done;                 /* no batch will come any more; -1: no thread was started */
     int werr;                 /* errno of the write that failed, 0 */
     uint64_t wat;             /* where it failed */
     int out;
@@ -277,9 +277,10 @@ static int img_batch_write(int out, const struct img_batch *b, uint64_t *at)
 {
     size_t pos = 0;
     for (int i = 0; i < b->n; pos += b->len[i], i++) {
-        if (pwrite(out, b->buf + pos, b->len[i], (off_t)b->off[i]) != (ssize_t)b->len[i]) {
+        ssize_t k = pwrite(out, b->buf + pos, b->len[i], (off_t)b->off[i]);
+        if (k != (ssize_t)b->len[i]) {
             *at = b->off[i];
-            return errno ? errno : EIO;
+            return k < 0 ? errno : ENOSPC; /* short: the filesystem is full */
         }
     }
     return 0;
