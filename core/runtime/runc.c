@@ -231,9 +231,12 @@ static int rt_probe(struct bh_runc *rt)
 static pthread_mutex_t rt_detect_lock = PTHREAD_MUTEX_INITIALIZER;
 static char rt_detected[8]; /* cached auto-detection result, "" until probed */
 
+/* crun first: a C program, it creates a container in about a third of runc's time (a Go
+ * program started per call) and half the CPU of a boot (docs/benchmarks.md). It refuses
+ * some hosts (hybrid cgroups whose cgroup2 side holds a controller): runc then. */
 static int rt_detect(struct bh_runc *rt, struct bh_err *err)
 {
-    static const char *const candidates[] = {"runc", "crun"};
+    static const char *const candidates[] = {"crun", "runc"};
     pthread_mutex_lock(&rt_detect_lock);
     for (size_t i = 0; !rt_detected[0] && i < BH_ARRAY_LEN(candidates); i++) {
         bh_autofree char *bin = rt_find_binary(candidates[i]);
@@ -400,6 +403,17 @@ static void rt_kill_pidfile(const char *pidfile)
     free(data);
 }
 
+/* crun before 1.9 joins the namespaces of a container whose PID 1 has not yet exec'd the
+ * workload (just after start) with one setns that the kernel refuses (crun issue 1264); it
+ * fails before starting anything, so the exec is safe to try again once that exec is done. */
+static int rt_exec_raced_start(const struct bh_runc *rt, const struct rt_call *call)
+{
+    return call->logged && strcmp(rt->name, "crun") == 0 && strstr(call->errmsg, "setns(") &&
+           strstr(call->errmsg, "Operation not permitted");
+}
+
+#define RT_EXEC_RACE_TRIES 8 /* waits of 2, 4, ... 256 ms: half a second in all */
+
 int bh_runc_exec(struct bh_runc *rt, const char *id, char *const *argv, int timeout_ms,
                  struct bh_proc_result *res, struct bh_err *err)
 {
@@ -417,6 +431,13 @@ int bh_runc_exec(struct bh_runc *rt, const char *id, char *const *argv, int time
     args[n] = NULL;
     struct rt_call call = {.id = id, .stdout_fd = -1, .timeout_ms = timeout_ms};
     int rc = rt_exec(rt, &call, args, res, err);
+    for (int i = 1; rc == 0 && i <= RT_EXEC_RACE_TRIES && rt_exec_raced_start(rt, &call); i++) {
+        bh_proc_result_free(res);
+        free(call.errmsg);
+        call = (struct rt_call){.id = id, .stdout_fd = -1, .timeout_ms = timeout_ms};
+        usleep((useconds_t)(1000u << i));
+        rc = rt_exec(rt, &call, args, res, err);
+    }
     if (rc < 0 && err && err->code == BH_ETIMEOUT)
         rt_kill_pidfile(pidfile);
     unlink(pidfile);
