@@ -566,9 +566,13 @@ class Daemon:
         return os.path.join(self.state, "runtime")
 
     def oci_runtime(self):
-        """The OCI runtime this daemon runs its containers with: the one the environment names
-        (BOILERHOUSE_RUNTIME), else the daemon's own pick, runc first. Each runtime keeps its
-        own state format under the root, so only that one can list or delete them."""
+        """The OCI runtime this daemon runs its containers with: the one it said at start
+        ("runtime crun" in its log; the last start's), else the one the environment names
+        (BOILERHOUSE_RUNTIME), else runc. Each runtime keeps its own state format under the
+        root, so only that one can list or delete them."""
+        said = re.findall(r"state \S+, runtime (runc|crun)\b", self.log(tail=0))
+        if said:
+            return said[-1]
         named = self.extra_env.get("BOILERHOUSE_RUNTIME") or os.environ.get("BOILERHOUSE_RUNTIME")
         if named in ("runc", "crun"):
             return named
