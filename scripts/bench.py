@@ -523,11 +523,12 @@ def bench_density(b, res, n, p, count):
     b.c.release("dholder", "tiny", force=True)
 
 
-def run_daemon(args, datasets, build=None):
+def run_daemon(args, datasets, build=None, more_env=None):
     """All daemon-side measurements. Returns {row name: [ms...]} and hibernate/restore data.
     The boot bound (admission control) is raised to the parallel claims measured: the rows time
-    claims, not refusals."""
+    claims, not refusals. more_env: settings of this daemon (the before rows' --before-env)."""
     env = {"BOILERHOUSE_MAX_BOOTS": str(max(4, args.parallel))}
+    env.update(more_env or {})
     if args.runtime:
         env["BOILERHOUSE_RUNTIME"] = args.runtime
     with use_build(build) as kw:
@@ -633,9 +634,13 @@ def main():
     ap.add_argument("--density", type=int, default=200,
                     help="idle instances of the density row (--rows density)")
     ap.add_argument("--runtime", choices=("runc", "crun"),
-                    help="the daemons' OCI runtime (default: the daemon's own detection, runc "
-                         "first); the baselines stay runc. crun: cgroup2's controllers are bound "
+                    help="the daemons' OCI runtime (default: the daemon's own detection, crun "
+                         "where it runs, else runc); the baselines stay runc. crun: cgroup2's controllers are bound "
                          "to v1 hierarchies for the daemon rows on a hybrid host (bh.crun_host)")
+    ap.add_argument("--before-env", metavar="NAME=VALUE", action="append", default=[],
+                    help="a setting of the before daemon (repeatable), on --before-build's "
+                         "build or this one: e.g. BOILERHOUSE_DISK_SPARES=0 for rows without "
+                         "spare disks beside rows with them")
     ap.add_argument("--claims-only", action="store_true",
                     help="claim latency and request rates, without the data sets")
     args = ap.parse_args()
@@ -664,8 +669,9 @@ def main():
         res = {}
         # crun refuses this kind of hybrid-cgroup host as it is (see bh.crun_host).
         with bh.crun_host() if args.runtime == "crun" else contextlib.nullcontext():
-            if args.before_build and args.claims_only:
-                for k, v in run_daemon(args, datasets, args.before_build).items():
+            before_env = dict(kv.split("=", 1) for kv in args.before_env)
+            if (args.before_build or before_env) and args.claims_only:
+                for k, v in run_daemon(args, datasets, args.before_build, before_env).items():
                     res[k if k.startswith("_") and k != "_rss" else "before: " + k] = v
             res.update(run_daemon(args, datasets))
     finally:
