@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git ca-certificates curl python3 clang-format
   libcjson-dev libyaml-dev libcurl4-openssl-dev libssl-dev libarchive-dev
-  libzstd-dev liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev
+  libzstd-dev liblz4-dev liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libcmocka-dev
   # the bridged network plugins: rtnetlink and nftables in process, no `ip`/`nft` per attach
   libnl-route-3-dev libnftables-dev
   runc crun nftables iproute2 uidmap e2fsprogs
