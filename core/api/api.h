@@ -25,15 +25,22 @@ struct bh_api_req {
     const struct bh_principal *who; /* the authenticated caller (NULL on public routes) */
 };
 
+/* How a call's audit record is appended before its answer is sent (bh_api_audit). */
+enum bh_api_audit_mode {
+    BH_API_AUDIT_COMMIT,  /* committed (bh_audit_append): every state change by default */
+    BH_API_AUDIT_QUEUE,   /* queued (bh_audit_append_async): a call that changed no state, such
+                           * as a claim answered from the instance the tenant holds */
+    BH_API_AUDIT_JOURNAL, /* journaled (bh_audit_append_logged): a state change answered in a
+                           * few milliseconds (a pool claim), as crash-safe as a commit */
+};
+
 struct bh_api_resp {
     int status;
-    cJSON *json;              /* owned; sent as application/json */
-    char *text;               /* owned; sent as content_type instead of json when set */
-    const char *content_type; /* static */
-    int retry_after;          /* seconds; > 0: sent as Retry-After (429, 503) */
-    /* Set by a handler whose call changed no state (an existing claim's answer): its audit
-     * record is queued rather than committed before the answer (bh_audit_append_async). */
-    int audit_async;
+    cJSON *json;                  /* owned; sent as application/json */
+    char *text;                   /* owned; sent as content_type instead of json when set */
+    const char *content_type;     /* static */
+    int retry_after;              /* seconds; > 0: sent as Retry-After (429, 503) */
+    enum bh_api_audit_mode audit; /* how its record is appended; 0: committed first */
 };
 
 struct bh_api_route {
@@ -59,7 +66,7 @@ int bh_api_query_int(const struct bh_api_req *req, struct bh_api_resp *resp, con
 int bh_api_body(const struct bh_api_req *req, struct bh_api_resp *resp, cJSON **out);
 
 /* Records a state-changing call (audit_api.c) after its handler answered, committed before
- * the answer is sent unless resp->audit_async; other calls are not recorded. pattern is the
+ * the answer is sent, as resp->audit says; other calls are not recorded. pattern is the
  * matched route's. */
 void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *pattern,
                   const struct bh_api_resp *resp);

@@ -514,10 +514,14 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
         return;
     }
     cJSON *out = api_claim_shape(ans.claim);
-    if (ans.existing) {
-        /* The claim touched the instance just now: its activity is now, its idle time whole
-         * (no instance read on this, the hottest path). */
-        bh_json_set_str(out, "source", "existing");
+    const char *source = bh_json_str(ans.claim, "status.source");
+    int pooled = !ans.existing && source && strcmp(source, "pool") == 0;
+    if (ans.existing || pooled) {
+        /* The claim touched the instance just now (a pool take stamps its activity in the take
+         * itself): its activity is now, its idle time whole (no instance read on the hottest
+         * paths). */
+        if (ans.existing)
+            bh_json_set_str(out, "source", "existing");
         char now[32];
         bh_clock_rfc3339_ms(bh_clock_wall_ms(), now);
         bh_json_set_str(out, "lastActivity", now);
@@ -556,8 +560,11 @@ static void h_claim(const struct bh_api_req *req, struct bh_api_resp *resp)
     } else {
         bh_api_json(resp, ans.existing ? 200 : 201, out);
         /* Served from the instance the tenant holds: nothing changed but the lazy activity
-         * touch, so its record need not be on the disk before the answer. */
-        resp->audit_async = ans.existing;
+         * touch, so its record need not be on the disk before the answer. Served from a pool
+         * in ~2 ms, of which a commit would be ~0.16: journaled, as crash-safe. */
+        resp->audit = ans.existing ? BH_API_AUDIT_QUEUE
+                      : pooled     ? BH_API_AUDIT_JOURNAL
+                                   : BH_API_AUDIT_COMMIT;
     }
     bh_claim_answer_free(&ans);
 }

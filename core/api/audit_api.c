@@ -93,9 +93,14 @@ void bh_api_audit(const struct bh_api_req *req, const char *actor, const char *p
             .error = resp->status >= 400 ? bh_json_str(resp->json, "error") : NULL,
         };
         struct bh_err err;
-        if (resp->audit_async)
+        int rc = 0;
+        if (resp->audit == BH_API_AUDIT_QUEUE)
             bh_audit_append_async(req->ctx->audit, &rec);
-        else if (bh_audit_append(req->ctx->audit, &rec, &err) < 0)
+        else if (resp->audit == BH_API_AUDIT_JOURNAL)
+            rc = bh_audit_append_logged(req->ctx->audit, &rec, &err);
+        else
+            rc = bh_audit_append(req->ctx->audit, &rec, &err);
+        if (rc < 0)
             bh_error("audit", "%s by %s not recorded: %s", rec.action, actor, err.msg);
         return;
     }

@@ -846,10 +846,28 @@ static const struct {
     {BH_CLAIM_RELEASE_FAILED, claim_releasing},
 };
 
+/* A claim the front door has just created, handed to the first step it runs itself on this
+ * thread (bh_claim_open): that reconcile starts from it instead of reading it back. The key
+ * was reserved before the write, so no other reconcile of it ran since; a change by another
+ * writer meanwhile requeues the key, as it would after a read. */
+static __thread cJSON *claim_fresh;
+
+/* The claim to reconcile (owned): claim_fresh if it is name's, else as stored. */
+static int claim_load(struct bh_ctx *ctx, const char *name, cJSON **claim, struct bh_err *err)
+{
+    cJSON *fresh = BH_STEAL(claim_fresh);
+    if (fresh && strcmp(bh_json_str(fresh, "metadata.name"), name) == 0) {
+        *claim = fresh;
+        return 0;
+    }
+    cJSON_Delete(fresh);
+    return bh_store_get(ctx->store, CLAIM_KIND, name, claim, err);
+}
+
 int bh_claim_reconcile(struct bh_ctx *ctx, const char *name, long *requeue_ms, struct bh_err *err)
 {
     cJSON *claim = NULL;
-    if (bh_store_get(ctx->store, CLAIM_KIND, name, &claim, err) < 0)
+    if (claim_load(ctx, name, &claim, err) < 0)
         return err->code == BH_ENOTFOUND ? 0 : -1;
     const char *phase = claim_phase(claim);
     int rc = 0, booting = 0;
@@ -1141,18 +1159,24 @@ static int claim_restart(struct bh_ctx *ctx, cJSON *c, struct bh_err *err)
 /* The name of (tenant, workload)'s claim: the default (bh_name_claim), unless another door
  * (kubectl) already made the pair's claim under a name of its choosing. Owned. *pair_claim
  * (owned) is the default-named claim as read here, so the caller need not read it again;
- * else NULL. */
+ * else NULL, and *absent (optional) set if the pair has no claim at all. */
 static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *workload,
-                            cJSON **pair_claim)
+                            cJSON **pair_claim, int *absent)
 {
     char *pair = bh_name_claim(tenant, workload);
     struct bh_err err;
     *pair_claim = NULL;
+    if (absent)
+        *absent = 0;
     if (bh_store_get(ctx->store, CLAIM_KIND, pair, pair_claim, &err) == 0)
         return pair;
+    int missing = err.code == BH_ENOTFOUND;
     char *other = claim_other_for_pair(ctx, tenant, workload);
-    if (!other)
+    if (!other) {
+        if (absent)
+            *absent = missing;
         return pair;
+    }
     free(pair);
     return other;
 }
@@ -1160,7 +1184,7 @@ static char *claim_name_for(struct bh_ctx *ctx, const char *tenant, const char *
 char *bh_claim_name(struct bh_ctx *ctx, const char *tenant, const char *workload)
 {
     cJSON *c = NULL;
-    char *name = claim_name_for(ctx, tenant, workload, &c);
+    char *name = claim_name_for(ctx, tenant, workload, &c, NULL);
     cJSON_Delete(c);
     return name;
 }
@@ -1203,9 +1227,11 @@ static int claim_ensure(struct bh_ctx *ctx, const struct bh_claim_req *req, cJSO
     if (claim_workload_open(ctx, req->workload, req->wl, err) < 0)
         return -1;
     cJSON *c = NULL;
-    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload, &c);
-    /* Not before: a release finishing (claim_get_settled waits for it) needs the key. */
-    if (claim_get_settled(ctx, name, &c, err) < 0)
+    int absent;
+    bh_autofree char *name = claim_name_for(ctx, req->tenant, req->workload, &c, &absent);
+    /* Not before: a release finishing (claim_get_settled waits for it) needs the key. None
+     * was found just now: a new one has nothing to settle. */
+    if (!absent && claim_get_settled(ctx, name, &c, err) < 0)
         return -1;
     bh_autofree char *key = bh_xasprintf("%s/%s", CLAIM_KIND, name);
     int mine = reserved && ctx->queue && (!c || strcmp(claim_phase(c), BH_CLAIM_ACTIVE) != 0) &&
@@ -1285,11 +1311,14 @@ int bh_claim_open(struct bh_ctx *ctx, const struct bh_claim_req *req, struct bh_
      * Reserved before the claim was written, so its write's event cannot give it to a worker
      * first (this thread would wait for that worker). */
     int pending = strcmp(claim_phase(ans->claim), BH_CLAIM_PENDING) == 0;
+    if (reserved && pending && bh_json_get(ans->claim, "metadata.resourceVersion"))
+        claim_fresh = BH_STEAL(ans->claim); /* as the store answered its creation */
     if (reserved)
         bh_queue_run_reserved(ctx->queue, qkey, pending);
     else if (ctx->queue && pending)
         bh_queue_run_here(ctx->queue, qkey);
-    if (strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0)
+    cJSON_Delete(BH_STEAL(claim_fresh)); /* not taken: the run was not this claim's */
+    if (ans->claim && strcmp(claim_phase(ans->claim), BH_CLAIM_ACTIVE) == 0)
         return claim_answer_existing(ctx, req, ans, t0, err);
     cJSON_Delete(ans->claim);
     /* Made Active by the run on this thread (a pool claim): its Active write's event put it in
@@ -1356,7 +1385,7 @@ int bh_claim_release(struct bh_ctx *ctx, const char *tenant, const char *workloa
     static const char *const ended[] = {BH_CLAIM_RELEASE_FAILED, BH_CLAIM_RELEASED, NULL};
     memset(ans, 0, sizeof(*ans));
     cJSON *c = NULL;
-    bh_autofree char *name = claim_name_for(ctx, tenant, workload, &c);
+    bh_autofree char *name = claim_name_for(ctx, tenant, workload, &c, NULL);
     if ((!c && bh_store_get(ctx->store, CLAIM_KIND, name, &c, err) < 0) ||
         !bh_name_is_pair(c, tenant, workload)) {
         cJSON_Delete(c);

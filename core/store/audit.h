@@ -5,7 +5,11 @@
  * claim answered from the instance the tenant already holds) may instead queue its record for
  * a background writer (bh_audit_append_async) that commits the queue in one transaction at
  * least every flush interval and on close: a daemon crash loses at most that window of such
- * records. Bounded: past max_records the oldest are dropped. Thread-safe: one connection
+ * records. A call that changed state and is answered in a few milliseconds (a claim served
+ * from a warm pool) may journal its record (bh_audit_append_logged): one write(2) to
+ * <path>.pending, which a process crash keeps as it keeps a commit, committed by the writer
+ * like a queued one; the next writer's start commits what a crash left there. Bounded: past
+ * max_records the oldest are dropped. Thread-safe: one connection
  * behind a mutex. Secret values never reach it (callers pass names). */
 #ifndef BH_AUDIT_H
 #define BH_AUDIT_H
@@ -37,9 +41,10 @@ struct bh_audit_query {
 
 BH_MUST_CHECK int bh_audit_open(const char *path, long long max_records, struct bh_audit **out,
                                 struct bh_err *err);
-/* Starts the background writer of bh_audit_append_async, which commits what is queued every
- * flush_ms and when bh_audit_close stops it. Without it queued appends are synchronous (the
- * CLI's one-record uses). Once per log. */
+/* Starts the background writer of bh_audit_append_async and _logged, which commits what is
+ * queued every flush_ms and when bh_audit_close stops it, after committing what a crash left
+ * in the journal. Without it queued appends are synchronous (the CLI's one-record uses, which
+ * never read the journal: the daemon may be running). Once per log; the daemon's alone. */
 BH_MUST_CHECK int bh_audit_start_writer(struct bh_audit *a, int flush_ms, struct bh_err *err);
 /* Stops the writer (if any) after it committed everything queued, then closes. */
 void bh_audit_close(struct bh_audit *a);
@@ -52,6 +57,12 @@ BH_MUST_CHECK int bh_audit_append(struct bh_audit *a, const struct bh_audit_rec 
  * time is taken now. A full queue (a writer behind by many thousands) makes the caller
  * commit it, so memory stays bounded and nothing is dropped. A failed commit is logged. */
 void bh_audit_append_async(struct bh_audit *a, const struct bh_audit_rec *r);
+/* Appends r durable against a process crash on return, as bh_audit_append, without waiting
+ * for its commit: its line is written to the journal and the record queued for the writer
+ * (in the log's order with every other append). Without a writer, or if the journal cannot
+ * be written, it is bh_audit_append. */
+BH_MUST_CHECK int bh_audit_append_logged(struct bh_audit *a, const struct bh_audit_rec *r,
+                                         struct bh_err *err);
 /* Matching records, newest first, as an owned array of objects. Commits the queued records
  * first: a query sees every append that returned before it. */
 BH_MUST_CHECK int bh_audit_query(struct bh_audit *a, const struct bh_audit_query *q, cJSON **out,

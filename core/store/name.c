@@ -1,6 +1,7 @@
 #include "name.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,12 +30,23 @@ int bh_name_tenant_valid(const char *id)
     return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
 }
 
+/* SHA-256, fetched once: an implicit fetch per digest (EVP_sha256) was most of a name's cost,
+ * and a pool claim names its pair several times. */
+static EVP_MD *name_sha256;
+static pthread_once_t name_sha256_once = PTHREAD_ONCE_INIT;
+
+static void name_fetch_sha256(void)
+{
+    name_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 char *bh_name_pair(const char *tenant, const char *workload)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     bh_autofree char *pair = bh_xasprintf("%s\n%s", tenant, workload);
-    EVP_Digest(pair, strlen(pair), md, &mdlen, EVP_sha256(), NULL);
+    pthread_once(&name_sha256_once, name_fetch_sha256);
+    EVP_Digest(pair, strlen(pair), md, &mdlen, name_sha256 ? name_sha256 : EVP_sha256(), NULL);
     /* Readable part: the tenant lower-cased with anything outside [a-z0-9-] as '-'. The 128-bit
      * hash keeps names unique (two pairs meeting on one name would share an instance and a
      * snapshot); whoever reads a claim or snapshot by name still checks its spec. */

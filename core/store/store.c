@@ -25,6 +25,8 @@
 #define STORE_EVENTS_BATCH 1000
 /* The label objects_tenant indexes (see store_schema). */
 #define STORE_INDEXED_LABEL "boilerhouse.dev/tenant"
+/* The label objects_pool_status indexes: a pool member's readiness. */
+#define STORE_POOL_STATUS_LABEL "boilerhouse.dev/pool-status"
 /* Kinds bh_store_cache_kind may name, and objects the read cache holds at most. */
 #define STORE_MAX_CACHED_KINDS 4
 #define STORE_CACHE_ENTRIES 4096
@@ -88,7 +90,11 @@ static const char *const store_schema =
      * a claim policy's activeClaims): index that label so they read only the tenant's rows.
      * The expression is the one store_list_sql writes for a selector term on this key. */
     "CREATE INDEX IF NOT EXISTS objects_tenant ON objects (kind,"
-    " json_extract(doc, '$.metadata.labels.\"" STORE_INDEXED_LABEL "\"'), name);";
+    " json_extract(doc, '$.metadata.labels.\"" STORE_INDEXED_LABEL "\"'), name);"
+    /* A pool claim lists the ready members of its pool by name (store_names_sql, whose
+     * expression this is): without it, every instance's document was parsed in SQL. */
+    "CREATE INDEX IF NOT EXISTS objects_pool_status ON objects (kind,"
+    " json_extract(doc, '$.metadata.labels.\"" STORE_POOL_STATUS_LABEL "\"'), name);";
 
 /* API tokens (core/store/token.c): only the SHA-256 of a token is kept. claim is set for the
  * per-claim tokens the claim controller mints and revokes. */

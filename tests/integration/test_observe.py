@@ -597,6 +597,27 @@ class TestAuditQueue(ObserveBase):
         self.assertEqual(audit_rows(d, "tenant = 'eve'"), want)
         d.start()
 
+    def test_pool_claim_record_is_journaled_and_survives_kill9(self):
+        """A claim served from a pool changed state but is answered before its record's
+        commit (here an hour away): the record is in the journal beside audit.db, as
+        crash-safe as a commit. kill -9 keeps it, and the next start commits it once."""
+        d = self.d
+        pool = {"name": "warm", "spec": {"workloadRef": "notes", "size": 1}}
+        self.assertEqual(d.request("POST", "/api/v1/pools", pool)[0], 201)
+        self.addCleanup(lambda: d.request("DELETE", "/api/v1/pools/warm"))
+        wait_for(lambda: d.request("GET", "/api/v1/pools/warm")[1].get("status", {})
+                 .get("ready") == 1, timeout=120, what="pool warm ready")
+        self.assertEqual(self.claim("pia")["source"], "pool")
+        self.assertEqual(audit_rows(d, "tenant = 'pia'"), [])  # journaled, not committed
+        d.kill9()
+        self.assertEqual(audit_rows(d, "tenant = 'pia'"), [])
+        d.start()
+        self.assertEqual(audit_rows(d, "tenant = 'pia'"),
+                         [("admin", "claim", "pia", "notes", "ok", 201)])
+        self.assertEqual([(r["action"], r["status"]) for r in
+                          d.request("GET", "/api/v1/audit?tenant=pia")[1]], [("claim", 201)])
+        self.release("pia")
+
 
 if __name__ == "__main__":
     unittest.main()

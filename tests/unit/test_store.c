@@ -964,6 +964,94 @@ static void test_audit_bound_drops_the_oldest(void **state)
     bh_audit_close(a);
 }
 
+/* Targets of actor's records in audit.db, oldest first, comma-separated (owned). */
+static char *audit_targets_on_disk(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char *out = bh_xstrdup("");
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT target FROM audit ORDER BY id", -1, &st, NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char *next =
+            bh_xasprintf("%s%s%s", out, *out ? "," : "", (const char *)sqlite3_column_text(st, 0));
+        free(out);
+        out = next;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+static void audit_logged(struct bh_audit *a, const char *target)
+{
+    struct bh_audit_rec rec = {.actor = "admin",
+                               .action = "claim",
+                               .tenant = "t",
+                               .target = target,
+                               .outcome = "ok",
+                               .status = 201};
+    struct bh_err err;
+    assert_int_equal(bh_audit_append_logged(a, &rec, &err), 0);
+}
+
+/* A journaled record is not committed before the call returns, but a process crash keeps it:
+ * the next writer's start commits the records the crash left (once each: not the ones a
+ * commit had taken already), in the order of the appends, and empties the journal. */
+static void test_audit_journal_survives_a_crash(void **state)
+{
+    struct fixture *f = *state;
+    bh_autofree char *path = bh_xasprintf("%s/audit.db", f->dir);
+    bh_autofree char *journal = bh_xasprintf("%s.pending", path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* a daemon that dies without closing anything */
+        struct bh_audit *a = NULL;
+        struct bh_err err;
+        if (bh_audit_open(path, 100000, &a, &err) < 0 ||
+            bh_audit_start_writer(a, 3600 * 1000, &err) < 0)
+            _exit(2);
+        audit_logged(a, "a1");
+        audit_logged(a, "a2");
+        struct bh_audit_rec sync = {.actor = "admin", .action = "release", .target = "s"};
+        if (bh_audit_append(a, &sync, &err) < 0) /* commits a1, a2 before itself */
+            _exit(3);
+        audit_logged(a, "b1");
+        audit_logged(a, "b2");
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    bh_autofree char *before = audit_targets_on_disk(path);
+    assert_string_equal(before, "a1,a2,s");
+    struct bh_audit *a = NULL;
+    struct bh_err err;
+    /* The CLI (no writer) leaves the journal alone: the daemon may be running. */
+    assert_int_equal(bh_audit_open(path, 100000, &a, &err), 0);
+    bh_audit_close(a);
+    bh_autofree char *cli = audit_targets_on_disk(path);
+    assert_string_equal(cli, "a1,a2,s");
+    assert_int_equal(bh_audit_open(path, 100000, &a, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 3600 * 1000, &err), 0);
+    bh_autofree char *after = audit_targets_on_disk(path);
+    assert_string_equal(after, "a1,a2,s,b1,b2");
+    bh_autofree char *left = NULL;
+    size_t len = 1;
+    assert_int_equal(bh_fs_read_all(journal, 1 << 20, &left, &len, &err), 0);
+    assert_int_equal(len, 0);
+    /* New lines go on after the ones committed; a clean close commits them. */
+    audit_logged(a, "c1");
+    bh_audit_close(a);
+    assert_int_equal(bh_audit_open(path, 100000, &a, &err), 0);
+    assert_int_equal(bh_audit_start_writer(a, 3600 * 1000, &err), 0);
+    bh_audit_close(a);
+    bh_autofree char *last = audit_targets_on_disk(path);
+    assert_string_equal(last, "a1,a2,s,b1,b2,c1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -973,6 +1061,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_queue_order_and_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_burst_is_committed_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_bound_drops_the_oldest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_journal_survives_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_follows_every_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_never_older_than_a_returned_write, setup,
                                         teardown),
