@@ -11,14 +11,20 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -542,6 +548,46 @@ static void test_bad_config_refused(void **state)
     assert_false(nt_link_exists(f->bridge));
 }
 
+/* Refuses socket(AF_NETLINK, *, NETLINK_NETFILTER) with EACCES from here on (this process). */
+static int deny_nfnetlink(void)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 5),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_NETLINK, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NETLINK_NETFILTER, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = BH_ARRAY_LEN(code), .filter = code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -1;
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+/* libnftables exits the process when it cannot open its netlink socket: the plugin checks
+ * first, so the daemon gets an error it can report (in a child: the filter stays). */
+static void test_no_nftables_socket_is_an_error(void **state)
+{
+    struct net_fixture *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct bh_err err = {0};
+        if (deny_nfnetlink() < 0)
+            _exit(2);
+        int rc = fixture_load(f, "10.214.0.0/24", &err);
+        _exit(rc < 0 && strstr(err.msg, "nftables netlink socket") ? 42 : 43);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 42); /* libnftables' exit is 3 */
+    assert_false(nt_link_exists(f->bridge));
+}
+
 #define NET_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -559,6 +605,7 @@ int main(void)
         NET_TEST(test_unload_keeps_libnftables),
         NET_TEST(test_concurrent_attaches_get_distinct_addresses),
         NET_TEST(test_bad_config_refused),
+        NET_TEST(test_no_nftables_socket_is_an_error),
         NET_TEST(test_isolation),
         NET_TEST(test_attach_timing),
     };

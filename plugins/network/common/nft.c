@@ -5,6 +5,7 @@
  * nftables transactions anyway, so a lock costs nothing a second context would win. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
 #include <nftables/libnftables.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "bridge.h"
 
@@ -55,8 +57,23 @@ static void bhn_nft_pin(void)
         dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE); /* never closed */
 }
 
+/* libnftables 1.0 ends the process (exit) when nft_ctx_new cannot open its netlink socket
+ * (no fd left, no nf_tables): the same socket opened first here makes that this plugin's
+ * error instead, but for a failure in the moment between the two. */
+static int bhn_nft_socket_check(struct bh_err *err)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+    if (fd < 0)
+        return bhn_host->err_set(bhn_handle, err, BH_EUNAVAIL, "nftables netlink socket: %s",
+                                 strerror(errno));
+    close(fd);
+    return 0;
+}
+
 int bhn_nft_open(struct bhn_nft **out, struct bh_err *err)
 {
+    if (bhn_nft_socket_check(err) < 0)
+        return -1;
     struct bhn_nft *nft = calloc(1, sizeof(*nft));
     if (!nft)
         return bhn_host->err_set(bhn_handle, err, BH_EIO, "out of memory");
