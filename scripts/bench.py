@@ -635,12 +635,13 @@ def main():
                     help="idle instances of the density row (--rows density)")
     ap.add_argument("--runtime", choices=("runc", "crun"),
                     help="the daemons' OCI runtime (default: the daemon's own detection, crun "
-                         "where it runs, else runc); the baselines stay runc. crun: cgroup2's controllers are bound "
-                         "to v1 hierarchies for the daemon rows on a hybrid host (bh.crun_host)")
+                         "where it runs, else runc); the baselines stay runc. crun: cgroup2's "
+                         "controllers are bound to v1 hierarchies for the daemon rows on a "
+                         "hybrid host (bh.crun_host)")
     ap.add_argument("--before-env", metavar="NAME=VALUE", action="append", default=[],
                     help="a setting of the before daemon (repeatable), on --before-build's "
-                         "build or this one: e.g. BOILERHOUSE_DISK_SPARES=0 for rows without "
-                         "spare disks beside rows with them")
+                         "build or this one: e.g. BOILERHOUSE_WORKERS=2 for rows with fewer "
+                         "reconciler threads beside rows with the default")
     ap.add_argument("--claims-only", action="store_true",
                     help="claim latency and request rates, without the data sets")
     args = ap.parse_args()

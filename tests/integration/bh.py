@@ -606,9 +606,10 @@ class Daemon:
 
     def cleanup(self):
         self.stop()
+        rt = self.oci_runtime()  # the log is read once, not once per container
         for cid in self.containers():
-            subprocess.run([self.oci_runtime(), "--root", self.runtime_root(), "delete", "-f",
-                            cid], capture_output=True)
+            subprocess.run([rt, "--root", self.runtime_root(), "delete", "-f", cid],
+                           capture_output=True)
         for m in sorted(self.mounts(), reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         for br in (self.bridge, self.rbridge):

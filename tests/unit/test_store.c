@@ -964,7 +964,8 @@ static void test_audit_bound_drops_the_oldest(void **state)
     bh_audit_close(a);
 }
 
-/* Targets of actor's records in audit.db, oldest first, comma-separated (owned). */
+/* The targets of every record in the audit log at path, oldest first, comma-separated
+ * (owned): read straight from the file, not through a bh_audit (which would commit). */
 static char *audit_targets_on_disk(const char *path)
 {
     sqlite3 *db = NULL;
